@@ -1,0 +1,132 @@
+"""Argument checks shared by every loss, divergence and analysis.
+
+Each check raises ``ValueError`` whose message names the argument, what was expected and what was
+received, in the style of scikit-learn's parameter validation (CONVENTIONS.md §7). Checks run where
+input enters a public function; private helpers trust their callers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return repr(value)
+
+
+def check_positive(name: str, value: Any, *, where: str) -> float:
+    """A finite float > 0 (temperatures, T_norm)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"The '{name}' parameter of {where} must be a float > 0. Got {_describe(value)} instead.") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"The '{name}' parameter of {where} must be a float > 0. Got {value!r} instead.")
+    return v
+
+
+def check_range(name: str, value: Any, lo: float, hi: float, *, where: str,
+                lo_open: bool = False, hi_open: bool = False, hint: str = "") -> float:
+    """A float in [lo, hi], with either end optionally open."""
+    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+    interval = f"{left}{lo}, {hi}{right}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        extra = f" {hint}" if hint else ""
+        raise ValueError(f"The '{name}' parameter of {where} must be a float in {interval}. Got {value!r} instead.{extra}")
+    return v
+
+
+def check_nonnegative(name: str, value: Any, *, where: str) -> float:
+    """A finite float >= 0 (loss weights)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"The '{name}' parameter of {where} must be a float >= 0. Got {value!r} instead.")
+    return v
+
+
+def check_int_range(name: str, value: Any, lo: int, hi: int, *, where: str) -> int:
+    """An integer in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point()
+    ):
+        raise ValueError(f"The '{name}' parameter of {where} must be an integer in [{lo}, {hi}]. Got {_describe(value)} instead.")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError(f"The '{name}' parameter of {where} must be an integer in [{lo}, {hi}]. Got {v} instead.")
+    return v
+
+
+def check_tensor(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | None = None) -> Tensor:
+    """A non-empty tensor of finite floats (±inf allowed only where ``allow_neg_inf`` callers say)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor. Got {type(x).__name__} instead.")
+    if dims is not None and x.dim() != dims:
+        raise ValueError(f"The '{name}' argument of {where} must have {dims} dimensions. Got shape {tuple(x.shape)} instead.")
+    if x.dim() < min_dim:
+        raise ValueError(f"The '{name}' argument of {where} must have at least {min_dim} dimension(s). Got shape {tuple(x.shape)} instead.")
+    if x.numel() == 0:
+        raise ValueError(f"The '{name}' argument of {where} is empty (shape {tuple(x.shape)}): pass at least one sample.")
+    return x
+
+
+def check_logits(name: str, x: Any, *, where: str, min_dim: int = 2, dims: int | None = None,
+                 allow_neg_inf: bool = True) -> Tensor:
+    """Logits: a non-empty float tensor without NaN or +inf (-inf marks a masked entry)."""
+    x = check_tensor(name, x, where=where, min_dim=min_dim, dims=dims)
+    if not x.is_floating_point():
+        raise ValueError(f"The '{name}' argument of {where} must be a floating-point tensor. Got dtype {x.dtype} instead.")
+    if x.shape[-1] == 0:
+        raise ValueError(f"The '{name}' argument of {where} has no classes (last dimension 0).")
+    bad = torch.isnan(x) | (x == math.inf)
+    if not allow_neg_inf:
+        bad = bad | torch.isinf(x)
+    if bool(bad.any()):
+        n = int(bad.sum())
+        what = "NaN or inf" if not allow_neg_inf else "NaN or +inf"
+        raise ValueError(f"The '{name}' argument of {where} must be finite ({'-inf marks a masked entry; ' if allow_neg_inf else ''}"
+                         f"no {what}). Got {n} such value(s) in a tensor of shape {tuple(x.shape)}.")
+    if allow_neg_inf and bool(torch.isneginf(x).all(dim=-1).any()):
+        raise ValueError(f"The '{name}' argument of {where} has a row whose entries are all -inf: "
+                         f"every distribution needs at least one finite logit.")
+    return x
+
+
+def check_same_shape(student: Tensor, teacher: Tensor, *, where: str, cross_vocab_hint: bool = False) -> None:
+    """Student and teacher logits must agree in shape; the class/vocabulary count is named apart."""
+    if student.shape[:-1] != teacher.shape[:-1]:
+        raise ValueError(f"student_logits and teacher_logits of {where} must have the same leading (batch/position) shape. "
+                         f"Got {tuple(student.shape)} for the student and {tuple(teacher.shape)} for the teacher.")
+    if student.shape[-1] != teacher.shape[-1]:
+        kind = "vocabulary" if cross_vocab_hint else "class"
+        hint = (" Truncate both to the shared token ids, or use kind='uld', the cross-tokenizer divergence."
+                if cross_vocab_hint else " Teacher and student must predict the same classes.")
+        raise ValueError(f"The {kind} counts of {where} differ: the student has {student.shape[-1]}, "
+                         f"the teacher has {teacher.shape[-1]}.{hint}")
+
+
+def check_labels(labels: Any, batch: int, num_classes: int, *, where: str, name: str = "labels") -> Tensor:
+    """Integer class labels, shape [B], each in [0, C)."""
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor of class indices. Got {type(labels).__name__} instead.")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"The '{name}' argument of {where} must hold integer class indices. Got dtype {labels.dtype} instead.")
+    if labels.dim() != 1 or labels.shape[0] != batch:
+        raise ValueError(f"The '{name}' argument of {where} must have shape [{batch}] (one class index per sample). "
+                         f"Got shape {tuple(labels.shape)} instead.")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"The '{name}' argument of {where} must hold class indices in [0, {num_classes - 1}]. "
+                         f"Got values from {int(labels.min())} to {int(labels.max())}.")
+    return labels.long()

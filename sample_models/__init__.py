@@ -1,0 +1,2 @@
+"""sample_models: small teacher/student pairs on shipped or generated data, with their training
+script and committed safetensors weights."""
