@@ -1,0 +1,32 @@
+"""One look for every figure: colours for teacher and student, and a layout helper.
+
+Figures are built with the plotly template left to the caller (tests set it to None), so the style
+here only sets what carries meaning: titles, axis labels with units, legend, hover.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+TEACHER = "#1f4e79"          # dark blue
+STUDENT = "#d9822b"          # orange
+BASELINE = "#7f7f7f"         # grey: the student trained without a teacher
+ROLE_COLOURS = {"teacher": TEACHER, "student": STUDENT, "baseline": BASELINE}
+SEQUENTIAL = "Viridis"       # heatmaps of magnitudes (CKA, attention)
+DIVERGING = "RdBu"           # signed differences
+
+
+def finish(fig: go.Figure, *, title: str, x: str | None = None, y: str | None = None,
+           height: int | None = None, legend: bool = True) -> go.Figure:
+    """Set the title, axis titles and legend placement that every figure must have."""
+    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left"},
+                      showlegend=legend, hovermode="closest",
+                      margin={"l": 60, "r": 20, "t": 60, "b": 50})
+    if legend:
+        fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 1, "xanchor": "right"})
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
+    if height is not None:
+        fig.update_layout(height=height)
+    return fig

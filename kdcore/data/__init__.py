@@ -1,0 +1,4 @@
+"""Datasets: generated and bundled samples, and the user's own data. See base.py for the surface."""
+from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
+
+__all__ = ["Dataset", "SplitData", "SPLITS", "IGNORE_INDEX"]
