@@ -81,8 +81,9 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
                      class_names: list[str], where: str) -> dict[str, np.ndarray]:
     """Seeded, stratified train/val/test indices into `labels` ([N] int class ids).
 
-    Test is split off first, then val from the rest, each with scikit-learn's train_test_split
-    (stratify=labels), so every split keeps the class proportions up to rounding.
+    Split sizes are round(fraction * N), at least one per class; test is split off first, then val
+    from the rest, each with scikit-learn's train_test_split (stratify=labels), so every split keeps
+    the class proportions up to rounding.
     """
     counts = np.bincount(labels, minlength=len(class_names))
     smallest = int(np.argmin(counts))
@@ -90,16 +91,17 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
         raise ValueError(f"{where} needs at least 3 samples of every class (one each for train, val and test). "
                          f"Got {int(counts[smallest])} of class {class_names[smallest]!r}. "
                          f"Add samples of that class, or leave it out.")
-    idx = np.arange(len(labels))
-    try:
-        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=labels)
-        train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction),
-                                      random_state=seed, stratify=labels[rest])
-    except ValueError as err:
-        raise ValueError(f"{where} could not make stratified train/val/test splits of {len(labels)} samples in "
-                         f"{len(class_names)} classes with val_fraction={val_fraction} and "
-                         f"test_fraction={test_fraction}: each split needs at least one sample per class. "
-                         f"Add samples, or raise val_fraction/test_fraction. (scikit-learn: {err})") from None
+    n, k = len(labels), len(class_names)
+    n_test = max(k, round(test_fraction * n))  # at least one sample per class in each held-out split
+    n_val = max(k, round(val_fraction * n))
+    if n - n_test - n_val < k:
+        raise ValueError(f"{where} has too few samples for stratified train/val/test splits: {n} samples in {k} "
+                         f"classes, of which val takes {n_val} and test {n_test} (at least one per class each), "
+                         f"leaving {n - n_test - n_val} for training, fewer than the {k} classes. "
+                         f"Add samples, or lower val_fraction/test_fraction.")
+    idx = np.arange(n)
+    rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=labels)
+    train, val = train_test_split(rest, test_size=n_val, random_state=seed, stratify=labels[rest])
     return {"train": train, "val": val, "test": test}
 
 

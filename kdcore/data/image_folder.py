@@ -62,7 +62,8 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
         raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
                          f"No readable image was found in {str(root)!r}: {len(candidates)} class folder(s), "
                          f"{report['unreadable']} unreadable image(s), {report['skipped_not_image']} file(s) that "
-                         f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}). "
+                         f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
+                         f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
                          f"Put image files in one subfolder per class.")
     if len(kept) < 2:
         found = f"1 ({kept[0]!r})" if kept else "0"

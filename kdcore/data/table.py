@@ -207,5 +207,5 @@ def _encode_labels(col: pd.Series, label_column: str) -> tuple[np.ndarray, list[
                          f"Got only {str(values[0])!r} in all {len(col)} rows. Check the column, or add rows of "
                          f"other classes.")
     ids = {v: i for i, v in enumerate(values)}
-    y = col.map(ids).to_numpy(dtype=np.int64)  # [N]
+    y = col.map(ids).to_numpy(dtype=np.int64, copy=True)  # [N]
     return y, [str(v) for v in values]
