@@ -500,6 +500,8 @@ def test_text_refuses_bad_input(tmp_path):
         load_text(b"abc" * 100, max_bytes=10)
     with pytest.raises(ValueError, match=r"no such file"):
         load_text(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match=r"no such file.*pass bytes \(for text: text.encode\('utf-8'\)\)"):
+        load_text("some text held in a str\n" * 20)
     with pytest.raises(ValueError, match=r"binary mode"):
         load_text(io.StringIO("text mode"))
     with pytest.raises(ValueError, match=r"file path, bytes, or a binary file object. Got int"):

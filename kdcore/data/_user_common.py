@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from kdcore._validation import check_int_range, check_range
 
@@ -45,10 +44,17 @@ def read_source(source: Any, *, name: str, where: str, max_bytes: int) -> tuple[
         return data, None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            what = "a folder" if path.is_dir() else "nothing (no such file)"
-            raise ValueError(f"The '{name}' argument of {where} must be a path to a file. Got {str(path)!r}, "
-                             f"which is {what}. Check the path.")
+        try:
+            is_file, is_dir = path.is_file(), path.is_dir()
+        except OSError:  # e.g. a name too long to be a path
+            is_file = is_dir = False
+        if not is_file:
+            what = "a folder" if is_dir else "nothing (no such file)"
+            shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+            hint = (" To pass the contents themselves, pass bytes (for text: text.encode('utf-8'))."
+                    if isinstance(source, str) and not is_dir else "")
+            raise ValueError(f"The '{name}' argument of {where} must be a path to a file. Got {shown!r}, "
+                             f"which is {what}. Check the path.{hint}")
         size = path.stat().st_size
         if size > max_bytes:
             raise too_large(f"The size of the file {path.name!r}", size, max_bytes, where=where)
@@ -99,6 +105,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
                          f"classes, of which val takes {n_val} and test {n_test} (at least one per class each), "
                          f"leaving {n - n_test - n_val} for training, fewer than the {k} classes. "
                          f"Add samples, or lower val_fraction/test_fraction.")
+    from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes seconds to import
+
     idx = np.arange(n)
     rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=labels)
     train, val = train_test_split(rest, test_size=n_val, random_state=seed, stratify=labels[rest])

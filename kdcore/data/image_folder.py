@@ -65,11 +65,9 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
                          f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
                          f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
                          f"Put image files in one subfolder per class.")
-    if len(kept) < 2:
-        found = f"1 ({kept[0]!r})" if kept else "0"
+    if len(kept) < 2:  # images were read, so exactly one class has them
         raise ValueError(f"The 'path' parameter of {_WHERE} must hold at least 2 class subfolders with readable "
-                         f"images, laid out as {_LAYOUT}. Found {found} in {str(root)!r}"
-                         f"{' (images directly in the root folder are ignored)' if report['ignored_root_files'] else ''}. "
+                         f"images, laid out as {_LAYOUT}. Found 1 ({kept[0]!r}) in {str(root)!r}. "
                          f"Add a subfolder of images for each class.")
 
     # class ids follow the sorted names of the classes that kept images

@@ -66,10 +66,12 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
 
     inputs = np.full((n_blocks, L), tok.pad_id, dtype=np.int64)  # [B, L]
     targets = np.full((n_blocks, L), IGNORE_INDEX, dtype=np.int64)  # [B, L]
-    for b in range(n_blocks):
-        seg = ids[b * chunk:(b + 1) * chunk]
-        inputs[b, :len(seg) - 1] = seg[:-1]
-        targets[b, :len(seg) - 1] = seg[1:]
+    n_full = len(pieces) // chunk
+    full = ids[:n_full * chunk].reshape(n_full, chunk)  # [B_full, L + 1]
+    inputs[:n_full], targets[:n_full] = full[:, :-1], full[:, 1:]
+    if n_blocks > n_full:  # the short last block: padded inputs, -100 targets
+        tail = ids[n_full * chunk:]  # [m], 2 <= m <= L
+        inputs[-1, :len(tail) - 1], targets[-1, :len(tail) - 1] = tail[:-1], tail[1:]
     splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s]))
               for s in SPLITS}
 
