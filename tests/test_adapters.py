@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kdcore.adapters import HFAdapter, ModelAdapter, ModuleAdapter, load_factory, load_hf, wrap
-from kdcore.hooks import count_capture_hooks
+from kdcore.hooks import capture_features, count_capture_hooks
 from kdcore.weights import save_state_dict
 
 B, L = 3, 6
@@ -233,12 +233,16 @@ def test_output_shape_size_and_no_nan(case):
 
 
 def test_layers_listed(case):
-    adapter, *_ = case
+    adapter, x, _, _ = case
     names = adapter.layer_names()
-    assert names == [n for n, _ in adapter.model.named_modules() if n]
+    assert names == [n for n, m in adapter.model.named_modules() if n and not isinstance(m, nn.ModuleList)]
+    assert len(names) >= 3
     defaults = adapter.default_layers()
     assert defaults and set(defaults) <= set(names)
     assert len(defaults) == len(set(defaults))
+    with capture_features(adapter.model, names) as feats:  # every listed name can be hooked
+        adapter.logits(x)
+    assert set(defaults) <= set(feats) <= set(names)
 
 
 def test_captured_features_equal_manual_forward(case):

@@ -183,8 +183,9 @@ class ModelAdapter:
         return sum(p.numel() for p in self.model.parameters())
 
     def layer_names(self) -> list[str]:
-        """Every named submodule, in registration order (the names capture() accepts)."""
-        return [n for n, _ in self.model.named_modules() if n]
+        """Every named submodule that runs in a forward pass, in registration order (the names capture()
+        accepts); ModuleList/ModuleDict containers, which are never called, are left out."""
+        return [n for n, m in self.model.named_modules() if n and not isinstance(m, (nn.ModuleList, nn.ModuleDict))]
 
     def default_layers(self) -> list[str]:
         """Layers to compare by default (CKA): those given, the model's ``feature_layers``, or its top-level blocks."""
