@@ -232,3 +232,64 @@ def test_head_average_entropy_and_matching_figures():
     assert fig["layout"]["yaxis"]["title"]["text"].startswith("student head")
     with pytest.raises(ValueError, match="'pair'"):
         attention.matching_figure(r, pair=5)
+
+
+# ---------------------------------------------------------------------------- attention-transfer maps
+def _np_at_map(f, p=2.0):
+    m = (np.abs(f.numpy().astype(np.float64)) ** p).mean(1)           # [B, H, W]
+    flat = m.reshape(len(m), -1)
+    return (flat / np.linalg.norm(flat, axis=1, keepdims=True)).reshape(m.shape)
+
+
+@pytest.mark.parametrize("shapes", [((3, 4, 6, 6), (3, 8, 6, 6)), ((2, 5, 4, 4), (2, 3, 8, 8)), ((1, 2, 3, 5), (1, 2, 3, 5))])
+@pytest.mark.parametrize("p", [2.0, 1.0])
+def test_attention_transfer_maps_match_numpy_and_kdcore_loss(shapes, p):
+    from kdcore.losses import attention_transfer_loss
+    fs, ft = torch.randn(*shapes[0]), torch.randn(*shapes[1])
+    r = attention.attention_transfer_maps(fs, ft, p=p)
+    np.testing.assert_allclose(r.student.numpy(), _np_at_map(fs, p), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r.teacher.numpy(), _np_at_map(ft, p), rtol=1e-5, atol=1e-7)
+    assert r.student_resized.shape == r.teacher.shape
+    np.testing.assert_allclose(r.student_resized.flatten(1).norm(dim=1).numpy(), 1.0, rtol=1e-6)
+    if shapes[0][2:] == shapes[1][2:]:
+        torch.testing.assert_close(r.student_resized, r.student)
+    # the per-sample losses are the kdcore loss on each sample, and average to the batch loss
+    per = ((r.student_resized - r.teacher) ** 2).flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(r.per_sample["loss"].to_numpy(), per, rtol=1e-4, atol=1e-9)
+    assert r.per_sample["loss"].mean() == pytest.approx(float(attention_transfer_loss(fs, ft, p=p)), rel=1e-5)
+
+
+def test_attention_transfer_constructed_case():
+    ft = torch.zeros(1, 2, 2, 2)
+    ft[0, :, 0, 1] = 3.0                                                 # all activation in one cell
+    r = attention.attention_transfer_maps(ft.clone(), ft)
+    assert r.teacher[0].tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert r.per_sample["loss"].iloc[0] == 0.0
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        attention.attention_transfer_maps(torch.randn(2, 3, 4), ft)
+    with pytest.raises(ValueError, match="same batch size"):
+        attention.attention_transfer_maps(torch.randn(2, 2, 2, 2), ft)
+
+
+class _CaptureAdapter:
+    def __init__(self, feats):
+        self.feats = feats
+
+    def capture(self, inputs, layers):
+        return {name: self.feats for name in layers}
+
+
+def test_attention_transfer_from_adapters_and_figure():
+    fs, ft = torch.rand(2, 3, 4, 4), torch.rand(2, 5, 8, 8)
+    images = torch.rand(2, 3, 16, 16)
+    r = attention.attention_transfer_from_adapters(_CaptureAdapter(fs), _CaptureAdapter(ft), images,
+                                                   student_layer="s", teacher_layer="t")
+    torch.testing.assert_close(r.student, torch.from_numpy(_np_at_map(fs)).float(), rtol=1e-5, atol=1e-7)
+    fig = attention.attention_transfer_figure(r, sample=1).to_dict()
+    assert [d["type"] for d in fig["data"]] == ["image", "heatmap", "heatmap", "heatmap"]
+    assert [d["name"] for d in fig["data"][1:]] == ["teacher a(F)", "student a(F)", "student − teacher"]
+    assert _arr(fig["data"][1]["z"]).shape == (8, 8) and _arr(fig["data"][2]["z"]).shape == (4, 4)
+    np.testing.assert_allclose(_arr(fig["data"][3]["z"]), (r.student_resized[1] - r.teacher[1]).numpy(), rtol=1e-6)
+    assert fig["layout"]["xaxis2"]["title"]["text"] == "width (feature-map cells)"
+    assert fig["layout"]["coloraxis2"]["cmid"] == 0.0
+    assert "Attention-transfer" in fig["layout"]["title"]["text"]
