@@ -65,11 +65,11 @@ def _check_attention(name: str, attn: Any, where: str) -> Tensor:
         raise ValueError(f"The '{name}' argument of {where} must be attention probabilities of shape "
                          f"[batch, heads, length, length]. Got shape {tuple(attn.shape)} instead.")
     attn = attn.detach().to("cpu", torch.float64)
-    if not bool(torch.isfinite(attn).all()) or bool((attn < 0).any()):
+    sums = attn.sum(-1)  # [B, H, L]; NaN or inf anywhere shows here
+    if not bool(torch.isfinite(sums).all()) or float(attn.min()) < 0:
         raise ValueError(f"The '{name}' argument of {where} must hold finite, non-negative probabilities. "
                          f"Got values from {float(attn.min())} to {float(attn.max())}.")
-    sums = attn.sum(-1)
-    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+    if float((sums - 1).abs().max()) > 1e-3:
         raise ValueError(f"The '{name}' argument of {where} must have rows that sum to 1 (softmax over keys). "
                          f"Got row sums from {float(sums.min()):.4g} to {float(sums.max()):.4g}: "
                          f"pass attention probabilities, not scores.")
@@ -124,7 +124,11 @@ def head_entropy(attn: Any, *, mask: Any = None) -> Tensor:
     """
     where = "head_entropy"
     attn = _check_attention("attn", attn, where)
-    mask = _check_mask(mask, attn.shape[0], attn.shape[-1], where)
+    return _entropy(attn, _check_mask(mask, attn.shape[0], attn.shape[-1], where))
+
+
+def _entropy(attn: Tensor, mask: Tensor | None) -> Tensor:
+    """Validated [B, H, L, L] -> [H]."""
     ent = -torch.special.xlogy(attn, attn).sum(-1)  # [B, H, L]
     return _row_mean(ent, mask)
 
@@ -152,7 +156,11 @@ def head_divergence(student_attn: Any, teacher_attn: Any, *, metric: str = "kl",
                          f"Got {tuple(s.shape)} for the student and {tuple(t.shape)} for the teacher.")
     if metric not in METRICS:
         raise ValueError(f"The 'metric' parameter of {where} must be one of {METRICS}. Got {metric!r} instead.")
-    mask = _check_mask(mask, s.shape[0], s.shape[-1], where)
+    return _divergence(s, t, metric, _check_mask(mask, s.shape[0], s.shape[-1], where))
+
+
+def _divergence(s: Tensor, t: Tensor, metric: str, mask: Tensor | None) -> np.ndarray:
+    """Validated [B, Hs, L, L] and [B, Ht, L, L] -> [Hs, Ht]."""
     ss = s.unsqueeze(2)  # [B, Hs, 1, L, L]
     tt = t.unsqueeze(1)  # [B, 1, Ht, L, L]
     if metric == "kl":
@@ -234,6 +242,10 @@ def compute(student_attn: Sequence[Any], teacher_attn: Sequence[Any], *, layer_m
     if tokens is not None and len(tokens) != length:
         raise ValueError(f"The 'tokens' argument of {where} must have one label per position ({length}). "
                          f"Got {len(tokens)} instead.")
+    if metric not in METRICS:
+        raise ValueError(f"The 'metric' parameter of {where} must be one of {METRICS}. Got {metric!r} instead.")
+    if mode not in MODES:
+        raise ValueError(f"The 'mode' parameter of {where} must be one of {MODES}. Got {mode!r} instead.")
     if layer_map is None:
         layer_map = default_layer_map(len(s_layers), len(t_layers))
     layer_map = [(int(i), int(j)) for i, j in layer_map]
@@ -244,12 +256,12 @@ def compute(student_attn: Sequence[Any], teacher_attn: Sequence[Any], *, layer_m
     rows = []
     for role, layers in (("teacher", t_layers), ("student", s_layers)):
         for li, a in enumerate(layers):
-            for h, e in enumerate(head_entropy(a, mask=mask_t).tolist()):
+            for h, e in enumerate(_entropy(a, mask_t).tolist()):
                 rows.append({"role": role, "layer": li, "head": h, "entropy": e, "max_entropy": math.log(length)})
     entropy = pd.DataFrame(rows)
     divergence, match_rows = {}, []
     for i, j in layer_map:
-        d = head_divergence(s_layers[i], t_layers[j], metric=metric, mask=mask_t)
+        d = _divergence(s_layers[i], t_layers[j], metric, mask_t)
         divergence[(i, j)] = d
         for sh, th, v in match_heads(d, mode=mode):
             match_rows.append({"student_layer": i, "student_head": sh, "teacher_layer": j, "teacher_head": th, "divergence": v})
