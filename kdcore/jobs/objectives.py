@@ -251,7 +251,7 @@ def _projector(fs: Tensor, ft: Tensor) -> nn.Module:
     except ImportError:  # pragma: no cover - losses without a projector factory
         make_projector = None
     if make_projector is not None:
-        return make_projector(fs, ft)
+        return make_projector(tuple(fs.shape), tuple(ft.shape))
     if fs.dim() == 4:  # [B, C, H, W]
         return nn.Conv2d(fs.shape[1], ft.shape[1], kernel_size=1, bias=False)
     return nn.Linear(fs.shape[-1], ft.shape[-1], bias=False)

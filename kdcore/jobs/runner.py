@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.objectives import (StepTensors, build_projectors, compute_loss, feature_layers,
-                                    feature_shape_problems, fit_problems, label_loss)
+                                    feature_shape_problems, fit_problems, label_loss,
+                                    needs_attention)
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import build_cache, compute_teacher_outputs, tensor_fingerprint
 
@@ -112,6 +113,20 @@ def _device_label(device: torch.device) -> str:
 def _to(adapter, device):
     moved = adapter.to(device)
     return adapter if moved is None else moved
+
+
+def _forward_with_attentions(adapter, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """(logits, per-layer attention [B, H, L, L]) in one forward pass, with the graph kept."""
+    model = adapter.model
+    if callable(getattr(model, "forward_with_attentions", None)):
+        logits, atts = model.forward_with_attentions(x)
+        return logits, list(atts)
+    if hasattr(model, "config") and hasattr(model.config, "output_attentions"):
+        out = model(input_ids=x, output_attentions=True)
+        if out.attentions and all(a is not None for a in out.attentions):
+            return out.logits, list(out.attentions)
+    raise ValueError(f"objective 'attn_kl' needs attention weights, but {adapter.name} does not return them "
+                     f"(a model with forward_with_attentions, or a Hugging Face model with eager attention).")
 
 
 def _model_device(adapter) -> torch.device:
@@ -355,6 +370,7 @@ class _Job:
         self.task, self.terms = prep["task"], prep["terms"]
         self.s_layers, self.t_layers = prep["s_layers"], prep["t_layers"]
         self.ce_weight = self.cfg.resolved_ce_weight()
+        self.need_attn = needs_attention(self.terms)
         train, val = prep["train"], prep["val"]
         self.train_x, self.train_y = train.inputs.to(dev), train.targets.to(dev)
         self.val_x, self.val_y = val.inputs.to(dev), val.targets.to(dev)
@@ -429,10 +445,11 @@ class _Job:
                 if self.step >= self.total_steps:
                     break
                 self._check_cancel()
-                values = self._train_step(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-                self.log.add("step", self.step, self.epoch, values)
+                values, extras = self._train_step(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
+                values.update(extras)
+                self.log.add("step", self.step, self.epoch, values)
                 count += 1
                 self.log.maybe_flush()
                 self._beat()
@@ -441,11 +458,17 @@ class _Job:
             self.train_time += time.perf_counter() - t_epoch
             self._end_epoch({f"train_{k}": v / max(count, 1) for k, v in sums.items()})
 
-    def _train_step(self, idx: Tensor) -> dict[str, float]:
+    def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
+        """One optimiser step; returns (loss components, other per-step values)."""
         x, y = self.train_x[idx], self.train_y[idx]
         t_logits, t_feats = self._teacher_batch(idx, x)
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
         batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
+        if self.need_attn:
+            s_logits, batch.student_attn = _forward_with_attentions(self.student, x)
+            batch.student_logits = s_logits
+            with torch.no_grad(), _eval_scope(self.teacher.model):
+                batch.teacher_attn = _forward_with_attentions(self.teacher, x)[1]
         try:
             loss, comps = compute_loss(self.terms, self.ce_weight, batch)
         except ValueError:
@@ -466,11 +489,10 @@ class _Job:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.opt.step()
         self.step += 1
-        out = dict(zip(names, vals))
-        out["lr"] = lr
+        extras = {"lr": lr}
         if self.step == 1:
-            out["teacher_logits_grad"] = float(t_logits.requires_grad)
-        return out
+            extras["teacher_logits_grad"] = float(t_logits.requires_grad)
+        return dict(zip(names, vals)), extras
 
     # -- epoch end: validation, checkpoints, resume state --
     def _evaluate(self) -> dict[str, float]:

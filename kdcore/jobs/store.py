@@ -154,8 +154,11 @@ class RunStore:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "runs").mkdir(exist_ok=True)
             self._probe_writable()
-            with self._tx() as con:
-                con.executescript(_SCHEMA)
+            con = self._connect()
+            try:
+                con.executescript(_SCHEMA)           # its own transaction
+            finally:
+                con.close()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
         self.reap_stale()
@@ -184,7 +187,8 @@ class RunStore:
                 yield con
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
@@ -331,10 +335,11 @@ class RunStore:
         if not rows:
             return pd.DataFrame(columns=["step", "epoch"])
         long = pd.DataFrame([tuple(r) for r in rows], columns=["step", "epoch", "name", "value"])
-        wide = long.pivot_table(index=["step", "epoch"], columns="name", values="value", aggfunc="last",
-                                dropna=False, sort=False).reset_index()
+        names = list(long["name"].unique())                                   # first-logged order
+        long = long.drop_duplicates(["step", "epoch", "name"], keep="last")
+        wide = long.pivot(index=["step", "epoch"], columns="name", values="value")[names].reset_index()
         wide.columns.name = None
-        return wide.sort_values(["step", "epoch"]).reset_index(drop=True)
+        return wide.sort_values(["step", "epoch"], kind="stable").reset_index(drop=True)
 
     def truncate_metrics(self, run_id: str, *, after_step: int) -> None:
         """Drop metrics logged after a step (a resumed run replays from its last checkpoint)."""
