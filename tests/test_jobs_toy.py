@@ -90,10 +90,17 @@ class _TinyLM(nn.Module):
         self.mix = nn.Linear(d, d)
         self.head = nn.Linear(d, vocab)
 
+    def forward_with_attentions(self, ids):               # [B, L] -> ([B, L, V], [[B, 1, L, L]])
+        h = self.emb(ids)                                                        # [B, L, D]
+        L = ids.shape[1]
+        scores = h @ h.transpose(1, 2) / h.shape[-1] ** 0.5                      # [B, L, L]
+        causal = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
+        att = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+        h = att @ h
+        return self.head(torch.tanh(self.mix(h))), [att[:, None]]
+
     def forward(self, ids):                                # [B, L] -> [B, L, V]
-        h = self.emb(ids)
-        h = torch.cumsum(h, dim=1) / torch.arange(1, ids.shape[1] + 1, device=ids.device)[None, :, None]
-        return self.head(torch.tanh(self.mix(h)))
+        return self.forward_with_attentions(ids)[0]
 
 
 def toy_lm_pair() -> Pair:

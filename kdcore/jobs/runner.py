@@ -239,6 +239,12 @@ def prepare_run(config: JobConfig, pair=None) -> dict:
         raise ValueError("The objective does not fit the pair " + repr(config.pair) + ":\n"
                          + "\n".join(f"  - {p}" for p in problems))
     train, val = ds.split("train"), ds.split("val")
+    if s_layers:  # shapes: a probe pass over 2 samples (detached copies; the pair's models are not changed)
+        probe = train.inputs[:2]
+        problems = feature_shape_problems(terms, pair.student.capture(probe, s_layers), pair.teacher.capture(probe, t_layers))
+        if problems:
+            raise ValueError("The objective does not fit the pair " + repr(config.pair) + ":\n"
+                             + "\n".join(f"  - {p}" for p in problems))
     if config.train_size is not None:
         train = train.subset(config.train_size)
     if config.val_size is not None:
@@ -387,16 +393,14 @@ class _Job:
                 _, sf = self.student.forward_features(self.train_x[:2], self.s_layers)
                 with _eval_scope(self.teacher.model):
                     _, tf = compute_teacher_outputs(self.teacher, self.train_x[:2], self.t_layers)
-            problems = feature_shape_problems(self.terms, sf, tf)
-            if problems:
-                raise ValueError("The objective does not fit the pair " + repr(cfg.pair) + ":\n"
-                                 + "\n".join(f"  - {p}" for p in problems))
             torch.manual_seed(cfg.seed + 1)
             self.projectors = build_projectors(self.terms, sf, tf).to(dev)
         params = list(self.student.model.parameters()) + list(self.projectors.parameters())
         self.params = params
         self.opt = _make_optimizer(cfg, params)
         self.cache = None
+        self._teacher_training = 0.0
+        self._check_teacher_mode = True
         if cfg.teacher_cache:
             t0 = time.perf_counter()
             cache_dir = None if self.store is None else self.store.root / "cache"
@@ -404,6 +408,7 @@ class _Job:
                 self.cache = build_cache(self.teacher, self.train_x, self.t_layers, batch_size=max(256, cfg.batch_size),
                                          device=dev, top_k=cfg.cache_top_k, cache_dir=cache_dir,
                                          key_parts={"pair": cfg.pair, "n": n})
+                self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
             self.log.add("epoch", 0, 0, {"cache_mass_kept": self.cache.mass_kept,
                                          "cache_from_disk": float(self.cache.from_disk),
                                          "cache_build_s": time.perf_counter() - t0})
@@ -425,6 +430,9 @@ class _Job:
         if self.cache is not None:
             return self.cache.get(idx)
         with _eval_scope(self.teacher.model):
+            if self._check_teacher_mode:   # evidence for the doctor: the mode the teacher really ran in
+                self._check_teacher_mode = False
+                self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
             return compute_teacher_outputs(self.teacher, x, self.t_layers)
 
     def _train(self) -> None:
@@ -507,7 +515,8 @@ class _Job:
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
         values.update(self._evaluate())
-        values["teacher_training"] = float(self.teacher.model.training)
+        values["teacher_training"] = self._teacher_training     # 1 if it ran in train mode during the epoch
+        self._check_teacher_mode = True
         values["teacher_params_with_grad"] = float(sum(p.grad is not None for p in self.teacher.model.parameters()))
         values["epoch_time_s"] = self.train_time
         self.log.add("epoch", self.step, self.epoch, values)

@@ -293,7 +293,9 @@ class RunStore:
             sql += f" LIMIT {int(limit)}"
         rows = [_row_to_run(r) for r in self._read(sql, (state,) if state else ())]
         cols = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
-        return pd.DataFrame([{k: r[k] for k in cols} for r in rows], columns=cols)
+        df = pd.DataFrame([{k: r[k] for k in cols} for r in rows], columns=cols)
+        df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+        return df
 
     def reap_stale(self) -> list[str]:
         """Mark 'running' runs whose worker is gone (pid dead on this host, or heartbeat stale) as interrupted."""
@@ -385,6 +387,7 @@ class RunStore:
     def checkpoints(self, run_id: str) -> list[int]:
         """Epochs at which student weights were saved."""
         rows = self._read("SELECT epoch FROM artifacts WHERE run_id=? AND kind='student' AND epoch IS NOT NULL "
+                          "AND name != 'student.safetensors' "
                           "ORDER BY epoch", (run_id,))
         return [r["epoch"] for r in rows]
 
