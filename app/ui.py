@@ -64,6 +64,23 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
     if caption:
         cols[0].caption(caption)
     cols[1].download_button("Download HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-                            file_name=f"{name}.html", mime="text/html", key=f"dl_{key}",
+                            file_name=f"{name}.html", mime="text/html", key=f"dl_{key}", on_click="ignore",
                             help="A self-contained HTML copy of this figure (opens offline). "
                                  "For PNG, use the camera icon in the chart's toolbar.")
+
+
+def page_context():
+    """(pair, key, device, probe size) for the sidebar's choice, or None (a message is shown) when no pair is ready."""
+    from app import state
+    pair = state.current_pair()
+    if pair is None:
+        return None
+    return pair, state.pair_key(), state.device(), state.probe_size()
+
+
+def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), what: str = "", instead: str = "") -> bool:
+    """True when the pair fits the page; otherwise say so in plain words and point elsewhere."""
+    ok = (not kinds or pair.kind in kinds) and (not tasks or pair.dataset.task in tasks)
+    if not ok:
+        st.info(f"{what} {instead}".strip(), icon="ℹ️")
+    return ok
