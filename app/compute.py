@@ -20,7 +20,8 @@ from analyses import scorecard as scorecard_an
 from analyses import soft_labels as soft_labels_an
 from app import state
 
-TEMPERATURES = tuple(float(t) for t in np.round(np.geomspace(0.5, 20.0, 41), 3))  # the sweep's grid
+TEMPERATURES = tuple(float(t) for t in np.round(np.geomspace(0.5, 20.0, 25), 3))  # the sweep's grid
+SWEEP_ROWS = 1024         # rows (inputs, or LM token positions) used by the temperature sweep
 ATTENTION_MAX = 16        # inputs used for attention maps (each is [H, L, L] per layer)
 CAM_MAX = 32              # images explained by Grad-CAM (one backward pass each model)
 
@@ -87,12 +88,22 @@ def sweep(key: tuple, device: str, n: int) -> dict:
     elif lg["task"] == "causal_lm":
         keep = y.reshape(-1) != -100
         t, s, y = t.reshape(-1, t.shape[-1])[keep], s.reshape(-1, s.shape[-1])[keep], y.reshape(-1)[keep]
+    t, s, y = t[:SWEEP_ROWS], s[:SWEEP_ROWS], None if y is None else y[:SWEEP_ROWS]
     names = lg["class_names"]
     return {"sweep": soft_labels_an.compare_sweeps(s, t, TEMPERATURES, labels=y),
             "gradient": soft_labels_an.gradient_scale(s, t, TEMPERATURES),
             "classes": soft_labels_an.class_probabilities(t, TEMPERATURES, student_logits=s, samples=[0, 1, 2],
                                                           class_names=names),
             "teacher": t[:64], "student": s[:64], "labels": None if y is None else y[:64], "class_names": names}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sweep_figures(key: tuple, device: str, n: int) -> dict:
+    """The temperature-sweep figures (they do not depend on the sliders: the page only marks T on copies)."""
+    res = sweep(key, device, n)
+    return {"sweep": soft_labels_an.figure_sweep(res["sweep"]),
+            "gradient": soft_labels_an.figure_gradient_scale(res["gradient"]),
+            "classes": soft_labels_an.figure_class_probabilities(res["classes"])}
 
 
 # ---- features ---------------------------------------------------------------------------------------
@@ -104,9 +115,18 @@ def cka(key: tuple, device: str, n: int, kind: str, debiased: bool) -> dict[str,
     x, _, _ = state.probe(pair, n)
     tokens = "mean" if pair.kind == "causal_lm" else "flatten"
     opts = {"kind": kind, "debiased": debiased, "tokens": tokens}
-    return {"teacher × student": cka_an.pair_cka(pair.teacher, pair.student, x, **opts),
-            "teacher × teacher": cka_an.pair_cka(pair.teacher, pair.teacher, x, **opts),
-            "student × student": cka_an.pair_cka(pair.student, pair.student, x, **opts)}
+    t_layers, s_layers = _cka_layers(pair.teacher, x), _cka_layers(pair.student, x)
+    return {"teacher × student": cka_an.pair_cka(pair.teacher, pair.student, x, layers_a=t_layers, layers_b=s_layers, **opts),
+            "teacher × teacher": cka_an.pair_cka(pair.teacher, pair.teacher, x, layers_a=t_layers, layers_b=t_layers, **opts),
+            "student × student": cka_an.pair_cka(pair.student, pair.student, x, layers_a=s_layers, layers_b=s_layers, **opts)}
+
+
+def _cka_layers(adapter, x) -> list[str]:
+    """The default layers whose features are per input ([n, ...]; for LMs token features [n, L, d])."""
+    layers = list(adapter.default_layers())
+    feats = adapter.capture(x[:2], layers)
+    want = 3 if adapter.kind == "causal_lm" else None
+    return [k for k in layers if feats[k].shape[0] == 2 and (want is None or feats[k].dim() == want)]
 
 
 # ---- attention --------------------------------------------------------------------------------------

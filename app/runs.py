@@ -33,6 +33,30 @@ OBJECTIVE_HELP = {
 }
 
 
+def objectives_for(task: str) -> list[str]:
+    """The objectives the Start form offers for a task (those needing layer maps are left to config files)."""
+    if task == "causal_lm":
+        return ["token", "ce"]
+    if task == "multilabel":
+        return ["kd", "cakd", "normkd", "ce"]
+    return ["kd", "dkd", "cakd", "normkd", "ls", "ce"]
+
+
+def parse_params(text: str) -> dict:
+    """The objective's extra parameters from a YAML mapping typed in the form ('' -> {})."""
+    import yaml
+    if not (text or "").strip():
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"The parameters must be a YAML mapping such as {{beta: 4}}. Could not read {text!r}: "
+                         f"{str(exc).splitlines()[0]}.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"The parameters must be a YAML mapping such as {{beta: 4}}. Got {text!r}.")
+    return value
+
+
 def active_runs(store: RunStore) -> pd.DataFrame:
     """Queued and running runs, newest first (stale 'running' ones are reaped to 'interrupted' first)."""
     df = store.list_runs()

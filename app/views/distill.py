@@ -3,7 +3,7 @@ run the standard protocols, download a run's report. Everything is read back fro
 import streamlit as st
 
 from app import report, run_figures, runs, state, ui
-from kdcore.jobs import JobConfig, cancel, compare, get_status, submit
+from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.config import OBJECTIVE_PARAMS
 
 ui.intro(
@@ -27,14 +27,17 @@ tab_new, tab_live, tab_runs, tab_protocol = st.tabs(["Start a run", "Live", "Run
 
 # ---- start -----------------------------------------------------------------------------------------
 with tab_new:
+    pair = st.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair",
+                        format_func=state.describe_sample_pair)
+    task = state.pair_from_key(("sample", pair)).dataset.task
     with st.form("new_run"):
-        c1, c2, c3 = st.columns(3)
-        pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair")
-        objective = c2.selectbox("Objective", [o for o in OBJECTIVE_PARAMS], key="job_objective",
+        c1, c2 = st.columns([2, 1])
+        objective = c1.selectbox("Objective", runs.objectives_for(task), key="job_objective",
                                  format_func=lambda o: f"{o} — {runs.OBJECTIVE_HELP.get(o, '')}")
-        name = c3.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
+        name = c2.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
         c1, c2, c3, c4 = st.columns(4)
-        temperature = c1.number_input("Temperature T", 0.1, 50.0, 4.0, 0.5, key="job_temperature")
+        temperature = c1.number_input("Temperature T", 0.1, 50.0, 1.0 if task == "causal_lm" else 4.0, 0.5,
+                                      key="job_temperature")
         lam = c2.number_input("λ (KD only)", 0.0, 1.0, 0.9, 0.05, key="job_lam")
         epochs = c3.number_input("Epochs", 1, 200, 3, key="job_epochs")
         max_steps = c4.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
@@ -43,15 +46,23 @@ with tab_new:
         batch = c2.number_input("Batch size", 4, 1024, 64, key="job_batch")
         train_size = c3.number_input("Training samples (0 = all)", 0, 1_000_000, 0, key="job_train_size")
         seed = c4.number_input("Seed", 0, 10_000, 0, key="job_seed")
+        params = st.text_input("Other parameters (YAML, optional)", key="job_params",
+                               placeholder="e.g. {beta: 4}  ·  {rule: topk, k: 3}  ·  {kind: rkl}",
+                               help="The objective's own parameters: dkd alpha/beta; cakd rule/k/tau/alpha/beta; "
+                                    "normkd t_norm; ls eps; token kind/beta/alpha/mu.")
         started = st.form_submit_button("Start distillation", type="primary")
     if started:
         with ui.guard("start the run"):
             has_t = "temperature" in OBJECTIVE_PARAMS[objective]
-            cfg = JobConfig(pair=pair, objective=objective, name=name.strip(),
+            extra = runs.parse_params(params)
+            if task == "multilabel" and objective == "cakd":
+                extra.setdefault("rule", "labels")              # the strong set of a multi-label sample: its labels
+            cfg = JobConfig(pair=pair, objective=objective, name=name.strip(), params=extra,
                             temperature=float(temperature) if has_t else None,
                             lam=float(lam) if objective == "kd" else None, epochs=int(epochs),
                             max_steps=int(max_steps) or None, lr=float(lr), batch_size=int(batch),
                             train_size=int(train_size) or None, seed=int(seed), device=state.device())
+            prepare_run(cfg, pair=state.pair_from_key(("sample", pair)))   # every problem named before queueing
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon="✅")

@@ -3,7 +3,6 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
-from analyses import soft_labels as sl
 from app import compute, figures, ui
 from kdcore.losses import kd_loss
 
@@ -53,7 +52,8 @@ if ctx:
             ui.show_figure(figures.kd_terms(ce, kl_term, lam), "soft_labels_kd_terms",
                            caption="The hard-label term and the soft-label term, as weighted in the loss."
                            + ("" if ce is not None else " (No single true label here: the KL term alone.)"))
-        ui.show_figure(figures.mark_x(sl.figure_sweep(res["sweep"]), T), "soft_labels_sweep", caption="Mean over the probe inputs; the dashed line is your T.")
-        ui.show_figure(figures.mark_x(sl.figure_gradient_scale(res["gradient"]), T), "soft_labels_gradient", caption="The student's KD gradient scale, and T²·KL with its limit.")
+        figs = compute.sweep_figures(key, device, n)
+        ui.show_figure(figures.mark_x(figs["sweep"], T), "soft_labels_sweep", caption="Mean over the probe inputs; the dashed line is your T.")
+        ui.show_figure(figures.mark_x(figs["gradient"], T), "soft_labels_gradient", caption="The student's KD gradient scale, and T²·KL with its limit.")
         with st.expander("Per-class probability curves of three inputs"):
-            ui.show_figure(sl.figure_class_probabilities(res["classes"]), "soft_labels_classes")
+            ui.show_figure(figures.mark_x(figs["classes"], T), "soft_labels_classes")
