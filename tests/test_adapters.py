@@ -389,6 +389,11 @@ def test_default_layers_and_cam_layer():
     model = TinyResNet()
     model.cam_layer = "layer1.0.conv1"
     assert wrap(model, name="r").cam_layer == "layer1.0.conv1"
+    model.cam_layer = ""  # declared empty: fall back to the last Conv2d
+    assert wrap(model, name="r").cam_layer == "layer2.0.conv2"
+    model.cam_layer = "layer9"
+    with pytest.raises(ValueError, match="layer9"):
+        wrap(model, name="r").cam_layer
 
 
 def test_hf_default_layers_are_the_blocks(hf_dirs):
