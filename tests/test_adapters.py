@@ -458,6 +458,8 @@ def test_hf_inputs_take_a_dict_with_attention_mask(hf_dirs):
         adapter.logits(torch.randn(2, L))
     with pytest.raises(ValueError, match="input_ids"):
         adapter.logits({"attention_mask": mask})
+    with pytest.raises(ValueError, match=r"token ids in \[0, 22\]. Got values from 0 to 23"):
+        adapter.logits(torch.tensor([[0, 23]]))
 
 
 def test_latency_validates_and_measures():
