@@ -6,8 +6,8 @@ prints the peak-memory ratio chunked / naive (goal <= 0.25) and the time ratio (
 Memory: each variant runs once in a fresh child process (multiprocessing 'spawn') that builds the
 inputs, resets the kernel's peak-RSS counter (/proc/self/clear_refs, else falls back to ru_maxrss),
 runs the variant, and reports peak RSS minus the RSS before the call (torch's CPU allocations are
-invisible to tracemalloc). Time: naive and chunked timed in one child process per case, best of
-a few repeats, interleaved. Cases run one at a time to keep RAM under ~10 GB. Both variants run
+invisible to tracemalloc). Time: naive and chunked timed in one child process per (case, kind),
+best of a few repeats, interleaved. Cases run one at a time to keep RAM under ~10 GB. Both variants run
 single-threaded (torch.set_num_threads(1)), which is fair to both and steadier on a shared machine.
 
     python bench/divergences.py            # the two cases above
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CASES = [(8192, 32000), (2048, 128000)]
-QUICK_CASES = [(512, 8000), (128, 32000)]
+QUICK_CASES = [(1024, 32000), (256, 128000)]   # a few chunks each
 KINDS = ("fkl", "rkl", "jsd", "akl")
 INPUT_DTYPE = "bfloat16"          # LM logits usually come as bf16; both variants compute in float32
 
@@ -96,37 +96,26 @@ def _memory_child(variant, kind, n, v, queue):
     queue.put((peak - before, float(out.double().sum())))
 
 
-def _peak_delta(variant, kind, n, v):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_memory_child, args=(variant, kind, n, v, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
-def _time_child(n, v, repeats, kinds, queue):
+def _time_child(kind, n, v, repeats, queue):
     import torch
     torch.set_num_threads(1)
+    import kdcore.divergences  # noqa: F401
     student, teacher = _inputs(n, v)
-    times = {}
+    best = {"naive": math.inf, "chunked": math.inf}
     with torch.no_grad():
-        for kind in kinds:
-            best = {"naive": math.inf, "chunked": math.inf}
-            for _ in range(repeats):
-                for name, fn in (("naive", naive), ("chunked", chunked)):
-                    start = time.perf_counter()
-                    fn(kind, student, teacher)
-                    best[name] = min(best[name], time.perf_counter() - start)
-            times[kind] = best
-    queue.put(times)
+        for _ in range(repeats):                  # interleaved, so a slow spell hits both
+            for name, fn in (("naive", naive), ("chunked", chunked)):
+                start = time.perf_counter()
+                fn(kind, student, teacher)
+                best[name] = min(best[name], time.perf_counter() - start)
+    queue.put(best)
 
 
-def _times(n, v, repeats, kinds):
+def _in_child(target, *args):
+    """Run target(*args, queue) in a fresh 'spawn' process and return what it puts on the queue."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_time_child, args=(n, v, repeats, kinds, queue))
+    proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -143,12 +132,11 @@ def main():
     started = time.perf_counter()
     print(f"inputs {INPUT_DTYPE}, float32 arithmetic, 1 thread; ratio = chunked / naive")
     for n, v in (QUICK_CASES if args.quick else CASES):
-        times = _times(n, v, args.repeats, kinds)
         for kind in kinds:
-            naive_mem, naive_sum = _peak_delta("naive", kind, n, v)
-            chunk_mem, chunk_sum = _peak_delta("chunked", kind, n, v)
+            t = _in_child(_time_child, kind, n, v, args.repeats)
+            naive_mem, naive_sum = _in_child(_memory_child, "naive", kind, n, v)
+            chunk_mem, chunk_sum = _in_child(_memory_child, "chunked", kind, n, v)
             agree = abs(naive_sum - chunk_sum) <= 1e-4 * max(1.0, abs(naive_sum))
-            t = times[kind]
             print(f"{kind:<4} {n}x{v}  mem {chunk_mem / naive_mem:.2f} (goal <= 0.25)  "
                   f"time {t['chunked'] / t['naive']:.2f} (goal <= 1.2)  "
                   f"[peak MiB naive {naive_mem / 1024:.0f} chunked {chunk_mem / 1024:.0f}; "
