@@ -346,8 +346,13 @@ def attention_transfer_from_adapters(student: Any, teacher: Any, inputs: Tensor,
 _MAP_HOVER = "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra>%{fullData.name}</extra>"
 
 
-def _axis_labels(result: AttentionResult, length: int) -> list:
-    return list(result.tokens) if result.tokens is not None else list(range(length))
+def _token_ticks(fig: go.Figure, result: AttentionResult, length: int) -> None:
+    """Positions on both axes (numbers, so repeated tokens keep their own row and column), labelled
+    with the tokens when known."""
+    if result.tokens is not None:
+        ticks = {"tickmode": "array", "tickvals": list(range(length)), "ticktext": list(result.tokens)}
+        fig.update_xaxes(**ticks)
+        fig.update_yaxes(**ticks)
 
 
 def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int = 0,
@@ -367,14 +372,15 @@ def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int 
               + [f"student L{student_layer} H{h}" for h in range(s.shape[0])] + [""] * (ncols - 1 - s.shape[0])
               + [f"student L{student_layer} mean"])
     fig = make_subplots(rows=2, cols=ncols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12)
-    labels = _axis_labels(result, t.shape[-1])
+    positions = list(range(t.shape[-1]))
     for row, (role, maps) in enumerate((("teacher", t), ("student", s)), start=1):
         panels = [(f"{role} head {h}", maps[h], h + 1) for h in range(maps.shape[0])]
         panels.append((f"{role} mean over heads", maps.mean(0), ncols))
         for name, z, col in panels:
-            fig.add_trace(go.Heatmap(z=z, x=labels, y=labels, coloraxis="coloraxis", name=name,
+            fig.add_trace(go.Heatmap(z=z, x=positions, y=positions, coloraxis="coloraxis", name=name,
                                      hovertemplate=_MAP_HOVER), row=row, col=col)
     fig.update_yaxes(autorange="reversed")
+    _token_ticks(fig, result, len(positions))
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
                                  "colorbar": {"title": {"text": "attention<br>probability"}}})
     _style.finish(fig, title=f"Attention maps, input {sample}: teacher layer {teacher_layer} vs student layer {student_layer}",
@@ -393,15 +399,16 @@ def head_average_figure(result: AttentionResult, *, sample: int = 0) -> go.Figur
         titles += [f"teacher layer {j}", f"student layer {i}"]
     fig = make_subplots(rows=n, cols=2, subplot_titles=titles, horizontal_spacing=0.06,
                         vertical_spacing=min(0.08, 0.3 / max(n - 1, 1)))
-    labels = _axis_labels(result, result.student[0].shape[-1])
+    positions = list(range(result.student[0].shape[-1]))
     for r, (i, j) in enumerate(result.layer_map, start=1):
         for c, (role, z) in enumerate((("teacher", result.teacher[j][sample].mean(0)),
                                       ("student", result.student[i][sample].mean(0))), start=1):
-            fig.add_trace(go.Heatmap(z=z.numpy(), x=labels, y=labels, coloraxis="coloraxis",
+            fig.add_trace(go.Heatmap(z=z.numpy(), x=positions, y=positions, coloraxis="coloraxis",
                                      name=f"{role} layer {j if role == 'teacher' else i}", hovertemplate=_MAP_HOVER),
                           row=r, col=c)
     fig.update_yaxes(autorange="reversed", title_text="query position", col=1)
     fig.update_xaxes(title_text="key position", row=n)
+    _token_ticks(fig, result, len(positions))
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
                                  "colorbar": {"title": {"text": "attention<br>probability"}}})
     return _style.finish(fig, title=f"Head-averaged attention, input {sample}: teacher vs student",
@@ -437,7 +444,7 @@ def matching_figure(result: AttentionResult, *, pair: int = 0) -> go.Figure:
                                colorbar={"title": {"text": unit}}, name="divergence",
                                hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>"))
     m = result.matches[(result.matches["student_layer"] == i) & (result.matches["teacher_layer"] == j)]
-    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode})",
+    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode.replace('_', '-')})",
                              marker={"symbol": "x", "size": 14, "color": _style.STUDENT},
                              customdata=m["divergence"],
                              hovertemplate="student head %{y} → teacher head %{x}<br>%{customdata:.4f}<extra></extra>"))
@@ -467,12 +474,15 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
                       row=1, col=col + k)
     diff = float((result.student_resized[sample] - result.teacher[sample]).abs().max()) or 1.0
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
-                                 "colorbar": {"title": {"text": "a(F) (unit L2 norm)"}, "x": 1.0}},
+                                 "colorbar": {"title": {"text": "a(F)"}, "x": 1.0, "thickness": 12}},
                       coloraxis2={"colorscale": _style.DIVERGING, "cmid": 0.0, "cmin": -diff, "cmax": diff,
-                                  "colorbar": {"title": {"text": "difference"}, "x": 1.1}})
+                                  "colorbar": {"title": {"text": "diff."}, "x": 1.09, "thickness": 12}})
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="width (feature-map cells)")
-    fig.update_yaxes(title_text="height (feature-map cells)", col=1)
+    for c in range(1, len(titles) + 1):
+        unit = "pixels" if has_img and c == 1 else "feature-map cells"
+        fig.update_xaxes(title_text=f"width ({unit})", row=1, col=c)
+        if c <= 2:
+            fig.update_yaxes(title_text=f"height ({unit})", row=1, col=c)
     loss = result.per_sample["loss"].iloc[sample]
     return _style.finish(fig, title=f"Attention-transfer maps, input {sample} (p = {result.p:g}; AT loss {loss:.4g})",
                          legend=False)

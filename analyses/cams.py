@@ -321,7 +321,7 @@ def overlay_figure(result: CamResult, *, index: int = 0, opacity: float = 0.5) -
             fig.add_trace(go.Contour(z=result.masks[index].double().numpy(), contours={"start": 0.5, "end": 0.5, "size": 1,
                                      "coloring": "lines"}, line={"color": "white", "width": 2}, showscale=False,
                                      name="ground-truth mask", showlegend=(c == 1), hoverinfo="skip"), row=1, col=c)
-    fig.update_yaxes(autorange="reversed", scaleanchor=None)
+    fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="x (pixels)")
     fig.update_yaxes(title_text="y (pixels)", col=1)
     fig.update_layout(coloraxis={"colorscale": "Jet", "cmin": 0.0, "cmax": 1.0,

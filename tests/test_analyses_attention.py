@@ -193,7 +193,7 @@ def test_compute_from_adapters():
 def _result():
     t = [_random_attention(2, 3, 5, causal=True) for _ in range(2)]
     s = [_random_attention(2, 2, 5, causal=True)]
-    return attention.compute(s, t, tokens=list("vwxyz")), s, t
+    return attention.compute(s, t, tokens=list("vwxyv")), s, t
 
 
 def test_maps_figure():
@@ -205,7 +205,8 @@ def test_maps_figure():
     assert names[:4] == ["teacher head 0", "teacher head 1", "teacher head 2", "teacher mean over heads"]
     np.testing.assert_allclose(_arr(heat[1]["z"]), t[1][1, 1].numpy())          # layer_map (0 -> 1)
     np.testing.assert_allclose(_arr(heat[-1]["z"]), s[0][1].mean(0).numpy())
-    assert list(heat[0]["x"]) == list("vwxyz")
+    assert list(heat[0]["x"]) == [0, 1, 2, 3, 4]
+    assert list(fig["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
     lay = fig["layout"]
     assert "Attention maps" in lay["title"]["text"]
     assert lay["coloraxis"]["colorbar"]["title"]["text"] == "attention<br>probability"
@@ -290,6 +291,7 @@ def test_attention_transfer_from_adapters_and_figure():
     assert [d["name"] for d in fig["data"][1:]] == ["teacher a(F)", "student a(F)", "student − teacher"]
     assert _arr(fig["data"][1]["z"]).shape == (8, 8) and _arr(fig["data"][2]["z"]).shape == (4, 4)
     np.testing.assert_allclose(_arr(fig["data"][3]["z"]), (r.student_resized[1] - r.teacher[1]).numpy(), rtol=1e-6)
+    assert fig["layout"]["xaxis"]["title"]["text"] == "width (pixels)"
     assert fig["layout"]["xaxis2"]["title"]["text"] == "width (feature-map cells)"
     assert fig["layout"]["coloraxis2"]["cmid"] == 0.0
     assert "Attention-transfer" in fig["layout"]["title"]["text"]
