@@ -43,7 +43,6 @@ from analyses import _style
 
 METRICS = ("kl", "js", "mse")       # divergences between two heads' attention rows
 MODES = ("one_to_one", "nearest")   # how student heads are assigned to teacher heads
-_WHERE = "analyses.attention"
 
 
 # --------------------------------------------------------------------------------------------

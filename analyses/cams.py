@@ -29,11 +29,14 @@ normalisation would change the shares).
 
 The models are shared (the app caches them across sessions): Grad-CAM runs inside a scoped
 context that puts the model in eval mode and restores every module's mode and every parameter's
-``requires_grad`` afterwards; Captum removes its hooks itself, and the input is never modified.
+``requires_grad`` afterwards; Captum removes its hooks itself (in ``finally``), Grad-CAM calls are
+serialised by a lock, and the input is never modified. No gradient reaches the parameters' ``.grad``
+(Captum differentiates with ``torch.autograd.grad`` with respect to the layer's output only).
 """
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -48,7 +51,7 @@ from torch import Tensor, nn
 
 from analyses import _style
 
-_WHERE = "analyses.cams"
+_GRAD_CAM_LOCK = threading.RLock()  # one Grad-CAM at a time: two would race on restoring the shared model's modes
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def grad_cam(model: nn.Module, layer: Any, inputs: Any, targets: Any) -> Tensor:
     tgt = _check_targets(targets, x.shape[0], where)
     device = next(model.parameters(), torch.empty(0)).device
     x = x.detach().clone().to(device)
-    with scoped_eval(model):
+    with _GRAD_CAM_LOCK, scoped_eval(model):
         cam = LayerGradCam(model, module).attribute(x, target=tgt.to(device).tolist(), relu_attributions=True)
         cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")  # [N, 1, H, W]
     return cam.detach().to("cpu", torch.float32)[:, 0]

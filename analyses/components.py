@@ -46,7 +46,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from analyses import _style
-from kdcore.divergences import KINDS, divergence_loss, token_divergence
+from kdcore.divergences import KINDS, token_divergence
 from kdcore.losses import cakd_components, dkd_components, strong_set
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
