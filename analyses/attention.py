@@ -490,3 +490,14 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
 def _check_index(name: str, value: int, n: int, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
         raise ValueError(f"The '{name}' parameter of {where} must be an integer in [0, {n - 1}]. Got {value!r} instead.")
+
+
+def figure(result: AttentionResult | AttentionTransferResult, **kwargs: Any) -> go.Figure:
+    """The main figure of a result: :func:`maps_figure` for attention, :func:`attention_transfer_figure`
+    for attention-transfer maps (keyword arguments pass through)."""
+    if isinstance(result, AttentionTransferResult):
+        return attention_transfer_figure(result, **kwargs)
+    if isinstance(result, AttentionResult):
+        return maps_figure(result, **kwargs)
+    raise ValueError(f"The 'result' argument of analyses.attention.figure must be an AttentionResult or an "
+                     f"AttentionTransferResult. Got {type(result).__name__} instead.")

@@ -367,3 +367,11 @@ def agreement_figure(result: CamResult) -> go.Figure:
     return _style.finish(fig, title=f"Teacher–student Grad-CAM agreement per image (top-{result.q:g}% regions)",
                          x="Pearson correlation of the maps (−1 to 1)", y=f"IoU of the top-{result.q:g}% regions (0–1)",
                          legend=False)
+
+
+def figure(result: CamResult, **kwargs: Any) -> go.Figure:
+    """The main figure of a result: :func:`overlay_figure` (keyword arguments pass through)."""
+    if not isinstance(result, CamResult):
+        raise ValueError(f"The 'result' argument of analyses.cams.figure must be a CamResult. "
+                         f"Got {type(result).__name__} instead.")
+    return overlay_figure(result, **kwargs)

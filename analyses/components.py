@@ -365,3 +365,14 @@ def token_figure(result: TokenResult) -> go.Figure:
     fig.update_yaxes(title_text="entropy (nats)", row=2, col=1)
     return _style.finish(fig, title=f"Token-level divergences and entropy over the text (T = {result.temperature:g})",
                          height=520)
+
+
+def figure(result: ComponentsResult | TokenResult, **kwargs: Any) -> go.Figure:
+    """The main figure of a result: :func:`class_figure` for classifier components, :func:`token_figure`
+    for a text (keyword arguments pass through)."""
+    if isinstance(result, TokenResult):
+        return token_figure(result, **kwargs)
+    if isinstance(result, ComponentsResult):
+        return class_figure(result, **kwargs)
+    raise ValueError(f"The 'result' argument of analyses.components.figure must be a ComponentsResult or a "
+                     f"TokenResult. Got {type(result).__name__} instead.")

@@ -295,3 +295,12 @@ def test_attention_transfer_from_adapters_and_figure():
     assert fig["layout"]["xaxis2"]["title"]["text"] == "width (feature-map cells)"
     assert fig["layout"]["coloraxis2"]["cmid"] == 0.0
     assert "Attention-transfer" in fig["layout"]["title"]["text"]
+
+
+def test_figure_dispatches_on_the_result():
+    r, _, _ = _result()
+    assert attention.figure(r).to_dict() == attention.maps_figure(r).to_dict()
+    at = attention.attention_transfer_maps(torch.rand(1, 2, 4, 4), torch.rand(1, 3, 4, 4))
+    assert attention.figure(at).to_dict()["layout"]["title"]["text"].startswith("Attention-transfer")
+    with pytest.raises(ValueError, match="AttentionResult"):
+        attention.figure({"not": "a result"})
