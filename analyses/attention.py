@@ -41,6 +41,7 @@ from torch import Tensor
 
 from analyses import _style
 
+_CHUNK = 2 ** 22                   # float64 elements per intermediate (32 MiB): long texts stay bounded
 METRICS = ("kl", "js", "mse")       # divergences between two heads' attention rows
 MODES = ("one_to_one", "nearest")   # how student heads are assigned to teacher heads
 
@@ -63,7 +64,7 @@ def _check_attention(name: str, attn: Any, where: str) -> Tensor:
     if attn.dim() != 4 or attn.shape[-1] != attn.shape[-2] or attn.numel() == 0:
         raise ValueError(f"The '{name}' argument of {where} must be attention probabilities of shape "
                          f"[batch, heads, length, length]. Got shape {tuple(attn.shape)} instead.")
-    attn = attn.detach().to("cpu", torch.float64)
+    attn = attn.detach().to("cpu", torch.float64 if attn.dtype == torch.float64 else torch.float32)
     sums = attn.sum(-1)  # [B, H, L]; NaN or inf anywhere shows here
     if not bool(torch.isfinite(sums).all()) or float(attn.min()) < 0:
         raise ValueError(f"The '{name}' argument of {where} must hold finite, non-negative probabilities. "
@@ -119,16 +120,26 @@ def head_entropy(attn: Any, *, mask: Any = None) -> Tensor:
     """Entropy (nats) of each head's attention rows, averaged over batch and kept query rows.
 
     ``attn`` [B, H, L, L] attention probabilities; ``mask`` [B, L] optional query mask.
-    Returns [H] (float64). H(row) = −Σ_k a_k log a_k with 0·log 0 = 0.
+    Returns [H] (float64, whatever the input dtype). H(row) = −Σ_k a_k log a_k with 0·log 0 = 0.
     """
     where = "head_entropy"
     attn = _check_attention("attn", attn, where)
     return _entropy(attn, _check_mask(mask, attn.shape[0], attn.shape[-1], where))
 
 
+def _batch_chunks(batch: int, per_sample: int) -> list[slice]:
+    """Slices of the batch so that an intermediate of ``per_sample`` elements per sample stays ≤ _CHUNK."""
+    step = max(1, _CHUNK // max(per_sample, 1))
+    return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+
+
 def _entropy(attn: Tensor, mask: Tensor | None) -> Tensor:
-    """Validated [B, H, L, L] -> [H]."""
-    ent = -torch.special.xlogy(attn, attn).sum(-1)  # [B, H, L]
+    """Validated [B, H, L, L] -> [H] (float64, computed in chunks of the batch)."""
+    b, h, length, _ = attn.shape
+    ent = torch.empty(b, h, length, dtype=torch.float64)  # [B, H, L]
+    for sl in _batch_chunks(b, h * length * length):
+        a = attn[sl].double()
+        ent[sl] = -torch.special.xlogy(a, a).sum(-1)
     return _row_mean(ent, mask)
 
 
@@ -159,16 +170,22 @@ def head_divergence(student_attn: Any, teacher_attn: Any, *, metric: str = "kl",
 
 
 def _divergence(s: Tensor, t: Tensor, metric: str, mask: Tensor | None) -> np.ndarray:
-    """Validated [B, Hs, L, L] and [B, Ht, L, L] -> [Hs, Ht]."""
-    ss = s.unsqueeze(2)  # [B, Hs, 1, L, L]
-    tt = t.unsqueeze(1)  # [B, 1, Ht, L, L]
-    if metric == "kl":
-        rows = _kl_rows(tt, ss)  # [B, Hs, Ht, L]
-    elif metric == "js":
-        m = 0.5 * (ss + tt)
-        rows = 0.5 * _kl_rows(tt, m) + 0.5 * _kl_rows(ss, m)
-    else:
-        rows = ((ss - tt) ** 2).mean(-1)
+    """Validated [B, Hs, L, L] and [B, Ht, L, L] -> [Hs, Ht] (float64; one teacher head and a chunk of
+    the batch at a time, so memory stays bounded for long texts)."""
+    b, hs, length, _ = s.shape
+    rows = torch.empty(b, hs, t.shape[1], length, dtype=torch.float64)  # [B, Hs, Ht, L]
+    for sl in _batch_chunks(b, hs * length * length):
+        ss = s[sl].double()                     # [b, Hs, L, L]
+        for j in range(t.shape[1]):
+            tt = t[sl, j:j + 1].double()        # [b, 1, L, L]
+            if metric == "kl":
+                r = _kl_rows(tt, ss)            # [b, Hs, L]
+            elif metric == "js":
+                m = 0.5 * (ss + tt)
+                r = 0.5 * _kl_rows(tt, m) + 0.5 * _kl_rows(ss, m)
+            else:
+                r = ((ss - tt) ** 2).mean(-1)
+            rows[sl, :, j] = r
     return _row_mean(rows, mask).numpy()  # [Hs, Ht]
 
 
@@ -209,7 +226,7 @@ def default_layer_map(n_student: int, n_teacher: int) -> list[tuple[int, int]]:
 @dataclass
 class AttentionResult:
     """Attention of a teacher and a student on the same inputs, with per-head summaries."""
-    student: list[Tensor]                       # per student layer [B, Hs, L, L] (float64, CPU)
+    student: list[Tensor]                       # per student layer [B, Hs, L, L] (CPU, float32 or float64)
     teacher: list[Tensor]                       # per teacher layer [B, Ht, L, L]
     layer_map: list[tuple[int, int]]            # (student layer, teacher layer) pairs compared
     entropy: pd.DataFrame                       # role, layer, head, entropy (nats), max_entropy (ln L)

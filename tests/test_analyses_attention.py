@@ -304,3 +304,37 @@ def test_figure_dispatches_on_the_result():
     assert attention.figure(at).to_dict()["layout"]["title"]["text"].startswith("Attention-transfer")
     with pytest.raises(ValueError, match="AttentionResult"):
         attention.figure({"not": "a result"})
+
+
+@pytest.mark.parametrize("metric", ["kl", "js", "mse"])
+def test_chunked_computation_equals_unchunked(monkeypatch, metric):
+    t = [_random_attention(5, 3, 6, causal=True)]
+    s = [_random_attention(5, 2, 6, causal=True)]
+    mask = torch.rand(5, 6) > 0.3
+    mask[:, 0] = True
+    whole = attention.compute(s, t, metric=metric, mask=mask)
+    monkeypatch.setattr(attention, "_CHUNK", 2 * 6 * 6)               # one sample per chunk
+    chunked = attention.compute(s, t, metric=metric, mask=mask)
+    np.testing.assert_allclose(chunked.divergence[(0, 0)], whole.divergence[(0, 0)], rtol=1e-12)
+    np.testing.assert_allclose(chunked.entropy["entropy"], whole.entropy["entropy"], rtol=1e-12)
+    np.testing.assert_allclose(whole.divergence[(0, 0)], _np_divergence_masked(s[0], t[0], metric, mask), rtol=1e-9)
+
+
+def _np_divergence_masked(s, t, metric, mask):
+    """Independent float64 head divergences, averaged over the kept query rows only."""
+    w = mask.numpy().astype(np.float64)
+    out = np.zeros((s.shape[1], t.shape[1]))
+    for i in range(s.shape[1]):
+        for j in range(t.shape[1]):
+            p, q = t[:, j].numpy().astype(np.float64), s[:, i].numpy().astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if metric == "kl":
+                    rows = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0).sum(-1)
+                elif metric == "js":
+                    m = (p + q) / 2
+                    rows = (0.5 * np.where(p > 0, p * np.log(p / m), 0.0).sum(-1)
+                            + 0.5 * np.where(q > 0, q * np.log(q / m), 0.0).sum(-1))
+                else:
+                    rows = ((p - q) ** 2).mean(-1)
+            out[i, j] = (rows * w).sum() / w.sum()
+    return out
