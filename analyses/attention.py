@@ -41,9 +41,9 @@ from torch import Tensor
 
 from analyses import _style
 
+_CHUNK = 2 ** 22                   # float64 elements per intermediate (32 MiB): long texts stay bounded
 METRICS = ("kl", "js", "mse")       # divergences between two heads' attention rows
 MODES = ("one_to_one", "nearest")   # how student heads are assigned to teacher heads
-_WHERE = "analyses.attention"
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def _check_attention(name: str, attn: Any, where: str) -> Tensor:
     if attn.dim() != 4 or attn.shape[-1] != attn.shape[-2] or attn.numel() == 0:
         raise ValueError(f"The '{name}' argument of {where} must be attention probabilities of shape "
                          f"[batch, heads, length, length]. Got shape {tuple(attn.shape)} instead.")
-    attn = attn.detach().to("cpu", torch.float64)
+    attn = attn.detach().to("cpu", torch.float64 if attn.dtype == torch.float64 else torch.float32)
     sums = attn.sum(-1)  # [B, H, L]; NaN or inf anywhere shows here
     if not bool(torch.isfinite(sums).all()) or float(attn.min()) < 0:
         raise ValueError(f"The '{name}' argument of {where} must hold finite, non-negative probabilities. "
@@ -120,16 +120,26 @@ def head_entropy(attn: Any, *, mask: Any = None) -> Tensor:
     """Entropy (nats) of each head's attention rows, averaged over batch and kept query rows.
 
     ``attn`` [B, H, L, L] attention probabilities; ``mask`` [B, L] optional query mask.
-    Returns [H] (float64). H(row) = −Σ_k a_k log a_k with 0·log 0 = 0.
+    Returns [H] (float64, whatever the input dtype). H(row) = −Σ_k a_k log a_k with 0·log 0 = 0.
     """
     where = "head_entropy"
     attn = _check_attention("attn", attn, where)
     return _entropy(attn, _check_mask(mask, attn.shape[0], attn.shape[-1], where))
 
 
+def _batch_chunks(batch: int, per_sample: int) -> list[slice]:
+    """Slices of the batch so that an intermediate of ``per_sample`` elements per sample stays ≤ _CHUNK."""
+    step = max(1, _CHUNK // max(per_sample, 1))
+    return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+
+
 def _entropy(attn: Tensor, mask: Tensor | None) -> Tensor:
-    """Validated [B, H, L, L] -> [H]."""
-    ent = -torch.special.xlogy(attn, attn).sum(-1)  # [B, H, L]
+    """Validated [B, H, L, L] -> [H] (float64, computed in chunks of the batch)."""
+    b, h, length, _ = attn.shape
+    ent = torch.empty(b, h, length, dtype=torch.float64)  # [B, H, L]
+    for sl in _batch_chunks(b, h * length * length):
+        a = attn[sl].double()
+        ent[sl] = -torch.special.xlogy(a, a).sum(-1)
     return _row_mean(ent, mask)
 
 
@@ -160,16 +170,22 @@ def head_divergence(student_attn: Any, teacher_attn: Any, *, metric: str = "kl",
 
 
 def _divergence(s: Tensor, t: Tensor, metric: str, mask: Tensor | None) -> np.ndarray:
-    """Validated [B, Hs, L, L] and [B, Ht, L, L] -> [Hs, Ht]."""
-    ss = s.unsqueeze(2)  # [B, Hs, 1, L, L]
-    tt = t.unsqueeze(1)  # [B, 1, Ht, L, L]
-    if metric == "kl":
-        rows = _kl_rows(tt, ss)  # [B, Hs, Ht, L]
-    elif metric == "js":
-        m = 0.5 * (ss + tt)
-        rows = 0.5 * _kl_rows(tt, m) + 0.5 * _kl_rows(ss, m)
-    else:
-        rows = ((ss - tt) ** 2).mean(-1)
+    """Validated [B, Hs, L, L] and [B, Ht, L, L] -> [Hs, Ht] (float64; one teacher head and a chunk of
+    the batch at a time, so memory stays bounded for long texts)."""
+    b, hs, length, _ = s.shape
+    rows = torch.empty(b, hs, t.shape[1], length, dtype=torch.float64)  # [B, Hs, Ht, L]
+    for sl in _batch_chunks(b, hs * length * length):
+        ss = s[sl].double()                     # [b, Hs, L, L]
+        for j in range(t.shape[1]):
+            tt = t[sl, j:j + 1].double()        # [b, 1, L, L]
+            if metric == "kl":
+                r = _kl_rows(tt, ss)            # [b, Hs, L]
+            elif metric == "js":
+                m = 0.5 * (ss + tt)
+                r = 0.5 * _kl_rows(tt, m) + 0.5 * _kl_rows(ss, m)
+            else:
+                r = ((ss - tt) ** 2).mean(-1)
+            rows[sl, :, j] = r
     return _row_mean(rows, mask).numpy()  # [Hs, Ht]
 
 
@@ -210,7 +226,7 @@ def default_layer_map(n_student: int, n_teacher: int) -> list[tuple[int, int]]:
 @dataclass
 class AttentionResult:
     """Attention of a teacher and a student on the same inputs, with per-head summaries."""
-    student: list[Tensor]                       # per student layer [B, Hs, L, L] (float64, CPU)
+    student: list[Tensor]                       # per student layer [B, Hs, L, L] (CPU, float32 or float64)
     teacher: list[Tensor]                       # per teacher layer [B, Ht, L, L]
     layer_map: list[tuple[int, int]]            # (student layer, teacher layer) pairs compared
     entropy: pd.DataFrame                       # role, layer, head, entropy (nats), max_entropy (ln L)
@@ -346,8 +362,13 @@ def attention_transfer_from_adapters(student: Any, teacher: Any, inputs: Tensor,
 _MAP_HOVER = "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra>%{fullData.name}</extra>"
 
 
-def _axis_labels(result: AttentionResult, length: int) -> list:
-    return list(result.tokens) if result.tokens is not None else list(range(length))
+def _token_ticks(fig: go.Figure, result: AttentionResult, length: int) -> None:
+    """Positions on both axes (numbers, so repeated tokens keep their own row and column), labelled
+    with the tokens when known."""
+    if result.tokens is not None:
+        ticks = {"tickmode": "array", "tickvals": list(range(length)), "ticktext": list(result.tokens)}
+        fig.update_xaxes(**ticks)
+        fig.update_yaxes(**ticks)
 
 
 def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int = 0,
@@ -367,14 +388,15 @@ def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int 
               + [f"student L{student_layer} H{h}" for h in range(s.shape[0])] + [""] * (ncols - 1 - s.shape[0])
               + [f"student L{student_layer} mean"])
     fig = make_subplots(rows=2, cols=ncols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12)
-    labels = _axis_labels(result, t.shape[-1])
+    positions = list(range(t.shape[-1]))
     for row, (role, maps) in enumerate((("teacher", t), ("student", s)), start=1):
         panels = [(f"{role} head {h}", maps[h], h + 1) for h in range(maps.shape[0])]
         panels.append((f"{role} mean over heads", maps.mean(0), ncols))
         for name, z, col in panels:
-            fig.add_trace(go.Heatmap(z=z, x=labels, y=labels, coloraxis="coloraxis", name=name,
+            fig.add_trace(go.Heatmap(z=z, x=positions, y=positions, coloraxis="coloraxis", name=name,
                                      hovertemplate=_MAP_HOVER), row=row, col=col)
     fig.update_yaxes(autorange="reversed")
+    _token_ticks(fig, result, len(positions))
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
                                  "colorbar": {"title": {"text": "attention<br>probability"}}})
     _style.finish(fig, title=f"Attention maps, input {sample}: teacher layer {teacher_layer} vs student layer {student_layer}",
@@ -393,15 +415,16 @@ def head_average_figure(result: AttentionResult, *, sample: int = 0) -> go.Figur
         titles += [f"teacher layer {j}", f"student layer {i}"]
     fig = make_subplots(rows=n, cols=2, subplot_titles=titles, horizontal_spacing=0.06,
                         vertical_spacing=min(0.08, 0.3 / max(n - 1, 1)))
-    labels = _axis_labels(result, result.student[0].shape[-1])
+    positions = list(range(result.student[0].shape[-1]))
     for r, (i, j) in enumerate(result.layer_map, start=1):
         for c, (role, z) in enumerate((("teacher", result.teacher[j][sample].mean(0)),
                                       ("student", result.student[i][sample].mean(0))), start=1):
-            fig.add_trace(go.Heatmap(z=z.numpy(), x=labels, y=labels, coloraxis="coloraxis",
+            fig.add_trace(go.Heatmap(z=z.numpy(), x=positions, y=positions, coloraxis="coloraxis",
                                      name=f"{role} layer {j if role == 'teacher' else i}", hovertemplate=_MAP_HOVER),
                           row=r, col=c)
     fig.update_yaxes(autorange="reversed", title_text="query position", col=1)
     fig.update_xaxes(title_text="key position", row=n)
+    _token_ticks(fig, result, len(positions))
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
                                  "colorbar": {"title": {"text": "attention<br>probability"}}})
     return _style.finish(fig, title=f"Head-averaged attention, input {sample}: teacher vs student",
@@ -437,7 +460,7 @@ def matching_figure(result: AttentionResult, *, pair: int = 0) -> go.Figure:
                                colorbar={"title": {"text": unit}}, name="divergence",
                                hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>"))
     m = result.matches[(result.matches["student_layer"] == i) & (result.matches["teacher_layer"] == j)]
-    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode})",
+    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode.replace('_', '-')})",
                              marker={"symbol": "x", "size": 14, "color": _style.STUDENT},
                              customdata=m["divergence"],
                              hovertemplate="student head %{y} → teacher head %{x}<br>%{customdata:.4f}<extra></extra>"))
@@ -467,12 +490,15 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
                       row=1, col=col + k)
     diff = float((result.student_resized[sample] - result.teacher[sample]).abs().max()) or 1.0
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
-                                 "colorbar": {"title": {"text": "a(F) (unit L2 norm)"}, "x": 1.0}},
+                                 "colorbar": {"title": {"text": "a(F)"}, "x": 1.0, "thickness": 12}},
                       coloraxis2={"colorscale": _style.DIVERGING, "cmid": 0.0, "cmin": -diff, "cmax": diff,
-                                  "colorbar": {"title": {"text": "difference"}, "x": 1.1}})
+                                  "colorbar": {"title": {"text": "diff."}, "x": 1.09, "thickness": 12}})
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="width (feature-map cells)")
-    fig.update_yaxes(title_text="height (feature-map cells)", col=1)
+    for c in range(1, len(titles) + 1):
+        unit = "pixels" if has_img and c == 1 else "feature-map cells"
+        fig.update_xaxes(title_text=f"width ({unit})", row=1, col=c)
+        if c <= 2:
+            fig.update_yaxes(title_text=f"height ({unit})", row=1, col=c)
     loss = result.per_sample["loss"].iloc[sample]
     return _style.finish(fig, title=f"Attention-transfer maps, input {sample} (p = {result.p:g}; AT loss {loss:.4g})",
                          legend=False)
@@ -481,3 +507,14 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
 def _check_index(name: str, value: int, n: int, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
         raise ValueError(f"The '{name}' parameter of {where} must be an integer in [0, {n - 1}]. Got {value!r} instead.")
+
+
+def figure(result: AttentionResult | AttentionTransferResult, **kwargs: Any) -> go.Figure:
+    """The main figure of a result: :func:`maps_figure` for attention, :func:`attention_transfer_figure`
+    for attention-transfer maps (keyword arguments pass through)."""
+    if isinstance(result, AttentionTransferResult):
+        return attention_transfer_figure(result, **kwargs)
+    if isinstance(result, AttentionResult):
+        return maps_figure(result, **kwargs)
+    raise ValueError(f"The 'result' argument of analyses.attention.figure must be an AttentionResult or an "
+                     f"AttentionTransferResult. Got {type(result).__name__} instead.")

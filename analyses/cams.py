@@ -29,11 +29,14 @@ normalisation would change the shares).
 
 The models are shared (the app caches them across sessions): Grad-CAM runs inside a scoped
 context that puts the model in eval mode and restores every module's mode and every parameter's
-``requires_grad`` afterwards; Captum removes its hooks itself, and the input is never modified.
+``requires_grad`` afterwards; Captum removes its hooks itself (in ``finally``), Grad-CAM calls are
+serialised by a lock, and the input is never modified. No gradient reaches the parameters' ``.grad``
+(Captum differentiates with ``torch.autograd.grad`` with respect to the layer's output only).
 """
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -48,7 +51,7 @@ from torch import Tensor, nn
 
 from analyses import _style
 
-_WHERE = "analyses.cams"
+_GRAD_CAM_LOCK = threading.RLock()  # one Grad-CAM at a time: two would race on restoring the shared model's modes
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def grad_cam(model: nn.Module, layer: Any, inputs: Any, targets: Any) -> Tensor:
     tgt = _check_targets(targets, x.shape[0], where)
     device = next(model.parameters(), torch.empty(0)).device
     x = x.detach().clone().to(device)
-    with scoped_eval(model):
+    with _GRAD_CAM_LOCK, scoped_eval(model):
         cam = LayerGradCam(model, module).attribute(x, target=tgt.to(device).tolist(), relu_attributions=True)
         cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")  # [N, 1, H, W]
     return cam.detach().to("cpu", torch.float32)[:, 0]
@@ -321,7 +324,7 @@ def overlay_figure(result: CamResult, *, index: int = 0, opacity: float = 0.5) -
             fig.add_trace(go.Contour(z=result.masks[index].double().numpy(), contours={"start": 0.5, "end": 0.5, "size": 1,
                                      "coloring": "lines"}, line={"color": "white", "width": 2}, showscale=False,
                                      name="ground-truth mask", showlegend=(c == 1), hoverinfo="skip"), row=1, col=c)
-    fig.update_yaxes(autorange="reversed", scaleanchor=None)
+    fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="x (pixels)")
     fig.update_yaxes(title_text="y (pixels)", col=1)
     fig.update_layout(coloraxis={"colorscale": "Jet", "cmin": 0.0, "cmax": 1.0,
@@ -364,3 +367,11 @@ def agreement_figure(result: CamResult) -> go.Figure:
     return _style.finish(fig, title=f"Teacher–student Grad-CAM agreement per image (top-{result.q:g}% regions)",
                          x="Pearson correlation of the maps (−1 to 1)", y=f"IoU of the top-{result.q:g}% regions (0–1)",
                          legend=False)
+
+
+def figure(result: CamResult, **kwargs: Any) -> go.Figure:
+    """The main figure of a result: :func:`overlay_figure` (keyword arguments pass through)."""
+    if not isinstance(result, CamResult):
+        raise ValueError(f"The 'result' argument of analyses.cams.figure must be a CamResult. "
+                         f"Got {type(result).__name__} instead.")
+    return overlay_figure(result, **kwargs)

@@ -46,7 +46,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from analyses import _style
-from kdcore.divergences import KINDS, divergence_loss, token_divergence
+from kdcore.divergences import KINDS, token_divergence
 from kdcore.losses import cakd_components, dkd_components, strong_set
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
@@ -273,7 +273,7 @@ def class_figure(result: ComponentsResult, *, rule: str | None = None) -> go.Fig
     fig = make_subplots(rows=1, cols=2, subplot_titles=["mean per sample (nats)", "share of the KL"], horizontal_spacing=0.1)
     _stacked(fig, df, x, parts, value="mean", col=1, showlegend=True)
     _stacked(fig, df, x, parts, value="share", col=2, showlegend=False)
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
     fig.update_xaxes(title_text="class")
     fig.update_yaxes(title_text="KL component (nats)", col=1)
     fig.update_yaxes(title_text="share of KL(teacher ‖ student) (0–1)", range=[0, 1], col=2)
@@ -291,7 +291,7 @@ def dkd_figure(result: ComponentsResult) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=["mean per sample (nats)", "share of the KL"], horizontal_spacing=0.1)
     _stacked(fig, df, x, parts, value="mean", col=1, showlegend=True)
     _stacked(fig, df, x, parts, value="share", col=2, showlegend=False)
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
     fig.update_xaxes(title_text="class")
     fig.update_yaxes(title_text="KL component (nats)", col=1)
     fig.update_yaxes(title_text="share of KL(teacher ‖ student) (0–1)", range=[0, 1], col=2)
@@ -312,7 +312,7 @@ def sample_figure(result: ComponentsResult, *, rule: str | None = None, top: int
                              customdata=np.stack([names, df["kl"], df["n_strong"]], axis=1),
                              hovertemplate=f"sample %{{x}} (%{{customdata[0]}})<br>{_PART_LABELS[name]} %{{y:.4f}} nats"
                                            f"<br>KL %{{customdata[1]:.4f}} nats, |S| = %{{customdata[2]}}<extra></extra>"))
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
     return _style.finish(fig, title=f"KL per sample split into CAKD components (strong set: {rule}; largest KL first)",
                          x="sample", y="KL component (nats)")
 
@@ -326,7 +326,7 @@ def rules_figure(result: ComponentsResult) -> go.Figure:
         share = sums[col] / sums["kl"].where(sums["kl"] > 0)
         fig.add_trace(go.Bar(x=list(sums.index), y=share, name=_PART_LABELS[name], marker_color=_PART_COLOURS[name],
                              hovertemplate=f"rule %{{x}}<br>{_PART_LABELS[name]}: %{{y:.3f}} of the KL<extra></extra>"))
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
     fig.update_yaxes(range=[0, 1])
     return _style.finish(fig, title="Share of the KL in each CAKD component, per strong-set rule",
                          x="strong-set rule", y="share of KL(teacher ‖ student) (0–1)")
@@ -365,3 +365,14 @@ def token_figure(result: TokenResult) -> go.Figure:
     fig.update_yaxes(title_text="entropy (nats)", row=2, col=1)
     return _style.finish(fig, title=f"Token-level divergences and entropy over the text (T = {result.temperature:g})",
                          height=520)
+
+
+def figure(result: ComponentsResult | TokenResult, **kwargs: Any) -> go.Figure:
+    """The main figure of a result: :func:`class_figure` for classifier components, :func:`token_figure`
+    for a text (keyword arguments pass through)."""
+    if isinstance(result, TokenResult):
+        return token_figure(result, **kwargs)
+    if isinstance(result, ComponentsResult):
+        return class_figure(result, **kwargs)
+    raise ValueError(f"The 'result' argument of analyses.components.figure must be a ComponentsResult or a "
+                     f"TokenResult. Got {type(result).__name__} instead.")

@@ -193,7 +193,7 @@ def test_compute_from_adapters():
 def _result():
     t = [_random_attention(2, 3, 5, causal=True) for _ in range(2)]
     s = [_random_attention(2, 2, 5, causal=True)]
-    return attention.compute(s, t, tokens=list("vwxyz")), s, t
+    return attention.compute(s, t, tokens=list("vwxyv")), s, t
 
 
 def test_maps_figure():
@@ -205,7 +205,8 @@ def test_maps_figure():
     assert names[:4] == ["teacher head 0", "teacher head 1", "teacher head 2", "teacher mean over heads"]
     np.testing.assert_allclose(_arr(heat[1]["z"]), t[1][1, 1].numpy())          # layer_map (0 -> 1)
     np.testing.assert_allclose(_arr(heat[-1]["z"]), s[0][1].mean(0).numpy())
-    assert list(heat[0]["x"]) == list("vwxyz")
+    assert list(heat[0]["x"]) == [0, 1, 2, 3, 4]
+    assert list(fig["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
     lay = fig["layout"]
     assert "Attention maps" in lay["title"]["text"]
     assert lay["coloraxis"]["colorbar"]["title"]["text"] == "attention<br>probability"
@@ -290,6 +291,50 @@ def test_attention_transfer_from_adapters_and_figure():
     assert [d["name"] for d in fig["data"][1:]] == ["teacher a(F)", "student a(F)", "student − teacher"]
     assert _arr(fig["data"][1]["z"]).shape == (8, 8) and _arr(fig["data"][2]["z"]).shape == (4, 4)
     np.testing.assert_allclose(_arr(fig["data"][3]["z"]), (r.student_resized[1] - r.teacher[1]).numpy(), rtol=1e-6)
+    assert fig["layout"]["xaxis"]["title"]["text"] == "width (pixels)"
     assert fig["layout"]["xaxis2"]["title"]["text"] == "width (feature-map cells)"
     assert fig["layout"]["coloraxis2"]["cmid"] == 0.0
     assert "Attention-transfer" in fig["layout"]["title"]["text"]
+
+
+def test_figure_dispatches_on_the_result():
+    r, _, _ = _result()
+    assert attention.figure(r).to_dict() == attention.maps_figure(r).to_dict()
+    at = attention.attention_transfer_maps(torch.rand(1, 2, 4, 4), torch.rand(1, 3, 4, 4))
+    assert attention.figure(at).to_dict()["layout"]["title"]["text"].startswith("Attention-transfer")
+    with pytest.raises(ValueError, match="AttentionResult"):
+        attention.figure({"not": "a result"})
+
+
+@pytest.mark.parametrize("metric", ["kl", "js", "mse"])
+def test_chunked_computation_equals_unchunked(monkeypatch, metric):
+    t = [_random_attention(5, 3, 6, causal=True)]
+    s = [_random_attention(5, 2, 6, causal=True)]
+    mask = torch.rand(5, 6) > 0.3
+    mask[:, 0] = True
+    whole = attention.compute(s, t, metric=metric, mask=mask)
+    monkeypatch.setattr(attention, "_CHUNK", 2 * 6 * 6)               # one sample per chunk
+    chunked = attention.compute(s, t, metric=metric, mask=mask)
+    np.testing.assert_allclose(chunked.divergence[(0, 0)], whole.divergence[(0, 0)], rtol=1e-12)
+    np.testing.assert_allclose(chunked.entropy["entropy"], whole.entropy["entropy"], rtol=1e-12)
+    np.testing.assert_allclose(whole.divergence[(0, 0)], _np_divergence_masked(s[0], t[0], metric, mask), rtol=1e-9)
+
+
+def _np_divergence_masked(s, t, metric, mask):
+    """Independent float64 head divergences, averaged over the kept query rows only."""
+    w = mask.numpy().astype(np.float64)
+    out = np.zeros((s.shape[1], t.shape[1]))
+    for i in range(s.shape[1]):
+        for j in range(t.shape[1]):
+            p, q = t[:, j].numpy().astype(np.float64), s[:, i].numpy().astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if metric == "kl":
+                    rows = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0).sum(-1)
+                elif metric == "js":
+                    m = (p + q) / 2
+                    rows = (0.5 * np.where(p > 0, p * np.log(p / m), 0.0).sum(-1)
+                            + 0.5 * np.where(q > 0, q * np.log(q / m), 0.0).sum(-1))
+                else:
+                    rows = ((p - q) ** 2).mean(-1)
+            out[i, j] = (rows * w).sum() / w.sum()
+    return out

@@ -270,3 +270,10 @@ def test_localisation_and_agreement_figures():
     assert "Pearson" in fig["layout"]["xaxis"]["title"]["text"] and "IoU" in fig["layout"]["yaxis"]["title"]["text"]
     with pytest.raises(ValueError, match="masks"):
         cams.localisation_figure(_result(masks=False))
+
+
+def test_figure_dispatches_on_the_result():
+    r = _result(masks=False)
+    assert cams.figure(r, index=2).to_dict() == cams.overlay_figure(r, index=2).to_dict()
+    with pytest.raises(ValueError, match="CamResult"):
+        cams.figure(None)

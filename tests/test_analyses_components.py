@@ -238,3 +238,12 @@ def test_token_figure():
     lay = fig["layout"]
     assert list(lay["xaxis2"]["ticktext"]) == toks and lay["xaxis2"]["title"]["text"].startswith("token")
     assert lay["yaxis2"]["title"]["text"] == "entropy (nats)"
+
+
+def test_figure_dispatches_on_the_result():
+    r = _result()
+    assert components.figure(r, rule="mass").to_dict() == components.class_figure(r, rule="mass").to_dict()
+    tk = components.token_components(torch.randn(3, 5), torch.randn(3, 5))
+    assert components.figure(tk).to_dict()["data"][0]["type"] == "heatmap"
+    with pytest.raises(ValueError, match="ComponentsResult"):
+        components.figure(pd.DataFrame())
