@@ -142,14 +142,15 @@ def _format_rows(rows: Tensor, limit: int = 10) -> str:
 
 
 def check_multi_hot(name: str, x: Any, batch: int, num_classes: int, *, where: str,
-                    what: str = "multi-hot labels") -> Tensor:
+                    what: str = "multi-hot labels", hint: str = "") -> Tensor:
     """A [B, C] mask of 0/1 (bool, integer or float) with at least one positive per row -> bool tensor."""
+    extra = f" {hint}" if hint else ""
     if not isinstance(x, Tensor):
         raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor of {what}, shape [{batch}, {num_classes}]. "
-                         f"Got {type(x).__name__} instead.")
+                         f"Got {type(x).__name__} instead.{extra}")
     if tuple(x.shape) != (batch, num_classes):
         raise ValueError(f"The '{name}' argument of {where} must be {what} of shape [{batch}, {num_classes}] "
-                         f"(batch, classes). Got shape {tuple(x.shape)} instead.")
+                         f"(batch, classes). Got shape {tuple(x.shape)} instead.{extra}")
     if x.dtype != torch.bool:
         if not bool(((x == 0) | (x == 1)).all()):
             raise ValueError(f"The '{name}' argument of {where} must hold only 0/1 (or bool) values. "

@@ -116,7 +116,7 @@ def strong_set(teacher_logits: Tensor, *, rule: str, labels: Tensor | None = Non
         if labels is None:
             raise ValueError(f"rule='labels' in {where} needs 'labels': a multi-hot tensor of shape [{B}, {C}]. Got None.")
         mask = check_multi_hot("labels", labels, B, C, where=where,
-                               what="multi-hot labels (for one class index per sample use rule='target')")
+                               hint="For one class index per sample, use rule='target'.")
         return mask.to(t.device)
     t = t.detach().to(torch.float64)
     order = torch.sort(t, dim=-1, descending=True, stable=True).indices        # [B, C], ties: lower index first

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from kdcore._validation import check_finite_tensor, check_same_batch

@@ -146,7 +146,12 @@ def label_smoothing_targets(labels: Tensor, num_classes: int, *, eps: float) -> 
     if isinstance(labels, Tensor) and labels.numel() == 0:
         raise ValueError(f"The 'labels' argument of {where} is empty (shape {tuple(labels.shape)}): pass at least one sample.")
     y = check_labels(labels, labels.shape[0] if isinstance(labels, Tensor) else -1, C, where=where)
-    targets = torch.full((y.shape[0], C), eps / C, dtype=torch.float32, device=y.device)     # [B, C]
+    return _smoothed_targets(y, C, eps, torch.float32)
+
+
+def _smoothed_targets(y: Tensor, num_classes: int, eps: float, dtype: torch.dtype) -> Tensor:
+    """(1 − ε)·one_hot(y) + ε/C in ``dtype``: [B] -> [B, C]."""
+    targets = torch.full((y.shape[0], num_classes), eps / num_classes, dtype=dtype, device=y.device)
     targets[torch.arange(y.shape[0], device=y.device), y] += 1.0 - eps
     return targets
 
@@ -161,9 +166,8 @@ def label_smoothing_loss(student_logits: Tensor, labels: Tensor, *, eps: float) 
     s = check_logits("student_logits", student_logits, where=where, dims=2)
     y = _check_class_labels(labels, s, where=where)
     eps = check_range("eps", eps, 0.0, 1.0, where=where)
-    targets = label_smoothing_targets(y, s.shape[-1], eps=eps)                 # [B, C]
     (s,) = _upcast(s)
-    targets = targets.to(s.dtype)
+    targets = _smoothed_targets(y, s.shape[-1], eps, s.dtype)                  # [B, C]
     log_q = torch.log_softmax(s, dim=-1)                                      # [B, C]
     # −Σ y_i log q_i with 0·log 0 = 0: entries with y_i = 0 are masked before the product.
     has = targets > 0
