@@ -33,10 +33,10 @@ def sample_pair_names() -> list[str]:
 
 
 _SAMPLE_BLURBS = {
-    "digits": "digits · 8×8 handwritten digits, CNN → tiny CNN",
-    "shapes": "shapes · generated shapes with masks, CNN → small CNN",
-    "shapes_multilabel": "shapes (multi-label) · 1–3 shapes per image",
-    "tinylang": "tinylang · token language with copies, transformer → shallower one",
+    "digits": "digits · handwritten 8×8",
+    "shapes": "shapes · images with masks",
+    "shapes_multilabel": "shapes · multi-label",
+    "tinylang": "tinylang · language model",
 }
 
 
@@ -246,17 +246,17 @@ def pair_on(key: tuple, device: str = "cpu") -> Pair | None:
 def current_pair(*, quiet: bool = False) -> Pair | None:
     """The chosen pair, or None (with a message unless quiet) when none is chosen or it failed to load."""
     if st.session_state.get("own_error") and not quiet:
-        st.error(st.session_state["own_error"], icon="⚠️")
+        st.error(st.session_state["own_error"], icon=":material/error:")
     try:
         pair = pair_from_key(pair_key())
     except Exception as exc:  # noqa: BLE001 — shown in plain words; the app keeps running
         if not quiet:
-            st.error(f"Could not load the pair: {exc}", icon="⚠️")
+            st.error(f"Could not load the pair: {exc}", icon=":material/error:")
         return None
     if pair is None and not quiet:
         st.info("Choose a pair in the sidebar to begin.")
     if pair is not None and pair.dataset is None and not quiet:
-        st.warning("This pair has no data to evaluate on: choose a dataset in the sidebar's form.", icon="📂")
+        st.warning("This pair has no data to evaluate on: choose a dataset in the sidebar's form.", icon=":material/folder_open:")
         return None
     return pair
 

@@ -35,14 +35,14 @@ def guard(doing: str):
     try:
         yield
     except ValueError as exc:
-        st.error(f"Could not {doing}: {_plain(exc)}", icon="⚠️")
+        st.error(f"Could not {doing}: {_plain(exc)}", icon=":material/error:")
     except FileNotFoundError as exc:
-        st.error(f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.", icon="⚠️")
+        st.error(f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.", icon=":material/error:")
     except MemoryError:
-        st.error(f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.", icon="⚠️")
+        st.error(f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.", icon=":material/error:")
     except Exception as exc:  # noqa: BLE001 — the page must keep running whatever the backend raises
         log.exception("error while trying to %s", doing)
-        st.error(f"Could not {doing}: {type(exc).__name__}: {_plain(exc)}", icon="⚠️")
+        st.error(f"Could not {doing}: {type(exc).__name__}: {_plain(exc)}", icon=":material/error:")
 
 
 def _slug(text: str) -> str:
@@ -82,5 +82,5 @@ def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), wha
     """True when the pair fits the page; otherwise say so in plain words and point elsewhere."""
     ok = (not kinds or pair.kind in kinds) and (not tasks or pair.dataset.task in tasks)
     if not ok:
-        st.info(f"{what} {instead}".strip(), icon="ℹ️")
+        st.info(f"{what} {instead}".strip(), icon=":material/info:")
     return ok

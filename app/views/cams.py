@@ -22,7 +22,7 @@ if ctx:
     pair, key, device, n = ctx
     if pair.kind != "classifier" or pair.teacher.cam_layer is None or pair.student.cam_layer is None:
         st.info("Grad-CAM needs image classifiers with a convolutional layer. For language models, the "
-                "**Divergence components** page shows per-token heatmaps over the text instead.", icon="ℹ️")
+                "**Divergence components** page shows per-token heatmaps over the text instead.", icon=":material/info:")
     else:
         c1, c2, c3, c4 = st.columns(4)
         explain = c1.radio("Explain", ["label", "teacher"], horizontal=True, key="cam_explain",

@@ -65,7 +65,7 @@ with tab_new:
             prepare_run(cfg, pair=state.pair_from_key(("sample", pair)))   # every problem named before queueing
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
-            st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon="✅")
+            st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
 
 # ---- live ------------------------------------------------------------------------------------------
 with tab_live:
@@ -100,9 +100,9 @@ with tab_live:
                         cancel(run_id, store=store)
                         st.toast(f"Cancelling {run_id}: it stops at its next step.")
                 elif run["state"] == "completed":
-                    top[1].success("Completed", icon="✅")
+                    top[1].success("Completed", icon=":material/check_circle:")
                 else:
-                    top[1].warning(run["state"].capitalize(), icon="⏹️")
+                    top[1].warning(run["state"].capitalize(), icon=":material/stop_circle:")
                 if run.get("error") and run["state"] != "completed":
                     st.caption(run["error"])
                 if len(steps):
@@ -175,7 +175,7 @@ with tab_protocol:
                              device=state.device())
             pid = runs.start_protocol(store, base, temperatures=values if p_kind == "temperature" else (),
                                       lams=values if p_kind == "λ" else (), seeds=range(int(p_seeds)))
-            st.success(f"Protocol {pid} queued.", icon="✅")
+            st.success(f"Protocol {pid} queued.", icon=":material/check_circle:")
     metas = runs.protocols(store)
     if metas:
         labels = {m["id"]: f"{m['id']} · {m['pair']} · {m['objective']} · {len(m['runs'])} runs" for m in metas}

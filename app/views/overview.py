@@ -42,4 +42,4 @@ if ctx:
             with right:
                 ui.show_figure(sc.figure_risk(card.risk), "overview_risk",
                                caption="The student's error beside its bound (teacher error + disagreement).")
-    st.page_link("views/workshop.py", label="New here? Follow the workshop path", icon="🎓")
+    st.page_link("views/workshop.py", label="New here? Follow the workshop path", icon=":material/school:")

@@ -14,43 +14,43 @@ ui.intro(
 )
 
 STEPS = [
-    ("views/overview.py", "🏠", "The pair at a glance", "digits",
+    ("views/overview.py", ":material/home:", "The pair at a glance", "digits",
      "Read the scorecard: how much smaller and faster is the student, and how much accuracy does it keep?",
      "The distilled student beats the baseline (the same network trained on labels alone). The bound below "
      "shows the student's error is at most the teacher's error plus how often they disagree."),
-    ("views/soft_labels.py", "🌡️", "Soft labels and temperature", "digits",
+    ("views/soft_labels.py", ":material/thermostat:", "Soft labels and temperature", "digits",
      "Move the temperature slider from 1 to 10. Pick a few inputs with the 'Input #' box.",
      "At T = 1 the teacher is almost one-hot; by T ≈ 4 the wrong classes carry mass, and similar digits "
      "(3 and 8, 4 and 9) get more than others. That ranking is the dark knowledge the student learns from."),
-    ("views/distill.py", "⚗️", "Distil a student yourself", "digits",
+    ("views/distill.py", ":material/science:", "Distil a student yourself", "digits",
      "Start a run with objective kd, T = 4, 3 epochs. Then start one with objective ce (the baseline). "
      "Reload the page while it runs: the job is still there.",
      "Watch the KD component fall faster than the hard-label one, and agreement with the teacher rise. "
      "Compare both runs in 'Runs & reports' and download a report."),
-    ("views/features.py", "🧭", "Compare the layers (CKA)", "digits",
+    ("views/features.py", ":material/grid_on:", "Compare the layers (CKA)", "digits",
      "Look at the teacher × student heatmap, then pick your run under 'Across a run's checkpoints'.",
      "A diagonal band: the student builds its features in the same order as the teacher. It sharpens over "
      "training."),
-    ("views/cams.py", "🔥", "Where do they look? (Grad-CAM)", "shapes",
+    ("views/cams.py", ":material/local_fire_department:", "Where do they look? (Grad-CAM)", "shapes",
      "Switch the sidebar to the shapes pair. Step through images with 'Image #'.",
      "The outline is the true shape. Does the student's map fall on it as the teacher's does? The pointing-game "
      "and energy bars measure it."),
-    ("views/divergences.py", "🧩", "Which part of the mismatch matters?", "shapes",
+    ("views/divergences.py", ":material/stacked_bar_chart:", "Which part of the mismatch matters?", "shapes",
      "Compare the strong-set rules, then choose 'target' and read the DKD figure.",
      "Most of the KL sits in the non-target part (NCKD) once the student gets the answer right: it is the "
      "dark knowledge still to learn."),
-    ("views/attention.py", "👀", "Attention heads", "tinylang",
+    ("views/attention.py", ":material/visibility:", "Attention heads", "tinylang",
      "Switch to tinylang. Look at the teacher's second layer, then the head matching matrix.",
      "An induction head in the teacher: a stripe that jumps back to the previous copy. Does the shallower "
      "student have a head like it? The divergence matrix says which student head comes closest."),
-    ("views/divergences.py", "🧩", "Token by token", "tinylang",
+    ("views/divergences.py", ":material/stacked_bar_chart:", "Token by token", "tinylang",
      "On tinylang, the Divergence page shows every divergence over the tokens of a text.",
      "The hot tokens are the copied segments: exactly where the student lacks the teacher's induction head. "
      "Forward KL and reverse KL disagree on where it hurts most."),
-    ("views/calibration.py", "🎯", "Calibration", "digits",
+    ("views/calibration.py", ":material/target:", "Calibration", "digits",
      "Back to digits: compare the three reliability diagrams.",
      "The distilled student is usually better calibrated than the baseline: it learned from soft targets."),
-    ("views/doctor.py", "🩺", "Diagnose a run", "digits",
+    ("views/doctor.py", ":material/medical_services:", "Diagnose a run", "digits",
      "Open the Doctor on the runs you made (try a run with T = 0.5 or λ = 1 and 1 epoch).",
      "Each finding comes with its evidence and a suggested fix."),
 ]
