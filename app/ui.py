@@ -49,6 +49,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60] or "figure"
 
 
+def _readable(fig: go.Figure) -> go.Figure:
+    """Layout fixes for the app: a top horizontal legend collides with long titles and subplot titles,
+    so it goes under the plot; log axes get round tick labels instead of plotly's abbreviated minor ones."""
+    legend = fig.layout.legend
+    if fig.layout.showlegend is not False and legend.orientation == "h" and (legend.y is None or legend.y >= 1):
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "center", "x": 0.5})
+        fig.update_layout(margin={"b": 110})
+    for axis in fig.select_xaxes():
+        if axis.type == "log" and axis.tickvals is None:
+            axis.update(tickvals=[0.5, 1, 2, 4, 8, 16, 32], ticktext=["0.5", "1", "2", "4", "8", "16", "32"])
+    return fig
+
+
 def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height: int | None = None) -> None:
     """A plotly figure with its caption, a PNG button in its toolbar, and an HTML download.
 
@@ -59,13 +72,15 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
               "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
     if height is not None:
         fig.update_layout(height=height)
+    _readable(fig)
     st.plotly_chart(fig, key=f"chart_{key}", config=config, theme=None)
-    cols = st.columns([4, 1])
+    cols = st.columns([5, 1], vertical_alignment="center")
     if caption:
         cols[0].caption(caption)
-    cols[1].download_button("Download HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+    cols[1].download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
                             file_name=f"{name}.html", mime="text/html", key=f"dl_{key}", on_click="ignore",
-                            help="A self-contained HTML copy of this figure (opens offline). "
+                            icon=":material/download:", type="tertiary",
+                            help="Download a self-contained HTML copy of this figure (opens offline). "
                                  "For PNG, use the camera icon in the chart's toolbar.")
 
 

@@ -81,7 +81,8 @@ with tab_live:
         st.info("No run yet: start one in the **Start a run** tab.")
     else:
         run_id = st.selectbox("Run", choices, key="live_run",
-                              format_func=lambda r: f"{r} · {store.get_run(r)['objective']} · {store.get_run(r)['state']}")
+                              format_func=lambda r: f"{r} · {store.get_run(r)['objective']}" + (f" · {store.get_run(r)['name']}"
+                                                                                   if store.get_run(r)['name'] else ""))
         is_active = not runs.is_final(get_status(run_id, store=store)["state"])
 
         @st.fragment(run_every=1.0 if is_active else None)
@@ -111,7 +112,8 @@ with tab_live:
                     cols = st.columns(min(len(comps), 6))
                     for i, c in enumerate(comps[:6]):
                         cols[i].metric(c, f"{last[c]:.4f}")
-                    ui.show_figure(run_figures.loss_components(steps, smooth=3), f"live_loss_{run_id}")
+                    ui.show_figure(run_figures.loss_components(steps, smooth=3), f"live_loss_{run_id}",
+                                   caption="Each component before its weight in the objective (rolling mean of 3 steps).")
                 epochs = store.metrics(run_id, "epoch")
                 if len(epochs[epochs["epoch"] > 0]) if len(epochs) else False:
                     ui.show_figure(run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
