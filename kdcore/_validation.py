@@ -132,6 +132,59 @@ def check_labels(labels: Any, batch: int, num_classes: int, *, where: str, name:
     return labels.long()
 
 
+# --- added for kdcore.losses -------------------------------------------------------------------
+
+def _format_rows(rows: Tensor, limit: int = 10) -> str:
+    """'[0, 3, 7]' for a 1-D index tensor, with '... (N in all)' past ``limit`` entries."""
+    idx = rows.flatten().tolist()
+    shown = ", ".join(str(i) for i in idx[:limit])
+    return f"[{shown}{', ...' if len(idx) > limit else ''}]" + (f" ({len(idx)} in all)" if len(idx) > limit else "")
+
+
+def check_multi_hot(name: str, x: Any, batch: int, num_classes: int, *, where: str,
+                    what: str = "multi-hot labels", hint: str = "") -> Tensor:
+    """A [B, C] mask of 0/1 (bool, integer or float) with at least one positive per row -> bool tensor."""
+    extra = f" {hint}" if hint else ""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor of {what}, shape [{batch}, {num_classes}]. "
+                         f"Got {type(x).__name__} instead.{extra}")
+    if tuple(x.shape) != (batch, num_classes):
+        raise ValueError(f"The '{name}' argument of {where} must be {what} of shape [{batch}, {num_classes}] "
+                         f"(batch, classes). Got shape {tuple(x.shape)} instead.{extra}")
+    if x.dtype != torch.bool:
+        if not bool(((x == 0) | (x == 1)).all()):
+            raise ValueError(f"The '{name}' argument of {where} must hold only 0/1 (or bool) values. "
+                             f"Got values such as {x[(x != 0) & (x != 1)].flatten()[:3].tolist()}.")
+        x = x != 0
+    empty = (~x.any(dim=-1)).nonzero().flatten()
+    if empty.numel():
+        raise ValueError(f"The '{name}' argument of {where} must mark at least one class per row (an empty strong set "
+                         f"is undefined). Rows {_format_rows(empty)} have none.")
+    return x
+
+
+def check_finite_tensor(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | None = None) -> Tensor:
+    """A non-empty floating-point tensor without NaN or ±inf (features, attention maps)."""
+    x = check_tensor(name, x, where=where, min_dim=min_dim, dims=dims)
+    if not x.is_floating_point():
+        raise ValueError(f"The '{name}' argument of {where} must be a floating-point tensor. Got dtype {x.dtype} instead.")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        raise ValueError(f"The '{name}' argument of {where} must be finite (no NaN or inf). "
+                         f"Got {int(bad.sum())} such value(s) in a tensor of shape {tuple(x.shape)}.")
+    return x
+
+
+def check_same_batch(student: Tensor, teacher: Tensor, *, where: str, student_name: str, teacher_name: str) -> None:
+    """Student and teacher inputs must describe the same number of samples (dimension 0)."""
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(f"{student_name} and {teacher_name} of {where} must have the same batch size. "
+                         f"Got {student.shape[0]} for the student (shape {tuple(student.shape)}) and "
+                         f"{teacher.shape[0]} for the teacher (shape {tuple(teacher.shape)}).")
+
+
+# --- added for analyses (analyses-core) ---------------------------------------------------------
+
 def check_array(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | None = None,
                 dtype: torch.dtype = torch.float64) -> Tensor:
     """A non-empty array of finite numbers (torch tensor, numpy array or nested list) -> a tensor.

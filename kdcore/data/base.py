@@ -69,6 +69,7 @@ class Dataset:
     tokenizer:   causal_lm only: an object with encode(str) -> list[int], decode(ids) -> str and
                  tokens(ids) -> list[str] (display strings), or None
     description: one sentence for the UI
+    load_report: what loading the user's data skipped or computed (counts, statistics), or None
     """
     name: str
     task: Task
@@ -78,6 +79,7 @@ class Dataset:
     class_names: list[str] | None = None
     tokenizer: object | None = field(default=None, repr=False)
     description: str = ""
+    load_report: dict | None = None
     _splits: dict[str, SplitData] | None = field(default=None, init=False, repr=False)
 
     def split(self, name: str) -> SplitData:

@@ -1,0 +1,69 @@
+"""Page furniture shared by every view: the teaching header, plain-word errors, figures with export."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+import plotly.graph_objects as go
+import streamlit as st
+
+log = logging.getLogger("kdwb.app")
+
+
+def intro(title: str, what: str, look_for: str, formulas: list[str] | None = None, *, expanded: bool = True) -> None:
+    """Every page opens by saying what it shows, what to look for, and the formulas behind it."""
+    st.title(title)
+    with st.expander("What this page shows", expanded=expanded):
+        st.markdown(what)
+        st.markdown(f"**What to look for.** {look_for}")
+        for tex in formulas or []:
+            st.latex(tex)
+
+
+def _plain(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return re.sub(r"\s+", " ", text)
+
+
+@contextlib.contextmanager
+def guard(doing: str):
+    """Run a block; show any error in plain words instead of a stack trace, and keep the page alive.
+
+    ValueError carries our own messages (what was expected, what came, how to fix) and is shown as is.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        st.error(f"Could not {doing}: {_plain(exc)}", icon="⚠️")
+    except FileNotFoundError as exc:
+        st.error(f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.", icon="⚠️")
+    except MemoryError:
+        st.error(f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.", icon="⚠️")
+    except Exception as exc:  # noqa: BLE001 — the page must keep running whatever the backend raises
+        log.exception("error while trying to %s", doing)
+        st.error(f"Could not {doing}: {type(exc).__name__}: {_plain(exc)}", icon="⚠️")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60] or "figure"
+
+
+def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height: int | None = None) -> None:
+    """A plotly figure with its caption, a PNG button in its toolbar, and an HTML download.
+
+    The HTML embeds plotly.js, so the file opens offline; it is built only when clicked.
+    """
+    name = _slug(key)
+    config = {"displaylogo": False,
+              "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    if height is not None:
+        fig.update_layout(height=height)
+    st.plotly_chart(fig, key=f"chart_{key}", config=config, theme=None)
+    cols = st.columns([4, 1])
+    if caption:
+        cols[0].caption(caption)
+    cols[1].download_button("Download HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+                            file_name=f"{name}.html", mime="text/html", key=f"dl_{key}",
+                            help="A self-contained HTML copy of this figure (opens offline). "
+                                 "For PNG, use the camera icon in the chart's toolbar.")

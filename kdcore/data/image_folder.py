@@ -1,0 +1,162 @@
+"""The user's images: a folder with one subfolder per class (root/<class>/<image>).
+
+Images are read with Pillow, converted to RGB, resized to image_size x image_size and scaled to
+[0, 1]. Files that are not images (by extension) are skipped; images Pillow cannot read are skipped
+and counted; the loader refuses when fewer than two classes keep readable images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from kdcore._validation import check_int_range
+from kdcore.data._user_common import (DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed,
+                                      stratified_split, too_large)
+from kdcore.data.base import SPLITS, Dataset, SplitData
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+_WHERE = "load_image_folder"
+_LAYOUT = "root/<class>/<image>, for example photos/cat/001.png and photos/dog/002.jpg"
+_MAX_LISTED = 10  # file names kept in the report per kind of problem
+
+
+def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: float = 0.15,
+                      test_fraction: float = 0.15, seed: int = 0, max_images: int | None = None,
+                      max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> Dataset:
+    """A classification Dataset from a folder with one subfolder of images per class.
+
+    path:          the root folder; class names are its subfolder names, sorted
+    image_size:    images are resized to image_size x image_size (aspect ratio not kept)
+    val_fraction, test_fraction: shares of the images held out, stratified by class, seeded by `seed`
+    max_images:    read at most this many images, taken in turn from each class (None: all)
+    max_bytes:     refuse when the image files to read add up to more than this
+    name:          the Dataset's name (default: the folder's name)
+
+    Splits hold inputs [N, 3, S, S] float in [0, 1] and targets [N] long class ids. The returned
+    Dataset has a `load_report` dict: images read per class, files skipped as not images, unreadable
+    files (with a few names and the first reason), empty class folders, files ignored at the root.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        what = "a file" if root.exists() else "nothing (no such folder)"
+        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
+                         f"Got {str(root)!r}, which is {what}. Check the path.")
+    size = check_int_range("image_size", image_size, 1, 1024, where=_WHERE)
+    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
+    seed = check_seed(seed, where=_WHERE)
+    if max_images is not None:
+        max_images = check_int_range("max_images", max_images, 1, 10**9, where=_WHERE)
+    max_bytes = check_max_bytes(max_bytes, where=_WHERE)
+
+    candidates, report = _list_candidates(root)
+    images, labels, per_class = _read_images(candidates, size, max_images, max_bytes, report)
+    kept = [c for c in sorted(candidates) if per_class.get(c, 0) > 0]
+    report["empty_classes"] = [c for c in sorted(candidates) if per_class.get(c, 0) == 0]
+    report["per_class"] = {c: per_class[c] for c in kept}
+    report["images"] = len(images)
+    if not images:
+        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
+                         f"No readable image was found in {str(root)!r}: {len(candidates)} class folder(s), "
+                         f"{report['unreadable']} unreadable image(s), {report['skipped_not_image']} file(s) that "
+                         f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
+                         f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
+                         f"Put image files in one subfolder per class.")
+    if len(kept) < 2:  # images were read, so exactly one class has them
+        raise ValueError(f"The 'path' parameter of {_WHERE} must hold at least 2 class subfolders with readable "
+                         f"images, laid out as {_LAYOUT}. Found 1 ({kept[0]!r}) in {str(root)!r}. "
+                         f"Add a subfolder of images for each class.")
+
+    # class ids follow the sorted names of the classes that kept images
+    remap = {c: i for i, c in enumerate(kept)}
+    y = np.array([remap[c] for c in labels], dtype=np.int64)  # [N]
+    x = torch.from_numpy(np.stack(images))  # [N, 3, S, S]
+    parts = stratified_split(y, vf, tf, seed, class_names=kept, where=_WHERE)
+    splits = {s: SplitData(x[torch.from_numpy(parts[s])], torch.from_numpy(y[parts[s]])) for s in SPLITS}
+
+    ds = Dataset(name=name or root.name, task="classification", build=lambda: splits,
+                 num_classes=len(kept), class_names=kept,
+                 description=f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
+                             f"resized to {size}x{size}.")
+    ds.load_report = report
+    return ds
+
+
+def _list_candidates(root: Path) -> tuple[dict[str, list[Path]], dict[str, Any]]:
+    """Image files per class folder (sorted), and a report of what was left out."""
+    report: dict[str, Any] = {"skipped_not_image": 0, "skipped_files": [], "unreadable": 0,
+                              "unreadable_files": [], "unreadable_reason": None, "ignored_root_files": 0,
+                              "stopped_at_max_images": False}
+    candidates: dict[str, list[Path]] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            report["ignored_root_files"] += 1
+            continue
+        if not entry.is_dir():
+            continue
+        files = []
+        for f in sorted(entry.rglob("*")):
+            rel = f.relative_to(root)
+            if not f.is_file() or any(part.startswith(".") for part in rel.parts):
+                continue
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(f)
+            else:
+                report["skipped_not_image"] += 1
+                if len(report["skipped_files"]) < _MAX_LISTED:
+                    report["skipped_files"].append(str(rel))
+        candidates[entry.name] = files
+    return candidates, report
+
+
+def _round_robin(candidates: dict[str, list[Path]]):
+    """(class, file) pairs taking one file from each class in turn, so a cap keeps every class."""
+    longest = max((len(v) for v in candidates.values()), default=0)
+    for i in range(longest):
+        for cls in sorted(candidates):
+            if i < len(candidates[cls]):
+                yield cls, candidates[cls][i]
+
+
+def _read_images(candidates: dict[str, list[Path]], size: int, max_images: int | None, max_bytes: int,
+                 report: dict[str, Any]) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
+    images: list[np.ndarray] = []
+    labels: list[str] = []
+    per_class: dict[str, int] = {}
+    total_bytes = 0
+    for cls, f in _round_robin(candidates):
+        if max_images is not None and len(images) >= max_images:
+            report["stopped_at_max_images"] = True
+            break
+        total_bytes += f.stat().st_size
+        if total_bytes > max_bytes:
+            raise too_large("The size of the image files read so far", total_bytes, max_bytes, where=_WHERE,
+                            fix="Pass max_images to read fewer images")
+        arr = _read_one(f, size, report, shown=f"{cls}/{f.name}")
+        if arr is None:
+            continue
+        images.append(arr)
+        labels.append(cls)
+        per_class[cls] = per_class.get(cls, 0) + 1
+    return images, labels, per_class
+
+
+def _read_one(f: Path, size: int, report: dict[str, Any], *, shown: str) -> np.ndarray | None:
+    """[3, S, S] float32 in [0, 1], or None (counted in the report) when Pillow cannot read it."""
+    try:
+        with Image.open(f) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when possible
+            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, EOFError ... for broken files
+        report["unreadable"] += 1
+        if len(report["unreadable_files"]) < _MAX_LISTED:
+            report["unreadable_files"].append(shown)
+        if report["unreadable_reason"] is None:
+            report["unreadable_reason"] = f"{shown}: {type(err).__name__}: {err}"
+        return None
+    return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0  # [H, W, 3] -> [3, S, S]
