@@ -209,6 +209,8 @@ def check_logit_rows(name: str, x: Any, *, where: str, keep: Tensor | None = Non
                          f"every distribution needs at least one finite logit.")
 
 
+# --- added for analyses (analyses-core) ---------------------------------------------------------
+
 def check_array(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | None = None,
                 dtype: torch.dtype = torch.float64) -> Tensor:
     """A non-empty array of finite numbers (torch tensor, numpy array or nested list) -> a tensor.
