@@ -56,6 +56,8 @@ def _readable(fig: go.Figure) -> go.Figure:
     if fig.layout.showlegend is not False and legend.orientation == "h" and (legend.y is None or legend.y >= 1):
         fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "center", "x": 0.5})
         fig.update_layout(margin={"b": 110})
+    fig.update_xaxes(automargin=True)                # axis titles below rotated tick labels, never on them
+    fig.update_yaxes(automargin=True)
     for axis in fig.select_xaxes():
         if axis.type == "log" and axis.tickvals is None:
             axis.update(tickvals=[0.5, 1, 2, 4, 8, 16, 32], ticktext=["0.5", "1", "2", "4", "8", "16", "32"])

@@ -29,19 +29,18 @@ if ctx:
                             help="One-to-one: best assignment overall. Nearest: each student head to its closest teacher head.")
         with ui.guard("capture attention"):
             res = compute.attention(key, device, n, metric, mode)
+            if res.tokens is not None and len(res.tokens) > 32:
+                res.tokens = None                           # 64 token labels per axis do not fit: positions instead
             sample = c3.number_input("Input #", 0, res.student[0].shape[0] - 1, 0, key="att_sample")
             layer = st.selectbox("Compared layers (student → teacher)", range(len(res.layer_map)), key="att_layer",
                                  format_func=lambda i: f"student layer {res.layer_map[i][0]} ↔ teacher layer {res.layer_map[i][1]}")
             s_l, t_l = res.layer_map[layer]
             ui.show_figure(att.maps_figure(res, sample=int(sample), student_layer=s_l, teacher_layer=t_l),
-                           "attention_maps", caption="Rows are query positions, columns the positions they attend to.")
-            left, right = st.columns(2)
-            with left:
-                ui.show_figure(att.matching_figure(res, pair=layer), "attention_matching",
-                               caption="Divergence of every student head from every teacher head; matched pairs marked.")
-            with right:
-                ui.show_figure(att.entropy_figure(res), "attention_entropy",
-                               caption="Entropy per head (nats): low is focused, ln L is uniform.")
+                           "attention_maps", height=760, caption="Rows are query positions, columns the positions they attend to.")
+            ui.show_figure(att.matching_figure(res, pair=layer), "attention_matching", height=420,
+                           caption="Divergence of every student head from every teacher head; matched pairs marked.")
+            ui.show_figure(att.entropy_figure(res), "attention_entropy", height=420,
+                           caption="Entropy per head (nats): low is focused, ln L is uniform.")
             st.dataframe(res.matches, hide_index=True)
     else:
         with ui.guard("list the convolutional layers"):

@@ -24,7 +24,7 @@ if ctx:
         st.info("Grad-CAM needs image classifiers with a convolutional layer. For language models, the "
                 "**Divergence components** page shows per-token heatmaps over the text instead.", icon=":material/info:")
     else:
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
         explain = c1.radio("Explain", ["label", "teacher"], horizontal=True, key="cam_explain",
                            format_func={"label": "the true class", "teacher": "the teacher's prediction"}.get)
         q = c2.slider("Top region (%)", 5, 50, 20, 5, key="cam_q", help="The IoU compares each map's top q % pixels.")
@@ -34,14 +34,12 @@ if ctx:
             index = c4.number_input("Image #", 0, res.images.shape[0] - 1, 0, key="cam_index")
             ui.show_figure(cams_an.overlay_figure(res, index=int(index), opacity=opacity), "cam_overlay",
                            caption="Teacher (left) and student (right); the outline is the true shape where known.")
-            left, right = st.columns(2)
-            with left:
-                ui.show_figure(cams_an.agreement_figure(res), "cam_agreement",
-                               caption="Each dot is an image: map correlation against top-region overlap.")
-            with right:
-                if res.masks is not None:
-                    ui.show_figure(cams_an.localisation_figure(res), "cam_localisation",
-                                   caption="How well each model's map finds the true shape.")
-                else:
-                    st.info("No ground-truth masks for this data: localisation is measured on the *shapes* pairs.")
+            ui.show_figure(cams_an.agreement_figure(res), "cam_agreement", height=420,
+                           caption="Each dot is an image: map correlation against top-region overlap.")
+            if res.masks is not None:
+                ui.show_figure(cams_an.localisation_figure(res), "cam_localisation", height=400,
+                               caption="How well each model's map finds the true shape.")
+            else:
+                st.info("No ground-truth masks for this data: localisation is measured on the *shapes* pairs.",
+                        icon=":material/info:")
             st.dataframe(res.per_image, hide_index=True, height=220)

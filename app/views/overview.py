@@ -34,12 +34,10 @@ if ctx:
                         help="student accuracy / teacher accuracy")
             c[3].metric("Disagreement", f"{100 * card.disagreement:.1f} %",
                         help="share of inputs where student and teacher predict different classes")
-            st.dataframe(sc.scorecard_table(card), hide_index=True)
-            left, right = st.columns([3, 2])
-            with left:
-                ui.show_figure(sc.figure_scorecard(card), "overview_scorecard",
-                               caption="Size, latency and accuracy of each model.")
-            with right:
-                ui.show_figure(sc.figure_risk(card.risk), "overview_risk",
-                               caption="The student's error beside its bound (teacher error + disagreement).")
+            table = sc.scorecard_table(card)
+            st.dataframe(table.astype(object).where(table.notna(), "—"), hide_index=True)
+            ui.show_figure(sc.figure_scorecard(card), "overview_scorecard", height=440,
+                           caption="Size, latency and accuracy of each model.")
+            ui.show_figure(sc.figure_risk(card.risk), "overview_risk", height=420,
+                           caption="The student's error beside its bound (teacher error + disagreement).")
     st.page_link("views/workshop.py", label="New here? Follow the workshop path", icon=":material/school:")
