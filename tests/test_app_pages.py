@@ -82,11 +82,15 @@ def test_overview_multilabel_table(home):
 
 def test_workshop_links_every_page(home):
     at = _open("workshop")
-    links = at.get("page_link")
-    assert len(links) == 10 and all(p.proto.page_script_hash for p in links)
-    assert len({p.proto.page_script_hash for p in links}) == 9      # nine pages (one visited twice)
+    steps = [b for b in at.button if b.key and b.key.startswith("workshop_")]
+    assert len(steps) == 10
     text = " ".join(m.value for m in at.markdown)
     assert text.count("**Try:**") == 10 and text.count("**Notice:**") == 10
+    next(b for b in steps if b.key == "workshop_5").click().run()        # Grad-CAM on the shapes pair
+    _ok(at)
+    assert at.session_state["sample_pair"] == "shapes"
+    assert any("Grad-CAM" in t.value for t in at.title), "the step opened the CAMs page"
+    assert len(_charts(at)) == 3
 
 
 def test_soft_labels_sliders_move_the_curves(home):

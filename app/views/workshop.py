@@ -6,8 +6,8 @@ from app import ui
 ui.intro(
     "Workshop path",
     "A guided tour of knowledge distillation in about an hour, on the small sample pairs that ship with the "
-    "workbench (no downloads, a laptop CPU is enough). Each step opens a page, says what to try there and what "
-    "to notice. Choose the pair named in the step in the sidebar first.",
+    "workbench (no downloads, a laptop CPU is enough). Each step opens a page on the right sample pair, says what "
+    "to try there and what to notice.",
     "The question running through the tour: what does a student learn from a teacher that it cannot learn from "
     "the labels alone — and when does it fail to learn it?",
     [r"\text{teacher logits } z_t \;\longrightarrow\; p^{t}(T) \;\longrightarrow\; \text{student } q(T)"],
@@ -55,11 +55,25 @@ STEPS = [
      "Each finding comes with its evidence and a suggested fix."),
 ]
 
+
+
+def _go(page: str, pair_name: str) -> None:
+    """Button callback: choose the step's sample pair in the sidebar (this session only), then open the page."""
+    st.session_state["pair_source"] = "Sample pair"
+    st.session_state["sample_pair"] = pair_name
+    st.session_state["_workshop_go"] = page
+
+
 for i, (page, icon, title, pair_name, try_this, notice) in enumerate(STEPS, start=1):
     with st.container(border=True):
         head, link = st.columns([3, 1], vertical_alignment="center")
         head.markdown(f"#### {i}. {title}")
-        head.caption(f"Sidebar: sample pair **{pair_name}**")
-        link.page_link(page, label="Open the page", icon=icon)
+        head.caption(f"Sample pair: **{pair_name}**")
+        link.button(f"Open on {pair_name}", icon=icon, key=f"workshop_{i}", on_click=_go, args=(page, pair_name),
+                    help=f"Chooses the {pair_name} pair in the sidebar and opens the page.")
         st.markdown(f"**Try:** {try_this}")
         st.markdown(f"**Notice:** {notice}")
+
+target = st.session_state.pop("_workshop_go", None)
+if target:
+    st.switch_page(target)
