@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ first, no
 
 import streamlit as st  # noqa: E402
 
-from app import sidebar  # noqa: E402
+from app import sidebar, ui  # noqa: E402
 
 st.set_page_config(page_title="KD Workbench", page_icon=":material/science:", layout="wide",
                    menu_items={"About": "KD Workbench: see knowledge distillation work, and find out why it did not."})
@@ -40,5 +40,9 @@ PAGES = {
 }
 
 nav = st.navigation(PAGES)
-sidebar.render()
-nav.run()
+# Last line of defence: whatever a page raises outside its own guards is shown in plain words,
+# never as a stack trace (st.rerun/st.switch_page are BaseExceptions and pass through).
+with ui.guard("show this page"):
+    sidebar.render()
+with ui.guard("show this page"):
+    nav.run()

@@ -101,3 +101,16 @@ def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), wha
     if not ok:
         st.info(f"{what} {instead}".strip(), icon=":material/info:")
     return ok
+
+
+def readable_table(df):
+    """A mixed table as text for display: numbers to 4 significant digits, missing cells as a dash."""
+    import math
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "—"
+        if isinstance(v, float):
+            return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+        return str(v)
+    return df.map(cell)

@@ -5,7 +5,7 @@ time with warm caches on every sample pair (goal: every page under 2 s).
 
 Cold start: `streamlit run app/main.py` in a fresh process and a fresh run store, timed until Debian's
 chromium shows the Overview's charts (or, with --no-browser, until the first script run finishes in
-AppTest). Warm render: each page run through streamlit's AppTest after one untimed run that fills the
+AppTest). Warm render: each page run through streamlit's AppTest (app/perf.py) after one untimed run that fills the
 caches; the median of --repeats runs. The baseline is the same measurement of a page that computes
 nothing (the Workshop path), so the ratio says what a page's own work costs on top of Streamlit's.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,27 +73,6 @@ def cold_start(browser: bool) -> tuple[float, str]:
         proc.wait(timeout=20)
 
 
-def warm_renders(pairs: list[str], repeats: int) -> list[tuple[str, str, float, float]]:
-    """(pair, page, first run s, warm median s) for every page and pair, in one process (shared caches)."""
-    from streamlit.testing.v1 import AppTest
-    os.environ["KDWB_HOME"] = tempfile.mkdtemp(prefix="kdwb_bench_")
-    rows = []
-    for pair in pairs:
-        for page in PAGES:
-            times = []
-            for _ in range(repeats + 1):
-                at = AppTest.from_file(MAIN, default_timeout=600)
-                at.session_state["sample_pair"] = pair
-                at.run()                                       # the default page (its caches are warm after pass 1)
-                t = time.perf_counter()
-                at.switch_page(f"views/{page}.py").run()
-                times.append(time.perf_counter() - t)
-                if at.exception:
-                    raise RuntimeError(f"{pair}/{page}: {at.exception[0].value}")
-            rows.append((pair, page, times[0], statistics.median(times[1:])))
-    return rows
-
-
 def main() -> None:
     import logging
     logging.getLogger("streamlit").setLevel(logging.ERROR)
@@ -110,7 +88,8 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     cold, note = cold_start(browser=not args.no_browser)
     print(f"\ncold start to the first page rendered: {cold:.1f} s ({note})\n")
-    rows = warm_renders(pairs, args.repeats)
+    from app.perf import warm_renders
+    rows = warm_renders(MAIN, PAGES, pairs, args.repeats)
     base = {pair: warm for pair, page, _, warm in rows if page == "workshop"}
     print(f"{'pair':<18} {'page':<12} {'first run s':>11} {'warm s':>8} {'× baseline':>11}  goal < {GOAL_S:g} s")
     for pair, page, first, warm in rows:

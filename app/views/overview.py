@@ -35,7 +35,7 @@ if ctx:
             c[3].metric("Disagreement", f"{100 * card.disagreement:.1f} %",
                         help="share of inputs where student and teacher predict different classes")
             table = sc.scorecard_table(card)
-            st.dataframe(table.astype(object).where(table.notna(), "—"), hide_index=True)
+            st.dataframe(ui.readable_table(table), hide_index=True)
             ui.show_figure(sc.figure_scorecard(card), "overview_scorecard", height=440,
                            caption="Size, latency and accuracy of each model.")
             ui.show_figure(sc.figure_risk(card.risk), "overview_risk", height=420,
