@@ -51,11 +51,11 @@ def _slug(text: str) -> str:
 
 def _readable(fig: go.Figure) -> go.Figure:
     """Layout fixes for the app: a top horizontal legend collides with long titles and subplot titles,
-    so it goes under the plot; log axes get round tick labels instead of plotly's abbreviated minor ones."""
+    so it goes to the right of the plot; log axes get round tick labels instead of plotly's abbreviated minor ones."""
     legend = fig.layout.legend
     if fig.layout.showlegend is not False and legend.orientation == "h" and (legend.y is None or legend.y >= 1):
-        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "center", "x": 0.5})
-        fig.update_layout(margin={"b": 110})
+        fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02})
+        fig.update_layout(margin={"r": 20})                  # plotly widens the margin to fit the legend
     fig.update_xaxes(automargin=True)                # axis titles below rotated tick labels, never on them
     fig.update_yaxes(automargin=True)
     for axis in fig.select_xaxes():
