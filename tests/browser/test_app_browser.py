@@ -68,7 +68,7 @@ def test_every_page_renders(app_url, page, screenshots, path):
     _no_errors(page)
     assert _plots(page) >= charts
     if path != "doctor":                                     # the Doctor page is owned by its own helper
-        page.wait_for_selector(".katex", timeout=LONG)     # the page's formulas are typeset
+        page.wait_for_selector(".katex", state="attached", timeout=LONG)   # formulas typeset (maybe in a closed expander)
     _shot(page, screenshots / f"page_{path or 'overview'}.png")
 
 
