@@ -15,6 +15,8 @@ ui.intro(
      r"\text{retained} = \mathrm{acc}_{\text{student}} / \mathrm{acc}_{\text{teacher}}"],
 )
 
+st.page_link("views/workshop.py", label="New here? Follow the workshop path: ten steps through the pages",
+             icon=":material/school:")
 ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
@@ -40,4 +42,3 @@ if ctx:
                            caption="Size, latency and accuracy of each model.")
             ui.show_figure(sc.figure_risk(card.risk), "overview_risk", height=420,
                            caption="The student's error beside its bound (teacher error + disagreement).")
-    st.page_link("views/workshop.py", label="New here? Follow the workshop path", icon=":material/school:")
