@@ -30,3 +30,31 @@ def finish(fig: go.Figure, *, title: str, x: str | None = None, y: str | None = 
     if height is not None:
         fig.update_layout(height=height)
     return fig
+
+
+# ---- added by analyses-core: per-class colours (readable for up to ~24 classes, then they repeat)
+CLASS_PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7ba52", "#e7969c",
+)
+
+
+def class_colour(index: int) -> str:
+    """The colour of class ``index`` in every per-class figure."""
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
+
+
+def image_trace(img, *, name: str = "input"):
+    """An image [C, H, W] (torch or numpy) scaled to [0, 1]: RGB as ``go.Image``, one channel as a grey
+    heatmap. Values outside [0, 1] are min-max scaled first."""
+    import numpy as np
+    z = np.asarray(img.detach().cpu() if hasattr(img, "detach") else img, dtype=np.float64)  # [C, H, W]
+    lo, hi = z.min(), z.max()
+    if lo < 0 or hi > 1:
+        z = (z - lo) / (hi - lo) if hi > lo else np.zeros_like(z)
+    if z.shape[0] == 3:
+        return go.Image(z=(z.transpose(1, 2, 0) * 255).round().astype(np.uint8), name=name,
+                        hovertemplate=f"x %{{x}}, y %{{y}}<extra>{name}</extra>")
+    return go.Heatmap(z=z[0], colorscale=[[0.0, "black"], [1.0, "white"]], showscale=False, name=name,
+                      hovertemplate=f"x %{{x}}, y %{{y}}<br>%{{z:.2f}}<extra>{name}</extra>")

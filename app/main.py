@@ -14,31 +14,35 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ first, no
 
 import streamlit as st  # noqa: E402
 
-from app import sidebar  # noqa: E402
+from app import sidebar, ui  # noqa: E402
 
-st.set_page_config(page_title="KD Workbench", page_icon="🧪", layout="wide",
+st.set_page_config(page_title="KD Workbench", page_icon=":material/science:", layout="wide",
                    menu_items={"About": "KD Workbench: see knowledge distillation work, and find out why it did not."})
 
 VIEWS = Path(__file__).parent / "views"
 PAGES = {
     "Start": [
-        st.Page(VIEWS / "overview.py", title="Overview", icon="🏠", url_path="overview", default=True),
-        st.Page(VIEWS / "workshop.py", title="Workshop path", icon="🎓", url_path="workshop"),
+        st.Page(VIEWS / "overview.py", title="Overview", icon=":material/home:", url_path="overview", default=True),
+        st.Page(VIEWS / "workshop.py", title="Workshop path", icon=":material/school:", url_path="workshop"),
     ],
     "Explore the pair": [
-        st.Page(VIEWS / "soft_labels.py", title="Soft labels & temperature", icon="🌡️", url_path="soft-labels"),
-        st.Page(VIEWS / "features.py", title="Features (CKA)", icon="🧭", url_path="features"),
-        st.Page(VIEWS / "attention.py", title="Attention", icon="👀", url_path="attention"),
-        st.Page(VIEWS / "cams.py", title="Class activation maps", icon="🔥", url_path="cams"),
-        st.Page(VIEWS / "divergences.py", title="Divergence components", icon="🧩", url_path="divergences"),
-        st.Page(VIEWS / "calibration.py", title="Calibration", icon="🎯", url_path="calibration"),
+        st.Page(VIEWS / "soft_labels.py", title="Soft labels & temperature", icon=":material/thermostat:", url_path="soft-labels"),
+        st.Page(VIEWS / "features.py", title="Features (CKA)", icon=":material/grid_on:", url_path="features"),
+        st.Page(VIEWS / "attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
+        st.Page(VIEWS / "cams.py", title="Class activation maps", icon=":material/local_fire_department:", url_path="cams"),
+        st.Page(VIEWS / "divergences.py", title="Divergence components", icon=":material/stacked_bar_chart:", url_path="divergences"),
+        st.Page(VIEWS / "calibration.py", title="Calibration", icon=":material/target:", url_path="calibration"),
     ],
     "Train & diagnose": [
-        st.Page(VIEWS / "distill.py", title="Distill", icon="⚗️", url_path="distill"),
-        st.Page(VIEWS / "doctor.py", title="Doctor", icon="🩺", url_path="doctor"),
+        st.Page(VIEWS / "distill.py", title="Distill", icon=":material/science:", url_path="distill"),
+        st.Page(VIEWS / "doctor.py", title="Doctor", icon=":material/medical_services:", url_path="doctor"),
     ],
 }
 
 nav = st.navigation(PAGES)
-sidebar.render()
-nav.run()
+# Last line of defence: whatever a page raises outside its own guards is shown in plain words,
+# never as a stack trace (st.rerun/st.switch_page are BaseExceptions and pass through).
+with ui.guard("show this page"):
+    sidebar.render()
+with ui.guard("show this page"):
+    nav.run()

@@ -35,18 +35,33 @@ def guard(doing: str):
     try:
         yield
     except ValueError as exc:
-        st.error(f"Could not {doing}: {_plain(exc)}", icon="⚠️")
+        st.error(f"Could not {doing}: {_plain(exc)}", icon=":material/error:")
     except FileNotFoundError as exc:
-        st.error(f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.", icon="⚠️")
+        st.error(f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.", icon=":material/error:")
     except MemoryError:
-        st.error(f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.", icon="⚠️")
+        st.error(f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.", icon=":material/error:")
     except Exception as exc:  # noqa: BLE001 — the page must keep running whatever the backend raises
         log.exception("error while trying to %s", doing)
-        st.error(f"Could not {doing}: {type(exc).__name__}: {_plain(exc)}", icon="⚠️")
+        st.error(f"Could not {doing}: {type(exc).__name__}: {_plain(exc)}", icon=":material/error:")
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60] or "figure"
+
+
+def _readable(fig: go.Figure) -> go.Figure:
+    """Layout fixes for the app: a top horizontal legend collides with long titles and subplot titles,
+    so it goes to the right of the plot; log axes get round tick labels instead of plotly's abbreviated minor ones."""
+    legend = fig.layout.legend
+    if fig.layout.showlegend is not False and legend.orientation == "h" and (legend.y is None or legend.y >= 1):
+        fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02})
+        fig.update_layout(margin={"r": 20})                  # plotly widens the margin to fit the legend
+    fig.update_xaxes(automargin=True)                # axis titles below rotated tick labels, never on them
+    fig.update_yaxes(automargin=True)
+    for axis in fig.select_xaxes():
+        if axis.type == "log" and axis.tickvals is None:
+            axis.update(tickvals=[0.5, 1, 2, 4, 8, 16, 32], ticktext=["0.5", "1", "2", "4", "8", "16", "32"])
+    return fig
 
 
 def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height: int | None = None) -> None:
@@ -59,11 +74,43 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
               "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
     if height is not None:
         fig.update_layout(height=height)
+    _readable(fig)
     st.plotly_chart(fig, key=f"chart_{key}", config=config, theme=None)
-    cols = st.columns([4, 1])
+    cols = st.columns([5, 1], vertical_alignment="center")
     if caption:
         cols[0].caption(caption)
-    cols[1].download_button("Download HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-                            file_name=f"{name}.html", mime="text/html", key=f"dl_{key}",
-                            help="A self-contained HTML copy of this figure (opens offline). "
+    cols[1].download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+                            file_name=f"{name}.html", mime="text/html", key=f"dl_{key}", on_click="ignore",
+                            icon=":material/download:", type="tertiary",
+                            help="Download a self-contained HTML copy of this figure (opens offline). "
                                  "For PNG, use the camera icon in the chart's toolbar.")
+
+
+def page_context():
+    """(pair, key, device, probe size) for the sidebar's choice, or None (a message is shown) when no pair is ready."""
+    from app import state
+    pair = state.current_pair()
+    if pair is None:
+        return None
+    return pair, state.pair_key(), state.device(), state.probe_size()
+
+
+def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), what: str = "", instead: str = "") -> bool:
+    """True when the pair fits the page; otherwise say so in plain words and point elsewhere."""
+    ok = (not kinds or pair.kind in kinds) and (not tasks or pair.dataset.task in tasks)
+    if not ok:
+        st.info(f"{what} {instead}".strip(), icon=":material/info:")
+    return ok
+
+
+def readable_table(df):
+    """A mixed table as text for display: numbers to 4 significant digits, missing cells as a dash."""
+    import math
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "—"
+        if isinstance(v, float):
+            return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+        return str(v)
+    return df.map(cell)

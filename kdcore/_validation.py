@@ -181,3 +181,61 @@ def check_same_batch(student: Tensor, teacher: Tensor, *, where: str, student_na
         raise ValueError(f"{student_name} and {teacher_name} of {where} must have the same batch size. "
                          f"Got {student.shape[0]} for the student (shape {tuple(student.shape)}) and "
                          f"{teacher.shape[0]} for the teacher (shape {tuple(teacher.shape)}).")
+
+
+def check_float_tensor(name: str, x: Any, *, where: str) -> Tensor:
+    """A non-empty floating-point tensor with at least one dimension (values not inspected)."""
+    x = check_tensor(name, x, where=where, min_dim=1)
+    if not x.is_floating_point():
+        raise ValueError(f"The '{name}' argument of {where} must be a floating-point tensor. Got dtype {x.dtype} instead.")
+    return x
+
+
+def check_logit_rows(name: str, x: Any, *, where: str, keep: Tensor | None = None) -> Tensor:
+    """Logits [..., V] checked like ``check_logits`` but with one max-reduction per row, so large
+    LM logits ([positions, vocabulary]) need no full-size boolean masks. A row's maximum is NaN if
+    the row holds a NaN, +inf if it holds +inf, and -inf if every entry is -inf. Only the rows that
+    ``keep`` (bool [...]) marks are checked: a masked position may hold anything."""
+    x = check_float_tensor(name, x, where=where)
+    row_max = x.detach().amax(dim=-1)                              # [...]
+    if keep is not None:
+        row_max = row_max[keep]
+    bad = torch.isnan(row_max) | (row_max == math.inf)
+    if bool(bad.any()):
+        raise ValueError(f"The '{name}' argument of {where} must be finite (-inf marks a masked entry; no NaN or +inf). "
+                         f"Got {int(bad.sum())} position(s) holding NaN or +inf in a tensor of shape {tuple(x.shape)}.")
+    if bool((row_max == -math.inf).any()):
+        raise ValueError(f"The '{name}' argument of {where} has a position whose entries are all -inf: "
+                         f"every distribution needs at least one finite logit.")
+
+
+# --- added for analyses (analyses-core) ---------------------------------------------------------
+
+def check_array(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | None = None,
+                dtype: torch.dtype = torch.float64) -> Tensor:
+    """A non-empty array of finite numbers (torch tensor, numpy array or nested list) -> a tensor.
+
+    Analyses take numpy arrays as well as tensors; the result keeps a tensor's device and is cast to
+    ``dtype`` (float64 by default, so reductions over many samples stay exact enough to test).
+    """
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"The '{name}' argument of {where} must be a torch tensor or a numpy array. "
+                             f"Got {type(x).__name__} instead.") from None
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"The '{name}' argument of {where} must hold real numbers. Got dtype {x.dtype} instead.")
+    if dims is not None and x.dim() != dims:
+        raise ValueError(f"The '{name}' argument of {where} must have {dims} dimensions. Got shape {tuple(x.shape)} instead.")
+    if x.dim() < min_dim:
+        raise ValueError(f"The '{name}' argument of {where} must have at least {min_dim} dimension(s). "
+                         f"Got shape {tuple(x.shape)} instead.")
+    if x.numel() == 0:
+        raise ValueError(f"The '{name}' argument of {where} is empty (shape {tuple(x.shape)}): pass at least one sample.")
+    x = x.detach().to(dtype)
+    if not bool(torch.isfinite(x).all()):
+        n = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"The '{name}' argument of {where} must be finite. Got {n} NaN or inf value(s) "
+                         f"in an array of shape {tuple(x.shape)}.")
+    return x

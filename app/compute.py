@@ -1,0 +1,234 @@
+"""Cached analyses for the pages: one function per result, keyed by (pair key, device, probe size, parameters).
+
+Every function here is `st.cache_data`: the result is computed once per key and shared by every
+session (a copy per call, so a page can never alter another's). Models come from `app.state`
+(`st.cache_resource`, read-only). Pages call these and render; they compute nothing themselves.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from analyses import attention as attention_an
+from analyses import calibration as calibration_an
+from analyses import cams as cams_an
+from analyses import cka as cka_an
+from analyses import components as components_an
+from analyses import scorecard as scorecard_an
+from analyses import soft_labels as soft_labels_an
+from app import state
+
+TEMPERATURES = tuple(float(t) for t in np.round(np.geomspace(0.5, 20.0, 25), 3))  # the sweep's grid
+SWEEP_ROWS = 1024         # rows (inputs, or LM token positions) used by the temperature sweep
+ATTENTION_MAX = 16        # inputs used for attention maps (each is [H, L, L] per layer)
+CAM_MAX = 32              # images explained by Grad-CAM (one backward pass each model)
+
+
+def _pair(key: tuple, device: str):
+    pair = state.pair_on(key, device)
+    if pair is None:
+        raise ValueError("No pair is chosen: choose one in the sidebar.")
+    if pair.dataset is None:
+        raise ValueError("The pair has no data to evaluate on: choose a dataset in the sidebar.")
+    return pair
+
+
+def _cpu(x):
+    return None if x is None else x.detach().float().cpu()
+
+
+@st.cache_data(show_spinner="Running both models on the probe inputs…", max_entries=32)
+def logits(key: tuple, device: str, n: int) -> dict:
+    """Teacher, student and (if any) baseline logits on the first n test inputs, with their targets."""
+    pair = _pair(key, device)
+    x, y, _ = state.probe(pair, n)
+    out = {"teacher": _cpu(pair.teacher.logits(x)), "student": _cpu(pair.student.logits(x)),
+           "baseline": _cpu(pair.student_baseline.logits(x)) if pair.student_baseline is not None else None,
+           "targets": y.clone(), "task": pair.dataset.task, "class_names": pair.dataset.class_names}
+    return out
+
+
+# ---- overview ---------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Scoring the pair…", max_entries=16)
+def scorecard(key: tuple, device: str, n: int):
+    """analyses.scorecard for single-label and LM pairs; a plain table for multi-label ones."""
+    pair = _pair(key, device)
+    x, y, _ = state.probe(pair, n)
+    if pair.dataset.task != "multilabel":
+        return scorecard_an.pair_scorecard(pair.teacher, pair.student, x, y, baseline=pair.student_baseline)
+    return _multilabel_card(pair, x, y)
+
+
+def _multilabel_card(pair, x, y) -> pd.DataFrame:
+    """Per model: parameters, latency, exact-match and per-label accuracy, agreement with the teacher."""
+    rows = []
+    t_pred = pair.teacher.logits(x).cpu() > 0                            # [N, C] bool
+    for role, ad in pair.models().items():
+        pred = ad.logits(x).cpu() > 0
+        rows.append({"model": role.replace("_", " "), "parameters": ad.num_parameters(),
+                     "latency_ms": 1000 * ad.latency(x, repeats=5),
+                     "exact_match": float((pred == y.bool()).all(1).float().mean()),
+                     "label_accuracy": float((pred == y.bool()).float().mean()),
+                     "label_agreement_with_teacher": float((pred == t_pred).float().mean())})
+    return pd.DataFrame(rows)
+
+
+# ---- soft labels ------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Sweeping the temperature…", max_entries=16)
+def sweep(key: tuple, device: str, n: int) -> dict:
+    """analyses.soft_labels.sweep_pair over TEMPERATURES (LM positions flattened)."""
+    lg = logits(key, device, n)
+    t, s, y = lg["teacher"], lg["student"], lg["targets"]
+    if lg["task"] == "multilabel":
+        y = None                                          # soft labels of a softmax over classes: no single target
+    elif lg["task"] == "causal_lm":
+        keep = y.reshape(-1) != -100
+        t, s, y = t.reshape(-1, t.shape[-1])[keep], s.reshape(-1, s.shape[-1])[keep], y.reshape(-1)[keep]
+    t, s, y = t[:SWEEP_ROWS], s[:SWEEP_ROWS], None if y is None else y[:SWEEP_ROWS]
+    names = lg["class_names"]
+    return {"sweep": soft_labels_an.compare_sweeps(s, t, TEMPERATURES, labels=y),
+            "gradient": soft_labels_an.gradient_scale(s, t, TEMPERATURES),
+            "classes": soft_labels_an.class_probabilities(t, TEMPERATURES, student_logits=s, samples=[0, 1, 2],
+                                                          class_names=names),
+            "teacher": t[:64], "student": s[:64], "labels": None if y is None else y[:64], "class_names": names}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sweep_figures(key: tuple, device: str, n: int) -> dict:
+    """The temperature-sweep figures (they do not depend on the sliders: the page only marks T on copies)."""
+    res = sweep(key, device, n)
+    return {"sweep": soft_labels_an.figure_sweep(res["sweep"]),
+            "gradient": soft_labels_an.figure_gradient_scale(res["gradient"]),
+            "classes": soft_labels_an.figure_class_probabilities(res["classes"])}
+
+
+# ---- features ---------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Capturing features and computing CKA…", max_entries=16)
+def cka(key: tuple, device: str, n: int, kind: str, debiased: bool) -> dict[str, pd.DataFrame]:
+    """Teacher×student, teacher×teacher and student×student CKA heatmaps."""
+    pair = _pair(key, device)
+    x, _, _ = state.probe(pair, n)
+    tokens = "mean" if pair.kind == "causal_lm" else "flatten"
+    opts = {"kind": kind, "debiased": debiased, "tokens": tokens}
+    t_layers, s_layers = _cka_layers(pair.teacher, x), _cka_layers(pair.student, x)
+    return {"teacher × student": cka_an.pair_cka(pair.teacher, pair.student, x, layers_a=t_layers, layers_b=s_layers, **opts),
+            "teacher × teacher": cka_an.pair_cka(pair.teacher, pair.teacher, x, layers_a=t_layers, layers_b=t_layers, **opts),
+            "student × student": cka_an.pair_cka(pair.student, pair.student, x, layers_a=s_layers, layers_b=s_layers, **opts)}
+
+
+def _cka_layers(adapter, x) -> list[str]:
+    """The default layers whose features are per input ([n, ...]; for LMs token features [n, L, d])."""
+    layers = list(adapter.default_layers())
+    feats = adapter.capture(x[:2], layers)
+    want = 3 if adapter.kind == "causal_lm" else None
+    return [k for k in layers if feats[k].shape[0] == 2 and (want is None or feats[k].dim() == want)]
+
+
+# ---- attention --------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Capturing attention…", max_entries=16)
+def attention(key: tuple, device: str, n: int, metric: str, mode: str):
+    pair = _pair(key, device)
+    x, _, _ = state.probe(pair, min(n, ATTENTION_MAX))
+    tok = getattr(pair.dataset, "tokenizer", None)
+    tokens = [_token(tok, int(i)) for i in x[0].tolist()] if tok is not None else None
+    res = attention_an.compute_from_adapters(pair.student, pair.teacher, x, metric=metric, mode=mode)
+    res.tokens = tokens
+    return res
+
+
+def _token(tok, i: int) -> str:
+    try:
+        return tok.decode([i])
+    except Exception:  # noqa: BLE001 — a label is only for display
+        return str(i)
+
+
+def conv_layers(key: tuple, device: str) -> tuple[list[str], list[str]]:
+    """Layers whose features are maps [B, C, H, W], student and teacher (for attention transfer)."""
+    pair = _pair(key, device)
+    return _conv_layers(key, device, tuple(pair.student.default_layers()), tuple(pair.teacher.default_layers()))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _conv_layers(key: tuple, device: str, s_layers: tuple, t_layers: tuple) -> tuple[list[str], list[str]]:
+    pair = _pair(key, device)
+    x, _, _ = state.probe(pair, 2)
+    s = pair.student.capture(x, list(s_layers))
+    t = pair.teacher.capture(x, list(t_layers))
+    return [k for k in s_layers if s[k].dim() == 4], [k for k in t_layers if t[k].dim() == 4]
+
+
+@st.cache_data(show_spinner="Computing attention-transfer maps…", max_entries=16)
+def attention_transfer(key: tuple, device: str, n: int, student_layer: str, teacher_layer: str, p: float):
+    pair = _pair(key, device)
+    x, _, _ = state.probe(pair, min(n, ATTENTION_MAX))
+    return attention_an.attention_transfer_from_adapters(pair.student, pair.teacher, x, student_layer=student_layer,
+                                                         teacher_layer=teacher_layer, p=p)
+
+
+# ---- CAMs -------------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Computing Grad-CAM for teacher and student…", max_entries=16)
+def cams(key: tuple, device: str, n: int, explain: str, q: float):
+    """Grad-CAM of both models; `explain` is 'label' (the true class, or a present label) or 'teacher'."""
+    pair = _pair(key, device)
+    x, y, masks = state.probe(pair, min(n, CAM_MAX))
+    if explain == "teacher":
+        t_logits = pair.teacher.logits(x).cpu()
+        targets = t_logits.argmax(1)
+    elif y.dim() == 2:                                    # multi-label: the present label the teacher rates highest
+        t_logits = pair.teacher.logits(x).cpu()
+        targets = t_logits.masked_fill(~y.bool(), float("-inf")).argmax(1)
+    else:
+        targets = y
+    return cams_an.compute(pair.student, pair.teacher, x, targets, masks=masks, q=q,
+                           class_names=pair.dataset.class_names)
+
+
+# ---- divergence components --------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Splitting the divergence into its components…", max_entries=32)
+def components(key: tuple, device: str, n: int, temperature: float, k: int, tau: float):
+    lg = logits(key, device, n)
+    return components_an.compute(lg["student"], lg["teacher"], lg["targets"], k=k, tau=tau,
+                                 temperature=temperature, class_names=lg["class_names"])
+
+
+@st.cache_data(show_spinner="Comparing the models token by token…", max_entries=32)
+def token_components(key: tuple, device: str, n: int, index: int, temperature: float):
+    lg = logits(key, device, n)
+    pair = _pair(key, device)
+    x, y, _ = state.probe(pair, n)
+    tok = pair.dataset.tokenizer
+    tokens = [_token(tok, int(i)) for i in x[index].tolist()]
+    return components_an.token_components(lg["student"][index], lg["teacher"][index], tokens=tokens,
+                                          labels=y[index], temperature=temperature)
+
+
+# ---- calibration ------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Measuring calibration…", max_entries=16)
+def calibration(key: tuple, device: str, n: int, n_bins: int) -> dict:
+    """Calibration of each model. LMs: every predicted position. Multi-label: every (sample, label) as a
+    yes/no prediction with its sigmoid probability."""
+    lg = logits(key, device, n)
+    y = lg["targets"]
+    roles = [r for r in ("teacher", "baseline", "student") if lg[r] is not None]
+    names = {"teacher": "teacher", "baseline": "student baseline", "student": "student"}
+    out = {}
+    for r in roles:
+        z = lg[r]
+        if lg["task"] == "multilabel":
+            p = torch.sigmoid(z.double()).reshape(-1)                               # [N·C]
+            out[names[r]] = calibration_an.calibration(torch.stack([1 - p, p], 1), y.reshape(-1).long(), n_bins=n_bins)
+        else:
+            zf, yf = z.reshape(-1, z.shape[-1]), y.reshape(-1)
+            keep = yf != -100
+            out[names[r]] = calibration_an.calibration_from_logits(zf[keep], yf[keep], n_bins=n_bins)
+    return out

@@ -1,0 +1,201 @@
+"""Distill: configure and start a job on the background worker, watch it live, cancel, compare runs,
+run the standard protocols, download a run's report. Everything is read back from the run store."""
+import streamlit as st
+
+from app import report, run_figures, runs, state, ui
+from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
+from kdcore.jobs.config import OBJECTIVE_PARAMS
+
+ui.intro(
+    "Distill: train a student and watch it learn",
+    "Start a distillation job: it runs in a separate worker process, so you can keep exploring, reload the "
+    "page or close the tab — the job goes on and is found again here. Every loss component is logged at each "
+    "step; validation accuracy, agreement with the teacher, CKA and the divergence components at checkpoints.",
+    "Compare the distilled student with the baseline (objective *ce*, the student alone): distillation pays "
+    "when it beats it. Watch which loss component falls first, and whether agreement with the teacher rises "
+    "with accuracy. The protocols run the same comparison over temperatures, λ and seeds, with mean ± std.",
+    [r"\mathcal{L} = w_{CE}\,\mathrm{CE}(y, q) + \sum_k w_k\,\mathcal{L}_k(\text{student}, \text{teacher})",
+     r"\text{agreement} = P\big(\arg\max q = \arg\max p\big)"],
+    expanded=False,
+)
+
+store = state.store()
+sample_names = state.sample_pair_names()
+default_pair = state.sample_name(state.pair_key()) or sample_names[0]
+
+tab_new, tab_live, tab_runs, tab_protocol = st.tabs(["Start a run", "Live", "Runs & reports", "Protocols"])
+
+# ---- start -----------------------------------------------------------------------------------------
+with tab_new:
+    pair = st.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair",
+                        format_func=state.describe_sample_pair)
+    task = state.pair_from_key(("sample", pair)).dataset.task
+    with st.form("new_run"):
+        c1, c2 = st.columns([2, 1])
+        objective = c1.selectbox("Objective", runs.objectives_for(task), key="job_objective",
+                                 format_func=lambda o: f"{o} — {runs.OBJECTIVE_HELP.get(o, '')}")
+        name = c2.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
+        c1, c2, c3, c4 = st.columns(4)
+        temperature = c1.number_input("Temperature T", 0.1, 50.0, 1.0 if task == "causal_lm" else 4.0, 0.5,
+                                      key="job_temperature")
+        lam = c2.number_input("λ (KD only)", 0.0, 1.0, 0.9, 0.05, key="job_lam")
+        epochs = c3.number_input("Epochs", 1, 200, 3, key="job_epochs")
+        max_steps = c4.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
+        c1, c2, c3, c4 = st.columns(4)
+        lr = c1.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key="job_lr")
+        batch = c2.number_input("Batch size", 4, 1024, 64, key="job_batch")
+        train_size = c3.number_input("Training samples (0 = all)", 0, 1_000_000, 0, key="job_train_size")
+        seed = c4.number_input("Seed", 0, 10_000, 0, key="job_seed")
+        params = st.text_input("Other parameters (YAML, optional)", key="job_params",
+                               placeholder="e.g. {beta: 4}  ·  {rule: topk, k: 3}  ·  {kind: rkl}",
+                               help="The objective's own parameters: dkd alpha/beta; cakd rule/k/tau/alpha/beta; "
+                                    "normkd t_norm; ls eps; token kind/beta/alpha/mu.")
+        started = st.form_submit_button("Start distillation", type="primary")
+    if started:
+        with ui.guard("start the run"):
+            has_t = "temperature" in OBJECTIVE_PARAMS[objective]
+            extra = runs.parse_params(params)
+            if task == "multilabel" and objective == "cakd":
+                extra.setdefault("rule", "labels")              # the strong set of a multi-label sample: its labels
+            cfg = JobConfig(pair=pair, objective=objective, name=name.strip(), params=extra,
+                            temperature=float(temperature) if has_t else None,
+                            lam=float(lam) if objective == "kd" else None, epochs=int(epochs),
+                            max_steps=int(max_steps) or None, lr=float(lr), batch_size=int(batch),
+                            train_size=int(train_size) or None, seed=int(seed), device=state.device())
+            prepare_run(cfg, pair=state.pair_from_key(("sample", pair)))   # every problem named before queueing
+            run_id = submit(cfg, store=store)
+            st.session_state["watch_run"] = run_id
+            st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
+
+# ---- live ------------------------------------------------------------------------------------------
+with tab_live:
+    active = runs.active_runs(store)
+    watched = st.session_state.get("watch_run")
+    choices = list(active["id"])
+    if watched and watched not in choices:
+        choices = [watched] + choices
+    if not choices:
+        recent = store.list_runs(limit=1)
+        choices = list(recent["id"])
+    if not choices:
+        st.info("No run yet: start one in the **Start a run** tab.")
+    else:
+        run_id = st.selectbox("Run", choices, key="live_run",
+                              format_func=lambda r: f"{r} · {store.get_run(r)['objective']}" + (f" · {store.get_run(r)['name']}"
+                                                                                   if store.get_run(r)['name'] else ""))
+        is_active = not runs.is_final(get_status(run_id, store=store)["state"])
+
+        @st.fragment(run_every=1.0 if is_active else None)
+        def live(run_id: str) -> None:
+            with ui.guard("read the run"):
+                run = get_status(run_id, store=store)
+                steps = store.metrics(run_id, "step")
+                total = runs.total_steps(run["config"])
+                done = int(run.get("step") or 0)
+                top = st.columns([3, 1])
+                label = f"{run['state']} · step {done}" + (f" of {total}" if total else "") + \
+                        f" · epoch {run.get('epoch') or 0} of {run['config'].get('epochs')}"
+                top[0].progress(min(done / total, 1.0) if total else 0.0, text=label)
+                if not runs.is_final(run["state"]):
+                    if top[1].button("Cancel run", key=f"cancel_{run_id}", type="secondary"):
+                        cancel(run_id, store=store)
+                        st.toast(f"Cancelling {run_id}: it stops at its next step.")
+                elif run["state"] == "completed":
+                    top[1].success("Completed", icon=":material/check_circle:")
+                else:
+                    top[1].warning(run["state"].capitalize(), icon=":material/stop_circle:")
+                if run.get("error") and run["state"] != "completed":
+                    st.caption(run["error"])
+                if len(steps):
+                    last = steps.iloc[-1]
+                    comps = [c for c in steps.columns if c not in ("step", "epoch", "lr", "teacher_logits_grad")]
+                    cols = st.columns(min(len(comps), 6))
+                    for i, c in enumerate(comps[:6]):
+                        cols[i].metric(c, f"{last[c]:.4f}")
+                    ui.show_figure(run_figures.loss_components(steps, smooth=3), f"live_loss_{run_id}",
+                                   caption="Each component before its weight in the objective (rolling mean of 3 steps).")
+                epochs = store.metrics(run_id, "epoch")
+                if len(epochs[epochs["epoch"] > 0]) if len(epochs) else False:
+                    ui.show_figure(run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
+                                   f"live_epochs_{run_id}")
+                if runs.is_final(run["state"]) and is_active:
+                    st.rerun()                          # the job ended: redraw the page, polling off
+
+        live(run_id)
+
+# ---- runs and reports ------------------------------------------------------------------------------
+with tab_runs:
+    all_runs = store.list_runs()
+    if not len(all_runs):
+        st.info("No run yet.")
+    else:
+        st.caption("Select rows to compare runs; select one to see its curves and download its report.")
+        picked = st.dataframe(all_runs, hide_index=True, on_select="rerun", selection_mode="multi-row",
+                              key="runs_table", height=260)
+        ids = [all_runs.iloc[i]["id"] for i in picked.selection.rows] if picked and picked.selection else []
+        if len(ids) >= 2:
+            with ui.guard("compare the runs"):
+                st.dataframe(compare(ids, store=store), hide_index=True)
+                curves = {f"{r} · {store.get_run(r)['objective']}": store.metrics(r, "epoch") for r in ids}
+                ui.show_figure(run_figures.compare_curves(curves, "val_acc"), "compare_val_acc")
+        if ids:
+            rid = ids[-1]
+            with ui.guard("show the run"):
+                st.markdown(f"**Run {rid}**")
+                for i, fig in enumerate(report.run_figures_for(store, rid)):
+                    ui.show_figure(fig, f"run_{rid}_{i}")
+                st.download_button("Download the run report (HTML)", data=lambda: report.run_report(store, rid),
+                                   file_name=f"kdwb-run-{rid}.html", mime="text/html", key=f"report_{rid}",
+                                   on_click="ignore", type="primary",
+                                   help="One self-contained file: config, metrics, curves (opens offline).")
+                if store.get_run(rid)["state"] == "completed":
+                    st.caption("Analyse this student on the other pages: in the sidebar choose "
+                               "**Student of a finished run**.")
+
+# ---- protocols -------------------------------------------------------------------------------------
+with tab_protocol:
+    st.markdown("A protocol queues the same job over several settings and seeds, with the student alone as the "
+                "baseline, and summarises each variant as mean ± std over seeds.")
+    with st.form("protocol"):
+        c1, c2, c3 = st.columns(3)
+        p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="proto_pair")
+        p_kind = c2.selectbox("Sweep", ["temperature", "λ", "none (objective vs baseline)"], key="proto_kind")
+        p_obj = c3.selectbox("Objective", ["kd", "dkd", "cakd"], key="proto_objective")
+        c1, c2, c3, c4 = st.columns(4)
+        p_values = c1.text_input("Values", "1, 4, 8", key="proto_values", help="Comma-separated T or λ values.")
+        p_seeds = c2.number_input("Seeds", 1, 10, 2, key="proto_seeds")
+        p_epochs = c3.number_input("Epochs", 1, 100, 2, key="proto_epochs")
+        p_train = c4.number_input("Training samples (0 = all)", 0, 1_000_000, 512, key="proto_train")
+        go = st.form_submit_button("Queue the protocol")
+    if go:
+        with ui.guard("queue the protocol"):
+            try:
+                values = [float(v) for v in p_values.replace(";", ",").split(",") if v.strip()]
+            except ValueError:
+                raise ValueError(f"The values must be numbers separated by commas. Got {p_values!r}.") from None
+            base = JobConfig(pair=p_pair, objective=p_obj, epochs=int(p_epochs), train_size=int(p_train) or None,
+                             device=state.device())
+            pid = runs.start_protocol(store, base, temperatures=values if p_kind == "temperature" else (),
+                                      lams=values if p_kind == "λ" else (), seeds=range(int(p_seeds)))
+            st.success(f"Protocol {pid} queued.", icon=":material/check_circle:")
+    metas = runs.protocols(store)
+    if metas:
+        labels = {m["id"]: f"{m['id']} · {m['pair']} · {m['objective']} · {len(m['runs'])} runs" for m in metas}
+        pid = st.selectbox("Protocol", list(labels), format_func=labels.get, key="proto_pick")
+        meta = next(m for m in metas if m["id"] == pid)
+        proto_active = runs.protocol_status(store, meta)[1] < len(meta["runs"])
+
+        @st.fragment(run_every=2.0 if proto_active else None)
+        def protocol_view(meta: dict) -> None:
+            with ui.guard("summarise the protocol"):
+                table, done, total = runs.protocol_status(store, meta)
+                st.progress(done / total, text=f"{done} of {total} runs finished")
+                st.dataframe(table.drop(columns=["run_ids"], errors="ignore"), hide_index=True)
+                if st.button("Cancel the protocol's remaining runs", key=f"proto_cancel_{meta['id']}",
+                             disabled=done == total):
+                    for r in meta["runs"]:
+                        cancel(r["run_id"], store=store)
+                if done == total and proto_active:
+                    st.rerun()
+
+        protocol_view(meta)

@@ -1,0 +1,241 @@
+"""AppTest for every page of the workbench: change the widgets, no exception, the expected charts present.
+
+One module-scoped run store (KDWB_HOME in a tmp dir) holding one tiny completed run, so the pages
+that list runs (Distill, Features, the sidebar's "Student of a finished run") have something to show.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """KDWB_HOME for the module, with one short completed digits run (3 steps, checkpoints saved)."""
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("kdwb_app")
+    mp.setenv("KDWB_HOME", str(d))
+    from kdcore.jobs import JobConfig, RunStore, run_job
+    res = run_job(JobConfig(pair="digits", objective="kd", epochs=2, train_size=64, batch_size=32, val_size=64,
+                            probe_size=32, checkpoints=2, name="app-test"), store=RunStore(d))
+    assert res.state == "completed", res.error
+    yield {"dir": d, "run_id": res.run_id}
+    mp.undo()
+
+
+def _app(pair: str = "digits", **state) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.session_state["sample_pair"] = pair
+    at.session_state["probe_size"] = 32
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at
+
+
+def _open(page: str, pair: str = "digits", **state) -> AppTest:
+    at = _app(pair, **state)
+    at.run()
+    at.switch_page(f"views/{page}.py").run()
+    _ok(at)
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _charts(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as dicts (their JSON spec)."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [(f.get("layout", {}).get("title") or {}).get("text", "") for f in _charts(at)]
+
+
+def _slider(at: AppTest, key: str):
+    return next(s for s in at.slider if s.key == key)
+
+
+# ---- one test per page -----------------------------------------------------------------------------
+
+def test_overview_scorecard(home):
+    at = _open("overview")
+    assert len(_charts(at)) == 2
+    assert at.metric and {m.label for m in at.metric} >= {"Compression", "Accuracy retained", "Disagreement"}
+    assert at.latex, "every page opens with its formulas"
+    assert any("workshop" in p.proto.label.lower() for p in at.get("page_link"))
+
+
+def test_overview_multilabel_table(home):
+    at = _open("overview", "shapes_multilabel")
+    df = at.dataframe[0].value
+    assert {"exact_match", "label_accuracy"} <= set(df.columns) and len(df) == 3
+
+
+def test_workshop_links_every_page(home):
+    at = _open("workshop")
+    steps = [b for b in at.button if b.key and b.key.startswith("workshop_")]
+    assert len(steps) == 10
+    text = " ".join(m.value for m in at.markdown)
+    assert text.count("**Try:**") == 10 and text.count("**Notice:**") == 10
+    next(b for b in steps if b.key == "workshop_5").click().run()        # Grad-CAM on the shapes pair
+    _ok(at)
+    assert at.session_state["sample_pair"] == "shapes"
+    assert any("Grad-CAM" in t.value for t in at.title), "the step opened the CAMs page"
+    assert len(_charts(at)) == 3
+
+
+def test_soft_labels_sliders_move_the_curves(home):
+    at = _open("soft_labels")
+    before = _charts(at)
+    assert len(before) == 5
+    assert "T = 4" in _titles(at)[0]
+    _slider(at, "sl_temperature").set_value(10.0).run()
+    _ok(at)
+    after = _charts(at)
+    assert "T = 10" in _titles(at)[0]
+    assert before[0]["data"][0]["y"] != after[0]["data"][0]["y"], "the soft labels at T must change with T"
+    loss_before = after[1]["data"]
+    _slider(at, "sl_lambda").set_value(0.2).run()
+    _ok(at)
+    assert _charts(at)[1]["data"] != loss_before, "the KD terms must follow λ"
+
+
+def test_features_cka_and_checkpoints(home):
+    at = _open("features")
+    titles = _titles(at)
+    assert any("teacher layers × student layers" in t for t in titles)
+    assert any("checkpoint" in t for t in titles), titles
+    at.radio(key="cka_kind").set_value("rbf").run()
+    _ok(at)
+    assert any("teacher layers × student layers" in t for t in _titles(at))
+
+
+def test_attention_transfer_on_cnn(home):
+    at = _open("attention")
+    assert len(_charts(at)) == 1
+    at.number_input(key="at_sample").set_value(3).run()
+    _ok(at)
+    assert len(_charts(at)) == 1
+
+
+def test_attention_heads_on_language_model(home):
+    at = _open("attention", "tinylang")
+    assert len(_charts(at)) == 3
+    at.selectbox(key="att_metric").set_value("js").run()
+    _ok(at)
+    assert len(_charts(at)) == 3 and at.dataframe
+
+
+def test_cams_with_masks(home):
+    at = _open("cams", "shapes")
+    assert len(_charts(at)) == 3, _titles(at)          # overlay, agreement, localisation
+    at.radio(key="cam_explain").set_value("teacher").run()
+    _ok(at)
+    at.number_input(key="cam_index").set_value(2).run()
+    _ok(at)
+    assert len(_charts(at)) == 3
+
+
+def test_cams_explain_language_model_instead(home):
+    at = _open("cams", "tinylang")
+    assert not _charts(at) and at.info
+
+
+def test_divergence_components(home):
+    at = _open("divergences")
+    assert len(_charts(at)) == 4                          # rules, classes, dkd, samples
+    at.selectbox(key="div_rule").set_value("topk").run()
+    _ok(at)
+    _slider(at, "div_temperature").set_value(1.0).run()
+    _ok(at)
+    assert len(_charts(at)) == 4
+
+
+def test_divergence_tokens_language_model(home):
+    at = _open("divergences", "tinylang")
+    assert len(_charts(at)) == 1 and at.metric
+    at.number_input(key="tok_index").set_value(1).run()
+    _ok(at)
+    assert len(_charts(at)) == 1
+
+
+def test_calibration(home):
+    at = _open("calibration")
+    assert len(_charts(at)) == 2
+    assert set(at.dataframe[0].value["model"]) >= {"teacher", "student"}
+    _slider(at, "cal_bins").set_value(10).run()
+    _ok(at)
+    assert len(_charts(at)) == 2
+
+
+def test_calibration_multilabel(home):
+    at = _open("calibration", "shapes_multilabel")
+    assert len(_charts(at)) == 2
+
+
+def test_distill_finds_runs_from_the_store(home):
+    at = _open("distill")
+    assert at.tabs and len(at.tabs) == 4
+    # the Live tab shows the last run (found in the store, not the session) with its curves
+    assert any("loss" in t.lower() for t in _titles(at))
+    assert at.selectbox(key="live_run").value == home["run_id"]
+
+
+def test_distill_rejects_a_bad_config_in_plain_words(home):
+    at = _open("distill")
+    at.selectbox(key="job_objective").set_value("dkd")
+    at.text_input(key="job_params").set_value("{beta: -1}")                # DKD's β must be ≥ 0
+    form_submit = next(b for b in at.button if "Start distillation" in str(b.proto.label))
+    form_submit.click().run()
+    assert not at.exception
+    assert at.error and "Could not start the run" in at.error[0].value
+
+
+def test_doctor_page_renders(home):
+    _open("doctor")
+
+
+def test_student_of_a_finished_run(home):
+    at = _app(pair_source="Student of a finished run")
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="run_student").value == home["run_id"]
+    assert len(_charts(at)) == 2                           # the overview of the run's student
+    assert "run" in at.sidebar.caption[0].value
+
+
+def test_own_models_bad_path_is_explained(home):
+    at = _app(pair_source="Your own models")
+    at.run()
+    at.text_input(key="own_teacher_dir").set_value("/nonexistent/teacher")
+    at.text_input(key="own_student_dir").set_value("/nonexistent/student")
+    at.sidebar.button[0].click().run()
+    assert not at.exception
+    assert at.error and "Could not load the pair" in at.error[0].value
+
+
+def test_sessions_do_not_share_choices(home):
+    a, b = _app("digits"), _app("digits")
+    a.run(), b.run()
+    a.sidebar.selectbox(key="sample_pair").set_value("shapes").run()
+    b.run()
+    assert a.session_state["sample_pair"] == "shapes" and b.session_state["sample_pair"] == "digits"
+
+
+def test_run_report_is_self_contained(home):
+    from app.report import run_report
+    from kdcore.jobs import RunStore
+    html = run_report(RunStore(home["dir"]), home["run_id"])
+    assert html.startswith("<!doctype html>") and home["run_id"] in html
+    assert html.count("<script src=") == 0, "no external scripts: plotly.js is inlined"
+    assert "Plotly" in html and html.count('class="plotly-graph-div"') >= 3
+    assert "Configuration" in html and "temperature" in html and "final_val_acc" in html
