@@ -181,3 +181,30 @@ def check_same_batch(student: Tensor, teacher: Tensor, *, where: str, student_na
         raise ValueError(f"{student_name} and {teacher_name} of {where} must have the same batch size. "
                          f"Got {student.shape[0]} for the student (shape {tuple(student.shape)}) and "
                          f"{teacher.shape[0]} for the teacher (shape {tuple(teacher.shape)}).")
+
+
+def check_float_tensor(name: str, x: Any, *, where: str) -> Tensor:
+    """A non-empty floating-point tensor with at least one dimension (values not inspected)."""
+    x = check_tensor(name, x, where=where, min_dim=1)
+    if not x.is_floating_point():
+        raise ValueError(f"The '{name}' argument of {where} must be a floating-point tensor. Got dtype {x.dtype} instead.")
+    return x
+
+
+def check_logit_rows(name: str, x: Any, *, where: str, keep: Tensor | None = None) -> Tensor:
+    """Logits [..., V] checked like ``check_logits`` but with one max-reduction per row, so large
+    LM logits ([positions, vocabulary]) need no full-size boolean masks. A row's maximum is NaN if
+    the row holds a NaN, +inf if it holds +inf, and -inf if every entry is -inf. Only the rows that
+    ``keep`` (bool [...]) marks are checked: a masked position may hold anything."""
+    x = check_float_tensor(name, x, where=where)
+    row_max = x.detach().amax(dim=-1)                              # [...]
+    if keep is not None:
+        row_max = row_max[keep]
+    bad = torch.isnan(row_max) | (row_max == math.inf)
+    if bool(bad.any()):
+        raise ValueError(f"The '{name}' argument of {where} must be finite (-inf marks a masked entry; no NaN or +inf). "
+                         f"Got {int(bad.sum())} position(s) holding NaN or +inf in a tensor of shape {tuple(x.shape)}.")
+    if bool((row_max == -math.inf).any()):
+        raise ValueError(f"The '{name}' argument of {where} has a position whose entries are all -inf: "
+                         f"every distribution needs at least one finite logit.")
+    return x

@@ -1,0 +1,275 @@
+"""`python -m kdcore ...`: distil, list and inspect runs, run protocols (API.md "Command line").
+
+Exit status: 0 success; 1 the run failed or was cancelled; 2 bad input (config, arguments, store).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from kdcore.jobs.config import OBJECTIVES, ConfigError, JobConfig
+from kdcore.jobs.store import RunStore, StoreError
+
+_FLAG_FIELDS = ("pair", "objective", "temperature", "lam", "ce_weight", "epochs", "max_steps", "batch_size", "lr",
+                "optimizer", "schedule", "seed", "device", "train_size", "val_size", "name")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):
+        return _jsonable(x.item())
+    return x
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(_jsonable(obj), sort_keys=False))
+
+
+def _add_job_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a job config file (.yaml, .yml or .json); flags override its fields")
+    p.add_argument("--pair", help="sample pair name or module:factory")
+    p.add_argument("--objective", help=f"one of {', '.join(OBJECTIVES)}")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--lam", type=float, help="KD's weight λ in [0, 1]")
+    p.add_argument("--ce-weight", dest="ce_weight", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer")
+    p.add_argument("--schedule")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--train-size", dest="train_size", type=int)
+    p.add_argument("--val-size", dest="val_size", type=int)
+    p.add_argument("--name")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an objective parameter, VALUE read as JSON (e.g. --param beta=8 --param rule='\"topk\"')")
+    p.add_argument("--teacher-cache", dest="teacher_cache", action="store_true", default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The config file (if any) with the flags given on top."""
+    cfg = JobConfig.load(args.config) if args.config else JobConfig()
+    changes = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
+    if getattr(args, "teacher_cache", None):
+        changes["teacher_cache"] = True
+    params = dict(cfg.params)
+    for item in getattr(args, "param", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError([f"--param expects KEY=VALUE; got {item!r}"])
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    if params != cfg.params:
+        changes["params"] = params
+    return replace(cfg, **changes)
+
+
+class _Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width = stream, width
+
+    def __call__(self, ev: dict) -> None:
+        if ev["event"] not in ("step", "epoch", "end"):
+            return
+        total = max(1, ev.get("total_steps") or 1)
+        done = min(ev["step"], total)
+        filled = int(self.width * done / total)
+        m = ev.get("metrics") or {}
+        extra = f"loss {m['loss']:.4f}" if "loss" in m else (f"val_acc {m['val_acc']:.4f}" if "val_acc" in m else "")
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] step {done}/{total} "
+                          f"epoch {ev['epoch']}/{ev.get('epochs')} {extra}   ")
+        if ev["event"] == "end":
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def cmd_distill(args) -> int:
+    from kdcore.jobs.runner import run_job
+    cfg = config_from_args(args).validate()
+    store = RunStore()
+    started: dict = {}
+
+    def on_event(ev: dict) -> None:
+        if ev["event"] == "start" and not args.json:
+            print(f"run {ev['run_id']}", flush=True)
+        started.update(ev)
+        if not args.json:
+            _Progress()(ev)
+
+    result = run_job(cfg, store=store, callback=on_event)
+    if args.json:
+        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error})
+    else:
+        print(f"{result.state}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in result.metrics.items()))
+        if result.error:
+            print(result.error, file=sys.stderr)
+    return 0 if result.state == "completed" else 1
+
+
+def cmd_runs(args) -> int:
+    store = RunStore()
+    if args.action == "list":
+        df = store.list_runs(state=args.state, limit=args.limit)
+        if args.json:
+            _print_json({"runs": df.to_dict(orient="records")})
+        else:
+            print(df.drop(columns=["error"]).to_string(index=False) if len(df) else "no runs yet")
+        return 0
+    if args.action in ("show", "export", "resume", "rerun", "cancel") and len(args.ids) != 1:
+        raise ValueError(f"`runs {args.action}` takes one RUN_ID. Got {len(args.ids)}.")
+    if args.action == "show":
+        run = store.get_run(args.ids[0])
+        epochs = store.metrics(run["id"], "epoch")
+        if args.json:
+            _print_json({"run": run, "epochs": epochs.to_dict(orient="records")})
+        else:
+            for k in ("id", "state", "pair", "objective", "seed", "device", "data_fingerprint", "created", "step",
+                      "epoch", "error"):
+                print(f"{k:>17}: {run[k]}")
+            print(f"{'config':>17}: {json.dumps(run['config'])}")
+            print(f"{'summary':>17}: {json.dumps(_jsonable(run['summary']))}")
+            if len(epochs):
+                cols = [c for c in ("epoch", "step", "train_loss", "val_loss", "val_acc", "val_agreement") if c in epochs]
+                print(epochs[cols].to_string(index=False))
+        return 0
+    if args.action == "compare":
+        from kdcore.jobs.worker import compare
+        if len(args.ids) < 1:
+            raise ValueError("`runs compare` takes one or more RUN_IDs.")
+        df = compare(args.ids, store=store)
+        if args.json:
+            _print_json({"runs": df.to_dict(orient="records")})
+        else:
+            print(df.to_string(index=False))
+        return 0
+    if args.action == "export":
+        out = export_run(store, args.ids[0], Path(args.out) if args.out else Path.cwd() / f"run-{args.ids[0]}")
+        if args.json:
+            _print_json({"run_id": args.ids[0], "files": [str(p) for p in out]})
+        else:
+            print("\n".join(str(p) for p in out))
+        return 0
+    from kdcore.jobs.runner import run_job
+    from kdcore.jobs.worker import cancel
+    rid = args.ids[0]
+    if args.action == "cancel":
+        cancel(rid, store=store)
+        return 0
+    run = store.get_run(rid)
+    cfg = JobConfig.from_dict(run["config"])
+    if args.action == "resume":
+        if run["state"] in ("running", "queued", "completed"):
+            raise ValueError(f"Run {rid} is {run['state']}: only interrupted, cancelled or failed runs can be resumed.")
+        result = run_job(cfg, store=store, run_id=rid, resume=True, callback=None if args.json else _Progress())
+    else:
+        new_id = store.create_run(cfg, state="running", parent_id=rid)
+        result = run_job(cfg, store=store, run_id=new_id, callback=None if args.json else _Progress())
+    if args.json:
+        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error})
+    else:
+        print(f"run {result.run_id}: {result.state}")
+    return 0 if result.state == "completed" else 1
+
+
+def export_run(store: RunStore, run_id: str, folder: Path) -> list[Path]:
+    """Write a run's config (JSON), metrics (Parquet, one file per level) and final student weights."""
+    run = store.get_run(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / "config.json", folder / "run.json"]
+    files[0].write_text(json.dumps(run["config"], indent=2, sort_keys=True))
+    files[1].write_text(json.dumps(_jsonable({k: v for k, v in run.items() if k != "config"}), indent=2))
+    for level in ("step", "epoch", "checkpoint"):
+        df = store.metrics(run_id, level)
+        if len(df):
+            path = folder / f"metrics_{level}.parquet"
+            df.to_parquet(path, index=False)
+            files.append(path)
+    try:
+        src = store.artifact_path(run_id, "student.safetensors")
+        dst = folder / "student.safetensors"
+        dst.write_bytes(src.read_bytes())
+        files.append(dst)
+    except StoreError:
+        pass
+    return files
+
+
+def cmd_protocol(args) -> int:
+    from kdcore.jobs.protocols import run_protocol
+    cfg = config_from_args(args).validate()
+    floats = lambda s: [float(v) for v in s.split(",") if v.strip()] if s else []  # noqa: E731
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    res = run_protocol(cfg, temperatures=floats(args.temperatures), lams=floats(args.lams), seeds=seeds,
+                       baseline=not args.no_baseline, store=RunStore(),
+                       callback=None if args.json else _protocol_progress)
+    if args.json:
+        _print_json({"table": res.table.to_dict(orient="records"), "runs": res.runs.to_dict(orient="records")})
+    else:
+        cols = ["variant", "n_seeds", "metric", "best", "final"]
+        print(res.table[cols].to_string(index=False))
+    return 0 if (res.runs["state"] == "completed").all() else 1
+
+
+def _protocol_progress(ev: dict) -> None:
+    if ev["event"] == "protocol_run":
+        print(f"[{ev['index'] + 1}/{ev['of']}] {ev['variant']} seed={ev['seed']}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("distill", help="train a student against a teacher")
+    _add_job_flags(d)
+    d.set_defaults(func=cmd_distill)
+    r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run or cancel runs")
+    r.add_argument("action", choices=["list", "show", "compare", "export", "resume", "rerun", "cancel"])
+    r.add_argument("ids", nargs="*", metavar="RUN_ID")
+    r.add_argument("--state", help="list: only runs in this state")
+    r.add_argument("--limit", type=int, help="list: at most this many runs")
+    r.add_argument("--out", help="export: the folder to write (default ./run-RUN_ID)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_runs)
+    p = sub.add_parser("protocol", help="baseline, temperature/λ sweeps, repeats over seeds -> mean ± std table")
+    _add_job_flags(p)
+    p.add_argument("--temperatures", default="", help="comma-separated, e.g. 1,4,8")
+    p.add_argument("--lams", default="", help="comma-separated, e.g. 0.5,0.9")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--no-baseline", action="store_true", help="skip the student-alone baseline")
+    p.set_defaults(func=cmd_protocol)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        _fail(args, str(exc), problems=exc.problems)
+    except (ValueError, StoreError) as exc:
+        _fail(args, str(exc))
+    return 2
+
+
+def _fail(args, message: str, problems: list[str] | None = None) -> None:
+    if getattr(args, "json", False):
+        _print_json({"error": message, **({"problems": problems} if problems else {})})
+    else:
+        print(f"error: {message}", file=sys.stderr)

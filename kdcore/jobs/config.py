@@ -1,0 +1,319 @@
+"""The distillation job's configuration: a dataclass that validates itself and round-trips
+through JSON and YAML.
+
+Construction stores values untouched; `validate()` lists every problem at once (scikit-learn's
+convention: check where work starts). `JobConfig.from_dict` rejects unknown keys by name.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# objective name -> parameters it accepts (values: default, None = the job's shared value or required)
+OBJECTIVE_PARAMS: dict[str, dict[str, Any]] = {
+    "ce": {},
+    "kd": {"temperature": None, "lam": None, "standardize": False},
+    "dkd": {"temperature": None, "alpha": 1.0, "beta": 8.0},
+    "cakd": {"temperature": None, "alpha": 1.0, "beta": 1.0, "rule": "target", "k": None, "tau": None},
+    "normkd": {"t_norm": 2.0},
+    "ls": {"eps": 0.1},
+    "feature_l2": {"layers": None, "projector": "auto", "cosine": False},
+    "at": {"layers": None, "p": 2.0},
+    "attn_kl": {"layers": None},
+    "token": {"kind": "fkl", "temperature": None, "beta": 0.5, "alpha": 0.1, "mu": 0.5},
+}
+OBJECTIVES = tuple(OBJECTIVE_PARAMS) + ("sum",)
+ALIASES = {"label_smoothing": "ls", "attention_transfer": "at", "fitnet": "feature_l2", "hinton": "kd",
+           "attention_kl": "attn_kl"}
+# Objectives that add the hard-label cross-entropy by default (weight 1): the papers' recipes
+# (DKD, CAKD, NormKD, FitNets, AT, MiniLM) train CE plus the distillation term.
+_CE_BY_DEFAULT = {"dkd", "cakd", "normkd", "feature_l2", "at", "attn_kl", "token"}
+DEFAULT_TEMPERATURE = {"kd": 4.0, "dkd": 4.0, "cakd": 4.0, "token": 1.0}
+DEFAULT_LAM = 0.9
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "step", "linear")
+DEVICES = ("cpu", "cuda", "auto")
+STRONG_RULES = ("target", "topk", "mass", "labels")
+TOKEN_KINDS = ("fkl", "rkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "akl", "uld")
+
+
+class ConfigError(ValueError):
+    """A job configuration with one or more problems; `.problems` lists them all."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"The job configuration has {len(self.problems)} problem(s):\n{lines}")
+
+
+@dataclass
+class LossTerm:
+    """One term of a weighted-sum objective."""
+    name: str = "kd"                                  # an objective of OBJECTIVE_PARAMS
+    weight: float = 1.0                               # multiplier of this term in the sum
+    params: dict = field(default_factory=dict)       # the term's parameters (see OBJECTIVE_PARAMS)
+
+
+@dataclass
+class JobConfig:
+    """Everything a distillation job needs; the run store keeps it whole, so a run can be re-run.
+
+    The loss is `sum_i weight_i * term_i + ce_weight * CE(labels)`. A single objective is the
+    shorthand for one term of weight 1 with `params`; `objective="sum"` uses `terms`.
+    """
+    pair: str = "digits"                    # sample pair name, or "module:factory" returning a Pair
+    objective: str = "kd"                   # one of OBJECTIVES ("sum": the weighted `terms`)
+    temperature: float | None = None        # T of kd/dkd/cakd/token; None: 4.0 (token: 1.0)
+    lam: float | None = None                # KD's weight λ in [0, 1] (CE gets 1 − λ); None: 0.9
+    ce_weight: float | None = None          # hard-label CE added to the objective; None: 1 for dkd/cakd/normkd/feature/attention/token, else 0
+    params: dict = field(default_factory=dict)   # the objective's other parameters (alpha, beta, rule, k, tau, eps, kind, layers, ...)
+    terms: list = field(default_factory=list)    # objective="sum": LossTerm entries (or dicts)
+    train_size: int | None = None           # first n training samples; None: the whole split
+    val_size: int | None = 512              # first n validation samples; None: the whole split
+    optimizer: str = "adam"                 # "adam" | "adamw" | "sgd"
+    lr: float = 1e-3                        # peak learning rate
+    weight_decay: float = 0.0               # decoupled for adamw, L2 for adam/sgd
+    momentum: float = 0.9                   # sgd only
+    schedule: str = "constant"              # "constant" | "cosine" | "step" | "linear" (decay to 0)
+    warmup_steps: int = 0                   # linear warm-up from 0 over these steps
+    epochs: int = 5                         # passes over the training subset
+    max_steps: int | None = None            # stop after this many steps (None: epochs decide)
+    batch_size: int = 64                    # samples per step
+    seed: int = 0                           # student init, shuffling, dropout
+    device: str = "cpu"                     # "cpu" | "cuda" | "auto" (cuda when present)
+    checkpoints: int = 3                    # epochs with CKA/divergence probes and saved weights (last included)
+    probe_size: int = 256                   # validation samples used at checkpoints
+    teacher_cache: bool = False             # compute teacher outputs once per dataset and reuse them
+    cache_top_k: int | None = None          # keep the top-k teacher logits per position (large vocabularies)
+    grad_clip: float | None = None          # max gradient norm (None: no clipping)
+    name: str = ""                          # free label shown in run lists
+
+    # ---- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["terms"] = [asdict(t) if isinstance(t, LossTerm) else dict(t) for t in self.terms]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobConfig":
+        if not isinstance(data, dict):
+            raise ConfigError([f"a job configuration must be a mapping of field names to values; got {type(data).__name__}"])
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError([f"unknown field '{k}' (known fields: {', '.join(sorted(known))})" for k in unknown])
+        data = dict(data)
+        if isinstance(data.get("terms"), list):
+            data["terms"] = [LossTerm(**t) if isinstance(t, dict) and set(t) <= {"name", "weight", "params"} else t
+                             for t in data["terms"]]
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobConfig":
+        return cls.from_dict(json.loads(text))
+
+    def to_yaml(self) -> str:
+        import yaml
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "JobConfig":
+        import yaml
+        return cls.from_dict(yaml.safe_load(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "JobConfig":
+        """Read a .json, .yaml or .yml file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"The config file {str(path)!r} does not exist.")
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return cls.from_yaml(text)
+        if path.suffix.lower() == ".json":
+            return cls.from_json(text)
+        raise ValueError(f"The config file must end in .json, .yaml or .yml. Got {path.name!r} instead.")
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.write_text(self.to_yaml() if path.suffix.lower() in (".yaml", ".yml") else self.to_json())
+
+    # ---- resolved view -------------------------------------------------------------------------
+    def resolved_terms(self) -> list[LossTerm]:
+        """The terms of the loss, with every default filled in (call after validate())."""
+        obj = ALIASES.get(self.objective, self.objective)
+        raw = [LossTerm(obj, 1.0, dict(self.params))] if obj != "sum" else [
+            t if isinstance(t, LossTerm) else LossTerm(**t) for t in self.terms]
+        out = []
+        for t in raw:
+            name = ALIASES.get(t.name, t.name)
+            params = {k: v for k, v in OBJECTIVE_PARAMS[name].items()}
+            params.update(t.params)
+            if "temperature" in params and params["temperature"] is None:
+                params["temperature"] = self.temperature if self.temperature is not None else DEFAULT_TEMPERATURE[name]
+            if "lam" in params and params["lam"] is None:
+                params["lam"] = self.lam if self.lam is not None else DEFAULT_LAM
+            out.append(LossTerm(name, float(t.weight), params))
+        return out
+
+    def resolved_ce_weight(self) -> float:
+        if self.ce_weight is not None:
+            return float(self.ce_weight)
+        obj = ALIASES.get(self.objective, self.objective)
+        return 1.0 if obj in _CE_BY_DEFAULT else 0.0
+
+    # ---- validation ----------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Every problem with this configuration, in plain English (empty when valid)."""
+        p: list[str] = []
+        if not isinstance(self.pair, str) or not self.pair:
+            p.append(f"'pair' must be a sample pair name or 'module:factory'; got {self.pair!r}")
+        obj = ALIASES.get(self.objective, self.objective) if isinstance(self.objective, str) else self.objective
+        if obj not in OBJECTIVES:
+            p.append(f"'objective' must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
+        _opt_float(p, "temperature", self.temperature, lo=0.0, lo_open=True)
+        _opt_float(p, "lam", self.lam, lo=0.0, hi=1.0)
+        _opt_float(p, "ce_weight", self.ce_weight, lo=0.0)
+        if not isinstance(self.params, dict):
+            p.append(f"'params' must be a mapping; got {type(self.params).__name__}")
+        elif obj in OBJECTIVE_PARAMS:
+            p += _term_problems(obj, self.params, "params")
+        if not isinstance(self.terms, list):
+            p.append(f"'terms' must be a list; got {type(self.terms).__name__}")
+        elif obj == "sum":
+            if not self.terms:
+                p.append("objective 'sum' needs at least one entry in 'terms' (e.g. {name: kd, weight: 1.0})")
+            for i, t in enumerate(self.terms):
+                p += _loss_term_problems(i, t)
+        elif self.terms:
+            p.append(f"'terms' is only used with objective 'sum'; got {len(self.terms)} term(s) with objective {self.objective!r}")
+        if obj == "sum" and self.params:
+            p.append("objective 'sum' takes its parameters inside each term's 'params', not in 'params'")
+        _opt_int(p, "train_size", self.train_size, lo=1)
+        _opt_int(p, "val_size", self.val_size, lo=1)
+        if self.optimizer not in OPTIMIZERS:
+            p.append(f"'optimizer' must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        _opt_float(p, "lr", self.lr, lo=0.0, lo_open=True, required=True)
+        _opt_float(p, "weight_decay", self.weight_decay, lo=0.0, required=True)
+        _opt_float(p, "momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True, required=True)
+        if self.schedule not in SCHEDULES:
+            p.append(f"'schedule' must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        _opt_int(p, "warmup_steps", self.warmup_steps, lo=0, required=True)
+        _opt_int(p, "epochs", self.epochs, lo=1, required=True)
+        _opt_int(p, "max_steps", self.max_steps, lo=1)
+        _opt_int(p, "batch_size", self.batch_size, lo=1, required=True)
+        _opt_int(p, "seed", self.seed, lo=0, required=True)
+        if self.device not in DEVICES:
+            p.append(f"'device' must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        _opt_int(p, "checkpoints", self.checkpoints, lo=0, required=True)
+        _opt_int(p, "probe_size", self.probe_size, lo=4, required=True)
+        if not isinstance(self.teacher_cache, bool):
+            p.append(f"'teacher_cache' must be true or false; got {self.teacher_cache!r}")
+        _opt_int(p, "cache_top_k", self.cache_top_k, lo=1)
+        if self.cache_top_k is not None and self.teacher_cache is False:
+            p.append("'cache_top_k' needs 'teacher_cache: true'")
+        _opt_float(p, "grad_clip", self.grad_clip, lo=0.0, lo_open=True)
+        if not isinstance(self.name, str):
+            p.append(f"'name' must be a string; got {self.name!r}")
+        return p
+
+    def validate(self) -> "JobConfig":
+        """Raise ConfigError listing every problem; return self when valid."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+# ---- private checks --------------------------------------------------------------------------------
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _opt_float(p: list, name: str, v: Any, *, lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False, hi_open: bool = False, required: bool = False) -> None:
+    if v is None and not required:
+        return
+    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+    rng = f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
+    ok = _is_num(v)
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if not ok:
+        p.append(f"'{name}' must be a number in {rng}; got {v!r}")
+
+
+def _opt_int(p: list, name: str, v: Any, *, lo: int, required: bool = False) -> None:
+    if v is None and not required:
+        return
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        p.append(f"'{name}' must be an integer >= {lo}; got {v!r}")
+
+
+def _term_problems(obj: str, params: dict, where: str) -> list[str]:
+    p: list[str] = []
+    allowed = OBJECTIVE_PARAMS[obj]
+    for k in sorted(set(params) - set(allowed)):
+        p.append(f"{where}: objective '{obj}' has no parameter '{k}' (it takes: {', '.join(allowed) or 'none'})")
+    g = params.get
+    _opt_float(p, f"{where}.temperature", g("temperature"), lo=0.0, lo_open=True)
+    _opt_float(p, f"{where}.lam", g("lam"), lo=0.0, hi=1.0)
+    _opt_float(p, f"{where}.t_norm", g("t_norm"), lo=0.0, lo_open=True)
+    _opt_float(p, f"{where}.eps", g("eps"), lo=0.0, hi=1.0)
+    _opt_float(p, f"{where}.p", g("p"), lo=0.0, lo_open=True)
+    if obj in ("dkd", "cakd"):
+        _opt_float(p, f"{where}.alpha", g("alpha"), lo=0.0)
+        _opt_float(p, f"{where}.beta", g("beta"), lo=0.0)
+    if obj == "cakd":
+        rule = g("rule", "target")
+        if rule not in STRONG_RULES:
+            p.append(f"{where}.rule (CAKD's strong-set rule) must be one of {', '.join(STRONG_RULES)}; got {rule!r}")
+        if rule == "topk":
+            _opt_int(p, f"{where}.k", g("k"), lo=1, required=True)
+        if rule == "mass":
+            _opt_float(p, f"{where}.tau", g("tau"), lo=0.0, hi=1.0, lo_open=True, required=True)
+    if obj == "token":
+        kind = g("kind", "fkl")
+        if kind not in TOKEN_KINDS:
+            p.append(f"{where}.kind must be one of {', '.join(TOKEN_KINDS)}; got {kind!r}")
+        _opt_float(p, f"{where}.beta", g("beta"), lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        _opt_float(p, f"{where}.alpha", g("alpha"), lo=0.0, hi=1.0)
+        _opt_float(p, f"{where}.mu", g("mu"), lo=0.0, hi=1.0)
+    if obj in ("feature_l2", "at", "attn_kl"):
+        layers = g("layers")
+        if obj != "attn_kl" and layers is None:
+            p.append(f"{where}.layers: objective '{obj}' needs a layer mapping {{student_layer: teacher_layer}}")
+        elif layers is not None and (not isinstance(layers, dict) or not layers
+                                     or not all(isinstance(k, str) and isinstance(v, str) for k, v in layers.items())):
+            p.append(f"{where}.layers must be a non-empty mapping {{student_layer: teacher_layer}} of layer names; got {layers!r}")
+    if obj == "feature_l2" and g("projector", "auto") not in ("auto", "linear", "none"):
+        p.append(f"{where}.projector must be 'auto', 'linear' or 'none'; got {g('projector')!r}")
+    return p
+
+
+def _loss_term_problems(i: int, t: Any) -> list[str]:
+    where = f"terms[{i}]"
+    if isinstance(t, dict):
+        extra = set(t) - {"name", "weight", "params"}
+        if extra:
+            return [f"{where} has unknown key(s) {sorted(extra)} (a term has name, weight, params)"]
+        t = LossTerm(**t)
+    if not isinstance(t, LossTerm):
+        return [f"{where} must be a mapping {{name, weight, params}}; got {t!r}"]
+    name = ALIASES.get(t.name, t.name)
+    p: list[str] = []
+    if name not in OBJECTIVE_PARAMS:
+        return [f"{where}.name must be one of {', '.join(OBJECTIVE_PARAMS)}; got {t.name!r}"]
+    _opt_float(p, f"{where}.weight", t.weight, lo=0.0, required=True)
+    if not isinstance(t.params, dict):
+        return p + [f"{where}.params must be a mapping; got {t.params!r}"]
+    return p + _term_problems(name, t.params, f"{where}.params")

@@ -1,0 +1,117 @@
+"""Standard experiments in one call: the student alone, temperature and λ sweeps, repeats over seeds.
+
+    table = run_protocol(JobConfig(pair="digits", objective="kd", epochs=5),
+                         temperatures=[1, 4, 8], seeds=[0, 1, 2]).table
+
+The table has one row per variant with the mean ± std over seeds (std with ddof = 1, NaN for a
+single seed) of both the best epoch's and the final epoch's validation metric (accuracy; for
+language models the loss, where lower is better).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from kdcore.jobs.config import ALIASES, JobConfig
+from kdcore.jobs.store import RunStore
+
+_HAS_T = ("kd", "dkd", "cakd", "token")
+
+
+@dataclass
+class ProtocolResult:
+    """The summary table and the runs behind it."""
+    table: pd.DataFrame       # one row per variant (see protocol_table)
+    runs: pd.DataFrame        # variant, seed, run_id, state
+
+
+def protocol_configs(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
+                     seeds: Iterable[int] = (0, 1, 2), baseline: bool = True) -> list[tuple[str, JobConfig]]:
+    """The (variant name, config) list of a protocol, seeds expanded. With no sweep, the base
+    objective itself is one variant."""
+    base.validate()
+    temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
+    if not seeds:
+        raise ValueError("The 'seeds' parameter of run_protocol must list at least one seed. Got an empty list.")
+    obj = ALIASES.get(base.objective, base.objective)
+    if temperatures and obj not in _HAS_T:
+        raise ValueError(f"A temperature sweep needs an objective with a temperature ({', '.join(_HAS_T)}). "
+                         f"Got objective {base.objective!r}.")
+    if lams and obj != "kd":
+        raise ValueError(f"A λ sweep needs objective 'kd' (λ is KD's weight). Got objective {base.objective!r}.")
+    variants: list[tuple[str, JobConfig]] = []
+    if baseline:
+        variants.append(("baseline (student alone)", replace(base, objective="ce", params={}, terms=[], temperature=None,
+                                                             lam=None, ce_weight=None, teacher_cache=False,
+                                                             cache_top_k=None)))
+    for t in temperatures:
+        variants.append((f"{obj} T={t:g}", replace(base, temperature=float(t))))
+    for lam in lams:
+        variants.append((f"{obj} λ={lam:g}", replace(base, lam=float(lam))))
+    if not temperatures and not lams and obj != "ce":
+        variants.append((obj, base))
+    out = []
+    for name, cfg in variants:
+        for s in seeds:
+            c = replace(cfg, seed=int(s), name=f"{name} seed={s}")
+            c.validate()
+            out.append((name, c))
+    return out
+
+
+def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of the best and final validation metric, one row per variant.
+
+    runs: DataFrame with columns variant, seed, run_id (as in ProtocolResult.runs).
+    """
+    rows = []
+    for variant, group in runs.groupby("variant", sort=False):
+        best, final, metric, states = [], [], None, []
+        cfg = None
+        for rid in group["run_id"]:
+            run = store.get_run(rid)
+            states.append(run["state"])
+            cfg = cfg or run["config"]
+            metric = (run["summary"] or {}).get("metric", metric or "val_acc")
+            lm = metric == "val_loss"                                   # lower is better
+            ep = store.metrics(rid, "epoch")
+            vals = ep[metric].dropna().to_numpy() if metric in ep else np.array([])
+            if not vals.size:
+                continue
+            best.append(float(vals.min() if lm else vals.max()))
+            final.append(float(vals[-1]))
+        rows.append({"variant": variant, "objective": cfg.get("objective") if cfg else None,
+                     "temperature": cfg.get("temperature") if cfg else None, "lam": cfg.get("lam") if cfg else None,
+                     "metric": metric, "n_seeds": len(best), **_mean_std("best", best), **_mean_std("final", final),
+                     "states": ",".join(sorted(set(states))), "run_ids": ",".join(group["run_id"])})
+    return pd.DataFrame(rows)
+
+
+def _mean_std(prefix: str, values: list[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    mean = float(a.mean()) if a.size else float("nan")
+    std = float(a.std(ddof=1)) if a.size > 1 else float("nan")
+    text = "n/a" if not a.size else (f"{mean:.4f} ± {std:.4f}" if a.size > 1 else f"{mean:.4f} (1 seed)")
+    return {f"{prefix}_mean": mean, f"{prefix}_std": std, prefix: text}
+
+
+def run_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
+                 seeds: Iterable[int] = (0, 1, 2), baseline: bool = True, store: RunStore | None = None,
+                 callback: Callable[[dict], object] | None = None, cancel=None, pair=None) -> ProtocolResult:
+    """Run every variant of the protocol over the seeds, in this process, one after another."""
+    from kdcore.jobs.runner import run_job
+    plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
+    store = store if store is not None else RunStore()
+    records = []
+    for i, (variant, cfg) in enumerate(plan):
+        if callback is not None:
+            callback({"event": "protocol_run", "index": i, "of": len(plan), "variant": variant, "seed": cfg.seed})
+        res = run_job(cfg, store=store, callback=callback, cancel=cancel, pair=pair)
+        records.append({"variant": variant, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})
+        if res.state == "cancelled":
+            break
+    runs = pd.DataFrame(records, columns=["variant", "seed", "run_id", "state"])
+    return ProtocolResult(protocol_table(store, runs), runs)

@@ -1,0 +1,406 @@
+"""The run store: SQLite for runs, configs, states and metrics; files for artifacts.
+
+Layout under the data directory (``$KDWB_HOME``, default ``~/.kdwb``)::
+
+    runs.sqlite                 runs, metrics, artifacts (WAL mode; every write one transaction)
+    runs/<run_id>/*.safetensors student weights (checkpoints, final), resume state
+    runs/<run_id>/*.parquet     exported metric tables
+    cache/                      teacher-output caches
+
+Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. A
+process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
+stray temp file; a run whose worker died is reported as 'interrupted' the next time the store looks.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import sqlite3
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
+LEVELS = ("step", "epoch", "checkpoint")
+HEARTBEAT_TIMEOUT_S = 120.0   # a running run whose heartbeat is older is interrupted
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    state TEXT NOT NULL,
+    name TEXT,
+    pair TEXT,
+    objective TEXT,
+    config TEXT NOT NULL,
+    seed INTEGER,
+    device TEXT,
+    versions TEXT,
+    data_fingerprint TEXT,
+    error TEXT,
+    pid INTEGER,
+    host TEXT,
+    heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    parent_id TEXT,
+    step INTEGER NOT NULL DEFAULT 0,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    total_steps INTEGER,
+    resume INTEGER NOT NULL DEFAULT 0,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    level TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, level, step);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    created REAL NOT NULL,
+    epoch INTEGER,
+    PRIMARY KEY (run_id, name)
+);
+"""
+_RUN_COLUMNS = ("id", "created", "updated", "state", "name", "pair", "objective", "config", "seed", "device",
+                "versions", "data_fingerprint", "error", "pid", "host", "heartbeat", "cancel_requested",
+                "parent_id", "step", "epoch", "total_steps", "resume", "summary")
+
+
+class StoreError(RuntimeError):
+    """The run store could not be written or read (read-only or full disk, missing run, ...)."""
+
+
+def default_home() -> Path:
+    """The data directory: $KDWB_HOME, else ~/.kdwb."""
+    env = os.environ.get("KDWB_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".kdwb"
+
+
+def _explain_os_error(exc: BaseException, root: Path) -> str:
+    msg = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "disk is full" in msg or "no space" in msg:
+        return (f"The disk holding the data directory {root} is full ({exc}). Free some space or set KDWB_HOME "
+                f"to a folder on another disk; earlier runs are unchanged.")
+    if code in (errno.EACCES, errno.EROFS, errno.EPERM) or "readonly" in msg or "read-only" in msg:
+        return (f"The data directory {root} is read-only ({exc}). Set KDWB_HOME to a writable folder; "
+                f"earlier runs are unchanged.")
+    if code in (errno.ENOTDIR, errno.EEXIST) or isinstance(exc, NotADirectoryError):
+        return f"The data directory {root} is not a folder ({exc}). Set KDWB_HOME to a folder."
+    return f"The run store at {root} could not be written: {exc}"
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """True when a process with this id exists and is not a zombie (this host only)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class RunStore:
+    """Runs, their configs, states and metrics in SQLite; artifacts as files beside it.
+
+    `RunStore()` opens (or creates) the store in $KDWB_HOME (default ~/.kdwb); `RunStore(path)`
+    in another folder. Safe to use from several processes: every call opens its own connection.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.root = Path(path).expanduser() if path is not None else default_home()
+        self.db_path = self.root / "runs.sqlite"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "runs").mkdir(exist_ok=True)
+            self._probe_writable()
+            con = self._connect()
+            try:
+                con.executescript(_SCHEMA)           # its own transaction
+            finally:
+                con.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(_explain_os_error(exc, self.root)) from exc
+        self.reap_stale()
+
+    def _probe_writable(self) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.")
+        os.close(fd)
+        os.unlink(tmp)
+
+    # ---- connections -----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA busy_timeout=30000")
+        con.row_factory = sqlite3.Row
+        return con
+
+    @contextmanager
+    def _tx(self):
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise StoreError(_explain_os_error(exc, self.root)) from exc
+        finally:
+            con.close()
+
+    def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
+        con = self._connect()
+        try:
+            return con.execute(sql, tuple(args)).fetchall()
+        finally:
+            con.close()
+
+    # ---- runs ------------------------------------------------------------------------------------
+    def create_run(self, config: Any, *, state: str = "queued", seed: int | None = None, device: str | None = None,
+                   versions: dict | None = None, data_fingerprint: str | None = None,
+                   parent_id: str | None = None) -> str:
+        """Insert a run with its full config (a JobConfig or dict); returns its id."""
+        cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        if state not in STATES:
+            raise ValueError(f"The 'state' argument of RunStore.create_run must be one of {STATES}. Got {state!r} instead.")
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        now = time.time()
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, versions,"
+                " data_fingerprint, parent_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, now, now, state, cfg.get("name", ""), cfg.get("pair"), cfg.get("objective"),
+                 json.dumps(cfg, sort_keys=True), seed if seed is not None else cfg.get("seed"),
+                 device or cfg.get("device"), json.dumps(versions or {}), data_fingerprint, parent_id))
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run (state, error, pid, host, heartbeat, step, epoch, summary, ...)."""
+        bad = set(fields) - set(_RUN_COLUMNS) - {"id"}
+        if bad or "id" in fields:
+            raise ValueError(f"RunStore.update_run got unknown field(s) {sorted(bad | ({'id'} & set(fields)))}.")
+        if "state" in fields and fields["state"] not in STATES:
+            raise ValueError(f"The 'state' of a run must be one of {STATES}. Got {fields['state']!r} instead.")
+        for k in ("summary", "versions"):
+            if k in fields and not isinstance(fields[k], (str, type(None))):
+                fields[k] = json.dumps(fields[k], sort_keys=True)
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as con:
+            n = con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id)).rowcount
+        if n == 0:
+            raise StoreError(f"There is no run with id {run_id!r} in {self.db_path}.")
+
+    def set_state(self, run_id: str, state: str, *, error: str | None = None) -> None:
+        """Move a run to a state (one of STATES), with the error text for 'failed'."""
+        fields: dict[str, Any] = {"state": state}
+        if error is not None:
+            fields["error"] = error
+        self.update_run(run_id, **fields)
+
+    def heartbeat(self, run_id: str, *, step: int | None = None, epoch: int | None = None) -> None:
+        fields: dict[str, Any] = {"heartbeat": time.time()}
+        if step is not None:
+            fields["step"] = step
+        if epoch is not None:
+            fields["epoch"] = epoch
+        self.update_run(run_id, **fields)
+
+    def claim(self, run_id: str, pid: int) -> bool:
+        """Atomically move a queued run to 'running' for this process; False if someone else did."""
+        with self._tx() as con:
+            n = con.execute("UPDATE runs SET state='running', pid=?, host=?, heartbeat=?, updated=? "
+                            "WHERE id=? AND state='queued'",
+                            (pid, socket.gethostname(), time.time(), time.time(), run_id)).rowcount
+        return n == 1
+
+    def next_queued(self) -> str | None:
+        rows = self._read("SELECT id FROM runs WHERE state='queued' ORDER BY created, rowid LIMIT 1")
+        return rows[0]["id"] if rows else None
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask a run to stop: a queued run is cancelled at once, a running one at its next step."""
+        self.get_run(run_id)
+        with self._tx() as con:
+            con.execute("UPDATE runs SET cancel_requested=1, updated=? WHERE id=?", (time.time(), run_id))
+            con.execute("UPDATE runs SET state='cancelled', updated=? WHERE id=? AND state='queued'",
+                        (time.time(), run_id))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        rows = self._read("SELECT cancel_requested FROM runs WHERE id=?", (run_id,))
+        return bool(rows and rows[0]["cancel_requested"])
+
+    def get_run(self, run_id: str) -> dict:
+        """One run as a dict: columns, with `config`, `versions` and `summary` parsed."""
+        rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            raise StoreError(f"There is no run with id {run_id!r} in {self.db_path}. "
+                             f"`python -m kdcore runs list` shows the runs there are.")
+        return _row_to_run(rows[0])
+
+    def list_runs(self, *, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Runs, newest first, one row each: id, state, name, pair, objective, seed, device, created, step, epoch."""
+        self.reap_stale()
+        sql = "SELECT * FROM runs" + (" WHERE state=?" if state else "") + " ORDER BY created DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = [_row_to_run(r) for r in self._read(sql, (state,) if state else ())]
+        cols = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
+        df = pd.DataFrame([{k: r[k] for k in cols} for r in rows], columns=cols)
+        df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+        return df
+
+    def reap_stale(self) -> list[str]:
+        """Mark 'running' runs whose worker is gone (pid dead on this host, or heartbeat stale) as interrupted."""
+        host, now = socket.gethostname(), time.time()
+        stale = []
+        for r in self._read("SELECT id, pid, host, heartbeat FROM runs WHERE state='running'"):
+            dead = (r["host"] == host and not _pid_alive(r["pid"])) or (
+                r["heartbeat"] is not None and now - r["heartbeat"] > HEARTBEAT_TIMEOUT_S)
+            if dead:
+                stale.append(r["id"])
+        for run_id in stale:
+            with self._tx() as con:
+                con.execute("UPDATE runs SET state='interrupted', error=COALESCE(error, ?), updated=? "
+                            "WHERE id=? AND state='running'",
+                            ("The worker process stopped without finishing the run (killed or crashed). "
+                             "Resume it with `python -m kdcore runs resume RUN_ID`.", now, run_id))
+        return stale
+
+    def delete_run(self, run_id: str) -> None:
+        with self._tx() as con:
+            for table, col in (("metrics", "run_id"), ("artifacts", "run_id"), ("runs", "id")):
+                con.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
+
+    # ---- metrics ---------------------------------------------------------------------------------
+    def log_metrics(self, run_id: str, rows: Iterable[tuple[str, int, int, str, float]]) -> None:
+        """Append metric rows (level, step, epoch, name, value) in one transaction."""
+        rows = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
+        if not rows:
+            return
+        with self._tx() as con:
+            con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)", rows)
+
+    def metrics(self, run_id: str, level: str = "step") -> pd.DataFrame:
+        """Metrics of one run at one level as a wide DataFrame: columns step, epoch, then one per metric."""
+        if level not in LEVELS:
+            raise ValueError(f"The 'level' argument of RunStore.metrics must be one of {LEVELS}. Got {level!r} instead.")
+        rows = self._read("SELECT step, epoch, name, value FROM metrics WHERE run_id=? AND level=? ORDER BY rowid",
+                          (run_id, level))
+        if not rows:
+            return pd.DataFrame(columns=["step", "epoch"])
+        long = pd.DataFrame([tuple(r) for r in rows], columns=["step", "epoch", "name", "value"])
+        names = list(long["name"].unique())                                   # first-logged order
+        long = long.drop_duplicates(["step", "epoch", "name"], keep="last")
+        wide = long.pivot(index=["step", "epoch"], columns="name", values="value")[names].reset_index()
+        wide.columns.name = None
+        return wide.sort_values(["step", "epoch"], kind="stable").reset_index(drop=True)
+
+    def truncate_metrics(self, run_id: str, *, after_step: int) -> None:
+        """Drop metrics logged after a step (a resumed run replays from its last checkpoint)."""
+        with self._tx() as con:
+            con.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, after_step))
+
+    # ---- artifacts -------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def save_artifact(self, run_id: str, name: str, data: bytes, *, kind: str = "file", epoch: int | None = None) -> Path:
+        """Write bytes as runs/<run_id>/<name> atomically and record it."""
+        path = self.run_dir(run_id) / name
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise StoreError(_explain_os_error(exc, self.root)) from exc
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO artifacts (run_id, name, kind, path, created, epoch) VALUES (?,?,?,?,?,?)",
+                        (run_id, name, kind, str(path.relative_to(self.root)), time.time(), epoch))
+        return path
+
+    def save_student(self, run_id: str, state_dict: dict, *, epoch: int | None = None, final: bool = False,
+                     metadata: dict | None = None) -> Path:
+        """Student weights as safetensors: student.safetensors (final) or student_epoch{e}.safetensors."""
+        from safetensors.torch import save
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        meta = {k: str(v) for k, v in (metadata or {}).items()}
+        name = "student.safetensors" if final else f"student_epoch{epoch}.safetensors"
+        return self.save_artifact(run_id, name, save(tensors, metadata=meta), kind="student", epoch=epoch)
+
+    def artifacts(self, run_id: str) -> pd.DataFrame:
+        rows = self._read("SELECT name, kind, path, epoch, created FROM artifacts WHERE run_id=? ORDER BY created",
+                          (run_id,))
+        return pd.DataFrame([tuple(r) for r in rows], columns=["name", "kind", "path", "epoch", "created"])
+
+    def artifact_path(self, run_id: str, name: str) -> Path:
+        rows = self._read("SELECT path FROM artifacts WHERE run_id=? AND name=?", (run_id, name))
+        if not rows:
+            raise StoreError(f"Run {run_id!r} has no artifact named {name!r}.")
+        return self.root / rows[0]["path"]
+
+    def checkpoints(self, run_id: str) -> list[int]:
+        """Epochs at which student weights were saved."""
+        rows = self._read("SELECT epoch FROM artifacts WHERE run_id=? AND kind='student' AND epoch IS NOT NULL "
+                          "AND name != 'student.safetensors' "
+                          "ORDER BY epoch", (run_id,))
+        return [r["epoch"] for r in rows]
+
+    def load_student(self, run_id: str, *, epoch: int | None = None) -> dict:
+        """The student's state dict (safetensors): the final weights, or those saved at an epoch."""
+        from safetensors.torch import load_file
+        name = "student.safetensors" if epoch is None else f"student_epoch{epoch}.safetensors"
+        return load_file(str(self.artifact_path(run_id, name)))
+
+
+def _row_to_run(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    for k in ("config", "versions", "summary"):
+        d[k] = json.loads(d[k]) if d.get(k) else ({} if k != "summary" else None)
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return d

@@ -1,0 +1,142 @@
+"""Teacher-output cache: the frozen teacher's logits (and chosen features) computed once per
+dataset, kept in memory for every epoch and on disk for later runs.
+
+The teacher is frozen and sees no augmentation, so its outputs on sample i never change: the
+cache replaces a teacher forward pass per step by an index lookup. For large vocabularies it keeps
+only the top-k logits per position (the others become -inf, a probability of exactly 0, which the
+losses treat as masked) and reports the teacher probability mass kept (at T = 1).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+CACHE_VERSION = 1
+
+
+def tensor_fingerprint(*tensors: Tensor) -> str:
+    """sha256 of the tensors' shapes, dtypes and bytes (16 hex digits)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over a model's state dict (names, shapes, values)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor_fingerprint(t).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TeacherCache:
+    """Teacher logits [N, C] / [N, L, V] (or their top-k) and features [N, ...] for one input set."""
+    logits: Tensor | None = None                # full logits, or None when top-k is kept
+    topk_values: Tensor | None = None           # [N, ..., k] the k largest logits
+    topk_indices: Tensor | None = None          # [N, ..., k] their class/token ids
+    size: int = 0                               # C or V (width of the full logits)
+    features: dict[str, Tensor] = field(default_factory=dict)   # layer -> [N, ...]
+    mass_kept: float = 1.0                      # mean teacher probability mass in the kept entries (T = 1)
+    from_disk: bool = False                     # True when loaded from an earlier run's file
+
+    def get(self, idx: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Teacher logits and features for the samples `idx` ([b] long)."""
+        if self.logits is not None:
+            logits = self.logits[idx]
+        else:
+            vals, ids = self.topk_values[idx], self.topk_indices[idx]               # [b, ..., k]
+            logits = torch.full((*vals.shape[:-1], self.size), float("-inf"), dtype=vals.dtype, device=vals.device)
+            logits.scatter_(-1, ids, vals)                                          # [b, ..., V]
+        return logits, {k: v[idx] for k, v in self.features.items()}
+
+    def to(self, device) -> "TeacherCache":
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TeacherCache(mv(self.logits), mv(self.topk_values), mv(self.topk_indices), self.size,
+                            {k: v.to(device) for k, v in self.features.items()}, self.mass_kept, self.from_disk)
+
+
+def compute_teacher_outputs(teacher, inputs: Tensor, layers: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
+    """One batch through the frozen teacher: (logits, {layer: features}) without a graph."""
+    with torch.no_grad():
+        if layers:
+            logits, feats = teacher.forward_features(inputs, layers)
+            return logits.detach(), {k: v.detach() for k, v in feats.items()}
+        return teacher.logits(inputs), {}
+
+
+def build_cache(teacher, inputs: Tensor, layers: list[str], *, batch_size: int, device, top_k: int | None = None,
+                cache_dir: Path | None = None, key_parts: dict | None = None) -> TeacherCache:
+    """Compute (or load from `cache_dir`) the teacher's outputs on every input."""
+    path = None
+    if cache_dir is not None:
+        key = dict(key_parts or {}, layers=list(layers), top_k=top_k, version=CACHE_VERSION,
+                   inputs=tensor_fingerprint(inputs), teacher=model_fingerprint(teacher.model))
+        name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"teacher-{name}.safetensors"
+        if path.is_file():
+            try:
+                return _load(path).to(device)
+            except Exception:  # a damaged cache file is rebuilt, never trusted
+                path.unlink(missing_ok=True)
+    logits_parts, feat_parts = [], {k: [] for k in layers}
+    vals_parts, ids_parts, mass = [], [], []
+    for start in range(0, inputs.shape[0], batch_size):
+        x = inputs[start:start + batch_size].to(device)
+        logits, feats = compute_teacher_outputs(teacher, x, layers)
+        for k in layers:
+            feat_parts[k].append(feats[k])
+        if top_k is not None and top_k < logits.shape[-1]:
+            vals, ids = logits.topk(top_k, dim=-1)                                  # [b, ..., k]
+            p = torch.softmax(logits.float(), dim=-1)
+            mass.append(p.gather(-1, ids).sum(-1).flatten())
+            vals_parts.append(vals)
+            ids_parts.append(ids)
+        else:
+            logits_parts.append(logits)
+    size = int(logits.shape[-1])
+    feats = {k: torch.cat(v) for k, v in feat_parts.items()}
+    if vals_parts:
+        cache = TeacherCache(None, torch.cat(vals_parts), torch.cat(ids_parts), size, feats,
+                             float(torch.cat(mass).mean()))
+    else:
+        cache = TeacherCache(torch.cat(logits_parts), None, None, size, feats, 1.0)
+    if path is not None:
+        _save(cache, path)
+    return cache
+
+
+def _save(cache: TeacherCache, path: Path) -> None:
+    from safetensors.torch import save
+
+    from kdcore.jobs.store import atomic_write_bytes
+    tensors = {f"feat.{k}": v.to("cpu").contiguous() for k, v in cache.features.items()}
+    if cache.logits is not None:
+        tensors["logits"] = cache.logits.to("cpu").contiguous()
+    else:
+        tensors["topk_values"] = cache.topk_values.to("cpu").contiguous()
+        tensors["topk_indices"] = cache.topk_indices.to("cpu").contiguous()
+    meta = {"size": str(cache.size), "mass_kept": repr(cache.mass_kept), "version": str(CACHE_VERSION)}
+    try:
+        atomic_write_bytes(path, save(tensors, metadata=meta))
+    except OSError:
+        pass  # the cache is an optimisation: a full or read-only disk only costs speed
+
+
+def _load(path: Path) -> TeacherCache:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    feats = {k[len("feat."):]: v for k, v in tensors.items() if k.startswith("feat.")}
+    return TeacherCache(tensors.get("logits"), tensors.get("topk_values"), tensors.get("topk_indices"),
+                        int(meta["size"]), feats, float(meta["mass_kept"]), from_disk=True)

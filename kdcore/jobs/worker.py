@@ -1,0 +1,190 @@
+"""Background execution: jobs run in a separate worker process; callers poll the run store.
+
+    run_id = submit(JobConfig(pair="digits", objective="kd"))   # queued; a worker starts if none runs
+    get_status(run_id)["state"]                                  # queued -> running -> completed
+    cancel(run_id)                                               # stops at the next step
+
+Several jobs can queue; one worker per data directory runs them in order (an exclusive lock file
+keeps it to one). The worker exits when the queue is empty, and `submit` starts a new one.
+A worker killed mid-run leaves its run 'running' with a dead pid: the store reports it as
+'interrupted' the next time it looks, and `resume(run_id)` queues it again from its last epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from kdcore.jobs.config import JobConfig
+from kdcore.jobs.store import FINAL_STATES, RunStore, StoreError
+
+_LOCK_NAME = "worker.lock"
+
+
+def _store(store: RunStore | None) -> RunStore:
+    return store if store is not None else RunStore()
+
+
+def submit(config: JobConfig, *, store: RunStore | None = None, start_worker: bool = True) -> str:
+    """Validate and queue a job; start a worker process if none is running. Returns the run id."""
+    config.validate()
+    store = _store(store)
+    run_id = store.create_run(config, state="queued")
+    if start_worker:
+        start_worker_process(store)
+    return run_id
+
+
+def rerun(run_id: str, *, store: RunStore | None = None, start_worker: bool = True) -> str:
+    """Queue a new run with the same config as an earlier one."""
+    store = _store(store)
+    cfg = JobConfig.from_dict(store.get_run(run_id)["config"]).validate()
+    new_id = store.create_run(cfg, state="queued", parent_id=run_id)
+    if start_worker:
+        start_worker_process(store)
+    return new_id
+
+
+def resume(run_id: str, *, store: RunStore | None = None, start_worker: bool = True) -> str:
+    """Queue an interrupted, cancelled or failed run to continue from its last finished epoch."""
+    store = _store(store)
+    run = store.get_run(run_id)
+    if run["state"] in ("queued", "running", "completed"):
+        raise ValueError(f"Run {run_id} is {run['state']}: only interrupted, cancelled or failed runs can be resumed.")
+    store.update_run(run_id, state="queued", resume=1, cancel_requested=0)
+    if start_worker:
+        start_worker_process(store)
+    return run_id
+
+
+def cancel(run_id: str, *, store: RunStore | None = None) -> None:
+    """Ask a queued or running job to stop (a running one stops at its next step)."""
+    _store(store).request_cancel(run_id)
+
+
+def get_status(run_id: str, *, store: RunStore | None = None) -> dict:
+    """The run's row (state, step, epoch, error, summary, ...), after reaping dead workers."""
+    store = _store(store)
+    store.reap_stale()
+    return store.get_run(run_id)
+
+
+def wait(run_id: str, *, store: RunStore | None = None, timeout: float = 600.0, poll: float = 0.2) -> dict:
+    """Poll until the run reaches a final state; TimeoutError after `timeout` seconds."""
+    store = _store(store)
+    deadline = time.monotonic() + timeout
+    while True:
+        run = get_status(run_id, store=store)
+        if run["state"] in FINAL_STATES:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Run {run_id} is still {run['state']} after {timeout:.0f} s.")
+        time.sleep(poll)
+
+
+def compare(run_ids: list[str], *, store: RunStore | None = None) -> pd.DataFrame:
+    """One row per run: its config's main fields, state and final/best validation metrics."""
+    store = _store(store)
+    rows = []
+    for rid in run_ids:
+        r = store.get_run(rid)
+        c, s = r["config"], r["summary"] or {}
+        rows.append({"id": rid, "state": r["state"], "pair": c.get("pair"), "objective": c.get("objective"),
+                     "temperature": c.get("temperature"), "lam": c.get("lam"), "seed": c.get("seed"),
+                     "epochs": c.get("epochs"), "steps": s.get("steps"), "final_val_acc": s.get("final_val_acc"),
+                     "best_val_acc": s.get("best_val_acc"), "final_val_loss": s.get("final_val_loss"),
+                     "best_epoch": s.get("best_epoch")})
+    return pd.DataFrame(rows)
+
+
+def _worker_env() -> dict:
+    root = str(Path(__file__).resolve().parents[2])           # the folder holding kdcore/
+    env = dict(os.environ)
+    parts = [root, os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
+def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
+    """Start `python -m kdcore.jobs.worker --home DIR` in its own session (it exits at once if
+    another worker holds the lock; that one picks up the queue)."""
+    store = _store(store)
+    log = open(store.root / "worker.log", "ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "kdcore.jobs.worker", "--home", str(store.root)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=_worker_env(), start_new_session=True, cwd=os.getcwd())
+    finally:
+        log.close()
+
+
+def _try_lock(root: Path):
+    fh = open(root / _LOCK_NAME, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def _unlock(fh) -> None:
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
+
+
+def run_queued(run_id: str, store: RunStore) -> None:
+    """Run one queued run in this process (the worker's body)."""
+    from kdcore.jobs.runner import run_job
+    if not store.claim(run_id, os.getpid()):
+        return
+    row = store.get_run(run_id)
+    try:
+        config = JobConfig.from_dict(row["config"])
+        run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
+    except StoreError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # invalid config, misfit objective, crash: the run says why
+        run = store.get_run(run_id)
+        if run["state"] == "running":
+            store.update_run(run_id, state="failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def work(store: RunStore) -> int:
+    """Run queued jobs one after another until the queue is empty; 0 when done."""
+    while True:
+        lock = _try_lock(store.root)
+        if lock is None:
+            return 0                                # another worker owns the queue
+        try:
+            while (run_id := store.next_queued()) is not None:
+                run_queued(run_id, store)
+        finally:
+            _unlock(lock)
+        if store.next_queued() is None:             # a job queued while we were releasing the lock?
+            return 0
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kdcore.jobs.worker", description="Run queued distillation jobs.")
+    ap.add_argument("--home", help="data directory (default: $KDWB_HOME or ~/.kdwb)")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return work(RunStore(args.home))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

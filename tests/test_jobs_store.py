@@ -1,0 +1,120 @@
+"""RunStore: runs, metrics as DataFrames, artifacts, stale workers, and clear errors on bad disks."""
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from kdcore.jobs.config import JobConfig
+from kdcore.jobs.store import STATES, RunStore, StoreError
+
+
+def test_store_defaults_to_kdwb_home_and_records_runs(data_dir):
+    store = RunStore()
+    assert store.root == data_dir and (data_dir / "runs.sqlite").is_file()
+    rid = store.create_run(JobConfig(seed=3), versions={"torch": "x"}, data_fingerprint="abc")
+    run = store.get_run(rid)
+    assert run["state"] == "queued" and run["config"]["seed"] == 3 and run["seed"] == 3
+    assert run["versions"] == {"torch": "x"} and run["data_fingerprint"] == "abc"
+    for state in STATES:
+        store.set_state(rid, state)
+        assert store.get_run(rid)["state"] == state
+    with pytest.raises(ValueError, match="state"):
+        store.set_state(rid, "done")
+    with pytest.raises(StoreError, match="no run with id"):
+        store.get_run("nope")
+    assert list(store.list_runs()["id"]) == [rid]
+    con = sqlite3.connect(data_dir / "runs.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_metrics_come_back_wide_per_level(data_dir):
+    store = RunStore()
+    rid = store.create_run(JobConfig())
+    rows = [("step", s, 1, n, float(s * 10 + i)) for s in (1, 2, 3) for i, n in enumerate(["loss", "kl"])]
+    store.log_metrics(rid, rows)
+    store.log_metrics(rid, [("epoch", 3, 1, "val_acc", 0.5)])
+    df = store.metrics(rid, "step")
+    assert list(df.columns) == ["step", "epoch", "loss", "kl"]
+    np.testing.assert_array_equal(df["loss"], [10, 20, 30])
+    np.testing.assert_array_equal(df["kl"], [11, 21, 31])
+    assert store.metrics(rid, "epoch")["val_acc"].tolist() == [0.5]
+    store.truncate_metrics(rid, after_step=1)
+    assert store.metrics(rid)["step"].tolist() == [1]
+    with pytest.raises(ValueError, match="level"):
+        store.metrics(rid, "batch")
+
+
+def test_student_weights_round_trip_as_safetensors(data_dir):
+    store = RunStore()
+    rid = store.create_run(JobConfig())
+    sd = {"w": torch.randn(3, 4), "b": torch.arange(3.0)}
+    store.save_student(rid, sd, epoch=2)
+    store.save_student(rid, {k: v + 1 for k, v in sd.items()}, epoch=3, final=True)
+    assert store.checkpoints(rid) == [2, 3]
+    torch.testing.assert_close(store.load_student(rid, epoch=2)["w"], sd["w"])
+    torch.testing.assert_close(store.load_student(rid)["b"], sd["b"] + 1)
+    assert store.artifact_path(rid, "student.safetensors").read_bytes()[:8] != b"\x80\x02"   # not a pickle
+    assert not [p for p in store.run_dir(rid).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_running_run_whose_process_died_is_interrupted_on_reopen(data_dir):
+    store = RunStore()
+    done = store.create_run(JobConfig(), state="completed")
+    rid = store.create_run(JobConfig(), state="queued")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert store.claim(rid, proc.pid) and store.get_run(rid)["state"] == "running"
+    assert not store.claim(rid, proc.pid)                                   # claimed once only
+    alive = store.create_run(JobConfig(), state="queued")
+    store.claim(alive, os.getpid())
+    reopened = RunStore()
+    assert reopened.get_run(rid)["state"] == "interrupted" and "resume" in reopened.get_run(rid)["error"]
+    assert reopened.get_run(done)["state"] == "completed"
+    assert reopened.get_run(alive)["state"] == "running"
+
+
+def test_cancel_of_a_queued_run_is_immediate(data_dir):
+    store = RunStore()
+    rid = store.create_run(JobConfig())
+    store.request_cancel(rid)
+    assert store.get_run(rid)["state"] == "cancelled" and store.cancel_requested(rid)
+
+
+def test_unwritable_data_directory_gives_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("KDWB_HOME", str(blocker / "kdwb"))
+    with pytest.raises(StoreError, match="KDWB_HOME"):
+        RunStore()
+    import kdcore.jobs.store as st
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(st.tempfile, "mkstemp", read_only)
+    with pytest.raises(StoreError, match="read-only"):
+        RunStore(tmp_path / "ro")
+
+
+def test_a_full_disk_loses_no_earlier_run(data_dir, monkeypatch):
+    store = RunStore()
+    old = store.create_run(JobConfig(seed=1), state="completed")
+    store.log_metrics(old, [("epoch", 1, 1, "val_acc", 0.9)])
+    store.save_student(old, {"w": torch.ones(2)}, final=True)
+    import kdcore.jobs.store as st
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(st, "atomic_write_bytes", full)
+    new = store.create_run(JobConfig(seed=2))
+    with pytest.raises(StoreError, match="full"):
+        store.save_student(new, {"w": torch.zeros(2)}, final=True)
+    assert store.get_run(old)["state"] == "completed"
+    assert store.metrics(old, "epoch")["val_acc"].tolist() == [0.9]
+    torch.testing.assert_close(store.load_student(old)["w"], torch.ones(2))
