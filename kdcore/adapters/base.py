@@ -71,11 +71,14 @@ def _has_params(module: nn.Module) -> bool:
 
 
 def _is_block_stack(module: nn.Module) -> bool:
-    """A ModuleList, or a Sequential of at least two children of one class (transformer blocks, resnet stages)."""
+    """A ModuleList, or a Sequential of children of one class: blocks (modules with children of their
+    own, e.g. resnet stages) or at least two layers (transformer blocks)."""
     kids = list(module.children())
     if isinstance(module, nn.ModuleList):
         return len(kids) >= 1
-    return isinstance(module, nn.Sequential) and len(kids) >= 2 and len({type(k) for k in kids}) == 1
+    if not isinstance(module, nn.Sequential) or not kids or len({type(k) for k in kids}) != 1:
+        return False
+    return len(kids) >= 2 or len(list(kids[0].children())) > 0
 
 
 def _pick_layers(module: nn.Module, prefix: str = "") -> list[str]:
@@ -180,8 +183,9 @@ class ModelAdapter:
         return sum(p.numel() for p in self.model.parameters())
 
     def layer_names(self) -> list[str]:
-        """Every named submodule, in registration order (the names capture() accepts)."""
-        return [n for n, _ in self.model.named_modules() if n]
+        """Every named submodule that runs in a forward pass, in registration order (the names capture()
+        accepts); ModuleList/ModuleDict containers, which are never called, are left out."""
+        return [n for n, m in self.model.named_modules() if n and not isinstance(m, (nn.ModuleList, nn.ModuleDict))]
 
     def default_layers(self) -> list[str]:
         """Layers to compare by default (CKA): those given, the model's ``feature_layers``, or its top-level blocks."""
