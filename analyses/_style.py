@@ -30,3 +30,16 @@ def finish(fig: go.Figure, *, title: str, x: str | None = None, y: str | None = 
     if height is not None:
         fig.update_layout(height=height)
     return fig
+
+
+# ---- added by analyses-core: per-class colours (readable for up to ~24 classes, then they repeat)
+CLASS_PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7ba52", "#e7969c",
+)
+
+
+def class_colour(index: int) -> str:
+    """The colour of class ``index`` in every per-class figure."""
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]

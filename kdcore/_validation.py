@@ -208,3 +208,33 @@ def check_logit_rows(name: str, x: Any, *, where: str, keep: Tensor | None = Non
         raise ValueError(f"The '{name}' argument of {where} has a position whose entries are all -inf: "
                          f"every distribution needs at least one finite logit.")
     return x
+
+
+def check_array(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | None = None,
+                dtype: torch.dtype = torch.float64) -> Tensor:
+    """A non-empty array of finite numbers (torch tensor, numpy array or nested list) -> a tensor.
+
+    Analyses take numpy arrays as well as tensors; the result keeps a tensor's device and is cast to
+    ``dtype`` (float64 by default, so reductions over many samples stay exact enough to test).
+    """
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"The '{name}' argument of {where} must be a torch tensor or a numpy array. "
+                             f"Got {type(x).__name__} instead.") from None
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"The '{name}' argument of {where} must hold real numbers. Got dtype {x.dtype} instead.")
+    if dims is not None and x.dim() != dims:
+        raise ValueError(f"The '{name}' argument of {where} must have {dims} dimensions. Got shape {tuple(x.shape)} instead.")
+    if x.dim() < min_dim:
+        raise ValueError(f"The '{name}' argument of {where} must have at least {min_dim} dimension(s). "
+                         f"Got shape {tuple(x.shape)} instead.")
+    if x.numel() == 0:
+        raise ValueError(f"The '{name}' argument of {where} is empty (shape {tuple(x.shape)}): pass at least one sample.")
+    x = x.detach().to(dtype)
+    if not bool(torch.isfinite(x).all()):
+        n = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"The '{name}' argument of {where} must be finite. Got {n} NaN or inf value(s) "
+                         f"in an array of shape {tuple(x.shape)}.")
+    return x

@@ -1,0 +1,226 @@
+"""Calibration: does a model's confidence match how often it is right? (METHODS §10)
+
+What the view shows
+-------------------
+Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural Networks", ICML 2017 (arXiv
+1706.04599). Confidence is the top-class probability. The samples are put in M = 15 equal-width
+bins, bin m holding (m−1)/M < confidence ≤ m/M, and each bin's accuracy is set against its mean
+confidence.
+- **Reliability diagram** (teacher and student side by side): bars are each bin's accuracy, the
+  diagonal is perfect calibration, the markers are the mean confidence; the lower panels count the
+  samples per bin. Bars below the diagonal mean over-confidence, above it under-confidence. Look at
+  the bins that hold many samples: a gap in an almost empty bin says little.
+- **Scores**: ECE = Σ_m (|B_m|/n)·|acc(B_m) − conf(B_m)| (the count-weighted gap), MCE (the largest
+  gap over non-empty bins), NLL (mean −log p_y, nats) and the Brier score (mean over samples of
+  Σ_c (p_c − 1[c = y])², between 0 and 2). Distillation at T > 1 often leaves a student better
+  calibrated than one trained on hard labels; a student much more over-confident than its teacher
+  has not taken the teacher's soft labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+from kdcore._validation import check_array, check_int_range, check_labels
+
+from . import _style
+
+__all__ = [
+    "expected_calibration_error", "reliability_table", "CalibrationResult", "calibration",
+    "calibration_from_logits", "compare_calibration", "pair_calibration", "metrics_table",
+    "figure_reliability", "figure_metrics",
+]
+
+_SUM_TOL = 1e-3  # how far a row of probabilities may sum from 1
+
+
+# --------------------------------------------------------------------------- inputs
+def _probs_labels(probs: Any, labels: Any, n_bins: int, where: str) -> tuple[Tensor, Tensor, int]:
+    p = check_array("probs", probs, where=where, dims=2)  # [N, C]
+    if bool((p < 0).any() or (p > 1).any()):
+        raise ValueError(f"The 'probs' argument of {where} must hold probabilities in [0, 1]. Got values from "
+                         f"{float(p.min()):.4g} to {float(p.max()):.4g}; pass softmax(logits), not logits.")
+    sums = p.sum(1)
+    if bool(((sums - 1).abs() > _SUM_TOL).any()):
+        worst = float(sums[(sums - 1).abs().argmax()])
+        raise ValueError(f"Each row of the 'probs' argument of {where} must sum to 1 (a distribution over classes). "
+                         f"Got a row summing to {worst:.6g}; pass softmax(logits).")
+    if not isinstance(labels, Tensor):
+        labels = torch.as_tensor(np.asarray(labels))
+    y = check_labels(labels.to(p.device), p.shape[0], p.shape[1], where=where)
+    m = check_int_range("n_bins", n_bins, 1, 10_000, where=where)
+    return p, y, m
+
+
+def _bin_index(confidence: Tensor, n_bins: int) -> Tensor:
+    """Bin m (0-based) holds m/M < conf ≤ (m+1)/M; edges are k/M, correctly rounded."""
+    edges = torch.arange(n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins  # [M+1]
+    # searchsorted (left): first edge ≥ conf, so edge[i−1] < conf ≤ edge[i]
+    return (torch.searchsorted(edges, confidence.contiguous(), right=False) - 1).clamp(0, n_bins - 1)
+
+
+# --------------------------------------------------------------------------- tables and scores
+def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFrame:
+    """One row per bin: bin, lower, upper, count, share (count/n), accuracy, confidence, gap (acc − conf).
+
+    Bin m holds (m−1)/M < confidence ≤ m/M (Guo et al. 2017, arXiv 1706.04599). accuracy, confidence
+    and gap are NaN for an empty bin (there is nothing to measure); every bin is listed.
+    """
+    p, y, m = _probs_labels(probs, labels, n_bins, "reliability_table")
+    conf, pred = p.max(1)  # [N], [N]; ties to the lower class index
+    correct = (pred == y).to(torch.float64)
+    idx = _bin_index(conf, m)  # [N]
+    count = torch.bincount(idx, minlength=m).to(torch.float64)  # [M]
+    acc_sum = torch.zeros(m, dtype=torch.float64, device=p.device).index_add_(0, idx, correct)
+    conf_sum = torch.zeros(m, dtype=torch.float64, device=p.device).index_add_(0, idx, conf)
+    safe = count.clamp_min(1)
+    empty = count == 0
+    acc = torch.where(empty, torch.full_like(count, float("nan")), acc_sum / safe)
+    cnf = torch.where(empty, torch.full_like(count, float("nan")), conf_sum / safe)
+    k = np.arange(m)
+    return pd.DataFrame({
+        "bin": k + 1, "lower": k / m, "upper": (k + 1) / m, "count": count.cpu().numpy().astype(int),
+        "share": (count / p.shape[0]).cpu().numpy(), "accuracy": acc.cpu().numpy(),
+        "confidence": cnf.cpu().numpy(), "gap": (acc - cnf).cpu().numpy(),
+    })
+
+
+def expected_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15) -> float:
+    """ECE = Σ_m (|B_m|/n)·|acc(B_m) − conf(B_m)| over M equal-width confidence bins (METHODS §10).
+
+    Source: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, arXiv 1706.04599.
+    """
+    t = reliability_table(probs, labels, n_bins=n_bins)
+    used = t["count"] > 0
+    return float((t.loc[used, "share"] * t.loc[used, "gap"].abs()).sum())
+
+
+@dataclass
+class CalibrationResult:
+    """Scores and reliability table of one model on one sample set."""
+
+    ece: float                  # expected calibration error (0 = calibrated)
+    mce: float                  # largest |acc − conf| over non-empty bins
+    nll: float                  # mean −log p_y (nats); inf when some p_y is 0
+    brier: float                # mean Σ_c (p_c − 1[c = y])², in [0, 2]
+    accuracy: float             # share of samples whose top class is the label
+    n: int                      # number of samples
+    table: pd.DataFrame = field(repr=False)  # reliability_table(...)
+
+
+def _result(p: Tensor, y: Tensor, logp_y: Tensor, n_bins: int) -> CalibrationResult:
+    table = reliability_table(p, y, n_bins=n_bins)
+    used = table["count"] > 0
+    gaps = table.loc[used, "gap"].abs()
+    onehot = torch.nn.functional.one_hot(y, p.shape[1]).to(p.dtype)  # [N, C]
+    return CalibrationResult(
+        ece=float((table.loc[used, "share"] * gaps).sum()), mce=float(gaps.max()),
+        nll=float(-logp_y.mean()), brier=float(((p - onehot) ** 2).sum(1).mean()),
+        accuracy=float((p.argmax(1) == y).to(torch.float64).mean()), n=int(p.shape[0]), table=table)
+
+
+def calibration(probs: Any, labels: Any, *, n_bins: int = 15) -> CalibrationResult:
+    """ECE, MCE, NLL, Brier, accuracy and the reliability table from probabilities [N, C]."""
+    p, y, m = _probs_labels(probs, labels, n_bins, "calibration")
+    logp_y = torch.log(p.gather(1, y[:, None])[:, 0])  # −inf where p_y = 0: NLL is then inf
+    return _result(p, y, logp_y, m)
+
+
+def calibration_from_logits(logits: Any, labels: Any, *, n_bins: int = 15) -> CalibrationResult:
+    """``calibration`` of softmax(logits); NLL from log-softmax, so it stays finite and exact."""
+    z = check_array("logits", logits, where="calibration_from_logits", dims=2)
+    logp = torch.log_softmax(z, dim=1)  # [N, C]
+    p = logp.exp()
+    _, y, m = _probs_labels(p, labels, n_bins, "calibration_from_logits")
+    return _result(p, y, logp.gather(1, y[:, None])[:, 0], m)
+
+
+def compare_calibration(student_logits: Any, teacher_logits: Any, labels: Any, *, n_bins: int = 15,
+                        baseline_logits: Any = None) -> dict[str, CalibrationResult]:
+    """Calibration of teacher and student (and the student trained alone, if given) on the same samples."""
+    out = {"teacher": calibration_from_logits(teacher_logits, labels, n_bins=n_bins),
+           "student": calibration_from_logits(student_logits, labels, n_bins=n_bins)}
+    if baseline_logits is not None:
+        out["baseline"] = calibration_from_logits(baseline_logits, labels, n_bins=n_bins)
+    return out
+
+
+def pair_calibration(teacher: Any, student: Any, inputs: Any, labels: Any, *, n_bins: int = 15,
+                     baseline: Any = None) -> dict[str, CalibrationResult]:
+    """``compare_calibration`` on the logits of kdcore ModelAdapters (``adapter.logits(inputs)``)."""
+    return compare_calibration(student.logits(inputs), teacher.logits(inputs), labels, n_bins=n_bins,
+                               baseline_logits=None if baseline is None else baseline.logits(inputs))
+
+
+def metrics_table(results: Mapping[str, CalibrationResult]) -> pd.DataFrame:
+    """One row per model: ece, mce, nll (nats), brier, accuracy, n."""
+    return pd.DataFrame([{"model": k, "ece": r.ece, "mce": r.mce, "nll": r.nll, "brier": r.brier,
+                          "accuracy": r.accuracy, "n": r.n} for k, r in results.items()])
+
+
+# --------------------------------------------------------------------------- figures
+def _as_mapping(results: Any) -> dict[str, CalibrationResult]:
+    if isinstance(results, CalibrationResult):
+        return {"model": results}
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("The 'results' argument must be a CalibrationResult or a non-empty mapping "
+                         f"name -> CalibrationResult. Got {type(results).__name__} instead.")
+    return dict(results)
+
+
+def figure_reliability(results: Any) -> go.Figure:
+    """Reliability diagrams side by side (one column per model), bin counts underneath."""
+    res = _as_mapping(results)
+    names = list(res)
+    fig = make_subplots(rows=2, cols=len(names), row_heights=[0.72, 0.28], shared_xaxes=True,
+                        vertical_spacing=0.06, horizontal_spacing=0.07,
+                        subplot_titles=[f"{k}: ECE = {r.ece:.3f}, accuracy = {r.accuracy:.1%}" for k, r in res.items()])
+    for col, (name, r) in enumerate(res.items(), start=1):
+        t = r.table
+        colour = _style.ROLE_COLOURS.get(name, _style.TEACHER)
+        centre, width = (t["lower"] + t["upper"]) / 2, t["upper"] - t["lower"]
+        custom = np.stack([t["lower"], t["upper"], t["count"], t["confidence"], t["gap"]], axis=1)
+        hover = ("%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}<br>samples: %{customdata[2]}"
+                 "<br>accuracy: %{y:.3f}<br>mean confidence: %{customdata[3]:.3f}"
+                 "<br>gap (acc − conf): %{customdata[4]:+.3f}<extra>" + name + "</extra>")
+        first = col == 1
+        fig.add_trace(go.Bar(x=centre, y=t["accuracy"], width=width, name="accuracy per bin", legendgroup="acc",
+                             showlegend=first, marker={"color": colour, "line": {"color": "white", "width": 0.5}},
+                             customdata=custom, hovertemplate=hover), row=1, col=col)
+        fig.add_trace(go.Scatter(x=centre, y=t["confidence"], mode="markers", name="mean confidence per bin",
+                                 legendgroup="conf", showlegend=first, marker={"color": "black", "symbol": "diamond"},
+                                 hovertemplate="mean confidence: %{y:.3f}<extra>" + name + "</extra>"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", legendgroup="diag",
+                                 showlegend=first, line={"color": _style.BASELINE, "dash": "dash"},
+                                 hoverinfo="skip"), row=1, col=col)
+        fig.add_trace(go.Bar(x=centre, y=t["count"], width=width, name="samples per bin", legendgroup="count",
+                             showlegend=first, marker={"color": _style.BASELINE}, customdata=custom,
+                             hovertemplate="%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}"
+                                           "<br>samples: %{y}<extra>" + name + "</extra>"), row=2, col=col)
+        fig.update_yaxes(range=[0, 1], row=1, col=col, title_text="accuracy (fraction correct)" if first else None)
+        fig.update_yaxes(row=2, col=col, title_text="samples (count)" if first else None)
+        fig.update_xaxes(range=[0, 1], row=2, col=col, title_text="confidence = max probability")
+        fig.update_xaxes(range=[0, 1], row=1, col=col)
+    return _style.finish(fig, title="Reliability diagram (Guo et al. 2017)", height=560)
+
+
+def figure_metrics(results: Any) -> go.Figure:
+    """ECE, MCE, NLL and Brier per model as grouped bars (lower is better for all four)."""
+    res = _as_mapping(results)
+    panels = (("ece", "ECE (fraction)"), ("mce", "MCE (fraction)"), ("nll", "NLL (nats)"), ("brier", "Brier score (0–2)"))
+    fig = make_subplots(rows=1, cols=4, subplot_titles=[label for _, label in panels])
+    for col, (key, label) in enumerate(panels, start=1):
+        for name, r in res.items():
+            fig.add_trace(go.Bar(x=[name], y=[getattr(r, key)], name=name, legendgroup=name, showlegend=(col == 1),
+                                 marker={"color": _style.ROLE_COLOURS.get(name, _style.TEACHER)},
+                                 hovertemplate=f"{name}<br>{label}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(title_text=label, row=1, col=col)
+        fig.update_xaxes(title_text="model", row=1, col=col)
+    return _style.finish(fig, title="Calibration scores (lower is better)")
