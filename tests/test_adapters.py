@@ -389,6 +389,11 @@ def test_default_layers_and_cam_layer():
     model = TinyResNet()
     model.cam_layer = "layer1.0.conv1"
     assert wrap(model, name="r").cam_layer == "layer1.0.conv1"
+    model.cam_layer = ""  # declared empty: fall back to the last Conv2d
+    assert wrap(model, name="r").cam_layer == "layer2.0.conv2"
+    model.cam_layer = "layer9"
+    with pytest.raises(ValueError, match="layer9"):
+        wrap(model, name="r").cam_layer
 
 
 def test_hf_default_layers_are_the_blocks(hf_dirs):
@@ -453,6 +458,8 @@ def test_hf_inputs_take_a_dict_with_attention_mask(hf_dirs):
         adapter.logits(torch.randn(2, L))
     with pytest.raises(ValueError, match="input_ids"):
         adapter.logits({"attention_mask": mask})
+    with pytest.raises(ValueError, match=r"token ids in \[0, 22\]. Got values from 0 to 23"):
+        adapter.logits(torch.tensor([[0, 23]]))
 
 
 def test_latency_validates_and_measures():

@@ -202,7 +202,8 @@ class ModelAdapter:
         if self._cam_layer is not None:
             return self._cam_layer
         declared = getattr(self.model, "cam_layer", None)
-        if isinstance(declared, str):
+        if isinstance(declared, str) and declared:  # "" or None: not declared
+            resolve_layers(self.model, [declared], where=f"{type(self.model).__name__}.cam_layer")
             return declared
         convs = [n for n, m in self.model.named_modules() if isinstance(m, nn.Conv2d)]
         return convs[-1] if convs else None

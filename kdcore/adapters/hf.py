@@ -33,6 +33,11 @@ class HFAdapter(ModelAdapter):
         if ids.is_floating_point() or ids.dtype == torch.bool or ids.dim() != 2:
             raise ValueError(f"The 'input_ids' of {self.name} must be an integer tensor [B, L]. "
                              f"Got shape {tuple(ids.shape)} and dtype {ids.dtype} instead.")
+        embeddings = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        n = getattr(embeddings, "num_embeddings", None)
+        if n is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise ValueError(f"The 'input_ids' of {self.name} must be token ids in [0, {n - 1}]. Got values from "
+                             f"{int(ids.min())} to {int(ids.max())}: were they made by this model's tokenizer?")
         return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in inputs.items()}
 
     def _run(self, inputs: dict[str, Any]) -> Tensor:
