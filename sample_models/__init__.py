@@ -1,2 +1,71 @@
 """sample_models: small teacher/student pairs on shipped or generated data, with their training
-script and committed safetensors weights."""
+script (``python -m sample_models.train``) and committed safetensors weights.
+
+    from sample_models import PAIRS, load_pair
+    pair = load_pair("digits")          # Pair(teacher, student, student_baseline, dataset)
+
+``manifest.json`` records, for every weight file, its architecture, data, seed, parameter count,
+test metrics and sha256.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+PAIRS = ("digits", "shapes", "shapes_multilabel", "tinylang")
+ROOT = Path(__file__).resolve().parent
+MANIFEST = ROOT / "manifest.json"
+ROLES = ("teacher", "student", "student_baseline")
+
+
+def manifest() -> dict:
+    """The parsed manifest.json (a fresh copy on each call)."""
+    return json.loads(MANIFEST.read_text())
+
+
+def _check_name(name: str, where: str) -> None:
+    if name not in PAIRS:
+        raise ValueError(f"The 'name' argument of {where} must be one of {PAIRS}. Got {name!r} instead.")
+
+
+def load_model(name: str, role: str):
+    """The plain ``nn.Module`` of one sample model (eval mode), its weights read with safetensors.
+
+    name: a pair in PAIRS; role: "teacher", "student" or "student_baseline". Returns a new module
+    on every call (unlike ``load_pair``, which caches).
+    """
+    from safetensors.torch import load_file
+
+    from kdcore.data import get_dataset
+    from sample_models import architectures
+
+    _check_name(name, "load_model")
+    if role not in ROLES:
+        raise ValueError(f"The 'role' argument of load_model must be one of {ROLES}. Got {role!r} instead.")
+    entry = manifest()["pairs"][name]
+    info = entry["models"][role]
+    cls = getattr(architectures, info["architecture"].split(":", 1)[1])
+    model = cls(get_dataset(entry["dataset"]).size)
+    model.load_state_dict(load_file(str(ROOT / info["file"])), strict=True)
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def load_pair(name: str):
+    """The sample pair ``name`` as a ``kdcore.pairs.Pair``, cached: callers share it and must never
+    mutate it (clone an adapter before training it).
+
+    teacher: trained on labels; student: trained with the teacher (classic KD, or forward KL per
+    token for tinylang); student_baseline: the student's architecture trained on labels alone.
+    """
+    from kdcore.adapters import wrap
+    from kdcore.data import get_dataset
+    from kdcore.pairs import Pair
+
+    _check_name(name, "load_pair")
+    dataset = get_dataset(manifest()["pairs"][name]["dataset"])
+    kind = "causal_lm" if dataset.task == "causal_lm" else "classifier"
+    adapters = {role: wrap(load_model(name, role), name=f"{name} {role.replace('_', ' ')}", kind=kind,
+                           output_size=dataset.size) for role in ROLES}
+    return Pair(name=name, dataset=dataset, **adapters)

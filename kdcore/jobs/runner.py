@@ -39,6 +39,7 @@ Callback = Callable[[dict], Any]
 _FLUSH_EVERY_S = 1.0        # metric rows are written at least this often (and at each epoch end)
 _CANCEL_POLL_S = 0.25       # how often the store's cancel flag is read
 _HEARTBEAT_S = 2.0          # how often a running run says it is alive
+_RESUME_EVERY_S = 5.0       # resume state is saved at an epoch end at most this often (and at the last)
 
 
 class JobCancelled(Exception):
@@ -298,6 +299,7 @@ class _Job:
         self.epoch = 0
         self._last_cancel_poll = 0.0
         self._last_heartbeat = time.monotonic()
+        self._last_resume_save = time.monotonic()
 
     # -- reporting --
     def _emit(self, event: str, **data) -> None:
@@ -429,13 +431,16 @@ class _Job:
     def _teacher_batch(self, idx: Tensor, x: Tensor) -> tuple[Tensor, dict]:
         if self.cache is not None:
             return self.cache.get(idx)
-        with _eval_scope(self.teacher.model):
-            if self._check_teacher_mode:   # evidence for the doctor: the mode the teacher really ran in
-                self._check_teacher_mode = False
-                self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
-            return compute_teacher_outputs(self.teacher, x, self.t_layers)
+        if self._check_teacher_mode:   # evidence for the doctor: the mode the teacher really ran in
+            self._check_teacher_mode = False
+            self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
+        return compute_teacher_outputs(self.teacher, x, self.t_layers)   # inside _train's eval scope
 
     def _train(self) -> None:
+        with _eval_scope(self.teacher.model):            # the teacher is in eval mode for the whole loop
+            self._train_epochs()
+
+    def _train_epochs(self) -> None:
         cfg = self.cfg
         n = self.train_x.shape[0]
         for epoch in range(self.start_epoch, cfg.epochs):
@@ -530,7 +535,9 @@ class _Job:
             if last:
                 self.store.save_student(self.run_id, self.student.model.state_dict(), epoch=self.epoch, final=True,
                                         metadata={"run_id": self.run_id, "epoch": self.epoch})
-            self._save_resume()
+            if last or time.monotonic() - self._last_resume_save >= _RESUME_EVERY_S:
+                self._save_resume()
+                self._last_resume_save = time.monotonic()
         self._emit("epoch", metrics=values)
 
     def _checkpoint(self) -> None:

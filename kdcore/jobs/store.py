@@ -19,6 +19,7 @@ import os
 import socket
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -150,15 +151,12 @@ class RunStore:
     def __init__(self, path: str | Path | None = None):
         self.root = Path(path).expanduser() if path is not None else default_home()
         self.db_path = self.root / "runs.sqlite"
+        self._local = threading.local()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "runs").mkdir(exist_ok=True)
             self._probe_writable()
-            con = self._connect()
-            try:
-                con.executescript(_SCHEMA)           # its own transaction
-            finally:
-                con.close()
+            self._connect().executescript(_SCHEMA)           # its own transaction
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
         self.reap_stale()
@@ -170,12 +168,23 @@ class RunStore:
 
     # ---- connections -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("PRAGMA busy_timeout=30000")
-        con.row_factory = sqlite3.Row
+        """This thread's connection (one per process and thread, kept open: reopening costs a WAL checkpoint)."""
+        key = (os.getpid(), threading.get_ident())
+        con = self._local.__dict__.get(key)
+        if con is None:
+            con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("PRAGMA busy_timeout=30000")
+            con.row_factory = sqlite3.Row
+            self._local.__dict__[key] = con
         return con
+
+    def close(self) -> None:
+        """Close this thread's connection (optional: it closes with the process)."""
+        con = self._local.__dict__.pop((os.getpid(), threading.get_ident()), None)
+        if con is not None:
+            con.close()
 
     @contextmanager
     def _tx(self):
@@ -192,15 +201,9 @@ class RunStore:
                 raise
         except sqlite3.OperationalError as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
-        finally:
-            con.close()
 
     def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        con = self._connect()
-        try:
-            return con.execute(sql, tuple(args)).fetchall()
-        finally:
-            con.close()
+        return self._connect().execute(sql, tuple(args)).fetchall()
 
     # ---- runs ------------------------------------------------------------------------------------
     def create_run(self, config: Any, *, state: str = "queued", seed: int | None = None, device: str | None = None,

@@ -1,0 +1,79 @@
+"""Background workers: queue, poll, cancel, SIGKILL mid-run, reopen, resume."""
+import os
+import signal
+import time
+
+import pytest
+
+from kdcore.jobs import JobConfig, RunStore, cancel, compare, get_status, resume, run_job, submit, wait
+from kdcore.jobs.worker import start_worker_process
+from tests.test_jobs_toy import TOY
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # worker processes: no thread oversubscription on a busy machine
+
+
+def _cfg(**kw):
+    return JobConfig(**{"pair": TOY, "objective": "kd", "epochs": 2, "batch_size": 64, "val_size": 64,
+                        "probe_size": 32, **kw})
+
+
+def _wait_for(cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thread):
+    store = RunStore()
+    ids = [submit(_cfg(seed=s), store=store) for s in (0, 1)]
+    bad = submit(_cfg(objective="at", params={"layers": {"fc1": "fc1"}}), store=store)
+    long = submit(_cfg(epochs=500, batch_size=16), store=store)
+    never = submit(_cfg(seed=9), store=store, start_worker=False)
+    cancel(never, store=store)                     # a queued job is cancelled at once
+    assert store.get_run(never)["state"] == "cancelled"
+    _wait_for(lambda: get_status(long, store=store)["step"] > 0, timeout=120)
+    extra = start_worker_process(store)            # a second worker leaves the queue to the first
+    assert extra.wait(timeout=60) == 0
+    cancel(long, store=store)
+    assert wait(long, store=store, timeout=60)["state"] == "cancelled"
+    runs = [store.get_run(i) for i in ids]
+    assert [r["state"] for r in runs] == ["completed"] * 2 and all(r["pid"] != os.getpid() for r in runs)
+    table = compare(ids, store=store)
+    assert list(table["id"]) == ids and table["final_val_acc"].notna().all()
+    r = store.get_run(bad)
+    assert r["state"] == "failed" and "conv features" in r["error"]
+
+
+def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_dir, one_thread):
+    store = RunStore()
+    earlier = run_job(_cfg(seed=4), store=store).run_id
+    before = store.metrics(earlier, "epoch")
+    rid = submit(_cfg(epochs=400, batch_size=16, seed=5), store=store)
+    _wait_for(lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running", timeout=120)
+    pid = store.get_run(rid)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: RunStore().get_run(rid)["state"] == "interrupted", timeout=30)
+    reopened = RunStore()
+    run = reopened.get_run(rid)
+    assert run["state"] == "interrupted" and "resume" in run["error"]
+    assert reopened.get_run(earlier)["state"] == "completed"
+    assert reopened.metrics(earlier, "epoch").equals(before)
+    steps = reopened.metrics(rid, "step")
+    assert len(steps) > 0 and steps["loss"].notna().all()
+    # resume from the last finished epoch, with fewer epochs left to keep the test short
+    import json
+    import sqlite3
+    cfg = dict(run["config"], epochs=run["epoch"] + 1)
+    con = sqlite3.connect(data_dir / "runs.sqlite")
+    con.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(cfg), rid))
+    con.commit()
+    con.close()
+    resume(rid, store=reopened)
+    r = wait(rid, store=reopened, timeout=120)
+    assert r["state"] == "completed", r["error"]
+    ep = reopened.metrics(rid, "epoch")
+    assert ep["epoch"].max() == cfg["epochs"] and ep["val_acc"].notna().sum() == cfg["epochs"]
