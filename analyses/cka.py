@@ -27,10 +27,8 @@ no similarity to speak of: its CKA is 0 (never NaN) and its name is listed in th
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
