@@ -233,6 +233,34 @@ def _protocol_progress(ev: dict) -> None:
         print(f"[{ev['index'] + 1}/{ev['of']}] {ev['variant']} seed={ev['seed']}", file=sys.stderr, flush=True)
 
 
+# ---- doctor (kdcore.doctor; added by the doctor branch) ------------------------------------------------
+
+def _cmd_doctor(args) -> int:
+    """`python -m kdcore doctor RUN_ID [--json]`: findings on a run (exit 0 whatever they are; 2 for a bad id)."""
+    from kdcore.doctor import diagnose
+    report = diagnose(args.run_id, store=RunStore())
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(f"run {args.run_id}: {len(report.findings)} finding(s)")
+        for f in report.findings:
+            print(f"\n[{f.severity.upper()}] {f.title}  ({f.id})")
+            for k, v in f.to_dict()["evidence"].items():
+                print(f"    {k}: {v}")
+            print(f"  fix: {f.fix}")
+        skipped = [f"{k} ({v[9:]})" for k, v in report.checks.items() if v.startswith("skipped")]
+        if skipped:
+            print("\nnot checked: " + "; ".join(skipped))
+    return 0
+
+
+def _add_doctor_parser(sub) -> None:
+    d = sub.add_parser("doctor", help="diagnose a run: findings with evidence and a fix")
+    d.add_argument("run_id", metavar="RUN_ID")
+    d.add_argument("--json", action="store_true", help='print {"run_id", "findings": [...], "checks": {...}}')
+    d.set_defaults(func=_cmd_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -254,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--no-baseline", action="store_true", help="skip the student-alone baseline")
     p.set_defaults(func=cmd_protocol)
+    _add_doctor_parser(sub)
     return ap
 
 

@@ -1,0 +1,103 @@
+"""Capacity gap: the student cannot fit even the teacher's outputs on the training data (the
+distillation term plateaus high), or distilling did not beat the student trained alone.
+Mirzadeh et al. 2020, "Improved Knowledge Distillation via Teacher Assistant", arXiv 1902.03393;
+Cho & Hariharan 2019, "On the Efficacy of Knowledge Distillation", arXiv 1910.01348."""
+from __future__ import annotations
+
+import torch
+
+from kdcore.doctor.context import DISTILL_COMPONENTS, Context, Skip, fmt
+from kdcore.doctor.findings import FigureData, Finding
+
+PLATEAU_REL = 0.05        # the last epoch moved the distillation term by less than 5 %: a plateau
+HIGH_SHARE = 0.5          # ... and it still holds at least half of its value at the first step
+MIN_EPOCHS = 3
+NO_GAIN = 0.005           # distilled accuracy (or loss, relative) within this of the baseline: no gain
+
+
+def _distill_series(ctx: Context) -> tuple[str, list[float], float | None]:
+    """(component, per-epoch training means, value at the first step) of the distillation term."""
+    df = ctx.require_metrics("epoch")
+    for name in DISTILL_COMPONENTS:
+        col = f"train_{name}"
+        if col in df.columns and df[col].notna().sum() >= 1:
+            series = df.loc[df[col].notna(), col].tolist()
+            first = ctx.metric("step", name)
+            return name, series, (float(first.iloc[0]) if first is not None else None)
+    raise Skip("the run recorded no distillation term per epoch (train_kl, train_nckd, train_fkl, ...)")
+
+
+def check_kl_plateau(ctx: Context) -> Finding | None:
+    name, series, first = _distill_series(ctx)
+    if len(series) < MIN_EPOCHS:
+        raise Skip(f"needs at least {MIN_EPOCHS} epochs to see a plateau; the run has {len(series)}")
+    start = first if first is not None and first > 0 else series[0]
+    last, prev = series[-1], series[-2]
+    change = abs(prev - last) / max(abs(prev), 1e-12)
+    kept = last / start if start > 0 else 0.0
+    if change >= PLATEAU_REL or kept < HIGH_SHARE:
+        return None
+    ev = {"component": name, "first_step_value": start, "last_epoch_value": last, "share_left": kept,
+          "last_epoch_relative_change": change, "epochs": len(series)}
+    if ctx.student is not None and ctx.teacher is not None and ctx.dataset is not None and ctx.task != "causal_lm":
+        s, t = ctx.logits("student", "train"), ctx.logits("teacher", "train")
+        agree = (s > 0).eq(t > 0).double().mean() if ctx.task == "multilabel" else (s.argmax(1) == t.argmax(1)).double().mean()
+        ev["train_agreement_with_teacher"] = float(agree)
+    if ctx.student is not None and ctx.teacher is not None:
+        ev["student_to_teacher_params"] = ctx.student.num_parameters() / max(ctx.teacher.num_parameters(), 1)
+    fig = FigureData("lines", f"Distillation term ({name}) per epoch", list(range(1, len(series) + 1)),
+                     {f"train {name}": series}, x_title="epoch", y_title=name)
+    return Finding("capacity.kl_plateau", "warning",
+                   f"The student cannot fit the teacher's outputs even on the training data: the {name} term "
+                   f"stopped falling at {fmt(100 * kept, 3)} % of its starting value.", ev,
+                   "Use a larger student (or an intermediate 'teacher assistant' between the two, Mirzadeh et al. "
+                   "2020), or distil from an earlier, less sharp teacher checkpoint; a lower temperature also asks "
+                   "less of a small student.", fig)
+
+
+def _val_score(ctx: Context, who: str) -> float:
+    x, y = ctx.val_probe
+    rows, labels = ctx.flat(ctx.logits(who, "val"), y)
+    if ctx.task == "causal_lm":
+        return float(torch.nn.functional.cross_entropy(rows.float(), labels))
+    if ctx.task == "multilabel":
+        return float(((rows > 0).long() == labels.long()).double().mean())
+    return float((rows.argmax(1) == labels).double().mean())
+
+
+def check_no_gain(ctx: Context) -> Finding | None:
+    if not ctx.terms or all(t.name in ("ce", "ls") for t in ctx.terms):
+        raise Skip("the run did not distil (objective ce or ls)")
+    lm = ctx.task == "causal_lm"
+    key = "final_val_loss" if lm else "final_val_acc"
+    summary = ctx.record.summary or {}
+    base = ctx.record.baseline
+    if base is not None and base.get(key) is not None and summary.get(key) is not None:
+        distilled, alone, source = float(summary[key]), float(base[key]), f"run {base.get('run_id', '?')}"
+    elif ctx.student_baseline is not None and ctx.student is not None and ctx.dataset is not None:
+        distilled, alone, source = _val_score(ctx, "student"), _val_score(ctx, "student_baseline"), "the pair's baseline student"
+    else:
+        raise Skip("needs a student trained without a teacher (a completed 'ce' run on this pair, or the pair's "
+                   "student_baseline)")
+    gain = (alone - distilled) / max(abs(alone), 1e-12) if lm else distilled - alone
+    if gain > NO_GAIN:
+        return None
+    what = "validation loss" if lm else "validation accuracy"
+    ev = {"distilled_" + ("val_loss" if lm else "val_acc"): distilled,
+          "student_alone_" + ("val_loss" if lm else "val_acc"): alone, "gain": gain, "baseline": source}
+    teacher_acc = summary.get("teacher_val_acc")
+    if teacher_acc is not None and not lm:
+        ev["teacher_val_acc"] = float(teacher_acc)
+    bars = {"distilled student": [distilled], "student alone": [alone]}
+    if "teacher_val_acc" in ev:
+        bars["teacher"] = [ev["teacher_val_acc"]]
+    fig = FigureData("bars", f"{what.capitalize()}: distilled vs alone", [what], bars, y_title=what)
+    if not lm and "teacher_val_acc" in ev and ev["teacher_val_acc"] <= alone + NO_GAIN:
+        fix = ("The teacher is no better than the student alone, so it has nothing to teach: use a stronger teacher.")
+    else:
+        fix = ("Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "
+               "--temperatures 1,2,4,8 --lams 0.5,0.9`); if no setting helps, the student is too small to use "
+               "the teacher's knowledge (see capacity.kl_plateau), or train longer.")
+    return Finding("capacity.no_gain", "warning",
+                   f"Distillation did not help: the student alone reaches a {what} of {fmt(alone, 4)}, the distilled "
+                   f"one {fmt(distilled, 4)}.", ev, fix, fig)
