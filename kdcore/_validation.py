@@ -141,13 +141,14 @@ def check_float_tensor(name: str, x: Any, *, where: str) -> Tensor:
 
 
 def check_logit_rows(name: str, x: Any, *, where: str, keep: Tensor | None = None) -> bool:
-    """Logits [..., V] checked like ``check_logits`` but with one min/max reduction per row, so large
+    """Logits [..., V] checked like ``check_logits`` but with a min and a max reduction per row, so large
     LM logits ([positions, vocabulary]) need no full-size boolean masks. A row's maximum is NaN if
     the row holds a NaN, +inf if it holds +inf, and -inf if every entry is -inf. Only the rows that
     ``keep`` (bool [...]) marks are checked: a masked position may hold anything.
     Returns whether a checked row holds a -inf entry (a masked vocabulary entry)."""
     x = check_float_tensor(name, x, where=where)
-    row_min, row_max = torch.aminmax(x.detach(), dim=-1)          # [...], [...]
+    # two plain reductions: torch.aminmax is several times slower on bf16 CPU tensors
+    row_min, row_max = x.detach().amin(dim=-1), x.detach().amax(dim=-1)   # [...], [...]
     if keep is not None:
         row_min, row_max = row_min[keep], row_max[keep]
     bad = torch.isnan(row_max) | (row_max == math.inf)
