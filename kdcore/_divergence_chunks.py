@@ -32,19 +32,21 @@ def compute_dtype(*tensors: Tensor) -> torch.dtype:
 
 
 def _chunk_values(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor,
-                  rows: Optional[Tensor], temperature: float, dtype: torch.dtype, params: dict) -> Tensor:
+                  rows: Optional[Tensor], temperature: float, dtype: torch.dtype, neg_inf: bool,
+                  params: dict) -> Tensor:
     """The divergence of one chunk: student [c, Vs], teacher [c, Vt] -> [c] (or [len(rows)])."""
     if rows is not None:
         student, teacher = student.index_select(0, rows), teacher.index_select(0, rows)
-    log_q = _log_probs(student, temperature, dtype)           # [c, Vs]
-    log_p = _log_probs(teacher, temperature, dtype)           # [c, Vt]
+    log_q = _log_probs(student, temperature, dtype, neg_inf)  # [c, Vs]
+    log_p = _log_probs(teacher, temperature, dtype, neg_inf)  # [c, Vt]
     return kernel(log_q, log_p, **params)                     # [c]
 
 
 def per_position(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor, *, temperature: float,
-                 chunk_rows: int, keep: Optional[Tensor] = None, params: dict) -> Tensor:
+                 chunk_rows: int, keep: Optional[Tensor] = None, neg_inf: bool = True, params: dict) -> Tensor:
     """Kernel values for every row of student [N, Vs] / teacher [N, Vt], or for the rows ``keep``
-    [N] (bool) marks; rows left out are never computed. Returns [N] or [number kept]."""
+    [N] (bool) marks; rows left out are never computed. Returns [N] or [number kept].
+    ``neg_inf=False`` promises that no computed logit is -inf (the clamp is skipped)."""
     dtype = compute_dtype(student, teacher)
     n = student.shape[0]
     needs_grad = torch.is_grad_enabled() and (student.requires_grad or teacher.requires_grad)
@@ -57,7 +59,7 @@ def per_position(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor
             rows = k_chunk.nonzero().squeeze(1)               # [kept in chunk]
             if rows.numel() == 0:
                 continue
-        args = (kernel, s_chunk, t_chunk, rows, temperature, dtype, params)
+        args = (kernel, s_chunk, t_chunk, rows, temperature, dtype, neg_inf, params)
         if use_checkpoint:
             values.append(checkpoint(_chunk_values, *args, use_reentrant=False, preserve_rng_state=False))
         else:

@@ -17,16 +17,18 @@ import torch
 from torch import Tensor
 
 
-def _log_probs(logits: Tensor, temperature: float, dtype: torch.dtype) -> Tensor:
+def _log_probs(logits: Tensor, temperature: float, dtype: torch.dtype, neg_inf: bool = True) -> Tensor:
     """log softmax(z / T) in ``dtype``; -inf logits become finfo.min / 2 first (probability 0).
 
     Half of the most negative float leaves room for ``x − max`` inside log_softmax without
     overflowing back to -inf. The clamp has zero gradient there: masked entries get none.
+    ``neg_inf=False`` (the caller knows no logit is -inf) skips the clamp, one pass less.
     """
     x = logits.to(dtype)                                      # [n, V]
     if temperature != 1.0:
         x = x / temperature
-    x = x.clamp(min=torch.finfo(dtype).min / 2)
+    if neg_inf:
+        x = x.clamp(min=torch.finfo(dtype).min / 2)
     return torch.log_softmax(x, dim=-1)
 
 

@@ -117,14 +117,14 @@ def _compute(student_logits: Any, teacher_logits: Any, kind: Any, *, keep: Optio
     if chunk_size is not None:
         chunk_size = check_int_range("chunk_size", chunk_size, 1, 2 ** 62, where=where)
     student, teacher = _aligned(student_logits, teacher_logits, kind, align, where=where)
-    check_logit_rows("student_logits", student, where=where, keep=keep)
-    check_logit_rows("teacher_logits", teacher, where=where, keep=keep)
+    neg_inf = check_logit_rows("student_logits", student, where=where, keep=keep)
+    neg_inf = check_logit_rows("teacher_logits", teacher, where=where, keep=keep) or neg_inf
 
     lead = tuple(student.shape[:-1])
     vs, vt = student.shape[-1], teacher.shape[-1]
     rows = chunk_size if chunk_size is not None else auto_chunk_rows(max(vs, vt))
     values = per_position(_k.KERNELS[kind], student.reshape(-1, vs), teacher.reshape(-1, vt),
-                          temperature=temperature, chunk_rows=rows,
+                          temperature=temperature, chunk_rows=rows, neg_inf=neg_inf,
                           keep=None if keep is None else keep.reshape(-1), params=params)
     return values if keep is not None else values.reshape(lead)
 
