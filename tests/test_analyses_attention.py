@@ -338,3 +338,32 @@ def _np_divergence_masked(s, t, metric, mask):
                     rows = ((p - q) ** 2).mean(-1)
             out[i, j] = (rows * w).sum() / w.sum()
     return out
+
+
+class _TinyAttention(torch.nn.Module):
+    """A fixed-attention 'transformer' exposing forward_with_attentions, as the sample models do."""
+
+    def __init__(self, layers, heads, length=5, vocab=7, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.scores = torch.nn.Parameter(torch.randn(layers, heads, length, length, generator=g))
+        self.out = torch.nn.Linear(1, vocab)
+
+    def forward_with_attentions(self, ids):
+        atts = [self.scores[i].softmax(-1).expand(ids.shape[0], -1, -1, -1) for i in range(self.scores.shape[0])]
+        return self.out(ids.float().unsqueeze(-1)), atts
+
+    def forward(self, ids):
+        return self.forward_with_attentions(ids)[0]
+
+
+def test_compute_from_real_model_adapters():
+    from kdcore.adapters import wrap
+    teacher, student = _TinyAttention(4, 3), _TinyAttention(2, 2, seed=1)
+    ids = torch.randint(0, 7, (2, 5))
+    r = attention.compute_from_adapters(wrap(student, name="s", kind="causal_lm"), wrap(teacher, name="t", kind="causal_lm"), ids)
+    assert r.layer_map == [(0, 1), (1, 3)]
+    t_att = teacher.scores.detach().softmax(-1)                            # [layers, H, L, L]
+    s_att = student.scores.detach().softmax(-1)
+    expected = _np_divergence(s_att[1].expand(2, -1, -1, -1), t_att[3].expand(2, -1, -1, -1), "kl")
+    np.testing.assert_allclose(r.divergence[(1, 3)], expected, rtol=1e-5)

@@ -277,3 +277,17 @@ def test_figure_dispatches_on_the_result():
     assert cams.figure(r, index=2).to_dict() == cams.overlay_figure(r, index=2).to_dict()
     with pytest.raises(ValueError, match="CamResult"):
         cams.figure(None)
+
+
+def test_compute_with_real_model_adapters_uses_their_cam_layer():
+    from kdcore.adapters import wrap
+    teacher, student = _Net(width=8), _Net(width=4)
+    teacher.train()                                                     # a shared model in train mode stays so
+    t_ad = wrap(teacher, name="teacher", cam_layer="features.4")
+    s_ad = wrap(student, name="student", cam_layer="features.0")
+    x, y = torch.rand(3, 3, 8, 8), torch.tensor([1, 0, 2])
+    r = cams.compute(s_ad, t_ad, x, y)
+    torch.testing.assert_close(r.teacher, cams.grad_cam(teacher, "features.4", x, y))
+    torch.testing.assert_close(r.student, cams.grad_cam(student, "features.0", x, y))
+    assert teacher.training and all(m.training for m in teacher.modules())
+    assert _hooks(teacher) == 0 and _hooks(student) == 0
