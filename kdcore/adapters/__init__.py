@@ -1,0 +1,13 @@
+"""Model adapters: one surface (logits, layers, features, attentions) for every kind of model.
+
+- `wrap(model, name=...)`: an in-memory module (sample models, torchvision/timm classifiers,
+  transformers models);
+- `load_hf(path, kind=...)`: a Hugging Face causal LM or sequence classifier from a local directory;
+- `load_factory("pkg.mod:factory", weights)`: a user's architecture plus a safetensors state dict.
+"""
+from kdcore.adapters.base import KINDS, ModelAdapter, eval_mode
+from kdcore.adapters.factory import load_factory
+from kdcore.adapters.hf import HFAdapter, load_hf
+from kdcore.adapters.module import ModuleAdapter, wrap
+
+__all__ = ["ModelAdapter", "ModuleAdapter", "HFAdapter", "wrap", "load_hf", "load_factory", "eval_mode", "KINDS"]

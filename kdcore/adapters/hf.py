@@ -1,0 +1,130 @@
+"""Hugging Face causal LMs and sequence classifiers, loaded from a local directory only.
+
+Models load with ``local_files_only=True`` (nothing is downloaded), ``trust_remote_code=False``
+(no code from the directory runs), ``weights_only=True`` for any pickled ``.bin`` file, and
+``attn_implementation="eager"`` so that attention weights can be returned.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from kdcore.adapters.base import ModelAdapter
+
+HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier"}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+class HFAdapter(ModelAdapter):
+    """A ``transformers`` model: inputs are token ids [B, L] (LongTensor) or a dict with
+    ``input_ids`` and optionally ``attention_mask``; logits [B, L, V] or [B, C]."""
+
+    def _prepare(self, inputs: Any) -> dict[str, Any]:
+        if isinstance(inputs, Tensor):
+            inputs = {"input_ids": inputs}
+        if not isinstance(inputs, Mapping) or not isinstance(inputs.get("input_ids"), Tensor):
+            raise ValueError(f"The 'inputs' parameter of {self.name} must be token ids (a LongTensor [B, L]) or a dict "
+                             f"with 'input_ids' (and optionally 'attention_mask'). Got {type(inputs).__name__} instead.")
+        ids = inputs["input_ids"]
+        if ids.is_floating_point() or ids.dtype == torch.bool or ids.dim() != 2:
+            raise ValueError(f"The 'input_ids' of {self.name} must be an integer tensor [B, L]. "
+                             f"Got shape {tuple(ids.shape)} and dtype {ids.dtype} instead.")
+        embeddings = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        n = getattr(embeddings, "num_embeddings", None)
+        if n is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise ValueError(f"The 'input_ids' of {self.name} must be token ids in [0, {n - 1}]. Got values from "
+                             f"{int(ids.min())} to {int(ids.max())}: were they made by this model's tokenizer?")
+        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in inputs.items()}
+
+    def _run(self, inputs: dict[str, Any]) -> Tensor:
+        return self.model(**inputs).logits
+
+    def _run_attentions(self, inputs: dict[str, Any]) -> list[Tensor] | None:
+        out = self.model(**inputs, output_attentions=True)
+        atts = getattr(out, "attentions", None)
+        if not atts or any(a is None for a in atts):
+            return None  # an attention implementation that does not return weights
+        return list(atts)
+
+    def _config_output_size(self) -> int | None:
+        if self.kind == "causal_lm":
+            head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+            if isinstance(head, nn.Linear):
+                return head.out_features
+        return super()._config_output_size()
+
+    def _probe_inputs(self):
+        yield torch.zeros(2, 4, dtype=torch.long)
+
+    def _reinit(self, model: nn.Module) -> None:
+        init = getattr(model, "_init_weights", None)
+        super()._reinit(model)
+        if callable(init):
+            model.apply(init)  # the architecture's own initialisation (norm weights, embeddings)
+        if hasattr(model, "tie_weights"):
+            model.tie_weights()
+
+
+def _check_dir(path: Any) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise ValueError(f"The 'path' parameter of load_hf must be a directory path (str or Path). Got {type(path).__name__} instead.")
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        what = "is a file" if p.exists() else "does not exist"
+        raise ValueError(f"The 'path' parameter of load_hf must be a local Hugging Face model directory (made by "
+                         f"save_pretrained). {str(p)!r} {what}.")
+    if not (p / "config.json").is_file():
+        raise ValueError(f"The directory {str(p)!r} has no config.json, so it is not a Hugging Face model directory. "
+                         f"Save the model there with model.save_pretrained(path).")
+    if not any((p / f).is_file() for f in _WEIGHT_FILES):
+        raise ValueError(f"The directory {str(p)!r} has no weights file (expected one of {list(_WEIGHT_FILES)}).")
+    return p
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ValueError(f"The 'dtype' parameter of load_hf must be None, a torch.dtype or one of {list(_DTYPES)}. Got {dtype!r} instead.")
+
+
+def load_hf(path: str | Path, *, kind: str = "causal_lm", device: str | torch.device = "cpu",
+            dtype: torch.dtype | str | None = None, name: str | None = None) -> HFAdapter:
+    """Load a Hugging Face model from a local directory into an adapter.
+
+    Args:
+        path: a directory written by ``save_pretrained`` (config.json plus weights).
+        kind: "causal_lm" (logits [B, L, V]) or "sequence_classification" (logits [B, C]; the
+            adapter's kind is then "classifier").
+        device: where the model is placed.
+        dtype: parameter dtype (None keeps the saved one; "float16", "bfloat16" or a torch.dtype).
+        name: display name (default: the directory's name).
+
+    Nothing is downloaded and no code from the directory runs. Attention uses the eager
+    implementation, so ``attentions()`` returns weights [B, H, L, L] per layer.
+    """
+    if kind not in HF_KINDS:
+        raise ValueError(f"The 'kind' parameter of load_hf must be one of {list(HF_KINDS)}. Got {kind!r} instead.")
+    p = _check_dir(path)
+    dtype = _check_dtype(dtype)
+    import transformers  # imported here: importing kdcore must stay fast
+
+    auto = (transformers.AutoModelForCausalLM if kind == "causal_lm"
+            else transformers.AutoModelForSequenceClassification)
+    kwargs: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False, attn_implementation="eager",
+                                  weights_only=True)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = auto.from_pretrained(str(p), **kwargs)
+    except Exception as e:  # bad config.json, corrupt or mismatched weights, unsupported architecture
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"Could not load a Hugging Face {kind} model from {str(p)!r}: {first}") from e
+    model.eval()
+    model.to(torch.device(device))
+    return HFAdapter(model, name=name or p.name, kind=HF_KINDS[kind])
