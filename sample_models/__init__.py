@@ -13,6 +13,8 @@ import functools
 import json
 from pathlib import Path
 
+from kdcore.data import DATASETS, get_dataset  # re-exported: the datasets the pairs were trained on
+
 PAIRS = ("digits", "shapes", "shapes_multilabel", "tinylang")
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "manifest.json"

@@ -14,10 +14,11 @@ from torch import Tensor, nn
 
 
 class _ConvStage(nn.Sequential):
-    """3×3 convolution (same padding), ReLU, then 2×2 max-pooling when ``pool``."""
+    """3×3 convolution (same padding), batch norm (Ioffe & Szegedy 2015, arXiv 1502.03167), ReLU,
+    then 2×2 max-pooling when ``pool``."""
 
     def __init__(self, c_in: int, c_out: int, pool: bool) -> None:
-        layers = [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+        layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         if pool:
             layers.append(nn.MaxPool2d(2))
         super().__init__(*layers)
@@ -65,12 +66,12 @@ class DigitsStudent(SmallCNN):
 
 
 class ShapesTeacher(SmallCNN):
-    """32×32 colour shapes: 32-64-64-128 channels (about 150k parameters)."""
+    """32×32 colour shapes: 16-32-48-64 channels (about 47k parameters)."""
     feature_layers = ("conv1", "conv2", "conv3", "conv4")
     cam_layer = "conv4"
 
     def __init__(self, num_classes: int = 8) -> None:
-        super().__init__(3, (32, 64, 64, 128), (True, True, False, False), num_classes)
+        super().__init__(3, (16, 32, 48, 64), (True, True, False, False), num_classes)
 
 
 class ShapesStudent(SmallCNN):

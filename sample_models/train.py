@@ -56,6 +56,7 @@ from safetensors.torch import save_file  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from kdcore.data import IGNORE_INDEX, Dataset, get_dataset  # noqa: E402
+from kdcore.losses import kd_loss  # noqa: E402
 from sample_models import architectures as arch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -83,27 +84,20 @@ class Recipe:
 
 
 RECIPES = {
-    "digits": Recipe("digits", "DigitsTeacher", "DigitsStudent", seed=1, teacher_epochs=30, student_epochs=40,
-                     batch_size=32, lr=3e-3),
-    "shapes": Recipe("shapes", "ShapesTeacher", "ShapesStudent", seed=2, teacher_epochs=15, student_epochs=30,
-                     batch_size=64, lr=3e-3),
-    "shapes_multilabel": Recipe("shapes_multilabel", "ShapesTeacher", "ShapesStudent", seed=3, teacher_epochs=15,
-                                student_epochs=30, batch_size=64, lr=3e-3),
-    "tinylang": Recipe("tinylang", "TinyLangTeacher", "TinyLangStudent", seed=4, teacher_epochs=12, student_epochs=12,
-                       batch_size=32, lr=3e-3, warmup=100, temperature=1.0, lam=0.5),
+    "digits": Recipe("digits", "DigitsTeacher", "DigitsStudent", seed=1, teacher_epochs=20, student_epochs=60,
+                     batch_size=64, lr=5e-3, student_lr=1e-2, temperature=2.0, lam=0.5),
+    "shapes": Recipe("shapes", "ShapesTeacher", "ShapesStudent", seed=2, teacher_epochs=8, student_epochs=20,
+                     batch_size=64, lr=3e-3, student_lr=1e-2, temperature=2.0, lam=0.5),
+    "shapes_multilabel": Recipe("shapes_multilabel", "ShapesTeacher", "ShapesStudent", seed=3, teacher_epochs=8,
+                                student_epochs=20, batch_size=64, lr=3e-3, student_lr=1e-2, temperature=2.0, lam=0.5),
+    "tinylang": Recipe("tinylang", "TinyLangTeacher", "TinyLangStudent", seed=4, teacher_epochs=8, student_epochs=8,
+                       batch_size=32, lr=3e-3, student_lr=5e-3, warmup=100, temperature=1.0, lam=0.5),
 }
+# T = 2 and λ = 0.5 rather than Hinton's T = 4, λ = 0.9: with students this small, T = 4 left the
+# distilled student below its baseline on digits and shapes (measured while choosing the recipes).
 
 
 # ---- losses ---------------------------------------------------------------------------------
-
-def _kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperature: float, lam: float) -> Tensor:
-    """Classic KD (Hinton et al. 2015, arXiv 1503.02531; METHODS §1):
-    (1 − λ)·CE(y, softmax(z_s)) + λ·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), batch mean."""
-    log_q = F.log_softmax(student / temperature, dim=-1)  # [B, C]
-    p = F.softmax(teacher / temperature, dim=-1)  # [B, C]
-    kl = (p * (p.clamp_min(1e-30).log() - log_q)).sum(-1).mean()
-    return (1 - lam) * F.cross_entropy(student, labels) + lam * temperature ** 2 * kl
-
 
 def _binary_kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperature: float, lam: float) -> Tensor:
     """KD for multi-label outputs: each class is its own Bernoulli (Hinton et al. 2015's soft targets
@@ -140,7 +134,7 @@ def _distill_loss(task: str, recipe: Recipe, logits: Tensor, teacher: Tensor, ta
         return _binary_kd_loss(logits, teacher, targets, recipe.temperature, recipe.lam)
     if task == "causal_lm":
         return _lm_kd_loss(logits, teacher, targets, recipe.lam)
-    return _kd_loss(logits, teacher, targets, recipe.temperature, recipe.lam)
+    return kd_loss(logits, teacher, targets, temperature=recipe.temperature, lam=recipe.lam)
 
 
 # ---- training -------------------------------------------------------------------------------

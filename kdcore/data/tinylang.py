@@ -143,7 +143,8 @@ def generate(n: int, seed: int) -> dict[str, np.ndarray]:
 def true_entropy(true_probs: torch.Tensor) -> torch.Tensor:
     """Entropy in nats of each known distribution [..., V] -> [...] (NaN where unknown)."""
     p = true_probs.double()
-    return -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(-1).to(true_probs.dtype)
+    h = -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(-1)
+    return torch.where(torch.isnan(p).any(-1), torch.nan, h).to(true_probs.dtype)
 
 
 def _build() -> dict[str, SplitData]:
