@@ -457,7 +457,7 @@ def matching_figure(result: AttentionResult, *, pair: int = 0) -> go.Figure:
     d = result.divergence[(i, j)]
     unit = {"kl": "KL(teacher ‖ student), nats", "js": "Jensen–Shannon, nats", "mse": "mean squared difference"}[result.metric]
     fig = go.Figure(go.Heatmap(z=d, x=list(range(d.shape[1])), y=list(range(d.shape[0])), colorscale=_style.SEQUENTIAL,
-                               colorbar={"title": {"text": unit}}, name="divergence",
+                               colorbar={"title": {"text": unit.replace(", ", ",<br>"), "side": "right"}}, name="divergence",
                                hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>"))
     m = result.matches[(result.matches["student_layer"] == i) & (result.matches["teacher_layer"] == j)]
     fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode.replace('_', '-')})",

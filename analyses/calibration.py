@@ -29,6 +29,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from kdcore._validation import check_array, check_int_range, check_labels
+from kdcore.metrics import reliability_bins
 
 from . import _style
 
@@ -59,13 +60,6 @@ def _probs_labels(probs: Any, labels: Any, n_bins: int, where: str) -> tuple[Ten
     return p, y, m
 
 
-def _bin_index(confidence: Tensor, n_bins: int) -> Tensor:
-    """Bin m (0-based) holds m/M < conf ≤ (m+1)/M; edges are k/M, correctly rounded."""
-    edges = torch.arange(n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins  # [M+1]
-    # searchsorted (left): first edge ≥ conf, so edge[i−1] < conf ≤ edge[i]
-    return (torch.searchsorted(edges, confidence.contiguous(), right=False) - 1).clamp(0, n_bins - 1)
-
-
 # --------------------------------------------------------------------------- tables and scores
 def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFrame:
     """One row per bin: bin, lower, upper, count, share (count/n), accuracy, confidence, gap (acc − conf).
@@ -74,16 +68,8 @@ def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFr
     and gap are NaN for an empty bin (there is nothing to measure); every bin is listed.
     """
     p, y, m = _probs_labels(probs, labels, n_bins, "reliability_table")
-    conf, pred = p.max(1)  # [N], [N]; ties to the lower class index
-    correct = (pred == y).to(torch.float64)
-    idx = _bin_index(conf, m)  # [N]
-    count = torch.bincount(idx, minlength=m).to(torch.float64)  # [M]
-    acc_sum = torch.zeros(m, dtype=torch.float64, device=p.device).index_add_(0, idx, correct)
-    conf_sum = torch.zeros(m, dtype=torch.float64, device=p.device).index_add_(0, idx, conf)
-    safe = count.clamp_min(1)
-    empty = count == 0
-    acc = torch.where(empty, torch.full_like(count, float("nan")), acc_sum / safe)
-    cnf = torch.where(empty, torch.full_like(count, float("nan")), conf_sum / safe)
+    bins = reliability_bins(p, y, n_bins=m)  # the binning lives in kdcore.metrics (the doctor uses it too)
+    count, acc, cnf = bins["count"], bins["accuracy"], bins["confidence"]  # [M] each, NaN in empty bins
     k = np.arange(m)
     return pd.DataFrame({
         "bin": k + 1, "lower": k / m, "upper": (k + 1) / m, "count": count.cpu().numpy().astype(int),

@@ -23,6 +23,8 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
         fig.add_trace(go.Scatter(x=steps["step"], y=y, mode="lines", name=c,
                                  line={"color": "black" if c == "loss" else CLASS_PALETTE[i % len(CLASS_PALETTE)],
                                        "width": 2.5 if c == "loss" else 1.5}))
+    if len(steps) and steps["step"].max() <= 10:  # a run just started: whole steps only, no 1.5
+        fig.update_xaxes(dtick=1)
     return finish(fig, title="Training loss and its components", x="step", y="loss (nats)", height=360)
 
 
