@@ -5,9 +5,9 @@
     python -m sample_models.train --check         # retrain into a temp dir, compare sha256 with the manifest
 
 For each pair: the teacher is trained on the labels; the student is trained with the teacher
-(classic KD, Hinton et al. 2015, arXiv 1503.02531; for tinylang the forward KL per token mixed
-with cross-entropy); the baseline student has the same architecture, seed and schedule as the
-student but learns from the labels alone.
+(classic KD, Hinton et al. 2015, arXiv 1503.02531; for tinylang the forward KL per token from
+kdcore.divergences mixed with cross-entropy); the baseline student has the same architecture,
+seed and schedule as the student but learns from the labels alone.
 
 Bit-for-bit reproduction: fixed seeds, deterministic algorithms, one thread, a fixed data order,
 and CPU kernels pinned to AVX2 (the script re-executes itself with ATEN_CPU_CAPABILITY,
@@ -56,6 +56,7 @@ from safetensors.torch import save_file  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from kdcore.data import IGNORE_INDEX, Dataset, get_dataset  # noqa: E402
+from kdcore.divergences import divergence_loss  # noqa: E402
 from kdcore.losses import kd_loss  # noqa: E402
 from sample_models import architectures as arch  # noqa: E402
 
@@ -100,25 +101,20 @@ RECIPES = {
 # ---- losses ---------------------------------------------------------------------------------
 
 def _binary_kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperature: float, lam: float) -> Tensor:
-    """KD for multi-label outputs: each class is its own Bernoulli (Hinton et al. 2015's soft targets
-    applied to sigmoids): (1 − λ)·BCE(y, σ(z_s)) + λ·T²·mean_c KL(σ(z_t/T) ‖ σ(z_s/T))."""
+    """KD for multi-label outputs: (1 − λ)·BCE(y, σ(z_s)) + λ·T²·mean_c KL(σ(z_t/T) ‖ σ(z_s/T)).
+
+    Hinton et al. 2015 (Distilling the Knowledge in a Neural Network, arXiv 1503.02531) soften a
+    softmax over mutually exclusive classes. Multi-label classes are not exclusive: each is its own
+    Bernoulli with a sigmoid output, and a softmax across them would make the labels compete for
+    one unit of probability mass. So the same soft-target recipe (temperature, T² gradient scale,
+    λ mixture with the hard loss) is applied per class to the two-outcome distributions σ(z/T).
+    kdcore.losses has no such loss (its kd / dkd / cakd / normkd are all softmax KD), hence this
+    private helper. logits [B, C], labels float 0/1 [B, C]."""
     p = torch.sigmoid(teacher / temperature)  # [B, C]
     soft = F.binary_cross_entropy_with_logits(student / temperature, p)  # cross-entropy to p
     entropy = F.binary_cross_entropy(p, p)  # its minimum, so soft - entropy is the KL
     hard = F.binary_cross_entropy_with_logits(student, labels)
     return (1 - lam) * hard + lam * temperature ** 2 * (soft - entropy)
-
-
-def _lm_kd_loss(student: Tensor, teacher: Tensor, targets: Tensor, lam: float) -> Tensor:
-    """Token-level distillation: (1 − λ)·CE + λ·mean over predicted positions of KL(p_teacher ‖ q_student)
-    (METHODS §6, fkl at T = 1)."""
-    mask = targets != IGNORE_INDEX  # [B, L]
-    log_q = F.log_softmax(student, dim=-1)  # [B, L, V]
-    log_p = F.log_softmax(teacher, dim=-1)
-    kl = (log_p.exp() * (log_p - log_q)).sum(-1)  # [B, L]
-    kl = (kl * mask).sum() / mask.sum()
-    ce = F.cross_entropy(student.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
-    return (1 - lam) * ce + lam * kl
 
 
 def _task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
@@ -133,7 +129,11 @@ def _distill_loss(task: str, recipe: Recipe, logits: Tensor, teacher: Tensor, ta
     if task == "multilabel":
         return _binary_kd_loss(logits, teacher, targets, recipe.temperature, recipe.lam)
     if task == "causal_lm":
-        return _lm_kd_loss(logits, teacher, targets, recipe.lam)
+        # (1 − λ)·CE + λ·mean over predicted positions of KL(p_teacher ‖ q_student), METHODS §6
+        # (no T² factor on token divergences; the tinylang recipe uses T = 1)
+        ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        kl = divergence_loss(logits, teacher, "fkl", labels=targets, temperature=recipe.temperature)
+        return (1 - recipe.lam) * ce + recipe.lam * kl
     return kd_loss(logits, teacher, targets, temperature=recipe.temperature, lam=recipe.lam)
 
 
