@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
+
+from kdcore._validation import as_tensor
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from scipy.optimize import linear_sum_assignment
@@ -49,18 +51,11 @@ MODES = ("one_to_one", "nearest")   # how student heads are assigned to teacher 
 # --------------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------------
-def _as_tensor(name: str, x: Any, where: str) -> Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor or numpy array. "
-                         f"Got {type(x).__name__} instead.")
-    return x
 
 
 def _check_attention(name: str, attn: Any, where: str) -> Tensor:
     """Attention probabilities [B, H, L, L]: finite, non-negative, rows summing to 1."""
-    attn = _as_tensor(name, attn, where)
+    attn = as_tensor(name, attn, where=where)
     if attn.dim() != 4 or attn.shape[-1] != attn.shape[-2] or attn.numel() == 0:
         raise ValueError(f"The '{name}' argument of {where} must be attention probabilities of shape "
                          f"[batch, heads, length, length]. Got shape {tuple(attn.shape)} instead.")
@@ -95,7 +90,7 @@ def _check_mask(mask: Any, batch: int, length: int, where: str) -> Tensor | None
     """Query mask [B, L] (True/1 = a position that counts)."""
     if mask is None:
         return None
-    mask = _as_tensor("mask", mask, where)
+    mask = as_tensor("mask", mask, where=where)
     if mask.shape != (batch, length):
         raise ValueError(f"The 'mask' argument of {where} must have shape [{batch}, {length}] (batch, length). "
                          f"Got shape {tuple(mask.shape)} instead.")
@@ -328,8 +323,8 @@ def attention_transfer_maps(student_fmap: Any, teacher_fmap: Any, *, p: float = 
     """
     from kdcore.losses import attention_transfer_loss
     where = "attention_transfer_maps"
-    s = _as_tensor("student_fmap", student_fmap, where)
-    t = _as_tensor("teacher_fmap", teacher_fmap, where)
+    s = as_tensor("student_fmap", student_fmap, where=where)
+    t = as_tensor("teacher_fmap", teacher_fmap, where=where)
     for name, x in (("student_fmap", s), ("teacher_fmap", t)):
         if x.dim() != 4 or x.numel() == 0:
             raise ValueError(f"The '{name}' argument of {where} must be a conv feature map [B, C, H, W]. "
@@ -344,7 +339,7 @@ def attention_transfer_maps(student_fmap: Any, teacher_fmap: Any, *, p: float = 
         resized = resized / resized.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)  # [B, Ht, Wt]
         losses = [float(attention_transfer_loss(s[i:i + 1], t[i:i + 1], p=p)) for i in range(s.shape[0])]
     per_sample = pd.DataFrame({"sample": np.arange(s.shape[0]), "loss": losses})
-    imgs = _as_tensor("images", images, where).detach().cpu() if images is not None else None
+    imgs = as_tensor("images", images, where=where).detach().cpu() if images is not None else None
     return AttentionTransferResult(teacher=a_t, student=a_s, student_resized=resized, per_sample=per_sample, p=p, images=imgs)
 
 

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
+
+from kdcore._validation import as_tensor
 from plotly.subplots import make_subplots
 from torch import Tensor
 
@@ -54,13 +56,6 @@ _PART_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "tckd": "TCK
 _PART_COLOURS = {"bcd": "#1f4e79", "scd": "#2ca02c", "wcd": "#d9822b", "tckd": "#1f4e79", "nckd": "#d9822b"}
 
 
-def _as_tensor(name: str, x: Any, where: str) -> Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor or numpy array. "
-                         f"Got {type(x).__name__} instead.")
-    return x.detach()
 
 
 def _shares(df: pd.DataFrame, parts: dict[str, str], total: str = "kl") -> pd.DataFrame:
@@ -119,9 +114,9 @@ def compute(student_logits: Any, teacher_logits: Any, labels: Any = None, *,
     DKD is computed only with class labels.
     """
     where = "analyses.components.compute"
-    s = _as_tensor("student_logits", student_logits, where)
-    t = _as_tensor("teacher_logits", teacher_logits, where)
-    y = _as_tensor("labels", labels, where) if labels is not None else None
+    s = as_tensor("student_logits", student_logits, where=where)
+    t = as_tensor("teacher_logits", teacher_logits, where=where)
+    y = as_tensor("labels", labels, where=where) if labels is not None else None
     if y is not None and y.dim() not in (1, 2):
         raise ValueError(f"The 'labels' argument of {where} must be class indices [B] or multi-hot labels [B, C]. "
                          f"Got shape {tuple(y.shape)} instead.")
@@ -133,7 +128,7 @@ def compute(student_logits: Any, teacher_logits: Any, labels: Any = None, *,
     for rule in rules:
         masks[rule] = strong_set(t, rule=rule, labels=y, k=k, tau=tau, temperature=temperature)  # [B, C] bool
     if strong is not None:
-        masks["custom"] = _as_tensor("strong", strong, where)
+        masks["custom"] = as_tensor("strong", strong, where=where)
     if not masks:
         raise ValueError(f"The 'rules' argument of {where} selects no strong-set rule and no 'strong' mask was given. "
                          f"Pass rules from {('target', 'topk', 'mass', 'labels')}.")
@@ -198,16 +193,16 @@ def token_components(student_logits: Any, teacher_logits: Any, *, kinds: Sequenc
     position is still shown. Other parameters as in ``token_divergence``.
     """
     where = "analyses.components.token_components"
-    s = _as_tensor("student_logits", student_logits, where)
-    t = _as_tensor("teacher_logits", teacher_logits, where)
+    s = as_tensor("student_logits", student_logits, where=where)
+    t = as_tensor("teacher_logits", teacher_logits, where=where)
     if s.dim() == 3 and s.shape[0] == 1:
         s = s[0]
     if t.dim() == 3 and t.shape[0] == 1:
         t = t[0]
     if s.dim() != 2 or t.dim() != 2 or s.shape[0] != t.shape[0] or s.numel() == 0:
         raise ValueError(f"student_logits and teacher_logits of {where} must be the logits of one text, [L, V] or "
-                         f"[1, L, V], with the same length. Got {tuple(_as_tensor('s', student_logits, where).shape)} "
-                         f"and {tuple(_as_tensor('t', teacher_logits, where).shape)}.")
+                         f"[1, L, V], with the same length. Got {tuple(as_tensor('s', student_logits, where=where).shape)} "
+                         f"and {tuple(as_tensor('t', teacher_logits, where=where).shape)}.")
     length = s.shape[0]
     if kinds is None:
         kinds = KINDS if (s.shape[-1] == t.shape[-1] or align is not None) else ("uld",)
@@ -222,7 +217,7 @@ def token_components(student_logits: Any, teacher_logits: Any, *, kinds: Sequenc
     for name, value in (("mask", mask), ("labels", labels)):
         if value is None:
             continue
-        v = _as_tensor(name, value, where)
+        v = as_tensor(name, value, where=where)
         if v.numel() != length:
             raise ValueError(f"The '{name}' argument of {where} must have one entry per position ({length}). "
                              f"Got shape {tuple(v.shape)} instead.")

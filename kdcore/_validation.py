@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -242,3 +243,13 @@ def check_array(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int | 
         raise ValueError(f"The '{name}' argument of {where} must be finite. Got {n} NaN or inf value(s) "
                          f"in an array of shape {tuple(x.shape)}.")
     return x
+
+
+def as_tensor(name: str, x: Any, *, where: str) -> Tensor:
+    """A torch tensor or numpy array -> a detached tensor of the same dtype (analyses take either)."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise ValueError(f"The '{name}' argument of {where} must be a torch.Tensor or numpy array. "
+                         f"Got {type(x).__name__} instead.")
+    return x.detach()

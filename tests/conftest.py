@@ -20,6 +20,26 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The suite's tensors are tiny: intra-op threads only add contention on a 2-core machine
+    (a float64 log_softmax took ~10 ms per call with 2 threads). Restored at the end."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_plotly_template():
+    """Figures are compared through their dicts with the plotly template off (CONVENTIONS.md §10)."""
+    import plotly.io as pio
+    before = pio.templates.default
+    pio.templates.default = None
+    yield
+    pio.templates.default = before
+
+
 @pytest.fixture(scope="session")
 def vectors():
     """METHODS.md's worked numbers (a copy lives in tests/data so CI does not depend on ../shared)."""

@@ -1,23 +1,12 @@
 """analyses.attention: entropy per head, head divergences and matching, AT maps, figures."""
-import base64
 import math
 
 import numpy as np
-import plotly.io as pio
 import pytest
 import torch
 
+from tests.figdata import arr
 from analyses import attention
-
-pio.templates.default = None
-
-
-def _arr(v):
-    """A figure-dict array: plotly >= 6 stores numpy arrays as {'dtype', 'bdata', 'shape'}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(n) for n in v["shape"].split(",")]) if "shape" in v else a
-    return np.asarray(v)
 
 
 def _random_attention(b, h, length, *, causal=False, sharp=1.0, seed=None):
@@ -203,8 +192,8 @@ def test_maps_figure():
     assert len(heat) == (3 + 1) + (2 + 1)  # teacher heads + mean, student heads + mean
     names = [d["name"] for d in heat]
     assert names[:4] == ["teacher head 0", "teacher head 1", "teacher head 2", "teacher mean over heads"]
-    np.testing.assert_allclose(_arr(heat[1]["z"]), t[1][1, 1].numpy())          # layer_map (0 -> 1)
-    np.testing.assert_allclose(_arr(heat[-1]["z"]), s[0][1].mean(0).numpy())
+    np.testing.assert_allclose(arr(heat[1]["z"]), t[1][1, 1].numpy())          # layer_map (0 -> 1)
+    np.testing.assert_allclose(arr(heat[-1]["z"]), s[0][1].mean(0).numpy())
     assert list(heat[0]["x"]) == [0, 1, 2, 3, 4]
     assert list(fig["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
     lay = fig["layout"]
@@ -219,16 +208,16 @@ def test_head_average_entropy_and_matching_figures():
     r, s, t = _result()
     fig = attention.head_average_figure(r).to_dict()
     assert [d["type"] for d in fig["data"]] == ["heatmap", "heatmap"]
-    np.testing.assert_allclose(_arr(fig["data"][0]["z"]), t[1][0].mean(0).numpy())
+    np.testing.assert_allclose(arr(fig["data"][0]["z"]), t[1][0].mean(0).numpy())
     fig = attention.entropy_figure(r).to_dict()
     assert [d["name"] for d in fig["data"]] == ["teacher", "student"]
-    assert _arr(fig["data"][0]["z"]).shape == (2, 3) and _arr(fig["data"][1]["z"]).shape == (1, 2)
+    assert arr(fig["data"][0]["z"]).shape == (2, 3) and arr(fig["data"][1]["z"]).shape == (1, 2)
     assert fig["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "entropy (nats)"
     assert fig["layout"]["xaxis"]["title"]["text"] == "head" and fig["layout"]["yaxis"]["title"]["text"] == "layer"
     fig = attention.matching_figure(r).to_dict()
     assert [d["type"] for d in fig["data"]] == ["heatmap", "scatter"]
-    assert _arr(fig["data"][0]["z"]).shape == (2, 3)
-    assert len(_arr(fig["data"][1]["x"])) == 2 and fig["data"][1]["name"].startswith("assigned")
+    assert arr(fig["data"][0]["z"]).shape == (2, 3)
+    assert len(arr(fig["data"][1]["x"])) == 2 and fig["data"][1]["name"].startswith("assigned")
     assert fig["layout"]["xaxis"]["title"]["text"].startswith("teacher head")
     assert fig["layout"]["yaxis"]["title"]["text"].startswith("student head")
     with pytest.raises(ValueError, match="'pair'"):
@@ -289,8 +278,8 @@ def test_attention_transfer_from_adapters_and_figure():
     fig = attention.attention_transfer_figure(r, sample=1).to_dict()
     assert [d["type"] for d in fig["data"]] == ["image", "heatmap", "heatmap", "heatmap"]
     assert [d["name"] for d in fig["data"][1:]] == ["teacher a(F)", "student a(F)", "student − teacher"]
-    assert _arr(fig["data"][1]["z"]).shape == (8, 8) and _arr(fig["data"][2]["z"]).shape == (4, 4)
-    np.testing.assert_allclose(_arr(fig["data"][3]["z"]), (r.student_resized[1] - r.teacher[1]).numpy(), rtol=1e-6)
+    assert arr(fig["data"][1]["z"]).shape == (8, 8) and arr(fig["data"][2]["z"]).shape == (4, 4)
+    np.testing.assert_allclose(arr(fig["data"][3]["z"]), (r.student_resized[1] - r.teacher[1]).numpy(), rtol=1e-6)
     assert fig["layout"]["xaxis"]["title"]["text"] == "width (pixels)"
     assert fig["layout"]["xaxis2"]["title"]["text"] == "width (feature-map cells)"
     assert fig["layout"]["coloraxis2"]["cmid"] == 0.0

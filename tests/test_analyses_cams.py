@@ -1,27 +1,16 @@
 """analyses.cams: Grad-CAM through Captum, left-as-found models, agreement/localisation measures, figures."""
-import base64
 import math
 
 import numpy as np
 import pandas as pd
-import plotly.io as pio
 import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+from tests.figdata import arr
 from analyses import cams
-
-pio.templates.default = None
-
-
-def _arr(v):
-    """A figure-dict array: plotly >= 6 stores numpy arrays as {'dtype', 'bdata', 'shape'}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(n) for n in v["shape"].split(",")]) if "shape" in v else a
-    return np.asarray(v)
 
 
 class _Net(nn.Module):
@@ -246,9 +235,9 @@ def test_overlay_figure():
     fig = cams.overlay_figure(r, index=1).to_dict()
     assert [d["type"] for d in fig["data"]] == ["image", "heatmap", "contour"] * 2
     heat = [d for d in fig["data"] if d["type"] == "heatmap"]
-    np.testing.assert_allclose(_arr(heat[0]["z"]), cams.normalize_maps(r.teacher[1:2])[0].numpy())
-    np.testing.assert_allclose(_arr(heat[1]["z"]), cams.normalize_maps(r.student[1:2])[0].numpy())
-    assert _arr(fig["data"][0]["z"]).shape == (8, 8, 3)
+    np.testing.assert_allclose(arr(heat[0]["z"]), cams.normalize_maps(r.teacher[1:2])[0].numpy())
+    np.testing.assert_allclose(arr(heat[1]["z"]), cams.normalize_maps(r.student[1:2])[0].numpy())
+    assert arr(fig["data"][0]["z"]).shape == (8, 8, 3)
     lay = fig["layout"]
     assert "Grad-CAM for b" in lay["title"]["text"] and "IoU" in lay["title"]["text"]
     assert lay["xaxis"]["title"]["text"] == "x (pixels)" and lay["yaxis"]["title"]["text"] == "y (pixels)"
@@ -262,11 +251,11 @@ def test_localisation_and_agreement_figures():
     fig = cams.localisation_figure(r).to_dict()
     assert [(d["type"], d["name"]) for d in fig["data"]] == [("bar", "teacher"), ("bar", "student")]
     loc = r.localisation()
-    np.testing.assert_allclose(_arr(fig["data"][1]["y"]), [loc.loc["student", "pointing_game"], loc.loc["student", "energy_in_mask"]])
+    np.testing.assert_allclose(arr(fig["data"][1]["y"]), [loc.loc["student", "pointing_game"], loc.loc["student", "energy_in_mask"]])
     assert fig["layout"]["yaxis"]["title"]["text"] == "fraction (0–1)"
     fig = cams.agreement_figure(r).to_dict()
     assert fig["data"][0]["type"] == "scatter"
-    np.testing.assert_allclose(_arr(fig["data"][0]["x"]), r.per_image["pearson"].to_numpy())
+    np.testing.assert_allclose(arr(fig["data"][0]["x"]), r.per_image["pearson"].to_numpy())
     assert "Pearson" in fig["layout"]["xaxis"]["title"]["text"] and "IoU" in fig["layout"]["yaxis"]["title"]["text"]
     with pytest.raises(ValueError, match="masks"):
         cams.localisation_figure(_result(masks=False))

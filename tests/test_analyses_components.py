@@ -1,25 +1,14 @@
 """analyses.components: CAKD/DKD components per sample and per class, token-level divergences, figures."""
-import base64
 import math
 
 import numpy as np
 import pandas as pd
-import plotly.io as pio
 import pytest
 import torch
 
+from tests.figdata import arr
 from analyses import components
 from kdcore.divergences import KINDS, divergence_loss, token_divergence
-
-pio.templates.default = None
-
-
-def _arr(v):
-    """A figure-dict array: plotly >= 6 stores numpy arrays as {'dtype', 'bdata', 'shape'}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(n) for n in v["shape"].split(",")]) if "shape" in v else a
-    return np.asarray(v)
 
 
 def _softmax(z):
@@ -198,14 +187,14 @@ def test_class_and_dkd_figures():
     assert [d["name"] for d in fig["data"][:3]] == ["BCD", "p_S·SCD", "p_W·WCD"]
     assert list(fig["data"][0]["x"]) == ["cat", "dog", "fox", "owl"]
     pc = r.per_class[r.per_class["rule"] == "target"]
-    np.testing.assert_allclose(_arr(fig["data"][0]["y"]), pc["bcd"].to_numpy())
-    np.testing.assert_allclose(_arr(fig["data"][5]["y"]), pc["share_wcd"].to_numpy())
+    np.testing.assert_allclose(arr(fig["data"][0]["y"]), pc["bcd"].to_numpy())
+    np.testing.assert_allclose(arr(fig["data"][5]["y"]), pc["share_wcd"].to_numpy())
     lay = fig["layout"]
     assert lay["yaxis"]["title"]["text"] == "KL component (nats)" and "share" in lay["yaxis2"]["title"]["text"]
     assert lay["xaxis"]["title"]["text"] == "class" and "strong set: target" in lay["title"]["text"]
     fig = components.dkd_figure(r).to_dict()
     assert [d["name"] for d in fig["data"][:2]] == ["TCKD", "(1 − p_t)·NCKD"]
-    np.testing.assert_allclose(_arr(fig["data"][0]["y"]) + _arr(fig["data"][1]["y"]), r.dkd_per_class["kl"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(arr(fig["data"][0]["y"]) + arr(fig["data"][1]["y"]), r.dkd_per_class["kl"].to_numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="'rule'"):
         components.class_figure(r, rule="labels")
 
@@ -213,14 +202,14 @@ def test_class_and_dkd_figures():
 def test_sample_and_rules_figures():
     r = _result()
     fig = components.sample_figure(r, rule="mass", top=10).to_dict()
-    assert len(fig["data"]) == 3 and all(len(_arr(d["y"])) == 10 for d in fig["data"])
-    total = sum(_arr(d["y"]) for d in fig["data"])
+    assert len(fig["data"]) == 3 and all(len(arr(d["y"])) == 10 for d in fig["data"])
+    total = sum(arr(d["y"]) for d in fig["data"])
     top = r.per_sample[r.per_sample["rule"] == "mass"]["kl"].sort_values(ascending=False).to_numpy()[:10]
     np.testing.assert_allclose(total, top, rtol=1e-5)
     assert fig["layout"]["yaxis"]["title"]["text"] == "KL component (nats)"
     fig = components.rules_figure(r).to_dict()
     assert list(fig["data"][0]["x"]) == ["target", "topk", "mass"]
-    np.testing.assert_allclose(sum(_arr(d["y"]) for d in fig["data"]), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sum(arr(d["y"]) for d in fig["data"]), 1.0, rtol=1e-6)
 
 
 def test_token_figure():
@@ -229,11 +218,11 @@ def test_token_figure():
     r = components.token_components(s, t, tokens=toks, labels=torch.tensor([-100, 1, 2, 3, 4, 5]))
     fig = components.token_figure(r).to_dict()
     assert [d["type"] for d in fig["data"]] == ["heatmap", "scatter", "scatter"]
-    z = _arr(fig["data"][0]["z"])
+    z = arr(fig["data"][0]["z"])
     assert z.shape == (len(KINDS), 6) and np.isnan(z[:, 0]).all()          # the unpredicted position is blank
     np.testing.assert_allclose(np.nanmax(z, axis=1), 1.0)
     assert list(fig["data"][0]["y"]) == list(KINDS)
-    np.testing.assert_allclose(_arr(fig["data"][1]["y"]), r.per_position["teacher_entropy"].to_numpy())
+    np.testing.assert_allclose(arr(fig["data"][1]["y"]), r.per_position["teacher_entropy"].to_numpy())
     assert [d["name"] for d in fig["data"][1:]] == ["teacher entropy", "student entropy"]
     lay = fig["layout"]
     assert list(lay["xaxis2"]["ticktext"]) == toks and lay["xaxis2"]["title"]["text"].startswith("token")

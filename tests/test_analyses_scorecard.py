@@ -2,19 +2,10 @@
 import math
 
 import numpy as np
-import plotly.io as pio
 import pytest
 import torch
 
 from analyses import scorecard as sc
-
-
-@pytest.fixture(autouse=True)
-def _no_template():
-    old = pio.templates.default
-    pio.templates.default = None
-    yield
-    pio.templates.default = old
 
 
 def _onehot_logits(pred, c):

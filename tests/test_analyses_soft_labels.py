@@ -3,19 +3,10 @@ import inspect
 
 import numpy as np
 import pandas as pd
-import plotly.io as pio
 import pytest
 import torch
 
 from analyses import soft_labels as sl
-
-
-@pytest.fixture(autouse=True)
-def _no_template():
-    old = pio.templates.default
-    pio.templates.default = None
-    yield
-    pio.templates.default = old
 
 
 def _np_softmax(z):

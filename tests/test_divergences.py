@@ -12,16 +12,6 @@ from kdcore.divergences import KINDS, divergence_loss, token_divergence
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: OpenMP threads only add synchronisation (float64 log_softmax takes ~10 ms per
-    call with 2 threads on a busy machine), so this module runs single-threaded, then restores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PARAMS = {"jsd": {"beta": 0.3}, "skew_fkl": {"alpha": 0.2}, "skew_rkl": {"alpha": 0.2}, "akl": {"mu": 0.3}}
 
 

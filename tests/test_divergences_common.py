@@ -10,15 +10,6 @@ from kdcore.divergences import DIVERGENCES, KINDS, divergence_loss, token_diverg
 PARAMS = {"jsd": {"beta": 0.4}, "skew_fkl": {"alpha": 0.3}, "skew_rkl": {"alpha": 0.3}, "akl": {"mu": 0.6}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: run single-threaded (OpenMP synchronisation dominates), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_registry_holds_every_kind():
     assert tuple(DIVERGENCES) == KINDS == ("fkl", "rkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "akl", "uld")
     assert all(callable(f) and f.__doc__ for f in DIVERGENCES.values())

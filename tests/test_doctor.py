@@ -24,14 +24,6 @@ LM_CHECKS = [c for c in CHECK_IDS if not c.startswith(("teacher.wrong", "soft_la
 _FAST = dict(batch_size=32, checkpoints=1, val_size=256, probe_size=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(**kw) -> JobConfig:
     base = dict(pair=CALIBRATED, objective="kd", temperature=4.0, lam=0.9, epochs=6, lr=3e-2, train_size=96, **_FAST)
     base.update(kw)

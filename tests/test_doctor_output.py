@@ -3,7 +3,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import plotly.io as pio
 import pytest
 import torch
 
@@ -59,14 +58,6 @@ def test_finding_json_rounds_and_nulls():
 
 
 # ---- figures --------------------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def _no_template():
-    old = pio.templates.default
-    pio.templates.default = None
-    yield
-    pio.templates.default = old
-
 
 def test_line_figure_has_a_trace_per_series_and_the_marker():
     d = FigureData("lines", "T sweep", [1, 2, 4], {"a": [0.9, 0.7, 0.5], "b": [0.1, 0.3, float("nan")]},

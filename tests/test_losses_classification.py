@@ -14,15 +14,6 @@ from kdcore.losses import (cakd_components, cakd_loss, dkd_components, dkd_loss,
                            softmax_t, strong_set)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared machine. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---- independent float64 numpy reference, written from METHODS.md ------------------------------
 
 

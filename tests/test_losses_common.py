@@ -16,15 +16,6 @@ import torch
 from kdcore.losses import FEATURE_LOSSES, LOSSES, label_smoothing_targets, strong_set
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared machine. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @dataclass
 class Case:
     make: Callable[[torch.dtype], tuple[torch.Tensor, torch.Tensor]]   # dtype -> (student, teacher) inputs

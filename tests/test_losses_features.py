@@ -11,15 +11,6 @@ from kdcore.losses import (attention_kl_loss, attention_map, attention_mse_loss,
                            feature_cosine_loss, feature_l2_loss, make_projector)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared machine. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _np(x):
     return x.detach().double().numpy()
 
