@@ -175,15 +175,20 @@ def compute_scorecard(student_logits: Any, teacher_logits: Any, labels: Any, *, 
                      baseline=b, retained=retained, disagreement=risk.disagreement, risk=risk)
 
 
-def pair_scorecard(teacher: Any, student: Any, inputs: Any, labels: Any, *, baseline: Any = None) -> Scorecard:
+def pair_scorecard(teacher: Any, student: Any, inputs: Any, labels: Any, *, baseline: Any = None,
+                   latency_repeats: int = 7) -> Scorecard:
     """The scorecard of kdcore ModelAdapters on one probe batch.
 
-    Uses ``adapter.num_parameters()``, ``adapter.latency(inputs)`` (seconds, or a mapping with
-    'median_s'/'mean_s'/'seconds') and ``adapter.logits(inputs)``.
+    Uses ``adapter.num_parameters()``, ``adapter.latency(inputs, repeats=latency_repeats)`` (the median
+    of that many timed forwards after one warm-up; seconds, or a mapping with 'median_s'/'mean_s'/'seconds')
+    and ``adapter.logits(inputs)``.
     """
+    def lat(adapter):
+        return adapter.latency(inputs, repeats=latency_repeats, warmup=1)
+
     return compute_scorecard(student.logits(inputs), teacher.logits(inputs), labels,
                              teacher_params=teacher.num_parameters(), student_params=student.num_parameters(),
-                             teacher_latency_s=teacher.latency(inputs), student_latency_s=student.latency(inputs),
+                             teacher_latency_s=lat(teacher), student_latency_s=lat(student),
                              baseline_logits=None if baseline is None else baseline.logits(inputs))
 
 

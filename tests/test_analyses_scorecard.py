@@ -100,7 +100,7 @@ class _FakeAdapter:
     def num_parameters(self):
         return self._params
 
-    def latency(self, inputs):
+    def latency(self, inputs, **timing):
         return self._latency
 
 
