@@ -199,3 +199,14 @@ def test_cuda_asked_but_absent_is_a_clear_error(data_dir):
     else:
         with pytest.raises(ValueError, match="no CUDA GPU"):
             run_job(_cfg(objective="kd", device="cuda"), store=RunStore())
+
+
+def test_fingerprints_cover_batchnorm_counters_and_every_byte():
+    """Sample CNNs carry BatchNorm's 0-dim long counter; the cache fingerprint must hash it too."""
+    from kdcore.jobs.teacher_cache import model_fingerprint, tensor_fingerprint
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    before = model_fingerprint(net)
+    net[1].num_batches_tracked += 1                      # only the 0-dim counter changes
+    assert model_fingerprint(net) != before
+    assert tensor_fingerprint(torch.tensor(3)) != tensor_fingerprint(torch.tensor(4))
+    assert tensor_fingerprint(torch.zeros(2, 3)) != tensor_fingerprint(torch.zeros(3, 2))   # shape counts

@@ -25,7 +25,8 @@ def tensor_fingerprint(*tensors: Tensor) -> str:
     for t in tensors:
         t = t.detach().to("cpu").contiguous()
         h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # flatten first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
 
