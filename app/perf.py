@@ -2,6 +2,7 @@
 app package may import streamlit)."""
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import tempfile
@@ -13,6 +14,8 @@ from streamlit.testing.v1 import AppTest
 def warm_renders(main: str, pages: list[str], pairs: list[str], repeats: int) -> list[tuple[str, str, float, float]]:
     """(pair, page, first run s, warm median s) for every page and pair, in one process (shared caches)."""
     os.environ["KDWB_HOME"] = tempfile.mkdtemp(prefix="kdwb_bench_")
+    for name in ("streamlit", "streamlit.runtime.scriptrunner_utils.script_run_context"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # AppTest's bare-mode warnings, once per cached call
     rows = []
     for pair in pairs:
         for page in pages:
