@@ -222,6 +222,7 @@ def test_no_gain_over_the_student_alone_is_flagged_from_records():
                   baseline={"run_id": "base", "final_val_acc": 0.74})
     f = _flags(diagnose_run(rec), "capacity.no_gain")
     assert f.evidence["gain"] == pytest.approx(-0.04)
+    assert f.severity == "warning"                      # a like-for-like 'ce' run: a verdict
 
 
 def test_no_gain_over_the_baseline_student_is_flagged_from_models():
@@ -229,6 +230,7 @@ def test_no_gain_over_the_baseline_student_is_flagged_from_models():
     good = wrap(copy.deepcopy(pair.teacher.model), name="baseline")          # the student alone does as well as the teacher
     f = _flags(diagnose_run(_record(_cfg()), pair=pair, student_baseline=good), "capacity.no_gain")
     assert f.evidence["baseline"] == "the pair's baseline student"
+    assert f.severity == "info" and "--objective ce" in f.fix   # trained with another budget: a hint
 
 
 # ---- language models -------------------------------------------------------------------------------------

@@ -98,6 +98,11 @@ def check_no_gain(ctx: Context) -> Finding | None:
         fix = ("Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "
                "--temperatures 1,2,4,8 --lams 0.5,0.9`); if no setting helps, the student is too small to use "
                "the teacher's knowledge (see capacity.kl_plateau), or train longer.")
-    return Finding("capacity.no_gain", "warning",
+    like_for_like = source.startswith("run ")
+    if not like_for_like:  # the pair's baseline was trained with its own budget: a hint, not a verdict
+        fix = ("For a like-for-like comparison, train the student alone with this run's settings "
+               "(`--objective ce`, same epochs and lr) and run the doctor again. " + fix)
+    return Finding("capacity.no_gain", "warning" if like_for_like else "info",
                    f"Distillation did not help: the student alone reaches a {what} of {fmt(alone, 4)}, the distilled "
-                   f"one {fmt(distilled, 4)}.", ev, fix, fig)
+                   f"one {fmt(distilled, 4)}" + ("." if like_for_like else
+                                                 " (the pair's baseline, trained with its own budget)."), ev, fix, fig)
