@@ -1,4 +1,9 @@
-"""On the sample pairs, KD beats the student trained alone in a short job, over 3 seeds."""
+"""On the sample pairs, KD beats the student trained alone in a short job, over 3 seeds.
+
+Known weakness (open in issue 6): at this 3-epoch budget both students stay near chance (digits
+~0.16-0.18, shapes ~0.13), so the margin is small against the seed spread; at budgets where the
+students learn (digits, 20 epochs: 0.950 KD vs 0.955 alone) KD does not win on these tiny students.
+"""
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, run_protocol
