@@ -1,19 +1,30 @@
 """On the sample pairs, KD beats the student trained alone in a short job, over 3 seeds.
 
-Known weakness (open in issue 6): at this 3-epoch budget both students stay near chance (digits
-~0.16-0.18, shapes ~0.13), so the margin is small against the seed spread; at budgets where the
-students learn (digits, 20 epochs: 0.950 KD vs 0.955 alone) KD does not win on these tiny students.
+Both jobs train the sample student's architecture from a fresh initialisation (seeds 0, 1, 2) with
+the runner, the teacher's outputs cached; the protocol's baseline is the same config with
+objective "ce". Budgets (measured when choosing them, CPU, single process):
+- digits: 512 training images, 400 steps (~7 s a run); final accuracy 0.964 ± 0.008 with KD,
+  0.939 ± 0.007 alone.
+- shapes: the whole training split, 630 steps (~15 s a run); final accuracy 0.525 ± 0.060 with KD,
+  0.416 ± 0.102 alone. The 1.5k-parameter shapes student is far from converged at this budget
+  (the committed one, 20 epochs, reaches ~0.7), and the seed spread is wide: the margin is about
+  one standard deviation of the baseline.
 """
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, run_protocol
 
+SHORT_JOBS = {
+    "digits": dict(train_size=512, epochs=50, batch_size=64),
+    "shapes": dict(train_size=None, epochs=10, batch_size=64),
+}
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["digits", "shapes"])
+@pytest.mark.parametrize("name", sorted(SHORT_JOBS))
 def test_kd_beats_the_student_alone_over_three_seeds(data_dir, name):
-    base = JobConfig(pair=name, objective="kd", temperature=4.0, lam=0.9, epochs=3, train_size=512, val_size=512,
-                     batch_size=64, lr=3e-3, checkpoints=0)
+    base = JobConfig(pair=name, objective="kd", temperature=4.0, lam=0.9, lr=1e-2, schedule="cosine",
+                     val_size=512, checkpoints=0, teacher_cache=True, **SHORT_JOBS[name])
     res = run_protocol(base, seeds=[0, 1, 2], store=RunStore())
     table = res.table.set_index("variant")
     print(f"\n{name}:\n" + res.table[["variant", "n_seeds", "best", "final"]].to_string(index=False))
