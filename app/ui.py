@@ -104,13 +104,16 @@ def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), wha
 
 
 def readable_table(df):
-    """A mixed table as text for display: numbers to 4 significant digits, missing cells as a dash."""
+    """A mixed table as text for display: whole numbers from 1,000 up with thousands separators,
+    other numbers to 4 significant digits, missing cells as a dash."""
     import math
+    import numbers
 
     def cell(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "—"
-        if isinstance(v, float):
-            return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+        if isinstance(v, numbers.Real) and not isinstance(v, bool):
+            v = float(v)
+            return f"{v:,.0f}" if abs(v) >= 1e3 and v == round(v) or abs(v) >= 1e4 else f"{v:.4g}"
         return str(v)
     return df.map(cell)
