@@ -265,14 +265,7 @@ def class_figure(result: ComponentsResult, *, rule: str | None = None) -> go.Fig
     df = result.per_class[result.per_class["rule"] == rule]
     x = _class_labels(result, df["class"].tolist())
     parts = {"bcd": "bcd", "scd": "scd_weighted", "wcd": "wcd_weighted"}
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["mean per sample (nats)", "share of the KL"], horizontal_spacing=0.1)
-    _stacked(fig, df, x, parts, value="mean", col=1, showlegend=True)
-    _stacked(fig, df, x, parts, value="share", col=2, showlegend=False)
-    fig.update_layout(barmode="stack", legend_traceorder="normal")
-    fig.update_xaxes(title_text="class")
-    fig.update_yaxes(title_text="KL component (nats)", col=1)
-    fig.update_yaxes(title_text="share of KL(teacher ‖ student) (0–1)", range=[0, 1], col=2)
-    return _style.finish(fig, title=f"CAKD components per class (strong set: {rule}, T = {result.temperature:g})")
+    return _per_class_figure(df, x, parts, f"CAKD components per class (strong set: {rule}, T = {result.temperature:g})")
 
 
 def dkd_figure(result: ComponentsResult) -> go.Figure:
@@ -283,6 +276,12 @@ def dkd_figure(result: ComponentsResult) -> go.Figure:
     df = result.dkd_per_class
     x = _class_labels(result, df["class"].tolist())
     parts = {"tckd": "tckd", "nckd": "nckd_weighted"}
+    return _per_class_figure(df, x, parts, f"DKD components per class (T = {result.temperature:g})")
+
+
+def _per_class_figure(df, x: list, parts: dict[str, str], title: str) -> go.Figure:
+    """Two panels over the classes x: the parts' mean per sample stacked to the mean KL (nats; left)
+    and their shares of the KL (right). parts: legend name -> column of df."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["mean per sample (nats)", "share of the KL"], horizontal_spacing=0.1)
     _stacked(fig, df, x, parts, value="mean", col=1, showlegend=True)
     _stacked(fig, df, x, parts, value="share", col=2, showlegend=False)
@@ -290,7 +289,7 @@ def dkd_figure(result: ComponentsResult) -> go.Figure:
     fig.update_xaxes(title_text="class")
     fig.update_yaxes(title_text="KL component (nats)", col=1)
     fig.update_yaxes(title_text="share of KL(teacher ‖ student) (0–1)", range=[0, 1], col=2)
-    return _style.finish(fig, title=f"DKD components per class (T = {result.temperature:g})")
+    return _style.finish(fig, title=title)
 
 
 def sample_figure(result: ComponentsResult, *, rule: str | None = None, top: int = 64) -> go.Figure:

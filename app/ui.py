@@ -114,6 +114,6 @@ def readable_table(df):
             return "—"
         if isinstance(v, numbers.Real) and not isinstance(v, bool):
             v = float(v)
-            return f"{v:,.0f}" if abs(v) >= 1e3 and v == round(v) or abs(v) >= 1e4 else f"{v:.4g}"
+            return f"{v:,.0f}" if (abs(v) >= 1e3 and v == round(v)) or abs(v) >= 1e4 else f"{v:.4g}"
         return str(v)
     return df.map(cell)

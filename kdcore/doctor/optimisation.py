@@ -21,6 +21,13 @@ def _loss(ctx: Context) -> list[float]:
     return [float(v) for v in s]
 
 
+def _finite_losses(ctx: Context) -> list[float]:
+    losses = [v for v in _loss(ctx) if math.isfinite(v)]
+    if len(losses) < MIN_STEPS:
+        raise Skip(f"needs at least {MIN_STEPS} finite loss values; the run has {len(losses)}")
+    return losses
+
+
 def _windows(losses: list[float]) -> tuple[float, float]:
     k = max(1, int(len(losses) * WINDOW))
     return sum(losses[:k]) / k, sum(losses[-k:]) / k
@@ -61,9 +68,7 @@ def check_nonfinite(ctx: Context) -> Finding | None:
 
 
 def check_diverging(ctx: Context) -> Finding | None:
-    losses = [v for v in _loss(ctx) if math.isfinite(v)]
-    if len(losses) < MIN_STEPS:
-        raise Skip(f"needs at least {MIN_STEPS} finite loss values; the run has {len(losses)}")
+    losses = _finite_losses(ctx)
     first, last = _windows(losses)
     if last < DIVERGE * first:
         return None
@@ -76,9 +81,7 @@ def check_diverging(ctx: Context) -> Finding | None:
 
 
 def check_not_decreasing(ctx: Context) -> Finding | None:
-    losses = [v for v in _loss(ctx) if math.isfinite(v)]
-    if len(losses) < MIN_STEPS:
-        raise Skip(f"needs at least {MIN_STEPS} finite loss values; the run has {len(losses)}")
+    losses = _finite_losses(ctx)
     first, last = _windows(losses)
     if last < FLAT * first or last >= DIVERGE * first:
         return None

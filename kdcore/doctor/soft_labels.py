@@ -33,7 +33,7 @@ def _sweep(ctx: Context) -> tuple[float, float, float, list, list, list]:
         raise Skip("multi-label teachers give one sigmoid per class, not a softmax over classes")
     grid = sorted(set(GRID) | {T})
     stats = [_stats(rows, t) for t in grid]
-    max_p, ent = _stats(rows, T)
+    max_p, ent = stats[grid.index(T)]
     return T, max_p, ent, grid, [s[0] for s in stats], [s[1] for s in stats]
 
 
