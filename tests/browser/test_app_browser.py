@@ -36,8 +36,17 @@ def _settle(page) -> None:
     page.wait_for_timeout(300)
 
 
+# Plotly charts drawn so far: each chart has several .main-svg layers, so count the charts they belong to.
+_PLOTS_JS = "new Set([...document.querySelectorAll('.js-plotly-plot .main-svg')].map(e => e.closest('.js-plotly-plot'))).size"
+
+
 def _plots(page) -> int:
-    return page.locator(".js-plotly-plot .main-svg").evaluate_all("els => new Set(els.map(e => e.closest('.js-plotly-plot'))).size")
+    return page.evaluate(f"() => {_PLOTS_JS}")
+
+
+def _wait_plots(page, n: int) -> None:
+    """Wait until n charts are drawn (not n svg layers: one chart alone has two)."""
+    page.wait_for_function(f"() => {_PLOTS_JS} >= {n}", timeout=LONG)
 
 
 def _shot(page, path) -> None:
@@ -63,8 +72,7 @@ def test_every_page_renders(app_url, page, screenshots, path):
     page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for(timeout=LONG)
     _settle(page)
     if charts:
-        page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
-                               timeout=LONG)
+        _wait_plots(page, charts)
     _no_errors(page)
     assert _plots(page) >= charts
     if path != "doctor":                                     # the Doctor page is owned by its own helper
@@ -84,8 +92,7 @@ def test_language_model_pages(app_url, page, screenshots):
                                ("Features (CKA)", 2, "lm_features")):
         sidebar.get_by_role("link", name=re.compile(re.escape(link))).click()
         _settle(page)
-        page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
-                               timeout=LONG)
+        _wait_plots(page, charts)
         _no_errors(page)
         _shot(page, screenshots / f"{shot}.png")
 
@@ -121,7 +128,7 @@ def test_job_progress_reload_and_cancel(app_url, page, screenshots):
     page.wait_for_function(
         "() => /running · step [1-9]/.test(document.querySelector('[data-testid=\"stProgress\"]')?.textContent || '')",
         timeout=LONG)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1", timeout=LONG)
+    _wait_plots(page, 1)
     _shot(page, screenshots / "distill_live.png")
 
     page.reload()                                            # a new session: the job is found in the store
