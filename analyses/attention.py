@@ -35,7 +35,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from kdcore._validation import as_tensor
+from kdcore.validation import as_tensor
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from scipy.optimize import linear_sum_assignment

@@ -28,7 +28,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from kdcore._validation import check_array, check_int_range, check_labels
+from kdcore.validation import check_array, check_int_range, check_labels
 from kdcore.metrics import reliability_bins
 
 from . import _style

@@ -35,7 +35,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from kdcore._validation import check_array, check_positive
+from kdcore.validation import check_array, check_positive
 
 from . import _style
 

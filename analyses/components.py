@@ -43,7 +43,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from kdcore._validation import as_tensor
+from kdcore.validation import as_tensor
 from plotly.subplots import make_subplots
 from torch import Tensor
 

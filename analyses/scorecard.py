@@ -33,7 +33,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from kdcore._validation import check_labels, check_logits, check_same_shape
+from kdcore.validation import check_labels, check_logits, check_same_shape
 
 from . import _style
 

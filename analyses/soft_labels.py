@@ -31,7 +31,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from kdcore._validation import check_labels, check_logits, check_same_shape, check_tensor
+from kdcore.validation import check_labels, check_logits, check_same_shape, check_tensor
 
 from . import _style
 

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from kdcore import _divergence_kernels as _k
 from kdcore._divergence_chunks import auto_chunk_rows, per_position
-from kdcore._validation import check_float_tensor, check_int_range, check_logit_rows, check_positive, check_range
+from kdcore.validation import check_float_tensor, check_int_range, check_logit_rows, check_positive, check_range
 
 KINDS = ("fkl", "rkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "akl", "uld")
 ALIGNS = (None, "truncate")

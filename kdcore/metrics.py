@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kdcore._validation import check_array, check_int_range, check_labels
+from kdcore.validation import check_array, check_int_range, check_labels
 
 __all__ = ["accuracy", "disagreement", "reliability_bins", "expected_calibration_error"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from kdcore._validation import check_int_range, check_range
+from kdcore.validation import check_int_range, check_range
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # 50 MB: the largest upload read unless max_bytes says otherwise
 _MAX_BYTES_CEILING = 1 << 40  # a sanity bound for the max_bytes argument itself

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from kdcore._validation import check_int_range
+from kdcore.validation import check_int_range
 from kdcore.data._user_common import (DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed,
                                       stratified_split, too_large)
 from kdcore.data.base import SPLITS, Dataset, SplitData

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdcore._validation import check_int_range
+from kdcore.validation import check_int_range
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed, read_source
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
 from kdcore.data.tokenizers import CharTokenizer, WordTokenizer

@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import Tensor
 
-from kdcore._validation import check_labels, check_logits, check_same_shape
+from kdcore.validation import check_labels, check_logits, check_same_shape
 
 
 def _check_pair(student_logits: Any, teacher_logits: Any, *, where: str,

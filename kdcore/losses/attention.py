@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdcore._validation import _format_rows, check_finite_tensor, check_positive, check_same_batch
+from kdcore.validation import format_rows, check_finite_tensor, check_positive, check_same_batch
 from kdcore.losses._kl import _kl_from_probs, _upcast
 
 _ROW_SUM_TOL = 1e-2  # attention rows must sum to 1 within this (bf16 rounding stays well inside)
@@ -95,7 +95,7 @@ def _check_attention_pair(student_attn: Any, teacher_attn: Any, mask: Any, *, wh
             if bool(off.any()):
                 b_idx = off.any(dim=(1, 2)).nonzero().flatten()
                 raise ValueError(f"The '{name}' argument of {where} must hold attention probabilities whose kept rows "
-                                 f"sum to 1 (after softmax). Samples {_format_rows(b_idx)} have rows summing to e.g. "
+                                 f"sum to 1 (after softmax). Samples {format_rows(b_idx)} have rows summing to e.g. "
                                  f"{float(a.sum(dim=-1)[off][0]):.4g}: pass probabilities, not scores, or mask those rows.")
     return s, t, keep
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from torch import Tensor, nn
 
-from kdcore._validation import check_finite_tensor, check_same_batch
+from kdcore.validation import check_finite_tensor, check_same_batch
 from kdcore.losses._kl import _upcast
 
 _COS_EPS = 1e-8  # floor on ‖a‖·‖b‖ so that a zero feature vector gives cos = 0, not NaN

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdcore._validation import (_format_rows, check_int_range, check_labels, check_logits, check_positive,
+from kdcore.validation import (format_rows, check_int_range, check_labels, check_logits, check_positive,
                                 check_range)
 from kdcore.losses._inputs import _check_class_labels, _check_pair
 from kdcore.losses._kl import _kl, _upcast
@@ -113,7 +113,7 @@ def _normkd_components(student_logits: Any, teacher_logits: Any, *, t_norm: Any,
     for name, std in (("teacher_logits", std_t), ("student_logits", std_s)):
         flat = (std == 0).nonzero().flatten()
         if flat.numel():
-            raise ValueError(f"The '{name}' argument of {where} has rows {_format_rows(flat)} whose logits are all "
+            raise ValueError(f"The '{name}' argument of {where} has rows {format_rows(flat)} whose logits are all "
                              f"equal: NormKD's per-sample temperature T_norm·std(z) would be 0. Drop those rows or "
                              f"use kd_loss.")
     temp_t = t_norm * std_t                                                    # [B]
