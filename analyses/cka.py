@@ -35,6 +35,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from kdcore import cka as core
 from kdcore.validation import check_array, check_positive
 
 from . import _style
@@ -45,29 +46,9 @@ __all__ = [
 ]
 
 KINDS = ("linear", "rbf")
-_CONSTANT_RTOL = 1e-12  # centred features below this fraction of the largest |feature| count as constant
 
 
 # --------------------------------------------------------------------------- inputs
-def _features(name: str, x: Any, where: str) -> Tensor:
-    """Activations of n inputs -> float64 [n, d], flattened per input."""
-    x = check_array(name, x, where=where, min_dim=1)
-    return x.reshape(x.shape[0], -1)  # [n, d]
-
-
-def _check_pair(x: Tensor, y: Tensor, where: str, min_n: int) -> None:
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"X and Y of {where} must hold the same inputs (the same number of rows). "
-                         f"Got {x.shape[0]} rows in X and {y.shape[0]} in Y.")
-    if x.shape[0] < min_n:
-        raise ValueError(f"{where} needs at least {min_n} inputs (rows). Got {x.shape[0]}.")
-
-
-def _constant(x: Tensor, xc: Tensor) -> bool:
-    """True when the centred features are zero up to rounding (zero variance over the inputs)."""
-    return bool(xc.abs().max() <= _CONSTANT_RTOL * x.abs().max())
-
-
 def prepare_features(features: Mapping[str, Any], *, tokens: str = "flatten", mask: Any = None) -> dict[str, Tensor]:
     """Turn captured activations into [n, d] matrices for CKA.
 
@@ -101,63 +82,8 @@ def prepare_features(features: Mapping[str, Any], *, tokens: str = "flatten", ma
     return out
 
 
-# --------------------------------------------------------------------------- HSIC building blocks
-def _hsic1(tr_kl: Tensor, sum_k: Tensor, sum_l: Tensor, k1_l1: Tensor, n: int) -> Tensor:
-    """Unbiased HSIC₁ (Song et al. 2012) from the parts of zero-diagonal Grams K̃, L̃.
 
-    tr_kl = tr(K̃L̃), sum_k = 1ᵀK̃1, sum_l = 1ᵀL̃1, k1_l1 = 1ᵀK̃L̃1 = (K̃1)ᵀ(L̃1). Broadcasts.
-    """
-    return (tr_kl + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * k1_l1) / (n * (n - 3))
-
-
-def _ratio(cross: Tensor, self_a: Tensor, self_b: Tensor) -> Tensor:
-    """cross / sqrt(self_a·self_b), 0 where either self-similarity is not positive (constant features)."""
-    denom = self_a.clamp_min(0) * self_b.clamp_min(0)
-    ok = denom > 0
-    return torch.where(ok, cross / torch.sqrt(torch.where(ok, denom, torch.ones_like(denom))), torch.zeros_like(cross))
-
-
-def _rbf_gram(x: Tensor, sigma: float) -> tuple[Tensor, bool]:
-    """K_ij = exp(−‖x_i − x_j‖² / (2σ²)), σ² = sigma²·median of the n×n squared distances.
-
-    Returns the Gram [n, n] and whether every input is identical (a constant layer).
-    """
-    sq = (x * x).sum(1)  # [n]
-    dist = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0)  # [n, n]
-    dist.fill_diagonal_(0.0)
-    flat = dist.flatten().sort().values
-    m = flat.numel()
-    med = flat[m // 2] if m % 2 else (flat[m // 2 - 1] + flat[m // 2]) / 2  # numpy's median
-    if med <= 0:
-        positive = flat[flat > 0]
-        if positive.numel() == 0:  # every input identical
-            return torch.ones_like(dist), True
-        # more than half the pairs coincide: fall back to the median of the non-zero distances
-        med = positive.median()
-    return torch.exp(-dist / (2.0 * sigma ** 2 * med)), False
-
-
-def _centre_gram(k: Tensor) -> Tensor:
-    """H K H with H = I − 11ᵀ/n, without forming H. [n, n]"""
-    return k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
-
-
-def _cka_grams(k: Tensor, l: Tensor, debiased: bool) -> float:
-    """CKA from two n×n Grams of non-constant layers (biased: centred; debiased: HSIC₁, zero diagonals)."""
-    n = k.shape[0]
-    if debiased:
-        kt, lt = k.clone().fill_diagonal_(0.0), l.clone().fill_diagonal_(0.0)
-        rk, rl = kt.sum(1), lt.sum(1)  # K̃1, L̃1 [n]
-
-        def h(a, ra, b, rb):
-            return _hsic1((a * b).sum(), ra.sum(), rb.sum(), ra @ rb, n)
-
-        return float(_ratio(h(kt, rk, lt, rl), h(kt, rk, kt, rk), h(lt, rl, lt, rl)))
-    kc, lc = _centre_gram(k), _centre_gram(l)
-    return float(_ratio((kc * lc).sum(), (kc * kc).sum(), (lc * lc).sum()))
-
-
-# --------------------------------------------------------------------------- public scalars
+# --------------------------------------------------------------------------- public scalars (kdcore.cka computes)
 def linear_cka(X: Any, Y: Any, *, debiased: bool = False) -> float:
     """Linear CKA of two activation matrices of the same n inputs (METHODS §8).
 
@@ -165,48 +91,20 @@ def linear_cka(X: Any, Y: Any, *, debiased: bool = False) -> float:
     flattened per input). Computed in feature space when n exceeds the widths, with n×n Grams
     otherwise (the same number). ``debiased=True`` uses Song et al.'s unbiased HSIC₁ (needs n ≥ 4).
     Constant features give 0. Source: Kornblith et al., ICML 2019, arXiv 1905.00414.
+    The computation is ``kdcore.cka.linear_cka`` (the runner's probe CKA uses it too).
     """
-    where = "linear_cka"
-    x, y = _features("X", X, where), _features("Y", Y, where)
-    _check_pair(x, y, where, 4 if debiased else 2)
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    if _constant(x, xc) or _constant(y, yc):
-        return 0.0
-    n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
-    if n > max(d1, d2):  # feature space: d×d products only
-        cross = torch.linalg.matrix_norm(yc.T @ xc) ** 2
-        sxx, syy = torch.linalg.matrix_norm(xc.T @ xc) ** 2, torch.linalg.matrix_norm(yc.T @ yc) ** 2
-        if not debiased:
-            return float(_ratio(cross, sxx, syy))
-        kx, ky = (xc * xc).sum(1), (yc * yc).sum(1)  # diag of the Grams [n]
-        return float(_ratio(_linear_hsic1(cross, kx, ky, n), _linear_hsic1(sxx, kx, kx, n), _linear_hsic1(syy, ky, ky, n)))
-    return _cka_grams(xc @ xc.T, yc @ yc.T, debiased)
-
-
-def _linear_hsic1(cross: Tensor, kx: Tensor, ky: Tensor, n: int) -> Tensor:
-    """HSIC₁ for linear kernels of column-centred features, without n×n Grams.
-
-    With K = XXᵀ (X centred, so K1 = 0) and k = diag K: tr(K̃L̃) = ‖YᵀX‖² − kᵀl, 1ᵀK̃1 = −Σk,
-    K̃1 = −k, so 1ᵀK̃L̃1 = kᵀl. ``kx``, ``ky`` may be stacked [.., n]; broadcasts.
-    """
-    kl = (kx * ky).sum(-1)
-    return _hsic1(cross - kl, -kx.sum(-1), -ky.sum(-1), kl, n)
+    return core.linear_cka(X, Y, debiased=debiased)
 
 
 def rbf_cka(X: Any, Y: Any, *, sigma: float = 1.0) -> float:
     """RBF-kernel CKA (METHODS §8): K_ij = exp(−‖x_i − x_j‖²/(2σ²)), σ² = sigma²·median squared distance.
 
     CKA = HSIC(K, L)/√(HSIC(K, K)·HSIC(L, L)) with centred Grams; the median is over the full n×n
-    matrix of squared distances, diagonal included (Kornblith et al.'s convention). When more than
-    half the pairs coincide (median 0) the median of the non-zero distances is used instead.
+    matrix, diagonal included (Kornblith et al.'s code). When more than half the pairs coincide the
+    median of the non-zero distances is used instead. Computed by ``kdcore.cka.rbf_cka``.
     Source: Kornblith et al., ICML 2019, arXiv 1905.00414.
     """
-    where = "rbf_cka"
-    s = check_positive("sigma", sigma, where=where)
-    x, y = _features("X", X, where), _features("Y", Y, where)
-    _check_pair(x, y, where, 2)
-    (kx, cx), (ky, cy) = _rbf_gram(x, s), _rbf_gram(y, s)
-    return 0.0 if cx or cy else _cka_grams(kx, ky, False)
+    return core.rbf_cka(X, Y, sigma=sigma)
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -219,7 +117,7 @@ def _layer_dict(name: str, features: Any, where: str) -> dict[str, Tensor]:
     if not isinstance(features, Mapping) or not features:
         raise ValueError(f"The '{name}' argument of {where} must be a non-empty mapping from layer name to "
                          f"activations [n, ...]. Got {type(features).__name__} instead.")
-    return {str(k): _features(f"{name}[{k!r}]", v, where) for k, v in features.items()}
+    return {str(k): core.as_features(f"{name}[{k!r}]", v, where) for k, v in features.items()}
 
 
 def _frame(values: Tensor, rows: Sequence[str], cols: Sequence[str], constant: Iterable[str], **attrs) -> pd.DataFrame:
@@ -227,6 +125,33 @@ def _frame(values: Tensor, rows: Sequence[str], cols: Sequence[str], constant: I
                       columns=pd.Index(list(cols), name="layer_b"))
     df.attrs.update(constant_layers=sorted(set(constant)), **attrs)
     return df
+
+
+def _check_inputs(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], where: str, debiased: bool) -> int:
+    """The common number of inputs n of every layer (n ≥ 4 when debiased, else n ≥ 2)."""
+    ns = {t.shape[0] for t in (*fa.values(), *fb.values())}
+    if len(ns) != 1:
+        raise ValueError(f"Every layer in {where} must hold the same inputs; got row counts {sorted(ns)}.")
+    n = ns.pop()
+    if n < (4 if debiased else 2):
+        raise ValueError(f"{where} needs at least {4 if debiased else 2} inputs. Got {n}.")
+    return n
+
+
+def _matrix_frame(m: core.CkaMatrix, fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], **attrs) -> pd.DataFrame:
+    constant = [k for k, c in zip(fa, m.constant_a) if c] + [k for k, c in zip(fb, m.constant_b) if c]
+    return _frame(m.values, fa, fb, constant, **attrs)
+
+
+def _linear_matrix(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], debiased: bool) -> core.CkaMatrix:
+    return core.linear_cka_matrix(list(fa.values()), list(fb.values()), debiased=debiased)
+
+
+def _rbf_matrix(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], debiased: bool) -> core.CkaMatrix:
+    return core.rbf_cka_matrix(list(fa.values()), list(fb.values()), sigma=1.0, debiased=debiased)
+
+
+_MATRIX_BY_KIND = {"linear": _linear_matrix, "rbf": _rbf_matrix}
 
 
 def cka_matrix(features_a: Mapping[str, Any], features_b: Mapping[str, Any], *, kind: str = "linear",
@@ -238,48 +163,14 @@ def cka_matrix(features_a: Mapping[str, Any], features_b: Mapping[str, Any], *, 
     n×n Grams when the inputs are fewer than the mean width; RBF builds one Gram per layer (σ scale 1).
     ``debiased`` applies HSIC₁ (n ≥ 4). Constant layers get 0 and are listed in
     ``attrs["constant_layers"]``. To stream many inputs through bounded memory use ``MinibatchCKA``.
-    Source: Kornblith et al., ICML 2019, arXiv 1905.00414.
+    Source: Kornblith et al., ICML 2019, arXiv 1905.00414. Computed by ``kdcore.cka``.
     """
     where = "cka_matrix"
     _check_kind(kind, where)
     fa, fb = _layer_dict("features_a", features_a, where), _layer_dict("features_b", features_b, where)
-    ns = {t.shape[0] for t in (*fa.values(), *fb.values())}
-    if len(ns) != 1:
-        raise ValueError(f"Every layer in {where} must hold the same inputs; got row counts {sorted(ns)}.")
-    n = ns.pop()
-    if n < (4 if debiased else 2):
-        raise ValueError(f"{where} needs at least {4 if debiased else 2} inputs. Got {n}.")
-    attrs = {"kind": kind, "debiased": bool(debiased), "n_inputs": n, "method": "full"}
-    if kind == "rbf":
-        grams_a = {k: _rbf_gram(v, 1.0) for k, v in fa.items()}
-        grams_b = {k: _rbf_gram(v, 1.0) for k, v in fb.items()}
-        vals = torch.tensor([[0.0 if ca or cb else _cka_grams(ka, kb, debiased) for kb, cb in grams_b.values()]
-                             for ka, ca in grams_a.values()], dtype=torch.float64)
-        constant = [k for k, (_, c) in (*grams_a.items(), *grams_b.items()) if c]
-        return _frame(vals, fa, fb, constant, **attrs)
-    ca = {k: v - v.mean(0) for k, v in fa.items()}
-    cb = {k: v - v.mean(0) for k, v in fb.items()}
-    constant = [k for k in fa if _constant(fa[k], ca[k])] + [k for k in fb if _constant(fb[k], cb[k])]
-    widths = [v.shape[1] for v in (*ca.values(), *cb.values())]
-    if n < sum(widths) / len(widths):  # Gram form: inner products of n×n Grams
-        ga = {k: v @ v.T for k, v in ca.items()}
-        gb = {k: v @ v.T for k, v in cb.items()}
-        vals = torch.tensor([[0.0 if ka in constant or kb in constant else _cka_grams(a, b, debiased)
-                              for kb, b in gb.items()] for ka, a in ga.items()], dtype=torch.float64)
-        return _frame(vals, fa, fb, constant, **attrs)
-    # feature form: ‖YᵀX‖² for each pair, self terms once per layer
-    self_a = torch.stack([torch.linalg.matrix_norm(v.T @ v) ** 2 for v in ca.values()])  # [A]
-    self_b = torch.stack([torch.linalg.matrix_norm(v.T @ v) ** 2 for v in cb.values()])  # [B]
-    cross = torch.stack([torch.stack([torch.linalg.matrix_norm(vb.T @ va) ** 2 for vb in cb.values()])
-                         for va in ca.values()])  # [A, B]
-    if debiased:
-        ka = torch.stack([(v * v).sum(1) for v in ca.values()])  # [A, n]
-        kb = torch.stack([(v * v).sum(1) for v in cb.values()])  # [B, n]
-        cross = _linear_hsic1(cross, ka[:, None, :], kb[None, :, :], n)
-        self_a, self_b = _linear_hsic1(self_a, ka, ka, n), _linear_hsic1(self_b, kb, kb, n)
-    vals = _ratio(cross, self_a[:, None], self_b[None, :])
-    bad = torch.tensor([k in constant for k in ca])[:, None] | torch.tensor([k in constant for k in cb])[None, :]
-    return _frame(vals.masked_fill(bad, 0.0), fa, fb, constant, **attrs)
+    n = _check_inputs(fa, fb, where, debiased)
+    m = _MATRIX_BY_KIND[kind](fa, fb, debiased)
+    return _matrix_frame(m, fa, fb, kind=kind, debiased=bool(debiased), n_inputs=n, method="full")
 
 
 class MinibatchCKA:
@@ -312,12 +203,12 @@ class MinibatchCKA:
             raise ValueError(f"The '{name}' argument of MinibatchCKA.update lacks layers {missing}; it has {list(feats)}.")
         grams = []
         for k in layers:
-            x = _features(f"{name}[{k!r}]", feats[k], "MinibatchCKA.update")
+            x = core.as_features(f"{name}[{k!r}]", feats[k], "MinibatchCKA.update")
             if self.kind == "rbf":
-                g, constant = _rbf_gram(x, self.sigma)
+                g, constant = core.rbf_gram(x, self.sigma)
             else:
                 xc = x - x.mean(0)
-                g, constant = xc @ xc.T, _constant(x, xc)  # [b, b]
+                g, constant = xc @ xc.T, core.is_constant(x, xc)  # [b, b]
             # a batch where the layer is constant adds exactly 0 (HSIC₁ of a constant kernel is 0)
             grams.append(torch.zeros_like(g) if constant else g.fill_diagonal_(0.0))
         return torch.stack(grams)  # [layers, b, b], zero diagonals
@@ -336,9 +227,9 @@ class MinibatchCKA:
         ra, rb = ga.sum(2), gb.sum(2)  # K̃1: [A, b], [B, b]
         sa, sb = ra.sum(1), rb.sum(1)  # 1ᵀK̃1: [A], [B]
         fa, fb = ga.reshape(ga.shape[0], -1), gb.reshape(gb.shape[0], -1)  # [A, b²], [B, b²]
-        self.cross += _hsic1(fa @ fb.T, sa[:, None], sb[None, :], ra @ rb.T, b).cpu()
-        self.self_a += _hsic1((fa * fa).sum(1), sa, sa, (ra * ra).sum(1), b).cpu()
-        self.self_b += _hsic1((fb * fb).sum(1), sb, sb, (rb * rb).sum(1), b).cpu()
+        self.cross += core.hsic1(fa @ fb.T, sa[:, None], sb[None, :], ra @ rb.T, b).cpu()
+        self.self_a += core.hsic1((fa * fa).sum(1), sa, sa, (ra * ra).sum(1), b).cpu()
+        self.self_b += core.hsic1((fb * fb).sum(1), sb, sb, (rb * rb).sum(1), b).cpu()
         self.batches += 1
         self.inputs += b
         return self
@@ -350,7 +241,7 @@ class MinibatchCKA:
         ok_a, ok_b = self.self_a > 0, self.self_b > 0
         constant = [k for k, ok in zip(self.layers_a, ok_a.tolist()) if not ok]
         constant += [k for k, ok in zip(self.layers_b, ok_b.tolist()) if not ok]
-        vals = _ratio(self.cross, self.self_a[:, None], self.self_b[None, :])
+        vals = core.safe_ratio(self.cross, self.self_a[:, None], self.self_b[None, :])
         return _frame(vals, self.layers_a, self.layers_b, constant, kind=self.kind, debiased=True,
                       n_inputs=self.inputs, method=f"minibatch ({self.batches} batches)")
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from analyses import cka
+from kdcore import cka as cka_core
 
 
 # ---------------------------------------------------------------- independent numpy references
@@ -83,7 +84,7 @@ def test_feature_space_form_equals_gram_form():
     xc, yc = torch.tensor(x - x.mean(0)), torch.tensor(y - y.mean(0))
     for debiased in (False, True):
         feature = cka.linear_cka(x, y, debiased=debiased)  # n > d: feature-space path
-        gram = cka._cka_grams(xc @ xc.T, yc @ yc.T, debiased)  # explicit n×n Gram path
+        gram = cka_core.cka_from_grams(xc @ xc.T, yc @ yc.T, debiased=debiased)  # explicit n×n Gram path
         assert feature == pytest.approx(gram, rel=1e-11)
         # cka_matrix takes the Gram path when n < mean width, the feature path otherwise
         wide = {"x": np.hstack([x] * 10), "y": np.hstack([y] * 20)}  # widths 70, 80 > n = 50
