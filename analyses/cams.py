@@ -27,9 +27,9 @@ constant and the energy is NaN when a map sums to 0 (a class with no positive ev
 skip NaN and report how many images they cover. Energy uses the raw, non-negative CAM (min-max
 normalisation would change the shares).
 
-The models are shared (the app caches them across sessions): Grad-CAM runs inside a scoped
-context that puts the model in eval mode and restores every module's mode and every parameter's
-``requires_grad`` afterwards; Captum removes its hooks itself (in ``finally``), Grad-CAM calls are
+The models are shared (the app caches them across sessions): Grad-CAM runs inside kdcore's eval
+scope (``kdcore.adapters.eval_mode``), which puts the model in eval mode and restores every
+module's mode and every parameter's ``requires_grad`` afterwards; Captum removes its hooks itself (in ``finally``), Grad-CAM calls are
 serialised by a lock, and the input is never modified. No gradient reaches the parameters' ``.grad``
 (Captum differentiates with ``torch.autograd.grad`` with respect to the layer's output only).
 """
@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import math
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +49,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from analyses import _style
+from kdcore.adapters import eval_mode
 
 _GRAD_CAM_LOCK = threading.RLock()  # one Grad-CAM at a time: two would race on restoring the shared model's modes
 
@@ -57,22 +57,6 @@ _GRAD_CAM_LOCK = threading.RLock()  # one Grad-CAM at a time: two would race on 
 # --------------------------------------------------------------------------------------------
 # Grad-CAM
 # --------------------------------------------------------------------------------------------
-@contextmanager
-def scoped_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode for the duration of the block; every module's mode and every parameter's
-    ``requires_grad`` are restored in ``finally`` (the model may be shared by other sessions)."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
 def _resolve_layer(model: nn.Module, layer: Any, where: str) -> nn.Module:
     if isinstance(layer, nn.Module):
         if not any(layer is m for m in model.modules()):
@@ -116,7 +100,8 @@ def grad_cam(model: nn.Module, layer: Any, inputs: Any, targets: Any) -> Tensor:
 
     Captum's ``LayerGradCam(..., relu_attributions=True)`` then ``LayerAttribution.interpolate``
     (bilinear) to the input's H×W. Returns the raw, non-negative maps [N, H, W] (float32, detached,
-    CPU). The model is left exactly as it was (see :func:`scoped_eval`).
+    CPU). The model is left exactly as it was (``kdcore.adapters.eval_mode`` restores every module's
+    mode and every parameter's ``requires_grad`` in ``finally``).
     """
     where = "grad_cam"
     if not isinstance(model, nn.Module):
@@ -126,7 +111,7 @@ def grad_cam(model: nn.Module, layer: Any, inputs: Any, targets: Any) -> Tensor:
     tgt = _check_targets(targets, x.shape[0], where)
     device = next(model.parameters(), torch.empty(0)).device
     x = x.detach().clone().to(device)
-    with _GRAD_CAM_LOCK, scoped_eval(model):
+    with _GRAD_CAM_LOCK, eval_mode(model):
         cam = LayerGradCam(model, module).attribute(x, target=tgt.to(device).tolist(), relu_attributions=True)
         cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")  # [N, 1, H, W]
     return cam.detach().to("cpu", torch.float32)[:, 0]

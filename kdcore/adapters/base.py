@@ -28,21 +28,38 @@ _PROBE_SIDES = (8, 16, 28, 32, 64, 96, 224)  # image sides tried when a conv net
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore each submodule's own flag afterwards.
+def eval_mode(model: nn.Module, *, no_grad: bool = False) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block; in ``finally`` restore what the block may change.
 
-    A model already entirely in eval mode is not touched at all.
+    Restored exactly, even when the block raises: each submodule's own train/eval flag (set per
+    module, not with ``m.train()``, which would recurse), each parameter's ``requires_grad`` (attribution
+    tools may toggle them) and the thread's autograd mode. ``no_grad=True`` also runs the block
+    without autograd. Only flags that differ are written back, so a model already entirely in eval
+    mode (the app's shared, cached models) is never written to. The project's one eval scope: the
+    runner, the adapters and ``analyses.cams`` use it.
     """
     modes = [(m, m.training) for m in model.modules()]
-    if not any(training for _, training in modes):
-        yield model
-        return
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    grad_enabled = torch.is_grad_enabled()
     try:
-        model.eval()
+        if any(training for _, training in modes):
+            model.eval()
+        if no_grad:
+            torch.set_grad_enabled(False)
         yield model
     finally:
-        for m, training in modes:
-            m.training = training  # per module, not m.train(): that would recurse
+        torch.set_grad_enabled(grad_enabled)
+        _restore(modes, grads)
+
+
+def _restore(modes: list[tuple[nn.Module, bool]], grads: list[tuple[nn.Parameter, bool]]) -> None:
+    """Write back the training flags and ``requires_grad`` flags that differ from the saved ones."""
+    for m, training in modes:
+        if m.training != training:
+            m.training = training
+    for p, flag in grads:
+        if p.requires_grad != flag:
+            p.requires_grad_(flag)
 
 
 def _check_kind(kind: Any, where: str) -> str:
