@@ -28,8 +28,8 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from kdcore.validation import check_array, check_int_range, check_labels
-from kdcore.metrics import reliability_bins
+from kdcore import metrics
+from kdcore.validation import check_array, check_int_range
 
 from . import _style
 
@@ -39,23 +39,12 @@ __all__ = [
     "figure_reliability", "figure_metrics",
 ]
 
-_SUM_TOL = 1e-3  # how far a row of probabilities may sum from 1
-
 
 # --------------------------------------------------------------------------- inputs
 def _probs_labels(probs: Any, labels: Any, n_bins: int, where: str) -> tuple[Tensor, Tensor, int]:
-    p = check_array("probs", probs, where=where, dims=2)  # [N, C]
-    if bool((p < 0).any() or (p > 1).any()):
-        raise ValueError(f"The 'probs' argument of {where} must hold probabilities in [0, 1]. Got values from "
-                         f"{float(p.min()):.4g} to {float(p.max()):.4g}; pass softmax(logits), not logits.")
-    sums = p.sum(1)
-    if bool(((sums - 1).abs() > _SUM_TOL).any()):
-        worst = float(sums[(sums - 1).abs().argmax()])
-        raise ValueError(f"Each row of the 'probs' argument of {where} must sum to 1 (a distribution over classes). "
-                         f"Got a row summing to {worst:.6g}; pass softmax(logits).")
     if not isinstance(labels, Tensor):
         labels = torch.as_tensor(np.asarray(labels))
-    y = check_labels(labels.to(p.device), p.shape[0], p.shape[1], where=where)
+    p, y = metrics.check_probs_labels(probs, labels, where=where)  # [N, C] float64, [N]
     m = check_int_range("n_bins", n_bins, 1, 10_000, where=where)
     return p, y, m
 
@@ -68,7 +57,7 @@ def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFr
     and gap are NaN for an empty bin (there is nothing to measure); every bin is listed.
     """
     p, y, m = _probs_labels(probs, labels, n_bins, "reliability_table")
-    bins = reliability_bins(p, y, n_bins=m)  # the binning lives in kdcore.metrics (the doctor uses it too)
+    bins = metrics.reliability_bins(p, y, n_bins=m)  # the binning lives in kdcore.metrics (the doctor uses it too)
     count, acc, cnf = bins["count"], bins["accuracy"], bins["confidence"]  # [M] each, NaN in empty bins
     k = np.arange(m)
     return pd.DataFrame({
@@ -83,9 +72,8 @@ def expected_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15) -> 
 
     Source: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, arXiv 1706.04599.
     """
-    t = reliability_table(probs, labels, n_bins=n_bins)
-    used = t["count"] > 0
-    return float((t.loc[used, "share"] * t.loc[used, "gap"].abs()).sum())
+    p, y, m = _probs_labels(probs, labels, n_bins, "expected_calibration_error")
+    return metrics.expected_calibration_error(p, y, n_bins=m)  # the one ECE (the doctor uses it too)
 
 
 @dataclass
@@ -103,13 +91,12 @@ class CalibrationResult:
 
 def _result(p: Tensor, y: Tensor, logp_y: Tensor, n_bins: int) -> CalibrationResult:
     table = reliability_table(p, y, n_bins=n_bins)
-    used = table["count"] > 0
-    gaps = table.loc[used, "gap"].abs()
+    gaps = table.loc[table["count"] > 0, "gap"].abs()
     onehot = torch.nn.functional.one_hot(y, p.shape[1]).to(p.dtype)  # [N, C]
     return CalibrationResult(
-        ece=float((table.loc[used, "share"] * gaps).sum()), mce=float(gaps.max()),
+        ece=metrics.expected_calibration_error(p, y, n_bins=n_bins), mce=float(gaps.max()),
         nll=float(-logp_y.mean()), brier=float(((p - onehot) ** 2).sum(1).mean()),
-        accuracy=float((p.argmax(1) == y).to(torch.float64).mean()), n=int(p.shape[0]), table=table)
+        accuracy=metrics.accuracy(p, y), n=int(p.shape[0]), table=table)
 
 
 def calibration(probs: Any, labels: Any, *, n_bins: int = 15) -> CalibrationResult:

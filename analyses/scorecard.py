@@ -18,7 +18,9 @@ What the view shows
   logits given, the student's generalisation gap (test error − train error) is shown too.
 
 Classification logits are [N, C] with labels [N]. Causal LM logits [N, L, V] with labels [N, L]
-are flattened to positions, keeping those whose label is not −100.
+are flattened to positions, keeping those whose label is not −100. Multi-label pairs get a plain
+table instead (``pair_multilabel_scorecard``: exact-match and per-label accuracy, agreement with the
+teacher). Accuracy and agreement are ``kdcore.metrics``'.
 """
 from __future__ import annotations
 
@@ -33,13 +35,14 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from kdcore import metrics as km
 from kdcore.validation import check_labels, check_logits, check_same_shape
 
 from . import _style
 
 __all__ = [
     "RiskRelation", "risk_relation", "model_metrics", "Scorecard", "compute_scorecard", "pair_scorecard",
-    "scorecard_table", "figure_risk", "figure_scorecard",
+    "scorecard_table", "figure_risk", "figure_scorecard", "multilabel_metrics", "pair_multilabel_scorecard",
 ]
 
 IGNORE_INDEX = -100  # label of a position that is not predicted (causal LMs)
@@ -94,15 +97,13 @@ def risk_relation(student_logits: Any, teacher_logits: Any, labels: Any, *, trai
     zs, y = _flat("student_logits", student_logits, labels, where)
     zt, _ = _flat("teacher_logits", teacher_logits, labels, where)
     check_same_shape(zs, zt, where=where)
-    ps, pt = zs.argmax(1), zt.argmax(1)  # [N]
-    err_s = float((ps != y).double().mean())
-    err_t = float((pt != y).double().mean())
-    dis = float((ps != pt).double().mean())
+    err_s, err_t = 1.0 - km.accuracy(zs, y), 1.0 - km.accuracy(zt, y)
+    dis = km.disagreement(zs, zt)
     out = RiskRelation(err_teacher=err_t, err_student=err_s, disagreement=dis, bound=err_t + dis,
                        slack=err_t + dis - err_s, n=int(y.numel()))
     if train is not None:
         ztr, ytr = _flat("train[0] (student train logits)", train[0], train[1], where)
-        out.train_err_student = float((ztr.argmax(1) != ytr).double().mean())
+        out.train_err_student = 1.0 - km.accuracy(ztr, ytr)
         out.gen_gap = err_s - out.train_err_student
     return out
 
@@ -111,7 +112,7 @@ def model_metrics(logits: Any, labels: Any) -> dict[str, float]:
     """accuracy (top-1), error, loss (mean cross-entropy, nats per sample or token), perplexity = exp(loss), n."""
     z, y = _flat("logits", logits, labels, "model_metrics")
     nll = -torch.log_softmax(z, 1).gather(1, y[:, None])[:, 0]  # [N]
-    acc = float((z.argmax(1) == y).double().mean())
+    acc = km.accuracy(z, y)
     loss = float(nll.mean())
     return {"accuracy": acc, "error": 1 - acc, "loss": loss, "perplexity": math.exp(min(loss, 700.0)), "n": int(y.numel())}
 
@@ -211,6 +212,35 @@ def scorecard_table(card: Scorecard) -> pd.DataFrame:
          f"err_s = {card.risk.err_student:.4f} ≤ {card.risk.bound:.4f}"),
     ]
     return pd.DataFrame(rows, columns=["quantity", "teacher", "baseline", "student", "comparison"])
+
+
+# --------------------------------------------------------------------------- multi-label scorecard
+def multilabel_metrics(logits: Any, teacher_logits: Any, labels: Any) -> dict[str, float]:
+    """One multi-label model against the labels and its teacher; logits [N, C], multi-hot labels [N, C].
+
+    A label is predicted when its logit is > 0 (sigmoid > 0.5). exact_match: share of samples with
+    every label right; label_accuracy: share of (sample, label) pairs right; label_agreement_with_teacher:
+    share of (sample, label) pairs where model and teacher predict the same.
+    """
+    return {"exact_match": km.accuracy(logits, labels, task="multilabel", multilabel="exact"),
+            "label_accuracy": km.accuracy(logits, labels, task="multilabel", multilabel="micro"),
+            "label_agreement_with_teacher": km.agreement(logits, teacher_logits, task="multilabel")}
+
+
+def pair_multilabel_scorecard(models: Mapping[str, Any], inputs: Any, labels: Any, *, teacher: str = "teacher",
+                              latency_repeats: int = 5) -> pd.DataFrame:
+    """Per model (kdcore ModelAdapters by role, e.g. ``pair.models()``): parameters, latency (ms per
+    probe batch, median of ``latency_repeats`` timed forwards), and ``multilabel_metrics`` against the
+    model named ``teacher``. One row per model, in the mapping's order."""
+    if teacher not in models:
+        raise ValueError(f"The 'teacher' parameter of pair_multilabel_scorecard must name one of the models "
+                         f"{list(models)}. Got {teacher!r} instead.")
+    logits = {role: ad.logits(inputs).cpu() for role, ad in models.items()}
+    y = labels.cpu() if isinstance(labels, Tensor) else labels
+    rows = [{"model": role.replace("_", " "), "parameters": ad.num_parameters(),
+             "latency_ms": 1000 * float(ad.latency(inputs, repeats=latency_repeats)),
+             **multilabel_metrics(logits[role], logits[teacher], y)} for role, ad in models.items()]
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- figures

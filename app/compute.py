@@ -59,21 +59,7 @@ def scorecard(key: tuple, device: str, n: int):
     x, y, _ = state.probe(pair, n)
     if pair.dataset.task != "multilabel":
         return scorecard_an.pair_scorecard(pair.teacher, pair.student, x, y, baseline=pair.student_baseline)
-    return _multilabel_card(pair, x, y)
-
-
-def _multilabel_card(pair, x, y) -> pd.DataFrame:
-    """Per model: parameters, latency, exact-match and per-label accuracy, agreement with the teacher."""
-    rows = []
-    t_pred = pair.teacher.logits(x).cpu() > 0                            # [N, C] bool
-    for role, ad in pair.models().items():
-        pred = ad.logits(x).cpu() > 0
-        rows.append({"model": role.replace("_", " "), "parameters": ad.num_parameters(),
-                     "latency_ms": 1000 * ad.latency(x, repeats=5),
-                     "exact_match": float((pred == y.bool()).all(1).float().mean()),
-                     "label_accuracy": float((pred == y.bool()).float().mean()),
-                     "label_agreement_with_teacher": float((pred == t_pred).float().mean())})
-    return pd.DataFrame(rows)
+    return scorecard_an.pair_multilabel_scorecard(pair.models(), x, y)
 
 
 # ---- soft labels ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import torch
 
 from kdcore.doctor.context import DISTILL_COMPONENTS, Context, Skip, fmt
 from kdcore.doctor.findings import FigureData, Finding
+from kdcore.metrics import accuracy, agreement
 
 PLATEAU_REL = 0.05        # the last epoch moved the distillation term by less than 5 %: a plateau
 HIGH_SHARE = 0.5          # ... and it still holds at least half of its value at the first step
@@ -41,8 +42,7 @@ def check_kl_plateau(ctx: Context) -> Finding | None:
           "last_epoch_relative_change": change, "epochs": len(series)}
     if ctx.student is not None and ctx.teacher is not None and ctx.dataset is not None and ctx.task != "causal_lm":
         s, t = ctx.logits("student", "train"), ctx.logits("teacher", "train")
-        agree = (s > 0).eq(t > 0).double().mean() if ctx.task == "multilabel" else (s.argmax(1) == t.argmax(1)).double().mean()
-        ev["train_agreement_with_teacher"] = float(agree)
+        ev["train_agreement_with_teacher"] = agreement(s, t, task=ctx.task)
     if ctx.student is not None and ctx.teacher is not None:
         ev["student_to_teacher_params"] = ctx.student.num_parameters() / max(ctx.teacher.num_parameters(), 1)
     fig = FigureData("lines", f"Distillation term ({name}) per epoch", list(range(1, len(series) + 1)),
@@ -60,9 +60,7 @@ def _val_score(ctx: Context, who: str) -> float:
     rows, labels = ctx.flat(ctx.logits(who, "val"), y)
     if ctx.task == "causal_lm":
         return float(torch.nn.functional.cross_entropy(rows.float(), labels))
-    if ctx.task == "multilabel":
-        return float(((rows > 0).long() == labels.long()).double().mean())
-    return float((rows.argmax(1) == labels).double().mean())
+    return accuracy(rows, labels, task=ctx.task)
 
 
 def check_no_gain(ctx: Context) -> Finding | None:

@@ -8,6 +8,7 @@ import torch
 
 from kdcore.doctor.context import Context, fmt
 from kdcore.doctor.findings import Finding
+from kdcore.metrics import disagreement
 
 TOL = 1e-4          # largest logit change tolerated between equivalent passes (float rounding)
 
@@ -28,8 +29,7 @@ def check_teacher_inputs(ctx: Context) -> Finding | None:
     order = float((a - c).abs().max()) / scale
     if repeat <= TOL and order <= TOL:
         return None
-    flip_r = float((a.argmax(-1) != b.argmax(-1)).double().mean())
-    flip_o = float((a.argmax(-1) != c.argmax(-1)).double().mean())
+    flip_r, flip_o = disagreement(a, b), disagreement(a, c)             # top-1 changes
     what = ("its output changes between two passes over the same inputs (random augmentation or noise on the "
             "teacher's side)" if repeat > TOL else
             "its output for a sample changes when the batch is re-ordered (its inputs are shuffled or augmented "

@@ -8,7 +8,8 @@ import math
 import torch
 
 from kdcore.doctor.context import Context, Skip, fmt
-from kdcore.doctor.findings import FigureData, Finding
+from kdcore.doctor.findings import Finding
+from kdcore.metrics import accuracy
 
 PAD_SHARE = 0.02          # padding positions at or above this share of the counted positions: flagged
 PAD_SEQUENCES = 0.3       # a token ending at least this share of sequences in a run of ≥ 2 is padding
@@ -137,13 +138,13 @@ def check_tokenizers(ctx: Context) -> Finding | None:
     rows, labels = ctx.flat(ctx.logits("teacher", "val"), y)
     nll = float(torch.nn.functional.cross_entropy(rows.float(), labels))
     uniform = math.log(rows.shape[-1])
-    acc = float((rows.argmax(-1) == labels).double().mean())
+    acc = accuracy(rows, labels)
     if nll < uniform:
         return None
     ev = {"teacher_nll": nll, "uniform_nll": uniform, "teacher_token_accuracy": acc}
     if ctx.student is not None:
         srows, _ = ctx.flat(ctx.logits("student", "val"), y)
-        ev["student_token_accuracy"] = float((srows.argmax(-1) == labels).double().mean())
+        ev["student_token_accuracy"] = accuracy(srows, labels)
     return Finding("lm.tokenizers", "error",
                    f"The teacher does not understand the data's token ids: its next-token loss ({fmt(nll)} nats) is "
                    f"no better than a uniform guess ({fmt(uniform)}). It was most likely trained with another "

@@ -9,7 +9,7 @@ from torch import nn
 
 from kdcore.doctor.context import Context, Skip, fmt
 from kdcore.doctor.findings import FigureData, Finding
-from kdcore.metrics import expected_calibration_error, reliability_bins
+from kdcore.metrics import accuracy, expected_calibration_error, predictions, reliability_bins
 
 ECE_WARN = 0.10          # expected calibration error at or above this: miscalibrated
 WRONG_WARN = 0.20        # teacher error on the training data at or above this: warning
@@ -39,7 +39,7 @@ def check_miscalibrated(ctx: Context) -> Finding | None:
     if ece < ECE_WARN:
         return None
     conf = float(p.max(1).values.mean())
-    acc = float((p.argmax(1) == labels).double().mean())
+    acc = accuracy(p, labels)
     nlls = [_nll(_probs_labels(ctx, logits, y, t)[0], labels) for t in _TAU_GRID]
     tau = _TAU_GRID[min(range(len(nlls)), key=nlls.__getitem__)]
     ece_tau = expected_calibration_error(_probs_labels(ctx, logits, y, tau)[0], labels)
@@ -67,21 +67,18 @@ def check_wrong(ctx: Context) -> Finding | None:
     ctx.require("teacher", "dataset")
     x, y = ctx.train_probe
     t = ctx.logits("teacher", "train")
-    if ctx.task == "multilabel":
-        t_pred, truth = (t > 0).long(), y.long()                                   # [N, C]
-        wrong = (t_pred != truth).any(1)                                           # [N]
-    else:
-        t_pred, truth = t.argmax(1), y
-        wrong = t_pred != truth
-    err = float(wrong.double().mean())
+    multilabel = ctx.task == "multilabel"
+    t_pred = predictions(t, task=ctx.task)                                         # [N] or bool [N, C]
+    wrong = (t_pred != y.bool()).any(1) if multilabel else t_pred != y             # [N]
+    err = 1.0 - accuracy(t, y, task=ctx.task, multilabel="exact")
     if err < WRONG_WARN:
         return None
     ev = {"teacher_train_error": err, "samples_checked": int(y.shape[0])}
     msg = ""
     if ctx.student is not None and bool(wrong.any()):
         s = ctx.logits("student", "train")
-        s_pred = (s > 0).long() if ctx.task == "multilabel" else s.argmax(1)
-        same = (s_pred == t_pred) if ctx.task != "multilabel" else (s_pred == t_pred).all(1)
+        s_pred = predictions(s, task=ctx.task)
+        same = (s_pred == t_pred).all(1) if multilabel else s_pred == t_pred
         copied = float(same[wrong].double().mean())
         ev["student_copies_teacher_errors"] = copied
         msg = f" The student repeats {fmt(100 * copied, 3)} % of those mistakes."
