@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from kdcore._divergence_kernels import _log_probs
+from kdcore.dtypes import compute_dtype
 
 # The automatic chunk: rows such that one [rows, V] float32 intermediate is about 64 MiB.
 AUTO_CHUNK_ELEMENTS = 2 ** 24
@@ -24,11 +25,6 @@ AUTO_CHUNK_ELEMENTS = 2 ** 24
 def auto_chunk_rows(vocab: int) -> int:
     """Rows per chunk when the caller gives none: 2**24 elements (64 MiB of float32) per intermediate."""
     return max(1, AUTO_CHUNK_ELEMENTS // vocab)
-
-
-def compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (bf16/fp16 inputs are computed in float32)."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _chunk_values(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor,

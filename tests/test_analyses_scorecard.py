@@ -114,6 +114,27 @@ def test_pair_scorecard_uses_the_adapter_contract():
     assert card.risk == ref.risk and card.student == ref.student and card.baseline == ref.baseline
 
 
+def test_multilabel_scorecard_matches_numpy():
+    """The multi-label table the app shows (moved from app/compute): exact match, per-label accuracy,
+    per-label agreement with the teacher, from logits > 0, against a numpy computation."""
+    g = torch.Generator().manual_seed(11)
+    y = (torch.rand(40, 6, generator=g) < 0.3).long()
+    logits = {r: torch.randn(40, 6, generator=g) * 2 for r in ("teacher", "student", "student_baseline")}
+    models = {r: _FakeAdapter(z, p, 0.002) for (r, z), p in zip(logits.items(), (900, 300, 300))}
+    table = sc.pair_multilabel_scorecard(models, None, y)
+    assert list(table["model"]) == ["teacher", "student", "student baseline"]
+    assert list(table["parameters"]) == [900, 300, 300] and table["latency_ms"].tolist() == pytest.approx([2.0] * 3)
+    yn, tn = y.numpy().astype(bool), logits["teacher"].numpy() > 0
+    for row, z in zip(table.itertuples(), logits.values()):
+        pred = z.numpy() > 0
+        assert row.exact_match == pytest.approx((pred == yn).all(1).mean(), abs=1e-15)
+        assert row.label_accuracy == pytest.approx((pred == yn).mean(), abs=1e-15)
+        assert row.label_agreement_with_teacher == pytest.approx((pred == tn).mean(), abs=1e-15)
+    assert table.loc[0, "label_agreement_with_teacher"] == 1.0
+    with pytest.raises(ValueError, match="teacher"):
+        sc.pair_multilabel_scorecard({"student": models["student"]}, None, y)
+
+
 def test_figure_risk_dict():
     r = sc.risk_relation(torch.randn(30, 4), torch.randn(30, 4), torch.randint(0, 4, (30,)),
                          train=(torch.randn(10, 4), torch.randint(0, 4, (10,))))
