@@ -140,7 +140,7 @@ def _check_inputs(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], where: str
 
 def _matrix_frame(m: core.CkaMatrix, fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], **attrs) -> pd.DataFrame:
     constant = [k for k, c in zip(fa, m.constant_a) if c] + [k for k, c in zip(fb, m.constant_b) if c]
-    return _frame(m.values, fa, fb, constant, **attrs)
+    return _frame(m.values, list(fa), list(fb), constant, **attrs)
 
 
 def _linear_matrix(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], debiased: bool) -> core.CkaMatrix:

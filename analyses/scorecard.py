@@ -45,7 +45,7 @@ __all__ = [
     "scorecard_table", "figure_risk", "figure_scorecard", "multilabel_metrics", "pair_multilabel_scorecard",
 ]
 
-IGNORE_INDEX = -100  # label of a position that is not predicted (causal LMs)
+IGNORE_INDEX = km.IGNORE_INDEX  # -100: label of a position that is not predicted (causal LMs)
 
 
 # --------------------------------------------------------------------------- inputs

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from kdcore.data.base import IGNORE_INDEX  # -100: a target that is not predicted (causal LM padding, prompts)
 from kdcore.validation import InvalidParameterError, as_tensor, check_array, check_int_range, check_labels
 
 __all__ = ["TASKS", "IGNORE_INDEX", "predictions", "accuracy", "agreement", "disagreement", "reliability_bins",
@@ -22,7 +23,6 @@ __all__ = ["TASKS", "IGNORE_INDEX", "predictions", "accuracy", "agreement", "dis
 
 TASKS = ("classification", "multilabel", "causal_lm")
 MULTILABEL_MODES = ("micro", "exact")   # per (sample, label) pair / every label of a sample right
-IGNORE_INDEX = -100                      # a target that is not predicted (causal LM padding, prompt tokens)
 
 
 _SUM_TOL = 1e-3  # how far a row of probabilities may sum from 1
