@@ -7,6 +7,7 @@ image above max_pixels (width x height) from its header, before decoding it.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,9 @@ def _read_one(f: Path, limits: _Limits, report: dict[str, Any], *, shown: str) -
     Raises ValueError for an image above limits.max_pixels: Image.open reads only the header, so the
     size is checked before any pixel is decoded."""
     try:
-        im = Image.open(f)
+        with warnings.catch_warnings():          # max_pixels below is the limit: no bomb warning on the way
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(f)
     except Image.DecompressionBombError as err:  # above twice Pillow's own limit: refused by Image.open
         raise _too_many_pixels(shown, f"too large for Pillow ({err})", limits.max_pixels) from None
     except Exception as err:  # noqa: BLE001 — Pillow raises OSError, ValueError, SyntaxError, EOFError ...
