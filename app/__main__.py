@@ -29,7 +29,8 @@ DEFAULT_ADDRESS = "127.0.0.1"
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The launcher's own options, and the arguments left for `streamlit run`."""
-    p = argparse.ArgumentParser(prog="python -m app", description="Start the KD Workbench app.", allow_abbrev=False)
+    p = argparse.ArgumentParser(prog="python -m app", description="Start the KD Workbench app.", allow_abbrev=False,
+                                epilog="Other arguments are passed on to `streamlit run` (see `streamlit run --help`).")
     p.add_argument("--address", "--server.address", dest="address", default=DEFAULT_ADDRESS,
                    help=f"the address to listen on (default {DEFAULT_ADDRESS}: this machine only)")
     p.add_argument("--port", "--server.port", dest="port", type=int, default=None,

@@ -52,15 +52,16 @@ def address_notice(address: str | None, manually_set: bool, modules_allowed: boo
     if is_local(address):
         return None
     if not manually_set or not address:
-        return ("block", f"This workbench is listening on every network interface because it was started "
-                         f"without an address, so anyone who can reach this machine could use it. Its pages "
-                         f"are not shown. Restart it with `{LAUNCH}` (or `make app`), which listens on "
-                         f"127.0.0.1 only. To share it on purpose, start it with `{LAUNCH} --address 0.0.0.0`.")
+        block = (f"This workbench is listening on every network interface because it was started without "
+                 f"an address, so anyone who can reach this machine could use it. Its pages are not shown. "
+                 f"Restart it with `{LAUNCH}` (or `make app`), which listens on 127.0.0.1 only. To share it "
+                 f"on purpose, start it with `{LAUNCH} --address 0.0.0.0`.")
+        return ("block", block)
     risk = (" Module loading is on, so anyone who reaches it can run Python code on this machine."
             if modules_allowed else "")
-    return ("warn", f"This workbench listens on {address}: anyone who can reach this machine on that address can "
-                    f"use it, see your runs and upload files.{risk} Restart it with `{LAUNCH}` to listen on "
-                    f"127.0.0.1 only.")
+    warn = (f"This workbench listens on {address}: anyone who can reach this machine on that address can use "
+            f"it, see your runs and upload files.{risk} Restart it with `{LAUNCH}` to listen on 127.0.0.1 only.")
+    return ("warn", warn)
 
 
 def show_address_banner() -> None:

@@ -257,3 +257,17 @@ def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module
                         f"{probe_module}:make", None, None, state.DATA_CHOICES[0], "digits", None, "label")
     pair = state._own_pair.__wrapped__(spec)
     assert sys.modules["kdwb_probe_factory"].RAN == ["ran", "ran"] and pair.teacher.num_parameters() == 650
+
+
+def test_the_sidebar_form_shows_the_refusal_and_the_switch(data_dir, probe_module):
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.session_state["pair_source"] = "Your own models"
+    at.session_state["own_mode"] = "module:factory + safetensors"
+    at.run()
+    assert any("Module loading is off" in c.value and "--allow-module-loading" in c.value for c in at.sidebar.caption)
+    at.text_input(key="own_teacher_factory").set_value("os:abort")
+    at.text_input(key="own_student_factory").set_value(f"{probe_module}:make")
+    at.sidebar.button[0].click().run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("Refused to load 'os:abort'"), [e.value for e in at.error]
+    assert "kdwb_probe_factory" not in sys.modules
