@@ -1,4 +1,4 @@
-"""KD Workbench — the Streamlit entry point: `streamlit run app/main.py`.
+"""KD Workbench — the Streamlit entry point: `python -m app` (app/__main__.py: 127.0.0.1 unless --address).
 
 Sets up the page, the shared sidebar (pair, device, probe size) and the navigation; each page in
 app/views/ reads the sidebar's choices, calls cached analyses and renders figures.
@@ -18,6 +18,10 @@ from app import sidebar, ui  # noqa: E402
 
 st.set_page_config(page_title="KD Workbench", page_icon=":material/science:", layout="wide",
                    menu_items={"About": "KD Workbench: see knowledge distillation work, and find out why it did not."})
+
+from app import safety  # noqa: E402
+
+safety.show_address_banner()   # a warning when listening beyond this machine; no pages when that was not asked for
 
 VIEWS = Path(__file__).parent / "views"
 PAGES = {

@@ -8,15 +8,16 @@ another's half-written file.
 from __future__ import annotations
 
 import hashlib
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import streamlit as st
 import torch
 
 import sample_models
+from app import safety
 from kdcore.adapters import load_factory, load_hf
 from kdcore.data import DATASETS, get_dataset, load_image_folder, load_table, load_text
+from kdcore.data.archive import extract_zip
 from kdcore.jobs.store import RunStore, default_home
 from kdcore.pairs import Pair
 from kdcore.weights import apply_state_dict
@@ -97,31 +98,8 @@ def _save_upload(upload, suffix: str | None = None) -> Path:
 
 
 def _unzip_images(zip_path: Path) -> Path:
-    """Extract an uploaded zip of class folders next to it, refusing unsafe paths and zip bombs."""
-    out = zip_path.with_suffix("")
-    if out.is_dir():
-        return out
-    with zipfile.ZipFile(zip_path) as zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
-        total = sum(i.file_size for i in infos)
-        if total > _UNZIP_LIMIT:
-            raise ValueError(f"The zip expands to {total / 2**20:.0f} MB; the limit is {_UNZIP_LIMIT // 2**20} MB.")
-        tmp = out.with_name(out.name + ".part")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for info in infos:
-            rel = PurePosixPath(info.filename)
-            if rel.is_absolute() or ".." in rel.parts or rel.parts[0] == "__MACOSX":
-                continue                                     # never write outside the folder
-            dest = tmp.joinpath(*rel.parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(zf.read(info))
-    entries = list(tmp.iterdir())
-    if len(entries) == 1 and entries[0].is_dir() and any(q.is_dir() for q in entries[0].iterdir()):
-        entries[0].rename(out)                               # a zip of one top folder holding the class folders
-        tmp.rmdir()
-    else:
-        tmp.rename(out)
-    return out
+    """Extract an uploaded zip of class folders next to it (bounded, all or nothing: kdcore.data.archive)."""
+    return extract_zip(zip_path, max_bytes=_UNZIP_LIMIT)
 
 
 def _dataset_from_spec(spec: tuple | None):
@@ -146,6 +124,8 @@ def _own_pair(spec: tuple) -> Pair:
         student = load_hf(student_src, kind=kind)
     else:
         (t_factory, t_weights), (s_factory, s_weights) = teacher_src, student_src
+        safety.check_factory(t_factory)                  # every path to load_factory is checked
+        safety.check_factory(s_factory)
         teacher = load_factory(t_factory, t_weights, kind=kind)
         student = load_factory(s_factory, s_weights, kind=kind)
     return Pair(name="your pair", teacher=teacher, student=student, dataset=dataset)
@@ -166,6 +146,7 @@ def own_models_form(sb) -> None:
             tw = st.file_uploader("Teacher weights (.safetensors)", type=["safetensors"], key="own_teacher_w")
             s = st.text_input("Student factory", key="own_student_factory", placeholder="mypkg.models:make_student")
             sw = st.file_uploader("Student weights (.safetensors)", type=["safetensors"], key="own_student_w")
+            st.caption(safety.module_loading_note())
         data_choice = st.selectbox("Data", DATA_CHOICES, key="own_data_choice",
                                    help=f"Uploads up to {UPLOAD_LIMIT_MB} MB. Nothing leaves this machine.")
         builtin = st.selectbox("Built-in dataset", list(DATASETS), key="own_dataset")
@@ -184,6 +165,9 @@ def _own_spec(mode, kind, t, s, tw, sw, data_choice, builtin, upload, option) ->
     """The hashable load spec for the user's pair (files stored by content hash), or ValueError."""
     if not (t or "").strip() or not (s or "").strip():
         raise ValueError("Fill in both the teacher and the student.")
+    if not mode.startswith("Hugging"):
+        safety.check_factory(t.strip())                  # before anything is imported or stored
+        safety.check_factory(s.strip())
     if data_choice == DATA_CHOICES[0]:
         data = ("builtin", builtin, None)
     elif upload is None:

@@ -7,10 +7,13 @@ first missing key, the first unexpected key and the first shape mismatch (both s
 """
 from __future__ import annotations
 
+import io
 import pickle
-import re
+import pickletools
+import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -19,14 +22,25 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # common checkpoint layouts
 
-_CONVERT_HINT = (
-    "To convert a file you trust, run in a trusted environment:\n"
-    "    import torch; from safetensors.torch import save_file\n"
-    "    sd = torch.load(PATH, weights_only=False)  # only for files you trust\n"
-    "    sd = sd.get('state_dict', sd) if isinstance(sd, dict) else sd.state_dict()\n"
-    "    save_file({k: v.contiguous() for k, v in sd.items()}, 'weights.safetensors')\n"
-    "and load 'weights.safetensors' instead."
-)
+_MAX_PICKLES = 4  # a legacy torch.save file is a few pickles in a row (magic, version, sys info, object)
+
+
+def _convert_recipe(p: Path) -> str:
+    """Python lines that turn the trusted pickle at `p` into a safetensors file next to it."""
+    out = p.with_suffix(".safetensors")
+    return (
+        "Convert it to safetensors like this, in a trusted environment and only if you trust the file "
+        "(unpickling runs the code inside it):\n"
+        "    import torch\n"
+        "    from safetensors.torch import save_file\n"
+        f"    obj = torch.load({str(p)!r}, map_location='cpu', weights_only=False)\n"
+        "    if isinstance(obj, dict):  # a checkpoint: the weights are often under one of these keys\n"
+        "        obj = next((obj[k] for k in ('state_dict', 'model_state_dict', 'model') if k in obj), obj)\n"
+        "    sd = obj.state_dict() if isinstance(obj, torch.nn.Module) else obj\n"
+        "    save_file({k: v.detach().clone().contiguous() for k, v in sd.items()\n"
+        f"               if isinstance(v, torch.Tensor)}}, {str(out)!r})\n"
+        f"and load {str(out)!r} instead."
+    )
 
 
 def _check_file(path: Any, where: str) -> Path:
@@ -51,20 +65,89 @@ def _load_safetensors(p: Path) -> dict[str, Tensor]:
 
 def _load_torch(p: Path) -> Any:
     try:
-        return torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e)) or re.search(r"Unsupported global: (\S+)", str(e))
-        if found:
-            raise ValueError(
-                f"Refused to load {str(p)!r}: it is a pickle that needs full unpickling (it refers to "
-                f"{found.group(1)}), which can run arbitrary code. Only safetensors files, or PyTorch files that "
-                f"load with torch.load(weights_only=True) (tensors in plain dicts), are accepted.\n{_CONVERT_HINT}"
-            ) from None
-        raise ValueError(f"The weights file {str(p)!r} could not be read as a PyTorch weights file: it may be corrupt "
-                         f"or in another format ({str(e).splitlines()[-1] if str(e) else type(e).__name__}).") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"The weights file {str(p)!r} could not be read: it may be corrupt or truncated "
-                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__}).") from None
+        with warnings.catch_warnings():          # torch warns about pickle protocols before refusing them
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — UnpicklingError, RuntimeError, EOFError, KeyError ... from a bad file
+        refs = _pickle_refs(p)
+        if isinstance(e, pickle.UnpicklingError) and refs is not None:
+            raise ValueError(_refusal(p, refs)) from None
+        raise ValueError(f"The weights file {str(p)!r} could not be read as a PyTorch weights file: it may be corrupt, "
+                         f"truncated or in another format ({_why(e)}).") from None
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, pickle.UnpicklingError):
+        return "it holds no complete pickle"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def _refusal(p: Path, refs: list[str]) -> str:
+    what = (f"it refers to {', '.join(refs[:3])}" if refs
+            else "it uses pickle features that torch.load(weights_only=True) does not read")
+    return (f"Refused to load {str(p)!r}: it is a pickle that needs full unpickling ({what}), which can run "
+            f"arbitrary code, so it was not opened. Only .safetensors files, or PyTorch files that "
+            f"torch.load(weights_only=True) reads (tensors in plain dicts), are accepted.\n{_convert_recipe(p)}")
+
+
+def _pickle_refs(p: Path) -> list[str] | None:
+    """The globals (module.name) a PyTorch file's pickle refers to beyond what weights_only allows,
+    read without running anything; None when the file holds no complete pickle (corrupt, truncated)."""
+    try:
+        if zipfile.is_zipfile(p):                # torch.save's zip layout: <archive>/data.pkl
+            with zipfile.ZipFile(p) as zf:
+                name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+                return _not_allowed(_scan_pickles(io.BytesIO(zf.read(name)), 1))
+        with open(p, "rb") as f:                 # a plain pickle, or the legacy layout's pickles in a row
+            return _not_allowed(_scan_pickles(f, _MAX_PICKLES))
+    except Exception:  # noqa: BLE001 — no complete pickle: the caller reports a corrupt file
+        return None
+
+
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
+                         "SHORT_BINSTRING", "BINSTRING", "STRING"})
+
+
+def _scan_pickles(f: IO[bytes], most: int) -> list[str]:
+    """Globals named by up to `most` pickles in a row in `f` (opcodes only, never executed).
+
+    Raises (ValueError, EOFError ...) when the first pickle is not complete."""
+    names: list[str] = []
+    for i in range(most):
+        try:
+            names += _scan_one(f)
+        except Exception:
+            if i == 0:
+                raise
+            break                                # the legacy layout's raw tensor bytes follow its pickles
+    return names
+
+
+def _scan_one(f: IO[bytes]) -> list[str]:
+    names: list[str] = []
+    strings: list[str] = []                      # strings pushed so far: STACK_GLOBAL takes the last two
+    for op, arg, _ in pickletools.genops(f):
+        if op.name in _STRING_OPS:
+            strings.append(str(arg))
+        elif op.name == "GLOBAL":
+            names.append(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            names.append(f"{strings[-2]}.{strings[-1]}")
+        elif op.name == "STOP":
+            return names
+    raise EOFError("the pickle ended before its STOP opcode")
+
+
+def _not_allowed(names: list[str]) -> list[str]:
+    """`names` less those torch.load(weights_only=True) accepts, in order, without repeats."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed = set(_get_allowed_globals())
+    except Exception:  # noqa: BLE001 — a private torch helper: name every global if it moved
+        allowed = set()
+    names = [n.replace("__builtin__.", "builtins.", 1) for n in names]   # protocol 2 spells builtins this way
+    return list(dict.fromkeys(n for n in names if n not in allowed))
 
 
 def _as_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:

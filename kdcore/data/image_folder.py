@@ -2,10 +2,13 @@
 
 Images are read with Pillow, converted to RGB, resized to image_size x image_size and scaled to
 [0, 1]. Files that are not images (by extension) are skipped; images Pillow cannot read are skipped
-and counted; the loader refuses when fewer than two classes keep readable images.
+and counted; the loader refuses when fewer than two classes keep readable images, and refuses an
+image above max_pixels (width x height) from its header, before decoding it.
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +16,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-from kdcore.validation import check_int_range
 from kdcore.data._user_common import (DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed,
                                       stratified_split, too_large)
 from kdcore.data.base import SPLITS, Dataset, SplitData
+from kdcore.validation import check_int_range
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 _WHERE = "load_image_folder"
 _LAYOUT = "root/<class>/<image>, for example photos/cat/001.png and photos/dog/002.jpg"
 _MAX_LISTED = 10  # file names kept in the report per kind of problem
+DEFAULT_MAX_PIXELS = 50_000_000  # width x height above which an image is refused before decoding (~8000x6000)
 
 
 def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: float = 0.15,
                       test_fraction: float = 0.15, seed: int = 0, max_images: int | None = None,
-                      max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> Dataset:
+                      max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      name: str | None = None) -> Dataset:
     """A classification Dataset from a folder with one subfolder of images per class.
 
     path:          the root folder; class names are its subfolder names, sorted
@@ -34,6 +39,9 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
     val_fraction, test_fraction: shares of the images held out, stratified by class, seeded by `seed`
     max_images:    read at most this many images, taken in turn from each class (None: all)
     max_bytes:     refuse when the image files to read add up to more than this
+    max_pixels:    refuse, before decoding it, an image whose width x height is above this
+                   (default DEFAULT_MAX_PIXELS, 50 million); Pillow's own decompression-bomb check
+                   (Image.MAX_IMAGE_PIXELS) still refuses images above twice its limit
     name:          the Dataset's name (default: the folder's name)
 
     Splits hold inputs [N, 3, S, S] float in [0, 1] and targets [N] long class ids. The returned
@@ -51,9 +59,11 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
     if max_images is not None:
         max_images = check_int_range("max_images", max_images, 1, 10**9, where=_WHERE)
     max_bytes = check_max_bytes(max_bytes, where=_WHERE)
+    max_pixels = check_int_range("max_pixels", max_pixels, 1, 2**40, where=_WHERE)
 
     candidates, report = _list_candidates(root)
-    images, labels, per_class = _read_images(candidates, size, max_images, max_bytes, report)
+    limits = _Limits(size, max_images, max_bytes, max_pixels)
+    images, labels, per_class = _read_images(candidates, limits, report)
     kept = [c for c in sorted(candidates) if per_class.get(c, 0) > 0]
     report["empty_classes"] = [c for c in sorted(candidates) if per_class.get(c, 0) == 0]
     report["per_class"] = {c: per_class[c] for c in kept}
@@ -123,21 +133,29 @@ def _round_robin(candidates: dict[str, list[Path]]):
                 yield cls, candidates[cls][i]
 
 
-def _read_images(candidates: dict[str, list[Path]], size: int, max_images: int | None, max_bytes: int,
+@dataclass(frozen=True)
+class _Limits:
+    size: int                 # images are resized to size x size
+    max_images: int | None    # stop after this many images
+    max_bytes: int            # refuse when the files read add up to more
+    max_pixels: int           # refuse an image with more pixels, before decoding it
+
+
+def _read_images(candidates: dict[str, list[Path]], limits: _Limits,
                  report: dict[str, Any]) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
     images: list[np.ndarray] = []
     labels: list[str] = []
     per_class: dict[str, int] = {}
     total_bytes = 0
     for cls, f in _round_robin(candidates):
-        if max_images is not None and len(images) >= max_images:
+        if limits.max_images is not None and len(images) >= limits.max_images:
             report["stopped_at_max_images"] = True
             break
         total_bytes += f.stat().st_size
-        if total_bytes > max_bytes:
-            raise too_large("The size of the image files read so far", total_bytes, max_bytes, where=_WHERE,
+        if total_bytes > limits.max_bytes:
+            raise too_large("The size of the image files read so far", total_bytes, limits.max_bytes, where=_WHERE,
                             fix="Pass max_images to read fewer images")
-        arr = _read_one(f, size, report, shown=f"{cls}/{f.name}")
+        arr = _read_one(f, limits, report, shown=f"{cls}/{f.name}")
         if arr is None:
             continue
         images.append(arr)
@@ -146,17 +164,44 @@ def _read_images(candidates: dict[str, list[Path]], size: int, max_images: int |
     return images, labels, per_class
 
 
-def _read_one(f: Path, size: int, report: dict[str, Any], *, shown: str) -> np.ndarray | None:
-    """[3, S, S] float32 in [0, 1], or None (counted in the report) when Pillow cannot read it."""
+def _too_many_pixels(shown: str, what: str, max_pixels: int) -> ValueError:
+    return ValueError(f"The image {shown!r} is {what}, over the limit max_pixels={max_pixels:,} of {_WHERE}, "
+                      f"so it was not decoded (a picture this large can take gigabytes of memory). Shrink the "
+                      f"image or leave it out, or pass a larger max_pixels to {_WHERE} if this machine has "
+                      f"the memory for it.")
+
+
+def _read_one(f: Path, limits: _Limits, report: dict[str, Any], *, shown: str) -> np.ndarray | None:
+    """[3, S, S] float32 in [0, 1], or None (counted in the report) when Pillow cannot read it.
+
+    Raises ValueError for an image above limits.max_pixels: Image.open reads only the header, so the
+    size is checked before any pixel is decoded."""
     try:
-        with Image.open(f) as im:
-            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when possible
-            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, EOFError ... for broken files
-        report["unreadable"] += 1
-        if len(report["unreadable_files"]) < _MAX_LISTED:
-            report["unreadable_files"].append(shown)
-        if report["unreadable_reason"] is None:
-            report["unreadable_reason"] = f"{shown}: {type(err).__name__}: {err}"
+        with warnings.catch_warnings():          # max_pixels below is the limit: no bomb warning on the way
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(f)
+    except Image.DecompressionBombError as err:  # above twice Pillow's own limit: refused by Image.open
+        raise _too_many_pixels(shown, f"too large for Pillow ({err})", limits.max_pixels) from None
+    except Exception as err:  # noqa: BLE001 — Pillow raises OSError, ValueError, SyntaxError, EOFError ...
+        _unreadable(report, shown, err)
         return None
+    with im:
+        width, height = im.size
+        if width * height > limits.max_pixels:
+            raise _too_many_pixels(shown, f"{width}x{height} = {width * height:,} pixels", limits.max_pixels)
+        try:
+            im.draft("RGB", (limits.size, limits.size))  # JPEG: decode at a reduced scale when possible
+            rgb = im.convert("RGB").resize((limits.size, limits.size), Image.Resampling.BILINEAR)
+        except Exception as err:  # noqa: BLE001 — truncated or corrupt pixel data
+            _unreadable(report, shown, err)
+            return None
     return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0  # [H, W, 3] -> [3, S, S]
+
+
+def _unreadable(report: dict[str, Any], shown: str, err: BaseException) -> None:
+    """Count an image Pillow could not read in the report (a few names and the first reason)."""
+    report["unreadable"] += 1
+    if len(report["unreadable_files"]) < _MAX_LISTED:
+        report["unreadable_files"].append(shown)
+    if report["unreadable_reason"] is None:
+        report["unreadable_reason"] = f"{shown}: {type(err).__name__}: {err}"
