@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kdcore.methods import ALIASES  # noqa: F401  (re-exported: {alias: method}, always current)
-from kdcore.methods import (canonical_name, get_method, method_names, param_problems, resolve_params,
+from kdcore.methods import (Method, canonical_name, get_method, method_names, param_problems, resolve_params,
                             unknown_method_message)
+from kdcore.methods.params import TEXT_KINDS, parse_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "linear")
@@ -216,18 +217,24 @@ class JobConfig:
 def config_from_form(pair: str, objective: str, values: dict, **fields: Any) -> JobConfig:
     """A job from a form with one field per method parameter (the app's Distill page).
 
-    The method's shared parameters (temperature, lam) go to the job's fields of that name, so
-    protocols and run lists show them; the others go to `params`; empty fields (None) are left
-    unset. `fields` are the other JobConfig fields (epochs, lr, ...). Unknown methods raise,
-    listing the known ones; parameters are checked by `validate()`.
+    Text typed for layer maps and number lists is parsed (`parse_text`). The method's shared
+    parameters (temperature, lam) go to the job's fields of that name, so protocols and run lists
+    show them; the others go to `params`; empty fields (None) are left unset. `fields` are the
+    other JobConfig fields (epochs, lr, ...). Unknown methods raise, listing the known ones;
+    parameter values are checked by `validate()`.
     """
     method = get_method(objective)
+    values = {k: parse_text(method.param(k), v) if _typed_as_text(method, k, v) else v for k, v in values.items()}
     shared = {p.name: values.get(p.name) for p in method.params if p.shared}
     params = {k: v for k, v in values.items() if v is not None and k not in shared}
     return JobConfig(pair=pair, objective=method.name, params=params, **shared, **fields)
 
 
 # ---- private checks --------------------------------------------------------------------------------
+
+def _typed_as_text(method: Method, name: str, value: Any) -> bool:
+    return isinstance(value, str) and method.takes(name) and method.param(name).kind in TEXT_KINDS
+
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))

@@ -13,7 +13,7 @@ STRONG_RULES = ("target", "topk", "mass", "labels")    # = kdcore.losses.RULES (
 
 def temperature(default: float) -> Param:
     """The softmax temperature T, shared with the job's `temperature` field."""
-    return Param("temperature", default, "softmax temperature T (the job's temperature when not set here)",
+    return Param("temperature", default, "softmax temperature T",
                  low=0.0, low_open=True, shared=True)
 
 
@@ -85,7 +85,7 @@ register_method(Method(
     tasks=("classification", "multilabel"), components="kdcore.losses:kd_components", aliases=("hinton",),
     source="Hinton, Vinyals & Dean 2015, arXiv 1503.02531",
     params=(temperature(4.0),
-            Param("lam", 0.9, "weight λ of the KL term (CE gets 1 − λ); the job's lam when not set here",
+            Param("lam", 0.9, "weight λ of the KL term (CE gets 1 − λ)",
                   low=0.0, high=1.0, shared=True),
             Param("standardize", False, "standardise each logit vector before T (Sun et al. 2024)", kind="bool"))))
 
