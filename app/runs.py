@@ -36,7 +36,8 @@ def param_field(container, method: Method, param: Param, default: Any, layers_hi
     if param.kind == "bool":
         return container.checkbox(label, value=bool(default), key=key, help=tip)
     if param.kind == "choice":
-        return container.selectbox(label, list(param.choices), index=list(param.choices).index(default), key=key, help=tip)
+        options = list(param.choices)
+        return container.selectbox(label, options, index=options.index(default), key=key, help=tip)
     if param.kind in ("float", "int"):
         integer = param.kind == "int"
         value = None if default is None else (int(default) if integer else float(default))

@@ -112,8 +112,9 @@ def _loss(objective: str, batch: StepTensors, **kw) -> torch.Tensor:
 
 
 def test_logit_steps_equal_their_tested_losses():
-    from kdcore.losses import cakd_loss, dkd_loss, kd_loss, label_smoothing_loss, strong_set
     import torch.nn.functional as F
+
+    from kdcore.losses import cakd_loss, dkd_loss, kd_loss, label_smoothing_loss, strong_set
     b = _batch(get_method("kd"))
     s, t, y = b.student_logits, b.teacher_logits, b.targets
     torch.testing.assert_close(_loss("kd", b, temperature=3.0, lam=0.7), kd_loss(s, t, y, temperature=3.0, lam=0.7))
@@ -253,7 +254,7 @@ def test_a_toy_method_runs_from_the_cli(toy_method, data_dir, tmp_path, capsys):
 def test_a_toy_method_runs_from_the_distill_form(toy_method, data_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    import kdcore.jobs.worker as worker
+    from kdcore.jobs import worker
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)   # the test runs the queue itself
     at = AppTest.from_file(MAIN, default_timeout=180)
     at.session_state["sample_pair"] = "digits"

@@ -55,10 +55,10 @@ class JobConfig:
     """
     pair: str = "digits"                    # sample pair name, or "module:factory" returning a Pair
     objective: str = "kd"                   # a method of the table or an alias ("sum": the weighted `terms`)
-    temperature: float | None = None        # T of kd/dkd/cakd/token; None: 4.0 (token: 1.0)
+    temperature: float | None = None        # T of every method that takes one; None: each method's default
     lam: float | None = None                # KD's weight λ in [0, 1] (CE gets 1 − λ); None: 0.9
-    ce_weight: float | None = None          # hard-label CE added to the objective; None: 1 for dkd/cakd/normkd/feature/attention/token, else 0
-    params: dict = field(default_factory=dict)   # the objective's other parameters (alpha, beta, rule, k, tau, eps, kind, layers, ...)
+    ce_weight: float | None = None          # hard-label CE added to the loss; None: the method's CE default
+    params: dict = field(default_factory=dict)   # the method's parameters (`python -m kdcore methods`)
     terms: list = field(default_factory=list)    # objective="sum": LossTerm entries (or dicts)
     train_size: int | None = None           # first n training samples; None: the whole split
     val_size: int | None = 512              # first n validation samples; None: the whole split

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from types import MappingProxyType
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable
 
 from kdcore.methods.params import KINDS, SHARED_FIELDS, Param
