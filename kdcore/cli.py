@@ -101,7 +101,7 @@ class _Progress:
         self.stream.flush()
 
 
-def cmd_distill(args) -> int:
+def cmd_distill(args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
     cfg = config_from_args(args).validate()
     store = RunStore()
@@ -242,7 +242,7 @@ def _objective_help() -> str:
     return f"a method of the table: {names}; or 'sum' (config files). `python -m kdcore methods` describes each"
 
 
-def _cmd_methods(args) -> int:
+def _cmd_methods(args: argparse.Namespace) -> int:
     """`python -m kdcore methods [--json]`: the method table."""
     from kdcore.methods import all_methods
     rows = [m.describe() for m in all_methods()]
@@ -269,7 +269,7 @@ def _method_text(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _add_methods_parser(sub) -> None:
+def _add_methods_parser(sub: Any) -> None:
     m = sub.add_parser("methods", help="list the method table: names, aliases, tasks, parameters, source")
     m.add_argument("--json", action="store_true", help='print {"methods": [{name, aliases, tasks, params, ...}]}')
     m.set_defaults(func=_cmd_methods)

@@ -76,7 +76,8 @@ def test_cli_methods_lists_the_table(tmp_path):
     assert at["aliases"] == ["attention_transfer"] and at["tasks"] == ["classification"]
     assert at["loss"] == "kdcore.losses:attention_transfer_loss" and at["section"] == "METHODS.md §7"
     assert at["params"][1] == {"name": "p", "kind": "float", "default": 2.0, "range": "a number in (0, inf)",
-                               "required": False, "shared": False, "help": "exponent p of the attention map mean_c |F_c|^p"}
+                               "required": False, "shared": False,
+                               "help": "exponent p of the attention map mean_c |F_c|^p"}
     text = _cli("methods", home=tmp_path / "kdwb").stdout
     assert "    --param beta: a number in [0, inf) (default 8.0) — weight β of the non-target term NCKD" in text
-    assert "a method of the table: ce, kd (hinton)," in _cli("distill", "--help", home=tmp_path / "kdwb").stdout
+    assert "a method of the table: kd (hinton), dkd," in _cli("distill", "--help", home=tmp_path / "kdwb").stdout

@@ -100,7 +100,7 @@ def test_the_tasks_menu_and_the_choices_match_the_tested_functions():
     from kdcore.losses import RULES
     assert get_method("cakd").param("rule").choices == tuple(RULES)
     assert get_method("token").param("kind").choices == tuple(KINDS)
-    assert [m.name for m in methods_for("causal_lm")] == ["ce", "attn_kl", "token"]
+    assert [m.name for m in methods_for("causal_lm")] == ["token", "attn_kl", "ce"]
     assert "token" not in [m.name for m in methods_for("classification")]
 
 
@@ -152,7 +152,7 @@ def test_old_names_load_as_aliases(tmp_path):
 
 
 def test_unknown_method_lists_the_known_ones_and_the_closest():
-    with pytest.raises(InvalidParameterError, match="Known methods: ce, kd, dkd") as e:
+    with pytest.raises(InvalidParameterError, match="Known methods: kd, dkd, cakd") as e:
         get_method("dkdd")
     assert "Did you mean 'dkd'?" in str(e.value) and isinstance(e.value, ValueError)
     (problem,) = JobConfig(objective="normdk").problems()
@@ -189,7 +189,8 @@ def test_bad_entries_are_refused_at_registration():
                  params=(Param("w", 5.0, "weight", low=0.0, high=1.0),))
     with pytest.raises(InvalidParameterError) as e:
         register_method(bad)
-    assert "tasks must be a non-empty subset" in str(e.value) and "default of parameter 'w' must be a number in [0, 1]" in str(e.value)
+    assert "tasks must be a non-empty subset" in str(e.value)
+    assert "default of parameter 'w' must be a number in [0, 1]" in str(e.value)
     assert canonical_name("bad") is None
 
 
@@ -222,7 +223,7 @@ def _toy_step(b: StepTensors, p: dict) -> list:
     return [("toy", 1.0, toy_loss(b.student_logits, b.teacher_logits, power=p["power"]))]
 
 
-TOY_METHOD = Method("toy", _toy_step, toy_loss, "Toy: match the probabilities in L^p", "tests/test_methods.py (METHODS.md style)",
+TOY_METHOD = Method("toy", _toy_step, toy_loss, "Toy: match the probabilities in L^p", "METHODS.md style, in this test",
                     params=(Param("power", 2.0, "exponent p", low=1.0, high=4.0),), ce_default=True)
 
 
@@ -271,7 +272,8 @@ def test_a_toy_method_runs_from_the_distill_form(toy_method, data_dir, monkeypat
     store = RunStore()
     (rid,) = store.list_runs()["id"]
     run = store.get_run(rid)
-    assert run["state"] == "queued" and run["config"]["objective"] == "toy" and run["config"]["params"] == {"power": 3.0}
+    assert run["state"] == "queued" and run["config"]["objective"] == "toy"
+    assert run["config"]["params"] == {"power": 3.0}
     worker.run_queued(rid, store)
     assert store.get_run(rid)["state"] == "completed", store.get_run(rid)["error"]
     assert "toy" in store.metrics(rid, "step").columns

@@ -225,7 +225,7 @@ def config_from_form(pair: str, objective: str, values: dict, **fields: Any) -> 
     """
     method = get_method(objective)
     values = {k: parse_text(method.param(k), v) if _typed_as_text(method, k, v) else v for k, v in values.items()}
-    shared = {p.name: values.get(p.name) for p in method.params if p.shared}
+    shared: dict[str, Any] = {p.name: values.get(p.name) for p in method.params if p.shared}
     params = {k: v for k, v in values.items() if v is not None and k not in shared}
     return JobConfig(pair=pair, objective=method.name, params=params, **shared, **fields)
 

@@ -47,6 +47,9 @@ def compute_loss(terms: list[LossTerm], ce_weight: float, batch: StepTensors) ->
         if "ce" not in comps:
             comps["ce"] = label_loss(batch.task, batch.student_logits, batch.targets)
         total = ce_weight * comps["ce"] if total is None else total + ce_weight * comps["ce"]
+    if total is None:
+        raise ValueError(f"The objective of terms {names} gave no loss component and ce_weight is 0: "
+                         f"give a term with a component or a ce_weight > 0.")
     return total, comps
 
 
@@ -67,7 +70,8 @@ def fit_problems(config: JobConfig, task: str, student_kind: str, teacher_kind: 
 
 def _layer_problems(name: str, layers: dict, student_layers: list[str], teacher_layers: list[str]) -> list[str]:
     p = []
-    for who, mapped, known in (("student", list(layers), student_layers), ("teacher", list(layers.values()), teacher_layers)):
+    sides = (("student", list(layers), student_layers), ("teacher", list(layers.values()), teacher_layers))
+    for who, mapped, known in sides:
         listed = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
         p += [f"objective '{name}' maps {who} layer {layer!r}, which the {who} does not have (its layers: {listed})"
               for layer in mapped if layer not in known]

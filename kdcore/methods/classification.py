@@ -1,4 +1,4 @@
-"""Logit methods: CE (the baseline), classic KD, DKD, CAKD, NormKD, label smoothing (METHODS.md §1, 3, 4, 5, 12).
+"""Logit methods: classic KD, DKD, CAKD, NormKD, label smoothing (METHODS.md §1, 3, 4, 5, 12).
 
 Each step calls the tested loss or `*_components` function of kdcore.losses and only weighs its parts.
 """
@@ -15,10 +15,6 @@ def temperature(default: float) -> Param:
     """The softmax temperature T, shared with the job's `temperature` field."""
     return Param("temperature", default, "softmax temperature T",
                  low=0.0, low_open=True, shared=True)
-
-
-def _ce(b: StepTensors, p: dict) -> list[Component]:
-    return [("ce", 1.0, label_loss(b.task, b.student_logits, b.targets))]
 
 
 def _kd(b: StepTensors, p: dict) -> list[Component]:
@@ -75,10 +71,6 @@ def _ls(b: StepTensors, p: dict) -> list[Component]:
     from kdcore.losses import label_smoothing_loss
     return [("ls", 1.0, label_smoothing_loss(b.student_logits, b.targets, eps=float(p["eps"])))]
 
-
-register_method(Method(
-    "ce", _ce, "kdcore.methods.step:label_loss", "The student alone, on the labels (the baseline)",
-    "METHODS.md §1 (λ = 0)", tasks=("classification", "multilabel", "causal_lm", "encoder")))
 
 register_method(Method(
     "kd", _kd, "kdcore.losses:kd_loss", "Classic KD (Hinton 2015): (1 − λ)·CE + λ·T²·KL", "METHODS.md §1",

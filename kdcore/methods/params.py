@@ -38,7 +38,8 @@ class Param:
             return "true or false"
         if self.kind == "layers":
             return "a mapping {student_layer: teacher_layer} of layer names"
-        left, right = ("(" if self.low_open or self.low is None else "["), (")" if self.high_open or self.high is None else "]")
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
         what = {"float": "a number", "int": "an integer", "floats": "a list of numbers", "ints": "a list of integers"}

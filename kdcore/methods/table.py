@@ -100,8 +100,8 @@ def register_method(method: Method, *, replace: bool = False) -> Method:
     clash = [n for n in (method.name, *method.aliases) if n in taken]
     if clash:
         raise _invalid(f"Cannot register method {method.name!r}: the name(s) {clash} are taken "
-                                    f"by {sorted({_ALIASES.get(n, n) for n in clash})}. Choose other names, "
-                                    f"or pass replace=True to swap the entry of the same name.")
+                       f"by {sorted({_ALIASES.get(n, n) for n in clash})}. Choose other names, "
+                       f"or pass replace=True to swap the entry of the same name.")
     if replace and method.name in _METHODS:
         unregister_method(method.name)
     _METHODS[method.name] = method
