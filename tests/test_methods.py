@@ -278,3 +278,11 @@ def test_a_toy_method_runs_from_the_distill_form(toy_method, data_dir, monkeypat
     assert store.get_run(rid)["state"] == "completed", store.get_run(rid)["error"]
     assert "toy" in store.metrics(rid, "step").columns
 
+
+
+def test_reading_the_table_imports_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys, kdcore.cli, kdcore.methods as m; m.get_method('kd').describe(); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0

@@ -5,7 +5,7 @@ import streamlit as st
 from app import report, run_figures, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.config import config_from_form
-from kdcore.methods import get_method, methods_for
+from kdcore.methods import all_methods, get_method, methods_for
 
 ui.intro(
     "Distill: train a student and watch it learn",
@@ -158,7 +158,8 @@ with tab_protocol:
         c1, c2, c3 = st.columns(3)
         p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="proto_pair")
         p_kind = c2.selectbox("Sweep", ["temperature", "λ", "none (objective vs baseline)"], key="proto_kind")
-        p_obj = c3.selectbox("Objective", ["kd", "dkd", "cakd"], key="proto_objective")
+        p_obj = c3.selectbox("Method", [m.name for m in all_methods() if m.takes("temperature")], key="proto_objective",
+                             format_func=runs.method_label, help="The methods with a temperature (the λ sweep is KD's).")
         c1, c2, c3, c4 = st.columns(4)
         p_values = c1.text_input("Values", "1, 4, 8", key="proto_values", help="Comma-separated T or λ values.")
         p_seeds = c2.number_input("Seeds", 1, 10, 2, key="proto_seeds")
