@@ -218,7 +218,8 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
     at.selectbox(key="job_pair").set_value("tinylang").run()                 # a language model: its methods only
     assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == ["token", "attn_kl", "ce"]
-    assert at.selectbox(key="job_token_kind").value == "fkl" and at.number_input(key="job_token_temperature").value == 1.0
+    assert at.selectbox(key="job_token_kind").value == "fkl"
+    assert at.number_input(key="job_token_temperature").value == 1.0
 
 
 def test_doctor_page_renders(home):

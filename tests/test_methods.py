@@ -286,3 +286,15 @@ def test_reading_the_table_imports_no_torch():
     code = ("import sys, kdcore.cli, kdcore.methods as m; m.get_method('kd').describe(); "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
+def test_feature_l2_builds_its_projectors_from_the_table():
+    from kdcore.jobs.objectives import build_projectors
+    s, t = {"a.b": torch.zeros(2, 8)}, {"c": torch.zeros(2, 32)}
+    terms = lambda projector: JobConfig(objective="fitnet", params={"layers": {"a.b": "c"},  # noqa: E731
+                                                                    "projector": projector}).resolved_terms()
+    mods = build_projectors(terms("auto"), s, t)
+    assert list(mods) == ["a__b"] and isinstance(mods["a__b"], torch.nn.Linear)
+    assert tuple(mods["a__b"].weight.shape) == (32, 8)
+    assert len(build_projectors(terms("none"), s, t)) == 0
+    assert len(build_projectors(terms("auto"), {"a.b": torch.zeros(2, 32)}, t)) == 0

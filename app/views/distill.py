@@ -159,7 +159,7 @@ with tab_protocol:
         p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="proto_pair")
         p_kind = c2.selectbox("Sweep", ["temperature", "λ", "none (objective vs baseline)"], key="proto_kind")
         p_obj = c3.selectbox("Method", [m.name for m in all_methods() if m.takes("temperature")], key="proto_objective",
-                             format_func=runs.method_label, help="The methods with a temperature (the λ sweep is KD's).")
+                             format_func=runs.method_label, help="Methods with a temperature (λ sweeps: KD only).")
         c1, c2, c3, c4 = st.columns(4)
         p_values = c1.text_input("Values", "1, 4, 8", key="proto_values", help="Comma-separated T or λ values.")
         p_seeds = c2.number_input("Seeds", 1, 10, 2, key="proto_seeds")

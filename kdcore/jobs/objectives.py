@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kdcore.jobs.config import JobConfig, LossTerm
-from kdcore.methods import (IGNORE_INDEX, Component, StepTensors, get_method, label_loss, layer_key,  # noqa: F401
+from kdcore.methods import (IGNORE_INDEX, Component, StepTensors, get_method, label_loss,  # noqa: F401
                             misfit_message)
 
 
@@ -89,15 +89,10 @@ def feature_shape_problems(terms: list[LossTerm], s_feats: dict[str, Tensor], t_
 
 
 def build_projectors(terms: list[LossTerm], s_feats: dict[str, Tensor], t_feats: dict[str, Tensor]) -> nn.ModuleDict:
-    """A learned linear (or 1×1 conv) projector per mapped student layer whose width differs (FitNets)."""
-    from kdcore.losses import make_projector
+    """The learned parts of every term's method (Method.modules: FitNets' projectors, ...), trained with the student."""
     mods = nn.ModuleDict()
     for term in terms:
-        if not get_method(term.name).projector or term.params.get("projector") == "none":
-            continue
-        for s, t in term.params["layers"].items():
-            fs, ft = s_feats[s], t_feats[t]
-            if fs.shape[1:] == ft.shape[1:] and term.params.get("projector") != "linear":
-                continue
-            mods[layer_key(s)] = make_projector(tuple(fs.shape), tuple(ft.shape))
+        make = get_method(term.name).modules
+        if make is not None:
+            mods.update(make(term.params, s_feats, t_feats))
     return mods

@@ -26,6 +26,16 @@ def _feature_l2(b: StepTensors, p: dict) -> list[Component]:
     return out
 
 
+def _feature_l2_projectors(p: dict, s_feats: dict, t_feats: dict) -> dict:
+    """FitNets' learned projector per mapped student layer whose width differs (every one with 'linear')."""
+    from kdcore.losses import make_projector
+    if p["projector"] == "none":
+        return {}
+    return {layer_key(s): make_projector(tuple(s_feats[s].shape), tuple(t_feats[t].shape))
+            for s, t in p["layers"].items()
+            if s_feats[s].shape[1:] != t_feats[t].shape[1:] or p["projector"] == "linear"}
+
+
 def _feature_l2_shapes(p: dict, s_feats: dict, t_feats: dict) -> list[str]:
     if p["projector"] != "none":
         return []
@@ -71,7 +81,7 @@ register_method(Method(
     "feature_l2", _feature_l2, "kdcore.losses:feature_l2_loss", "FitNets: match a layer's features (with a projector)",
     "METHODS.md §7", also_calls=("kdcore.losses:feature_cosine_loss", "kdcore.losses:make_projector"),
     ce_default=True, aliases=("fitnet",), source="Romero et al. 2015, arXiv 1412.6550",
-    uses_layers=True, projector=True, shape_check=_feature_l2_shapes,
+    uses_layers=True, modules=_feature_l2_projectors, shape_check=_feature_l2_shapes,
     params=(layers(required=True),
             Param("projector", "auto", "learned projector: where widths differ (auto), always (linear) or never",
                   kind="choice", choices=PROJECTORS),

@@ -25,7 +25,7 @@ class StepTensors:
     targets: Tensor                             # [B] class ids | [B, C] multi-hot | [B, L] next ids (-100: none)
     student_feats: dict[str, Tensor] = field(default_factory=dict)   # layer -> [B, ...] with graph
     teacher_feats: dict[str, Tensor] = field(default_factory=dict)   # layer -> [B, ...] no graph
-    projectors: nn.ModuleDict | None = None     # layer_key(student_layer) -> projector to the teacher width
+    projectors: nn.ModuleDict | None = None     # learned parts (Method.modules): layer_key(s) -> projector, ...
     student_attn: list[Tensor] | None = None    # per layer [B, H, L, L] with graph
     teacher_attn: list[Tensor] | None = None    # per layer [B, H, L, L]
 

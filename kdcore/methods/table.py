@@ -41,7 +41,8 @@ class Method:
     fit: Callable[[str, dict], list[str]] | None = None      # task-specific misfits: (task, params) -> problems
     task_defaults: dict = field(default_factory=dict)        # task -> {param: default} (the form's starting values)
     uses_layers: bool = False                   # params["layers"] maps student features to teacher features
-    projector: bool = False                     # a learned projector per mapped layer (param "projector")
+    modules: Callable[[dict, dict, dict], dict] | None = None  # learned parts trained with the student
+    #   (projectors, generators): (params, s_feats, t_feats) -> {key: nn.Module}, found in batch.projectors
     needs_attention: bool = False               # the step reads attention maps of both models
     shape_check: Callable[[dict, dict, dict], list[str]] | None = None   # (params, s_feats, t_feats) -> problems
 
