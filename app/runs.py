@@ -11,50 +11,47 @@ import math
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from kdcore.data import get_dataset
 from kdcore.jobs import JobConfig, protocol_configs, protocol_table, submit
 from kdcore.jobs.store import FINAL_STATES, RunStore
+from kdcore.methods import Method, Param, get_method
 
 ACTIVE = ("queued", "running")
-OBJECTIVE_HELP = {
-    "kd": "Classic KD (Hinton 2015): (1 − λ)·CE + λ·T²·KL",
-    "dkd": "Decoupled KD: T²·(α·TCKD + β·NCKD) + CE",
-    "cakd": "Correlation-aware KD: T²·(BCD + α·SCD + β·WCD) + CE",
-    "normkd": "NormKD: per-sample temperatures from the logits' spread",
-    "ls": "Label smoothing (KD from a uniform 'teacher'), a baseline",
-    "ce": "The student alone, on the labels (the baseline)",
-    "feature_l2": "FitNets: match a layer's features (with a projector)",
-    "at": "Attention transfer: match conv attention maps",
-    "attn_kl": "MiniLM: KL between transformer attention rows",
-    "token": "Token-level divergence for language models (fkl, rkl, jsd, …)",
-}
 
 
-def objectives_for(task: str) -> list[str]:
-    """The objectives the Start form offers for a task (those needing layer maps are left to config files)."""
-    if task == "causal_lm":
-        return ["token", "ce"]
-    if task == "multilabel":
-        return ["kd", "cakd", "normkd", "ce"]
-    return ["kd", "dkd", "cakd", "normkd", "ls", "ce"]
+def method_label(name: str) -> str:
+    """A method as the menu shows it: name — one-line help (from the method table)."""
+    return f"{name} — {get_method(name).help}"
 
 
-def parse_params(text: str) -> dict:
-    """The objective's extra parameters from a YAML mapping typed in the form ('' -> {})."""
-    import yaml
-    if not (text or "").strip():
-        return {}
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"The parameters must be a YAML mapping such as {{beta: 4}}. Could not read {text!r}: "
-                         f"{str(exc).splitlines()[0]}.") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"The parameters must be a YAML mapping such as {{beta: 4}}. Got {text!r}.")
-    return value
+def param_field(container, method: Method, param: Param, default: Any, layers_hint: str = "") -> Any:
+    """One widget for a method parameter, built from its table entry; returns the value typed
+    (text for layer maps and number lists, parsed by kdcore.jobs.config.config_from_form)."""
+    key, label = f"job_{method.name}_{param.name}", param.name
+    tip = f"{param.help}. Allowed: {param.range_text()}." + (f" {layers_hint}" if param.kind == "layers" else "")
+    if param.kind == "bool":
+        return container.checkbox(label, value=bool(default), key=key, help=tip)
+    if param.kind == "choice":
+        options = list(param.choices)
+        return container.selectbox(label, options, index=options.index(default), key=key, help=tip)
+    if param.kind in ("float", "int"):
+        integer = param.kind == "int"
+        value = None if default is None else (int(default) if integer else float(default))
+        return container.number_input(label, value=value, step=1 if integer else None, key=key, help=tip,
+                                      format=None if integer else "%g", placeholder="not set")
+    return container.text_input(label, value=_as_text(default), key=key, help=tip, placeholder=param.range_text())
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{a}: {b}" for a, b in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return ""
 
 
 def active_runs(store: RunStore) -> pd.DataFrame:

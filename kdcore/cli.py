@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kdcore.jobs.config import OBJECTIVES, ConfigError, JobConfig
+from kdcore.jobs.config import ConfigError, JobConfig
 from kdcore.jobs.store import RunStore, StoreError
 
 _FLAG_FIELDS = ("pair", "objective", "temperature", "lam", "ce_weight", "epochs", "max_steps", "batch_size", "lr",
@@ -38,7 +38,7 @@ def _print_json(obj: Any) -> None:
 def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a job config file (.yaml, .yml or .json); flags override its fields")
     p.add_argument("--pair", help="sample pair name or module:factory")
-    p.add_argument("--objective", help=f"one of {', '.join(OBJECTIVES)}")
+    p.add_argument("--objective", help=_objective_help())
     p.add_argument("--temperature", type=float)
     p.add_argument("--lam", type=float, help="KD's weight λ in [0, 1]")
     p.add_argument("--ce-weight", dest="ce_weight", type=float)
@@ -54,7 +54,8 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-size", dest="val_size", type=int)
     p.add_argument("--name")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an objective parameter, VALUE read as JSON (e.g. --param beta=8 --param rule='\"topk\"')")
+                   help="a parameter of the method, VALUE read as JSON, else as text (e.g. --param beta=8 "
+                        "--param rule=topk); `python -m kdcore methods` lists each method's parameters")
     p.add_argument("--teacher-cache", dest="teacher_cache", action="store_true", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
 
@@ -100,7 +101,7 @@ class _Progress:
         self.stream.flush()
 
 
-def cmd_distill(args) -> int:
+def cmd_distill(args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
     cfg = config_from_args(args).validate()
     store = RunStore()
@@ -233,6 +234,47 @@ def _protocol_progress(ev: dict) -> None:
         print(f"[{ev['index'] + 1}/{ev['of']}] {ev['variant']} seed={ev['seed']}", file=sys.stderr, flush=True)
 
 
+# ---- methods (the method table, kdcore.methods) ------------------------------------------------------
+
+def _objective_help() -> str:
+    from kdcore.methods import all_methods
+    names = ", ".join(m.name + (f" ({'/'.join(m.aliases)})" if m.aliases else "") for m in all_methods())
+    return f"a method of the table: {names}; or 'sum' (config files). `python -m kdcore methods` describes each"
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    """`python -m kdcore methods [--json]`: the method table."""
+    from kdcore.methods import all_methods
+    rows = [m.describe() for m in all_methods()]
+    if args.json:
+        _print_json({"methods": rows})
+        return 0
+    for r in rows:
+        print(_method_text(r))
+    return 0
+
+
+def _method_text(r: dict) -> str:
+    """One method of the table in a few lines of text."""
+    aka = f"  (aliases: {', '.join(r['aliases'])})" if r["aliases"] else ""
+    lines = [f"{r['name']}{aka}: {r['help']}",
+             f"    tasks: {', '.join(r['tasks'])} · CE by default: {'yes' if r['ce_default'] else 'no'}"
+             + (f" · default T: {r['default_temperature']:g}" if r["default_temperature"] is not None else ""),
+             f"    loss: {r['loss']}" + (f" · components: {r['components']}" if r["components"] else ""),
+             f"    spec: {r['section']}" + (f" · source: {r['source']}" if r["source"] else "")]
+    for p in r["params"]:
+        flags = "required" if p["required"] else f"default {p['default']!r}"
+        flags += ", the job's field when not set" if p["shared"] else ""
+        lines.append(f"    --param {p['name']}: {p['range']} ({flags}) — {p['help']}")
+    return "\n".join(lines)
+
+
+def _add_methods_parser(sub: Any) -> None:
+    m = sub.add_parser("methods", help="list the method table: names, aliases, tasks, parameters, source")
+    m.add_argument("--json", action="store_true", help='print {"methods": [{name, aliases, tasks, params, ...}]}')
+    m.set_defaults(func=_cmd_methods)
+
+
 # ---- doctor (kdcore.doctor; added by the doctor branch) ------------------------------------------------
 
 def _cmd_doctor(args) -> int:
@@ -283,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip the student-alone baseline")
     p.set_defaults(func=cmd_protocol)
     _add_doctor_parser(sub)
+    _add_methods_parser(sub)
     return ap
 
 

@@ -190,14 +190,36 @@ def test_distill_finds_runs_from_the_store(home):
     assert at.selectbox(key="live_run").value == home["run_id"]
 
 
+def _start(at: AppTest) -> None:
+    next(b for b in at.button if "Start distillation" in str(b.proto.label)).click().run()
+    assert not at.exception
+
+
 def test_distill_rejects_a_bad_config_in_plain_words(home):
     at = _open("distill")
-    at.selectbox(key="job_objective").set_value("dkd")
-    at.text_input(key="job_params").set_value("{beta: -1}")                # DKD's β must be ≥ 0
-    form_submit = next(b for b in at.button if "Start distillation" in str(b.proto.label))
-    form_submit.click().run()
-    assert not at.exception
+    at.selectbox(key="job_objective").set_value("dkd").run()
+    at.number_input(key="job_dkd_beta").set_value(-1.0)                      # DKD's β must be ≥ 0
+    _start(at)
     assert at.error and "Could not start the run" in at.error[0].value
+    assert "params.beta must be a number in [0, inf); got -1" in at.error[0].value
+
+
+def test_distill_form_has_a_field_per_parameter_of_every_method(home):
+    from kdcore.methods import methods_for
+    at = _open("distill")
+    offered = at.selectbox(key="job_objective").options
+    assert [o.split(" — ")[0] for o in offered] == [m.name for m in methods_for("classification")]
+    at.selectbox(key="job_objective").set_value("cakd").run()
+    keys = {w.key for w in (*at.number_input, *at.selectbox, *at.checkbox, *at.text_input)}
+    assert {f"job_cakd_{p}" for p in ("temperature", "alpha", "beta", "rule", "k", "tau")} <= keys
+    assert at.selectbox(key="job_cakd_rule").value == "target"
+    at.selectbox(key="job_cakd_rule").set_value("topk")
+    _start(at)                                                               # rule topk without k
+    assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
+    at.selectbox(key="job_pair").set_value("tinylang").run()                 # a language model: its methods only
+    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == ["token", "attn_kl", "ce"]
+    assert at.selectbox(key="job_token_kind").value == "fkl"
+    assert at.number_input(key="job_token_temperature").value == 1.0
 
 
 def test_doctor_page_renders(home):

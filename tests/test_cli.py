@@ -54,6 +54,8 @@ def test_cli_end_to_end(tmp_path):
     (("distill", "--pair", TOY, "--lam", "2", "--epochs", "0", "--json"), "'epochs'"),
     (("distill", "--pair", TOY, "--objective", "token", "--json"), "causal language models"),
     (("runs", "show", "nope", "--json"), "no run with id"),
+    (("distill", "--pair", TOY, "--objective", "dkdd", "--json"), "Did you mean 'dkd'?"),
+    (("distill", "--pair", TOY, "--objective", "dkd", "--param", "alpha=-1", "--json"), "[0, inf); got -1"),
 ])
 def test_cli_bad_input_exits_2_with_the_reason(tmp_path, args, needle):
     p = _cli(*args, home=tmp_path / "kdwb")
@@ -62,3 +64,20 @@ def test_cli_bad_input_exits_2_with_the_reason(tmp_path, args, needle):
     assert needle in out["error"]
     if "'epochs'" in needle:
         assert len(out["problems"]) == 2
+
+
+def test_cli_methods_lists_the_table(tmp_path):
+    from kdcore.methods import all_methods
+    p = _cli("methods", "--json", home=tmp_path / "kdwb")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["methods"]
+    assert [r["name"] for r in rows] == [m.name for m in all_methods()]
+    at = next(r for r in rows if r["name"] == "at")
+    assert at["aliases"] == ["attention_transfer"] and at["tasks"] == ["classification"]
+    assert at["loss"] == "kdcore.losses:attention_transfer_loss" and at["section"] == "METHODS.md §7"
+    assert at["params"][1] == {"name": "p", "kind": "float", "default": 2.0, "range": "a number in (0, inf)",
+                               "required": False, "shared": False,
+                               "help": "exponent p of the attention map mean_c |F_c|^p"}
+    text = _cli("methods", home=tmp_path / "kdwb").stdout
+    assert "    --param beta: a number in [0, inf) (default 8.0) — weight β of the non-target term NCKD" in text
+    assert "a method of the table: kd (hinton), dkd," in _cli("distill", "--help", home=tmp_path / "kdwb").stdout

@@ -4,7 +4,8 @@ import streamlit as st
 
 from app import report, run_figures, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
-from kdcore.jobs.config import OBJECTIVE_PARAMS
+from kdcore.jobs.config import config_from_form
+from kdcore.methods import all_methods, get_method, methods_for
 
 ui.intro(
     "Distill: train a student and watch it learn",
@@ -27,42 +28,39 @@ tab_new, tab_live, tab_runs, tab_protocol = st.tabs(["Start a run", "Live", "Run
 
 # ---- start -----------------------------------------------------------------------------------------
 with tab_new:
-    pair = st.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair",
+    c1, c2 = st.columns([1, 2])
+    pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair",
                         format_func=state.describe_sample_pair)
-    task = state.pair_from_key(("sample", pair)).dataset.task
+    the_pair = state.pair_from_key(("sample", pair))
+    task = the_pair.dataset.task
+    objective = c2.selectbox("Method", [m.name for m in methods_for(task)], key="job_objective",
+                             format_func=runs.method_label, help="Every method of the table that fits this pair's task "
+                             "(`python -m kdcore methods` lists them with their sources).")
+    method = get_method(objective)
+    layers_hint = (f"Student layers: {', '.join(the_pair.student.layer_names()[:12])}. "
+                   f"Teacher layers: {', '.join(the_pair.teacher.layer_names()[:12])}.")
     with st.form("new_run"):
-        c1, c2 = st.columns([2, 1])
-        objective = c1.selectbox("Objective", runs.objectives_for(task), key="job_objective",
-                                 format_func=lambda o: f"{o} — {runs.OBJECTIVE_HELP.get(o, '')}")
-        name = c2.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
+        st.caption(f"**{method.name}** ({method.section}): {method.help}")
+        defaults = method.defaults(task)
+        cols = st.columns(4)
+        values = {p.name: runs.param_field(cols[i % 4], method, p, defaults[p.name], layers_hint)
+                  for i, p in enumerate(method.params)}
         c1, c2, c3, c4 = st.columns(4)
-        temperature = c1.number_input("Temperature T", 0.1, 50.0, 1.0 if task == "causal_lm" else 4.0, 0.5,
-                                      key="job_temperature")
-        lam = c2.number_input("λ (KD only)", 0.0, 1.0, 0.9, 0.05, key="job_lam")
-        epochs = c3.number_input("Epochs", 1, 200, 3, key="job_epochs")
-        max_steps = c4.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
-        c1, c2, c3, c4 = st.columns(4)
-        lr = c1.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key="job_lr")
-        batch = c2.number_input("Batch size", 4, 1024, 64, key="job_batch")
-        train_size = c3.number_input("Training samples (0 = all)", 0, 1_000_000, 0, key="job_train_size")
-        seed = c4.number_input("Seed", 0, 10_000, 0, key="job_seed")
-        params = st.text_input("Other parameters (YAML, optional)", key="job_params",
-                               placeholder="e.g. {beta: 4}  ·  {rule: topk, k: 3}  ·  {kind: rkl}",
-                               help="The objective's own parameters: dkd alpha/beta; cakd rule/k/tau/alpha/beta; "
-                                    "normkd t_norm; ls eps; token kind/beta/alpha/mu.")
+        epochs = c1.number_input("Epochs", 1, 200, 3, key="job_epochs")
+        max_steps = c2.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
+        lr = c3.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key="job_lr")
+        batch = c4.number_input("Batch size", 4, 1024, 64, key="job_batch")
+        c1, c2, c3 = st.columns([1, 1, 2])
+        train_size = c1.number_input("Training samples (0 = all)", 0, 1_000_000, 0, key="job_train_size")
+        seed = c2.number_input("Seed", 0, 10_000, 0, key="job_seed")
+        name = c3.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
         started = st.form_submit_button("Start distillation", type="primary")
     if started:
         with ui.guard("start the run"):
-            has_t = "temperature" in OBJECTIVE_PARAMS[objective]
-            extra = runs.parse_params(params)
-            if task == "multilabel" and objective == "cakd":
-                extra.setdefault("rule", "labels")              # the strong set of a multi-label sample: its labels
-            cfg = JobConfig(pair=pair, objective=objective, name=name.strip(), params=extra,
-                            temperature=float(temperature) if has_t else None,
-                            lam=float(lam) if objective == "kd" else None, epochs=int(epochs),
-                            max_steps=int(max_steps) or None, lr=float(lr), batch_size=int(batch),
-                            train_size=int(train_size) or None, seed=int(seed), device=state.device())
-            prepare_run(cfg, pair=state.pair_from_key(("sample", pair)))   # every problem named before queueing
+            cfg = config_from_form(pair, objective, values, name=name.strip(), epochs=int(epochs),
+                                   max_steps=int(max_steps) or None, lr=float(lr), batch_size=int(batch),
+                                   train_size=int(train_size) or None, seed=int(seed), device=state.device())
+            prepare_run(cfg, pair=the_pair)                       # every problem named before queueing
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
@@ -160,7 +158,8 @@ with tab_protocol:
         c1, c2, c3 = st.columns(3)
         p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="proto_pair")
         p_kind = c2.selectbox("Sweep", ["temperature", "λ", "none (objective vs baseline)"], key="proto_kind")
-        p_obj = c3.selectbox("Objective", ["kd", "dkd", "cakd"], key="proto_objective")
+        p_obj = c3.selectbox("Method", [m.name for m in all_methods() if m.takes("temperature")], key="proto_objective",
+                             format_func=runs.method_label, help="Methods with a temperature (λ sweeps: KD only).")
         c1, c2, c3, c4 = st.columns(4)
         p_values = c1.text_input("Values", "1, 4, 8", key="proto_values", help="Comma-separated T or λ values.")
         p_seeds = c2.number_input("Seeds", 1, 10, 2, key="proto_seeds")

@@ -12,32 +12,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# objective name -> parameters it accepts (values: default, None = the job's shared value or required)
-OBJECTIVE_PARAMS: dict[str, dict[str, Any]] = {
-    "ce": {},
-    "kd": {"temperature": None, "lam": None, "standardize": False},
-    "dkd": {"temperature": None, "alpha": 1.0, "beta": 8.0},
-    "cakd": {"temperature": None, "alpha": 1.0, "beta": 1.0, "rule": "target", "k": None, "tau": None},
-    "normkd": {"t_norm": 2.0},
-    "ls": {"eps": 0.1},
-    "feature_l2": {"layers": None, "projector": "auto", "cosine": False},
-    "at": {"layers": None, "p": 2.0},
-    "attn_kl": {"layers": None},
-    "token": {"kind": "fkl", "temperature": None, "beta": 0.5, "alpha": 0.1, "mu": 0.5},
-}
-OBJECTIVES = tuple(OBJECTIVE_PARAMS) + ("sum",)
-ALIASES = {"label_smoothing": "ls", "attention_transfer": "at", "fitnet": "feature_l2", "hinton": "kd",
-           "attention_kl": "attn_kl"}
-# Objectives that add the hard-label cross-entropy by default (weight 1): the papers' recipes
-# (DKD, CAKD, NormKD, FitNets, AT, MiniLM) train CE plus the distillation term.
-_CE_BY_DEFAULT = {"dkd", "cakd", "normkd", "feature_l2", "at", "attn_kl", "token"}
-DEFAULT_TEMPERATURE = {"kd": 4.0, "dkd": 4.0, "cakd": 4.0, "token": 1.0}
-DEFAULT_LAM = 0.9
+from kdcore.methods import ALIASES  # noqa: F401  (re-exported: {alias: method}, always current)
+from kdcore.methods import (Method, canonical_name, get_method, method_names, param_problems, resolve_params,
+                            unknown_method_message)
+from kdcore.methods.params import TEXT_KINDS, parse_text
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 DEVICES = ("cpu", "cuda", "auto")
-STRONG_RULES = ("target", "topk", "mass", "labels")
-TOKEN_KINDS = ("fkl", "rkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "akl", "uld")
+
+
+def __getattr__(name: str) -> Any:
+    """OBJECTIVES, read from the method table when asked (so methods registered later are in it)."""
+    if name == "OBJECTIVES":
+        return method_names() + ("sum",)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConfigError(ValueError):
@@ -52,9 +41,9 @@ class ConfigError(ValueError):
 @dataclass
 class LossTerm:
     """One term of a weighted-sum objective."""
-    name: str = "kd"                                  # an objective of OBJECTIVE_PARAMS
+    name: str = "kd"                                  # a method of the table (kdcore.methods) or an alias
     weight: float = 1.0                               # multiplier of this term in the sum
-    params: dict = field(default_factory=dict)       # the term's parameters (see OBJECTIVE_PARAMS)
+    params: dict = field(default_factory=dict)       # the method's parameters (`python -m kdcore methods`)
 
 
 @dataclass
@@ -65,11 +54,11 @@ class JobConfig:
     shorthand for one term of weight 1 with `params`; `objective="sum"` uses `terms`.
     """
     pair: str = "digits"                    # sample pair name, or "module:factory" returning a Pair
-    objective: str = "kd"                   # one of OBJECTIVES ("sum": the weighted `terms`)
-    temperature: float | None = None        # T of kd/dkd/cakd/token; None: 4.0 (token: 1.0)
+    objective: str = "kd"                   # a method of the table or an alias ("sum": the weighted `terms`)
+    temperature: float | None = None        # T of every method that takes one; None: each method's default
     lam: float | None = None                # KD's weight λ in [0, 1] (CE gets 1 − λ); None: 0.9
-    ce_weight: float | None = None          # hard-label CE added to the objective; None: 1 for dkd/cakd/normkd/feature/attention/token, else 0
-    params: dict = field(default_factory=dict)   # the objective's other parameters (alpha, beta, rule, k, tau, eps, kind, layers, ...)
+    ce_weight: float | None = None          # hard-label CE added to the loss; None: the method's CE default
+    params: dict = field(default_factory=dict)   # the method's parameters (`python -m kdcore methods`)
     terms: list = field(default_factory=list)    # objective="sum": LossTerm entries (or dicts)
     train_size: int | None = None           # first n training samples; None: the whole split
     val_size: int | None = 512              # first n validation samples; None: the whole split
@@ -147,26 +136,20 @@ class JobConfig:
     # ---- resolved view -------------------------------------------------------------------------
     def resolved_terms(self) -> list[LossTerm]:
         """The terms of the loss, with every default filled in (call after validate())."""
-        obj = ALIASES.get(self.objective, self.objective)
-        raw = [LossTerm(obj, 1.0, dict(self.params))] if obj != "sum" else [
+        raw = [LossTerm(self.objective, 1.0, dict(self.params))] if self.objective != "sum" else [
             t if isinstance(t, LossTerm) else LossTerm(**t) for t in self.terms]
+        shared = {"temperature": self.temperature, "lam": self.lam}
         out = []
         for t in raw:
-            name = ALIASES.get(t.name, t.name)
-            params = {k: v for k, v in OBJECTIVE_PARAMS[name].items()}
-            params.update(t.params)
-            if "temperature" in params and params["temperature"] is None:
-                params["temperature"] = self.temperature if self.temperature is not None else DEFAULT_TEMPERATURE[name]
-            if "lam" in params and params["lam"] is None:
-                params["lam"] = self.lam if self.lam is not None else DEFAULT_LAM
-            out.append(LossTerm(name, float(t.weight), params))
+            method = get_method(t.name)
+            out.append(LossTerm(method.name, float(t.weight), resolve_params(method, t.params, shared)))
         return out
 
     def resolved_ce_weight(self) -> float:
         if self.ce_weight is not None:
             return float(self.ce_weight)
-        obj = ALIASES.get(self.objective, self.objective)
-        return 1.0 if obj in _CE_BY_DEFAULT else 0.0
+        name = canonical_name(self.objective)
+        return 1.0 if name is not None and get_method(name).ce_default else 0.0
 
     # ---- validation ----------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -174,16 +157,16 @@ class JobConfig:
         p: list[str] = []
         if not isinstance(self.pair, str) or not self.pair:
             p.append(f"'pair' must be a sample pair name or 'module:factory'; got {self.pair!r}")
-        obj = ALIASES.get(self.objective, self.objective) if isinstance(self.objective, str) else self.objective
-        if obj not in OBJECTIVES:
-            p.append(f"'objective' must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
+        obj = "sum" if self.objective == "sum" else canonical_name(self.objective)
+        if obj is None:
+            p.append(f"'objective': {unknown_method_message(self.objective)} Or 'sum' for a weighted sum of 'terms'.")
         _opt_float(p, "temperature", self.temperature, lo=0.0, lo_open=True)
         _opt_float(p, "lam", self.lam, lo=0.0, hi=1.0)
         _opt_float(p, "ce_weight", self.ce_weight, lo=0.0)
         if not isinstance(self.params, dict):
             p.append(f"'params' must be a mapping; got {type(self.params).__name__}")
-        elif obj in OBJECTIVE_PARAMS:
-            p += _term_problems(obj, self.params, "params")
+        elif obj not in (None, "sum"):
+            p += param_problems(get_method(obj), self.params, "params")
         if not isinstance(self.terms, list):
             p.append(f"'terms' must be a list; got {type(self.terms).__name__}")
         elif obj == "sum":
@@ -231,7 +214,27 @@ class JobConfig:
         return self
 
 
+def config_from_form(pair: str, objective: str, values: dict, **fields: Any) -> JobConfig:
+    """A job from a form with one field per method parameter (the app's Distill page).
+
+    Text typed for layer maps and number lists is parsed (`parse_text`). The method's shared
+    parameters (temperature, lam) go to the job's fields of that name, so protocols and run lists
+    show them; the others go to `params`; empty fields (None) are left unset. `fields` are the
+    other JobConfig fields (epochs, lr, ...). Unknown methods raise, listing the known ones;
+    parameter values are checked by `validate()`.
+    """
+    method = get_method(objective)
+    values = {k: parse_text(method.param(k), v) if _typed_as_text(method, k, v) else v for k, v in values.items()}
+    shared: dict[str, Any] = {p.name: values.get(p.name) for p in method.params if p.shared}
+    params = {k: v for k, v in values.items() if v is not None and k not in shared}
+    return JobConfig(pair=pair, objective=method.name, params=params, **shared, **fields)
+
+
 # ---- private checks --------------------------------------------------------------------------------
+
+def _typed_as_text(method: Method, name: str, value: Any) -> bool:
+    return isinstance(value, str) and method.takes(name) and method.param(name).kind in TEXT_KINDS
+
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
@@ -259,47 +262,6 @@ def _opt_int(p: list, name: str, v: Any, *, lo: int, required: bool = False) -> 
         p.append(f"'{name}' must be an integer >= {lo}; got {v!r}")
 
 
-def _term_problems(obj: str, params: dict, where: str) -> list[str]:
-    p: list[str] = []
-    allowed = OBJECTIVE_PARAMS[obj]
-    for k in sorted(set(params) - set(allowed)):
-        p.append(f"{where}: objective '{obj}' has no parameter '{k}' (it takes: {', '.join(allowed) or 'none'})")
-    g = params.get
-    _opt_float(p, f"{where}.temperature", g("temperature"), lo=0.0, lo_open=True)
-    _opt_float(p, f"{where}.lam", g("lam"), lo=0.0, hi=1.0)
-    _opt_float(p, f"{where}.t_norm", g("t_norm"), lo=0.0, lo_open=True)
-    _opt_float(p, f"{where}.eps", g("eps"), lo=0.0, hi=1.0)
-    _opt_float(p, f"{where}.p", g("p"), lo=0.0, lo_open=True)
-    if obj in ("dkd", "cakd"):
-        _opt_float(p, f"{where}.alpha", g("alpha"), lo=0.0)
-        _opt_float(p, f"{where}.beta", g("beta"), lo=0.0)
-    if obj == "cakd":
-        rule = g("rule", "target")
-        if rule not in STRONG_RULES:
-            p.append(f"{where}.rule (CAKD's strong-set rule) must be one of {', '.join(STRONG_RULES)}; got {rule!r}")
-        if rule == "topk":
-            _opt_int(p, f"{where}.k", g("k"), lo=1, required=True)
-        if rule == "mass":
-            _opt_float(p, f"{where}.tau", g("tau"), lo=0.0, hi=1.0, lo_open=True, required=True)
-    if obj == "token":
-        kind = g("kind", "fkl")
-        if kind not in TOKEN_KINDS:
-            p.append(f"{where}.kind must be one of {', '.join(TOKEN_KINDS)}; got {kind!r}")
-        _opt_float(p, f"{where}.beta", g("beta"), lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-        _opt_float(p, f"{where}.alpha", g("alpha"), lo=0.0, hi=1.0)
-        _opt_float(p, f"{where}.mu", g("mu"), lo=0.0, hi=1.0)
-    if obj in ("feature_l2", "at", "attn_kl"):
-        layers = g("layers")
-        if obj != "attn_kl" and layers is None:
-            p.append(f"{where}.layers: objective '{obj}' needs a layer mapping {{student_layer: teacher_layer}}")
-        elif layers is not None and (not isinstance(layers, dict) or not layers
-                                     or not all(isinstance(k, str) and isinstance(v, str) for k, v in layers.items())):
-            p.append(f"{where}.layers must be a non-empty mapping {{student_layer: teacher_layer}} of layer names; got {layers!r}")
-    if obj == "feature_l2" and g("projector", "auto") not in ("auto", "linear", "none"):
-        p.append(f"{where}.projector must be 'auto', 'linear' or 'none'; got {g('projector')!r}")
-    return p
-
-
 def _loss_term_problems(i: int, t: Any) -> list[str]:
     where = f"terms[{i}]"
     if isinstance(t, dict):
@@ -309,11 +271,9 @@ def _loss_term_problems(i: int, t: Any) -> list[str]:
         t = LossTerm(**t)
     if not isinstance(t, LossTerm):
         return [f"{where} must be a mapping {{name, weight, params}}; got {t!r}"]
-    name = ALIASES.get(t.name, t.name)
+    name = canonical_name(t.name)
     p: list[str] = []
-    if name not in OBJECTIVE_PARAMS:
-        return [f"{where}.name must be one of {', '.join(OBJECTIVE_PARAMS)}; got {t.name!r}"]
+    if name is None:
+        return [f"{where}.name: {unknown_method_message(t.name)}"]
     _opt_float(p, f"{where}.weight", t.weight, lo=0.0, required=True)
-    if not isinstance(t.params, dict):
-        return p + [f"{where}.params must be a mapping; got {t.params!r}"]
-    return p + _term_problems(name, t.params, f"{where}.params")
+    return p + param_problems(get_method(name), t.params, f"{where}.params")

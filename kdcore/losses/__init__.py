@@ -4,10 +4,13 @@ Every loss is a pure function of tensors, student first and teacher second. Loss
 of parts have a ``*_components`` function returning the parts per sample ([B] tensors); the loss is
 a weighted sum of them. Computation is in float32 or wider whatever the input dtype.
 
-Registries (plain dicts, name -> function):
+Registries of the tested loss functions (plain dicts, name -> function), which the common loss
+checks run over:
 - ``LOSSES``: classification losses ``kd``, ``dkd``, ``cakd``, ``normkd``, ``ls``;
 - ``FEATURE_LOSSES``: ``feature_l2``, ``feature_cosine``, ``attention_transfer``, ``attention_kl``,
   ``attention_mse``.
+The training *methods* (names, aliases, parameters, the loss each calls) are the method table,
+``kdcore.methods``; a method's step calls these functions and never restates their formulas.
 """
 from kdcore.losses.attention import attention_kl_loss, attention_map, attention_mse_loss, attention_transfer_loss
 from kdcore.losses.decoupled import (RULES, cakd_components, cakd_loss, dkd_components, dkd_loss,
