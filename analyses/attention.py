@@ -476,7 +476,7 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
     titles = (["input"] if has_img else []) + [p[0] for p in panels]
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.05)
     col = 1
-    if has_img:
+    if result.images is not None:
         fig.add_trace(_style.image_trace(result.images[sample]), row=1, col=1)
         col = 2
     for k, (name, z, _, axis) in enumerate(panels):

@@ -48,7 +48,7 @@ def wrap(model: nn.Module, *, name: str, kind: str = "classifier", layers: Seque
     if isinstance(model, ModelAdapter):
         raise ValueError(f"The 'model' parameter of wrap must be a torch.nn.Module. Got an adapter ({model!r}) instead: "
                          f"it is already wrapped.")
-    cls = ModuleAdapter
+    cls: type[ModelAdapter] = ModuleAdapter
     if isinstance(model, nn.Module) and _is_hf_model(model):
         from kdcore.adapters.hf import HFAdapter
         cls = HFAdapter

@@ -45,7 +45,7 @@ class SplitData(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.inputs[i], self.targets[i]
 
     def subset(self, n: int) -> "SplitData":
@@ -92,4 +92,8 @@ class Dataset:
     @property
     def size(self) -> int:
         """Classes or vocabulary: the width of a model's output."""
-        return self.vocab_size if self.task == "causal_lm" else self.num_classes
+        size = self.vocab_size if self.task == "causal_lm" else self.num_classes
+        if size is None:
+            field_name = "vocab_size" if self.task == "causal_lm" else "num_classes"
+            raise ValueError(f"Dataset {self.name!r} ({self.task}) has no {field_name}: set it when building the Dataset.")
+        return size

@@ -7,7 +7,7 @@ and counted; the loader refuses when fewer than two classes keep readable images
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ def _list_candidates(root: Path) -> tuple[dict[str, list[Path]], dict[str, Any]]
     return candidates, report
 
 
-def _round_robin(candidates: dict[str, list[Path]]):
+def _round_robin(candidates: dict[str, list[Path]]) -> Iterator[tuple[str, Path]]:
     """(class, file) pairs taking one file from each class in turn, so a cap keeps every class."""
     longest = max((len(v) for v in candidates.values()), default=0)
     for i in range(longest):

@@ -61,7 +61,8 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
     owner = _assign_blocks(n_blocks, vf, tf, seed, n_pieces=len(pieces), block_size=L, tokenizer=tokenizer)  # [B]
 
     train_pieces = [p for b in np.flatnonzero(owner == "train") for p in pieces[b * chunk:(b + 1) * chunk]]
-    tok = kind.from_pieces(train_pieces) if tokenizer == "char" else kind.from_pieces(train_pieces, max_vocab=max_vocab)
+    tok = (CharTokenizer.from_pieces(train_pieces) if tokenizer == "char"
+           else WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab))
     ids = np.array(tok.encode_pieces(pieces), dtype=np.int64)  # [T]
 
     inputs = np.full((n_blocks, L), tok.pad_id, dtype=np.int64)  # [B, L]

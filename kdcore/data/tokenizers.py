@@ -76,9 +76,9 @@ class _VocabTokenizer:
         return {"kind": self.kind, "vocab": list(self.vocab)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "_VocabTokenizer":
+    def from_dict(cls, d: dict[str, Any]) -> CharTokenizer | WordTokenizer:
         """The tokenizer that to_dict wrote (a CharTokenizer or WordTokenizer)."""
-        kinds = {"char": CharTokenizer, "word": WordTokenizer}
+        kinds: dict[str, type[CharTokenizer] | type[WordTokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
         if not isinstance(d, dict) or d.get("kind") not in kinds or not isinstance(d.get("vocab"), list):
             raise ValueError(f"The 'd' argument of {cls.__name__}.from_dict must be a dict with 'kind' in "
                              f"{sorted(kinds)} and a 'vocab' list, as written by to_dict. Got {str(d)[:80]!r} instead.")

@@ -70,7 +70,8 @@ def _projected_pair(student_features: Any, teacher_features: Any, projector: Cal
         raise ValueError(f"student_features{after} and teacher_features of {where} must have the same shape. Got "
                          f"{tuple(fs.shape)} for the student and {tuple(ft.shape)} for the teacher. Pass "
                          f"projector=make_projector(student.shape, teacher.shape) and train it with the student.")
-    return _upcast(fs, ft)
+    fs, ft = _upcast(fs, ft)
+    return fs, ft
 
 
 def feature_l2_loss(student_features: Tensor, teacher_features: Tensor,
