@@ -35,21 +35,21 @@ The formulas are kdcore's (``kdcore.losses.cakd_components``, ``dkd_components``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-
-from kdcore.validation import as_tensor
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from analyses import _style
 from kdcore.divergences import KINDS, token_divergence
 from kdcore.losses import cakd_components, dkd_components, strong_set
+from kdcore.validation import as_tensor
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
 _PART_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "tckd": "TCKD", "nckd": "(1 − p_t)·NCKD"}

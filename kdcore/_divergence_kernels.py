@@ -12,7 +12,7 @@ Masked vocabulary entries (logit -inf) reach the kernels as a very negative *fin
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import difflib
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 

@@ -6,8 +6,9 @@ Models load with ``local_files_only=True`` (nothing is downloaded), ``trust_remo
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -3,7 +3,8 @@ sample transformers (which expose ``forward_with_attentions(ids) -> (logits, [B,
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 

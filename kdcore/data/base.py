@@ -6,8 +6,9 @@ without a DataLoader.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -48,7 +49,7 @@ class SplitData(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.inputs[i], self.targets[i]
 
-    def subset(self, n: int) -> "SplitData":
+    def subset(self, n: int) -> SplitData:
         """The first n samples (deterministic probe batches)."""
         sl = slice(0, min(n, len(self)))
         return SplitData(self.inputs[sl], self.targets[sl],

@@ -6,17 +6,24 @@ and counted; the loader refuses when fewer than two classes keep readable images
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from kdcore.validation import check_int_range
-from kdcore.data._user_common import (DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed,
-                                      stratified_split, too_large)
+from kdcore.data._user_common import (
+    DEFAULT_MAX_BYTES,
+    check_fractions,
+    check_max_bytes,
+    check_seed,
+    stratified_split,
+    too_large,
+)
 from kdcore.data.base import SPLITS, Dataset, SplitData
+from kdcore.validation import check_int_range
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 _WHERE = "load_image_folder"

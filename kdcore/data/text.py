@@ -16,10 +16,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdcore.validation import check_int_range
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed, read_source
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
 from kdcore.data.tokenizers import CharTokenizer, WordTokenizer
+from kdcore.validation import check_int_range
 
 _WHERE = "load_text"
 _TOKENIZERS = {"char": CharTokenizer, "word": WordTokenizer}

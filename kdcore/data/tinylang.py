@@ -17,7 +17,7 @@ every position (``extras["true_probs"]``) and the kind of every position (``extr
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from kdcore.doctor.context import Context, RunRecord, Skip
 from kdcore.doctor.findings import SEVERITIES, Report

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kdcore.doctor.context import Context, Skip, fmt
-from kdcore.doctor.findings import FigureData, Finding
+from kdcore.doctor.findings import Finding
 
 if TYPE_CHECKING:
     from kdcore.adapters.base import ModelAdapter

@@ -3,7 +3,6 @@ training data (its errors are what the student copies; METHODS §11: err_s ≤ e
 run in train mode (dropout active: noisy targets), or receiving gradients."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
