@@ -109,6 +109,7 @@ def test_the_wheel_holds_the_packages_and_their_data(tmp_path):
     assert "Requires-Dist: torch==" in metadata
 
 
+@pytest.mark.slow
 def test_the_installed_packages_work_from_another_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(KDWB_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
