@@ -4,19 +4,32 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
 
-.PHONY: setup app test browser-deps bench clean-venv
+.PHONY: setup app lint unit test browser-deps bench clean-venv
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The project, editable, with its dev tools. torch is pinned in pyproject.toml, so pip takes the CPU
+# wheel that lies on disk here instead of pulling a CUDA build.
+$(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 # Set up, then launch the workbench on the sample pairs at http://127.0.0.1:$(PORT)
+# (.streamlit/config.toml binds it to 127.0.0.1).
 app: setup
-	$(BIN)/python -m streamlit run app/main.py --server.port $(PORT)
+	$(BIN)/python -m streamlit run app/main.py --server.port $(PORT) --server.address 127.0.0.1
+
+# Lint, format check and type check (ruff and mypy read their settings from pyproject.toml).
+lint: setup
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
+
+# The quick loop: every test but the slow and the browser ones.
+unit: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
 
 # Debian's chromium drives the browser tests (playwright cannot download browsers here).
 browser-deps:
@@ -24,8 +37,8 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-# Set up, then run the whole test suite (unit, page and real-browser tests).
-test: setup browser-deps
+# Set up, lint, then run the whole test suite (unit, page and real-browser tests).
+test: setup browser-deps lint
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -27,21 +27,21 @@ Attention-transfer maps that light up different regions mean the student looks e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-
-from kdcore.validation import as_tensor
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from analyses import _style
+from kdcore.validation import as_tensor
 
 _CHUNK = 2 ** 22                   # float64 elements per intermediate (32 MiB): long texts stay bounded
 METRICS = ("kl", "js", "mse")       # divergences between two heads' attention rows
@@ -476,7 +476,7 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
     titles = (["input"] if has_img else []) + [p[0] for p in panels]
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.05)
     col = 1
-    if has_img:
+    if result.images is not None:
         fig.add_trace(_style.image_trace(result.images[sample]), row=1, col=1)
         col = 2
     for k, (name, z, _, axis) in enumerate(panels):

@@ -35,21 +35,21 @@ The formulas are kdcore's (``kdcore.losses.cakd_components``, ``dkd_components``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-
-from kdcore.validation import as_tensor
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from analyses import _style
 from kdcore.divergences import KINDS, token_divergence
 from kdcore.losses import cakd_components, dkd_components, strong_set
+from kdcore.validation import as_tensor
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
 _PART_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "tckd": "TCKD", "nckd": "(1 − p_t)·NCKD"}
@@ -146,7 +146,7 @@ def compute(student_logits: Any, teacher_logits: Any, labels: Any = None, *,
     cakd_parts = {"bcd": "bcd", "scd": "scd_weighted", "wcd": "wcd_weighted"}
     per_class = _aggregate(per_sample, ["rule", "class"], cakd_parts, ["scd", "wcd", "p_strong", "n_strong"])
     dkd = dkd_class = None
-    if single:
+    if single and y is not None:
         parts = {key: v.detach().cpu().double().numpy()
                  for key, v in dkd_components(s, t, y, temperature=temperature).items()}
         dkd = pd.DataFrame({"sample": np.arange(len(cls)), "class": cls, **parts})
@@ -223,7 +223,7 @@ def token_components(student_logits: Any, teacher_logits: Any, *, kinds: Sequenc
                              f"Got shape {tuple(v.shape)} instead.")
         v = v.reshape(-1).cpu()
         keep &= v.bool() if name == "mask" else v != -100  # labels: -100 = nothing predicted
-    params = {"temperature": temperature, "beta": beta, "alpha": alpha, "mu": mu, "align": align}
+    params: dict[str, Any] = {"temperature": temperature, "beta": beta, "alpha": alpha, "mu": mu, "align": align}
     df = pd.DataFrame({"position": np.arange(length),
                        "token": list(tokens) if tokens is not None else [str(i) for i in range(length)],
                        "kept": keep.numpy()})

@@ -22,7 +22,8 @@ the target class is the teacher's argmax (the same at every T > 0; ties go to th
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -5,16 +5,12 @@ app/views/ reads the sidebar's choices, calls cached analyses and renders figure
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ first, not the repository root
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app import sidebar, ui  # noqa: E402
+# `app` is the installed package (`pip install -e .`): `streamlit run app/main.py` puts app/ itself on the path.
+from app import sidebar, ui
 
 st.set_page_config(page_title="KD Workbench", page_icon=":material/science:", layout="wide",
                    menu_items={"About": "KD Workbench: see knowledge distillation work, and find out why it did not."})

@@ -1,4 +1,4 @@
-"""Page render timing through streamlit's AppTest (used by bench/app.py; lives here because only the
+"""Page render timing through streamlit's AppTest (used by bench/app_pages.py; lives here because only the
 app package may import streamlit)."""
 from __future__ import annotations
 

@@ -215,7 +215,10 @@ def pair_from_key(key: tuple) -> Pair | None:
 @st.cache_resource(max_entries=4, show_spinner="Copying the pair to the device…")
 def _pair_on(key: tuple, device: str) -> Pair:
     pair = pair_from_key(key)
-    move = lambda a: None if a is None else a.to(device)   # a copy on the device; the CPU original is untouched
+
+    def move(adapter):  # a copy on the device; the CPU original is untouched
+        return None if adapter is None else adapter.to(device)
+
     return Pair(name=pair.name, teacher=move(pair.teacher), student=move(pair.student),
                 student_baseline=move(pair.student_baseline), dataset=pair.dataset)
 

@@ -11,17 +11,14 @@ A second ratio hooks every module the forward runs (all leaves included), for in
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kdcore.adapters import load_hf, wrap  # noqa: E402
-from kdcore.hooks import capture_features  # noqa: E402
+from kdcore.adapters import load_hf, wrap
+from kdcore.hooks import capture_features
 
 GOAL = 1.15
 

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analyses import cka  # noqa: E402
+from analyses import cka
 
 LAYERS_A, WIDTH_A = 12, 768
 LAYERS_B, WIDTH_B = 6, 384

@@ -19,11 +19,8 @@ import argparse
 import math
 import multiprocessing as mp
 import resource
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CASES = [(8192, 32000), (2048, 128000)]
 QUICK_CASES = [(1024, 32000), (256, 128000)]   # a few chunks each

@@ -13,17 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from kdcore.jobs import JobConfig, RunStore, resolve_pair, run_job  # noqa: E402
+from kdcore.jobs import JobConfig, RunStore, resolve_pair, run_job
 
 
 def hand_loop(pair, cfg: JobConfig, steps: int, device) -> float:

@@ -9,7 +9,7 @@ Every row is computed by the same arithmetic whatever the chunking, so chunked e
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -28,7 +28,7 @@ def auto_chunk_rows(vocab: int) -> int:
 
 
 def _chunk_values(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor,
-                  rows: Optional[Tensor], temperature: float, dtype: torch.dtype, neg_inf: bool,
+                  rows: Tensor | None, temperature: float, dtype: torch.dtype, neg_inf: bool,
                   params: dict) -> Tensor:
     """The divergence of one chunk: student [c, Vs], teacher [c, Vt] -> [c] (or [len(rows)])."""
     if rows is not None:
@@ -39,7 +39,7 @@ def _chunk_values(kernel: Callable[..., Tensor], student: Tensor, teacher: Tenso
 
 
 def per_position(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor, *, temperature: float,
-                 chunk_rows: int, keep: Optional[Tensor] = None, neg_inf: bool = True, params: dict) -> Tensor:
+                 chunk_rows: int, keep: Tensor | None = None, neg_inf: bool = True, params: dict) -> Tensor:
     """Kernel values for every row of student [N, Vs] / teacher [N, Vt], or for the rows ``keep``
     [N] (bool) marks; rows left out are never computed. Returns [N] or [number kept].
     ``neg_inf=False`` promises that no computed logit is -inf (the clamp is skipped)."""

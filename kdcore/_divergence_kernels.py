@@ -12,6 +12,7 @@ Masked vocabulary entries (logit -inf) reach the kernels as a very negative *fin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -113,5 +114,5 @@ def uld(log_q: Tensor, log_p: Tensor) -> Tensor:
             + p_sorted[:, k:].sum(dim=-1) + q_sorted[:, k:].sum(dim=-1))
 
 
-KERNELS = {"fkl": fkl, "rkl": rkl, "jsd": jsd, "tvd": tvd, "skew_fkl": skew_fkl,
+KERNELS: dict[str, Callable[..., Tensor]] = {"fkl": fkl, "rkl": rkl, "jsd": jsd, "tvd": tvd, "skew_fkl": skew_fkl,
            "skew_rkl": skew_rkl, "akl": akl, "uld": uld}

@@ -17,8 +17,9 @@ A layer whose features are constant over the inputs has no similarity to speak o
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

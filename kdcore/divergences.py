@@ -31,7 +31,7 @@ checkpointed, so backward memory is bounded too. Results equal the unchunked com
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -46,8 +46,8 @@ _LOSS_PARAMS = ("temperature", "beta", "alpha", "mu", "chunk_size", "align")
 
 
 def token_divergence(student_logits: Tensor, teacher_logits: Tensor, kind: str, *, temperature: float = 1.0,
-                     beta: float = 0.5, alpha: float = 0.1, mu: float = 0.5, chunk_size: Optional[int] = None,
-                     align: Optional[str] = None) -> Tensor:
+                     beta: float = 0.5, alpha: float = 0.1, mu: float = 0.5, chunk_size: int | None = None,
+                     align: str | None = None) -> Tensor:
     """Per-position divergence of ``kind`` between student and teacher logits [..., V] -> [...].
 
     Args:
@@ -69,7 +69,7 @@ def token_divergence(student_logits: Tensor, teacher_logits: Tensor, kind: str, 
                     temperature=temperature, beta=beta, alpha=alpha, mu=mu, chunk_size=chunk_size, align=align)
 
 
-def divergence_loss(student_logits: Tensor, teacher_logits: Tensor, kind: str, *, mask: Optional[Tensor] = None,
+def divergence_loss(student_logits: Tensor, teacher_logits: Tensor, kind: str, *, mask: Tensor | None = None,
                     **params: Any) -> Tensor:
     """Mean of ``token_divergence`` over the positions kept, a scalar.
 
@@ -104,9 +104,9 @@ def divergence_loss(student_logits: Tensor, teacher_logits: Tensor, kind: str, *
     return values.mean()
 
 
-def _compute(student_logits: Any, teacher_logits: Any, kind: Any, *, keep: Optional[Tensor], where: str,
+def _compute(student_logits: Any, teacher_logits: Any, kind: Any, *, keep: Tensor | None, where: str,
              temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1, mu: float = 0.5,
-             chunk_size: Optional[int] = None, align: Optional[str] = None) -> Tensor:
+             chunk_size: int | None = None, align: str | None = None) -> Tensor:
     """Validate, align, flatten positions and run the chunked kernel. Returns [...] or [kept]."""
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"The 'kind' parameter of {where} must be one of {KINDS}. Got {kind!r} instead.")
@@ -143,7 +143,7 @@ def _kind_params(kind: str, *, beta: float, alpha: float, mu: float, where: str)
     return {}
 
 
-def _aligned(student: Any, teacher: Any, kind: str, align: Optional[str], *, where: str) -> tuple[Tensor, Tensor]:
+def _aligned(student: Any, teacher: Any, kind: str, align: str | None, *, where: str) -> tuple[Tensor, Tensor]:
     """Check types and leading shapes; truncate the vocabularies to the shared ids when asked."""
     check_float_tensor("student_logits", student, where=where)
     check_float_tensor("teacher_logits", teacher, where=where)

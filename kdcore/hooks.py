@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import difflib
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -69,7 +70,8 @@ def resolve_layers(model: nn.Module, layers: Any, *, where: str = "capture_featu
     return resolved
 
 
-def _make_hook(name: str, store: dict[str, Tensor], detach: bool, owner: int):
+def _make_hook(name: str, store: dict[str, Tensor], detach: bool,
+               owner: int) -> Callable[[nn.Module, Any, Any], None]:
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if threading.get_ident() != owner:
             return  # another session's forward pass through the same shared model

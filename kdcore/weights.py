@@ -12,8 +12,9 @@ import pickle
 import pickletools
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any
 
 import torch
 from torch import Tensor, nn

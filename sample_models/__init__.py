@@ -13,7 +13,8 @@ import functools
 import json
 from pathlib import Path
 
-from kdcore.data import DATASETS, get_dataset  # re-exported: the datasets the pairs were trained on
+from kdcore.data import DATASETS as DATASETS  # re-exported: the datasets the pairs were trained on
+from kdcore.data import get_dataset as get_dataset
 
 PAIRS = ("digits", "shapes", "shapes_multilabel", "tinylang")
 ROOT = Path(__file__).resolve().parent
@@ -39,7 +40,6 @@ def load_model(name: str, role: str):
     """
     from safetensors.torch import load_file
 
-    from kdcore.data import get_dataset
     from sample_models import architectures
 
     _check_name(name, "load_model")
@@ -53,7 +53,7 @@ def load_model(name: str, role: str):
     return model.eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_pair(name: str):
     """The sample pair ``name`` as a ``kdcore.pairs.Pair``, cached: callers share it and must never
     mutate it (clone an adapter before training it).
@@ -62,7 +62,6 @@ def load_pair(name: str):
     token for tinylang); student_baseline: the student's architecture trained on labels alone.
     """
     from kdcore.adapters import wrap
-    from kdcore.data import get_dataset
     from kdcore.pairs import Pair
 
     _check_name(name, "load_pair")

@@ -1,6 +1,5 @@
 """Shared fixtures: seeded RNGs and the spec's test vectors."""
 import json
-import os
 import random
 from pathlib import Path
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.figdata import arr
 from analyses import attention
+from tests.figdata import arr
 
 
 def _random_attention(b, h, length, *, causal=False, sharp=1.0, seed=None):

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from tests.figdata import arr
 from analyses import cams
+from tests.figdata import arr
 
 
 class _Net(nn.Module):

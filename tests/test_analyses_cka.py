@@ -216,7 +216,7 @@ def test_single_batch_streaming_equals_full_debiased():
 def test_streaming_estimates_the_full_value_with_many_inputs():
     rng = np.random.default_rng(10)
     x, y = _related(2000, 8, 6, rng)
-    stream = cka.minibatch_cka_matrix(((({"x": x[i:i + 200]}), {"y": y[i:i + 200]}) for i in range(0, 2000, 200)))
+    stream = cka.minibatch_cka_matrix((({"x": x[i:i + 200]}), {"y": y[i:i + 200]}) for i in range(0, 2000, 200))
     assert stream.loc["x", "y"] == pytest.approx(cka.linear_cka(x, y, debiased=True), abs=0.02)
 
 

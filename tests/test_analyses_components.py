@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.figdata import arr
 from analyses import components
 from kdcore.divergences import KINDS, divergence_loss, token_divergence
+from tests.figdata import arr
 
 
 def _softmax(z):

@@ -10,8 +10,6 @@ import kdcore._divergence_chunks as chunks
 from kdcore._divergence_kernels import akl_head_weight
 from kdcore.divergences import KINDS, divergence_loss, token_divergence
 
-
-
 PARAMS = {"jsd": {"beta": 0.3}, "skew_fkl": {"alpha": 0.2}, "skew_rkl": {"alpha": 0.2}, "akl": {"mu": 0.3}}
 
 

@@ -14,8 +14,22 @@ from kdcore.adapters import wrap
 from kdcore.data.base import Dataset, SplitData
 from kdcore.doctor import CHECK_IDS, RunRecord, diagnose, diagnose_run
 from kdcore.jobs import JobConfig, RunStore, run_job
-from tests.test_doctor_pairs import (CALIBRATED, GAP, V, Augmented, Bigram, Dropped, Rolled, Scaled, bigram_table,
-                                     calibrated_pair, capacity_gap_pair, lm_dataset, lm_pair, lm_student)
+from tests.test_doctor_pairs import (
+    CALIBRATED,
+    GAP,
+    Augmented,
+    Bigram,
+    Dropped,
+    Rolled,
+    Scaled,
+    V,
+    bigram_table,
+    calibrated_pair,
+    capacity_gap_pair,
+    lm_dataset,
+    lm_pair,
+    lm_student,
+)
 
 LM_PAIR = "tests.test_doctor_pairs:lm_pair"
 LM_ONLY = [c for c in CHECK_IDS if c.startswith("lm.") and c != "lm.temperature_mismatch"]

@@ -9,10 +9,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdcore.losses import (cakd_components, cakd_loss, dkd_components, dkd_loss, kd_components, kd_loss,
-                           label_smoothing_loss, label_smoothing_targets, normkd_components, normkd_loss,
-                           softmax_t, strong_set)
-
+from kdcore.losses import (
+    cakd_components,
+    cakd_loss,
+    dkd_components,
+    dkd_loss,
+    kd_components,
+    kd_loss,
+    label_smoothing_loss,
+    label_smoothing_targets,
+    normkd_components,
+    normkd_loss,
+    softmax_t,
+    strong_set,
+)
 
 # ---- independent float64 numpy reference, written from METHODS.md ------------------------------
 

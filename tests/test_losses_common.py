@@ -7,8 +7,8 @@ argument, bf16 inputs computed in float32.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch

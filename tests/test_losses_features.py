@@ -7,8 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from kdcore.losses import (attention_kl_loss, attention_map, attention_mse_loss, attention_transfer_loss,
-                           feature_cosine_loss, feature_l2_loss, make_projector)
+from kdcore.losses import (
+    attention_kl_loss,
+    attention_map,
+    attention_mse_loss,
+    attention_transfer_loss,
+    feature_cosine_loss,
+    feature_l2_loss,
+    make_projector,
+)
 
 
 def _np(x):

@@ -13,8 +13,19 @@ from kdcore.cli import main
 from kdcore.jobs import JobConfig, RunStore
 from kdcore.jobs.config import config_from_form
 from kdcore.jobs.objectives import compute_loss
-from kdcore.methods import (ALIASES, TASKS, Method, Param, StepTensors, all_methods, canonical_name, get_method,
-                            methods_for, register_method, unregister_method)
+from kdcore.methods import (
+    ALIASES,
+    TASKS,
+    Method,
+    Param,
+    StepTensors,
+    all_methods,
+    canonical_name,
+    get_method,
+    methods_for,
+    register_method,
+    unregister_method,
+)
 from kdcore.methods.params import parse_text
 from kdcore.validation import InvalidParameterError
 from tests.test_jobs_toy import TOY

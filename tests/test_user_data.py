@@ -14,8 +14,17 @@ import pytest
 import torch
 from PIL import Image
 
-from kdcore.data import (IGNORE_INDEX, SPLITS, CharTokenizer, Dataset, WordTokenizer, load_image_folder, load_table,
-                         load_text, tokenizer_from_dict)
+from kdcore.data import (
+    IGNORE_INDEX,
+    SPLITS,
+    CharTokenizer,
+    Dataset,
+    WordTokenizer,
+    load_image_folder,
+    load_table,
+    load_text,
+    tokenizer_from_dict,
+)
 
 # ----------------------------------------------------------------------------- image folders
 

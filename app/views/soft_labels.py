@@ -1,6 +1,5 @@
 """Soft labels and temperature: how T reshapes the teacher's output, and what λ weighs in the KD loss."""
 import streamlit as st
-import torch
 import torch.nn.functional as F
 
 from app import compute, figures, ui

@@ -6,8 +6,9 @@ Models load with ``local_files_only=True`` (nothing is downloaded), ``trust_remo
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,8 @@ class HFAdapter(ModelAdapter):
         if ids.is_floating_point() or ids.dtype == torch.bool or ids.dim() != 2:
             raise ValueError(f"The 'input_ids' of {self.name} must be an integer tensor [B, L]. "
                              f"Got shape {tuple(ids.shape)} and dtype {ids.dtype} instead.")
-        embeddings = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        get_embeddings = getattr(self.model, "get_input_embeddings", None)
+        embeddings = get_embeddings() if get_embeddings is not None else None
         n = getattr(embeddings, "num_embeddings", None)
         if n is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
             raise ValueError(f"The 'input_ids' of {self.name} must be token ids in [0, {n - 1}]. Got values from "
@@ -52,12 +54,13 @@ class HFAdapter(ModelAdapter):
 
     def _config_output_size(self) -> int | None:
         if self.kind == "causal_lm":
-            head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+            get_head = getattr(self.model, "get_output_embeddings", None)
+            head = get_head() if get_head is not None else None
             if isinstance(head, nn.Linear):
                 return head.out_features
         return super()._config_output_size()
 
-    def _probe_inputs(self):
+    def _probe_inputs(self) -> Iterator[Tensor]:
         yield torch.zeros(2, 4, dtype=torch.long)
 
     def _reinit(self, model: nn.Module) -> None:
@@ -65,8 +68,9 @@ class HFAdapter(ModelAdapter):
         super()._reinit(model)
         if callable(init):
             model.apply(init)  # the architecture's own initialisation (norm weights, embeddings)
-        if hasattr(model, "tie_weights"):
-            model.tie_weights()
+        tie_weights = getattr(model, "tie_weights", None)
+        if tie_weights is not None:
+            tie_weights()
 
 
 def _check_dir(path: Any) -> Path:
@@ -121,7 +125,7 @@ def load_hf(path: str | Path, *, kind: str = "causal_lm", device: str | torch.de
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        model = auto.from_pretrained(str(p), **kwargs)
+        model: nn.Module = auto.from_pretrained(str(p), **kwargs)
     except Exception as e:  # bad config.json, corrupt or mismatched weights, unsupported architecture
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"Could not load a Hugging Face {kind} model from {str(p)!r}: {first}") from e

@@ -3,7 +3,8 @@ sample transformers (which expose ``forward_with_attentions(ids) -> (logits, [B,
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -48,7 +49,7 @@ def wrap(model: nn.Module, *, name: str, kind: str = "classifier", layers: Seque
     if isinstance(model, ModelAdapter):
         raise ValueError(f"The 'model' parameter of wrap must be a torch.nn.Module. Got an adapter ({model!r}) instead: "
                          f"it is already wrapped.")
-    cls = ModuleAdapter
+    cls: type[ModelAdapter] = ModuleAdapter
     if isinstance(model, nn.Module) and _is_hf_model(model):
         from kdcore.adapters.hf import HFAdapter
         cls = HFAdapter

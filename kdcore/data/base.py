@@ -6,8 +6,9 @@ without a DataLoader.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -45,10 +46,10 @@ class SplitData(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.inputs[i], self.targets[i]
 
-    def subset(self, n: int) -> "SplitData":
+    def subset(self, n: int) -> SplitData:
         """The first n samples (deterministic probe batches)."""
         sl = slice(0, min(n, len(self)))
         return SplitData(self.inputs[sl], self.targets[sl],
@@ -92,4 +93,8 @@ class Dataset:
     @property
     def size(self) -> int:
         """Classes or vocabulary: the width of a model's output."""
-        return self.vocab_size if self.task == "causal_lm" else self.num_classes
+        size = self.vocab_size if self.task == "causal_lm" else self.num_classes
+        if size is None:
+            field_name = "vocab_size" if self.task == "causal_lm" else "num_classes"
+            raise ValueError(f"Dataset {self.name!r} ({self.task}) has no {field_name}: set it when building the Dataset.")
+        return size

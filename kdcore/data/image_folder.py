@@ -8,6 +8,7 @@ image above max_pixels (width x height) from its header, before decoding it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from kdcore.data._user_common import (DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed,
-                                      stratified_split, too_large)
+from kdcore.data._user_common import (
+    DEFAULT_MAX_BYTES,
+    check_fractions,
+    check_max_bytes,
+    check_seed,
+    stratified_split,
+    too_large,
+)
 from kdcore.data.base import SPLITS, Dataset, SplitData
 from kdcore.validation import check_int_range
 
@@ -124,7 +131,7 @@ def _list_candidates(root: Path) -> tuple[dict[str, list[Path]], dict[str, Any]]
     return candidates, report
 
 
-def _round_robin(candidates: dict[str, list[Path]]):
+def _round_robin(candidates: dict[str, list[Path]]) -> Iterator[tuple[str, Path]]:
     """(class, file) pairs taking one file from each class in turn, so a cap keeps every class."""
     longest = max((len(v) for v in candidates.values()), default=0)
     for i in range(longest):

@@ -11,7 +11,7 @@ from kdcore.data.tinylang import tinylang
 DATASETS = {"digits": digits, "shapes": shapes, "shapes_multilabel": shapes_multilabel, "tinylang": tinylang}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_dataset(name: str) -> Dataset:
     """The named built-in dataset, cached: every caller shares one instance, so never mutate it.
 

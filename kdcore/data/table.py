@@ -15,8 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kdcore.data._user_common import (DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed,
-                                      read_source, stratified_split)
+from kdcore.data._user_common import (
+    DEFAULT_MAX_BYTES,
+    check_fractions,
+    check_max_bytes,
+    check_seed,
+    read_source,
+    stratified_split,
+)
 from kdcore.data.base import SPLITS, Dataset, SplitData
 
 _WHERE = "load_table"

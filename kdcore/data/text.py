@@ -16,10 +16,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdcore.validation import check_int_range
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed, read_source
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
 from kdcore.data.tokenizers import CharTokenizer, WordTokenizer
+from kdcore.validation import check_int_range
 
 _WHERE = "load_text"
 _TOKENIZERS = {"char": CharTokenizer, "word": WordTokenizer}
@@ -61,7 +61,8 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
     owner = _assign_blocks(n_blocks, vf, tf, seed, n_pieces=len(pieces), block_size=L, tokenizer=tokenizer)  # [B]
 
     train_pieces = [p for b in np.flatnonzero(owner == "train") for p in pieces[b * chunk:(b + 1) * chunk]]
-    tok = kind.from_pieces(train_pieces) if tokenizer == "char" else kind.from_pieces(train_pieces, max_vocab=max_vocab)
+    tok = (CharTokenizer.from_pieces(train_pieces) if tokenizer == "char"
+           else WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab))
     ids = np.array(tok.encode_pieces(pieces), dtype=np.int64)  # [T]
 
     inputs = np.full((n_blocks, L), tok.pad_id, dtype=np.int64)  # [B, L]

@@ -17,6 +17,8 @@ every position (``extras["true_probs"]``) and the kind of every position (``extr
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -63,7 +65,7 @@ class TinyLangTokenizer:
                 ids.append(self._ids[ch])
         return ids
 
-    def tokens(self, ids) -> list[str]:
+    def tokens(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
         """Display strings of the given ids."""
         out = []
         for i in (ids.tolist() if hasattr(ids, "tolist") else list(ids)):
@@ -73,7 +75,7 @@ class TinyLangTokenizer:
             out.append(TOKENS[int(i)])
         return out
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         """Tokens joined by spaces (encode(decode(ids)) == ids)."""
         return " ".join(self.tokens(ids))
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 PAD, UNK = "<pad>", "<unk>"
 SPECIALS = (PAD, UNK)
@@ -76,9 +77,9 @@ class _VocabTokenizer:
         return {"kind": self.kind, "vocab": list(self.vocab)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "_VocabTokenizer":
+    def from_dict(cls, d: dict[str, Any]) -> CharTokenizer | WordTokenizer:
         """The tokenizer that to_dict wrote (a CharTokenizer or WordTokenizer)."""
-        kinds = {"char": CharTokenizer, "word": WordTokenizer}
+        kinds: dict[str, type[CharTokenizer] | type[WordTokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
         if not isinstance(d, dict) or d.get("kind") not in kinds or not isinstance(d.get("vocab"), list):
             raise ValueError(f"The 'd' argument of {cls.__name__}.from_dict must be a dict with 'kind' in "
                              f"{sorted(kinds)} and a 'vocab' list, as written by to_dict. Got {str(d)[:80]!r} instead.")
@@ -104,12 +105,12 @@ class CharTokenizer(_VocabTokenizer):
         return list(text)
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         """The characters of `text`, in code-point order, after <pad> and <unk>."""
         return cls.from_pieces(cls.split(text))
 
     @classmethod
-    def from_pieces(cls, pieces: Iterable[str]) -> "CharTokenizer":
+    def from_pieces(cls, pieces: Iterable[str]) -> CharTokenizer:
         """The distinct characters in `pieces` (from split), in code-point order, after <pad> and <unk>."""
         return cls([*SPECIALS, *sorted(set(pieces) - set(SPECIALS))])
 
@@ -123,12 +124,12 @@ class WordTokenizer(_VocabTokenizer):
         return _WORD_RE.findall(text)
 
     @classmethod
-    def from_text(cls, text: str, *, max_vocab: int = 20000, min_count: int = 1) -> "WordTokenizer":
+    def from_text(cls, text: str, *, max_vocab: int = 20000, min_count: int = 1) -> WordTokenizer:
         """The pieces of `text` seen at least min_count times, most frequent first, at most max_vocab in all."""
         return cls.from_pieces(cls.split(text), max_vocab=max_vocab, min_count=min_count)
 
     @classmethod
-    def from_pieces(cls, pieces: Iterable[str], *, max_vocab: int = 20000, min_count: int = 1) -> "WordTokenizer":
+    def from_pieces(cls, pieces: Iterable[str], *, max_vocab: int = 20000, min_count: int = 1) -> WordTokenizer:
         """Like from_text, over pieces already cut by split (so block edges never merge two words)."""
         if isinstance(max_vocab, bool) or not isinstance(max_vocab, int) or max_vocab < len(SPECIALS) + 1:
             raise ValueError(f"The 'max_vocab' parameter of WordTokenizer must be an integer >= "

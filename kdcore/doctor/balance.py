@@ -7,6 +7,7 @@ comparable to CE's across temperatures; this check measures whether they actuall
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,12 +16,15 @@ from kdcore.doctor.findings import FigureData, Finding
 from kdcore.jobs.objectives import StepTensors, build_projectors, compute_loss, feature_layers, needs_attention
 from kdcore.jobs.teacher_cache import compute_teacher_outputs
 
+if TYPE_CHECKING:
+    from kdcore.adapters.base import ModelAdapter
+
 NEGLIGIBLE = 0.05      # KD gradient below 5 % of CE's: the run is CE training in disguise
 DOMINANT = 100.0       # KD gradient above 100× CE's: the labels have no say
 _BATCHES = 2
 
 
-def _ratio(ctx: Context, student) -> tuple[float, float]:
+def _ratio(ctx: Context, student: ModelAdapter) -> tuple[float, float]:
     """(‖∇ KD part‖, ‖∇ CE part‖) summed over a few batches of the training probe."""
     x_all, y_all = ctx.train_probe
     bs = min(ctx.config.batch_size, 128)

@@ -4,6 +4,8 @@ Mirzadeh et al. 2020, "Improved Knowledge Distillation via Teacher Assistant", a
 Cho & Hariharan 2019, "On the Efficacy of Knowledge Distillation", arXiv 1910.01348."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from kdcore.doctor.context import DISTILL_COMPONENTS, Context, Skip, fmt
@@ -81,7 +83,7 @@ def check_no_gain(ctx: Context) -> Finding | None:
     if gain > NO_GAIN:
         return None
     what = "validation loss" if lm else "validation accuracy"
-    ev = {"distilled_" + ("val_loss" if lm else "val_acc"): distilled,
+    ev: dict[str, Any] = {"distilled_" + ("val_loss" if lm else "val_acc"): distilled,
           "student_alone_" + ("val_loss" if lm else "val_acc"): alone, "gain": gain, "baseline": source}
     teacher_acc = summary.get("teacher_val_acc")
     if teacher_acc is not None and not lm:

@@ -2,17 +2,26 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from kdcore.doctor.context import Context, RunRecord, Skip
 from kdcore.doctor.findings import SEVERITIES, Report
 from kdcore.doctor.registry import CHECKS, Check
 
+if TYPE_CHECKING:
+    from kdcore.adapters.base import ModelAdapter
+    from kdcore.data.base import Dataset
+    from kdcore.jobs.store import RunStore
+    from kdcore.pairs import Pair
+
 log = logging.getLogger("kdcore.doctor")
 
 
-def diagnose_run(record: RunRecord, *, pair=None, teacher=None, student=None, dataset=None, student_baseline=None,
-                 checks: Iterable[str] | None = None, notes: dict | None = None) -> Report:
+def diagnose_run(record: RunRecord, *, pair: Pair | None = None, teacher: ModelAdapter | None = None,
+                 student: ModelAdapter | None = None, dataset: Dataset | None = None,
+                 student_baseline: ModelAdapter | None = None, checks: Iterable[str] | None = None,
+                 notes: dict | None = None) -> Report:
     """Diagnose a run given in memory (its record, and the models and data when available).
 
     record:           the run's config, metrics and state (`RunRecord`)
@@ -62,7 +71,7 @@ def _select(checks: Iterable[str] | None) -> list[Check]:
     return [known[c] for c in wanted]
 
 
-def load_record(store, run_id: str) -> RunRecord:
+def load_record(store: RunStore, run_id: str) -> RunRecord:
     """A run's record from the store, with the newest completed student-alone ('ce') run of the same pair."""
     run = store.get_run(run_id)
     baseline = None
@@ -77,7 +86,8 @@ def load_record(store, run_id: str) -> RunRecord:
                      summary=run.get("summary"), run_id=run_id, baseline=baseline)
 
 
-def diagnose(run_id: str, *, store=None, pair=None, checks: Iterable[str] | None = None) -> Report:
+def diagnose(run_id: str, *, store: RunStore | None = None, pair: Pair | None = None,
+             checks: Iterable[str] | None = None) -> Report:
     """Diagnose a run of the run store: its config, metrics and final student, with its pair.
 
     run_id: the run's id (`python -m kdcore runs list`)

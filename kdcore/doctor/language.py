@@ -4,12 +4,16 @@ divergence tends to 0 at both ends), and different temperatures for teacher and 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from kdcore.doctor.context import Context, Skip, fmt
 from kdcore.doctor.findings import Finding
 from kdcore.metrics import accuracy
+
+if TYPE_CHECKING:
+    from kdcore.adapters.base import ModelAdapter
 
 PAD_SHARE = 0.02          # padding positions at or above this share of the counted positions: flagged
 PAD_SEQUENCES = 0.3       # a token ending at least this share of sequences in a run of ≥ 2 is padding
@@ -116,7 +120,7 @@ def check_padded_vocab(ctx: Context) -> Finding | None:
                        f"models) or slice the logits to the first {start} ids.", None)
 
 
-def _vocab_dict(adapter) -> dict | None:
+def _vocab_dict(adapter: ModelAdapter | None) -> dict | None:
     tok = getattr(adapter, "tokenizer", None)
     getter = getattr(tok, "get_vocab", None)
     return dict(getter()) if callable(getter) else None
@@ -176,7 +180,7 @@ def check_jsd_beta(ctx: Context) -> Finding | None:
                    f"Use β = 0.5, or the divergence β approaches in TRL's convention: kind '{near}'.", None)
 
 
-def _model_temperature(adapter) -> float:
+def _model_temperature(adapter: ModelAdapter | None) -> float:
     """A temperature the model applies to its own logits (attribute 'temperature' or 'logit_temperature'), else 1."""
     if adapter is None:
         return 1.0

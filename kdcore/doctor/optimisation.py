@@ -56,8 +56,9 @@ def check_nonfinite(ctx: Context) -> Finding | None:
             raise Skip("the run recorded no per-step metrics")
         return None
     finite = [v for v in losses if v is not None and math.isfinite(v)]
-    step = int(ctx.record.steps.loc[ctx.record.steps["nonfinite_loss"].notna(), "step"].iloc[0]) \
-        if flagged is not None else (ctx.record.summary or {}).get("failed_step")
+    steps = ctx.record.steps
+    step = int(steps.loc[steps["nonfinite_loss"].notna(), "step"].iloc[0]) \
+        if flagged is not None and steps is not None else (ctx.record.summary or {}).get("failed_step")
     return Finding("optim.nonfinite", "error",
                    f"The loss became NaN or infinite{f' at step {step}' if step else ''}, and the run stopped.",
                    {"failed_step": step, "last_finite_loss": finite[-1] if finite else None,
@@ -99,9 +100,9 @@ def check_not_decreasing(ctx: Context) -> Finding | None:
 
 def check_lr_scale(ctx: Context) -> Finding | None:
     opt, lr = ctx.config.optimizer, float(ctx.config.lr)
-    lo, hi = LR_RANGE.get(opt, (None, None))
-    if lo is None:
+    if opt not in LR_RANGE:
         raise Skip(f"no usual range known for optimizer {opt!r}")
+    lo, hi = LR_RANGE[opt]
     if lo <= lr <= hi:
         return None
     high = lr > hi

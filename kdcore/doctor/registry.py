@@ -6,8 +6,8 @@ returns; ids are stable (they are part of the JSON output).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kdcore.doctor import balance, capacity, inputs, language, optimisation, soft_labels, teacher
 from kdcore.doctor.context import Context

@@ -3,7 +3,6 @@ training data (its errors are what the student copies; METHODS §11: err_s ≤ e
 run in train mode (dropout active: noisy targets), or receiving gradients."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -17,7 +16,8 @@ WRONG_ERROR = 0.40       # ... and at or above this: error
 _TAU_GRID = [2 ** (k / 8) for k in range(-24, 41)]   # 0.125 .. 32
 
 
-def _probs_labels(ctx: Context, logits: torch.Tensor, targets: torch.Tensor, tau: float = 1.0):
+def _probs_labels(ctx: Context, logits: torch.Tensor, targets: torch.Tensor,
+                  tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Calibration inputs: probabilities [N, K] and labels [N] (multi-label: one binary row per entry)."""
     if ctx.task == "multilabel":
         p = torch.sigmoid(logits.double() / tau).flatten()                        # [N*C]

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdcore.validation import format_rows, check_finite_tensor, check_positive, check_same_batch
 from kdcore.losses._kl import _kl_from_probs, _upcast
+from kdcore.validation import check_finite_tensor, check_positive, check_same_batch, format_rows
 
 _ROW_SUM_TOL = 1e-2  # attention rows must sum to 1 within this (bf16 rounding stays well inside)
 

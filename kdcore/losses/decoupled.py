@@ -17,10 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kdcore.validation import (check_int_range, check_logits, check_multi_hot, check_nonnegative,
-                                check_positive, check_range)
 from kdcore.losses._inputs import _check_class_labels, _check_pair
 from kdcore.losses._kl import _binary_kl, _kl, _masked_logsumexp, _set_kl, _upcast
+from kdcore.validation import (
+    check_int_range,
+    check_logits,
+    check_multi_hot,
+    check_nonnegative,
+    check_positive,
+    check_range,
+)
 
 RULES = ("target", "topk", "mass", "labels")
 

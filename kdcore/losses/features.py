@@ -4,12 +4,13 @@ METHODS.md §7. Romero et al. 2015, "FitNets: Hints for Thin Deep Nets", arXiv 1
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
-from kdcore.validation import check_finite_tensor, check_same_batch
 from kdcore.losses._kl import _upcast
+from kdcore.validation import check_finite_tensor, check_same_batch
 
 _COS_EPS = 1e-8  # floor on ‖a‖·‖b‖ so that a zero feature vector gives cos = 0, not NaN
 
@@ -70,7 +71,8 @@ def _projected_pair(student_features: Any, teacher_features: Any, projector: Cal
         raise ValueError(f"student_features{after} and teacher_features of {where} must have the same shape. Got "
                          f"{tuple(fs.shape)} for the student and {tuple(ft.shape)} for the teacher. Pass "
                          f"projector=make_projector(student.shape, teacher.shape) and train it with the student.")
-    return _upcast(fs, ft)
+    fs, ft = _upcast(fs, ft)
+    return fs, ft
 
 
 def feature_l2_loss(student_features: Tensor, teacher_features: Tensor,

@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdcore.validation import (format_rows, check_int_range, check_labels, check_logits, check_positive,
-                                check_range)
 from kdcore.losses._inputs import _check_class_labels, _check_pair
 from kdcore.losses._kl import _kl, _upcast
+from kdcore.validation import check_int_range, check_labels, check_logits, check_positive, check_range, format_rows
 
 _STD_EPS = 1e-7  # logit standardisation's denominator guard (Sun et al. 2024), as the authors' code
 

@@ -4,21 +4,18 @@ Times compute + figure for every analysis that applies to a pair, best of a few 
 each beside a baseline run in the same process (one teacher forward over the probe batch), since
 absolute times on a shared machine mean little on their own.
 
-    python bench/analyses.py [--probe 64] [--repeats 3]
+    python bench/analysis_times.py [--probe 64] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
-import sys
+import functools
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import sample_models  # noqa: E402
-from analyses import attention, calibration, cams, cka, components, scorecard, soft_labels  # noqa: E402
+import sample_models
+from analyses import attention, calibration, cams, cka, components, scorecard, soft_labels
 
 TEMPERATURES = [0.5, 1, 2, 4, 8, 16]
 
@@ -78,7 +75,7 @@ def main() -> None:
         pair = sample_models.load_pair(name)
         test = pair.dataset.split("test").subset(args.probe)
         x, y = test.inputs, test.targets
-        base = _best(lambda: pair.teacher.logits(x), args.repeats)
+        base = _best(functools.partial(pair.teacher.logits, x), args.repeats)
         cases = _lm_cases(pair, x, y) if pair.kind == "causal_lm" else _classifier_cases(pair, x, y, test.masks)
         for label, fn in cases.items():
             fn()  # warm-up (first-call allocations, lazy imports)

@@ -1,7 +1,7 @@
 """Benchmark of the workbench app on CPU: cold start to the first page rendered, and each page's render
 time with warm caches on every sample pair (goal: every page under 2 s).
 
-    python bench/app.py [--pairs digits,tinylang] [--repeats 3] [--no-browser]
+    python bench/app_pages.py [--pairs digits,tinylang] [--repeats 3] [--no-browser]
 
 Cold start: `streamlit run app/main.py` in a fresh process and a fresh run store, timed until Debian's
 chromium shows the Overview's charts (or, with --no-browser, until the first script run finishes in
@@ -22,8 +22,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]  # `app` is the package, not this file
 MAIN = str(ROOT / "app" / "main.py")
 PAGES = ["overview", "workshop", "soft_labels", "features", "attention", "cams", "divergences", "calibration",
          "distill", "doctor"]
@@ -53,7 +51,7 @@ def cold_start(browser: bool) -> tuple[float, str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.perf_counter() - t0 > 180:
-                    raise RuntimeError("streamlit did not start")
+                    raise RuntimeError("streamlit did not start") from None
                 time.sleep(0.1)
         healthy = time.perf_counter() - t0
         if not browser:
@@ -81,8 +79,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-browser", action="store_true", help="time cold start to server health only")
     args = ap.parse_args()
-    import sample_models
     import torch
+
+    import sample_models
     pairs = args.pairs.split(",") if args.pairs else list(sample_models.PAIRS)
     print(f"KD Workbench app benchmark · CPU · torch {torch.__version__} · {torch.get_num_threads()} threads · "
           f"{os.cpu_count()} cores")
