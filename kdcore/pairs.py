@@ -1,4 +1,6 @@
-"""`Pair`: a teacher, a student, optionally a student trained without a teacher, and their dataset.
+"""`Pair`: a teacher, a student, optionally a student trained without a teacher, and their dataset;
+and the registry of pairs by name (`register_pair`, `load_registered_pair`, `registered_pairs`: see
+kdcore/pair_registry.py).
 
 A pair checks itself when built: all models are adapters of one kind whose outputs have the same
 size (classes, or vocabulary for causal LMs), and the dataset's task and class count / vocabulary
@@ -87,3 +89,12 @@ class Pair:
         if self.student_baseline is not None:
             out["student_baseline"] = self.student_baseline
         return out
+
+
+# the registry of pairs by name (kdcore/pair_registry.py), re-exported here
+from kdcore.pair_registry import (ENTRY_POINT_GROUP, PairEntry, discover_pairs, get_pair_loader,  # noqa: E402
+                                  load_registered_pair, register_pair, registered_pairs, resolve_pair,
+                                  unregister_pair)
+
+__all__ = ["Pair", "PairEntry", "ENTRY_POINT_GROUP", "register_pair", "unregister_pair", "registered_pairs",
+           "get_pair_loader", "load_registered_pair", "resolve_pair", "discover_pairs"]
