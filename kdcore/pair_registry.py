@@ -19,9 +19,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 ENTRY_POINT_GROUP = "kdworkbench.pairs"
 Loader = Union[Callable[[], Any], str]
@@ -43,7 +44,9 @@ _DISCOVERY: dict[str, Any] = {"done": False, "found": 0, "errors": []}
 
 
 def _error(message: str) -> Exception:
-    from kdcore.validation import InvalidParameterError     # imported here: it imports torch
+    from kdcore.validation import (
+        InvalidParameterError,  # imported here: it imports torch
+    )
     return InvalidParameterError(message)
 
 
@@ -110,7 +113,7 @@ def discover_pairs(*, force: bool = False) -> int:
             found += 1
             try:
                 ep.load()()
-            except Exception as exc:  # noqa: BLE001 — one broken plug-in must not hide the others
+            except Exception as exc:
                 errors.append(f"{ep.name} = {ep.value}: {type(exc).__name__}: {exc}")
         _DISCOVERY.update(done=True, found=found, errors=errors)
         return found

@@ -92,9 +92,27 @@ class Pair:
 
 
 # the registry of pairs by name (kdcore/pair_registry.py), re-exported here
-from kdcore.pair_registry import (ENTRY_POINT_GROUP, PairEntry, discover_pairs, get_pair_loader,  # noqa: E402
-                                  load_registered_pair, register_pair, registered_pairs, resolve_pair,
-                                  unregister_pair)
+from kdcore.pair_registry import (
+    ENTRY_POINT_GROUP,
+    PairEntry,
+    discover_pairs,
+    get_pair_loader,
+    load_registered_pair,
+    register_pair,
+    registered_pairs,
+    resolve_pair,
+    unregister_pair,
+)
 
-__all__ = ["Pair", "PairEntry", "ENTRY_POINT_GROUP", "register_pair", "unregister_pair", "registered_pairs",
-           "get_pair_loader", "load_registered_pair", "resolve_pair", "discover_pairs"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Pair",
+    "PairEntry",
+    "discover_pairs",
+    "get_pair_loader",
+    "load_registered_pair",
+    "register_pair",
+    "registered_pairs",
+    "resolve_pair",
+    "unregister_pair",
+]
