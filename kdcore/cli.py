@@ -10,10 +10,13 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdcore.jobs.config import OBJECTIVES, ConfigError, JobConfig
 from kdcore.jobs.store import RunStore, StoreError
+
+if TYPE_CHECKING:
+    from kdcore.jobs.runner import RunResult
 
 _FLAG_FIELDS = ("pair", "objective", "temperature", "lam", "ce_weight", "epochs", "max_steps", "batch_size", "lr",
                 "optimizer", "schedule", "seed", "device", "train_size", "val_size", "name")
@@ -126,7 +129,7 @@ def cmd_distill(args) -> int:
 
 # ---- runs: one handler per action ---------------------------------------------------------------------
 
-def _runs_list(store: RunStore, args) -> int:
+def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
     df = store.list_runs(state=args.state, limit=args.limit)
     if args.json:
         _print_json({"runs": df.to_dict(orient="records")})
@@ -135,7 +138,7 @@ def _runs_list(store: RunStore, args) -> int:
     return 0
 
 
-def _runs_show(store: RunStore, args) -> int:
+def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
     run = store.get_run(args.ids[0])
     epochs = store.metrics(run["id"], "epoch")
     if args.json:
@@ -152,7 +155,7 @@ def _runs_show(store: RunStore, args) -> int:
     return 0
 
 
-def _runs_compare(store: RunStore, args) -> int:
+def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.worker import compare
     if len(args.ids) < 1:
         raise ValueError("`runs compare` takes one or more RUN_IDs. Got none.")
@@ -164,7 +167,7 @@ def _runs_compare(store: RunStore, args) -> int:
     return 0
 
 
-def _runs_export(store: RunStore, args) -> int:
+def _runs_export(store: RunStore, args: argparse.Namespace) -> int:
     rid = args.ids[0]
     out = export_run(store, rid, Path(args.out) if args.out else Path.cwd() / f"run-{rid}")
     if args.json:
@@ -174,13 +177,13 @@ def _runs_export(store: RunStore, args) -> int:
     return 0
 
 
-def _runs_cancel(store: RunStore, args) -> int:
+def _runs_cancel(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.worker import cancel
     cancel(args.ids[0], store=store)
     return 0
 
 
-def _runs_resume(store: RunStore, args) -> int:
+def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
     rid = args.ids[0]
     run = store.get_run(rid)
@@ -191,7 +194,7 @@ def _runs_resume(store: RunStore, args) -> int:
     return _report_result(result, args)
 
 
-def _runs_rerun(store: RunStore, args) -> int:
+def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
     rid = args.ids[0]
     cfg = JobConfig.from_dict(store.get_run(rid)["config"])
@@ -200,7 +203,7 @@ def _runs_rerun(store: RunStore, args) -> int:
     return _report_result(result, args)
 
 
-def _report_result(result, args) -> int:
+def _report_result(result: RunResult, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error})
     else:
@@ -213,7 +216,7 @@ RUNS_ACTIONS = {"list": _runs_list, "show": _runs_show, "compare": _runs_compare
 _ONE_RUN_ACTIONS = ("show", "export", "resume", "rerun", "cancel")
 
 
-def cmd_runs(args) -> int:
+def cmd_runs(args: argparse.Namespace) -> int:
     """`python -m kdcore runs ACTION [RUN_ID ...]`: the action's handler in RUNS_ACTIONS."""
     if args.action in _ONE_RUN_ACTIONS and len(args.ids) != 1:
         raise ValueError(f"`runs {args.action}` takes one RUN_ID. Got {len(args.ids)}.")

@@ -22,10 +22,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdcore.pairs import Pair
 
 ENTRY_POINT_GROUP = "kdworkbench.pairs"
-Loader = Union[Callable[[], Any], str]
+Loader = Callable[[], Any] | str
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,12 @@ def get_pair_loader(name: str) -> Callable[[], Any]:
     return entry.loader
 
 
-def load_registered_pair(name: str):
+def load_registered_pair(name: str) -> Pair:
     """The Pair registered as `name` (loaded by its loader; loaders may cache)."""
     return _checked_pair(get_pair_loader(name)(), f"the loader of pair {name!r}")
 
 
-def resolve_pair(name: str):
+def resolve_pair(name: str) -> Pair:
     """A Pair from a registered name, or from "package.module:factory" (a factory returning a Pair)."""
     if not isinstance(name, str) or not name.strip():
         raise _error(f"The 'pair' parameter must be a registered pair name or 'package.module:factory'. "
@@ -169,7 +172,7 @@ def _is_factory_path(text: str) -> bool:
     return bool(sep and module.strip() and attr.strip() and ":" not in attr)
 
 
-def _checked_pair(pair: Any, what: str):
+def _checked_pair(pair: Any, what: str) -> Pair:
     from kdcore.pairs import Pair
     if not isinstance(pair, Pair):
         raise _error(f"{what[0].upper()}{what[1:]} must return a kdcore.pairs.Pair. Got {type(pair).__name__} instead.")

@@ -7,10 +7,13 @@ each one shared home in kdcore (metrics, adapters.base, a CKA module), which thi
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from kdcore.adapters.base import ModelAdapter
+from kdcore.jobs.config import LossTerm
 from kdcore.jobs.objectives import label_loss
 from kdcore.jobs.teacher_cache import compute_teacher_outputs
 
@@ -38,7 +41,7 @@ def _accuracy(task: str, logits: Tensor, targets: Tensor) -> float:
 
 
 
-def _batched_logits(adapter, inputs: Tensor, device, batch: int = 512) -> Tensor:
+def _batched_logits(adapter: ModelAdapter, inputs: Tensor, device: torch.device | str, batch: int = 512) -> Tensor:
     out = [adapter.logits(inputs[i:i + batch].to(device)) for i in range(0, inputs.shape[0], batch)]
     return torch.cat(out)
 
@@ -63,11 +66,12 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
 
 
 
-def forward_with_attentions(adapter, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+def forward_with_attentions(adapter: ModelAdapter, x: Tensor) -> tuple[Tensor, list[Tensor]]:
     """(logits, per-layer attention [B, H, L, L]) in one forward pass, with the graph kept."""
     model = adapter.model
-    if callable(getattr(model, "forward_with_attentions", None)):
-        logits, atts = model.forward_with_attentions(x)
+    both = getattr(model, "forward_with_attentions", None)
+    if callable(both):
+        logits, atts = both(x)
         return logits, list(atts)
     if hasattr(model, "config") and hasattr(model.config, "output_attentions"):
         out = model(input_ids=x, output_attentions=True)
@@ -94,7 +98,8 @@ def teacher_metrics(task: str, teacher_logits: Tensor, targets: Tensor) -> dict[
             "teacher_val_loss": float(label_loss(task, teacher_logits, targets))}
 
 
-def probe_metrics(student, teacher, x: Tensor, y: Tensor, task: str, terms) -> dict[str, float]:
+def probe_metrics(student: ModelAdapter, teacher: ModelAdapter, x: Tensor, y: Tensor, task: str,
+                  terms: list[LossTerm]) -> dict[str, float]:
     """CKA of the student's layers to the teacher's, and the divergence components, on a probe batch
     x [n, ...] with targets y. The student is left in train mode, the teacher in its own mode."""
     out: dict[str, float] = {}
@@ -111,7 +116,7 @@ def probe_metrics(student, teacher, x: Tensor, y: Tensor, task: str, terms) -> d
     return out
 
 
-def divergence_probe(task: str, s: Tensor, t: Tensor, y: Tensor, terms) -> dict[str, float]:
+def divergence_probe(task: str, s: Tensor, t: Tensor, y: Tensor, terms: list[LossTerm]) -> dict[str, float]:
     """KL and its decompositions between student and teacher on the probe batch (T of the job's first
     term, else 1)."""
     T = next((float(term.params["temperature"]) for term in terms if "temperature" in term.params), 1.0)
@@ -129,7 +134,7 @@ def divergence_probe(task: str, s: Tensor, t: Tensor, y: Tensor, terms) -> dict[
                     "div/nckd": float(d["nckd"].mean())})
     cakd = next((term for term in terms if term.name == "cakd"), None)
     if cakd is not None or task == "multilabel":
-        p = cakd.params if cakd is not None else {"rule": "labels", "k": None, "tau": None}
+        p: dict[str, Any] = cakd.params if cakd is not None else {"rule": "labels", "k": None, "tau": None}
         strong = strong_set(t, rule=p["rule"], labels=y if p["rule"] in ("target", "labels") else None,
                             k=p["k"], tau=p["tau"], temperature=T)
         c = cakd_components(s, t, strong, temperature=T)

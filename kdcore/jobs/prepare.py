@@ -8,27 +8,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kdcore.data.base import SplitData
 from kdcore.jobs.config import JobConfig, LossTerm
 from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems
 from kdcore.jobs.resolve import resolve_device, resolve_pair
 from kdcore.jobs.teacher_cache import tensor_fingerprint
+from kdcore.pairs import Pair
 
 
 @dataclass(frozen=True)
 class PreparedRun:
     """What `prepare_run` found: the pair, device, loss terms, data splits and the step plan."""
-    pair: object                     # kdcore.pairs.Pair
+    pair: Pair
     device: torch.device
     terms: list[LossTerm]            # the objective's resolved loss terms
     s_layers: list[str]              # student layers the terms read features from
     t_layers: list[str]              # teacher layers the terms read features from
-    train: object                    # SplitData of the training samples used (subset when train_size is set)
-    val: object                      # SplitData of the validation samples used
+    train: SplitData                 # SplitData of the training samples used (subset when train_size is set)
+    val: SplitData                   # SplitData of the validation samples used
     task: str                        # "classification" | "multilabel" | "causal_lm"
     fingerprint: str                 # hash of the train and val tensors
     steps_per_epoch: int
     total_steps: int                 # epochs × steps_per_epoch, capped by max_steps
-    checkpoint_epochs: frozenset     # epochs whose end saves student weights and probe metrics
+    checkpoint_epochs: frozenset[int]  # epochs whose end saves student weights and probe metrics
 
 
 def _misfit(config: JobConfig, problems: list[str]) -> ValueError:
@@ -36,7 +38,7 @@ def _misfit(config: JobConfig, problems: list[str]) -> ValueError:
                       + "\n".join(f"  - {p}" for p in problems))
 
 
-def step_plan(config: JobConfig, n_train: int) -> tuple[int, int, frozenset]:
+def step_plan(config: JobConfig, n_train: int) -> tuple[int, int, frozenset[int]]:
     """(steps per epoch, total steps, checkpoint epochs) for `n_train` training samples."""
     spe = math.ceil(n_train / config.batch_size)
     total = config.epochs * spe if config.max_steps is None else min(config.max_steps, config.epochs * spe)
@@ -46,7 +48,7 @@ def step_plan(config: JobConfig, n_train: int) -> tuple[int, int, frozenset]:
     return spe, total, ckpt
 
 
-def prepare_run(config: JobConfig, pair=None) -> PreparedRun:
+def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     """Validate the config and its fit to the pair without training; returns what the run needs.
 
     Raises ConfigError (every problem of the config) or ValueError (the objective does not fit the
@@ -56,6 +58,9 @@ def prepare_run(config: JobConfig, pair=None) -> PreparedRun:
     device = resolve_device(config.device)
     pair = pair if pair is not None else resolve_pair(config.pair)
     ds = pair.dataset
+    if ds is None:
+        raise ValueError(f"The pair {pair.name!r} has no dataset, and a run trains and validates on its pair's "
+                         f"dataset. Build the Pair with dataset=... (a kdcore.data.Dataset).")
     terms = config.resolved_terms()
     s_layers, t_layers = feature_layers(terms)
     problems = fit_problems(config, ds.task, pair.student.kind, pair.teacher.kind,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,8 @@ def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _plan_record(base: JobConfig, temperatures, lams, seeds, baseline: bool) -> dict:
+def _plan_record(base: JobConfig, temperatures: list[float], lams: list[float], seeds: list[int],
+                 baseline: bool) -> dict:
     return {"pair": base.pair, "objective": base.objective,
             "plan": {"temperatures": [float(t) for t in temperatures], "lams": [float(v) for v in lams],
                      "seeds": [int(s) for s in seeds], "baseline": bool(baseline)}}
@@ -144,9 +145,11 @@ def _mean_std(prefix: str, values: list[float]) -> dict:
 
 def run_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
                  seeds: Iterable[int] = (0, 1, 2), baseline: bool = True, store: RunStore | None = None,
-                 callback: Callable[[dict], object] | None = None, cancel=None, pair=None) -> ProtocolResult:
-    """Run every variant of the protocol over the seeds, in this process, one after another; the
-    runs are recorded as one protocol in the run store as they start."""
+                 callback: Callable[[dict], object] | None = None, cancel: Any = None,
+                 pair: Any = None) -> ProtocolResult:
+    """Run every variant of the protocol over the seeds, in this process, one after another; each
+    run joins the protocol's record in the run store as it ends (cancel: as for run_job; pair: a
+    Pair to use instead of loading `base.pair`)."""
     from kdcore.jobs.runner import run_job
     temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
@@ -157,7 +160,8 @@ def run_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: I
         if callback is not None:
             callback({"event": "protocol_run", "index": i, "of": len(plan), "variant": variant, "seed": cfg.seed})
         res = run_job(cfg, store=store, callback=callback, cancel=cancel, pair=pair)
-        store.add_protocol_run(pid, res.run_id, variant=variant, seed=cfg.seed)
+        if res.run_id is not None:
+            store.add_protocol_run(pid, res.run_id, variant=variant, seed=cfg.seed)
         records.append({"variant": variant, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})
         if res.state == "cancelled":
             break

@@ -11,6 +11,7 @@ from typing import Any
 from kdcore.jobs.store import RunStore, StoreError
 
 Callback = Callable[[dict], Any]
+Cancel = Callable[[], bool] | threading.Event
 FLUSH_EVERY_S = 1.0        # metric rows are written at least this often (and at each epoch end)
 CANCEL_POLL_S = 0.25       # how often the store's cancel flag is read
 HEARTBEAT_S = 2.0          # how often a running run says it is alive
@@ -23,7 +24,7 @@ class JobCancelled(Exception):
 class MetricLog:
     """Buffers metric rows and writes them to the store in batches (one transaction each)."""
 
-    def __init__(self, store: RunStore | None, run_id: str | None):
+    def __init__(self, store: RunStore | None, run_id: str | None) -> None:
         self.store, self.run_id = store, run_id
         self.rows: list[tuple] = []
         self.last_flush = time.monotonic()
@@ -36,7 +37,7 @@ class MetricLog:
             self.flush()
 
     def flush(self) -> None:
-        if self.store is not None and self.rows:
+        if self.store is not None and self.run_id is not None and self.rows:
             self.store.log_metrics(self.run_id, self.rows)
         self.rows = []
         self.last_flush = time.monotonic()
@@ -50,8 +51,8 @@ class Reporter:
     cancel:       a threading.Event or a callable; set/true stops the job at its next step
     """
 
-    def __init__(self, store: RunStore | None, run_id: str | None, callback: Callback | None, cancel,
-                 *, total_steps: int, epochs: int):
+    def __init__(self, store: RunStore | None, run_id: str | None, callback: Callback | None,
+                 cancel: Cancel | None, *, total_steps: int, epochs: int):
         self.store, self.run_id = store, run_id
         self.callback, self.cancel = callback, cancel
         self.total_steps, self.epochs = total_steps, epochs
@@ -59,7 +60,7 @@ class Reporter:
         self._last_cancel_poll = 0.0
         self._last_heartbeat = time.monotonic()
 
-    def emit(self, event: str, step: int, epoch: int, **data) -> None:
+    def emit(self, event: str, step: int, epoch: int, **data: Any) -> None:
         if self.callback is not None:
             self.callback({"event": event, "run_id": self.run_id, "step": step, "epoch": epoch,
                            "total_steps": self.total_steps, "epochs": self.epochs, **data})
@@ -70,7 +71,7 @@ class Reporter:
         if c is not None and (c.is_set() if isinstance(c, threading.Event) else bool(c())):
             raise JobCancelled()
         now = time.monotonic()
-        if self.store is not None and now - self._last_cancel_poll >= CANCEL_POLL_S:
+        if self.store is not None and self.run_id is not None and now - self._last_cancel_poll >= CANCEL_POLL_S:
             self._last_cancel_poll = now
             if self.store.cancel_requested(self.run_id):
                 raise JobCancelled()
@@ -78,13 +79,13 @@ class Reporter:
     def beat(self, step: int, epoch: int, *, now: bool = False) -> None:
         """A heartbeat with the progress (at most every HEARTBEAT_S unless `now`)."""
         t = time.monotonic()
-        if self.store is not None and (now or t - self._last_heartbeat >= HEARTBEAT_S):
+        if self.store is not None and self.run_id is not None and (now or t - self._last_heartbeat >= HEARTBEAT_S):
             self._last_heartbeat = t
             self.store.heartbeat(self.run_id, step=step, epoch=epoch)
 
     def finish(self, state: str, error: str | None, summary: dict, step: int, epoch: int) -> None:
         """Flush the metrics and record the run's final state, summary and progress; emit "end"."""
-        if self.store is not None:
+        if self.store is not None and self.run_id is not None:
             try:
                 self.log.flush()
             finally:
@@ -100,7 +101,7 @@ class Reporter:
             state, error = "interrupted", f"Interrupted at step {step} (epoch {epoch})."
         else:
             state, error = "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
-        if self.store is None:
+        if self.store is None or self.run_id is None:
             return
         try:
             self.log.flush()

@@ -8,10 +8,12 @@ import socket
 import numpy as np
 import torch
 
+from kdcore.adapters.base import ModelAdapter
 from kdcore.pair_registry import resolve_pair as _registry_resolve_pair
+from kdcore.pairs import Pair
 
 
-def resolve_pair(name: str):
+def resolve_pair(name: str) -> Pair:
     """A Pair from its name: a pair registered in `kdcore.pairs` (sample_models registers its own,
     a user's package through the `kdworkbench.pairs` entry point), or "package.module:factory"
     returning a Pair. An unknown name lists the registered pairs and the closest match."""
@@ -47,7 +49,7 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def model_device(adapter) -> torch.device:
+def model_device(adapter: ModelAdapter) -> torch.device:
     """The device of an adapter's first parameter (cpu for a model without any)."""
     try:
         return next(adapter.model.parameters()).device
@@ -55,7 +57,7 @@ def model_device(adapter) -> torch.device:
         return torch.device("cpu")
 
 
-def adapter_to(adapter, device):
+def adapter_to(adapter: ModelAdapter, device: torch.device) -> ModelAdapter:
     """The adapter moved to `device` (adapters whose .to returns None move in place)."""
     moved = adapter.to(device)
     return adapter if moved is None else moved

@@ -24,7 +24,7 @@ class ResumePoint:
     train_time: float = 0.0                          # seconds spent in training steps so far
 
 
-def make_optimizer(cfg: JobConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: JobConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     """The config's optimizer (sgd with momentum, adamw or adam) over `params`."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -35,7 +35,8 @@ def make_optimizer(cfg: JobConfig, params) -> torch.optim.Optimizer:
 
 def flatten_optimizer(sd: dict) -> tuple[dict[str, Tensor], dict]:
     """An optimizer state dict as safetensors tensors plus JSON metadata (no pickling)."""
-    tensors, state_meta = {}, {}
+    tensors: dict[str, Tensor] = {}
+    state_meta: dict[str, dict] = {}
     for pid, st in sd["state"].items():
         state_meta[str(pid)] = {}
         for k, v in st.items():

@@ -20,10 +20,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from kdcore.adapters.base import ModelAdapter
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.evaluation import (
     _accuracy,
@@ -42,7 +44,7 @@ from kdcore.jobs.objectives import (
     needs_attention,
 )
 from kdcore.jobs.prepare import PreparedRun, prepare_run
-from kdcore.jobs.reporting import Callback, JobCancelled, Reporter
+from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, Reporter
 from kdcore.jobs.resolve import (
     adapter_to,
     device_label,
@@ -61,6 +63,7 @@ from kdcore.jobs.resume_state import (
 )
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
+from kdcore.pairs import Pair
 
 _RESUME_EVERY_S = 5.0       # resume state is saved at an epoch end at most this often (and at the last)
 
@@ -79,7 +82,7 @@ __all__ = [
 
 
 class _NonFiniteLoss(Exception):
-    def __init__(self, step: int, epoch: int, what: str):
+    def __init__(self, step: int, epoch: int, what: str) -> None:
         self.step, self.epoch, self.what = step, epoch, what
         super().__init__(f"The loss became {what} at step {step} (epoch {epoch}); the run stopped there. "
                          f"Lower the learning rate (lr), clip gradients (grad_clip) or check the inputs.")
@@ -112,8 +115,8 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
 # ---- the job ---------------------------------------------------------------------------------------------
 
 def run_job(config: JobConfig, *, store: RunStore | None = None, run_id: str | None = None,
-            callback: Callback | None = None, cancel=None, pair=None, resume: bool = False,
-            use_store: bool = True) -> RunResult:
+            callback: Callback | None = None, cancel: Cancel | None = None, pair: Pair | None = None,
+            resume: bool = False, use_store: bool = True) -> RunResult:
     """Run a distillation job to the end, a cancel, or a failure.
 
     config:   the job (validated first: a ConfigError lists every problem, before anything runs)
@@ -138,17 +141,18 @@ def run_job(config: JobConfig, *, store: RunStore | None = None, run_id: str | N
 
 def _open_run(config: JobConfig, prep: PreparedRun, store: RunStore, run_id: str | None) -> str:
     """Create the run's row (or take over a queued/resumed one) and record what it runs on."""
-    meta = {"seed": config.seed, "device": device_label(prep.device), "versions": library_versions(),
-            "data_fingerprint": prep.fingerprint}
+    device, versions = device_label(prep.device), library_versions()
     if run_id is None:
-        run_id = store.create_run(config, state="running", **meta)
+        run_id = store.create_run(config, state="running", seed=config.seed, device=device, versions=versions,
+                                  data_fingerprint=prep.fingerprint)
     else:
-        store.update_run(run_id, state="running", error=None, cancel_requested=0, **meta)
+        store.update_run(run_id, state="running", error=None, cancel_requested=0, seed=config.seed, device=device,
+                         versions=versions, data_fingerprint=prep.fingerprint)
     store.update_run(run_id, pid=os.getpid(), host=hostname(), heartbeat=time.time(), total_steps=prep.total_steps)
     return run_id
 
 
-def _place_models(pair, seed: int, device: torch.device):
+def _place_models(pair: Pair, seed: int, device: torch.device) -> tuple[ModelAdapter, ModelAdapter]:
     """(teacher, student) on the device: the teacher as it is (a copy when it must move), the student a
     fresh re-initialised clone; the pair's own adapters are never trained or mutated."""
     teacher = pair.teacher if model_device(pair.teacher) == device else adapter_to(pair.teacher.clone(reinit=False), device)
@@ -159,7 +163,7 @@ def _place_models(pair, seed: int, device: torch.device):
 class _Job:
     """One run's training: built (models, data, optimizer, cache, resume state) in __init__, run by run()."""
 
-    def __init__(self, config: JobConfig, prep: PreparedRun, report: Reporter, *, resume: bool):
+    def __init__(self, config: JobConfig, prep: PreparedRun, report: Reporter, *, resume: bool) -> None:
         self.cfg, self.report, self.log = config, report, report.log
         self.store, self.run_id = report.store, report.run_id
         self.device, self.task, self.terms = prep.device, prep.task, prep.terms
@@ -212,7 +216,14 @@ class _Job:
         return cache
 
     # -- reporting --
-    def _emit(self, event: str, **data) -> None:
+    def _run_store(self) -> tuple[RunStore, str]:
+        """The run's store and id (the final weights and the resume state go there)."""
+        if self.store is None or self.run_id is None:
+            raise ValueError("Resuming a run needs the run store that recorded it. Got use_store=False; "
+                             "pass the store (and run_id) the run was recorded in.")
+        return self.store, self.run_id
+
+    def _emit(self, event: str, **data: Any) -> None:
         self.report.emit(event, self.step, self.epoch, **data)
 
     def _finish(self, state: str, error: str | None, summary: dict) -> RunResult:
@@ -342,16 +353,17 @@ class _Job:
         if self.epoch in self.ckpt_epochs or (last and self.ckpt_epochs):
             self._checkpoint()
         self.log.flush()
-        if self.store is not None:
+        if self.store is not None and self.run_id is not None:
             self._persist_epoch(last)
         self._emit("epoch", metrics=values)
 
     def _persist_epoch(self, last: bool) -> None:
         """Heartbeat, the final student at the last epoch, and the resume state (at most every _RESUME_EVERY_S)."""
+        store, run_id = self._run_store()
         self.report.beat(self.step, self.epoch, now=True)
         if last:
-            self.store.save_student(self.run_id, self.student.model.state_dict(), epoch=self.epoch, final=True,
-                                    metadata={"run_id": self.run_id, "epoch": self.epoch})
+            store.save_student(run_id, self.student.model.state_dict(), epoch=self.epoch, final=True,
+                               metadata={"run_id": run_id, "epoch": self.epoch})
         if last or time.monotonic() - self._last_resume_save >= _RESUME_EVERY_S:
             self._save_resume()
             self._last_resume_save = time.monotonic()
@@ -360,7 +372,7 @@ class _Job:
         x, y = self.val_x[:self.cfg.probe_size], self.val_y[:self.cfg.probe_size]
         values = probe_metrics(self.student, self.teacher, x, y, self.task, self.terms)
         self.log.add("checkpoint", self.step, self.epoch, values)
-        if self.store is not None:
+        if self.store is not None and self.run_id is not None:
             self.store.save_student(self.run_id, self.student.model.state_dict(), epoch=self.epoch,
                                     metadata={"run_id": self.run_id, "epoch": self.epoch})
         self._emit("checkpoint", metrics=values)
@@ -368,22 +380,24 @@ class _Job:
     def _save_resume(self) -> None:
         point = ResumePoint(self.epoch, self.step, self.history, self.train_time)
         data = resume_bytes(self.student.model, self.projectors, self.opt, self.device, point)
-        self.store.save_artifact(self.run_id, RESUME_FILE, data, kind="resume", epoch=self.epoch)
+        store, run_id = self._run_store()
+        store.save_artifact(run_id, RESUME_FILE, data, kind="resume", epoch=self.epoch)
 
     def _load_resume(self) -> None:
+        store, run_id = self._run_store()
         try:
-            path = self.store.artifact_path(self.run_id, RESUME_FILE)
+            path = store.artifact_path(run_id, RESUME_FILE)
         except StoreError:
             path = None
         if path is None or not path.is_file():
             # nothing finished before the stop: start again from scratch
-            self.store.truncate_metrics(self.run_id, after_step=-1)
+            store.truncate_metrics(run_id, after_step=-1)
             self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
             return
         point = restore_resume(path, self.student.model, self.projectors, self.opt, self.device)
         self.step, self.epoch, self.start_epoch = point.step, point.epoch, point.epoch
         self.history, self.train_time = list(point.history), point.train_time
-        self.store.truncate_metrics(self.run_id, after_step=self.step)
+        store.truncate_metrics(run_id, after_step=self.step)
 
     def summary(self) -> dict:
         s: dict = {"steps": self.step, "epochs": self.epoch}

@@ -27,7 +27,8 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -186,7 +187,7 @@ class RunStore:
     # ---- connections -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection (one per process and thread, kept open: reopening costs a WAL checkpoint)."""
-        key = (os.getpid(), threading.get_ident())
+        key = f"{os.getpid()}:{threading.get_ident()}"
         con = self._local.__dict__.get(key)
         if con is None:
             con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
@@ -199,12 +200,12 @@ class RunStore:
 
     def close(self) -> None:
         """Close this thread's connection (optional: it closes with the process)."""
-        con = self._local.__dict__.pop((os.getpid(), threading.get_ident()), None)
+        con = self._local.__dict__.pop(f"{os.getpid()}:{threading.get_ident()}", None)
         if con is not None:
             con.close()
 
     @contextmanager
-    def _tx(self):
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
         con = self._connect()
         try:
@@ -431,11 +432,12 @@ class RunStore:
     # ---- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, run_id: str, rows: Iterable[tuple[str, int, int, str, float]]) -> None:
         """Append metric rows (level, step, epoch, name, value) in one transaction."""
-        rows = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
-        if not rows:
+        values = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
+        if not values:
             return
         with self._tx() as con:
-            con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)",
+                            values)
 
     def metrics(self, run_id: str, level: str = "step") -> pd.DataFrame:
         """Metrics of one run at one level as a wide DataFrame: columns step, epoch, then one per metric."""
