@@ -10,10 +10,13 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdcore.jobs.config import ConfigError, JobConfig
 from kdcore.jobs.store import RunStore, StoreError
+
+if TYPE_CHECKING:
+    from kdcore.jobs.runner import RunResult
 
 _FLAG_FIELDS = ("pair", "objective", "temperature", "lam", "ce_weight", "epochs", "max_steps", "batch_size", "lr",
                 "optimizer", "schedule", "seed", "device", "train_size", "val_size", "name")
@@ -125,69 +128,100 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0 if result.state == "completed" else 1
 
 
-def cmd_runs(args) -> int:
-    store = RunStore()
-    if args.action == "list":
-        df = store.list_runs(state=args.state, limit=args.limit)
-        if args.json:
-            _print_json({"runs": df.to_dict(orient="records")})
-        else:
-            print(df.drop(columns=["error"]).to_string(index=False) if len(df) else "no runs yet")
-        return 0
-    if args.action in ("show", "export", "resume", "rerun", "cancel") and len(args.ids) != 1:
-        raise ValueError(f"`runs {args.action}` takes one RUN_ID. Got {len(args.ids)}.")
-    if args.action == "show":
-        run = store.get_run(args.ids[0])
-        epochs = store.metrics(run["id"], "epoch")
-        if args.json:
-            _print_json({"run": run, "epochs": epochs.to_dict(orient="records")})
-        else:
-            for k in ("id", "state", "pair", "objective", "seed", "device", "data_fingerprint", "created", "step",
-                      "epoch", "error"):
-                print(f"{k:>17}: {run[k]}")
-            print(f"{'config':>17}: {json.dumps(run['config'])}")
-            print(f"{'summary':>17}: {json.dumps(_jsonable(run['summary']))}")
-            if len(epochs):
-                cols = [c for c in ("epoch", "step", "train_loss", "val_loss", "val_acc", "val_agreement") if c in epochs]
-                print(epochs[cols].to_string(index=False))
-        return 0
-    if args.action == "compare":
-        from kdcore.jobs.worker import compare
-        if len(args.ids) < 1:
-            raise ValueError("`runs compare` takes one or more RUN_IDs.")
-        df = compare(args.ids, store=store)
-        if args.json:
-            _print_json({"runs": df.to_dict(orient="records")})
-        else:
-            print(df.to_string(index=False))
-        return 0
-    if args.action == "export":
-        out = export_run(store, args.ids[0], Path(args.out) if args.out else Path.cwd() / f"run-{args.ids[0]}")
-        if args.json:
-            _print_json({"run_id": args.ids[0], "files": [str(p) for p in out]})
-        else:
-            print("\n".join(str(p) for p in out))
-        return 0
-    from kdcore.jobs.runner import run_job
-    from kdcore.jobs.worker import cancel
-    rid = args.ids[0]
-    if args.action == "cancel":
-        cancel(rid, store=store)
-        return 0
-    run = store.get_run(rid)
-    cfg = JobConfig.from_dict(run["config"])
-    if args.action == "resume":
-        if run["state"] in ("running", "queued", "completed"):
-            raise ValueError(f"Run {rid} is {run['state']}: only interrupted, cancelled or failed runs can be resumed.")
-        result = run_job(cfg, store=store, run_id=rid, resume=True, callback=None if args.json else _Progress())
+# ---- runs: one handler per action ---------------------------------------------------------------------
+
+def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
+    df = store.list_runs(state=args.state, limit=args.limit)
+    if args.json:
+        _print_json({"runs": df.to_dict(orient="records")})
     else:
-        new_id = store.create_run(cfg, state="running", parent_id=rid)
-        result = run_job(cfg, store=store, run_id=new_id, callback=None if args.json else _Progress())
+        print(df.drop(columns=["error"]).to_string(index=False) if len(df) else "no runs yet")
+    return 0
+
+
+def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
+    run = store.get_run(args.ids[0])
+    epochs = store.metrics(run["id"], "epoch")
+    if args.json:
+        _print_json({"run": run, "epochs": epochs.to_dict(orient="records")})
+        return 0
+    for k in ("id", "state", "pair", "objective", "seed", "device", "data_fingerprint", "created", "step",
+              "total_steps", "epoch", "error"):
+        print(f"{k:>17}: {run.get(k)}")
+    print(f"{'config':>17}: {json.dumps(run['config'])}")
+    print(f"{'summary':>17}: {json.dumps(_jsonable(run['summary']))}")
+    if len(epochs):
+        cols = [c for c in ("epoch", "step", "train_loss", "val_loss", "val_acc", "val_agreement") if c in epochs]
+        print(epochs[cols].to_string(index=False))
+    return 0
+
+
+def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
+    from kdcore.jobs.worker import compare
+    if len(args.ids) < 1:
+        raise ValueError("`runs compare` takes one or more RUN_IDs. Got none.")
+    df = compare(args.ids, store=store)
+    if args.json:
+        _print_json({"runs": df.to_dict(orient="records")})
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
+def _runs_export(store: RunStore, args: argparse.Namespace) -> int:
+    rid = args.ids[0]
+    out = export_run(store, rid, Path(args.out) if args.out else Path.cwd() / f"run-{rid}")
+    if args.json:
+        _print_json({"run_id": rid, "files": [str(p) for p in out]})
+    else:
+        print("\n".join(str(p) for p in out))
+    return 0
+
+
+def _runs_cancel(store: RunStore, args: argparse.Namespace) -> int:
+    from kdcore.jobs.worker import cancel
+    cancel(args.ids[0], store=store)
+    return 0
+
+
+def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
+    from kdcore.jobs.runner import run_job
+    rid = args.ids[0]
+    run = store.get_run(rid)
+    if run["state"] in ("running", "queued", "completed"):
+        raise ValueError(f"Run {rid} is {run['state']}: only interrupted, cancelled or failed runs can be resumed.")
+    result = run_job(JobConfig.from_dict(run["config"]), store=store, run_id=rid, resume=True,
+                     callback=None if args.json else _Progress())
+    return _report_result(result, args)
+
+
+def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
+    from kdcore.jobs.runner import run_job
+    rid = args.ids[0]
+    cfg = JobConfig.from_dict(store.get_run(rid)["config"])
+    new_id = store.create_run(cfg, state="running", parent_id=rid)
+    result = run_job(cfg, store=store, run_id=new_id, callback=None if args.json else _Progress())
+    return _report_result(result, args)
+
+
+def _report_result(result: RunResult, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error})
     else:
         print(f"run {result.run_id}: {result.state}")
     return 0 if result.state == "completed" else 1
+
+
+RUNS_ACTIONS = {"list": _runs_list, "show": _runs_show, "compare": _runs_compare, "export": _runs_export,
+                "resume": _runs_resume, "rerun": _runs_rerun, "cancel": _runs_cancel}
+_ONE_RUN_ACTIONS = ("show", "export", "resume", "rerun", "cancel")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """`python -m kdcore runs ACTION [RUN_ID ...]`: the action's handler in RUNS_ACTIONS."""
+    if args.action in _ONE_RUN_ACTIONS and len(args.ids) != 1:
+        raise ValueError(f"`runs {args.action}` takes one RUN_ID. Got {len(args.ids)}.")
+    return RUNS_ACTIONS[args.action](RunStore(), args)
 
 
 def export_run(store: RunStore, run_id: str, folder: Path) -> list[Path]:
@@ -310,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_flags(d)
     d.set_defaults(func=cmd_distill)
     r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run or cancel runs")
-    r.add_argument("action", choices=["list", "show", "compare", "export", "resume", "rerun", "cancel"])
+    r.add_argument("action", choices=list(RUNS_ACTIONS))
     r.add_argument("ids", nargs="*", metavar="RUN_ID")
     r.add_argument("--state", help="list: only runs in this state")
     r.add_argument("--limit", type=int, help="list: at most this many runs")

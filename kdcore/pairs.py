@@ -1,4 +1,6 @@
-"""`Pair`: a teacher, a student, optionally a student trained without a teacher, and their dataset.
+"""`Pair`: a teacher, a student, optionally a student trained without a teacher, and their dataset;
+and the registry of pairs by name (`register_pair`, `load_registered_pair`, `registered_pairs`: see
+kdcore/pair_registry.py).
 
 A pair checks itself when built: all models are adapters of one kind whose outputs have the same
 size (classes, or vocabulary for causal LMs), and the dataset's task and class count / vocabulary
@@ -87,3 +89,30 @@ class Pair:
         if self.student_baseline is not None:
             out["student_baseline"] = self.student_baseline
         return out
+
+
+# the registry of pairs by name (kdcore/pair_registry.py), re-exported here (after Pair: it imports Pair)
+from kdcore.pair_registry import (  # noqa: E402
+    ENTRY_POINT_GROUP,
+    PairEntry,
+    discover_pairs,
+    get_pair_loader,
+    load_registered_pair,
+    register_pair,
+    registered_pairs,
+    resolve_pair,
+    unregister_pair,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Pair",
+    "PairEntry",
+    "discover_pairs",
+    "get_pair_loader",
+    "load_registered_pair",
+    "register_pair",
+    "registered_pairs",
+    "resolve_pair",
+    "unregister_pair",
+]

@@ -4,6 +4,10 @@ script (``python -m sample_models.train``) and committed safetensors weights.
     from sample_models import PAIRS, load_pair
     pair = load_pair("digits")          # Pair(teacher, student, student_baseline, dataset)
 
+Importing the package registers its pairs in kdcore's pair registry (``register_pairs``, also the
+``kdworkbench.pairs`` entry point in pyproject.toml), so ``run_job(JobConfig(pair="digits"))`` finds
+them while kdcore never imports this package.
+
 ``manifest.json`` records, for every weight file, its architecture, data, seed, parameter count,
 test metrics and sha256.
 """
@@ -20,6 +24,12 @@ PAIRS = ("digits", "shapes", "shapes_multilabel", "tinylang")
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "manifest.json"
 ROLES = ("teacher", "student", "student_baseline")
+DESCRIPTIONS = {
+    "digits": "handwritten 8×8 digits: CNN teacher and a smaller CNN student",
+    "shapes": "coloured shapes with masks: CNN teacher and student",
+    "shapes_multilabel": "several shapes per image (multi-label): CNN teacher and student",
+    "tinylang": "a tiny language: decoder-only transformer teacher and student",
+}
 
 
 def manifest() -> dict:
@@ -70,3 +80,17 @@ def load_pair(name: str):
     adapters = {role: wrap(load_model(name, role), name=f"{name} {role.replace('_', ' ')}", kind=kind,
                            output_size=dataset.size) for role in ROLES}
     return Pair(name=name, dataset=dataset, **adapters)
+
+
+def register_pairs() -> None:
+    """Register every sample pair in kdcore's pair registry (the ``kdworkbench.pairs`` entry point;
+    also run on import). Safe to call again."""
+    from kdcore.pair_registry import register_pair
+
+    recipes = {name: entry.get("recipe") for name, entry in manifest()["pairs"].items()}
+    for name in PAIRS:
+        register_pair(name, functools.partial(load_pair, name), recipe=recipes.get(name),
+                      description=DESCRIPTIONS[name])
+
+
+register_pairs()

@@ -1,5 +1,6 @@
 """Shared fixtures: seeded RNGs and the spec's test vectors."""
 import json
+import os
 import random
 from pathlib import Path
 
@@ -7,8 +8,30 @@ import numpy as np
 import pytest
 import torch
 
+import sample_models  # registers the sample pairs in kdcore's pair registry (tests need no install)
+
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
 VECTORS_LOCAL = Path(__file__).resolve().parent / "data" / "vectors.json"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sample_pairs_in_subprocesses(tmp_path_factory):
+    """Worker, CLI and app processes find the sample pairs through the `kdworkbench.pairs` entry
+    point, as after `pip install -e .`: a distribution's metadata declaring it goes on PYTHONPATH.
+    In this process `import sample_models` above registered them."""
+    sample_models.register_pairs()
+    site = tmp_path_factory.mktemp("site")
+    info = site / "kdwb_test_sample_pairs-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kdwb-test-sample-pairs\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[kdworkbench.pairs]\nsample_models = sample_models:register_pairs\n")
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(site)] + ([before] if before else []))
+    yield
+    if before is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from tests.test_jobs_toy import TOY
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args, home):
-    env = dict(os.environ, KDWB_HOME=str(home), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+def _cli(*args, home, path=()):
+    env = dict(os.environ, KDWB_HOME=str(home), OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), *path]))
     return subprocess.run([sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -36,6 +36,8 @@ def test_cli_end_to_end(tmp_path):
     assert {r["id"] for r in listed} == {rid, rid2}
     shown = json.loads(_cli("runs", "show", rid, "--json", home=home).stdout)
     assert shown["run"]["config"]["temperature"] == 2.0 and shown["run"]["versions"]["torch"]
+    assert shown["run"]["total_steps"] == 2 and shown["run"]["step"] == 2          # 256 samples, batches of 128
+    assert "total_steps: 2" in _cli("runs", "show", rid, home=home).stdout
     assert len(shown["epochs"]) >= 1
     cmp_ = json.loads(_cli("runs", "compare", rid, rid2, "--json", home=home).stdout)["runs"]
     assert [r["objective"] for r in cmp_] == ["kd", "dkd"]
@@ -81,3 +83,26 @@ def test_cli_methods_lists_the_table(tmp_path):
     text = _cli("methods", home=tmp_path / "kdwb").stdout
     assert "    --param beta: a number in [0, inf) (default 8.0) — weight β of the non-target term NCKD" in text
     assert "a method of the table: kd (hinton), dkd," in _cli("distill", "--help", home=tmp_path / "kdwb").stdout
+
+
+def test_an_unknown_pair_names_the_registered_ones(tmp_path):
+    """The sample pairs reach the CLI through their entry point (a dist-info as `pip install -e .`
+    leaves one); kdcore itself never names them. (Without any entry point the message says to
+    install: tests/test_pairs.py.)"""
+    info = tmp_path / "site" / "kd_workbench-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kd-workbench\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[kdworkbench.pairs]\nsample_models = sample_models:register_pairs\n")
+    p = _cli("distill", "--pair", "digts", "--json", home=tmp_path / "kdwb", path=[str(tmp_path / "site")])
+    assert p.returncode == 2
+    msg = json.loads(p.stdout)["error"]
+    assert "Registered pairs: digits, shapes, shapes_multilabel, tinylang." in msg and "Did you mean 'digits'?" in msg
+    assert "pip install" not in msg
+
+
+def test_runs_has_one_handler_per_action():
+    from kdcore.cli import RUNS_ACTIONS, build_parser
+    runs = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "runs")[1]
+    action = next(a for a in runs._actions if a.dest == "action")
+    assert list(action.choices) == list(RUNS_ACTIONS) and all(callable(f) for f in RUNS_ACTIONS.values())
+    assert len(set(RUNS_ACTIONS.values())) == len(RUNS_ACTIONS)

@@ -93,12 +93,3 @@ def test_eval_mode_really_disables_dropout_and_batch_statistics():
 def test_analyses_cams_uses_this_scope():
     import analyses.cams as cams
     assert cams.eval_mode is eval_mode and not hasattr(cams, "scoped_eval")
-
-
-def test_runner_eval_scope_leaves_the_same_state():
-    """The runner's private copy (delete once runner._eval_scope is replaced by eval_mode)."""
-    from kdcore.jobs.runner import _eval_scope
-    a, b = _model(), _model()
-    with _eval_scope(a), eval_mode(b):
-        assert _state(a) == _state(b)
-    assert _state(a) == _state(b)

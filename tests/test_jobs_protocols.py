@@ -3,7 +3,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdcore.jobs import JobConfig, RunStore, protocol_configs, protocol_table, run_protocol
+from kdcore.jobs import (
+    JobConfig,
+    RunStore,
+    protocol_configs,
+    protocol_status,
+    protocol_table,
+    queue_protocol,
+    run_protocol,
+)
 from tests.test_jobs_toy import TOY
 
 
@@ -45,3 +53,34 @@ def test_run_protocol_end_to_end(data_dir):
     assert list(res.table["variant"]) == ["baseline (student alone)", "kd T=2"]
     assert (res.runs["state"] == "completed").all() and len(res.runs) == 4
     assert (res.table["n_seeds"] == 2).all() and res.table["final_std"].notna().all()
+
+
+def test_run_protocol_records_its_runs_as_one_protocol_in_the_store(data_dir):
+    store = RunStore()
+    res = run_protocol(JobConfig(pair=TOY, objective="kd", epochs=1, batch_size=128, val_size=64, probe_size=16),
+                       temperatures=[2.0], seeds=[0], store=store)
+    proto = store.get_protocol(res.protocol_id)
+    assert proto["pair"] == TOY and proto["temperatures"] == [2.0] and proto["seeds"] == [0]
+    pd.testing.assert_frame_equal(store.protocol_runs(res.protocol_id), res.runs)
+    table, done, total = protocol_status(store, res.protocol_id)
+    assert (done, total) == (2, 2)
+    pd.testing.assert_frame_equal(table, res.table)
+
+
+def test_a_queued_protocol_is_found_again_from_the_store(data_dir):
+    """What the app's Protocols tab shows comes from the store: membership, progress, table."""
+    from app import runs as app_runs
+    store = RunStore()
+    pid = queue_protocol(JobConfig(pair=TOY, objective="kd", epochs=1), lams=[0.5, 0.9], seeds=[0, 1],
+                         store=store, start_worker=False)
+    members = store.protocol_runs(pid)
+    assert members["variant"].tolist() == ["baseline (student alone)"] * 2 + ["kd λ=0.5"] * 2 + ["kd λ=0.9"] * 2
+    assert members["seed"].tolist() == [0, 1] * 3 and (members["state"] == "queued").all()
+    assert [store.get_run(r)["config"]["seed"] for r in members["run_id"]] == [0, 1] * 3
+    for rid in members["run_id"][:2]:
+        store.set_state(rid, "completed")
+    status = protocol_status(store, pid)
+    assert (status.done, status.total) == (2, 6) and len(status.table) == 3
+    metas = app_runs.protocols(store)
+    assert [m["id"] for m in metas] == [pid] and len(metas[0]["runs"]) == 6
+    assert app_runs.protocol_status(store, metas[0])[1:] == (2, 6)

@@ -210,3 +210,55 @@ def test_fingerprints_cover_batchnorm_counters_and_every_byte():
     assert model_fingerprint(net) != before
     assert tensor_fingerprint(torch.tensor(3)) != tensor_fingerprint(torch.tensor(4))
     assert tensor_fingerprint(torch.zeros(2, 3)) != tensor_fingerprint(torch.zeros(3, 2))   # shape counts
+
+
+@pytest.mark.parametrize("kw, steps", [(dict(epochs=2, batch_size=64), 8), (dict(epochs=3, batch_size=100), 9),
+                                        (dict(epochs=5, batch_size=64, max_steps=6), 6),
+                                        (dict(epochs=2, batch_size=64, train_size=100), 4)])
+def test_the_runner_records_total_steps_in_the_store(data_dir, kw, steps):
+    from kdcore.jobs import prepare_run
+    cfg = JobConfig(pair=TOY, objective="kd", val_size=32, probe_size=16, **kw)   # the toy pair: 256 training samples
+    prep = prepare_run(cfg)
+    assert prep.total_steps == steps
+    seen = []
+    store = RunStore()
+    r = run_job(cfg, store=store, callback=lambda e: seen.append(e["total_steps"]))
+    assert r.state == "completed" and r.step == steps
+    assert store.get_run(r.run_id)["total_steps"] == steps and set(seen) == {steps}
+
+
+def test_prepare_run_returns_a_frozen_record_and_trains_nothing():
+    import dataclasses
+
+    from kdcore.jobs import PreparedRun, prepare_run
+    from tests.test_jobs_toy import toy_pair
+    pair = toy_pair()
+    before = {k: v.clone() for k, v in pair.student.model.state_dict().items()}
+    prep = prepare_run(_cfg(objective="feature_l2", params={"layers": {"fc2": "fc2"}}), pair=pair)
+    assert isinstance(prep, PreparedRun) and prep.pair is pair and prep.task == "classification"
+    assert prep.s_layers == ["fc2"] and prep.steps_per_epoch == 4 and prep.checkpoint_epochs == {1, 2}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prep.total_steps = 1
+    for k, v in pair.student.model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def _attributes_set(fn) -> set[str]:
+    import ast
+    return {t.attr for node in ast.walk(fn) if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            for t in ast.walk(target)
+            if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+
+
+def test_every_job_attribute_is_set_in_init():
+    import ast
+    import inspect
+
+    from kdcore.jobs import runner
+    job = next(n for n in ast.parse(inspect.getsource(runner)).body if isinstance(n, ast.ClassDef) and n.name == "_Job")
+    methods = {f.name: f for f in job.body if isinstance(f, ast.FunctionDef)}
+    in_init = _attributes_set(methods.pop("__init__"))
+    late = {f"{name}: self.{a}" for name, fn in methods.items() for a in _attributes_set(fn) - in_init}
+    assert not late, f"attributes first set outside _Job.__init__: {sorted(late)}"
+    assert {"teacher", "student", "opt", "cache", "projectors", "history", "total_steps"} <= in_init

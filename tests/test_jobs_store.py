@@ -118,3 +118,62 @@ def test_a_full_disk_loses_no_earlier_run(data_dir, monkeypatch):
     assert store.get_run(old)["state"] == "completed"
     assert store.metrics(old, "epoch")["val_acc"].tolist() == [0.9]
     torch.testing.assert_close(store.load_student(old)["w"], torch.ones(2))
+
+
+_OLD_RUNS_TABLE = """CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
+    state TEXT NOT NULL, name TEXT, pair TEXT, objective TEXT, config TEXT NOT NULL, seed INTEGER, device TEXT,
+    versions TEXT, data_fingerprint TEXT, error TEXT, pid INTEGER, host TEXT, heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, parent_id TEXT, step INTEGER NOT NULL DEFAULT 0,
+    epoch INTEGER NOT NULL DEFAULT 0, resume INTEGER NOT NULL DEFAULT 0, summary TEXT)"""
+
+
+def test_a_store_from_an_earlier_version_opens_and_gains_the_new_fields(data_dir):
+    """No total_steps column and no protocol tables: the runs open, the fields default, writes work."""
+    import json
+    data_dir.mkdir(parents=True)
+    con = sqlite3.connect(data_dir / "runs.sqlite")
+    con.execute(_OLD_RUNS_TABLE)
+    con.execute("INSERT INTO runs (id, created, updated, state, pair, objective, config, step, epoch) "
+                "VALUES ('old', 1.0, 1.0, 'completed', 'digits', 'kd', ?, 40, 2)", (json.dumps({"epochs": 2}),))
+    con.commit()
+    con.close()
+    (data_dir / "protocols").mkdir()                       # an earlier app kept protocols as JSON files
+    (data_dir / "protocols" / "p1.json").write_text(json.dumps(
+        {"id": "p1", "created": 5.0, "pair": "digits", "objective": "kd", "temperatures": [4.0], "lams": [],
+         "seeds": [0], "runs": [{"variant": "kd T=4", "seed": 0, "run_id": "old"}]}))
+    (data_dir / "protocols" / "broken.json").write_text("{half a file")
+    store = RunStore()
+    run = store.get_run("old")
+    assert run["state"] == "completed" and run["step"] == 40 and run["total_steps"] is None
+    store.update_run("old", total_steps=40)
+    assert store.get_run("old")["total_steps"] == 40
+    protos = store.list_protocols()
+    assert [p["id"] for p in protos] == ["p1"] and protos[0]["temperatures"] == [4.0]
+    assert protos[0]["runs"] == [{"variant": "kd T=4", "seed": 0, "run_id": "old", "state": "completed"}]
+    assert RunStore().list_protocols() == protos            # read in once, not twice
+
+
+def test_protocol_membership_lives_in_the_store(data_dir):
+    store = RunStore()
+    a, b, c = (store.create_run(JobConfig(seed=s)) for s in range(3))
+    pid = store.create_protocol(pair="toy", objective="kd", plan={"seeds": [0, 1]},
+                                runs=[{"variant": "base", "seed": 0, "run_id": a}, {"variant": "kd", "seed": 0, "run_id": b}])
+    store.add_protocol_run(pid, c, variant="kd", seed=1)
+    other = store.create_protocol(pair="toy", objective="dkd", runs=[{"variant": "dkd", "seed": 0, "run_id": a}])
+    store.set_state(b, "completed")
+    runs = store.protocol_runs(pid)
+    assert list(runs.columns) == ["variant", "seed", "run_id", "state"]
+    assert runs["run_id"].tolist() == [a, b, c] and runs["state"].tolist() == ["queued", "completed", "queued"]
+    got = store.get_protocol(pid)
+    assert got["pair"] == "toy" and got["seeds"] == [0, 1] and [r["run_id"] for r in got["runs"]] == [a, b, c]
+    assert [p["id"] for p in store.list_protocols()] == [other, pid]          # newest first
+    assert sorted(store.protocols_of_run(a)) == sorted([pid, other]) and store.protocols_of_run(c) == [pid]
+    store.delete_run(c)
+    assert store.protocol_runs(pid)["run_id"].tolist() == [a, b]
+    with pytest.raises(StoreError, match="no protocol with id 'nope'"):
+        store.get_protocol("nope")
+    with pytest.raises(StoreError, match="no protocol"):
+        store.add_protocol_run("nope", a, variant="x")
+    with pytest.raises(ValueError, match="'run_id' and 'variant'"):
+        store.create_protocol(runs=[{"run_id": a}])
+    assert len(store.list_protocols()) == 2                                   # that one was rolled back whole

@@ -42,6 +42,8 @@ def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thr
     assert wait(long, store=store, timeout=60)["state"] == "cancelled"
     runs = [store.get_run(i) for i in ids]
     assert [r["state"] for r in runs] == ["completed"] * 2 and all(r["pid"] != os.getpid() for r in runs)
+    assert [r["total_steps"] for r in runs] == [8, 8]            # written by the worker's runner (256 / 64 × 2)
+    assert store.get_run(never)["total_steps"] is None           # never started: unknown, not guessed
     table = compare(ids, store=store)
     assert list(table["id"]) == ids and table["final_val_acc"].notna().all()
     r = store.get_run(bad)

@@ -1,5 +1,5 @@
 """kdcore.cka, the one CKA core (METHODS §8): independent numpy references on seeded random inputs,
-CKA's identities, the layer×layer matrices, and equality with the runner's current private copy."""
+CKA's identities, the layer×layer matrices."""
 import numpy as np
 import pytest
 import torch
@@ -146,14 +146,3 @@ def test_bad_input_is_named():
         cka.linear_cka_matrix([torch.ones(5, 2)], [torch.ones(6, 2)])
     with pytest.raises(ValueError, match="'X'.*finite"):
         cka.linear_cka(np.array([[np.nan, 1.0]] * 4), np.ones((4, 2)))
-
-
-# ---------------------------------------------------------------- the runner's copy (delete once it calls kdcore.cka)
-@pytest.mark.parametrize("shape_x, shape_y", [((64, 3, 4, 4), (64, 10)), ((16, 40), (16, 8, 2, 2)), ((20, 5), (20, 5))])
-def test_runner_linear_cka_gives_the_same_numbers(shape_x, shape_y):
-    from kdcore.jobs import runner
-    g = torch.Generator().manual_seed(sum(shape_x))
-    x = torch.randn(shape_x, generator=g)                     # float32, as the runner captures features
-    y = torch.tanh(x.flatten(1)[:, :1] * torch.randn(shape_y, generator=g).flatten(1)).reshape(shape_y)
-    assert cka.linear_cka(x, y) == pytest.approx(runner.linear_cka(x, y), rel=1e-12, abs=1e-15)
-    assert cka.linear_cka(x, x) == pytest.approx(runner.linear_cka(x, x), rel=1e-12)

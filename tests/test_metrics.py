@@ -1,6 +1,5 @@
 """kdcore.metrics, the one task-aware accuracy/agreement and the one ECE, and kdcore.dtypes: independent
-numpy computations on seeded random inputs, identities, bad input, and equality with the runner's
-current private copies (those tests can go once the runner calls kdcore.metrics)."""
+numpy computations on seeded random inputs, identities, and bad input."""
 import numpy as np
 import pytest
 import torch
@@ -152,23 +151,3 @@ def test_compute_dtype_is_float32_or_wider_like_both_old_helpers(dtypes):
     want = torch.float64 if torch.float64 in dtypes else torch.float32
     assert compute_dtype(*ts) == want
     assert all(rule(*ts) == want for rule in _OLD_RULES)
-
-
-# ---------------------------------------------------------------- the runner's copies (delete once switched)
-@pytest.mark.parametrize("task, shape", [("classification", (200, 5)), ("multilabel", (60, 4)),
-                                         ("causal_lm", (4, 10, 9))])
-def test_runner_accuracy_and_agreement_give_the_same_numbers(task, shape):
-    from kdcore.jobs.runner import _accuracy
-    g = _gen(len(shape))
-    logits, teacher = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
-    if task == "multilabel":
-        targets = (torch.rand(shape, generator=g) < 0.3).float()
-    else:
-        targets = torch.randint(0, shape[-1], shape[:-1], generator=g)
-        if task == "causal_lm":
-            targets[:, :2] = -100
-    # the runner computes its means in float32; the shared ones are exact fractions in float64
-    assert metrics.accuracy(logits, targets, task=task) == pytest.approx(_accuracy(task, logits, targets), abs=1e-7)
-    runner_agree = float((logits.argmax(-1) == teacher.argmax(-1)).float().mean()) if task != "multilabel" \
-        else float(((logits > 0) == (teacher > 0)).float().mean())      # runner._Job._evaluate's expression
-    assert metrics.agreement(logits, teacher, task=task) == pytest.approx(runner_agree, abs=1e-7)

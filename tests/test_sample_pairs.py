@@ -157,3 +157,27 @@ def test_training_reproduces_the_committed_digits_weights():
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count(" ok ") == 3
+
+
+def test_the_sample_pairs_are_registered_in_kdcore():
+    """`import sample_models` registers every pair (kdcore never imports sample_models)."""
+    from kdcore.jobs import resolve_pair
+    from kdcore.pairs import registered_pairs
+    sample_models.register_pairs()                                 # again: idempotent
+    entries = registered_pairs()
+    assert set(PAIRS) <= set(entries)
+    for name in PAIRS:
+        assert entries[name].source == "sample_models" and entries[name].description
+        assert entries[name].recipe == manifest()["pairs"][name]["recipe"]
+    assert resolve_pair("digits") is load_pair("digits")
+    with pytest.raises(ValueError, match="Did you mean 'shapes'"):
+        resolve_pair("shapez")
+
+
+def test_pyproject_declares_the_sample_pairs_entry_point():
+    import importlib
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    target = project["entry-points"]["kdworkbench.pairs"]["sample_models"]
+    module, _, attr = target.partition(":")
+    assert getattr(importlib.import_module(module), attr) is sample_models.register_pairs

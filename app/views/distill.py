@@ -88,7 +88,7 @@ with tab_live:
             with ui.guard("read the run"):
                 run = get_status(run_id, store=store)
                 steps = store.metrics(run_id, "step")
-                total = runs.total_steps(run["config"])
+                total = run.get("total_steps")              # written by the runner when it starts
                 done = int(run.get("step") or 0)
                 top = st.columns([3, 1])
                 label = f"{run['state']} · step {done}" + (f" of {total}" if total else "") + \

@@ -1,14 +1,19 @@
 """Distillation jobs: the config, the runner, the run store, protocols and background workers.
 
-Names load on first use (PEP 562), so `python -m kdcore runs list` does not import torch.
+Names load on first use (PEP 562), so `python -m kdcore runs list` does not import torch. Every
+name comes from a kdcore.jobs module listed here (no other package is reached).
 """
 import importlib
 
 _NAMES = {
     "kdcore.jobs.config": ("JobConfig", "LossTerm", "ConfigError", "OBJECTIVES"),
-    "kdcore.jobs.runner": ("run_job", "prepare_run", "resolve_pair", "RunResult", "linear_cka"),
+    "kdcore.jobs.runner": ("run_job", "RunResult", "JobCancelled"),
+    "kdcore.jobs.prepare": ("prepare_run", "PreparedRun"),
+    "kdcore.jobs.resolve": ("resolve_pair", "resolve_device"),
+    "kdcore.jobs.evaluation": ("linear_cka",),
     "kdcore.jobs.store": ("RunStore", "StoreError", "STATES", "default_home"),
-    "kdcore.jobs.protocols": ("run_protocol", "protocol_configs", "protocol_table", "ProtocolResult"),
+    "kdcore.jobs.protocols": ("run_protocol", "queue_protocol", "protocol_configs", "protocol_table",
+                              "protocol_status", "ProtocolResult", "ProtocolStatus"),
     "kdcore.jobs.worker": ("submit", "cancel", "get_status", "wait", "compare", "rerun", "resume"),
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names}

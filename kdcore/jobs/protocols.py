@@ -2,6 +2,11 @@
 
     table = run_protocol(JobConfig(pair="digits", objective="kd", epochs=5),
                          temperatures=[1, 4, 8], seeds=[0, 1, 2]).table
+    pid = queue_protocol(JobConfig(...), temperatures=[1, 4, 8])   # the same, on the background worker
+    table, done, total = protocol_status(store, pid)
+
+Which runs belong to which protocol is kept by the run store (`RunStore.create_protocol`,
+`list_protocols`, `protocol_runs`), for protocols run here and those queued on the worker alike.
 
 The table has one row per variant with the mean ± std over seeds (std with ddof = 1, NaN for a
 single seed) of both the best epoch's and the final epoch's validation metric (accuracy; for
@@ -9,14 +14,15 @@ language models the loss, where lower is better).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from kdcore.jobs.config import ALIASES, JobConfig
-from kdcore.jobs.store import RunStore
+from kdcore.jobs.store import FINAL_STATES, RunStore
 
 _HAS_T = ("kd", "dkd", "cakd", "token")
 
@@ -26,6 +32,14 @@ class ProtocolResult:
     """The summary table and the runs behind it."""
     table: pd.DataFrame       # one row per variant (see protocol_table)
     runs: pd.DataFrame        # variant, seed, run_id, state
+    protocol_id: str | None = None   # the protocol's id in the run store
+
+
+class ProtocolStatus(NamedTuple):
+    """How far a queued protocol is: its summary table so far, runs finished, runs in all."""
+    table: pd.DataFrame
+    done: int
+    total: int
 
 
 def protocol_configs(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
@@ -90,6 +104,37 @@ def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _plan_record(base: JobConfig, temperatures: list[float], lams: list[float], seeds: list[int],
+                 baseline: bool) -> dict:
+    return {"pair": base.pair, "objective": base.objective,
+            "plan": {"temperatures": [float(t) for t in temperatures], "lams": [float(v) for v in lams],
+                     "seeds": [int(s) for s in seeds], "baseline": bool(baseline)}}
+
+
+def queue_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
+                   seeds: Iterable[int] = (0,), baseline: bool = True, store: RunStore | None = None,
+                   start_worker: bool = True) -> str:
+    """Queue every run of a protocol on the background worker and record them as one protocol in the
+    run store; returns the protocol's id (for protocol_status and RunStore.get_protocol)."""
+    from kdcore.jobs.worker import start_worker_process
+    temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
+    plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
+    store = store if store is not None else RunStore()
+    members = [{"variant": variant, "seed": cfg.seed, "run_id": store.create_run(cfg, state="queued")}
+               for variant, cfg in plan]
+    pid = store.create_protocol(runs=members, **_plan_record(base, temperatures, lams, seeds, baseline))
+    if start_worker:
+        start_worker_process(store)
+    return pid
+
+
+def protocol_status(store: RunStore, protocol_id: str) -> ProtocolStatus:
+    """(summary table, runs finished, runs in all) of a protocol in the run store."""
+    runs = store.protocol_runs(protocol_id)
+    done = int(runs["state"].isin(FINAL_STATES).sum())
+    return ProtocolStatus(protocol_table(store, runs[["variant", "seed", "run_id"]]), done, len(runs))
+
+
 def _mean_std(prefix: str, values: list[float]) -> dict:
     a = np.asarray(values, dtype=float)
     mean = float(a.mean()) if a.size else float("nan")
@@ -100,18 +145,25 @@ def _mean_std(prefix: str, values: list[float]) -> dict:
 
 def run_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
                  seeds: Iterable[int] = (0, 1, 2), baseline: bool = True, store: RunStore | None = None,
-                 callback: Callable[[dict], object] | None = None, cancel=None, pair=None) -> ProtocolResult:
-    """Run every variant of the protocol over the seeds, in this process, one after another."""
+                 callback: Callable[[dict], object] | None = None, cancel: Any = None,
+                 pair: Any = None) -> ProtocolResult:
+    """Run every variant of the protocol over the seeds, in this process, one after another; each
+    run joins the protocol's record in the run store as it ends (cancel: as for run_job; pair: a
+    Pair to use instead of loading `base.pair`)."""
     from kdcore.jobs.runner import run_job
+    temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
     store = store if store is not None else RunStore()
+    pid = store.create_protocol(**_plan_record(base, temperatures, lams, seeds, baseline))
     records = []
     for i, (variant, cfg) in enumerate(plan):
         if callback is not None:
             callback({"event": "protocol_run", "index": i, "of": len(plan), "variant": variant, "seed": cfg.seed})
         res = run_job(cfg, store=store, callback=callback, cancel=cancel, pair=pair)
+        if res.run_id is not None:
+            store.add_protocol_run(pid, res.run_id, variant=variant, seed=cfg.seed)
         records.append({"variant": variant, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})
         if res.state == "cancelled":
             break
     runs = pd.DataFrame(records, columns=["variant", "seed", "run_id", "state"])
-    return ProtocolResult(protocol_table(store, runs), runs)
+    return ProtocolResult(protocol_table(store, runs), runs, pid)

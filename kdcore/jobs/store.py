@@ -2,7 +2,8 @@
 
 Layout under the data directory (``$KDWB_HOME``, default ``~/.kdwb``)::
 
-    runs.sqlite                 runs, metrics, artifacts (WAL mode; every write one transaction)
+    runs.sqlite                 runs (with total_steps), metrics, artifacts, protocols and their
+                                member runs (WAL mode; every write one transaction)
     runs/<run_id>/*.safetensors student weights (checkpoints, final), resume state
     runs/<run_id>/*.parquet     exported metric tables
     cache/                      teacher-output caches
@@ -10,6 +11,8 @@ Layout under the data directory (``$KDWB_HOME``, default ``~/.kdwb``)::
 Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. A
 process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
 stray temp file; a run whose worker died is reported as 'interrupted' the next time the store looks.
+A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
+and protocols an earlier app kept as JSON files under protocols/ are read into the store.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -32,31 +36,20 @@ STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted"
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
 LEVELS = ("step", "epoch", "checkpoint")
 HEARTBEAT_TIMEOUT_S = 120.0   # a running run whose heartbeat is older is interrupted
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    state TEXT NOT NULL,
-    name TEXT,
-    pair TEXT,
-    objective TEXT,
-    config TEXT NOT NULL,
-    seed INTEGER,
-    device TEXT,
-    versions TEXT,
-    data_fingerprint TEXT,
-    error TEXT,
-    pid INTEGER,
-    host TEXT,
-    heartbeat REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    parent_id TEXT,
-    step INTEGER NOT NULL DEFAULT 0,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    total_steps INTEGER,
-    resume INTEGER NOT NULL DEFAULT 0,
-    summary TEXT
+# the runs table, column by column; a store made before a column existed gains it on open (NULL or
+# the default in old rows), so every earlier run still opens
+_RUN_COLUMN_DEFS = (
+    ("id", "TEXT PRIMARY KEY"), ("created", "REAL NOT NULL"), ("updated", "REAL NOT NULL"),
+    ("state", "TEXT NOT NULL"), ("name", "TEXT"), ("pair", "TEXT"), ("objective", "TEXT"),
+    ("config", "TEXT NOT NULL"), ("seed", "INTEGER"), ("device", "TEXT"), ("versions", "TEXT"),
+    ("data_fingerprint", "TEXT"), ("error", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT"), ("heartbeat", "REAL"),
+    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"), ("parent_id", "TEXT"),
+    ("step", "INTEGER NOT NULL DEFAULT 0"), ("epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("total_steps", "INTEGER"),             # written by the runner when it starts (NULL while queued)
+    ("resume", "INTEGER NOT NULL DEFAULT 0"), ("summary", "TEXT"),
+)
+_RUN_COLUMNS = tuple(name for name, _ in _RUN_COLUMN_DEFS)
+_SCHEMA = "CREATE TABLE IF NOT EXISTS runs (\n    " + ",\n    ".join(f"{n} {d}" for n, d in _RUN_COLUMN_DEFS) + """
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
@@ -76,10 +69,24 @@ CREATE TABLE IF NOT EXISTS artifacts (
     epoch INTEGER,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS protocols (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    pair TEXT,
+    objective TEXT,
+    plan TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS protocol_runs (
+    protocol_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    variant TEXT NOT NULL,
+    seed INTEGER,
+    PRIMARY KEY (protocol_id, run_id)
+);
+CREATE INDEX IF NOT EXISTS protocol_runs_run ON protocol_runs (run_id);
 """
-_RUN_COLUMNS = ("id", "created", "updated", "state", "name", "pair", "objective", "config", "seed", "device",
-                "versions", "data_fingerprint", "error", "pid", "host", "heartbeat", "cancel_requested",
-                "parent_id", "step", "epoch", "total_steps", "resume", "summary")
+_PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
 
 
 class StoreError(RuntimeError):
@@ -157,9 +164,20 @@ class RunStore:
             (self.root / "runs").mkdir(exist_ok=True)
             self._probe_writable()
             self._connect().executescript(_SCHEMA)           # its own transaction
+            self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
+        self._legacy_protocols_read = False
         self.reap_stale()
+
+    def _add_missing_columns(self) -> None:
+        """Migrate a store made by an earlier version: add the run columns it lacks."""
+        have = {r["name"] for r in self._read("PRAGMA table_info(runs)")}
+        missing = [(n, d) for n, d in _RUN_COLUMN_DEFS if n not in have]
+        if missing:
+            with self._tx() as con:
+                for name, decl in missing:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
 
     def _probe_writable(self) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.")
@@ -169,7 +187,7 @@ class RunStore:
     # ---- connections -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection (one per process and thread, kept open: reopening costs a WAL checkpoint)."""
-        key = (os.getpid(), threading.get_ident())
+        key = f"{os.getpid()}:{threading.get_ident()}"
         con = self._local.__dict__.get(key)
         if con is None:
             con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
@@ -182,12 +200,12 @@ class RunStore:
 
     def close(self) -> None:
         """Close this thread's connection (optional: it closes with the process)."""
-        con = self._local.__dict__.pop((os.getpid(), threading.get_ident()), None)
+        con = self._local.__dict__.pop(f"{os.getpid()}:{threading.get_ident()}", None)
         if con is not None:
             con.close()
 
     @contextmanager
-    def _tx(self):
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
         con = self._connect()
         try:
@@ -319,17 +337,107 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         with self._tx() as con:
-            for table, col in (("metrics", "run_id"), ("artifacts", "run_id"), ("runs", "id")):
+            for table, col in (("metrics", "run_id"), ("artifacts", "run_id"), ("protocol_runs", "run_id"),
+                               ("runs", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
+
+    # ---- protocols -------------------------------------------------------------------------------
+    def create_protocol(self, *, pair: str | None = None, objective: str | None = None, plan: dict | None = None,
+                        runs: Iterable[dict] = ()) -> str:
+        """Record a protocol (a group of runs queued together) with its first runs; returns its id.
+
+        plan: what was swept (temperatures, lams, seeds, baseline), kept as JSON
+        runs: dicts with run_id, variant and seed, in the protocol's order
+        """
+        pid = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self._tx() as con:
+            con.execute("INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
+                        (pid, time.time(), pair, objective, json.dumps(plan or {}, sort_keys=True)))
+            self._insert_protocol_runs(con, pid, list(runs), start=0)
+        return pid
+
+    def add_protocol_run(self, protocol_id: str, run_id: str, *, variant: str, seed: int | None = None) -> None:
+        """Make a run a member of a protocol (after its earlier members)."""
+        self._protocol_row(protocol_id)
+        with self._tx() as con:
+            n = con.execute("SELECT COUNT(*) FROM protocol_runs WHERE protocol_id=?", (protocol_id,)).fetchone()[0]
+            self._insert_protocol_runs(con, protocol_id, [{"run_id": run_id, "variant": variant, "seed": seed}],
+                                       start=n)
+
+    @staticmethod
+    def _insert_protocol_runs(con: sqlite3.Connection, pid: str, runs: list[dict], *, start: int) -> None:
+        for i, r in enumerate(runs):
+            if not {"run_id", "variant"} <= set(r):
+                raise ValueError(f"Each run of a protocol needs 'run_id' and 'variant' (and 'seed'). Got {r!r}.")
+            con.execute("INSERT OR REPLACE INTO protocol_runs (protocol_id, run_id, position, variant, seed) "
+                        "VALUES (?,?,?,?,?)", (pid, r["run_id"], start + i, r["variant"], r.get("seed")))
+
+    def _protocol_row(self, protocol_id: str) -> sqlite3.Row:
+        self._read_legacy_protocols()
+        rows = self._read("SELECT * FROM protocols WHERE id=?", (protocol_id,))
+        if not rows:
+            raise StoreError(f"There is no protocol with id {protocol_id!r} in {self.db_path}.")
+        return rows[0]
+
+    def protocol_runs(self, protocol_id: str) -> pd.DataFrame:
+        """The runs of a protocol in its order: columns variant, seed, run_id, state (None for a deleted run)."""
+        self._protocol_row(protocol_id)
+        return pd.DataFrame(self._protocol_members(protocol_id), columns=_PROTOCOL_RUN_COLUMNS)
+
+    def get_protocol(self, protocol_id: str) -> dict:
+        """A protocol: id, created, pair, objective, its plan's fields, and runs (variant, seed, run_id, state)."""
+        return self._protocol_dict(self._protocol_row(protocol_id))
+
+    def list_protocols(self) -> list[dict]:
+        """Every protocol, newest first (as get_protocol returns them)."""
+        self._read_legacy_protocols()
+        rows = self._read("SELECT * FROM protocols ORDER BY created DESC, rowid DESC")
+        return [self._protocol_dict(r) for r in rows]
+
+    def protocols_of_run(self, run_id: str) -> list[str]:
+        """The ids of the protocols a run belongs to."""
+        return [r["protocol_id"] for r in self._read("SELECT protocol_id FROM protocol_runs WHERE run_id=?", (run_id,))]
+
+    def _protocol_dict(self, row: sqlite3.Row) -> dict:
+        runs = self._protocol_members(row["id"])
+        plan = json.loads(row["plan"]) if row["plan"] else {}
+        return {**plan, "id": row["id"], "created": row["created"], "pair": row["pair"], "objective": row["objective"],
+                "runs": runs}
+
+    def _protocol_members(self, protocol_id: str) -> list[dict]:
+        rows = self._read("SELECT p.variant, p.seed, p.run_id, r.state FROM protocol_runs p "
+                          "LEFT JOIN runs r ON r.id = p.run_id WHERE p.protocol_id=? ORDER BY p.position",
+                          (protocol_id,))
+        return [dict(zip(_PROTOCOL_RUN_COLUMNS, tuple(r))) for r in rows]
+
+    def _read_legacy_protocols(self) -> None:
+        """Protocols an earlier app kept as JSON files under protocols/ join the store (once; files kept)."""
+        if self._legacy_protocols_read:
+            return
+        self._legacy_protocols_read = True
+        for path in sorted((self.root / "protocols").glob("*.json")):
+            try:
+                meta = json.loads(path.read_text())
+                plan = {k: meta.get(k) for k in ("temperatures", "lams", "seeds")}
+                with self._tx() as con:
+                    if con.execute("SELECT 1 FROM protocols WHERE id=?", (meta["id"],)).fetchone():
+                        continue
+                    con.execute("INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
+                                (meta["id"], float(meta.get("created") or path.stat().st_mtime), meta.get("pair"),
+                                 meta.get("objective"), json.dumps(plan, sort_keys=True)))
+                    self._insert_protocol_runs(con, meta["id"], list(meta.get("runs") or []), start=0)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue                                   # a half-written or damaged file: skip it
 
     # ---- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, run_id: str, rows: Iterable[tuple[str, int, int, str, float]]) -> None:
         """Append metric rows (level, step, epoch, name, value) in one transaction."""
-        rows = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
-        if not rows:
+        values = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
+        if not values:
             return
         with self._tx() as con:
-            con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)",
+                            values)
 
     def metrics(self, run_id: str, level: str = "step") -> pd.DataFrame:
         """Metrics of one run at one level as a wide DataFrame: columns step, epoch, then one per metric."""

@@ -12,20 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kdcore.dtypes import compute_dtype
+
 NEG_INF = float("-inf")
-
-
-def _compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """float32 or wider: bf16/fp16 inputs are computed in float32, float64 stays float64."""
-    dtype = torch.float32
-    for t in tensors:
-        dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
 
 
 def _upcast(*tensors: Tensor) -> tuple[Tensor, ...]:
     """The tensors cast to one compute dtype (float32 or wider); gradients flow back to the inputs."""
-    dtype = _compute_dtype(*tensors)
+    dtype = compute_dtype(*tensors)
     return tuple(t.to(dtype) for t in tensors)
 
 

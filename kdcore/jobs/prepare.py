@@ -1,0 +1,84 @@
+"""Everything a run needs, checked before it starts: the config, its fit to the pair, the data and
+the step plan. `prepare_run` trains nothing and changes no model."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kdcore.data.base import SplitData
+from kdcore.jobs.config import JobConfig, LossTerm
+from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems
+from kdcore.jobs.resolve import resolve_device, resolve_pair
+from kdcore.jobs.teacher_cache import tensor_fingerprint
+from kdcore.pairs import Pair
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """What `prepare_run` found: the pair, device, loss terms, data splits and the step plan."""
+    pair: Pair
+    device: torch.device
+    terms: list[LossTerm]            # the objective's resolved loss terms
+    s_layers: list[str]              # student layers the terms read features from
+    t_layers: list[str]              # teacher layers the terms read features from
+    train: SplitData                 # SplitData of the training samples used (subset when train_size is set)
+    val: SplitData                   # SplitData of the validation samples used
+    task: str                        # "classification" | "multilabel" | "causal_lm"
+    fingerprint: str                 # hash of the train and val tensors
+    steps_per_epoch: int
+    total_steps: int                 # epochs × steps_per_epoch, capped by max_steps
+    checkpoint_epochs: frozenset[int]  # epochs whose end saves student weights and probe metrics
+
+
+def _misfit(config: JobConfig, problems: list[str]) -> ValueError:
+    return ValueError("The objective does not fit the pair " + repr(config.pair) + ":\n"
+                      + "\n".join(f"  - {p}" for p in problems))
+
+
+def step_plan(config: JobConfig, n_train: int) -> tuple[int, int, frozenset[int]]:
+    """(steps per epoch, total steps, checkpoint epochs) for `n_train` training samples."""
+    spe = math.ceil(n_train / config.batch_size)
+    total = config.epochs * spe if config.max_steps is None else min(config.max_steps, config.epochs * spe)
+    last_epoch = math.ceil(total / spe)
+    k = min(config.checkpoints, last_epoch)
+    ckpt = frozenset(round(e) for e in np.linspace(last_epoch, 1, k)) if k else frozenset()
+    return spe, total, ckpt
+
+
+def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
+    """Validate the config and its fit to the pair without training; returns what the run needs.
+
+    Raises ConfigError (every problem of the config) or ValueError (the objective does not fit the
+    pair, or the pair name is unknown).
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    pair = pair if pair is not None else resolve_pair(config.pair)
+    ds = pair.dataset
+    if ds is None:
+        raise ValueError(f"The pair {pair.name!r} has no dataset, and a run trains and validates on its pair's "
+                         f"dataset. Build the Pair with dataset=... (a kdcore.data.Dataset).")
+    terms = config.resolved_terms()
+    s_layers, t_layers = feature_layers(terms)
+    problems = fit_problems(config, ds.task, pair.student.kind, pair.teacher.kind,
+                            list(pair.student.layer_names()), list(pair.teacher.layer_names()))
+    if problems:
+        raise _misfit(config, problems)
+    train, val = ds.split("train"), ds.split("val")
+    if s_layers:  # shapes: a probe pass over 2 samples (detached copies; the pair's models are not changed)
+        probe = train.inputs[:2]
+        problems = feature_shape_problems(terms, pair.student.capture(probe, s_layers),
+                                          pair.teacher.capture(probe, t_layers))
+        if problems:
+            raise _misfit(config, problems)
+    if config.train_size is not None:
+        train = train.subset(config.train_size)
+    if config.val_size is not None:
+        val = val.subset(config.val_size)
+    spe, total, ckpt = step_plan(config, train.inputs.shape[0])
+    return PreparedRun(pair=pair, device=device, terms=terms, s_layers=s_layers, t_layers=t_layers, train=train,
+                       val=val, task=ds.task, steps_per_epoch=spe, total_steps=total, checkpoint_epochs=ckpt,
+                       fingerprint=tensor_fingerprint(train.inputs, train.targets, val.inputs, val.targets))
