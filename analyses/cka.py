@@ -27,7 +27,8 @@ no similarity to speak of: its CKA is 0 (never NaN) and its name is listed in th
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -213,7 +214,7 @@ class MinibatchCKA:
             grams.append(torch.zeros_like(g) if constant else g.fill_diagonal_(0.0))
         return torch.stack(grams)  # [layers, b, b], zero diagonals
 
-    def update(self, features_a: Mapping[str, Any], features_b: Mapping[str, Any]) -> "MinibatchCKA":
+    def update(self, features_a: Mapping[str, Any], features_b: Mapping[str, Any]) -> MinibatchCKA:
         """Add one minibatch (the same b ≥ 4 inputs through both models)."""
         ga = self._grams("features_a", features_a, self.layers_a)  # [A, b, b]
         gb = self._grams("features_b", features_b, self.layers_b)  # [B, b, b]

@@ -25,8 +25,9 @@ teacher). Accuracy and agreement are ``kdcore.metrics``'.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -10,7 +10,7 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kdcore.jobs.config import ConfigError, JobConfig
 from kdcore.jobs.store import RunStore, StoreError
@@ -86,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
 class _Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30):
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30):
         self.stream, self.width = stream, width
 
     def __call__(self, ev: dict) -> None:
@@ -247,7 +247,7 @@ def export_run(store: RunStore, run_id: str, folder: Path) -> list[Path]:
     return files
 
 
-def cmd_protocol(args) -> int:
+def cmd_protocol(args: argparse.Namespace) -> int:
     from kdcore.jobs.protocols import run_protocol
     cfg = config_from_args(args).validate()
     floats = lambda s: [float(v) for v in s.split(",") if v.strip()] if s else []  # noqa: E731
@@ -311,7 +311,7 @@ def _add_methods_parser(sub: Any) -> None:
 
 # ---- doctor (kdcore.doctor; added by the doctor branch) ------------------------------------------------
 
-def _cmd_doctor(args) -> int:
+def _cmd_doctor(args: argparse.Namespace) -> int:
     """`python -m kdcore doctor RUN_ID [--json]`: findings on a run (exit 0 whatever they are; 2 for a bad id)."""
     from kdcore.doctor import diagnose
     report = diagnose(args.run_id, store=RunStore())
@@ -330,7 +330,7 @@ def _cmd_doctor(args) -> int:
     return 0
 
 
-def _add_doctor_parser(sub) -> None:
+def _add_doctor_parser(sub: Any) -> None:
     d = sub.add_parser("doctor", help="diagnose a run: findings with evidence and a fix")
     d.add_argument("run_id", metavar="RUN_ID")
     d.add_argument("--json", action="store_true", help='print {"run_id", "findings": [...], "checks": {...}}')
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _fail(args, message: str, problems: list[str] | None = None) -> None:
+def _fail(args: argparse.Namespace, message: str, problems: list[str] | None = None) -> None:
     if getattr(args, "json", False):
         _print_json({"error": message, **({"problems": problems} if problems else {})})
     else:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -186,10 +187,10 @@ class ModelAdapter:
     @property
     def device(self) -> torch.device:
         """Where the model's parameters (or buffers) live."""
-        for t in self.model.parameters():
-            return t.device
-        for t in self.model.buffers():
-            return t.device
+        for p in self.model.parameters():
+            return p.device
+        for b in self.model.buffers():
+            return b.device
         return torch.device("cpu")
 
     def _float_dtype(self) -> torch.dtype | None:
@@ -324,12 +325,12 @@ class ModelAdapter:
         return statistics.median(times)
 
     # ---- copies ---------------------------------------------------------------------------------
-    def _with_model(self, model: nn.Module) -> "ModelAdapter":
+    def _with_model(self, model: nn.Module) -> ModelAdapter:
         twin = copy.copy(self)
         twin.model = model
         return twin
 
-    def clone(self, reinit: bool = False, seed: int | None = None) -> "ModelAdapter":
+    def clone(self, reinit: bool = False, seed: int | None = None) -> ModelAdapter:
         """An independent adapter over a deep copy of the model.
 
         reinit: re-initialise the copy (``reset_parameters()`` on every submodule that has one),
@@ -347,10 +348,11 @@ class ModelAdapter:
 
     def _reinit(self, model: nn.Module) -> None:
         for m in model.modules():
-            if callable(getattr(m, "reset_parameters", None)):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
 
-    def to(self, device: str | torch.device) -> "ModelAdapter":
+    def to(self, device: str | torch.device) -> ModelAdapter:
         """A new adapter on ``device``; the model is copied when it lives elsewhere (never moved)."""
         device = torch.device(device)
         here = self.device

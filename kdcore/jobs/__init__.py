@@ -4,6 +4,7 @@ Names load on first use (PEP 562), so `python -m kdcore runs list` does not impo
 name comes from a kdcore.jobs module listed here (no other package is reached).
 """
 import importlib
+from typing import Any
 
 _NAMES = {
     "kdcore.jobs.config": ("JobConfig", "LossTerm", "ConfigError", "OBJECTIVES"),
@@ -20,7 +21,7 @@ _WHERE = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'kdcore.jobs' has no attribute {name!r}")
     return getattr(importlib.import_module(_WHERE[name]), name)

@@ -12,9 +12,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from kdcore.methods import ALIASES  # noqa: F401  (re-exported: {alias: method}, always current)
-from kdcore.methods import (Method, canonical_name, get_method, method_names, param_problems, resolve_params,
-                            unknown_method_message)
+from kdcore.methods import (
+    ALIASES,  # noqa: F401  (re-exported: {alias: method}, always current)
+    Method,
+    canonical_name,
+    get_method,
+    method_names,
+    param_problems,
+    resolve_params,
+    unknown_method_message,
+)
 from kdcore.methods.params import TEXT_KINDS, parse_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -87,7 +94,7 @@ class JobConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "JobConfig":
+    def from_dict(cls, data: dict) -> JobConfig:
         if not isinstance(data, dict):
             raise ConfigError([f"a job configuration must be a mapping of field names to values; got {type(data).__name__}"])
         known = {f.name for f in fields(cls)}
@@ -104,7 +111,7 @@ class JobConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "JobConfig":
+    def from_json(cls, text: str) -> JobConfig:
         return cls.from_dict(json.loads(text))
 
     def to_yaml(self) -> str:
@@ -112,12 +119,12 @@ class JobConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "JobConfig":
+    def from_yaml(cls, text: str) -> JobConfig:
         import yaml
         return cls.from_dict(yaml.safe_load(text))
 
     @classmethod
-    def load(cls, path: str | Path) -> "JobConfig":
+    def load(cls, path: str | Path) -> JobConfig:
         """Read a .json, .yaml or .yml file."""
         path = Path(path)
         if not path.is_file():
@@ -206,7 +213,7 @@ class JobConfig:
             p.append(f"'name' must be a string; got {self.name!r}")
         return p
 
-    def validate(self) -> "JobConfig":
+    def validate(self) -> JobConfig:
         """Raise ConfigError listing every problem; return self when valid."""
         problems = self.problems()
         if problems:

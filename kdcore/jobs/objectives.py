@@ -12,8 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kdcore.jobs.config import JobConfig, LossTerm
-from kdcore.methods import (IGNORE_INDEX, Component, StepTensors, get_method, label_loss,  # noqa: F401
-                            misfit_message)
+from kdcore.methods import IGNORE_INDEX, Component, StepTensors, get_method, label_loss, misfit_message  # noqa: F401
 
 
 def feature_layers(terms: list[LossTerm]) -> tuple[list[str], list[str]]:

@@ -25,9 +25,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd

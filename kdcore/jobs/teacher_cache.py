@@ -12,9 +12,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from kdcore.adapters.base import ModelAdapter
 
 CACHE_VERSION = 1
 
@@ -55,18 +59,21 @@ class TeacherCache:
         if self.logits is not None:
             logits = self.logits[idx]
         else:
+            assert self.topk_values is not None and self.topk_indices is not None  # one of the two forms is set
             vals, ids = self.topk_values[idx], self.topk_indices[idx]               # [b, ..., k]
             logits = torch.full((*vals.shape[:-1], self.size), float("-inf"), dtype=vals.dtype, device=vals.device)
             logits.scatter_(-1, ids, vals)                                          # [b, ..., V]
         return logits, {k: v[idx] for k, v in self.features.items()}
 
-    def to(self, device) -> "TeacherCache":
-        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+    def to(self, device: torch.device | str) -> TeacherCache:
+        def mv(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
         return TeacherCache(mv(self.logits), mv(self.topk_values), mv(self.topk_indices), self.size,
                             {k: v.to(device) for k, v in self.features.items()}, self.mass_kept, self.from_disk)
 
 
-def compute_teacher_outputs(teacher, inputs: Tensor, layers: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
+def compute_teacher_outputs(teacher: ModelAdapter, inputs: Tensor, layers: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
     """One batch through the frozen teacher: (logits, {layer: features}) without a graph."""
     with torch.no_grad():
         if layers:
@@ -75,8 +82,9 @@ def compute_teacher_outputs(teacher, inputs: Tensor, layers: list[str]) -> tuple
         return teacher.logits(inputs), {}
 
 
-def build_cache(teacher, inputs: Tensor, layers: list[str], *, batch_size: int, device, top_k: int | None = None,
-                cache_dir: Path | None = None, key_parts: dict | None = None) -> TeacherCache:
+def build_cache(teacher: ModelAdapter, inputs: Tensor, layers: list[str], *, batch_size: int,
+                device: torch.device | str, top_k: int | None = None,
+                cache_dir: Path | None = None, key_parts: dict[str, Any] | None = None) -> TeacherCache:
     """Compute (or load from `cache_dir`) the teacher's outputs on every input."""
     path = None
     if cache_dir is not None:
@@ -89,8 +97,11 @@ def build_cache(teacher, inputs: Tensor, layers: list[str], *, batch_size: int, 
                 return _load(path).to(device)
             except Exception:  # a damaged cache file is rebuilt, never trusted
                 path.unlink(missing_ok=True)
-    logits_parts, feat_parts = [], {k: [] for k in layers}
-    vals_parts, ids_parts, mass = [], [], []
+    logits_parts: list[Tensor] = []
+    feat_parts: dict[str, list[Tensor]] = {k: [] for k in layers}
+    vals_parts: list[Tensor] = []
+    ids_parts: list[Tensor] = []
+    mass: list[Tensor] = []
     for start in range(0, inputs.shape[0], batch_size):
         x = inputs[start:start + batch_size].to(device)
         logits, feats = compute_teacher_outputs(teacher, x, layers)
@@ -124,6 +135,7 @@ def _save(cache: TeacherCache, path: Path) -> None:
     if cache.logits is not None:
         tensors["logits"] = cache.logits.to("cpu").contiguous()
     else:
+        assert cache.topk_values is not None and cache.topk_indices is not None
         tensors["topk_values"] = cache.topk_values.to("cpu").contiguous()
         tensors["topk_indices"] = cache.topk_indices.to("cpu").contiguous()
     meta = {"size": str(cache.size), "mass_kept": repr(cache.mass_kept), "version": str(CACHE_VERSION)}

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
+from typing import IO, NoReturn
 
 import pandas as pd
 
@@ -125,7 +127,7 @@ def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
         log.close()
 
 
-def _try_lock(root: Path):
+def _try_lock(root: Path) -> IO[str] | None:
     fh = open(root / _LOCK_NAME, "w")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -135,7 +137,7 @@ def _try_lock(root: Path):
     return fh
 
 
-def _unlock(fh) -> None:
+def _unlock(fh: IO[str]) -> None:
     fcntl.flock(fh, fcntl.LOCK_UN)
     fh.close()
 
@@ -174,7 +176,7 @@ def work(store: RunStore) -> int:
             return 0
 
 
-def _on_sigterm(signum, frame):
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 

@@ -13,11 +13,17 @@ The training *methods* (names, aliases, parameters, the loss each calls) are the
 ``kdcore.methods``; a method's step calls these functions and never restates their formulas.
 """
 from kdcore.losses.attention import attention_kl_loss, attention_map, attention_mse_loss, attention_transfer_loss
-from kdcore.losses.decoupled import (RULES, cakd_components, cakd_loss, dkd_components, dkd_loss,
-                                     strong_set)
+from kdcore.losses.decoupled import RULES, cakd_components, cakd_loss, dkd_components, dkd_loss, strong_set
 from kdcore.losses.features import feature_cosine_loss, feature_l2_loss, make_projector
-from kdcore.losses.kd import (kd_components, kd_loss, label_smoothing_loss, label_smoothing_targets,
-                              normkd_components, normkd_loss, softmax_t)
+from kdcore.losses.kd import (
+                                     kd_components,
+                                     kd_loss,
+                                     label_smoothing_loss,
+                                     label_smoothing_targets,
+                                     normkd_components,
+                                     normkd_loss,
+                                     softmax_t,
+)
 
 LOSSES = {
     "kd": kd_loss,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 from kdcore.methods.params import KINDS, SHARED_FIELDS, Param
 from kdcore.methods.step import Component, StepTensors
