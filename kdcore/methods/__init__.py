@@ -9,10 +9,6 @@ the hard-label CE by default, its default temperature, a one-line help and its M
 Adding a method is one `register_method(Method(...))` entry next to its step function (see
 classification.py), plus its loss in kdcore.losses. Reading the table imports no torch.
 """
-from kdcore.methods import baseline as _baseline  # noqa: E402,F401  (ce, listed last)
-from kdcore.methods import classification as _classification  # noqa: E402,F401  (registers kd, dkd, cakd, normkd, ls)
-from kdcore.methods import features as _features  # noqa: E402,F401  (feature_l2, at, attn_kl)
-from kdcore.methods import language as _language  # noqa: E402,F401  (token)
 from kdcore.methods.params import KINDS, Param
 from kdcore.methods.step import IGNORE_INDEX, Component, StepTensors, label_loss, layer_key
 from kdcore.methods.table import (
@@ -34,6 +30,14 @@ from kdcore.methods.table import (
                                   unknown_param_message,
                                   unregister_method,
 )
+
+# The entries register on import, in this order (the order menus and `methods` list them): keep it.
+# isort: off
+from kdcore.methods import classification as _classification  # noqa: F401  (kd, dkd, cakd, normkd, ls)
+from kdcore.methods import language as _language  # noqa: F401  (token)
+from kdcore.methods import features as _features  # noqa: F401  (feature_l2, at, attn_kl)
+from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
+# isort: on
 
 __all__ = [
     "ALIASES", "IGNORE_INDEX", "KINDS", "TASKS", "Component", "Method", "Param", "StepTensors",
