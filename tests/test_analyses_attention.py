@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 from analyses import attention
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 from analyses import cams
 
 

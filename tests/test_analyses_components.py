@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 from analyses import components
 from kdcore.divergences import KINDS, divergence_loss, token_divergence
 

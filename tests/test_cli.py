@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, protocol_configs, protocol_table, run_protocol
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
 
 
 def test_protocol_plan_expands_variants_and_seeds():

@@ -1,13 +1,14 @@
 """Background workers: queue, poll, cancel, SIGKILL mid-run, reopen, resume."""
+import json
 import os
 import signal
-import time
 
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, cancel, compare, get_status, resume, run_job, submit, wait
 from kdcore.jobs.worker import start_worker_process
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
+from tests.helpers.waiting import wait_until
 
 
 @pytest.fixture
@@ -20,13 +21,6 @@ def _cfg(**kw):
                         "probe_size": 32, **kw})
 
 
-def _wait_for(cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thread):
     store = RunStore()
     ids = [submit(_cfg(seed=s), store=store) for s in (0, 1)]
@@ -35,7 +29,7 @@ def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thr
     never = submit(_cfg(seed=9), store=store, start_worker=False)
     cancel(never, store=store)                     # a queued job is cancelled at once
     assert store.get_run(never)["state"] == "cancelled"
-    _wait_for(lambda: get_status(long, store=store)["step"] > 0, timeout=120)
+    wait_until(lambda: get_status(long, store=store)["step"] > 0, timeout=120, what="the long job's first step")
     extra = start_worker_process(store)            # a second worker leaves the queue to the first
     assert extra.wait(timeout=60) == 0
     cancel(long, store=store)
@@ -53,10 +47,12 @@ def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_di
     earlier = run_job(_cfg(seed=4), store=store).run_id
     before = store.metrics(earlier, "epoch")
     rid = submit(_cfg(epochs=400, batch_size=16, seed=5), store=store)
-    _wait_for(lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running", timeout=120)
+    wait_until(lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running", timeout=120,
+               what="two finished epochs of the running job")
     pid = store.get_run(rid)["pid"]
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: RunStore().get_run(rid)["state"] == "interrupted", timeout=30)
+    wait_until(lambda: RunStore().get_run(rid)["state"] == "interrupted", timeout=30,
+               what="the killed run to be marked interrupted")
     reopened = RunStore()
     run = reopened.get_run(rid)
     assert run["state"] == "interrupted" and "resume" in run["error"]
@@ -64,14 +60,11 @@ def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_di
     assert reopened.metrics(earlier, "epoch").equals(before)
     steps = reopened.metrics(rid, "step")
     assert len(steps) > 0 and steps["loss"].notna().all()
-    # resume from the last finished epoch, with fewer epochs left to keep the test short
-    import json
-    import sqlite3
+    # resume from the last finished epoch, with fewer epochs left to keep the test short (through the
+    # store's update_run; the config column holds the config's JSON)
     cfg = dict(run["config"], epochs=run["epoch"] + 1)
-    con = sqlite3.connect(data_dir / "runs.sqlite")
-    con.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(cfg), rid))
-    con.commit()
-    con.close()
+    reopened.update_run(rid, config=json.dumps(cfg, sort_keys=True))
+    assert reopened.get_run(rid)["config"]["epochs"] == cfg["epochs"]
     resume(rid, store=reopened)
     r = wait(rid, store=reopened, timeout=120)
     assert r["state"] == "completed", r["error"]
