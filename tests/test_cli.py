@@ -20,6 +20,7 @@ def _cli(*args, home):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     home = tmp_path / "kdwb"
     cfg = tmp_path / "job.yaml"

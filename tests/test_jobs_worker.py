@@ -1,4 +1,8 @@
-"""Background workers: queue, poll, cancel, SIGKILL mid-run, reopen, resume."""
+"""Background workers: queue, poll, cancel, SIGKILL mid-run, reopen, resume.
+
+The worker-process tests are slow (real subprocesses); the worker loop itself is also run in this
+process, so the quick loop (`-m "not slow"`) covers the queue.
+"""
 import json
 import os
 import signal
@@ -6,7 +10,7 @@ import signal
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, cancel, compare, get_status, resume, run_job, submit, wait
-from kdcore.jobs.worker import start_worker_process
+from kdcore.jobs.worker import start_worker_process, work
 from tests.helpers.toys import TOY
 from tests.helpers.waiting import wait_until
 
@@ -21,6 +25,24 @@ def _cfg(**kw):
                         "probe_size": 32, **kw})
 
 
+def test_the_worker_loop_runs_the_queue_in_order(data_dir):
+    store = RunStore()
+    ids = [submit(_cfg(seed=s, epochs=1), store=store, start_worker=False) for s in (0, 1)]
+    bad = submit(_cfg(objective="at", params={"layers": {"fc1": "fc1"}}), store=store, start_worker=False)
+    never = submit(_cfg(seed=9), store=store, start_worker=False)
+    cancel(never, store=store)
+    assert [store.get_run(i)["state"] for i in (*ids, bad)] == ["queued"] * 3
+    assert work(store) == 0 and store.next_queued() is None
+    runs = [store.get_run(i) for i in ids]
+    assert [r["state"] for r in runs] == ["completed"] * 2 and all(r["pid"] == os.getpid() for r in runs)
+    assert runs[0]["created"] <= runs[1]["created"] and runs[0]["updated"] <= runs[1]["updated"]
+    assert store.get_run(never)["state"] == "cancelled" and store.get_run(never)["step"] == 0
+    r = store.get_run(bad)
+    assert r["state"] == "failed" and "conv features" in r["error"]
+    assert list(compare(ids, store=store)["id"]) == ids
+
+
+@pytest.mark.slow
 def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thread):
     store = RunStore()
     ids = [submit(_cfg(seed=s), store=store) for s in (0, 1)]
@@ -42,6 +64,7 @@ def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thr
     assert r["state"] == "failed" and "conv features" in r["error"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_dir, one_thread):
     store = RunStore()
     earlier = run_job(_cfg(seed=4), store=store).run_id
