@@ -72,7 +72,7 @@ def _shot(page, path) -> None:
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(max(height + 40, 1000), 8000)})
     page.wait_for_function(_LAID_OUT_JS, timeout=LONG)      # plotly re-lays out to the new size
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=True, timeout=LONG)
     page.set_viewport_size(size)
 
 
@@ -137,7 +137,7 @@ def test_job_progress_reload_and_cancel(app_url, page, screenshots):
     page.goto(f"{app_url}/distill", timeout=LONG)
     _settle(page)
     page.get_by_label("Epochs").first.fill("200")            # long enough to be cancelled mid-run
-    page.get_by_label("Training samples (0 = all)").first.fill("256")
+    page.get_by_label("Training samples (0 = all)").first.fill("0")   # all of them: ~20 steps an epoch
     page.get_by_role("button", name="Start distillation").click()
     page.get_by_text("queued: follow it in the").wait_for(timeout=LONG)
     page.get_by_role("tab", name="Live").click()
