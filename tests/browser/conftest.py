@@ -34,6 +34,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cancel_unfinished_runs(home: Path) -> None:
+    from kdcore.jobs import RunStore
+    store = RunStore(home)
+    for run_id in store.list_runs().query("state in ('queued', 'running')")["id"]:
+        store.request_cancel(run_id)
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Start the app once for the browser tests; stop it at the end."""
@@ -63,6 +70,7 @@ def app_url(tmp_path_factory):
         proc.kill()
         raise RuntimeError(f"{exc}:\n" + (home / "streamlit.log").read_text()) from exc
     yield url
+    _cancel_unfinished_runs(home)                            # a failed test must not leave a worker training
     proc.terminate()
     try:
         proc.wait(timeout=10)

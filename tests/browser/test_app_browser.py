@@ -137,7 +137,7 @@ def test_job_progress_reload_and_cancel(app_url, page, screenshots):
     page.goto(f"{app_url}/distill", timeout=LONG)
     _settle(page)
     page.get_by_label("Epochs").first.fill("200")            # long enough to be cancelled mid-run
-    page.get_by_label("Training samples (0 = all)").first.fill("0")   # all of them: ~20 steps an epoch
+    page.get_by_label("Training samples (0 = all)").first.fill("0")   # all of them: many steps an epoch
     page.get_by_role("button", name="Start distillation").click()
     page.get_by_text("queued: follow it in the").wait_for(timeout=LONG)
     page.get_by_role("tab", name="Live").click()
