@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from analyses import attention
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 
 
 def _random_attention(b, h, length, *, causal=False, sharp=1.0, seed=None):

@@ -10,7 +10,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 from analyses import cams
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 
 
 class _Net(nn.Module):

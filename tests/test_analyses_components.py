@@ -8,7 +8,7 @@ import torch
 
 from analyses import components
 from kdcore.divergences import KINDS, divergence_loss, token_divergence
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 
 
 def _softmax(z):

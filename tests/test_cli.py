@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +20,7 @@ def _cli(*args, home, path=()):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     home = tmp_path / "kdwb"
     cfg = tmp_path / "job.yaml"

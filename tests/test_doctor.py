@@ -2,7 +2,7 @@
 
 Healthy runs go through the real runner (a calibrated linear teacher, an LM bigram teacher); broken
 runs are short real runs where that is cheap, else run records written in memory (as a trainer
-other than ours would record them) with tiny pairs of known weights (tests/test_doctor_pairs.py).
+other than ours would record them) with tiny pairs of known weights (tests/helpers/doctor_toys.py).
 """
 import copy
 
@@ -14,7 +14,7 @@ from kdcore.adapters import wrap
 from kdcore.data.base import Dataset, SplitData
 from kdcore.doctor import CHECK_IDS, RunRecord, diagnose, diagnose_run
 from kdcore.jobs import JobConfig, RunStore, run_job
-from tests.test_doctor_pairs import (
+from tests.helpers.doctor_toys import (
     CALIBRATED,
     GAP,
     Augmented,
@@ -31,7 +31,7 @@ from tests.test_doctor_pairs import (
     lm_student,
 )
 
-LM_PAIR = "tests.test_doctor_pairs:lm_pair"
+LM_PAIR = "tests.helpers.doctor_toys:lm_pair"
 LM_ONLY = [c for c in CHECK_IDS if c.startswith("lm.") and c != "lm.temperature_mismatch"]
 CLASSIFICATION_CHECKS = [c for c in CHECK_IDS if c not in LM_ONLY]
 LM_CHECKS = [c for c in CHECK_IDS if not c.startswith(("teacher.wrong", "soft_labels.", "capacity.no_gain"))]

@@ -11,7 +11,7 @@ from kdcore.cli import main
 from kdcore.doctor import CHECK_IDS, FigureData, Finding, Report
 from kdcore.jobs import JobConfig, RunStore, run_job
 from kdcore.metrics import accuracy, disagreement, expected_calibration_error, reliability_bins
-from tests.test_doctor_pairs import CALIBRATED
+from tests.helpers.doctor_toys import CALIBRATED
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "doctor.py")
 

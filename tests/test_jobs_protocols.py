@@ -12,7 +12,7 @@ from kdcore.jobs import (
     queue_protocol,
     run_protocol,
 )
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
 
 
 def test_protocol_plan_expands_variants_and_seeds():

@@ -8,7 +8,7 @@ import torch
 
 from kdcore.jobs import JobConfig, RunStore, linear_cka, run_job
 from kdcore.jobs.config import ConfigError
-from tests.test_jobs_toy import TOY, TOY_CONV, TOY_LM
+from tests.helpers.toys import TOY, TOY_CONV, TOY_LM
 
 FAST = dict(epochs=2, batch_size=64, val_size=64, probe_size=32)
 
@@ -50,7 +50,7 @@ def test_every_component_is_recorded_and_sums_to_the_loss(data_dir):
 
 
 def test_teacher_stays_frozen_and_the_run_records_it(data_dir):
-    from tests.test_jobs_toy import toy_pair
+    from tests.helpers.toys import toy_pair
     pair = toy_pair()
     pair.teacher.model.train()                              # even a teacher handed over in train mode
     before = {k: v.clone() for k, v in pair.teacher.model.state_dict().items()}
@@ -165,7 +165,7 @@ def test_teacher_cache_gives_the_same_run_and_is_reused(data_dir):
 
 def test_teacher_cache_top_k_reports_the_mass_kept(data_dir):
     from kdcore.jobs.teacher_cache import build_cache
-    from tests.test_jobs_toy import toy_lm_pair
+    from tests.helpers.toys import toy_lm_pair
     pair = toy_lm_pair()
     x = pair.dataset.split("train").inputs                                      # [64, 6]
     cache = build_cache(pair.teacher, x, [], batch_size=16, device="cpu", top_k=3)
@@ -231,7 +231,7 @@ def test_prepare_run_returns_a_frozen_record_and_trains_nothing():
     import dataclasses
 
     from kdcore.jobs import PreparedRun, prepare_run
-    from tests.test_jobs_toy import toy_pair
+    from tests.helpers.toys import toy_pair
     pair = toy_pair()
     before = {k: v.clone() for k, v in pair.student.model.state_dict().items()}
     prep = prepare_run(_cfg(objective="feature_l2", params={"layers": {"fc2": "fc2"}}), pair=pair)

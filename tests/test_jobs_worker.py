@@ -1,13 +1,18 @@
-"""Background workers: queue, poll, cancel, SIGKILL mid-run, reopen, resume."""
+"""Background workers: queue, poll, cancel, SIGKILL mid-run, reopen, resume.
+
+The worker-process tests are slow (real subprocesses); the worker loop itself is also run in this
+process, so the quick loop (`-m "not slow"`) covers the queue.
+"""
+import json
 import os
 import signal
-import time
 
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, cancel, compare, get_status, resume, run_job, submit, wait
-from kdcore.jobs.worker import start_worker_process
-from tests.test_jobs_toy import TOY
+from kdcore.jobs.worker import start_worker_process, work
+from tests.helpers.toys import TOY
+from tests.helpers.waiting import wait_until
 
 
 @pytest.fixture
@@ -20,13 +25,24 @@ def _cfg(**kw):
                         "probe_size": 32, **kw})
 
 
-def _wait_for(cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+def test_the_worker_loop_runs_the_queue_in_order(data_dir):
+    store = RunStore()
+    ids = [submit(_cfg(seed=s, epochs=1), store=store, start_worker=False) for s in (0, 1)]
+    bad = submit(_cfg(objective="at", params={"layers": {"fc1": "fc1"}}), store=store, start_worker=False)
+    never = submit(_cfg(seed=9), store=store, start_worker=False)
+    cancel(never, store=store)
+    assert [store.get_run(i)["state"] for i in (*ids, bad)] == ["queued"] * 3
+    assert work(store) == 0 and store.next_queued() is None
+    runs = [store.get_run(i) for i in ids]
+    assert [r["state"] for r in runs] == ["completed"] * 2 and all(r["pid"] == os.getpid() for r in runs)
+    assert runs[0]["created"] <= runs[1]["created"] and runs[0]["updated"] <= runs[1]["updated"]
+    assert store.get_run(never)["state"] == "cancelled" and store.get_run(never)["step"] == 0
+    r = store.get_run(bad)
+    assert r["state"] == "failed" and "conv features" in r["error"]
+    assert list(compare(ids, store=store)["id"]) == ids
 
 
+@pytest.mark.slow
 def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thread):
     store = RunStore()
     ids = [submit(_cfg(seed=s), store=store) for s in (0, 1)]
@@ -35,7 +51,7 @@ def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thr
     never = submit(_cfg(seed=9), store=store, start_worker=False)
     cancel(never, store=store)                     # a queued job is cancelled at once
     assert store.get_run(never)["state"] == "cancelled"
-    _wait_for(lambda: get_status(long, store=store)["step"] > 0, timeout=120)
+    wait_until(lambda: get_status(long, store=store)["step"] > 0, timeout=120, what="the long job's first step")
     extra = start_worker_process(store)            # a second worker leaves the queue to the first
     assert extra.wait(timeout=60) == 0
     cancel(long, store=store)
@@ -50,15 +66,18 @@ def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thr
     assert r["state"] == "failed" and "conv features" in r["error"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_dir, one_thread):
     store = RunStore()
     earlier = run_job(_cfg(seed=4), store=store).run_id
     before = store.metrics(earlier, "epoch")
     rid = submit(_cfg(epochs=400, batch_size=16, seed=5), store=store)
-    _wait_for(lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running", timeout=120)
+    wait_until(lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running", timeout=120,
+               what="two finished epochs of the running job")
     pid = store.get_run(rid)["pid"]
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: RunStore().get_run(rid)["state"] == "interrupted", timeout=30)
+    wait_until(lambda: RunStore().get_run(rid)["state"] == "interrupted", timeout=30,
+               what="the killed run to be marked interrupted")
     reopened = RunStore()
     run = reopened.get_run(rid)
     assert run["state"] == "interrupted" and "resume" in run["error"]
@@ -66,14 +85,11 @@ def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_di
     assert reopened.metrics(earlier, "epoch").equals(before)
     steps = reopened.metrics(rid, "step")
     assert len(steps) > 0 and steps["loss"].notna().all()
-    # resume from the last finished epoch, with fewer epochs left to keep the test short
-    import json
-    import sqlite3
+    # resume from the last finished epoch, with fewer epochs left to keep the test short (through the
+    # store's update_run; the config column holds the config's JSON)
     cfg = dict(run["config"], epochs=run["epoch"] + 1)
-    con = sqlite3.connect(data_dir / "runs.sqlite")
-    con.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(cfg), rid))
-    con.commit()
-    con.close()
+    reopened.update_run(rid, config=json.dumps(cfg, sort_keys=True))
+    assert reopened.get_run(rid)["config"]["epochs"] == cfg["epochs"]
     resume(rid, store=reopened)
     r = wait(rid, store=reopened, timeout=120)
     assert r["state"] == "completed", r["error"]

@@ -28,7 +28,7 @@ from kdcore.methods import (
 )
 from kdcore.methods.params import parse_text
 from kdcore.validation import InvalidParameterError
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
 
 METHODS = [m.name for m in all_methods()]
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")

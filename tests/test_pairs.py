@@ -93,7 +93,7 @@ from kdcore.pairs import (  # noqa: E402
     resolve_pair,
 )
 from kdcore.validation import InvalidParameterError  # noqa: E402
-from tests.test_jobs_toy import TOY, toy_lm_pair, toy_pair  # noqa: E402
+from tests.helpers.toys import TOY, toy_lm_pair, toy_pair  # noqa: E402
 
 USER_PACKAGE = """
 CALLS = []
@@ -102,7 +102,7 @@ CALLS = []
 def register():
     from kdcore.pairs import register_pair
     CALLS.append(1)
-    register_pair("toy_from_entry_point", "tests.test_jobs_toy:toy_pair", description="the toy MLPs")
+    register_pair("toy_from_entry_point", "tests.helpers.toys:toy_pair", description="the toy MLPs")
 """
 
 
@@ -130,21 +130,21 @@ def _fake_distribution(root, name: str, entry_points: str):
 def test_registered_pairs_load_by_name(registry, monkeypatch):
     monkeypatch.setattr(registry, "entry_points", lambda group: [])
     entry = register_pair("toy", toy_pair, recipe={"epochs": 3}, description="two MLPs")
-    assert entry.source == "tests.test_jobs_toy" and entry.recipe == {"epochs": 3}
+    assert entry.source == "tests.helpers.toys" and entry.recipe == {"epochs": 3}
     pair = load_registered_pair("toy")
     assert isinstance(pair, Pair) and pair.name == toy_pair().name
     assert get_pair_loader("toy") is toy_pair
     assert list(registered_pairs()) == ["toy"] and registered_pairs()["toy"].description == "two MLPs"
     register_pair("toy", toy_pair)                              # the same module again: replaced, no error
-    with pytest.raises(ValueError, match="already registered by tests.test_jobs_toy"):
+    with pytest.raises(ValueError, match="already registered by tests.helpers.toys"):
         register_pair("toy", lambda: toy_pair())                # another module may not take the name
     assert resolve_pair(TOY).name == pair.name                  # module:factory needs no registration
 
 
 def test_a_users_pair_registers_by_module_factory_and_runs(registry, data_dir):
     from kdcore.jobs import JobConfig, RunStore, run_job
-    register_pair("mine", "tests.test_jobs_toy:toy_lm_pair", description="a user's pair, imported when loaded")
-    assert registered_pairs()["mine"].source == "tests.test_jobs_toy"
+    register_pair("mine", "tests.helpers.toys:toy_lm_pair", description="a user's pair, imported when loaded")
+    assert registered_pairs()["mine"].source == "tests.helpers.toys"
     assert load_registered_pair("mine").name == toy_lm_pair().name
     r = run_job(JobConfig(pair="mine", objective="token", epochs=1, batch_size=32), store=RunStore())
     assert r.state == "completed" and RunStore().get_run(r.run_id)["pair"] == "mine"

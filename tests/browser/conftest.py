@@ -7,11 +7,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "_screenshots"
@@ -33,6 +34,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cancel_unfinished_runs(home: Path) -> None:
+    from kdcore.jobs import RunStore
+    store = RunStore(home)
+    for run_id in store.list_runs().query("state in ('queued', 'running')")["id"]:
+        store.request_cancel(run_id)
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Start the app once for the browser tests; stop it at the end."""
@@ -46,20 +54,23 @@ def app_url(tmp_path_factory):
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
+
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise RuntimeError("streamlit exited early:\n" + (home / "streamlit.log").read_text())
-    else:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=90, interval=0.5, what="streamlit's /_stcore/health")
+    except AssertionError as exc:
         proc.kill()
-        raise RuntimeError("streamlit did not become healthy in 90 s:\n" + (home / "streamlit.log").read_text())
+        raise RuntimeError(f"{exc}:\n" + (home / "streamlit.log").read_text()) from exc
     yield url
+    _cancel_unfinished_runs(home)                            # a failed test must not leave a worker training
     proc.terminate()
     try:
         proc.wait(timeout=10)

@@ -27,13 +27,23 @@ PAGES = {
 LONG = 120_000   # ms: the first render loads the pair on a busy 2-core machine
 
 
+# True once streamlit has shown no 'Running…' status and no spinner for QUIET_MS in a row: a rerun that
+# starts just after a widget change is caught, where a single look could fall between two runs.
+_QUIET_JS = """(quietMs) => {
+    const busy = document.querySelector('[data-testid="stStatusWidget"]')
+                 || document.querySelector('[data-testid="stSpinner"]');
+    const now = performance.now();
+    if (busy || window.__kdwbIdleSince === undefined) window.__kdwbIdleSince = busy ? undefined : now;
+    return !busy && now - window.__kdwbIdleSince >= quietMs;
+}"""
+QUIET_MS = 300
+
+
 def _settle(page) -> None:
-    """Wait until streamlit has finished running the script (no 'Running…' status, no spinner)."""
+    """Wait until streamlit has finished running the script (no status, no spinner, for QUIET_MS)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=LONG)
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                 && !document.querySelector('[data-testid="stSpinner"]')""", timeout=LONG)
-    page.wait_for_timeout(300)
+    page.evaluate("() => { window.__kdwbIdleSince = undefined; }")
+    page.wait_for_function(_QUIET_JS, arg=QUIET_MS, timeout=LONG, polling=50)
 
 
 # Plotly charts drawn so far: each chart has several .main-svg layers, so count the charts they belong to.
@@ -49,13 +59,20 @@ def _wait_plots(page, n: int) -> None:
     page.wait_for_function(f"() => {_PLOTS_JS} >= {n}", timeout=LONG)
 
 
+# Every visible chart's svg spans its container: plotly has finished laying out at the current size.
+_LAID_OUT_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(p => p.offsetParent !== null && p.clientWidth > 0)
+    .every(p => { const svg = p.querySelector('.main-svg');
+                  return svg && Math.abs(Number(svg.getAttribute('width')) - p.clientWidth) <= 2; })"""
+
+
 def _shot(page, path) -> None:
     """A screenshot of the whole page: the viewport grows to the main area's height (it scrolls inside)."""
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 1000")
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(max(height + 40, 1000), 8000)})
-    page.wait_for_timeout(800)                               # plotly re-lays out to the new size
-    page.screenshot(path=str(path), full_page=True)
+    page.wait_for_function(_LAID_OUT_JS, timeout=LONG)      # plotly re-lays out to the new size
+    page.screenshot(path=str(path), full_page=True, timeout=LONG)
     page.set_viewport_size(size)
 
 
@@ -120,7 +137,7 @@ def test_job_progress_reload_and_cancel(app_url, page, screenshots):
     page.goto(f"{app_url}/distill", timeout=LONG)
     _settle(page)
     page.get_by_label("Epochs").first.fill("200")            # long enough to be cancelled mid-run
-    page.get_by_label("Training samples (0 = all)").first.fill("256")
+    page.get_by_label("Training samples (0 = all)").first.fill("0")   # all of them: many steps an epoch
     page.get_by_role("button", name="Start distillation").click()
     page.get_by_text("queued: follow it in the").wait_for(timeout=LONG)
     page.get_by_role("tab", name="Live").click()
