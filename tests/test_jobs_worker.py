@@ -79,3 +79,13 @@ def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_di
     assert r["state"] == "completed", r["error"]
     ep = reopened.metrics(rid, "epoch")
     assert ep["epoch"].max() == cfg["epochs"] and ep["val_acc"].notna().sum() == cfg["epochs"]
+
+
+def test_the_worker_environment_adds_no_path(monkeypatch, tmp_path):
+    """No sys.path-style edit: kdcore comes from the install or the caller's PYTHONPATH, a user's
+    module:factory from the worker's cwd (first on sys.path under `python -m`)."""
+    from kdcore.jobs.worker import _worker_env
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert _worker_env()["PYTHONPATH"] == str(tmp_path)
+    monkeypatch.delenv("PYTHONPATH")
+    assert "PYTHONPATH" not in _worker_env()
