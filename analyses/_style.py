@@ -5,6 +5,9 @@ here only sets what carries meaning: titles, axis labels with units, legend, hov
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import plotly.graph_objects as go
 
 TEACHER = "#1f4e79"          # dark blue
@@ -58,3 +61,15 @@ def image_trace(img, *, name: str = "input"):
                         hovertemplate=f"x %{{x}}, y %{{y}}<extra>{name}</extra>")
     return go.Heatmap(z=z[0], colorscale=[[0.0, "black"], [1.0, "white"]], showscale=False, name=name,
                       hovertemplate=f"x %{{x}}, y %{{y}}<br>%{{z:.2f}}<extra>{name}</extra>")
+
+
+def figure_by_type(result: Any, builders: dict[type, Callable[..., go.Figure]], *, where: str, expected: str,
+                   **kwargs: Any) -> go.Figure:
+    """The figure of the first builder whose result type `result` is (keyword arguments pass through).
+
+    builders: {result type: figure function}, tried in order; expected: those types in words,
+    for the error when `result` is none of them."""
+    for kind, build in builders.items():
+        if isinstance(result, kind):
+            return build(result, **kwargs)
+    raise ValueError(f"The 'result' argument of {where} must be {expected}. Got {type(result).__name__} instead.")

@@ -507,9 +507,6 @@ def _check_index(name: str, value: int, n: int, where: str) -> None:
 def figure(result: AttentionResult | AttentionTransferResult, **kwargs: Any) -> go.Figure:
     """The main figure of a result: :func:`maps_figure` for attention, :func:`attention_transfer_figure`
     for attention-transfer maps (keyword arguments pass through)."""
-    if isinstance(result, AttentionTransferResult):
-        return attention_transfer_figure(result, **kwargs)
-    if isinstance(result, AttentionResult):
-        return maps_figure(result, **kwargs)
-    raise ValueError(f"The 'result' argument of analyses.attention.figure must be an AttentionResult or an "
-                     f"AttentionTransferResult. Got {type(result).__name__} instead.")
+    return _style.figure_by_type(
+        result, {AttentionTransferResult: attention_transfer_figure, AttentionResult: maps_figure},
+        where="analyses.attention.figure", expected="an AttentionResult or an AttentionTransferResult", **kwargs)

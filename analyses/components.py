@@ -364,9 +364,6 @@ def token_figure(result: TokenResult) -> go.Figure:
 def figure(result: ComponentsResult | TokenResult, **kwargs: Any) -> go.Figure:
     """The main figure of a result: :func:`class_figure` for classifier components, :func:`token_figure`
     for a text (keyword arguments pass through)."""
-    if isinstance(result, TokenResult):
-        return token_figure(result, **kwargs)
-    if isinstance(result, ComponentsResult):
-        return class_figure(result, **kwargs)
-    raise ValueError(f"The 'result' argument of analyses.components.figure must be a ComponentsResult or a "
-                     f"TokenResult. Got {type(result).__name__} instead.")
+    return _style.figure_by_type(
+        result, {TokenResult: token_figure, ComponentsResult: class_figure},
+        where="analyses.components.figure", expected="a ComponentsResult or a TokenResult", **kwargs)

@@ -95,6 +95,13 @@ def page_context():
     return pair, state.pair_key(), state.device(), state.probe_size()
 
 
+def page(title: str, what: str, look_for: str, formulas: list[str] | None = None):
+    """A pair page's header: the intro (see `intro`), then the page context (see `page_context`):
+    (pair, key, device, probe size), or None when no pair is ready."""
+    intro(title, what, look_for, formulas)
+    return page_context()
+
+
 def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), what: str = "", instead: str = "") -> bool:
     """True when the pair fits the page; otherwise say so in plain words and point elsewhere."""
     ok = (not kinds or pair.kind in kinds) and (not tasks or pair.dataset.task in tasks)

@@ -6,6 +6,7 @@ process, so the quick loop (`-m "not slow"`) covers the queue.
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,30 @@ def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_di
     assert r["state"] == "completed", r["error"]
     ep = reopened.metrics(rid, "epoch")
     assert ep["epoch"].max() == cfg["epochs"] and ep["val_acc"].notna().sum() == cfg["epochs"]
+
+
+def test_the_worker_environment_adds_no_path(monkeypatch, tmp_path):
+    """No sys.path-style edit: kdcore comes from the install or the caller's PYTHONPATH, a user's
+    module:factory from the worker's cwd (first on sys.path under `python -m`)."""
+    from kdcore.jobs.worker import _worker_env
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert _worker_env()["PYTHONPATH"] == str(tmp_path)
+    monkeypatch.delenv("PYTHONPATH")
+    assert "PYTHONPATH" not in _worker_env()
+
+
+def test_a_worker_started_outside_the_checkout_finds_kdcore_and_a_pair_in_its_folder(data_dir, one_thread,
+                                                                                      monkeypatch, tmp_path):
+    """Not installed, PYTHONPATH at the checkout, started in the user's folder: kdcore comes from
+    PYTHONPATH and the user's module:factory pair from the folder the worker starts in."""
+    root = Path(__file__).resolve().parents[1]
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "user_pairs_for_worker.py").write_text("from tests.test_jobs_toy import toy_pair as make\n")
+    monkeypatch.chdir(user)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    store = RunStore()
+    rid = submit(_cfg(pair="user_pairs_for_worker:make", epochs=1), store=store, start_worker=False)
+    assert start_worker_process(store).wait(timeout=120) == 0
+    run = store.get_run(rid)
+    assert run["state"] == "completed", run.get("error") or (store.root / "worker.log").read_text()

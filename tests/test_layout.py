@@ -128,3 +128,31 @@ def test_layering_check_detects_imports_by_string(tmp_path):
                       'TARGET = "sample_models:load_pair"\n'
                       'MESSAGE = "load a sample_models pair"\n')
     assert _module_strings(hidden) == {"sample_models"}
+
+
+
+MAX_FUNCTION_LINES = 50  # from `def` (decorators not counted) to the function's last line
+
+
+def _long_functions(path: Path, root: Path = ROOT) -> list[str]:
+    """'path:line name (N lines)' for each function in the module longer than MAX_FUNCTION_LINES."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    rel = path.relative_to(root)
+    return [f"{rel}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def test_kdcore_functions_are_short():
+    long = [hit for path in sorted((ROOT / "kdcore").rglob("*.py")) for hit in _long_functions(path)]
+    assert not long, (f"Functions in kdcore must be at most {MAX_FUNCTION_LINES} lines (def to last line). "
+                      f"Split these into smaller helpers: {long}")
+
+
+def test_function_length_check_detects_a_long_function(tmp_path):
+    at_limit = "def at_limit():\n" + "    x = 1\n" * (MAX_FUNCTION_LINES - 1)
+    too_long = "class C:\n    def too_long(self):\n" + "        x = 1\n" * MAX_FUNCTION_LINES
+    path = tmp_path / "mod.py"
+    path.write_text(at_limit + too_long)
+    assert _long_functions(path, tmp_path) == [f"mod.py:{MAX_FUNCTION_LINES + 2} too_long ({MAX_FUNCTION_LINES + 1} lines)"]

@@ -16,13 +16,12 @@ from kdcore.losses import (
     dkd_loss,
     kd_components,
     kd_loss,
-    label_smoothing_loss,
-    label_smoothing_targets,
     normkd_components,
     normkd_loss,
     softmax_t,
     strong_set,
 )
+from kdcore.losses.kd import label_smoothing_loss, label_smoothing_targets  # the label-smoothing method's own module
 
 # ---- independent float64 numpy reference, written from METHODS.md ------------------------------
 

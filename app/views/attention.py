@@ -4,7 +4,7 @@ import streamlit as st
 from analyses import attention as att
 from app import compute, ui
 
-ui.intro(
+ctx = ui.page(
     "Attention: where each model looks",
     "For transformers, each head's attention map: row *i* shows how much query position *i* draws from each "
     "earlier position. Heads are compared across models by the KL divergence of their rows and matched one to "
@@ -17,8 +17,6 @@ ui.intro(
      r"a(F) = \frac{\mathrm{vec}\big(\tfrac{1}{C}\sum_c |F_c|^p\big)}{\big\lVert \mathrm{vec}\big(\tfrac{1}{C}\sum_c |F_c|^p\big)\big\rVert_2},"
      r"\qquad \mathcal{L}_{AT} = \mathrm{mean}\big(a(F_s) - a(F_t)\big)^2"],
 )
-
-ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     if pair.kind == "causal_lm":

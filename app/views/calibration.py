@@ -4,7 +4,7 @@ import streamlit as st
 from analyses import calibration as cal
 from app import compute, ui
 
-ui.intro(
+ctx = ui.page(
     "Calibration: are the models as sure as they are right?",
     "A model is calibrated when, among the inputs it answers with 80 % confidence, 80 % are right. The "
     "reliability diagram bins the predictions by confidence and sets each bin's accuracy against its mean "
@@ -16,8 +16,6 @@ ui.intro(
      r"\mathrm{MCE} = \max_m \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|,\qquad "
      r"\mathrm{Brier} = \frac{1}{n}\sum_{i}\sum_c (p_{ic} - \mathbb{1}[c = y_i])^2"],
 )
-
-ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     n_bins = st.slider("Bins (M)", 5, 30, 15, key="cal_bins", help="Equal-width confidence bins.")

@@ -4,7 +4,7 @@ import streamlit as st
 from analyses import cams as cams_an
 from app import compute, ui
 
-ui.intro(
+ctx = ui.page(
     "Class activation maps (Grad-CAM)",
     "Grad-CAM weighs the last convolutional layer's channels by how much the class score depends on them, "
     "and shows the result as a heat map over the image. Teacher and student are explained for the same class. "
@@ -16,8 +16,6 @@ ui.intro(
      r"L^c_{\text{Grad-CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha_k^c A^k\Big)",
      r"\text{energy} = \frac{\sum_{(i,j)\in\text{mask}} L_{ij}}{\sum_{i,j} L_{ij}}"],
 )
-
-ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     if pair.kind != "classifier" or pair.teacher.cam_layer is None or pair.student.cam_layer is None:

@@ -4,7 +4,7 @@ import streamlit as st
 from analyses import components as comp
 from app import compute, ui
 
-ui.intro(
+ctx = ui.page(
     "Divergence components: which part of the mismatch matters",
     "The KL divergence between teacher and student is a sum of parts. DKD splits it into the target class "
     "(TCKD: do they agree how sure to be?) and the non-target classes (NCKD: do they rank the wrong classes "
@@ -18,8 +18,6 @@ ui.intro(
      r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
      r"\mathrm{SCD} = \mathrm{KL}(\hat p^{t}_S \,\|\, \hat p^{s}_S),\quad \mathrm{WCD} = \mathrm{KL}(\hat p^{t}_W \,\|\, \hat p^{s}_W)"],
 )
-
-ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     if pair.kind == "causal_lm":

@@ -4,7 +4,7 @@ import streamlit as st
 from analyses import cka as cka_an
 from app import compute, report, state, ui
 
-ui.intro(
+ctx = ui.page(
     "Features: where the student's layers resemble the teacher's (CKA)",
     "Centered kernel alignment (CKA) compares two layers by how similarly they arrange the same inputs: "
     "1 means the same geometry up to rotation and scale, 0 means unrelated. The heatmap crosses every "
@@ -17,8 +17,6 @@ ui.intro(
      r"\text{RBF: } K_{ij} = \exp\!\left(-\lVert x_i - x_j\rVert^2 / 2\sigma^2\right),\quad "
      r"\mathrm{CKA} = \frac{\mathrm{HSIC}(K, L)}{\sqrt{\mathrm{HSIC}(K, K)\,\mathrm{HSIC}(L, L)}}"],
 )
-
-ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     c1, c2 = st.columns(2)

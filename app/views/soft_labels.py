@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from app import compute, figures, ui
 from kdcore.losses import kd_loss
 
-ui.intro(
+ctx = ui.page(
     "Soft labels and temperature",
     "The teacher's output softened by a temperature *T*: at T = 1 it is nearly one-hot, and as T grows the "
     "probabilities of the wrong classes — the *dark knowledge* that says which classes look alike — rise. "
@@ -20,8 +20,6 @@ ui.intro(
      r"H = -\sum_i p_i \log p_i, \qquad \text{effective classes} = e^{H}, \qquad "
      r"\lim_{T\to\infty} T^2\,\mathrm{KL} = \frac{1}{2C}\sum_i (\Delta z_i - \overline{\Delta z})^2"],
 )
-
-ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     c1, c2, c3 = st.columns([2, 2, 1])

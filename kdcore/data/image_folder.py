@@ -55,11 +55,7 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
     Dataset has a `load_report` dict: images read per class, files skipped as not images, unreadable
     files (with a few names and the first reason), empty class folders, files ignored at the root.
     """
-    root = Path(path)
-    if not root.is_dir():
-        what = "a file" if root.exists() else "nothing (no such folder)"
-        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
-                         f"Got {str(root)!r}, which is {what}. Check the path.")
+    root = _check_folder(path)
     size = check_int_range("image_size", image_size, 1, 1024, where=_WHERE)
     vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
     seed = check_seed(seed, where=_WHERE)
@@ -69,37 +65,55 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
     max_pixels = check_int_range("max_pixels", max_pixels, 1, 2**40, where=_WHERE)
 
     candidates, report = _list_candidates(root)
-    limits = _Limits(size, max_images, max_bytes, max_pixels)
-    images, labels, per_class = _read_images(candidates, limits, report)
+    images, labels, per_class = _read_images(candidates, _Limits(size, max_images, max_bytes, max_pixels), report)
     kept = [c for c in sorted(candidates) if per_class.get(c, 0) > 0]
     report["empty_classes"] = [c for c in sorted(candidates) if per_class.get(c, 0) == 0]
     report["per_class"] = {c: per_class[c] for c in kept}
     report["images"] = len(images)
-    if not images:
-        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
-                         f"No readable image was found in {str(root)!r}: {len(candidates)} class folder(s), "
-                         f"{report['unreadable']} unreadable image(s), {report['skipped_not_image']} file(s) that "
-                         f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
-                         f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
-                         f"Put image files in one subfolder per class.")
-    if len(kept) < 2:  # images were read, so exactly one class has them
-        raise ValueError(f"The 'path' parameter of {_WHERE} must hold at least 2 class subfolders with readable "
-                         f"images, laid out as {_LAYOUT}. Found 1 ({kept[0]!r}) in {str(root)!r}. "
-                         f"Add a subfolder of images for each class.")
+    _check_classes_kept(root, kept, n_folders=len(candidates), report=report)
 
-    # class ids follow the sorted names of the classes that kept images
-    remap = {c: i for i, c in enumerate(kept)}
-    y = np.array([remap[c] for c in labels], dtype=np.int64)  # [N]
-    x = torch.from_numpy(np.stack(images))  # [N, 3, S, S]
-    parts = stratified_split(y, vf, tf, seed, class_names=kept, where=_WHERE)
-    splits = {s: SplitData(x[torch.from_numpy(parts[s])], torch.from_numpy(y[parts[s]])) for s in SPLITS}
-
+    splits = _split_images(images, labels, kept, vf, tf, seed)
     ds = Dataset(name=name or root.name, task="classification", build=lambda: splits,
                  num_classes=len(kept), class_names=kept,
                  description=f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
                              f"resized to {size}x{size}.")
     ds.load_report = report
     return ds
+
+
+def _check_folder(path: str | Path) -> Path:
+    """The root folder as a Path; refuses a file or a missing path."""
+    root = Path(path)
+    if not root.is_dir():
+        what = "a file" if root.exists() else "nothing (no such folder)"
+        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
+                         f"Got {str(root)!r}, which is {what}. Check the path.")
+    return root
+
+
+def _check_classes_kept(root: Path, kept: list[str], *, n_folders: int, report: dict[str, Any]) -> None:
+    """Refuse when no image was readable, or when only one class kept images."""
+    if not kept:
+        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
+                         f"No readable image was found in {str(root)!r}: {n_folders} class folder(s), "
+                         f"{report['unreadable']} unreadable image(s), {report['skipped_not_image']} file(s) that "
+                         f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
+                         f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
+                         f"Put image files in one subfolder per class.")
+    if len(kept) < 2:
+        raise ValueError(f"The 'path' parameter of {_WHERE} must hold at least 2 class subfolders with readable "
+                         f"images, laid out as {_LAYOUT}. Found 1 ({kept[0]!r}) in {str(root)!r}. "
+                         f"Add a subfolder of images for each class.")
+
+
+def _split_images(images: list[np.ndarray], labels: list[str], kept: list[str], vf: float, tf: float,
+                  seed: int) -> dict[str, SplitData]:
+    """Stratified, seeded splits; class ids follow the sorted names of the classes that kept images."""
+    remap = {c: i for i, c in enumerate(kept)}
+    y = np.array([remap[c] for c in labels], dtype=np.int64)  # [N]
+    x = torch.from_numpy(np.stack(images))  # [N, 3, S, S]
+    parts = stratified_split(y, vf, tf, seed, class_names=kept, where=_WHERE)
+    return {s: SplitData(x[torch.from_numpy(parts[s])], torch.from_numpy(y[parts[s]])) for s in SPLITS}
 
 
 def _list_candidates(root: Path) -> tuple[dict[str, list[Path]], dict[str, Any]]:

@@ -105,19 +105,20 @@ def _build(multilabel: bool) -> dict[str, SplitData]:
 
 def shapes() -> Dataset:
     """Single-label shapes: one shape per 32×32 image, 8 classes."""
-    return Dataset(
-        name="shapes", task="classification", build=lambda: _build(False), num_classes=len(SHAPES),
-        class_names=list(SHAPES),
-        description="Generated 32×32 colour images of one geometric shape (8 kinds) on a noisy "
-                    "background, with each shape's pixel mask.",
-    )
+    return _dataset("shapes", multilabel=False,
+                    description="Generated 32×32 colour images of one geometric shape (8 kinds) on a noisy "
+                                "background, with each shape's pixel mask.")
 
 
 def shapes_multilabel() -> Dataset:
     """Multi-label shapes: 1 to 3 shapes of distinct kinds per 32×32 image, 8 classes."""
-    return Dataset(
-        name="shapes_multilabel", task="multilabel", build=lambda: _build(True), num_classes=len(SHAPES),
-        class_names=list(SHAPES),
-        description="Generated 32×32 colour images holding 1 to 3 geometric shapes of distinct kinds "
-                    "(8 kinds) on a noisy background, with each shape's pixel mask.",
-    )
+    return _dataset("shapes_multilabel", multilabel=True,
+                    description="Generated 32×32 colour images holding 1 to 3 geometric shapes of distinct kinds "
+                                "(8 kinds) on a noisy background, with each shape's pixel mask.")
+
+
+def _dataset(name: str, *, multilabel: bool, description: str) -> Dataset:
+    """A shapes Dataset over the 8 kinds: multi-label (1 to 3 per image) or single-label (one per image)."""
+    return Dataset(name=name, task="multilabel" if multilabel else "classification",
+                   build=lambda: _build(multilabel), num_classes=len(SHAPES), class_names=list(SHAPES),
+                   description=description)

@@ -58,7 +58,41 @@ def load_table(path_or_buffer: Any, *, label_column: str, feature_columns: list[
     data, file_name = read_source(path_or_buffer, name="path_or_buffer", where=_WHERE, max_bytes=max_bytes)
     fmt = _resolve_format(format, file_name)
     df = _parse(data, fmt, sep)
+    features = _check_columns(df, label_column, feature_columns, fmt, sep)
+    x = _numeric_features(df, features)  # [N, F] float64
+    y, class_names = _encode_labels(df[label_column], label_column)  # [N], K names
 
+    parts = stratified_split(y, vf, tf, seed, class_names=class_names, where=_WHERE)
+    mean, std = _train_stats(x, parts["train"])  # [F], [F]
+    z = torch.from_numpy(((x - mean) / std).astype(np.float32))  # [N, F]
+    t = torch.from_numpy(y)
+    splits = {s: SplitData(z[torch.from_numpy(parts[s])], t[torch.from_numpy(parts[s])]) for s in SPLITS}
+
+    shown = name or file_name or "table"
+    ds = Dataset(name=shown, task="classification", build=lambda: splits, num_classes=len(class_names),
+                 class_names=class_names,
+                 description=f"{len(df)} rows with {len(features)} numeric features and {len(class_names)} "
+                             f"classes from {shown!r} (label column {label_column!r}).")
+    counts = np.bincount(y, minlength=len(class_names))
+    ds.load_report = {"rows": len(df), "format": fmt, "label_column": label_column, "features": features,
+                      "mean": mean.tolist(), "std": std.tolist(),
+                      "per_class": {c: int(n) for c, n in zip(class_names, counts)},
+                      "split_sizes": {s: int(len(parts[s])) for s in SPLITS}}
+    return ds
+
+
+def _train_stats(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [F] and population std [F] of the train rows of x [N, F]; a constant column gets std 1
+    (it stays constant, 0, instead of dividing by 0)."""
+    mean = x[train].mean(axis=0)  # [F]
+    std = x[train].std(axis=0)  # [F]
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def _check_columns(df: pd.DataFrame, label_column: str, feature_columns: Any, fmt: str,
+                   sep: str | None) -> list[str]:
+    """The feature column names; makes df's column names strings and refuses a missing label
+    column, bad feature columns or a table without rows."""
     columns = [str(c) for c in df.columns]
     df.columns = columns
     if label_column not in columns:
@@ -66,28 +100,7 @@ def load_table(path_or_buffer: Any, *, label_column: str, feature_columns: list[
     features = _resolve_features(feature_columns, label_column, columns)
     if len(df) == 0:
         raise ValueError(f"The table given to {_WHERE} has a header but no rows. Add one row per sample.")
-    x = _numeric_features(df, features)  # [N, F] float64
-    y, class_names = _encode_labels(df[label_column], label_column)  # [N], K names
-
-    parts = stratified_split(y, vf, tf, seed, class_names=class_names, where=_WHERE)
-    mean = x[parts["train"]].mean(axis=0)  # [F]
-    std = x[parts["train"]].std(axis=0)  # [F] population std of the train rows
-    std = np.where(std > 0, std, 1.0)  # a constant column stays constant (0) instead of dividing by 0
-    z = torch.from_numpy(((x - mean) / std).astype(np.float32))  # [N, F]
-    t = torch.from_numpy(y)
-    splits = {s: SplitData(z[torch.from_numpy(parts[s])], t[torch.from_numpy(parts[s])]) for s in SPLITS}
-
-    counts = np.bincount(y, minlength=len(class_names))
-    shown = name or file_name or "table"
-    ds = Dataset(name=shown, task="classification", build=lambda: splits, num_classes=len(class_names),
-                 class_names=class_names,
-                 description=f"{len(df)} rows with {len(features)} numeric features and {len(class_names)} "
-                             f"classes from {shown!r} (label column {label_column!r}).")
-    ds.load_report = {"rows": len(df), "format": fmt, "label_column": label_column, "features": features,
-                      "mean": mean.tolist(), "std": std.tolist(),
-                      "per_class": {c: int(n) for c, n in zip(class_names, counts)},
-                      "split_sizes": {s: int(len(parts[s])) for s in SPLITS}}
-    return ds
+    return features
 
 
 def _resolve_format(format: Any, file_name: str | None) -> str:

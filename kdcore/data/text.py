@@ -48,14 +48,9 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
     vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
     seed = check_seed(seed, where=_WHERE)
     max_bytes = check_max_bytes(max_bytes, where=_WHERE)
-    data, file_name = read_source(path_or_bytes, name="path_or_bytes", where=_WHERE, max_bytes=max_bytes)
-    text = _decode_utf8(data)
-    if not text.strip():
-        raise ValueError(f"The text given to {_WHERE} is empty{' (only whitespace)' if text else ''}. "
-                         f"Expected a UTF-8 text file with some writing in it.")
+    text, file_name = _read_text(path_or_bytes, max_bytes)
 
-    kind = _TOKENIZERS[tokenizer]
-    pieces = kind.split(text)  # the whole text as token strings
+    pieces = _TOKENIZERS[tokenizer].split(text)  # the whole text as token strings
     chunk = L + 1
     n_blocks = len(pieces) // chunk + (1 if len(pieces) % chunk >= 2 else 0)  # a tail of >= 2 pieces predicts something
     owner = _assign_blocks(n_blocks, vf, tf, seed, n_pieces=len(pieces), block_size=L, tokenizer=tokenizer)  # [B]
@@ -64,20 +59,10 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
     tok = (CharTokenizer.from_pieces(train_pieces) if tokenizer == "char"
            else WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab))
     ids = np.array(tok.encode_pieces(pieces), dtype=np.int64)  # [T]
-
-    inputs = np.full((n_blocks, L), tok.pad_id, dtype=np.int64)  # [B, L]
-    targets = np.full((n_blocks, L), IGNORE_INDEX, dtype=np.int64)  # [B, L]
-    n_full = len(pieces) // chunk
-    full = ids[:n_full * chunk].reshape(n_full, chunk)  # [B_full, L + 1]
-    inputs[:n_full], targets[:n_full] = full[:, :-1], full[:, 1:]
-    if n_blocks > n_full:  # the short last block: padded inputs, -100 targets
-        tail = ids[n_full * chunk:]  # [m], 2 <= m <= L
-        inputs[-1, :len(tail) - 1], targets[-1, :len(tail) - 1] = tail[:-1], tail[1:]
+    inputs, targets = _blocks(ids, n_blocks, L, tok.pad_id)  # [B, L], [B, L]
     splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s]))
               for s in SPLITS}
 
-    held = np.isin(owner, ["val", "test"])
-    held_ids = inputs[held][inputs[held] != tok.pad_id]
     shown = name or file_name or "text"
     ds = Dataset(name=shown, task="causal_lm", build=lambda: splits, vocab_size=tok.vocab_size, tokenizer=tok,
                  description=f"{len(pieces)} {tokenizer} tokens from {shown!r} in blocks of {L}; "
@@ -87,8 +72,40 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
                       "blocks": {s: int((owner == s).sum()) for s in SPLITS},
                       "tokens_dropped": len(pieces) - min(len(pieces), n_blocks * chunk),
                       "spans": _spans(owner, chunk, len(pieces)),
-                      "heldout_unk_rate": float((held_ids == tok.unk_id).mean()) if held_ids.size else 0.0}
+                      "heldout_unk_rate": _heldout_unk_rate(inputs, owner, tok.pad_id, tok.unk_id)}
     return ds
+
+
+def _read_text(path_or_bytes: Any, max_bytes: int) -> tuple[str, str | None]:
+    """The decoded text and the file name (None for bytes); refuses an empty or whitespace-only text."""
+    data, file_name = read_source(path_or_bytes, name="path_or_bytes", where=_WHERE, max_bytes=max_bytes)
+    text = _decode_utf8(data)
+    if not text.strip():
+        raise ValueError(f"The text given to {_WHERE} is empty{' (only whitespace)' if text else ''}. "
+                         f"Expected a UTF-8 text file with some writing in it.")
+    return text, file_name
+
+
+def _blocks(ids: np.ndarray, n_blocks: int, L: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """ids [T] cut into inputs [B, L] and next-token targets [B, L]; a short last block is padded
+    (inputs with pad_id, targets with IGNORE_INDEX)."""
+    chunk = L + 1
+    inputs = np.full((n_blocks, L), pad_id, dtype=np.int64)  # [B, L]
+    targets = np.full((n_blocks, L), IGNORE_INDEX, dtype=np.int64)  # [B, L]
+    n_full = len(ids) // chunk
+    full = ids[:n_full * chunk].reshape(n_full, chunk)  # [B_full, L + 1]
+    inputs[:n_full], targets[:n_full] = full[:, :-1], full[:, 1:]
+    if n_blocks > n_full:  # the short last block: padded inputs, -100 targets
+        tail = ids[n_full * chunk:]  # [m], 2 <= m <= L
+        inputs[-1, :len(tail) - 1], targets[-1, :len(tail) - 1] = tail[:-1], tail[1:]
+    return inputs, targets
+
+
+def _heldout_unk_rate(inputs: np.ndarray, owner: np.ndarray, pad_id: int, unk_id: int) -> float:
+    """The share of <unk> among the (non-pad) input tokens of the val and test blocks."""
+    held = np.isin(owner, ["val", "test"])
+    held_ids = inputs[held][inputs[held] != pad_id]
+    return float((held_ids == unk_id).mean()) if held_ids.size else 0.0
 
 
 def _decode_utf8(data: bytes) -> str:

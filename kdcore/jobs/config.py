@@ -161,6 +161,10 @@ class JobConfig:
     # ---- validation ----------------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Every problem with this configuration, in plain English (empty when valid)."""
+        return self._objective_problems() + self._training_problems()
+
+    def _objective_problems(self) -> list[str]:
+        """Problems with the pair, the objective, its parameters and its terms."""
         p: list[str] = []
         if not isinstance(self.pair, str) or not self.pair:
             p.append(f"'pair' must be a sample pair name or 'module:factory'; got {self.pair!r}")
@@ -185,6 +189,11 @@ class JobConfig:
             p.append(f"'terms' is only used with objective 'sum'; got {len(self.terms)} term(s) with objective {self.objective!r}")
         if obj == "sum" and self.params:
             p.append("objective 'sum' takes its parameters inside each term's 'params', not in 'params'")
+        return p
+
+    def _training_problems(self) -> list[str]:
+        """Problems with the data sizes, optimizer, schedule, device, checkpoints, cache and name."""
+        p: list[str] = []
         _opt_int(p, "train_size", self.train_size, lo=1)
         _opt_int(p, "val_size", self.val_size, lo=1)
         if self.optimizer not in OPTIMIZERS:

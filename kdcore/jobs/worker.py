@@ -107,11 +107,10 @@ def compare(run_ids: list[str], *, store: RunStore | None = None) -> pd.DataFram
 
 
 def _worker_env() -> dict:
-    root = str(Path(__file__).resolve().parents[2])           # the folder holding kdcore/
-    env = dict(os.environ)
-    parts = [root, os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    return env
+    """The worker's environment: this process's, unchanged. kdcore comes from the installed project
+    (`pip install -e .`) or from the PYTHONPATH the caller set; a user's `module:factory` pair from
+    the current folder, which `python -m` puts first on sys.path (the worker starts in this cwd)."""
+    return dict(os.environ)
 
 
 def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
