@@ -455,14 +455,15 @@ def matching_figure(result: AttentionResult, *, pair: int = 0) -> go.Figure:
                                colorbar={"title": {"text": unit.replace(", ", ",<br>"), "side": "right"}}, name="divergence",
                                hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>"))
     m = result.matches[(result.matches["student_layer"] == i) & (result.matches["teacher_layer"] == j)]
-    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode.replace('_', '-')})",
+    m_name = f"assigned pair, {result.mode.replace('_', '-')}"
+    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=m_name,
                              marker={"symbol": "x", "size": 14, "color": _style.STUDENT},
                              customdata=m["divergence"],
                              hovertemplate="student head %{y} → teacher head %{x}<br>%{customdata:.4f}<extra></extra>"))
     fig.update_xaxes(dtick=1)
     fig.update_yaxes(dtick=1, autorange="reversed")
-    return _style.finish(fig, title=f"Head matching: student layer {i} vs teacher layer {j}",
-                         x=f"teacher head (layer {j})", y=f"student head (layer {i})")
+    return _style.finish(fig, title=f"Head matching: student layer {i} vs teacher layer {j} (× = {m_name})",
+                         x=f"teacher head (layer {j})", y=f"student head (layer {i})", legend=False)
 
 
 def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 0) -> go.Figure:

@@ -225,7 +225,7 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
                          marker={"color": _style.TEACHER},
                          hovertemplate="teacher 0-1 error: %{y:.4f}<extra></extra>"))
     fig.add_trace(go.Bar(x=[cats[1]], y=[risk.disagreement], name="disagreement P(student ≠ teacher)",
-                         marker={"color": _style.BASELINE},
+                         marker={"color": _style.NEUTRAL},
                          hovertemplate="disagreement rate: %{y:.4f}<extra></extra>"))
     if risk.train_err_student is not None:
         fig.add_trace(go.Bar(x=["student train error"], y=[risk.train_err_student], name="student train error",
@@ -266,6 +266,6 @@ def figure_scorecard(card: Scorecard) -> go.Figure:
                                             f"<br>perplexity {metrics['perplexity']:.3g}<extra></extra>")), row=1, col=3)
     fig.update_yaxes(title_text="parameters (millions)", row=1, col=1)
     fig.update_yaxes(title_text="latency (ms per probe batch)", row=1, col=2)
-    fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], row=1, col=3)
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 106], row=1, col=3)   # "100" clear of the panel title
     fig.update_xaxes(title_text="model")
     return _style.finish(fig, title=f"Pair scorecard (disagreement with the teacher: {card.disagreement:.1%})")

@@ -1,0 +1,74 @@
+"""Readable charts: on every page and every sample pair, no text of a plotly chart (title, axis titles,
+tick labels, legend entries, colour-bar titles and ticks, annotations) overlaps another or leaves its chart.
+
+One browser session walks the pages through the sidebar, pair after pair (the `app_url` server, one
+page object), so the whole check costs one model load per pair. Closed expanders are opened first, so
+their charts are drawn and checked too. A short finished run is put in the app's store beforehand,
+so the Distill page draws its run curves.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.browser.test_app_browser import LONG, _no_errors, _settle
+
+pytestmark = pytest.mark.browser
+
+PAIRS = {"digits": "digits", "shapes": "images with masks", "shapes_multilabel": "multi-label",
+         "tinylang": "tinylang"}                                 # pair -> words of its sidebar option
+PAGES = ("Overview", "Soft labels", "Features", "Attention", "Class activation maps", "Divergence components",
+         "Calibration", "Distill", "Doctor")
+TOLERANCE_PX = 2.0
+_BOXES_JS = (Path(__file__).parent / "text_boxes.js").read_text()
+_CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .filter(c => c.getBoundingClientRect().width > 0)
+    .every(c => c.querySelector('.js-plotly-plot .main-svg'))"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(app_home):
+    """A two-epoch KD run of the digits pair in the app's store (a few seconds of CPU)."""
+    from kdcore.jobs import JobConfig, RunStore, run_job
+    res = run_job(JobConfig(pair="digits", objective="kd", epochs=2, train_size=64, batch_size=32, val_size=64,
+                            probe_size=32, checkpoints=2, name="overlap check"), store=RunStore(app_home))
+    assert res.state == "completed", res.error
+    return res.run_id
+
+
+def _open_expanders(page) -> None:
+    page.evaluate("""() => document.querySelectorAll('[data-testid="stExpander"] details:not([open]) summary')
+                         .forEach(s => s.click())""")
+
+
+def _check_page(page, where: str) -> list[str]:
+    _settle(page)
+    _open_expanders(page)
+    if page.get_by_role("tab", name="Live").count():             # the Distill page: the run's curves
+        page.get_by_role("tab", name="Live").click()
+    _settle(page)
+    page.wait_for_function(_CHARTS_DRAWN_JS, timeout=LONG)
+    page.wait_for_timeout(500)                                     # plotly's second layout pass (automargin)
+    _no_errors(page)
+    found = []
+    for chart in page.evaluate(_BOXES_JS, TOLERANCE_PX):
+        found += [f"{where} · {chart['title']}: {p}" for p in chart["problems"]]
+    return found
+
+
+def test_no_chart_text_overlaps_or_leaves_its_chart(app_url, page, finished_run):
+    page.goto(app_url, timeout=LONG)
+    _settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    problems, checked = [], 0
+    for pair, option in PAIRS.items():
+        sidebar.locator('[data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name=re.compile(re.escape(option))).click()
+        for name in PAGES:
+            sidebar.get_by_role("link", name=re.compile(re.escape(name))).click()
+            problems += _check_page(page, f"{pair} / {name}")
+            checked += page.locator(".js-plotly-plot").count()
+    assert checked >= 40, f"only {checked} charts were drawn: the walk did not reach the pages"
+    assert not problems, "\n".join(problems)
