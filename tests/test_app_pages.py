@@ -96,7 +96,7 @@ def test_workshop_links_every_page(home):
 def test_soft_labels_sliders_move_the_curves(home):
     at = _open("soft_labels")
     before = _charts(at)
-    assert len(before) == 5
+    assert len(before) == 7                               # five of the pair, two of the logit toy
     assert "T = 4" in _titles(at)[0]
     _slider(at, "sl_temperature").set_value(10.0).run()
     _ok(at)
