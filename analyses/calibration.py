@@ -211,6 +211,6 @@ def figure_metrics(results: Any) -> go.Figure:
             fig.add_trace(go.Bar(x=[name], y=[getattr(r, key)], name=name, legendgroup=name, showlegend=(col == 1),
                                  marker={"color": _style.role_colour(name)},
                                  hovertemplate=f"{name}<br>{label}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(title_text=label, row=1, col=col)
-        fig.update_xaxes(title_text="model", row=1, col=col)
-    return _style.finish(fig, title="Calibration scores (lower is better)")
+    # each panel's title names its measure and unit: no y titles to crowd the neighbouring panel
+    fig.update_xaxes(tickangle=-30)
+    return _style.finish(fig, title="Calibration scores per model (lower is better)")

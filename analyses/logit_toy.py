@@ -116,7 +116,7 @@ def figure_gradient_norms(norms: pd.DataFrame, temperature: float | None = None)
     fig.add_trace(go.Scatter(x=norms["temperature"], y=norms["with_t2"], mode="lines+markers",
                              name="‖∂(T²·KL)/∂z_s‖ (with T²)", line={"color": _style.class_colour(4)}))
     fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", dtick=1)                # a label at each power of ten only
     if temperature is not None:
         fig.add_vline(x=float(temperature), line={"color": _style.NEUTRAL, "dash": "dash", "width": 1})
     return _style.finish(fig, title="Gradient size against temperature: T² keeps it level",

@@ -27,8 +27,8 @@ FORMULAS = {
     "tvd": r"\mathrm{tvd} = \tfrac12 \sum_v |p_v - q_v|",
     "skew_fkl": r"\mathrm{skew\_fkl}_\alpha = \mathrm{KL}\big(p\,\|\,\alpha p + (1-\alpha) q\big)",
     "skew_rkl": r"\mathrm{skew\_rkl}_\alpha = \mathrm{KL}\big(q\,\|\,\alpha q + (1-\alpha) p\big)",
-    "akl": r"\mathrm{akl}_\mu = w\,\mathrm{fkl} + (1-w)\,\mathrm{rkl},\quad w = \frac{g_{head}}{g_{head} + g_{tail}},\ "
-           r"g = \sum |p_v - q_v| \text{ over the teacher's top-}\mu\text{ mass (head) or the rest (tail)}",
+    "akl": r"\mathrm{akl}_\mu = w\,\mathrm{fkl} + (1-w)\,\mathrm{rkl},\quad w = \frac{g_{head}}{g_{head} + g_{tail}},\quad "
+           r"g_{head} = \sum_{v \in \text{head}_\mu(p)} |p_v - q_v|",
     "uld": r"\mathrm{uld} = \sum_i \big|\,\mathrm{sort}_\downarrow(p)_i - \mathrm{sort}_\downarrow(q)_i\,\big|"
            r"\quad\text{(no shared vocabulary needed)}",
 }

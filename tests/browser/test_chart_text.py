@@ -43,12 +43,40 @@ def _open_expanders(page) -> None:
                          .forEach(s => s.click())""")
 
 
-def _check_page(page, where: str) -> list[str]:
+_IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+    && !document.querySelector('[data-testid="stSpinner"]') && !document.querySelector('[data-stale="true"]')"""
+
+
+def _idle(page) -> None:
+    """Wait until the script run is over and no element is left stale from the previous run."""
+    page.wait_for_timeout(300)                                     # the rerun has started
+    page.wait_for_function(_IDLE_JS, timeout=LONG)
     _settle(page)
+
+
+def choose_pair(page, pair: str) -> None:
+    """Choose a sample pair in the sidebar and wait until the sidebar names it."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=re.compile(re.escape(PAIRS[pair]))).click()
+    sidebar.locator('[data-testid="stCaptionContainer"]', has_text=f"{pair} ·").first.wait_for(timeout=LONG)
+    _idle(page)
+
+
+def open_page(page, name: str) -> None:
+    """Open a page from the sidebar and wait until it has rendered (its URL, then no run in progress)."""
+    link = page.locator('[data-testid="stSidebar"]').get_by_role("link", name=re.compile(re.escape(name)))
+    href = link.get_attribute("href")
+    link.click()
+    page.wait_for_url(re.compile(re.escape(href.rstrip("/")) + "/?$"), timeout=LONG)
+    _idle(page)
+
+
+def _check_page(page, where: str) -> list[str]:
     _open_expanders(page)
     if page.get_by_role("tab", name="Live").count():             # the Distill page: the run's curves
         page.get_by_role("tab", name="Live").click()
-    _settle(page)
+    _idle(page)
     page.wait_for_function(_CHARTS_DRAWN_JS, timeout=LONG)
     page.wait_for_timeout(500)                                     # plotly's second layout pass (automargin)
     _no_errors(page)
@@ -61,13 +89,11 @@ def _check_page(page, where: str) -> list[str]:
 def test_no_chart_text_overlaps_or_leaves_its_chart(app_url, page, finished_run):
     page.goto(app_url, timeout=LONG)
     _settle(page)
-    sidebar = page.locator('[data-testid="stSidebar"]')
     problems, checked = [], 0
-    for pair, option in PAIRS.items():
-        sidebar.locator('[data-testid="stSelectbox"]').first.click()
-        page.get_by_role("option", name=re.compile(re.escape(option))).click()
+    for pair in PAIRS:
+        choose_pair(page, pair)
         for name in PAGES:
-            sidebar.get_by_role("link", name=re.compile(re.escape(name))).click()
+            open_page(page, name)
             problems += _check_page(page, f"{pair} / {name}")
             checked += page.locator(".js-plotly-plot").count()
     assert checked >= 40, f"only {checked} charts were drawn: the walk did not reach the pages"

@@ -54,6 +54,22 @@
         quad: [[r.left, r.top], [r.right, r.top], [r.right, r.bottom], [r.left, r.bottom]] });
     }
     const problems = [];
+    // an axis's tick labels and title must stay off every panel that axis does not belong to
+    const panels = [...plot.querySelectorAll('.nsewdrag[data-subplot]')].map((d) => {
+      const r = d.getBoundingClientRect();
+      return { id: d.getAttribute('data-subplot'),
+        quad: [[r.left, r.top], [r.right, r.top], [r.right, r.bottom], [r.left, r.bottom]] };
+    });
+    for (const it of items) {
+      const axis = (it.kind.match(/\b([xy]\d*)(tick|title)\b/) || [])[1];
+      if (!axis) continue;
+      for (const panel of panels) {
+        const [, px, py] = panel.id.match(/^(x\d*)(y\d*)$/) || [];
+        if (px !== axis && py !== axis && overlapDepth(it.quad, panel.quad) > tol) {
+          problems.push(`"${it.text}" (${it.kind}) lies on the panel ${panel.id}`);
+        }
+      }
+    }
     for (const it of items) {
       const xs = it.quad.map((p) => p[0]), ys = it.quad.map((p) => p[1]);
       if (Math.min(...xs) < frame.left - tol || Math.max(...xs) > frame.right + tol ||
