@@ -392,6 +392,8 @@ def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int 
                                      hovertemplate=_MAP_HOVER), row=row, col=col)
     fig.update_yaxes(autorange="reversed")
     _token_ticks(fig, result, len(positions))
+    fig.update_yaxes(showticklabels=False)                 # panels sit close: query positions on the left only
+    fig.update_yaxes(showticklabels=True, col=1)
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
                                  "colorbar": {"title": {"text": "attention<br>probability"}}})
     _style.finish(fig, title=f"Attention maps, input {sample}: teacher layer {teacher_layer} vs student layer {student_layer}",
@@ -475,7 +477,7 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
               ("student − teacher", result.student_resized[sample] - result.teacher[sample], _style.DIVERGING, "coloraxis2")]
     has_img = result.images is not None
     titles = (["input"] if has_img else []) + [p[0] for p in panels]
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.05)
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09)  # room for col 2's y title
     col = 1
     if has_img:
         fig.add_trace(_style.image_trace(result.images[sample]), row=1, col=1)

@@ -365,7 +365,7 @@ def token_figure(result: TokenResult, *, position_kind: Any = None) -> go.Figure
                                  hovertemplate="position %{x} (%{customdata})<br>entropy %{y:.3f} nats<extra>"
                                                + role + "</extra>"), row=2, col=1)
     ticks = {"tickmode": "array", "tickvals": x, "ticktext": _token_ticks(df["token"].tolist(), position_kind),
-             "tickangle": -90, "tickfont": {"size": 12}}
+             "tickangle": -90, "tickfont": {"size": 10}}   # 64 tokens side by side
     fig.update_xaxes(**ticks, showticklabels=False, ticks="", row=1, col=1)
     where = " (copied tokens red, local blue)" if position_kind is not None else ""
     fig.update_xaxes(**ticks, title_text=f"token, in text order{where}", row=2, col=1)
