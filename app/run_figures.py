@@ -47,7 +47,7 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
             fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[c], mode="lines+markers", name=c.replace("_", " "),
                                      line={"color": colour, "dash": dash}), row=1, col=col)
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_yaxes(title_text="share of samples", row=1, col=1)
+    fig.update_yaxes(title_text="share of samples", range=[0, 1.06], row=1, col=1)   # "1" below the panel title
     fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=2)
     fig.update_yaxes(title_text="objective (nats)", row=1, col=3)
     return finish(fig, title="Validation after each epoch", height=360)
