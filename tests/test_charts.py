@@ -51,9 +51,9 @@ def test_training_objective_and_validation_loss_are_on_separate_axes():
 
 
 def test_compare_curves_name_runs_by_their_labels():
-    runs = [{"id": "a1", "name": "", "config": {"objective": "kd", "temperature": 4.0, "lam": 0.9}},
-            {"id": "b2", "name": "my baseline", "config": {"objective": "ce"}},
-            {"id": "c3", "name": "", "config": {"objective": "kd", "temperature": 4.0, "lam": 0.9}}]
+    runs = [{"id": "a1", "name": "", "config": {"pair": "digits", "objective": "kd", "temperature": 4.0, "lam": 0.9}},
+            {"id": "b2", "name": "my baseline", "config": {"pair": "digits", "objective": "ce"}},
+            {"id": "c3", "name": "", "config": {"pair": "digits", "objective": "kd"}}]
     labels = run_table.unique_labels(runs)
     assert labels == ["kd T=4 λ=0.9 (a1)", "my baseline", "kd T=4 λ=0.9 (c3)"]
     d = run_figures.compare_curves(dict(zip(labels, [_epochs()] * 3)), "val_acc").to_dict()
@@ -71,6 +71,8 @@ def test_runs_table_shows_temperature_lambda_and_final_accuracy(tmp_path):
     assert row["id"] == res.run_id and row["T"] == 3.0 and row["λ"] == 0.7
     assert row["final val acc"] == pytest.approx(store.get_run(res.run_id)["summary"]["final_val_acc"])
     assert row["name"] == "kd T=3 λ=0.7"
+    assert run_table.effective_settings({"pair": "digits", "objective": "kd"}) == (4.0, 0.9)   # kd's defaults
+    assert run_table.effective_settings({"pair": "digits", "objective": "ce"}) == (None, None)
 
 
 def test_class_curves_keep_the_teachers_top_classes():

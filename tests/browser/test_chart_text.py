@@ -3,8 +3,8 @@ tick labels, legend entries, colour-bar titles and ticks, annotations) overlaps 
 
 One browser session walks the pages through the sidebar, pair after pair (the `app_url` server, one
 page object), so the whole check costs one model load per pair. Closed expanders are opened first, so
-their charts are drawn and checked too. A short finished run is put in the app's store beforehand,
-so the Distill page draws its run curves.
+their charts are drawn and checked too. Two short finished runs are put in the app's store beforehand,
+so the Distill page draws the last run's curves, and, with both selected, their comparison.
 """
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ _CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stPlotl
 
 
 @pytest.fixture(scope="module")
-def finished_run(app_home):
-    """A two-epoch KD run of the digits pair in the app's store (a few seconds of CPU)."""
+def finished_runs(app_home):
+    """Two-epoch KD and plain-label runs of the digits pair in the app's store (a few seconds of CPU)."""
     from kdcore.jobs import JobConfig, RunStore, run_job
-    res = run_job(JobConfig(pair="digits", objective="kd", epochs=2, train_size=64, batch_size=32, val_size=64,
-                            probe_size=32, checkpoints=2, name="overlap check"), store=RunStore(app_home))
-    assert res.state == "completed", res.error
-    return res.run_id
+    ids = []
+    for objective in ("ce", "kd"):
+        res = run_job(JobConfig(pair="digits", objective=objective, epochs=2, train_size=64, batch_size=32,
+                                val_size=64, probe_size=32, checkpoints=2), store=RunStore(app_home))
+        assert res.state == "completed", res.error
+        ids.append(res.run_id)
+    return ids
 
 
 def _open_expanders(page) -> None:
@@ -74,8 +77,6 @@ def open_page(page, name: str) -> None:
 
 def _check_page(page, where: str) -> list[str]:
     _open_expanders(page)
-    if page.get_by_role("tab", name="Live").count():             # the Distill page: the run's curves
-        page.get_by_role("tab", name="Live").click()
     _idle(page)
     page.wait_for_function(_CHARTS_DRAWN_JS, timeout=LONG)
     page.wait_for_timeout(500)                                     # plotly's second layout pass (automargin)
@@ -86,7 +87,20 @@ def _check_page(page, where: str) -> list[str]:
     return found
 
 
-def test_no_chart_text_overlaps_or_leaves_its_chart(app_url, page, finished_run):
+def _compare_runs(page) -> list[str]:
+    """The Distill page's Runs & reports tab with both runs selected: the comparison and the run's figures."""
+    open_page(page, "Distill")
+    page.get_by_role("tab", name="Runs & reports").click()
+    _idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    for row in range(2):                                           # the row-selection cells of the grid's canvas
+        page.mouse.click(grid["x"] + 15, grid["y"] + 35 * (row + 1) + 17)
+        _idle(page)
+    page.get_by_text("by epoch, runs compared").first.wait_for(timeout=LONG)
+    return _check_page(page, "runs compared")
+
+
+def test_no_chart_text_overlaps_or_leaves_its_chart(app_url, page, finished_runs):
     page.goto(app_url, timeout=LONG)
     _settle(page)
     problems, checked = [], 0
@@ -94,7 +108,11 @@ def test_no_chart_text_overlaps_or_leaves_its_chart(app_url, page, finished_run)
         choose_pair(page, pair)
         for name in PAGES:
             open_page(page, name)
+            if name == "Distill":                                  # the last run's curves
+                page.get_by_role("tab", name="Live").click()
             problems += _check_page(page, f"{pair} / {name}")
             checked += page.locator(".js-plotly-plot").count()
-    assert checked >= 40, f"only {checked} charts were drawn: the walk did not reach the pages"
+    problems += _compare_runs(page)
+    checked += page.locator(".js-plotly-plot").count()
+    assert checked >= 45, f"only {checked} charts were drawn: the walk did not reach the pages"
     assert not problems, "\n".join(problems)
