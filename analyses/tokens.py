@@ -7,7 +7,8 @@ induction head's job); -1 other (the ``<s>`` closing a copy).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go

@@ -1,7 +1,6 @@
 """Readable charts from their figure dicts: one palette with distinct teacher / baseline / student
 colours, losses of different scale on separate axes, run names in legends, the runs table's columns,
 legends kept off colour bars, long class lists trimmed."""
-import numpy as np
 import pandas as pd
 import pytest
 import torch
