@@ -162,10 +162,10 @@ def test_divergence_components(home):
 
 def test_divergence_tokens_language_model(home):
     at = _open("divergences", "tinylang")
-    assert len(_charts(at)) == 1 and at.metric
+    assert len(_charts(at)) == 2 and at.metric                 # the text's tokens, copy vs local positions
     at.number_input(key="tok_index").set_value(1).run()
     _ok(at)
-    assert len(_charts(at)) == 1
+    assert len(_charts(at)) == 2
 
 
 def test_calibration(home):
