@@ -93,3 +93,9 @@ def test_distill_runs_table_shows_t_lambda_and_accuracy(home):
     table = next(d.value for d in at.dataframe if "final val acc" in d.value.columns)
     row = table[table["id"] == home["run_id"]].iloc[0]
     assert (row["T"], row["λ"]) == (3.0, 0.8) and 0 <= row["final val acc"] <= 1
+
+
+def test_language_model_attention_intro(home):
+    at = _open("attention", "tinylang")
+    assert at.title[0].value == "Attention heads of a language model"
+    assert "induction head" in _text(at) and "CNN" not in _text(at)
