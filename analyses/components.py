@@ -53,7 +53,8 @@ from kdcore.losses import cakd_components, dkd_components, strong_set
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
 _PART_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "tckd": "TCKD", "nckd": "(1 − p_t)·NCKD"}
-_PART_COLOURS = {"bcd": "#1f4e79", "scd": "#2ca02c", "wcd": "#d9822b", "tckd": "#1f4e79", "nckd": "#d9822b"}
+# parts of a divergence are no model: colours apart from the teacher / baseline / student palette
+_PART_COLOURS = {"bcd": "#6a51a3", "scd": "#17becf", "wcd": "#e7ba52", "tckd": "#6a51a3", "nckd": "#e7ba52"}
 
 
 

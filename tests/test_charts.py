@@ -98,3 +98,13 @@ def test_token_figure_legend_sits_below_the_colour_bar_and_labels_are_coloured_b
     ticks = d["layout"]["xaxis2"]["ticktext"]
     assert "color:#d62728" in ticks[4] and "color:#1f77b4" in ticks[1]
     assert d["layout"]["xaxis2"]["tickangle"] == -90
+
+
+def test_divergence_parts_do_not_wear_model_colours():
+    g = torch.Generator().manual_seed(0)
+    res = comp.compute(torch.randn(40, 5, generator=g), torch.randn(40, 5, generator=g),
+                       torch.randint(0, 5, (40,), generator=g), temperature=4.0)
+    roles = {_style.TEACHER, _style.STUDENT, _style.BASELINE}
+    for fig in (comp.rules_figure(res), comp.class_figure(res), comp.dkd_figure(res)):
+        colours = {t.marker.color for t in fig.data}
+        assert colours and not colours & roles, colours
