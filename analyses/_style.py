@@ -11,9 +11,22 @@ from typing import Any
 import plotly.graph_objects as go
 
 TEACHER = "#1f4e79"          # dark blue
-STUDENT = "#d9822b"          # orange
-BASELINE = "#7f7f7f"         # grey: the student trained without a teacher
+STUDENT = "#d9822b"          # orange: the distilled student
+BASELINE = "#2a9d5c"         # green: the student trained without a teacher (the baseline)
+NEUTRAL = "#7f7f7f"          # grey: references that are no model (diagonals, counts, limits)
 ROLE_COLOURS = {"teacher": TEACHER, "student": STUDENT, "baseline": BASELINE}
+
+
+def role_colour(name: str) -> str:
+    """The colour of a model by its name in a figure: any name saying baseline / alone / plain labels is
+    the baseline, else teacher, else student (e.g. "student baseline" -> BASELINE, "distilled student" -> STUDENT);
+    names that are no model get NEUTRAL."""
+    low = name.lower()
+    if any(w in low for w in ("baseline", "alone", "plain labels", "without")):
+        return BASELINE
+    if "teacher" in low:
+        return TEACHER
+    return STUDENT if "student" in low else NEUTRAL
 SEQUENTIAL = "Viridis"       # heatmaps of magnitudes (CKA, attention)
 DIVERGING = "RdBu"           # signed differences
 

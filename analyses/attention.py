@@ -392,6 +392,8 @@ def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int 
                                      hovertemplate=_MAP_HOVER), row=row, col=col)
     fig.update_yaxes(autorange="reversed")
     _token_ticks(fig, result, len(positions))
+    fig.update_yaxes(showticklabels=False)                 # panels sit close: query positions on the left only
+    fig.update_yaxes(showticklabels=True, col=1)
     fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
                                  "colorbar": {"title": {"text": "attention<br>probability"}}})
     _style.finish(fig, title=f"Attention maps, input {sample}: teacher layer {teacher_layer} vs student layer {student_layer}",
@@ -455,14 +457,15 @@ def matching_figure(result: AttentionResult, *, pair: int = 0) -> go.Figure:
                                colorbar={"title": {"text": unit.replace(", ", ",<br>"), "side": "right"}}, name="divergence",
                                hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>"))
     m = result.matches[(result.matches["student_layer"] == i) & (result.matches["teacher_layer"] == j)]
-    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=f"assigned ({result.mode.replace('_', '-')})",
+    m_name = f"assigned pair, {result.mode.replace('_', '-')}"
+    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=m_name,
                              marker={"symbol": "x", "size": 14, "color": _style.STUDENT},
                              customdata=m["divergence"],
                              hovertemplate="student head %{y} → teacher head %{x}<br>%{customdata:.4f}<extra></extra>"))
     fig.update_xaxes(dtick=1)
     fig.update_yaxes(dtick=1, autorange="reversed")
-    return _style.finish(fig, title=f"Head matching: student layer {i} vs teacher layer {j}",
-                         x=f"teacher head (layer {j})", y=f"student head (layer {i})")
+    return _style.finish(fig, title=f"Head matching: student layer {i} vs teacher layer {j} (× = {m_name})",
+                         x=f"teacher head (layer {j})", y=f"student head (layer {i})", legend=False)
 
 
 def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 0) -> go.Figure:
@@ -474,7 +477,7 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
               ("student − teacher", result.student_resized[sample] - result.teacher[sample], _style.DIVERGING, "coloraxis2")]
     has_img = result.images is not None
     titles = (["input"] if has_img else []) + [p[0] for p in panels]
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.05)
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09)  # room for col 2's y title
     col = 1
     if result.images is not None:
         fig.add_trace(_style.image_trace(result.images[sample]), row=1, col=1)

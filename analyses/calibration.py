@@ -155,10 +155,10 @@ def figure_reliability(results: Any) -> go.Figure:
     names = list(res)
     fig = make_subplots(rows=2, cols=len(names), row_heights=[0.72, 0.28], shared_xaxes=True,
                         vertical_spacing=0.06, horizontal_spacing=0.07,
-                        subplot_titles=[f"{k}: ECE = {r.ece:.3f}, accuracy = {r.accuracy:.1%}" for k, r in res.items()])
+                        subplot_titles=[f"<b>{k}</b><br>ECE {r.ece:.3f} · accuracy {r.accuracy:.1%}" for k, r in res.items()])
     for col, (name, r) in enumerate(res.items(), start=1):
         t = r.table
-        colour = _style.ROLE_COLOURS.get(name, _style.TEACHER)
+        colour = _style.role_colour(name)
         centre, width = (t["lower"] + t["upper"]) / 2, t["upper"] - t["lower"]
         custom = np.stack([t["lower"], t["upper"], t["count"], t["confidence"], t["gap"]], axis=1)
         hover = ("%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}<br>samples: %{customdata[2]}"
@@ -172,17 +172,21 @@ def figure_reliability(results: Any) -> go.Figure:
                                  legendgroup="conf", showlegend=first, marker={"color": "black", "symbol": "diamond"},
                                  hovertemplate="mean confidence: %{y:.3f}<extra>" + name + "</extra>"), row=1, col=col)
         fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", legendgroup="diag",
-                                 showlegend=first, line={"color": _style.BASELINE, "dash": "dash"},
+                                 showlegend=first, line={"color": _style.NEUTRAL, "dash": "dash"},
                                  hoverinfo="skip"), row=1, col=col)
         fig.add_trace(go.Bar(x=centre, y=t["count"], width=width, name="samples per bin", legendgroup="count",
-                             showlegend=first, marker={"color": _style.BASELINE}, customdata=custom,
+                             showlegend=first, marker={"color": _style.NEUTRAL}, customdata=custom,
                              hovertemplate="%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}"
                                            "<br>samples: %{y}<extra>" + name + "</extra>"), row=2, col=col)
-        fig.update_yaxes(range=[0, 1], row=1, col=col, title_text="accuracy (fraction correct)" if first else None)
+        fig.update_yaxes(range=[0, 1.06], row=1, col=col, title_text="accuracy (fraction correct)" if first else None)
         fig.update_yaxes(row=2, col=col, title_text="samples (count)" if first else None)
         fig.update_xaxes(range=[0, 1], row=2, col=col, title_text="confidence = max probability")
         fig.update_xaxes(range=[0, 1], row=1, col=col)
-    return _style.finish(fig, title="Reliability diagram (Guo et al. 2017)", height=560)
+    fig.update_xaxes(ticks="outside", ticklen=4)           # the x and y "0" of the count panels apart
+    fig.update_yaxes(ticks="outside", ticklen=4)
+    _style.finish(fig, title="Reliability diagram (Guo et al. 2017)", height=580)
+    fig.update_layout(margin={"t": 100})                  # two-line panel titles under the title and legend
+    return fig
 
 
 def figure_metrics(results: Any) -> go.Figure:
@@ -193,8 +197,8 @@ def figure_metrics(results: Any) -> go.Figure:
     for col, (key, label) in enumerate(panels, start=1):
         for name, r in res.items():
             fig.add_trace(go.Bar(x=[name], y=[getattr(r, key)], name=name, legendgroup=name, showlegend=(col == 1),
-                                 marker={"color": _style.ROLE_COLOURS.get(name, _style.TEACHER)},
+                                 marker={"color": _style.role_colour(name)},
                                  hovertemplate=f"{name}<br>{label}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(title_text=label, row=1, col=col)
-        fig.update_xaxes(title_text="model", row=1, col=col)
-    return _style.finish(fig, title="Calibration scores (lower is better)")
+    # each panel's title names its measure and unit: no y titles to crowd the neighbouring panel
+    fig.update_xaxes(tickangle=-30)
+    return _style.finish(fig, title="Calibration scores per model (lower is better)")

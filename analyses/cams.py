@@ -316,7 +316,7 @@ def overlay_figure(result: CamResult, *, index: int = 0, opacity: float = 0.5) -
                                  "colorbar": {"title": {"text": "Grad-CAM<br>(min-max)"}}})
     title = (f"Grad-CAM for {_class_name(result, int(row['target']))}, image {index}: "
              f"Pearson {row['pearson']:.2f}, top-{result.q:g}% IoU {row['iou']:.2f}")
-    return _style.finish(fig, title=title, legend=result.masks is not None)
+    return _style.finish(fig, title=title, legend=False)   # the mask outline is named in the page's caption
 
 
 def localisation_figure(result: CamResult) -> go.Figure:

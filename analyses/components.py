@@ -53,7 +53,8 @@ from kdcore.validation import as_tensor
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
 _PART_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "tckd": "TCKD", "nckd": "(1 − p_t)·NCKD"}
-_PART_COLOURS = {"bcd": "#1f4e79", "scd": "#2ca02c", "wcd": "#d9822b", "tckd": "#1f4e79", "nckd": "#d9822b"}
+# parts of a divergence are no model: colours apart from the teacher / baseline / student palette
+_PART_COLOURS = {"bcd": "#6a51a3", "scd": "#17becf", "wcd": "#e7ba52", "tckd": "#6a51a3", "nckd": "#e7ba52"}
 
 
 
@@ -329,9 +330,21 @@ def rules_figure(result: ComponentsResult) -> go.Figure:
 _KIND_UNITS = {"tvd": "(0–1)", "uld": "(L1, 0–2)"}
 
 
-def token_figure(result: TokenResult) -> go.Figure:
+def _token_ticks(tokens: list[str], position_kind: Any) -> list[str]:
+    """Tick labels: each token shortened to fit, coloured by its position kind when known."""
+    from analyses.tokens import position_colour, short_token
+    labels = [short_token(str(t)) for t in tokens]
+    if position_kind is None:
+        return labels
+    kinds = np.asarray(position_kind.cpu() if hasattr(position_kind, "cpu") else position_kind).reshape(-1)
+    return [f"<span style='color:{position_colour(k)}'>{lab}</span>" for lab, k in zip(labels, kinds)]
+
+
+def token_figure(result: TokenResult, *, position_kind: Any = None) -> go.Figure:
     """Heatmap of every divergence over the text's tokens (colour = value / the kind's maximum over the
-    text; hover gives the value) above the teacher's and student's entropy per token (nats)."""
+    text; hover gives the value) above the teacher's and student's entropy per token (nats).
+
+    position_kind: [L] (1 copy, 0 local, -1 other), optional: colours the token labels by kind."""
     df = result.per_position
     kinds = list(result.kinds)
     raw = df[kinds].to_numpy().T                                     # [kinds, L]
@@ -352,13 +365,18 @@ def token_figure(result: TokenResult) -> go.Figure:
                                  line={"color": _style.ROLE_COLOURS[role]}, customdata=df["token"],
                                  hovertemplate="position %{x} (%{customdata})<br>entropy %{y:.3f} nats<extra>"
                                                + role + "</extra>"), row=2, col=1)
-    ticks = {"tickmode": "array", "tickvals": x, "ticktext": df["token"].tolist()}
-    fig.update_xaxes(**ticks, row=1, col=1)
-    fig.update_xaxes(**ticks, title_text="token (position in the text)", row=2, col=1)
+    ticks = {"tickmode": "array", "tickvals": x, "ticktext": _token_ticks(df["token"].tolist(), position_kind),
+             "tickangle": -90, "tickfont": {"size": 10}}   # 64 tokens side by side
+    fig.update_xaxes(**ticks, showticklabels=False, ticks="", row=1, col=1)
+    where = " (copied tokens red, local blue)" if position_kind is not None else ""
+    fig.update_xaxes(**ticks, title_text=f"token, in text order{where}", row=2, col=1)
     fig.update_yaxes(title_text="divergence", row=1, col=1)
     fig.update_yaxes(title_text="entropy (nats)", row=2, col=1)
-    return _style.finish(fig, title=f"Token-level divergences and entropy over the text (T = {result.temperature:g})",
-                         height=520)
+    _style.finish(fig, title=f"Token-level divergences and entropy over the text (T = {result.temperature:g})",
+                  height=560)
+    # the legend beside the entropy panel, below the heatmap's colour bar
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 0, "yanchor": "bottom"})
+    return fig
 
 
 def figure(result: ComponentsResult | TokenResult, **kwargs: Any) -> go.Figure:

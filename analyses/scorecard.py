@@ -256,7 +256,7 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
                          marker={"color": _style.TEACHER},
                          hovertemplate="teacher 0-1 error: %{y:.4f}<extra></extra>"))
     fig.add_trace(go.Bar(x=[cats[1]], y=[risk.disagreement], name="disagreement P(student ≠ teacher)",
-                         marker={"color": _style.BASELINE},
+                         marker={"color": _style.NEUTRAL},
                          hovertemplate="disagreement rate: %{y:.4f}<extra></extra>"))
     if risk.train_err_student is not None:
         fig.add_trace(go.Bar(x=["student train error"], y=[risk.train_err_student], name="student train error",
@@ -274,7 +274,7 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
 def figure_scorecard(card: Scorecard) -> go.Figure:
     """Size, latency and accuracy of teacher, baseline student and distilled student, side by side."""
     speed = "" if card.speedup is None else f" ({card.speedup:.2f}× faster)"
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.11, subplot_titles=[
         f"parameters ({card.param_ratio:.2f}× fewer)", f"latency{speed}",
         f"accuracy ({card.retained:.1%} of the teacher's kept)"])
     models = [("teacher", card.teacher, card.teacher_params, card.teacher_latency_s),
@@ -296,7 +296,7 @@ def figure_scorecard(card: Scorecard) -> go.Figure:
                              hovertemplate=(f"{label}<br>accuracy %{{y:.2f}} %<br>loss {metrics['loss']:.4f} nats"
                                             f"<br>perplexity {metrics['perplexity']:.3g}<extra></extra>")), row=1, col=3)
     fig.update_yaxes(title_text="parameters (millions)", row=1, col=1)
-    fig.update_yaxes(title_text="latency (ms per probe batch)", row=1, col=2)
-    fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], row=1, col=3)
+    fig.update_yaxes(title_text="latency (ms per batch)", row=1, col=2)
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 106], row=1, col=3)   # "100" clear of the panel title
     fig.update_xaxes(title_text="model")
     return _style.finish(fig, title=f"Pair scorecard (disagreement with the teacher: {card.disagreement:.1%})")

@@ -247,10 +247,18 @@ def sweep_pair(teacher: Any, student: Any, inputs: Any, temperatures: Sequence[f
 
 
 # --------------------------------------------------------------------------- figures
-def figure_class_probabilities(result: pd.DataFrame) -> go.Figure:
-    """Per-class probability curves against T, one panel per sample (teacher solid, student dashed)."""
+def figure_class_probabilities(result: pd.DataFrame, *, top: int = 10) -> go.Figure:
+    """Per-class probability curves against T, one panel per sample (teacher solid, student dashed).
+
+    With more than ``top`` classes, only the ``top`` classes the teacher rates highest (largest teacher
+    probability over the samples and temperatures) are drawn, so the legend stays readable."""
     samples = list(dict.fromkeys(result["sample"].tolist()))
     classes = result.drop_duplicates("class_index")[["class_index", "class_name"]].values.tolist()
+    n_classes = len(classes)
+    if n_classes > top:
+        peak = result[result["role"] == "teacher"].groupby("class_index")["probability"].max()
+        keep = set(peak.sort_values(ascending=False, kind="stable").index[:top].tolist())
+        classes = [c for c in classes if c[0] in keep]
     fig = make_subplots(rows=1, cols=len(samples), shared_yaxes=True,
                         subplot_titles=[f"sample {s}" for s in samples])
     for col, sample in enumerate(samples, start=1):
@@ -269,7 +277,8 @@ def figure_class_probabilities(result: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(type="log", title_text="temperature T (log scale, unitless)")
     fig.update_yaxes(title_text="probability p_T(class)", row=1, col=1)
     roles = " (teacher solid, student dashed)" if (result["role"] == "student").any() else ""
-    return _style.finish(fig, title=f"Class probabilities against temperature{roles}")
+    shown = f", the teacher's top {len(classes)} of {n_classes} classes" if len(classes) < n_classes else ""
+    return _style.finish(fig, title=f"Class probabilities against temperature{roles}{shown}")
 
 
 _SWEEP_PANELS = (("entropy", "entropy H (nats)"), ("effective_classes", "effective classes exp(H) (classes)"),
@@ -289,7 +298,7 @@ def figure_sweep(result: pd.DataFrame) -> go.Figure:
     for i, (column, label) in enumerate(_SWEEP_PANELS):
         row, col = divmod(i, 2)
         for role, d in result.groupby("role", sort=False):
-            colour = _style.ROLE_COLOURS.get(role, _style.BASELINE)
+            colour = _style.role_colour(role)
             fig.add_trace(go.Scatter(
                 x=d["temperature"], y=d[column], mode="lines+markers", name=role, legendgroup=role,
                 showlegend=(i == 0), line={"color": colour},
@@ -318,7 +327,7 @@ def figure_gradient_scale(result: pd.DataFrame) -> go.Figure:
                              hovertemplate="T = %{x:.3g}<br>T²·KL = %{y:.4f} nats<extra></extra>"), row=1, col=2)
     fig.add_trace(go.Scatter(x=result["temperature"], y=result["limit"], mode="lines",
                              name="logit-matching limit Σ(Δz − mean Δz)²/(2C)",
-                             line={"color": _style.BASELINE, "dash": "dash"},
+                             line={"color": _style.NEUTRAL, "dash": "dash"},
                              hovertemplate="limit = %{y:.4f} nats<extra></extra>"), row=1, col=2)
     fig.update_xaxes(type="log", title_text="temperature T (log scale)")
     fig.update_yaxes(title_text="gradient L2 norm (per logit, unitless)", row=1, col=1)

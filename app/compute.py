@@ -16,8 +16,10 @@ from analyses import calibration as calibration_an
 from analyses import cams as cams_an
 from analyses import cka as cka_an
 from analyses import components as components_an
+from analyses import multilabel as multilabel_an
 from analyses import scorecard as scorecard_an
 from analyses import soft_labels as soft_labels_an
+from analyses import tokens as tokens_an
 from app import state
 
 TEMPERATURES = tuple(float(t) for t in np.round(np.geomspace(0.5, 20.0, 25), 3))  # the sweep's grid
@@ -62,6 +64,21 @@ def scorecard(key: tuple, device: str, n: int):
     return scorecard_an.pair_multilabel_scorecard(pair.models(), x, y)
 
 
+MODEL_NAMES = {"teacher": "teacher", "baseline": "student alone (baseline)", "student": "distilled student"}
+
+
+def _named_logits(lg: dict) -> dict:
+    """The logits of every model present, by the name figures show (teacher, baseline, distilled student)."""
+    return {MODEL_NAMES[r]: lg[r] for r in ("teacher", "baseline", "student") if lg[r] is not None}
+
+
+@st.cache_data(show_spinner="Scoring every label…", max_entries=16)
+def multilabel_scores(key: tuple, device: str, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Micro/macro F1, exact match and per-label F1 of each model (multi-label pairs)."""
+    lg = logits(key, device, n)
+    return multilabel_an.label_scores(_named_logits(lg), lg["targets"], class_names=lg["class_names"])
+
+
 # ---- soft labels ------------------------------------------------------------------------------------
 
 @st.cache_data(show_spinner="Sweeping the temperature…", max_entries=16)
@@ -81,6 +98,13 @@ def sweep(key: tuple, device: str, n: int) -> dict:
             "classes": soft_labels_an.class_probabilities(t, TEMPERATURES, student_logits=s, samples=[0, 1, 2],
                                                           class_names=names),
             "teacher": t[:64], "student": s[:64], "labels": None if y is None else y[:64], "class_names": names}
+
+
+@st.cache_data(show_spinner="Sweeping the temperature over every label…", max_entries=16)
+def multilabel_sweep(key: tuple, device: str, n: int) -> pd.DataFrame:
+    """Per-label sigmoid soft-label statistics of each model over TEMPERATURES (multi-label pairs)."""
+    lg = logits(key, device, n)
+    return multilabel_an.soft_label_sweep(_named_logits(lg), lg["targets"], TEMPERATURES)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -195,6 +219,24 @@ def token_components(key: tuple, device: str, n: int, index: int, temperature: f
     tokens = [_token(tok, int(i)) for i in x[index].tolist()]
     return components_an.token_components(lg["student"][index], lg["teacher"][index], tokens=tokens,
                                           labels=y[index], temperature=temperature)
+
+
+def position_kinds(key: tuple, device: str, n: int) -> torch.Tensor | None:
+    """[n, L] kind of every probe position (1 copy, 0 local, -1 other) where the data marks them (tinylang)."""
+    pair = _pair(key, device)
+    kinds = pair.dataset.split("test").extras.get("position_kind")
+    return None if kinds is None else kinds[:n]
+
+
+@st.cache_data(show_spinner="Splitting the mismatch into copy and local positions…", max_entries=16)
+def token_split(key: tuple, device: str, n: int, temperature: float) -> pd.DataFrame | None:
+    """Every token divergence and each model's accuracy on copy vs local positions of the n probe texts."""
+    kinds = position_kinds(key, device, n)
+    if kinds is None:
+        return None
+    lg = logits(key, device, n)
+    return tokens_an.split_by_position_kind(lg["student"], lg["teacher"], lg["targets"], kinds,
+                                            baseline_logits=lg["baseline"], temperature=temperature)
 
 
 # ---- calibration ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import torch
 
-from analyses._style import STUDENT, TEACHER, finish
+from analyses._style import NEUTRAL, STUDENT, TEACHER, finish
 
 
 def probabilities_at(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float, *,
@@ -27,7 +27,7 @@ def kd_terms(ce: float | None, kl_term: float, lam: float) -> go.Figure:
     """The two terms of the KD loss at the chosen T and λ, weighted, stacked to the total."""
     fig = go.Figure()
     if ce is not None:
-        fig.add_trace(go.Bar(x=["KD loss"], y=[(1 - lam) * ce], name="(1 − λ)·CE(y, q)", marker_color="#555555"))
+        fig.add_trace(go.Bar(x=["KD loss"], y=[(1 - lam) * ce], name="(1 − λ)·CE(y, q)", marker_color=NEUTRAL))
     fig.add_trace(go.Bar(x=["KD loss"], y=[(lam if ce is not None else 1.0) * kl_term], name="λ·T²·KL(p_T ‖ q_T)",
                          marker_color=STUDENT))
     fig.update_layout(barmode="stack")

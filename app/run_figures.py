@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._style import CLASS_PALETTE, STUDENT, TEACHER, finish
+from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, TEACHER, finish
 
 _NOT_LOSS = {"step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss"}
 
@@ -29,9 +29,12 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
 
 
 def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> go.Figure:
-    """Validation accuracy and agreement with the teacher (left), validation and training loss (right)."""
+    """Validation accuracy and agreement with the teacher (left); validation loss (middle) and the
+    training objective (right) on axes of their own: a KD objective (T²·KL) and the validation
+    cross-entropy are on different scales."""
     ep = epochs[epochs["epoch"] > 0] if "epoch" in epochs else epochs
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy and agreement", "Loss"), horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09,
+                        subplot_titles=("accuracy and agreement", "validation loss (CE)", "training objective"))
     for c, colour, dash in (("val_acc", STUDENT, None), ("val_agreement", TEACHER, "dot")):
         if c in ep:
             fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[c], mode="lines+markers", name=c.replace("_", " "),
@@ -39,13 +42,14 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
     if teacher_acc is not None:
         fig.add_hline(y=teacher_acc, line={"color": TEACHER, "dash": "dash", "width": 1}, row=1, col=1,
                       annotation_text="teacher accuracy", annotation_position="bottom right")
-    for c, colour, dash in (("val_loss", STUDENT, None), ("train_loss", "#555555", "dot")):
+    for col, (c, colour, dash) in enumerate((("val_loss", STUDENT, None), ("train_loss", NEUTRAL, "dot")), start=2):
         if c in ep:
             fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[c], mode="lines+markers", name=c.replace("_", " "),
-                                     line={"color": colour, "dash": dash}), row=1, col=2)
+                                     line={"color": colour, "dash": dash}), row=1, col=col)
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_yaxes(title_text="share of samples", row=1, col=1)
-    fig.update_yaxes(title_text="loss (nats)", row=1, col=2)
+    fig.update_yaxes(title_text="share of samples", range=[0, 1.06], row=1, col=1)   # "1" below the panel title
+    fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=2)
+    fig.update_yaxes(title_text="objective (nats)", row=1, col=3)
     return finish(fig, title="Validation after each epoch", height=360)
 
 

@@ -140,7 +140,7 @@ def test_figure_reliability_dict():
     assert all(len(t.x) == 10 for t in fig.data if t.type == "bar")
     assert sum(t.showlegend is not False for t in fig.data) == 4  # one legend entry per kind
     assert fig.data[0].marker.color != fig.data[4].marker.color  # teacher vs student colours
-    assert "ECE = " in d["layout"]["annotations"][0]["text"] and "teacher" in d["layout"]["annotations"][0]["text"]
+    assert "ECE " in d["layout"]["annotations"][0]["text"] and "teacher" in d["layout"]["annotations"][0]["text"]
     assert d["layout"]["yaxis"]["title"]["text"] == "accuracy (fraction correct)"
     assert d["layout"]["xaxis3"]["title"]["text"] == "confidence = max probability"
     assert d["layout"]["yaxis3"]["title"]["text"] == "samples (count)"
@@ -153,6 +153,7 @@ def test_figure_metrics_dict():
     fig = cal.figure_metrics(res)
     assert [t.type for t in fig.data] == ["bar"] * 8
     assert fig.data[0].y[0] == pytest.approx(res["teacher"].ece)
-    assert fig.layout.yaxis3.title.text == "NLL (nats)"
+    assert fig.layout.annotations[2].text == "NLL (nats)"            # the panel title names measure and unit
+    assert fig.layout.yaxis2.title.text is None                        # no y title on the neighbouring panel
     with pytest.raises(ValueError, match="results"):
         cal.figure_metrics({})

@@ -179,7 +179,7 @@ def test_figure_sweep_dict():
 
 def test_figure_class_probabilities_dict():
     df = sl.class_probabilities(torch.randn(5, 20), [1.0, 2.0, 5.0], student_logits=torch.randn(5, 20), samples=[1, 2])
-    fig = sl.figure_class_probabilities(df).to_dict()
+    fig = sl.figure_class_probabilities(df, top=20).to_dict()
     assert len(fig["data"]) == 2 * 20 * 2
     assert sum(1 for t in fig["data"] if t["showlegend"]) == 20  # one legend entry per class
     dashes = {t["line"]["dash"] for t in fig["data"]}

@@ -108,7 +108,7 @@ def test_workshop_links_every_page(home):
 def test_soft_labels_sliders_move_the_curves(home):
     at = _open("soft_labels")
     before = _charts(at)
-    assert len(before) == 5
+    assert len(before) == 7                               # five of the pair, two of the logit toy
     assert "T = 4" in _titles(at)[0]
     _slider(at, "sl_temperature").set_value(10.0).run()
     _ok(at)
@@ -196,7 +196,7 @@ def test_divergence_components(home):
 def test_divergence_tokens_language_model(home):
     at = _open("divergences", "tinylang")
     before = _data(at)
-    assert len(before) == 1 and at.metric
+    assert len(before) == 2 and at.metric                      # the text's tokens, copy vs local positions
     at.number_input(key="tok_index").set_value(1).run()
     _ok(at)
     assert _changed(before, _data(at)) == [0], "the token chart must show the chosen text"

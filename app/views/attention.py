@@ -2,21 +2,38 @@
 import streamlit as st
 
 from analyses import attention as att
-from app import compute, ui
+from app import compute, state, ui
 
-ctx = ui.page(
-    "Attention: where each model looks",
-    "For transformers, each head's attention map: row *i* shows how much query position *i* draws from each "
-    "earlier position. Heads are compared across models by the KL divergence of their rows and matched one to "
-    "one. For convolutional networks, the attention-transfer map of a layer: where its activations are strongest.",
-    "In the token language, copied segments need *induction heads*: a stripe one step off the diagonal that jumps "
-    "back to the previous copy. Does the student have a head that matches the teacher's (low divergence in the "
-    "matching matrix)? Low entropy means a focused head. For CNNs, compare where the maps light up.",
-    [r"A = \mathrm{softmax}\!\left(QK^\top / \sqrt{d}\right),\qquad "
-     r"\mathcal{L}_{attn} = \frac{1}{B H L}\sum_{b,h,i} \mathrm{KL}\big(A^{t}_{b,h,i} \,\|\, A^{s}_{b,h,i}\big)",
-     r"a(F) = \frac{\mathrm{vec}\big(\tfrac{1}{C}\sum_c |F_c|^p\big)}{\big\lVert \mathrm{vec}\big(\tfrac{1}{C}\sum_c |F_c|^p\big)\big\rVert_2},"
-     r"\qquad \mathcal{L}_{AT} = \mathrm{mean}\big(a(F_s) - a(F_t)\big)^2"],
-)
+_chosen = state.current_pair(quiet=True)
+if _chosen is not None and _chosen.kind == "causal_lm":
+    ui.intro(
+        "Attention heads of a language model",
+        "Each head's attention map over one text: row *i* shows how much the token at position *i* draws from "
+        "each earlier position (the maps are lower-triangular: a language model cannot look ahead). Heads are "
+        "compared across models by the divergence of their rows, and matched one to one.",
+        "In *tinylang*, a copied segment can only be predicted by an *induction head*: a stripe that runs "
+        "parallel to the diagonal, one step after the earlier copy of the current token. The teacher's second "
+        "layer has one; the one-layer student cannot build it. Does any student head come close (low divergence "
+        "in the matching matrix)? Low entropy means a focused head; ln L a uniform one.",
+        [r"A = \mathrm{softmax}\!\left(QK^\top / \sqrt{d} + M_{\text{causal}}\right),\qquad "
+         r"\mathcal{L}_{attn} = \frac{1}{B H L}\sum_{b,h,i} \mathrm{KL}\big(A^{t}_{b,h,i} \,\|\, A^{s}_{b,h,i}\big)"],
+    )
+else:
+    ui.intro(
+        "Attention: where each model looks",
+        "For transformers, each head's attention map: row *i* shows how much query position *i* draws from each "
+        "earlier position. Heads are compared across models by the KL divergence of their rows and matched one to "
+        "one. For convolutional networks, the attention-transfer map of a layer: where its activations are strongest.",
+        "In the token language, copied segments need *induction heads*: a stripe one step off the diagonal that jumps "
+        "back to the previous copy. Does the student have a head that matches the teacher's (low divergence in the "
+        "matching matrix)? Low entropy means a focused head. For CNNs, compare where the maps light up.",
+        [r"A = \mathrm{softmax}\!\left(QK^\top / \sqrt{d}\right),\qquad "
+         r"\mathcal{L}_{attn} = \frac{1}{B H L}\sum_{b,h,i} \mathrm{KL}\big(A^{t}_{b,h,i} \,\|\, A^{s}_{b,h,i}\big)",
+         r"a(F) = \frac{\mathrm{vec}\big(\tfrac{1}{C}\sum_c |F_c|^p\big)}{\big\lVert \mathrm{vec}\big(\tfrac{1}{C}\sum_c |F_c|^p\big)\big\rVert_2},"
+         r"\qquad \mathcal{L}_{AT} = \mathrm{mean}\big(a(F_s) - a(F_t)\big)^2"],
+    )
+
+ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     if pair.kind == "causal_lm":

@@ -2,7 +2,7 @@
 run the standard protocols, download a run's report. Everything is read back from the run store."""
 import streamlit as st
 
-from app import report, run_figures, runs, state, ui
+from app import report, run_figures, run_table, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.config import config_from_form
 from kdcore.methods import all_methods, get_method, methods_for
@@ -123,18 +123,23 @@ with tab_live:
 
 # ---- runs and reports ------------------------------------------------------------------------------
 with tab_runs:
-    all_runs = store.list_runs()
+    all_runs = run_table.runs_table(store)
     if not len(all_runs):
         st.info("No run yet.")
     else:
-        st.caption("Select rows to compare runs; select one to see its curves and download its report.")
+        st.caption("Select rows to compare runs; select one to see its curves and download its report. "
+                   "T and λ are empty for objectives without them; the accuracy is the last epoch's, on validation.")
         picked = st.dataframe(all_runs, hide_index=True, on_select="rerun", selection_mode="multi-row",
-                              key="runs_table", height=260)
+                              key="runs_table", height=260,
+                              column_config={"final val acc": st.column_config.NumberColumn(format="percent"),
+                                             "T": st.column_config.NumberColumn(format="%g"),
+                                             "λ": st.column_config.NumberColumn(format="%g")})
         ids = [all_runs.iloc[i]["id"] for i in picked.selection.rows] if picked and picked.selection else []
         if len(ids) >= 2:
             with ui.guard("compare the runs"):
                 st.dataframe(compare(ids, store=store), hide_index=True)
-                curves = {f"{r} · {store.get_run(r)['objective']}": store.metrics(r, "epoch") for r in ids}
+                labels = run_table.unique_labels([store.get_run(r) for r in ids])
+                curves = {lab: store.metrics(r, "epoch") for lab, r in zip(labels, ids)}
                 ui.show_figure(run_figures.compare_curves(curves, "val_acc"), "compare_val_acc")
         if ids:
             rid = ids[-1]

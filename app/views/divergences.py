@@ -2,22 +2,42 @@
 import streamlit as st
 
 from analyses import components as comp
-from app import compute, ui
+from analyses import tokens as tokens_an
+from app import compute, state, ui
 
-ctx = ui.page(
-    "Divergence components: which part of the mismatch matters",
-    "The KL divergence between teacher and student is a sum of parts. DKD splits it into the target class "
-    "(TCKD: do they agree how sure to be?) and the non-target classes (NCKD: do they rank the wrong classes "
-    "alike?). CAKD splits the classes into a *strong* set S (correlated with the answer) and a weak set W. "
-    "For language models the page compares the two models token by token over a text.",
-    "Which component carries the KL? If NCKD dominates, the student has the answer but not the dark knowledge: "
-    "DKD's β weighs it up. Per class, look for classes whose weak-set part (WCD) is large. Over text, "
-    "the hot tokens are where the student departs from its teacher — often the copied segments.",
-    [r"\mathrm{KL}(p\,\|\,q) = \mathrm{TCKD} + (1 - p^{t}_{y})\,\mathrm{NCKD}",
-     r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p^{t}_{S}\,\mathrm{SCD} + p^{t}_{W}\,\mathrm{WCD}",
-     r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
-     r"\mathrm{SCD} = \mathrm{KL}(\hat p^{t}_S \,\|\, \hat p^{s}_S),\quad \mathrm{WCD} = \mathrm{KL}(\hat p^{t}_W \,\|\, \hat p^{s}_W)"],
-)
+_chosen = state.current_pair(quiet=True)
+if _chosen is not None and _chosen.kind == "causal_lm":
+    ui.intro(
+        "Token by token: where the student departs from its teacher",
+        "A language model predicts a distribution over the vocabulary at every position. Here teacher (p) and "
+        "student (q) are compared position by position with every token-level divergence the workbench trains "
+        "with: each weighs the mismatch differently. Forward KL punishes the student for missing tokens the "
+        "teacher thinks likely (mode-covering); reverse KL for putting mass where the teacher puts none "
+        "(mode-seeking); JSD, TVD and the skewed KLs sit in between; AKL mixes forward and reverse per position; "
+        "ULD compares sorted probabilities, so it works across tokenizers.",
+        "In *tinylang*, copied segments can only be predicted by looking back at the earlier run (an induction "
+        "head); local positions follow from the current token alone. Compare the divergences on copy positions "
+        "with those on local positions, and the models' accuracy on each: the split shows which skill the "
+        "student has not taken from its teacher.",
+        list(tokens_an.FORMULAS.values()),
+    )
+else:
+    ui.intro(
+        "Divergence components: which part of the mismatch matters",
+        "The KL divergence between teacher and student is a sum of parts. DKD splits it into the target class "
+        "(TCKD: do they agree how sure to be?) and the non-target classes (NCKD: do they rank the wrong classes "
+        "alike?). CAKD splits the classes into a *strong* set S (correlated with the answer) and a weak set W. "
+        "For language models the page compares the two models token by token over a text.",
+        "Which component carries the KL? If NCKD dominates, the student has the answer but not the dark knowledge: "
+        "DKD's β weighs it up. Per class, look for classes whose weak-set part (WCD) is large. Over text, "
+        "the hot tokens are where the student departs from its teacher — often the copied segments.",
+        [r"\mathrm{KL}(p\,\|\,q) = \mathrm{TCKD} + (1 - p^{t}_{y})\,\mathrm{NCKD}",
+         r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p^{t}_{S}\,\mathrm{SCD} + p^{t}_{W}\,\mathrm{WCD}",
+         r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
+         r"\mathrm{SCD} = \mathrm{KL}(\hat p^{t}_S \,\|\, \hat p^{s}_S),\quad \mathrm{WCD} = \mathrm{KL}(\hat p^{t}_W \,\|\, \hat p^{s}_W)"],
+    )
+
+ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
     if pair.kind == "causal_lm":
@@ -29,9 +49,21 @@ if ctx:
             cols = st.columns(min(len(res.means), 4))
             for i, (kind, value) in enumerate(list(res.means.items())[:4]):
                 cols[i].metric(f"mean {kind}", f"{value:.4f}")
-            ui.show_figure(comp.token_figure(res), "divergence_tokens",
-                           caption="Each row a divergence, each column a token of the text; hover for values.")
+            kinds = compute.position_kinds(key, device, n)
+            ui.show_figure(comp.token_figure(res, position_kind=None if kinds is None else kinds[int(index)]),
+                           "divergence_tokens",
+                           caption="Each row a divergence, each column a token of the text; hover for values."
+                           + (" Token labels: red = copied (induction) positions, blue = local ones."
+                              if kinds is not None else ""))
             st.dataframe(res.per_position, hide_index=True, height=240)
+        with ui.guard("split the mismatch by position kind"):
+            split = compute.token_split(key, device, n, float(T))
+            if split is not None:
+                st.subheader("Copy positions against local positions")
+                ui.show_figure(tokens_an.figure_split(split), "divergence_copy_local",
+                               caption=f"Over all {n} probe texts. Copy positions need an induction head; "
+                                       "local ones only the current token.")
+                st.dataframe(split, hide_index=True)
     else:
         c1, c2, c3 = st.columns(3)
         T = c1.slider("Temperature T", 0.5, 10.0, 4.0, 0.5, key="div_temperature")

@@ -39,7 +39,7 @@ if ctx:
         st.info("No distillation run of this pair yet. Start one on the **Distill** page; each checkpoint "
                 "records the CKA of the student's layers against the teacher's.")
     else:
-        labels = {r.id: f"{r.id} · {r.objective} · {r.state}" for r in runs.itertuples()}
+        labels = {r.id: f"{r.name or r.id} · {r.objective} · {r.state}" for r in runs.itertuples()}
         run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="cka_run")
         with ui.guard("read the run's checkpoints"):
             heat = report.checkpoint_cka(state.store(), run_id)

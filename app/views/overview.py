@@ -24,8 +24,19 @@ if ctx:
     with ui.guard("score the pair"):
         card = compute.scorecard(key, device, n)
         if pair.dataset.task == "multilabel":
-            st.markdown("Multi-label pair: each label is a yes/no prediction (logit > 0).")
-            st.dataframe(card, hide_index=True)
+            from analyses import multilabel as ml
+            st.markdown("Multi-label pair: each label is a yes/no prediction (logit > 0). Micro F1 pools every "
+                        "(input, label) decision; macro F1 averages the labels' own F1, so rare labels count as much "
+                        "as common ones.")
+            summary, per_label = compute.multilabel_scores(key, device, n)
+            by_model = summary.set_index("model")
+            c = st.columns(len(by_model))
+            for col, (name, r) in zip(c, by_model.iterrows()):
+                col.metric(f"{name}: micro F1", f"{r['micro F1']:.3f}", help=f"macro F1 {r['macro F1']:.3f}")
+            st.dataframe(ui.readable_table(card), hide_index=True)
+            st.dataframe(ui.readable_table(summary), hide_index=True)
+            ui.show_figure(ml.figure_scores(summary, per_label), "overview_multilabel_scores", height=420,
+                           caption="Overall scores (left) and each label's F1 (right), per model.")
         else:
             from analyses import scorecard as sc
             c = st.columns(4)

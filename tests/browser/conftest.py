@@ -42,10 +42,16 @@ def _cancel_unfinished_runs(home: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def app_home(tmp_path_factory) -> Path:
+    """The app's KDWB_HOME (its run store): tests may put runs there for the pages to list."""
+    return tmp_path_factory.mktemp("kdwb_browser")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_home):
     """Start the app once for the browser tests; stop it at the end."""
     port = _free_port()
-    home = tmp_path_factory.mktemp("kdwb_browser")
+    home = app_home
     env = {**os.environ, "KDWB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen(
