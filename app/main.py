@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ first, no
 
 import streamlit as st  # noqa: E402
 
-from app import sidebar, ui  # noqa: E402
+from app import guide, sidebar, ui  # noqa: E402
 
 st.set_page_config(page_title="KD Workbench", page_icon=":material/science:", layout="wide",
                    menu_items={"About": "KD Workbench: see knowledge distillation work, and find out why it did not."})
@@ -44,5 +44,7 @@ nav = st.navigation(PAGES)
 # never as a stack trace (st.rerun/st.switch_page are BaseExceptions and pass through).
 with ui.guard("show this page"):
     sidebar.render()
+with ui.guard("show this page"):
+    guide.banner(nav.url_path)          # the Workshop path's step panel, on the current step's page
 with ui.guard("show this page"):
     nav.run()

@@ -85,12 +85,18 @@ def test_workshop_links_every_page(home):
     steps = [b for b in at.button if b.key and b.key.startswith("workshop_")]
     assert len(steps) == 10
     text = " ".join(m.value for m in at.markdown)
-    assert text.count("**Try:**") == 10 and text.count("**Notice:**") == 10
+    assert text.count("**Try:**") == 10 and text.count("**Look at:**") == 10
     next(b for b in steps if b.key == "workshop_5").click().run()        # Grad-CAM on the shapes pair
     _ok(at)
     assert at.session_state["sample_pair"] == "shapes"
     assert any("Grad-CAM" in t.value for t in at.title), "the step opened the CAMs page"
     assert len(_charts(at)) == 3
+    notices = [m.value for m in at.markdown if "**Notice:**" in m.value]
+    assert len(notices) == 1 and "pointing game" in notices[0], "the step's Notice is computed on the page's data"
+    next(b for b in at.button if b.key == "guide_next").click().run()    # step 6: divergences on shapes
+    _ok(at)
+    assert any("Divergence" in t.value for t in at.title)
+    assert any("NCKD carries" in m.value for m in at.markdown if "**Notice:**" in m.value)
 
 
 def test_soft_labels_sliders_move_the_curves(home):
