@@ -210,6 +210,22 @@ def test_doctor_page_renders(home):
     _open("doctor")
 
 
+def test_doctor_fix_that_is_a_run_queues_it(home, monkeypatch):
+    """The home run has no student-alone run of its budget: capacity.no_gain offers one, and its button queues it."""
+    from kdcore.jobs import RunStore, worker
+    monkeypatch.setattr(worker, "start_worker_process", lambda store: None)   # queue only: no training in the test
+    at = _open("doctor")
+    button = next(b for b in at.button if "Student alone, same budget" in str(b.proto.label))
+    button.click().run()
+    _ok(at)
+    store = RunStore(home["dir"])
+    queued = store.list_runs(state="queued")
+    assert len(queued) == 1 and queued.iloc[0]["objective"] == "ce"
+    cfg, kd = store.get_run(queued.iloc[0]["id"])["config"], store.get_run(home["run_id"])["config"]
+    assert {k: cfg[k] for k in ("epochs", "train_size", "lr", "seed")} == {k: kd[k] for k in ("epochs", "train_size", "lr", "seed")}
+    store.delete_run(queued.iloc[0]["id"])                                  # the module's other pages see one run
+
+
 def test_student_of_a_finished_run(home):
     at = _app(pair_source="Student of a finished run")
     at.run()
