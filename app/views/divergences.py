@@ -1,6 +1,7 @@
 """Divergence components: KL split into CAKD's BCD/SCD/WCD and DKD's TCKD/NCKD; per-token divergences for LMs."""
 import streamlit as st
 
+from analyses import claims
 from analyses import components as comp
 from app import compute, ui
 
@@ -12,7 +13,8 @@ ui.intro(
     "For language models the page compares the two models token by token over a text.",
     "Which component carries the KL? If NCKD dominates, the student has the answer but not the dark knowledge: "
     "DKD's β weighs it up. Per class, look for classes whose weak-set part (WCD) is large. Over text, "
-    "the hot tokens are where the student departs from its teacher — often the copied segments.",
+    "the hot tokens are where the student departs from its teacher; the line above the chart says whether "
+    "forward and reverse KL agree on where.",
     [r"\mathrm{KL}(p\,\|\,q) = \mathrm{TCKD} + (1 - p^{t}_{y})\,\mathrm{NCKD}",
      r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p^{t}_{S}\,\mathrm{SCD} + p^{t}_{W}\,\mathrm{WCD}",
      r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
@@ -31,6 +33,7 @@ if ctx:
             cols = st.columns(min(len(res.means), 4))
             for i, (kind, value) in enumerate(list(res.means.items())[:4]):
                 cols[i].metric(f"mean {kind}", f"{value:.4f}")
+            st.markdown(f"**Here:** {claims.kl_directions_disagree(res.per_position).sentence}")
             ui.show_figure(comp.token_figure(res), "divergence_tokens",
                            caption="Each row a divergence, each column a token of the text; hover for values.")
             st.dataframe(res.per_position, hide_index=True, height=240)
@@ -48,6 +51,7 @@ if ctx:
             rule = st.selectbox("Strong-set rule", list(res.rules), key="div_rule")
             ui.show_figure(comp.class_figure(res, rule=rule), "divergence_classes",
                            caption="Per class: components stacked to the mean KL (left), and their shares (right).")
+            st.markdown(f"**Here:** {claims.nckd_carries_kl(res.dkd).sentence}")
             if res.dkd is not None:
                 ui.show_figure(comp.dkd_figure(res), "divergence_dkd",
                                caption="DKD: the target part and the weighted non-target part, per class.")
