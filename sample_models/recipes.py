@@ -13,9 +13,13 @@ RECIPES: dict[str, Recipe] = {
                      train_size=512, batch_size=64,
                      measured="val. accuracy 0.968 ± 0.007 with KD vs 0.945 ± 0.004 alone; ~7 s of CPU a run"),
     "shapes": Recipe(objective="kd", temperature=2.0, lam=0.5, lr=1e-2, schedule="cosine", epochs=20,
-                     train_size=None, batch_size=64, measured="PENDING"),
+                     train_size=None, batch_size=64,
+                     measured="val. accuracy 0.755 ± 0.081 with KD vs 0.732 ± 0.069 alone (a wide seed spread: the "
+                              "1.5k-parameter student is unstable); ~40 s of CPU a run"),
     "shapes_multilabel": Recipe(objective="kd", temperature=2.0, lam=0.5, lr=1e-2, schedule="cosine", epochs=20,
-                                train_size=None, batch_size=64, measured="PENDING"),
+                                train_size=None, batch_size=64,
+                                measured="per-label accuracy 0.786 ± 0.012 with KD vs 0.754 ± 0.006 alone; "
+                                         "~40 s of CPU a run"),
     "tinylang": Recipe(objective="token", temperature=1.0, lam=None, lr=5e-3, schedule="cosine", epochs=10,
                        train_size=2048, batch_size=32,
                        measured="val. loss 1.601 ± 0.017 with forward KL per token vs 1.642 ± 0.010 alone; "
