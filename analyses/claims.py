@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -137,7 +138,7 @@ def cka_diagonal(matrix: pd.DataFrame) -> Claim:
     m = matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T          # rows: the deeper model's layers
     values = m.to_numpy(dtype=float)                                          # [deep, shallow]
     best = [int(np.nanargmax(row)) for row in values]
-    ordered = all(b >= a for a, b in zip(best, best[1:])) and best[-1] > best[0]
+    ordered = all(b >= a for a, b in pairwise(best)) and best[-1] > best[0]
     pairs = ", ".join(f"{r} → {m.columns[b]}" for r, b in zip(m.index, best))
     if ordered:
         return Claim(True, f"Here the band runs along the diagonal: deeper layers are most similar to deeper "

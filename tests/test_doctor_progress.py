@@ -67,8 +67,8 @@ def test_same_budget_compares_epochs_training_size_lr_and_seed():
 
 
 def _cfg(**kw):
-    base = dict(pair=CALIBRATED, objective="kd", temperature=4.0, lam=0.9, epochs=3, lr=3e-2, train_size=96,
-                batch_size=32, checkpoints=0, val_size=128)
+    base = {"pair": CALIBRATED, "objective": "kd", "temperature": 4.0, "lam": 0.9, "epochs": 3, "lr": 3e-2,
+            "train_size": 96, "batch_size": 32, "checkpoints": 0, "val_size": 128}
     return JobConfig(**{**base, **kw})
 
 
