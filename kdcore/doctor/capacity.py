@@ -141,14 +141,13 @@ def check_no_gain(ctx: Context) -> Finding | None:
     ev = {"distilled_" + ("val_loss" if lm else "val_acc"): distilled,
           "student_alone_" + ("val_loss" if lm else "val_acc"): alone, "gain": gain,
           "baseline": f"run {base.get('run_id', '?')}"}
-    teacher_acc = summary.get("teacher_val_acc")
-    if teacher_acc is not None and not lm:
-        ev["teacher_val_acc"] = float(teacher_acc)
+    teacher = None if lm or summary.get("teacher_val_acc") is None else float(summary["teacher_val_acc"])
     bars = {"distilled student": [distilled], "student alone": [alone]}
-    if "teacher_val_acc" in ev:
-        bars["teacher"] = [ev["teacher_val_acc"]]
+    if teacher is not None:
+        ev["teacher_val_acc"] = teacher
+        bars["teacher"] = [teacher]
     fig = FigureData("bars", f"{what.capitalize()}: distilled vs alone (same budget)", [what], bars, y_title=what)
-    if not lm and "teacher_val_acc" in ev and ev["teacher_val_acc"] <= alone + NO_GAIN:
+    if teacher is not None and teacher <= alone + NO_GAIN:
         fix = "The teacher is no better than the student alone, so it has nothing to teach: use a stronger teacher."
     else:
         fix = ("Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "

@@ -26,7 +26,7 @@ class FigureData:
 
 
 # Fields a student-alone run resets (the protocol's baseline does the same): no teacher, no KD term.
-ALONE = {"objective": "ce", "params": {}, "terms": [], "temperature": None, "lam": None, "ce_weight": None,
+ALONE: dict[str, Any] = {"objective": "ce", "params": {}, "terms": [], "temperature": None, "lam": None, "ce_weight": None,
          "teacher_cache": False, "cache_top_k": None}
 
 

@@ -24,35 +24,38 @@ def _epoch_series(ctx: Context, column: str) -> list[float] | None:
     return [float(v) for v in s] if s is not None and len(s) >= 2 else None
 
 
-def distill_column(ctx: Context) -> str | None:
-    """The per-epoch training column of the run's distillation term (train_kl, train_nckd, ...), if any."""
+def distill_series(ctx: Context) -> tuple[str, list[float]] | None:
+    """(column, per-epoch values) of the run's distillation term (train_kl, train_nckd, ...), if any."""
     for name in DISTILL_COMPONENTS:
-        if _epoch_series(ctx, f"train_{name}") is not None:
-            return f"train_{name}"
+        series = _epoch_series(ctx, f"train_{name}")
+        if series is not None:
+            return f"train_{name}", series
     return None
+
+
+def _val_series(ctx: Context) -> tuple[str, list[float]]:
+    metric = "val_loss" if ctx.task == "causal_lm" else "val_acc"
+    val = _epoch_series(ctx, metric)
+    if val is None:
+        raise Skip(f"needs at least 2 epochs of {metric} to see a trend")
+    return metric, val
 
 
 def still_improving(ctx: Context) -> dict:
     """What is still improving fast at the last epoch -> evidence (empty dict: nothing is).
 
     Raises Skip when the run has fewer than 2 epochs of validation metrics."""
-    lm = ctx.task == "causal_lm"
-    metric = "val_loss" if lm else "val_acc"
-    val = _epoch_series(ctx, metric)
-    if val is None:
-        raise Skip(f"needs at least 2 epochs of {metric} to see a trend")
+    metric, val = _val_series(ctx)
     ev: dict = {}
-    if lm and _last_change(val) >= LOSS_FALLING:
+    if metric == "val_loss" and _last_change(val) >= LOSS_FALLING:
         ev["val_loss_last_epoch_relative_fall"] = _last_change(val)
     loss = _epoch_series(ctx, "val_loss")
     loss_ok = loss is None or _last_change(loss) >= 0            # accuracy up while the loss rises: overfitting
-    if not lm and val[-1] - val[-2] >= ACC_RISING and loss_ok:
+    if metric == "val_acc" and val[-1] - val[-2] >= ACC_RISING and loss_ok:
         ev["val_acc_last_epoch_rise"] = val[-1] - val[-2]
-    column = distill_column(ctx)
-    if column is not None:
-        term = _epoch_series(ctx, column)
-        if _last_change(term) >= TERM_FALLING:
-            ev[f"{column}_last_epoch_relative_fall"] = _last_change(term)
+    term = distill_series(ctx)
+    if term is not None and _last_change(term[1]) >= TERM_FALLING:
+        ev[f"{term[0]}_last_epoch_relative_fall"] = _last_change(term[1])
     return ev
 
 
@@ -68,13 +71,11 @@ def check_still_improving(ctx: Context) -> Finding | None:
     ev = still_improving(ctx)
     if not ev:
         return None
-    lm = ctx.task == "causal_lm"
-    metric = "val_loss" if lm else "val_acc"
-    val = _epoch_series(ctx, metric)
+    metric, val = _val_series(ctx)
     series = {metric: val}
-    column = distill_column(ctx)
-    if column is not None:
-        series[column] = _epoch_series(ctx, column)
+    term = distill_series(ctx)
+    if term is not None:
+        series[term[0]] = term[1]
     n, m = len(val), min(len(v) for v in series.values())            # m: epochs every series has
     ev.update({"epochs": n, f"first_epoch_{metric}": val[0], f"last_epoch_{metric}": val[-1], "lr": ctx.config.lr})
     fig = FigureData("lines", "Still improving at the last epoch", list(range(n - m + 1, n + 1)),
