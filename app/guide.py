@@ -14,7 +14,9 @@ import streamlit as st
 from analyses import claims
 from analyses.claims import Claim
 from app import compute, state
+from sample_models.recipes import RECIPES
 
+_DIGITS = RECIPES["digits"]
 STEP_KEY = "workshop_step"          # session state: the index of the current step (absent: not on the path)
 
 
@@ -89,8 +91,9 @@ STEPS = [
          "Watch the teacher's top probability and the mass on the wrong classes as T rises; which wrong classes "
          "get more than others (3 and 8, 4 and 9?) is the dark knowledge the student learns from.", _soft_labels),
     Step("distill", "views/distill.py", ":material/science:", "Distil a student yourself", "digits",
-         "Start a run with objective kd on the pair's recipe (the form fills it in). Then start one with "
-         "objective ce and the same budget (the baseline). Reload the page while it runs: the job is still there.",
+         f"Start a run on the pair's recipe ({_DIGITS.describe().split(' (')[0]}; teacher cache on). Then start "
+         "one with objective ce and the same budget (the baseline). Reload the page while it runs: the job is "
+         "still there.",
          "Watch the KD component and the agreement with the teacher; compare both runs in 'Runs & reports'.",
          _distill),
     Step("features", "views/features.py", ":material/grid_on:", "Compare the layers (CKA)", "digits",
