@@ -49,3 +49,9 @@ def test_bad_recipes_and_arguments_are_refused():
     with pytest.raises(InvalidParameterError, match="Recipe"):
         with_recipe(JobConfig(), {"lr": 1.0}, user_set=set())
     assert "λ 0.9" in R.describe() and "512 training samples" in R.describe()
+
+
+def test_recipes_help_names_every_pair():
+    from kdcore.jobs.recipes import recipes_help
+    text = recipes_help(RECIPES)
+    assert all(f"  {name}: " in text for name in RECIPES) and "do not set" in text

@@ -10,7 +10,7 @@ the recipe, and `filled` names them so the page (or the command's output) can sa
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 
 from kdcore.jobs.config import ALIASES, JobConfig
@@ -100,3 +100,11 @@ def with_recipe(config: JobConfig, recipe: Recipe | None, user_set: Iterable[str
     after = recipe.apply({k: before[k] for k in recipe.settings()}, user)
     objective = before["objective"] if "objective" in user else recipe.objective
     return replace(config, **after), recipe.fills(objective, user)
+
+
+def recipes_help(recipes: Mapping[str, Recipe]) -> str:
+    """A paragraph for `--help` (or a page): each pair's recipe, used for the fields the user does not set."""
+    lines = ["Fields you do not set come from the pair's recipe (settings under which KD beats the student "
+             "alone on the same budget):"]
+    lines += [f"  {name}: {recipe.describe()}" for name, recipe in sorted(recipes.items())]
+    return "\n".join(lines)
