@@ -1,5 +1,7 @@
 """Capacity gap: the student cannot fit even the teacher's outputs on the training data (the
-distillation term plateaus high), or distilling did not beat the student trained alone.
+distillation term plateaus high: it has stopped falling while the run is no longer improving, so an
+undertrained run is optim.still_improving, not this), or distilling did not beat the student trained
+alone with the same budget (epochs, training size, lr, seed, ...).
 Mirzadeh et al. 2020, "Improved Knowledge Distillation via Teacher Assistant", arXiv 1902.03393;
 Cho & Hariharan 2019, "On the Efficacy of Knowledge Distillation", arXiv 1910.01348."""
 from __future__ import annotations
