@@ -158,6 +158,9 @@ def notice(step: Step) -> list[Claim]:
     if step.claim is None:
         return []
     key = ("sample", step.pair)
+    if state.pair_key() != key:                       # the page shows another pair: no claim about this one
+        return [Claim(False, f"This step is about the {step.pair} sample pair, and the sidebar shows another: "
+                             f"press 'Open on {step.pair}' to see what its data shows.")]
     return step.claim(key, state.device(), state.probe_size())
 
 

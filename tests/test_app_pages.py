@@ -97,6 +97,11 @@ def test_workshop_links_every_page(home):
     _ok(at)
     assert any("Divergence" in t.value for t in at.title)
     assert any("NCKD carries" in m.value for m in at.markdown if "**Notice:**" in m.value)
+    at.sidebar.selectbox(key="sample_pair").set_value("digits")             # the page now shows another pair
+    at.switch_page("views/divergences.py").run()                             # (AppTest reruns its own page)
+    _ok(at)
+    notices = [m.value for m in at.markdown if "**Notice:**" in m.value]
+    assert len(notices) == 1 and "Open on shapes" in notices[0]
 
 
 def test_soft_labels_sliders_move_the_curves(home):
