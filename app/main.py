@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 # `app` is the installed package (`pip install -e .`): `streamlit run app/main.py` puts app/ itself on the path.
-from app import sidebar, ui
+from app import guide, sidebar, ui
 
 st.set_page_config(page_title="KD Workbench", page_icon=":material/science:", layout="wide",
                    menu_items={"About": "KD Workbench: see knowledge distillation work, and find out why it did not."})
@@ -44,5 +44,7 @@ nav = st.navigation(PAGES)
 # never as a stack trace (st.rerun/st.switch_page are BaseExceptions and pass through).
 with ui.guard("show this page"):
     sidebar.render()
+with ui.guard("show this page"):
+    guide.banner(nav.url_path)          # the Workshop path's step panel, on the current step's page
 with ui.guard("show this page"):
     nav.run()

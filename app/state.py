@@ -254,7 +254,7 @@ def device() -> str:
 
 
 def probe_size() -> int:
-    return int(st.session_state.get("probe_size", 64))
+    return int(st.session_state.get("probe_size", 512))
 
 
 def probe(pair: Pair, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

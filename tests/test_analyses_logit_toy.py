@@ -6,7 +6,7 @@ import torch
 
 from analyses import logit_toy as lt
 from kdcore.validation import InvalidParameterError
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 
 ZT = [6.0, 3.0, 2.0, -1.0, -2.0]
 ZS = [3.0, 2.5, -0.5, 0.5, -1.0]

@@ -9,7 +9,7 @@ from analyses import multilabel as ml
 from analyses import tokens
 from kdcore.divergences import KINDS
 from kdcore.validation import InvalidParameterError
-from tests.figdata import arr
+from tests.helpers.figdata import arr
 
 
 def _np_f1(pred, y):

@@ -97,12 +97,23 @@ def test_workshop_links_every_page(home):
     steps = [b for b in at.button if b.key and b.key.startswith("workshop_")]
     assert len(steps) == 10
     text = " ".join(m.value for m in at.markdown)
-    assert text.count("**Try:**") == 10 and text.count("**Notice:**") == 10
+    assert text.count("**Try:**") == 10 and text.count("**Look at:**") == 10
     next(b for b in steps if b.key == "workshop_5").click().run()        # Grad-CAM on the shapes pair
     _ok(at)
     assert at.session_state["sample_pair"] == "shapes"
     assert any("Grad-CAM" in t.value for t in at.title), "the step opened the CAMs page"
     assert len(_charts(at)) == 3
+    notices = [m.value for m in at.markdown if "**Notice:**" in m.value]
+    assert len(notices) == 1 and "pointing game" in notices[0], "the step's Notice is computed on the page's data"
+    next(b for b in at.button if b.key == "guide_next").click().run()    # step 6: divergences on shapes
+    _ok(at)
+    assert any("Divergence" in t.value for t in at.title)
+    assert any("NCKD carries" in m.value for m in at.markdown if "**Notice:**" in m.value)
+    at.sidebar.selectbox(key="sample_pair").set_value("digits")             # the page now shows another pair
+    at.switch_page("views/divergences.py").run()                             # (AppTest reruns its own page)
+    _ok(at)
+    notices = [m.value for m in at.markdown if "**Notice:**" in m.value]
+    assert len(notices) == 1 and "Open on shapes" in notices[0]
 
 
 def test_soft_labels_sliders_move_the_curves(home):
@@ -259,6 +270,22 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
 
 def test_doctor_page_renders(home):
     _open("doctor")
+
+
+def test_doctor_fix_that_is_a_run_queues_it(home, monkeypatch):
+    """The home run has no student-alone run of its budget: capacity.no_gain offers one, and its button queues it."""
+    from kdcore.jobs import RunStore, worker
+    monkeypatch.setattr(worker, "start_worker_process", lambda store: None)   # queue only: no training in the test
+    at = _open("doctor")
+    button = next(b for b in at.button if "Student alone, same budget" in str(b.proto.label))
+    button.click().run()
+    _ok(at)
+    store = RunStore(home["dir"])
+    queued = store.list_runs(state="queued")
+    assert len(queued) == 1 and queued.iloc[0]["objective"] == "ce"
+    cfg, kd = store.get_run(queued.iloc[0]["id"])["config"], store.get_run(home["run_id"])["config"]
+    assert {k: cfg[k] for k in ("epochs", "train_size", "lr", "seed")} == {k: kd[k] for k in ("epochs", "train_size", "lr", "seed")}
+    store.delete_run(queued.iloc[0]["id"])                                  # the module's other pages see one run
 
 
 def test_student_of_a_finished_run(home):

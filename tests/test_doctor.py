@@ -64,8 +64,9 @@ def _flags(report, check_id):
 def healthy(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("kdwb"))
     pair = calibrated_pair(scale=1.6)
-    run_job(_cfg(objective="ce"), store=store, pair=pair)                   # the student alone, for capacity.no_gain
-    kd = run_job(_cfg(), store=store, pair=pair)
+    trained = dict(epochs=40, schedule="cosine")                        # to convergence: not optim.still_improving
+    run_job(_cfg(objective="ce", **trained), store=store, pair=pair)    # the student alone, for capacity.no_gain
+    kd = run_job(_cfg(**trained), store=store, pair=pair)
     assert kd.state == "completed"
     return diagnose(kd.run_id, store=store, pair=pair)
 
@@ -74,7 +75,7 @@ def healthy(tmp_path_factory):
 def healthy_lm(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("kdwb_lm"))
     pair = lm_pair()
-    res = run_job(JobConfig(pair=LM_PAIR, objective="token", params={"kind": "jsd", "beta": 0.5}, epochs=4, lr=3e-2,
+    res = run_job(JobConfig(pair=LM_PAIR, objective="token", params={"kind": "jsd", "beta": 0.5}, epochs=16, lr=3e-2, schedule="cosine",
                             batch_size=16, checkpoints=1, val_size=64, probe_size=16), store=store, pair=pair)
     assert res.state == "completed"
     return diagnose(res.run_id, store=store, pair=pair)
@@ -239,12 +240,19 @@ def test_no_gain_over_the_student_alone_is_flagged_from_records():
     assert f.severity == "warning"                      # a like-for-like 'ce' run: a verdict
 
 
-def test_no_gain_over_the_baseline_student_is_flagged_from_models():
+def test_no_gain_without_a_same_budget_baseline_says_so_and_offers_one():
     pair = calibrated_pair(scale=1.6)
-    good = wrap(copy.deepcopy(pair.teacher.model), name="baseline")          # the student alone does as well as the teacher
-    f = _flags(diagnose_run(_record(_cfg()), pair=pair, student_baseline=good), "capacity.no_gain")
-    assert f.evidence["baseline"] == "the pair's baseline student"
-    assert f.severity == "info" and "--objective ce" in f.fix   # trained with another budget: a hint
+    good = wrap(copy.deepcopy(pair.teacher.model), name="baseline")          # the pair's baseline: another budget
+    other = _cfg(objective="ce", epochs=60).to_dict()                        # a student-alone run, longer
+    rec = _record(_cfg(), summary={"final_val_acc": 0.70},
+                  baseline={"run_id": "long", "final_val_acc": 0.74, "config": other})
+    f = _flags(diagnose_run(rec, pair=pair, student_baseline=good), "capacity.no_gain")
+    assert f.severity == "info" and f.evidence["baseline"] == "none with this run's budget"
+    assert "gain" not in f.evidence and "--objective ce" in f.fix
+    (alone,) = f.runs
+    cfg = alone.config(rec.config)
+    assert cfg.objective == "ce" and cfg.temperature is None and not cfg.teacher_cache
+    assert (cfg.epochs, cfg.lr, cfg.train_size, cfg.seed) == (6, 3e-2, 96, 0)
 
 
 # ---- language models -------------------------------------------------------------------------------------

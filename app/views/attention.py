@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analyses import attention as att
+from analyses import claims
 from app import compute, state, ui
 
 _chosen = state.current_pair(quiet=True)
@@ -44,6 +45,7 @@ if ctx:
                             help="One-to-one: best assignment overall. Nearest: each student head to its closest teacher head.")
         with ui.guard("capture attention"):
             res = compute.attention(key, device, n, metric, mode)
+            st.markdown(f"**Here:** {claims.induction_head(res).sentence}")          # computed on input #0
             if res.tokens is not None and len(res.tokens) > 32:
                 res.tokens = None                           # 64 token labels per axis do not fit: positions instead
             sample = c3.number_input("Input #", 0, res.student[0].shape[0] - 1, 0, key="att_sample")

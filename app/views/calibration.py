@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analyses import calibration as cal
+from analyses import claims
 from app import compute, ui
 
 ctx = ui.page(
@@ -9,9 +10,10 @@ ctx = ui.page(
     "A model is calibrated when, among the inputs it answers with 80 % confidence, 80 % are right. The "
     "reliability diagram bins the predictions by confidence and sets each bin's accuracy against its mean "
     "confidence; the diagonal is perfect calibration. ECE sums the gaps, weighted by how full each bin is.",
-    "Bars below the diagonal are over-confidence. Distilled students often inherit the teacher's softer "
-    "outputs and are better calibrated than the same student trained alone: compare the baseline with the "
-    "distilled student. NLL and Brier score punish confident mistakes.",
+    "Bars below the diagonal are over-confidence. A distilled student can inherit the teacher's softer "
+    "outputs and be better calibrated than the same student trained alone: compare the baseline with the "
+    "distilled student (the line under the table says which is better here). NLL and Brier score punish "
+    "confident mistakes.",
     [r"\mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{n}\,\big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|",
      r"\mathrm{MCE} = \max_m \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|,\qquad "
      r"\mathrm{Brier} = \frac{1}{n}\sum_{i}\sum_c (p_{ic} - \mathbb{1}[c = y_i])^2"],
@@ -26,6 +28,7 @@ if ctx:
     with ui.guard("measure calibration"):
         res = compute.calibration(key, device, n, int(n_bins))
         st.dataframe(cal.metrics_table(res), hide_index=True)
+        st.markdown(f"**Here:** {claims.distilled_better_calibrated(res).sentence}")
         ui.show_figure(cal.figure_reliability(res), "calibration_reliability",
                        caption="Accuracy against confidence per bin; bin counts underneath.")
         ui.show_figure(cal.figure_metrics(res), "calibration_metrics", caption="Lower is better for all four.")

@@ -1,6 +1,7 @@
 """Divergence components: KL split into CAKD's BCD/SCD/WCD and DKD's TCKD/NCKD; per-token divergences for LMs."""
 import streamlit as st
 
+from analyses import claims
 from analyses import components as comp
 from analyses import tokens as tokens_an
 from app import compute, state, ui
@@ -18,7 +19,8 @@ if _chosen is not None and _chosen.kind == "causal_lm":
         "In *tinylang*, copied segments can only be predicted by looking back at the earlier run (an induction "
         "head); local positions follow from the current token alone. Compare the divergences on copy positions "
         "with those on local positions, and the models' accuracy on each: the split shows which skill the "
-        "student has not taken from its teacher.",
+        "student has not taken from its teacher. The line above the token chart says whether forward and "
+        "reverse KL agree on where the student departs.",
         list(tokens_an.FORMULAS.values()),
     )
 else:
@@ -26,11 +28,9 @@ else:
         "Divergence components: which part of the mismatch matters",
         "The KL divergence between teacher and student is a sum of parts. DKD splits it into the target class "
         "(TCKD: do they agree how sure to be?) and the non-target classes (NCKD: do they rank the wrong classes "
-        "alike?). CAKD splits the classes into a *strong* set S (correlated with the answer) and a weak set W. "
-        "For language models the page compares the two models token by token over a text.",
+        "alike?). CAKD splits the classes into a *strong* set S (correlated with the answer) and a weak set W.",
         "Which component carries the KL? If NCKD dominates, the student has the answer but not the dark knowledge: "
-        "DKD's β weighs it up. Per class, look for classes whose weak-set part (WCD) is large. Over text, "
-        "the hot tokens are where the student departs from its teacher — often the copied segments.",
+        "DKD's β weighs it up. Per class, look for classes whose weak-set part (WCD) is large.",
         [r"\mathrm{KL}(p\,\|\,q) = \mathrm{TCKD} + (1 - p^{t}_{y})\,\mathrm{NCKD}",
          r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p^{t}_{S}\,\mathrm{SCD} + p^{t}_{W}\,\mathrm{WCD}",
          r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
@@ -49,6 +49,7 @@ if ctx:
             cols = st.columns(min(len(res.means), 4))
             for i, (kind, value) in enumerate(list(res.means.items())[:4]):
                 cols[i].metric(f"mean {kind}", f"{value:.4f}")
+            st.markdown(f"**Here:** {claims.kl_directions_disagree(res.per_position).sentence}")
             kinds = compute.position_kinds(key, device, n)
             ui.show_figure(comp.token_figure(res, position_kind=None if kinds is None else kinds[int(index)]),
                            "divergence_tokens",
@@ -78,6 +79,7 @@ if ctx:
             rule = st.selectbox("Strong-set rule", list(res.rules), key="div_rule")
             ui.show_figure(comp.class_figure(res, rule=rule), "divergence_classes",
                            caption="Per class: components stacked to the mean KL (left), and their shares (right).")
+            st.markdown(f"**Here:** {claims.nckd_carries_kl(res.dkd).sentence}")
             if res.dkd is not None:
                 ui.show_figure(comp.dkd_figure(res), "divergence_dkd",
                                caption="DKD: the target part and the weighted non-target part, per class.")

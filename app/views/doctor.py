@@ -8,6 +8,7 @@ import streamlit as st
 from analyses.doctor import figure
 from app import state, ui
 from kdcore.doctor import CHECKS, SEVERITIES, diagnose
+from kdcore.jobs import submit
 
 _ICONS = {"error": "🛑", "warning": "⚠️", "info": "ℹ️"}
 _HEADINGS = {"error": "Errors", "warning": "Warnings", "info": "Notes"}
@@ -38,6 +39,19 @@ def _runs() -> dict[str, str]:
     df = state.store().list_runs()
     df = df[df["state"].isin(["completed", "failed", "cancelled", "interrupted"])]
     return {r.id: f"{r.id} · {r.pair} · {r.objective} · {r.state}" for r in df.itertuples()}
+
+
+def _queue_buttons(finding, run: dict, key: str) -> None:
+    """One button per fix that is a run: it queues that run on the background worker (as Distill does)."""
+    for j, proposed in enumerate(finding.runs):
+        if st.button(f"Queue: {proposed.label}", icon=":material/play_arrow:", key=f"{key}_run{j}",
+                     help="Queues this run with the diagnosed run's settings and the change named; follow it on "
+                          "the Distill page's Live tab."):
+            with ui.guard("queue the run"):
+                new_id = submit(proposed.config(run["config"]), store=state.store())
+                st.session_state["watch_run"] = new_id
+                st.success(f"Run **{new_id}** queued: follow it on the **Distill** page's Live tab, then diagnose "
+                           f"it here.", icon=":material/check_circle:")
 
 
 with ui.guard("list the runs"):
@@ -78,6 +92,7 @@ with ui.guard("diagnose the run"):
                 if f.figure is not None:
                     ui.show_figure(figure(f), key=f"doctor_{run_id}_{f.id}_{i}")
                 st.markdown(f"**Fix.** {f.fix}")
+                _queue_buttons(f, run, key=f"doctor_{run_id}_{f.id}_{i}")
     with st.expander("Checks run"):
         summaries = {c.id: c.summary for c in CHECKS}
         st.table({"check": list(report.checks), "looks for": [summaries.get(k, "") for k in report.checks],

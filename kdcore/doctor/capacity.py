@@ -1,5 +1,7 @@
 """Capacity gap: the student cannot fit even the teacher's outputs on the training data (the
-distillation term plateaus high), or distilling did not beat the student trained alone.
+distillation term plateaus high: it has stopped falling while the run is no longer improving, so an
+undertrained run is optim.still_improving, not this), or distilling did not beat the student trained
+alone with the same budget (epochs, training size, lr, seed, ...).
 Mirzadeh et al. 2020, "Improved Knowledge Distillation via Teacher Assistant", arXiv 1902.03393;
 Cho & Hariharan 2019, "On the Efficacy of Knowledge Distillation", arXiv 1910.01348."""
 from __future__ import annotations
@@ -9,13 +11,28 @@ from typing import Any
 import torch
 
 from kdcore.doctor.context import DISTILL_COMPONENTS, Context, Skip, fmt
-from kdcore.doctor.findings import FigureData, Finding
+from kdcore.doctor.findings import ALONE, FigureData, Finding, ProposedRun
+from kdcore.doctor.progress import still_improving
 from kdcore.metrics import accuracy, agreement
 
 PLATEAU_REL = 0.05        # the last epoch moved the distillation term by less than 5 %: a plateau
 HIGH_SHARE = 0.5          # ... and it still holds at least half of its value at the first step
 MIN_EPOCHS = 3
 NO_GAIN = 0.005           # distilled accuracy (or loss, relative) within this of the baseline: no gain
+# The budget a like-for-like student-alone run shares with the distilled one.
+BUDGET = ("epochs", "max_steps", "train_size", "batch_size", "lr", "schedule", "warmup_steps", "optimizer",
+          "weight_decay", "seed")
+
+
+def same_budget(a: dict, b: dict) -> bool:
+    """True when two run configs (dicts, as stored) train with the same budget (BUDGET's fields)."""
+    defaults = _defaults()
+    return all(a.get(k, defaults[k]) == b.get(k, defaults[k]) for k in BUDGET)
+
+
+def _defaults() -> dict:
+    from kdcore.jobs.config import JobConfig
+    return JobConfig().to_dict()
 
 
 def _distill_series(ctx: Context) -> tuple[str, list[float], float | None]:
@@ -38,7 +55,7 @@ def check_kl_plateau(ctx: Context) -> Finding | None:
     last, prev = series[-1], series[-2]
     change = abs(prev - last) / max(abs(prev), 1e-12)
     kept = last / start if start > 0 else 0.0
-    if change >= PLATEAU_REL or kept < HIGH_SHARE:
+    if change >= PLATEAU_REL or kept < HIGH_SHARE or _improving(ctx):
         return None
     ev = {"component": name, "first_step_value": start, "last_epoch_value": last, "share_left": kept,
           "last_epoch_relative_change": change, "epochs": len(series)}
@@ -57,6 +74,14 @@ def check_kl_plateau(ctx: Context) -> Finding | None:
                    "less of a small student.", fig)
 
 
+def _improving(ctx: Context) -> bool:
+    """True when the run is still improving fast at its last epoch (undertrained, not a plateau)."""
+    try:
+        return bool(still_improving(ctx))
+    except Skip:
+        return False
+
+
 def _val_score(ctx: Context, who: str) -> float:
     x, y = ctx.val_probe
     rows, labels = ctx.flat(ctx.logits(who, "val"), y)
@@ -65,44 +90,72 @@ def _val_score(ctx: Context, who: str) -> float:
     return accuracy(rows, labels, task=ctx.task)
 
 
+def _baseline(ctx: Context, key: str) -> dict | None:
+    """The record's student-alone run when it has this run's budget (a baseline given without its
+    config is taken as like-for-like: whoever built the record vouches for it)."""
+    base = ctx.record.baseline
+    if base is None or base.get(key) is None:
+        return None
+    if base.get("config") is not None and not same_budget(ctx.record.config or {}, base["config"]):
+        return None
+    return base
+
+
+def queue_alone(ctx: Context) -> ProposedRun:
+    """The fix 'train the student alone with this run's budget' as a run to queue."""
+    return ProposedRun(f"Student alone, same budget (epochs {ctx.config.epochs}, lr {fmt(ctx.config.lr)}, "
+                       f"seed {ctx.config.seed})", dict(ALONE))
+
+
+def _no_baseline(ctx: Context, what: str, distilled: float) -> Finding:
+    ev = {"distilled_" + ("val_loss" if ctx.task == "causal_lm" else "val_acc"): distilled,
+          "baseline": "none with this run's budget"}
+    for k in ("epochs", "train_size", "lr", "seed"):
+        ev[k] = getattr(ctx.config, k)
+    if ctx.student_baseline is not None and ctx.student is not None and ctx.dataset is not None:
+        ev["pair_baseline_student_" + ("val_loss" if ctx.task == "causal_lm" else "val_acc")] = \
+            _val_score(ctx, "student_baseline")             # context only: trained with its own budget
+    return Finding("capacity.no_gain", "info",
+                   f"No student-alone run with this run's budget exists, so whether distilling helped is not "
+                   f"known yet (the distilled student's {what}: {fmt(distilled, 4)}).", ev,
+                   "For a like-for-like comparison, train the student alone with this run's settings "
+                   "(`--objective ce`, same epochs, training size, lr and seed) and run the doctor again.",
+                   None, [queue_alone(ctx)])
+
+
 def check_no_gain(ctx: Context) -> Finding | None:
     if not ctx.terms or all(t.name in ("ce", "ls") for t in ctx.terms):
         raise Skip("the run did not distil (objective ce or ls)")
     lm = ctx.task == "causal_lm"
     key = "final_val_loss" if lm else "final_val_acc"
+    what = "validation loss" if lm else "validation accuracy"
     summary = ctx.record.summary or {}
-    base = ctx.record.baseline
-    if base is not None and base.get(key) is not None and summary.get(key) is not None:
-        distilled, alone, source = float(summary[key]), float(base[key]), f"run {base.get('run_id', '?')}"
-    elif ctx.student_baseline is not None and ctx.student is not None and ctx.dataset is not None:
-        distilled, alone, source = _val_score(ctx, "student"), _val_score(ctx, "student_baseline"), "the pair's baseline student"
-    else:
-        raise Skip("needs a student trained without a teacher (a completed 'ce' run on this pair, or the pair's "
-                   "student_baseline)")
+    if summary.get(key) is None:
+        raise Skip(f"the run recorded no {key} (it did not finish an epoch)")
+    distilled = float(summary[key])
+    base = _baseline(ctx, key)
+    if base is None:
+        return _no_baseline(ctx, what, distilled)
+    alone = float(base[key])
     gain = (alone - distilled) / max(abs(alone), 1e-12) if lm else distilled - alone
     if gain > NO_GAIN:
         return None
-    what = "validation loss" if lm else "validation accuracy"
     ev: dict[str, Any] = {"distilled_" + ("val_loss" if lm else "val_acc"): distilled,
-          "student_alone_" + ("val_loss" if lm else "val_acc"): alone, "gain": gain, "baseline": source}
-    teacher_acc = summary.get("teacher_val_acc")
-    if teacher_acc is not None and not lm:
-        ev["teacher_val_acc"] = float(teacher_acc)
+          "student_alone_" + ("val_loss" if lm else "val_acc"): alone, "gain": gain,
+          "baseline": f"run {base.get('run_id', '?')}"}
+    teacher = None if lm or summary.get("teacher_val_acc") is None else float(summary["teacher_val_acc"])
     bars = {"distilled student": [distilled], "student alone": [alone]}
-    if "teacher_val_acc" in ev:
-        bars["teacher"] = [ev["teacher_val_acc"]]
-    fig = FigureData("bars", f"{what.capitalize()}: distilled vs alone", [what], bars, y_title=what)
-    if not lm and "teacher_val_acc" in ev and ev["teacher_val_acc"] <= alone + NO_GAIN:
-        fix = ("The teacher is no better than the student alone, so it has nothing to teach: use a stronger teacher.")
+    if teacher is not None:
+        ev["teacher_val_acc"] = teacher
+        bars["teacher"] = [teacher]
+    fig = FigureData("bars", f"{what.capitalize()}: distilled vs alone (same budget)", [what], bars, y_title=what)
+    if teacher is not None and teacher <= alone + NO_GAIN:
+        fix = "The teacher is no better than the student alone, so it has nothing to teach: use a stronger teacher."
     else:
         fix = ("Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "
                "--temperatures 1,2,4,8 --lams 0.5,0.9`); if no setting helps, the student is too small to use "
-               "the teacher's knowledge (see capacity.kl_plateau), or train longer.")
-    like_for_like = source.startswith("run ")
-    if not like_for_like:  # the pair's baseline was trained with its own budget: a hint, not a verdict
-        fix = ("For a like-for-like comparison, train the student alone with this run's settings "
-               "(`--objective ce`, same epochs and lr) and run the doctor again. " + fix)
-    return Finding("capacity.no_gain", "warning" if like_for_like else "info",
-                   f"Distillation did not help: the student alone reaches a {what} of {fmt(alone, 4)}, the distilled "
-                   f"one {fmt(distilled, 4)}" + ("." if like_for_like else
-                                                 " (the pair's baseline, trained with its own budget)."), ev, fix, fig)
+               "the teacher's knowledge (see capacity.kl_plateau). If optim.still_improving fired, train both "
+               "longer first.")
+    return Finding("capacity.no_gain", "warning",
+                   f"Distillation did not help: with the same budget, the student alone reaches a {what} of "
+                   f"{fmt(alone, 4)}, the distilled one {fmt(distilled, 4)}.", ev, fix, fig)

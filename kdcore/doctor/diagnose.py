@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kdcore.doctor.context import Context, RunRecord, Skip
 from kdcore.doctor.findings import SEVERITIES, Report
@@ -72,18 +72,25 @@ def _select(checks: Iterable[str] | None) -> list[Check]:
 
 
 def load_record(store: RunStore, run_id: str) -> RunRecord:
-    """A run's record from the store, with the newest completed student-alone ('ce') run of the same pair."""
+    """A run's record from the store, with the newest completed student-alone ('ce') run of the same
+    pair and the same budget (capacity.BUDGET: epochs, training size, lr, seed, ...), if any."""
     run = store.get_run(run_id)
-    baseline = None
-    runs = store.list_runs(state="completed")
-    for other in runs.itertuples():
-        if other.id != run_id and other.pair == run["pair"] and other.objective == "ce":
-            summary = store.get_run(other.id).get("summary") or {}
-            baseline = {"run_id": other.id, **{k: summary.get(k) for k in ("final_val_acc", "final_val_loss")}}
-            break
     return RunRecord(config=run["config"], steps=store.metrics(run_id, "step"), epochs=store.metrics(run_id, "epoch"),
                      checkpoints=store.metrics(run_id, "checkpoint"), state=run["state"], error=run.get("error"),
-                     summary=run.get("summary"), run_id=run_id, baseline=baseline)
+                     summary=run.get("summary"), run_id=run_id, baseline=_same_budget_baseline(store, run))
+
+
+def _same_budget_baseline(store: RunStore, run: dict[str, Any]) -> dict[str, Any] | None:
+    from kdcore.doctor.capacity import same_budget
+    for other in store.list_runs(state="completed").itertuples():
+        if other.id == run["id"] or other.pair != run["pair"] or other.objective != "ce":
+            continue
+        full = store.get_run(other.id)
+        if same_budget(run["config"] or {}, full["config"] or {}):
+            summary = full.get("summary") or {}
+            return {"run_id": other.id, "config": full["config"],
+                    **{k: summary.get(k) for k in ("final_val_acc", "final_val_loss")}}
+    return None
 
 
 def diagnose(run_id: str, *, store: RunStore | None = None, pair: Pair | None = None,

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdcore.jobs.config import JobConfig
 
 SEVERITIES = ("error", "warning", "info")          # most serious first
 
@@ -25,6 +28,25 @@ class FigureData:
     log_x: bool = False                              # logarithmic x axis
 
 
+# Fields a student-alone run resets (the protocol's baseline does the same): no teacher, no KD term.
+ALONE: dict[str, Any] = {"objective": "ce", "params": {}, "terms": [], "temperature": None, "lam": None, "ce_weight": None,
+         "teacher_cache": False, "cache_top_k": None}
+
+
+@dataclass(frozen=True)
+class ProposedRun:
+    """A fix that is a run: the diagnosed run's config with `changes` applied (the app queues it)."""
+    label: str                                       # what the run is, e.g. "Train twice as long (epochs 6)"
+    changes: dict                                    # config field -> new value
+
+    def config(self, run_config: dict[str, Any]) -> JobConfig:
+        """The JobConfig to queue: the diagnosed run's config (a dict, as stored) with the changes."""
+        from kdcore.jobs.config import JobConfig
+        merged = {**dict(run_config or {}), **self.changes, "name": self.label}
+        known = set(JobConfig().to_dict())
+        return JobConfig.from_dict({k: v for k, v in merged.items() if k in known})
+
+
 @dataclass
 class Finding:
     """One problem the doctor found, in plain language, with its evidence and a concrete fix."""
@@ -34,6 +56,7 @@ class Finding:
     evidence: dict[str, Any]                         # name -> number / string / bool (JSON scalars)
     fix: str                                         # what to change, with values where possible
     figure: FigureData | None = None                 # numbers for a figure, when one helps
+    runs: list[ProposedRun] = field(default_factory=list)   # fixes that are runs, ready to queue
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:

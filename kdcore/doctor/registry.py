@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kdcore.doctor import balance, capacity, inputs, language, optimisation, soft_labels, teacher
+from kdcore.doctor import balance, capacity, inputs, language, optimisation, progress, soft_labels, teacher
 from kdcore.doctor.context import Context
 from kdcore.doctor.findings import Finding
 
@@ -27,6 +27,8 @@ CHECKS: list[Check] = [
     Check("optim.diverging", "optimisation", optimisation.check_diverging, "the loss rose over the run"),
     Check("optim.not_decreasing", "optimisation", optimisation.check_not_decreasing, "the loss did not fall"),
     Check("optim.lr_scale", "optimisation", optimisation.check_lr_scale, "learning rate far outside the optimiser's usual range"),
+    Check("optim.still_improving", "optimisation", progress.check_still_improving,
+          "run still improving fast at its last epoch (undertrained)"),
     Check("teacher.train_mode", "teacher", teacher.check_train_mode, "teacher ran with dropout / batch-norm updates active"),
     Check("teacher.gradients", "teacher", teacher.check_gradients, "teacher received gradients"),
     Check("inputs.teacher_inputs", "inputs", inputs.check_teacher_inputs, "teacher's outputs depend on augmentation or batch order"),
