@@ -6,7 +6,7 @@ import pytest
 from kdcore.doctor import RunRecord, diagnose, diagnose_run, load_record
 from kdcore.doctor.capacity import same_budget
 from kdcore.jobs import JobConfig, RunStore, run_job
-from tests.test_doctor_pairs import CALIBRATED, calibrated_pair
+from tests.helpers.doctor_toys import CALIBRATED, calibrated_pair
 
 TERM = [8.0, 7.8, 7.65]                         # the KD term: −2 % over the last epoch, 92 % of its start left
 

@@ -115,7 +115,7 @@ def test_a_worker_started_outside_the_checkout_finds_kdcore_and_a_pair_in_its_fo
     root = Path(__file__).resolve().parents[1]
     user = tmp_path / "project"
     user.mkdir()
-    (user / "user_pairs_for_worker.py").write_text("from tests.test_jobs_toy import toy_pair as make\n")
+    (user / "user_pairs_for_worker.py").write_text("from tests.helpers.toys import toy_pair as make\n")
     monkeypatch.chdir(user)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     store = RunStore()
