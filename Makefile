@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	touch $@
 
 # Set up, then launch the workbench on the sample pairs at http://127.0.0.1:$(PORT)
-# (.streamlit/config.toml binds it to 127.0.0.1).
+# (`python -m app` binds to 127.0.0.1 unless given --address; see README "Safety").
 app: setup
-	$(BIN)/python -m streamlit run app/main.py --server.port $(PORT) --server.address 127.0.0.1
+	$(BIN)/python -m app --port $(PORT)
 
 # Lint, format check and type check (ruff and mypy read their settings from pyproject.toml).
 lint: setup
