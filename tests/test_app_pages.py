@@ -351,12 +351,16 @@ def test_distill_form_starts_from_the_pairs_recipe(home):
 
 
 def test_distill_workshop_preset_queues_kd_and_the_student_alone(home, monkeypatch):
+    from app import guide
     from kdcore.jobs import RunStore, worker
     from kdcore.jobs.recipes import pair_recipe
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)   # queue only: no training here
     store = RunStore(home["dir"])
     at = _open("distill")
-    next(b for b in at.button if b.key == "workshop_preset").click().run()
+    button = next(b for b in at.button if b.key == "workshop_preset")
+    step = next(s for s in guide.STEPS if s.page == "views/distill.py")
+    assert button.proto.label == guide.PRESET_BUTTON and f"'{guide.PRESET_BUTTON}'" in step.try_this
+    button.click().run()
     _ok(at)
     queued = store.list_runs(state="queued")
     try:
