@@ -94,7 +94,8 @@ def user_set_fields(args: argparse.Namespace) -> set[str]:
         path = Path(args.config)
         text = path.read_text()
         data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
-        user |= set(data) | set(data.get("params") or {})
+        params = data.get("params")
+        user |= set(data) | (set(params) if isinstance(params, dict) else set())
     return user
 
 
