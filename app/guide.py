@@ -17,6 +17,7 @@ from app import compute, state
 from sample_models.recipes import RECIPES
 
 _DIGITS = RECIPES["digits"]
+PRESET_BUTTON = "Queue the recipe run and the student alone"   # the Distill page's workshop preset
 STEP_KEY = "workshop_step"          # session state: the index of the current step (absent: not on the path)
 
 
@@ -91,10 +92,12 @@ STEPS = [
          "Watch the teacher's top probability and the mass on the wrong classes as T rises; which wrong classes "
          "get more than others (3 and 8, 4 and 9?) is the dark knowledge the student learns from.", _soft_labels),
     Step("distill", "views/distill.py", ":material/science:", "Distil a student yourself", "digits",
-         f"Start a run on the pair's recipe ({_DIGITS.describe().split(' (')[0]}; teacher cache on). Then start "
-         "one with objective ce and the same budget (the baseline). Reload the page while it runs: the job is "
+         f"In the Start tab's **Workshop preset**, press '{PRESET_BUTTON}': it queues a KD run on the pair's "
+         f"recipe ({_DIGITS.settings_text()}) and the baseline, the student alone (objective ce) with the same "
+         "budget, and shows them side by side when both finish. Reload the page while they run: the jobs are "
          "still there.",
-         "Watch the KD component and the agreement with the teacher; compare both runs in 'Runs & reports'.",
+         "Compare the two final accuracies and the validation curves under the preset; in the Live tab, watch the "
+         "KD component and the agreement with the teacher.",
          _distill),
     Step("features", "views/features.py", ":material/grid_on:", "Compare the layers (CKA)", "digits",
          "Look at the teacher × student heatmap, then pick your run under 'Across a run's checkpoints'.",

@@ -11,13 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from kdcore.jobs import JobConfig
+from app import run_table
+from kdcore.jobs import JobConfig, submit
 from kdcore.jobs.protocols import protocol_status as kd_protocol_status
 from kdcore.jobs.protocols import queue_protocol
+from kdcore.jobs.recipes import Recipe, workshop_configs
 from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.methods import Method, Param, get_method
 
 ACTIVE = ("queued", "running")
+WORKSHOP = "workshop"          # the preset's mark in a protocol's plan (RunStore.create_protocol)
 
 
 def method_label(name: str) -> str:
@@ -69,10 +72,58 @@ def start_protocol(store: RunStore, base: JobConfig, *, temperatures=(), lams=()
 
 
 def protocols(store: RunStore) -> list[dict]:
-    """Every protocol started, newest first: id, pair, objective, runs (variant, seed, run_id, state), ..."""
-    return store.list_protocols()
+    """Every protocol started that still has runs, newest first: id, pair, objective, runs (variant,
+    seed, run_id, state), ..."""
+    return [m for m in store.list_protocols() if m["runs"]]
 
 
 def protocol_status(store: RunStore, meta: dict) -> tuple[pd.DataFrame, int, int]:
     """(summary table, runs finished, runs in all) of a protocol."""
     return tuple(kd_protocol_status(store, meta["id"]))
+
+
+# ---- the pair's recipe and the workshop preset --------------------------------------------------------
+
+def recipe_note(pair: str, recipe: Recipe | None) -> str:
+    """The sentence above the form: where its defaults come from."""
+    if recipe is None:
+        return f"The {pair} pair has no recipe: the form starts from the job's defaults."
+    who = "KD" if recipe.objective == "kd" else f"distilling ({recipe.objective})"
+    text = (f"Defaults from the {pair} recipe: {recipe.settings_text()}, under which {who} beats the student "
+            f"alone over 3 seeds")
+    return text + (f" ({recipe.measured})." if recipe.measured else ".")
+
+
+def start_workshop(store: RunStore, pair: str, recipe: Recipe | None, *, seed: int = 0, device: str = "cpu") -> str:
+    """Queue the workshop preset, the run on the pair's recipe and the student alone with the same
+    budget (kdcore.jobs.recipes.workshop_configs), as one protocol marked WORKSHOP; returns its id."""
+    kd, alone = workshop_configs(pair, recipe, seed=seed, device=device)
+    members = [{"variant": variant, "seed": seed, "run_id": submit(cfg, store=store)}
+               for variant, cfg in ((kd.objective, kd), ("baseline (student alone)", alone))]
+    plan = {"preset": WORKSHOP, "temperatures": [], "lams": [], "seeds": [seed], "baseline": True}
+    return store.create_protocol(pair=pair, objective=kd.objective, plan=plan, runs=members)
+
+
+def latest_workshop(store: RunStore, pair: str) -> dict | None:
+    """The newest workshop preset queued on the pair whose runs still exist (a protocol, as
+    RunStore.get_protocol returns it), or None."""
+    return next((m for m in store.list_protocols() if m.get("preset") == WORKSHOP and m["pair"] == pair
+                 and m["runs"] and all(r.get("state") for r in m["runs"])), None)
+
+
+def workshop_summary(store: RunStore, meta: dict) -> tuple[list[dict], dict[str, pd.DataFrame], bool]:
+    """(one row per run: id, label, state, metric, final value; {label: epoch metrics}; both finished).
+
+    The metric is the run's own (validation accuracy; the loss for language models, lower is better).
+    """
+    records = [store.get_run(r["run_id"]) for r in meta["runs"] if r.get("run_id") and r.get("state")]
+    labels = run_table.unique_labels(records)
+    rows = []
+    for label, run in zip(labels, records):
+        summary = run.get("summary") or {}
+        metric = summary.get("metric", "val_acc")           # written when the run ends
+        rows.append({"id": run["id"], "label": label, "state": run["state"], "metric": metric,
+                     "final": summary.get(f"final_{metric}")})
+    curves = {label: store.metrics(run["id"], "epoch") for label, run in zip(labels, records)}
+    done = bool(records) and all(is_final(r["state"]) for r in records)
+    return rows, curves, done

@@ -16,6 +16,7 @@ from kdcore.jobs.config import ConfigError, JobConfig
 from kdcore.jobs.store import RunStore, StoreError
 
 if TYPE_CHECKING:
+    from kdcore.jobs.recipes import Recipe
     from kdcore.jobs.runner import RunResult
 
 _FLAG_FIELDS = ("pair", "objective", "temperature", "lam", "ce_weight", "epochs", "max_steps", "batch_size", "lr",
@@ -59,7 +60,8 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the method, VALUE read as JSON, else as text (e.g. --param beta=8 "
                         "--param rule=topk); `python -m kdcore methods` lists each method's parameters")
-    p.add_argument("--teacher-cache", dest="teacher_cache", action="store_true", default=None)
+    p.add_argument("--teacher-cache", dest="teacher_cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
 
 
@@ -67,8 +69,8 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     """The config file (if any) with the flags given on top."""
     cfg = JobConfig.load(args.config) if args.config else JobConfig()
     changes = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
-    if getattr(args, "teacher_cache", None):
-        changes["teacher_cache"] = True
+    if getattr(args, "teacher_cache", None) is not None:
+        changes["teacher_cache"] = args.teacher_cache
     params = dict(cfg.params)
     for item in getattr(args, "param", []) or []:
         key, sep, value = item.partition("=")
@@ -81,6 +83,43 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     if params != cfg.params:
         changes["params"] = params
     return replace(cfg, **changes)
+
+
+def user_set_fields(args: argparse.Namespace) -> set[str]:
+    """The JobConfig fields the user set: by flag, by --param (temperature=, lam=, ...) or in the
+    --config file (its keys, and the keys of its params)."""
+    user = {k for k in (*_FLAG_FIELDS, "teacher_cache") if getattr(args, k, None) is not None}
+    user |= {item.partition("=")[0] for item in getattr(args, "param", []) or []}
+    if args.config:
+        path = Path(args.config)
+        text = path.read_text()
+        data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
+        params = data.get("params")
+        user |= set(data) | (set(params) if isinstance(params, dict) else set())
+    return user
+
+
+def _yaml_load(text: str) -> dict:
+    import yaml
+    return yaml.safe_load(text)
+
+
+def config_with_recipe(args: argparse.Namespace) -> tuple[JobConfig, dict[str, Any]]:
+    """(the job, {field: value} of the fields the pair's recipe filled): the config file and flags
+    first (config_from_args), then the pair's registered recipe for every field the user did not set.
+    A pair registered without a recipe (or a module:factory pair) keeps JobConfig's defaults."""
+    from kdcore.jobs.recipes import pair_recipe, with_recipe
+    cfg = config_from_args(args)
+    cfg, filled = with_recipe(cfg, pair_recipe(cfg.pair), user_set_fields(args))
+    return cfg, {k: getattr(cfg, k) for k in filled}
+
+
+_RECIPE_HELP = ("Fields you do not set (by flag, --param or in the --config file) come from the pair's recipe, "
+                "the settings under which KD beats the student alone on the same budget: objective, lr, schedule, "
+                "epochs, training size, batch size, T, λ and teacher cache (T and λ only for the recipe's own "
+                "objective). The command says which fields it took from the recipe (--json: \"recipe_fields\"); "
+                "`python -m kdcore pairs` lists each pair's recipe. A pair registered without a recipe runs on "
+                "the defaults (objective kd, lr 0.001, 5 epochs, the whole training split).")
 
 
 class _Progress:
@@ -106,7 +145,11 @@ class _Progress:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
-    cfg = config_from_args(args).validate()
+    cfg, filled = config_with_recipe(args)
+    cfg.validate()
+    if filled and not args.json:
+        print(f"from the {cfg.pair} recipe: " + ", ".join(f"{k}={v}" for k, v in filled.items())
+              + " (set a field to override it)", file=sys.stderr, flush=True)
     store = RunStore()
     started: dict = {}
 
@@ -119,7 +162,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     result = run_job(cfg, store=store, callback=on_event)
     if args.json:
-        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error})
+        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error,
+                     "recipe_fields": filled})
     else:
         print(f"{result.state}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in result.metrics.items()))
@@ -309,6 +353,34 @@ def _add_methods_parser(sub: Any) -> None:
     m.set_defaults(func=_cmd_methods)
 
 
+# ---- pairs (the pair registry and each pair's recipe) ----------------------------------------------------
+
+def _cmd_pairs(args: argparse.Namespace) -> int:
+    """`python -m kdcore pairs [--json]`: the registered pairs, each with its recipe (no model is loaded)."""
+    from kdcore.jobs.recipes import pair_recipe
+    from kdcore.pair_registry import registered_pairs
+    entries = registered_pairs()
+    recipes = {name: pair_recipe(name) for name in entries}
+    if args.json:
+        _print_json({"pairs": [{"name": name, "description": e.description, "source": e.source,
+                                "recipe": _recipe_dict(recipes[name])} for name, e in entries.items()]})
+        return 0
+    for name, e in entries.items():
+        recipe = recipes[name]
+        print(f"{name}: {e.description}\n    recipe: {recipe.describe() if recipe else 'none (JobConfig defaults)'}")
+    return 0
+
+
+def _recipe_dict(recipe: Recipe | None) -> dict | None:
+    return None if recipe is None else {**recipe.settings(), "measured": recipe.measured}
+
+
+def _add_pairs_parser(sub: Any) -> None:
+    p = sub.add_parser("pairs", help="list the registered pairs and the recipe distill uses for each")
+    p.add_argument("--json", action="store_true", help='print {"pairs": [{name, description, source, recipe}]}')
+    p.set_defaults(func=_cmd_pairs)
+
+
 # ---- doctor (kdcore.doctor; added by the doctor branch) ------------------------------------------------
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -340,7 +412,7 @@ def _add_doctor_parser(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
     sub = ap.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("distill", help="train a student against a teacher")
+    d = sub.add_parser("distill", help="train a student against a teacher", description=_RECIPE_HELP)
     _add_job_flags(d)
     d.set_defaults(func=cmd_distill)
     r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run or cancel runs")
@@ -360,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_protocol)
     _add_doctor_parser(sub)
     _add_methods_parser(sub)
+    _add_pairs_parser(sub)
     return ap
 
 

@@ -36,7 +36,7 @@ class PairEntry:
     """One registered pair."""
     name: str                   # the name runs and the CLI use ("digits")
     loader: Loader              # () -> Pair, or "package.module:factory"
-    recipe: Any = None          # how the pair's models were trained (a dict or text), for listings
+    recipe: Any = None          # a kdcore.jobs.recipes.Recipe: job settings for the fields a user does not set
     description: str = ""       # one line for menus and error messages
     source: str = ""            # the module that registered it
 
@@ -65,7 +65,9 @@ def register_pair(name: str, loader: Loader, *, recipe: Any = None, description:
     name:        a non-empty name without ':' (':' marks a "module:factory" pair)
     loader:      a callable with no argument returning a `kdcore.pairs.Pair`, or a
                  "package.module:factory" string naming one (imported on first load)
-    recipe:      optional, how the pair's models were trained (shown in listings)
+    recipe:      optional, a kdcore.jobs.recipes.Recipe (or a mapping of its fields): the job settings
+                 the CLI and the Distill form use for the fields the user does not set
+                 (`kdcore.jobs.recipes.pair_recipe`); without one, jobs run on JobConfig's defaults
     description: optional one-line description
 
     Registering a name again from the same module replaces the entry (so registration may run

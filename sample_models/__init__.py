@@ -84,12 +84,14 @@ def load_pair(name: str):
 
 def register_pairs() -> None:
     """Register every sample pair in kdcore's pair registry (the ``kdworkbench.pairs`` entry point;
-    also run on import). Safe to call again."""
+    also run on import), each with its recommended job recipe (``sample_models.recipes.RECIPES``:
+    what the CLI and the Distill form use for the fields the user does not set). How the shipped
+    weights were trained stays in ``manifest()["pairs"][name]["recipe"]``. Safe to call again."""
     from kdcore.pair_registry import register_pair
+    from sample_models.recipes import RECIPES
 
-    recipes = {name: entry.get("recipe") for name, entry in manifest()["pairs"].items()}
     for name in PAIRS:
-        register_pair(name, functools.partial(load_pair, name), recipe=recipes.get(name),
+        register_pair(name, functools.partial(load_pair, name), recipe=RECIPES[name],
                       description=DESCRIPTIONS[name])
 
 

@@ -325,3 +325,88 @@ def test_run_report_is_self_contained(home):
     assert html.count("<script src=") == 0, "no external scripts: plotly.js is inlined"
     assert "Plotly" in html and html.count('class="plotly-graph-div"') >= 3
     assert "Configuration" in html and "temperature" in html and "final_val_acc" in html
+
+
+# ---- the Distill page: the pair's recipe, the workshop preset, run names ------------------------------
+
+def test_distill_form_starts_from_the_pairs_recipe(home):
+    from kdcore.jobs.recipes import pair_recipe
+    at = _open("distill")
+    for pair in ("digits", "shapes"):
+        if pair != "digits":
+            at.selectbox(key="job_pair").set_value(pair).run()
+            _ok(at)
+        r = pair_recipe(pair)
+        assert at.selectbox(key="job_objective").value == r.objective == "kd"
+        shown = {"epochs": at.number_input(key="job_epochs").value, "lr": at.number_input(key="job_lr").value,
+                 "batch_size": at.number_input(key="job_batch").value,
+                 "train_size": at.number_input(key="job_train_size").value or None,
+                 "schedule": at.selectbox(key="job_schedule").value,
+                 "teacher_cache": at.checkbox(key="job_teacher_cache").value,
+                 "temperature": at.number_input(key="job_kd_temperature").value,
+                 "lam": at.number_input(key="job_kd_lam").value, "objective": "kd"}
+        assert shown == r.settings(), pair
+        assert any(f"Defaults from the {pair} recipe: {r.settings_text()}, under which KD beats the student alone "
+                   f"over 3 seeds" in c.value for c in at.caption)
+
+
+def test_distill_workshop_preset_queues_kd_and_the_student_alone(home, monkeypatch):
+    from app import guide
+    from kdcore.jobs import RunStore, worker
+    from kdcore.jobs.recipes import pair_recipe
+    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)   # queue only: no training here
+    store = RunStore(home["dir"])
+    at = _open("distill")
+    button = next(b for b in at.button if b.key == "workshop_preset")
+    step = next(s for s in guide.STEPS if s.page == "views/distill.py")
+    assert button.proto.label == guide.PRESET_BUTTON and f"'{guide.PRESET_BUTTON}'" in step.try_this
+    button.click().run()
+    _ok(at)
+    queued = store.list_runs(state="queued")
+    try:
+        assert len(queued) == 2
+        cfgs = {store.get_run(r)["config"]["objective"]: store.get_run(r)["config"] for r in queued["id"]}
+        assert set(cfgs) == {"kd", "ce"}
+        budget = ("epochs", "train_size", "batch_size", "lr", "schedule", "seed")
+        r = pair_recipe("digits")
+        assert {k: cfgs["kd"][k] for k in budget} == {k: cfgs["ce"][k] for k in budget} \
+            == {**{k: getattr(r, k) for k in budget if k != "seed"}, "seed": 0}
+        assert (cfgs["kd"]["temperature"], cfgs["kd"]["lam"], cfgs["ce"]["temperature"]) == (r.temperature, r.lam, None)
+        assert any("shown side by side here when both finish" in c.value for c in at.caption)
+    finally:
+        for rid in queued["id"]:
+            store.delete_run(rid)                                            # the module's other tests see one run
+
+
+def test_distill_workshop_preset_shows_both_runs_side_by_side(home, monkeypatch):
+    from app import runs
+    from kdcore.jobs import RunStore, worker
+    from kdcore.jobs.recipes import Recipe
+    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)
+    store = RunStore(home["dir"])
+    tiny = Recipe(objective="kd", temperature=4.0, lam=0.9, lr=1e-2, epochs=1, train_size=64, batch_size=32)
+    pid = runs.start_workshop(store, "digits", tiny)
+    ids = [r["run_id"] for r in store.get_protocol(pid)["runs"]]
+    try:
+        for rid in ids:
+            worker.run_queued(rid, store)
+        at = _open("distill")
+        labels = [m.label for m in at.metric]
+        assert "kd on the digits recipe (completed)" in labels and "student alone (same budget as kd) (completed)" in labels
+        finals = {m.label: float(m.value) for m in at.metric if "(completed)" in m.label}
+        for rid in ids:
+            run = store.get_run(rid)
+            assert finals[f"{run['name']} (completed)"] == pytest.approx(run["summary"]["final_val_acc"], abs=1e-4)
+        chart = next(c for c in _charts(at) if "runs compared" in c["layout"]["title"]["text"])
+        assert [t["name"] for t in chart["data"]] == ["kd on the digits recipe", "student alone (same budget as kd)"]
+    finally:
+        for rid in ids:
+            store.delete_run(rid)
+
+
+def test_distill_live_picker_shows_run_names(home):
+    from app.run_table import run_label
+    from kdcore.jobs import RunStore
+    at = _open("distill")
+    picker = at.selectbox(key="live_run")
+    assert picker.options == [run_label(RunStore(home["dir"]).get_run(home["run_id"]))] == ["app-test"]

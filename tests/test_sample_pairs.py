@@ -13,6 +13,7 @@ import sample_models
 from kdcore.data import get_dataset
 from sample_models import PAIRS, ROLES, load_model, load_pair, manifest
 from sample_models import architectures as arch
+from sample_models.recipes import RECIPES as JOB_RECIPES
 from sample_models.train import RECIPES, SUBSET, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +169,7 @@ def test_the_sample_pairs_are_registered_in_kdcore():
     assert set(PAIRS) <= set(entries)
     for name in PAIRS:
         assert entries[name].source == "sample_models" and entries[name].description
-        assert entries[name].recipe == manifest()["pairs"][name]["recipe"]
+        assert entries[name].recipe is JOB_RECIPES[name]            # the job recipe: one source of truth
     assert resolve_pair("digits") is load_pair("digits")
     with pytest.raises(ValueError, match="Did you mean 'shapes'"):
         resolve_pair("shapez")

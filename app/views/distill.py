@@ -2,9 +2,10 @@
 run the standard protocols, download a run's report. Everything is read back from the run store."""
 import streamlit as st
 
-from app import report, run_figures, run_table, runs, state, ui
+from app import guide, report, run_figures, run_table, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
-from kdcore.jobs.config import config_from_form
+from kdcore.jobs.config import SCHEDULES, config_from_form
+from kdcore.jobs.recipes import form_defaults, pair_recipe
 from kdcore.methods import all_methods, get_method, methods_for
 
 ui.intro(
@@ -26,40 +27,108 @@ default_pair = state.sample_name(state.pair_key()) or sample_names[0]
 
 tab_new, tab_live, tab_runs, tab_protocol = st.tabs(["Start a run", "Live", "Runs & reports", "Protocols"])
 
+_RECIPE_KEYS = ("job_objective", "job_epochs", "job_lr", "job_batch", "job_train_size", "job_schedule",
+                "job_teacher_cache")
+
+
+def follow_recipe(pair: str) -> None:
+    """A pair newly chosen: forget the form's recipe fields, so they start again from its recipe."""
+    if st.session_state.get("_job_recipe_pair") == pair:
+        return
+    for k in [k for k in st.session_state if k in _RECIPE_KEYS
+              or (str(k).startswith("job_") and str(k).endswith(("_temperature", "_lam")))]:
+        del st.session_state[k]
+    st.session_state["_job_recipe_pair"] = pair
+
+
+@st.fragment(run_every=2.0)
+def workshop_progress(pid: str) -> None:
+    """The preset's two runs while they train; the page redraws with the comparison when both end."""
+    rows, _, done = runs.workshop_summary(store, store.get_protocol(pid))
+    if done:
+        st.rerun()
+    st.caption(" · ".join(f"**{r['label']}**: {r['state']}" for r in rows)
+               + " — shown side by side here when both finish.")
+
+
+def workshop_result(pid: str) -> None:
+    """Both runs of the newest workshop preset: their final metric and validation curves in one chart."""
+    rows, curves, done = runs.workshop_summary(store, store.get_protocol(pid))
+    if not done:
+        workshop_progress(pid)
+        return
+    cols = st.columns(len(rows))
+    lower = rows[0]["metric"] == "val_loss"
+    for col, r, other in zip(cols, rows, reversed(rows)):
+        delta = None if r["final"] is None or other["final"] is None else r["final"] - other["final"]
+        col.metric(f"{r['label']} ({r['state']})", "n/a" if r["final"] is None else f"{r['final']:.4f}",
+                   delta=None if delta is None else f"{delta:+.4f} vs the other run",
+                   delta_color="inverse" if lower else "normal",
+                   help=f"Final {r['metric'].replace('_', ' ')} on validation (run {r['id']}).")
+    ui.show_figure(run_figures.compare_curves(curves, rows[0]["metric"]), f"workshop_{pid}",
+                   caption="Validation after each epoch: the run on the recipe and the student alone, same budget.")
+
 # ---- start -----------------------------------------------------------------------------------------
 with tab_new:
     c1, c2 = st.columns([1, 2])
     pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair",
                         format_func=state.describe_sample_pair)
+    follow_recipe(pair)
+    recipe = pair_recipe(pair)
     the_pair = state.pair_from_key(("sample", pair))
     task = the_pair.dataset.task
-    objective = c2.selectbox("Method", [m.name for m in methods_for(task)], key="job_objective",
-                             format_func=runs.method_label, help="Every method of the table that fits this pair's task "
+    offered = [m.name for m in methods_for(task)]
+    objective = c2.selectbox("Method", offered, key="job_objective", format_func=runs.method_label,
+                             index=offered.index(recipe.objective) if recipe and recipe.objective in offered else 0,
+                             help="Every method of the table that fits this pair's task "
                              "(`python -m kdcore methods` lists them with their sources).")
     method = get_method(objective)
+    initial = form_defaults(recipe, objective)                  # the recipe's values, else the job's defaults
+    st.caption(runs.recipe_note(pair, recipe))
+    with st.container(border=True):
+        st.markdown("**Workshop preset**: the run on the recipe and the student alone (objective *ce*) with the "
+                    "same epochs, training size, lr, schedule and seed, queued together and compared here.")
+        if st.button(guide.PRESET_BUTTON, key="workshop_preset",
+                     icon=":material/compare_arrows:"):
+            with ui.guard("queue the workshop preset"):
+                runs.start_workshop(store, pair, recipe, device=state.device())
+                st.success("Both runs queued: they train one after the other; the comparison appears below.",
+                           icon=":material/check_circle:")
+        preset = runs.latest_workshop(store, pair)
+        if preset is not None:
+            with ui.guard("compare the workshop runs"):
+                workshop_result(preset["id"])
     layers_hint = (f"Student layers: {', '.join(the_pair.student.layer_names()[:12])}. "
                    f"Teacher layers: {', '.join(the_pair.teacher.layer_names()[:12])}.")
     with st.form("new_run"):
         st.caption(f"**{method.name}** ({method.section}): {method.help}")
-        defaults = method.defaults(task)
+        defaults = {**method.defaults(task), **{k: initial[k] for k in ("temperature", "lam")
+                                                 if initial[k] is not None and method.takes(k)}}
         cols = st.columns(4)
         values = {p.name: runs.param_field(cols[i % 4], method, p, defaults[p.name], layers_hint)
                   for i, p in enumerate(method.params)}
         c1, c2, c3, c4 = st.columns(4)
-        epochs = c1.number_input("Epochs", 1, 200, 3, key="job_epochs")
+        epochs = c1.number_input("Epochs", 1, 500, int(initial["epochs"]), key="job_epochs")
         max_steps = c2.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
-        lr = c3.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key="job_lr")
-        batch = c4.number_input("Batch size", 4, 1024, 64, key="job_batch")
-        c1, c2, c3 = st.columns([1, 1, 2])
-        train_size = c1.number_input("Training samples (0 = all)", 0, 1_000_000, 0, key="job_train_size")
-        seed = c2.number_input("Seed", 0, 10_000, 0, key="job_seed")
-        name = c3.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
+        lr = c3.number_input("Learning rate", 1e-5, 1.0, float(initial["lr"]), format="%.4f", key="job_lr")
+        batch = c4.number_input("Batch size", 1, 1024, int(initial["batch_size"]), key="job_batch")
+        c1, c2, c3, c4 = st.columns(4)
+        train_size = c1.number_input("Training samples (0 = all)", 0, 1_000_000, int(initial["train_size"] or 0),
+                                     key="job_train_size")
+        schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(initial["schedule"]),
+                                key="job_schedule")
+        seed = c3.number_input("Seed", 0, 10_000, 0, key="job_seed")
+        name = c4.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
+        teacher_cache = st.checkbox("Teacher cache (compute the teacher's outputs once)",
+                                    value=bool(initial["teacher_cache"]), key="job_teacher_cache")
         started = st.form_submit_button("Start distillation", type="primary")
     if started:
         with ui.guard("start the run"):
-            cfg = config_from_form(pair, objective, values, name=name.strip(), epochs=int(epochs),
+            cfg = config_from_form(pair, objective, values, recipe=recipe, name=name.strip(), epochs=int(epochs),
                                    max_steps=int(max_steps) or None, lr=float(lr), batch_size=int(batch),
-                                   train_size=int(train_size) or None, seed=int(seed), device=state.device())
+                                   train_size=int(train_size) or None, schedule=schedule, seed=int(seed),
+                                   teacher_cache=bool(teacher_cache),
+                                   device=state.device())
             prepare_run(cfg, pair=the_pair)                       # every problem named before queueing
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
@@ -78,9 +147,8 @@ with tab_live:
     if not choices:
         st.info("No run yet: start one in the **Start a run** tab.")
     else:
-        run_id = st.selectbox("Run", choices, key="live_run",
-                              format_func=lambda r: f"{r} · {store.get_run(r)['objective']}" + (f" · {store.get_run(r)['name']}"
-                                                                                   if store.get_run(r)['name'] else ""))
+        names = dict(zip(choices, run_table.unique_labels([store.get_run(r) for r in choices])))
+        run_id = st.selectbox("Run", choices, key="live_run", format_func=lambda r: names.get(r, r))
         is_active = not runs.is_final(get_status(run_id, store=store)["state"])
 
         @st.fragment(run_every=1.0 if is_active else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from kdcore.jobs.config import ALIASES, JobConfig
 from kdcore.validation import InvalidParameterError
@@ -66,6 +67,10 @@ class Recipe:
 
     def describe(self) -> str:
         """One line for a page or `--help`: what the recipe sets and what it gave."""
+        return self.settings_text() + (f" ({self.measured})" if self.measured else "")
+
+    def settings_text(self) -> str:
+        """What the recipe sets, in one line ("kd, lr 0.01 cosine, 50 epochs, ..."), without `measured`."""
         parts = [self.objective, f"lr {self.lr:g} {self.schedule}", f"{self.epochs} epochs",
                  f"{self.train_size} training samples" if self.train_size else "the whole training split",
                  f"batch {self.batch_size}"]
@@ -73,7 +78,7 @@ class Recipe:
             parts.append(f"T {self.temperature:g}")
         if self.lam is not None:
             parts.append(f"λ {self.lam:g}")
-        return ", ".join(parts) + (f" ({self.measured})" if self.measured else "")
+        return ", ".join(parts)
 
 
 def _canonical(objective: str) -> str:
@@ -108,3 +113,56 @@ def recipes_help(recipes: Mapping[str, Recipe]) -> str:
              "alone on the same budget):"]
     lines += [f"  {name}: {recipe.describe()}" for name, recipe in sorted(recipes.items())]
     return "\n".join(lines)
+
+
+def pair_recipe(name: str) -> Recipe | None:
+    """The recipe registered with the pair `name` (kdcore.pair_registry), or None: a pair registered
+    without one, a "module:factory" pair, or a name nobody registered (running it names the known pairs).
+
+    A mapping of Recipe fields is accepted and turned into a Recipe; anything else is refused.
+    """
+    from kdcore.pair_registry import registered_pairs
+    entry = registered_pairs().get(name) if isinstance(name, str) and ":" not in name else None
+    recipe = None if entry is None else entry.recipe
+    if recipe is None or isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, Mapping):
+        known = {f.name for f in fields(Recipe)}
+        unknown = sorted(set(recipe) - known)
+        if not unknown:
+            return Recipe(**dict(recipe))
+        raise InvalidParameterError(f"The recipe registered with pair {name!r} has unknown field(s) {unknown}. "
+                                    f"Expected a kdcore.jobs.recipes.Recipe or a mapping of its fields "
+                                    f"({', '.join(sorted(known))}); register the pair with one of those.")
+    raise InvalidParameterError(f"The recipe registered with pair {name!r} must be a kdcore.jobs.recipes.Recipe, a "
+                                f"mapping of its fields, or None. Got {type(recipe).__name__} instead; register "
+                                f"the pair with recipe=Recipe(...).")
+
+
+def form_defaults(recipe: Recipe | None, objective: str) -> dict[str, Any]:
+    """A form's initial values for a job with this objective: the recipe's value of every field it
+    fills (`Recipe.fills` with nothing set by the user), JobConfig's default for the others.
+
+    Keys: the Recipe's fields (objective, temperature, lam, lr, schedule, epochs, train_size,
+    batch_size, teacher_cache); temperature and lam are None when the method's own default applies.
+    """
+    base = JobConfig(objective=objective).to_dict()
+    out = {k: base[k] for k in Recipe().settings()}
+    if recipe is not None:
+        out.update({k: getattr(recipe, k) for k in recipe.fills(objective, user_set={"objective"})})
+    return out
+
+
+def workshop_configs(pair: str, recipe: Recipe | None, **job_fields: Any) -> tuple[JobConfig, JobConfig]:
+    """(the run on the pair's recipe, the student alone with the same budget): the workshop preset.
+
+    The student-alone run has objective "ce" and the recipe run's epochs, training size, batch size,
+    lr, schedule and seed; no teacher. `job_fields` are other JobConfig fields for both (seed, device).
+    A pair without a recipe gets JobConfig's defaults (objective kd).
+    """
+    user = {"pair", *job_fields}
+    kd, _ = with_recipe(JobConfig(pair=pair, **job_fields), recipe, user)
+    alone = replace(kd, objective="ce", params={}, terms=[], temperature=None, lam=None, ce_weight=None,
+                    teacher_cache=False, cache_top_k=None, name=f"student alone (same budget as {kd.objective})")
+    kd = replace(kd, name=f"{kd.objective} on the {pair} recipe" if recipe is not None else f"{kd.objective}")
+    return kd.validate(), alone.validate()
