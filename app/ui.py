@@ -124,3 +124,12 @@ def readable_table(df):
             return f"{v:,.0f}" if (abs(v) >= 1e3 and v == round(v)) or abs(v) >= 1e4 else f"{v:.4g}"
         return str(v)
     return df.map(cell)
+
+
+def claim(c) -> None:
+    """A claim computed from what the page shows (analyses.claims.Claim): its sentence, marked as
+    holding or not, so a participant never reads a lesson the data on screen does not bear out."""
+    if c.holds:
+        st.success(c.sentence, icon=":material/check_circle:")
+    else:
+        st.info(c.sentence, icon=":material/info:")

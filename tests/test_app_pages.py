@@ -204,6 +204,16 @@ def test_divergence_components(home):
     assert _changed(by_rule, _data(at)) == [0, 1, 2, 3], "every component depends on T"
 
 
+def test_page_claims_are_shown_once_marked_by_whether_they_hold(home):
+    """The computed "Here ..." line: one sentence, green when the data bears the lesson out, blue otherwise."""
+    for page, what in [("divergences", "NCKD"), ("calibration", "calibrated")]:
+        at = _open(page)
+        shown = [(e.value, True) for e in at.success] + [(e.value, False) for e in at.info]
+        hits = [(text, ok) for text, ok in shown if text.startswith("Here") and what in text]
+        assert len(hits) == 1, shown
+        assert "Here:" not in hits[0][0]
+
+
 def test_divergence_tokens_language_model(home):
     at = _open("divergences", "tinylang")
     before = _data(at)

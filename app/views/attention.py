@@ -45,7 +45,7 @@ if ctx:
                             help="One-to-one: best assignment overall. Nearest: each student head to its closest teacher head.")
         with ui.guard("capture attention"):
             res = compute.attention(key, device, n, metric, mode)
-            st.markdown(f"**Here:** {claims.induction_head(res).sentence}")          # computed on input #0
+            ui.claim(claims.induction_head(res))          # computed on input #0
             if res.tokens is not None and len(res.tokens) > 32:
                 res.tokens = None                           # 64 token labels per axis do not fit: positions instead
             sample = c3.number_input("Input #", 0, res.student[0].shape[0] - 1, 0, key="att_sample")

@@ -28,7 +28,7 @@ if ctx:
     with ui.guard("measure calibration"):
         res = compute.calibration(key, device, n, int(n_bins))
         st.dataframe(cal.metrics_table(res), hide_index=True)
-        st.markdown(f"**Here:** {claims.distilled_better_calibrated(res).sentence}")
+        ui.claim(claims.distilled_better_calibrated(res))
         ui.show_figure(cal.figure_reliability(res), "calibration_reliability",
                        caption="Accuracy against confidence per bin; bin counts underneath.")
         ui.show_figure(cal.figure_metrics(res), "calibration_metrics", caption="Lower is better for all four.")

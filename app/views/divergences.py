@@ -49,7 +49,7 @@ if ctx:
             cols = st.columns(min(len(res.means), 4))
             for i, (kind, value) in enumerate(list(res.means.items())[:4]):
                 cols[i].metric(f"mean {kind}", f"{value:.4f}")
-            st.markdown(f"**Here:** {claims.kl_directions_disagree(res.per_position).sentence}")
+            ui.claim(claims.kl_directions_disagree(res.per_position))
             kinds = compute.position_kinds(key, device, n)
             ui.show_figure(comp.token_figure(res, position_kind=None if kinds is None else kinds[int(index)]),
                            "divergence_tokens",
@@ -79,7 +79,7 @@ if ctx:
             rule = st.selectbox("Strong-set rule", list(res.rules), key="div_rule")
             ui.show_figure(comp.class_figure(res, rule=rule), "divergence_classes",
                            caption="Per class: components stacked to the mean KL (left), and their shares (right).")
-            st.markdown(f"**Here:** {claims.nckd_carries_kl(res.dkd).sentence}")
+            ui.claim(claims.nckd_carries_kl(res.dkd))
             if res.dkd is not None:
                 ui.show_figure(comp.dkd_figure(res), "divergence_dkd",
                                caption="DKD: the target part and the weighted non-target part, per class.")
