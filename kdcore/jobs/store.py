@@ -292,9 +292,9 @@ class RunStore:
                "seed": seed if seed is not None else cfg.get("seed"), "device": device or cfg.get("device"),
                "versions": json.dumps(versions or {}), "data_fingerprint": data_fingerprint, "parent_id": parent_id,
                "pid": owner[0], "host": owner[1]}
-        self._write_run_record(run_id, row)
         with self._tx() as con:
             con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        self._write_run_record(run_id, row)
         return run_id
 
     def _write_run_record(self, run_id: str, row: dict) -> None:
