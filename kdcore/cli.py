@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import pandas as pd
+
 from kdcore.jobs.config import ConfigError, JobConfig
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
@@ -163,8 +165,15 @@ def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"runs": df.to_dict(orient="records")})
     else:
-        print(df.drop(columns=["error"]).to_string(index=False) if len(df) else "no runs yet")
+        print(_table_text(df.drop(columns=["error"])) if len(df) else "no runs yet")
     return 0
+
+
+def _table_text(df: pd.DataFrame) -> str:
+    """A DataFrame as right-aligned text columns (as `to_string(index=False)`, fast for 10,000 rows)."""
+    cols = [[str(c)] + ["" if v is None or v != v else str(v) for v in df[c].tolist()] for c in df.columns]
+    widths = [max(map(len, col)) for col in cols]
+    return "\n".join(" ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in zip(*cols))
 
 
 def _runs_show(store: RunStore, args: argparse.Namespace) -> int:

@@ -54,6 +54,8 @@ _RUN_COLUMN_DEFS = (
 _RUN_COLUMNS = tuple(name for name, _ in _RUN_COLUMN_DEFS)
 _SCHEMA = "CREATE TABLE IF NOT EXISTS runs (\n    " + ",\n    ".join(f"{n} {d}" for n, d in _RUN_COLUMN_DEFS) + """
 );
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
     level TEXT NOT NULL,
@@ -268,9 +270,13 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             raise _damaged(exc, self.db_path) from exc
 
-    def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Iterable = (), *, plain: bool = False) -> list[sqlite3.Row]:
+        """The rows of a query (sqlite3.Row; plain tuples when `plain`, faster for many rows)."""
         try:
-            return self._connect().execute(sql, tuple(args)).fetchall()
+            cur = self._connect().cursor()
+            if plain:
+                cur.row_factory = None
+            return cur.execute(sql, tuple(args)).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
         except sqlite3.DatabaseError as exc:
@@ -391,8 +397,8 @@ class RunStore:
                              f"every run). Got {limit!r} instead.")
         sql = (f"SELECT {', '.join(_LIST_COLUMNS)} FROM runs" + (" WHERE state=?" if state else "")
                + " ORDER BY created DESC, rowid DESC" + (f" LIMIT {limit}" if limit else ""))
-        rows = self._read(sql, (state,) if state else ())
-        df = pd.DataFrame([tuple(r) for r in rows], columns=_LIST_COLUMNS)
+        rows = self._read(sql, (state,) if state else (), plain=True)
+        df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
         df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
         return df
 
@@ -416,7 +422,7 @@ class RunStore:
                 con.execute("UPDATE runs SET state='interrupted', error=COALESCE(error, ?), updated=? "
                             "WHERE id=? AND state='running'",
                             ("The worker process stopped without finishing the run (killed or crashed). "
-                             "Resume it with `python -m kdcore runs resume RUN_ID`.", now, run_id))
+                             f"Resume it with `python -m kdcore runs resume {run_id}`.", now, run_id))
         return stale
 
     # ---- the lease: one owner per run (kdcore/jobs/lease.py) ----------------------------------------

@@ -13,7 +13,6 @@ import json
 import signal
 import sqlite3
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -89,8 +88,8 @@ def _corrupt_pages(db: Path) -> None:
     page = con.execute("PRAGMA page_size").fetchone()[0]
     con.close()
     data = bytearray(db.read_bytes())
-    for start in range(page, len(data), page):
-        data[start:start + 64] = b"\xa5" * 64
+    for first in range(page, len(data), page):
+        data[first:first + 64] = b"\xa5" * 64
     db.write_bytes(bytes(data))
 
 
