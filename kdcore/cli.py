@@ -492,6 +492,9 @@ def _run(args: argparse.Namespace) -> int:
         _fail(args, str(exc), problems=exc.problems)
     except (ValueError, StoreError, RunBusyError) as exc:
         _fail(args, str(exc))
+    except OverflowError as exc:
+        _fail(args, f"A number is too large to store or compute with ({exc}); integers must lie in "
+                    f"[0, 2**63 - 1].")
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             raise

@@ -205,7 +205,7 @@ class JobConfig:
         _opt_int(p, "epochs", self.epochs, lo=1, required=True)
         _opt_int(p, "max_steps", self.max_steps, lo=1)
         _opt_int(p, "batch_size", self.batch_size, lo=1, required=True)
-        _opt_int(p, "seed", self.seed, lo=0, hi=SEED_MAX, required=True)
+        _opt_int(p, "seed", self.seed, lo=0, hi=SEED_MAX, required=True)   # in [0, 2**63 - 1]
         if self.device not in DEVICES:
             p.append(f"'device' must be one of {', '.join(DEVICES)}; got {self.device!r}")
         _opt_int(p, "checkpoints", self.checkpoints, lo=0, required=True)
@@ -287,10 +287,13 @@ def _opt_float(p: list, name: str, v: Any, *, lo: float | None = None, hi: float
 
 
 def _opt_int(p: list, name: str, v: Any, *, lo: int, hi: int | None = None, required: bool = False) -> None:
+    """Integers are also bounded by what the run store keeps (64-bit): `hi` defaults to SEED_MAX."""
     if v is None and not required:
         return
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
-        rng = f"in [{lo}, {hi}] (the run store keeps 64-bit integers)" if hi is not None else f">= {lo}"
+    top = hi if hi is not None else SEED_MAX
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > top:
+        too_big = hi is not None or (isinstance(v, int) and v > top)
+        rng = f"in [{lo}, {top}] (the run store keeps 64-bit integers)" if too_big else f">= {lo}"
         p.append(f"'{name}' must be an integer {rng}; got {v!r}")
 
 

@@ -5,12 +5,16 @@ Layout under the data directory (``$KDWB_HOME``, default ``~/.kdwb``)::
     runs.sqlite                 runs (with total_steps), metrics, artifacts, protocols and their
                                 member runs (WAL mode; every write one transaction)
     runs/<run_id>/*.safetensors student weights (checkpoints, final), resume state
-    runs/<run_id>/*.parquet     exported metric tables
-    cache/                      teacher-output caches
+    runs/<run_id>/run.json      the run's config and identity (`runs check --repair` re-indexes from it)
+    runs/<run_id>/.lease        the lock its trainer holds (kdcore/jobs/lease.py: one owner per run)
+    cache/                      teacher-output caches (each with a .sha256 beside it)
 
-Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. A
-process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
-stray temp file; a run whose worker died is reported as 'interrupted' the next time the store looks.
+Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. Every
+artifact's sha256 is recorded when it is written and checked when it is read (IntegrityError naming
+the file). Metric rows are unique per (run, level, step, name). A process killed with SIGKILL leaves
+at most an uncommitted transaction (rolled back on reopen) and a stray temp file; a 'running' run
+whose lease is free and whose process is gone is reported as 'interrupted' the next time the store
+looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
 A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
 and protocols an earlier app kept as JSON files under protocols/ are read into the store.
 """
@@ -20,6 +24,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -438,10 +443,15 @@ class RunStore:
         return _lease.holder(self.run_dir(run_id))
 
     def delete_run(self, run_id: str) -> None:
+        """Remove a run: its rows, then its folder (so `runs check` does not report it as orphaned)."""
+        holder = self.lease_holder(run_id)
+        if holder is not None:
+            raise _lease.RunBusyError(run_id, holder)
         with self._tx() as con:
             for table, col in (("metrics", "run_id"), ("artifacts", "run_id"), ("protocol_runs", "run_id"),
                                ("runs", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # ---- protocols -------------------------------------------------------------------------------
     def create_protocol(self, *, pair: str | None = None, objective: str | None = None, plan: dict | None = None,

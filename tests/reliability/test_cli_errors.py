@@ -209,3 +209,8 @@ def test_a_closed_pipe_exits_quietly(tmp_path):
     p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env(tmp_path / "kdwb"), capture_output=True,
                        text=True, timeout=120)
     assert err.read_text() == "" and p.returncode == 1
+
+
+def test_any_integer_beyond_64_bits_is_a_config_problem(data_dir, capsys):
+    code, _, err = _main(capsys, "distill", "--pair", TINY["pair"], "--epochs", str(2 ** 64))
+    assert code == 2 and f"'epochs' must be an integer in [1, {2 ** 63 - 1}]" in err and "Traceback" not in err

@@ -179,3 +179,11 @@ def test_sigkill_at_random_points_of_20_runs_leaves_a_checkable_store(tmp_path):
         done = list(runs["id"])
     assert len(done) >= 15                     # most got as far as their row (a kill before it leaves nothing)
     assert "interrupted" in set(runs["state"])  # some kills landed mid-run
+
+
+def test_a_deleted_run_leaves_no_orphaned_folder(data_dir):
+    store = RunStore()
+    res = run_job(JobConfig(**TINY), store=store)
+    assert store.run_dir(res.run_id).is_dir()
+    store.delete_run(res.run_id)
+    assert not store.run_dir(res.run_id).exists() and check_store(data_dir).ok
