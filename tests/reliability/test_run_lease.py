@@ -169,3 +169,15 @@ def test_lease_holder_reads_none_after_release(data_dir):
     assert holder is not None and holder["pid"] == os.getpid()
     lease.release()
     assert store.lease_holder(rid) is None
+
+
+def test_the_app_shows_who_trains_a_run(data_dir):
+    from app.runs import owner_text
+    store = RunStore()
+    rid = store.create_run(JobConfig(**TINY), state="running")
+    assert owner_text(store, rid) is None
+    lease = store.acquire_lease(rid)
+    text = owner_text(store, rid)
+    assert text is not None and text.startswith(f"trained by pid {os.getpid()} on ")
+    lease.release()
+    assert owner_text(store, rid) is None
