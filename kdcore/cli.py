@@ -165,8 +165,19 @@ def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"runs": df.to_dict(orient="records")})
     else:
-        print(_table_text(df.drop(columns=["error"])) if len(df) else "no runs yet")
+        empty = f"no {args.state} runs" if args.state else _no_runs_text(store)
+        print(_table_text(df.drop(columns=["error"])) if len(df) else empty)
     return 0
+
+
+def _no_runs_text(store: RunStore) -> str:
+    """"no runs yet", unless run folders the database does not know are there (a deleted store)."""
+    from kdcore.jobs.store_check import orphan_folders
+    orphans = orphan_folders(store)
+    if not orphans:
+        return "no runs yet"
+    return (f"no runs in the database, but {len(orphans)} run folder(s) under {store.root / 'runs'} are not in it; "
+            f"`python -m kdcore runs check --repair` re-indexes them")
 
 
 def _table_text(df: pd.DataFrame) -> str:

@@ -135,6 +135,7 @@ def test_a_deleted_store_does_not_hide_its_run_folders_and_repair_reindexes_them
     store.close()
     for f in data_dir.glob("runs.sqlite*"):
         f.unlink()
+    assert "1 run folder(s)" in cli("runs", "list", home=data_dir).stdout              # not "no runs yet"
     p = cli("runs", "check", home=data_dir)
     assert p.returncode == 1 and f"orphaned run folder (not in the database): {res.run_id}" in p.stdout
     assert "--repair" in p.stdout
