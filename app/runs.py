@@ -60,6 +60,17 @@ def active_runs(store: RunStore) -> pd.DataFrame:
     return df[df["state"].isin(ACTIVE)].reset_index(drop=True)
 
 
+def owner_text(store: RunStore, run_id: str) -> str | None:
+    """Who trains a run ("trained by pid P on host H since T"), from its lease; None when nobody does."""
+    import time
+    holder = store.lease_holder(run_id)
+    if holder is None:
+        return None
+    since = holder.get("since")
+    when = time.strftime("%H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+    return f"trained by pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {when}"
+
+
 def is_final(state: str) -> bool:
     return state in FINAL_STATES
 

@@ -1,19 +1,26 @@
 """`python -m kdcore ...`: distil, list and inspect runs, run protocols (API.md "Command line").
 
-Exit status: 0 success; 1 the run failed or was cancelled; 2 bad input (config, arguments, store).
+Exit status: 0 success; 1 the run failed or was cancelled (or `runs check` found problems); 2 bad input
+(config, arguments, store, files); 130 interrupted (Ctrl-C). Every expected error is one line, never a
+traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import pandas as pd
+
 from kdcore.jobs.config import ConfigError, JobConfig
-from kdcore.jobs.store import RunStore, StoreError
+from kdcore.jobs.lease import RunBusyError
+from kdcore.jobs.reporting import JobInterrupted
+from kdcore.jobs.store import STATES, IntegrityError, RunStore, StoreError, sha256_bytes
 
 if TYPE_CHECKING:
     from kdcore.jobs.recipes import Recipe
@@ -71,8 +78,13 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     changes = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
     if getattr(args, "teacher_cache", None) is not None:
         changes["teacher_cache"] = args.teacher_cache
+    items = getattr(args, "param", []) or []
+    if not items:
+        return replace(cfg, **changes)
+    if not isinstance(cfg.params, dict):
+        raise ConfigError([f"'params' must be a mapping of parameter names to values; got {cfg.params!r}"])
     params = dict(cfg.params)
-    for item in getattr(args, "param", []) or []:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError([f"--param expects KEY=VALUE; got {item!r}"])
@@ -129,6 +141,10 @@ class _Progress:
         self.stream, self.width = stream, width
 
     def __call__(self, ev: dict) -> None:
+        if ev["event"] == "notice":
+            self.stream.write(f"\nnotice: {ev['message']}\n")
+            self.stream.flush()
+            return
         if ev["event"] not in ("step", "epoch", "end"):
             return
         total = max(1, ev.get("total_steps") or 1)
@@ -147,6 +163,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
     cfg, filled = config_with_recipe(args)
     cfg.validate()
+    _warn(cfg)
     if filled and not args.json:
         print(f"from the {cfg.pair} recipe: " + ", ".join(f"{k}={v}" for k, v in filled.items())
               + " (set a field to override it)", file=sys.stderr, flush=True)
@@ -163,7 +180,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     result = run_job(cfg, store=store, callback=on_event)
     if args.json:
         _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error,
-                     "recipe_fields": filled})
+                     "recipe_fields": filled, "notices": result.notices})
     else:
         print(f"{result.state}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in result.metrics.items()))
@@ -174,13 +191,43 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 # ---- runs: one handler per action ---------------------------------------------------------------------
 
+def _warn(cfg: JobConfig) -> None:
+    """Values that validate but will not train well, said on stderr before the run."""
+    from kdcore.jobs.sanity import sanity_warnings
+    for w in sanity_warnings(cfg):
+        print(f"warning: {w}", file=sys.stderr, flush=True)
+
+
 def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
+    if args.state is not None and args.state not in STATES:
+        raise ValueError(f"--state must be one of {', '.join(STATES)}. Got {args.state!r} instead.")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be a positive number of runs. Got {args.limit} instead; leave it out "
+                         f"to list every run.")
     df = store.list_runs(state=args.state, limit=args.limit)
     if args.json:
         _print_json({"runs": df.to_dict(orient="records")})
     else:
-        print(df.drop(columns=["error"]).to_string(index=False) if len(df) else "no runs yet")
+        empty = f"no {args.state} runs" if args.state else _no_runs_text(store)
+        print(_table_text(df.drop(columns=["error"])) if len(df) else empty)
     return 0
+
+
+def _no_runs_text(store: RunStore) -> str:
+    """"no runs yet", unless run folders the database does not know are there (a deleted store)."""
+    from kdcore.jobs.store_check import orphan_folders
+    orphans = orphan_folders(store)
+    if not orphans:
+        return "no runs yet"
+    return (f"no runs in the database, but {len(orphans)} run folder(s) under {store.root / 'runs'} are not in it; "
+            f"`python -m kdcore runs check --repair` re-indexes them")
+
+
+def _table_text(df: pd.DataFrame) -> str:
+    """A DataFrame as right-aligned text columns (as `to_string(index=False)`, fast for 10,000 rows)."""
+    cols = [[str(c)] + ["" if v is None or v != v else str(v) for v in df[c].tolist()] for c in df.columns]
+    widths = [max(map(len, col)) for col in cols]
+    return "\n".join(" ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in zip(*cols))
 
 
 def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
@@ -215,6 +262,7 @@ def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
 def _runs_export(store: RunStore, args: argparse.Namespace) -> int:
     rid = args.ids[0]
     out = export_run(store, rid, Path(args.out) if args.out else Path.cwd() / f"run-{rid}")
+    out.append(_write_checksums(out))
     if args.json:
         _print_json({"run_id": rid, "files": [str(p) for p in out]})
     else:
@@ -232,10 +280,14 @@ def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
     rid = args.ids[0]
     run = store.get_run(rid)
+    holder = store.lease_holder(rid)
+    if holder is not None:
+        raise RunBusyError(rid, holder)
     if run["state"] in ("running", "queued", "completed"):
         raise ValueError(f"Run {rid} is {run['state']}: only interrupted, cancelled or failed runs can be resumed.")
-    result = run_job(JobConfig.from_dict(run["config"]), store=store, run_id=rid, resume=True,
-                     callback=None if args.json else _Progress())
+    cfg = JobConfig.from_dict(run["config"])
+    _warn(cfg)
+    result = run_job(cfg, store=store, run_id=rid, resume=True, callback=None if args.json else _Progress())
     return _report_result(result, args)
 
 
@@ -250,14 +302,33 @@ def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
 
 def _report_result(result: RunResult, args: argparse.Namespace) -> int:
     if args.json:
-        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error})
+        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error,
+                     "notices": result.notices})
     else:
         print(f"run {result.run_id}: {result.state}")
     return 0 if result.state == "completed" else 1
 
 
+def _runs_check(store: RunStore | None, args: argparse.Namespace) -> int:
+    """integrity_check, every artifact's sha256, orphaned run folders; --repair re-indexes them."""
+    from kdcore.jobs.store import default_home
+    from kdcore.jobs.store_check import check_store
+    report = check_store(store.root if store is not None else default_home(), repair=args.repair)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0 if report.ok else 1
+    lines = [f"database: {'; '.join(report.integrity)}"]
+    lines += [f"bad file: {b}" for b in report.bad_artifacts] + [f"unverified: {u}" for u in report.unverified]
+    lines += [f"orphaned run folder (not in the database): {o}" for o in report.orphans]
+    lines += [f"repaired: {r}" for r in report.repaired]
+    if report.orphans and not args.repair:
+        lines.append("`python -m kdcore runs check --repair` re-indexes the orphaned folders.")
+    print("\n".join(lines + ["ok" if report.ok else "problems found"]))
+    return 0 if report.ok else 1
+
+
 RUNS_ACTIONS = {"list": _runs_list, "show": _runs_show, "compare": _runs_compare, "export": _runs_export,
-                "resume": _runs_resume, "rerun": _runs_rerun, "cancel": _runs_cancel}
+                "resume": _runs_resume, "rerun": _runs_rerun, "cancel": _runs_cancel, "check": _runs_check}
 _ONE_RUN_ACTIONS = ("show", "export", "resume", "rerun", "cancel")
 
 
@@ -265,38 +336,71 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """`python -m kdcore runs ACTION [RUN_ID ...]`: the action's handler in RUNS_ACTIONS."""
     if args.action in _ONE_RUN_ACTIONS and len(args.ids) != 1:
         raise ValueError(f"`runs {args.action}` takes one RUN_ID. Got {len(args.ids)}.")
+    if args.action == "check":
+        return _runs_check(None, args)          # a damaged store is checked (and repaired) before it is opened
     return RUNS_ACTIONS[args.action](RunStore(), args)
 
 
 def export_run(store: RunStore, run_id: str, folder: Path) -> list[Path]:
-    """Write a run's config (JSON), metrics (Parquet, one file per level) and final student weights."""
+    """Write a run's config (JSON), metrics (Parquet, one file per level) and final student weights
+    (checked against their sha256 first: damaged weights are refused, never copied)."""
     run = store.get_run(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = [folder / "config.json", folder / "run.json"]
-    files[0].write_text(json.dumps(run["config"], indent=2, sort_keys=True))
-    files[1].write_text(json.dumps(_jsonable({k: v for k, v in run.items() if k != "config"}), indent=2))
-    for level in ("step", "epoch", "checkpoint"):
-        df = store.metrics(run_id, level)
-        if len(df):
-            path = folder / f"metrics_{level}.parquet"
-            df.to_parquet(path, index=False)
-            files.append(path)
+    weights = _final_weights(store, run_id)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is an existing file; export writes a folder. Give a new folder path.")
     try:
-        src = store.artifact_path(run_id, "student.safetensors")
-        dst = folder / "student.safetensors"
-        dst.write_bytes(src.read_bytes())
-        files.append(dst)
-    except StoreError:
-        pass
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [folder / "config.json", folder / "run.json"]
+        files[0].write_text(json.dumps(run["config"], indent=2, sort_keys=True))
+        files[1].write_text(json.dumps(_jsonable({k: v for k, v in run.items() if k != "config"}), indent=2))
+        for level in ("step", "epoch", "checkpoint"):
+            df = store.metrics(run_id, level)
+            if len(df):
+                path = folder / f"metrics_{level}.parquet"
+                df.to_parquet(path, index=False)
+                files.append(path)
+        if weights is not None:
+            files.append(_copy_verified(weights, folder / "student.safetensors"))
+    except OSError as exc:
+        raise StoreError(f"Run {run_id} could not be exported to {folder}: {exc.strerror or exc}. Choose a "
+                         f"writable folder with --out.") from exc
     return files
+
+
+def _final_weights(store: RunStore, run_id: str) -> bytes | None:
+    """The run's final weights, verified (IntegrityError names the file when missing or altered)."""
+    if "student.safetensors" not in set(store.artifacts(run_id)["name"]):
+        return None
+    return store.read_artifact(run_id, "student.safetensors")
+
+
+def _copy_verified(data: bytes, dst: Path) -> Path:
+    from kdcore.jobs.store import atomic_write_bytes
+    atomic_write_bytes(dst, data)
+    if sha256_bytes(dst.read_bytes()) != sha256_bytes(data):
+        raise IntegrityError(f"The exported weights {dst} do not match the run's weights after copying.")
+    return dst
+
+
+def _write_checksums(files: list[Path]) -> Path:
+    """SHA256SUMS beside the exported files (check them with `sha256sum -c SHA256SUMS`)."""
+    sums = files[0].parent / "SHA256SUMS"
+    try:
+        sums.write_text("".join(f"{sha256_bytes(p.read_bytes())}  {p.name}\n" for p in files))
+    except OSError as exc:
+        raise StoreError(f"The checksums of the export could not be written to {sums}: {exc}") from exc
+    return sums
 
 
 def cmd_protocol(args: argparse.Namespace) -> int:
     from kdcore.jobs.protocols import run_protocol
     cfg = config_from_args(args).validate()
-    floats = lambda s: [float(v) for v in s.split(",") if v.strip()] if s else []  # noqa: E731
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
-    res = run_protocol(cfg, temperatures=floats(args.temperatures), lams=floats(args.lams), seeds=seeds,
+    seeds = _number_list("--seeds", args.seeds, int)
+    temperatures, lams = _number_list("--temperatures", args.temperatures, float), _number_list("--lams", args.lams, float)
+    _warn(cfg)
+    for t in temperatures:
+        _warn(replace(cfg, temperature=t))
+    res = run_protocol(cfg, temperatures=temperatures, lams=lams, seeds=seeds,
                        baseline=not args.no_baseline, store=RunStore(),
                        callback=None if args.json else _protocol_progress)
     if args.json:
@@ -305,6 +409,21 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         cols = ["variant", "n_seeds", "metric", "best", "final"]
         print(res.table[cols].to_string(index=False))
     return 0 if (res.runs["state"] == "completed").all() else 1
+
+
+def _number_list(flag: str, text: str, kind: type) -> list:
+    """A comma-separated flag value as numbers; a bad item names the flag."""
+    out = []
+    for item in (v.strip() for v in (text or "").split(",")):
+        if not item:
+            continue
+        try:
+            out.append(kind(item))
+        except ValueError:
+            what = "integers" if kind is int else "numbers"
+            raise ValueError(f"{flag} expects comma-separated {what} (e.g. {flag} 0,1,2). Got {text!r}: "
+                             f"{item!r} is not one.") from None
+    return out
 
 
 def _protocol_progress(ev: dict) -> None:
@@ -415,12 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distill", help="train a student against a teacher", description=_RECIPE_HELP)
     _add_job_flags(d)
     d.set_defaults(func=cmd_distill)
-    r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run or cancel runs")
+    r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run, cancel or check runs")
     r.add_argument("action", choices=list(RUNS_ACTIONS))
     r.add_argument("ids", nargs="*", metavar="RUN_ID")
     r.add_argument("--state", help="list: only runs in this state")
     r.add_argument("--limit", type=int, help="list: at most this many runs")
     r.add_argument("--out", help="export: the folder to write (default ./run-RUN_ID)")
+    r.add_argument("--repair", action="store_true",
+                   help="check: move a damaged database aside and re-index orphaned run folders")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_runs)
     p = sub.add_parser("protocol", help="baseline, temperature/λ sweeps, repeats over seeds -> mean ± std table")
@@ -439,11 +560,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return _run(args)
+    except BrokenPipeError:                 # the reader went away (`... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with every expected error as one line and an exit status."""
+    try:
+        return int(args.func(args))
     except ConfigError as exc:
         _fail(args, str(exc), problems=exc.problems)
-    except (ValueError, StoreError) as exc:
+    except (ValueError, StoreError, RunBusyError) as exc:
         _fail(args, str(exc))
+    except OverflowError as exc:
+        _fail(args, f"A number is too large to store or compute with ({exc}); integers must lie in "
+                    f"[0, 2**63 - 1].")
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        _fail(args, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+    except KeyboardInterrupt as exc:
+        rid = exc.run_id if isinstance(exc, JobInterrupted) else None
+        print("\ninterrupted" + (f", resume with `python -m kdcore runs resume {rid}`" if rid else ""),
+              file=sys.stderr)
+        return 130
     return 2
 
 

@@ -166,7 +166,20 @@ def import_factory(path: str, *, what: str) -> Callable[[], Any]:
                      f"Expected 'package.module:function' returning a Pair.") from None
     if not callable(factory):
         raise _error(f"{what[0].upper()}{what[1:]} names {path!r}, which is not callable.")
+    _check_no_arguments(factory, path, what)
     return factory
+
+
+def _check_no_arguments(factory: Callable[..., Any], path: str, what: str) -> None:
+    """A factory is called with no arguments: one that needs some is refused by name."""
+    import inspect
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise _error(f"{what[0].upper()}{what[1:]} names {path!r}, which cannot be called without arguments ({exc}). "
+                     f"Expected a function taking no arguments and returning a Pair.") from None
+    except ValueError:
+        pass                                              # no signature (a builtin): call it and see
 
 
 def _is_factory_path(text: str) -> bool:

@@ -161,6 +161,8 @@ with tab_live:
                 top = st.columns([3, 1])
                 label = f"{run['state']} · step {done}" + (f" of {total}" if total else "") + \
                         f" · epoch {run.get('epoch') or 0} of {run['config'].get('epochs')}"
+                owner = runs.owner_text(store, run_id) if run["state"] == "running" else None
+                label += f" · {owner}" if owner else ""
                 top[0].progress(min(done / total, 1.0) if total else 0.0, text=label)
                 if not runs.is_final(run["state"]):
                     if top[1].button("Cancel run", key=f"cancel_{run_id}", type="secondary"):

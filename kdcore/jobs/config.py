@@ -27,6 +27,7 @@ from kdcore.methods.params import TEXT_KINDS, parse_text
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 DEVICES = ("cpu", "cuda", "auto")
+SEED_MAX = 2 ** 63 - 1                  # the largest integer SQLite stores
 
 
 def __getattr__(name: str) -> Any:
@@ -129,12 +130,18 @@ class JobConfig:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"The config file {str(path)!r} does not exist.")
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return cls.from_yaml(text)
-        if path.suffix.lower() == ".json":
-            return cls.from_json(text)
-        raise ValueError(f"The config file must end in .json, .yaml or .yml. Got {path.name!r} instead.")
+        suffix = path.suffix.lower()
+        if suffix not in (".yaml", ".yml", ".json"):
+            raise ValueError(f"The config file must end in .json, .yaml or .yml. Got {path.name!r} instead.")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"The config file {str(path)!r} cannot be read: {exc}") from None
+        data = _parse_config_text(path, text, yaml_file=suffix != ".json")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -207,7 +214,7 @@ class JobConfig:
         _opt_int(p, "epochs", self.epochs, lo=1, required=True)
         _opt_int(p, "max_steps", self.max_steps, lo=1)
         _opt_int(p, "batch_size", self.batch_size, lo=1, required=True)
-        _opt_int(p, "seed", self.seed, lo=0, required=True)
+        _opt_int(p, "seed", self.seed, lo=0, hi=SEED_MAX, required=True)   # in [0, 2**63 - 1]
         if self.device not in DEVICES:
             p.append(f"'device' must be one of {', '.join(DEVICES)}; got {self.device!r}")
         _opt_int(p, "checkpoints", self.checkpoints, lo=0, required=True)
@@ -253,6 +260,23 @@ def config_from_form(pair: str, objective: str, values: dict, *, recipe: Any = N
 
 # ---- private checks --------------------------------------------------------------------------------
 
+def _parse_config_text(path: Path, text: str, *, yaml_file: bool) -> Any:
+    """The file's YAML or JSON value; a syntax error becomes a ConfigError naming file, line and column."""
+    if not yaml_file:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError([f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"]) from None
+    import yaml
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}{where}: not valid YAML ({what})"]) from None
+
+
 def _typed_as_text(method: Method, name: str, value: Any) -> bool:
     return isinstance(value, str) and method.takes(name) and method.param(name).kind in TEXT_KINDS
 
@@ -276,11 +300,15 @@ def _opt_float(p: list, name: str, v: Any, *, lo: float | None = None, hi: float
         p.append(f"'{name}' must be a number in {rng}; got {v!r}")
 
 
-def _opt_int(p: list, name: str, v: Any, *, lo: int, required: bool = False) -> None:
+def _opt_int(p: list, name: str, v: Any, *, lo: int, hi: int | None = None, required: bool = False) -> None:
+    """Integers are also bounded by what the run store keeps (64-bit): `hi` defaults to SEED_MAX."""
     if v is None and not required:
         return
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        p.append(f"'{name}' must be an integer >= {lo}; got {v!r}")
+    top = hi if hi is not None else SEED_MAX
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > top:
+        too_big = hi is not None or (isinstance(v, int) and v > top)
+        rng = f"in [{lo}, {top}] (the run store keeps 64-bit integers)" if too_big else f">= {lo}"
+        p.append(f"'{name}' must be an integer {rng}; got {v!r}")
 
 
 def _loss_term_problems(i: int, t: Any) -> list[str]:

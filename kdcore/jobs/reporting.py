@@ -21,6 +21,15 @@ class JobCancelled(Exception):
     """Raised inside the loop when the caller asked the job to stop."""
 
 
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM in the worker) stopped a job; `.run_id` is the run to resume (None without a store)."""
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        super().__init__(f"interrupted, resume with `python -m kdcore runs resume {run_id}`" if run_id
+                         else "interrupted")
+
+
 class MetricLog:
     """Buffers metric rows and writes them to the store in batches (one transaction each)."""
 
@@ -98,7 +107,8 @@ class Reporter:
         if isinstance(exc, StoreError):
             state, error = "failed", "The run store could not be written; see the error shown by the caller."
         elif isinstance(exc, KeyboardInterrupt):
-            state, error = "interrupted", f"Interrupted at step {step} (epoch {epoch})."
+            state, error = "interrupted", (f"Interrupted at step {step} (epoch {epoch}). Resume it with "
+                                           f"`python -m kdcore runs resume {self.run_id}`.")
         else:
             state, error = "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
         if self.store is None or self.run_id is None:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.store import RunStore, StoreError
 
 RESUME_FILE = "resume.safetensors"
 
@@ -73,13 +74,34 @@ def resume_bytes(student: nn.Module, projectors: nn.Module, opt: torch.optim.Opt
     return save(tensors, metadata=meta)
 
 
+class ResumeUnreadable(Exception):
+    """The resume file cannot be read (truncated, altered, not a resume state); nothing was loaded."""
+
+
+def read_resume(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The resume file's tensors and metadata, read whole before anything is applied (ResumeUnreadable)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        missing = {"epoch", "step", "optimizer", "history"} - set(meta)
+        if missing or "rng.cpu" not in tensors:
+            raise ResumeUnreadable(f"{path} is not a resume state (it lacks {sorted(missing) or ['rng.cpu']})")
+        json.loads(meta["optimizer"])
+        json.loads(meta["history"])
+    except ResumeUnreadable:
+        raise
+    except Exception as exc:  # safetensors reports damage with several exception types
+        raise ResumeUnreadable(f"{path} cannot be read: {exc}") from exc
+    return tensors, meta
+
+
 def restore_resume(path: Path, student: nn.Module, projectors: nn.Module, opt: torch.optim.Optimizer,
                    device: torch.device) -> ResumePoint:
-    """Load a resume file into the student, projectors, optimizer and RNGs; returns where it stood."""
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    """Load a resume file into the student, projectors, optimizer and RNGs; returns where it stood
+    (ResumeUnreadable, with nothing changed, when the file cannot be read)."""
+    tensors, meta = read_resume(path)
     student.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("student.")})
     proj = {k[5:]: v for k, v in tensors.items() if k.startswith("proj.")}
     if proj:
@@ -90,3 +112,19 @@ def restore_resume(path: Path, student: nn.Module, projectors: nn.Module, opt: t
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     return ResumePoint(epoch=int(meta["epoch"]), step=int(meta["step"]), history=json.loads(meta["history"]),
                        train_time=float(meta.get("train_time", "0.0")))
+
+
+def last_good_checkpoint(store: RunStore, run_id: str) -> tuple[ResumePoint, dict[str, Tensor]] | None:
+    """The newest checkpoint whose weights match their sha256, as (where it stood, student weights);
+    None when there is none. Its history comes from the epoch metrics in the store."""
+    epochs = store.metrics(run_id, "epoch")
+    for epoch in reversed(store.checkpoints(run_id)):
+        try:
+            weights = store.load_student(run_id, epoch=epoch)
+        except StoreError:
+            continue                                     # missing or damaged: try the one before
+        rows = epochs[(epochs["epoch"] >= 1) & (epochs["epoch"] <= epoch)] if len(epochs) else epochs
+        history = [{k: v for k, v in r.items() if v == v and v is not None} for r in rows.to_dict("records")]
+        step = int(history[-1]["step"]) if history else 0
+        return ResumePoint(epoch, step, history), weights
+    return None

@@ -35,6 +35,7 @@ from kdcore.jobs.evaluation import (
     teacher_metrics,
     validation_metrics,
 )
+from kdcore.jobs.lease import Lease
 from kdcore.jobs.objectives import (
     StepTensors,
     build_projectors,
@@ -42,7 +43,7 @@ from kdcore.jobs.objectives import (
     needs_attention,
 )
 from kdcore.jobs.prepare import PreparedRun, prepare_run
-from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, Reporter
+from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, JobInterrupted, Reporter
 from kdcore.jobs.resolve import (
     adapter_to,
     device_label,
@@ -55,16 +56,20 @@ from kdcore.jobs.resolve import (
 from kdcore.jobs.resume_state import (
     RESUME_FILE,
     ResumePoint,
+    ResumeUnreadable,
+    last_good_checkpoint,
     make_optimizer,
     restore_resume,
     resume_bytes,
 )
+from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
 _RESUME_EVERY_S = 5.0       # resume state is saved at an epoch end at most this often (and at the last)
+_SEED_MOD = 2 ** 63         # derived seeds stay in the range torch's generators take
 
 __all__ = [
     "JobCancelled",
@@ -81,10 +86,12 @@ __all__ = [
 
 
 class _NonFiniteLoss(Exception):
-    def __init__(self, step: int, epoch: int, what: str) -> None:
+    def __init__(self, step: int, epoch: int, what: str, config: JobConfig | None = None) -> None:
         self.step, self.epoch, self.what = step, epoch, what
-        super().__init__(f"The loss became {what} at step {step} (epoch {epoch}); the run stopped there. "
-                         f"Lower the learning rate (lr), clip gradients (grad_clip) or check the inputs.")
+        odd = sanity_warnings(config) if config is not None else []
+        fix = (" ".join(odd) if odd else
+               "Lower the learning rate (lr), clip gradients (grad_clip) or check the inputs.")
+        super().__init__(f"The loss became {what} at step {step} (epoch {epoch}); the run stopped there. {fix}")
 
 
 @dataclass
@@ -95,6 +102,7 @@ class RunResult:
     metrics: dict = field(default_factory=dict)   # final summary (final/best validation metrics, steps, speed)
     error: str | None = None                # why it failed, in plain English
     step: int = 0                           # steps done
+    notices: list[str] = field(default_factory=list)   # what the user must know (e.g. where a resume restarted)
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
@@ -128,27 +136,60 @@ def run_job(config: JobConfig, *, store: RunStore | None = None, run_id: str | N
     prep = prepare_run(config, pair)
     if use_store and store is None:
         store = RunStore()
-    run_id = _open_run(config, prep, store, run_id) if store is not None else None
-    report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
+    lease: Lease | None = None
+    if store is not None:
+        run_id, lease = _open_run(config, prep, store, run_id)
     try:
-        job = _Job(config, prep, report, resume=resume)
-    except (Exception, KeyboardInterrupt) as exc:
-        report.mark_crash(exc, 0, 0)
-        raise
-    return job.run()
+        report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
+        try:
+            job = _Job(config, prep, report, resume=resume)
+        except (Exception, KeyboardInterrupt) as exc:
+            report.mark_crash(exc, 0, 0)
+            raise
+        return job.run()
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, JobInterrupted):
+            raise
+        raise JobInterrupted(run_id) from exc
+    finally:
+        if lease is not None:
+            lease.release()
 
 
-def _open_run(config: JobConfig, prep: PreparedRun, store: RunStore, run_id: str | None) -> str:
-    """Create the run's row (or take over a queued/resumed one) and record what it runs on."""
+def _open_run(config: JobConfig, prep: PreparedRun, store: RunStore, run_id: str | None) -> tuple[str, Lease]:
+    """Create the run's row (or take over a queued/resumed one) under the run's lease (RunBusyError when
+    another process trains it), and record what it runs on."""
     device, versions = device_label(prep.device), library_versions()
     if run_id is None:
         run_id = store.create_run(config, state="running", seed=config.seed, device=device, versions=versions,
                                   data_fingerprint=prep.fingerprint)
+        lease = store.acquire_lease(run_id)
     else:
+        lease = store.acquire_lease(run_id)
+        try:
+            _check_startable(store, run_id)
+        except BaseException:
+            lease.release()
+            raise
         store.update_run(run_id, state="running", error=None, cancel_requested=0, seed=config.seed, device=device,
                          versions=versions, data_fingerprint=prep.fingerprint)
     store.update_run(run_id, pid=os.getpid(), host=hostname(), heartbeat=time.time(), total_steps=prep.total_steps)
-    return run_id
+    return run_id, lease
+
+
+def _check_startable(store: RunStore, run_id: str) -> None:
+    """Under the lease: refuse a run that is completed, or that another live process took (a second
+    resume that came after the first one finished)."""
+    run = store.get_run(run_id)
+    mine = run["pid"] == os.getpid() and run["host"] == hostname()
+    if run["state"] == "completed" or (run["state"] == "running" and not mine and _owner_alive(run)):
+        raise StoreError(f"Run {run_id} is {run['state']}: only queued, interrupted, cancelled or failed runs "
+                         f"can be started or resumed.")
+
+
+def _owner_alive(run: dict) -> bool:
+    from kdcore.jobs.store import _pid_alive
+    return run["host"] != hostname() or _pid_alive(run["pid"])
 
 
 def _place_models(pair: Pair, seed: int, device: torch.device) -> tuple[ModelAdapter, ModelAdapter]:
@@ -164,6 +205,7 @@ class _Job:
 
     def __init__(self, config: JobConfig, prep: PreparedRun, report: Reporter, *, resume: bool) -> None:
         self.cfg, self.report, self.log = config, report, report.log
+        self.notices: list[str] = []
         self.store, self.run_id = report.store, report.run_id
         self.device, self.task, self.terms = prep.device, prep.task, prep.terms
         self.s_layers, self.t_layers = prep.s_layers, prep.t_layers
@@ -199,7 +241,7 @@ class _Job:
             _, sf = self.student.forward_features(self.train_x[:2], self.s_layers)
             with eval_mode(self.teacher.model):
                 _, tf = compute_teacher_outputs(self.teacher, self.train_x[:2], self.t_layers)
-        torch.manual_seed(self.cfg.seed + 1)
+        torch.manual_seed((self.cfg.seed + 1) % _SEED_MOD)
         return build_projectors(self.terms, sf, tf).to(self.device)
 
     def _build_cache(self) -> TeacherCache:
@@ -212,6 +254,8 @@ class _Job:
                                 key_parts={"pair": cfg.pair, "n": self.train_x.shape[0]})
         self.log.add("epoch", 0, 0, {"cache_mass_kept": cache.mass_kept, "cache_from_disk": float(cache.from_disk),
                                      "cache_build_s": time.perf_counter() - t0})
+        if cache.notice:
+            self._notice(cache.notice)
         return cache
 
     # -- reporting --
@@ -225,9 +269,16 @@ class _Job:
     def _emit(self, event: str, **data: Any) -> None:
         self.report.emit(event, self.step, self.epoch, **data)
 
+    def _notice(self, message: str) -> None:
+        """Something the user must be told (kept in the run's summary, sent as a "notice" event)."""
+        self.notices.append(message)
+        self._emit("notice", message=message)
+
     def _finish(self, state: str, error: str | None, summary: dict) -> RunResult:
+        if self.notices:
+            summary = dict(summary, notices=list(self.notices))
         self.report.finish(state, error, summary, self.step, self.epoch)
-        return RunResult(self.run_id, state, summary, error, self.step)
+        return RunResult(self.run_id, state, summary, error, self.step, list(self.notices))
 
     # -- main --
     def run(self) -> RunResult:
@@ -269,7 +320,7 @@ class _Job:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch's steps (in the order of a generator seeded by (seed, epoch)); the components' means."""
         cfg = self.cfg
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) % _SEED_MOD)
         perm = torch.randperm(self.train_x.shape[0], generator=gen).to(self.device)
         sums: dict[str, float] = {}
         count = 0
@@ -307,12 +358,13 @@ class _Job:
             loss, comps = compute_loss(self.terms, self.ce_weight, batch)
         except ValueError:
             if not bool(torch.isfinite(batch.student_logits.detach()).all()):
-                raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN or infinite (the student's logits were)") from None
+                raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN or infinite (the student's logits were)",
+                                     self.cfg) from None
             raise
         names = ["loss", *comps]
         vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]).tolist()
         if not math.isfinite(vals[0]):
-            raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(vals[0]) else "infinite")
+            raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(vals[0]) else "infinite", self.cfg)
         lr = self._optimise(loss)
         extras = {"lr": lr}
         if self.step == 1:
@@ -383,20 +435,41 @@ class _Job:
         store.save_artifact(run_id, RESUME_FILE, data, kind="resume", epoch=self.epoch)
 
     def _load_resume(self) -> None:
+        """Continue from the resume state; when it is unreadable, from the last checkpoint whose weights
+        verify; when there is none (or no resume state was saved), from step 0: the run says which (a notice)."""
         store, run_id = self._run_store()
         try:
-            path = store.artifact_path(run_id, RESUME_FILE)
-        except StoreError:
-            path = None
-        if path is None or not path.is_file():
-            # nothing finished before the stop: start again from scratch
-            store.truncate_metrics(run_id, after_step=-1)
-            self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+            path = store.verify_artifact(run_id, RESUME_FILE)
+            point = restore_resume(path, self.student.model, self.projectors, self.opt, self.device)
+        except (StoreError, ResumeUnreadable) as exc:
+            self._restart_without_resume_state(store, run_id, exc)
             return
-        point = restore_resume(path, self.student.model, self.projectors, self.opt, self.device)
+        self._resume_at(point)
+        store.truncate_metrics(run_id, after_step=self.step)
+
+    def _resume_at(self, point: ResumePoint) -> None:
         self.step, self.epoch, self.start_epoch = point.step, point.epoch, point.epoch
         self.history, self.train_time = list(point.history), point.train_time
+
+    def _restart_without_resume_state(self, store: RunStore, run_id: str, exc: Exception) -> None:
+        has_row = RESUME_FILE in set(store.artifacts(run_id)["name"])
+        found = last_good_checkpoint(store, run_id) if has_row else None
+        if found is None:
+            why = (f"its resume state is unreadable ({exc}) and it has no good checkpoint" if has_row else
+                   "it had saved no resume state (it stopped before its first one)")
+            store.truncate_metrics(run_id, after_step=-1)
+            self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+            self._notice(f"Run {run_id} restarts from step 0: {why}.")
+            return
+        why = f"its resume state is unreadable ({exc})"
+        point, weights = found
+        self.student.model.load_state_dict(weights)
+        torch.manual_seed((self.cfg.seed + point.epoch) % _SEED_MOD)
+        self._resume_at(point)
         store.truncate_metrics(run_id, after_step=self.step)
+        self._notice(f"Run {run_id} restarts from its last good checkpoint, epoch {point.epoch} "
+                     f"(student_epoch{point.epoch}.safetensors, step {point.step}), with a fresh optimizer state: "
+                     f"{why}.")
 
     def summary(self) -> dict:
         s: dict = {"steps": self.step, "epochs": self.epoch}

@@ -5,20 +5,26 @@ Layout under the data directory (``$KDWB_HOME``, default ``~/.kdwb``)::
     runs.sqlite                 runs (with total_steps), metrics, artifacts, protocols and their
                                 member runs (WAL mode; every write one transaction)
     runs/<run_id>/*.safetensors student weights (checkpoints, final), resume state
-    runs/<run_id>/*.parquet     exported metric tables
-    cache/                      teacher-output caches
+    runs/<run_id>/run.json      the run's config and identity (`runs check --repair` re-indexes from it)
+    runs/<run_id>/.lease        the lock its trainer holds (kdcore/jobs/lease.py: one owner per run)
+    cache/                      teacher-output caches (each with a .sha256 beside it)
 
-Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. A
-process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
-stray temp file; a run whose worker died is reported as 'interrupted' the next time the store looks.
+Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. Every
+artifact's sha256 is recorded when it is written and checked when it is read (IntegrityError naming
+the file). Metric rows are unique per (run, level, step, name). A process killed with SIGKILL leaves
+at most an uncommitted transaction (rolled back on reopen) and a stray temp file; a 'running' run
+whose lease is free and whose process is gone is reported as 'interrupted' the next time the store
+looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
 A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
 and protocols an earlier app kept as JSON files under protocols/ are read into the store.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -31,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from kdcore.jobs import lease as _lease
 
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
@@ -51,6 +59,8 @@ _RUN_COLUMN_DEFS = (
 _RUN_COLUMNS = tuple(name for name, _ in _RUN_COLUMN_DEFS)
 _SCHEMA = "CREATE TABLE IF NOT EXISTS runs (\n    " + ",\n    ".join(f"{n} {d}" for n, d in _RUN_COLUMN_DEFS) + """
 );
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
     level TEXT NOT NULL,
@@ -59,7 +69,6 @@ CREATE TABLE IF NOT EXISTS metrics (
     name TEXT NOT NULL,
     value REAL
 );
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, level, step);
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -67,6 +76,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     path TEXT NOT NULL,
     created REAL NOT NULL,
     epoch INTEGER,
+    sha256 TEXT,
+    size INTEGER,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS protocols (
@@ -87,10 +98,36 @@ CREATE TABLE IF NOT EXISTS protocol_runs (
 CREATE INDEX IF NOT EXISTS protocol_runs_run ON protocol_runs (run_id);
 """
 _PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
+# one row per (run, level, step, name): a replayed step replaces its rows (it also serves the reads)
+_METRICS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS metrics_key ON metrics (run_id, level, step, name)"
+_ARTIFACT_COLUMN_DEFS = (("sha256", "TEXT"), ("size", "INTEGER"))
+RUN_RECORD = "run.json"       # the run's row as JSON in its folder: `runs check --repair` re-indexes from it
+_LIST_COLUMNS = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
 
 
 class StoreError(RuntimeError):
     """The run store could not be written or read (read-only or full disk, missing run, ...)."""
+
+
+class IntegrityError(StoreError):
+    """A file of the store does not match the sha256 recorded when it was written (or is missing)."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _damaged(exc: sqlite3.DatabaseError, db_path: Path) -> StoreError:
+    return StoreError(f"The run store {db_path} is damaged ({exc}). Run `python -m kdcore runs check --repair` "
+                      f"to move it aside and re-index the run folders.")
 
 
 def default_home() -> Path:
@@ -165,19 +202,35 @@ class RunStore:
             self._probe_writable()
             self._connect().executescript(_SCHEMA)           # its own transaction
             self._add_missing_columns()
-        except (OSError, sqlite3.Error) as exc:
+            self._unique_metrics()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(_explain_os_error(exc, self.root)) from exc
+            raise _damaged(exc, self.db_path) from exc
+        except OSError as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
         self._legacy_protocols_read = False
         self.reap_stale()
 
     def _add_missing_columns(self) -> None:
         """Migrate a store made by an earlier version: add the run columns it lacks."""
-        have = {r["name"] for r in self._read("PRAGMA table_info(runs)")}
-        missing = [(n, d) for n, d in _RUN_COLUMN_DEFS if n not in have]
-        if missing:
-            with self._tx() as con:
-                for name, decl in missing:
-                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+        for table, defs in (("runs", _RUN_COLUMN_DEFS), ("artifacts", _ARTIFACT_COLUMN_DEFS)):
+            have = {r["name"] for r in self._read(f"PRAGMA table_info({table})")}
+            missing = [(n, d) for n, d in defs if n not in have]
+            if missing:
+                with self._tx() as con:
+                    for name, decl in missing:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+    def _unique_metrics(self) -> None:
+        """Migrate a store made before metrics were unique: keep the last row of each key, index it."""
+        if self._read("SELECT 1 FROM sqlite_master WHERE type='index' AND name='metrics_key'"):
+            return
+        with self._tx() as con:
+            con.execute("DELETE FROM metrics WHERE rowid NOT IN "
+                        "(SELECT MAX(rowid) FROM metrics GROUP BY run_id, level, step, name)")
+            con.execute("DROP INDEX IF EXISTS metrics_run")
+            con.execute(_METRICS_KEY)
 
     def _probe_writable(self) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.")
@@ -219,9 +272,20 @@ class RunStore:
                 raise
         except sqlite3.OperationalError as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(exc, self.db_path) from exc
 
-    def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        return self._connect().execute(sql, tuple(args)).fetchall()
+    def _read(self, sql: str, args: Iterable = (), *, plain: bool = False) -> list[sqlite3.Row]:
+        """The rows of a query (sqlite3.Row; plain tuples when `plain`, faster for many rows)."""
+        try:
+            cur = self._connect().cursor()
+            if plain:
+                cur.row_factory = None
+            return cur.execute(sql, tuple(args)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(_explain_os_error(exc, self.root)) from exc
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(exc, self.db_path) from exc
 
     # ---- runs ------------------------------------------------------------------------------------
     def create_run(self, config: Any, *, state: str = "queued", seed: int | None = None, device: str | None = None,
@@ -233,14 +297,26 @@ class RunStore:
             raise ValueError(f"The 'state' argument of RunStore.create_run must be one of {STATES}. Got {state!r} instead.")
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         now = time.time()
+        owner = (os.getpid(), socket.gethostname()) if state == "running" else (None, None)
+        row = {"id": run_id, "created": now, "updated": now, "state": state, "name": cfg.get("name", ""),
+               "pair": cfg.get("pair"), "objective": cfg.get("objective"), "config": json.dumps(cfg, sort_keys=True),
+               "seed": seed if seed is not None else cfg.get("seed"), "device": device or cfg.get("device"),
+               "versions": json.dumps(versions or {}), "data_fingerprint": data_fingerprint, "parent_id": parent_id,
+               "pid": owner[0], "host": owner[1]}
         with self._tx() as con:
-            con.execute(
-                "INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, versions,"
-                " data_fingerprint, parent_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, now, now, state, cfg.get("name", ""), cfg.get("pair"), cfg.get("objective"),
-                 json.dumps(cfg, sort_keys=True), seed if seed is not None else cfg.get("seed"),
-                 device or cfg.get("device"), json.dumps(versions or {}), data_fingerprint, parent_id))
+            con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        self._write_run_record(run_id, row)
         return run_id
+
+    def _write_run_record(self, run_id: str, row: dict) -> None:
+        """runs/<run_id>/run.json: what `runs check --repair` needs to re-index the run without the database."""
+        keep = {k: row[k] for k in ("id", "created", "name", "pair", "objective", "config", "seed", "device",
+                                    "parent_id")}
+        keep["config"] = json.loads(keep["config"])
+        try:
+            atomic_write_bytes(self.run_dir(run_id) / RUN_RECORD, json.dumps(keep, sort_keys=True).encode())
+        except OSError:
+            pass        # a recovery aid only: the row is what counts (and its write reports a full disk)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run (state, error, pid, host, heartbeat, step, epoch, summary, ...)."""
@@ -282,6 +358,15 @@ class RunStore:
                             (pid, socket.gethostname(), time.time(), time.time(), run_id)).rowcount
         return n == 1
 
+    def queue_for_resume(self, run_id: str) -> bool:
+        """Atomically queue an interrupted, cancelled or failed run to resume; False when it is in another state."""
+        self.get_run(run_id)
+        with self._tx() as con:
+            n = con.execute("UPDATE runs SET state='queued', resume=1, cancel_requested=0, updated=? "
+                            "WHERE id=? AND state IN ('interrupted', 'cancelled', 'failed')",
+                            (time.time(), run_id)).rowcount
+        return n == 1
+
     def next_queued(self) -> str | None:
         rows = self._read("SELECT id FROM runs WHERE state='queued' ORDER BY created, rowid LIMIT 1")
         return rows[0]["id"] if rows else None
@@ -309,37 +394,64 @@ class RunStore:
     def list_runs(self, *, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Runs, newest first, one row each: id, state, name, pair, objective, seed, device, created, step, epoch."""
         self.reap_stale()
-        sql = "SELECT * FROM runs" + (" WHERE state=?" if state else "") + " ORDER BY created DESC, rowid DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        rows = [_row_to_run(r) for r in self._read(sql, (state,) if state else ())]
-        cols = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
-        df = pd.DataFrame([{k: r[k] for k in cols} for r in rows], columns=cols)
+        if state is not None and state not in STATES:
+            raise ValueError(f"The 'state' argument of RunStore.list_runs must be one of {', '.join(STATES)}. "
+                             f"Got {state!r} instead.")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"The 'limit' argument of RunStore.list_runs must be a positive integer (or None for "
+                             f"every run). Got {limit!r} instead.")
+        sql = (f"SELECT {', '.join(_LIST_COLUMNS)} FROM runs" + (" WHERE state=?" if state else "")
+               + " ORDER BY created DESC, rowid DESC" + (f" LIMIT {limit}" if limit else ""))
+        rows = self._read(sql, (state,) if state else (), plain=True)
+        df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
         df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
         return df
 
     def reap_stale(self) -> list[str]:
-        """Mark 'running' runs whose worker is gone (pid dead on this host, or heartbeat stale) as interrupted."""
+        """Mark 'running' runs that nobody trains as interrupted.
+
+        Decided by the lease: a run whose lease is held is being trained, however old its heartbeat
+        (a paused process). A free lease means nobody trains it once its owner is gone: the process
+        that took the row ended (this host), or, on another host, its heartbeat is stale."""
         host, now = socket.gethostname(), time.time()
         stale = []
         for r in self._read("SELECT id, pid, host, heartbeat FROM runs WHERE state='running'"):
-            dead = (r["host"] == host and not _pid_alive(r["pid"])) or (
-                r["heartbeat"] is not None and now - r["heartbeat"] > HEARTBEAT_TIMEOUT_S)
-            if dead:
+            if self.lease_holder(r["id"]) is not None:
+                continue
+            gone = (not _pid_alive(r["pid"])) if r["host"] in (host, None) else (
+                r["heartbeat"] is None or now - r["heartbeat"] > HEARTBEAT_TIMEOUT_S)
+            if gone:
                 stale.append(r["id"])
         for run_id in stale:
             with self._tx() as con:
                 con.execute("UPDATE runs SET state='interrupted', error=COALESCE(error, ?), updated=? "
                             "WHERE id=? AND state='running'",
                             ("The worker process stopped without finishing the run (killed or crashed). "
-                             "Resume it with `python -m kdcore runs resume RUN_ID`.", now, run_id))
+                             f"Resume it with `python -m kdcore runs resume {run_id}`.", now, run_id))
         return stale
 
+    # ---- the lease: one owner per run (kdcore/jobs/lease.py) ----------------------------------------
+    def acquire_lease(self, run_id: str) -> _lease.Lease:
+        """Take the run's exclusive lease for this process (RunBusyError naming the holder if taken)."""
+        try:
+            return _lease.acquire(run_id, self.run_dir(run_id))
+        except OSError as exc:
+            raise StoreError(_explain_os_error(exc, self.root)) from exc
+
+    def lease_holder(self, run_id: str) -> dict | None:
+        """{host, pid, since} of the process training the run, or None when nobody does."""
+        return _lease.holder(self.run_dir(run_id))
+
     def delete_run(self, run_id: str) -> None:
+        """Remove a run: its rows, then its folder (so `runs check` does not report it as orphaned)."""
+        holder = self.lease_holder(run_id)
+        if holder is not None:
+            raise _lease.RunBusyError(run_id, holder)
         with self._tx() as con:
             for table, col in (("metrics", "run_id"), ("artifacts", "run_id"), ("protocol_runs", "run_id"),
                                ("runs", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # ---- protocols -------------------------------------------------------------------------------
     def create_protocol(self, *, pair: str | None = None, objective: str | None = None, plan: dict | None = None,
@@ -431,12 +543,13 @@ class RunStore:
 
     # ---- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, run_id: str, rows: Iterable[tuple[str, int, int, str, float]]) -> None:
-        """Append metric rows (level, step, epoch, name, value) in one transaction."""
+        """Write metric rows (level, step, epoch, name, value) in one transaction; a row of a key (level,
+        step, name) already there is replaced (a resumed run replays steps)."""
         values = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
         if not values:
             return
         with self._tx() as con:
-            con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)",
+            con.executemany("INSERT OR REPLACE INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)",
                             values)
 
     def metrics(self, run_id: str, level: str = "step") -> pd.DataFrame:
@@ -470,10 +583,42 @@ class RunStore:
             atomic_write_bytes(path, data)
         except OSError as exc:
             raise StoreError(_explain_os_error(exc, self.root)) from exc
-        with self._tx() as con:
-            con.execute("INSERT OR REPLACE INTO artifacts (run_id, name, kind, path, created, epoch) VALUES (?,?,?,?,?,?)",
-                        (run_id, name, kind, str(path.relative_to(self.root)), time.time(), epoch))
+        self.record_artifact(run_id, name, path, kind=kind, epoch=epoch, sha256=sha256_bytes(data), size=len(data))
         return path
+
+    def record_artifact(self, run_id: str, name: str, path: Path, *, kind: str, epoch: int | None, sha256: str,
+                        size: int) -> None:
+        """Index a file of the run with its sha256 (verified whenever it is read)."""
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO artifacts (run_id, name, kind, path, created, epoch, sha256, size) "
+                        "VALUES (?,?,?,?,?,?,?,?)",
+                        (run_id, name, kind, str(path.relative_to(self.root)), time.time(), epoch, sha256, size))
+
+    def read_artifact(self, run_id: str, name: str) -> bytes:
+        """An artifact's bytes, checked against the sha256 recorded when it was written (IntegrityError if not)."""
+        path, expected = self._artifact_row(run_id, name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"The file {path} of run {run_id} is missing (its folder was moved or deleted?). "
+                                 f"`python -m kdcore runs check` lists what else is missing.") from None
+        except OSError as exc:
+            raise StoreError(f"The file {path} of run {run_id} could not be read: {exc}") from exc
+        if expected is not None and sha256_bytes(data) != expected:
+            raise IntegrityError(f"The file {path} of run {run_id} does not match the sha256 recorded when it was "
+                                 f"written ({len(data)} bytes now): it was truncated or altered, and is not used.")
+        return data
+
+    def verify_artifact(self, run_id: str, name: str) -> Path:
+        """The artifact's path once its bytes match the recorded sha256 (IntegrityError naming the file if not)."""
+        self.read_artifact(run_id, name)
+        return self._artifact_row(run_id, name)[0]
+
+    def _artifact_row(self, run_id: str, name: str) -> tuple[Path, str | None]:
+        rows = self._read("SELECT path, sha256 FROM artifacts WHERE run_id=? AND name=?", (run_id, name))
+        if not rows:
+            raise StoreError(f"Run {run_id!r} has no artifact named {name!r}.")
+        return self.root / rows[0]["path"], rows[0]["sha256"]
 
     def save_student(self, run_id: str, state_dict: dict, *, epoch: int | None = None, final: bool = False,
                      metadata: dict | None = None) -> Path:
@@ -485,9 +630,10 @@ class RunStore:
         return self.save_artifact(run_id, name, save(tensors, metadata=meta), kind="student", epoch=epoch)
 
     def artifacts(self, run_id: str) -> pd.DataFrame:
-        rows = self._read("SELECT name, kind, path, epoch, created FROM artifacts WHERE run_id=? ORDER BY created",
-                          (run_id,))
-        return pd.DataFrame([tuple(r) for r in rows], columns=["name", "kind", "path", "epoch", "created"])
+        rows = self._read("SELECT name, kind, path, epoch, created, sha256, size FROM artifacts WHERE run_id=? "
+                          "ORDER BY created", (run_id,))
+        return pd.DataFrame([tuple(r) for r in rows],
+                            columns=["name", "kind", "path", "epoch", "created", "sha256", "size"])
 
     def artifact_path(self, run_id: str, name: str) -> Path:
         rows = self._read("SELECT path FROM artifacts WHERE run_id=? AND name=?", (run_id, name))
@@ -504,9 +650,9 @@ class RunStore:
 
     def load_student(self, run_id: str, *, epoch: int | None = None) -> dict:
         """The student's state dict (safetensors): the final weights, or those saved at an epoch."""
-        from safetensors.torch import load_file
+        from safetensors.torch import load
         name = "student.safetensors" if epoch is None else f"student_epoch{epoch}.safetensors"
-        return load_file(str(self.artifact_path(run_id, name)))
+        return load(self.read_artifact(run_id, name))
 
 
 def _row_to_run(row: sqlite3.Row) -> dict:

@@ -53,6 +53,7 @@ class TeacherCache:
     features: dict[str, Tensor] = field(default_factory=dict)   # layer -> [N, ...]
     mass_kept: float = 1.0                      # mean teacher probability mass in the kept entries (T = 1)
     from_disk: bool = False                     # True when loaded from an earlier run's file
+    notice: str | None = None                   # why a file on disk was not used (it was rebuilt)
 
     def get(self, idx: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Teacher logits and features for the samples `idx` ([b] long)."""
@@ -70,7 +71,8 @@ class TeacherCache:
             return None if t is None else t.to(device)
 
         return TeacherCache(mv(self.logits), mv(self.topk_values), mv(self.topk_indices), self.size,
-                            {k: v.to(device) for k, v in self.features.items()}, self.mass_kept, self.from_disk)
+                            {k: v.to(device) for k, v in self.features.items()}, self.mass_kept, self.from_disk,
+                            self.notice)
 
 
 def compute_teacher_outputs(teacher: ModelAdapter, inputs: Tensor, layers: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -86,7 +88,7 @@ def build_cache(teacher: ModelAdapter, inputs: Tensor, layers: list[str], *, bat
                 device: torch.device | str, top_k: int | None = None,
                 cache_dir: Path | None = None, key_parts: dict[str, Any] | None = None) -> TeacherCache:
     """Compute (or load from `cache_dir`) the teacher's outputs on every input."""
-    path = None
+    path, notice = None, None
     if cache_dir is not None:
         key = dict(key_parts or {}, layers=list(layers), top_k=top_k, version=CACHE_VERSION,
                    inputs=tensor_fingerprint(inputs), teacher=model_fingerprint(teacher.model))
@@ -95,7 +97,8 @@ def build_cache(teacher: ModelAdapter, inputs: Tensor, layers: list[str], *, bat
         if path.is_file():
             try:
                 return _load(path).to(device)
-            except Exception:  # a damaged cache file is rebuilt, never trusted
+            except Exception as exc:  # an altered or damaged cache file is rebuilt, never used
+                notice = f"The teacher cache {path} was not used ({exc}); it was rebuilt from the teacher."
                 path.unlink(missing_ok=True)
     logits_parts: list[Tensor] = []
     feat_parts: dict[str, list[Tensor]] = {k: [] for k in layers}
@@ -124,7 +127,29 @@ def build_cache(teacher: ModelAdapter, inputs: Tensor, layers: list[str], *, bat
         cache = TeacherCache(torch.cat(logits_parts), None, None, size, feats, 1.0)
     if path is not None:
         _save(cache, path)
+    cache.notice = notice
     return cache
+
+
+def checksum_path(path: Path) -> Path:
+    """The file beside a cache file holding its sha256 (written with it, checked before it is used)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def verify_cache_file(path: Path) -> None:
+    """Raise CacheMismatch naming the file when its bytes do not match the sha256 recorded beside it."""
+    from kdcore.jobs.store import sha256_file
+    try:
+        expected = checksum_path(path).read_text().strip()
+    except OSError:
+        raise CacheMismatch(f"no sha256 was recorded for {path}") from None
+    if sha256_file(path) != expected:
+        raise CacheMismatch(f"{path} does not match the sha256 recorded when it was written: it was altered or "
+                            f"damaged")
+
+
+class CacheMismatch(Exception):
+    """A teacher-cache file does not match its recorded sha256."""
 
 
 def _save(cache: TeacherCache, path: Path) -> None:
@@ -139,14 +164,18 @@ def _save(cache: TeacherCache, path: Path) -> None:
         tensors["topk_values"] = cache.topk_values.to("cpu").contiguous()
         tensors["topk_indices"] = cache.topk_indices.to("cpu").contiguous()
     meta = {"size": str(cache.size), "mass_kept": repr(cache.mass_kept), "version": str(CACHE_VERSION)}
+    from kdcore.jobs.store import sha256_bytes
+    data = save(tensors, metadata=meta)
     try:
-        atomic_write_bytes(path, save(tensors, metadata=meta))
+        atomic_write_bytes(checksum_path(path), sha256_bytes(data).encode())
+        atomic_write_bytes(path, data)
     except OSError:
         pass  # the cache is an optimisation: a full or read-only disk only costs speed
 
 
 def _load(path: Path) -> TeacherCache:
     from safetensors import safe_open
+    verify_cache_file(path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}

@@ -6,8 +6,10 @@
 
 Several jobs can queue; one worker per data directory runs them in order (an exclusive lock file
 keeps it to one). The worker exits when the queue is empty, and `submit` starts a new one.
-A worker killed mid-run leaves its run 'running' with a dead pid: the store reports it as
-'interrupted' the next time it looks, and `resume(run_id)` queues it again from its last epoch.
+A run is trained by one process at a time: the runner holds the run's lease (kdcore/jobs/lease.py)
+for the job's life. A worker killed mid-run leaves its run 'running' with a free lease: the store
+reports it as 'interrupted' the next time it looks, and `resume(run_id)` queues it again from its
+last epoch; a run whose lease is held (even by a paused process) is refused, naming the holder.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import IO, NoReturn
 import pandas as pd
 
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.store import FINAL_STATES, RunStore, StoreError
 
 _LOCK_NAME = "worker.lock"
@@ -57,10 +60,13 @@ def rerun(run_id: str, *, store: RunStore | None = None, start_worker: bool = Tr
 def resume(run_id: str, *, store: RunStore | None = None, start_worker: bool = True) -> str:
     """Queue an interrupted, cancelled or failed run to continue from its last finished epoch."""
     store = _store(store)
-    run = store.get_run(run_id)
-    if run["state"] in ("queued", "running", "completed"):
-        raise ValueError(f"Run {run_id} is {run['state']}: only interrupted, cancelled or failed runs can be resumed.")
-    store.update_run(run_id, state="queued", resume=1, cancel_requested=0)
+    store.reap_stale()
+    holder = store.lease_holder(run_id)
+    if holder is not None:
+        raise RunBusyError(run_id, holder)
+    if not store.queue_for_resume(run_id):
+        state = store.get_run(run_id)["state"]
+        raise ValueError(f"Run {run_id} is {state}: only interrupted, cancelled or failed runs can be resumed.")
     if start_worker:
         start_worker_process(store)
     return run_id
@@ -150,6 +156,8 @@ def run_queued(run_id: str, store: RunStore) -> None:
     try:
         config = JobConfig.from_dict(row["config"])
         run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
+    except RunBusyError:
+        return                                      # another process trains it: it keeps the run
     except StoreError:
         raise
     except KeyboardInterrupt:
