@@ -55,7 +55,10 @@ def grad_reverse(x: Tensor, scale: float) -> Tensor:
 def ctkd_lambda(epoch: int, loops: int = 10, lambda_min: float = 0.0, lambda_max: float = 1.0) -> float:
     """λ_e = λ_min + ½(λ_max − λ_min)·(1 − cos(π·min(e, E_loops)/E_loops)), epoch e ≥ 1 (constant within it):
     ≈ 0.0245 at e = 1, 0.5 at e = 5, 1 from e = 10 with the defaults. methods/13 §13.3a."""
-    where = "ctkd_lambda"
+    return _ctkd_lambda(epoch, loops, lambda_min, lambda_max, where="ctkd_lambda")
+
+
+def _ctkd_lambda(epoch: int, loops: int, lambda_min: float, lambda_max: float, *, where: str) -> float:
     e = _at_least("epoch", epoch, 1, where)
     n = _at_least("loops", loops, 1, where)
     return lambda_min + 0.5 * (lambda_max - lambda_min) * (1.0 - math.cos(math.pi * min(e, n) / n))
@@ -80,7 +83,7 @@ def ctkd_step(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, th
     methods/13 §13.3a.
     """
     where = "ctkd_step"
-    lam = ctkd_lambda(epoch, loops)
+    lam = _ctkd_lambda(epoch, loops, 0.0, 1.0, where=where)
     t_range = check_positive("t_range", t_range, where=where)
     t_start = check_nonnegative("t_start", t_start, where=where)
     gamma, alpha = (check_nonnegative(k, v, where=where) for k, v in (("gamma", gamma), ("alpha", alpha)))
