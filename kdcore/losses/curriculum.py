@@ -90,11 +90,11 @@ def ctkd_step(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, th
     s, t = _check_pair(student_logits, teacher_logits, where=where)
     y = _check_class_labels(labels, s, where=where)
     s, t = _upcast(s, t)
-    th = _theta_input(theta, lam, s.dtype, where)                                 # scalar, graph to θ
-    T = ctkd_temperature(th, t_start, t_range).to(s.dtype)
-    kl = _kl(torch.log_softmax(t / T, dim=-1), torch.log_softmax(s / T, dim=-1)).mean()
-    loss = gamma * F.cross_entropy(s, y) + alpha * T * T * kl
-    with torch.enable_grad():
+    with torch.enable_grad():                                                     # ∂L/∂θ also under no_grad
+        th = _theta_input(theta, lam, s.dtype, where)                             # scalar, graph to θ
+        T = ctkd_temperature(th, t_start, t_range).to(s.dtype)
+        kl = _kl(torch.log_softmax(t / T, dim=-1), torch.log_softmax(s / T, dim=-1)).mean()
+        loss = gamma * F.cross_entropy(s, y) + alpha * T * T * kl
         (dtheta,) = torch.autograd.grad(loss, th, retain_graph=True)
     return {"loss": loss, "T": T.detach(), "lambda": lam, "dloss_dtheta": dtheta.detach()}
 
