@@ -9,11 +9,28 @@ checks run over:
 - ``LOSSES``: classification losses ``kd``, ``dkd``, ``cakd``, ``normkd``, ``ls``;
 - ``FEATURE_LOSSES``: ``feature_l2``, ``feature_cosine``, ``attention_transfer``, ``attention_kl``,
   ``attention_mse``.
+Training strategies of methods/13 (CLKD, TAKD/DGKD, CTKD and curriculum pacing, BAN, BYOT,
+Tf-KD, education distillation) are in ``clkd``, ``assistants``, ``curriculum``, ``self_distill``,
+``teacher_free`` and ``education``, re-exported here.
 The training *methods* (names, aliases, parameters, the loss each calls) are the method table,
 ``kdcore.methods``; a method's step calls these functions and never restates their formulas.
 """
+from kdcore.losses.assistants import dgkd_choose_dropped, dgkd_loss, takd_path
 from kdcore.losses.attention import attention_kl_loss, attention_map, attention_mse_loss, attention_transfer_loss
+from kdcore.losses.clkd import clkd_components, clkd_loss
+from kdcore.losses.curriculum import (
+                                     ctkd_lambda,
+                                     ctkd_step,
+                                     ctkd_temperature,
+                                     ctkd_theta_step,
+                                     curriculum_order,
+                                     grad_reverse,
+                                     pacing,
+                                     pool_size,
+                                     warmup_weight,
+)
 from kdcore.losses.decoupled import RULES, cakd_components, cakd_loss, dkd_components, dkd_loss, strong_set
+from kdcore.losses.education import education_kd_loss, grade_of_epoch, grade_partition
 from kdcore.losses.features import feature_cosine_loss, feature_l2_loss, make_projector
 from kdcore.losses.kd import (
                                      kd_components,
@@ -23,6 +40,14 @@ from kdcore.losses.kd import (
                                      normkd_components,
                                      normkd_loss,
                                      softmax_t,
+)
+from kdcore.losses.self_distill import ban_components, ban_ensemble, ban_loss, byot_losses, cwtm_loss
+from kdcore.losses.teacher_free import (
+                                       SOFTEN,
+                                       tfkd_reg_components,
+                                       tfkd_reg_loss,
+                                       tfkd_self_loss,
+                                       virtual_teacher,
 )
 
 LOSSES = {
@@ -48,4 +73,10 @@ __all__ = [
     "feature_cosine_loss", "feature_l2_loss", "make_projector",
     "kd_components", "kd_loss", "label_smoothing_loss", "label_smoothing_targets",
     "normkd_components", "normkd_loss", "softmax_t",
+    # training strategies (methods/13)
+    "SOFTEN", "ban_components", "ban_ensemble", "ban_loss", "byot_losses", "clkd_components", "clkd_loss",
+    "ctkd_lambda", "ctkd_step", "ctkd_temperature", "ctkd_theta_step", "curriculum_order", "cwtm_loss",
+    "dgkd_choose_dropped", "dgkd_loss", "education_kd_loss", "grade_of_epoch", "grade_partition",
+    "grad_reverse", "pacing", "pool_size", "takd_path", "tfkd_reg_components", "tfkd_reg_loss",
+    "tfkd_self_loss", "virtual_teacher", "warmup_weight",
 ]
