@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_jobs_toy import TOY
+from tests.helpers.toys import TOY
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"pair": TOY, "objective": "kd", "epochs": 1, "batch_size": 128, "val_size": 64, "probe_size": 16}
