@@ -1,5 +1,6 @@
 """Layer-subset initialisation (METHODS §14.2): layer_subset_indices and make_student_from_teacher
 on tiny Llama- and BERT-style directories built from configs (tests/helpers/hf_pairs.py)."""
+import re
 from fractions import Fraction
 
 import pytest
@@ -8,7 +9,7 @@ from safetensors import safe_open
 
 from kdcore.adapters import layer_subset_indices, load_hf, make_student_from_teacher
 from kdcore.validation import InvalidParameterError
-from tests.helpers.hf_pairs import bert_pair, llama_pair
+from tests.helpers.hf_pairs import bert_config, bert_pair, llama_pair, save_model
 
 
 def _spread_by_hand(n_t, n_s):
@@ -103,19 +104,34 @@ def test_a_student_with_all_layers_reproduces_the_teacher(pairs, tmp_path, kind)
     assert made.layers == [0, 1, 2, 3] and torch.equal(s_logits, t_logits)
 
 
+def _teacher_key(key, prefix, layers):
+    """The teacher's name of a student tensor: `prefix.i.` becomes `prefix.layers[i].`."""
+    return re.sub(rf"^{re.escape(prefix)}\.(\d+)\.", lambda m: f"{prefix}.{layers[int(m.group(1))]}.", key)
+
+
 def test_bert_student_copies_layers_embeddings_and_classifier(pairs, tmp_path):
     teacher_dir, _ = pairs["bert"]
     made = make_student_from_teacher(teacher_dir, 2, tmp_path / "s", rule="stride", offset=1)
     assert made.layers == [1, 3]
     t_state = load_hf(teacher_dir, kind="sequence_classification").model.state_dict()
     s_state = load_hf(made.path, kind="sequence_classification").model.state_dict()
+    assert any(k.startswith("classifier.") for k in s_state) and any(k.startswith("bert.embeddings.") for k in s_state)
     for key, value in s_state.items():
-        t_key = key
-        for i, j in enumerate(made.layers):
-            t_key = t_key.replace(f"encoder.layer.{i}.", f"encoder.layer.{j}.") if key.startswith(
-                f"bert.encoder.layer.{i}.") else t_key
-        assert torch.equal(value, t_state[t_key]), key
-    assert any(k.startswith("classifier.") for k in s_state)
+        assert torch.equal(value, t_state[_teacher_key(key, "bert.encoder.layer", made.layers)]), key
+
+
+def test_a_headless_bf16_encoder_keeps_its_class_and_dtype(tmp_path):
+    from transformers import BertModel
+
+    teacher_dir = save_model(bert_config(4, architectures=["BertModel"]), tmp_path / "t", seed=5)
+    teacher = BertModel.from_pretrained(str(teacher_dir), local_files_only=True).to(torch.bfloat16)
+    teacher.save_pretrained(str(teacher_dir))
+    made = make_student_from_teacher(teacher_dir, 3, tmp_path / "s")
+    student = BertModel.from_pretrained(str(made.path), local_files_only=True)
+    assert made.architecture == "BertModel" and made.layers == [0, 2, 3] and student.dtype == torch.bfloat16
+    t_state = teacher.state_dict()
+    for key, value in student.state_dict().items():
+        assert torch.equal(value, t_state[_teacher_key(key, "encoder.layer", made.layers)]), key
 
 
 def test_make_student_refusals(pairs, tmp_path):
