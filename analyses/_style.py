@@ -3,6 +3,7 @@
 Figures are built with the plotly template left to the caller (tests set it to None), so the style
 here only sets what carries meaning: titles, axis labels with units, legend, hover.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,10 +11,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-TEACHER = "#1f4e79"          # dark blue
-STUDENT = "#d9822b"          # orange: the distilled student
-BASELINE = "#2a9d5c"         # green: the student trained without a teacher (the baseline)
-NEUTRAL = "#7f7f7f"          # grey: references that are no model (diagonals, counts, limits)
+TEACHER = "#1f4e79"  # dark blue
+STUDENT = "#d9822b"  # orange: the distilled student
+BASELINE = "#2a9d5c"  # green: the student trained without a teacher (the baseline)
+NEUTRAL = "#7f7f7f"  # grey: references that are no model (diagonals, counts, limits)
 ROLE_COLOURS = {"teacher": TEACHER, "student": STUDENT, "baseline": BASELINE}
 
 
@@ -27,16 +28,28 @@ def role_colour(name: str) -> str:
     if "teacher" in low:
         return TEACHER
     return STUDENT if "student" in low else NEUTRAL
-SEQUENTIAL = "Viridis"       # heatmaps of magnitudes (CKA, attention)
-DIVERGING = "RdBu"           # signed differences
 
 
-def finish(fig: go.Figure, *, title: str, x: str | None = None, y: str | None = None,
-           height: int | None = None, legend: bool = True) -> go.Figure:
+SEQUENTIAL = "Viridis"  # heatmaps of magnitudes (CKA, attention)
+DIVERGING = "RdBu"  # signed differences
+
+
+def finish(
+    fig: go.Figure,
+    *,
+    title: str,
+    x: str | None = None,
+    y: str | None = None,
+    height: int | None = None,
+    legend: bool = True,
+) -> go.Figure:
     """Set the title, axis titles and legend placement that every figure must have."""
-    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left"},
-                      showlegend=legend, hovermode="closest",
-                      margin={"l": 60, "r": 20, "t": 60, "b": 50})
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        showlegend=legend,
+        hovermode="closest",
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
     if legend:
         fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 1, "xanchor": "right"})
     if x is not None:
@@ -50,9 +63,30 @@ def finish(fig: go.Figure, *, title: str, x: str | None = None, y: str | None = 
 
 # ---- added by analyses-core: per-class colours (readable for up to ~24 classes, then they repeat)
 CLASS_PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7ba52", "#e7969c",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+    "#e6550d",
+    "#31a354",
+    "#756bb1",
+    "#636363",
+    "#9c9ede",
+    "#cedb9c",
+    "#e7ba52",
+    "#e7969c",
 )
 
 
@@ -65,19 +99,29 @@ def image_trace(img, *, name: str = "input"):
     """An image [C, H, W] (torch or numpy) scaled to [0, 1]: RGB as ``go.Image``, one channel as a grey
     heatmap. Values outside [0, 1] are min-max scaled first."""
     import numpy as np
+
     z = np.asarray(img.detach().cpu() if hasattr(img, "detach") else img, dtype=np.float64)  # [C, H, W]
     lo, hi = z.min(), z.max()
     if lo < 0 or hi > 1:
         z = (z - lo) / (hi - lo) if hi > lo else np.zeros_like(z)
     if z.shape[0] == 3:
-        return go.Image(z=(z.transpose(1, 2, 0) * 255).round().astype(np.uint8), name=name,
-                        hovertemplate=f"x %{{x}}, y %{{y}}<extra>{name}</extra>")
-    return go.Heatmap(z=z[0], colorscale=[[0.0, "black"], [1.0, "white"]], showscale=False, name=name,
-                      hovertemplate=f"x %{{x}}, y %{{y}}<br>%{{z:.2f}}<extra>{name}</extra>")
+        return go.Image(
+            z=(z.transpose(1, 2, 0) * 255).round().astype(np.uint8),
+            name=name,
+            hovertemplate=f"x %{{x}}, y %{{y}}<extra>{name}</extra>",
+        )
+    return go.Heatmap(
+        z=z[0],
+        colorscale=[[0.0, "black"], [1.0, "white"]],
+        showscale=False,
+        name=name,
+        hovertemplate=f"x %{{x}}, y %{{y}}<br>%{{z:.2f}}<extra>{name}</extra>",
+    )
 
 
-def figure_by_type(result: Any, builders: dict[type, Callable[..., go.Figure]], *, where: str, expected: str,
-                   **kwargs: Any) -> go.Figure:
+def figure_by_type(
+    result: Any, builders: dict[type, Callable[..., go.Figure]], *, where: str, expected: str, **kwargs: Any
+) -> go.Figure:
     """The figure of the first builder whose result type `result` is (keyword arguments pass through).
 
     builders: {result type: figure function}, tried in order; expected: those types in words,

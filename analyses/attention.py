@@ -24,6 +24,7 @@ A student whose heads all have high entropy has not learned the teacher's sharp 
 head with no close student head (a high value on the assignment) is structure the student lacks.
 Attention-transfer maps that light up different regions mean the student looks elsewhere.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,9 @@ from torch import Tensor
 from analyses import _style
 from kdcore.validation import as_tensor
 
-_CHUNK = 2 ** 22                   # float64 elements per intermediate (32 MiB): long texts stay bounded
-METRICS = ("kl", "js", "mse")       # divergences between two heads' attention rows
-MODES = ("one_to_one", "nearest")   # how student heads are assigned to teacher heads
+_CHUNK = 2**22  # float64 elements per intermediate (32 MiB): long texts stay bounded
+METRICS = ("kl", "js", "mse")  # divergences between two heads' attention rows
+MODES = ("one_to_one", "nearest")  # how student heads are assigned to teacher heads
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,17 +58,23 @@ def _check_attention(name: str, attn: Any, where: str) -> Tensor:
     """Attention probabilities [B, H, L, L]: finite, non-negative, rows summing to 1."""
     attn = as_tensor(name, attn, where=where)
     if attn.dim() != 4 or attn.shape[-1] != attn.shape[-2] or attn.numel() == 0:
-        raise ValueError(f"The '{name}' argument of {where} must be attention probabilities of shape "
-                         f"[batch, heads, length, length]. Got shape {tuple(attn.shape)} instead.")
+        raise ValueError(
+            f"The '{name}' argument of {where} must be attention probabilities of shape "
+            f"[batch, heads, length, length]. Got shape {tuple(attn.shape)} instead."
+        )
     attn = attn.detach().to("cpu", torch.float64 if attn.dtype == torch.float64 else torch.float32)
     sums = attn.sum(-1)  # [B, H, L]; NaN or inf anywhere shows here
     if not bool(torch.isfinite(sums).all()) or float(attn.min()) < 0:
-        raise ValueError(f"The '{name}' argument of {where} must hold finite, non-negative probabilities. "
-                         f"Got values from {float(attn.min())} to {float(attn.max())}.")
+        raise ValueError(
+            f"The '{name}' argument of {where} must hold finite, non-negative probabilities. "
+            f"Got values from {float(attn.min())} to {float(attn.max())}."
+        )
     if float((sums - 1).abs().max()) > 1e-3:
-        raise ValueError(f"The '{name}' argument of {where} must have rows that sum to 1 (softmax over keys). "
-                         f"Got row sums from {float(sums.min()):.4g} to {float(sums.max()):.4g}: "
-                         f"pass attention probabilities, not scores.")
+        raise ValueError(
+            f"The '{name}' argument of {where} must have rows that sum to 1 (softmax over keys). "
+            f"Got row sums from {float(sums.min()):.4g} to {float(sums.max()):.4g}: "
+            f"pass attention probabilities, not scores."
+        )
     return attn
 
 
@@ -75,14 +82,18 @@ def _check_layers(name: str, layers: Any, where: str) -> list[Tensor]:
     if isinstance(layers, (Tensor, np.ndarray)):
         layers = [layers]
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
-        raise ValueError(f"The '{name}' argument of {where} must be a non-empty list of per-layer attention "
-                         f"tensors [B, H, L, L]. Got {type(layers).__name__} instead.")
+        raise ValueError(
+            f"The '{name}' argument of {where} must be a non-empty list of per-layer attention "
+            f"tensors [B, H, L, L]. Got {type(layers).__name__} instead."
+        )
     out = [_check_attention(f"{name}[{i}]", a, where) for i, a in enumerate(layers)]
     shape = out[0].shape
     for i, a in enumerate(out):
         if a.shape[0] != shape[0] or a.shape[-1] != shape[-1]:
-            raise ValueError(f"Every layer of '{name}' in {where} must have the same batch size and length. "
-                             f"Layer 0 has shape {tuple(shape)}, layer {i} has {tuple(a.shape)}.")
+            raise ValueError(
+                f"Every layer of '{name}' in {where} must have the same batch size and length. "
+                f"Layer 0 has shape {tuple(shape)}, layer {i} has {tuple(a.shape)}."
+            )
     return out
 
 
@@ -92,8 +103,10 @@ def _check_mask(mask: Any, batch: int, length: int, where: str) -> Tensor | None
         return None
     mask = as_tensor("mask", mask, where=where)
     if mask.shape != (batch, length):
-        raise ValueError(f"The 'mask' argument of {where} must have shape [{batch}, {length}] (batch, length). "
-                         f"Got shape {tuple(mask.shape)} instead.")
+        raise ValueError(
+            f"The 'mask' argument of {where} must have shape [{batch}, {length}] (batch, length). "
+            f"Got shape {tuple(mask.shape)} instead."
+        )
     mask = mask.to("cpu").bool()
     if not bool(mask.any()):
         raise ValueError(f"The 'mask' argument of {where} keeps no position: keep at least one query row.")
@@ -157,8 +170,10 @@ def head_divergence(student_attn: Any, teacher_attn: Any, *, metric: str = "kl",
     s = _check_attention("student_attn", student_attn, where)
     t = _check_attention("teacher_attn", teacher_attn, where)
     if s.shape[0] != t.shape[0] or s.shape[-1] != t.shape[-1]:
-        raise ValueError(f"student_attn and teacher_attn of {where} must have the same batch size and length. "
-                         f"Got {tuple(s.shape)} for the student and {tuple(t.shape)} for the teacher.")
+        raise ValueError(
+            f"student_attn and teacher_attn of {where} must have the same batch size and length. "
+            f"Got {tuple(s.shape)} for the student and {tuple(t.shape)} for the teacher."
+        )
     if metric not in METRICS:
         raise ValueError(f"The 'metric' parameter of {where} must be one of {METRICS}. Got {metric!r} instead.")
     return _divergence(s, t, metric, _check_mask(mask, s.shape[0], s.shape[-1], where))
@@ -170,11 +185,11 @@ def _divergence(s: Tensor, t: Tensor, metric: str, mask: Tensor | None) -> np.nd
     b, hs, length, _ = s.shape
     rows = torch.empty(b, hs, t.shape[1], length, dtype=torch.float64)  # [B, Hs, Ht, L]
     for sl in _batch_chunks(b, hs * length * length):
-        ss = s[sl].double()                     # [b, Hs, L, L]
+        ss = s[sl].double()  # [b, Hs, L, L]
         for j in range(t.shape[1]):
-            tt = t[sl, j:j + 1].double()        # [b, 1, L, L]
+            tt = t[sl, j : j + 1].double()  # [b, 1, L, L]
             if metric == "kl":
-                r = _kl_rows(tt, ss)            # [b, Hs, L]
+                r = _kl_rows(tt, ss)  # [b, Hs, L]
             elif metric == "js":
                 m = 0.5 * (ss + tt)
                 r = 0.5 * _kl_rows(tt, m) + 0.5 * _kl_rows(ss, m)
@@ -196,8 +211,10 @@ def match_heads(divergence: Any, *, mode: str = "one_to_one") -> list[tuple[int,
     where = "match_heads"
     d = np.asarray(divergence, dtype=np.float64)
     if d.ndim != 2 or d.size == 0 or np.isnan(d).any():
-        raise ValueError(f"The 'divergence' argument of {where} must be a non-empty [student heads, teacher heads] "
-                         f"matrix without NaN. Got shape {d.shape} instead.")
+        raise ValueError(
+            f"The 'divergence' argument of {where} must be a non-empty [student heads, teacher heads] "
+            f"matrix without NaN. Got shape {d.shape} instead."
+        )
     if mode not in MODES:
         raise ValueError(f"The 'mode' parameter of {where} must be one of {MODES}. Got {mode!r} instead.")
     if mode == "nearest":
@@ -221,21 +238,29 @@ def default_layer_map(n_student: int, n_teacher: int) -> list[tuple[int, int]]:
 @dataclass
 class AttentionResult:
     """Attention of a teacher and a student on the same inputs, with per-head summaries."""
-    student: list[Tensor]                       # per student layer [B, Hs, L, L] (CPU, float32 or float64)
-    teacher: list[Tensor]                       # per teacher layer [B, Ht, L, L]
-    layer_map: list[tuple[int, int]]            # (student layer, teacher layer) pairs compared
-    entropy: pd.DataFrame                       # role, layer, head, entropy (nats), max_entropy (ln L)
+
+    student: list[Tensor]  # per student layer [B, Hs, L, L] (CPU, float32 or float64)
+    teacher: list[Tensor]  # per teacher layer [B, Ht, L, L]
+    layer_map: list[tuple[int, int]]  # (student layer, teacher layer) pairs compared
+    entropy: pd.DataFrame  # role, layer, head, entropy (nats), max_entropy (ln L)
     divergence: dict[tuple[int, int], np.ndarray]  # (student layer, teacher layer) -> [Hs, Ht]
-    matches: pd.DataFrame                       # student_layer, student_head, teacher_layer, teacher_head, divergence
-    metric: str = "kl"                          # divergence used for matching
-    mode: str = "one_to_one"                    # assignment rule
-    tokens: list[str] | None = None             # labels of the positions (one input), if known
+    matches: pd.DataFrame  # student_layer, student_head, teacher_layer, teacher_head, divergence
+    metric: str = "kl"  # divergence used for matching
+    mode: str = "one_to_one"  # assignment rule
+    tokens: list[str] | None = None  # labels of the positions (one input), if known
     mask: Tensor | None = field(default=None, repr=False)  # [B, L] query mask, if any
 
 
-def compute(student_attn: Sequence[Any], teacher_attn: Sequence[Any], *, layer_map: Sequence[tuple[int, int]] | None = None,
-            metric: str = "kl", mode: str = "one_to_one", mask: Any = None,
-            tokens: Sequence[str] | None = None) -> AttentionResult:
+def compute(
+    student_attn: Sequence[Any],
+    teacher_attn: Sequence[Any],
+    *,
+    layer_map: Sequence[tuple[int, int]] | None = None,
+    metric: str = "kl",
+    mode: str = "one_to_one",
+    mask: Any = None,
+    tokens: Sequence[str] | None = None,
+) -> AttentionResult:
     """Entropy per head, divergence between every pair of heads and the best head assignment.
 
     ``student_attn`` / ``teacher_attn``: per layer [B, H, L, L] attention probabilities of the same
@@ -247,12 +272,15 @@ def compute(student_attn: Sequence[Any], teacher_attn: Sequence[Any], *, layer_m
     t_layers = _check_layers("teacher_attn", teacher_attn, where)
     b, length = s_layers[0].shape[0], s_layers[0].shape[-1]
     if (t_layers[0].shape[0], t_layers[0].shape[-1]) != (b, length):
-        raise ValueError(f"The student and teacher attention of {where} must cover the same inputs: got batch/length "
-                         f"{(b, length)} for the student and {(t_layers[0].shape[0], t_layers[0].shape[-1])} for the teacher.")
+        raise ValueError(
+            f"The student and teacher attention of {where} must cover the same inputs: got batch/length "
+            f"{(b, length)} for the student and {(t_layers[0].shape[0], t_layers[0].shape[-1])} for the teacher."
+        )
     mask_t = _check_mask(mask, b, length, where)
     if tokens is not None and len(tokens) != length:
-        raise ValueError(f"The 'tokens' argument of {where} must have one label per position ({length}). "
-                         f"Got {len(tokens)} instead.")
+        raise ValueError(
+            f"The 'tokens' argument of {where} must have one label per position ({length}). Got {len(tokens)} instead."
+        )
     if metric not in METRICS:
         raise ValueError(f"The 'metric' parameter of {where} must be one of {METRICS}. Got {metric!r} instead.")
     if mode not in MODES:
@@ -262,8 +290,10 @@ def compute(student_attn: Sequence[Any], teacher_attn: Sequence[Any], *, layer_m
     layer_map = [(int(i), int(j)) for i, j in layer_map]
     for i, j in layer_map:
         if not (0 <= i < len(s_layers) and 0 <= j < len(t_layers)):
-            raise ValueError(f"The 'layer_map' argument of {where} holds the pair ({i}, {j}), but the student has "
-                             f"{len(s_layers)} layers and the teacher {len(t_layers)} (indices start at 0).")
+            raise ValueError(
+                f"The 'layer_map' argument of {where} holds the pair ({i}, {j}), but the student has "
+                f"{len(s_layers)} layers and the teacher {len(t_layers)} (indices start at 0)."
+            )
     rows = []
     for role, layers in (("teacher", t_layers), ("student", s_layers)):
         for li, a in enumerate(layers):
@@ -275,11 +305,24 @@ def compute(student_attn: Sequence[Any], teacher_attn: Sequence[Any], *, layer_m
         d = _divergence(s_layers[i], t_layers[j], metric, mask_t)
         divergence[(i, j)] = d
         for sh, th, v in match_heads(d, mode=mode):
-            match_rows.append({"student_layer": i, "student_head": sh, "teacher_layer": j, "teacher_head": th, "divergence": v})
-    matches = pd.DataFrame(match_rows, columns=["student_layer", "student_head", "teacher_layer", "teacher_head", "divergence"])
-    return AttentionResult(student=s_layers, teacher=t_layers, layer_map=layer_map, entropy=entropy,
-                           divergence=divergence, matches=matches, metric=metric, mode=mode,
-                           tokens=list(tokens) if tokens is not None else None, mask=mask_t)
+            match_rows.append(
+                {"student_layer": i, "student_head": sh, "teacher_layer": j, "teacher_head": th, "divergence": v}
+            )
+    matches = pd.DataFrame(
+        match_rows, columns=["student_layer", "student_head", "teacher_layer", "teacher_head", "divergence"]
+    )
+    return AttentionResult(
+        student=s_layers,
+        teacher=t_layers,
+        layer_map=layer_map,
+        entropy=entropy,
+        divergence=divergence,
+        matches=matches,
+        metric=metric,
+        mode=mode,
+        tokens=list(tokens) if tokens is not None else None,
+        mask=mask_t,
+    )
 
 
 def compute_from_adapters(student: Any, teacher: Any, inputs: Tensor, **kwargs: Any) -> AttentionResult:
@@ -287,8 +330,10 @@ def compute_from_adapters(student: Any, teacher: Any, inputs: Tensor, **kwargs: 
     s, t = student.attentions(inputs), teacher.attentions(inputs)
     for role, a in (("student", s), ("teacher", t)):
         if a is None:
-            raise ValueError(f"The {role} model of analyses.attention.compute_from_adapters exposes no attention "
-                             f"weights: the attention view needs transformer models (e.g. the 'tinylang' pair).")
+            raise ValueError(
+                f"The {role} model of analyses.attention.compute_from_adapters exposes no attention "
+                f"weights: the attention view needs transformer models (e.g. the 'tinylang' pair)."
+            )
     return compute(s, t, **kwargs)
 
 
@@ -298,23 +343,26 @@ def compute_from_adapters(student: Any, teacher: Any, inputs: Tensor, **kwargs: 
 @dataclass
 class AttentionTransferResult:
     """Attention-transfer maps a(F) of a teacher and a student feature map, per sample."""
-    teacher: Tensor          # [B, Ht, Wt] L2-normalised over positions
-    student: Tensor          # [B, Hs, Ws] L2-normalised over positions
+
+    teacher: Tensor  # [B, Ht, Wt] L2-normalised over positions
+    student: Tensor  # [B, Hs, Ws] L2-normalised over positions
     student_resized: Tensor  # [B, Ht, Wt] the student map resized bilinearly to the teacher's grid
     per_sample: pd.DataFrame  # sample, loss (kdcore.losses.attention_transfer_loss on that sample)
-    p: float = 2.0           # exponent of |F_c|^p
+    p: float = 2.0  # exponent of |F_c|^p
     images: Tensor | None = field(default=None, repr=False)  # [B, C, H, W] inputs, for display
 
 
 def _at_map(fmap: Tensor, p: float) -> Tensor:
     """kdcore's a(F), reshaped to the spatial grid: [B, C, H, W] -> [B, H, W]."""
     from kdcore.losses import attention_map
+
     b, _, h, w = fmap.shape
     return attention_map(fmap, p=p).detach().to("cpu", torch.float32).reshape(b, h, w)
 
 
-def attention_transfer_maps(student_fmap: Any, teacher_fmap: Any, *, p: float = 2.0,
-                            images: Any = None) -> AttentionTransferResult:
+def attention_transfer_maps(
+    student_fmap: Any, teacher_fmap: Any, *, p: float = 2.0, images: Any = None
+) -> AttentionTransferResult:
     """a(F) = vec(mean_c |F_c|^p), L2-normalised per sample, for a student and a teacher feature map.
 
     ``student_fmap`` [B, Cs, Hs, Ws], ``teacher_fmap`` [B, Ct, Ht, Wt] (channel counts may differ).
@@ -322,29 +370,37 @@ def attention_transfer_maps(student_fmap: Any, teacher_fmap: Any, *, p: float = 
     ``kdcore.losses.attention_transfer_loss`` (Zagoruyko & Komodakis 2017, arXiv 1612.03928).
     """
     from kdcore.losses import attention_transfer_loss
+
     where = "attention_transfer_maps"
     s = as_tensor("student_fmap", student_fmap, where=where)
     t = as_tensor("teacher_fmap", teacher_fmap, where=where)
     for name, x in (("student_fmap", s), ("teacher_fmap", t)):
         if x.dim() != 4 or x.numel() == 0:
-            raise ValueError(f"The '{name}' argument of {where} must be a conv feature map [B, C, H, W]. "
-                             f"Got shape {tuple(x.shape)} instead.")
+            raise ValueError(
+                f"The '{name}' argument of {where} must be a conv feature map [B, C, H, W]. "
+                f"Got shape {tuple(x.shape)} instead."
+            )
     if s.shape[0] != t.shape[0]:
-        raise ValueError(f"student_fmap and teacher_fmap of {where} must have the same batch size. "
-                         f"Got {s.shape[0]} and {t.shape[0]}.")
+        raise ValueError(
+            f"student_fmap and teacher_fmap of {where} must have the same batch size. "
+            f"Got {s.shape[0]} and {t.shape[0]}."
+        )
     s, t = s.detach(), t.detach()
     with torch.no_grad():
         a_t, a_s = _at_map(t, p), _at_map(s, p)  # [B, Ht, Wt], [B, Hs, Ws]
         resized = F.interpolate(a_s.unsqueeze(1), size=a_t.shape[-2:], mode="bilinear", align_corners=False).squeeze(1)
         resized = resized / resized.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)  # [B, Ht, Wt]
-        losses = [float(attention_transfer_loss(s[i:i + 1], t[i:i + 1], p=p)) for i in range(s.shape[0])]
+        losses = [float(attention_transfer_loss(s[i : i + 1], t[i : i + 1], p=p)) for i in range(s.shape[0])]
     per_sample = pd.DataFrame({"sample": np.arange(s.shape[0]), "loss": losses})
     imgs = as_tensor("images", images, where=where).detach().cpu() if images is not None else None
-    return AttentionTransferResult(teacher=a_t, student=a_s, student_resized=resized, per_sample=per_sample, p=p, images=imgs)
+    return AttentionTransferResult(
+        teacher=a_t, student=a_s, student_resized=resized, per_sample=per_sample, p=p, images=imgs
+    )
 
 
-def attention_transfer_from_adapters(student: Any, teacher: Any, inputs: Tensor, *, student_layer: str,
-                                     teacher_layer: str, p: float = 2.0) -> AttentionTransferResult:
+def attention_transfer_from_adapters(
+    student: Any, teacher: Any, inputs: Tensor, *, student_layer: str, teacher_layer: str, p: float = 2.0
+) -> AttentionTransferResult:
     """:func:`attention_transfer_maps` on features captured by two ModelAdapters at the named layers."""
     fs = student.capture(inputs, [student_layer])[student_layer]
     ft = teacher.capture(inputs, [teacher_layer])[teacher_layer]
@@ -366,8 +422,9 @@ def _token_ticks(fig: go.Figure, result: AttentionResult, length: int) -> None:
         fig.update_yaxes(**ticks)
 
 
-def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int = 0,
-                teacher_layer: int | None = None) -> go.Figure:
+def maps_figure(
+    result: AttentionResult, *, sample: int = 0, student_layer: int = 0, teacher_layer: int | None = None
+) -> go.Figure:
     """Per-head attention maps of one input: teacher heads (top row) and student heads (bottom row),
     each row ending with the head-averaged map. Rows = query positions, columns = key positions."""
     if teacher_layer is None:
@@ -375,29 +432,45 @@ def maps_figure(result: AttentionResult, *, sample: int = 0, student_layer: int 
     _check_index("student_layer", student_layer, len(result.student), "maps_figure")
     _check_index("teacher_layer", teacher_layer, len(result.teacher), "maps_figure")
     _check_index("sample", sample, result.student[0].shape[0], "maps_figure")
-    t = result.teacher[teacher_layer][sample].numpy()   # [Ht, L, L]
-    s = result.student[student_layer][sample].numpy()   # [Hs, L, L]
+    t = result.teacher[teacher_layer][sample].numpy()  # [Ht, L, L]
+    s = result.student[student_layer][sample].numpy()  # [Hs, L, L]
     ncols = max(t.shape[0], s.shape[0]) + 1
-    titles = ([f"teacher L{teacher_layer} H{h}" for h in range(t.shape[0])] + [""] * (ncols - 1 - t.shape[0])
-              + [f"teacher L{teacher_layer} mean"]
-              + [f"student L{student_layer} H{h}" for h in range(s.shape[0])] + [""] * (ncols - 1 - s.shape[0])
-              + [f"student L{student_layer} mean"])
+    titles = (
+        [f"teacher L{teacher_layer} H{h}" for h in range(t.shape[0])]
+        + [""] * (ncols - 1 - t.shape[0])
+        + [f"teacher L{teacher_layer} mean"]
+        + [f"student L{student_layer} H{h}" for h in range(s.shape[0])]
+        + [""] * (ncols - 1 - s.shape[0])
+        + [f"student L{student_layer} mean"]
+    )
     fig = make_subplots(rows=2, cols=ncols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12)
     positions = list(range(t.shape[-1]))
     for row, (role, maps) in enumerate((("teacher", t), ("student", s)), start=1):
         panels = [(f"{role} head {h}", maps[h], h + 1) for h in range(maps.shape[0])]
         panels.append((f"{role} mean over heads", maps.mean(0), ncols))
         for name, z, col in panels:
-            fig.add_trace(go.Heatmap(z=z, x=positions, y=positions, coloraxis="coloraxis", name=name,
-                                     hovertemplate=_MAP_HOVER), row=row, col=col)
+            fig.add_trace(
+                go.Heatmap(z=z, x=positions, y=positions, coloraxis="coloraxis", name=name, hovertemplate=_MAP_HOVER),
+                row=row,
+                col=col,
+            )
     fig.update_yaxes(autorange="reversed")
     _token_ticks(fig, result, len(positions))
-    fig.update_yaxes(showticklabels=False)                 # panels sit close: query positions on the left only
+    fig.update_yaxes(showticklabels=False)  # panels sit close: query positions on the left only
     fig.update_yaxes(showticklabels=True, col=1)
-    fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
-                                 "colorbar": {"title": {"text": "attention<br>probability"}}})
-    _style.finish(fig, title=f"Attention maps, input {sample}: teacher layer {teacher_layer} vs student layer {student_layer}",
-                  legend=False, height=520)
+    fig.update_layout(
+        coloraxis={
+            "colorscale": _style.SEQUENTIAL,
+            "cmin": 0.0,
+            "colorbar": {"title": {"text": "attention<br>probability"}},
+        }
+    )
+    _style.finish(
+        fig,
+        title=f"Attention maps, input {sample}: teacher layer {teacher_layer} vs student layer {student_layer}",
+        legend=False,
+        height=520,
+    )
     fig.update_xaxes(title_text="key position", row=2)
     fig.update_yaxes(title_text="query position", col=1)
     return fig
@@ -410,22 +483,42 @@ def head_average_figure(result: AttentionResult, *, sample: int = 0) -> go.Figur
     titles = []
     for i, j in result.layer_map:
         titles += [f"teacher layer {j}", f"student layer {i}"]
-    fig = make_subplots(rows=n, cols=2, subplot_titles=titles, horizontal_spacing=0.06,
-                        vertical_spacing=min(0.08, 0.3 / max(n - 1, 1)))
+    fig = make_subplots(
+        rows=n, cols=2, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=min(0.08, 0.3 / max(n - 1, 1))
+    )
     positions = list(range(result.student[0].shape[-1]))
     for r, (i, j) in enumerate(result.layer_map, start=1):
-        for c, (role, z) in enumerate((("teacher", result.teacher[j][sample].mean(0)),
-                                      ("student", result.student[i][sample].mean(0))), start=1):
-            fig.add_trace(go.Heatmap(z=z.numpy(), x=positions, y=positions, coloraxis="coloraxis",
-                                     name=f"{role} layer {j if role == 'teacher' else i}", hovertemplate=_MAP_HOVER),
-                          row=r, col=c)
+        for c, (role, z) in enumerate(
+            (("teacher", result.teacher[j][sample].mean(0)), ("student", result.student[i][sample].mean(0))), start=1
+        ):
+            fig.add_trace(
+                go.Heatmap(
+                    z=z.numpy(),
+                    x=positions,
+                    y=positions,
+                    coloraxis="coloraxis",
+                    name=f"{role} layer {j if role == 'teacher' else i}",
+                    hovertemplate=_MAP_HOVER,
+                ),
+                row=r,
+                col=c,
+            )
     fig.update_yaxes(autorange="reversed", title_text="query position", col=1)
     fig.update_xaxes(title_text="key position", row=n)
     _token_ticks(fig, result, len(positions))
-    fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
-                                 "colorbar": {"title": {"text": "attention<br>probability"}}})
-    return _style.finish(fig, title=f"Head-averaged attention, input {sample}: teacher vs student",
-                         legend=False, height=max(320, 280 * n))
+    fig.update_layout(
+        coloraxis={
+            "colorscale": _style.SEQUENTIAL,
+            "cmin": 0.0,
+            "colorbar": {"title": {"text": "attention<br>probability"}},
+        }
+    )
+    return _style.finish(
+        fig,
+        title=f"Head-averaged attention, input {sample}: teacher vs student",
+        legend=False,
+        height=max(320, 280 * n),
+    )
 
 
 def entropy_figure(result: AttentionResult) -> go.Figure:
@@ -434,15 +527,25 @@ def entropy_figure(result: AttentionResult) -> go.Figure:
     for c, role in enumerate(("teacher", "student"), start=1):
         df = result.entropy[result.entropy["role"] == role]
         grid = df.pivot(index="layer", columns="head", values="entropy")  # [layers, heads]
-        fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=list(grid.columns), y=list(grid.index), coloraxis="coloraxis",
-                                 name=role, customdata=np.full(grid.shape, df["max_entropy"].iloc[0]),
-                                 hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.3f} nats"
-                                               "<br>(uniform: %{customdata:.3f} nats)<extra>%{fullData.name}</extra>"),
-                      row=1, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=grid.to_numpy(),
+                x=list(grid.columns),
+                y=list(grid.index),
+                coloraxis="coloraxis",
+                name=role,
+                customdata=np.full(grid.shape, df["max_entropy"].iloc[0]),
+                hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.3f} nats"
+                "<br>(uniform: %{customdata:.3f} nats)<extra>%{fullData.name}</extra>",
+            ),
+            row=1,
+            col=c,
+        )
     fig.update_xaxes(title_text="head", dtick=1)
     fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed")
-    fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
-                                 "colorbar": {"title": {"text": "entropy (nats)"}}})
+    fig.update_layout(
+        coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0, "colorbar": {"title": {"text": "entropy (nats)"}}}
+    )
     return _style.finish(fig, title="Attention entropy per head (mean over inputs and query rows)", legend=False)
 
 
@@ -452,45 +555,88 @@ def matching_figure(result: AttentionResult, *, pair: int = 0) -> go.Figure:
     _check_index("pair", pair, len(result.layer_map), "matching_figure")
     i, j = result.layer_map[pair]
     d = result.divergence[(i, j)]
-    unit = {"kl": "KL(teacher ‖ student), nats", "js": "Jensen–Shannon, nats", "mse": "mean squared difference"}[result.metric]
-    fig = go.Figure(go.Heatmap(z=d, x=list(range(d.shape[1])), y=list(range(d.shape[0])), colorscale=_style.SEQUENTIAL,
-                               colorbar={"title": {"text": unit.replace(", ", ",<br>"), "side": "right"}}, name="divergence",
-                               hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>"))
+    unit = {"kl": "KL(teacher ‖ student), nats", "js": "Jensen–Shannon, nats", "mse": "mean squared difference"}[
+        result.metric
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=d,
+            x=list(range(d.shape[1])),
+            y=list(range(d.shape[0])),
+            colorscale=_style.SEQUENTIAL,
+            colorbar={"title": {"text": unit.replace(", ", ",<br>"), "side": "right"}},
+            name="divergence",
+            hovertemplate="student head %{y}<br>teacher head %{x}<br>%{z:.4f}<extra></extra>",
+        )
+    )
     m = result.matches[(result.matches["student_layer"] == i) & (result.matches["teacher_layer"] == j)]
     m_name = f"assigned pair, {result.mode.replace('_', '-')}"
-    fig.add_trace(go.Scatter(x=m["teacher_head"], y=m["student_head"], mode="markers", name=m_name,
-                             marker={"symbol": "x", "size": 14, "color": _style.STUDENT},
-                             customdata=m["divergence"],
-                             hovertemplate="student head %{y} → teacher head %{x}<br>%{customdata:.4f}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=m["teacher_head"],
+            y=m["student_head"],
+            mode="markers",
+            name=m_name,
+            marker={"symbol": "x", "size": 14, "color": _style.STUDENT},
+            customdata=m["divergence"],
+            hovertemplate="student head %{y} → teacher head %{x}<br>%{customdata:.4f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(dtick=1)
     fig.update_yaxes(dtick=1, autorange="reversed")
-    return _style.finish(fig, title=f"Head matching: student layer {i} vs teacher layer {j} (× = {m_name})",
-                         x=f"teacher head (layer {j})", y=f"student head (layer {i})", legend=False)
+    return _style.finish(
+        fig,
+        title=f"Head matching: student layer {i} vs teacher layer {j} (× = {m_name})",
+        x=f"teacher head (layer {j})",
+        y=f"student head (layer {i})",
+        legend=False,
+    )
 
 
 def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 0) -> go.Figure:
     """Attention-transfer maps of one input: (image,) teacher, student, and student − teacher on the
     teacher's grid."""
     _check_index("sample", sample, result.teacher.shape[0], "attention_transfer_figure")
-    panels = [("teacher a(F)", result.teacher[sample], _style.SEQUENTIAL, "coloraxis"),
-              ("student a(F)", result.student[sample], _style.SEQUENTIAL, "coloraxis"),
-              ("student − teacher", result.student_resized[sample] - result.teacher[sample], _style.DIVERGING, "coloraxis2")]
+    panels = [
+        ("teacher a(F)", result.teacher[sample], _style.SEQUENTIAL, "coloraxis"),
+        ("student a(F)", result.student[sample], _style.SEQUENTIAL, "coloraxis"),
+        ("student − teacher", result.student_resized[sample] - result.teacher[sample], _style.DIVERGING, "coloraxis2"),
+    ]
     has_img = result.images is not None
     titles = (["input"] if has_img else []) + [p[0] for p in panels]
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09)  # room for col 2's y title
+    fig = make_subplots(
+        rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09
+    )  # room for col 2's y title
     col = 1
     if result.images is not None:
         fig.add_trace(_style.image_trace(result.images[sample]), row=1, col=1)
         col = 2
     for k, (name, z, _, axis) in enumerate(panels):
-        fig.add_trace(go.Heatmap(z=z.numpy(), coloraxis=axis, name=name,
-                                 hovertemplate="row %{y}, column %{x}<br>%{z:.4f}<extra>%{fullData.name}</extra>"),
-                      row=1, col=col + k)
+        fig.add_trace(
+            go.Heatmap(
+                z=z.numpy(),
+                coloraxis=axis,
+                name=name,
+                hovertemplate="row %{y}, column %{x}<br>%{z:.4f}<extra>%{fullData.name}</extra>",
+            ),
+            row=1,
+            col=col + k,
+        )
     diff = float((result.student_resized[sample] - result.teacher[sample]).abs().max()) or 1.0
-    fig.update_layout(coloraxis={"colorscale": _style.SEQUENTIAL, "cmin": 0.0,
-                                 "colorbar": {"title": {"text": "a(F)"}, "x": 1.0, "thickness": 12}},
-                      coloraxis2={"colorscale": _style.DIVERGING, "cmid": 0.0, "cmin": -diff, "cmax": diff,
-                                  "colorbar": {"title": {"text": "diff."}, "x": 1.09, "thickness": 12}})
+    fig.update_layout(
+        coloraxis={
+            "colorscale": _style.SEQUENTIAL,
+            "cmin": 0.0,
+            "colorbar": {"title": {"text": "a(F)"}, "x": 1.0, "thickness": 12},
+        },
+        coloraxis2={
+            "colorscale": _style.DIVERGING,
+            "cmid": 0.0,
+            "cmin": -diff,
+            "cmax": diff,
+            "colorbar": {"title": {"text": "diff."}, "x": 1.09, "thickness": 12},
+        },
+    )
     fig.update_yaxes(autorange="reversed")
     for c in range(1, len(titles) + 1):
         unit = "pixels" if has_img and c == 1 else "feature-map cells"
@@ -498,18 +644,25 @@ def attention_transfer_figure(result: AttentionTransferResult, *, sample: int = 
         if c <= 2:
             fig.update_yaxes(title_text=f"height ({unit})", row=1, col=c)
     loss = result.per_sample["loss"].iloc[sample]
-    return _style.finish(fig, title=f"Attention-transfer maps, input {sample} (p = {result.p:g}; AT loss {loss:.4g})",
-                         legend=False)
+    return _style.finish(
+        fig, title=f"Attention-transfer maps, input {sample} (p = {result.p:g}; AT loss {loss:.4g})", legend=False
+    )
 
 
 def _check_index(name: str, value: int, n: int, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
-        raise ValueError(f"The '{name}' parameter of {where} must be an integer in [0, {n - 1}]. Got {value!r} instead.")
+        raise ValueError(
+            f"The '{name}' parameter of {where} must be an integer in [0, {n - 1}]. Got {value!r} instead."
+        )
 
 
 def figure(result: AttentionResult | AttentionTransferResult, **kwargs: Any) -> go.Figure:
     """The main figure of a result: :func:`maps_figure` for attention, :func:`attention_transfer_figure`
     for attention-transfer maps (keyword arguments pass through)."""
     return _style.figure_by_type(
-        result, {AttentionTransferResult: attention_transfer_figure, AttentionResult: maps_figure},
-        where="analyses.attention.figure", expected="an AttentionResult or an AttentionTransferResult", **kwargs)
+        result,
+        {AttentionTransferResult: attention_transfer_figure, AttentionResult: maps_figure},
+        where="analyses.attention.figure",
+        expected="an AttentionResult or an AttentionTransferResult",
+        **kwargs,
+    )

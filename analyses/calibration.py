@@ -16,6 +16,7 @@ confidence.
   calibrated than one trained on hard labels; a student much more over-confident than its teacher
   has not taken the teacher's soft labels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -35,9 +36,16 @@ from kdcore.validation import check_array, check_int_range
 from . import _style
 
 __all__ = [
-    "expected_calibration_error", "reliability_table", "CalibrationResult", "calibration",
-    "calibration_from_logits", "compare_calibration", "pair_calibration", "metrics_table",
-    "figure_reliability", "figure_metrics",
+    "expected_calibration_error",
+    "reliability_table",
+    "CalibrationResult",
+    "calibration",
+    "calibration_from_logits",
+    "compare_calibration",
+    "pair_calibration",
+    "metrics_table",
+    "figure_reliability",
+    "figure_metrics",
 ]
 
 
@@ -61,11 +69,18 @@ def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFr
     bins = metrics.reliability_bins(p, y, n_bins=m)  # the binning lives in kdcore.metrics (the doctor uses it too)
     count, acc, cnf = bins["count"], bins["accuracy"], bins["confidence"]  # [M] each, NaN in empty bins
     k = np.arange(m)
-    return pd.DataFrame({
-        "bin": k + 1, "lower": k / m, "upper": (k + 1) / m, "count": count.cpu().numpy().astype(int),
-        "share": (count / p.shape[0]).cpu().numpy(), "accuracy": acc.cpu().numpy(),
-        "confidence": cnf.cpu().numpy(), "gap": (acc - cnf).cpu().numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "bin": k + 1,
+            "lower": k / m,
+            "upper": (k + 1) / m,
+            "count": count.cpu().numpy().astype(int),
+            "share": (count / p.shape[0]).cpu().numpy(),
+            "accuracy": acc.cpu().numpy(),
+            "confidence": cnf.cpu().numpy(),
+            "gap": (acc - cnf).cpu().numpy(),
+        }
+    )
 
 
 def expected_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15) -> float:
@@ -81,12 +96,12 @@ def expected_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15) -> 
 class CalibrationResult:
     """Scores and reliability table of one model on one sample set."""
 
-    ece: float                  # expected calibration error (0 = calibrated)
-    mce: float                  # largest |acc − conf| over non-empty bins
-    nll: float                  # mean −log p_y (nats); inf when some p_y is 0
-    brier: float                # mean Σ_c (p_c − 1[c = y])², in [0, 2]
-    accuracy: float             # share of samples whose top class is the label
-    n: int                      # number of samples
+    ece: float  # expected calibration error (0 = calibrated)
+    mce: float  # largest |acc − conf| over non-empty bins
+    nll: float  # mean −log p_y (nats); inf when some p_y is 0
+    brier: float  # mean Σ_c (p_c − 1[c = y])², in [0, 2]
+    accuracy: float  # share of samples whose top class is the label
+    n: int  # number of samples
     table: pd.DataFrame = field(repr=False)  # reliability_table(...)
 
 
@@ -95,9 +110,14 @@ def _result(p: Tensor, y: Tensor, logp_y: Tensor, n_bins: int) -> CalibrationRes
     gaps = table.loc[table["count"] > 0, "gap"].abs()
     onehot = torch.nn.functional.one_hot(y, p.shape[1]).to(p.dtype)  # [N, C]
     return CalibrationResult(
-        ece=metrics.expected_calibration_error(p, y, n_bins=n_bins), mce=float(gaps.max()),
-        nll=float(-logp_y.mean()), brier=float(((p - onehot) ** 2).sum(1).mean()),
-        accuracy=metrics.accuracy(p, y), n=int(p.shape[0]), table=table)
+        ece=metrics.expected_calibration_error(p, y, n_bins=n_bins),
+        mce=float(gaps.max()),
+        nll=float(-logp_y.mean()),
+        brier=float(((p - onehot) ** 2).sum(1).mean()),
+        accuracy=metrics.accuracy(p, y),
+        n=int(p.shape[0]),
+        table=table,
+    )
 
 
 def calibration(probs: Any, labels: Any, *, n_bins: int = 15) -> CalibrationResult:
@@ -116,27 +136,40 @@ def calibration_from_logits(logits: Any, labels: Any, *, n_bins: int = 15) -> Ca
     return _result(p, y, logp.gather(1, y[:, None])[:, 0], m)
 
 
-def compare_calibration(student_logits: Any, teacher_logits: Any, labels: Any, *, n_bins: int = 15,
-                        baseline_logits: Any = None) -> dict[str, CalibrationResult]:
+def compare_calibration(
+    student_logits: Any, teacher_logits: Any, labels: Any, *, n_bins: int = 15, baseline_logits: Any = None
+) -> dict[str, CalibrationResult]:
     """Calibration of teacher and student (and the student trained alone, if given) on the same samples."""
-    out = {"teacher": calibration_from_logits(teacher_logits, labels, n_bins=n_bins),
-           "student": calibration_from_logits(student_logits, labels, n_bins=n_bins)}
+    out = {
+        "teacher": calibration_from_logits(teacher_logits, labels, n_bins=n_bins),
+        "student": calibration_from_logits(student_logits, labels, n_bins=n_bins),
+    }
     if baseline_logits is not None:
         out["baseline"] = calibration_from_logits(baseline_logits, labels, n_bins=n_bins)
     return out
 
 
-def pair_calibration(teacher: Any, student: Any, inputs: Any, labels: Any, *, n_bins: int = 15,
-                     baseline: Any = None) -> dict[str, CalibrationResult]:
+def pair_calibration(
+    teacher: Any, student: Any, inputs: Any, labels: Any, *, n_bins: int = 15, baseline: Any = None
+) -> dict[str, CalibrationResult]:
     """``compare_calibration`` on the logits of kdcore ModelAdapters (``adapter.logits(inputs)``)."""
-    return compare_calibration(student.logits(inputs), teacher.logits(inputs), labels, n_bins=n_bins,
-                               baseline_logits=None if baseline is None else baseline.logits(inputs))
+    return compare_calibration(
+        student.logits(inputs),
+        teacher.logits(inputs),
+        labels,
+        n_bins=n_bins,
+        baseline_logits=None if baseline is None else baseline.logits(inputs),
+    )
 
 
 def metrics_table(results: Mapping[str, CalibrationResult]) -> pd.DataFrame:
     """One row per model: ece, mce, nll (nats), brier, accuracy, n."""
-    return pd.DataFrame([{"model": k, "ece": r.ece, "mce": r.mce, "nll": r.nll, "brier": r.brier,
-                          "accuracy": r.accuracy, "n": r.n} for k, r in results.items()])
+    return pd.DataFrame(
+        [
+            {"model": k, "ece": r.ece, "mce": r.mce, "nll": r.nll, "brier": r.brier, "accuracy": r.accuracy, "n": r.n}
+            for k, r in results.items()
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -144,8 +177,10 @@ def _as_mapping(results: Any) -> dict[str, CalibrationResult]:
     if isinstance(results, CalibrationResult):
         return {"model": results}
     if not isinstance(results, Mapping) or not results:
-        raise ValueError("The 'results' argument must be a CalibrationResult or a non-empty mapping "
-                         f"name -> CalibrationResult. Got {type(results).__name__} instead.")
+        raise ValueError(
+            "The 'results' argument must be a CalibrationResult or a non-empty mapping "
+            f"name -> CalibrationResult. Got {type(results).__name__} instead."
+        )
     return dict(results)
 
 
@@ -153,52 +188,121 @@ def figure_reliability(results: Any) -> go.Figure:
     """Reliability diagrams side by side (one column per model), bin counts underneath."""
     res = _as_mapping(results)
     names = list(res)
-    fig = make_subplots(rows=2, cols=len(names), row_heights=[0.72, 0.28], shared_xaxes=True,
-                        vertical_spacing=0.06, horizontal_spacing=0.07,
-                        subplot_titles=[f"<b>{k}</b><br>ECE {r.ece:.3f} · accuracy {r.accuracy:.1%}" for k, r in res.items()])
+    fig = make_subplots(
+        rows=2,
+        cols=len(names),
+        row_heights=[0.72, 0.28],
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        horizontal_spacing=0.07,
+        subplot_titles=[f"<b>{k}</b><br>ECE {r.ece:.3f} · accuracy {r.accuracy:.1%}" for k, r in res.items()],
+    )
     for col, (name, r) in enumerate(res.items(), start=1):
         t = r.table
         colour = _style.role_colour(name)
         centre, width = (t["lower"] + t["upper"]) / 2, t["upper"] - t["lower"]
         custom = np.stack([t["lower"], t["upper"], t["count"], t["confidence"], t["gap"]], axis=1)
-        hover = ("%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}<br>samples: %{customdata[2]}"
-                 "<br>accuracy: %{y:.3f}<br>mean confidence: %{customdata[3]:.3f}"
-                 "<br>gap (acc − conf): %{customdata[4]:+.3f}<extra>" + name + "</extra>")
+        hover = (
+            "%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}<br>samples: %{customdata[2]}"
+            "<br>accuracy: %{y:.3f}<br>mean confidence: %{customdata[3]:.3f}"
+            "<br>gap (acc − conf): %{customdata[4]:+.3f}<extra>" + name + "</extra>"
+        )
         first = col == 1
-        fig.add_trace(go.Bar(x=centre, y=t["accuracy"], width=width, name="accuracy per bin", legendgroup="acc",
-                             showlegend=first, marker={"color": colour, "line": {"color": "white", "width": 0.5}},
-                             customdata=custom, hovertemplate=hover), row=1, col=col)
-        fig.add_trace(go.Scatter(x=centre, y=t["confidence"], mode="markers", name="mean confidence per bin",
-                                 legendgroup="conf", showlegend=first, marker={"color": "black", "symbol": "diamond"},
-                                 hovertemplate="mean confidence: %{y:.3f}<extra>" + name + "</extra>"), row=1, col=col)
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", legendgroup="diag",
-                                 showlegend=first, line={"color": _style.NEUTRAL, "dash": "dash"},
-                                 hoverinfo="skip"), row=1, col=col)
-        fig.add_trace(go.Bar(x=centre, y=t["count"], width=width, name="samples per bin", legendgroup="count",
-                             showlegend=first, marker={"color": _style.NEUTRAL}, customdata=custom,
-                             hovertemplate="%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}"
-                                           "<br>samples: %{y}<extra>" + name + "</extra>"), row=2, col=col)
+        fig.add_trace(
+            go.Bar(
+                x=centre,
+                y=t["accuracy"],
+                width=width,
+                name="accuracy per bin",
+                legendgroup="acc",
+                showlegend=first,
+                marker={"color": colour, "line": {"color": "white", "width": 0.5}},
+                customdata=custom,
+                hovertemplate=hover,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=centre,
+                y=t["confidence"],
+                mode="markers",
+                name="mean confidence per bin",
+                legendgroup="conf",
+                showlegend=first,
+                marker={"color": "black", "symbol": "diamond"},
+                hovertemplate="mean confidence: %{y:.3f}<extra>" + name + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="perfect calibration",
+                legendgroup="diag",
+                showlegend=first,
+                line={"color": _style.NEUTRAL, "dash": "dash"},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=centre,
+                y=t["count"],
+                width=width,
+                name="samples per bin",
+                legendgroup="count",
+                showlegend=first,
+                marker={"color": _style.NEUTRAL},
+                customdata=custom,
+                hovertemplate="%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}"
+                "<br>samples: %{y}<extra>" + name + "</extra>",
+            ),
+            row=2,
+            col=col,
+        )
         fig.update_yaxes(range=[0, 1.06], row=1, col=col, title_text="accuracy (fraction correct)" if first else None)
         fig.update_yaxes(row=2, col=col, title_text="samples (count)" if first else None)
         fig.update_xaxes(range=[0, 1], row=2, col=col, title_text="confidence = max probability")
         fig.update_xaxes(range=[0, 1], row=1, col=col)
-    fig.update_xaxes(ticks="outside", ticklen=4)           # the x and y "0" of the count panels apart
+    fig.update_xaxes(ticks="outside", ticklen=4)  # the x and y "0" of the count panels apart
     fig.update_yaxes(ticks="outside", ticklen=4)
     _style.finish(fig, title="Reliability diagram (Guo et al. 2017)", height=580)
-    fig.update_layout(margin={"t": 100})                  # two-line panel titles under the title and legend
+    fig.update_layout(margin={"t": 100})  # two-line panel titles under the title and legend
     return fig
 
 
 def figure_metrics(results: Any) -> go.Figure:
     """ECE, MCE, NLL and Brier per model as grouped bars (lower is better for all four)."""
     res = _as_mapping(results)
-    panels = (("ece", "ECE (fraction)"), ("mce", "MCE (fraction)"), ("nll", "NLL (nats)"), ("brier", "Brier score (0–2)"))
+    panels = (
+        ("ece", "ECE (fraction)"),
+        ("mce", "MCE (fraction)"),
+        ("nll", "NLL (nats)"),
+        ("brier", "Brier score (0–2)"),
+    )
     fig = make_subplots(rows=1, cols=4, subplot_titles=[label for _, label in panels])
     for col, (key, label) in enumerate(panels, start=1):
         for name, r in res.items():
-            fig.add_trace(go.Bar(x=[name], y=[getattr(r, key)], name=name, legendgroup=name, showlegend=(col == 1),
-                                 marker={"color": _style.role_colour(name)},
-                                 hovertemplate=f"{name}<br>{label}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Bar(
+                    x=[name],
+                    y=[getattr(r, key)],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=(col == 1),
+                    marker={"color": _style.role_colour(name)},
+                    hovertemplate=f"{name}<br>{label}: %{{y:.4f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
     # each panel's title names its measure and unit: no y titles to crowd the neighbouring panel
     fig.update_xaxes(tickangle=-30)
     return _style.finish(fig, title="Calibration scores per model (lower is better)")

@@ -33,6 +33,7 @@ module's mode and every parameter's ``requires_grad`` afterwards; Captum removes
 serialised by a lock, and the input is never modified. No gradient reaches the parameters' ``.grad``
 (Captum differentiates with ``torch.autograd.grad`` with respect to the layer's output only).
 """
+
 from __future__ import annotations
 
 import math
@@ -67,10 +68,14 @@ def _resolve_layer(model: nn.Module, layer: Any, where: str) -> nn.Module:
             return model.get_submodule(layer)
         except AttributeError:
             names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-            raise ValueError(f"The 'layer' argument of {where} names no submodule of the model: got {layer!r}. "
-                             f"Conv layers it has: {names}.") from None
-    raise ValueError(f"The 'layer' argument of {where} must be a submodule or its dotted name (a conv layer). "
-                     f"Got {type(layer).__name__} instead.")
+            raise ValueError(
+                f"The 'layer' argument of {where} names no submodule of the model: got {layer!r}. "
+                f"Conv layers it has: {names}."
+            ) from None
+    raise ValueError(
+        f"The 'layer' argument of {where} must be a submodule or its dotted name (a conv layer). "
+        f"Got {type(layer).__name__} instead."
+    )
 
 
 def _check_images(inputs: Any, where: str) -> Tensor:
@@ -78,7 +83,9 @@ def _check_images(inputs: Any, where: str) -> Tensor:
         inputs = torch.from_numpy(inputs)
     if not isinstance(inputs, Tensor) or inputs.dim() != 4 or inputs.numel() == 0 or not inputs.is_floating_point():
         got = f"shape {tuple(inputs.shape)}" if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(f"The 'inputs' argument of {where} must be a float image batch [N, C, H, W]. Got {got} instead.")
+        raise ValueError(
+            f"The 'inputs' argument of {where} must be a float image batch [N, C, H, W]. Got {got} instead."
+        )
     return inputs
 
 
@@ -87,11 +94,17 @@ def _check_targets(targets: Any, n: int, where: str) -> Tensor:
         return torch.full((n,), int(targets), dtype=torch.long)
     if isinstance(targets, (list, tuple, np.ndarray)):
         targets = torch.as_tensor(np.asarray(targets))
-    if (not isinstance(targets, Tensor) or targets.is_floating_point() or targets.dtype == torch.bool
-            or targets.shape != (n,)):
+    if (
+        not isinstance(targets, Tensor)
+        or targets.is_floating_point()
+        or targets.dtype == torch.bool
+        or targets.shape != (n,)
+    ):
         got = f"shape {tuple(targets.shape)}, dtype {targets.dtype}" if isinstance(targets, Tensor) else repr(targets)
-        raise ValueError(f"The 'targets' argument of {where} must be one class index per image (an int or an integer "
-                         f"tensor of shape [{n}]). Got {got} instead.")
+        raise ValueError(
+            f"The 'targets' argument of {where} must be one class index per image (an int or an integer "
+            f"tensor of shape [{n}]). Got {got} instead."
+        )
     return targets.long().cpu()
 
 
@@ -105,7 +118,9 @@ def grad_cam(model: nn.Module, layer: Any, inputs: Any, targets: Any) -> Tensor:
     """
     where = "grad_cam"
     if not isinstance(model, nn.Module):
-        raise ValueError(f"The 'model' argument of {where} must be a torch.nn.Module. Got {type(model).__name__} instead.")
+        raise ValueError(
+            f"The 'model' argument of {where} must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
     x = _check_images(inputs, where)
     module = _resolve_layer(model, layer, where)
     tgt = _check_targets(targets, x.shape[0], where)
@@ -133,8 +148,9 @@ def normalize_maps(maps: Any) -> Tensor:
 def _check_pair(a: Any, b: Any, where: str) -> tuple[Tensor, Tensor]:
     a, b = torch.as_tensor(a).to(torch.float64), torch.as_tensor(b).to(torch.float64)
     if a.dim() != 3 or a.shape != b.shape or a.numel() == 0:
-        raise ValueError(f"The maps passed to {where} must both have shape [N, H, W]. "
-                         f"Got {tuple(a.shape)} and {tuple(b.shape)}.")
+        raise ValueError(
+            f"The maps passed to {where} must both have shape [N, H, W]. Got {tuple(a.shape)} and {tuple(b.shape)}."
+        )
     return a, b
 
 
@@ -144,8 +160,9 @@ def pearson(a: Any, b: Any) -> Tensor:
     a = a.flatten(1) - a.flatten(1).mean(1, keepdim=True)
     b = b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
     den = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(den > 0, (a * b).sum(1) / torch.where(den > 0, den, torch.ones_like(den)),
-                       torch.full_like(den, math.nan))
+    return torch.where(
+        den > 0, (a * b).sum(1) / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, math.nan)
+    )
 
 
 def top_region(maps: Any, q: float = 20.0) -> Tensor:
@@ -172,8 +189,10 @@ def top_q_iou(a: Any, b: Any, q: float = 20.0) -> Tensor:
 def _check_masks(masks: Any, shape: torch.Size, where: str) -> Tensor:
     m = torch.as_tensor(masks)
     if m.shape != shape:
-        raise ValueError(f"The 'masks' argument of {where} must have the maps' shape {tuple(shape)} (one mask per image). "
-                         f"Got {tuple(m.shape)} instead.")
+        raise ValueError(
+            f"The 'masks' argument of {where} must have the maps' shape {tuple(shape)} (one mask per image). "
+            f"Got {tuple(m.shape)} instead."
+        )
     return m.bool()
 
 
@@ -191,8 +210,9 @@ def energy_in_mask(maps: Any, masks: Any) -> Tensor:
     mk = _check_masks(masks, m.shape, "energy_in_mask")
     total = m.flatten(1).sum(1)
     inside = (m * mk).flatten(1).sum(1)
-    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
-                       torch.full_like(total, math.nan))
+    return torch.where(
+        total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)), torch.full_like(total, math.nan)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,12 +221,13 @@ def energy_in_mask(maps: Any, masks: Any) -> Tensor:
 @dataclass
 class CamResult:
     """Grad-CAMs of a teacher and a student on the same images and classes, with their measures."""
-    images: Tensor            # [N, C, H, W] the inputs (CPU)
-    targets: Tensor           # [N] the class explained per image
-    teacher: Tensor           # [N, H, W] raw Grad-CAM of the teacher (non-negative)
-    student: Tensor           # [N, H, W] raw Grad-CAM of the student
-    per_image: pd.DataFrame   # image, target, pearson, iou, and with masks pointing_/energy_ per role
-    q: float = 20.0           # top-q % for the IoU
+
+    images: Tensor  # [N, C, H, W] the inputs (CPU)
+    targets: Tensor  # [N] the class explained per image
+    teacher: Tensor  # [N, H, W] raw Grad-CAM of the teacher (non-negative)
+    student: Tensor  # [N, H, W] raw Grad-CAM of the student
+    per_image: pd.DataFrame  # image, target, pearson, iou, and with masks pointing_/energy_ per role
+    q: float = 20.0  # top-q % for the IoU
     masks: Tensor | None = field(default=None, repr=False)  # [N, H, W] ground truth of the explained class
     class_names: list[str] | None = None  # names of the classes, for titles
 
@@ -218,33 +239,55 @@ class CamResult:
         rows = {}
         for role in ("teacher", "student"):
             e = self.per_image[f"energy_{role}"]
-            rows[role] = {"pointing_game": float(self.per_image[f"pointing_{role}"].mean()),
-                          "energy_in_mask": float(e.mean()), "n_images": len(e), "n_energy": int(e.notna().sum())}
+            rows[role] = {
+                "pointing_game": float(self.per_image[f"pointing_{role}"].mean()),
+                "energy_in_mask": float(e.mean()),
+                "n_images": len(e),
+                "n_energy": int(e.notna().sum()),
+            }
         return pd.DataFrame.from_dict(rows, orient="index")
 
     def agreement(self) -> dict[str, float]:
         """Mean Pearson correlation and mean top-q % IoU over the images (NaN skipped), with counts."""
         p = self.per_image["pearson"]
-        return {"pearson": float(p.mean()), "iou": float(self.per_image["iou"].mean()),
-                "n_images": len(p), "n_pearson": int(p.notna().sum())}
+        return {
+            "pearson": float(p.mean()),
+            "iou": float(self.per_image["iou"].mean()),
+            "n_images": len(p),
+            "n_pearson": int(p.notna().sum()),
+        }
 
 
 def _model_and_layer(obj: Any, layer: Any, role: str, where: str) -> tuple[nn.Module, Any]:
     """An adapter (``.model``, ``.cam_layer``) or a bare module with an explicit layer."""
     model = obj if isinstance(obj, nn.Module) else getattr(obj, "model", None)
     if not isinstance(model, nn.Module):
-        raise ValueError(f"The '{role}' argument of {where} must be a ModelAdapter or a torch.nn.Module. "
-                         f"Got {type(obj).__name__} instead.")
+        raise ValueError(
+            f"The '{role}' argument of {where} must be a ModelAdapter or a torch.nn.Module. "
+            f"Got {type(obj).__name__} instead."
+        )
     if layer is None:
         layer = getattr(obj, "cam_layer", None)
     if layer is None:
-        raise ValueError(f"No Grad-CAM layer for the {role} in {where}: the model has no conv layer known to its "
-                         f"adapter. Pass {role}_layer= (the last conv layer's name).")
+        raise ValueError(
+            f"No Grad-CAM layer for the {role} in {where}: the model has no conv layer known to its "
+            f"adapter. Pass {role}_layer= (the last conv layer's name)."
+        )
     return model, layer
 
 
-def compute(student: Any, teacher: Any, inputs: Any, targets: Any, *, masks: Any = None, q: float = 20.0,
-            student_layer: Any = None, teacher_layer: Any = None, class_names: list[str] | None = None) -> CamResult:
+def compute(
+    student: Any,
+    teacher: Any,
+    inputs: Any,
+    targets: Any,
+    *,
+    masks: Any = None,
+    q: float = 20.0,
+    student_layer: Any = None,
+    teacher_layer: Any = None,
+    class_names: list[str] | None = None,
+) -> CamResult:
     """Grad-CAM of teacher and student for ``targets`` on ``inputs``, their agreement and localisation.
 
     ``student`` / ``teacher``: ModelAdapters (their ``cam_layer`` is used) or ``nn.Module``s with
@@ -262,25 +305,43 @@ def compute(student: Any, teacher: Any, inputs: Any, targets: Any, *, masks: Any
     cam_t = grad_cam(t_model, t_layer, x, tgt)  # [N, H, W]
     cam_s = grad_cam(s_model, s_layer, x, tgt)
     n, h, w = cam_t.shape
-    per_image = pd.DataFrame({"image": np.arange(n), "target": tgt.numpy(),
-                              "pearson": pearson(cam_t, cam_s).numpy(), "iou": top_q_iou(cam_t, cam_s, q).numpy()})
+    per_image = pd.DataFrame(
+        {
+            "image": np.arange(n),
+            "target": tgt.numpy(),
+            "pearson": pearson(cam_t, cam_s).numpy(),
+            "iou": top_q_iou(cam_t, cam_s, q).numpy(),
+        }
+    )
     mk = None
     if masks is not None:
         mk = torch.as_tensor(masks).cpu()
         if mk.dim() == 4 and mk.shape[0] == n and mk.shape[-2:] == (h, w):
             if int(tgt.max()) >= mk.shape[1]:
-                raise ValueError(f"The 'masks' argument of {where} has {mk.shape[1]} class channels, but a target is "
-                                 f"{int(tgt.max())}.")
+                raise ValueError(
+                    f"The 'masks' argument of {where} has {mk.shape[1]} class channels, but a target is "
+                    f"{int(tgt.max())}."
+                )
             mk = mk[torch.arange(n), tgt]  # [N, H, W]
         if mk.shape != (n, h, w):
-            raise ValueError(f"The 'masks' argument of {where} must have shape [N, C, H, W] or [N, H, W] with N = {n}, "
-                             f"H, W = {h}, {w}. Got {tuple(torch.as_tensor(masks).shape)} instead.")
+            raise ValueError(
+                f"The 'masks' argument of {where} must have shape [N, C, H, W] or [N, H, W] with N = {n}, "
+                f"H, W = {h}, {w}. Got {tuple(torch.as_tensor(masks).shape)} instead."
+            )
         mk = mk.bool()
         for role, cam in (("teacher", cam_t), ("student", cam_s)):
             per_image[f"pointing_{role}"] = pointing_game(cam, mk).numpy()
             per_image[f"energy_{role}"] = energy_in_mask(cam, mk).numpy()
-    return CamResult(images=x.detach().cpu(), targets=tgt, teacher=cam_t, student=cam_s, per_image=per_image,
-                     q=float(q), masks=mk, class_names=class_names)
+    return CamResult(
+        images=x.detach().cpu(),
+        targets=tgt,
+        teacher=cam_t,
+        student=cam_s,
+        per_image=per_image,
+        q=float(q),
+        masks=mk,
+        class_names=class_names,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,68 +356,120 @@ def overlay_figure(result: CamResult, *, index: int = 0, opacity: float = 0.5) -
     the ground-truth mask's outline where there is one."""
     n = result.teacher.shape[0]
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n:
-        raise ValueError(f"The 'index' parameter of overlay_figure must be an integer in [0, {n - 1}]. Got {index!r} instead.")
+        raise ValueError(
+            f"The 'index' parameter of overlay_figure must be an integer in [0, {n - 1}]. Got {index!r} instead."
+        )
     row = result.per_image.iloc[index]
-    maps = {"teacher": normalize_maps(result.teacher[index:index + 1])[0],
-            "student": normalize_maps(result.student[index:index + 1])[0]}  # [H, W] each
+    maps = {
+        "teacher": normalize_maps(result.teacher[index : index + 1])[0],
+        "student": normalize_maps(result.student[index : index + 1])[0],
+    }  # [H, W] each
     fig = make_subplots(rows=1, cols=2, subplot_titles=["teacher", "student"], horizontal_spacing=0.06)
     for c, role in enumerate(("teacher", "student"), start=1):
         fig.add_trace(_style.image_trace(result.images[index], name="image"), row=1, col=c)
-        fig.add_trace(go.Heatmap(z=maps[role].numpy(), coloraxis="coloraxis", opacity=opacity, name=f"{role} Grad-CAM",
-                                 hovertemplate="x %{x}, y %{y}<br>CAM %{z:.3f} (min-max)<extra>%{fullData.name}</extra>"),
-                      row=1, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=maps[role].numpy(),
+                coloraxis="coloraxis",
+                opacity=opacity,
+                name=f"{role} Grad-CAM",
+                hovertemplate="x %{x}, y %{y}<br>CAM %{z:.3f} (min-max)<extra>%{fullData.name}</extra>",
+            ),
+            row=1,
+            col=c,
+        )
         if result.masks is not None:
-            fig.add_trace(go.Contour(z=result.masks[index].double().numpy(), contours={"start": 0.5, "end": 0.5, "size": 1,
-                                     "coloring": "lines"}, line={"color": "white", "width": 2}, showscale=False,
-                                     name="ground-truth mask", showlegend=(c == 1), hoverinfo="skip"), row=1, col=c)
+            fig.add_trace(
+                go.Contour(
+                    z=result.masks[index].double().numpy(),
+                    contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
+                    line={"color": "white", "width": 2},
+                    showscale=False,
+                    name="ground-truth mask",
+                    showlegend=(c == 1),
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=c,
+            )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="x (pixels)")
     fig.update_yaxes(title_text="y (pixels)", col=1)
-    fig.update_layout(coloraxis={"colorscale": "Jet", "cmin": 0.0, "cmax": 1.0,
-                                 "colorbar": {"title": {"text": "Grad-CAM<br>(min-max)"}}})
-    title = (f"Grad-CAM for {_class_name(result, int(row['target']))}, image {index}: "
-             f"Pearson {row['pearson']:.2f}, top-{result.q:g}% IoU {row['iou']:.2f}")
-    return _style.finish(fig, title=title, legend=False)   # the mask outline is named in the page's caption
+    fig.update_layout(
+        coloraxis={
+            "colorscale": "Jet",
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "colorbar": {"title": {"text": "Grad-CAM<br>(min-max)"}},
+        }
+    )
+    title = (
+        f"Grad-CAM for {_class_name(result, int(row['target']))}, image {index}: "
+        f"Pearson {row['pearson']:.2f}, top-{result.q:g}% IoU {row['iou']:.2f}"
+    )
+    return _style.finish(fig, title=title, legend=False)  # the mask outline is named in the page's caption
 
 
 def localisation_figure(result: CamResult) -> go.Figure:
     """Pointing-game hit rate and energy inside the mask, teacher and student side by side."""
     if result.masks is None:
-        raise ValueError("localisation_figure needs ground-truth masks: pass masks= to analyses.cams.compute "
-                         "(the shapes dataset has them).")
+        raise ValueError(
+            "localisation_figure needs ground-truth masks: pass masks= to analyses.cams.compute "
+            "(the shapes dataset has them)."
+        )
     loc = result.localisation()
     metrics = ["pointing game (hit rate)", "energy inside the mask (share)"]
     fig = go.Figure()
     for role in ("teacher", "student"):
         vals = [loc.loc[role, "pointing_game"], loc.loc[role, "energy_in_mask"]]
-        fig.add_trace(go.Bar(x=metrics, y=vals, name=role, marker_color=_style.ROLE_COLOURS[role],
-                             customdata=[[loc.loc[role, "n_images"]], [loc.loc[role, "n_energy"]]],
-                             hovertemplate="%{x}<br>%{y:.3f} over %{customdata[0]} images<extra>" + role + "</extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=metrics,
+                y=vals,
+                name=role,
+                marker_color=_style.ROLE_COLOURS[role],
+                customdata=[[loc.loc[role, "n_images"]], [loc.loc[role, "n_energy"]]],
+                hovertemplate="%{x}<br>%{y:.3f} over %{customdata[0]} images<extra>" + role + "</extra>",
+            )
+        )
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1])
-    return _style.finish(fig, title=f"Grad-CAM localisation over {len(result.per_image)} images",
-                         x="measure", y="fraction (0–1)")
+    return _style.finish(
+        fig, title=f"Grad-CAM localisation over {len(result.per_image)} images", x="measure", y="fraction (0–1)"
+    )
 
 
 def agreement_figure(result: CamResult) -> go.Figure:
     """Per image: Pearson correlation of the teacher and student maps against the IoU of their top-q % regions."""
     df = result.per_image
     names = [_class_name(result, int(c)) for c in df["target"]]
-    fig = go.Figure(go.Scatter(x=df["pearson"], y=df["iou"], mode="markers", name="image",
-                               marker={"color": _style.STUDENT, "size": 8},
-                               customdata=np.stack([df["image"].to_numpy(), np.array(names, dtype=object)], axis=1),
-                               hovertemplate="image %{customdata[0]} (%{customdata[1]})<br>Pearson %{x:.3f}"
-                                             "<br>IoU %{y:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Scatter(
+            x=df["pearson"],
+            y=df["iou"],
+            mode="markers",
+            name="image",
+            marker={"color": _style.STUDENT, "size": 8},
+            customdata=np.stack([df["image"].to_numpy(), np.array(names, dtype=object)], axis=1),
+            hovertemplate="image %{customdata[0]} (%{customdata[1]})<br>Pearson %{x:.3f}"
+            "<br>IoU %{y:.3f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(range=[-1.05, 1.05])
     fig.update_yaxes(range=[-0.05, 1.05])
-    return _style.finish(fig, title=f"Teacher–student Grad-CAM agreement per image (top-{result.q:g}% regions)",
-                         x="Pearson correlation of the maps (−1 to 1)", y=f"IoU of the top-{result.q:g}% regions (0–1)",
-                         legend=False)
+    return _style.finish(
+        fig,
+        title=f"Teacher–student Grad-CAM agreement per image (top-{result.q:g}% regions)",
+        x="Pearson correlation of the maps (−1 to 1)",
+        y=f"IoU of the top-{result.q:g}% regions (0–1)",
+        legend=False,
+    )
 
 
 def figure(result: CamResult, **kwargs: Any) -> go.Figure:
     """The main figure of a result: :func:`overlay_figure` (keyword arguments pass through)."""
     if not isinstance(result, CamResult):
-        raise ValueError(f"The 'result' argument of analyses.cams.figure must be a CamResult. "
-                         f"Got {type(result).__name__} instead.")
+        raise ValueError(
+            f"The 'result' argument of analyses.cams.figure must be a CamResult. Got {type(result).__name__} instead."
+        )
     return overlay_figure(result, **kwargs)

@@ -25,6 +25,7 @@ features or treats every token as an input. A layer whose features are constant 
 no similarity to speak of: its CKA is 0 (never NaN) and its name is listed in the result's
 ``attrs["constant_layers"]``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,8 +43,15 @@ from kdcore.validation import check_array, check_positive
 from . import _style
 
 __all__ = [
-    "linear_cka", "rbf_cka", "cka_matrix", "MinibatchCKA", "minibatch_cka_matrix", "prepare_features",
-    "pair_cka", "figure_heatmap", "figure_heatmaps",
+    "linear_cka",
+    "rbf_cka",
+    "cka_matrix",
+    "MinibatchCKA",
+    "minibatch_cka_matrix",
+    "prepare_features",
+    "pair_cka",
+    "figure_heatmap",
+    "figure_heatmaps",
 ]
 
 KINDS = ("linear", "rbf")
@@ -60,7 +68,9 @@ def prepare_features(features: Mapping[str, Any], *, tokens: str = "flatten", ma
     """
     where = "prepare_features"
     if tokens not in ("flatten", "mean", "per_token"):
-        raise ValueError(f"The 'tokens' parameter of {where} must be one of 'flatten', 'mean', 'per_token'. Got {tokens!r} instead.")
+        raise ValueError(
+            f"The 'tokens' parameter of {where} must be one of 'flatten', 'mean', 'per_token'. Got {tokens!r} instead."
+        )
     out = {}
     for name, value in features.items():
         x = check_array(f"features[{name!r}]", value, where=where, min_dim=1)
@@ -68,20 +78,29 @@ def prepare_features(features: Mapping[str, Any], *, tokens: str = "flatten", ma
             out[name] = x.reshape(x.shape[0], -1)
             continue
         if x.dim() != 3:
-            raise ValueError(f"tokens={tokens!r} in {where} needs token features [n, L, d]; layer {name!r} has shape {tuple(x.shape)}. "
-                             f"Use tokens='flatten' for conv or pooled features.")
-        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else torch.as_tensor(mask, device=x.device).bool()
+            raise ValueError(
+                f"tokens={tokens!r} in {where} needs token features [n, L, d]; layer {name!r} has shape {tuple(x.shape)}. "
+                f"Use tokens='flatten' for conv or pooled features."
+            )
+        keep = (
+            torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            if mask is None
+            else torch.as_tensor(mask, device=x.device).bool()
+        )
         if keep.shape != x.shape[:2]:
-            raise ValueError(f"The 'mask' parameter of {where} must have shape {tuple(x.shape[:2])} (inputs, tokens). Got {tuple(keep.shape)} instead.")
+            raise ValueError(
+                f"The 'mask' parameter of {where} must have shape {tuple(x.shape[:2])} (inputs, tokens). Got {tuple(keep.shape)} instead."
+            )
         if tokens == "mean":
             counts = keep.sum(1, keepdim=True)  # [n, 1]
             if bool((counts == 0).any()):
-                raise ValueError(f"The 'mask' parameter of {where} keeps no token for some inputs: every input needs at least one.")
+                raise ValueError(
+                    f"The 'mask' parameter of {where} keeps no token for some inputs: every input needs at least one."
+                )
             out[name] = (x * keep[..., None]).sum(1) / counts  # [n, d]
         else:
             out[name] = x[keep]  # [n·L_kept, d]
     return out
-
 
 
 # --------------------------------------------------------------------------- public scalars (kdcore.cka computes)
@@ -116,14 +135,17 @@ def _check_kind(kind: str, where: str) -> None:
 
 def _layer_dict(name: str, features: Any, where: str) -> dict[str, Tensor]:
     if not isinstance(features, Mapping) or not features:
-        raise ValueError(f"The '{name}' argument of {where} must be a non-empty mapping from layer name to "
-                         f"activations [n, ...]. Got {type(features).__name__} instead.")
+        raise ValueError(
+            f"The '{name}' argument of {where} must be a non-empty mapping from layer name to "
+            f"activations [n, ...]. Got {type(features).__name__} instead."
+        )
     return {str(k): core.as_features(f"{name}[{k!r}]", v, where) for k, v in features.items()}
 
 
 def _frame(values: Tensor, rows: Sequence[str], cols: Sequence[str], constant: Iterable[str], **attrs) -> pd.DataFrame:
-    df = pd.DataFrame(values.cpu().numpy(), index=pd.Index(list(rows), name="layer_a"),
-                      columns=pd.Index(list(cols), name="layer_b"))
+    df = pd.DataFrame(
+        values.cpu().numpy(), index=pd.Index(list(rows), name="layer_a"), columns=pd.Index(list(cols), name="layer_b")
+    )
     df.attrs.update(constant_layers=sorted(set(constant)), **attrs)
     return df
 
@@ -155,8 +177,9 @@ def _rbf_matrix(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], debiased: bo
 _MATRIX_BY_KIND = {"linear": _linear_matrix, "rbf": _rbf_matrix}
 
 
-def cka_matrix(features_a: Mapping[str, Any], features_b: Mapping[str, Any], *, kind: str = "linear",
-               debiased: bool = False) -> pd.DataFrame:
+def cka_matrix(
+    features_a: Mapping[str, Any], features_b: Mapping[str, Any], *, kind: str = "linear", debiased: bool = False
+) -> pd.DataFrame:
     """CKA between every layer of model a (rows) and every layer of model b (columns), all inputs at once.
 
     ``features_*`` map layer name -> activations [n, ...] of the same n inputs (flattened per input;
@@ -189,7 +212,9 @@ class MinibatchCKA:
         _check_kind(kind, "MinibatchCKA")
         self.layers_a, self.layers_b = [str(k) for k in layers_a], [str(k) for k in layers_b]
         if not self.layers_a or not self.layers_b:
-            raise ValueError("The 'layers_a' and 'layers_b' parameters of MinibatchCKA must each name at least one layer.")
+            raise ValueError(
+                "The 'layers_a' and 'layers_b' parameters of MinibatchCKA must each name at least one layer."
+            )
         self.kind = kind  # "linear" or "rbf"
         self.sigma = check_positive("sigma", sigma, where="MinibatchCKA")  # RBF width scale
         self.cross = torch.zeros(len(self.layers_a), len(self.layers_b), dtype=torch.float64)  # Σ_k HSIC₁(K_k, L_k)
@@ -201,7 +226,9 @@ class MinibatchCKA:
     def _grams(self, name: str, feats: Mapping[str, Any], layers: Sequence[str]) -> Tensor:
         missing = [k for k in layers if k not in feats]
         if missing:
-            raise ValueError(f"The '{name}' argument of MinibatchCKA.update lacks layers {missing}; it has {list(feats)}.")
+            raise ValueError(
+                f"The '{name}' argument of MinibatchCKA.update lacks layers {missing}; it has {list(feats)}."
+            )
         grams = []
         for k in layers:
             x = core.as_features(f"{name}[{k!r}]", feats[k], "MinibatchCKA.update")
@@ -220,11 +247,15 @@ class MinibatchCKA:
         gb = self._grams("features_b", features_b, self.layers_b)  # [B, b, b]
         b = ga.shape[1]
         if gb.shape[1] != b:
-            raise ValueError(f"features_a and features_b of MinibatchCKA.update must hold the same inputs. "
-                             f"Got batches of {b} and {gb.shape[1]}.")
+            raise ValueError(
+                f"features_a and features_b of MinibatchCKA.update must hold the same inputs. "
+                f"Got batches of {b} and {gb.shape[1]}."
+            )
         if b < 4:
-            raise ValueError(f"Each batch of MinibatchCKA.update needs at least 4 inputs (HSIC₁ divides by n−3). "
-                             f"Got {b}. Drop the short last batch (DataLoader(drop_last=True)).")
+            raise ValueError(
+                f"Each batch of MinibatchCKA.update needs at least 4 inputs (HSIC₁ divides by n−3). "
+                f"Got {b}. Drop the short last batch (DataLoader(drop_last=True))."
+            )
         ra, rb = ga.sum(2), gb.sum(2)  # K̃1: [A, b], [B, b]
         sa, sb = ra.sum(1), rb.sum(1)  # 1ᵀK̃1: [A], [B]
         fa, fb = ga.reshape(ga.shape[0], -1), gb.reshape(gb.shape[0], -1)  # [A, b²], [B, b²]
@@ -243,12 +274,21 @@ class MinibatchCKA:
         constant = [k for k, ok in zip(self.layers_a, ok_a.tolist()) if not ok]
         constant += [k for k, ok in zip(self.layers_b, ok_b.tolist()) if not ok]
         vals = core.safe_ratio(self.cross, self.self_a[:, None], self.self_b[None, :])
-        return _frame(vals, self.layers_a, self.layers_b, constant, kind=self.kind, debiased=True,
-                      n_inputs=self.inputs, method=f"minibatch ({self.batches} batches)")
+        return _frame(
+            vals,
+            self.layers_a,
+            self.layers_b,
+            constant,
+            kind=self.kind,
+            debiased=True,
+            n_inputs=self.inputs,
+            method=f"minibatch ({self.batches} batches)",
+        )
 
 
-def minibatch_cka_matrix(batches: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], *, kind: str = "linear",
-                         sigma: float = 1.0) -> pd.DataFrame:
+def minibatch_cka_matrix(
+    batches: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], *, kind: str = "linear", sigma: float = 1.0
+) -> pd.DataFrame:
     """Stream ``(features_a, features_b)`` batches through ``MinibatchCKA`` and return the heatmap."""
     acc = None
     for fa, fb in batches:
@@ -260,9 +300,19 @@ def minibatch_cka_matrix(batches: Iterable[tuple[Mapping[str, Any], Mapping[str,
     return acc.result()
 
 
-def pair_cka(model_a: Any, model_b: Any, inputs: Any, *, layers_a: Sequence[str] | None = None,
-             layers_b: Sequence[str] | None = None, kind: str = "linear", debiased: bool = False,
-             batch_size: int | None = None, tokens: str = "flatten", mask: Any = None) -> pd.DataFrame:
+def pair_cka(
+    model_a: Any,
+    model_b: Any,
+    inputs: Any,
+    *,
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    kind: str = "linear",
+    debiased: bool = False,
+    batch_size: int | None = None,
+    tokens: str = "flatten",
+    mask: Any = None,
+) -> pd.DataFrame:
     """CKA heatmap of two kdcore ModelAdapters (teacher vs student, or one model against itself).
 
     Layers default to each adapter's ``default_layers()``. With ``batch_size`` the inputs stream in
@@ -286,7 +336,9 @@ def pair_cka(model_a: Any, model_b: Any, inputs: Any, *, layers_a: Sequence[str]
         out = cka_matrix(fa, fb, kind=kind, debiased=debiased)
     else:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4:
-            raise ValueError(f"The 'batch_size' parameter of {where} must be an integer >= 4. Got {batch_size!r} instead.")
+            raise ValueError(
+                f"The 'batch_size' parameter of {where} must be an integer >= 4. Got {batch_size!r} instead."
+            )
         stops = range(batch_size, n + 1, batch_size)
         out = minibatch_cka_matrix((capture(hi - batch_size, hi) for hi in stops), kind=kind)
     out.attrs.update(model_a=getattr(model_a, "name", "model a"), model_b=getattr(model_b, "name", "model b"))
@@ -299,12 +351,26 @@ def _heatmap_trace(result: pd.DataFrame, *, showscale: bool = True) -> go.Heatma
     constant = set(result.attrs.get("constant_layers", []))
     rows, cols = [str(r) for r in result.index], [str(c) for c in result.columns]
     z = result.to_numpy(dtype=float)
-    text = [[f"{a}: {r}<br>{b}: {c}<br>CKA = {z[i, j]:.3f}"
-             + ("<br>(constant features: CKA set to 0)" if r in constant or c in constant else "")
-             for j, c in enumerate(cols)] for i, r in enumerate(rows)]
-    return go.Heatmap(z=z, x=cols, y=rows, zmin=0.0, zmax=1.0, colorscale=_style.SEQUENTIAL, text=text,
-                      hovertemplate="%{text}<extra></extra>", showscale=showscale,
-                      colorbar={"title": {"text": "CKA (0–1)"}})
+    text = [
+        [
+            f"{a}: {r}<br>{b}: {c}<br>CKA = {z[i, j]:.3f}"
+            + ("<br>(constant features: CKA set to 0)" if r in constant or c in constant else "")
+            for j, c in enumerate(cols)
+        ]
+        for i, r in enumerate(rows)
+    ]
+    return go.Heatmap(
+        z=z,
+        x=cols,
+        y=rows,
+        zmin=0.0,
+        zmax=1.0,
+        colorscale=_style.SEQUENTIAL,
+        text=text,
+        hovertemplate="%{text}<extra></extra>",
+        showscale=showscale,
+        colorbar={"title": {"text": "CKA (0–1)"}},
+    )
 
 
 def _describe(result: pd.DataFrame) -> str:
@@ -321,8 +387,14 @@ def figure_heatmap(result: pd.DataFrame, *, title: str | None = None) -> go.Figu
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-45)
     size = max(420, 28 * len(result.index) + 160)
-    return _style.finish(fig, title=title or f"{_describe(result)}: {a} vs {b}", x=f"{b} layer (input → output)",
-                         y=f"{a} layer (input → output)", height=size, legend=False)
+    return _style.finish(
+        fig,
+        title=title or f"{_describe(result)}: {a} vs {b}",
+        x=f"{b} layer (input → output)",
+        y=f"{a} layer (input → output)",
+        height=size,
+        legend=False,
+    )
 
 
 def figure_heatmaps(results: Mapping[str, pd.DataFrame], *, title: str = "CKA side by side") -> go.Figure:
@@ -334,9 +406,19 @@ def figure_heatmaps(results: Mapping[str, pd.DataFrame], *, title: str = "CKA si
     for i, name in enumerate(names, start=1):
         r = results[name]
         fig.add_trace(_heatmap_trace(r, showscale=(i == len(names))), row=1, col=i)
-        fig.update_yaxes(autorange="reversed", type="category", row=1, col=i,
-                         title_text=f"{r.attrs.get('model_a', 'model a')} layer (input → output)")
-        fig.update_xaxes(type="category", tickangle=-45, row=1, col=i,
-                         title_text=f"{r.attrs.get('model_b', 'model b')} layer (input → output)")
+        fig.update_yaxes(
+            autorange="reversed",
+            type="category",
+            row=1,
+            col=i,
+            title_text=f"{r.attrs.get('model_a', 'model a')} layer (input → output)",
+        )
+        fig.update_xaxes(
+            type="category",
+            tickangle=-45,
+            row=1,
+            col=i,
+            title_text=f"{r.attrs.get('model_b', 'model b')} layer (input → output)",
+        )
     height = max(420, 28 * max(len(r.index) for r in results.values()) + 160)
     return _style.finish(fig, title=title, height=height, legend=False)

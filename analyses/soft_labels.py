@@ -20,6 +20,7 @@ Conventions: student first, teacher second in every signature that takes both. W
 the target class is the teacher's argmax (the same at every T > 0; ties go to the lower index), so
 ``target_prob`` equals ``max_prob``; pass labels to measure the true class (the spec's test vectors do).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,9 +38,16 @@ from kdcore.validation import check_labels, check_logits, check_same_shape, chec
 from . import _style
 
 __all__ = [
-    "temperature_sweep", "temperature_sweep_per_sample", "compare_sweeps", "class_probabilities",
-    "gradient_scale", "logit_matching_limit", "sweep_pair",
-    "figure_class_probabilities", "figure_sweep", "figure_gradient_scale",
+    "temperature_sweep",
+    "temperature_sweep_per_sample",
+    "compare_sweeps",
+    "class_probabilities",
+    "gradient_scale",
+    "logit_matching_limit",
+    "sweep_pair",
+    "figure_class_probabilities",
+    "figure_sweep",
+    "figure_gradient_scale",
 ]
 
 SWEEP_COLUMNS = ("temperature", "entropy", "max_prob", "target_prob", "dark_knowledge", "effective_classes")
@@ -52,8 +60,10 @@ def _logits(name: str, x: Any, where: str) -> Tensor:
         try:
             x = torch.as_tensor(np.asarray(x, dtype=np.float64))
         except (TypeError, ValueError):
-            raise ValueError(f"The '{name}' argument of {where} must be a tensor or array of logits [N, C]. "
-                             f"Got {type(x).__name__} instead.") from None
+            raise ValueError(
+                f"The '{name}' argument of {where} must be a tensor or array of logits [N, C]. "
+                f"Got {type(x).__name__} instead."
+            ) from None
     x = check_logits(name, x, where=where, dims=2)
     return x.detach().to(torch.float64)
 
@@ -63,14 +73,19 @@ def _temperatures(temperatures: Any, where: str) -> Tensor:
     try:
         t = torch.as_tensor(np.asarray(temperatures, dtype=np.float64).reshape(-1))
     except (TypeError, ValueError):
-        raise ValueError(f"The 'temperatures' parameter of {where} must be a sequence of floats > 0. "
-                         f"Got {temperatures!r} instead.") from None
+        raise ValueError(
+            f"The 'temperatures' parameter of {where} must be a sequence of floats > 0. Got {temperatures!r} instead."
+        ) from None
     if t.numel() == 0:
-        raise ValueError(f"The 'temperatures' parameter of {where} must hold at least one temperature. Got an empty grid.")
+        raise ValueError(
+            f"The 'temperatures' parameter of {where} must hold at least one temperature. Got an empty grid."
+        )
     bad = ~torch.isfinite(t) | (t <= 0)
     if bool(bad.any()):
-        raise ValueError(f"The 'temperatures' parameter of {where} must hold finite floats > 0. "
-                         f"Got {t[bad].tolist()} among {t.tolist()}.")
+        raise ValueError(
+            f"The 'temperatures' parameter of {where} must hold finite floats > 0. "
+            f"Got {t[bad].tolist()} among {t.tolist()}."
+        )
     return t
 
 
@@ -102,7 +117,9 @@ def _per_sample(logits: Tensor, targets: Tensor, temperature: float) -> dict[str
     }
 
 
-def temperature_sweep_per_sample(teacher_logits: Any, temperatures: Sequence[float], labels: Any = None) -> pd.DataFrame:
+def temperature_sweep_per_sample(
+    teacher_logits: Any, temperatures: Sequence[float], labels: Any = None
+) -> pd.DataFrame:
     """Per-sample soft-label statistics (METHODS §2), one row per (temperature, sample).
 
     Columns: temperature, sample, entropy (nats), max_prob, target_prob, dark_knowledge (1 − p_y) and
@@ -132,8 +149,9 @@ def temperature_sweep(teacher_logits: Any, temperatures: Sequence[float], labels
     return out[list(SWEEP_COLUMNS)]
 
 
-def compare_sweeps(student_logits: Any, teacher_logits: Any, temperatures: Sequence[float],
-                   labels: Any = None) -> pd.DataFrame:
+def compare_sweeps(
+    student_logits: Any, teacher_logits: Any, temperatures: Sequence[float], labels: Any = None
+) -> pd.DataFrame:
     """``temperature_sweep`` for the student and the teacher, stacked with a ``role`` column.
 
     With ``labels=None`` both use the teacher's argmax as the target class, so the two are comparable.
@@ -150,8 +168,14 @@ def compare_sweeps(student_logits: Any, teacher_logits: Any, temperatures: Seque
     return pd.concat(rows, ignore_index=True)
 
 
-def class_probabilities(teacher_logits: Any, temperatures: Sequence[float], *, student_logits: Any = None,
-                        samples: Sequence[int] | None = None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+def class_probabilities(
+    teacher_logits: Any,
+    temperatures: Sequence[float],
+    *,
+    student_logits: Any = None,
+    samples: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Each class's probability against temperature for chosen samples (long format).
 
     Columns: role ("teacher"/"student"), sample, class_index, class_name, temperature, probability.
@@ -168,18 +192,30 @@ def class_probabilities(teacher_logits: Any, temperatures: Sequence[float], *, s
     n, c = t.shape
     idx = list(range(min(3, n))) if samples is None else [int(i) for i in samples]
     if not idx or any(i < 0 or i >= n for i in idx):
-        raise ValueError(f"The 'samples' parameter of {where} must hold row indices in [0, {n - 1}]. Got {idx} instead.")
+        raise ValueError(
+            f"The 'samples' parameter of {where} must hold row indices in [0, {n - 1}]. Got {idx} instead."
+        )
     names = [str(k) for k in range(c)] if class_names is None else [str(k) for k in class_names]
     if len(names) != c:
-        raise ValueError(f"The 'class_names' parameter of {where} must name {c} classes. Got {len(names)} names instead.")
+        raise ValueError(
+            f"The 'class_names' parameter of {where} must name {c} classes. Got {len(names)} names instead."
+        )
     frames = []
     for role, z in models.items():
         for temp in temps.tolist():
             p = torch.softmax(z[idx] / temp, dim=-1).cpu().numpy()  # [S, C]
-            frames.append(pd.DataFrame({
-                "role": role, "sample": np.repeat(idx, c), "class_index": np.tile(np.arange(c), len(idx)),
-                "class_name": np.tile(names, len(idx)), "temperature": temp, "probability": p.reshape(-1),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "role": role,
+                        "sample": np.repeat(idx, c),
+                        "class_index": np.tile(np.arange(c), len(idx)),
+                        "class_name": np.tile(names, len(idx)),
+                        "temperature": temp,
+                        "probability": p.reshape(-1),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -221,8 +257,14 @@ def gradient_scale(student_logits: Any, teacher_logits: Any, temperatures: Seque
         term = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))  # 0·log 0 = 0
         kl = term.sum(-1)  # [N]
         grad = temp * torch.linalg.vector_norm(q - p, dim=-1)  # [N]
-        rows.append({"temperature": temp, "grad_norm": float(grad.mean()), "t2_kl": float((temp ** 2 * kl).mean()),
-                     "limit": limit})
+        rows.append(
+            {
+                "temperature": temp,
+                "grad_norm": float(grad.mean()),
+                "t2_kl": float((temp**2 * kl).mean()),
+                "limit": limit,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -241,9 +283,11 @@ def sweep_pair(teacher: Any, student: Any, inputs: Any, temperatures: Sequence[f
     if labels is not None and bool((labels == -100).any()):
         keep = labels != -100
         zt, zs, labels = zt[keep], zs[keep], labels[keep]
-    return {"sweep": compare_sweeps(zs, zt, temperatures, labels),
-            "gradient": gradient_scale(zs, zt, temperatures),
-            "classes": class_probabilities(zt, temperatures, student_logits=zs)}
+    return {
+        "sweep": compare_sweeps(zs, zt, temperatures, labels),
+        "gradient": gradient_scale(zs, zt, temperatures),
+        "classes": class_probabilities(zt, temperatures, student_logits=zs),
+    }
 
 
 # --------------------------------------------------------------------------- figures
@@ -259,8 +303,7 @@ def figure_class_probabilities(result: pd.DataFrame, *, top: int = 10) -> go.Fig
         peak = result[result["role"] == "teacher"].groupby("class_index")["probability"].max()
         keep = set(peak.sort_values(ascending=False, kind="stable").index[:top].tolist())
         classes = [c for c in classes if c[0] in keep]
-    fig = make_subplots(rows=1, cols=len(samples), shared_yaxes=True,
-                        subplot_titles=[f"sample {s}" for s in samples])
+    fig = make_subplots(rows=1, cols=len(samples), shared_yaxes=True, subplot_titles=[f"sample {s}" for s in samples])
     for col, sample in enumerate(samples, start=1):
         for k, name in classes:
             colour = _style.class_colour(int(k))
@@ -268,12 +311,24 @@ def figure_class_probabilities(result: pd.DataFrame, *, top: int = 10) -> go.Fig
                 d = result[(result["sample"] == sample) & (result["class_index"] == k) & (result["role"] == role)]
                 if d.empty:
                     continue
-                fig.add_trace(go.Scatter(
-                    x=d["temperature"], y=d["probability"], mode="lines+markers", name=f"class {name}",
-                    legendgroup=f"class {name}", showlegend=(col == 1 and role == "teacher"),
-                    line={"color": colour, "dash": dash}, marker={"size": 4},
-                    hovertemplate=(f"{role}, sample {sample}, class {name}<br>T = %{{x:.3g}}"
-                                   "<br>probability = %{y:.4f}<extra></extra>")), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=d["temperature"],
+                        y=d["probability"],
+                        mode="lines+markers",
+                        name=f"class {name}",
+                        legendgroup=f"class {name}",
+                        showlegend=(col == 1 and role == "teacher"),
+                        line={"color": colour, "dash": dash},
+                        marker={"size": 4},
+                        hovertemplate=(
+                            f"{role}, sample {sample}, class {name}<br>T = %{{x:.3g}}"
+                            "<br>probability = %{y:.4f}<extra></extra>"
+                        ),
+                    ),
+                    row=1,
+                    col=col,
+                )
     fig.update_xaxes(type="log", title_text="temperature T (log scale, unitless)")
     fig.update_yaxes(title_text="probability p_T(class)", row=1, col=1)
     roles = " (teacher solid, student dashed)" if (result["role"] == "student").any() else ""
@@ -281,8 +336,12 @@ def figure_class_probabilities(result: pd.DataFrame, *, top: int = 10) -> go.Fig
     return _style.finish(fig, title=f"Class probabilities against temperature{roles}{shown}")
 
 
-_SWEEP_PANELS = (("entropy", "entropy H (nats)"), ("effective_classes", "effective classes exp(H) (classes)"),
-                 ("target_prob", "target-class probability p_y"), ("dark_knowledge", "dark knowledge 1 − p_y"))
+_SWEEP_PANELS = (
+    ("entropy", "entropy H (nats)"),
+    ("effective_classes", "effective classes exp(H) (classes)"),
+    ("target_prob", "target-class probability p_y"),
+    ("dark_knowledge", "dark knowledge 1 − p_y"),
+)
 
 
 def figure_sweep(result: pd.DataFrame) -> go.Figure:
@@ -293,23 +352,46 @@ def figure_sweep(result: pd.DataFrame) -> go.Figure:
     """
     if "role" not in result.columns:
         result = result.assign(role="teacher")
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[label for _, label in _SWEEP_PANELS],
-                        horizontal_spacing=0.1, vertical_spacing=0.16)
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        subplot_titles=[label for _, label in _SWEEP_PANELS],
+        horizontal_spacing=0.1,
+        vertical_spacing=0.16,
+    )
     for i, (column, label) in enumerate(_SWEEP_PANELS):
         row, col = divmod(i, 2)
         for role, d in result.groupby("role", sort=False):
             colour = _style.role_colour(role)
-            fig.add_trace(go.Scatter(
-                x=d["temperature"], y=d[column], mode="lines+markers", name=role, legendgroup=role,
-                showlegend=(i == 0), line={"color": colour},
-                hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>"),
-                row=row + 1, col=col + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=d["temperature"],
+                    y=d[column],
+                    mode="lines+markers",
+                    name=role,
+                    legendgroup=role,
+                    showlegend=(i == 0),
+                    line={"color": colour},
+                    hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>",
+                ),
+                row=row + 1,
+                col=col + 1,
+            )
             if column == "target_prob":
-                fig.add_trace(go.Scatter(
-                    x=d["temperature"], y=d["max_prob"], mode="lines", name=f"{role} max probability",
-                    legendgroup=role, showlegend=False, line={"color": colour, "dash": "dot"},
-                    hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>max probability = %{{y:.4f}}<extra></extra>"),
-                    row=row + 1, col=col + 1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=d["temperature"],
+                        y=d["max_prob"],
+                        mode="lines",
+                        name=f"{role} max probability",
+                        legendgroup=role,
+                        showlegend=False,
+                        line={"color": colour, "dash": "dot"},
+                        hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>max probability = %{{y:.4f}}<extra></extra>",
+                    ),
+                    row=row + 1,
+                    col=col + 1,
+                )
         fig.update_yaxes(title_text=label, row=row + 1, col=col + 1)
         fig.update_xaxes(type="log", title_text="temperature T (log scale)", row=row + 1, col=col + 1)
     return _style.finish(fig, title="Soft labels against temperature (mean over samples)", height=620)
@@ -317,18 +399,45 @@ def figure_sweep(result: pd.DataFrame) -> go.Figure:
 
 def figure_gradient_scale(result: pd.DataFrame) -> go.Figure:
     """Left: the student's KD gradient scale T·‖q_T − p_T‖₂. Right: T²·KL and its logit-matching limit."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["gradient scale T·‖q_T − p_T‖₂",
-                                                       "T²·KL(p_T ‖ q_T) and its T → ∞ limit"])
-    fig.add_trace(go.Scatter(x=result["temperature"], y=result["grad_norm"], mode="lines+markers",
-                             name="gradient scale", line={"color": _style.STUDENT},
-                             hovertemplate="T = %{x:.3g}<br>T·‖q − p‖₂ = %{y:.4f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=result["temperature"], y=result["t2_kl"], mode="lines+markers",
-                             name="T²·KL", line={"color": _style.TEACHER},
-                             hovertemplate="T = %{x:.3g}<br>T²·KL = %{y:.4f} nats<extra></extra>"), row=1, col=2)
-    fig.add_trace(go.Scatter(x=result["temperature"], y=result["limit"], mode="lines",
-                             name="logit-matching limit Σ(Δz − mean Δz)²/(2C)",
-                             line={"color": _style.NEUTRAL, "dash": "dash"},
-                             hovertemplate="limit = %{y:.4f} nats<extra></extra>"), row=1, col=2)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=["gradient scale T·‖q_T − p_T‖₂", "T²·KL(p_T ‖ q_T) and its T → ∞ limit"]
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=result["temperature"],
+            y=result["grad_norm"],
+            mode="lines+markers",
+            name="gradient scale",
+            line={"color": _style.STUDENT},
+            hovertemplate="T = %{x:.3g}<br>T·‖q − p‖₂ = %{y:.4f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=result["temperature"],
+            y=result["t2_kl"],
+            mode="lines+markers",
+            name="T²·KL",
+            line={"color": _style.TEACHER},
+            hovertemplate="T = %{x:.3g}<br>T²·KL = %{y:.4f} nats<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=result["temperature"],
+            y=result["limit"],
+            mode="lines",
+            name="logit-matching limit Σ(Δz − mean Δz)²/(2C)",
+            line={"color": _style.NEUTRAL, "dash": "dash"},
+            hovertemplate="limit = %{y:.4f} nats<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(type="log", title_text="temperature T (log scale)")
     fig.update_yaxes(title_text="gradient L2 norm (per logit, unitless)", row=1, col=1)
     fig.update_yaxes(title_text="T²·KL (nats)", row=1, col=2)

@@ -5,6 +5,7 @@ The tinylang data marks every position with its kind (``extras["position_kind"]`
 next token follows from the current one; 1 copy, where it can only be read from the earlier run (an
 induction head's job); -1 other (the ``<s>`` closing a copy).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,14 +25,14 @@ FORMULAS = {
     "fkl": r"\mathrm{fkl} = \mathrm{KL}(p\,\|\,q) = \sum_v p_v \log\frac{p_v}{q_v}\quad\text{(mode-covering)}",
     "rkl": r"\mathrm{rkl} = \mathrm{KL}(q\,\|\,p) = \sum_v q_v \log\frac{q_v}{p_v}\quad\text{(mode-seeking)}",
     "jsd": r"\mathrm{jsd}_\beta = \beta\,\mathrm{KL}(p\,\|\,m) + (1-\beta)\,\mathrm{KL}(q\,\|\,m),\quad "
-           r"m = \beta p + (1-\beta) q,\ 0<\beta<1",
+    r"m = \beta p + (1-\beta) q,\ 0<\beta<1",
     "tvd": r"\mathrm{tvd} = \tfrac12 \sum_v |p_v - q_v|",
     "skew_fkl": r"\mathrm{skew\_fkl}_\alpha = \mathrm{KL}\big(p\,\|\,\alpha p + (1-\alpha) q\big)",
     "skew_rkl": r"\mathrm{skew\_rkl}_\alpha = \mathrm{KL}\big(q\,\|\,\alpha q + (1-\alpha) p\big)",
     "akl": r"\mathrm{akl}_\mu = w\,\mathrm{fkl} + (1-w)\,\mathrm{rkl},\quad w = \frac{g_{head}}{g_{head} + g_{tail}},\quad "
-           r"g_{head} = \sum_{v \in \text{head}_\mu(p)} |p_v - q_v|",
+    r"g_{head} = \sum_{v \in \text{head}_\mu(p)} |p_v - q_v|",
     "uld": r"\mathrm{uld} = \sum_i \big|\,\mathrm{sort}_\downarrow(p)_i - \mathrm{sort}_\downarrow(q)_i\,\big|"
-           r"\quad\text{(no shared vocabulary needed)}",
+    r"\quad\text{(no shared vocabulary needed)}",
 }
 POSITION_KINDS = {1: "copy (induction)", 0: "local (next-token rule)", -1: "other (<s> after a copy)"}
 
@@ -39,14 +40,22 @@ POSITION_KINDS = {1: "copy (induction)", 0: "local (next-token rule)", -1: "othe
 def _check(name: str, value: Any, dims: int, where: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.dim() != dims:
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise InvalidParameterError(f"The '{name}' parameter of {where} must be a tensor with {dims} dimensions. "
-                                    f"Got {got} instead.")
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {where} must be a tensor with {dims} dimensions. Got {got} instead."
+        )
     return value
 
 
-def split_by_position_kind(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                           position_kind: torch.Tensor, *, baseline_logits: torch.Tensor | None = None,
-                           kinds: Sequence[str] = KINDS, temperature: float = 1.0) -> pd.DataFrame:
+def split_by_position_kind(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    position_kind: torch.Tensor,
+    *,
+    baseline_logits: torch.Tensor | None = None,
+    kinds: Sequence[str] = KINDS,
+    temperature: float = 1.0,
+) -> pd.DataFrame:
     """Mean of every token divergence (student vs teacher) and each model's next-token accuracy, over
     the positions of each kind.
 
@@ -60,11 +69,13 @@ def split_by_position_kind(student_logits: torch.Tensor, teacher_logits: torch.T
     s, t = _check("student_logits", student_logits, 3, where), _check("teacher_logits", teacher_logits, 3, where)
     y, kind = _check("labels", labels, 2, where), _check("position_kind", position_kind, 2, where)
     if not (s.shape[:2] == t.shape[:2] == y.shape == kind.shape):
-        raise InvalidParameterError(f"The logits, labels and position kinds of {where} must share [N, L]. Got "
-                                    f"{tuple(s.shape)}, {tuple(t.shape)}, {tuple(y.shape)}, {tuple(kind.shape)}.")
-    divs = {k: token_divergence(s.double(), t.double(), k, temperature=temperature) for k in kinds}   # [N, L] each
+        raise InvalidParameterError(
+            f"The logits, labels and position kinds of {where} must share [N, L]. Got "
+            f"{tuple(s.shape)}, {tuple(t.shape)}, {tuple(y.shape)}, {tuple(kind.shape)}."
+        )
+    divs = {k: token_divergence(s.double(), t.double(), k, temperature=temperature) for k in kinds}  # [N, L] each
     models = {"teacher": t, "student": s} | ({"baseline": baseline_logits} if baseline_logits is not None else {})
-    right = {m: z.argmax(-1) == y for m, z in models.items()}                                       # [N, L] bool
+    right = {m: z.argmax(-1) == y for m, z in models.items()}  # [N, L] bool
     rows = []
     for code, name in POSITION_KINDS.items():
         keep = (kind == code) & (y != -100)
@@ -82,18 +93,40 @@ def figure_split(table: pd.DataFrame) -> go.Figure:
     accuracy there. Two panels, two axes: divergences in nats, accuracy as a fraction."""
     kinds = [c for c in table.columns if c in KINDS]
     models = [c[: -len(" accuracy")] for c in table.columns if c.endswith(" accuracy")]
-    main = table[table["position"] != POSITION_KINDS[-1]]                      # copy and local only
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
-                        subplot_titles=["divergence, student vs teacher", "next-token accuracy"])
+    main = table[table["position"] != POSITION_KINDS[-1]]  # copy and local only
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.62, 0.38],
+        horizontal_spacing=0.1,
+        subplot_titles=["divergence, student vs teacher", "next-token accuracy"],
+    )
     shades = {POSITION_KINDS[1]: _style.class_colour(3), POSITION_KINDS[0]: _style.class_colour(0)}
     for _, row in main.iterrows():
-        fig.add_trace(go.Bar(x=kinds, y=[row[k] for k in kinds], name=f"{row['position']} · {row['positions']} positions",
-                             marker_color=shades[row["position"]], legendgroup=row["position"],
-                             hovertemplate="%{x}: %{y:.4f}<extra>" + row["position"] + "</extra>"), row=1, col=1)
+        fig.add_trace(
+            go.Bar(
+                x=kinds,
+                y=[row[k] for k in kinds],
+                name=f"{row['position']} · {row['positions']} positions",
+                marker_color=shades[row["position"]],
+                legendgroup=row["position"],
+                hovertemplate="%{x}: %{y:.4f}<extra>" + row["position"] + "</extra>",
+            ),
+            row=1,
+            col=1,
+        )
     for m in models:
-        fig.add_trace(go.Bar(x=[p.split(" (")[0] for p in main["position"]], y=main[f"{m} accuracy"],
-                             name=m, marker_color=_style.role_colour(m),
-                             hovertemplate="%{x} positions: %{y:.1%}<extra>" + m + "</extra>"), row=1, col=2)
+        fig.add_trace(
+            go.Bar(
+                x=[p.split(" (")[0] for p in main["position"]],
+                y=main[f"{m} accuracy"],
+                name=m,
+                marker_color=_style.role_colour(m),
+                hovertemplate="%{x} positions: %{y:.1%}<extra>" + m + "</extra>",
+            ),
+            row=1,
+            col=2,
+        )
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="mean divergence (nats; tvd, uld 0–2)", row=1, col=1)
     fig.update_yaxes(title_text="accuracy (fraction)", range=[0, 1.05], row=1, col=2)

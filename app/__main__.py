@@ -12,6 +12,7 @@ repository's .streamlit/config.toml (no usage statistics, no stack traces shown,
 are passed as flags too, since Streamlit reads that file only when started from the repository
 root. Other arguments go to `streamlit run` unchanged and win over those (e.g. --server.headless false).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,32 @@ DEFAULT_ADDRESS = "127.0.0.1"
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The launcher's own options, and the arguments left for `streamlit run`."""
-    p = argparse.ArgumentParser(prog="python -m app", description="Start the KD Workbench app.", allow_abbrev=False,
-                                epilog="Other arguments are passed on to `streamlit run` (see `streamlit run --help`).")
-    p.add_argument("--address", "--server.address", dest="address", default=DEFAULT_ADDRESS,
-                   help=f"the address to listen on (default {DEFAULT_ADDRESS}: this machine only)")
-    p.add_argument("--port", "--server.port", dest="port", type=int, default=None,
-                   help="the port to listen on (default: Streamlit's, 8501)")
-    p.add_argument(ALLOW_FLAG, action="store_true",
-                   help="let the sidebar import and call any module:factory (runs that code in the server)")
+    p = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Start the KD Workbench app.",
+        allow_abbrev=False,
+        epilog="Other arguments are passed on to `streamlit run` (see `streamlit run --help`).",
+    )
+    p.add_argument(
+        "--address",
+        "--server.address",
+        dest="address",
+        default=DEFAULT_ADDRESS,
+        help=f"the address to listen on (default {DEFAULT_ADDRESS}: this machine only)",
+    )
+    p.add_argument(
+        "--port",
+        "--server.port",
+        dest="port",
+        type=int,
+        default=None,
+        help="the port to listen on (default: Streamlit's, 8501)",
+    )
+    p.add_argument(
+        ALLOW_FLAG,
+        action="store_true",
+        help="let the sidebar import and call any module:factory (runs that code in the server)",
+    )
     return p.parse_known_args(argv)
 
 
@@ -68,7 +87,7 @@ def repo_config() -> dict:
 def main(argv: list[str] | None = None) -> None:
     opts, rest = parse_args(sys.argv[1:] if argv is None else argv)
     if opts.allow_module_loading:
-        os.environ[ALLOW_ENV] = "1"          # read by app/safety.py in this same process
+        os.environ[ALLOW_ENV] = "1"  # read by app/safety.py in this same process
     from streamlit.web import cli
 
     cli.main(args=streamlit_argv(opts, rest, repo_config()), prog_name="streamlit")

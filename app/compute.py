@@ -4,6 +4,7 @@ Every function here is `st.cache_data`: the result is computed once per key and 
 session (a copy per call, so a page can never alter another's). Models come from `app.state`
 (`st.cache_resource`, read-only). Pages call these and render; they compute nothing themselves.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,9 +24,9 @@ from analyses import tokens as tokens_an
 from app import state
 
 TEMPERATURES = tuple(float(t) for t in np.round(np.geomspace(0.5, 20.0, 25), 3))  # the sweep's grid
-SWEEP_ROWS = 1024         # rows (inputs, or LM token positions) used by the temperature sweep
-ATTENTION_MAX = 16        # inputs used for attention maps (each is [H, L, L] per layer)
-CAM_MAX = 32              # images explained by Grad-CAM (one backward pass each model)
+SWEEP_ROWS = 1024  # rows (inputs, or LM token positions) used by the temperature sweep
+ATTENTION_MAX = 16  # inputs used for attention maps (each is [H, L, L] per layer)
+CAM_MAX = 32  # images explained by Grad-CAM (one backward pass each model)
 
 
 def _pair(key: tuple, device: str):
@@ -46,13 +47,19 @@ def logits(key: tuple, device: str, n: int) -> dict:
     """Teacher, student and (if any) baseline logits on the first n test inputs, with their targets."""
     pair = _pair(key, device)
     x, y, _ = state.probe(pair, n)
-    out = {"teacher": _cpu(pair.teacher.logits(x)), "student": _cpu(pair.student.logits(x)),
-           "baseline": _cpu(pair.student_baseline.logits(x)) if pair.student_baseline is not None else None,
-           "targets": y.clone(), "task": pair.dataset.task, "class_names": pair.dataset.class_names}
+    out = {
+        "teacher": _cpu(pair.teacher.logits(x)),
+        "student": _cpu(pair.student.logits(x)),
+        "baseline": _cpu(pair.student_baseline.logits(x)) if pair.student_baseline is not None else None,
+        "targets": y.clone(),
+        "task": pair.dataset.task,
+        "class_names": pair.dataset.class_names,
+    }
     return out
 
 
 # ---- overview ---------------------------------------------------------------------------------------
+
 
 @st.cache_data(show_spinner="Scoring the pair…", max_entries=16)
 def scorecard(key: tuple, device: str, n: int):
@@ -81,23 +88,30 @@ def multilabel_scores(key: tuple, device: str, n: int) -> tuple[pd.DataFrame, pd
 
 # ---- soft labels ------------------------------------------------------------------------------------
 
+
 @st.cache_data(show_spinner="Sweeping the temperature…", max_entries=16)
 def sweep(key: tuple, device: str, n: int) -> dict:
     """analyses.soft_labels.sweep_pair over TEMPERATURES (LM positions flattened)."""
     lg = logits(key, device, n)
     t, s, y = lg["teacher"], lg["student"], lg["targets"]
     if lg["task"] == "multilabel":
-        y = None                                          # soft labels of a softmax over classes: no single target
+        y = None  # soft labels of a softmax over classes: no single target
     elif lg["task"] == "causal_lm":
         keep = y.reshape(-1) != -100
         t, s, y = t.reshape(-1, t.shape[-1])[keep], s.reshape(-1, s.shape[-1])[keep], y.reshape(-1)[keep]
     t, s, y = t[:SWEEP_ROWS], s[:SWEEP_ROWS], None if y is None else y[:SWEEP_ROWS]
     names = lg["class_names"]
-    return {"sweep": soft_labels_an.compare_sweeps(s, t, TEMPERATURES, labels=y),
-            "gradient": soft_labels_an.gradient_scale(s, t, TEMPERATURES),
-            "classes": soft_labels_an.class_probabilities(t, TEMPERATURES, student_logits=s, samples=[0, 1, 2],
-                                                          class_names=names),
-            "teacher": t[:64], "student": s[:64], "labels": None if y is None else y[:64], "class_names": names}
+    return {
+        "sweep": soft_labels_an.compare_sweeps(s, t, TEMPERATURES, labels=y),
+        "gradient": soft_labels_an.gradient_scale(s, t, TEMPERATURES),
+        "classes": soft_labels_an.class_probabilities(
+            t, TEMPERATURES, student_logits=s, samples=[0, 1, 2], class_names=names
+        ),
+        "teacher": t[:64],
+        "student": s[:64],
+        "labels": None if y is None else y[:64],
+        "class_names": names,
+    }
 
 
 @st.cache_data(show_spinner="Sweeping the temperature over every label…", max_entries=16)
@@ -111,12 +125,15 @@ def multilabel_sweep(key: tuple, device: str, n: int) -> pd.DataFrame:
 def sweep_figures(key: tuple, device: str, n: int) -> dict:
     """The temperature-sweep figures (they do not depend on the sliders: the page only marks T on copies)."""
     res = sweep(key, device, n)
-    return {"sweep": soft_labels_an.figure_sweep(res["sweep"]),
-            "gradient": soft_labels_an.figure_gradient_scale(res["gradient"]),
-            "classes": soft_labels_an.figure_class_probabilities(res["classes"])}
+    return {
+        "sweep": soft_labels_an.figure_sweep(res["sweep"]),
+        "gradient": soft_labels_an.figure_gradient_scale(res["gradient"]),
+        "classes": soft_labels_an.figure_class_probabilities(res["classes"]),
+    }
 
 
 # ---- features ---------------------------------------------------------------------------------------
+
 
 @st.cache_data(show_spinner="Capturing features and computing CKA…", max_entries=16)
 def cka(key: tuple, device: str, n: int, kind: str, debiased: bool) -> dict[str, pd.DataFrame]:
@@ -126,9 +143,17 @@ def cka(key: tuple, device: str, n: int, kind: str, debiased: bool) -> dict[str,
     tokens = "mean" if pair.kind == "causal_lm" else "flatten"
     opts = {"kind": kind, "debiased": debiased, "tokens": tokens}
     t_layers, s_layers = _cka_layers(pair.teacher, x), _cka_layers(pair.student, x)
-    return {"teacher × student": cka_an.pair_cka(pair.teacher, pair.student, x, layers_a=t_layers, layers_b=s_layers, **opts),
-            "teacher × teacher": cka_an.pair_cka(pair.teacher, pair.teacher, x, layers_a=t_layers, layers_b=t_layers, **opts),
-            "student × student": cka_an.pair_cka(pair.student, pair.student, x, layers_a=s_layers, layers_b=s_layers, **opts)}
+    return {
+        "teacher × student": cka_an.pair_cka(
+            pair.teacher, pair.student, x, layers_a=t_layers, layers_b=s_layers, **opts
+        ),
+        "teacher × teacher": cka_an.pair_cka(
+            pair.teacher, pair.teacher, x, layers_a=t_layers, layers_b=t_layers, **opts
+        ),
+        "student × student": cka_an.pair_cka(
+            pair.student, pair.student, x, layers_a=s_layers, layers_b=s_layers, **opts
+        ),
+    }
 
 
 def _cka_layers(adapter, x) -> list[str]:
@@ -140,6 +165,7 @@ def _cka_layers(adapter, x) -> list[str]:
 
 
 # ---- attention --------------------------------------------------------------------------------------
+
 
 @st.cache_data(show_spinner="Capturing attention…", max_entries=16)
 def attention(key: tuple, device: str, n: int, metric: str, mode: str):
@@ -178,11 +204,13 @@ def _conv_layers(key: tuple, device: str, s_layers: tuple, t_layers: tuple) -> t
 def attention_transfer(key: tuple, device: str, n: int, student_layer: str, teacher_layer: str, p: float):
     pair = _pair(key, device)
     x, _, _ = state.probe(pair, min(n, ATTENTION_MAX))
-    return attention_an.attention_transfer_from_adapters(pair.student, pair.teacher, x, student_layer=student_layer,
-                                                         teacher_layer=teacher_layer, p=p)
+    return attention_an.attention_transfer_from_adapters(
+        pair.student, pair.teacher, x, student_layer=student_layer, teacher_layer=teacher_layer, p=p
+    )
 
 
 # ---- CAMs -------------------------------------------------------------------------------------------
+
 
 @st.cache_data(show_spinner="Computing Grad-CAM for teacher and student…", max_entries=16)
 def cams(key: tuple, device: str, n: int, explain: str, q: float):
@@ -192,22 +220,31 @@ def cams(key: tuple, device: str, n: int, explain: str, q: float):
     if explain == "teacher":
         t_logits = pair.teacher.logits(x).cpu()
         targets = t_logits.argmax(1)
-    elif y.dim() == 2:                                    # multi-label: the present label the teacher rates highest
+    elif y.dim() == 2:  # multi-label: the present label the teacher rates highest
         t_logits = pair.teacher.logits(x).cpu()
         targets = t_logits.masked_fill(~y.bool(), float("-inf")).argmax(1)
     else:
         targets = y
-    return cams_an.compute(pair.student, pair.teacher, x, targets, masks=masks, q=q,
-                           class_names=pair.dataset.class_names)
+    return cams_an.compute(
+        pair.student, pair.teacher, x, targets, masks=masks, q=q, class_names=pair.dataset.class_names
+    )
 
 
 # ---- divergence components --------------------------------------------------------------------------
 
+
 @st.cache_data(show_spinner="Splitting the divergence into its components…", max_entries=32)
 def components(key: tuple, device: str, n: int, temperature: float, k: int, tau: float):
     lg = logits(key, device, n)
-    return components_an.compute(lg["student"], lg["teacher"], lg["targets"], k=k, tau=tau,
-                                 temperature=temperature, class_names=lg["class_names"])
+    return components_an.compute(
+        lg["student"],
+        lg["teacher"],
+        lg["targets"],
+        k=k,
+        tau=tau,
+        temperature=temperature,
+        class_names=lg["class_names"],
+    )
 
 
 @st.cache_data(show_spinner="Comparing the models token by token…", max_entries=32)
@@ -217,8 +254,9 @@ def token_components(key: tuple, device: str, n: int, index: int, temperature: f
     x, y, _ = state.probe(pair, n)
     tok = pair.dataset.tokenizer
     tokens = [_token(tok, int(i)) for i in x[index].tolist()]
-    return components_an.token_components(lg["student"][index], lg["teacher"][index], tokens=tokens,
-                                          labels=y[index], temperature=temperature)
+    return components_an.token_components(
+        lg["student"][index], lg["teacher"][index], tokens=tokens, labels=y[index], temperature=temperature
+    )
 
 
 def position_kinds(key: tuple, device: str, n: int) -> torch.Tensor | None:
@@ -235,11 +273,13 @@ def token_split(key: tuple, device: str, n: int, temperature: float) -> pd.DataF
     if kinds is None:
         return None
     lg = logits(key, device, n)
-    return tokens_an.split_by_position_kind(lg["student"], lg["teacher"], lg["targets"], kinds,
-                                            baseline_logits=lg["baseline"], temperature=temperature)
+    return tokens_an.split_by_position_kind(
+        lg["student"], lg["teacher"], lg["targets"], kinds, baseline_logits=lg["baseline"], temperature=temperature
+    )
 
 
 # ---- calibration ------------------------------------------------------------------------------------
+
 
 @st.cache_data(show_spinner="Measuring calibration…", max_entries=16)
 def calibration(key: tuple, device: str, n: int, n_bins: int) -> dict:
@@ -253,7 +293,7 @@ def calibration(key: tuple, device: str, n: int, n_bins: int) -> dict:
     for r in roles:
         z = lg[r]
         if lg["task"] == "multilabel":
-            p = torch.sigmoid(z.double()).reshape(-1)                               # [N·C]
+            p = torch.sigmoid(z.double()).reshape(-1)  # [N·C]
             out[names[r]] = calibration_an.calibration(torch.stack([1 - p, p], 1), y.reshape(-1).long(), n_bins=n_bins)
         else:
             zf, yf = z.reshape(-1, z.shape[-1]), y.reshape(-1)

@@ -1,5 +1,6 @@
 """Page render timing through streamlit's AppTest (used by bench/app_pages.py; lives here because only the
 app package may import streamlit)."""
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ def warm_renders(main: str, pages: list[str], pairs: list[str], repeats: int) ->
             for _ in range(repeats + 1):
                 at = AppTest.from_file(main, default_timeout=600)
                 at.session_state["sample_pair"] = pair
-                at.run()                                       # the default page (its caches are warm after pass 1)
+                at.run()  # the default page (its caches are warm after pass 1)
                 t = time.perf_counter()
                 at.switch_page(f"views/{page}.py").run()
                 times.append(time.perf_counter() - t)

@@ -3,6 +3,7 @@ once, so the file opens offline), the checkpoint CKA heatmaps. No Streamlit: usa
 
     html = run_report(RunStore(), run_id)
 """
+
 from __future__ import annotations
 
 import datetime
@@ -71,7 +72,9 @@ def run_figures_for(store: RunStore, run_id: str) -> list:
         figs.append(run_figures.checkpoint_divergences(ckpt))
     heat = checkpoint_cka(store, run_id)
     if heat:
-        figs.append(cka_an.figure_heatmaps(heat, title="CKA of student (columns) and teacher (rows) layers, by checkpoint"))
+        figs.append(
+            cka_an.figure_heatmaps(heat, title="CKA of student (columns) and teacher (rows) layers, by checkpoint")
+        )
     return figs
 
 
@@ -84,18 +87,25 @@ def run_report(store: RunStore, run_id: str) -> str:
     for i, fig in enumerate(figs):
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False}))
     when = datetime.datetime.fromtimestamp(run["created"]).strftime("%Y-%m-%d %H:%M")
-    head = {"run": run_id, "name": run.get("name") or "", "state": run["state"], "pair": run["pair"],
-            "objective": run["objective"], "created": when, "device": run.get("device")}
+    head = {
+        "run": run_id,
+        "name": run.get("name") or "",
+        "state": run["state"],
+        "pair": run["pair"],
+        "objective": run["objective"],
+        "created": when,
+        "device": run.get("device"),
+    }
     error = f"<p class='err'>{html.escape(run['error'])}</p>" if run.get("error") else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>KD Workbench run {html.escape(run_id)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Distillation run {html.escape(run_id)}</h1>
-<p class="muted">KD Workbench report · {html.escape(run['pair'] or '')} · {html.escape(run['objective'] or '')}</p>
+<p class="muted">KD Workbench report · {html.escape(run["pair"] or "")} · {html.escape(run["objective"] or "")}</p>
 {error}
 <h2>Run</h2>{_table(head)}
 <h2>Results</h2>{_table(summary) if summary else "<p class='muted'>No results yet.</p>"}
-<h2>Configuration</h2>{_table(run['config'])}
-<h2>Curves</h2>{''.join(parts) or "<p class='muted'>No metrics were logged.</p>"}
-<h2>Software</h2>{_table(run.get('versions') or {})}
+<h2>Configuration</h2>{_table(run["config"])}
+<h2>Curves</h2>{"".join(parts) or "<p class='muted'>No metrics were logged.</p>"}
+<h2>Software</h2>{_table(run.get("versions") or {})}
 </body></html>"""

@@ -3,6 +3,7 @@
 Step metrics: `loss` and one column per loss component, plus `lr`. Epoch metrics: `train_*`,
 `val_loss`, `val_acc`, `val_agreement`. Checkpoint metrics: `cka/<student>|<teacher>` and `div/<part>`.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -20,9 +21,18 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
     cols = [c for c in steps.columns if c not in _NOT_LOSS]
     for i, c in enumerate(cols):
         y = steps[c].rolling(smooth, min_periods=1).mean() if smooth > 1 else steps[c]
-        fig.add_trace(go.Scatter(x=steps["step"], y=y, mode="lines", name=c,
-                                 line={"color": "black" if c == "loss" else CLASS_PALETTE[i % len(CLASS_PALETTE)],
-                                       "width": 2.5 if c == "loss" else 1.5}))
+        fig.add_trace(
+            go.Scatter(
+                x=steps["step"],
+                y=y,
+                mode="lines",
+                name=c,
+                line={
+                    "color": "black" if c == "loss" else CLASS_PALETTE[i % len(CLASS_PALETTE)],
+                    "width": 2.5 if c == "loss" else 1.5,
+                },
+            )
+        )
     if len(steps) and steps["step"].max() <= 10:  # a run just started: whole steps only, no 1.5
         fig.update_xaxes(dtick=1)
     return finish(fig, title="Training loss and its components", x="step", y="loss (nats)", height=360)
@@ -33,21 +43,49 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
     training objective (right) on axes of their own: a KD objective (T²·KL) and the validation
     cross-entropy are on different scales."""
     ep = epochs[epochs["epoch"] > 0] if "epoch" in epochs else epochs
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09,
-                        subplot_titles=("accuracy and agreement", "validation loss (CE)", "training objective"))
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        horizontal_spacing=0.09,
+        subplot_titles=("accuracy and agreement", "validation loss (CE)", "training objective"),
+    )
     for c, colour, dash in (("val_acc", STUDENT, None), ("val_agreement", TEACHER, "dot")):
         if c in ep:
-            fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[c], mode="lines+markers", name=c.replace("_", " "),
-                                     line={"color": colour, "dash": dash}), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=ep["epoch"],
+                    y=ep[c],
+                    mode="lines+markers",
+                    name=c.replace("_", " "),
+                    line={"color": colour, "dash": dash},
+                ),
+                row=1,
+                col=1,
+            )
     if teacher_acc is not None:
-        fig.add_hline(y=teacher_acc, line={"color": TEACHER, "dash": "dash", "width": 1}, row=1, col=1,
-                      annotation_text="teacher accuracy", annotation_position="bottom right")
+        fig.add_hline(
+            y=teacher_acc,
+            line={"color": TEACHER, "dash": "dash", "width": 1},
+            row=1,
+            col=1,
+            annotation_text="teacher accuracy",
+            annotation_position="bottom right",
+        )
     for col, (c, colour, dash) in enumerate((("val_loss", STUDENT, None), ("train_loss", NEUTRAL, "dot")), start=2):
         if c in ep:
-            fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[c], mode="lines+markers", name=c.replace("_", " "),
-                                     line={"color": colour, "dash": dash}), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=ep["epoch"],
+                    y=ep[c],
+                    mode="lines+markers",
+                    name=c.replace("_", " "),
+                    line={"color": colour, "dash": dash},
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_yaxes(title_text="share of samples", range=[0, 1.06], row=1, col=1)   # "1" below the panel title
+    fig.update_yaxes(title_text="share of samples", range=[0, 1.06], row=1, col=1)  # "1" below the panel title
     fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=2)
     fig.update_yaxes(title_text="objective (nats)", row=1, col=3)
     return finish(fig, title="Validation after each epoch", height=360)
@@ -58,8 +96,15 @@ def checkpoint_divergences(ckpt: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     cols = [c for c in ckpt.columns if str(c).startswith("div/")]
     for i, c in enumerate(cols):
-        fig.add_trace(go.Scatter(x=ckpt["epoch"], y=ckpt[c], mode="lines+markers", name=c[4:],
-                                 line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)]}))
+        fig.add_trace(
+            go.Scatter(
+                x=ckpt["epoch"],
+                y=ckpt[c],
+                mode="lines+markers",
+                name=c[4:],
+                line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)]},
+            )
+        )
     fig.update_xaxes(dtick=1)
     return finish(fig, title="Divergence components at checkpoints (probe batch)", x="epoch", y="nats", height=340)
 
@@ -70,8 +115,20 @@ def compare_curves(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     for i, (label, ep) in enumerate(curves.items()):
         if metric in ep:
             ep = ep[ep["epoch"] > 0]
-            fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[metric], mode="lines+markers", name=label,
-                                     line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)]}))
+            fig.add_trace(
+                go.Scatter(
+                    x=ep["epoch"],
+                    y=ep[metric],
+                    mode="lines+markers",
+                    name=label,
+                    line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)]},
+                )
+            )
     fig.update_xaxes(dtick=1)
-    return finish(fig, title=f"{metric.replace('_', ' ')} by epoch, runs compared", x="epoch",
-                  y=metric.replace("_", " "), height=360)
+    return finish(
+        fig,
+        title=f"{metric.replace('_', ' ')} by epoch, runs compared",
+        x="epoch",
+        y=metric.replace("_", " "),
+        height=360,
+    )

@@ -1,4 +1,5 @@
 """The runs table of the Distill page and the names runs go by in legends (no Streamlit here)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -54,8 +55,18 @@ def runs_table(store: RunStore) -> pd.DataFrame:
         r = store.get_run(rid)
         cfg, summary = r.get("config") or {}, r.get("summary") or {}
         temperature, lam = effective_settings(cfg)
-        rows.append({"id": rid, "name": run_label(r), "state": r["state"], "pair": cfg.get("pair"),
-                     "objective": cfg.get("objective"), "T": temperature, "λ": lam,
-                     "epochs": cfg.get("epochs"), "final val acc": summary.get("final_val_acc"),
-                     "created": created})
+        rows.append(
+            {
+                "id": rid,
+                "name": run_label(r),
+                "state": r["state"],
+                "pair": cfg.get("pair"),
+                "objective": cfg.get("objective"),
+                "T": temperature,
+                "λ": lam,
+                "epochs": cfg.get("epochs"),
+                "final val acc": summary.get("final_val_acc"),
+                "created": created,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)

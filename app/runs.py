@@ -5,6 +5,7 @@ Protocols are groups of runs queued together; the run store keeps which runs bel
 protocol (kdcore.jobs.protocols.queue_protocol, RunStore.list_protocols), and each run's total step
 count (written by the runner when the run starts).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,7 +21,7 @@ from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.methods import Method, Param, get_method
 
 ACTIVE = ("queued", "running")
-WORKSHOP = "workshop"          # the preset's mark in a protocol's plan (RunStore.create_protocol)
+WORKSHOP = "workshop"  # the preset's mark in a protocol's plan (RunStore.create_protocol)
 
 
 def method_label(name: str) -> str:
@@ -41,8 +42,15 @@ def param_field(container, method: Method, param: Param, default: Any, layers_hi
     if param.kind in ("float", "int"):
         integer = param.kind == "int"
         value = None if default is None else (int(default) if integer else float(default))
-        return container.number_input(label, value=value, step=1 if integer else None, key=key, help=tip,
-                                      format=None if integer else "%g", placeholder="not set")
+        return container.number_input(
+            label,
+            value=value,
+            step=1 if integer else None,
+            key=key,
+            help=tip,
+            format=None if integer else "%g",
+            placeholder="not set",
+        )
     return container.text_input(label, value=_as_text(default), key=key, help=tip, placeholder=param.range_text())
 
 
@@ -63,6 +71,7 @@ def active_runs(store: RunStore) -> pd.DataFrame:
 def owner_text(store: RunStore, run_id: str) -> str | None:
     """Who trains a run ("trained by pid P on host H since T"), from its lease; None when nobody does."""
     import time
+
     holder = store.lease_holder(run_id)
     if holder is None:
         return None
@@ -76,6 +85,7 @@ def is_final(state: str) -> bool:
 
 
 # ---- protocols (kept in the run store) --------------------------------------------------------------
+
 
 def start_protocol(store: RunStore, base: JobConfig, *, temperatures=(), lams=(), seeds=(0,), baseline=True) -> str:
     """Queue every run of a protocol on the background worker; returns the protocol's id."""
@@ -95,13 +105,16 @@ def protocol_status(store: RunStore, meta: dict) -> tuple[pd.DataFrame, int, int
 
 # ---- the pair's recipe and the workshop preset --------------------------------------------------------
 
+
 def recipe_note(pair: str, recipe: Recipe | None) -> str:
     """The sentence above the form: where its defaults come from."""
     if recipe is None:
         return f"The {pair} pair has no recipe: the form starts from the job's defaults."
     who = "KD" if recipe.objective == "kd" else f"distilling ({recipe.objective})"
-    text = (f"Defaults from the {pair} recipe: {recipe.settings_text()}, under which {who} beats the student "
-            f"alone over 3 seeds")
+    text = (
+        f"Defaults from the {pair} recipe: {recipe.settings_text()}, under which {who} beats the student "
+        f"alone over 3 seeds"
+    )
     return text + (f" ({recipe.measured})." if recipe.measured else ".")
 
 
@@ -109,8 +122,10 @@ def start_workshop(store: RunStore, pair: str, recipe: Recipe | None, *, seed: i
     """Queue the workshop preset, the run on the pair's recipe and the student alone with the same
     budget (kdcore.jobs.recipes.workshop_configs), as one protocol marked WORKSHOP; returns its id."""
     kd, alone = workshop_configs(pair, recipe, seed=seed, device=device)
-    members = [{"variant": variant, "seed": seed, "run_id": submit(cfg, store=store)}
-               for variant, cfg in ((kd.objective, kd), ("baseline (student alone)", alone))]
+    members = [
+        {"variant": variant, "seed": seed, "run_id": submit(cfg, store=store)}
+        for variant, cfg in ((kd.objective, kd), ("baseline (student alone)", alone))
+    ]
     plan = {"preset": WORKSHOP, "temperatures": [], "lams": [], "seeds": [seed], "baseline": True}
     return store.create_protocol(pair=pair, objective=kd.objective, plan=plan, runs=members)
 
@@ -118,8 +133,17 @@ def start_workshop(store: RunStore, pair: str, recipe: Recipe | None, *, seed: i
 def latest_workshop(store: RunStore, pair: str) -> dict | None:
     """The newest workshop preset queued on the pair whose runs still exist (a protocol, as
     RunStore.get_protocol returns it), or None."""
-    return next((m for m in store.list_protocols() if m.get("preset") == WORKSHOP and m["pair"] == pair
-                 and m["runs"] and all(r.get("state") for r in m["runs"])), None)
+    return next(
+        (
+            m
+            for m in store.list_protocols()
+            if m.get("preset") == WORKSHOP
+            and m["pair"] == pair
+            and m["runs"]
+            and all(r.get("state") for r in m["runs"])
+        ),
+        None,
+    )
 
 
 def workshop_summary(store: RunStore, meta: dict) -> tuple[list[dict], dict[str, pd.DataFrame], bool]:
@@ -132,9 +156,16 @@ def workshop_summary(store: RunStore, meta: dict) -> tuple[list[dict], dict[str,
     rows = []
     for label, run in zip(labels, records):
         summary = run.get("summary") or {}
-        metric = summary.get("metric", "val_acc")           # written when the run ends
-        rows.append({"id": run["id"], "label": label, "state": run["state"], "metric": metric,
-                     "final": summary.get(f"final_{metric}")})
+        metric = summary.get("metric", "val_acc")  # written when the run ends
+        rows.append(
+            {
+                "id": run["id"],
+                "label": label,
+                "state": run["state"],
+                "metric": metric,
+                "final": summary.get(f"final_{metric}"),
+            }
+        )
     curves = {label: store.metrics(run["id"], "epoch") for label, run in zip(labels, records)}
     done = bool(records) and all(is_final(r["state"]) for r in records)
     return rows, curves, done

@@ -12,6 +12,7 @@
 
 Imports neither streamlit nor torch: the launcher (`app/__main__.py`) uses it before streamlit starts.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,16 +31,17 @@ LAUNCH = "python -m app"
 
 # ---- the address -------------------------------------------------------------------------------------
 
+
 def is_local(address: str | None) -> bool:
     """True for a loopback address (127.0.0.0/8, ::1, localhost) or a unix socket: unreachable from other machines."""
     if not address:
-        return False                       # unset or "": the server listens on every interface
+        return False  # unset or "": the server listens on every interface
     if address == "localhost" or address.startswith("unix://"):
         return True
     try:
         return ipaddress.ip_address(address.strip("[]")).is_loopback
     except ValueError:
-        return False                       # a host name: it may resolve to a public interface
+        return False  # a host name: it may resolve to a public interface
 
 
 def address_notice(address: str | None, manually_set: bool, modules_allowed: bool) -> tuple[str, str] | None:
@@ -52,15 +54,22 @@ def address_notice(address: str | None, manually_set: bool, modules_allowed: boo
     if is_local(address):
         return None
     if not manually_set or not address:
-        block = (f"This workbench is listening on every network interface because it was started without "
-                 f"an address, so anyone who can reach this machine could use it. Its pages are not shown. "
-                 f"Restart it with `{LAUNCH}` (or `make app`), which listens on 127.0.0.1 only. To share it "
-                 f"on purpose, start it with `{LAUNCH} --address 0.0.0.0`.")
+        block = (
+            f"This workbench is listening on every network interface because it was started without "
+            f"an address, so anyone who can reach this machine could use it. Its pages are not shown. "
+            f"Restart it with `{LAUNCH}` (or `make app`), which listens on 127.0.0.1 only. To share it "
+            f"on purpose, start it with `{LAUNCH} --address 0.0.0.0`."
+        )
         return ("block", block)
-    risk = (" Module loading is on, so anyone who reaches it can run Python code on this machine."
-            if modules_allowed else "")
-    warn = (f"This workbench listens on {address}: anyone who can reach this machine on that address can use "
-            f"it, see your runs and upload files.{risk} Restart it with `{LAUNCH}` to listen on 127.0.0.1 only.")
+    risk = (
+        " Module loading is on, so anyone who reaches it can run Python code on this machine."
+        if modules_allowed
+        else ""
+    )
+    warn = (
+        f"This workbench listens on {address}: anyone who can reach this machine on that address can use "
+        f"it, see your runs and upload files.{risk} Restart it with `{LAUNCH}` to listen on 127.0.0.1 only."
+    )
     return ("warn", warn)
 
 
@@ -70,8 +79,9 @@ def show_address_banner() -> None:
     import streamlit as st
     from streamlit import config
 
-    notice = address_notice(st.get_option("server.address"), config.is_manually_set("server.address"),
-                            module_loading_allowed())
+    notice = address_notice(
+        st.get_option("server.address"), config.is_manually_set("server.address"), module_loading_allowed()
+    )
     if notice is None:
         return
     level, text = notice
@@ -83,6 +93,7 @@ def show_address_banner() -> None:
 
 
 # ---- module loading ----------------------------------------------------------------------------------
+
 
 def module_loading_allowed(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the server was started with --allow-module-loading (KDWB_ALLOW_MODULES=1)."""
@@ -98,16 +109,20 @@ def module_loading_note() -> str:
     """One line for the sidebar: whether any module may be loaded, and how to change it."""
     if module_loading_allowed():
         return f"Module loading is on ({ALLOW_FLAG}): any importable `module:factory` runs in this server."
-    return (f"Module loading is off: factories from {', '.join(ALLOWED_MODULES)} only. "
-            f"Start with `{LAUNCH} {ALLOW_FLAG}` to load your own.")
+    return (
+        f"Module loading is off: factories from {', '.join(ALLOWED_MODULES)} only. "
+        f"Start with `{LAUNCH} {ALLOW_FLAG}` to load your own."
+    )
 
 
 def _refusal(spec: str, why: str) -> str:
-    return (f"Refused to load {spec!r}: {why}. Module loading is off, because the factory's code would run "
-            f"in this server: only public factories defined in {', '.join(ALLOWED_MODULES)} can be loaded "
-            f"(for example sample_models.architectures:DigitsStudent or torchvision.models:resnet18). To load "
-            f"your own module, restart the app with `{LAUNCH} {ALLOW_FLAG}` (or set {ALLOW_ENV}=1), only on "
-            f"a machine no one else can reach.")
+    return (
+        f"Refused to load {spec!r}: {why}. Module loading is off, because the factory's code would run "
+        f"in this server: only public factories defined in {', '.join(ALLOWED_MODULES)} can be loaded "
+        f"(for example sample_models.architectures:DigitsStudent or torchvision.models:resnet18). To load "
+        f"your own module, restart the app with `{LAUNCH} {ALLOW_FLAG}` (or set {ALLOW_ENV}=1), only on "
+        f"a machine no one else can reach."
+    )
 
 
 def check_factory(spec: str) -> None:
@@ -126,8 +141,10 @@ def check_factory(spec: str) -> None:
     try:
         factory = getattr(importlib.import_module(module_name), attr, None)
     except ImportError as e:
-        raise ValueError(f"Could not load {spec!r}: {module_name!r} is allowed but cannot be imported ({e}). "
-                         f"Install it, or choose another factory.") from None
+        raise ValueError(
+            f"Could not load {spec!r}: {module_name!r} is allowed but cannot be imported ({e}). "
+            f"Install it, or choose another factory."
+        ) from None
     defined_in = getattr(factory, "__module__", None) or ""
     if not (inspect.isfunction(factory) or inspect.isclass(factory)) or not _in_allowed(defined_in):
         raise ValueError(_refusal(spec, f"{attr!r} is not a function or class defined in {module_name!r}"))

@@ -5,6 +5,7 @@ mutate a model (adapters run in scoped eval contexts; training clones). Uploaded
 under $KDWB_HOME/uploads by content hash, so a re-upload costs nothing and a session never sees
 another's half-written file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,12 +23,17 @@ from kdcore.jobs.store import RunStore, default_home
 from kdcore.pairs import Pair
 from kdcore.weights import apply_state_dict
 
-UPLOAD_LIMIT_MB = 50          # largest dataset or weights file read from an upload (also .streamlit/config.toml)
-_UNZIP_LIMIT = 200 * 2**20    # largest total size an uploaded image-folder zip may expand to
-DATA_CHOICES = ("A built-in dataset", "Upload a table (.csv, .tsv, .parquet)", "Upload text (.txt)",
-                "Upload images (.zip of class folders)")
+UPLOAD_LIMIT_MB = 50  # largest dataset or weights file read from an upload (also .streamlit/config.toml)
+_UNZIP_LIMIT = 200 * 2**20  # largest total size an uploaded image-folder zip may expand to
+DATA_CHOICES = (
+    "A built-in dataset",
+    "Upload a table (.csv, .tsv, .parquet)",
+    "Upload text (.txt)",
+    "Upload images (.zip of class folders)",
+)
 
 # ---- sample pairs ----------------------------------------------------------------------------------
+
 
 def sample_pair_names() -> list[str]:
     return list(sample_models.PAIRS)
@@ -52,6 +58,7 @@ def _sample_pair(name: str) -> Pair:
 
 # ---- students of finished runs ---------------------------------------------------------------------
 
+
 def store() -> RunStore:
     """The run store in $KDWB_HOME (every call opens its own connections: safe across sessions)."""
     return RunStore()
@@ -68,18 +75,22 @@ def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
     """The pair a run distilled, with the run's student (final weights, or those of a checkpoint epoch)."""
     run = store().get_run(run_id)
     if run["pair"] not in sample_models.PAIRS:
-        raise ValueError(f"Run {run_id} distilled pair {run['pair']!r}, which is not a sample pair: "
-                         f"only sample-pair runs can be reopened here.")
+        raise ValueError(
+            f"Run {run_id} distilled pair {run['pair']!r}, which is not a sample pair: "
+            f"only sample-pair runs can be reopened here."
+        )
     base = _sample_pair(run["pair"])
-    student = base.student.clone()                       # never touch the shared, cached student
+    student = base.student.clone()  # never touch the shared, cached student
     apply_state_dict(student.model, store().load_student(run_id, epoch=epoch))
     student.model.eval()
     label = f"{run['pair']} · run {run_id}" + (f" · epoch {epoch}" if epoch is not None else "")
-    return Pair(name=label, teacher=base.teacher, student=student,
-                student_baseline=base.student_baseline, dataset=base.dataset)
+    return Pair(
+        name=label, teacher=base.teacher, student=student, student_baseline=base.student_baseline, dataset=base.dataset
+    )
 
 
 # ---- the user's own models and data ----------------------------------------------------------------
+
 
 def _save_upload(upload, suffix: str | None = None) -> Path:
     """Store an uploaded file by content hash (size-checked); return its path."""
@@ -124,7 +135,7 @@ def _own_pair(spec: tuple) -> Pair:
         student = load_hf(student_src, kind=kind)
     else:
         (t_factory, t_weights), (s_factory, s_weights) = teacher_src, student_src
-        safety.check_factory(t_factory)                  # every path to load_factory is checked
+        safety.check_factory(t_factory)  # every path to load_factory is checked
         safety.check_factory(s_factory)
         teacher = load_factory(t_factory, t_weights, kind=kind)
         student = load_factory(s_factory, s_weights, kind=kind)
@@ -135,8 +146,12 @@ def own_models_form(sb) -> None:
     """Sidebar form for the user's own teacher, student and data; stores a load spec on submit."""
     with sb.form("own_models"):
         mode = st.radio("Format", ["Hugging Face directories", "module:factory + safetensors"], key="own_mode")
-        kind = st.selectbox("Kind", ["classifier", "causal_lm"], key="own_kind",
-                            help="Image/table classifiers, or causal language models.")
+        kind = st.selectbox(
+            "Kind",
+            ["classifier", "causal_lm"],
+            key="own_kind",
+            help="Image/table classifiers, or causal language models.",
+        )
         if mode.startswith("Hugging"):
             t = st.text_input("Teacher directory", key="own_teacher_dir", placeholder="/path/to/teacher")
             s = st.text_input("Student directory", key="own_student_dir", placeholder="/path/to/student")
@@ -147,12 +162,17 @@ def own_models_form(sb) -> None:
             s = st.text_input("Student factory", key="own_student_factory", placeholder="mypkg.models:make_student")
             sw = st.file_uploader("Student weights (.safetensors)", type=["safetensors"], key="own_student_w")
             st.caption(safety.module_loading_note())
-        data_choice = st.selectbox("Data", DATA_CHOICES, key="own_data_choice",
-                                   help=f"Uploads up to {UPLOAD_LIMIT_MB} MB. Nothing leaves this machine.")
+        data_choice = st.selectbox(
+            "Data",
+            DATA_CHOICES,
+            key="own_data_choice",
+            help=f"Uploads up to {UPLOAD_LIMIT_MB} MB. Nothing leaves this machine.",
+        )
         builtin = st.selectbox("Built-in dataset", list(DATASETS), key="own_dataset")
         upload = st.file_uploader("Your data file", type=["csv", "tsv", "parquet", "txt", "zip"], key="own_data_file")
-        option = st.text_input("Label column (tables) or tokenizer 'char'/'word' (text)", key="own_data_option",
-                               value="label")
+        option = st.text_input(
+            "Label column (tables) or tokenizer 'char'/'word' (text)", key="own_data_option", value="label"
+        )
         if st.form_submit_button("Load pair"):
             try:
                 st.session_state["own_spec"] = _own_spec(mode, kind, t, s, tw, sw, data_choice, builtin, upload, option)
@@ -166,7 +186,7 @@ def _own_spec(mode, kind, t, s, tw, sw, data_choice, builtin, upload, option) ->
     if not (t or "").strip() or not (s or "").strip():
         raise ValueError("Fill in both the teacher and the student.")
     if not mode.startswith("Hugging"):
-        safety.check_factory(t.strip())                  # before anything is imported or stored
+        safety.check_factory(t.strip())  # before anything is imported or stored
         safety.check_factory(s.strip())
     if data_choice == DATA_CHOICES[0]:
         data = ("builtin", builtin, None)
@@ -190,6 +210,7 @@ def _own_spec(mode, kind, t, s, tw, sw, data_choice, builtin, upload, option) ->
 
 
 # ---- the current choice ----------------------------------------------------------------------------
+
 
 def pair_key() -> tuple:
     """A hashable key for the current choice, for st.cache_data'd analyses."""
@@ -219,8 +240,13 @@ def _pair_on(key: tuple, device: str) -> Pair:
     def move(adapter):  # a copy on the device; the CPU original is untouched
         return None if adapter is None else adapter.to(device)
 
-    return Pair(name=pair.name, teacher=move(pair.teacher), student=move(pair.student),
-                student_baseline=move(pair.student_baseline), dataset=pair.dataset)
+    return Pair(
+        name=pair.name,
+        teacher=move(pair.teacher),
+        student=move(pair.student),
+        student_baseline=move(pair.student_baseline),
+        dataset=pair.dataset,
+    )
 
 
 def pair_on(key: tuple, device: str = "cpu") -> Pair | None:
@@ -243,7 +269,10 @@ def current_pair(*, quiet: bool = False) -> Pair | None:
     if pair is None and not quiet:
         st.info("Choose a pair in the sidebar to begin.")
     if pair is not None and pair.dataset is None and not quiet:
-        st.warning("This pair has no data to evaluate on: choose a dataset in the sidebar's form.", icon=":material/folder_open:")
+        st.warning(
+            "This pair has no data to evaluate on: choose a dataset in the sidebar's form.",
+            icon=":material/folder_open:",
+        )
         return None
     return pair
 

@@ -1,4 +1,5 @@
 """Page furniture shared by every view: the teaching header, plain-word errors, figures with export."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,9 +38,15 @@ def guard(doing: str):
     except ValueError as exc:
         st.error(f"Could not {doing}: {_plain(exc)}", icon=":material/error:")
     except FileNotFoundError as exc:
-        st.error(f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.", icon=":material/error:")
+        st.error(
+            f"Could not {doing}: a file was not found ({_plain(exc)}). Check the path and try again.",
+            icon=":material/error:",
+        )
     except MemoryError:
-        st.error(f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.", icon=":material/error:")
+        st.error(
+            f"Could not {doing}: out of memory. Lower the probe size in the sidebar and try again.",
+            icon=":material/error:",
+        )
     except Exception as exc:  # noqa: BLE001 — the page must keep running whatever the backend raises
         log.exception("error while trying to %s", doing)
         st.error(f"Could not {doing}: {type(exc).__name__}: {_plain(exc)}", icon=":material/error:")
@@ -55,8 +62,8 @@ def _readable(fig: go.Figure) -> go.Figure:
     legend = fig.layout.legend
     if fig.layout.showlegend is not False and legend.orientation == "h" and (legend.y is None or legend.y >= 1):
         fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02})
-        fig.update_layout(margin={"r": 20})                  # plotly widens the margin to fit the legend
-    fig.update_xaxes(automargin=True)                # axis titles below rotated tick labels, never on them
+        fig.update_layout(margin={"r": 20})  # plotly widens the margin to fit the legend
+    fig.update_xaxes(automargin=True)  # axis titles below rotated tick labels, never on them
     fig.update_yaxes(automargin=True)
     for axis in fig.select_xaxes():
         if axis.type == "log" and axis.tickvals is None:
@@ -70,8 +77,7 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
     The HTML embeds plotly.js, so the file opens offline; it is built only when clicked.
     """
     name = _slug(key)
-    config = {"displaylogo": False,
-              "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
     if height is not None:
         fig.update_layout(height=height)
     _readable(fig)
@@ -79,16 +85,24 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
     cols = st.columns([5, 1], vertical_alignment="center")
     if caption:
         cols[0].caption(caption)
-    cols[1].download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-                            file_name=f"{name}.html", mime="text/html", key=f"dl_{key}", on_click="ignore",
-                            icon=":material/download:", type="tertiary",
-                            help="Download a self-contained HTML copy of this figure (opens offline). "
-                                 "For PNG, use the camera icon in the chart's toolbar.")
+    cols[1].download_button(
+        "HTML",
+        data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"dl_{key}",
+        on_click="ignore",
+        icon=":material/download:",
+        type="tertiary",
+        help="Download a self-contained HTML copy of this figure (opens offline). "
+        "For PNG, use the camera icon in the chart's toolbar.",
+    )
 
 
 def page_context():
     """(pair, key, device, probe size) for the sidebar's choice, or None (a message is shown) when no pair is ready."""
     from app import state
+
     pair = state.current_pair()
     if pair is None:
         return None
@@ -123,6 +137,7 @@ def readable_table(df):
             v = float(v)
             return f"{v:,.0f}" if (abs(v) >= 1e3 and v == round(v)) or abs(v) >= 1e4 else f"{v:.4g}"
         return str(v)
+
     return df.map(cell)
 
 

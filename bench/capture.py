@@ -8,6 +8,7 @@ A second ratio hooks every module the forward runs (all leaves included), for in
 
     python bench/capture.py [--device cuda] [--repeats 30] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,20 @@ def _row(label: str, adapter, x, repeats: int) -> tuple[str, float]:
     with capture_features(adapter.model, adapter.layer_names()) as called:  # the modules a forward runs
         adapter.logits(x)
     every = list(called)
-    t = _time_alternating({
-        "plain": lambda: adapter.logits(x),
-        "blocks": lambda: adapter.capture(x, layers),
-        "every": lambda: adapter.capture(x, every),
-    }, repeats, adapter.device)
+    t = _time_alternating(
+        {
+            "plain": lambda: adapter.logits(x),
+            "blocks": lambda: adapter.capture(x, layers),
+            "every": lambda: adapter.capture(x, every),
+        },
+        repeats,
+        adapter.device,
+    )
     ratio = t["blocks"] / t["plain"]
-    print(f"{label:<28} {tuple(x.shape)!s:<18} {len(layers):>6} {t['plain'] * 1e3:>9.3f} {t['blocks'] * 1e3:>10.3f} "
-          f"{ratio:>7.3f} {'ok' if ratio <= GOAL else 'SLOW':>5} | {len(every):>4} {t['every'] / t['plain']:>7.3f}")
+    print(
+        f"{label:<28} {tuple(x.shape)!s:<18} {len(layers):>6} {t['plain'] * 1e3:>9.3f} {t['blocks'] * 1e3:>10.3f} "
+        f"{ratio:>7.3f} {'ok' if ratio <= GOAL else 'SLOW':>5} | {len(every):>4} {t['every'] / t['plain']:>7.3f}"
+    )
     return label, ratio
 
 
@@ -66,9 +73,18 @@ def _sample_cases(device: torch.device, batch: int):
     except Exception as e:  # not merged yet in this checkout
         print(f"(sample_models not importable: {type(e).__name__}: {e}; using a stand-in CNN)")
         from torch import nn
-        cnn = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, stride=2),
-                            nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1, stride=2), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+
+        cnn = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, 10),
+        ).eval()
         yield "stand-in cnn", wrap(cnn, name="cnn").to(device), torch.randn(batch, 3, 32, 32)
         return
     for name in PAIRS:
@@ -80,10 +96,20 @@ def _sample_cases(device: torch.device, batch: int):
 
 def _tiny_hf(device: torch.device, batch: int, length: int, tmp: Path):
     from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=512,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     LlamaForCausalLM(config).save_pretrained(tmp / "tiny-llama")
     adapter = load_hf(tmp / "tiny-llama", device=device)
     return adapter, torch.randint(0, 512, (batch, length))
@@ -98,10 +124,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"capture overhead on {device} (torch {torch.__version__}, {torch.get_num_threads()} thread(s)), "
-          f"fastest of {args.repeats}; ratio = capture at default layers / plain forward, goal <= {GOAL}")
-    print(f"{'model':<28} {'input':<18} {'layers':>6} {'plain ms':>9} {'capture ms':>10} {'ratio':>7} {'':>5} | "
-          f"{'all':>4} {'ratio':>7}")
+    print(
+        f"capture overhead on {device} (torch {torch.__version__}, {torch.get_num_threads()} thread(s)), "
+        f"fastest of {args.repeats}; ratio = capture at default layers / plain forward, goal <= {GOAL}"
+    )
+    print(
+        f"{'model':<28} {'input':<18} {'layers':>6} {'plain ms':>9} {'capture ms':>10} {'ratio':>7} {'':>5} | "
+        f"{'all':>4} {'ratio':>7}"
+    )
     rows = []
     with torch.inference_mode(False):
         for label, adapter, x in _sample_cases(device, args.batch):

@@ -13,6 +13,7 @@ thread settings on both sides.
 
     python bench/cka.py [--n 4096] [--batch 256]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,14 @@ def _batch(start: int, size: int, maps) -> tuple[dict, dict]:
     wa, wb = maps
     g = torch.Generator().manual_seed(1000 + start)
     z = torch.randn(size, LATENT, generator=g, dtype=torch.float64)  # shared latent code [b, k]
-    fa = {f"teacher.{i}": z @ w + 2.0 * torch.randn(size, WIDTH_A, generator=g, dtype=torch.float64)
-          for i, w in enumerate(wa)}
-    fb = {f"student.{i}": torch.tanh(z @ w / 8) + 0.5 * torch.randn(size, WIDTH_B, generator=g, dtype=torch.float64)
-          for i, w in enumerate(wb)}
+    fa = {
+        f"teacher.{i}": z @ w + 2.0 * torch.randn(size, WIDTH_A, generator=g, dtype=torch.float64)
+        for i, w in enumerate(wa)
+    }
+    fb = {
+        f"student.{i}": torch.tanh(z @ w / 8) + 0.5 * torch.randn(size, WIDTH_B, generator=g, dtype=torch.float64)
+        for i, w in enumerate(wb)
+    }
     return fa, fb
 
 
@@ -123,8 +128,10 @@ def main() -> None:
         raise SystemExit("--n must be a multiple of --batch")
     maps = _maps()
     fa, fb = _all_features(n, b, maps)
-    print(f"CKA heatmap {LAYERS_A}×{LAYERS_B} layers, widths {WIDTH_A}/{WIDTH_B}, n = {n}, float64 CPU, "
-          f"torch threads = {torch.get_num_threads()}")
+    print(
+        f"CKA heatmap {LAYERS_A}×{LAYERS_B} layers, widths {WIDTH_A}/{WIDTH_B}, n = {n}, float64 CPU, "
+        f"torch threads = {torch.get_num_threads()}"
+    )
 
     t0 = time.perf_counter()
     ours = cka.cka_matrix(fa, fb)
@@ -137,17 +144,28 @@ def main() -> None:
     t_naive = time.perf_counter() - t0
 
     err = (torch.tensor(ours.to_numpy()) - naive).abs().max().item()
-    gap = (torch.tensor(stream.to_numpy()) - torch.tensor(cka.cka_matrix(fa, fb, debiased=True).to_numpy())).abs().max().item()
+    gap = (
+        (torch.tensor(stream.to_numpy()) - torch.tensor(cka.cka_matrix(fa, fb, debiased=True).to_numpy()))
+        .abs()
+        .max()
+        .item()
+    )
     print(f"naive n×n Gram loop      : {t_naive:8.2f} s")
-    print(f"cka_matrix (full, linear): {t_ours:8.2f} s   speed-up vs naive {t_naive / t_ours:6.1f}×  (goal ≥ 5×)"
-          f"   max |Δ| vs naive {err:.1e}")
-    print(f"MinibatchCKA (b = {b:4d})   : {t_stream:8.2f} s   speed-up vs naive {t_naive / t_stream:6.1f}×"
-          f"   max |Δ| vs full debiased {gap:.1e} (an estimate of it)")
+    print(
+        f"cka_matrix (full, linear): {t_ours:8.2f} s   speed-up vs naive {t_naive / t_ours:6.1f}×  (goal ≥ 5×)"
+        f"   max |Δ| vs naive {err:.1e}"
+    )
+    print(
+        f"MinibatchCKA (b = {b:4d})   : {t_stream:8.2f} s   speed-up vs naive {t_naive / t_stream:6.1f}×"
+        f"   max |Δ| vs full debiased {gap:.1e} (an estimate of it)"
+    )
     del fa, fb
     m_stream = _peak_growth_mib("stream", n, b)
     m_full = _peak_growth_mib("full", n, b)
-    print(f"peak RSS growth: streaming {m_stream:7.1f} MiB, full {m_full:7.1f} MiB, "
-          f"ratio {m_stream / m_full:.3f}  (goal ≤ 0.3; one spawned child per path)")
+    print(
+        f"peak RSS growth: streaming {m_stream:7.1f} MiB, full {m_full:7.1f} MiB, "
+        f"ratio {m_stream / m_full:.3f}  (goal ≤ 0.3; one spawned child per path)"
+    )
 
 
 if __name__ == "__main__":

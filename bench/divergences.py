@@ -13,6 +13,7 @@ single-threaded (torch.set_num_threads(1)), which is fair to both and steadier o
     python bench/divergences.py            # the two cases above
     python bench/divergences.py --quick    # small shapes, to check the script
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,17 @@ import time
 from pathlib import Path
 
 CASES = [(8192, 32000), (2048, 128000)]
-QUICK_CASES = [(1024, 32000), (256, 128000)]   # a few chunks each
+QUICK_CASES = [(1024, 32000), (256, 128000)]  # a few chunks each
 KINDS = ("fkl", "rkl", "jsd", "akl")
-INPUT_DTYPE = "bfloat16"          # LM logits usually come as bf16; both variants compute in float32
+INPUT_DTYPE = "bfloat16"  # LM logits usually come as bf16; both variants compute in float32
 
 
 def naive(kind, student, teacher):
     """The textbook computation: full [N, V] log-probabilities and probabilities, no chunking."""
     import torch
-    log_q = torch.log_softmax(student.float(), dim=-1)            # [N, V]
-    log_p = torch.log_softmax(teacher.float(), dim=-1)            # [N, V]
+
+    log_q = torch.log_softmax(student.float(), dim=-1)  # [N, V]
+    log_p = torch.log_softmax(teacher.float(), dim=-1)  # [N, V]
     if kind == "fkl":
         return (log_p.exp() * (log_p - log_q)).sum(-1)
     if kind == "rkl":
@@ -40,7 +42,7 @@ def naive(kind, student, teacher):
     if kind == "jsd":
         log_m = torch.logaddexp(log_p + math.log(0.5), log_q + math.log(0.5))
         return 0.5 * (log_p.exp() * (log_p - log_m)).sum(-1) + 0.5 * (log_q.exp() * (log_q - log_m)).sum(-1)
-    if kind == "akl":   # the authors' rule on the whole [N, V] at once; dead tensors dropped early
+    if kind == "akl":  # the authors' rule on the whole [N, V] at once; dead tensors dropped early
         p, q = log_p.exp(), log_q.exp()
         p_sorted, order = torch.sort(p, dim=-1, descending=True, stable=True)
         gap = (p - q).abs().gather(-1, order)
@@ -57,14 +59,16 @@ def naive(kind, student, teacher):
 
 def chunked(kind, student, teacher):
     from kdcore.divergences import token_divergence
+
     return token_divergence(student, teacher, kind)
 
 
 def _inputs(n, v):
     import torch
+
     torch.manual_seed(0)
     dtype = getattr(torch, INPUT_DTYPE)
-    student = torch.randn(n, v, dtype=dtype).mul_(3)              # in place: no temporary
+    student = torch.randn(n, v, dtype=dtype).mul_(3)  # in place: no temporary
     teacher = torch.randn(n, v, dtype=dtype).mul_(3)
     return student, teacher
 
@@ -78,11 +82,13 @@ def _rss_kib(field):
 
 def _memory_child(variant, kind, n, v, queue):
     import torch
+
     torch.set_num_threads(1)
     import kdcore.divergences  # noqa: F401  (imported before the baseline)
+
     student, teacher = _inputs(n, v)
     try:
-        Path("/proc/self/clear_refs").write_text("5")           # reset VmHWM to the current RSS
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         peak_field = "VmHWM"
     except OSError:
         peak_field = None
@@ -95,12 +101,14 @@ def _memory_child(variant, kind, n, v, queue):
 
 def _time_child(kind, n, v, repeats, queue):
     import torch
+
     torch.set_num_threads(1)
     import kdcore.divergences  # noqa: F401
+
     student, teacher = _inputs(n, v)
     best = {"naive": math.inf, "chunked": math.inf}
     with torch.no_grad():
-        for _ in range(repeats):                  # interleaved, so a slow spell hits both
+        for _ in range(repeats):  # interleaved, so a slow spell hits both
             for name, fn in (("naive", naive), ("chunked", chunked)):
                 start = time.perf_counter()
                 fn(kind, student, teacher)
@@ -128,16 +136,19 @@ def main():
     kinds = tuple(k for k in args.kinds.split(",") if k)
     started = time.perf_counter()
     print(f"inputs {INPUT_DTYPE}, float32 arithmetic, 1 thread; ratio = chunked / naive")
-    for n, v in (QUICK_CASES if args.quick else CASES):
+    for n, v in QUICK_CASES if args.quick else CASES:
         for kind in kinds:
             t = _in_child(_time_child, kind, n, v, args.repeats)
             naive_mem, naive_sum = _in_child(_memory_child, "naive", kind, n, v)
             chunk_mem, chunk_sum = _in_child(_memory_child, "chunked", kind, n, v)
             agree = abs(naive_sum - chunk_sum) <= 1e-4 * max(1.0, abs(naive_sum))
-            print(f"{kind:<4} {n}x{v}  mem {chunk_mem / naive_mem:.2f} (goal <= 0.25)  "
-                  f"time {t['chunked'] / t['naive']:.2f} (goal <= 1.2)  "
-                  f"[peak MiB naive {naive_mem / 1024:.0f} chunked {chunk_mem / 1024:.0f}; "
-                  f"s naive {t['naive']:.2f} chunked {t['chunked']:.2f}; sums agree {agree}]", flush=True)
+            print(
+                f"{kind:<4} {n}x{v}  mem {chunk_mem / naive_mem:.2f} (goal <= 0.25)  "
+                f"time {t['chunked'] / t['naive']:.2f} (goal <= 1.2)  "
+                f"[peak MiB naive {naive_mem / 1024:.0f} chunked {chunk_mem / 1024:.0f}; "
+                f"s naive {t['naive']:.2f} chunked {t['chunked']:.2f}; sums agree {agree}]",
+                flush=True,
+            )
     print(f"bench wall time {time.perf_counter() - started:.0f} s")
 
 

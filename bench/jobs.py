@@ -8,6 +8,7 @@
 
     python bench/jobs.py [--pair digits] [--steps 300] [--repeats 3] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,14 @@ def hand_loop(pair, cfg: JobConfig, steps: int, device) -> float:
         for b in range(0, n, bs):
             if done >= steps:
                 break
-            idx = perm[b:b + bs]
+            idx = perm[b : b + bs]
             x, y = x_all[idx], y_all[idx]
             with torch.no_grad():
                 t_logits = teacher(x)
             s_logits = student(x)
-            kl = F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), log_target=True,
-                          reduction="batchmean")
+            kl = F.kl_div(
+                F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), log_target=True, reduction="batchmean"
+            )
             loss = (1 - lam) * F.cross_entropy(s_logits, y) + lam * T * T * kl
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -80,12 +82,25 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="kdwb-bench-")
     os.environ["KDWB_HOME"] = home
     store = RunStore(home)
-    cfg = JobConfig(pair=args.pair, objective="kd", temperature=4.0, lam=0.9, epochs=epochs, max_steps=args.steps,
-                    batch_size=args.batch_size, device=args.device, checkpoints=1, val_size=256, probe_size=64)
-    print(f"pair {args.pair}: {n} training samples, batch {args.batch_size}, {args.steps} steps, device {device}, "
-          f"torch threads {args.threads}; teacher {pair.teacher.num_parameters():,} / student "
-          f"{pair.student.num_parameters():,} parameters")
-    hand_loop(pair, cfg, 20, device)                         # warm-up both (imports, allocator)
+    cfg = JobConfig(
+        pair=args.pair,
+        objective="kd",
+        temperature=4.0,
+        lam=0.9,
+        epochs=epochs,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        device=args.device,
+        checkpoints=1,
+        val_size=256,
+        probe_size=64,
+    )
+    print(
+        f"pair {args.pair}: {n} training samples, batch {args.batch_size}, {args.steps} steps, device {device}, "
+        f"torch threads {args.threads}; teacher {pair.teacher.num_parameters():,} / student "
+        f"{pair.student.num_parameters():,} parameters"
+    )
+    hand_loop(pair, cfg, 20, device)  # warm-up both (imports, allocator)
     ours(pair, JobConfig(**{**cfg.to_dict(), "max_steps": 20}), store)
     hs, os_ = [], []
     for _ in range(args.repeats):
@@ -101,13 +116,15 @@ def main() -> None:
     walls = {False: [], True: []}
     for _ in range(args.repeats):
         for cached in (False, True):
-            store_c = RunStore(tempfile.mkdtemp(prefix="kdwb-bench-cache-"))   # fresh: the cache build is timed
+            store_c = RunStore(tempfile.mkdtemp(prefix="kdwb-bench-cache-"))  # fresh: the cache build is timed
             t0 = time.perf_counter()
             res = run_job(JobConfig(**{**cfg5.to_dict(), "teacher_cache": cached}), store=store_c, pair=pair)
             walls[cached].append(time.perf_counter() - t0)
             assert res.state == "completed", res.error
     a, b = statistics.median(walls[False]), statistics.median(walls[True])
-    print(f"2. teacher-output cache over 5 epochs ({5 * spe} steps; whole job, cache build included; median of {args.repeats}):")
+    print(
+        f"2. teacher-output cache over 5 epochs ({5 * spe} steps; whole job, cache build included; median of {args.repeats}):"
+    )
     print(f"   without cache     : {a:8.2f} s")
     print(f"   with cache        : {b:8.2f} s")
     print(f"   speed-up          : {a / b:8.2f}x   (goal >= 1.5x)")

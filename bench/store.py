@@ -10,6 +10,7 @@
 
     python bench/store.py [--steps 20000] [--metrics 8] [--repeats 5] [--runs 10000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ from kdcore.jobs import JobConfig
 from kdcore.jobs.reporting import MetricLog
 from kdcore.jobs.store import RunStore, atomic_write_bytes
 
-_FLUSH_EVERY = 25          # steps per metric batch (the runner flushes about once a second)
-_ARTIFACT_EVERY = 500      # steps per artifact (the runner writes weights and resume state at epoch ends)
+_FLUSH_EVERY = 25  # steps per metric batch (the runner flushes about once a second)
+_ARTIFACT_EVERY = 500  # steps per artifact (the runner writes weights and resume state at epoch ends)
 _BLOB = os.urandom(256 * 1024)
 _OLD_METRICS = """CREATE TABLE IF NOT EXISTS metrics (run_id TEXT NOT NULL, level TEXT NOT NULL,
     step INTEGER NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL);
@@ -78,16 +79,18 @@ class _StoreBefore:
         values = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
         if values:
             self.con.execute("BEGIN IMMEDIATE")
-            self.con.executemany("INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)",
-                                 values)
+            self.con.executemany(
+                "INSERT INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)", values
+            )
             self.con.execute("COMMIT")
 
     def save_artifact(self, run_id: str, name: str, data: bytes, *, kind: str, epoch: int) -> None:
         path = self.root / "runs" / run_id / name
         atomic_write_bytes(path, data)
         self.con.execute("BEGIN IMMEDIATE")
-        self.con.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?)",
-                         (run_id, name, kind, str(path), time.time(), epoch))
+        self.con.execute(
+            "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?)", (run_id, name, kind, str(path), time.time(), epoch)
+        )
         self.con.execute("COMMIT")
 
 
@@ -113,11 +116,29 @@ def fill_runs(root: Path, n: int) -> RunStore:
     store = RunStore(root)
     cfg = json.dumps(JobConfig().to_dict(), sort_keys=True)
     now = time.time()
-    rows = [(f"run-{i:06d}", now - i, now - i, "completed", f"run {i}", "digits", "kd", cfg, i, "cpu", "{}",
-             json.dumps({"steps": 100, "final_val_acc": 0.9})) for i in range(n)]
+    rows = [
+        (
+            f"run-{i:06d}",
+            now - i,
+            now - i,
+            "completed",
+            f"run {i}",
+            "digits",
+            "kd",
+            cfg,
+            i,
+            "cpu",
+            "{}",
+            json.dumps({"steps": 100, "final_val_acc": 0.9}),
+        )
+        for i in range(n)
+    ]
     with store._tx() as con:
-        con.executemany("INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, "
-                        "versions, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        con.executemany(
+            "INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, "
+            "versions, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
     return store
 
 
@@ -146,19 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         new, old = [], []
-        for i in range(args.repeats):      # in pairs, alternating which goes first (load and caches hit both)
+        for i in range(args.repeats):  # in pairs, alternating which goes first (load and caches hit both)
             for which in ("old", "new") if i % 2 == 0 else ("new", "old"):
                 write = write_old if which == "old" else write_new
                 (old if which == "old" else new).append(write(Path(tmp) / f"{which}{i}", args.steps, args.metrics))
         ratio = statistics.median(n / o for n, o in zip(new, old))
-        print(f"step-metric writes: {statistics.median(new):,.0f} rows/s with lease + unique index + sha256 "
-              f"artifacts, {statistics.median(old):,.0f} rows/s before (plain inserts); ratio {ratio:.3f} "
-              f"(median of {args.repeats} paired runs; goal >= 0.9)")
+        print(
+            f"step-metric writes: {statistics.median(new):,.0f} rows/s with lease + unique index + sha256 "
+            f"artifacts, {statistics.median(old):,.0f} rows/s before (plain inserts); ratio {ratio:.3f} "
+            f"(median of {args.repeats} paired runs; goal >= 0.9)"
+        )
         store = fill_runs(Path(tmp) / "list", args.runs)
         lat = statistics.median(list_latency(store) for _ in range(args.repeats))
         print(f"runs list with {args.runs:,} runs: {lat * 1000:.0f} ms in process (list_runs + table; goal < 500 ms)")
-        print(f"`python -m kdcore runs list` with {args.runs:,} runs: {cli_latency(Path(tmp) / 'list'):.2f} s "
-              f"wall, interpreter start and imports included")
+        print(
+            f"`python -m kdcore runs list` with {args.runs:,} runs: {cli_latency(Path(tmp) / 'list'):.2f} s "
+            f"wall, interpreter start and imports included"
+        )
     return 0
 
 

@@ -3,4 +3,5 @@
 Imports neither streamlit nor plotly, so it runs in notebooks, scripts and on GPU machines that
 have neither.
 """
+
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """`python -m kdcore`: the command line (see kdcore/cli.py)."""
+
 import sys
 
 from kdcore.cli import main

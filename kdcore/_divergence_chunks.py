@@ -7,6 +7,7 @@ the chunk's input views and recomputes its intermediates during backward, so bac
 bounded by a chunk too, at the cost of computing each chunk's forward twice.
 Every row is computed by the same arithmetic whatever the chunking, so chunked equals unchunked.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from kdcore._divergence_kernels import _log_probs
 from kdcore.dtypes import compute_dtype
 
 # The automatic chunk: rows such that one [rows, V] float32 intermediate is about 64 MiB.
-AUTO_CHUNK_ELEMENTS = 2 ** 24
+AUTO_CHUNK_ELEMENTS = 2**24
 
 
 def auto_chunk_rows(vocab: int) -> int:
@@ -27,19 +28,35 @@ def auto_chunk_rows(vocab: int) -> int:
     return max(1, AUTO_CHUNK_ELEMENTS // vocab)
 
 
-def _chunk_values(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor,
-                  rows: Tensor | None, temperature: float, dtype: torch.dtype, neg_inf: bool,
-                  params: dict) -> Tensor:
+def _chunk_values(
+    kernel: Callable[..., Tensor],
+    student: Tensor,
+    teacher: Tensor,
+    rows: Tensor | None,
+    temperature: float,
+    dtype: torch.dtype,
+    neg_inf: bool,
+    params: dict,
+) -> Tensor:
     """The divergence of one chunk: student [c, Vs], teacher [c, Vt] -> [c] (or [len(rows)])."""
     if rows is not None:
         student, teacher = student.index_select(0, rows), teacher.index_select(0, rows)
     log_q = _log_probs(student, temperature, dtype, neg_inf)  # [c, Vs]
     log_p = _log_probs(teacher, temperature, dtype, neg_inf)  # [c, Vt]
-    return kernel(log_q, log_p, **params)                     # [c]
+    return kernel(log_q, log_p, **params)  # [c]
 
 
-def per_position(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor, *, temperature: float,
-                 chunk_rows: int, keep: Tensor | None = None, neg_inf: bool = True, params: dict) -> Tensor:
+def per_position(
+    kernel: Callable[..., Tensor],
+    student: Tensor,
+    teacher: Tensor,
+    *,
+    temperature: float,
+    chunk_rows: int,
+    keep: Tensor | None = None,
+    neg_inf: bool = True,
+    params: dict,
+) -> Tensor:
     """Kernel values for every row of student [N, Vs] / teacher [N, Vt], or for the rows ``keep``
     [N] (bool) marks; rows left out are never computed. Returns [N] or [number kept].
     ``neg_inf=False`` promises that no computed logit is -inf (the clamp is skipped)."""
@@ -52,7 +69,7 @@ def per_position(kernel: Callable[..., Tensor], student: Tensor, teacher: Tensor
     for s_chunk, t_chunk, k_chunk in zip(student.split(chunk_rows), teacher.split(chunk_rows), keeps):
         rows = None
         if k_chunk is not None and not bool(k_chunk.all()):
-            rows = k_chunk.nonzero().squeeze(1)               # [kept in chunk]
+            rows = k_chunk.nonzero().squeeze(1)  # [kept in chunk]
             if rows.numel() == 0:
                 continue
         args = (kernel, s_chunk, t_chunk, rows, temperature, dtype, neg_inf, params)

@@ -9,6 +9,7 @@ Masked vocabulary entries (logit -inf) reach the kernels as a very negative *fin
 (see ``_log_probs``): their probability is exactly 0, so every ``p·(log p − log q)`` term they add is
 ``0·finite = 0``, never ``0·(−inf + inf) = NaN``, and their gradients stay finite.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ def _log_probs(logits: Tensor, temperature: float, dtype: torch.dtype, neg_inf: 
     overflowing back to -inf. The clamp has zero gradient there: masked entries get none.
     ``neg_inf=False`` (the caller knows no logit is -inf) skips the clamp, one pass less.
     """
-    x = logits.to(dtype)                                      # [n, V]
+    x = logits.to(dtype)  # [n, V]
     if temperature != 1.0:
         x = x / temperature
     if neg_inf:
@@ -35,12 +36,12 @@ def _log_probs(logits: Tensor, temperature: float, dtype: torch.dtype, neg_inf: 
 
 def _kl(a: Tensor, log_a: Tensor, log_b: Tensor) -> Tensor:
     """KL(a ‖ b) = Σ_i a_i (log a_i − log b_i) per row; a = exp(log_a) passed in to share work."""
-    return (a * (log_a - log_b)).sum(dim=-1)                  # [n]
+    return (a * (log_a - log_b)).sum(dim=-1)  # [n]
 
 
 def _log_mix(log_a: Tensor, log_b: Tensor, w: float) -> Tensor:
     """log(w·a + (1 − w)·b) for 0 < w < 1, computed in log space (no underflow to log 0)."""
-    return torch.logaddexp(log_a + math.log(w), log_b + math.log1p(-w))   # [n, V]
+    return torch.logaddexp(log_a + math.log(w), log_b + math.log1p(-w))  # [n, V]
 
 
 def fkl(log_q: Tensor, log_p: Tensor) -> Tensor:
@@ -55,7 +56,7 @@ def rkl(log_q: Tensor, log_p: Tensor) -> Tensor:
 
 def jsd(log_q: Tensor, log_p: Tensor, beta: float) -> Tensor:
     """β·KL(p ‖ m) + (1 − β)·KL(q ‖ m), m = β·p + (1 − β)·q (GKD, Agarwal et al., arXiv 2306.13649)."""
-    log_m = _log_mix(log_p, log_q, beta)                      # [n, V]
+    log_m = _log_mix(log_p, log_q, beta)  # [n, V]
     return beta * _kl(log_p.exp(), log_p, log_m) + (1.0 - beta) * _kl(log_q.exp(), log_q, log_m)
 
 
@@ -86,33 +87,44 @@ def akl_head_weight(p: Tensor, q: Tensor, mu: float) -> Tensor:
     the rest. w = g_head / (g_head + g_tail) with g = Σ|p − q|; ½ when both gaps are 0.
     ``q`` must come in detached (the weights carry no student gradient).
     """
-    p_sorted, order = torch.sort(p, dim=-1, descending=True, stable=True)   # [n, V], [n, V]
-    gap = (p - q).abs().gather(-1, order)                                   # [n, V] in p's order
-    head = p_sorted.cumsum(dim=-1) <= mu                                    # [n, V]
+    p_sorted, order = torch.sort(p, dim=-1, descending=True, stable=True)  # [n, V], [n, V]
+    gap = (p - q).abs().gather(-1, order)  # [n, V] in p's order
+    head = p_sorted.cumsum(dim=-1) <= mu  # [n, V]
     head[:, 0] = True
-    g_head = torch.where(head, gap, 0.0).sum(dim=-1)                        # [n]
-    g_tail = torch.where(head, 0.0, gap).sum(dim=-1)                        # [n]
+    g_head = torch.where(head, gap, 0.0).sum(dim=-1)  # [n]
+    g_tail = torch.where(head, 0.0, gap).sum(dim=-1)  # [n]
     total = g_head + g_tail
     return torch.where(total > 0, g_head / total.clamp_min(torch.finfo(p.dtype).tiny), 0.5)
 
 
 def akl(log_q: Tensor, log_p: Tensor, mu: float) -> Tensor:
     """Adaptive KL w·fkl + (1 − w)·rkl, w from ``akl_head_weight`` (arXiv 2404.02657)."""
-    p, q = log_p.exp(), log_q.exp()                           # [n, V]
-    w = akl_head_weight(p, q.detach(), mu)                    # [n]
+    p, q = log_p.exp(), log_q.exp()  # [n, V]
+    w = akl_head_weight(p, q.detach(), mu)  # [n]
     return w * _kl(p, log_p, log_q) + (1.0 - w) * _kl(q, log_q, log_p)
 
 
 def uld(log_q: Tensor, log_p: Tensor) -> Tensor:
     """Σ_i |sort↓(p)_i − sort↓(q)_i|, the shorter vocabulary padded with zeros (ULD, Boizard et al.,
     arXiv 2402.12030). Teacher and student vocabularies may differ in size and in tokens."""
-    p_sorted = log_p.exp().sort(dim=-1, descending=True).values     # [n, Vt]
-    q_sorted = log_q.exp().sort(dim=-1, descending=True).values     # [n, Vs]
+    p_sorted = log_p.exp().sort(dim=-1, descending=True).values  # [n, Vt]
+    q_sorted = log_q.exp().sort(dim=-1, descending=True).values  # [n, Vs]
     k = min(p_sorted.shape[-1], q_sorted.shape[-1])
     # past the shared length one side is padded with zeros: |x − 0| = x (probabilities are ≥ 0)
-    return ((p_sorted[:, :k] - q_sorted[:, :k]).abs().sum(dim=-1)
-            + p_sorted[:, k:].sum(dim=-1) + q_sorted[:, k:].sum(dim=-1))
+    return (
+        (p_sorted[:, :k] - q_sorted[:, :k]).abs().sum(dim=-1)
+        + p_sorted[:, k:].sum(dim=-1)
+        + q_sorted[:, k:].sum(dim=-1)
+    )
 
 
-KERNELS: dict[str, Callable[..., Tensor]] = {"fkl": fkl, "rkl": rkl, "jsd": jsd, "tvd": tvd, "skew_fkl": skew_fkl,
-           "skew_rkl": skew_rkl, "akl": akl, "uld": uld}
+KERNELS: dict[str, Callable[..., Tensor]] = {
+    "fkl": fkl,
+    "rkl": rkl,
+    "jsd": jsd,
+    "tvd": tvd,
+    "skew_fkl": skew_fkl,
+    "skew_rkl": skew_rkl,
+    "akl": akl,
+    "uld": uld,
+}

@@ -15,6 +15,7 @@ A layer whose features are constant over the inputs has no similarity to speak o
 (never NaN). Everything is computed in float64. The runner's probe metrics and ``analyses.cka``
 (scalars, heatmaps, minibatch CKA) all call this module.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,19 @@ from torch import Tensor
 from kdcore.validation import InvalidParameterError, check_array, check_positive
 
 __all__ = [
-    "linear_cka", "rbf_cka", "linear_cka_matrix", "rbf_cka_matrix", "CkaMatrix", "as_features",
-    "check_same_inputs", "is_constant", "hsic1", "safe_ratio", "centre_gram", "rbf_gram", "cka_from_grams",
+    "linear_cka",
+    "rbf_cka",
+    "linear_cka_matrix",
+    "rbf_cka_matrix",
+    "CkaMatrix",
+    "as_features",
+    "check_same_inputs",
+    "is_constant",
+    "hsic1",
+    "safe_ratio",
+    "centre_gram",
+    "rbf_gram",
+    "cka_from_grams",
     "linear_hsic1",
 ]
 
@@ -45,8 +57,10 @@ def as_features(name: str, x: Any, where: str) -> Tensor:
 def check_same_inputs(x: Tensor, y: Tensor, where: str, min_n: int) -> None:
     """X and Y must hold the same n inputs, n ≥ min_n."""
     if x.shape[0] != y.shape[0]:
-        raise InvalidParameterError(f"X and Y of {where} must hold the same inputs (the same number of rows). "
-                                    f"Got {x.shape[0]} rows in X and {y.shape[0]} in Y.")
+        raise InvalidParameterError(
+            f"X and Y of {where} must hold the same inputs (the same number of rows). "
+            f"Got {x.shape[0]} rows in X and {y.shape[0]} in Y."
+        )
     if x.shape[0] < min_n:
         raise InvalidParameterError(f"{where} needs at least {min_n} inputs (rows). Got {x.shape[0]}.")
 
@@ -109,7 +123,7 @@ def rbf_gram(x: Tensor, sigma: float) -> tuple[Tensor, bool]:
         if positive.numel() == 0:  # every input identical
             return torch.ones_like(dist), True
         med = positive.median()
-    return torch.exp(-dist / (2.0 * sigma ** 2 * med)), False
+    return torch.exp(-dist / (2.0 * sigma**2 * med)), False
 
 
 def _debiased_from_grams(k: Tensor, g: Tensor) -> Tensor:
@@ -179,9 +193,9 @@ def rbf_cka(X: Any, Y: Any, *, sigma: float = 1.0, debiased: bool = False) -> fl
 class CkaMatrix:
     """CKA of every layer of a (rows) against every layer of b (columns)."""
 
-    values: Tensor                 # [A, B] float64, 0 where either layer is constant
-    constant_a: tuple[bool, ...]   # [A] whether layer i of a is constant over the inputs
-    constant_b: tuple[bool, ...]   # [B] idem for b
+    values: Tensor  # [A, B] float64, 0 where either layer is constant
+    constant_a: tuple[bool, ...]  # [A] whether layer i of a is constant over the inputs
+    constant_b: tuple[bool, ...]  # [B] idem for b
 
 
 def _same_n(fa: Sequence[Tensor], fb: Sequence[Tensor], where: str, min_n: int) -> int:
@@ -197,15 +211,24 @@ def _same_n(fa: Sequence[Tensor], fb: Sequence[Tensor], where: str, min_n: int) 
 
 
 def _mask_constant(values: Tensor, const_a: Sequence[bool], const_b: Sequence[bool]) -> Tensor:
-    bad = torch.tensor(list(const_a), dtype=torch.bool)[:, None] | torch.tensor(list(const_b), dtype=torch.bool)[None, :]
+    bad = (
+        torch.tensor(list(const_a), dtype=torch.bool)[:, None] | torch.tensor(list(const_b), dtype=torch.bool)[None, :]
+    )
     return values.masked_fill(bad.to(values.device), 0.0)
 
 
-def _grams_matrix(grams_a: Sequence[Tensor], grams_b: Sequence[Tensor], const_a: Sequence[bool],
-                  const_b: Sequence[bool], debiased: bool) -> Tensor:
+def _grams_matrix(
+    grams_a: Sequence[Tensor],
+    grams_b: Sequence[Tensor],
+    const_a: Sequence[bool],
+    const_b: Sequence[bool],
+    debiased: bool,
+) -> Tensor:
     """[A, B] CKA from one n×n Gram per layer; pairs with a constant layer are 0."""
-    rows = [[0.0 if ca or cb else cka_from_grams(ka, kb, debiased=debiased)
-             for kb, cb in zip(grams_b, const_b)] for ka, ca in zip(grams_a, const_a)]
+    rows = [
+        [0.0 if ca or cb else cka_from_grams(ka, kb, debiased=debiased) for kb, cb in zip(grams_b, const_b)]
+        for ka, ca in zip(grams_a, const_a)
+    ]
     return torch.tensor(rows, dtype=torch.float64)
 
 
@@ -222,8 +245,9 @@ def _linear_feature_matrix(ca: Sequence[Tensor], cb: Sequence[Tensor], n: int, d
     return safe_ratio(cross, self_a[:, None], self_b[None, :])
 
 
-def linear_cka_matrix(features_a: Sequence[Tensor], features_b: Sequence[Tensor], *,
-                      debiased: bool = False) -> CkaMatrix:
+def linear_cka_matrix(
+    features_a: Sequence[Tensor], features_b: Sequence[Tensor], *, debiased: bool = False
+) -> CkaMatrix:
     """Linear CKA of every layer pair; layers are float64 [n, d] (see ``as_features``).
 
     Each layer is centred once; n×n Grams are used when the inputs are fewer than the mean width,
@@ -241,8 +265,9 @@ def linear_cka_matrix(features_a: Sequence[Tensor], features_b: Sequence[Tensor]
     return CkaMatrix(values, const_a, const_b)
 
 
-def rbf_cka_matrix(features_a: Sequence[Tensor], features_b: Sequence[Tensor], *, sigma: float = 1.0,
-                   debiased: bool = False) -> CkaMatrix:
+def rbf_cka_matrix(
+    features_a: Sequence[Tensor], features_b: Sequence[Tensor], *, sigma: float = 1.0, debiased: bool = False
+) -> CkaMatrix:
     """RBF CKA of every layer pair (one Gram per layer, σ scale ``sigma``); layers float64 [n, d]."""
     _same_n(features_a, features_b, "rbf_cka_matrix", 4 if debiased else 2)
     s = check_positive("sigma", sigma, where="rbf_cka_matrix")

@@ -4,6 +4,7 @@ Exit status: 0 success; 1 the run failed or was cancelled (or `runs check` found
 (config, arguments, store, files); 130 interrupted (Ctrl-C). Every expected error is one line, never a
 traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,24 @@ if TYPE_CHECKING:
     from kdcore.jobs.recipes import Recipe
     from kdcore.jobs.runner import RunResult
 
-_FLAG_FIELDS = ("pair", "objective", "temperature", "lam", "ce_weight", "epochs", "max_steps", "batch_size", "lr",
-                "optimizer", "schedule", "seed", "device", "train_size", "val_size", "name")
+_FLAG_FIELDS = (
+    "pair",
+    "objective",
+    "temperature",
+    "lam",
+    "ce_weight",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "schedule",
+    "seed",
+    "device",
+    "train_size",
+    "val_size",
+    "name",
+)
 
 
 def _jsonable(x: Any) -> Any:
@@ -64,11 +81,21 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-size", dest="train_size", type=int)
     p.add_argument("--val-size", dest="val_size", type=int)
     p.add_argument("--name")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a parameter of the method, VALUE read as JSON, else as text (e.g. --param beta=8 "
-                        "--param rule=topk); `python -m kdcore methods` lists each method's parameters")
-    p.add_argument("--teacher-cache", dest="teacher_cache", action=argparse.BooleanOptionalAction, default=None,
-                   help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the method, VALUE read as JSON, else as text (e.g. --param beta=8 "
+        "--param rule=topk); `python -m kdcore methods` lists each method's parameters",
+    )
+    p.add_argument(
+        "--teacher-cache",
+        dest="teacher_cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
 
 
@@ -113,6 +140,7 @@ def user_set_fields(args: argparse.Namespace) -> set[str]:
 
 def _yaml_load(text: str) -> dict:
     import yaml
+
     return yaml.safe_load(text)
 
 
@@ -121,17 +149,20 @@ def config_with_recipe(args: argparse.Namespace) -> tuple[JobConfig, dict[str, A
     first (config_from_args), then the pair's registered recipe for every field the user did not set.
     A pair registered without a recipe (or a module:factory pair) keeps JobConfig's defaults."""
     from kdcore.jobs.recipes import pair_recipe, with_recipe
+
     cfg = config_from_args(args)
     cfg, filled = with_recipe(cfg, pair_recipe(cfg.pair), user_set_fields(args))
     return cfg, {k: getattr(cfg, k) for k in filled}
 
 
-_RECIPE_HELP = ("Fields you do not set (by flag, --param or in the --config file) come from the pair's recipe, "
-                "the settings under which KD beats the student alone on the same budget: objective, lr, schedule, "
-                "epochs, training size, batch size, T, λ and teacher cache (T and λ only for the recipe's own "
-                "objective). The command says which fields it took from the recipe (--json: \"recipe_fields\"); "
-                "`python -m kdcore pairs` lists each pair's recipe. A pair registered without a recipe runs on "
-                "the defaults (objective kd, lr 0.001, 5 epochs, the whole training split).")
+_RECIPE_HELP = (
+    "Fields you do not set (by flag, --param or in the --config file) come from the pair's recipe, "
+    "the settings under which KD beats the student alone on the same budget: objective, lr, schedule, "
+    "epochs, training size, batch size, T, λ and teacher cache (T and λ only for the recipe's own "
+    'objective). The command says which fields it took from the recipe (--json: "recipe_fields"); '
+    "`python -m kdcore pairs` lists each pair's recipe. A pair registered without a recipe runs on "
+    "the defaults (objective kd, lr 0.001, 5 epochs, the whole training split)."
+)
 
 
 class _Progress:
@@ -152,8 +183,10 @@ class _Progress:
         filled = int(self.width * done / total)
         m = ev.get("metrics") or {}
         extra = f"loss {m['loss']:.4f}" if "loss" in m else (f"val_acc {m['val_acc']:.4f}" if "val_acc" in m else "")
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] step {done}/{total} "
-                          f"epoch {ev['epoch']}/{ev.get('epochs')} {extra}   ")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (self.width - filled)}] step {done}/{total} "
+            f"epoch {ev['epoch']}/{ev.get('epochs')} {extra}   "
+        )
         if ev["event"] == "end":
             self.stream.write("\n")
         self.stream.flush()
@@ -161,12 +194,18 @@ class _Progress:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
+
     cfg, filled = config_with_recipe(args)
     cfg.validate()
     _warn(cfg)
     if filled and not args.json:
-        print(f"from the {cfg.pair} recipe: " + ", ".join(f"{k}={v}" for k, v in filled.items())
-              + " (set a field to override it)", file=sys.stderr, flush=True)
+        print(
+            f"from the {cfg.pair} recipe: "
+            + ", ".join(f"{k}={v}" for k, v in filled.items())
+            + " (set a field to override it)",
+            file=sys.stderr,
+            flush=True,
+        )
     store = RunStore()
     started: dict = {}
 
@@ -179,11 +218,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     result = run_job(cfg, store=store, callback=on_event)
     if args.json:
-        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error,
-                     "recipe_fields": filled, "notices": result.notices})
+        _print_json(
+            {
+                "run_id": result.run_id,
+                "state": result.state,
+                "metrics": result.metrics,
+                "error": result.error,
+                "recipe_fields": filled,
+                "notices": result.notices,
+            }
+        )
     else:
-        print(f"{result.state}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                             for k, v in result.metrics.items()))
+        print(
+            f"{result.state}: "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
+        )
         if result.error:
             print(result.error, file=sys.stderr)
     return 0 if result.state == "completed" else 1
@@ -191,9 +240,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 # ---- runs: one handler per action ---------------------------------------------------------------------
 
+
 def _warn(cfg: JobConfig) -> None:
     """Values that validate but will not train well, said on stderr before the run."""
     from kdcore.jobs.sanity import sanity_warnings
+
     for w in sanity_warnings(cfg):
         print(f"warning: {w}", file=sys.stderr, flush=True)
 
@@ -202,8 +253,9 @@ def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
     if args.state is not None and args.state not in STATES:
         raise ValueError(f"--state must be one of {', '.join(STATES)}. Got {args.state!r} instead.")
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be a positive number of runs. Got {args.limit} instead; leave it out "
-                         f"to list every run.")
+        raise ValueError(
+            f"--limit must be a positive number of runs. Got {args.limit} instead; leave it out to list every run."
+        )
     df = store.list_runs(state=args.state, limit=args.limit)
     if args.json:
         _print_json({"runs": df.to_dict(orient="records")})
@@ -214,13 +266,16 @@ def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
 
 
 def _no_runs_text(store: RunStore) -> str:
-    """"no runs yet", unless run folders the database does not know are there (a deleted store)."""
+    """ "no runs yet", unless run folders the database does not know are there (a deleted store)."""
     from kdcore.jobs.store_check import orphan_folders
+
     orphans = orphan_folders(store)
     if not orphans:
         return "no runs yet"
-    return (f"no runs in the database, but {len(orphans)} run folder(s) under {store.root / 'runs'} are not in it; "
-            f"`python -m kdcore runs check --repair` re-indexes them")
+    return (
+        f"no runs in the database, but {len(orphans)} run folder(s) under {store.root / 'runs'} are not in it; "
+        f"`python -m kdcore runs check --repair` re-indexes them"
+    )
 
 
 def _table_text(df: pd.DataFrame) -> str:
@@ -236,8 +291,20 @@ def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"run": run, "epochs": epochs.to_dict(orient="records")})
         return 0
-    for k in ("id", "state", "pair", "objective", "seed", "device", "data_fingerprint", "created", "step",
-              "total_steps", "epoch", "error"):
+    for k in (
+        "id",
+        "state",
+        "pair",
+        "objective",
+        "seed",
+        "device",
+        "data_fingerprint",
+        "created",
+        "step",
+        "total_steps",
+        "epoch",
+        "error",
+    ):
         print(f"{k:>17}: {run.get(k)}")
     print(f"{'config':>17}: {json.dumps(run['config'])}")
     print(f"{'summary':>17}: {json.dumps(_jsonable(run['summary']))}")
@@ -249,6 +316,7 @@ def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
 
 def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.worker import compare
+
     if len(args.ids) < 1:
         raise ValueError("`runs compare` takes one or more RUN_IDs. Got none.")
     df = compare(args.ids, store=store)
@@ -272,12 +340,14 @@ def _runs_export(store: RunStore, args: argparse.Namespace) -> int:
 
 def _runs_cancel(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.worker import cancel
+
     cancel(args.ids[0], store=store)
     return 0
 
 
 def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
+
     rid = args.ids[0]
     run = store.get_run(rid)
     holder = store.lease_holder(rid)
@@ -293,6 +363,7 @@ def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
 
 def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
     from kdcore.jobs.runner import run_job
+
     rid = args.ids[0]
     cfg = JobConfig.from_dict(store.get_run(rid)["config"])
     new_id = store.create_run(cfg, state="running", parent_id=rid)
@@ -302,8 +373,15 @@ def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
 
 def _report_result(result: RunResult, args: argparse.Namespace) -> int:
     if args.json:
-        _print_json({"run_id": result.run_id, "state": result.state, "metrics": result.metrics, "error": result.error,
-                     "notices": result.notices})
+        _print_json(
+            {
+                "run_id": result.run_id,
+                "state": result.state,
+                "metrics": result.metrics,
+                "error": result.error,
+                "notices": result.notices,
+            }
+        )
     else:
         print(f"run {result.run_id}: {result.state}")
     return 0 if result.state == "completed" else 1
@@ -313,6 +391,7 @@ def _runs_check(store: RunStore | None, args: argparse.Namespace) -> int:
     """integrity_check, every artifact's sha256, orphaned run folders; --repair re-indexes them."""
     from kdcore.jobs.store import default_home
     from kdcore.jobs.store_check import check_store
+
     report = check_store(store.root if store is not None else default_home(), repair=args.repair)
     if args.json:
         _print_json(report.to_dict())
@@ -327,8 +406,16 @@ def _runs_check(store: RunStore | None, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-RUNS_ACTIONS = {"list": _runs_list, "show": _runs_show, "compare": _runs_compare, "export": _runs_export,
-                "resume": _runs_resume, "rerun": _runs_rerun, "cancel": _runs_cancel, "check": _runs_check}
+RUNS_ACTIONS = {
+    "list": _runs_list,
+    "show": _runs_show,
+    "compare": _runs_compare,
+    "export": _runs_export,
+    "resume": _runs_resume,
+    "rerun": _runs_rerun,
+    "cancel": _runs_cancel,
+    "check": _runs_check,
+}
 _ONE_RUN_ACTIONS = ("show", "export", "resume", "rerun", "cancel")
 
 
@@ -337,7 +424,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action in _ONE_RUN_ACTIONS and len(args.ids) != 1:
         raise ValueError(f"`runs {args.action}` takes one RUN_ID. Got {len(args.ids)}.")
     if args.action == "check":
-        return _runs_check(None, args)          # a damaged store is checked (and repaired) before it is opened
+        return _runs_check(None, args)  # a damaged store is checked (and repaired) before it is opened
     return RUNS_ACTIONS[args.action](RunStore(), args)
 
 
@@ -362,8 +449,10 @@ def export_run(store: RunStore, run_id: str, folder: Path) -> list[Path]:
         if weights is not None:
             files.append(_copy_verified(weights, folder / "student.safetensors"))
     except OSError as exc:
-        raise StoreError(f"Run {run_id} could not be exported to {folder}: {exc.strerror or exc}. Choose a "
-                         f"writable folder with --out.") from exc
+        raise StoreError(
+            f"Run {run_id} could not be exported to {folder}: {exc.strerror or exc}. Choose a "
+            f"writable folder with --out."
+        ) from exc
     return files
 
 
@@ -376,6 +465,7 @@ def _final_weights(store: RunStore, run_id: str) -> bytes | None:
 
 def _copy_verified(data: bytes, dst: Path) -> Path:
     from kdcore.jobs.store import atomic_write_bytes
+
     atomic_write_bytes(dst, data)
     if sha256_bytes(dst.read_bytes()) != sha256_bytes(data):
         raise IntegrityError(f"The exported weights {dst} do not match the run's weights after copying.")
@@ -394,15 +484,25 @@ def _write_checksums(files: list[Path]) -> Path:
 
 def cmd_protocol(args: argparse.Namespace) -> int:
     from kdcore.jobs.protocols import run_protocol
+
     cfg = config_from_args(args).validate()
     seeds = _number_list("--seeds", args.seeds, int)
-    temperatures, lams = _number_list("--temperatures", args.temperatures, float), _number_list("--lams", args.lams, float)
+    temperatures, lams = (
+        _number_list("--temperatures", args.temperatures, float),
+        _number_list("--lams", args.lams, float),
+    )
     _warn(cfg)
     for t in temperatures:
         _warn(replace(cfg, temperature=t))
-    res = run_protocol(cfg, temperatures=temperatures, lams=lams, seeds=seeds,
-                       baseline=not args.no_baseline, store=RunStore(),
-                       callback=None if args.json else _protocol_progress)
+    res = run_protocol(
+        cfg,
+        temperatures=temperatures,
+        lams=lams,
+        seeds=seeds,
+        baseline=not args.no_baseline,
+        store=RunStore(),
+        callback=None if args.json else _protocol_progress,
+    )
     if args.json:
         _print_json({"table": res.table.to_dict(orient="records"), "runs": res.runs.to_dict(orient="records")})
     else:
@@ -421,8 +521,9 @@ def _number_list(flag: str, text: str, kind: type) -> list:
             out.append(kind(item))
         except ValueError:
             what = "integers" if kind is int else "numbers"
-            raise ValueError(f"{flag} expects comma-separated {what} (e.g. {flag} 0,1,2). Got {text!r}: "
-                             f"{item!r} is not one.") from None
+            raise ValueError(
+                f"{flag} expects comma-separated {what} (e.g. {flag} 0,1,2). Got {text!r}: {item!r} is not one."
+            ) from None
     return out
 
 
@@ -433,8 +534,10 @@ def _protocol_progress(ev: dict) -> None:
 
 # ---- methods (the method table, kdcore.methods) ------------------------------------------------------
 
+
 def _objective_help() -> str:
     from kdcore.methods import all_methods
+
     names = ", ".join(m.name + (f" ({'/'.join(m.aliases)})" if m.aliases else "") for m in all_methods())
     return f"a method of the table: {names}; or 'sum' (config files). `python -m kdcore methods` describes each"
 
@@ -442,6 +545,7 @@ def _objective_help() -> str:
 def _cmd_methods(args: argparse.Namespace) -> int:
     """`python -m kdcore methods [--json]`: the method table."""
     from kdcore.methods import all_methods
+
     rows = [m.describe() for m in all_methods()]
     if args.json:
         _print_json({"methods": rows})
@@ -454,11 +558,13 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _method_text(r: dict) -> str:
     """One method of the table in a few lines of text."""
     aka = f"  (aliases: {', '.join(r['aliases'])})" if r["aliases"] else ""
-    lines = [f"{r['name']}{aka}: {r['help']}",
-             f"    tasks: {', '.join(r['tasks'])} · CE by default: {'yes' if r['ce_default'] else 'no'}"
-             + (f" · default T: {r['default_temperature']:g}" if r["default_temperature"] is not None else ""),
-             f"    loss: {r['loss']}" + (f" · components: {r['components']}" if r["components"] else ""),
-             f"    spec: {r['section']}" + (f" · source: {r['source']}" if r["source"] else "")]
+    lines = [
+        f"{r['name']}{aka}: {r['help']}",
+        f"    tasks: {', '.join(r['tasks'])} · CE by default: {'yes' if r['ce_default'] else 'no'}"
+        + (f" · default T: {r['default_temperature']:g}" if r["default_temperature"] is not None else ""),
+        f"    loss: {r['loss']}" + (f" · components: {r['components']}" if r["components"] else ""),
+        f"    spec: {r['section']}" + (f" · source: {r['source']}" if r["source"] else ""),
+    ]
     for p in r["params"]:
         flags = "required" if p["required"] else f"default {p['default']!r}"
         flags += ", the job's field when not set" if p["shared"] else ""
@@ -474,15 +580,28 @@ def _add_methods_parser(sub: Any) -> None:
 
 # ---- pairs (the pair registry and each pair's recipe) ----------------------------------------------------
 
+
 def _cmd_pairs(args: argparse.Namespace) -> int:
     """`python -m kdcore pairs [--json]`: the registered pairs, each with its recipe (no model is loaded)."""
     from kdcore.jobs.recipes import pair_recipe
     from kdcore.pair_registry import registered_pairs
+
     entries = registered_pairs()
     recipes = {name: pair_recipe(name) for name in entries}
     if args.json:
-        _print_json({"pairs": [{"name": name, "description": e.description, "source": e.source,
-                                "recipe": _recipe_dict(recipes[name])} for name, e in entries.items()]})
+        _print_json(
+            {
+                "pairs": [
+                    {
+                        "name": name,
+                        "description": e.description,
+                        "source": e.source,
+                        "recipe": _recipe_dict(recipes[name]),
+                    }
+                    for name, e in entries.items()
+                ]
+            }
+        )
         return 0
     for name, e in entries.items():
         recipe = recipes[name]
@@ -502,9 +621,11 @@ def _add_pairs_parser(sub: Any) -> None:
 
 # ---- doctor (kdcore.doctor; added by the doctor branch) ------------------------------------------------
 
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """`python -m kdcore doctor RUN_ID [--json]`: findings on a run (exit 0 whatever they are; 2 for a bad id)."""
     from kdcore.doctor import diagnose
+
     report = diagnose(args.run_id, store=RunStore())
     if args.json:
         _print_json(report.to_dict())
@@ -540,8 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--state", help="list: only runs in this state")
     r.add_argument("--limit", type=int, help="list: at most this many runs")
     r.add_argument("--out", help="export: the folder to write (default ./run-RUN_ID)")
-    r.add_argument("--repair", action="store_true",
-                   help="check: move a damaged database aside and re-index orphaned run folders")
+    r.add_argument(
+        "--repair", action="store_true", help="check: move a damaged database aside and re-index orphaned run folders"
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_runs)
     p = sub.add_parser("protocol", help="baseline, temperature/λ sweeps, repeats over seeds -> mean ± std table")
@@ -561,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except BrokenPipeError:                 # the reader went away (`... | head`): stop quietly
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
@@ -576,16 +698,14 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, StoreError, RunBusyError) as exc:
         _fail(args, str(exc))
     except OverflowError as exc:
-        _fail(args, f"A number is too large to store or compute with ({exc}); integers must lie in "
-                    f"[0, 2**63 - 1].")
+        _fail(args, f"A number is too large to store or compute with ({exc}); integers must lie in [0, 2**63 - 1].")
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             raise
         _fail(args, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     except KeyboardInterrupt as exc:
         rid = exc.run_id if isinstance(exc, JobInterrupted) else None
-        print("\ninterrupted" + (f", resume with `python -m kdcore runs resume {rid}`" if rid else ""),
-              file=sys.stderr)
+        print("\ninterrupted" + (f", resume with `python -m kdcore runs resume {rid}`" if rid else ""), file=sys.stderr)
         return 130
     return 2
 

@@ -29,6 +29,7 @@ time. ``chunk_size=None`` picks 2**24 // V rows (about 64 MiB per float32 interm
 of intermediates live at once). With a gradient and more than one chunk, each chunk is
 checkpointed, so backward memory is bounded too. Results equal the unchunked computation.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -45,9 +46,18 @@ ALIGNS = (None, "truncate")
 _LOSS_PARAMS = ("temperature", "beta", "alpha", "mu", "chunk_size", "align")
 
 
-def token_divergence(student_logits: Tensor, teacher_logits: Tensor, kind: str, *, temperature: float = 1.0,
-                     beta: float = 0.5, alpha: float = 0.1, mu: float = 0.5, chunk_size: int | None = None,
-                     align: str | None = None) -> Tensor:
+def token_divergence(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    kind: str,
+    *,
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    alpha: float = 0.1,
+    mu: float = 0.5,
+    chunk_size: int | None = None,
+    align: str | None = None,
+) -> Tensor:
     """Per-position divergence of ``kind`` between student and teacher logits [..., V] -> [...].
 
     Args:
@@ -65,12 +75,24 @@ def token_divergence(student_logits: Tensor, teacher_logits: Tensor, kind: str, 
     Returns: float32 (float64 for float64 inputs) tensor of shape [...]. Parameters a kind does not
     use are ignored.
     """
-    return _compute(student_logits, teacher_logits, kind, keep=None, where=f"token_divergence(kind={kind!r})",
-                    temperature=temperature, beta=beta, alpha=alpha, mu=mu, chunk_size=chunk_size, align=align)
+    return _compute(
+        student_logits,
+        teacher_logits,
+        kind,
+        keep=None,
+        where=f"token_divergence(kind={kind!r})",
+        temperature=temperature,
+        beta=beta,
+        alpha=alpha,
+        mu=mu,
+        chunk_size=chunk_size,
+        align=align,
+    )
 
 
-def divergence_loss(student_logits: Tensor, teacher_logits: Tensor, kind: str, *, mask: Tensor | None = None,
-                    **params: Any) -> Tensor:
+def divergence_loss(
+    student_logits: Tensor, teacher_logits: Tensor, kind: str, *, mask: Tensor | None = None, **params: Any
+) -> Tensor:
     """Mean of ``token_divergence`` over the positions kept, a scalar.
 
     Args:
@@ -88,8 +110,9 @@ def divergence_loss(student_logits: Tensor, teacher_logits: Tensor, kind: str, *
     labels = params.pop("labels", None)
     unknown = sorted(set(params) - set(_LOSS_PARAMS))
     if unknown:
-        raise ValueError(f"divergence_loss got unknown parameter(s) {unknown}. Expected some of "
-                         f"{('mask', 'labels') + _LOSS_PARAMS}.")
+        raise ValueError(
+            f"divergence_loss got unknown parameter(s) {unknown}. Expected some of {('mask', 'labels') + _LOSS_PARAMS}."
+        )
     check_float_tensor("student_logits", student_logits, where=where)
     lead = tuple(student_logits.shape[:-1])
     keep = torch.ones(lead, dtype=torch.bool, device=student_logits.device)
@@ -98,15 +121,28 @@ def divergence_loss(student_logits: Tensor, teacher_logits: Tensor, kind: str, *
     if labels is not None:
         keep = keep & (_as_labels(labels, lead, where=where) != -100)
     if not bool(keep.any()):
-        raise ValueError(f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
-                         f"there is nothing to average. Got {keep.numel()} position(s), none kept.")
-    values = _compute(student_logits, teacher_logits, kind, keep=keep, where=where, **params)   # [kept]
+        raise ValueError(
+            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
+            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
+        )
+    values = _compute(student_logits, teacher_logits, kind, keep=keep, where=where, **params)  # [kept]
     return values.mean()
 
 
-def _compute(student_logits: Any, teacher_logits: Any, kind: Any, *, keep: Tensor | None, where: str,
-             temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1, mu: float = 0.5,
-             chunk_size: int | None = None, align: str | None = None) -> Tensor:
+def _compute(
+    student_logits: Any,
+    teacher_logits: Any,
+    kind: Any,
+    *,
+    keep: Tensor | None,
+    where: str,
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    alpha: float = 0.1,
+    mu: float = 0.5,
+    chunk_size: int | None = None,
+    align: str | None = None,
+) -> Tensor:
     """Validate, align, flatten positions and run the chunked kernel. Returns [...] or [kept]."""
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"The 'kind' parameter of {where} must be one of {KINDS}. Got {kind!r} instead.")
@@ -115,7 +151,7 @@ def _compute(student_logits: Any, teacher_logits: Any, kind: Any, *, keep: Tenso
     temperature = check_positive("temperature", temperature, where=where)
     params = _kind_params(kind, beta=beta, alpha=alpha, mu=mu, where=where)
     if chunk_size is not None:
-        chunk_size = check_int_range("chunk_size", chunk_size, 1, 2 ** 62, where=where)
+        chunk_size = check_int_range("chunk_size", chunk_size, 1, 2**62, where=where)
     student, teacher = _aligned(student_logits, teacher_logits, kind, align, where=where)
     neg_inf = check_logit_rows("student_logits", student, where=where, keep=keep)
     neg_inf = check_logit_rows("teacher_logits", teacher, where=where, keep=keep) or neg_inf
@@ -123,21 +159,49 @@ def _compute(student_logits: Any, teacher_logits: Any, kind: Any, *, keep: Tenso
     lead = tuple(student.shape[:-1])
     vs, vt = student.shape[-1], teacher.shape[-1]
     rows = chunk_size if chunk_size is not None else auto_chunk_rows(max(vs, vt))
-    values = per_position(_k.KERNELS[kind], student.reshape(-1, vs), teacher.reshape(-1, vt),
-                          temperature=temperature, chunk_rows=rows, neg_inf=neg_inf,
-                          keep=None if keep is None else keep.reshape(-1), params=params)
+    values = per_position(
+        _k.KERNELS[kind],
+        student.reshape(-1, vs),
+        teacher.reshape(-1, vt),
+        temperature=temperature,
+        chunk_rows=rows,
+        neg_inf=neg_inf,
+        keep=None if keep is None else keep.reshape(-1),
+        params=params,
+    )
     return values if keep is not None else values.reshape(lead)
 
 
 def _kind_params(kind: str, *, beta: float, alpha: float, mu: float, where: str) -> dict:
     """The validated parameters ``kind`` uses."""
     if kind == "jsd":
-        return {"beta": check_range("beta", beta, 0.0, 1.0, where=where, lo_open=True, hi_open=True, hint=(
-            "At beta = 0 or 1 the JSD is identically 0: use kind='fkl' (TRL's beta = 0) or kind='rkl' "
-            "(TRL's beta = 1) instead."))}
+        return {
+            "beta": check_range(
+                "beta",
+                beta,
+                0.0,
+                1.0,
+                where=where,
+                lo_open=True,
+                hi_open=True,
+                hint=(
+                    "At beta = 0 or 1 the JSD is identically 0: use kind='fkl' (TRL's beta = 0) or kind='rkl' "
+                    "(TRL's beta = 1) instead."
+                ),
+            )
+        }
     if kind in ("skew_fkl", "skew_rkl"):
-        return {"alpha": check_range("alpha", alpha, 0.0, 1.0, where=where, hi_open=True, hint=(
-            "alpha = 0 is the plain KL; at alpha = 1 the skew divergence is identically 0."))}
+        return {
+            "alpha": check_range(
+                "alpha",
+                alpha,
+                0.0,
+                1.0,
+                where=where,
+                hi_open=True,
+                hint=("alpha = 0 is the plain KL; at alpha = 1 the skew divergence is identically 0."),
+            )
+        }
     if kind == "akl":
         return {"mu": check_range("mu", mu, 0.0, 1.0, where=where)}
     return {}
@@ -148,8 +212,10 @@ def _aligned(student: Any, teacher: Any, kind: str, align: str | None, *, where:
     check_float_tensor("student_logits", student, where=where)
     check_float_tensor("teacher_logits", teacher, where=where)
     if student.shape[:-1] != teacher.shape[:-1]:
-        raise ValueError(f"student_logits and teacher_logits of {where} must have the same leading (position) shape. "
-                         f"Got {tuple(student.shape)} for the student and {tuple(teacher.shape)} for the teacher.")
+        raise ValueError(
+            f"student_logits and teacher_logits of {where} must have the same leading (position) shape. "
+            f"Got {tuple(student.shape)} for the student and {tuple(teacher.shape)} for the teacher."
+        )
     vs, vt = student.shape[-1], teacher.shape[-1]
     if vs == vt:
         return student, teacher
@@ -158,25 +224,33 @@ def _aligned(student: Any, teacher: Any, kind: str, align: str | None, *, where:
         return student[..., :v], teacher[..., :v]
     if kind == "uld":
         return student, teacher
-    raise ValueError(f"The vocabulary sizes of {where} differ: the student has {vs} entries, the teacher has {vt}. "
-                     f"If the extra ids are padding of the same tokenizer, pass align='truncate' to compare the "
-                     f"{min(vs, vt)} shared token ids; for different tokenizers use kind='uld', the "
-                     f"cross-tokenizer divergence.")
+    raise ValueError(
+        f"The vocabulary sizes of {where} differ: the student has {vs} entries, the teacher has {vt}. "
+        f"If the extra ids are padding of the same tokenizer, pass align='truncate' to compare the "
+        f"{min(vs, vt)} shared token ids; for different tokenizers use kind='uld', the "
+        f"cross-tokenizer divergence."
+    )
 
 
 def _as_mask(mask: Any, lead: tuple, *, where: str) -> Tensor:
     """A bool mask [...] of kept positions from a bool or 0/1 integer tensor."""
     if not isinstance(mask, Tensor):
-        raise ValueError(f"The 'mask' argument of {where} must be a bool torch.Tensor of shape {list(lead)}. "
-                         f"Got {type(mask).__name__} instead.")
+        raise ValueError(
+            f"The 'mask' argument of {where} must be a bool torch.Tensor of shape {list(lead)}. "
+            f"Got {type(mask).__name__} instead."
+        )
     if tuple(mask.shape) != lead:
-        raise ValueError(f"The 'mask' argument of {where} must have the logits' leading shape {list(lead)} "
-                         f"(one entry per position). Got shape {tuple(mask.shape)} instead.")
+        raise ValueError(
+            f"The 'mask' argument of {where} must have the logits' leading shape {list(lead)} "
+            f"(one entry per position). Got shape {tuple(mask.shape)} instead."
+        )
     if mask.dtype == torch.bool:
         return mask
     if mask.is_floating_point() or mask.is_complex() or bool(((mask != 0) & (mask != 1)).any()):
-        raise ValueError(f"The 'mask' argument of {where} must be bool (or integers 0/1, like an attention mask). "
-                         f"Got dtype {mask.dtype} instead.")
+        raise ValueError(
+            f"The 'mask' argument of {where} must be bool (or integers 0/1, like an attention mask). "
+            f"Got dtype {mask.dtype} instead."
+        )
     return mask != 0
 
 
@@ -184,11 +258,15 @@ def _as_labels(labels: Any, lead: tuple, *, where: str) -> Tensor:
     """Integer labels [...]; -100 marks a position that never counts."""
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         got = f"dtype {labels.dtype}" if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(f"The 'labels' argument of {where} must be an integer torch.Tensor (-100 where a position "
-                         f"does not count). Got {got} instead.")
+        raise ValueError(
+            f"The 'labels' argument of {where} must be an integer torch.Tensor (-100 where a position "
+            f"does not count). Got {got} instead."
+        )
     if tuple(labels.shape) != lead:
-        raise ValueError(f"The 'labels' argument of {where} must have the logits' leading shape {list(lead)}. "
-                         f"Got shape {tuple(labels.shape)} instead.")
+        raise ValueError(
+            f"The 'labels' argument of {where} must have the logits' leading shape {list(lead)}. "
+            f"Got shape {tuple(labels.shape)} instead."
+        )
     return labels
 
 
@@ -233,5 +311,13 @@ def uld(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tenso
     return token_divergence(student_logits, teacher_logits, "uld", **options)
 
 
-DIVERGENCES = {"fkl": fkl, "rkl": rkl, "jsd": jsd, "tvd": tvd, "skew_fkl": skew_fkl,
-               "skew_rkl": skew_rkl, "akl": akl, "uld": uld}
+DIVERGENCES = {
+    "fkl": fkl,
+    "rkl": rkl,
+    "jsd": jsd,
+    "tvd": tvd,
+    "skew_fkl": skew_fkl,
+    "skew_rkl": skew_rkl,
+    "akl": akl,
+    "uld": uld,
+}

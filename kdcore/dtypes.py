@@ -3,6 +3,7 @@
 Losses, divergences and metrics compute in float32 or wider whatever the input dtype: bf16 and fp16
 inputs are computed in float32, and float64 stays float64. One rule, one function.
 """
+
 from __future__ import annotations
 
 import torch

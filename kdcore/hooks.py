@@ -14,6 +14,7 @@ Two uses:
 A hook records only forward passes run by the thread that opened the context, so two sessions
 capturing from one shared model at the same time never see each other's activations.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -51,8 +52,10 @@ def resolve_layers(model: nn.Module, layers: Any, *, where: str = "capture_featu
     """
     if isinstance(layers, str) or not isinstance(layers, Sequence) and not isinstance(layers, (set, frozenset)):
         hint = f" Wrap a single name in a list: [{layers!r}]." if isinstance(layers, str) else ""
-        raise ValueError(f"The 'layers' parameter of {where} must be a list of layer names. "
-                         f"Got {type(layers).__name__} {layers!r} instead.{hint}")
+        raise ValueError(
+            f"The 'layers' parameter of {where} must be a list of layer names. "
+            f"Got {type(layers).__name__} {layers!r} instead.{hint}"
+        )
     modules = dict(model.named_modules())
     modules.pop("", None)  # the root's output is the logits: use logits() for it
     resolved: dict[str, nn.Module] = {}
@@ -64,14 +67,15 @@ def resolve_layers(model: nn.Module, layers: Any, *, where: str = "capture_featu
             else:
                 first = list(modules)[:8]
                 options = f"Available names start with {first}" + (" ..." if len(modules) > 8 else "") + "."
-            raise ValueError(f"The 'layers' parameter of {where} names {name!r}, which is not a layer of "
-                             f"{type(model).__name__}. {options} See layer_names() for all of them.")
+            raise ValueError(
+                f"The 'layers' parameter of {where} names {name!r}, which is not a layer of "
+                f"{type(model).__name__}. {options} See layer_names() for all of them."
+            )
         resolved[name] = modules[name]
     return resolved
 
 
-def _make_hook(name: str, store: dict[str, Tensor], detach: bool,
-               owner: int) -> Callable[[nn.Module, Any, Any], None]:
+def _make_hook(name: str, store: dict[str, Tensor], detach: bool, owner: int) -> Callable[[nn.Module, Any, Any], None]:
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if threading.get_ident() != owner:
             return  # another session's forward pass through the same shared model
@@ -82,6 +86,7 @@ def _make_hook(name: str, store: dict[str, Tensor], detach: bool,
             t = t.detach()
             t = t.clone() if t.device.type == "cpu" else t.to("cpu")  # [B, ...] a copy, safe from in-place ops
         store[name] = t  # a layer called twice keeps its last output
+
     setattr(hook, _HOOK_MARK, True)
     return hook
 

@@ -8,6 +8,7 @@ Calibration follows Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neu
 ICML 2017 (arXiv 1706.04599): confidence is the top-class probability; M equal-width bins, bin m
 holding (m−1)/M < conf ≤ m/M; ECE = Σ_m (|B_m|/n)·|acc(B_m) − conf(B_m)|.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,11 +19,20 @@ from torch import Tensor
 from kdcore.data.base import IGNORE_INDEX  # -100: a target that is not predicted (causal LM padding, prompts)
 from kdcore.validation import InvalidParameterError, as_tensor, check_array, check_int_range, check_labels
 
-__all__ = ["TASKS", "IGNORE_INDEX", "predictions", "accuracy", "agreement", "disagreement", "reliability_bins",
-           "expected_calibration_error", "check_probs_labels"]
+__all__ = [
+    "TASKS",
+    "IGNORE_INDEX",
+    "predictions",
+    "accuracy",
+    "agreement",
+    "disagreement",
+    "reliability_bins",
+    "expected_calibration_error",
+    "check_probs_labels",
+]
 
 TASKS = ("classification", "multilabel", "causal_lm")
-MULTILABEL_MODES = ("micro", "exact")   # per (sample, label) pair / every label of a sample right
+MULTILABEL_MODES = ("micro", "exact")  # per (sample, label) pair / every label of a sample right
 
 
 _SUM_TOL = 1e-3  # how far a row of probabilities may sum from 1
@@ -30,15 +40,19 @@ _SUM_TOL = 1e-3  # how far a row of probabilities may sum from 1
 
 def check_probs_labels(probs: Any, labels: Any, *, where: str) -> tuple[Tensor, Tensor]:
     """Probabilities [N, C] (each row a distribution) and class labels [N] -> float64 [N, C], long [N]."""
-    p = check_array("probs", probs, where=where, dims=2)                           # [N, C] float64
+    p = check_array("probs", probs, where=where, dims=2)  # [N, C] float64
     if bool((p < 0).any() or (p > 1).any()):
-        raise InvalidParameterError(f"The 'probs' argument of {where} must hold probabilities in [0, 1]. Got values "
-                                    f"from {float(p.min()):.4g} to {float(p.max()):.4g}; pass softmax(logits), not logits.")
+        raise InvalidParameterError(
+            f"The 'probs' argument of {where} must hold probabilities in [0, 1]. Got values "
+            f"from {float(p.min()):.4g} to {float(p.max()):.4g}; pass softmax(logits), not logits."
+        )
     sums = p.sum(1)
     if bool(((sums - 1).abs() > _SUM_TOL).any()):
         worst = float(sums[(sums - 1).abs().argmax()])
-        raise InvalidParameterError(f"Each row of the 'probs' argument of {where} must sum to 1 (a distribution over "
-                                    f"classes). Got a row summing to {worst:.6g}; pass softmax(logits).")
+        raise InvalidParameterError(
+            f"Each row of the 'probs' argument of {where} must sum to 1 (a distribution over "
+            f"classes). Got a row summing to {worst:.6g}; pass softmax(logits)."
+        )
     y = check_labels(_tensor("labels", labels, where).to(p.device), p.shape[0], p.shape[1], where=where)  # [N]
     return p, y
 
@@ -59,13 +73,16 @@ def _scores(name: str, x: Any, where: str) -> Tensor:
     """Scores [..., C] (logits or probabilities; a tensor, numpy array or list), NaN refused; dtype kept."""
     x = _tensor(name, x, where)
     if x.dim() < 1 or x.numel() == 0 or x.shape[-1] == 0:
-        raise InvalidParameterError(f"The '{name}' argument of {where} must be non-empty scores [..., C]. "
-                                    f"Got shape {tuple(x.shape)} instead.")
+        raise InvalidParameterError(
+            f"The '{name}' argument of {where} must be non-empty scores [..., C]. Got shape {tuple(x.shape)} instead."
+        )
     if not x.is_floating_point():
         x = x.double()
     if bool(torch.isnan(x).any()):
-        raise InvalidParameterError(f"The '{name}' argument of {where} holds NaN: there is no top class to take. "
-                                    f"Got {int(torch.isnan(x).sum())} NaN value(s) in shape {tuple(x.shape)}.")
+        raise InvalidParameterError(
+            f"The '{name}' argument of {where} holds NaN: there is no top class to take. "
+            f"Got {int(torch.isnan(x).sum())} NaN value(s) in shape {tuple(x.shape)}."
+        )
     return x
 
 
@@ -82,11 +99,15 @@ def predictions(scores: Any, *, task: str = "classification") -> Tensor:
 def _multi_hot(labels: Any, shape: tuple[int, ...], where: str) -> Tensor:
     y = _tensor("labels", labels, where)
     if tuple(y.shape) != shape:
-        raise InvalidParameterError(f"The 'labels' argument of {where} (task 'multilabel') must be multi-hot of shape "
-                                    f"{shape}, like the scores. Got shape {tuple(y.shape)} instead.")
+        raise InvalidParameterError(
+            f"The 'labels' argument of {where} (task 'multilabel') must be multi-hot of shape "
+            f"{shape}, like the scores. Got shape {tuple(y.shape)} instead."
+        )
     if not bool(((y == 0) | (y == 1)).all()):
-        raise InvalidParameterError(f"The 'labels' argument of {where} (task 'multilabel') must hold only 0/1 "
-                                    f"(or bool) values. Got values from {float(y.min()):g} to {float(y.max()):g}.")
+        raise InvalidParameterError(
+            f"The 'labels' argument of {where} (task 'multilabel') must hold only 0/1 "
+            f"(or bool) values. Got values from {float(y.min()):g} to {float(y.max()):g}."
+        )
     return y != 0
 
 
@@ -94,12 +115,15 @@ def _kept_labels(labels: Any, s: Tensor, where: str) -> tuple[Tensor, Tensor]:
     """Class labels [...] matching scores [..., C] -> (kept positions bool [...], their labels [M])."""
     y = _tensor("labels", labels, where).to(s.device)
     if tuple(y.shape) != tuple(s.shape[:-1]):
-        raise InvalidParameterError(f"The 'labels' argument of {where} must hold one label per row of 'scores' "
-                                    f"(shape {tuple(s.shape[:-1])}). Got shape {tuple(y.shape)} instead.")
+        raise InvalidParameterError(
+            f"The 'labels' argument of {where} must hold one label per row of 'scores' "
+            f"(shape {tuple(s.shape[:-1])}). Got shape {tuple(y.shape)} instead."
+        )
     keep = y != IGNORE_INDEX
     if not bool(keep.any()):
-        raise InvalidParameterError(f"The 'labels' argument of {where} marks every row as {IGNORE_INDEX}: "
-                                    f"there is nothing to score.")
+        raise InvalidParameterError(
+            f"The 'labels' argument of {where} marks every row as {IGNORE_INDEX}: there is nothing to score."
+        )
     kept = check_labels(y[keep], int(keep.sum()), s.shape[-1], where=where)
     return keep, kept
 
@@ -125,9 +149,10 @@ def accuracy(scores: Any, labels: Any, *, task: str = "classification", multilab
     s = _scores("scores", scores, where)
     if task == "multilabel":
         if multilabel not in MULTILABEL_MODES:
-            raise InvalidParameterError(f"The 'multilabel' parameter of {where} must be one of {MULTILABEL_MODES}. "
-                                        f"Got {multilabel!r} instead.")
-        right = (s > 0) == _multi_hot(labels, tuple(s.shape), where).to(s.device)   # [N, C]
+            raise InvalidParameterError(
+                f"The 'multilabel' parameter of {where} must be one of {MULTILABEL_MODES}. Got {multilabel!r} instead."
+            )
+        right = (s > 0) == _multi_hot(labels, tuple(s.shape), where).to(s.device)  # [N, C]
         return _share(right.all(-1) if multilabel == "exact" else right)
     keep, y = _kept_labels(labels, s, where)
     return _share(s[keep].argmax(-1) == y)
@@ -138,16 +163,20 @@ def _pair_hits(scores_a: Any, scores_b: Any, task: str, mask: Any, where: str) -
     task = _check_task(task, where)
     a, b = _scores("scores_a", scores_a, where), _scores("scores_b", scores_b, where)
     if a.shape != b.shape:
-        raise InvalidParameterError(f"The 'scores_a' and 'scores_b' arguments of {where} must have the same shape. "
-                                    f"Got {tuple(a.shape)} and {tuple(b.shape)}.")
+        raise InvalidParameterError(
+            f"The 'scores_a' and 'scores_b' arguments of {where} must have the same shape. "
+            f"Got {tuple(a.shape)} and {tuple(b.shape)}."
+        )
     same = (a > 0) == (b > 0) if task == "multilabel" else a.argmax(-1) == b.argmax(-1)
     if mask is None:
         return same.flatten()
     keep = _tensor("mask", mask, where).to(same.device)
-    if tuple(keep.shape) != tuple(same.shape[:keep.dim()]) or keep.dtype != torch.bool or not bool(keep.any()):
-        raise InvalidParameterError(f"The 'mask' argument of {where} must be a bool tensor over the leading axes of "
-                                    f"the positions {tuple(same.shape)} that keeps at least one. "
-                                    f"Got shape {tuple(keep.shape)}, dtype {keep.dtype}.")
+    if tuple(keep.shape) != tuple(same.shape[: keep.dim()]) or keep.dtype != torch.bool or not bool(keep.any()):
+        raise InvalidParameterError(
+            f"The 'mask' argument of {where} must be a bool tensor over the leading axes of "
+            f"the positions {tuple(same.shape)} that keeps at least one. "
+            f"Got shape {tuple(keep.shape)}, dtype {keep.dtype}."
+        )
     return same[keep].flatten()
 
 
@@ -171,17 +200,21 @@ def reliability_bins(probs: Any, labels: Any, *, n_bins: int = 15) -> dict[str, 
     also 'lower' and 'upper' bin edges. Bin m (1-based) holds (m−1)/M < conf ≤ m/M."""
     p, y = check_probs_labels(probs, labels, where="reliability_bins")
     m = check_int_range("n_bins", n_bins, 1, 10_000, where="reliability_bins")
-    conf, pred = p.max(1)                                                            # [N], [N]
-    edges = torch.arange(m + 1, dtype=torch.float64) / m                             # [M+1]
-    idx = (torch.searchsorted(edges, conf.contiguous().cpu()) - 1).clamp(0, m - 1)   # edge[i-1] < conf <= edge[i]
+    conf, pred = p.max(1)  # [N], [N]
+    edges = torch.arange(m + 1, dtype=torch.float64) / m  # [M+1]
+    idx = (torch.searchsorted(edges, conf.contiguous().cpu()) - 1).clamp(0, m - 1)  # edge[i-1] < conf <= edge[i]
     correct = (pred.cpu() == y.cpu()).double()
-    count = torch.bincount(idx, minlength=m).double()                                # [M]
+    count = torch.bincount(idx, minlength=m).double()  # [M]
     acc_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, idx, correct)
     conf_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, idx, conf.cpu())
     nan = torch.full_like(count, float("nan"))
-    return {"lower": edges[:-1], "upper": edges[1:], "count": count,
-            "accuracy": torch.where(count > 0, acc_sum / count.clamp_min(1), nan),
-            "confidence": torch.where(count > 0, conf_sum / count.clamp_min(1), nan)}
+    return {
+        "lower": edges[:-1],
+        "upper": edges[1:],
+        "count": count,
+        "accuracy": torch.where(count > 0, acc_sum / count.clamp_min(1), nan),
+        "confidence": torch.where(count > 0, conf_sum / count.clamp_min(1), nan),
+    }
 
 
 def expected_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15) -> float:

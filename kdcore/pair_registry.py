@@ -14,6 +14,7 @@ kdcore names no package here. Pairs arrive three ways:
   (pyproject.toml), and `import sample_models` registers them too;
 - `resolve_pair("package.module:factory")`: a factory returning a Pair, with no registration.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,11 +35,12 @@ Loader = Callable[[], Any] | str
 @dataclass(frozen=True)
 class PairEntry:
     """One registered pair."""
-    name: str                   # the name runs and the CLI use ("digits")
-    loader: Loader              # () -> Pair, or "package.module:factory"
-    recipe: Any = None          # a kdcore.jobs.recipes.Recipe: job settings for the fields a user does not set
-    description: str = ""       # one line for menus and error messages
-    source: str = ""            # the module that registered it
+
+    name: str  # the name runs and the CLI use ("digits")
+    loader: Loader  # () -> Pair, or "package.module:factory"
+    recipe: Any = None  # a kdcore.jobs.recipes.Recipe: job settings for the fields a user does not set
+    description: str = ""  # one line for menus and error messages
+    source: str = ""  # the module that registered it
 
 
 _REGISTRY: dict[str, PairEntry] = {}
@@ -50,6 +52,7 @@ def _error(message: str) -> Exception:
     from kdcore.validation import (
         InvalidParameterError,  # imported here: it imports torch
     )
+
     return InvalidParameterError(message)
 
 
@@ -74,21 +77,28 @@ def register_pair(name: str, loader: Loader, *, recipe: Any = None, description:
     twice); a name another module registered is refused.
     """
     if not isinstance(name, str) or not name.strip() or ":" in name:
-        raise _error(f"The 'name' parameter of register_pair must be a non-empty string without ':'. "
-                     f"Got {name!r} instead.")
+        raise _error(
+            f"The 'name' parameter of register_pair must be a non-empty string without ':'. Got {name!r} instead."
+        )
     if isinstance(loader, str):
         if not _is_factory_path(loader):
-            raise _error(f"The 'loader' parameter of register_pair must be a callable or a 'package.module:factory' "
-                         f"string. Got {loader!r} instead.")
+            raise _error(
+                f"The 'loader' parameter of register_pair must be a callable or a 'package.module:factory' "
+                f"string. Got {loader!r} instead."
+            )
     elif not callable(loader):
-        raise _error(f"The 'loader' parameter of register_pair must be a callable returning a Pair, or a "
-                     f"'package.module:factory' string. Got {type(loader).__name__} instead.")
+        raise _error(
+            f"The 'loader' parameter of register_pair must be a callable returning a Pair, or a "
+            f"'package.module:factory' string. Got {type(loader).__name__} instead."
+        )
     entry = PairEntry(name, loader, recipe, str(description or ""), _source_of(loader))
     with _LOCK:
         old = _REGISTRY.get(name)
         if old is not None and old.source != entry.source:
-            raise _error(f"The pair name {name!r} is already registered by {old.source or 'another module'}; "
-                         f"{entry.source or 'this module'} cannot register it again. Pick another name.")
+            raise _error(
+                f"The pair name {name!r} is already registered by {old.source or 'another module'}; "
+                f"{entry.source or 'this module'} cannot register it again. Pick another name."
+            )
         _REGISTRY[name] = entry
     return entry
 
@@ -147,8 +157,9 @@ def load_registered_pair(name: str) -> Pair:
 def resolve_pair(name: str) -> Pair:
     """A Pair from a registered name, or from "package.module:factory" (a factory returning a Pair)."""
     if not isinstance(name, str) or not name.strip():
-        raise _error(f"The 'pair' parameter must be a registered pair name or 'package.module:factory'. "
-                     f"Got {name!r} instead.")
+        raise _error(
+            f"The 'pair' parameter must be a registered pair name or 'package.module:factory'. Got {name!r} instead."
+        )
     if ":" in name:
         return _checked_pair(import_factory(name, what=f"the 'pair' {name!r}")(), f"the factory {name!r}")
     return load_registered_pair(name)
@@ -162,8 +173,10 @@ def import_factory(path: str, *, what: str) -> Callable[[], Any]:
     try:
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise _error(f"{what[0].upper()}{what[1:]} names a factory that cannot be imported ({exc}). "
-                     f"Expected 'package.module:function' returning a Pair.") from None
+        raise _error(
+            f"{what[0].upper()}{what[1:]} names a factory that cannot be imported ({exc}). "
+            f"Expected 'package.module:function' returning a Pair."
+        ) from None
     if not callable(factory):
         raise _error(f"{what[0].upper()}{what[1:]} names {path!r}, which is not callable.")
     _check_no_arguments(factory, path, what)
@@ -173,13 +186,16 @@ def import_factory(path: str, *, what: str) -> Callable[[], Any]:
 def _check_no_arguments(factory: Callable[..., Any], path: str, what: str) -> None:
     """A factory is called with no arguments: one that needs some is refused by name."""
     import inspect
+
     try:
         inspect.signature(factory).bind()
     except TypeError as exc:
-        raise _error(f"{what[0].upper()}{what[1:]} names {path!r}, which cannot be called without arguments ({exc}). "
-                     f"Expected a function taking no arguments and returning a Pair.") from None
+        raise _error(
+            f"{what[0].upper()}{what[1:]} names {path!r}, which cannot be called without arguments ({exc}). "
+            f"Expected a function taking no arguments and returning a Pair."
+        ) from None
     except ValueError:
-        pass                                              # no signature (a builtin): call it and see
+        pass  # no signature (a builtin): call it and see
 
 
 def _is_factory_path(text: str) -> bool:
@@ -189,6 +205,7 @@ def _is_factory_path(text: str) -> bool:
 
 def _checked_pair(pair: Any, what: str) -> Pair:
     from kdcore.pairs import Pair
+
     if not isinstance(pair, Pair):
         raise _error(f"{what[0].upper()}{what[1:]} must return a kdcore.pairs.Pair. Got {type(pair).__name__} instead.")
     return pair
@@ -199,15 +216,21 @@ def unknown_pair_message(name: str) -> str:
     with _LOCK:
         names = list(_REGISTRY)
     known = ", ".join(names) if names else "none"
-    lines = [f"The 'pair' parameter must be a registered pair or 'package.module:factory'. Got {name!r} instead.",
-             f"Registered pairs: {known}."]
+    lines = [
+        f"The 'pair' parameter must be a registered pair or 'package.module:factory'. Got {name!r} instead.",
+        f"Registered pairs: {known}.",
+    ]
     close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)
     if close:
         lines.append(f"Did you mean {close[0]!r}?")
-    lines.append(f"Register a pair with kdcore.pairs.register_pair(name, loader), from a package through the "
-                 f"entry-point group '{ENTRY_POINT_GROUP}', or pass 'package.module:factory'.")
+    lines.append(
+        f"Register a pair with kdcore.pairs.register_pair(name, loader), from a package through the "
+        f"entry-point group '{ENTRY_POINT_GROUP}', or pass 'package.module:factory'."
+    )
     if not _DISCOVERY["found"]:
-        lines.append(f"No installed package declares the entry-point group '{ENTRY_POINT_GROUP}': install the "
-                     f"project with `pip install -e .` (from its folder) to register the sample pairs.")
+        lines.append(
+            f"No installed package declares the entry-point group '{ENTRY_POINT_GROUP}': install the "
+            f"project with `pip install -e .` (from its folder) to register the sample pairs."
+        )
     lines.extend(f"An entry point failed: {e}" for e in _DISCOVERY["errors"])
     return "\n".join(lines)

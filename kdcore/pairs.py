@@ -6,6 +6,7 @@ A pair checks itself when built: all models are adapters of one kind whose outpu
 size (classes, or vocabulary for causal LMs), and the dataset's task and class count / vocabulary
 size agree with them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Pair:
     student_baseline: the student architecture trained without a teacher, or None
     dataset:          the data both are evaluated on, or None
     """
+
     name: str
     teacher: ModelAdapter
     student: ModelAdapter
@@ -40,12 +42,16 @@ class Pair:
             roles["student_baseline"] = self.student_baseline
         for role, adapter in roles.items():
             if not isinstance(adapter, ModelAdapter):
-                raise ValueError(f"The '{role}' parameter of Pair must be a ModelAdapter (see kdcore.adapters.wrap). "
-                                 f"Got {type(adapter).__name__} instead.")
+                raise ValueError(
+                    f"The '{role}' parameter of Pair must be a ModelAdapter (see kdcore.adapters.wrap). "
+                    f"Got {type(adapter).__name__} instead."
+                )
         for role, adapter in roles.items():
             if adapter.kind != self.teacher.kind:
-                raise ValueError(f"Pair {self.name!r}: the teacher is a {self.teacher.kind} but the {role} is a "
-                                 f"{adapter.kind}. Teacher and student must be the same kind of model.")
+                raise ValueError(
+                    f"Pair {self.name!r}: the teacher is a {self.teacher.kind} but the {role} is a "
+                    f"{adapter.kind}. Teacher and student must be the same kind of model."
+                )
         size = self.teacher.output_size
         for role, adapter in roles.items():
             if adapter.output_size != size:
@@ -55,27 +61,37 @@ class Pair:
 
     def _size_message(self, role: str, got: int, want: int) -> str:
         if self.kind == "causal_lm":
-            return (f"Pair {self.name!r}: the vocabularies differ: the teacher has {want} tokens, the {role} has {got}. "
-                    f"Distil across tokenizers with the 'uld' divergence (universal logit distillation), or pick "
-                    f"models that share a tokenizer.")
-        return (f"Pair {self.name!r}: the class counts differ: the teacher has {want} classes, the {role} has {got}. "
-                f"Teacher and student must predict the same classes.")
+            return (
+                f"Pair {self.name!r}: the vocabularies differ: the teacher has {want} tokens, the {role} has {got}. "
+                f"Distil across tokenizers with the 'uld' divergence (universal logit distillation), or pick "
+                f"models that share a tokenizer."
+            )
+        return (
+            f"Pair {self.name!r}: the class counts differ: the teacher has {want} classes, the {role} has {got}. "
+            f"Teacher and student must predict the same classes."
+        )
 
     def _check_dataset(self, size: int) -> None:
         ds = self.dataset
         if not isinstance(ds, Dataset):
-            raise ValueError(f"The 'dataset' parameter of Pair must be a kdcore.data.Dataset. Got {type(ds).__name__} instead.")
+            raise ValueError(
+                f"The 'dataset' parameter of Pair must be a kdcore.data.Dataset. Got {type(ds).__name__} instead."
+            )
         if ds.task not in _TASKS[self.kind]:
-            raise ValueError(f"Pair {self.name!r}: dataset {ds.name!r} is a {ds.task} task, but the models are "
-                             f"{self.kind}s (which fit {' or '.join(_TASKS[self.kind])} data).")
+            raise ValueError(
+                f"Pair {self.name!r}: dataset {ds.name!r} is a {ds.task} task, but the models are "
+                f"{self.kind}s (which fit {' or '.join(_TASKS[self.kind])} data)."
+            )
         what = "vocabulary size" if self.kind == "causal_lm" else "number of classes"
         if ds.size != size:
-            raise ValueError(f"Pair {self.name!r}: dataset {ds.name!r} has a {what} of {ds.size}, but the models' "
-                             f"outputs have {size}. Use a dataset and models made for each other.")
+            raise ValueError(
+                f"Pair {self.name!r}: dataset {ds.name!r} has a {what} of {ds.size}, but the models' "
+                f"outputs have {size}. Use a dataset and models made for each other."
+            )
 
     @property
     def kind(self) -> str:
-        """"classifier" or "causal_lm" (the teacher's, which every model shares)."""
+        """ "classifier" or "causal_lm" (the teacher's, which every model shares)."""
         return self.teacher.kind
 
     @property

@@ -5,6 +5,7 @@ dicts and plain numbers to unpickle is refused with a message saying how to conv
 safetensors in a trusted environment. State dicts that do not fit a model are refused with the
 first missing key, the first unexpected key and the first shape mismatch (both shapes).
 """
+
 from __future__ import annotations
 
 import io
@@ -46,7 +47,9 @@ def _convert_recipe(p: Path) -> str:
 
 def _check_file(path: Any, where: str) -> Path:
     if not isinstance(path, (str, Path)):
-        raise ValueError(f"The 'path' parameter of {where} must be a file path (str or Path). Got {type(path).__name__} instead.")
+        raise ValueError(
+            f"The 'path' parameter of {where} must be a file path (str or Path). Got {type(path).__name__} instead."
+        )
     p = Path(path).expanduser()
     if not p.exists():
         raise ValueError(f"The weights file {str(p)!r} does not exist. Check the path.")
@@ -57,24 +60,29 @@ def _check_file(path: Any, where: str) -> Path:
 
 def _load_safetensors(p: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
+
     try:
         return load_file(str(p), device="cpu")
     except Exception as e:  # SafetensorError: bad header, truncated data
-        raise ValueError(f"The weights file {str(p)!r} is not a readable safetensors file: it may be corrupt, "
-                         f"truncated or in another format ({e}).") from None
+        raise ValueError(
+            f"The weights file {str(p)!r} is not a readable safetensors file: it may be corrupt, "
+            f"truncated or in another format ({e})."
+        ) from None
 
 
 def _load_torch(p: Path) -> Any:
     try:
-        with warnings.catch_warnings():          # torch warns about pickle protocols before refusing them
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — UnpicklingError, RuntimeError, EOFError, KeyError ... from a bad file
         refs = _pickle_refs(p)
         if isinstance(e, pickle.UnpicklingError) and refs is not None:
             raise ValueError(_refusal(p, refs)) from None
-        raise ValueError(f"The weights file {str(p)!r} could not be read as a PyTorch weights file: it may be corrupt, "
-                         f"truncated or in another format ({_why(e)}).") from None
+        raise ValueError(
+            f"The weights file {str(p)!r} could not be read as a PyTorch weights file: it may be corrupt, "
+            f"truncated or in another format ({_why(e)})."
+        ) from None
 
 
 def _why(e: Exception) -> str:
@@ -85,29 +93,35 @@ def _why(e: Exception) -> str:
 
 
 def _refusal(p: Path, refs: list[str]) -> str:
-    what = (f"it refers to {', '.join(refs[:3])}" if refs
-            else "it uses pickle features that torch.load(weights_only=True) does not read")
-    return (f"Refused to load {str(p)!r}: it is a pickle that needs full unpickling ({what}), which can run "
-            f"arbitrary code, so it was not opened. Only .safetensors files, or PyTorch files that "
-            f"torch.load(weights_only=True) reads (tensors in plain dicts), are accepted.\n{_convert_recipe(p)}")
+    what = (
+        f"it refers to {', '.join(refs[:3])}"
+        if refs
+        else "it uses pickle features that torch.load(weights_only=True) does not read"
+    )
+    return (
+        f"Refused to load {str(p)!r}: it is a pickle that needs full unpickling ({what}), which can run "
+        f"arbitrary code, so it was not opened. Only .safetensors files, or PyTorch files that "
+        f"torch.load(weights_only=True) reads (tensors in plain dicts), are accepted.\n{_convert_recipe(p)}"
+    )
 
 
 def _pickle_refs(p: Path) -> list[str] | None:
     """The globals (module.name) a PyTorch file's pickle refers to beyond what weights_only allows,
     read without running anything; None when the file holds no complete pickle (corrupt, truncated)."""
     try:
-        if zipfile.is_zipfile(p):                # torch.save's zip layout: <archive>/data.pkl
+        if zipfile.is_zipfile(p):  # torch.save's zip layout: <archive>/data.pkl
             with zipfile.ZipFile(p) as zf:
                 name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
                 return _not_allowed(_scan_pickles(io.BytesIO(zf.read(name)), 1))
-        with open(p, "rb") as f:                 # a plain pickle, or the legacy layout's pickles in a row
+        with open(p, "rb") as f:  # a plain pickle, or the legacy layout's pickles in a row
             return _not_allowed(_scan_pickles(f, _MAX_PICKLES))
     except Exception:  # noqa: BLE001 — no complete pickle: the caller reports a corrupt file
         return None
 
 
-_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
-                         "SHORT_BINSTRING", "BINSTRING", "STRING"})
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+)
 
 
 def _scan_pickles(f: IO[bytes], most: int) -> list[str]:
@@ -121,13 +135,13 @@ def _scan_pickles(f: IO[bytes], most: int) -> list[str]:
         except Exception:
             if i == 0:
                 raise
-            break                                # the legacy layout's raw tensor bytes follow its pickles
+            break  # the legacy layout's raw tensor bytes follow its pickles
     return names
 
 
 def _scan_one(f: IO[bytes]) -> list[str]:
     names: list[str] = []
-    strings: list[str] = []                      # strings pushed so far: STACK_GLOBAL takes the last two
+    strings: list[str] = []  # strings pushed so far: STACK_GLOBAL takes the last two
     for op, arg, _ in pickletools.genops(f):
         if op.name in _STRING_OPS:
             strings.append(str(arg))
@@ -144,10 +158,11 @@ def _not_allowed(names: list[str]) -> list[str]:
     """`names` less those torch.load(weights_only=True) accepts, in order, without repeats."""
     try:
         from torch._weights_only_unpickler import _get_allowed_globals
+
         allowed = set(_get_allowed_globals())
     except Exception:  # noqa: BLE001 — a private torch helper: name every global if it moved
         allowed = set()
-    names = [n.replace("__builtin__.", "builtins.", 1) for n in names]   # protocol 2 spells builtins this way
+    names = [n.replace("__builtin__.", "builtins.", 1) for n in names]  # protocol 2 spells builtins this way
     return list(dict.fromkeys(n for n in names if n not in allowed))
 
 
@@ -159,12 +174,16 @@ def _as_state_dict(obj: Any, p: Path) -> dict[str, Tensor]:
                 obj = inner
                 break
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"The weights file {str(p)!r} must hold a state dict (a non-empty mapping from parameter "
-                         f"names to tensors). Got {type(obj).__name__} instead.")
+        raise ValueError(
+            f"The weights file {str(p)!r} must hold a state dict (a non-empty mapping from parameter "
+            f"names to tensors). Got {type(obj).__name__} instead."
+        )
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        raise ValueError(f"The weights file {str(p)!r} must map parameter names to tensors. Entry {bad[0]!r} holds "
-                         f"{type(obj[bad[0]]).__name__} instead.")
+        raise ValueError(
+            f"The weights file {str(p)!r} must map parameter names to tensors. Entry {bad[0]!r} holds "
+            f"{type(obj[bad[0]]).__name__} instead."
+        )
     return dict(obj)
 
 
@@ -185,8 +204,10 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     elif suffix in TORCH_SUFFIXES:
         obj = _load_torch(p)
     else:
-        raise ValueError(f"The 'path' parameter of load_state_dict must name a {SAFETENSORS_SUFFIXES[0]} file "
-                         f"(or {', '.join(TORCH_SUFFIXES)} loadable with weights_only=True). Got {p.name!r} instead.")
+        raise ValueError(
+            f"The 'path' parameter of load_state_dict must name a {SAFETENSORS_SUFFIXES[0]} file "
+            f"(or {', '.join(TORCH_SUFFIXES)} loadable with weights_only=True). Got {p.name!r} instead."
+        )
     return _as_state_dict(obj, p)
 
 
@@ -195,8 +216,11 @@ def state_dict_mismatch(model: nn.Module, state: Mapping[str, Tensor]) -> str | 
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [(k, tuple(expected[k].shape), tuple(state[k].shape)) for k in expected
-              if k in state and tuple(expected[k].shape) != tuple(state[k].shape)]
+    shapes = [
+        (k, tuple(expected[k].shape), tuple(state[k].shape))
+        for k in expected
+        if k in state and tuple(expected[k].shape) != tuple(state[k].shape)
+    ]
     if not (missing or unexpected or shapes):
         return None
     parts = []
@@ -206,8 +230,10 @@ def state_dict_mismatch(model: nn.Module, state: Mapping[str, Tensor]) -> str | 
         parts.append(f"{len(unexpected)} key(s) in the weights are not in the model, the first is {unexpected[0]!r}")
     if shapes:
         k, want, got = shapes[0]
-        parts.append(f"{len(shapes)} shape mismatch(es), the first is {k!r}: the model expects {list(want)}, "
-                     f"the weights have {list(got)}")
+        parts.append(
+            f"{len(shapes)} shape mismatch(es), the first is {k!r}: the model expects {list(want)}, "
+            f"the weights have {list(got)}"
+        )
     hint = ""
     if unexpected and all(k.startswith("module.") for k in unexpected):
         hint = " The weights' keys start with 'module.' (saved from DataParallel): strip that prefix."
@@ -223,10 +249,14 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> nn.Module
     mismatch (with the model's and the weights' shapes) when the state dict does not fit.
     """
     if not isinstance(model, nn.Module):
-        raise ValueError(f"The 'model' parameter of apply_state_dict must be a torch.nn.Module. Got {type(model).__name__} instead.")
+        raise ValueError(
+            f"The 'model' parameter of apply_state_dict must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
     if not isinstance(state, Mapping):
-        raise ValueError(f"The 'state' parameter of apply_state_dict must be a mapping from names to tensors. "
-                         f"Got {type(state).__name__} instead.")
+        raise ValueError(
+            f"The 'state' parameter of apply_state_dict must be a mapping from names to tensors. "
+            f"Got {type(state).__name__} instead."
+        )
     problem = state_dict_mismatch(model, state)
     if problem:
         raise ValueError(f"The weights do not fit {type(model).__name__}: {problem}")
@@ -240,6 +270,7 @@ def save_state_dict(model_or_state: nn.Module | Mapping[str, Tensor], path: str 
     Tied weights (one tensor under two names) are stored once per name as separate copies.
     """
     from safetensors.torch import save_file
+
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     p = Path(path)
     if p.suffix.lower() != ".safetensors":

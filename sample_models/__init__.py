@@ -11,6 +11,7 @@ them while kdcore never imports this package.
 ``manifest.json`` records, for every weight file, its architecture, data, seed, parameter count,
 test metrics and sha256.
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,8 +78,10 @@ def load_pair(name: str):
     _check_name(name, "load_pair")
     dataset = get_dataset(manifest()["pairs"][name]["dataset"])
     kind = "causal_lm" if dataset.task == "causal_lm" else "classifier"
-    adapters = {role: wrap(load_model(name, role), name=f"{name} {role.replace('_', ' ')}", kind=kind,
-                           output_size=dataset.size) for role in ROLES}
+    adapters = {
+        role: wrap(load_model(name, role), name=f"{name} {role.replace('_', ' ')}", kind=kind, output_size=dataset.size)
+        for role in ROLES
+    }
     return Pair(name=name, dataset=dataset, **adapters)
 
 
@@ -91,8 +94,7 @@ def register_pairs() -> None:
     from sample_models.recipes import RECIPES
 
     for name in PAIRS:
-        register_pair(name, functools.partial(load_pair, name), recipe=RECIPES[name],
-                      description=DESCRIPTIONS[name])
+        register_pair(name, functools.partial(load_pair, name), recipe=RECIPES[name], description=DESCRIPTIONS[name])
 
 
 register_pairs()

@@ -4,6 +4,7 @@ transformers for tinylang. Plain ``nn.Module``s with the class attributes the ad
 - ``feature_layers``: submodule names whose outputs are compared (CKA, feature losses);
 - ``cam_layer``: the last convolutional stage (Grad-CAM), or None for transformers.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ class SmallCNN(nn.Module):
 
     channels: output channels of each stage; pools: whether each stage ends with 2×2 max-pooling.
     """
+
     feature_layers: tuple[str, ...] = ()
     cam_layer: str = ""
 
@@ -49,6 +51,7 @@ class SmallCNN(nn.Module):
 
 class DigitsTeacher(SmallCNN):
     """8×8 grey digits: 16-32-64 channels (about 24k parameters)."""
+
     feature_layers = ("conv1", "conv2", "conv3")
     cam_layer = "conv3"
 
@@ -60,6 +63,7 @@ class DigitsStudent(SmallCNN):
     """8×8 grey digits: 12-24 channels (about 2.9k parameters, an eighth of the teacher). Narrower
     students (8-16 channels) were too small to use the teacher's soft labels: KD left them below
     their baseline at every temperature tried."""
+
     feature_layers = ("conv1", "conv2")
     cam_layer = "conv2"
 
@@ -69,6 +73,7 @@ class DigitsStudent(SmallCNN):
 
 class ShapesTeacher(SmallCNN):
     """32×32 colour shapes: 16-32-48-64 channels (about 47k parameters)."""
+
     feature_layers = ("conv1", "conv2", "conv3", "conv4")
     cam_layer = "conv4"
 
@@ -78,6 +83,7 @@ class ShapesTeacher(SmallCNN):
 
 class ShapesStudent(SmallCNN):
     """32×32 colour shapes: 8-16 channels (about 1.5k parameters)."""
+
     feature_layers = ("conv1", "conv2")
     cam_layer = "conv2"
 
@@ -139,6 +145,7 @@ class TinyTransformer(nn.Module):
     forward(ids [B, L]) -> logits [B, L, V]; forward_with_attentions(ids) -> (logits, per-layer
     attention weights [B, H, L, L]). The outputs of ``blocks.i`` are the residual stream [B, L, D].
     """
+
     feature_layers: tuple[str, ...] = ()  # subclasses name their blocks: "blocks.0", ...
     cam_layer = None
 
@@ -154,8 +161,10 @@ class TinyTransformer(nn.Module):
     def forward_with_attentions(self, ids: Tensor) -> tuple[Tensor, list[Tensor]]:  # ids: [B, L]
         L = ids.shape[1]
         if L > self.cfg.seq_len:
-            raise ValueError(f"The 'ids' argument of TinyTransformer must have at most {self.cfg.seq_len} positions. "
-                             f"Got {L}: cut the input to the model's context length.")
+            raise ValueError(
+                f"The 'ids' argument of TinyTransformer must have at most {self.cfg.seq_len} positions. "
+                f"Got {L}: cut the input to the model's context length."
+            )
         x = self.tok(ids) + self.pos(torch.arange(L, device=ids.device))  # [B, L, D]
         attentions = []
         for block in self.blocks:
@@ -169,6 +178,7 @@ class TinyTransformer(nn.Module):
 
 class TinyLangTeacher(TinyTransformer):
     """2 layers, 4 heads, width 64: can compose a previous-token head with an induction head."""
+
     feature_layers = ("blocks.0", "blocks.1")
 
     def __init__(self, vocab_size: int = 38) -> None:
@@ -177,6 +187,7 @@ class TinyLangTeacher(TinyTransformer):
 
 class TinyLangStudent(TinyTransformer):
     """1 layer, 2 heads, width 32: a single attention layer cannot form induction heads."""
+
     feature_layers = ("blocks.0",)
 
     def __init__(self, vocab_size: int = 38) -> None:

@@ -13,6 +13,7 @@ Special tokens (ids 0..4): ``<pad>``, ``<s>`` (BOS, also CLS), ``</s>`` (EOS, al
 ``<mask>``. Byte-level: every byte is in the vocabulary, so no text ever maps to ``<unk>``. Encoding
 a text with special tokens prepends ``<s>`` (as Llama-style tokenizers do).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,15 @@ CORPUS = TOKENIZER_DIR / "corpus.txt"
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "<mask>")
 MODEL_MAX_LENGTH = 512
-_ROLES = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-          "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"}
+_ROLES = {
+    "pad_token": "<pad>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+    "cls_token": "<s>",
+    "sep_token": "</s>",
+}
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -37,13 +45,19 @@ def train_tokenizer(corpus: Path = CORPUS, vocab_size: int = VOCAB_SIZE):  # -> 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     lines = corpus.read_text(encoding="utf-8").splitlines(keepends=True)
     tok.train_from_iterator(lines, trainer=trainer)
     bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A </s> $B:1",
-                                                       special_tokens=[("<s>", bos), ("</s>", tok.token_to_id("</s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A </s> $B:1", special_tokens=[("<s>", bos), ("</s>", tok.token_to_id("</s>"))]
+    )
     return tok
 
 
@@ -52,14 +66,20 @@ def write_tokenizer(out_dir: Path = TOKENIZER_DIR, corpus: Path = CORPUS) -> lis
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(corpus)
     tokenizer_json = json.loads(tok.to_str())
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": MODEL_MAX_LENGTH,
-              "padding_side": "right", "clean_up_tokenization_spaces": False, **_ROLES}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": MODEL_MAX_LENGTH,
+        "padding_side": "right",
+        "clean_up_tokenization_spaces": False,
+        **_ROLES,
+    }
     contents = {"tokenizer.json": tokenizer_json, "tokenizer_config.json": config, "special_tokens_map.json": _ROLES}
     paths = []
     for file_name in FILES:
         path = out_dir / file_name
-        path.write_text(json.dumps(contents[file_name], indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(contents[file_name], indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         paths.append(path)
     return paths
 

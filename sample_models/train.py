@@ -14,6 +14,7 @@ and CPU kernels pinned to AVX2 (the script re-executes itself with ATEN_CPU_CAPA
 ONEDNN_MAX_CPU_ISA and MKL_CBWR set, before torch is imported), so any x86-64 machine with AVX2
 and the same torch version writes the same bytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,7 @@ SUBSET = 200  # test samples whose metrics the fast test recomputes
 @dataclass(frozen=True)
 class Recipe:
     """How one pair is trained."""
+
     dataset: str  # registry name of the data
     teacher: str  # class name in sample_models.architectures
     student: str  # class name in sample_models.architectures (student and baseline)
@@ -85,14 +87,59 @@ class Recipe:
 
 
 RECIPES = {
-    "digits": Recipe("digits", "DigitsTeacher", "DigitsStudent", seed=1, teacher_epochs=20, student_epochs=60,
-                     batch_size=64, lr=5e-3, student_lr=1e-2, temperature=2.0, lam=0.5),
-    "shapes": Recipe("shapes", "ShapesTeacher", "ShapesStudent", seed=2, teacher_epochs=8, student_epochs=20,
-                     batch_size=64, lr=3e-3, student_lr=1e-2, temperature=2.0, lam=0.5),
-    "shapes_multilabel": Recipe("shapes_multilabel", "ShapesTeacher", "ShapesStudent", seed=3, teacher_epochs=8,
-                                student_epochs=20, batch_size=64, lr=3e-3, student_lr=1e-2, temperature=2.0, lam=0.5),
-    "tinylang": Recipe("tinylang", "TinyLangTeacher", "TinyLangStudent", seed=4, teacher_epochs=8, student_epochs=8,
-                       batch_size=32, lr=3e-3, student_lr=5e-3, warmup=100, temperature=1.0, lam=0.5),
+    "digits": Recipe(
+        "digits",
+        "DigitsTeacher",
+        "DigitsStudent",
+        seed=1,
+        teacher_epochs=20,
+        student_epochs=60,
+        batch_size=64,
+        lr=5e-3,
+        student_lr=1e-2,
+        temperature=2.0,
+        lam=0.5,
+    ),
+    "shapes": Recipe(
+        "shapes",
+        "ShapesTeacher",
+        "ShapesStudent",
+        seed=2,
+        teacher_epochs=8,
+        student_epochs=20,
+        batch_size=64,
+        lr=3e-3,
+        student_lr=1e-2,
+        temperature=2.0,
+        lam=0.5,
+    ),
+    "shapes_multilabel": Recipe(
+        "shapes_multilabel",
+        "ShapesTeacher",
+        "ShapesStudent",
+        seed=3,
+        teacher_epochs=8,
+        student_epochs=20,
+        batch_size=64,
+        lr=3e-3,
+        student_lr=1e-2,
+        temperature=2.0,
+        lam=0.5,
+    ),
+    "tinylang": Recipe(
+        "tinylang",
+        "TinyLangTeacher",
+        "TinyLangStudent",
+        seed=4,
+        teacher_epochs=8,
+        student_epochs=8,
+        batch_size=32,
+        lr=3e-3,
+        student_lr=5e-3,
+        warmup=100,
+        temperature=1.0,
+        lam=0.5,
+    ),
 }
 # T = 2 and λ = 0.5 rather than Hinton's T = 4, λ = 0.9: with the smallest students, T = 4 left the
 # distilled student below its baseline at the full training length (measured while choosing the
@@ -100,6 +147,7 @@ RECIPES = {
 
 
 # ---- losses ---------------------------------------------------------------------------------
+
 
 def _binary_kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperature: float, lam: float) -> Tensor:
     """KD for multi-label outputs: (1 − λ)·BCE(y, σ(z_s)) + λ·T²·mean_c KL(σ(z_t/T) ‖ σ(z_s/T)).
@@ -115,7 +163,7 @@ def _binary_kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperatur
     soft = F.binary_cross_entropy_with_logits(student / temperature, p)  # cross-entropy to p
     entropy = F.binary_cross_entropy(p, p)  # its minimum, so soft - entropy is the KL
     hard = F.binary_cross_entropy_with_logits(student, labels)
-    return (1 - lam) * hard + lam * temperature ** 2 * (soft - entropy)
+    return (1 - lam) * hard + lam * temperature**2 * (soft - entropy)
 
 
 def _task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
@@ -140,6 +188,7 @@ def _distill_loss(task: str, recipe: Recipe, logits: Tensor, teacher: Tensor, ta
 
 # ---- training -------------------------------------------------------------------------------
 
+
 def _build(name: str, dataset: Dataset, seed: int) -> nn.Module:
     torch.manual_seed(seed)  # the initial weights depend on the seed only
     return getattr(arch, name)(dataset.size)
@@ -148,24 +197,32 @@ def _build(name: str, dataset: Dataset, seed: int) -> nn.Module:
 @torch.no_grad()
 def _predict(model: nn.Module, inputs: Tensor, batch_size: int = 256) -> Tensor:
     model.eval()
-    return torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
+    return torch.cat([model(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
 
-def _fit(model: nn.Module, dataset: Dataset, recipe: Recipe, epochs: int, lr: float, seed: int,
-         teacher_logits: Tensor | None = None) -> nn.Module:
+def _fit(
+    model: nn.Module,
+    dataset: Dataset,
+    recipe: Recipe,
+    epochs: int,
+    lr: float,
+    seed: int,
+    teacher_logits: Tensor | None = None,
+) -> nn.Module:
     """Adam with a cosine schedule over a seeded data order; distils when teacher_logits are given."""
     train = dataset.split("train")
     n = len(train)
     steps = epochs * ((n + recipe.batch_size - 1) // recipe.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, recipe.warmup))
-                                              * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, recipe.warmup)) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     order = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
         perm = torch.randperm(n, generator=order)
         for i in range(0, n, recipe.batch_size):
-            idx = perm[i:i + recipe.batch_size]
+            idx = perm[i : i + recipe.batch_size]
             logits = model(train.inputs[idx])
             if teacher_logits is None:
                 loss = _task_loss(dataset.task, logits, train.targets[idx])
@@ -181,22 +238,27 @@ def _fit(model: nn.Module, dataset: Dataset, recipe: Recipe, epochs: int, lr: fl
 
 # ---- metrics --------------------------------------------------------------------------------
 
+
 def evaluate(model: nn.Module, dataset: Dataset, n: int | None = None) -> dict[str, float]:
     """Test metrics of ``model`` on the first n test samples (all when None)."""
     test = dataset.split("test") if n is None else dataset.split("test").subset(n)
     logits = _predict(model, test.inputs)
     y = test.targets
     if dataset.task == "classification":
-        return {"accuracy": (logits.argmax(-1) == y).double().mean().item(),
-                "loss": F.cross_entropy(logits.double(), y).item()}
+        return {
+            "accuracy": (logits.argmax(-1) == y).double().mean().item(),
+            "loss": F.cross_entropy(logits.double(), y).item(),
+        }
     if dataset.task == "multilabel":
         pred = logits > 0
         tp = (pred & (y > 0.5)).sum().item()
         f1 = 2 * tp / max(1, pred.sum().item() + (y > 0.5).sum().item())
-        return {"exact_match": (pred == (y > 0.5)).all(-1).double().mean().item(),
-                "label_accuracy": (pred == (y > 0.5)).double().mean().item(),
-                "f1_micro": f1,
-                "loss": F.binary_cross_entropy_with_logits(logits.double(), y.double()).item()}
+        return {
+            "exact_match": (pred == (y > 0.5)).all(-1).double().mean().item(),
+            "label_accuracy": (pred == (y > 0.5)).double().mean().item(),
+            "f1_micro": f1,
+            "loss": F.binary_cross_entropy_with_logits(logits.double(), y.double()).item(),
+        }
     return _lm_metrics(logits, test)
 
 
@@ -212,7 +274,11 @@ def _lm_metrics(logits: Tensor, test) -> dict[str, float]:
     h = true_entropy(p)  # [N, L]
     kl = (torch.where(p > 0, p * (p.clamp_min(1e-300).log() - log_q), torch.zeros_like(p))).sum(-1)
     kind = test.extras["position_kind"]
-    out = {"loss": ce.mean().item(), "true_entropy": h[known].mean().item(), "excess_over_true": kl[known].mean().item()}
+    out = {
+        "loss": ce.mean().item(),
+        "true_entropy": h[known].mean().item(),
+        "excess_over_true": kl[known].mean().item(),
+    }
     for k, label in ((0, "local"), (1, "copy"), (-1, "other")):
         sel = kind == k
         out[f"loss_{label}"] = ce[sel].mean().item()
@@ -221,6 +287,7 @@ def _lm_metrics(logits: Tensor, test) -> dict[str, float]:
 
 
 # ---- files ----------------------------------------------------------------------------------
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -239,16 +306,34 @@ def train_pair(name: str, out_dir: Path) -> dict:
     recipe = RECIPES[name]
     dataset = get_dataset(recipe.dataset)
     start = time.perf_counter()
-    teacher = _fit(_build(recipe.teacher, dataset, recipe.seed), dataset, recipe, recipe.teacher_epochs, recipe.lr, recipe.seed)
+    teacher = _fit(
+        _build(recipe.teacher, dataset, recipe.seed), dataset, recipe, recipe.teacher_epochs, recipe.lr, recipe.seed
+    )
     soft = _predict(teacher, dataset.split("train").inputs)  # the teacher's logits on the training split
-    student = _fit(_build(recipe.student, dataset, recipe.seed + 1), dataset, recipe, recipe.student_epochs,
-                   recipe.student_lr, recipe.seed + 1, teacher_logits=soft)
-    baseline = _fit(_build(recipe.student, dataset, recipe.seed + 1), dataset, recipe, recipe.student_epochs,
-                    recipe.student_lr, recipe.seed + 1)
+    student = _fit(
+        _build(recipe.student, dataset, recipe.seed + 1),
+        dataset,
+        recipe,
+        recipe.student_epochs,
+        recipe.student_lr,
+        recipe.seed + 1,
+        teacher_logits=soft,
+    )
+    baseline = _fit(
+        _build(recipe.student, dataset, recipe.seed + 1),
+        dataset,
+        recipe,
+        recipe.student_epochs,
+        recipe.student_lr,
+        recipe.seed + 1,
+    )
     seconds = time.perf_counter() - start
     models = {}
-    for role, model, cls in (("teacher", teacher, recipe.teacher), ("student", student, recipe.student),
-                             ("student_baseline", baseline, recipe.student)):
+    for role, model, cls in (
+        ("teacher", teacher, recipe.teacher),
+        ("student", student, recipe.student),
+        ("student_baseline", baseline, recipe.student),
+    ):
         file = f"{name}_{role}.safetensors"
         models[role] = {
             "architecture": f"sample_models.architectures:{cls}",
@@ -258,27 +343,45 @@ def train_pair(name: str, out_dir: Path) -> dict:
             "test": evaluate(model, dataset),
             f"test_first_{SUBSET}": evaluate(model, dataset, SUBSET),
         }
-    trained_with = {"teacher": "labels",
-                    "student": ("forward KL to the teacher per token mixed with cross-entropy" if dataset.task == "causal_lm"
-                                else "classic KD on the teacher's logits" + (" (per-class sigmoids)" if dataset.task == "multilabel" else "")),
-                    "student_baseline": "labels"}
+    trained_with = {
+        "teacher": "labels",
+        "student": (
+            "forward KL to the teacher per token mixed with cross-entropy"
+            if dataset.task == "causal_lm"
+            else "classic KD on the teacher's logits"
+            + (" (per-class sigmoids)" if dataset.task == "multilabel" else "")
+        ),
+        "student_baseline": "labels",
+    }
     for role in models:
         models[role]["trained_with"] = trained_with[role]
-    return {"dataset": recipe.dataset, "task": dataset.task, "recipe": asdict(recipe), "models": models,
-            "train_seconds": round(seconds, 1)}
+    return {
+        "dataset": recipe.dataset,
+        "task": dataset.task,
+        "recipe": asdict(recipe),
+        "models": models,
+        "train_seconds": round(seconds, 1),
+    }
 
 
 def _manifest_header() -> dict:
-    return {"format": 1, "torch": torch.__version__.split("+")[0], "threads": THREADS,
-            "cpu_kernels": {k: v for k, v in _PINNED_ENV.items() if k not in ("KDWB_TRAIN_PINNED",)},
-            "command": "python -m sample_models.train"}
+    return {
+        "format": 1,
+        "torch": torch.__version__.split("+")[0],
+        "threads": THREADS,
+        "cpu_kernels": {k: v for k, v in _PINNED_ENV.items() if k not in ("KDWB_TRAIN_PINNED",)},
+        "command": "python -m sample_models.train",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sample_models.train", description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=sorted(RECIPES), help="train only this pair")
-    parser.add_argument("--check", action="store_true",
-                        help="retrain into a temporary folder and compare sha256 with the manifest (exit 1 on a mismatch)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="retrain into a temporary folder and compare sha256 with the manifest (exit 1 on a mismatch)",
+    )
     args = parser.parse_args(argv)
     names = [args.only] if args.only else list(RECIPES)
     if args.check:
@@ -291,8 +394,11 @@ def main(argv: list[str] | None = None) -> int:
                     want = manifest["pairs"][name]["models"][role]["sha256"]
                     ok = info["sha256"] == want
                     bad += not ok
-                    print(f"{name:18s} {role:16s} {'ok' if ok else 'MISMATCH'}  {info['sha256'][:16]}  "
-                          f"(manifest {want[:16]})  {entry['train_seconds']:.0f}s", flush=True)
+                    print(
+                        f"{name:18s} {role:16s} {'ok' if ok else 'MISMATCH'}  {info['sha256'][:16]}  "
+                        f"(manifest {want[:16]})  {entry['train_seconds']:.0f}s",
+                        flush=True,
+                    )
         return 1 if bad else 0
     WEIGHTS.mkdir(exist_ok=True)
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {"pairs": {}}
@@ -303,10 +409,17 @@ def main(argv: list[str] | None = None) -> int:
             for f in Path(tmp).iterdir():
                 shutil.move(str(f), WEIGHTS / f.name)
         manifest["pairs"][name] = entry
-        print(f"{name}: {entry['train_seconds']:.0f}s " + ", ".join(
-            f"{role} {json.dumps(info['test'])}" for role, info in entry["models"].items()), flush=True)
-        MANIFEST.write_text(json.dumps({**manifest, "pairs": {k: manifest["pairs"][k] for k in RECIPES if k in manifest["pairs"]}},
-                                       indent=2) + "\n")
+        print(
+            f"{name}: {entry['train_seconds']:.0f}s "
+            + ", ".join(f"{role} {json.dumps(info['test'])}" for role, info in entry["models"].items()),
+            flush=True,
+        )
+        MANIFEST.write_text(
+            json.dumps(
+                {**manifest, "pairs": {k: manifest["pairs"][k] for k in RECIPES if k in manifest["pairs"]}}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: seeded RNGs and the spec's test vectors."""
+
 import json
 import os
 import random
@@ -56,6 +57,7 @@ def _one_thread():
 def _no_plotly_template():
     """Figures are compared through their dicts with the plotly template off (CONVENTIONS.md §10)."""
     import plotly.io as pio
+
     before = pio.templates.default
     pio.templates.default = None
     yield

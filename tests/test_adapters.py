@@ -2,6 +2,7 @@
 torchvision style, a tiny causal transformer with forward_with_attentions, a module:factory model,
 and Hugging Face Llama-style and GPT-2-style causal LMs and a Llama sequence classifier, built from
 tiny configs offline, saved with save_pretrained and loaded back through load_hf."""
+
 from __future__ import annotations
 
 import math
@@ -22,15 +23,21 @@ B, L = 3, 6
 # ---- tiny models with known structure ------------------------------------------------------------
 def tiny_cnn(num_classes: int = 5) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),  # [B, 4, 8, 8]
-        nn.Conv2d(4, 6, 3, padding=1, stride=2), nn.ReLU(),                         # [B, 6, 4, 4]
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(6 * 4 * 4, num_classes),          # [B, C]
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),  # [B, 4, 8, 8]
+        nn.Conv2d(4, 6, 3, padding=1, stride=2),
+        nn.ReLU(),  # [B, 6, 4, 4]
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(6 * 4 * 4, num_classes),  # [B, C]
     )
 
 
 def tiny_mlp(num_classes: int = 4) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(7, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 12), nn.ReLU(),
-                         nn.Linear(12, num_classes))
+    return nn.Sequential(
+        nn.Linear(7, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, num_classes)
+    )
 
 
 class _Basic(nn.Module):
@@ -54,7 +61,11 @@ class TinyResNet(nn.Module):
 
     def __init__(self, num_classes: int = 5) -> None:
         super().__init__()
-        self.conv1, self.bn1, self.relu = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(inplace=True)
+        self.conv1, self.bn1, self.relu = (
+            nn.Conv2d(3, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(inplace=True),
+        )
         self.layer1 = nn.Sequential(_Basic(4), _Basic(4))
         self.layer2 = nn.Sequential(_Basic(4))
         self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, num_classes)
@@ -71,13 +82,17 @@ class _Block(nn.Module):
         super().__init__()
         self.heads = heads
         self.ln1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.ln2, self.mlp, self.drop = nn.LayerNorm(d), nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d)), nn.Dropout(0.2)
+        self.ln2, self.mlp, self.drop = (
+            nn.LayerNorm(d),
+            nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d)),
+            nn.Dropout(0.2),
+        )
 
     def forward(self, x):  # x [B, L, D] -> (x [B, L, D], att [B, H, L, L])
         b, n, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         q, k, v = (t.view(b, n, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))  # [B, H, L, hd]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)                            # [B, H, L, L]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)  # [B, H, L, L]
         causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         att = self.drop(scores.masked_fill(~causal, float("-inf")).softmax(-1))
         x = x + self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
@@ -86,6 +101,7 @@ class _Block(nn.Module):
 
 class TinyCausalLM(nn.Module):
     """A two-block causal transformer exposing forward_with_attentions, like our sample LMs."""
+
     feature_layers = ("blocks.0", "blocks.1")
 
     def __init__(self, vocab: int = 11, d: int = 8, heads: int = 2, n_layers: int = 2, max_len: int = 16) -> None:
@@ -150,25 +166,39 @@ def _hf_manual(model, ids, layers):
 @pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory):
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("hf")
-    llama = dict(vocab_size=23, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    llama = dict(
+        vocab_size=23,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     LlamaForCausalLM(LlamaConfig(**llama)).save_pretrained(root / "llama")
-    GPT2LMHeadModel(GPT2Config(vocab_size=19, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0,
-                               eos_token_id=0)).save_pretrained(root / "gpt2")
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=19, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0)
+    ).save_pretrained(root / "gpt2")
     LlamaForSequenceClassification(LlamaConfig(**llama, num_labels=3)).save_pretrained(root / "llama_cls")
     return root
 
 
 def _factory_module(tmp_path, monkeypatch):
-    (tmp_path / "user_models_for_test.py").write_text(textwrap.dedent("""
+    (tmp_path / "user_models_for_test.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         def build(num_classes=5):
             return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
                                  nn.Conv2d(4, 6, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten(), nn.Dropout(0.5),
                                  nn.Linear(6 * 4 * 4, num_classes))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("user_models_for_test", None)
 
@@ -205,8 +235,11 @@ def case(request, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def hf_adapters(hf_dirs):
-    return {"hf_llama": load_hf(hf_dirs / "llama"), "hf_gpt2": load_hf(hf_dirs / "gpt2"),
-            "hf_llama_cls": load_hf(hf_dirs / "llama_cls", kind="sequence_classification")}
+    return {
+        "hf_llama": load_hf(hf_dirs / "llama"),
+        "hf_gpt2": load_hf(hf_dirs / "gpt2"),
+        "hf_llama_cls": load_hf(hf_dirs / "llama_cls", kind="sequence_classification"),
+    }
 
 
 def _modes(model):
@@ -271,8 +304,10 @@ def test_no_hook_left_after_an_exception(case):
     others = sum(len(m._forward_hooks) for m in model.modules())  # the library's own hooks, if any
     handle = model.get_submodule(last).register_forward_hook(boom)
     try:
-        for call in (lambda: adapter.capture(x, adapter.default_layers()),
-                     lambda: adapter.forward_features(x, adapter.default_layers())):
+        for call in (
+            lambda: adapter.capture(x, adapter.default_layers()),
+            lambda: adapter.forward_features(x, adapter.default_layers()),
+        ):
             with pytest.raises(RuntimeError, match="injected failure"):
                 call()
             assert count_capture_hooks(model) == 0
@@ -397,9 +432,18 @@ def test_default_layers_and_cam_layer():
 
 def test_hf_default_layers_are_the_blocks(hf_dirs):
     assert load_hf(hf_dirs / "llama").default_layers() == [
-        "model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm"]
+        "model.embed_tokens",
+        "model.layers.0",
+        "model.layers.1",
+        "model.norm",
+    ]
     assert load_hf(hf_dirs / "gpt2").default_layers() == [
-        "transformer.wte", "transformer.wpe", "transformer.h.0", "transformer.h.1", "transformer.ln_f"]
+        "transformer.wte",
+        "transformer.wpe",
+        "transformer.h.0",
+        "transformer.h.1",
+        "transformer.ln_f",
+    ]
 
 
 def test_output_size_is_probed_for_a_flattening_cnn():
@@ -428,13 +472,16 @@ def test_causal_lm_logits_must_be_three_dimensional():
         wrap(tiny_mlp(), name="not an lm", kind="causal_lm", example_input=torch.zeros(1, 7)).output_size
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(kind="regressor"), "'kind'"),
-    (dict(name=""), "'name'"),
-    (dict(layers=["nope"]), "'layers'"),
-    (dict(cam_layer="fc9"), "'layers'"),
-    (dict(output_size=0), "'output_size'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(kind="regressor"), "'kind'"),
+        (dict(name=""), "'name'"),
+        (dict(layers=["nope"]), "'layers'"),
+        (dict(cam_layer="fc9"), "'layers'"),
+        (dict(output_size=0), "'output_size'"),
+    ],
+)
 def test_wrap_rejects_bad_arguments(bad, match):
     with pytest.raises(ValueError, match=match):
         wrap(TinyResNet(), **{"name": "r", **bad})

@@ -1,4 +1,5 @@
 """Loading user models: Hugging Face directories (local only) and module:factory + safetensors."""
+
 import json
 import sys
 import textwrap
@@ -14,11 +15,23 @@ from kdcore.weights import save_state_dict
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("hf") / "tiny-llama"
-    LlamaForCausalLM(LlamaConfig(vocab_size=17, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16,
-                                 pad_token_id=0, bos_token_id=1, eos_token_id=2)).save_pretrained(path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=17,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=16,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+    ).save_pretrained(path)
     return path
 
 
@@ -28,6 +41,7 @@ def test_load_hf_is_local_and_eager(llama_dir):
     assert adapter.model.config._attn_implementation == "eager"
     assert not adapter.model.training
     from transformers import AutoModelForCausalLM
+
     reference = AutoModelForCausalLM.from_pretrained(llama_dir, local_files_only=True)
     ids = torch.randint(0, 17, (2, 5))
     torch.testing.assert_close(adapter.logits(ids), reference(ids).logits.detach())
@@ -71,14 +85,16 @@ def test_load_hf_corrupt_files(tmp_path, llama_dir):
 
 
 def _user_module(tmp_path, monkeypatch, name):
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         def build(hidden=6, classes=3):
             return nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, classes))
         NOT_A_FACTORY = 3
         def returns_text():
             return "model"
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop(name, None)
 

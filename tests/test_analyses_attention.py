@@ -1,4 +1,5 @@
 """analyses.attention: entropy per head, head divergences and matching, AT maps, figures."""
+
 import math
 
 import numpy as np
@@ -18,12 +19,12 @@ def _random_attention(b, h, length, *, causal=False, sharp=1.0, seed=None):
 
 
 def _np_entropy(a, mask=None):
-    a = a.numpy().astype(np.float64)                                  # [B, H, L, L]
+    a = a.numpy().astype(np.float64)  # [B, H, L, L]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ent = -np.where(a > 0, a * np.log(a), 0.0).sum(-1)           # [B, H, L]
+        ent = -np.where(a > 0, a * np.log(a), 0.0).sum(-1)  # [B, H, L]
     if mask is None:
         return ent.mean(axis=(0, 2))
-    w = mask.numpy().astype(np.float64)[:, None, :]                   # [B, 1, L]
+    w = mask.numpy().astype(np.float64)[:, None, :]  # [B, 1, L]
     return (ent * w).sum(axis=(0, 2)) / w.sum(axis=(0, 2))
 
 
@@ -44,7 +45,7 @@ def test_head_entropy_constructed_cases():
     length = 6
     uniform = torch.full((1, 1, length, length), 1 / length, dtype=torch.float64)
     onehot = torch.eye(length, dtype=torch.float64).view(1, 1, length, length)
-    a = torch.cat([uniform, onehot], dim=1)                            # [1, 2, L, L]
+    a = torch.cat([uniform, onehot], dim=1)  # [1, 2, L, L]
     ent = attention.head_entropy(a)
     assert ent[0].item() == pytest.approx(math.log(length), abs=1e-12)
     assert ent[1].item() == 0.0
@@ -70,7 +71,7 @@ def test_head_divergence_matches_numpy(metric, heads):
 def test_permuted_teacher_heads_are_matched_back_exactly():
     t = _random_attention(3, 6, 8, causal=True, sharp=3.0)
     perm = torch.tensor([4, 0, 5, 2, 1, 3])
-    s = t[:, perm]                                                      # student head i = teacher head perm[i]
+    s = t[:, perm]  # student head i = teacher head perm[i]
     for metric in attention.METRICS:
         d = attention.head_divergence(s, t, metric=metric)
         np.testing.assert_allclose(np.diag(d[:, perm.numpy()]), 0.0, atol=1e-12)
@@ -178,7 +179,7 @@ def test_maps_figure():
     assert len(heat) == (3 + 1) + (2 + 1)  # teacher heads + mean, student heads + mean
     names = [d["name"] for d in heat]
     assert names[:4] == ["teacher head 0", "teacher head 1", "teacher head 2", "teacher mean over heads"]
-    np.testing.assert_allclose(arr(heat[1]["z"]), t[1][1, 1].numpy())          # layer_map (0 -> 1)
+    np.testing.assert_allclose(arr(heat[1]["z"]), t[1][1, 1].numpy())  # layer_map (0 -> 1)
     np.testing.assert_allclose(arr(heat[-1]["z"]), s[0][1].mean(0).numpy())
     assert list(heat[0]["x"]) == [0, 1, 2, 3, 4]
     assert list(fig["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
@@ -212,15 +213,18 @@ def test_head_average_entropy_and_matching_figures():
 
 # ---------------------------------------------------------------------------- attention-transfer maps
 def _np_at_map(f, p=2.0):
-    m = (np.abs(f.numpy().astype(np.float64)) ** p).mean(1)           # [B, H, W]
+    m = (np.abs(f.numpy().astype(np.float64)) ** p).mean(1)  # [B, H, W]
     flat = m.reshape(len(m), -1)
     return (flat / np.linalg.norm(flat, axis=1, keepdims=True)).reshape(m.shape)
 
 
-@pytest.mark.parametrize("shapes", [((3, 4, 6, 6), (3, 8, 6, 6)), ((2, 5, 4, 4), (2, 3, 8, 8)), ((1, 2, 3, 5), (1, 2, 3, 5))])
+@pytest.mark.parametrize(
+    "shapes", [((3, 4, 6, 6), (3, 8, 6, 6)), ((2, 5, 4, 4), (2, 3, 8, 8)), ((1, 2, 3, 5), (1, 2, 3, 5))]
+)
 @pytest.mark.parametrize("p", [2.0, 1.0])
 def test_attention_transfer_maps_match_numpy_and_kdcore_loss(shapes, p):
     from kdcore.losses import attention_transfer_loss
+
     fs, ft = torch.randn(*shapes[0]), torch.randn(*shapes[1])
     r = attention.attention_transfer_maps(fs, ft, p=p)
     np.testing.assert_allclose(r.student.numpy(), _np_at_map(fs, p), rtol=1e-5, atol=1e-7)
@@ -237,7 +241,7 @@ def test_attention_transfer_maps_match_numpy_and_kdcore_loss(shapes, p):
 
 def test_attention_transfer_constructed_case():
     ft = torch.zeros(1, 2, 2, 2)
-    ft[0, :, 0, 1] = 3.0                                                 # all activation in one cell
+    ft[0, :, 0, 1] = 3.0  # all activation in one cell
     r = attention.attention_transfer_maps(ft.clone(), ft)
     assert r.teacher[0].tolist() == [[0.0, 1.0], [0.0, 0.0]]
     assert r.per_sample["loss"].iloc[0] == 0.0
@@ -258,8 +262,9 @@ class _CaptureAdapter:
 def test_attention_transfer_from_adapters_and_figure():
     fs, ft = torch.rand(2, 3, 4, 4), torch.rand(2, 5, 8, 8)
     images = torch.rand(2, 3, 16, 16)
-    r = attention.attention_transfer_from_adapters(_CaptureAdapter(fs), _CaptureAdapter(ft), images,
-                                                   student_layer="s", teacher_layer="t")
+    r = attention.attention_transfer_from_adapters(
+        _CaptureAdapter(fs), _CaptureAdapter(ft), images, student_layer="s", teacher_layer="t"
+    )
     torch.testing.assert_close(r.student, torch.from_numpy(_np_at_map(fs)).float(), rtol=1e-5, atol=1e-7)
     fig = attention.attention_transfer_figure(r, sample=1).to_dict()
     assert [d["type"] for d in fig["data"]] == ["image", "heatmap", "heatmap", "heatmap"]
@@ -288,7 +293,7 @@ def test_chunked_computation_equals_unchunked(monkeypatch, metric):
     mask = torch.rand(5, 6) > 0.3
     mask[:, 0] = True
     whole = attention.compute(s, t, metric=metric, mask=mask)
-    monkeypatch.setattr(attention, "_CHUNK", 2 * 6 * 6)               # one sample per chunk
+    monkeypatch.setattr(attention, "_CHUNK", 2 * 6 * 6)  # one sample per chunk
     chunked = attention.compute(s, t, metric=metric, mask=mask)
     np.testing.assert_allclose(chunked.divergence[(0, 0)], whole.divergence[(0, 0)], rtol=1e-12)
     np.testing.assert_allclose(chunked.entropy["entropy"], whole.entropy["entropy"], rtol=1e-12)
@@ -307,8 +312,9 @@ def _np_divergence_masked(s, t, metric, mask):
                     rows = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0).sum(-1)
                 elif metric == "js":
                     m = (p + q) / 2
-                    rows = (0.5 * np.where(p > 0, p * np.log(p / m), 0.0).sum(-1)
-                            + 0.5 * np.where(q > 0, q * np.log(q / m), 0.0).sum(-1))
+                    rows = 0.5 * np.where(p > 0, p * np.log(p / m), 0.0).sum(-1) + 0.5 * np.where(
+                        q > 0, q * np.log(q / m), 0.0
+                    ).sum(-1)
                 else:
                     rows = ((p - q) ** 2).mean(-1)
             out[i, j] = (rows * w).sum() / w.sum()
@@ -334,11 +340,14 @@ class _TinyAttention(torch.nn.Module):
 
 def test_compute_from_real_model_adapters():
     from kdcore.adapters import wrap
+
     teacher, student = _TinyAttention(4, 3), _TinyAttention(2, 2, seed=1)
     ids = torch.randint(0, 7, (2, 5))
-    r = attention.compute_from_adapters(wrap(student, name="s", kind="causal_lm"), wrap(teacher, name="t", kind="causal_lm"), ids)
+    r = attention.compute_from_adapters(
+        wrap(student, name="s", kind="causal_lm"), wrap(teacher, name="t", kind="causal_lm"), ids
+    )
     assert r.layer_map == [(0, 1), (1, 3)]
-    t_att = teacher.scores.detach().softmax(-1)                            # [layers, H, L, L]
+    t_att = teacher.scores.detach().softmax(-1)  # [layers, H, L, L]
     s_att = student.scores.detach().softmax(-1)
     expected = _np_divergence(s_att[1].expand(2, -1, -1, -1), t_att[3].expand(2, -1, -1, -1), "kl")
     np.testing.assert_allclose(r.divergence[(1, 3)], expected, rtol=1e-5)

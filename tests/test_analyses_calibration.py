@@ -1,4 +1,5 @@
 """analyses.calibration: METHODS §10 vector, constructed cases, a numpy reference, figures."""
+
 import inspect
 
 import numpy as np
@@ -36,7 +37,8 @@ def test_vector(vectors):
     z = torch.tensor(vectors["inputs"]["student_logits"], dtype=torch.float64)
     p = torch.softmax(z, 1)
     assert cal.expected_calibration_error(p, vectors["inputs"]["labels"]) == pytest.approx(
-        vectors["values"]["ece_15bins_student"], rel=1e-12)
+        vectors["values"]["ece_15bins_student"], rel=1e-12
+    )
     r = cal.calibration_from_logits(z, vectors["inputs"]["labels"])
     assert r.ece == pytest.approx(vectors["values"]["ece_15bins_student"], rel=1e-12)
 
@@ -106,16 +108,19 @@ def test_nll_from_logits_stays_finite_where_probabilities_underflow():
     assert cal.calibration(torch.softmax(z, 1), [0, 0]).nll == np.inf
 
 
-@pytest.mark.parametrize("probs, labels, kwargs, match", [
-    (np.array([[0.5, 0.6]]), [0], {}, "sum to 1"),
-    (np.array([[1.5, -0.5]]), [0], {}, r"\[0, 1\]"),
-    (np.array([[0.5, 0.5]]), [2], {}, "labels"),
-    (np.array([[0.5, 0.5]]), [0, 1], {}, "labels"),
-    (np.array([[0.5, 0.5]]), [0.0], {}, "labels"),
-    (np.array([[0.5, 0.5]]), [0], {"n_bins": 0}, "n_bins"),
-    (np.array([0.5, 0.5]), [0], {}, "probs"),
-    (np.zeros((0, 3)), [], {}, "probs"),
-])
+@pytest.mark.parametrize(
+    "probs, labels, kwargs, match",
+    [
+        (np.array([[0.5, 0.6]]), [0], {}, "sum to 1"),
+        (np.array([[1.5, -0.5]]), [0], {}, r"\[0, 1\]"),
+        (np.array([[0.5, 0.5]]), [2], {}, "labels"),
+        (np.array([[0.5, 0.5]]), [0, 1], {}, "labels"),
+        (np.array([[0.5, 0.5]]), [0.0], {}, "labels"),
+        (np.array([[0.5, 0.5]]), [0], {"n_bins": 0}, "n_bins"),
+        (np.array([0.5, 0.5]), [0], {}, "probs"),
+        (np.zeros((0, 3)), [], {}, "probs"),
+    ],
+)
 def test_bad_input_is_named(probs, labels, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cal.expected_calibration_error(probs, labels, **kwargs)
@@ -153,7 +158,7 @@ def test_figure_metrics_dict():
     fig = cal.figure_metrics(res)
     assert [t.type for t in fig.data] == ["bar"] * 8
     assert fig.data[0].y[0] == pytest.approx(res["teacher"].ece)
-    assert fig.layout.annotations[2].text == "NLL (nats)"            # the panel title names measure and unit
-    assert fig.layout.yaxis2.title.text is None                        # no y title on the neighbouring panel
+    assert fig.layout.annotations[2].text == "NLL (nats)"  # the panel title names measure and unit
+    assert fig.layout.yaxis2.title.text is None  # no y title on the neighbouring panel
     with pytest.raises(ValueError, match="results"):
         cal.figure_metrics({})

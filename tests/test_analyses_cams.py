@@ -1,4 +1,5 @@
 """analyses.cams: Grad-CAM through Captum, left-as-found models, agreement/localisation measures, figures."""
+
 import math
 
 import numpy as np
@@ -16,8 +17,14 @@ from tests.helpers.figdata import arr
 class _Net(nn.Module):
     def __init__(self, width=6, classes=4):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-                                      nn.MaxPool2d(2), nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+        )
         self.drop = nn.Dropout(0.5)
         self.head = nn.Linear(width, classes)
 
@@ -31,8 +38,13 @@ class _Adapter:
 
 
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+    return sum(
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in model.modules()
+    )
 
 
 def _manual_grad_cam(model, layer, x, targets):
@@ -42,7 +54,7 @@ def _manual_grad_cam(model, layer, x, targets):
     try:
         model.eval()
         y = model(x)
-        a = store["a"]                                                     # [N, K, h, w]
+        a = store["a"]  # [N, K, h, w]
         grads = torch.autograd.grad(y[torch.arange(len(x)), targets].sum(), a)[0]
     finally:
         handle.remove()
@@ -62,14 +74,16 @@ def test_grad_cam_equals_direct_captum_call_and_manual_formula():
     ref = LayerAttribution.interpolate(ref, (12, 12), interpolate_mode="bilinear")[:, 0].detach()
     assert got.shape == (5, 12, 12)
     torch.testing.assert_close(got, ref)
-    torch.testing.assert_close(got, _manual_grad_cam(ref_model, ref_model.features[4], x, targets), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        got, _manual_grad_cam(ref_model, ref_model.features[4], x, targets), rtol=1e-5, atol=1e-6
+    )
     assert (got >= 0).all() and got.flatten(1).amax(1).gt(0).any()
 
 
 def test_grad_cam_leaves_the_model_as_it_was():
     model = _Net()
     model.train()
-    model.head.weight.requires_grad_(False)                                # a partly frozen model
+    model.head.weight.requires_grad_(False)  # a partly frozen model
     flags = [p.requires_grad for p in model.parameters()]
     bn = model.features[1]
     running = bn.running_mean.clone()
@@ -80,7 +94,7 @@ def test_grad_cam_leaves_the_model_as_it_was():
     assert [p.requires_grad for p in model.parameters()] == flags
     assert all(p.grad is None for p in model.parameters())
     assert _hooks(model) == 0
-    torch.testing.assert_close(bn.running_mean, running)                  # ran in eval mode
+    torch.testing.assert_close(bn.running_mean, running)  # ran in eval mode
     assert not x.requires_grad and torch.equal(x, x_before)
     # an error inside Captum (class index out of range) still restores everything
     model.features[0].eval()
@@ -108,7 +122,7 @@ def _np_pearson(a, b):
     out = []
     for u, v in zip(a.reshape(len(a), -1), b.reshape(len(b), -1)):
         u, v = u - u.mean(), v - v.mean()
-        den = np.sqrt((u ** 2).sum() * (v ** 2).sum())
+        den = np.sqrt((u**2).sum() * (v**2).sum())
         out.append(np.nan if den == 0 else (u * v).sum() / den)
     return np.array(out)
 
@@ -132,32 +146,36 @@ def _np_iou(a, b, q):
 def test_pearson_and_iou_match_numpy(shape, q):
     a = np.random.rand(*shape)
     b = 0.6 * a + 0.4 * np.random.rand(*shape)
-    np.testing.assert_allclose(cams.pearson(torch.from_numpy(a), torch.from_numpy(b)).numpy(), _np_pearson(a, b), rtol=1e-12)
+    np.testing.assert_allclose(
+        cams.pearson(torch.from_numpy(a), torch.from_numpy(b)).numpy(), _np_pearson(a, b), rtol=1e-12
+    )
     np.testing.assert_allclose(cams.top_q_iou(a, b, q).numpy(), _np_iou(a, b, q), rtol=1e-12)
 
 
 def test_constructed_agreement_cases():
     a = np.zeros((1, 10, 10))
-    a[0, :2, :] = 1.0                                                  # top 20 % = first two rows
+    a[0, :2, :] = 1.0  # top 20 % = first two rows
     b = np.zeros((1, 10, 10))
-    b[0, 1:3, :] = 1.0                                                 # overlaps one row of two
+    b[0, 1:3, :] = 1.0  # overlaps one row of two
     assert cams.top_q_iou(a, b).item() == pytest.approx(10 / 30)
     assert cams.top_q_iou(a, a).item() == 1.0
     assert cams.top_q_iou(a, 1.0 - a).item() == 0.0
     assert cams.pearson(a, 3 * a + 1).item() == pytest.approx(1.0)
     assert cams.pearson(a, -a).item() == pytest.approx(-1.0)
-    assert math.isnan(cams.pearson(a, np.zeros_like(a)).item())        # a constant map has no correlation
+    assert math.isnan(cams.pearson(a, np.zeros_like(a)).item())  # a constant map has no correlation
 
 
 def test_pointing_game_and_energy_constructed():
     maps = np.zeros((3, 4, 4))
-    maps[0, 1, 2] = 5.0; maps[0, 3, 3] = 1.0                            # max inside, 5/6 energy inside
-    maps[1, 0, 0] = 2.0; maps[1, 1, 1] = 2.0                            # tie: first max (0,0) is outside
+    maps[0, 1, 2] = 5.0
+    maps[0, 3, 3] = 1.0  # max inside, 5/6 energy inside
+    maps[1, 0, 0] = 2.0
+    maps[1, 1, 1] = 2.0  # tie: first max (0,0) is outside
     masks = np.zeros((3, 4, 4), dtype=bool)
     masks[:, 1:3, 1:3] = True
     hit = cams.pointing_game(maps, masks).numpy()
     energy = cams.energy_in_mask(maps, masks).numpy()
-    assert hit.tolist() == [True, False, False]                         # map 2 is flat: first pixel, outside
+    assert hit.tolist() == [True, False, False]  # map 2 is flat: first pixel, outside
     assert energy[0] == pytest.approx(5 / 6) and energy[1] == pytest.approx(0.5) and math.isnan(energy[2])
 
 
@@ -183,22 +201,26 @@ def test_compute_with_masks_aggregates_like_pandas():
     teacher, student = _Net(width=8), _Net(width=4)
     x = torch.randn(6, 3, 10, 10)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
-    masks = torch.rand(6, 4, 10, 10) > 0.5                              # [N, C, H, W] per class
+    masks = torch.rand(6, 4, 10, 10) > 0.5  # [N, C, H, W] per class
     r = cams.compute(_Adapter(student, "features.4"), _Adapter(teacher, teacher.features[4]), x, y, masks=masks, q=25)
     cam_t = cams.grad_cam(teacher, "features.4", x, y).numpy()
     cam_s = cams.grad_cam(student, "features.4", x, y).numpy()
     np.testing.assert_allclose(r.teacher.numpy(), cam_t)
-    mk = masks[torch.arange(6), y].numpy()                              # the explained class's mask
-    exp = pd.DataFrame({
-        "pearson": _np_pearson(cam_t, cam_s), "iou": _np_iou(cam_t, cam_s, 25),
-        "pointing_teacher": [k.reshape(-1)[np.argmax(m.reshape(-1))] for m, k in zip(cam_t, mk)],
-        "pointing_student": [k.reshape(-1)[np.argmax(m.reshape(-1))] for m, k in zip(cam_s, mk)],
-        "energy_teacher": [(m * k).sum() / m.sum() if m.sum() > 0 else np.nan for m, k in zip(cam_t, mk)],
-        "energy_student": [(m * k).sum() / m.sum() if m.sum() > 0 else np.nan for m, k in zip(cam_s, mk)],
-    })
+    mk = masks[torch.arange(6), y].numpy()  # the explained class's mask
+    exp = pd.DataFrame(
+        {
+            "pearson": _np_pearson(cam_t, cam_s),
+            "iou": _np_iou(cam_t, cam_s, 25),
+            "pointing_teacher": [k.reshape(-1)[np.argmax(m.reshape(-1))] for m, k in zip(cam_t, mk)],
+            "pointing_student": [k.reshape(-1)[np.argmax(m.reshape(-1))] for m, k in zip(cam_s, mk)],
+            "energy_teacher": [(m * k).sum() / m.sum() if m.sum() > 0 else np.nan for m, k in zip(cam_t, mk)],
+            "energy_student": [(m * k).sum() / m.sum() if m.sum() > 0 else np.nan for m, k in zip(cam_s, mk)],
+        }
+    )
     for col in exp:
-        np.testing.assert_allclose(r.per_image[col].to_numpy(dtype=float), exp[col].to_numpy(dtype=float),
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            r.per_image[col].to_numpy(dtype=float), exp[col].to_numpy(dtype=float), rtol=1e-5, atol=1e-7
+        )
     loc = r.localisation()
     for role in ("teacher", "student"):
         assert loc.loc[role, "pointing_game"] == pytest.approx(np.mean(exp[f"pointing_{role}"]))
@@ -226,8 +248,16 @@ def _result(masks=True):
     x = torch.rand(3, 3, 8, 8)
     mk = torch.zeros(3, 4, 8, 8, dtype=torch.bool)
     mk[:, :, 2:6, 2:6] = True
-    return cams.compute(s, t, x, torch.tensor([0, 1, 2]), masks=mk if masks else None, student_layer="features.4",
-                        teacher_layer="features.4", class_names=["a", "b", "c", "d"])
+    return cams.compute(
+        s,
+        t,
+        x,
+        torch.tensor([0, 1, 2]),
+        masks=mk if masks else None,
+        student_layer="features.4",
+        teacher_layer="features.4",
+        class_names=["a", "b", "c", "d"],
+    )
 
 
 def test_overlay_figure():
@@ -251,7 +281,9 @@ def test_localisation_and_agreement_figures():
     fig = cams.localisation_figure(r).to_dict()
     assert [(d["type"], d["name"]) for d in fig["data"]] == [("bar", "teacher"), ("bar", "student")]
     loc = r.localisation()
-    np.testing.assert_allclose(arr(fig["data"][1]["y"]), [loc.loc["student", "pointing_game"], loc.loc["student", "energy_in_mask"]])
+    np.testing.assert_allclose(
+        arr(fig["data"][1]["y"]), [loc.loc["student", "pointing_game"], loc.loc["student", "energy_in_mask"]]
+    )
     assert fig["layout"]["yaxis"]["title"]["text"] == "fraction (0–1)"
     fig = cams.agreement_figure(r).to_dict()
     assert fig["data"][0]["type"] == "scatter"
@@ -270,8 +302,9 @@ def test_figure_dispatches_on_the_result():
 
 def test_compute_with_real_model_adapters_uses_their_cam_layer():
     from kdcore.adapters import wrap
+
     teacher, student = _Net(width=8), _Net(width=4)
-    teacher.train()                                                     # a shared model in train mode stays so
+    teacher.train()  # a shared model in train mode stays so
     t_ad = wrap(teacher, name="teacher", cam_layer="features.4")
     s_ad = wrap(student, name="student", cam_layer="features.0")
     x, y = torch.rand(3, 3, 8, 8), torch.tensor([1, 0, 2])

@@ -1,4 +1,5 @@
 """analyses.cka: METHODS §8 vectors, numpy references, CKA's properties, streaming, figures."""
+
 import inspect
 
 import numpy as np
@@ -25,8 +26,11 @@ def _np_hsic1(k, l):
     n = k.shape[0]
     kt, lt = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
     one = np.ones(n)
-    return (np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * one @ kt @ lt @ one) / (n * (n - 3))
+    return (
+        np.trace(kt @ lt)
+        + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ kt @ lt @ one
+    ) / (n * (n - 3))
 
 
 def _np_debiased(k, l):
@@ -35,7 +39,7 @@ def _np_debiased(k, l):
 
 def _np_rbf(x, s=1.0):
     d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    return np.exp(-d / (2 * s ** 2 * np.median(d)))
+    return np.exp(-d / (2 * s**2 * np.median(d)))
 
 
 def _related(n, d1, d2, rng):
@@ -59,7 +63,9 @@ def test_vectors(vectors):
     x, y = vectors["inputs"]["X"], vectors["inputs"]["Y"]
     v = vectors["values"]
     assert cka.linear_cka(x, y) == pytest.approx(v["linear_cka"], rel=1e-12)
-    assert cka.linear_cka(torch.tensor(x), torch.tensor(y), debiased=True) == pytest.approx(v["linear_cka_debiased"], rel=1e-12)
+    assert cka.linear_cka(torch.tensor(x), torch.tensor(y), debiased=True) == pytest.approx(
+        v["linear_cka_debiased"], rel=1e-12
+    )
     assert cka.rbf_cka(np.array(x), np.array(y)) == pytest.approx(v["rbf_cka_s1"], rel=1e-12)
     m = cka.cka_matrix({"x": x}, {"y": y, "x": x}, kind="rbf")
     assert m.loc["x", "y"] == pytest.approx(v["rbf_cka_s1"], rel=1e-12)
@@ -97,9 +103,11 @@ def test_matrix_equals_pairwise_scalars_and_keeps_layer_order():
     rng = np.random.default_rng(2)
     fa = {f"a{i}": rng.normal(size=(30, 4 + i)) for i in range(3)}
     fb = {f"b{i}": fa["a0"] @ rng.normal(size=(4, 3 + i)) + rng.normal(size=(30, 3 + i)) for i in range(2)}
-    for kind, debiased, f in [("linear", False, lambda a, b: cka.linear_cka(a, b)),
-                              ("linear", True, lambda a, b: cka.linear_cka(a, b, debiased=True)),
-                              ("rbf", False, lambda a, b: cka.rbf_cka(a, b))]:
+    for kind, debiased, f in [
+        ("linear", False, lambda a, b: cka.linear_cka(a, b)),
+        ("linear", True, lambda a, b: cka.linear_cka(a, b, debiased=True)),
+        ("rbf", False, lambda a, b: cka.rbf_cka(a, b)),
+    ]:
         m = cka.cka_matrix(fa, fb, kind=kind, debiased=debiased)
         assert list(m.index) == ["a0", "a1", "a2"] and list(m.columns) == ["b0", "b1"]
         for a in fa:
@@ -169,7 +177,7 @@ def test_constant_features_give_zero_not_nan():
         assert m.attrs["constant_layers"] == ["c", "z"]
     s = cka.MinibatchCKA(["c", "x"], ["x"])
     for i in range(0, 12, 6):
-        s.update({"c": const[i:i + 6], "x": x[i:i + 6]}, {"x": x[i:i + 6]})
+        s.update({"c": const[i : i + 6], "x": x[i : i + 6]}, {"x": x[i : i + 6]})
     r = s.result()
     assert r.loc["c", "x"] == 0.0 and r.attrs["constant_layers"] == ["c"]
 
@@ -194,13 +202,13 @@ def test_streaming_equals_the_minibatch_formula_computed_naively(kind, gram):
     xb = {"b0": z + 0.3 * rng.normal(size=(n, 4)), "b1": np.tanh(z), "b2": rng.normal(size=(n, 7))}
     acc = cka.MinibatchCKA(list(xa), list(xb), kind=kind)
     for i in range(0, n, b):
-        acc.update({k: v[i:i + b] for k, v in xa.items()}, {k: torch.tensor(v[i:i + b]) for k, v in xb.items()})
+        acc.update({k: v[i : i + b] for k, v in xa.items()}, {k: torch.tensor(v[i : i + b]) for k, v in xb.items()})
     got = acc.result()
     assert acc.batches == 4 and got.attrs["n_inputs"] == n
     for ka, va in xa.items():
         for kb, vb in xb.items():
-            fa = [va[i:i + b].reshape(b, -1) for i in range(0, n, b)]
-            fb = [vb[i:i + b] for i in range(0, n, b)]
+            fa = [va[i : i + b].reshape(b, -1) for i in range(0, n, b)]
+            fb = [vb[i : i + b] for i in range(0, n, b)]
             assert got.loc[ka, kb] == pytest.approx(_np_minibatch(fa, fb, gram), rel=1e-9), (ka, kb)
 
 
@@ -216,7 +224,7 @@ def test_single_batch_streaming_equals_full_debiased():
 def test_streaming_estimates_the_full_value_with_many_inputs():
     rng = np.random.default_rng(10)
     x, y = _related(2000, 8, 6, rng)
-    stream = cka.minibatch_cka_matrix((({"x": x[i:i + 200]}), {"y": y[i:i + 200]}) for i in range(0, 2000, 200))
+    stream = cka.minibatch_cka_matrix((({"x": x[i : i + 200]}), {"y": y[i : i + 200]}) for i in range(0, 2000, 200))
     assert stream.loc["x", "y"] == pytest.approx(cka.linear_cka(x, y, debiased=True), abs=0.02)
 
 
@@ -257,16 +265,19 @@ def test_prepare_features_tokens():
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("call, match", [
-    (lambda: cka.linear_cka(np.ones((5, 2)), np.ones((6, 2))), "same inputs"),
-    (lambda: cka.linear_cka(np.random.rand(3, 2), np.random.rand(3, 2), debiased=True), "at least 4"),
-    (lambda: cka.linear_cka(np.array([[np.nan, 1.0]] * 4), np.ones((4, 2))), "'X'.*finite"),
-    (lambda: cka.rbf_cka(np.random.rand(5, 2), np.random.rand(5, 2), sigma=0), "sigma"),
-    (lambda: cka.cka_matrix({"a": np.random.rand(5, 2)}, {"b": np.random.rand(5, 2)}, kind="cosine"), "kind"),
-    (lambda: cka.cka_matrix({"a": np.random.rand(5, 2)}, {"b": np.random.rand(6, 2)}), "same inputs"),
-    (lambda: cka.cka_matrix({}, {"b": np.random.rand(6, 2)}), "features_a"),
-    (lambda: cka.linear_cka("abc", np.ones((3, 2))), "'X'"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: cka.linear_cka(np.ones((5, 2)), np.ones((6, 2))), "same inputs"),
+        (lambda: cka.linear_cka(np.random.rand(3, 2), np.random.rand(3, 2), debiased=True), "at least 4"),
+        (lambda: cka.linear_cka(np.array([[np.nan, 1.0]] * 4), np.ones((4, 2))), "'X'.*finite"),
+        (lambda: cka.rbf_cka(np.random.rand(5, 2), np.random.rand(5, 2), sigma=0), "sigma"),
+        (lambda: cka.cka_matrix({"a": np.random.rand(5, 2)}, {"b": np.random.rand(5, 2)}, kind="cosine"), "kind"),
+        (lambda: cka.cka_matrix({"a": np.random.rand(5, 2)}, {"b": np.random.rand(6, 2)}), "same inputs"),
+        (lambda: cka.cka_matrix({}, {"b": np.random.rand(6, 2)}), "features_a"),
+        (lambda: cka.linear_cka("abc", np.ones((3, 2))), "'X'"),
+    ],
+)
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -297,8 +308,10 @@ def test_pair_cka_full_and_streaming():
     np.testing.assert_allclose(full.to_numpy(), ref.to_numpy())
     stream = cka.pair_cka(t, s, x, batch_size=16)
     assert stream.attrs["method"].startswith("minibatch (4")
-    batches = [(t.capture(x[i:i + 16], t.default_layers()), s.capture(x[i:i + 16], s.default_layers()))
-               for i in range(0, 64, 16)]
+    batches = [
+        (t.capture(x[i : i + 16], t.default_layers()), s.capture(x[i : i + 16], s.default_layers()))
+        for i in range(0, 64, 16)
+    ]
     np.testing.assert_allclose(stream.to_numpy(), cka.minibatch_cka_matrix(batches).to_numpy(), rtol=1e-12)
     itself = cka.pair_cka(t, t, x, batch_size=32)
     np.testing.assert_allclose(np.diag(itself.to_numpy()), 1.0, rtol=1e-12)
@@ -331,7 +344,9 @@ def test_figure_heatmaps_side_by_side():
     rng = np.random.default_rng(12)
     fa = {f"t{i}": rng.normal(size=(20, 3)) for i in range(4)}
     fb = {f"s{i}": rng.normal(size=(20, 3)) for i in range(2)}
-    fig = cka.figure_heatmaps({"teacher vs student": cka.cka_matrix(fa, fb), "teacher vs itself": cka.cka_matrix(fa, fa)})
+    fig = cka.figure_heatmaps(
+        {"teacher vs student": cka.cka_matrix(fa, fb), "teacher vs itself": cka.cka_matrix(fa, fa)}
+    )
     assert [t.type for t in fig.data] == ["heatmap", "heatmap"]
     assert [t.showscale for t in fig.data] == [False, True]
     assert np.asarray(fig.data[1].z).shape == (4, 4)

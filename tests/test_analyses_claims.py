@@ -1,5 +1,6 @@
 """analyses.claims: each teaching claim computed from a page's results, on a case where it holds and
 one where it does not (the sentence then says what the data shows and what to change)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ from analyses.scorecard import compute_scorecard
 from analyses.soft_labels import temperature_sweep
 from kdcore.validation import InvalidParameterError
 
-LABELS = torch.arange(100) % 10                                            # [100]
+LABELS = torch.arange(100) % 10  # [100]
 
 
 def _logits(correct: int) -> torch.Tensor:
@@ -25,8 +26,9 @@ def _logits(correct: int) -> torch.Tensor:
 
 
 def _card(student: int, baseline: int):
-    return compute_scorecard(_logits(student), _logits(100), LABELS, teacher_params=10, student_params=1,
-                             baseline_logits=_logits(baseline))
+    return compute_scorecard(
+        _logits(student), _logits(100), LABELS, teacher_params=10, student_params=1, baseline_logits=_logits(baseline)
+    )
 
 
 def test_distilled_beats_baseline():
@@ -41,16 +43,16 @@ def test_distilled_beats_baseline():
 def test_risk_bound_is_read_from_the_card():
     assert claims.risk_bound(_card(90, 90)).holds
     card = _card(90, 90)
-    card.risk.err_student = 0.5                                         # impossible numbers: the claim says it fails
+    card.risk.err_student = 0.5  # impossible numbers: the claim says it fails
     assert not claims.risk_bound(card).holds
 
 
 def test_temperature_softens():
     sharp = torch.zeros(50, 10)
-    sharp[:, 0] = 8.0                                                     # one-hot at T=1, soft at T=4
+    sharp[:, 0] = 8.0  # one-hot at T=1, soft at T=4
     holds, text = claims.temperature_softens(temperature_sweep(sharp, [1.0, 4.0]))
     assert holds and "T = 1" in text and "T = 4" in text
-    too_sharp = sharp * 10                                                # still one-hot at T=4
+    too_sharp = sharp * 10  # still one-hot at T=4
     holds, text = claims.temperature_softens(temperature_sweep(too_sharp, [1.0, 4.0]))
     assert not holds and "T = 8" in text
     with pytest.raises(InvalidParameterError, match="max_prob"):
@@ -74,7 +76,7 @@ def _cka(values, rows=("t1", "t2", "t3"), cols=("s1", "s2")):
 def test_cka_diagonal():
     holds, text = claims.cka_diagonal(_cka([[0.9, 0.5], [0.8, 0.7], [0.4, 0.9]]))
     assert holds and "t1 → s1" in text and "t3 → s2" in text
-    holds, text = claims.cka_diagonal(_cka([[0.4, 0.9], [0.8, 0.7], [0.9, 0.5]]))        # anti-diagonal
+    holds, text = claims.cka_diagonal(_cka([[0.4, 0.9], [0.8, 0.7], [0.9, 0.5]]))  # anti-diagonal
     assert not holds and "no clear diagonal" in text
 
 
@@ -91,7 +93,7 @@ def test_nckd_carries_kl():
     g = torch.Generator().manual_seed(0)
     t = torch.randn(64, 8, generator=g) * 3
     y = t.argmax(1)
-    right_answer = t.clone()                                               # same answer and confidence, other ranking
+    right_answer = t.clone()  # same answer and confidence, other ranking
     perm = torch.randperm(8, generator=g)
     for i in range(64):
         others = [c for c in perm.tolist() if c != int(y[i])]
@@ -100,7 +102,7 @@ def test_nckd_carries_kl():
     holds, text = claims.nckd_carries_kl(res.dkd)
     assert holds and "NCKD carries" in text
     unsure = t.clone()
-    unsure[torch.arange(64), y] -= 6.0                                     # less sure of the answer, same ranking
+    unsure[torch.arange(64), y] -= 6.0  # less sure of the answer, same ranking
     holds, text = claims.nckd_carries_kl(components_compute(unsure, t, y, temperature=4.0).dkd)
     assert not holds and "TCKD" in text
     assert not claims.nckd_carries_kl(None).holds
@@ -117,7 +119,7 @@ def _induction_attention(L: int, strength: float) -> torch.Tensor:
 
 
 def test_induction_head():
-    tokens = list("abcdef") * 2                                            # the second half copies the first
+    tokens = list("abcdef") * 2  # the second half copies the first
     strong = attention_compute([_induction_attention(12, 0.1)], [_induction_attention(12, 0.8)])
     strong.tokens = tokens
     holds, text = claims.induction_head(strong)
@@ -125,20 +127,21 @@ def test_induction_head():
     weak = attention_compute([_induction_attention(12, 0.1)], [_induction_attention(12, 0.1)])
     weak.tokens = tokens
     assert not claims.induction_head(weak).holds
-    weak.tokens = list("abcdefghijkl")                                     # nothing repeats
+    weak.tokens = list("abcdefghijkl")  # nothing repeats
     holds, text = claims.induction_head(weak)
     assert not holds and "another input" in text
 
 
 def test_induction_scores_read_the_token_after_the_previous_copy():
     a = np.zeros((1, 5, 5))
-    a[0, 3, 1] = 0.7                                                       # tokens a b c a ...: query 3 → key 1
+    a[0, 3, 1] = 0.7  # tokens a b c a ...: query 3 → key 1
     assert claims.induction_scores(a, list("abcax"))[0] == pytest.approx(0.7)
 
 
 def test_kl_directions_disagree():
-    df = pd.DataFrame({"token": list("abcdefgh"), "kept": True, "fkl": [8, 7, 6, 5, 4, 3, 2, 1],
-                       "rkl": [1, 2, 3, 4, 5, 6, 7, 8]})
+    df = pd.DataFrame(
+        {"token": list("abcdefgh"), "kept": True, "fkl": [8, 7, 6, 5, 4, 3, 2, 1], "rkl": [1, 2, 3, 4, 5, 6, 7, 8]}
+    )
     holds, text = claims.kl_directions_disagree(df, top=3)
     assert holds and "'a'" in text and "'h'" in text
     df["rkl"] = df["fkl"]
@@ -148,9 +151,12 @@ def test_kl_directions_disagree():
 def test_distilled_better_calibrated():
     y = torch.arange(200) % 4
     z = torch.nn.functional.one_hot(y, 4).float()
-    z[::5] = torch.nn.functional.one_hot((y[::5] + 1) % 4, 4).float()      # 20 % wrong
+    z[::5] = torch.nn.functional.one_hot((y[::5] + 1) % 4, 4).float()  # 20 % wrong
     calibrated, overconfident = z * 2.0, z * 12.0
-    good = {"student": calibration_from_logits(calibrated, y), "student baseline": calibration_from_logits(overconfident, y)}
+    good = {
+        "student": calibration_from_logits(calibrated, y),
+        "student baseline": calibration_from_logits(overconfident, y),
+    }
     holds, text = claims.distilled_better_calibrated(good)
     assert holds and "ECE" in text
     bad = {"student": good["student baseline"], "student baseline": good["student"]}

@@ -1,4 +1,5 @@
 """analyses.components: CAKD/DKD components per sample and per class, token-level divergences, figures."""
+
 import math
 
 import numpy as np
@@ -63,7 +64,9 @@ def test_components_match_numpy_and_sum_to_kl(shape, T, dtype):
         assert got["n_strong"].tolist() == mask.sum(1).tolist()
     ps = r.per_sample
     # the identity: KL = BCD + p_S·SCD + p_W·WCD, and shares sum to 1
-    np.testing.assert_allclose(ps["bcd"] + ps["p_strong"] * ps["scd"] + ps["p_weak"] * ps["wcd"], ps["kl"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        ps["bcd"] + ps["p_strong"] * ps["scd"] + ps["p_weak"] * ps["wcd"], ps["kl"], rtol=1e-5, atol=1e-7
+    )
     np.testing.assert_allclose(ps[["share_bcd", "share_scd", "share_wcd"]].sum(axis=1), 1.0, rtol=1e-5)
     # DKD: KL = TCKD + (1 − p_t)·NCKD, and with S = {target} BCD = TCKD, WCD = NCKD
     d = r.dkd
@@ -80,8 +83,15 @@ def test_per_class_aggregation_equals_an_independent_groupby():
     y = torch.randint(0, c, (b,))
     r = components.compute(s, t, y, rules=("topk",), k=3, class_names=list("abcdef"))
     exp = _np_components(s, t, _np_topk(t, 3), 1.0)
-    frame = pd.DataFrame({"cls": y.numpy(), "kl": exp["kl"], "bcd": exp["bcd"],
-                          "ws": exp["p_strong"] * exp["scd"], "ww": exp["p_weak"] * exp["wcd"]})
+    frame = pd.DataFrame(
+        {
+            "cls": y.numpy(),
+            "kl": exp["kl"],
+            "bcd": exp["bcd"],
+            "ws": exp["p_strong"] * exp["scd"],
+            "ww": exp["p_weak"] * exp["wcd"],
+        }
+    )
     g = frame.groupby("cls")
     means, sums, counts = g.mean(), g.sum(), g.size()
     got = r.per_class[r.per_class["rule"] == "topk"].set_index("class").sort_index()
@@ -105,11 +115,11 @@ def test_per_class_aggregation_equals_an_independent_groupby():
 def test_multilabel_custom_mask_and_zero_kl():
     b, c = 8, 5
     t = torch.randn(b, c)
-    multi = (torch.rand(b, c) > 0.5)
+    multi = torch.rand(b, c) > 0.5
     multi[:, 0] = True
-    r = components.compute(t.clone(), t, multi)                         # student equals teacher: KL = 0
+    r = components.compute(t.clone(), t, multi)  # student equals teacher: KL = 0
     assert r.rules == ("labels", "topk", "mass") and r.dkd is None and r.dkd_per_class is None
-    assert r.per_sample["class"].tolist()[:b] == t.argmax(1).tolist()   # no single label: teacher's top class
+    assert r.per_sample["class"].tolist()[:b] == t.argmax(1).tolist()  # no single label: teacher's top class
     np.testing.assert_allclose(r.per_sample[["kl", "bcd", "scd", "wcd"]].to_numpy(), 0.0, atol=1e-6)
     lab = r.per_sample[r.per_sample["rule"] == "labels"]
     assert lab["n_strong"].tolist() == multi.sum(1).tolist()
@@ -147,9 +157,12 @@ def test_token_components_match_kdcore_and_numpy(length, vocab):
     df = r.per_position
     assert r.kinds == KINDS and len(df) == length and df["kept"].tolist() == [False, False] + [True] * (length - 2)
     for kind in KINDS:
-        np.testing.assert_allclose(df[kind].to_numpy(), token_divergence(s[0], t[0], kind, temperature=2.0).double().numpy(),
-                                   rtol=1e-6)
-        assert r.means[kind] == pytest.approx(float(divergence_loss(s, t, kind, labels=labels[None], temperature=2.0)), rel=1e-5)
+        np.testing.assert_allclose(
+            df[kind].to_numpy(), token_divergence(s[0], t[0], kind, temperature=2.0).double().numpy(), rtol=1e-6
+        )
+        assert r.means[kind] == pytest.approx(
+            float(divergence_loss(s, t, kind, labels=labels[None], temperature=2.0)), rel=1e-5
+        )
     p, q = _softmax(t[0].double().numpy() / 2), _softmax(s[0].double().numpy() / 2)
     np.testing.assert_allclose(df["fkl"].to_numpy(), _kl(p, q), rtol=1e-5)
     np.testing.assert_allclose(df["teacher_entropy"].to_numpy(), _np_entropy(t[0], 2.0), rtol=1e-10)
@@ -158,7 +171,7 @@ def test_token_components_match_kdcore_and_numpy(length, vocab):
 
 def test_token_components_masked_vocab_and_cross_vocab():
     t = torch.randn(4, 6)
-    t[:, 5] = -math.inf                                                   # a masked vocabulary entry
+    t[:, 5] = -math.inf  # a masked vocabulary entry
     s = torch.randn(4, 6)
     r = components.token_components(s, t, kinds=("fkl", "tvd"), mask=torch.tensor([1, 1, 0, 1]))
     assert np.isfinite(r.per_position[["fkl", "tvd", "teacher_entropy"]].to_numpy()).all()
@@ -194,7 +207,9 @@ def test_class_and_dkd_figures():
     assert lay["xaxis"]["title"]["text"] == "class" and "strong set: target" in lay["title"]["text"]
     fig = components.dkd_figure(r).to_dict()
     assert [d["name"] for d in fig["data"][:2]] == ["TCKD", "(1 − p_t)·NCKD"]
-    np.testing.assert_allclose(arr(fig["data"][0]["y"]) + arr(fig["data"][1]["y"]), r.dkd_per_class["kl"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        arr(fig["data"][0]["y"]) + arr(fig["data"][1]["y"]), r.dkd_per_class["kl"].to_numpy(), rtol=1e-6
+    )
     with pytest.raises(ValueError, match="'rule'"):
         components.class_figure(r, rule="labels")
 
@@ -214,12 +229,12 @@ def test_sample_and_rules_figures():
 
 def test_token_figure():
     s, t = torch.randn(6, 11), torch.randn(6, 11)
-    toks = ["a", "b", "a", "c", "d", "e"]                                 # repeated tokens keep their own column
+    toks = ["a", "b", "a", "c", "d", "e"]  # repeated tokens keep their own column
     r = components.token_components(s, t, tokens=toks, labels=torch.tensor([-100, 1, 2, 3, 4, 5]))
     fig = components.token_figure(r).to_dict()
     assert [d["type"] for d in fig["data"]] == ["heatmap", "scatter", "scatter"]
     z = arr(fig["data"][0]["z"])
-    assert z.shape == (len(KINDS), 6) and np.isnan(z[:, 0]).all()          # the unpredicted position is blank
+    assert z.shape == (len(KINDS), 6) and np.isnan(z[:, 0]).all()  # the unpredicted position is blank
     np.testing.assert_allclose(np.nanmax(z, axis=1), 1.0)
     assert list(fig["data"][0]["y"]) == list(KINDS)
     np.testing.assert_allclose(arr(fig["data"][1]["y"]), r.per_position["teacher_entropy"].to_numpy())

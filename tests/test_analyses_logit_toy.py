@@ -1,5 +1,6 @@
 """analyses.logit_toy: soft labels, KL terms and the student's gradient against autograd, the T² lesson,
 bad input, and the figures' content."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,8 +40,8 @@ def test_toy_matches_numpy_and_autograd(T):
 def test_only_t2_keeps_the_gradient_level_across_temperatures():
     norms = lt.gradient_norms(ZT, ZS, [5.0, 10.0, 20.0])
     with_t2, without = norms["with_t2"].to_numpy(), norms["without_t2"].to_numpy()
-    assert with_t2.max() / with_t2.min() < 1.2, with_t2                  # about level
-    assert without[0] / without[-1] > 10, without                          # falls like 1/T² (16× from 5 to 20)
+    assert with_t2.max() / with_t2.min() < 1.2, with_t2  # about level
+    assert without[0] / without[-1] > 10, without  # falls like 1/T² (16× from 5 to 20)
     np.testing.assert_allclose(with_t2 / without, norms["temperature"] ** 2, rtol=1e-12)
 
 
@@ -50,12 +51,15 @@ def test_equal_logits_give_no_kl_and_no_gradient():
     assert np.abs(res.per_class[["grad", "grad_t2"]].to_numpy()).max() < 1e-15
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"teacher_logits": [1.0, 2.0], "student_logits": [1.0, 2.0, 3.0], "temperature": 1.0}, "same length"),
-    ({"teacher_logits": [1.0], "student_logits": [1.0], "temperature": 1.0}, "at least 2"),
-    ({"teacher_logits": [1.0, float("nan")], "student_logits": [1.0, 2.0], "temperature": 1.0}, "finite"),
-    ({"teacher_logits": [1.0, 2.0], "student_logits": [1.0, 2.0], "temperature": 0.0}, "> 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"teacher_logits": [1.0, 2.0], "student_logits": [1.0, 2.0, 3.0], "temperature": 1.0}, "same length"),
+        ({"teacher_logits": [1.0], "student_logits": [1.0], "temperature": 1.0}, "at least 2"),
+        ({"teacher_logits": [1.0, float("nan")], "student_logits": [1.0, 2.0], "temperature": 1.0}, "finite"),
+        ({"teacher_logits": [1.0, 2.0], "student_logits": [1.0, 2.0], "temperature": 0.0}, "> 0"),
+    ],
+)
 def test_bad_input_is_named(kwargs, words):
     with pytest.raises(InvalidParameterError, match=words):
         lt.toy(**kwargs)
@@ -70,6 +74,6 @@ def test_figures_show_every_class_and_both_gradients():
     np.testing.assert_allclose(arr(d["data"][4]["y"]), res.per_class["grad_t2"])
     assert {d["data"][0]["marker"]["color"], d["data"][1]["marker"]["color"]} == {"#1f4e79", "#d9822b"}
     titles = [d["layout"][k]["title"]["text"] for k in ("yaxis", "yaxis2", "yaxis3")]
-    assert titles == ["probability", "nats", "gradient per logit"]        # three scales, three axes
+    assert titles == ["probability", "nats", "gradient per logit"]  # three scales, three axes
     n = lt.figure_gradient_norms(lt.gradient_norms(ZT, ZS), 4.0).to_dict()
     assert n["layout"]["yaxis"]["type"] == "log" and len(n["data"]) == 2

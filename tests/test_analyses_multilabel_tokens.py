@@ -1,5 +1,6 @@
 """analyses.multilabel (per-label sigmoid soft labels, micro/macro F1) and analyses.tokens (the copy-vs-local
 split, every divergence's formula) against independent numpy computations."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,11 +35,11 @@ def test_label_scores_match_numpy():
 
 def test_micro_and_macro_f1_differ_when_a_rare_label_is_missed():
     y = torch.zeros(10, 2)
-    y[:, 0], y[0, 1] = 1, 1                                     # label 1 present once
+    y[:, 0], y[0, 1] = 1, 1  # label 1 present once
     z = torch.where(y.bool(), 5.0, -5.0)
-    z[0, 1] = -5.0                                              # ... and missed
+    z[0, 1] = -5.0  # ... and missed
     summary, _ = ml.label_scores({"student": z}, y)
-    assert summary.loc[0, "macro F1"] == pytest.approx(0.5)     # (1 + 0) / 2
+    assert summary.loc[0, "macro F1"] == pytest.approx(0.5)  # (1 + 0) / 2
     assert summary.loc[0, "micro F1"] == pytest.approx(20 / 21)
 
 
@@ -58,10 +59,15 @@ def test_soft_label_sweep_is_per_label_sigmoid():
 
 
 def test_multilabel_figures():
-    summary = pd.DataFrame([{"model": m, "micro F1": 0.9, "macro F1": 0.8, "exact match": 0.7, "label accuracy": 0.95}
-                            for m in ("teacher", "student alone (baseline)", "distilled student")])
-    per_label = pd.DataFrame([{"model": m, "label": lab, "F1": 0.5, "support": 3}
-                              for m in summary["model"] for lab in ("ring", "cross")])
+    summary = pd.DataFrame(
+        [
+            {"model": m, "micro F1": 0.9, "macro F1": 0.8, "exact match": 0.7, "label accuracy": 0.95}
+            for m in ("teacher", "student alone (baseline)", "distilled student")
+        ]
+    )
+    per_label = pd.DataFrame(
+        [{"model": m, "label": lab, "F1": 0.5, "support": 3} for m in summary["model"] for lab in ("ring", "cross")]
+    )
     d = ml.figure_scores(summary, per_label).to_dict()
     colours = {t["name"]: t["marker"]["color"] for t in d["data"]}
     assert len(set(colours.values())) == 3, colours
@@ -69,8 +75,9 @@ def test_multilabel_figures():
     s = ml.figure_sweep(sweep).to_dict()
     assert s["layout"]["xaxis"]["type"] == "log"
     assert any("entropy" in a["text"] for a in s["layout"]["annotations"])
-    at = ml.figure_labels_at(torch.tensor([3.0, -3.0]), torch.tensor([1.0, 0.0]), torch.tensor([1, 0]), 2.0,
-                             class_names=["ring", "cross"]).to_dict()
+    at = ml.figure_labels_at(
+        torch.tensor([3.0, -3.0]), torch.tensor([1.0, 0.0]), torch.tensor([1, 0]), 2.0, class_names=["ring", "cross"]
+    ).to_dict()
     assert list(arr(at["data"][0]["x"])) == ["ring ★", "cross"]
     np.testing.assert_allclose(arr(at["data"][0]["y"]), 1 / (1 + np.exp([-1.5, 1.5])))
 
@@ -82,9 +89,12 @@ def test_label_scores_reject_mismatched_shapes():
 
 # ---- tokens -----------------------------------------------------------------------------------------
 
+
 def _np_fkl(s, t):
-    p = np.exp(t - t.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
-    q = np.exp(s - s.max(-1, keepdims=True)); q /= q.sum(-1, keepdims=True)
+    p = np.exp(t - t.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    q = np.exp(s - s.max(-1, keepdims=True))
+    q /= q.sum(-1, keepdims=True)
     return (p * np.log(p / q)).sum(-1)
 
 
@@ -123,5 +133,6 @@ def test_every_divergence_has_a_formula():
 
 def test_split_rejects_mismatched_shapes():
     with pytest.raises(InvalidParameterError, match=r"\[N, L\]"):
-        tokens.split_by_position_kind(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long),
-                                      torch.zeros(2, 4))
+        tokens.split_by_position_kind(
+            torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 4)
+        )

@@ -1,4 +1,5 @@
 """analyses.scorecard: the risk relation (METHODS §11) and the pair scorecard."""
+
 import math
 
 import numpy as np
@@ -14,9 +15,9 @@ def _onehot_logits(pred, c):
 
 def test_constructed_risk_numbers():
     y = [0, 1, 2, 0, 1]
-    teacher = _onehot_logits([0, 1, 2, 0, 2], 3)   # wrong on the last: err_t = 0.2
-    student = _onehot_logits([0, 2, 2, 1, 2], 3)   # wrong on 2nd, 4th, 5th: err_s = 0.6
-    r = sc.risk_relation(student, teacher, y)     # disagree on 2nd and 4th: 0.4
+    teacher = _onehot_logits([0, 1, 2, 0, 2], 3)  # wrong on the last: err_t = 0.2
+    student = _onehot_logits([0, 2, 2, 1, 2], 3)  # wrong on 2nd, 4th, 5th: err_s = 0.6
+    r = sc.risk_relation(student, teacher, y)  # disagree on 2nd and 4th: 0.4
     assert (r.err_teacher, r.err_student, r.disagreement) == pytest.approx((0.2, 0.6, 0.4))
     assert r.bound == pytest.approx(0.6) and r.slack == pytest.approx(0.0, abs=1e-12) and r.holds and r.n == 5
 
@@ -63,8 +64,16 @@ def test_scorecard_numbers():
     t = _onehot_logits([0, 1, 2, 0, 2], 3)
     s = _onehot_logits([0, 1, 2, 1, 2], 3)
     b = _onehot_logits([0, 0, 0, 0, 0], 3)
-    card = sc.compute_scorecard(s, t, y, teacher_params=1_000_000, student_params=250_000,
-                                teacher_latency_s={"median_s": 0.02}, student_latency_s=0.005, baseline_logits=b)
+    card = sc.compute_scorecard(
+        s,
+        t,
+        y,
+        teacher_params=1_000_000,
+        student_params=250_000,
+        teacher_latency_s={"median_s": 0.02},
+        student_latency_s=0.005,
+        baseline_logits=b,
+    )
     assert card.param_ratio == 4.0 and card.speedup == pytest.approx(4.0)
     assert card.teacher["accuracy"] == pytest.approx(0.8) and card.student["accuracy"] == pytest.approx(0.6)
     assert card.baseline["accuracy"] == pytest.approx(0.4)
@@ -74,18 +83,27 @@ def test_scorecard_numbers():
     assert "75.0%" in table.loc[2, "comparison"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"teacher_params": 0}, "teacher_params"),
-    ({"student_params": 2.5}, "student_params"),
-    ({"teacher_latency_s": -1.0}, "teacher_latency_s"),
-    ({"student_latency_s": "fast"}, "student_latency_s"),
-    ({"labels": torch.tensor([0, 1])}, "labels"),
-    ({"labels": torch.tensor([0, 1, 7])}, "labels"),
-    ({"labels": torch.tensor([-100, -100, -100])}, "nothing to score"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"teacher_params": 0}, "teacher_params"),
+        ({"student_params": 2.5}, "student_params"),
+        ({"teacher_latency_s": -1.0}, "teacher_latency_s"),
+        ({"student_latency_s": "fast"}, "student_latency_s"),
+        ({"labels": torch.tensor([0, 1])}, "labels"),
+        ({"labels": torch.tensor([0, 1, 7])}, "labels"),
+        ({"labels": torch.tensor([-100, -100, -100])}, "nothing to score"),
+    ],
+)
 def test_bad_input_is_named(kwargs, match):
-    args = {"student_logits": torch.randn(3, 4), "teacher_logits": torch.randn(3, 4), "labels": torch.tensor([0, 1, 2]),
-            "teacher_params": 10, "student_params": 5, **kwargs}
+    args = {
+        "student_logits": torch.randn(3, 4),
+        "teacher_logits": torch.randn(3, 4),
+        "labels": torch.tensor([0, 1, 2]),
+        "teacher_params": 10,
+        "student_params": 5,
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=match):
         sc.compute_scorecard(**args)
 
@@ -108,8 +126,16 @@ def test_pair_scorecard_uses_the_adapter_contract():
     y = torch.randint(0, 5, (20,))
     t, s, b = (_FakeAdapter(torch.randn(20, 5), p, l) for p, l in [(900, 0.03), (300, 0.01), (300, 0.01)])
     card = sc.pair_scorecard(t, s, None, y, baseline=b)
-    ref = sc.compute_scorecard(s._logits, t._logits, y, teacher_params=900, student_params=300,
-                               teacher_latency_s=0.03, student_latency_s=0.01, baseline_logits=b._logits)
+    ref = sc.compute_scorecard(
+        s._logits,
+        t._logits,
+        y,
+        teacher_params=900,
+        student_params=300,
+        teacher_latency_s=0.03,
+        student_latency_s=0.01,
+        baseline_logits=b._logits,
+    )
     assert card.param_ratio == 3.0 and card.speedup == pytest.approx(3.0)
     assert card.risk == ref.risk and card.student == ref.student and card.baseline == ref.baseline
 
@@ -136,8 +162,12 @@ def test_multilabel_scorecard_matches_numpy():
 
 
 def test_figure_risk_dict():
-    r = sc.risk_relation(torch.randn(30, 4), torch.randn(30, 4), torch.randint(0, 4, (30,)),
-                         train=(torch.randn(10, 4), torch.randint(0, 4, (10,))))
+    r = sc.risk_relation(
+        torch.randn(30, 4),
+        torch.randn(30, 4),
+        torch.randint(0, 4, (30,)),
+        train=(torch.randn(10, 4), torch.randint(0, 4, (10,))),
+    )
     fig = sc.figure_risk(r)
     d = fig.to_dict()
     assert [t["type"] for t in d["data"]] == ["bar"] * 4 and d["layout"]["barmode"] == "stack"
@@ -150,9 +180,16 @@ def test_figure_risk_dict():
 
 def test_figure_scorecard_dict():
     y = torch.randint(0, 3, (12,))
-    card = sc.compute_scorecard(torch.randn(12, 3), torch.randn(12, 3), y, teacher_params=2_000_000,
-                                student_params=500_000, teacher_latency_s=0.01, student_latency_s=0.002,
-                                baseline_logits=torch.randn(12, 3))
+    card = sc.compute_scorecard(
+        torch.randn(12, 3),
+        torch.randn(12, 3),
+        y,
+        teacher_params=2_000_000,
+        student_params=500_000,
+        teacher_latency_s=0.01,
+        student_latency_s=0.002,
+        baseline_logits=torch.randn(12, 3),
+    )
     fig = sc.figure_scorecard(card)
     assert [t.type for t in fig.data] == ["bar"] * 9
     assert fig.data[0].y[0] == pytest.approx(2.0) and fig.data[1].y[0] == pytest.approx(10.0)

@@ -1,4 +1,5 @@
 """analyses.soft_labels: METHODS §2 vectors, an independent numpy reference, autograd, figures."""
+
 import inspect
 
 import numpy as np
@@ -25,7 +26,10 @@ def _np_sweep(z, temps, y):
 
 
 def test_signature_matches_api():
-    assert str(inspect.signature(sl.temperature_sweep)) == "(teacher_logits: 'Any', temperatures: 'Sequence[float]', labels: 'Any' = None) -> 'pd.DataFrame'"
+    assert (
+        str(inspect.signature(sl.temperature_sweep))
+        == "(teacher_logits: 'Any', temperatures: 'Sequence[float]', labels: 'Any' = None) -> 'pd.DataFrame'"
+    )
 
 
 @pytest.mark.parametrize("as_numpy", [False, True])
@@ -47,7 +51,9 @@ def test_sweep_matches_independent_numpy(shape):
     y = rng.integers(0, shape[1], size=shape[0])
     temps = [0.5, 1.0, 3.0, 10.0]
     got = sl.temperature_sweep(torch.tensor(z, dtype=torch.float32), temps, torch.tensor(y)).to_numpy()
-    np.testing.assert_allclose(got, _np_sweep(z.astype(np.float32).astype(np.float64), temps, y), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        got, _np_sweep(z.astype(np.float32).astype(np.float64), temps, y), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_labels_none_uses_the_teacher_argmax():
@@ -101,10 +107,10 @@ def test_gradient_scale_equals_autograd(temp):
     zt = torch.randn(6, 8, dtype=torch.float64) * 2
     p = torch.softmax(zt / temp, -1)
     kl = (p * (torch.log_softmax(zt / temp, -1) - torch.log_softmax(zs / temp, -1))).sum(-1)  # [N]
-    (grad,) = torch.autograd.grad((temp ** 2 * kl).sum(), zs)  # per-sample gradients, rows independent
+    (grad,) = torch.autograd.grad((temp**2 * kl).sum(), zs)  # per-sample gradients, rows independent
     df = sl.gradient_scale(zs.detach(), zt, [temp])
     assert df["grad_norm"].iloc[0] == pytest.approx(grad.norm(dim=1).mean().item(), rel=1e-10)
-    assert df["t2_kl"].iloc[0] == pytest.approx((temp ** 2 * kl).mean().item(), rel=1e-10)
+    assert df["t2_kl"].iloc[0] == pytest.approx((temp**2 * kl).mean().item(), rel=1e-10)
 
 
 def test_t2_kl_approaches_the_logit_matching_limit():
@@ -116,8 +122,9 @@ def test_t2_kl_approaches_the_logit_matching_limit():
     gaps = (df["t2_kl"] - limit).abs().to_numpy()
     assert gaps[-1] < 1e-3 * limit
     assert (np.diff(gaps[1:]) < 0).all()
-    np.testing.assert_allclose(sl.logit_matching_limit(zs, zt).numpy(),
-                               ((dz - dz.mean(1, keepdims=True)) ** 2).sum(1) / 14, rtol=1e-10)
+    np.testing.assert_allclose(
+        sl.logit_matching_limit(zs, zt).numpy(), ((dz - dz.mean(1, keepdims=True)) ** 2).sum(1) / 14, rtol=1e-10
+    )
 
 
 def test_gradient_scale_is_zero_when_student_equals_teacher():
@@ -126,15 +133,18 @@ def test_gradient_scale_is_zero_when_student_equals_teacher():
     np.testing.assert_allclose(df[["grad_norm", "t2_kl", "limit"]].to_numpy(), 0.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"temperatures": [1.0, 0.0]}, "temperatures"),
-    ({"temperatures": []}, "temperatures"),
-    ({"temperatures": [float("nan")]}, "temperatures"),
-    ({"labels": [0, 9, 1]}, "labels"),
-    ({"labels": [0, 1]}, "labels"),
-    ({"teacher_logits": torch.tensor([[1.0, float("nan")]] * 3)}, "teacher_logits"),
-    ({"teacher_logits": torch.randn(3)}, "teacher_logits"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"temperatures": [1.0, 0.0]}, "temperatures"),
+        ({"temperatures": []}, "temperatures"),
+        ({"temperatures": [float("nan")]}, "temperatures"),
+        ({"labels": [0, 9, 1]}, "labels"),
+        ({"labels": [0, 1]}, "labels"),
+        ({"teacher_logits": torch.tensor([[1.0, float("nan")]] * 3)}, "teacher_logits"),
+        ({"teacher_logits": torch.randn(3)}, "teacher_logits"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     args = {"teacher_logits": torch.randn(3, 4), "temperatures": [1.0], "labels": None, **kwargs}
     with pytest.raises(ValueError, match=match):

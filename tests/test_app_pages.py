@@ -4,6 +4,7 @@ and the charts that depend on a widget redrawn with new data when it changes (th
 One module-scoped run store (KDWB_HOME in a tmp dir) holding one tiny completed run, so the pages
 that list runs (Distill, Features, the sidebar's "Student of a finished run") have something to show.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,21 @@ def home(tmp_path_factory):
     d = tmp_path_factory.mktemp("kdwb_app")
     mp.setenv("KDWB_HOME", str(d))
     from kdcore.jobs import JobConfig, RunStore, run_job
-    res = run_job(JobConfig(pair="digits", objective="kd", epochs=2, train_size=64, batch_size=32, val_size=64,
-                            probe_size=32, checkpoints=2, name="app-test"), store=RunStore(d))
+
+    res = run_job(
+        JobConfig(
+            pair="digits",
+            objective="kd",
+            epochs=2,
+            train_size=64,
+            batch_size=32,
+            val_size=64,
+            probe_size=32,
+            checkpoints=2,
+            name="app-test",
+        ),
+        store=RunStore(d),
+    )
     assert res.state == "completed", res.error
     yield {"dir": d, "run_id": res.run_id}
     mp.undo()
@@ -78,6 +92,7 @@ def _slider(at: AppTest, key: str):
 
 # ---- one test per page -----------------------------------------------------------------------------
 
+
 def test_overview_scorecard(home):
     at = _open("overview")
     assert len(_charts(at)) == 2
@@ -98,19 +113,19 @@ def test_workshop_links_every_page(home):
     assert len(steps) == 10
     text = " ".join(m.value for m in at.markdown)
     assert text.count("**Try:**") == 10 and text.count("**Look at:**") == 10
-    next(b for b in steps if b.key == "workshop_5").click().run()        # Grad-CAM on the shapes pair
+    next(b for b in steps if b.key == "workshop_5").click().run()  # Grad-CAM on the shapes pair
     _ok(at)
     assert at.session_state["sample_pair"] == "shapes"
     assert any("Grad-CAM" in t.value for t in at.title), "the step opened the CAMs page"
     assert len(_charts(at)) == 3
     notices = [m.value for m in at.markdown if "**Notice:**" in m.value]
     assert len(notices) == 1 and "pointing game" in notices[0], "the step's Notice is computed on the page's data"
-    next(b for b in at.button if b.key == "guide_next").click().run()    # step 6: divergences on shapes
+    next(b for b in at.button if b.key == "guide_next").click().run()  # step 6: divergences on shapes
     _ok(at)
     assert any("Divergence" in t.value for t in at.title)
     assert any("NCKD carries" in m.value for m in at.markdown if "**Notice:**" in m.value)
-    at.sidebar.selectbox(key="sample_pair").set_value("digits")             # the page now shows another pair
-    at.switch_page("views/divergences.py").run()                             # (AppTest reruns its own page)
+    at.sidebar.selectbox(key="sample_pair").set_value("digits")  # the page now shows another pair
+    at.switch_page("views/divergences.py").run()  # (AppTest reruns its own page)
     _ok(at)
     notices = [m.value for m in at.markdown if "**Notice:**" in m.value]
     assert len(notices) == 1 and "Open on shapes" in notices[0]
@@ -119,7 +134,7 @@ def test_workshop_links_every_page(home):
 def test_soft_labels_sliders_move_the_curves(home):
     at = _open("soft_labels")
     before = _charts(at)
-    assert len(before) == 7                               # five of the pair, two of the logit toy
+    assert len(before) == 7  # five of the pair, two of the logit toy
     assert "T = 4" in _titles(at)[0]
     _slider(at, "sl_temperature").set_value(10.0).run()
     _ok(at)
@@ -156,7 +171,7 @@ def test_attention_transfer_on_cnn(home):
 def test_attention_heads_on_language_model(home):
     at = _open("attention", "tinylang")
     before = _data(at)
-    assert len(before) == 3                               # maps, head matching, entropy
+    assert len(before) == 3  # maps, head matching, entropy
     at.selectbox(key="att_metric").set_value("js").run()
     _ok(at)
     assert at.dataframe
@@ -166,7 +181,7 @@ def test_attention_heads_on_language_model(home):
 def test_cams_with_masks(home):
     at = _open("cams", "shapes")
     before = _data(at)
-    assert len(before) == 3, _titles(at)               # overlay, agreement, localisation
+    assert len(before) == 3, _titles(at)  # overlay, agreement, localisation
     _slider(at, "cam_q").set_value(40).run()
     _ok(at)
     wider = _data(at)
@@ -194,7 +209,7 @@ def test_cams_explain_language_model_instead(home):
 def test_divergence_components(home):
     at = _open("divergences")
     before = _data(at)
-    assert len(before) == 4                               # rules, classes, dkd, samples
+    assert len(before) == 4  # rules, classes, dkd, samples
     at.selectbox(key="div_rule").set_value("topk").run()
     _ok(at)
     by_rule = _data(at)
@@ -217,7 +232,7 @@ def test_page_claims_are_shown_once_marked_by_whether_they_hold(home):
 def test_divergence_tokens_language_model(home):
     at = _open("divergences", "tinylang")
     before = _data(at)
-    assert len(before) == 2 and at.metric                      # the text's tokens, copy vs local positions
+    assert len(before) == 2 and at.metric  # the text's tokens, copy vs local positions
     at.number_input(key="tok_index").set_value(1).run()
     _ok(at)
     assert _changed(before, _data(at)) == [0], "the token chart must show the chosen text"
@@ -254,7 +269,7 @@ def _start(at: AppTest) -> None:
 def test_distill_rejects_a_bad_config_in_plain_words(home):
     at = _open("distill")
     at.selectbox(key="job_objective").set_value("dkd").run()
-    at.number_input(key="job_dkd_beta").set_value(-1.0)                      # DKD's β must be ≥ 0
+    at.number_input(key="job_dkd_beta").set_value(-1.0)  # DKD's β must be ≥ 0
     _start(at)
     assert at.error and "Could not start the run" in at.error[0].value
     assert "params.beta must be a number in [0, inf); got -1" in at.error[0].value
@@ -262,6 +277,7 @@ def test_distill_rejects_a_bad_config_in_plain_words(home):
 
 def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     from kdcore.methods import methods_for
+
     at = _open("distill")
     offered = at.selectbox(key="job_objective").options
     assert [o.split(" — ")[0] for o in offered] == [m.name for m in methods_for("classification")]
@@ -270,9 +286,9 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     assert {f"job_cakd_{p}" for p in ("temperature", "alpha", "beta", "rule", "k", "tau")} <= keys
     assert at.selectbox(key="job_cakd_rule").value == "target"
     at.selectbox(key="job_cakd_rule").set_value("topk")
-    _start(at)                                                               # rule topk without k
+    _start(at)  # rule topk without k
     assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
-    at.selectbox(key="job_pair").set_value("tinylang").run()                 # a language model: its methods only
+    at.selectbox(key="job_pair").set_value("tinylang").run()  # a language model: its methods only
     assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == ["token", "attn_kl", "ce"]
     assert at.selectbox(key="job_token_kind").value == "fkl"
     assert at.number_input(key="job_token_temperature").value == 1.0
@@ -285,7 +301,8 @@ def test_doctor_page_renders(home):
 def test_doctor_fix_that_is_a_run_queues_it(home, monkeypatch):
     """The home run has no student-alone run of its budget: capacity.no_gain offers one, and its button queues it."""
     from kdcore.jobs import RunStore, worker
-    monkeypatch.setattr(worker, "start_worker_process", lambda store: None)   # queue only: no training in the test
+
+    monkeypatch.setattr(worker, "start_worker_process", lambda store: None)  # queue only: no training in the test
     at = _open("doctor")
     button = next(b for b in at.button if "Student alone, same budget" in str(b.proto.label))
     button.click().run()
@@ -294,8 +311,10 @@ def test_doctor_fix_that_is_a_run_queues_it(home, monkeypatch):
     queued = store.list_runs(state="queued")
     assert len(queued) == 1 and queued.iloc[0]["objective"] == "ce"
     cfg, kd = store.get_run(queued.iloc[0]["id"])["config"], store.get_run(home["run_id"])["config"]
-    assert {k: cfg[k] for k in ("epochs", "train_size", "lr", "seed")} == {k: kd[k] for k in ("epochs", "train_size", "lr", "seed")}
-    store.delete_run(queued.iloc[0]["id"])                                  # the module's other pages see one run
+    assert {k: cfg[k] for k in ("epochs", "train_size", "lr", "seed")} == {
+        k: kd[k] for k in ("epochs", "train_size", "lr", "seed")
+    }
+    store.delete_run(queued.iloc[0]["id"])  # the module's other pages see one run
 
 
 def test_student_of_a_finished_run(home):
@@ -303,7 +322,7 @@ def test_student_of_a_finished_run(home):
     at.run()
     _ok(at)
     assert at.selectbox(key="run_student").value == home["run_id"]
-    assert len(_charts(at)) == 2                           # the overview of the run's student
+    assert len(_charts(at)) == 2  # the overview of the run's student
     assert "run" in at.sidebar.caption[0].value
 
 
@@ -330,6 +349,7 @@ def test_sessions_do_not_share_choices(home):
 def test_run_report_is_self_contained(home):
     from app.report import run_report
     from kdcore.jobs import RunStore
+
     html = run_report(RunStore(home["dir"]), home["run_id"])
     assert html.startswith("<!doctype html>") and home["run_id"] in html
     assert html.count("<script src=") == 0, "no external scripts: plotly.js is inlined"
@@ -339,8 +359,10 @@ def test_run_report_is_self_contained(home):
 
 # ---- the Distill page: the pair's recipe, the workshop preset, run names ------------------------------
 
+
 def test_distill_form_starts_from_the_pairs_recipe(home):
     from kdcore.jobs.recipes import pair_recipe
+
     at = _open("distill")
     for pair in ("digits", "shapes"):
         if pair != "digits":
@@ -348,23 +370,31 @@ def test_distill_form_starts_from_the_pairs_recipe(home):
             _ok(at)
         r = pair_recipe(pair)
         assert at.selectbox(key="job_objective").value == r.objective == "kd"
-        shown = {"epochs": at.number_input(key="job_epochs").value, "lr": at.number_input(key="job_lr").value,
-                 "batch_size": at.number_input(key="job_batch").value,
-                 "train_size": at.number_input(key="job_train_size").value or None,
-                 "schedule": at.selectbox(key="job_schedule").value,
-                 "teacher_cache": at.checkbox(key="job_teacher_cache").value,
-                 "temperature": at.number_input(key="job_kd_temperature").value,
-                 "lam": at.number_input(key="job_kd_lam").value, "objective": "kd"}
+        shown = {
+            "epochs": at.number_input(key="job_epochs").value,
+            "lr": at.number_input(key="job_lr").value,
+            "batch_size": at.number_input(key="job_batch").value,
+            "train_size": at.number_input(key="job_train_size").value or None,
+            "schedule": at.selectbox(key="job_schedule").value,
+            "teacher_cache": at.checkbox(key="job_teacher_cache").value,
+            "temperature": at.number_input(key="job_kd_temperature").value,
+            "lam": at.number_input(key="job_kd_lam").value,
+            "objective": "kd",
+        }
         assert shown == r.settings(), pair
-        assert any(f"Defaults from the {pair} recipe: {r.settings_text()}, under which KD beats the student alone "
-                   f"over 3 seeds" in c.value for c in at.caption)
+        assert any(
+            f"Defaults from the {pair} recipe: {r.settings_text()}, under which KD beats the student alone "
+            f"over 3 seeds" in c.value
+            for c in at.caption
+        )
 
 
 def test_distill_workshop_preset_queues_kd_and_the_student_alone(home, monkeypatch):
     from app import guide
     from kdcore.jobs import RunStore, worker
     from kdcore.jobs.recipes import pair_recipe
-    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)   # queue only: no training here
+
+    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # queue only: no training here
     store = RunStore(home["dir"])
     at = _open("distill")
     button = next(b for b in at.button if b.key == "workshop_preset")
@@ -379,19 +409,23 @@ def test_distill_workshop_preset_queues_kd_and_the_student_alone(home, monkeypat
         assert set(cfgs) == {"kd", "ce"}
         budget = ("epochs", "train_size", "batch_size", "lr", "schedule", "seed")
         r = pair_recipe("digits")
-        assert {k: cfgs["kd"][k] for k in budget} == {k: cfgs["ce"][k] for k in budget} \
+        assert (
+            {k: cfgs["kd"][k] for k in budget}
+            == {k: cfgs["ce"][k] for k in budget}
             == {**{k: getattr(r, k) for k in budget if k != "seed"}, "seed": 0}
+        )
         assert (cfgs["kd"]["temperature"], cfgs["kd"]["lam"], cfgs["ce"]["temperature"]) == (r.temperature, r.lam, None)
         assert any("shown side by side here when both finish" in c.value for c in at.caption)
     finally:
         for rid in queued["id"]:
-            store.delete_run(rid)                                            # the module's other tests see one run
+            store.delete_run(rid)  # the module's other tests see one run
 
 
 def test_distill_workshop_preset_shows_both_runs_side_by_side(home, monkeypatch):
     from app import runs
     from kdcore.jobs import RunStore, worker
     from kdcore.jobs.recipes import Recipe
+
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)
     store = RunStore(home["dir"])
     tiny = Recipe(objective="kd", temperature=4.0, lam=0.9, lr=1e-2, epochs=1, train_size=64, batch_size=32)
@@ -402,7 +436,10 @@ def test_distill_workshop_preset_shows_both_runs_side_by_side(home, monkeypatch)
             worker.run_queued(rid, store)
         at = _open("distill")
         labels = [m.label for m in at.metric]
-        assert "kd on the digits recipe (completed)" in labels and "student alone (same budget as kd) (completed)" in labels
+        assert (
+            "kd on the digits recipe (completed)" in labels
+            and "student alone (same budget as kd) (completed)" in labels
+        )
         finals = {m.label: float(m.value) for m in at.metric if "(completed)" in m.label}
         for rid in ids:
             run = store.get_run(rid)
@@ -417,6 +454,7 @@ def test_distill_workshop_preset_shows_both_runs_side_by_side(home, monkeypatch)
 def test_distill_live_picker_shows_run_names(home):
     from app.run_table import run_label
     from kdcore.jobs import RunStore
+
     at = _open("distill")
     picker = at.selectbox(key="live_run")
     assert picker.options == [run_label(RunStore(home["dir"]).get_run(home["run_id"]))] == ["app-test"]

@@ -1,5 +1,6 @@
 """AppTest for the views that fit the model: the logit toy, multi-label soft labels and F1, the language
 model's own intro, divergence formulas and copy-vs-local split, and the Distill runs table."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,22 @@ def home(tmp_path_factory):
     d = tmp_path_factory.mktemp("kdwb_views")
     mp.setenv("KDWB_HOME", str(d))
     from kdcore.jobs import JobConfig, RunStore, run_job
-    res = run_job(JobConfig(pair="digits", objective="kd", epochs=1, train_size=32, batch_size=32, val_size=32,
-                            probe_size=16, checkpoints=0, temperature=3.0, lam=0.8), store=RunStore(d))
+
+    res = run_job(
+        JobConfig(
+            pair="digits",
+            objective="kd",
+            epochs=1,
+            train_size=32,
+            batch_size=32,
+            val_size=32,
+            probe_size=16,
+            checkpoints=0,
+            temperature=3.0,
+            lam=0.8,
+        ),
+        store=RunStore(d),
+    )
     assert res.state == "completed", res.error
     yield {"dir": d, "run_id": res.run_id}
     mp.undo()
@@ -36,7 +51,9 @@ def _open(page: str, pair: str = "digits") -> AppTest:
 
 
 def _titles(at: AppTest) -> list[str]:
-    return [(json.loads(c.proto.spec).get("layout", {}).get("title") or {}).get("text", "") for c in at.get("plotly_chart")]
+    return [
+        (json.loads(c.proto.spec).get("layout", {}).get("title") or {}).get("text", "") for c in at.get("plotly_chart")
+    ]
 
 
 def _text(at: AppTest) -> str:

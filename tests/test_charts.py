@@ -1,6 +1,7 @@
 """Readable charts from their figure dicts: one palette with distinct teacher / baseline / student
 colours, losses of different scale on separate axes, run names in legends, the runs table's columns,
 legends kept off colour bars, long class lists trimmed."""
+
 import pandas as pd
 import pytest
 import torch
@@ -24,8 +25,10 @@ def test_roles_have_three_distinct_colours_and_names_map_to_them():
 def test_calibration_figures_colour_each_model_apart():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (50,), generator=g)
-    res = {name: cal.calibration_from_logits(torch.randn(50, 3, generator=g), y, n_bins=5)
-           for name in ("teacher", "student baseline", "student")}
+    res = {
+        name: cal.calibration_from_logits(torch.randn(50, 3, generator=g), y, n_bins=5)
+        for name in ("teacher", "student baseline", "student")
+    }
     d = cal.figure_reliability(res).to_dict()
     bars = [t["marker"]["color"] for t in d["data"] if t["name"] == "accuracy per bin"]
     assert bars == [_style.TEACHER, _style.BASELINE, _style.STUDENT]
@@ -36,8 +39,15 @@ def test_calibration_figures_colour_each_model_apart():
 
 
 def _epochs():
-    return pd.DataFrame({"epoch": [0, 1, 2, 3], "val_acc": [0.1, 0.5, 0.7, 0.8], "val_agreement": [0.1, 0.5, 0.7, 0.8],
-                         "val_loss": [2.3, 1.9, 1.2, 0.9], "train_loss": [9.0, 8.1, 6.0, 4.2]})
+    return pd.DataFrame(
+        {
+            "epoch": [0, 1, 2, 3],
+            "val_acc": [0.1, 0.5, 0.7, 0.8],
+            "val_agreement": [0.1, 0.5, 0.7, 0.8],
+            "val_loss": [2.3, 1.9, 1.2, 0.9],
+            "train_loss": [9.0, 8.1, 6.0, 4.2],
+        }
+    )
 
 
 def test_training_objective_and_validation_loss_are_on_separate_axes():
@@ -50,9 +60,11 @@ def test_training_objective_and_validation_loss_are_on_separate_axes():
 
 
 def test_compare_curves_name_runs_by_their_labels():
-    runs = [{"id": "a1", "name": "", "config": {"pair": "digits", "objective": "kd", "temperature": 4.0, "lam": 0.9}},
-            {"id": "b2", "name": "my baseline", "config": {"pair": "digits", "objective": "ce"}},
-            {"id": "c3", "name": "", "config": {"pair": "digits", "objective": "kd"}}]
+    runs = [
+        {"id": "a1", "name": "", "config": {"pair": "digits", "objective": "kd", "temperature": 4.0, "lam": 0.9}},
+        {"id": "b2", "name": "my baseline", "config": {"pair": "digits", "objective": "ce"}},
+        {"id": "c3", "name": "", "config": {"pair": "digits", "objective": "kd"}},
+    ]
     labels = run_table.unique_labels(runs)
     assert labels == ["kd T=4 λ=0.9 (a1)", "my baseline", "kd T=4 λ=0.9 (c3)"]
     d = run_figures.compare_curves(dict(zip(labels, [_epochs()] * 3)), "val_acc").to_dict()
@@ -61,16 +73,30 @@ def test_compare_curves_name_runs_by_their_labels():
 
 def test_runs_table_shows_temperature_lambda_and_final_accuracy(tmp_path):
     from kdcore.jobs import JobConfig, RunStore, run_job
+
     store = RunStore(tmp_path)
-    res = run_job(JobConfig(pair="digits", objective="kd", epochs=1, train_size=32, batch_size=32, val_size=32,
-                            probe_size=16, checkpoints=0, temperature=3.0, lam=0.7), store=store)
+    res = run_job(
+        JobConfig(
+            pair="digits",
+            objective="kd",
+            epochs=1,
+            train_size=32,
+            batch_size=32,
+            val_size=32,
+            probe_size=16,
+            checkpoints=0,
+            temperature=3.0,
+            lam=0.7,
+        ),
+        store=store,
+    )
     df = run_table.runs_table(store)
     assert list(df.columns) == run_table.COLUMNS
     row = df.iloc[0]
     assert row["id"] == res.run_id and row["T"] == 3.0 and row["λ"] == 0.7
     assert row["final val acc"] == pytest.approx(store.get_run(res.run_id)["summary"]["final_val_acc"])
     assert row["name"] == "kd T=3 λ=0.7"
-    assert run_table.effective_settings({"pair": "digits", "objective": "kd"}) == (4.0, 0.9)   # kd's defaults
+    assert run_table.effective_settings({"pair": "digits", "objective": "kd"}) == (4.0, 0.9)  # kd's defaults
     assert run_table.effective_settings({"pair": "digits", "objective": "ce"}) == (None, None)
 
 
@@ -88,13 +114,17 @@ def test_class_curves_keep_the_teachers_top_classes():
 
 def test_token_figure_legend_sits_below_the_colour_bar_and_labels_are_coloured_by_kind():
     g = torch.Generator().manual_seed(0)
-    res = comp.token_components(torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g),
-                                tokens=["<s>", "a", "b", "<c>", "a", "b", "<s>", "c"], kinds=("fkl", "rkl"))
+    res = comp.token_components(
+        torch.randn(8, 6, generator=g),
+        torch.randn(8, 6, generator=g),
+        tokens=["<s>", "a", "b", "<c>", "a", "b", "<s>", "c"],
+        kinds=("fkl", "rkl"),
+    )
     d = comp.token_figure(res, position_kind=torch.tensor([-1, 0, 0, 0, 1, 1, -1, 0])).to_dict()
     bar = next(t for t in d["data"] if t["type"] == "heatmap")["colorbar"]
     legend = d["layout"]["legend"]
-    assert (legend["y"], legend["yanchor"]) == (0, "bottom")            # beside the entropy panel ...
-    assert bar["y"] - bar["len"] / 2 >= 0.35                             # ... the colour bar beside the heatmap
+    assert (legend["y"], legend["yanchor"]) == (0, "bottom")  # beside the entropy panel ...
+    assert bar["y"] - bar["len"] / 2 >= 0.35  # ... the colour bar beside the heatmap
     ticks = d["layout"]["xaxis2"]["ticktext"]
     assert "color:#d62728" in ticks[4] and "color:#1f77b4" in ticks[1]
     assert d["layout"]["xaxis2"]["tickangle"] == -90
@@ -102,8 +132,12 @@ def test_token_figure_legend_sits_below_the_colour_bar_and_labels_are_coloured_b
 
 def test_divergence_parts_do_not_wear_model_colours():
     g = torch.Generator().manual_seed(0)
-    res = comp.compute(torch.randn(40, 5, generator=g), torch.randn(40, 5, generator=g),
-                       torch.randint(0, 5, (40,), generator=g), temperature=4.0)
+    res = comp.compute(
+        torch.randn(40, 5, generator=g),
+        torch.randn(40, 5, generator=g),
+        torch.randint(0, 5, (40,), generator=g),
+        temperature=4.0,
+    )
     roles = {_style.TEACHER, _style.STUDENT, _style.BASELINE}
     for fig in (comp.rules_figure(res), comp.class_figure(res), comp.dkd_figure(res)):
         colours = {t.marker.color for t in fig.data}

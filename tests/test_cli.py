@@ -1,4 +1,5 @@
 """`python -m kdcore`: distill, runs list/show/compare/export, protocol — end to end in subprocesses."""
+
 import json
 import os
 import subprocess
@@ -16,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cli(*args, home, path=()):
     env = dict(os.environ, KDWB_HOME=str(home), OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), *path]))
-    return subprocess.run([sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -37,7 +39,7 @@ def test_cli_end_to_end(tmp_path):
     assert {r["id"] for r in listed} == {rid, rid2}
     shown = json.loads(_cli("runs", "show", rid, "--json", home=home).stdout)
     assert shown["run"]["config"]["temperature"] == 2.0 and shown["run"]["versions"]["torch"]
-    assert shown["run"]["total_steps"] == 2 and shown["run"]["step"] == 2          # 256 samples, batches of 128
+    assert shown["run"]["total_steps"] == 2 and shown["run"]["step"] == 2  # 256 samples, batches of 128
     assert "total_steps: 2" in _cli("runs", "show", rid, home=home).stdout
     assert len(shown["epochs"]) >= 1
     cmp_ = json.loads(_cli("runs", "compare", rid, rid2, "--json", home=home).stdout)["runs"]
@@ -53,13 +55,16 @@ def test_cli_end_to_end(tmp_path):
     assert [r["variant"] for r in table] == ["baseline (student alone)", "kd T=4"] and table[1]["n_seeds"] == 2
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("distill", "--pair", TOY, "--lam", "2", "--epochs", "0", "--json"), "'epochs'"),
-    (("distill", "--pair", TOY, "--objective", "token", "--json"), "causal language models"),
-    (("runs", "show", "nope", "--json"), "no run with id"),
-    (("distill", "--pair", TOY, "--objective", "dkdd", "--json"), "Did you mean 'dkd'?"),
-    (("distill", "--pair", TOY, "--objective", "dkd", "--param", "alpha=-1", "--json"), "[0, inf); got -1"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("distill", "--pair", TOY, "--lam", "2", "--epochs", "0", "--json"), "'epochs'"),
+        (("distill", "--pair", TOY, "--objective", "token", "--json"), "causal language models"),
+        (("runs", "show", "nope", "--json"), "no run with id"),
+        (("distill", "--pair", TOY, "--objective", "dkdd", "--json"), "Did you mean 'dkd'?"),
+        (("distill", "--pair", TOY, "--objective", "dkd", "--param", "alpha=-1", "--json"), "[0, inf); got -1"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_the_reason(tmp_path, args, needle):
     p = _cli(*args, home=tmp_path / "kdwb")
     assert p.returncode == 2
@@ -71,6 +76,7 @@ def test_cli_bad_input_exits_2_with_the_reason(tmp_path, args, needle):
 
 def test_cli_methods_lists_the_table(tmp_path):
     from kdcore.methods import all_methods
+
     p = _cli("methods", "--json", home=tmp_path / "kdwb")
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)["methods"]
@@ -78,9 +84,15 @@ def test_cli_methods_lists_the_table(tmp_path):
     at = next(r for r in rows if r["name"] == "at")
     assert at["aliases"] == ["attention_transfer"] and at["tasks"] == ["classification"]
     assert at["loss"] == "kdcore.losses:attention_transfer_loss" and at["section"] == "METHODS.md §7"
-    assert at["params"][1] == {"name": "p", "kind": "float", "default": 2.0, "range": "a number in (0, inf)",
-                               "required": False, "shared": False,
-                               "help": "exponent p of the attention map mean_c |F_c|^p"}
+    assert at["params"][1] == {
+        "name": "p",
+        "kind": "float",
+        "default": 2.0,
+        "range": "a number in (0, inf)",
+        "required": False,
+        "shared": False,
+        "help": "exponent p of the attention map mean_c |F_c|^p",
+    }
     text = _cli("methods", home=tmp_path / "kdwb").stdout
     assert "    --param beta: a number in [0, inf) (default 8.0) — weight β of the non-target term NCKD" in text
     assert "a method of the table: kd (hinton), dkd," in _cli("distill", "--help", home=tmp_path / "kdwb").stdout
@@ -103,6 +115,7 @@ def test_an_unknown_pair_names_the_registered_ones(tmp_path):
 
 def test_runs_has_one_handler_per_action():
     from kdcore.cli import RUNS_ACTIONS, build_parser
+
     runs = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "runs")[1]
     action = next(a for a in runs._actions if a.dest == "action")
     assert list(action.choices) == list(RUNS_ACTIONS) and all(callable(f) for f in RUNS_ACTIONS.values())

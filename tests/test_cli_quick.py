@@ -2,6 +2,7 @@
 
 The subprocess end-to-end test in test_cli.py is marked slow; this one keeps the CLI in the quick loop.
 """
+
 import json
 
 import pandas as pd
@@ -26,12 +27,12 @@ def test_distill_then_list_show_compare_and_export(data_dir, capsys, tmp_path):
     assert [r["id"] for r in _json(capsys, "runs", "list", "--json")["runs"]] == [rid]
     shown = _json(capsys, "runs", "show", rid, "--json")
     assert shown["run"]["config"]["temperature"] == 2.0 and shown["run"]["config"]["pair"] == TOY
-    assert [e["epoch"] for e in shown["epochs"]] == [0, 1]                  # before training, after epoch 1
+    assert [e["epoch"] for e in shown["epochs"]] == [0, 1]  # before training, after epoch 1
     assert [r["id"] for r in _json(capsys, "runs", "compare", rid, "--json")["runs"]] == [rid]
     files = _json(capsys, "runs", "export", rid, "--out", str(tmp_path / "exp"), "--json")["files"]
     assert str(tmp_path / "exp" / "metrics_step.parquet") in files
     steps = pd.read_parquet(tmp_path / "exp" / "metrics_step.parquet")
-    assert {"loss", "ce", "kl"} <= set(steps.columns) and len(steps) == 2    # 256 samples / 128 per batch
+    assert {"loss", "ce", "kl"} <= set(steps.columns) and len(steps) == 2  # 256 samples / 128 per batch
 
 
 def test_a_command_on_a_missing_run_exits_2_naming_it(data_dir, capsys):
@@ -41,16 +42,28 @@ def test_a_command_on_a_missing_run_exits_2_naming_it(data_dir, capsys):
 
 # ---- the pair's recipe fills what the user does not set ------------------------------------------------
 
+
 @pytest.fixture
 def recipe_pairs(monkeypatch):
     """A registry holding the toy pair twice: 'toyr' with a recipe (1 step a run), 'toyn' without one."""
     from kdcore import pair_registry
     from kdcore.jobs.recipes import Recipe
     from tests.helpers.toys import toy_pair
+
     monkeypatch.setattr(pair_registry, "_REGISTRY", {})
     monkeypatch.setattr(pair_registry, "_DISCOVERY", {"done": True, "found": 1, "errors": []})
-    recipe = Recipe(objective="kd", temperature=2.0, lam=0.5, lr=2e-2, schedule="cosine", epochs=1, train_size=128,
-                    batch_size=128, teacher_cache=False, measured="made up for the test")
+    recipe = Recipe(
+        objective="kd",
+        temperature=2.0,
+        lam=0.5,
+        lr=2e-2,
+        schedule="cosine",
+        epochs=1,
+        train_size=128,
+        batch_size=128,
+        teacher_cache=False,
+        measured="made up for the test",
+    )
     pair_registry.register_pair("toyr", toy_pair, recipe=recipe, description="toy with a recipe")
     pair_registry.register_pair("toyn", toy_pair, description="toy without a recipe")
     return recipe
@@ -58,6 +71,7 @@ def recipe_pairs(monkeypatch):
 
 def _config(rid: str) -> dict:
     from kdcore.jobs import RunStore
+
     return RunStore().get_run(rid)["config"]
 
 
@@ -73,8 +87,22 @@ def test_the_recipe_fills_every_field_not_set(data_dir, capsys, recipe_pairs):
 def test_fields_set_by_flag_param_or_config_file_are_kept(data_dir, capsys, recipe_pairs, tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text("batch_size: 64\nschedule: constant\nparams: {lam: 0.7}\n")
-    out = _json(capsys, "distill", "--config", str(job), "--pair", "toyr", "--lr", "0.05", "--param", "temperature=3",
-                "--no-teacher-cache", "--val-size", "64", "--json")
+    out = _json(
+        capsys,
+        "distill",
+        "--config",
+        str(job),
+        "--pair",
+        "toyr",
+        "--lr",
+        "0.05",
+        "--param",
+        "temperature=3",
+        "--no-teacher-cache",
+        "--val-size",
+        "64",
+        "--json",
+    )
     assert out["state"] == "completed", out["error"]
     assert sorted(out["recipe_fields"]) == ["epochs", "objective", "train_size"]
     cfg = _config(out["run_id"])
@@ -92,18 +120,24 @@ def test_the_student_alone_gets_the_budget_but_not_t_or_lambda(data_dir, capsys,
 
 def test_a_pair_without_a_recipe_runs_on_the_defaults(data_dir, capsys, recipe_pairs):
     from kdcore.jobs import JobConfig
+
     defaults = JobConfig().to_dict()
     for pair in ("toyn", TOY):
-        out = _json(capsys, "distill", "--pair", pair, "--epochs", "1", "--batch-size", "128", "--val-size", "64",
-                    "--json")
+        out = _json(
+            capsys, "distill", "--pair", pair, "--epochs", "1", "--batch-size", "128", "--val-size", "64", "--json"
+        )
         assert out["recipe_fields"] == {}
         cfg = _config(out["run_id"])
-        assert {k: cfg[k] for k in ("objective", "lr", "schedule", "train_size", "temperature", "lam", "teacher_cache")} \
-            == {k: defaults[k] for k in ("objective", "lr", "schedule", "train_size", "temperature", "lam", "teacher_cache")}
+        assert {
+            k: cfg[k] for k in ("objective", "lr", "schedule", "train_size", "temperature", "lam", "teacher_cache")
+        } == {
+            k: defaults[k] for k in ("objective", "lr", "schedule", "train_size", "temperature", "lam", "teacher_cache")
+        }
 
 
 def test_the_recipe_fields_are_printed_and_the_help_says_so(data_dir, capsys, recipe_pairs):
     from kdcore.cli import build_parser
+
     capsys.readouterr()
     assert main(["distill", "--pair", "toyr", "--epochs", "1", "--val-size", "64"]) == 0
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The built-in datasets: digits, shapes (single- and multi-label, with masks) and tinylang."""
+
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ EXPECTED = {  # name -> task, output size, input shape of one sample
 
 
 # ---- common checks over every dataset -------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_dataset_surface(name):
@@ -69,6 +71,7 @@ def test_split_name_is_checked():
 
 # ---- digits ---------------------------------------------------------------------------------
 
+
 def test_digits_matches_scikit_learn():
     from sklearn.datasets import load_digits
 
@@ -87,6 +90,7 @@ def test_digits_matches_scikit_learn():
 
 
 # ---- shapes ---------------------------------------------------------------------------------
+
 
 def test_shapes_single_label_masks_match_targets_and_pixels():
     s = get_dataset("shapes").split("test")
@@ -127,9 +131,16 @@ def test_shape_geometry_on_known_inputs():
     for k, name in enumerate(shapes_mod.SHAPES):
         m = shapes_mod._shape_masks(np.array([k]), c, c, np.array([10.0], dtype=np.float32))[0]
         area = m.sum()
-        want = {"circle": math.pi * 100, "ring": math.pi * 100 * (1 - 0.55 ** 2), "square": 16 ** 2,
-                "frame": 16 ** 2 - 8 ** 2, "triangle": 0.5 * 16 * 19.2, "diamond": 2 * 100,
-                "plus": 2 * 6 * 20 - 36, "cross": 2 * 6 * 20 - 36}[name]
+        want = {
+            "circle": math.pi * 100,
+            "ring": math.pi * 100 * (1 - 0.55**2),
+            "square": 16**2,
+            "frame": 16**2 - 8**2,
+            "triangle": 0.5 * 16 * 19.2,
+            "diamond": 2 * 100,
+            "plus": 2 * 6 * 20 - 36,
+            "cross": 2 * 6 * 20 - 36,
+        }[name]
         assert abs(area - want) / want < 0.12, (name, area, want)
         assert m[16, 16] != (name in ("ring", "frame")), name  # hollow shapes are empty at the centre
     # the plus has arms along the axes, the cross along the diagonals
@@ -140,6 +151,7 @@ def test_shape_geometry_on_known_inputs():
 
 
 # ---- tinylang -------------------------------------------------------------------------------
+
 
 def _parse(seq: list[int]) -> tuple[list[int], list[int]]:
     """An independent reading of the grammar: the kind of every position and the forced next
@@ -206,7 +218,7 @@ def test_tinylang_transition_rule_and_entropy():
     content = slice(len(tl.SPECIALS), None)
     np.testing.assert_allclose(T.sum(1), 1.0)
     assert ((T[content] > 0).sum(1) == 4).all()  # four successors per content token
-    assert (T[:, :len(tl.SPECIALS)] == 0).all()
+    assert (T[:, : len(tl.SPECIALS)] == 0).all()
     h_rule = -sum(q * math.log(q) for q in tl.SUCCESSOR_PROBS)
     h_mix = -sum(q * math.log(q) for q in [(1 - tl.COPY_PROB) * r for r in tl.SUCCESSOR_PROBS] + [tl.COPY_PROB])
     s = get_dataset("tinylang").split("test")
@@ -214,7 +226,9 @@ def test_tinylang_transition_rule_and_entropy():
     kind, cur = s.extras["position_kind"], s.inputs
     run = (kind == 0) & (cur >= len(tl.SPECIALS))
     assert torch.allclose(h[run].double(), torch.full_like(h[run].double(), h_mix), atol=1e-5)
-    assert torch.allclose(h[(kind == 0) & (cur == tl.BOS)].double(), torch.tensor(math.log(36), dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(
+        h[(kind == 0) & (cur == tl.BOS)].double(), torch.tensor(math.log(36), dtype=torch.float64), atol=1e-5
+    )
     assert (h[kind != 0] == 0).all()
     assert h_rule < h_mix < math.log(36)
     unknown = torch.full((2, tl.VOCAB), float("nan"))

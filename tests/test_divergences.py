@@ -1,5 +1,6 @@
 """kdcore.divergences against METHODS.md §6: test vectors, identities, an independent float64 numpy
 reference, gradients, masking, chunking, low-precision inputs, -inf entries and validation."""
+
 import math
 
 import numpy as np
@@ -30,7 +31,7 @@ def np_kl(a, b):
 
 
 def np_akl_weight(p, q, mu):
-    order = np.argsort(-p, kind="stable")          # descending, ties to the lower index
+    order = np.argsort(-p, kind="stable")  # descending, ties to the lower index
     head = np.cumsum(p[order]) <= mu
     head[0] = True
     gap = np.abs(p - q)[order]
@@ -60,8 +61,8 @@ def np_divergence_row(kind, s, t, *, temperature=1.0, beta=0.5, alpha=0.1, mu=0.
         n = max(p.size, q.size)
         ps = np.zeros(n)
         qs = np.zeros(n)
-        ps[:p.size] = np.sort(p)[::-1]
-        qs[:q.size] = np.sort(q)[::-1]
+        ps[: p.size] = np.sort(p)[::-1]
+        qs[: q.size] = np.sort(q)[::-1]
         return float(np.abs(ps - qs).sum())
     raise KeyError(kind)
 
@@ -77,11 +78,17 @@ def np_divergence(kind, student, teacher, **params):
 
 
 # ---- test vectors ---------------------------------------------------------------------------------
-VECTOR_CASES = [("fkl", "token_fkl", {}), ("rkl", "token_rkl", {}), ("jsd", "token_jsd_beta0.5", {}),
-                ("jsd", "token_jsd_beta0.9", {"beta": 0.9}), ("tvd", "token_tvd", {}),
-                ("skew_fkl", "token_skew_fkl_alpha0.1", {"alpha": 0.1}),
-                ("skew_rkl", "token_skew_rkl_alpha0.1", {"alpha": 0.1}),
-                ("akl", "token_akl_mu0.5", {"mu": 0.5}), ("uld", "token_uld", {})]
+VECTOR_CASES = [
+    ("fkl", "token_fkl", {}),
+    ("rkl", "token_rkl", {}),
+    ("jsd", "token_jsd_beta0.5", {}),
+    ("jsd", "token_jsd_beta0.9", {"beta": 0.9}),
+    ("tvd", "token_tvd", {}),
+    ("skew_fkl", "token_skew_fkl_alpha0.1", {"alpha": 0.1}),
+    ("skew_rkl", "token_skew_rkl_alpha0.1", {"alpha": 0.1}),
+    ("akl", "token_akl_mu0.5", {"mu": 0.5}),
+    ("uld", "token_uld", {}),
+]
 
 
 def test_vector_cases_cover_every_kind():
@@ -142,8 +149,9 @@ def test_jsd_symmetric_at_half_and_bounded_by_ln2():
     a = token_divergence(s, t, "jsd", beta=0.5)
     torch.testing.assert_close(a, token_divergence(t, s, "jsd", beta=0.5), rtol=1e-6, atol=1e-7)
     # general beta: swapping student and teacher swaps beta and 1 - beta
-    torch.testing.assert_close(token_divergence(s, t, "jsd", beta=0.2), token_divergence(t, s, "jsd", beta=0.8),
-                               rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        token_divergence(s, t, "jsd", beta=0.2), token_divergence(t, s, "jsd", beta=0.8), rtol=1e-5, atol=1e-7
+    )
     # disjoint supports reach the bound ln 2 and never exceed it
     far_s = torch.full((2, 6), -60.0)
     far_t = torch.full((2, 6), -60.0)
@@ -179,16 +187,20 @@ def _akl_expected(p, q, head):
     return w * np_kl(p, q) + (1 - w) * np_kl(q, p)
 
 
-@pytest.mark.parametrize("mu,head", [
-    (0.5, [1]),        # 0.4 then 0.6: the token that crosses mu goes to the tail (not DSKD's rule)
-    (0.65, [1, 0]),    # tie between ids 0, 2, 3 at 0.2: the lower index joins the head
-    (0.3, [1]),        # the first entry is in the head even above mu
-])
+@pytest.mark.parametrize(
+    "mu,head",
+    [
+        (0.5, [1]),  # 0.4 then 0.6: the token that crosses mu goes to the tail (not DSKD's rule)
+        (0.65, [1, 0]),  # tie between ids 0, 2, 3 at 0.2: the lower index joins the head
+        (0.3, [1]),  # the first entry is in the head even above mu
+    ],
+)
 def test_akl_head_rule(mu, head):
     p = [0.2, 0.4, 0.2, 0.2]
     q = [0.1, 0.3, 0.25, 0.35]
-    got = token_divergence(torch.tensor(q, dtype=torch.float64).log(), torch.tensor(p, dtype=torch.float64).log(),
-                           "akl", mu=mu)
+    got = token_divergence(
+        torch.tensor(q, dtype=torch.float64).log(), torch.tensor(p, dtype=torch.float64).log(), "akl", mu=mu
+    )
     assert got.item() == pytest.approx(_akl_expected(p, q, head), rel=1e-12)
 
 
@@ -199,7 +211,7 @@ def test_akl_weight_is_half_when_both_gaps_vanish_and_carries_no_student_gradien
     t = torch.randn(3, 8, dtype=torch.float64)
     token_divergence(s, t, "akl", mu=0.4).sum().backward()
     ps, qs = torch.softmax(t, -1), torch.softmax(s.detach(), -1)
-    w = akl_head_weight(ps, qs, 0.4)                                       # [3], held constant
+    w = akl_head_weight(ps, qs, 0.4)  # [3], held constant
     s2 = s.detach().clone().requires_grad_()
     mix = w * token_divergence(s2, t, "fkl") + (1 - w) * token_divergence(s2, t, "rkl")
     mix.sum().backward()
@@ -243,14 +255,17 @@ def test_masked_positions_never_count(kind):
     attn = torch.ones(2, 5, dtype=torch.long)
     attn[0, 4] = 0
     both = kept & attn.bool()
-    torch.testing.assert_close(divergence_loss(s, t, kind, mask=attn, labels=labels),
-                               token_divergence(s, t, kind)[both].mean())
+    torch.testing.assert_close(
+        divergence_loss(s, t, kind, mask=attn, labels=labels), token_divergence(s, t, kind)[both].mean()
+    )
 
 
 def test_loss_without_mask_is_the_mean_and_params_pass_through():
     s, t = torch.randn(3, 4, 10), torch.randn(3, 4, 10)
-    torch.testing.assert_close(divergence_loss(s, t, "jsd", beta=0.7, temperature=2.0),
-                               token_divergence(s, t, "jsd", beta=0.7, temperature=2.0).mean())
+    torch.testing.assert_close(
+        divergence_loss(s, t, "jsd", beta=0.7, temperature=2.0),
+        token_divergence(s, t, "jsd", beta=0.7, temperature=2.0).mean(),
+    )
 
 
 # ---- chunking ---------------------------------------------------------------------------------------
@@ -274,7 +289,7 @@ def test_chunked_equals_unchunked_values_and_gradients(kind):
         whole = run(None, masked)
         for chunk_size in (1, 3, 7):
             for a, b in zip(whole, run(chunk_size, masked)):
-                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)   # float32 SIMD tails differ
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32 SIMD tails differ
 
 
 def test_automatic_chunk_and_bounded_backward_memory(monkeypatch):
@@ -285,21 +300,22 @@ def test_automatic_chunk_and_bounded_backward_memory(monkeypatch):
         s = s0.clone().requires_grad_()
         outside = []
 
-        def pack(x):   # bytes of saved tensors that are not views of the inputs
+        def pack(x):  # bytes of saved tensors that are not views of the inputs
             if x.untyped_storage().data_ptr() not in (s.untyped_storage().data_ptr(), t0.untyped_storage().data_ptr()):
                 outside.append(x.numel() * x.element_size())
             return x
+
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
             v = token_divergence(s, t0, "jsd", chunk_size=chunk_size)
         v.sum().backward()
         return sum(outside), v.detach(), s.grad
 
     full, v_full, g_full = saved_bytes(None)
-    monkeypatch.setattr(chunks, "AUTO_CHUNK_ELEMENTS", 8 * 500)            # auto-pick 8 rows
+    monkeypatch.setattr(chunks, "AUTO_CHUNK_ELEMENTS", 8 * 500)  # auto-pick 8 rows
     assert chunks.auto_chunk_rows(500) == 8
     small, v_chunk, g_chunk = saved_bytes(None)
-    assert full >= 4 * s0.numel() * 4          # unchunked: several full-size float32 intermediates
-    assert small <= 64 * 8                      # chunked: at most per-position scalars
+    assert full >= 4 * s0.numel() * 4  # unchunked: several full-size float32 intermediates
+    assert small <= 64 * 8  # chunked: at most per-position scalars
     torch.testing.assert_close(v_chunk, v_full, rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(g_chunk, g_full, rtol=1e-6, atol=1e-8)
 
@@ -345,10 +361,10 @@ def test_neg_inf_in_teacher_only_gives_no_nan(kind):
     assert not torch.isnan(got).any()
     got.sum().backward()
     assert torch.isfinite(s.grad).all()
-    if kind in ("fkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "uld"):   # finite in exact arithmetic too
+    if kind in ("fkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "uld"):  # finite in exact arithmetic too
         want = np_divergence(kind, s.detach().numpy(), t.numpy(), **PARAMS.get(kind, {}))
         np.testing.assert_allclose(got.detach().numpy(), want, rtol=2e-5, atol=2e-6)
-    else:   # the student puts mass where the teacher has none: KL(q ‖ p) is infinite
+    else:  # the student puts mass where the teacher has none: KL(q ‖ p) is infinite
         assert (got > 1e30).all()
 
 
@@ -359,9 +375,9 @@ def test_vocabulary_mismatch_message_and_truncate_option():
         token_divergence(s, t, "fkl")
     msg = str(err.value)
     assert "12" in msg and "10" in msg and "uld" in msg and "align='truncate'" in msg
-    torch.testing.assert_close(token_divergence(s, t, "fkl", align="truncate"),
-                               token_divergence(s[..., :10], t, "fkl"))
-    torch.testing.assert_close(divergence_loss(t, s, "rkl", align="truncate"),
-                               token_divergence(t, s[..., :10], "rkl").mean())
+    torch.testing.assert_close(token_divergence(s, t, "fkl", align="truncate"), token_divergence(s[..., :10], t, "fkl"))
+    torch.testing.assert_close(
+        divergence_loss(t, s, "rkl", align="truncate"), token_divergence(t, s[..., :10], "rkl").mean()
+    )
     with pytest.raises(ValueError, match="'align'"):
         token_divergence(s, t, "fkl", align="pad")

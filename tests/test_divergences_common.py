@@ -1,5 +1,6 @@
 """One set of checks run over every registered token-level divergence (CONVENTIONS.md §9), plus the
 argument validation of token_divergence and divergence_loss."""
+
 import math
 
 import pytest

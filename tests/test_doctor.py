@@ -4,6 +4,7 @@ Healthy runs go through the real runner (a calibrated linear teacher, an LM bigr
 runs are short real runs where that is cheap, else run records written in memory (as a trainer
 other than ours would record them) with tiny pairs of known weights (tests/helpers/doctor_toys.py).
 """
+
 import copy
 
 import pandas as pd
@@ -46,8 +47,12 @@ def _cfg(**kw) -> JobConfig:
 
 def _record(cfg: JobConfig | dict, steps=None, epochs=None, **kw) -> RunRecord:
     cfg = cfg.to_dict() if isinstance(cfg, JobConfig) else cfg
-    return RunRecord(cfg, steps=None if steps is None else pd.DataFrame(steps),
-                     epochs=None if epochs is None else pd.DataFrame(epochs), **kw)
+    return RunRecord(
+        cfg,
+        steps=None if steps is None else pd.DataFrame(steps),
+        epochs=None if epochs is None else pd.DataFrame(epochs),
+        **kw,
+    )
 
 
 def _flags(report, check_id):
@@ -60,12 +65,13 @@ def _flags(report, check_id):
 
 # ---- healthy runs (real runner) -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("kdwb"))
     pair = calibrated_pair(scale=1.6)
-    trained = dict(epochs=40, schedule="cosine")                        # to convergence: not optim.still_improving
-    run_job(_cfg(objective="ce", **trained), store=store, pair=pair)    # the student alone, for capacity.no_gain
+    trained = dict(epochs=40, schedule="cosine")  # to convergence: not optim.still_improving
+    run_job(_cfg(objective="ce", **trained), store=store, pair=pair)  # the student alone, for capacity.no_gain
     kd = run_job(_cfg(**trained), store=store, pair=pair)
     assert kd.state == "completed"
     return diagnose(kd.run_id, store=store, pair=pair)
@@ -75,8 +81,22 @@ def healthy(tmp_path_factory):
 def healthy_lm(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("kdwb_lm"))
     pair = lm_pair()
-    res = run_job(JobConfig(pair=LM_PAIR, objective="token", params={"kind": "jsd", "beta": 0.5}, epochs=16, lr=3e-2, schedule="cosine",
-                            batch_size=16, checkpoints=1, val_size=64, probe_size=16), store=store, pair=pair)
+    res = run_job(
+        JobConfig(
+            pair=LM_PAIR,
+            objective="token",
+            params={"kind": "jsd", "beta": 0.5},
+            epochs=16,
+            lr=3e-2,
+            schedule="cosine",
+            batch_size=16,
+            checkpoints=1,
+            val_size=64,
+            probe_size=16,
+        ),
+        store=store,
+        pair=pair,
+    )
     assert res.state == "completed"
     return diagnose(res.run_id, store=store, pair=pair)
 
@@ -101,12 +121,17 @@ def test_language_checks_skip_classification_runs_with_a_reason(healthy):
 
 # ---- optimisation ---------------------------------------------------------------------------------------
 
+
 def test_nonfinite_loss_is_flagged_on_a_real_run(data_dir):
     pair = calibrated_pair(scale=1.6)
     train = pair.dataset.split("train")
     x = train.inputs.clone()
-    x[:, 0] = float("inf")                                                   # every input broken
-    splits = {"train": SplitData(x, train.targets), "val": pair.dataset.split("val"), "test": pair.dataset.split("test")}
+    x[:, 0] = float("inf")  # every input broken
+    splits = {
+        "train": SplitData(x, train.targets),
+        "val": pair.dataset.split("val"),
+        "test": pair.dataset.split("test"),
+    }
     pair.dataset = Dataset("broken", "classification", lambda: splits, num_classes=4)
     store = RunStore()
     res = run_job(_cfg(epochs=1), store=store, pair=pair)
@@ -141,6 +166,7 @@ def test_learning_rate_out_of_scale_is_flagged():
 
 # ---- teacher mode, gradients, inputs ----------------------------------------------------------------------
 
+
 def test_teacher_in_train_mode_is_flagged_from_the_record():
     epochs = {"step": [3, 6], "epoch": [1, 2], "teacher_training": [1.0, 1.0]}
     f = _flags(diagnose_run(_record(_cfg(), epochs=epochs)), "teacher.train_mode")
@@ -152,7 +178,7 @@ def test_teacher_in_train_mode_is_flagged_from_the_model():
     teacher = wrap(Dropped(copy.deepcopy(pair.teacher.model)).train(), name="dropped")
     f = _flags(diagnose_run(_record(_cfg()), teacher=teacher, dataset=pair.dataset), "teacher.train_mode")
     assert f.evidence["max_logit_change_between_passes"] > 0
-    assert teacher.model.training                                           # the doctor left the model as it was
+    assert teacher.model.training  # the doctor left the model as it was
     same_eval = wrap(Dropped(copy.deepcopy(pair.teacher.model)).eval(), name="dropped-eval")
     assert diagnose_run(_record(_cfg()), teacher=same_eval, dataset=pair.dataset).get("teacher.train_mode") is None
 
@@ -163,8 +189,9 @@ def test_teacher_receiving_gradients_is_flagged():
     assert f.evidence["teacher_params_with_grad"] == 2
 
 
-@pytest.mark.parametrize("wrapper, key", [(Rolled, "relative_change_reordered_batch"),
-                                          (Augmented, "relative_change_same_batch")])
+@pytest.mark.parametrize(
+    "wrapper, key", [(Rolled, "relative_change_reordered_batch"), (Augmented, "relative_change_same_batch")]
+)
 def test_teacher_fed_other_inputs_is_flagged(wrapper, key):
     pair = calibrated_pair(scale=1.6)
     teacher = wrap(wrapper(copy.deepcopy(pair.teacher.model)).eval(), name="other-inputs")
@@ -174,8 +201,9 @@ def test_teacher_fed_other_inputs_is_flagged(wrapper, key):
 
 # ---- the teacher's quality --------------------------------------------------------------------------------
 
+
 def test_teacher_wrong_on_much_of_the_data_is_flagged():
-    pair = calibrated_pair(scale=1.6, shift=1)                               # labels no longer what the teacher says
+    pair = calibrated_pair(scale=1.6, shift=1)  # labels no longer what the teacher says
     f = _flags(diagnose_run(_record(_cfg()), pair=pair), "teacher.wrong")
     assert f.severity == "error" and f.evidence["teacher_train_error"] > 0.6
 
@@ -185,11 +213,12 @@ def test_miscalibrated_teacher_is_flagged_with_the_temperature_that_fixes_it():
     sharp = wrap(Scaled(copy.deepcopy(pair.teacher.model), 6.0).eval(), name="sharp")
     f = _flags(diagnose_run(_record(_cfg()), teacher=sharp, dataset=pair.dataset), "teacher.miscalibrated")
     assert "over-confident" in f.title
-    assert 4.0 < f.evidence["calibrating_temperature"] < 9.0                 # the ×6 it was sharpened by
+    assert 4.0 < f.evidence["calibrating_temperature"] < 9.0  # the ×6 it was sharpened by
     assert f.evidence["teacher_ece_after_scaling"] < 0.1 <= f.evidence["teacher_ece"]
 
 
 # ---- soft labels and balance ------------------------------------------------------------------------------
+
 
 def test_nearly_one_hot_soft_labels_are_flagged():
     f = _flags(diagnose_run(_record(_cfg(temperature=0.05)), pair=calibrated_pair(scale=1.6)), "soft_labels.one_hot")
@@ -216,13 +245,17 @@ def test_gradient_ratio_scales_with_the_weights_odds():
     """‖∇ λ·T²KL‖ / ‖∇ (1−λ)·CE‖ is linear in λ/(1−λ): an independent check of the measurement."""
     from kdcore.doctor.balance import _measure
     from kdcore.doctor.context import Context
+
     pair = calibrated_pair(scale=1.6)
-    r = {lam: _measure(Context(_record(_cfg(lam=lam)), pair.teacher, pair.student, pair.dataset))["ratio_start"]
-         for lam in (0.5, 0.9)}
+    r = {
+        lam: _measure(Context(_record(_cfg(lam=lam)), pair.teacher, pair.student, pair.dataset))["ratio_start"]
+        for lam in (0.5, 0.9)
+    }
     assert r[0.9] / r[0.5] == pytest.approx(9.0, rel=1e-6)
 
 
 # ---- capacity ---------------------------------------------------------------------------------------------
+
 
 def test_capacity_gap_is_flagged_on_a_real_run(data_dir):
     pair = capacity_gap_pair()
@@ -233,19 +266,23 @@ def test_capacity_gap_is_flagged_on_a_real_run(data_dir):
 
 
 def test_no_gain_over_the_student_alone_is_flagged_from_records():
-    rec = _record(_cfg(), summary={"final_val_acc": 0.70, "teacher_val_acc": 0.9},
-                  baseline={"run_id": "base", "final_val_acc": 0.74})
+    rec = _record(
+        _cfg(),
+        summary={"final_val_acc": 0.70, "teacher_val_acc": 0.9},
+        baseline={"run_id": "base", "final_val_acc": 0.74},
+    )
     f = _flags(diagnose_run(rec), "capacity.no_gain")
     assert f.evidence["gain"] == pytest.approx(-0.04)
-    assert f.severity == "warning"                      # a like-for-like 'ce' run: a verdict
+    assert f.severity == "warning"  # a like-for-like 'ce' run: a verdict
 
 
 def test_no_gain_without_a_same_budget_baseline_says_so_and_offers_one():
     pair = calibrated_pair(scale=1.6)
-    good = wrap(copy.deepcopy(pair.teacher.model), name="baseline")          # the pair's baseline: another budget
-    other = _cfg(objective="ce", epochs=60).to_dict()                        # a student-alone run, longer
-    rec = _record(_cfg(), summary={"final_val_acc": 0.70},
-                  baseline={"run_id": "long", "final_val_acc": 0.74, "config": other})
+    good = wrap(copy.deepcopy(pair.teacher.model), name="baseline")  # the pair's baseline: another budget
+    other = _cfg(objective="ce", epochs=60).to_dict()  # a student-alone run, longer
+    rec = _record(
+        _cfg(), summary={"final_val_acc": 0.70}, baseline={"run_id": "long", "final_val_acc": 0.74, "config": other}
+    )
     f = _flags(diagnose_run(rec, pair=pair, student_baseline=good), "capacity.no_gain")
     assert f.severity == "info" and f.evidence["baseline"] == "none with this run's budget"
     assert "gain" not in f.evidence and "--objective ce" in f.fix
@@ -257,6 +294,7 @@ def test_no_gain_without_a_same_budget_baseline_says_so_and_offers_one():
 
 # ---- language models -------------------------------------------------------------------------------------
 
+
 def _lm_cfg(**params) -> JobConfig:
     return JobConfig(pair=LM_PAIR, objective="token", params={"kind": "fkl", **params}, batch_size=16)
 
@@ -265,12 +303,14 @@ def test_loss_on_padding_is_flagged():
     table = bigram_table()
     teacher = wrap(Bigram(table).eval(), name="t", kind="causal_lm")
     student = wrap(lm_student(), name="s", kind="causal_lm")
-    broken = diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student,
-                          dataset=lm_dataset(table, pad=V - 1, mask_pad=False))
+    broken = diagnose_run(
+        _record(_lm_cfg()), teacher=teacher, student=student, dataset=lm_dataset(table, pad=V - 1, mask_pad=False)
+    )
     f = _flags(broken, "lm.padding_counted")
     assert f.evidence["pad_token"] == V - 1 and f.evidence["padding_share_of_counted_positions"] > 0.2
-    masked = diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student,
-                          dataset=lm_dataset(table, pad=V - 1, mask_pad=True))
+    masked = diagnose_run(
+        _record(_lm_cfg()), teacher=teacher, student=student, dataset=lm_dataset(table, pad=V - 1, mask_pad=True)
+    )
     assert masked.checks["lm.padding_counted"] == "ran" and masked.get("lm.padding_counted") is None
 
 
@@ -278,28 +318,39 @@ def test_vocabulary_size_mismatch_is_flagged():
     table = bigram_table()
     teacher = wrap(Bigram(table).eval(), name="t", kind="causal_lm")
     student = wrap(lm_student(V + 4), name="s", kind="causal_lm")
-    f = _flags(diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student, dataset=lm_dataset(table)),
-               "lm.vocab_mismatch")
+    f = _flags(
+        diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student, dataset=lm_dataset(table)),
+        "lm.vocab_mismatch",
+    )
     assert (f.evidence["teacher_vocab"], f.evidence["student_vocab"]) == (V, V + 4)
 
 
 def test_padded_vocabulary_with_teacher_mass_is_flagged():
-    table = bigram_table(out=V + 8)                                          # 8 padded ids with logit 0, never used
+    table = bigram_table(out=V + 8)  # 8 padded ids with logit 0, never used
     teacher = wrap(Bigram(table).eval(), name="t", kind="causal_lm")
     student = wrap(lm_student(V + 8), name="s", kind="causal_lm")
-    f = _flags(diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student, dataset=lm_dataset(table, vocab=V)),
-               "lm.padded_vocab")
+    f = _flags(
+        diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student, dataset=lm_dataset(table, vocab=V)),
+        "lm.padded_vocab",
+    )
     assert f.evidence["unused_tail_size"] == 8
-    probs = torch.softmax(table, -1)[:, V:].sum(-1)                          # mass on the tail from each previous token
+    probs = torch.softmax(table, -1)[:, V:].sum(-1)  # mass on the tail from each previous token
     assert probs.min() - 1e-6 <= f.evidence["teacher_mass_on_tail"] <= probs.max() + 1e-6
 
 
 def test_teacher_with_another_tokenizer_is_flagged():
     table = bigram_table()
     perm = torch.randperm(V, generator=torch.Generator().manual_seed(1))
-    other = wrap(Bigram(table[perm][:, perm]).eval(), name="t", kind="causal_lm")   # same model, ids renumbered
-    f = _flags(diagnose_run(_record(_lm_cfg()), teacher=other, student=wrap(lm_student(), name="s", kind="causal_lm"),
-                            dataset=lm_dataset(table)), "lm.tokenizers")
+    other = wrap(Bigram(table[perm][:, perm]).eval(), name="t", kind="causal_lm")  # same model, ids renumbered
+    f = _flags(
+        diagnose_run(
+            _record(_lm_cfg()),
+            teacher=other,
+            student=wrap(lm_student(), name="s", kind="causal_lm"),
+            dataset=lm_dataset(table),
+        ),
+        "lm.tokenizers",
+    )
     assert f.evidence["teacher_nll"] >= f.evidence["uniform_nll"]
 
 
@@ -314,8 +365,9 @@ def test_tokenizer_vocabularies_that_differ_are_flagged():
     pair = lm_pair()
     teacher, student = pair.teacher.clone(), pair.student.clone()
     teacher.tokenizer, student.tokenizer = _Tok(range(V)), _Tok([1, 0, *range(2, V)])
-    f = _flags(diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student, dataset=pair.dataset),
-               "lm.tokenizers")
+    f = _flags(
+        diagnose_run(_record(_lm_cfg()), teacher=teacher, student=student, dataset=pair.dataset), "lm.tokenizers"
+    )
     assert f.evidence["tokens_with_other_id"] == 2
 
 
@@ -329,10 +381,12 @@ def test_jsd_with_beta_near_the_ends_is_flagged(beta):
 def test_different_temperatures_for_teacher_and_student_are_flagged():
     pair = lm_pair()
     model = copy.deepcopy(pair.teacher.model)
-    model.temperature = 2.0                                                  # a teacher that softens its own logits
+    model.temperature = 2.0  # a teacher that softens its own logits
     teacher = wrap(model, name="t", kind="causal_lm")
-    f = _flags(diagnose_run(_record(_lm_cfg(temperature=1.0)), teacher=teacher, student=pair.student),
-               "lm.temperature_mismatch")
+    f = _flags(
+        diagnose_run(_record(_lm_cfg(temperature=1.0)), teacher=teacher, student=pair.student),
+        "lm.temperature_mismatch",
+    )
     assert (f.evidence["teacher_temperature"], f.evidence["student_temperature"]) == (2.0, 1.0)
     cfg = _record(_lm_cfg(temperature=2.0, teacher_temperature=4.0))
     assert _flags(diagnose_run(cfg), "lm.temperature_mismatch").evidence["teacher_temperature"] == 4.0

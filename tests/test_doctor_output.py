@@ -1,4 +1,5 @@
 """The doctor's outputs: the stable JSON form, the CLI, the evidence figures, kdcore.metrics, the page."""
+
 import json
 from pathlib import Path
 
@@ -20,8 +21,21 @@ PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "doctor.py")
 def broken_run(data_dir):
     """A real run with two problems: lr far too low (flat loss) and λ ≈ 0 (negligible KD term)."""
     torch.set_num_threads(1)
-    res = run_job(JobConfig(pair=CALIBRATED, objective="kd", lam=0.002, lr=1e-7, epochs=3, batch_size=32,
-                            train_size=96, checkpoints=1, val_size=128, probe_size=32), store=RunStore())
+    res = run_job(
+        JobConfig(
+            pair=CALIBRATED,
+            objective="kd",
+            lam=0.002,
+            lr=1e-7,
+            epochs=3,
+            batch_size=32,
+            train_size=96,
+            checkpoints=1,
+            val_size=128,
+            probe_size=32,
+        ),
+        store=RunStore(),
+    )
     return res.run_id
 
 
@@ -59,9 +73,18 @@ def test_finding_json_rounds_and_nulls():
 
 # ---- figures --------------------------------------------------------------------------------------
 
+
 def test_line_figure_has_a_trace_per_series_and_the_marker():
-    d = FigureData("lines", "T sweep", [1, 2, 4], {"a": [0.9, 0.7, 0.5], "b": [0.1, 0.3, float("nan")]},
-                   x_title="temperature T", y_title="value", marker_x=2.0, log_x=True)
+    d = FigureData(
+        "lines",
+        "T sweep",
+        [1, 2, 4],
+        {"a": [0.9, 0.7, 0.5], "b": [0.1, 0.3, float("nan")]},
+        x_title="temperature T",
+        y_title="value",
+        marker_x=2.0,
+        log_x=True,
+    )
     fig = figure(Finding("s", "warning", "t", {"v": 1}, "f", d)).to_dict()
     assert [t["type"] for t in fig["data"]] == ["scatter", "scatter"]
     assert fig["layout"]["xaxis"]["type"] == "log" and fig["layout"]["xaxis"]["title"]["text"] == "temperature T"
@@ -72,10 +95,13 @@ def test_line_figure_has_a_trace_per_series_and_the_marker():
 def test_bar_and_reliability_figures():
     bars = figure(FigureData("bars", "g", ["start", "end"], {"KD part": [1, 2], "CE part": [3, 4]})).to_dict()
     assert [t["type"] for t in bars["data"]] == ["bar", "bar"] and bars["layout"]["barmode"] == "group"
-    rel = figure(FigureData("reliability", "r", [0.25, 0.75], {"accuracy": [0.2, 0.6], "confidence": [0.3, 0.8],
-                                                                "count": [5, 10]})).to_dict()
+    rel = figure(
+        FigureData(
+            "reliability", "r", [0.25, 0.75], {"accuracy": [0.2, 0.6], "confidence": [0.3, 0.8], "count": [5, 10]}
+        )
+    ).to_dict()
     assert [t["type"] for t in rel["data"]] == ["bar", "scatter", "scatter"]
-    assert list(rel["data"][2]["x"]) == [0, 1]                                # the diagonal
+    assert list(rel["data"][2]["x"]) == [0, 1]  # the diagonal
     assert [t["type"] for t in severity_counts_figure({"error": 1}).to_dict()["data"]] == ["bar"]
 
 
@@ -90,6 +116,7 @@ def test_figure_rejects_bad_input():
 
 # ---- kdcore.metrics ---------------------------------------------------------------------------------
 
+
 def _ece_numpy(p: np.ndarray, y: np.ndarray, m: int = 15) -> float:
     conf, pred = p.max(1), p.argmax(1)
     total = 0.0
@@ -103,6 +130,7 @@ def _ece_numpy(p: np.ndarray, y: np.ndarray, m: int = 15) -> float:
 @pytest.mark.parametrize("n, c", [(7, 2), (200, 5), (1000, 10)])
 def test_ece_matches_numpy_and_analyses(n, c):
     from analyses.calibration import expected_calibration_error as analyses_ece
+
     logits = torch.randn(n, c, dtype=torch.float64) * 2
     p = torch.softmax(logits, -1)
     y = torch.randint(0, c, (n,))
@@ -115,15 +143,15 @@ def test_ece_matches_numpy_and_analyses(n, c):
 
 def test_ece_identities():
     y = torch.tensor([0, 1, 2, 3])
-    assert expected_calibration_error(torch.eye(4, dtype=torch.float64), y) == 0.0       # confident and right
+    assert expected_calibration_error(torch.eye(4, dtype=torch.float64), y) == 0.0  # confident and right
     wrong = torch.eye(4, dtype=torch.float64)[[1, 2, 3, 0]]
-    assert expected_calibration_error(wrong, y) == pytest.approx(1.0)                   # confident and wrong
+    assert expected_calibration_error(wrong, y) == pytest.approx(1.0)  # confident and wrong
     assert expected_calibration_error(torch.full((4, 4), 0.25), y) == pytest.approx(0.0)  # 25 % sure, right 1 time in 4
 
 
 def test_accuracy_and_disagreement():
     s = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
-    assert accuracy(s, torch.tensor([0, 0, -100])) == 0.5                    # the -100 row is left out
+    assert accuracy(s, torch.tensor([0, 0, -100])) == 0.5  # the -100 row is left out
     assert disagreement(s, torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="'probs'"):
         expected_calibration_error(torch.randn(3, 2), torch.tensor([0, 1, 0]))
@@ -135,8 +163,10 @@ def test_accuracy_and_disagreement():
 
 # ---- the page ----------------------------------------------------------------------------------------
 
+
 def test_doctor_page_shows_the_findings_of_a_broken_run(broken_run):
     from streamlit.testing.v1 import AppTest
+
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="doctor_run").value == broken_run
@@ -147,5 +177,6 @@ def test_doctor_page_shows_the_findings_of_a_broken_run(broken_run):
 
 def test_doctor_page_without_runs_says_what_to_do(data_dir):
     from streamlit.testing.v1 import AppTest
+
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception and any("No finished runs" in i.value for i in at.info)

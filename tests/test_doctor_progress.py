@@ -1,5 +1,6 @@
 """The doctor tells undertraining from failure: optim.still_improving, capacity.kl_plateau only on a
 term that stopped falling, capacity.no_gain only against a student-alone run of the same budget."""
+
 import pandas as pd
 import pytest
 
@@ -8,16 +9,24 @@ from kdcore.doctor.capacity import same_budget
 from kdcore.jobs import JobConfig, RunStore, run_job
 from tests.helpers.doctor_toys import CALIBRATED, calibrated_pair
 
-TERM = [8.0, 7.8, 7.65]                         # the KD term: −2 % over the last epoch, 92 % of its start left
+TERM = [8.0, 7.8, 7.65]  # the KD term: −2 % over the last epoch, 92 % of its start left
 
 
 def _record(val_acc, val_loss, term=TERM, **cfg):
-    config = JobConfig(pair="digits", objective="kd", temperature=4.0, lam=0.9, epochs=len(term), lr=3e-3,
-                       **cfg).to_dict()
-    epochs = pd.DataFrame({"epoch": range(1, len(term) + 1), "train_kl": term, "val_acc": val_acc,
-                           "val_loss": val_loss})
-    steps = pd.DataFrame({"step": range(1, 13), "epoch": [1] * 4 + [2] * 4 + [3] * 4,
-                          "loss": [9.0 - 0.1 * i for i in range(12)], "kl": [8.3] + [8.0] * 11})
+    config = JobConfig(
+        pair="digits", objective="kd", temperature=4.0, lam=0.9, epochs=len(term), lr=3e-3, **cfg
+    ).to_dict()
+    epochs = pd.DataFrame(
+        {"epoch": range(1, len(term) + 1), "train_kl": term, "val_acc": val_acc, "val_loss": val_loss}
+    )
+    steps = pd.DataFrame(
+        {
+            "step": range(1, 13),
+            "epoch": [1] * 4 + [2] * 4 + [3] * 4,
+            "loss": [9.0 - 0.1 * i for i in range(12)],
+            "kl": [8.3] + [8.0] * 11,
+        }
+    )
     return RunRecord(config, steps=steps, epochs=epochs)
 
 
@@ -67,27 +76,37 @@ def test_same_budget_compares_epochs_training_size_lr_and_seed():
 
 
 def _cfg(**kw):
-    base = {"pair": CALIBRATED, "objective": "kd", "temperature": 4.0, "lam": 0.9, "epochs": 3, "lr": 3e-2,
-            "train_size": 96, "batch_size": 32, "checkpoints": 0, "val_size": 128}
+    base = {
+        "pair": CALIBRATED,
+        "objective": "kd",
+        "temperature": 4.0,
+        "lam": 0.9,
+        "epochs": 3,
+        "lr": 3e-2,
+        "train_size": 96,
+        "batch_size": 32,
+        "checkpoints": 0,
+        "val_size": 128,
+    }
     return JobConfig(**{**base, **kw})
 
 
 def test_no_gain_uses_only_a_student_alone_run_of_the_same_budget(data_dir):
     pair, store = calibrated_pair(scale=1.6), RunStore()
-    run_job(_cfg(objective="ce", epochs=40), store=store, pair=pair)          # longer: not comparable
+    run_job(_cfg(objective="ce", epochs=40), store=store, pair=pair)  # longer: not comparable
     kd = run_job(_cfg(), store=store, pair=pair).run_id
     f = diagnose(kd, store=store, pair=pair).get("capacity.no_gain")
     assert f is not None and f.severity == "info" and f.evidence["baseline"] == "none with this run's budget"
     alone = run_job(f.runs[0].config(store.get_run(kd)["config"]), store=store, pair=pair)
     assert alone.state == "completed"
-    assert load_record(store, kd).baseline["run_id"] == alone.run_id        # the same-budget run, not the longer one
+    assert load_record(store, kd).baseline["run_id"] == alone.run_id  # the same-budget run, not the longer one
     report = diagnose(kd, store=store, pair=pair)
     assert report.checks["capacity.no_gain"] == "ran"
     f = report.get("capacity.no_gain")
     kd_acc = store.get_run(kd)["summary"]["final_val_acc"]
     alone_acc = store.get_run(alone.run_id)["summary"]["final_val_acc"]
-    if kd_acc - alone_acc > 0.005:                      # distilling helped: silent
+    if kd_acc - alone_acc > 0.005:  # distilling helped: silent
         assert f is None
-    else:                                               # a like-for-like verdict
+    else:  # a like-for-like verdict
         assert f.severity == "warning" and f.evidence["baseline"] == f"run {alone.run_id}"
         assert f.evidence["student_alone_val_acc"] == pytest.approx(alone_acc, abs=1e-6)

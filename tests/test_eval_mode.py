@@ -1,6 +1,7 @@
 """kdcore.adapters.eval_mode, the one eval scope (runner, adapters, analyses.cams): every submodule's
 training flag, every parameter's requires_grad and the autograd mode come back exactly, also when
 the block raises; a model already in eval mode is never written to."""
+
 import pytest
 import torch
 from torch import nn
@@ -24,8 +25,8 @@ def _model():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), _CountingDropout(), nn.Sequential(nn.Linear(8, 3), nn.ReLU()))
     m.train()
-    m[1].eval()                       # mixed flags: a frozen BatchNorm inside a training model
-    m[3][1].training = False          # and a child whose flag differs from its parent's
+    m[1].eval()  # mixed flags: a frozen BatchNorm inside a training model
+    m[3][1].training = False  # and a child whose flag differs from its parent's
     m[0].weight.requires_grad_(False)  # a frozen parameter
     return m
 
@@ -50,10 +51,10 @@ def test_everything_is_restored_after_an_injected_error(no_grad):
     with pytest.raises(RuntimeError, match="injected"):
         with eval_mode(m, no_grad=no_grad):
             assert torch.is_grad_enabled() is not no_grad
-            m[3].train()                                    # the block changes modes ...
+            m[3].train()  # the block changes modes ...
             for p in m.parameters():
-                p.requires_grad_(not p.requires_grad)       # ... and requires_grad (as attribution tools may)
-            torch.set_grad_enabled(False)                   # ... and the grad mode
+                p.requires_grad_(not p.requires_grad)  # ... and requires_grad (as attribution tools may)
+            torch.set_grad_enabled(False)  # ... and the grad mode
             raise RuntimeError("injected")
     assert _state(m) == before
     assert torch.is_grad_enabled()
@@ -68,7 +69,7 @@ def test_no_grad_builds_no_graph_and_restores_the_outer_mode():
     with torch.no_grad():
         with eval_mode(m):
             assert not torch.is_grad_enabled()
-        assert not torch.is_grad_enabled()             # an outer no_grad is kept, not switched on
+        assert not torch.is_grad_enabled()  # an outer no_grad is kept, not switched on
 
 
 def test_a_model_already_in_eval_mode_is_not_written_to():
@@ -92,4 +93,5 @@ def test_eval_mode_really_disables_dropout_and_batch_statistics():
 
 def test_analyses_cams_uses_this_scope():
     import analyses.cams as cams
+
     assert cams.eval_mode is eval_mode and not hasattr(cams, "scoped_eval")

@@ -1,5 +1,6 @@
 """Tokenizer-true text data (kdcore.data.hf_text): text, JSONL and CSV tokenised by the model
 directory's own tokenizer, checked against the tokenizer called directly."""
+
 import json
 import shutil
 
@@ -13,9 +14,14 @@ from kdcore.validation import InvalidParameterError
 from sample_models.make_tokenizer import train_tokenizer
 from tests.helpers.hf_pairs import BOS, EOS, MAX_POSITIONS, VOCAB, llama_pair
 
-DOCS = ["The teacher speaks first.", "A student listens, then answers in its own words.",
-        "Padding is never counted.", "Short.", "Byte-level tokens: café, naïve, 3.14 and ☃.",
-        "The last document is a little longer than the others, so that truncation has work to do here."]
+DOCS = [
+    "The teacher speaks first.",
+    "A student listens, then answers in its own words.",
+    "Padding is never counted.",
+    "Short.",
+    "Byte-level tokens: café, naïve, 3.14 and ☃.",
+    "The last document is a little longer than the others, so that truncation has work to do here.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +55,13 @@ def test_truncate_rows_are_the_tokenizers_ids_with_next_token_targets(pair, hf_t
     assert ds.task == "causal_lm" and ds.vocab_size == VOCAB
     expected = []
     for doc in DOCS:
-        ids = _expected_ids(hf_tok, doc)[:L + 1]
+        ids = _expected_ids(hf_tok, doc)[: L + 1]
         targets = list(ids[1:]) + [IGNORE_INDEX] * (L + 1 - len(ids))
         expected.append((tuple(ids[:-1]), tuple(targets), len(ids) - 1))
     assert sorted(_all_rows(ds)) == sorted(expected)
-    assert sum(ds.load_report["target_tokens"].values()) == sum(min(len(_expected_ids(hf_tok, d)), L + 1) - 1
-                                                                 for d in DOCS)
+    assert sum(ds.load_report["target_tokens"].values()) == sum(
+        min(len(_expected_ids(hf_tok, d)), L + 1) - 1 for d in DOCS
+    )
     assert ds.load_report["truncated_documents"] == sum(len(_expected_ids(hf_tok, d)) > L + 1 for d in DOCS)
 
 
@@ -78,7 +85,7 @@ def test_pack_cuts_the_concatenated_documents_into_chunks_of_L_plus_1(pair, hf_t
     chunks = [(a, b) for a, b in chunks if b - a >= 2]
     counted = sum(1 for a, b in chunks for k in range(a, b - 1) if k + 1 not in starts)
     ds = load_hf_text("\n\n".join(DOCS).encode(), pair[0], context_length=L, mode="pack")
-    assert sorted(r[0] for r in _all_rows(ds)) == sorted(tuple(stream[a:b - 1]) for a, b in chunks)
+    assert sorted(r[0] for r in _all_rows(ds)) == sorted(tuple(stream[a : b - 1]) for a, b in chunks)
     assert sum(ds.load_report["target_tokens"].values()) == counted
     assert sum(ds.load_report["rows"].values()) == len(chunks)
 
@@ -144,13 +151,16 @@ def test_tokenizers_that_differ_are_refused_naming_uld(pair, tmp_path):
     check_same_tokenizer(pair[0], pair[1])  # the same shipped tokenizer: accepted
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"context_length": MAX_POSITIONS + 1}, f"at most the model's max_position_embeddings, {MAX_POSITIONS}"),
-    ({"mode": "slide"}, "'pack', 'truncate'"),
-    ({"format": "xml"}, "'jsonl', 'csv'"),
-    ({"format": "jsonl"}, "Line 1 of the JSONL.*not valid JSON"),
-    ({"format": "csv", "text_field": "body"}, "'body' column"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"context_length": MAX_POSITIONS + 1}, f"at most the model's max_position_embeddings, {MAX_POSITIONS}"),
+        ({"mode": "slide"}, "'pack', 'truncate'"),
+        ({"format": "xml"}, "'jsonl', 'csv'"),
+        ({"format": "jsonl"}, "Line 1 of the JSONL.*not valid JSON"),
+        ({"format": "csv", "text_field": "body"}, "'body' column"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_runs(pair, kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):
         load_hf_text(b"text,more\nsome,words\n", pair[0], **{"context_length": 16, **kwargs})

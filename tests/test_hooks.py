@@ -1,4 +1,5 @@
 """capture_features: values, detach semantics, hooks always removed, unknown names, threads."""
+
 import threading
 
 import pytest
@@ -110,6 +111,7 @@ def test_other_threads_forward_passes_are_not_captured():
 
 def test_strip_capture_hooks_removes_only_ours():
     import copy
+
     net = _net()
     kept = net[0].register_forward_hook(lambda m, i, o: None)
     with capture_features(net, ["0", "2"]):

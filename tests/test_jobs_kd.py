@@ -7,6 +7,7 @@ epochs, training size, lr, schedule, seed). The numbers measured when each recip
 its `measured` field. Accuracy (higher is better) for the classifiers; validation loss (lower is
 better) for tinylang.
 """
+
 import pytest
 
 from kdcore.jobs import JobConfig, RunStore, run_protocol
@@ -17,8 +18,9 @@ from sample_models.recipes import RECIPES
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_kd_beats_the_student_alone_on_the_recipe_over_three_seeds(data_dir, name):
-    base, _ = with_recipe(JobConfig(pair=name, val_size=512, checkpoints=0), RECIPES[name],
-                          user_set={"pair", "val_size", "checkpoints"})
+    base, _ = with_recipe(
+        JobConfig(pair=name, val_size=512, checkpoints=0), RECIPES[name], user_set={"pair", "val_size", "checkpoints"}
+    )
     res = run_protocol(base, seeds=[0, 1, 2], store=RunStore())
     table = res.table.set_index("variant")
     print(f"\n{name}:\n" + res.table[["variant", "n_seeds", "metric", "best", "final"]].to_string(index=False))
@@ -26,6 +28,6 @@ def test_kd_beats_the_student_alone_on_the_recipe_over_three_seeds(data_dir, nam
     kd = table.loc[base.objective]
     alone = table.loc["baseline (student alone)"]
     assert kd["n_seeds"] == alone["n_seeds"] == 3
-    sign = -1.0 if kd["metric"] == "val_loss" else 1.0                    # lower loss is better
+    sign = -1.0 if kd["metric"] == "val_loss" else 1.0  # lower loss is better
     assert sign * (kd["best_mean"] - alone["best_mean"]) > 0
     assert sign * (kd["final_mean"] - alone["final_mean"]) > 0

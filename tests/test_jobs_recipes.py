@@ -1,4 +1,5 @@
 """kdcore.jobs.recipes: a recipe fills only the fields the user did not set; sample pairs carry one each."""
+
 import pytest
 
 from kdcore.jobs import JobConfig
@@ -20,15 +21,21 @@ def test_every_sample_pair_has_a_valid_recipe():
 
 def test_the_recipe_fills_only_what_the_user_did_not_set():
     cfg, filled = with_recipe(JobConfig(pair="digits", epochs=5, lam=0.5), R, user_set={"pair", "epochs", "lam"})
-    assert (cfg.epochs, cfg.lam) == (5, 0.5)                                  # the user's values kept
-    assert (cfg.lr, cfg.schedule, cfg.train_size, cfg.temperature, cfg.teacher_cache) == (1e-2, "cosine", 512, 4.0, True)
+    assert (cfg.epochs, cfg.lam) == (5, 0.5)  # the user's values kept
+    assert (cfg.lr, cfg.schedule, cfg.train_size, cfg.temperature, cfg.teacher_cache) == (
+        1e-2,
+        "cosine",
+        512,
+        4.0,
+        True,
+    )
     assert "epochs" not in filled and "lam" not in filled and {"lr", "schedule", "train_size"} <= set(filled)
 
 
 def test_t_and_lambda_only_for_the_recipes_own_objective():
     cfg, filled = with_recipe(JobConfig(pair="digits", objective="dkd"), R, user_set={"objective"})
     assert cfg.temperature is None and cfg.lam is None and "temperature" not in filled
-    assert cfg.lr == 1e-2 and cfg.epochs == 50                                # the budget still applies
+    assert cfg.lr == 1e-2 and cfg.epochs == 50  # the budget still applies
     alone, filled = with_recipe(JobConfig(pair="digits", objective="ce"), R, user_set={"objective"})
     assert alone.objective == "ce" and not alone.teacher_cache and "teacher_cache" not in filled
 
@@ -53,6 +60,7 @@ def test_bad_recipes_and_arguments_are_refused():
 
 def test_recipes_help_names_every_pair():
     from kdcore.jobs.recipes import recipes_help
+
     text = recipes_help(RECIPES)
     assert all(f"  {name}: " in text for name in RECIPES) and "do not set" in text
 
@@ -62,6 +70,7 @@ def test_kdcore_reads_a_pairs_recipe_from_the_registry(monkeypatch):
     from kdcore import pair_registry
     from kdcore.jobs.recipes import pair_recipe
     from tests.helpers.toys import toy_pair
+
     sample_models.register_pairs()
     assert pair_recipe("digits") is RECIPES["digits"] and pair_recipe("tests.helpers.toys:toy_pair") is None
     monkeypatch.setattr(pair_registry, "_REGISTRY", {})
@@ -80,6 +89,7 @@ def test_kdcore_reads_a_pairs_recipe_from_the_registry(monkeypatch):
 
 def test_form_defaults_are_the_recipe_for_its_objective():
     from kdcore.jobs.recipes import form_defaults
+
     assert form_defaults(R, "kd") == R.settings()
     dkd = form_defaults(R, "dkd")
     assert dkd["temperature"] is None and dkd["lam"] is None and dkd["epochs"] == 50 and dkd["objective"] == "dkd"
@@ -88,14 +98,23 @@ def test_form_defaults_are_the_recipe_for_its_objective():
 
 def test_config_from_form_fills_what_the_form_leaves_out():
     from kdcore.jobs.config import config_from_form
+
     cfg = config_from_form("digits", "kd", {"temperature": None, "lam": 0.5}, recipe=R, epochs=3)
-    assert (cfg.epochs, cfg.lam, cfg.temperature, cfg.lr, cfg.schedule, cfg.teacher_cache) == (3, 0.5, 4.0, 1e-2, "cosine", True)
+    assert (cfg.epochs, cfg.lam, cfg.temperature, cfg.lr, cfg.schedule, cfg.teacher_cache) == (
+        3,
+        0.5,
+        4.0,
+        1e-2,
+        "cosine",
+        True,
+    )
     plain = config_from_form("digits", "kd", {"temperature": None, "lam": 0.5}, epochs=3)
     assert (plain.temperature, plain.lr, plain.schedule) == (None, 1e-3, "constant")
 
 
 def test_the_workshop_preset_is_kd_and_the_student_alone_on_one_budget():
     from kdcore.jobs.recipes import workshop_configs
+
     kd, alone = workshop_configs("digits", R, seed=2, device="cpu")
     budget = ("epochs", "train_size", "batch_size", "lr", "schedule", "seed", "max_steps")
     assert {k: getattr(kd, k) for k in budget} == {k: getattr(alone, k) for k in budget}

@@ -1,4 +1,5 @@
 """RunStore: runs, metrics as DataFrames, artifacts, stale workers, and clear errors on bad disks."""
+
 import errno
 import os
 import sqlite3
@@ -55,10 +56,10 @@ def test_student_weights_round_trip_as_safetensors(data_dir):
     sd = {"w": torch.randn(3, 4), "b": torch.arange(3.0)}
     store.save_student(rid, sd, epoch=2)
     store.save_student(rid, {k: v + 1 for k, v in sd.items()}, epoch=3, final=True)
-    assert store.checkpoints(rid) == [2]                                    # the final weights are apart
+    assert store.checkpoints(rid) == [2]  # the final weights are apart
     torch.testing.assert_close(store.load_student(rid, epoch=2)["w"], sd["w"])
     torch.testing.assert_close(store.load_student(rid)["b"], sd["b"] + 1)
-    assert store.artifact_path(rid, "student.safetensors").read_bytes()[:8] != b"\x80\x02"   # not a pickle
+    assert store.artifact_path(rid, "student.safetensors").read_bytes()[:8] != b"\x80\x02"  # not a pickle
     assert not [p for p in store.run_dir(rid).iterdir() if p.name.endswith(".tmp")]
 
 
@@ -69,7 +70,7 @@ def test_a_running_run_whose_process_died_is_interrupted_on_reopen(data_dir):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert store.claim(rid, proc.pid) and store.get_run(rid)["state"] == "running"
-    assert not store.claim(rid, proc.pid)                                   # claimed once only
+    assert not store.claim(rid, proc.pid)  # claimed once only
     alive = store.create_run(JobConfig(), state="queued")
     store.claim(alive, os.getpid())
     reopened = RunStore()
@@ -130,17 +131,32 @@ _OLD_RUNS_TABLE = """CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NU
 def test_a_store_from_an_earlier_version_opens_and_gains_the_new_fields(data_dir):
     """No total_steps column and no protocol tables: the runs open, the fields default, writes work."""
     import json
+
     data_dir.mkdir(parents=True)
     con = sqlite3.connect(data_dir / "runs.sqlite")
     con.execute(_OLD_RUNS_TABLE)
-    con.execute("INSERT INTO runs (id, created, updated, state, pair, objective, config, step, epoch) "
-                "VALUES ('old', 1.0, 1.0, 'completed', 'digits', 'kd', ?, 40, 2)", (json.dumps({"epochs": 2}),))
+    con.execute(
+        "INSERT INTO runs (id, created, updated, state, pair, objective, config, step, epoch) "
+        "VALUES ('old', 1.0, 1.0, 'completed', 'digits', 'kd', ?, 40, 2)",
+        (json.dumps({"epochs": 2}),),
+    )
     con.commit()
     con.close()
-    (data_dir / "protocols").mkdir()                       # an earlier app kept protocols as JSON files
-    (data_dir / "protocols" / "p1.json").write_text(json.dumps(
-        {"id": "p1", "created": 5.0, "pair": "digits", "objective": "kd", "temperatures": [4.0], "lams": [],
-         "seeds": [0], "runs": [{"variant": "kd T=4", "seed": 0, "run_id": "old"}]}))
+    (data_dir / "protocols").mkdir()  # an earlier app kept protocols as JSON files
+    (data_dir / "protocols" / "p1.json").write_text(
+        json.dumps(
+            {
+                "id": "p1",
+                "created": 5.0,
+                "pair": "digits",
+                "objective": "kd",
+                "temperatures": [4.0],
+                "lams": [],
+                "seeds": [0],
+                "runs": [{"variant": "kd T=4", "seed": 0, "run_id": "old"}],
+            }
+        )
+    )
     (data_dir / "protocols" / "broken.json").write_text("{half a file")
     store = RunStore()
     run = store.get_run("old")
@@ -150,14 +166,18 @@ def test_a_store_from_an_earlier_version_opens_and_gains_the_new_fields(data_dir
     protos = store.list_protocols()
     assert [p["id"] for p in protos] == ["p1"] and protos[0]["temperatures"] == [4.0]
     assert protos[0]["runs"] == [{"variant": "kd T=4", "seed": 0, "run_id": "old", "state": "completed"}]
-    assert RunStore().list_protocols() == protos            # read in once, not twice
+    assert RunStore().list_protocols() == protos  # read in once, not twice
 
 
 def test_protocol_membership_lives_in_the_store(data_dir):
     store = RunStore()
     a, b, c = (store.create_run(JobConfig(seed=s)) for s in range(3))
-    pid = store.create_protocol(pair="toy", objective="kd", plan={"seeds": [0, 1]},
-                                runs=[{"variant": "base", "seed": 0, "run_id": a}, {"variant": "kd", "seed": 0, "run_id": b}])
+    pid = store.create_protocol(
+        pair="toy",
+        objective="kd",
+        plan={"seeds": [0, 1]},
+        runs=[{"variant": "base", "seed": 0, "run_id": a}, {"variant": "kd", "seed": 0, "run_id": b}],
+    )
     store.add_protocol_run(pid, c, variant="kd", seed=1)
     other = store.create_protocol(pair="toy", objective="dkd", runs=[{"variant": "dkd", "seed": 0, "run_id": a}])
     store.set_state(b, "completed")
@@ -166,7 +186,7 @@ def test_protocol_membership_lives_in_the_store(data_dir):
     assert runs["run_id"].tolist() == [a, b, c] and runs["state"].tolist() == ["queued", "completed", "queued"]
     got = store.get_protocol(pid)
     assert got["pair"] == "toy" and got["seeds"] == [0, 1] and [r["run_id"] for r in got["runs"]] == [a, b, c]
-    assert [p["id"] for p in store.list_protocols()] == [other, pid]          # newest first
+    assert [p["id"] for p in store.list_protocols()] == [other, pid]  # newest first
     assert sorted(store.protocols_of_run(a)) == sorted([pid, other]) and store.protocols_of_run(c) == [pid]
     store.delete_run(c)
     assert store.protocol_runs(pid)["run_id"].tolist() == [a, b]
@@ -176,4 +196,4 @@ def test_protocol_membership_lives_in_the_store(data_dir):
         store.add_protocol_run("nope", a, variant="x")
     with pytest.raises(ValueError, match="'run_id' and 'variant'"):
         store.create_protocol(runs=[{"run_id": a}])
-    assert len(store.list_protocols()) == 2                                   # that one was rolled back whole
+    assert len(store.list_protocols()) == 2  # that one was rolled back whole

@@ -3,6 +3,7 @@
 The worker-process tests are slow (real subprocesses); the worker loop itself is also run in this
 process, so the quick loop (`-m "not slow"`) covers the queue.
 """
+
 import json
 import os
 import signal
@@ -18,12 +19,13 @@ from tests.helpers.waiting import wait_until
 
 @pytest.fixture
 def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # worker processes: no thread oversubscription on a busy machine
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # worker processes: no thread oversubscription on a busy machine
 
 
 def _cfg(**kw):
-    return JobConfig(**{"pair": TOY, "objective": "kd", "epochs": 2, "batch_size": 64, "val_size": 64,
-                        "probe_size": 32, **kw})
+    return JobConfig(
+        **{"pair": TOY, "objective": "kd", "epochs": 2, "batch_size": 64, "val_size": 64, "probe_size": 32, **kw}
+    )
 
 
 def test_the_worker_loop_runs_the_queue_in_order(data_dir):
@@ -50,17 +52,17 @@ def test_jobs_queue_run_in_the_background_and_can_be_cancelled(data_dir, one_thr
     bad = submit(_cfg(objective="at", params={"layers": {"fc1": "fc1"}}), store=store)
     long = submit(_cfg(epochs=500, batch_size=16), store=store)
     never = submit(_cfg(seed=9), store=store, start_worker=False)
-    cancel(never, store=store)                     # a queued job is cancelled at once
+    cancel(never, store=store)  # a queued job is cancelled at once
     assert store.get_run(never)["state"] == "cancelled"
     wait_until(lambda: get_status(long, store=store)["step"] > 0, timeout=120, what="the long job's first step")
-    extra = start_worker_process(store)            # a second worker leaves the queue to the first
+    extra = start_worker_process(store)  # a second worker leaves the queue to the first
     assert extra.wait(timeout=60) == 0
     cancel(long, store=store)
     assert wait(long, store=store, timeout=60)["state"] == "cancelled"
     runs = [store.get_run(i) for i in ids]
     assert [r["state"] for r in runs] == ["completed"] * 2 and all(r["pid"] != os.getpid() for r in runs)
-    assert [r["total_steps"] for r in runs] == [8, 8]            # written by the worker's runner (256 / 64 × 2)
-    assert store.get_run(never)["total_steps"] is None           # never started: unknown, not guessed
+    assert [r["total_steps"] for r in runs] == [8, 8]  # written by the worker's runner (256 / 64 × 2)
+    assert store.get_run(never)["total_steps"] is None  # never started: unknown, not guessed
     table = compare(ids, store=store)
     assert list(table["id"]) == ids and table["final_val_acc"].notna().all()
     r = store.get_run(bad)
@@ -73,12 +75,18 @@ def test_sigkill_mid_run_leaves_the_store_readable_and_the_run_resumable(data_di
     earlier = run_job(_cfg(seed=4), store=store).run_id
     before = store.metrics(earlier, "epoch")
     rid = submit(_cfg(epochs=400, batch_size=16, seed=5), store=store)
-    wait_until(lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running", timeout=120,
-               what="two finished epochs of the running job")
+    wait_until(
+        lambda: store.get_run(rid)["epoch"] >= 2 and store.get_run(rid)["state"] == "running",
+        timeout=120,
+        what="two finished epochs of the running job",
+    )
     pid = store.get_run(rid)["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: RunStore().get_run(rid)["state"] == "interrupted", timeout=30,
-               what="the killed run to be marked interrupted")
+    wait_until(
+        lambda: RunStore().get_run(rid)["state"] == "interrupted",
+        timeout=30,
+        what="the killed run to be marked interrupted",
+    )
     reopened = RunStore()
     run = reopened.get_run(rid)
     assert run["state"] == "interrupted" and "resume" in run["error"]
@@ -102,14 +110,16 @@ def test_the_worker_environment_adds_no_path(monkeypatch, tmp_path):
     """No sys.path-style edit: kdcore comes from the install or the caller's PYTHONPATH, a user's
     module:factory from the worker's cwd (first on sys.path under `python -m`)."""
     from kdcore.jobs.worker import _worker_env
+
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     assert _worker_env()["PYTHONPATH"] == str(tmp_path)
     monkeypatch.delenv("PYTHONPATH")
     assert "PYTHONPATH" not in _worker_env()
 
 
-def test_a_worker_started_outside_the_checkout_finds_kdcore_and_a_pair_in_its_folder(data_dir, one_thread,
-                                                                                      monkeypatch, tmp_path):
+def test_a_worker_started_outside_the_checkout_finds_kdcore_and_a_pair_in_its_folder(
+    data_dir, one_thread, monkeypatch, tmp_path
+):
     """Not installed, PYTHONPATH at the checkout, started in the user's folder: kdcore comes from
     PYTHONPATH and the user's module:factory pair from the folder the worker starts in."""
     root = Path(__file__).resolve().parents[1]

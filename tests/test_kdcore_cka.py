@@ -1,5 +1,6 @@
 """kdcore.cka, the one CKA core (METHODS §8): independent numpy references on seeded random inputs,
 CKA's identities, the layer×layer matrices."""
+
 import numpy as np
 import pytest
 import torch
@@ -26,8 +27,11 @@ def _np_hsic1(k, g):
     n = k.shape[0]
     kt, gt = k - np.diag(np.diag(k)), g - np.diag(np.diag(g))
     one = np.ones(n)
-    return (np.trace(kt @ gt) + (one @ kt @ one) * (one @ gt @ one) / ((n - 1) * (n - 2))
-            - 2.0 / (n - 2) * (one @ kt @ gt @ one)) / (n * (n - 3))
+    return (
+        np.trace(kt @ gt)
+        + (one @ kt @ one) * (one @ gt @ one) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (one @ kt @ gt @ one)
+    ) / (n * (n - 3))
 
 
 def _np_debiased(x, y):
@@ -37,7 +41,7 @@ def _np_debiased(x, y):
 
 def _np_rbf_gram(x, s):
     d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    return np.exp(-d / (2 * s ** 2 * np.median(d)))
+    return np.exp(-d / (2 * s**2 * np.median(d)))
 
 
 def _pair(rng, n, d1, d2):
@@ -93,18 +97,18 @@ def test_identities(kind, n, d1, d2):
     f = _KINDS[kind]
     rng = np.random.default_rng(3)
     x, y = _pair(rng, n, d1, d2)
-    q, _ = np.linalg.qr(rng.normal(size=(d1, d1)))            # a random orthogonal map
+    q, _ = np.linalg.qr(rng.normal(size=(d1, d1)))  # a random orthogonal map
     assert f(x, x) == pytest.approx(1.0, abs=1e-12)
-    assert f(x, y) == pytest.approx(f(y, x), rel=1e-12)        # symmetric
-    assert f(x @ q, y) == pytest.approx(f(x, y), rel=1e-9)     # orthogonal transform
-    assert f(7.5 * x, y) == pytest.approx(f(x, y), rel=1e-9)   # isotropic scaling
+    assert f(x, y) == pytest.approx(f(y, x), rel=1e-12)  # symmetric
+    assert f(x @ q, y) == pytest.approx(f(x, y), rel=1e-9)  # orthogonal transform
+    assert f(7.5 * x, y) == pytest.approx(f(x, y), rel=1e-9)  # isotropic scaling
     assert f(x, 0.01 * y) == pytest.approx(f(x, y), rel=1e-9)
 
 
 def test_not_invariant_to_a_general_linear_map():
     rng = np.random.default_rng(5)
     x, y = _pair(rng, 50, 6, 4)
-    a = np.diag([1.0, 20.0, 0.05, 1.0, 3.0, 0.2]) @ rng.normal(size=(6, 6))   # invertible, far from orthogonal
+    a = np.diag([1.0, 20.0, 0.05, 1.0, 3.0, 0.2]) @ rng.normal(size=(6, 6))  # invertible, far from orthogonal
     assert abs(cka.linear_cka(x @ a, y) - cka.linear_cka(x, y)) > 1e-3
 
 
@@ -120,7 +124,7 @@ def test_constant_features_give_zero_never_nan():
 
 
 # ---------------------------------------------------------------- matrices
-@pytest.mark.parametrize("n", [30, 6])      # feature form (n ≥ mean width) and Gram form (n < mean width)
+@pytest.mark.parametrize("n", [30, 6])  # feature form (n ≥ mean width) and Gram form (n < mean width)
 @pytest.mark.parametrize("debiased", [False, True])
 def test_matrices_equal_pairwise_scalars(n, debiased):
     rng = np.random.default_rng(n)

@@ -5,6 +5,7 @@ Imports are read from the syntax tree: `import x`, `from x import y`, and the st
 code that names a forbidden module ("x", "x.y" or "x.y:factory") counts too, since it can reach
 the module by a computed import.
 """
+
 import ast
 import re
 import subprocess
@@ -67,9 +68,14 @@ def _module_strings(path: Path) -> set[str]:
     """Top-level modules named by string constants in code ("x", "x.y", "x.y:f"), docstrings excluded."""
     tree = ast.parse(path.read_text(), filename=str(path))
     skip = _docstrings(tree)
-    return {node.value.split(":")[0].split(".")[0] for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
-            and _MODULE_STRING.match(node.value)}
+    return {
+        node.value.split(":")[0].split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in skip
+        and _MODULE_STRING.match(node.value)
+    }
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -85,8 +91,11 @@ def test_package_imports_respect_layering(package):
 def test_kdcore_names_no_sample_or_ui_package_even_in_a_string():
     """kdcore reaches sample pairs only through its pair registry, never by a module name."""
     banned = {"sample_models", "app", "analyses", "streamlit", "plotly"}
-    offenders = [f"{p.relative_to(ROOT)} names {sorted(bad)}" for p in sorted((ROOT / "kdcore").rglob("*.py"))
-                 if (bad := _module_strings(p) & banned)]
+    offenders = [
+        f"{p.relative_to(ROOT)} names {sorted(bad)}"
+        for p in sorted((ROOT / "kdcore").rglob("*.py"))
+        if (bad := _module_strings(p) & banned)
+    ]
     assert not offenders, "kdcore names a package it must not reach:\n" + "\n".join(offenders)
 
 
@@ -99,12 +108,14 @@ def test_only_app_imports_streamlit():
 
 
 def test_kdcore_imports_without_ui_libraries():
-    code = ("import sys, importlib, pkgutil, kdcore\n"
-            "for m in pkgutil.walk_packages(kdcore.__path__, 'kdcore.'):\n"
-            "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
-            "bad = [m for m in ('streamlit', 'plotly', 'captum', 'sample_models', 'app', 'analyses')\n"
-            "       if m in sys.modules]\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys, importlib, pkgutil, kdcore\n"
+        "for m in pkgutil.walk_packages(kdcore.__path__, 'kdcore.'):\n"
+        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+        "bad = [m for m in ('streamlit', 'plotly', 'captum', 'sample_models', 'app', 'analyses')\n"
+        "       if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
@@ -116,19 +127,22 @@ def test_layering_check_detects_a_violation(tmp_path):
 
 def test_layering_check_detects_imports_by_string(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text('import importlib\n'
-                   'from importlib import import_module\n'
-                   'a = importlib.import_module("sample_models")\n'
-                   "b = import_module('app.state')\n"
-                   'c = __import__("analyses.cka", fromlist=["x"])\n'
-                   'd = importlib.import_module(some_variable)\n')
+    bad.write_text(
+        "import importlib\n"
+        "from importlib import import_module\n"
+        'a = importlib.import_module("sample_models")\n'
+        "b = import_module('app.state')\n"
+        'c = __import__("analyses.cka", fromlist=["x"])\n'
+        "d = importlib.import_module(some_variable)\n"
+    )
     assert _imported_top_levels(bad) == {"importlib", "sample_models", "app", "analyses"}
     hidden = tmp_path / "hidden.py"
-    hidden.write_text('"""Docstrings may mention sample_models."""\n'
-                      'TARGET = "sample_models:load_pair"\n'
-                      'MESSAGE = "load a sample_models pair"\n')
+    hidden.write_text(
+        '"""Docstrings may mention sample_models."""\n'
+        'TARGET = "sample_models:load_pair"\n'
+        'MESSAGE = "load a sample_models pair"\n'
+    )
     assert _module_strings(hidden) == {"sample_models"}
-
 
 
 MAX_FUNCTION_LINES = 50  # from `def` (decorators not counted) to the function's last line
@@ -138,16 +152,20 @@ def _long_functions(path: Path, root: Path = ROOT) -> list[str]:
     """'path:line name (N lines)' for each function in the module longer than MAX_FUNCTION_LINES."""
     tree = ast.parse(path.read_text(), filename=str(path))
     rel = path.relative_to(root)
-    return [f"{rel}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    return [
+        f"{rel}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
 
 
 def test_kdcore_functions_are_short():
     long = [hit for path in sorted((ROOT / "kdcore").rglob("*.py")) for hit in _long_functions(path)]
-    assert not long, (f"Functions in kdcore must be at most {MAX_FUNCTION_LINES} lines (def to last line). "
-                      f"Split these into smaller helpers: {long}")
+    assert not long, (
+        f"Functions in kdcore must be at most {MAX_FUNCTION_LINES} lines (def to last line). "
+        f"Split these into smaller helpers: {long}"
+    )
 
 
 def test_function_length_check_detects_a_long_function(tmp_path):
@@ -155,4 +173,6 @@ def test_function_length_check_detects_a_long_function(tmp_path):
     too_long = "class C:\n    def too_long(self):\n" + "        x = 1\n" * MAX_FUNCTION_LINES
     path = tmp_path / "mod.py"
     path.write_text(at_limit + too_long)
-    assert _long_functions(path, tmp_path) == [f"mod.py:{MAX_FUNCTION_LINES + 2} too_long ({MAX_FUNCTION_LINES + 1} lines)"]
+    assert _long_functions(path, tmp_path) == [
+        f"mod.py:{MAX_FUNCTION_LINES + 2} too_long ({MAX_FUNCTION_LINES + 1} lines)"
+    ]

@@ -5,6 +5,7 @@ Each registry entry gets a case saying how to call it; a loss registered without
 right shape, zero when the student equals the teacher, bad inputs raise ValueError naming the
 argument, bf16 inputs computed in float32.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,12 +19,12 @@ from kdcore.losses import FEATURE_LOSSES, LOSSES, label_smoothing_targets, stron
 
 @dataclass
 class Case:
-    make: Callable[[torch.dtype], tuple[torch.Tensor, torch.Tensor]]   # dtype -> (student, teacher) inputs
+    make: Callable[[torch.dtype], tuple[torch.Tensor, torch.Tensor]]  # dtype -> (student, teacher) inputs
     call: Callable[[Callable, torch.Tensor, torch.Tensor], torch.Tensor]  # (loss, student, teacher) -> scalar
-    student_name: str                                                # argument named when the student is bad
-    equal_value: Callable[[torch.Tensor], float] = lambda teacher: 0.0   # loss when the student equals the teacher
-    teacher_is_input: bool = True                                    # False: the "teacher" is fixed by the labels
-    grad_vanishes: bool = True        # at equality; not for probability inputs (the simplex constrains them)
+    student_name: str  # argument named when the student is bad
+    equal_value: Callable[[torch.Tensor], float] = lambda teacher: 0.0  # loss when the student equals the teacher
+    teacher_is_input: bool = True  # False: the "teacher" is fixed by the labels
+    grad_vanishes: bool = True  # at equality; not for probability inputs (the simplex constrains them)
 
 
 B, C = 4, 6
@@ -47,39 +48,59 @@ def _ls_entropy(_teacher):
 def _attn(dtype):
     """Causal attention probabilities (zeros above the diagonal), student 2 heads, teacher 2."""
     future = torch.ones(5, 5, dtype=torch.bool).triu(1)
+
     def probs():
         return torch.softmax(torch.randn(2, 2, 5, 5).masked_fill(future, float("-inf")), dim=-1).to(dtype)
+
     return probs(), probs()
 
 
 CLASSIFICATION = {
-    "kd": Case(_logits, lambda f, s, t: f(s, t, temperature=3.0), "student_logits"),   # the distillation term
+    "kd": Case(_logits, lambda f, s, t: f(s, t, temperature=3.0), "student_logits"),  # the distillation term
     "dkd": Case(_logits, lambda f, s, t: f(s, t, Y), "student_logits"),
-    "cakd": Case(_logits, lambda f, s, t: f(s, t, strong_set(t, rule="mass", tau=0.6, temperature=4.0)), "student_logits"),
+    "cakd": Case(
+        _logits, lambda f, s, t: f(s, t, strong_set(t, rule="mass", tau=0.6, temperature=4.0)), "student_logits"
+    ),
     "normkd": Case(_logits, lambda f, s, t: f(s, t), "student_logits"),
     "ls": Case(_ls_teacher, lambda f, s, t: f(s, Y, eps=0.2), "student_logits", _ls_entropy, teacher_is_input=False),
 }
 
 FEATURES = {
-    "feature_l2": Case(lambda d: (torch.randn(3, 8).to(d), torch.randn(3, 8).to(d)), lambda f, s, t: f(s, t), "student_features"),
-    "feature_cosine": Case(lambda d: (torch.randn(2, 3, 4, 4).to(d), torch.randn(2, 3, 4, 4).to(d)), lambda f, s, t: f(s, t),
-                           "student_features"),
-    "attention_transfer": Case(lambda d: (torch.randn(2, 3, 4, 4).to(d), torch.randn(2, 5, 4, 4).to(d)),
-                               lambda f, s, t: f(s, t), "student_fmap"),
-    "attention_kl": Case(_attn, lambda f, s, t: f(s, t, mask=torch.tensor([[1, 1, 0, 1, 1], [1, 0, 1, 1, 1]]).bool()),
-                         "student_attn", grad_vanishes=False),
+    "feature_l2": Case(
+        lambda d: (torch.randn(3, 8).to(d), torch.randn(3, 8).to(d)), lambda f, s, t: f(s, t), "student_features"
+    ),
+    "feature_cosine": Case(
+        lambda d: (torch.randn(2, 3, 4, 4).to(d), torch.randn(2, 3, 4, 4).to(d)),
+        lambda f, s, t: f(s, t),
+        "student_features",
+    ),
+    "attention_transfer": Case(
+        lambda d: (torch.randn(2, 3, 4, 4).to(d), torch.randn(2, 5, 4, 4).to(d)),
+        lambda f, s, t: f(s, t),
+        "student_fmap",
+    ),
+    "attention_kl": Case(
+        _attn,
+        lambda f, s, t: f(s, t, mask=torch.tensor([[1, 1, 0, 1, 1], [1, 0, 1, 1, 1]]).bool()),
+        "student_attn",
+        grad_vanishes=False,
+    ),
     "attention_mse": Case(_attn, lambda f, s, t: f(s, t), "student_attn"),
 }
 
-ALL = [(name, LOSSES[name], case) for name, case in CLASSIFICATION.items()] + \
-      [(name, FEATURE_LOSSES[name], case) for name, case in FEATURES.items()]
+ALL = [(name, LOSSES[name], case) for name, case in CLASSIFICATION.items()] + [
+    (name, FEATURE_LOSSES[name], case) for name, case in FEATURES.items()
+]
 IDS = [name for name, _, _ in ALL]
 
 
 def test_every_registered_loss_has_a_case():
     assert set(LOSSES) == set(CLASSIFICATION) == {"kd", "dkd", "cakd", "normkd", "ls"}
-    assert set(FEATURE_LOSSES) == set(FEATURES) == {"feature_l2", "feature_cosine", "attention_transfer",
-                                                    "attention_kl", "attention_mse"}
+    assert (
+        set(FEATURE_LOSSES)
+        == set(FEATURES)
+        == {"feature_l2", "feature_cosine", "attention_transfer", "attention_kl", "attention_mse"}
+    )
 
 
 @pytest.mark.parametrize("name,loss,case", ALL, ids=IDS)
@@ -88,7 +109,7 @@ def test_scalar_and_finite_gradients(name, loss, case):
     s.requires_grad_(True)
     out = case.call(loss, s, t)
     assert out.shape == () and out.dtype == torch.float32 and torch.isfinite(out)
-    assert out.item() >= -1e-6                       # every registered loss is a divergence or distance
+    assert out.item() >= -1e-6  # every registered loss is a divergence or distance
     out.backward()
     assert s.grad is not None and s.grad.shape == s.shape
     assert torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
@@ -102,14 +123,14 @@ def test_zero_when_student_equals_teacher(name, loss, case):
     assert out.item() == pytest.approx(case.equal_value(t), abs=1e-5)
     out.backward()
     assert torch.isfinite(s.grad).all()
-    if case.teacher_is_input and case.grad_vanishes:   # a minimum: the gradient vanishes there
+    if case.teacher_is_input and case.grad_vanishes:  # a minimum: the gradient vanishes there
         assert s.grad.abs().max() < 1e-4
-    elif case.teacher_is_input:                      # probabilities: no component along the simplex
+    elif case.teacher_is_input:  # probabilities: no component along the simplex
         support = (t > 0).float()
         row_mean = (s.grad * support).sum(-1, keepdim=True) / support.sum(-1, keepdim=True)
         assert ((s.grad - row_mean) * support).abs().max() < 1e-4
     s2, _ = case.make(torch.float32)
-    assert case.call(loss, s2, t).item() > case.equal_value(t) + 1e-4   # and it is not zero elsewhere
+    assert case.call(loss, s2, t).item() > case.equal_value(t) + 1e-4  # and it is not zero elsewhere
 
 
 @pytest.mark.parametrize("name,loss,case", ALL, ids=IDS)

@@ -1,5 +1,6 @@
 """The training-strategy losses of methods/13 (§13.1–13.5): each against an independent float64 numpy
 computation on seeded random inputs, the identities each section states, and bad input named plainly."""
+
 from __future__ import annotations
 
 import inspect
@@ -60,16 +61,20 @@ def log_softmax_np(z: np.ndarray, T: float = 1.0) -> np.ndarray:
 
 def kl_np(zt: np.ndarray, zs: np.ndarray, T: float = 1.0) -> np.ndarray:
     lp, lq = log_softmax_np(zt, T), log_softmax_np(zs, T)
-    return (np.exp(lp) * (lp - lq)).sum(-1)                      # [N]
+    return (np.exp(lp) * (lp - lq)).sum(-1)  # [N]
 
 
 def ce_np(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return -log_softmax_np(z)[np.arange(len(y)), y]               # [N]
+    return -log_softmax_np(z)[np.arange(len(y)), y]  # [N]
 
 
 def close(a, b, tol: float = 1e-9) -> None:
-    np.testing.assert_allclose(np.asarray(a.detach() if isinstance(a, torch.Tensor) else a, dtype=float),
-                               np.asarray(b, dtype=float), rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        np.asarray(a.detach() if isinstance(a, torch.Tensor) else a, dtype=float),
+        np.asarray(b, dtype=float),
+        rtol=tol,
+        atol=tol,
+    )
 
 
 # ---- public names (API.md: the §13 Signature lines) ------------------------------------------------------
@@ -79,8 +84,18 @@ SIGNATURES = {
     "takd_path": ["sizes"],
     "dgkd_loss": ["student_logits", "guide_logits", "labels", "temperature", "lam", "dropped"],
     "dgkd_choose_dropped": ["rng", "n_guides", "drop_num"],
-    "ctkd_step": ["student_logits", "teacher_logits", "labels", "theta", "epoch", "gamma", "alpha", "t_start",
-                  "t_range", "loops"],
+    "ctkd_step": [
+        "student_logits",
+        "teacher_logits",
+        "labels",
+        "theta",
+        "epoch",
+        "gamma",
+        "alpha",
+        "t_start",
+        "t_range",
+        "loops",
+    ],
     "curriculum_order": ["teacher_logits", "labels", "balance"],
     "pacing": ["t", "start", "inc", "step"],
     "pool_size": ["t", "n"],
@@ -101,7 +116,7 @@ SIGNATURES = {
 @pytest.mark.parametrize("name", sorted(SIGNATURES))
 def test_signature_names_are_exported_with_their_parameters(name):
     params = list(inspect.signature(getattr(L, name)).parameters)
-    assert params[:len(SIGNATURES[name])] == SIGNATURES[name]
+    assert params[: len(SIGNATURES[name])] == SIGNATURES[name]
     assert name in L.__all__
 
 
@@ -118,16 +133,23 @@ def test_spec_defaults():
 
 # ---- §13.1 CLKD -------------------------------------------------------------------------------------------
 
+
 def _clkd_np(zs: np.ndarray, zt: np.ndarray, y: np.ndarray, div: float | None = None) -> dict[str, float]:
     n, c = zs.shape
+
     def unit(z, axis):
-        return z / np.maximum(np.sqrt((z ** 2).sum(axis, keepdims=True)), 1e-12)
+        return z / np.maximum(np.sqrt((z**2).sum(axis, keepdims=True)), 1e-12)
+
     def cov(z):
         zc = z - z.mean(0)
         return zc.T @ zc / (n - 1 if div is None else div)
-    return {"ins": ((unit(zs, 1) - unit(zt, 1)) ** 2).sum() / (n * c),
-            "cla": ((unit(zs, 0) - unit(zt, 0)) ** 2).sum() / (n * c),
-            "cc": ((cov(zs) - cov(zt)) ** 2).sum() / c ** 2, "ce": ce_np(zs, y).mean()}
+
+    return {
+        "ins": ((unit(zs, 1) - unit(zt, 1)) ** 2).sum() / (n * c),
+        "cla": ((unit(zs, 0) - unit(zt, 0)) ** 2).sum() / (n * c),
+        "cc": ((cov(zs) - cov(zt)) ** 2).sum() / c**2,
+        "ce": ce_np(zs, y).mean(),
+    }
 
 
 @pytest.mark.parametrize("div", [None, 3.0])
@@ -159,23 +181,25 @@ def test_clkd_identities():
     same = clkd_components(t, t, y)
     assert all(float(same[k]) == pytest.approx(0.0, abs=1e-12) for k in ("ins", "cla", "cc"))
     assert all(float(parts[k]) >= 0 for k in ("ins", "cla", "cc")) and float(parts["ins"]) <= 4.0 / C
-    close(clkd_components(-t, t, y)["ins"], 4.0 / C)                              # opposite rows: the bound
+    close(clkd_components(-t, t, y)["ins"], 4.0 / C)  # opposite rows: the bound
 
 
 def test_clkd_cov_divisor_only_rescales_cc():
     s, t, y = _rand(10, N, C), _rand(11, N, C), _labels(12)
-    close(clkd_components(s, t, y, cov_divisor=C - 1)["cc"],
-          clkd_components(s, t, y)["cc"] * ((N - 1) / (C - 1)) ** 2)
+    close(clkd_components(s, t, y, cov_divisor=C - 1)["cc"], clkd_components(s, t, y)["cc"] * ((N - 1) / (C - 1)) ** 2)
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda s, t, y: clkd_loss(s[:1], t[:1], y[:1]), "at least 2 samples"),
-    (lambda s, t, y: clkd_loss(s, t[:, :3], y), "class counts of clkd_loss differ"),
-    (lambda s, t, y: clkd_loss(s.index_fill(1, torch.tensor([0]), float("nan")), t, y), "must be finite"),
-    (lambda s, t, y: clkd_loss(s, t, y + C), r"class indices in \[0, 4\]"),
-    (lambda s, t, y: clkd_loss(s, t, y, nu=-1.0), "'nu' parameter of clkd_loss must be a float >= 0"),
-    (lambda s, t, y: clkd_loss(s, t, y, cov_divisor=0), "'cov_divisor' parameter of clkd_loss must be a float > 0"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda s, t, y: clkd_loss(s[:1], t[:1], y[:1]), "at least 2 samples"),
+        (lambda s, t, y: clkd_loss(s, t[:, :3], y), "class counts of clkd_loss differ"),
+        (lambda s, t, y: clkd_loss(s.index_fill(1, torch.tensor([0]), float("nan")), t, y), "must be finite"),
+        (lambda s, t, y: clkd_loss(s, t, y + C), r"class indices in \[0, 4\]"),
+        (lambda s, t, y: clkd_loss(s, t, y, nu=-1.0), "'nu' parameter of clkd_loss must be a float >= 0"),
+        (lambda s, t, y: clkd_loss(s, t, y, cov_divisor=0), "'cov_divisor' parameter of clkd_loss must be a float > 0"),
+    ],
+)
 def test_clkd_bad_input(call, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         call(_rand(0, N, C), _rand(1, N, C), _labels(2))
@@ -189,19 +213,26 @@ def test_clkd_float32_inputs_get_finite_gradients():
 
 # ---- §13.2 TAKD and DGKD ---------------------------------------------------------------------------------
 
+
 def test_takd_path_is_the_chain_of_consecutive_stages():
     sizes = [110, 56, 32, 20, 8]
     path = takd_path(sizes)
     assert path == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert path[0][0] == 0 and path[-1][1] == len(sizes) - 1
     assert all(sizes[a] > sizes[b] and b == a + 1 for a, b in path)
-    assert takd_path([2.5, 1]) == [(0, 1)]                                         # a 2-model path is plain KD
+    assert takd_path([2.5, 1]) == [(0, 1)]  # a 2-model path is plain KD
 
 
-@pytest.mark.parametrize("sizes, needle", [
-    ([10], "at least 2 sizes"), ([10, 10, 4], "strictly decreasing"), ([4, 8], "size 8.0 at position 1"),
-    ([10, -1], "positive numbers"), ("108", "list of model sizes"),
-])
+@pytest.mark.parametrize(
+    "sizes, needle",
+    [
+        ([10], "at least 2 sizes"),
+        ([10, 10, 4], "strictly decreasing"),
+        ([4, 8], "size 8.0 at position 1"),
+        ([10, -1], "positive numbers"),
+        ("108", "list of model sizes"),
+    ],
+)
 def test_takd_path_refuses_chains_that_do_not_shrink(sizes, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         takd_path(sizes)
@@ -219,8 +250,9 @@ def test_dgkd_matches_numpy():
 def test_dgkd_identities():
     s, y, g1, g2 = _rand(30, N, C), _labels(31), _rand(32, N, C), _rand(33, N, C)
     close(dgkd_loss(s, [g1], y, temperature=4.0, lam=0.6), kd_loss(s, g1, y, temperature=4.0, lam=0.6))
-    close(dgkd_loss(s, [g1, g2], y, temperature=4.0, lam=0.6, dropped=(0,)),
-          kd_loss(s, g2, y, temperature=4.0, lam=0.6))
+    close(
+        dgkd_loss(s, [g1, g2], y, temperature=4.0, lam=0.6, dropped=(0,)), kd_loss(s, g2, y, temperature=4.0, lam=0.6)
+    )
     close(dgkd_loss(s, [g1, g1], None), 2 * dgkd_loss(s, [g1], None))
 
 
@@ -229,29 +261,39 @@ def test_dgkd_choose_dropped_is_seeded_uniform_and_leaves_a_guide():
     assert draws[:5] == [dgkd_choose_dropped(torch.Generator().manual_seed(k), 4, 2) for k in range(5)]
     assert all(len(d) == 2 and len(set(d)) == 2 and list(d) == sorted(d) and set(d) <= set(range(4)) for d in draws)
     counts = np.bincount([i for d in draws for i in d], minlength=4)
-    assert counts.min() > 60                                                    # 100 each expected
+    assert counts.min() > 60  # 100 each expected
     assert dgkd_choose_dropped(np.random.default_rng(0), 3, 0) == ()
     assert len(dgkd_choose_dropped(np.random.default_rng(0), 3, 2)) == 2
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda s, g, y: dgkd_loss(s, [], y), "non-empty list"),
-    (lambda s, g, y: dgkd_loss(s, [g, g], y, dropped=(0, 1)), "proper subset"),
-    (lambda s, g, y: dgkd_loss(s, [g], y, dropped=(3,)), r"guide indices in \[0, 0\]"),
-    (lambda s, g, y: dgkd_loss(s, [g[:, :2]], y), "class counts"),
-    (lambda s, g, y: dgkd_loss(s, [g], y, temperature=0), "'temperature' parameter of dgkd_loss must be a float > 0"),
-    (lambda s, g, y: dgkd_loss(s, [g], y, lam=1.5), r"'lam' parameter of dgkd_loss must be a float in \[0.0, 1.0\]"),
-    (lambda s, g, y: dgkd_loss(s, [g], None, lam=0.5), "needs labels"),
-    (lambda s, g, y: dgkd_choose_dropped(torch.Generator(), 2, 2), r"'drop_num' .* integer in \[0, 1\]"),
-    (lambda s, g, y: dgkd_choose_dropped(torch.Generator(), 0), "'n_guides'"),
-    (lambda s, g, y: dgkd_choose_dropped(0, 3), "torch.Generator or a numpy.random.Generator"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda s, g, y: dgkd_loss(s, [], y), "non-empty list"),
+        (lambda s, g, y: dgkd_loss(s, [g, g], y, dropped=(0, 1)), "proper subset"),
+        (lambda s, g, y: dgkd_loss(s, [g], y, dropped=(3,)), r"guide indices in \[0, 0\]"),
+        (lambda s, g, y: dgkd_loss(s, [g[:, :2]], y), "class counts"),
+        (
+            lambda s, g, y: dgkd_loss(s, [g], y, temperature=0),
+            "'temperature' parameter of dgkd_loss must be a float > 0",
+        ),
+        (
+            lambda s, g, y: dgkd_loss(s, [g], y, lam=1.5),
+            r"'lam' parameter of dgkd_loss must be a float in \[0.0, 1.0\]",
+        ),
+        (lambda s, g, y: dgkd_loss(s, [g], None, lam=0.5), "needs labels"),
+        (lambda s, g, y: dgkd_choose_dropped(torch.Generator(), 2, 2), r"'drop_num' .* integer in \[0, 1\]"),
+        (lambda s, g, y: dgkd_choose_dropped(torch.Generator(), 0), "'n_guides'"),
+        (lambda s, g, y: dgkd_choose_dropped(0, 3), "torch.Generator or a numpy.random.Generator"),
+    ],
+)
 def test_dgkd_bad_input(call, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         call(_rand(0, N, C), _rand(1, N, C), _labels(2))
 
 
 # ---- §13.3a CTKD --------------------------------------------------------------------------------------------
+
 
 def test_ctkd_lambda_schedule():
     assert ctkd_lambda(1) == pytest.approx(0.5 * (1 - math.cos(math.pi / 10)))
@@ -283,11 +325,13 @@ def test_ctkd_dloss_dtheta_matches_the_analytic_derivative_and_finite_difference
     p, q = np.exp(lp), np.exp(lq)
     kl = (p * (lp - lq)).sum(-1).mean()
     da = (-(p * (a - (p * a).sum(-1, keepdims=True)) * (lp - lq)).sum(-1) + (p * b).sum(-1) - (q * b).sum(-1)).mean()
-    d_dT = 2 * T * kl + da                                                        # ∂(T²·KL)/∂T, the spec's formula
+    d_dT = 2 * T * kl + da  # ∂(T²·KL)/∂T, the spec's formula
     close(got, alpha * d_dT * 20 * sig * (1 - sig), 1e-8)
     h = 1e-5
-    fd = (ctkd_step(s, t, y, theta=theta + h, epoch=2)["loss"].item()
-          - ctkd_step(s, t, y, theta=theta - h, epoch=2)["loss"].item()) / (2 * h)
+    fd = (
+        ctkd_step(s, t, y, theta=theta + h, epoch=2)["loss"].item()
+        - ctkd_step(s, t, y, theta=theta - h, epoch=2)["loss"].item()
+    ) / (2 * h)
     close(got, fd, 1e-6)
     with torch.no_grad():
         close(ctkd_step(s, t, y, theta=theta, epoch=2)["dloss_dtheta"], got)
@@ -299,10 +343,10 @@ def test_ctkd_gradient_reversal_on_a_trainable_theta():
     theta = torch.nn.Parameter(torch.tensor(0.2, dtype=torch.float64))
     out = ctkd_step(s, t, y, theta=theta, epoch=5)
     out["loss"].backward()
-    close(theta.grad, -0.5 * out["dloss_dtheta"])                                   # −λ_e·∂L/∂θ, λ_5 = 0.5
+    close(theta.grad, -0.5 * out["dloss_dtheta"])  # −λ_e·∂L/∂θ, λ_5 = 0.5
     s2 = s.detach().clone().requires_grad_()
     kd_loss(s2, t, y, temperature=float(out["T"]), lam=0.9).backward()
-    close(s.grad, s2.grad)                                                          # the student descends L
+    close(s.grad, s2.grad)  # the student descends L
 
 
 def test_ctkd_reversed_step_ascends_the_loss_and_lambda_zero_leaves_theta():
@@ -312,16 +356,19 @@ def test_ctkd_reversed_step_ascends_the_loss_and_lambda_zero_leaves_theta():
     new = ctkd_theta_step(theta, float(out["dloss_dtheta"]), out["lambda"], lr=0.05)
     assert ctkd_step(s, t, y, theta=new, epoch=10)["loss"].item() > out["loss"].item()
     assert ctkd_theta_step(theta, float(out["dloss_dtheta"]), 0.0, lr=0.05) == theta
-    assert ctkd_theta_step(theta, 0.0, 0.0, lr=0.05, weight_decay=5e-4) < theta     # decays toward 0
+    assert ctkd_theta_step(theta, 0.0, 0.0, lr=0.05, weight_decay=5e-4) < theta  # decays toward 0
 
 
-@pytest.mark.parametrize("kw, needle", [
-    (dict(t_range=0), "'t_range' parameter of ctkd_step must be a float > 0"),
-    (dict(loops=0), "'loops' parameter of ctkd_step must be an integer >= 1"),
-    (dict(epoch=0), "'epoch' parameter of ctkd_step must be an integer >= 1"),
-    (dict(theta=float("nan")), "'theta' argument of ctkd_step must be a finite float"),
-    (dict(gamma=-0.1), "'gamma' parameter of ctkd_step must be a float >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        (dict(t_range=0), "'t_range' parameter of ctkd_step must be a float > 0"),
+        (dict(loops=0), "'loops' parameter of ctkd_step must be an integer >= 1"),
+        (dict(epoch=0), "'epoch' parameter of ctkd_step must be an integer >= 1"),
+        (dict(theta=float("nan")), "'theta' argument of ctkd_step must be a finite float"),
+        (dict(gamma=-0.1), "'gamma' parameter of ctkd_step must be a float >= 0"),
+    ],
+)
 def test_ctkd_bad_input(kw, needle):
     args = {"theta": 1.0, "epoch": 1, **kw}
     with pytest.raises(InvalidParameterError, match=needle):
@@ -331,6 +378,7 @@ def test_ctkd_bad_input(kw, needle):
 
 
 # ---- §13.3b curriculum and §13.3c warm-up --------------------------------------------------------------
+
 
 def _balanced_order_np(d: np.ndarray, y: np.ndarray) -> list[int]:
     order = list(np.argsort(d, kind="stable"))
@@ -368,18 +416,22 @@ def test_pacing_values_monotonicity_and_pools():
     for t in (0, 99, 100, 250, 512):
         assert pacing(t) == pytest.approx(min(0.04 * 1.9 ** (t // 100), 1.0))
     assert pacing(7, start=0.5, inc=2.0, step=3) == 1.0 and pacing(2, start=0.5, inc=2.0, step=3) == 0.5
-    assert all(pacing(t, start=1.0) == 1.0 for t in range(0, 300, 7))            # start = 1: ordinary training
+    assert all(pacing(t, start=1.0) == 1.0 for t in range(0, 300, 7))  # start = 1: ordinary training
     sizes = [pool_size(t, 1000) for t in range(0, 800, 50)]
     assert sizes == sorted(sizes) and sizes[0] == 40 and sizes[-1] == 1000
     assert pool_size(100, 10) == math.ceil(10 * 0.04 * 1.9) and pool_size(0, 1000, start=1.0) == 1000
 
 
-@pytest.mark.parametrize("kw, needle", [
-    (dict(start=0.0), r"'start' parameter of pacing must be a float in \(0.0, 1.0\]"),
-    (dict(start=1.5), "'start'"), (dict(inc=1.0), "'inc' parameter of pacing"),
-    (dict(step=0), "'step' parameter of pacing must be an integer >= 1"),
-    (dict(t=-1), "'t' parameter of pacing must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        (dict(start=0.0), r"'start' parameter of pacing must be a float in \(0.0, 1.0\]"),
+        (dict(start=1.5), "'start'"),
+        (dict(inc=1.0), "'inc' parameter of pacing"),
+        (dict(step=0), "'step' parameter of pacing must be an integer >= 1"),
+        (dict(t=-1), "'t' parameter of pacing must be an integer >= 0"),
+    ],
+)
 def test_pacing_bad_input(kw, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         pacing(**{"t": 0, **kw})
@@ -404,6 +456,7 @@ def test_warmup_weight():
 
 
 # ---- §13.4a Born-Again Networks ----------------------------------------------------------------------------
+
 
 def test_ban_is_kd_at_t1_without_labels_and_adds_a_weighted_ce():
     s, t, y = _rand(70, N, C), _rand(71, N, C), _labels(72)
@@ -443,6 +496,7 @@ def test_ban_bad_input():
 
 # ---- §13.4b Be Your Own Teacher ----------------------------------------------------------------------------
 
+
 def _byot_np(exits, y, feats, deep, T, alpha, lam, feature="l2", t_sq=False):
     zk = exits[-1]
     out = []
@@ -450,7 +504,7 @@ def _byot_np(exits, y, feats, deep, T, alpha, lam, feature="l2", t_sq=False):
         loss = (1 - alpha) * ce_np(z, y).mean() + alpha * (T * T if t_sq else 1) * kl_np(zk, z, T).mean()
         if feats is not None:
             diff = feats[k] - deep
-            loss += lam * (np.sqrt((diff ** 2).sum()) if feature == "l2" else (diff ** 2).sum(1).mean())
+            loss += lam * (np.sqrt((diff**2).sum()) if feature == "l2" else (diff**2).sum(1).mean())
         out.append(loss)
     return out + [ce_np(zk, y).mean()]
 
@@ -459,10 +513,12 @@ def _byot_np(exits, y, feats, deep, T, alpha, lam, feature="l2", t_sq=False):
 def test_byot_matches_numpy(feature, t_sq):
     exits, y = [_rand(80 + k, N, C) for k in range(3)], _labels(83)
     feats, deep = [_rand(84 + k, N, 4) for k in range(2)], _rand(86, N, 4)
-    per_exit, total = byot_losses(exits, y, feats, deep, temperature=2.0, alpha=0.4, lam=0.1, t_squared=t_sq,
-                                  feature=feature)
-    want = _byot_np([_np(z) for z in exits], y.numpy(), [_np(f) for f in feats], _np(deep), 2.0, 0.4, 0.1,
-                    feature, t_sq)
+    per_exit, total = byot_losses(
+        exits, y, feats, deep, temperature=2.0, alpha=0.4, lam=0.1, t_squared=t_sq, feature=feature
+    )
+    want = _byot_np(
+        [_np(z) for z in exits], y.numpy(), [_np(f) for f in feats], _np(deep), 2.0, 0.4, 0.1, feature, t_sq
+    )
     close(torch.stack(per_exit), want)
     close(total, sum(want))
     per_exit, _ = byot_losses(exits, y, feats, deep, feature_exits=(1,))
@@ -478,30 +534,37 @@ def test_byot_identities_and_the_stopped_teacher():
     per_exit, _ = byot_losses([z0, deep], y, temperature=3.0, alpha=0.3)
     p = np.exp(log_softmax_np(_np(deep), 3.0))
     soft_ce = 0.7 * ce_np(_np(z0), y.numpy()).mean() - 0.3 * (p * log_softmax_np(_np(z0), 3.0)).sum(-1).mean()
-    close(soft_ce - per_exit[0], 0.3 * (-(p * np.log(p)).sum(-1)).mean())          # soft-CE − KL = α·H(p_T)
+    close(soft_ce - per_exit[0], 0.3 * (-(p * np.log(p)).sum(-1)).mean())  # soft-CE − KL = α·H(p_T)
     zk = deep.clone().requires_grad_()
     byot_losses([z0, zk], y)[1].backward()
     ref = deep.clone().requires_grad_()
     torch.nn.functional.cross_entropy(ref, y).backward()
-    close(zk.grad, ref.grad)                                                       # the teacher learns only from CE
+    close(zk.grad, ref.grad)  # the teacher learns only from CE
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda z, y, f: byot_losses([z], y), "at least 2"),
-    (lambda z, y, f: byot_losses([z[:, :3], z], y), "class counts"),
-    (lambda z, y, f: byot_losses([z, z], y, alpha=1.5), r"'alpha' parameter of byot_losses must be a float in \[0.0, 1.0\]"),
-    (lambda z, y, f: byot_losses([z, z], y, temperature=0), "'temperature' parameter of byot_losses"),
-    (lambda z, y, f: byot_losses([z, z], y, [f[:, :2]], f), "must have the shape of deep_feat"),
-    (lambda z, y, f: byot_losses([z, z], y, [f], None), "or neither"),
-    (lambda z, y, f: byot_losses([z, z], y, feature="l1"), "'feature' parameter"),
-    (lambda z, y, f: byot_losses([z, z], y, [f], f, feature_exits=(2,)), "'feature_exits'"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda z, y, f: byot_losses([z], y), "at least 2"),
+        (lambda z, y, f: byot_losses([z[:, :3], z], y), "class counts"),
+        (
+            lambda z, y, f: byot_losses([z, z], y, alpha=1.5),
+            r"'alpha' parameter of byot_losses must be a float in \[0.0, 1.0\]",
+        ),
+        (lambda z, y, f: byot_losses([z, z], y, temperature=0), "'temperature' parameter of byot_losses"),
+        (lambda z, y, f: byot_losses([z, z], y, [f[:, :2]], f), "must have the shape of deep_feat"),
+        (lambda z, y, f: byot_losses([z, z], y, [f], None), "or neither"),
+        (lambda z, y, f: byot_losses([z, z], y, feature="l1"), "'feature' parameter"),
+        (lambda z, y, f: byot_losses([z, z], y, [f], f, feature_exits=(2,)), "'feature_exits'"),
+    ],
+)
 def test_byot_bad_input(call, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         call(_rand(0, N, C), _labels(1), _rand(2, N, 4))
 
 
 # ---- §13.4c Teacher-free KD --------------------------------------------------------------------------------
+
 
 def _virtual_np(y, c, a, T, soften="probs"):
     p = np.full((len(y), c), (1 - a) / (c - 1))
@@ -514,8 +577,11 @@ def _virtual_np(y, c, a, T, soften="probs"):
 def test_virtual_teacher_matches_numpy_and_its_closed_forms():
     y = _labels(90)
     close(virtual_teacher(y, C, a=0.9, temperature=2.0), _virtual_np(y.numpy(), C, 0.9, 2.0), 1e-6)
-    close(virtual_teacher(y, C, a=0.9, temperature=2.0, soften="log_probs"),
-          _virtual_np(y.numpy(), C, 0.9, 2.0, "log_probs"), 1e-6)
+    close(
+        virtual_teacher(y, C, a=0.9, temperature=2.0, soften="log_probs"),
+        _virtual_np(y.numpy(), C, 0.9, 2.0, "log_probs"),
+        1e-6,
+    )
     c, a, T = 100, 0.99, 20.0
     b = (1 - a) / (c - 1)
     target = virtual_teacher(torch.tensor([3]), c, a=a, temperature=T)[0, 3]
@@ -524,7 +590,7 @@ def test_virtual_teacher_matches_numpy_and_its_closed_forms():
     close(virtual_teacher(y, C, temperature=1e6), np.full((N, C), 1 / C), 1e-6)
     p1 = virtual_teacher(y, C, a=0.8, temperature=1.0, soften="log_probs")
     close(p1, _virtual_np(y.numpy(), C, 0.8, 1.0, "log_probs"), 1e-6)
-    close(p1[torch.arange(N), y], np.full(N, 0.8), 1e-6)                          # T = 1 returns p^d
+    close(p1[torch.arange(N), y], np.full(N, 0.8), 1e-6)  # T = 1 returns p^d
 
 
 def test_tfkd_reg_matches_numpy_and_is_label_smoothing_toward_the_virtual_teacher():
@@ -534,8 +600,12 @@ def test_tfkd_reg_matches_numpy_and_is_label_smoothing_toward_the_virtual_teache
     log_q = log_softmax_np(_np(s))
     kl = (p * (np.log(p) - log_q)).sum(-1)
     ce = ce_np(_np(s), y.numpy())
-    close(tfkd_reg_loss(s, y, a=a, temperature=T, alpha=alpha, multiplier=m), ((1 - alpha) * ce + alpha * m / C * kl).mean(), 1e-6)
-    smoothed = (1 - alpha) * np.eye(C)[y.numpy()] + alpha * p                       # m = C
+    close(
+        tfkd_reg_loss(s, y, a=a, temperature=T, alpha=alpha, multiplier=m),
+        ((1 - alpha) * ce + alpha * m / C * kl).mean(),
+        1e-6,
+    )
+    smoothed = (1 - alpha) * np.eye(C)[y.numpy()] + alpha * p  # m = C
     want = -(smoothed * log_q).sum(-1).mean() + alpha * (p * np.log(p)).sum(-1).mean()
     close(tfkd_reg_loss(s, y, a=a, temperature=T, alpha=alpha), want, 1e-6)
 
@@ -547,23 +617,30 @@ def test_tfkd_self_is_kd_scaled_by_m_over_c():
     close(tfkd_self_loss(s, t, y, multiplier=50), want)
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda s, y: virtual_teacher(torch.tensor([0]), 1), r"'num_classes' .* integer in \[2, "),
-    (lambda s, y: virtual_teacher(y, C, a=0.0), r"'a' parameter of virtual_teacher must be a float in \(0.0, 1.0\]"),
-    (lambda s, y: virtual_teacher(y, C, a=1.1), "'a' parameter"),
-    (lambda s, y: virtual_teacher(y, C, temperature=0), "'temperature' parameter of virtual_teacher"),
-    (lambda s, y: virtual_teacher(y, C, soften="logits"), "'soften' parameter"),
-    (lambda s, y: tfkd_reg_loss(s, y, alpha=2.0), "'alpha' parameter of tfkd_reg_loss"),
-    (lambda s, y: tfkd_reg_loss(s, y, multiplier=0), "'multiplier' parameter of tfkd_reg_loss"),
-    (lambda s, y: tfkd_reg_loss(s[:, :1], y * 0), "at least 2 classes"),
-    (lambda s, y: tfkd_self_loss(s, s[:, :2], y), "class counts"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda s, y: virtual_teacher(torch.tensor([0]), 1), r"'num_classes' .* integer in \[2, "),
+        (
+            lambda s, y: virtual_teacher(y, C, a=0.0),
+            r"'a' parameter of virtual_teacher must be a float in \(0.0, 1.0\]",
+        ),
+        (lambda s, y: virtual_teacher(y, C, a=1.1), "'a' parameter"),
+        (lambda s, y: virtual_teacher(y, C, temperature=0), "'temperature' parameter of virtual_teacher"),
+        (lambda s, y: virtual_teacher(y, C, soften="logits"), "'soften' parameter"),
+        (lambda s, y: tfkd_reg_loss(s, y, alpha=2.0), "'alpha' parameter of tfkd_reg_loss"),
+        (lambda s, y: tfkd_reg_loss(s, y, multiplier=0), "'multiplier' parameter of tfkd_reg_loss"),
+        (lambda s, y: tfkd_reg_loss(s[:, :1], y * 0), "at least 2 classes"),
+        (lambda s, y: tfkd_self_loss(s, s[:, :2], y), "class counts"),
+    ],
+)
 def test_tfkd_bad_input(call, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         call(_rand(0, N, C), _labels(1))
 
 
 # ---- §13.5 Education distillation ---------------------------------------------------------------------------
+
 
 def test_grades():
     assert grade_partition(100) == [(0, 33), (33, 66), (66, 100)]
@@ -581,32 +658,47 @@ def _education_np(zs, zt, y, m, n, T, w):
 def test_education_kd_matches_numpy_and_its_identities():
     s, t = _rand(100, N, 9), _rand(101, N, 4)
     y = torch.tensor([3, 4, 5, 6, 3, 6])
-    close(education_kd_loss(s, t, y, (3, 7), temperature=2.0, ce_weight=0.4),
-          _education_np(_np(s), _np(t), y.numpy(), 3, 7, 2.0, 0.4))
+    close(
+        education_kd_loss(s, t, y, (3, 7), temperature=2.0, ce_weight=0.4),
+        _education_np(_np(s), _np(t), y.numpy(), 3, 7, 2.0, 0.4),
+    )
     full, yf = _rand(102, N, C), _labels(103)
-    close(education_kd_loss(s[:, :C], full, yf, (0, C), temperature=3.0, ce_weight=0.3),
-          kd_loss(s[:, :C], full, yf, temperature=3.0, lam=0.7))
+    close(
+        education_kd_loss(s[:, :C], full, yf, (0, C), temperature=3.0, ce_weight=0.3),
+        kd_loss(s[:, :C], full, yf, temperature=3.0, lam=0.7),
+    )
     changed = s.clone()
     changed[:, :3] += 5.0
     changed[:, 7:] -= 2.0
     close(education_kd_loss(changed, t, y, (3, 7), ce_weight=0.0), education_kd_loss(s, t, y, (3, 7), ce_weight=0.0))
     p = np.exp(log_softmax_np(_np(t), 4.0))
-    soft_ce = 0.3 * ce_np(_np(s), y.numpy()).mean() - 0.7 * 16 * (p * log_softmax_np(_np(s)[:, 3:7], 4.0)).sum(-1).mean()
+    soft_ce = (
+        0.3 * ce_np(_np(s), y.numpy()).mean() - 0.7 * 16 * (p * log_softmax_np(_np(s)[:, 3:7], 4.0)).sum(-1).mean()
+    )
     close(soft_ce - education_kd_loss(s, t, y, (3, 7)), 0.7 * 16 * (-(p * np.log(p)).sum(-1)).mean())
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda s, t, y: education_kd_loss(s, t, torch.tensor([3, 4, 5, 6, 3, 8]), (3, 7)), r"grade's classes \[3, 7\)"),
-    (lambda s, t, y: education_kd_loss(s, t[:, :3], y, (3, 7)), "must predict the grade's 4 classes"),
-    (lambda s, t, y: education_kd_loss(s, t, y, (6, 10)), "inside the student's head of 9 classes"),
-    (lambda s, t, y: education_kd_loss(s, t, y, (3, 7), temperature=0), "'temperature' parameter of education_kd_loss"),
-    (lambda s, t, y: education_kd_loss(s, t, y, (3, 7), ce_weight=1.2), "'ce_weight' parameter"),
-    (lambda s, t, y: education_kd_loss(s, t[:2], y, (3, 7)), "same batch size"),
-    (lambda s, t, y: grade_partition(2, (1, 1, 1)), r"grade\(s\) \[1, 2\] without a class \(sizes \[0, 0, 2\]\)"),
-    (lambda s, t, y: grade_partition(10, (1, 0)), "positive numbers"),
-    (lambda s, t, y: grade_of_epoch(10, (180, 150)), "strictly increasing"),
-    (lambda s, t, y: grade_of_epoch(0), "'epoch' parameter of grade_of_epoch must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (
+            lambda s, t, y: education_kd_loss(s, t, torch.tensor([3, 4, 5, 6, 3, 8]), (3, 7)),
+            r"grade's classes \[3, 7\)",
+        ),
+        (lambda s, t, y: education_kd_loss(s, t[:, :3], y, (3, 7)), "must predict the grade's 4 classes"),
+        (lambda s, t, y: education_kd_loss(s, t, y, (6, 10)), "inside the student's head of 9 classes"),
+        (
+            lambda s, t, y: education_kd_loss(s, t, y, (3, 7), temperature=0),
+            "'temperature' parameter of education_kd_loss",
+        ),
+        (lambda s, t, y: education_kd_loss(s, t, y, (3, 7), ce_weight=1.2), "'ce_weight' parameter"),
+        (lambda s, t, y: education_kd_loss(s, t[:2], y, (3, 7)), "same batch size"),
+        (lambda s, t, y: grade_partition(2, (1, 1, 1)), r"grade\(s\) \[1, 2\] without a class \(sizes \[0, 0, 2\]\)"),
+        (lambda s, t, y: grade_partition(10, (1, 0)), "positive numbers"),
+        (lambda s, t, y: grade_of_epoch(10, (180, 150)), "strictly increasing"),
+        (lambda s, t, y: grade_of_epoch(0), "'epoch' parameter of grade_of_epoch must be an integer >= 1"),
+    ],
+)
 def test_education_bad_input(call, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         call(_rand(0, N, 9), _rand(1, N, 4), torch.tensor([3, 4, 5, 6, 3, 6]))

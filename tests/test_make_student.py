@@ -1,5 +1,6 @@
 """Layer-subset initialisation (METHODS §14.2): layer_subset_indices and make_student_from_teacher
 on tiny Llama- and BERT-style directories built from configs (tests/helpers/hf_pairs.py)."""
+
 import re
 from fractions import Fraction
 
@@ -52,16 +53,19 @@ def test_stride_and_first_and_explicit():
     assert layer_subset_indices(12, 3, [1, 5, 11]) == [1, 5, 11]
 
 
-@pytest.mark.parametrize("args, kwargs, words", [
-    ((4, 6), {}, ["at most n_teacher=4", "deeper", "from_teacher"]),
-    ((12, 5, "stride"), {}, ["divisible", "spread"]),
-    ((12, 6, "stride"), {"offset": 2}, ["offset", "[0, 1]"]),
-    ((12, 6), {"offset": 1}, ["applies to rule='stride' only"]),
-    ((12, 6, "middle"), {}, ["'spread'", "'middle'"]),
-    ((12, 3, [0, 5, 5]), {}, ["strictly increasing"]),
-    ((12, 3, [0, 5, 12]), {}, ["[0, 11]"]),
-    ((0, 1), {}, ["n_teacher"]),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, words",
+    [
+        ((4, 6), {}, ["at most n_teacher=4", "deeper", "from_teacher"]),
+        ((12, 5, "stride"), {}, ["divisible", "spread"]),
+        ((12, 6, "stride"), {"offset": 2}, ["offset", "[0, 1]"]),
+        ((12, 6), {"offset": 1}, ["applies to rule='stride' only"]),
+        ((12, 6, "middle"), {}, ["'spread'", "'middle'"]),
+        ((12, 3, [0, 5, 5]), {}, ["strictly increasing"]),
+        ((12, 3, [0, 5, 12]), {}, ["[0, 11]"]),
+        ((0, 1), {}, ["n_teacher"]),
+    ],
+)
 def test_bad_arguments_are_refused_with_the_way_out(args, kwargs, words):
     with pytest.raises(InvalidParameterError) as err:
         layer_subset_indices(*args, **kwargs)

@@ -1,6 +1,7 @@
 """The method table (kdcore.methods): common checks over every entry, each step against its tested
 loss, bad input named plainly, and a toy method registered in one place and run from the CLI and
 from the Distill form."""
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 # ---- common checks over every entry ---------------------------------------------------------------
+
 
 def _required_params(method: Method) -> dict:
     """Values for the parameters a method requires (a layer map over the tiny batch's features)."""
@@ -89,8 +91,9 @@ def test_every_entry_validates_with_its_defaults_and_lists_its_parameters(name, 
     assert main(["methods", "--json"]) == 0
     row = next(r for r in json.loads(capsys.readouterr().out)["methods"] if r["name"] == name)
     assert row["aliases"] == list(m.aliases) and row["tasks"] == list(m.tasks) and row["section"] == m.section
-    assert [(p["name"], p["default"], p["range"]) for p in row["params"]] == \
-           [(p.name, p.default, p.range_text()) for p in m.params]
+    assert [(p["name"], p["default"], p["range"]) for p in row["params"]] == [
+        (p.name, p.default, p.range_text()) for p in m.params
+    ]
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -109,6 +112,7 @@ def test_every_step_gives_finite_scalar_components_and_gradients(name):
 def test_the_tasks_menu_and_the_choices_match_the_tested_functions():
     from kdcore.divergences import KINDS
     from kdcore.losses import RULES
+
     assert get_method("cakd").param("rule").choices == tuple(RULES)
     assert get_method("token").param("kind").choices == tuple(KINDS)
     assert [m.name for m in methods_for("causal_lm")] == ["token", "attn_kl", "ce"]
@@ -116,6 +120,7 @@ def test_the_tasks_menu_and_the_choices_match_the_tested_functions():
 
 
 # ---- each step is its tested loss ---------------------------------------------------------------------
+
 
 def _loss(objective: str, batch: StepTensors, **kw) -> torch.Tensor:
     cfg = JobConfig(objective=objective, **kw).validate()
@@ -126,20 +131,26 @@ def test_logit_steps_equal_their_tested_losses():
     import torch.nn.functional as F
 
     from kdcore.losses import cakd_loss, dkd_loss, kd_loss, label_smoothing_loss, strong_set
+
     b = _batch(get_method("kd"))
     s, t, y = b.student_logits, b.teacher_logits, b.targets
     torch.testing.assert_close(_loss("kd", b, temperature=3.0, lam=0.7), kd_loss(s, t, y, temperature=3.0, lam=0.7))
     torch.testing.assert_close(_loss("ls", b, params={"eps": 0.2}), label_smoothing_loss(s, y, eps=0.2))
-    torch.testing.assert_close(_loss("dkd", b, params={"beta": 2.0}),
-                               dkd_loss(s, t, y, temperature=4.0, alpha=1.0, beta=2.0) + F.cross_entropy(s, y))
+    torch.testing.assert_close(
+        _loss("dkd", b, params={"beta": 2.0}),
+        dkd_loss(s, t, y, temperature=4.0, alpha=1.0, beta=2.0) + F.cross_entropy(s, y),
+    )
     strong = strong_set(t, rule="topk", k=2, temperature=4.0)
-    torch.testing.assert_close(_loss("cakd", b, ce_weight=0.0, params={"rule": "topk", "k": 2, "alpha": 0.5}),
-                               cakd_loss(s, t, strong, temperature=4.0, alpha=0.5, beta=1.0))
+    torch.testing.assert_close(
+        _loss("cakd", b, ce_weight=0.0, params={"rule": "topk", "k": 2, "alpha": 0.5}),
+        cakd_loss(s, t, strong, temperature=4.0, alpha=0.5, beta=1.0),
+    )
 
 
 def test_feature_and_token_steps_equal_their_tested_losses():
     from kdcore.divergences import divergence_loss
     from kdcore.losses import feature_cosine_loss, feature_l2_loss
+
     b = _batch(get_method("feature_l2"))
     fs, ft = b.student_feats["a"], b.teacher_feats["b"]
     for cosine, fn in ((True, feature_cosine_loss), (False, feature_l2_loss)):
@@ -152,12 +163,15 @@ def test_feature_and_token_steps_equal_their_tested_losses():
 
 # ---- old names and bad input ---------------------------------------------------------------------------
 
+
 def test_old_names_load_as_aliases(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text("objective: attention_transfer\nparams: {layers: {conv2: conv2}}\n")
     assert JobConfig.load(path).validate().resolved_terms()[0].name == "at"
-    cfg = JobConfig(objective="sum", terms=[{"name": "hinton", "weight": 1.0, "params": {}},
-                                            {"name": "attention_kl", "weight": 0.5, "params": {}}]).validate()
+    cfg = JobConfig(
+        objective="sum",
+        terms=[{"name": "hinton", "weight": 1.0, "params": {}}, {"name": "attention_kl", "weight": 0.5, "params": {}}],
+    ).validate()
     assert [t.name for t in cfg.resolved_terms()] == ["kd", "attn_kl"]
     assert JobConfig(objective="label_smoothing").resolved_terms()[0].params == {"eps": 0.1}
 
@@ -179,14 +193,17 @@ def test_a_parameter_the_method_does_not_take_is_refused_by_name():
         get_method("normkd").param("eps")
 
 
-@pytest.mark.parametrize("objective, params, needle", [
-    ("dkd", {"alpha": -1}, "params.alpha must be a number in [0, inf); got -1"),
-    ("token", {"beta": 1.0}, "params.beta must be a number in (0, 1); got 1.0"),
-    ("cakd", {"rule": "top3"}, "params.rule must be one of target, topk, mass, labels; got 'top3'"),
-    ("cakd", {"rule": "topk", "k": 0}, "params.k must be an integer in [1, inf); got 0"),
-    ("kd", {"standardize": "yes"}, "params.standardize must be true or false; got 'yes'"),
-    ("feature_l2", {}, "params.layers is required"),
-])
+@pytest.mark.parametrize(
+    "objective, params, needle",
+    [
+        ("dkd", {"alpha": -1}, "params.alpha must be a number in [0, inf); got -1"),
+        ("token", {"beta": 1.0}, "params.beta must be a number in (0, 1); got 1.0"),
+        ("cakd", {"rule": "top3"}, "params.rule must be one of target, topk, mass, labels; got 'top3'"),
+        ("cakd", {"rule": "topk", "k": 0}, "params.k must be an integer in [1, inf); got 0"),
+        ("kd", {"standardize": "yes"}, "params.standardize must be true or false; got 'yes'"),
+        ("feature_l2", {}, "params.layers is required"),
+    ],
+)
 def test_a_parameter_out_of_range_says_the_range(objective, params, needle):
     problems = JobConfig(objective=objective, params=params).problems()
     assert any(needle in p for p in problems), problems
@@ -196,8 +213,15 @@ def test_bad_entries_are_refused_at_registration():
     kd = get_method("kd")
     with pytest.raises(InvalidParameterError, match=r"the name\(s\) \['kd', 'hinton'\] are taken by \['kd'\]"):
         register_method(kd)
-    bad = Method("bad", kd.step, kd.loss, "h", "METHODS.md §1", tasks=("vision",),
-                 params=(Param("w", 5.0, "weight", low=0.0, high=1.0),))
+    bad = Method(
+        "bad",
+        kd.step,
+        kd.loss,
+        "h",
+        "METHODS.md §1",
+        tasks=("vision",),
+        params=(Param("w", 5.0, "weight", low=0.0, high=1.0),),
+    )
     with pytest.raises(InvalidParameterError) as e:
         register_method(bad)
     assert "tasks must be a non-empty subset" in str(e.value)
@@ -225,6 +249,7 @@ def test_cli_bad_parameter_exits_2_naming_it(data_dir, capsys):
 
 # ---- a toy method, registered in one place, run from the CLI and from the Distill form ----------------
 
+
 def toy_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, power: float = 2.0) -> torch.Tensor:
     """The toy's loss module: batch mean of Σ_c |q_c − p_c|^power (probabilities at T = 1)."""
     return (student_logits.softmax(-1) - teacher_logits.softmax(-1)).abs().pow(power).sum(-1).mean()
@@ -234,8 +259,15 @@ def _toy_step(b: StepTensors, p: dict) -> list:
     return [("toy", 1.0, toy_loss(b.student_logits, b.teacher_logits, power=p["power"]))]
 
 
-TOY_METHOD = Method("toy", _toy_step, toy_loss, "Toy: match the probabilities in L^p", "METHODS.md style, in this test",
-                    params=(Param("power", 2.0, "exponent p", low=1.0, high=4.0),), ce_default=True)
+TOY_METHOD = Method(
+    "toy",
+    _toy_step,
+    toy_loss,
+    "Toy: match the probabilities in L^p",
+    "METHODS.md style, in this test",
+    params=(Param("power", 2.0, "exponent p", low=1.0, high=4.0),),
+    ce_default=True,
+)
 
 
 @pytest.fixture
@@ -267,7 +299,8 @@ def test_a_toy_method_runs_from_the_distill_form(toy_method, data_dir, monkeypat
     from streamlit.testing.v1 import AppTest
 
     from kdcore.jobs import worker
-    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)   # the test runs the queue itself
+
+    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # the test runs the queue itself
     at = AppTest.from_file(MAIN, default_timeout=180)
     at.session_state["sample_pair"] = "digits"
     at.run()
@@ -290,20 +323,25 @@ def test_a_toy_method_runs_from_the_distill_form(toy_method, data_dir, monkeypat
     assert "toy" in store.metrics(rid, "step").columns
 
 
-
 def test_reading_the_table_imports_no_torch():
     import subprocess
     import sys
-    code = ("import sys, kdcore.cli, kdcore.methods as m; m.get_method('kd').describe(); "
-            "sys.exit('torch' in sys.modules)")
+
+    code = (
+        "import sys, kdcore.cli, kdcore.methods as m; m.get_method('kd').describe(); sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
 
 
 def test_feature_l2_builds_its_projectors_from_the_table():
     from kdcore.jobs.objectives import build_projectors
+
     s, t = {"a.b": torch.zeros(2, 8)}, {"c": torch.zeros(2, 32)}
-    terms = lambda projector: JobConfig(objective="fitnet", params={"layers": {"a.b": "c"},  # noqa: E731
-                                                                    "projector": projector}).resolved_terms()
+
+    def terms(projector: str) -> list:
+        params = {"layers": {"a.b": "c"}, "projector": projector}
+        return JobConfig(objective="fitnet", params=params).resolved_terms()
+
     mods = build_projectors(terms("auto"), s, t)
     assert list(mods) == ["a__b"] and isinstance(mods["a__b"], torch.nn.Linear)
     assert tuple(mods["a__b"].weight.shape) == (32, 8)

@@ -1,5 +1,6 @@
 """The methods/13 entries of the method table (clkd, tfkd, ban): each step is its tested loss, the
 table lists them, and each runs end to end on the toy pair."""
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,19 @@ def test_steps_equal_their_tested_losses():
     b = _batch()
     s, t, y = b.student_logits, b.teacher_logits, b.targets
     torch.testing.assert_close(_loss("clkd", b), clkd_loss(s, t, y)["loss"])
-    torch.testing.assert_close(_loss("clkd", b, params={"mu": 1.0, "beta": 0.5, "nu": 2.0, "cov_divisor": 4.0}),
-                               clkd_loss(s, t, y, mu=1.0, beta=0.5, nu=2.0, cov_divisor=4.0)["loss"])
+    torch.testing.assert_close(
+        _loss("clkd", b, params={"mu": 1.0, "beta": 0.5, "nu": 2.0, "cov_divisor": 4.0}),
+        clkd_loss(s, t, y, mu=1.0, beta=0.5, nu=2.0, cov_divisor=4.0)["loss"],
+    )
     torch.testing.assert_close(_loss("tfkd", b), tfkd_reg_loss(s, y, a=0.99, temperature=20.0, alpha=0.1))
-    torch.testing.assert_close(_loss("tf_kd", b, temperature=3.0, params={"alpha": 0.5, "multiplier": 2.0,
-                                                                          "soften": "log_probs"}),
-                               tfkd_reg_loss(s, y, temperature=3.0, alpha=0.5, multiplier=2.0, soften="log_probs"))
+    torch.testing.assert_close(
+        _loss("tf_kd", b, temperature=3.0, params={"alpha": 0.5, "multiplier": 2.0, "soften": "log_probs"}),
+        tfkd_reg_loss(s, y, temperature=3.0, alpha=0.5, multiplier=2.0, soften="log_probs"),
+    )
     torch.testing.assert_close(_loss("ban", b), ban_loss(s, t))
-    torch.testing.assert_close(_loss("born_again", b, params={"label_weight": 1.0}), ban_loss(s, t, y, label_weight=1.0))
+    torch.testing.assert_close(
+        _loss("born_again", b, params={"label_weight": 1.0}), ban_loss(s, t, y, label_weight=1.0)
+    )
 
 
 def test_tfkd_ignores_the_teacher_and_clkd_records_its_terms():
@@ -69,24 +75,30 @@ def test_the_table_lists_them_with_their_spec_sections(capsys):
     assert names.index("ban") < names.index("ce") == len(names) - 1
 
 
-@pytest.mark.parametrize("objective, params, needle", [
-    ("clkd", {"mu": -1}, "params.mu must be a number in [0, inf); got -1"),
-    ("clkd", {"cov_divisor": 0}, "params.cov_divisor must be a number in (0, inf); got 0"),
-    ("tfkd", {"a": 0.0}, "params.a must be a number in (0, 1]; got 0.0"),
-    ("tfkd", {"soften": "logits"}, "params.soften must be one of probs, log_probs; got 'logits'"),
-    ("ban", {"label_weight": -0.5}, "params.label_weight must be a number in [0, inf); got -0.5"),
-])
+@pytest.mark.parametrize(
+    "objective, params, needle",
+    [
+        ("clkd", {"mu": -1}, "params.mu must be a number in [0, inf); got -1"),
+        ("clkd", {"cov_divisor": 0}, "params.cov_divisor must be a number in (0, inf); got 0"),
+        ("tfkd", {"a": 0.0}, "params.a must be a number in (0, 1]; got 0.0"),
+        ("tfkd", {"soften": "logits"}, "params.soften must be one of probs, log_probs; got 'logits'"),
+        ("ban", {"label_weight": -0.5}, "params.label_weight must be a number in [0, inf); got -0.5"),
+    ],
+)
 def test_bad_parameters_say_the_range(objective, params, needle):
     problems = JobConfig(objective=objective, params=params).problems()
     assert any(needle in p for p in problems), problems
 
 
-@pytest.mark.parametrize("objective, keys", [("clkd", {"ce", "ins", "cla", "cc"}), ("tfkd", {"ce", "kl"}),
-                                             ("ban", {"kl"})])
+@pytest.mark.parametrize(
+    "objective, keys", [("clkd", {"ce", "ins", "cla", "cc"}), ("tfkd", {"ce", "kl"}), ("ban", {"kl"})]
+)
 def test_each_runs_on_the_toy_pair(data_dir, objective, keys):
     store = RunStore()
-    r = run_job(JobConfig(pair=TOY, objective=objective, epochs=1, batch_size=32, val_size=32, probe_size=16,
-                          seed=0), store=store)
+    r = run_job(
+        JobConfig(pair=TOY, objective=objective, epochs=1, batch_size=32, val_size=32, probe_size=16, seed=0),
+        store=store,
+    )
     assert r.state == "completed", r.error
     df = store.metrics(r.run_id, "step")
     assert keys <= set(df.columns) and np.isfinite(df["loss"]).all()

@@ -1,5 +1,6 @@
 """kdcore.metrics, the one task-aware accuracy/agreement and the one ECE, and kdcore.dtypes: independent
 numpy computations on seeded random inputs, identities, and bad input."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,17 +21,17 @@ def test_classification_accuracy_matches_numpy(seed):
     y = torch.randint(0, 7, (300,), generator=g)
     ref = (z.numpy().argmax(1) == y.numpy()).mean()
     assert metrics.accuracy(z, y) == pytest.approx(ref, abs=1e-15)
-    assert metrics.accuracy(z.numpy(), y.numpy()) == pytest.approx(ref, abs=1e-15)   # numpy arrays too
+    assert metrics.accuracy(z.numpy(), y.numpy()) == pytest.approx(ref, abs=1e-15)  # numpy arrays too
     assert metrics.accuracy(torch.softmax(z, 1), y) == pytest.approx(ref, abs=1e-15)  # probabilities: same argmax
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_causal_lm_accuracy_ignores_minus_100(seed):
     g = _gen(seed)
-    z = torch.randn(4, 9, 11, generator=g)                            # [N, L, V]
+    z = torch.randn(4, 9, 11, generator=g)  # [N, L, V]
     y = torch.randint(0, 11, (4, 9), generator=g)
-    y[:, :3] = -100                                                   # prompt positions: nothing predicted
-    y[2, 5:] = -100                                                   # padding
+    y[:, :3] = -100  # prompt positions: nothing predicted
+    y[2, 5:] = -100  # padding
     zn, yn = z.numpy(), y.numpy()
     keep = yn != -100
     ref = (zn.argmax(-1)[keep] == yn[keep]).mean()
@@ -55,9 +56,11 @@ def test_multilabel_accuracy_matches_numpy(seed):
     pred, yn = 1 / (1 + np.exp(-z.numpy().astype(np.float64))) > 0.5, y.numpy().astype(bool)  # sigmoid > 0.5
     assert metrics.accuracy(z, y, task="multilabel") == pytest.approx((pred == yn).mean(), abs=1e-15)
     assert metrics.accuracy(z, y.bool(), task="multilabel", multilabel="exact") == pytest.approx(
-        (pred == yn).all(1).mean(), abs=1e-15)
+        (pred == yn).all(1).mean(), abs=1e-15
+    )
     assert metrics.accuracy(z, y.float(), task="multilabel", multilabel="micro") == pytest.approx(
-        (pred == yn).mean(), abs=1e-15)
+        (pred == yn).mean(), abs=1e-15
+    )
 
 
 @pytest.mark.parametrize("task", ["classification", "causal_lm", "multilabel"])
@@ -79,22 +82,31 @@ def test_agreement_and_disagreement_match_numpy(task):
 
 def test_predictions_rules():
     z = torch.tensor([[0.5, -0.1, 0.5], [-1.0, 0.0, 2.0]])
-    assert metrics.predictions(z).tolist() == [0, 2]                              # ties to the lower index
+    assert metrics.predictions(z).tolist() == [0, 2]  # ties to the lower index
     assert metrics.predictions(z, task="multilabel").tolist() == [[True, False, True], [False, False, True]]
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.tensor([0, 1, 0]), task="regression"), "task"),
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.tensor([0, 1])), "labels"),
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.tensor([0, 1, 2])), "labels"),
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.full((3,), -100)), "every row"),
-    (lambda: metrics.accuracy(torch.full((3, 2), float("nan")), torch.tensor([0, 1, 0])), "NaN"),
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.full((3, 2), 2), task="multilabel"), "0/1"),
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.zeros(3, 3), task="multilabel"), "multi-hot"),
-    (lambda: metrics.accuracy(torch.zeros(3, 2), torch.zeros(3, 2), task="multilabel", multilabel="macro"), "multilabel"),
-    (lambda: metrics.agreement(torch.zeros(3, 2), torch.zeros(2, 2)), "same shape"),
-    (lambda: metrics.agreement(torch.zeros(3, 2), torch.zeros(3, 2), mask=torch.zeros(3, dtype=torch.bool)), "mask"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: metrics.accuracy(torch.zeros(3, 2), torch.tensor([0, 1, 0]), task="regression"), "task"),
+        (lambda: metrics.accuracy(torch.zeros(3, 2), torch.tensor([0, 1])), "labels"),
+        (lambda: metrics.accuracy(torch.zeros(3, 2), torch.tensor([0, 1, 2])), "labels"),
+        (lambda: metrics.accuracy(torch.zeros(3, 2), torch.full((3,), -100)), "every row"),
+        (lambda: metrics.accuracy(torch.full((3, 2), float("nan")), torch.tensor([0, 1, 0])), "NaN"),
+        (lambda: metrics.accuracy(torch.zeros(3, 2), torch.full((3, 2), 2), task="multilabel"), "0/1"),
+        (lambda: metrics.accuracy(torch.zeros(3, 2), torch.zeros(3, 3), task="multilabel"), "multi-hot"),
+        (
+            lambda: metrics.accuracy(torch.zeros(3, 2), torch.zeros(3, 2), task="multilabel", multilabel="macro"),
+            "multilabel",
+        ),
+        (lambda: metrics.agreement(torch.zeros(3, 2), torch.zeros(2, 2)), "same shape"),
+        (
+            lambda: metrics.agreement(torch.zeros(3, 2), torch.zeros(3, 2), mask=torch.zeros(3, dtype=torch.bool)),
+            "mask",
+        ),
+    ],
+)
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -114,6 +126,7 @@ def _np_ece(p, y, m):
 @pytest.mark.parametrize("n, c, m", [(50, 3, 10), (500, 8, 15), (9, 2, 1)])
 def test_ece_matches_numpy_and_is_the_one_analyses_uses(n, c, m):
     from analyses import calibration
+
     g = _gen(n)
     p = torch.softmax(torch.randn(n, c, generator=g, dtype=torch.float64) * 2, 1)
     y = torch.randint(0, c, (n,), generator=g)
@@ -138,14 +151,22 @@ def test_ece_of_perfectly_calibrated_bins_is_zero():
 
 # ---------------------------------------------------------------- compute dtype
 _OLD_RULES = [
-    lambda *ts: torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32,   # divergences
+    lambda *ts: torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32,  # divergences
     lambda *ts: __import__("functools").reduce(torch.promote_types, [t.dtype for t in ts], torch.float32),  # losses
 ]
 
 
-@pytest.mark.parametrize("dtypes", [(torch.bfloat16,), (torch.float16, torch.float32), (torch.float32,),
-                                    (torch.float64, torch.bfloat16), (torch.float16, torch.float16),
-                                    (torch.float32, torch.float64)])
+@pytest.mark.parametrize(
+    "dtypes",
+    [
+        (torch.bfloat16,),
+        (torch.float16, torch.float32),
+        (torch.float32,),
+        (torch.float64, torch.bfloat16),
+        (torch.float16, torch.float16),
+        (torch.float32, torch.float64),
+    ],
+)
 def test_compute_dtype_is_float32_or_wider_like_both_old_helpers(dtypes):
     ts = [torch.zeros(2, dtype=d) for d in dtypes]
     want = torch.float64 if torch.float64 in dtypes else torch.float32

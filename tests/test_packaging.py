@@ -1,5 +1,6 @@
 """The project installs as a package: runtime requirements without test tools, package data for every
 file read at run time, no sys.path edits, and the installed packages importable from any folder."""
+
 from __future__ import annotations
 
 import ast
@@ -35,21 +36,31 @@ def _name(requirement: str) -> str:
 
 def _sys_path_uses(path: Path) -> list[int]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    return [node.lineno for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and node.attr == "path"
-            and isinstance(node.value, ast.Name) and node.value.id == "sys"]
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "path"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    ]
 
 
 def _runtime_data_files() -> list[Path]:
     """Files other than Python sources inside the packages (what the code reads at run time)."""
-    return sorted(p.relative_to(ROOT) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*")
-                  if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    return sorted(
+        p.relative_to(ROOT)
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    )
 
 
 def test_requirements_txt_is_the_runtime_dependencies_without_test_tools():
     reqs = _requirements()
-    assert sorted(reqs) == sorted(_pyproject()["project"]["dependencies"]), \
+    assert sorted(reqs) == sorted(_pyproject()["project"]["dependencies"]), (
         "requirements.txt and [project].dependencies in pyproject.toml must list the same requirements"
+    )
     assert not {_name(r) for r in reqs} & TEST_TOOLS
 
 
@@ -61,8 +72,12 @@ def test_torch_is_pinned_and_the_dev_extra_holds_the_test_tools():
 
 
 def test_no_code_edits_sys_path():
-    offenders = [f"{path.relative_to(ROOT)}:{line}" for folder in (*PACKAGES, "bench")
-                 for path in sorted((ROOT / folder).rglob("*.py")) for line in _sys_path_uses(path)]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for folder in (*PACKAGES, "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for line in _sys_path_uses(path)
+    ]
     assert not offenders, "sys.path edited (install the project instead: pip install -e .):\n" + "\n".join(offenders)
 
 
@@ -82,8 +97,11 @@ def test_every_runtime_data_file_is_package_data():
     globs = _pyproject()["tool"]["setuptools"]["package-data"]
     files = _runtime_data_files()
     assert Path("sample_models/manifest.json") in files
-    missing = [str(f) for f in files
-               if not any(fnmatch.fnmatch(str(f.relative_to(f.parts[0])), g) for g in globs.get(f.parts[0], []))]
+    missing = [
+        str(f)
+        for f in files
+        if not any(fnmatch.fnmatch(str(f.relative_to(f.parts[0])), g) for g in globs.get(f.parts[0], []))
+    ]
     assert not missing, f"add these to [tool.setuptools.package-data] in pyproject.toml: {missing}"
 
 
@@ -102,8 +120,12 @@ def test_the_wheel_holds_the_packages_and_their_data(tmp_path):
     with zipfile.ZipFile(out / res.stdout.strip().splitlines()[-1]) as wheel:
         names = set(wheel.namelist())
         metadata = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
-    expected = {str(f) for f in _runtime_data_files()} | {"app/main.py", "app/views/overview.py",
-                                                           "kdcore/__main__.py", "kdcore/doctor/__init__.py"}
+    expected = {str(f) for f in _runtime_data_files()} | {
+        "app/main.py",
+        "app/views/overview.py",
+        "kdcore/__main__.py",
+        "kdcore/doctor/__init__.py",
+    }
     assert expected <= names, sorted(expected - names)
     assert not [n for n in names if n.startswith(("tests/", "bench/"))]
     assert "Requires-Dist: torch==" in metadata
@@ -113,14 +135,19 @@ def test_the_wheel_holds_the_packages_and_their_data(tmp_path):
 def test_the_installed_packages_work_from_another_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(KDWB_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-    code = ("import kdcore, analyses, app, sample_models\n"
-            "pair = sample_models.load_pair('digits')\n"
-            "print(pair.dataset.size, type(pair.teacher).__name__)\n")
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0, ("the project is not installed in this Python: run `make setup` "
-                                 f"(pip install -e '.[dev]').\n{res.stderr}")
+    code = (
+        "import kdcore, analyses, app, sample_models\n"
+        "pair = sample_models.load_pair('digits')\n"
+        "print(pair.dataset.size, type(pair.teacher).__name__)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, (
+        f"the project is not installed in this Python: run `make setup` (pip install -e '.[dev]').\n{res.stderr}"
+    )
     assert res.stdout.split() == ["10", "ModuleAdapter"]
-    cli = subprocess.run([sys.executable, "-m", "kdcore", "--help"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    cli = subprocess.run(
+        [sys.executable, "-m", "kdcore", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert cli.returncode == 0 and cli.stdout.startswith("usage: python -m kdcore"), cli.stderr

@@ -1,4 +1,5 @@
 """Pair validates itself: kinds, output sizes (classes or vocabularies) and the dataset."""
+
 import pytest
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ def _dataset(task, size):
     def build():
         split = SplitData(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
         return {"train": split, "val": split, "test": split}
+
     key = "vocab_size" if task == "causal_lm" else "num_classes"
     return Dataset(name="toy", task=task, build=build, **{key: size})
 
@@ -135,14 +137,15 @@ def test_registered_pairs_load_by_name(registry, monkeypatch):
     assert isinstance(pair, Pair) and pair.name == toy_pair().name
     assert get_pair_loader("toy") is toy_pair
     assert list(registered_pairs()) == ["toy"] and registered_pairs()["toy"].description == "two MLPs"
-    register_pair("toy", toy_pair)                              # the same module again: replaced, no error
+    register_pair("toy", toy_pair)  # the same module again: replaced, no error
     with pytest.raises(ValueError, match="already registered by tests.helpers.toys"):
-        register_pair("toy", lambda: toy_pair())                # another module may not take the name
-    assert resolve_pair(TOY).name == pair.name                  # module:factory needs no registration
+        register_pair("toy", lambda: toy_pair())  # another module may not take the name
+    assert resolve_pair(TOY).name == pair.name  # module:factory needs no registration
 
 
 def test_a_users_pair_registers_by_module_factory_and_runs(registry, data_dir):
     from kdcore.jobs import JobConfig, RunStore, run_job
+
     register_pair("mine", "tests.helpers.toys:toy_lm_pair", description="a user's pair, imported when loaded")
     assert registered_pairs()["mine"].source == "tests.helpers.toys"
     assert load_registered_pair("mine").name == toy_lm_pair().name
@@ -156,12 +159,15 @@ def test_a_users_pair_registers_by_module_factory_and_runs(registry, data_dir):
         load_registered_pair("not_a_pair")
 
 
-@pytest.mark.parametrize("name, loader, needle", [
-    ("a:b", toy_pair, "'name' parameter of register_pair"),
-    ("", toy_pair, "'name' parameter of register_pair"),
-    ("x", 42, "'loader' parameter of register_pair must be a callable"),
-    ("x", "no_colon", "'loader' parameter of register_pair must be a callable or a 'package.module:factory'"),
-])
+@pytest.mark.parametrize(
+    "name, loader, needle",
+    [
+        ("a:b", toy_pair, "'name' parameter of register_pair"),
+        ("", toy_pair, "'name' parameter of register_pair"),
+        ("x", 42, "'loader' parameter of register_pair must be a callable"),
+        ("x", "no_colon", "'loader' parameter of register_pair must be a callable or a 'package.module:factory'"),
+    ],
+)
 def test_bad_registrations_are_refused(registry, name, loader, needle):
     with pytest.raises(InvalidParameterError, match=needle):
         register_pair(name, loader)
@@ -169,7 +175,7 @@ def test_bad_registrations_are_refused(registry, name, loader, needle):
 
 
 def test_an_unknown_pair_lists_the_known_ones_and_how_to_register(registry, monkeypatch):
-    monkeypatch.setattr(registry, "entry_points", lambda group: [])      # nothing installed
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])  # nothing installed
     register_pair("digits_toy", toy_pair)
     register_pair("lm_toy", toy_lm_pair)
     with pytest.raises(ValueError) as e:
@@ -178,7 +184,7 @@ def test_an_unknown_pair_lists_the_known_ones_and_how_to_register(registry, monk
     assert "Got 'digits_tyo'" in msg and "Registered pairs: digits_toy, lm_toy." in msg
     assert "Did you mean 'digits_toy'?" in msg
     assert "register_pair(name, loader)" in msg and ENTRY_POINT_GROUP in msg and "module:factory" in msg
-    assert "pip install -e ." in msg                             # no entry point was found at all
+    assert "pip install -e ." in msg  # no entry point was found at all
     with pytest.raises(ValueError) as e:
         resolve_pair("zzzz")
     assert "Did you mean" not in str(e.value)
@@ -187,21 +193,25 @@ def test_an_unknown_pair_lists_the_known_ones_and_how_to_register(registry, monk
 def test_entry_points_are_discovered_lazily(registry, tmp_path, monkeypatch):
     """A user's package, installed: its module and its dist-info declaring the entry point."""
     (tmp_path / "kdwb_user_pairs.py").write_text(USER_PACKAGE)
-    _fake_distribution(tmp_path, "kdwb_user_pairs", f"""
+    _fake_distribution(
+        tmp_path,
+        "kdwb_user_pairs",
+        f"""
         [{ENTRY_POINT_GROUP}]
         toys = kdwb_user_pairs:register
         broken = tests.no_such_module:register
-        """)
+        """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "kdwb_user_pairs", raising=False)
-    assert not registry._REGISTRY                                 # nothing read before a lookup
-    pair = resolve_pair("toy_from_entry_point")                  # a miss reads the entry points once
+    assert not registry._REGISTRY  # nothing read before a lookup
+    pair = resolve_pair("toy_from_entry_point")  # a miss reads the entry points once
     calls = sys.modules["kdwb_user_pairs"].CALLS
     assert isinstance(pair, Pair) and pair.name == toy_pair().name and calls == [1]
     assert registered_pairs()["toy_from_entry_point"].description == "the toy MLPs"
-    with pytest.raises(ValueError) as e:                          # the broken one is named, the others work
+    with pytest.raises(ValueError) as e:  # the broken one is named, the others work
         resolve_pair("nope")
     msg = str(e.value)
     assert "An entry point failed: broken = tests.no_such_module:register" in msg and "pip install" not in msg
-    assert "toy_from_entry_point" in msg and calls == [1]         # read once per process
+    assert "toy_from_entry_point" in msg and calls == [1]  # read once per process
     monkeypatch.delitem(sys.modules, "kdwb_user_pairs")

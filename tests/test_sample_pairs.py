@@ -1,4 +1,5 @@
 """Common checks over every sample pair, the manifest's promises, and bit-for-bit retraining."""
+
 import hashlib
 import os
 import subprocess
@@ -115,7 +116,9 @@ def test_targets_on_the_test_split():
     assert pairs["shapes"]["models"]["teacher"]["test"]["accuracy"] >= 0.95
     lm = {role: pairs["tinylang"]["models"][role]["test"] for role in ROLES}
     assert lm["teacher"]["excess_over_true"] <= 0.1  # within 0.1 nats/token of the true entropy
-    assert lm["teacher"]["loss"] - lm["teacher"]["true_entropy"] == pytest.approx(lm["teacher"]["excess_over_true"], abs=0.05)
+    assert lm["teacher"]["loss"] - lm["teacher"]["true_entropy"] == pytest.approx(
+        lm["teacher"]["excess_over_true"], abs=0.05
+    )
     for role in ("student", "student_baseline"):
         assert lm[role]["loss_copy"] > lm["teacher"]["loss_copy"] + 0.3, role  # a single layer copies badly
     # the shapes student is far from its teacher: a real capacity gap
@@ -154,8 +157,14 @@ def test_transformer_rejects_too_long_inputs():
 @pytest.mark.slow
 def test_training_reproduces_the_committed_digits_weights():
     env = {k: v for k, v in os.environ.items() if k != "KDWB_TRAIN_PINNED"}
-    res = subprocess.run([sys.executable, "-m", "sample_models.train", "--only", "digits", "--check"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "sample_models.train", "--only", "digits", "--check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count(" ok ") == 3
 
@@ -164,12 +173,13 @@ def test_the_sample_pairs_are_registered_in_kdcore():
     """`import sample_models` registers every pair (kdcore never imports sample_models)."""
     from kdcore.jobs import resolve_pair
     from kdcore.pairs import registered_pairs
-    sample_models.register_pairs()                                 # again: idempotent
+
+    sample_models.register_pairs()  # again: idempotent
     entries = registered_pairs()
     assert set(PAIRS) <= set(entries)
     for name in PAIRS:
         assert entries[name].source == "sample_models" and entries[name].description
-        assert entries[name].recipe is JOB_RECIPES[name]            # the job recipe: one source of truth
+        assert entries[name].recipe is JOB_RECIPES[name]  # the job recipe: one source of truth
     assert resolve_pair("digits") is load_pair("digits")
     with pytest.raises(ValueError, match="Did you mean 'shapes'"):
         resolve_pair("shapez")
@@ -178,6 +188,7 @@ def test_the_sample_pairs_are_registered_in_kdcore():
 def test_pyproject_declares_the_sample_pairs_entry_point():
     import importlib
     import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     target = project["entry-points"]["kdworkbench.pairs"]["sample_models"]
     module, _, attr = target.partition(":")

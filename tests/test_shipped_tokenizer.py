@@ -1,4 +1,5 @@
 """The shipped tokenizer (sample_models/tokenizer): reproducible from its script, loadable offline."""
+
 import json
 
 from transformers import AutoTokenizer

@@ -5,6 +5,7 @@ class, green channel: image number) and table rows in a `row` feature, so the te
 sample's label, and that splits are disjoint, complete, stratified and seeded, without trusting the
 loader's own bookkeeping.
 """
+
 import io
 import json
 
@@ -156,7 +157,9 @@ def test_image_folder_refuses_one_class(tmp_path):
 def test_image_folder_refuses_images_at_the_root_only(tmp_path):
     for i in range(4):
         _png(tmp_path / "flat" / f"{i}.png", 1, 2)
-    with pytest.raises(ValueError, match=r"No readable image.*0 class folder\(s\).*4 file\(s\) directly in the root folder \(ignored\)"):
+    with pytest.raises(
+        ValueError, match=r"No readable image.*0 class folder\(s\).*4 file\(s\) directly in the root folder \(ignored\)"
+    ):
         load_image_folder(tmp_path / "flat")
 
 
@@ -166,7 +169,9 @@ def test_image_folder_refuses_nothing_readable(tmp_path):
         (root / c).mkdir(parents=True)
         (root / c / "1.png").write_bytes(b"garbage")
         (root / c / "2.csv").write_text("x")
-    with pytest.raises(ValueError, match=r"No readable image.*2 unreadable image\(s\), 2 file\(s\) that are not images"):
+    with pytest.raises(
+        ValueError, match=r"No readable image.*2 unreadable image\(s\), 2 file\(s\) that are not images"
+    ):
         load_image_folder(root)
 
 
@@ -198,16 +203,19 @@ def test_image_folder_refuses_too_few_images_per_class(tmp_path):
 
 # ----------------------------------------------------------------------------- tables
 
+
 def _frame(n=60, seed=0):
     rng = np.random.default_rng(seed)
     row = np.arange(n)
-    return pd.DataFrame({
-        "row": row,  # identifies the row after standardisation
-        "a": rng.normal(5.0, 3.0, n),
-        "b": rng.integers(-4, 9, n),
-        "flag": rng.random(n) > 0.5,
-        "species": np.array(["setosa", "virginica", "versicolor"])[row % 3],
-    })
+    return pd.DataFrame(
+        {
+            "row": row,  # identifies the row after standardisation
+            "a": rng.normal(5.0, 3.0, n),
+            "b": rng.integers(-4, 9, n),
+            "flag": rng.random(n) > 0.5,
+            "species": np.array(["setosa", "virginica", "versicolor"])[row % 3],
+        }
+    )
 
 
 def _rows_of(split, mean, std):
@@ -253,7 +261,10 @@ def test_table_splits_are_complete_disjoint_stratified_and_seeded(tmp_path):
         m, sd = np.array(ds.load_report["mean"]), np.array(ds.load_report["std"])
         return {s: _rows_of(ds.split(s), m, sd) for s in SPLITS}
 
-    a, b = rows(load_table(path, label_column="species", seed=5)), rows(load_table(path, label_column="species", seed=5))
+    a, b = (
+        rows(load_table(path, label_column="species", seed=5)),
+        rows(load_table(path, label_column="species", seed=5)),
+    )
     assert all(np.array_equal(a[s], b[s]) for s in SPLITS)
     assert sorted(np.concatenate([a[s] for s in SPLITS]).tolist()) == list(range(60))
     ds = load_table(path, label_column="species", seed=5)
@@ -300,8 +311,11 @@ def test_table_integer_labels_and_feature_subset(tmp_path):
 def test_table_missing_label_column_lists_columns(tmp_path):
     path = tmp_path / "t.csv"
     _frame().to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"'label_column'.*Got 'Species'.*'row', 'a', 'b', 'flag', 'species'.*"
-                                         r"Did you mean 'species'"):
+    with pytest.raises(
+        ValueError,
+        match=r"'label_column'.*Got 'Species'.*'row', 'a', 'b', 'flag', 'species'.*"
+        r"Did you mean 'species'",
+    ):
         load_table(path, label_column="Species")
     semi = tmp_path / "semi.csv"
     _frame().to_csv(semi, index=False, sep=";")
@@ -345,8 +359,9 @@ def test_table_refuses_bad_labels(tmp_path):
 def test_table_refuses_bad_inputs(tmp_path):
     df = _frame()
     with pytest.raises(ValueError, match=r"must not include the label column"):
-        load_table(df.to_csv(index=False).encode(), label_column="species", format="csv",
-                   feature_columns=["a", "species"])
+        load_table(
+            df.to_csv(index=False).encode(), label_column="species", format="csv", feature_columns=["a", "species"]
+        )
     with pytest.raises(ValueError, match=r"does not have: \['zzz'\]"):
         load_table(df.to_csv(index=False).encode(), label_column="species", format="csv", feature_columns=["zzz"])
     with pytest.raises(ValueError, match=r"Pass format='csv' or format='parquet'"):
@@ -373,6 +388,7 @@ def test_table_refuses_bad_inputs(tmp_path):
 
 # ----------------------------------------------------------------------------- text
 
+
 def _sentences(n=80, seed=0):
     rng = np.random.default_rng(seed)
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"]
@@ -385,7 +401,7 @@ def _blocks_text(ds, split, tok):
     out = []
     for x, t in zip(sp.inputs.tolist(), sp.targets.tolist()):
         real = [v for v in t if v != IGNORE_INDEX]
-        out.append(tok.decode(x[:len(real)] + real[-1:]))
+        out.append(tok.decode(x[: len(real)] + real[-1:]))
     return out
 
 
@@ -474,7 +490,8 @@ def test_text_word_tokenizer_round_trips(tmp_path):
     assert isinstance(tok, WordTokenizer)
     assert tok.decode(tok.encode(text)) == text  # every word of this text is in train
     assert "".join(_blocks_text(ds, "train", tok)) == "".join(
-        "".join(tok.split(text)[a:b]) for a, b in ds.load_report["spans"]["train"])
+        "".join(tok.split(text)[a:b]) for a, b in ds.load_report["spans"]["train"]
+    )
     assert ds.load_report["tokens"] == len(tok.split(text))
 
 
@@ -518,6 +535,7 @@ def test_text_refuses_bad_input(tmp_path):
 
 
 # ----------------------------------------------------------------------------- tokenizers
+
 
 def test_char_tokenizer_encode_decode_tokens_and_json_round_trip():
     tok = CharTokenizer.from_text("hello world\n")

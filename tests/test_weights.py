@@ -1,4 +1,5 @@
 """Safe weight loading: safetensors or weights_only; pickles refused; mismatches named."""
+
 import collections
 import sys
 import textwrap
@@ -40,15 +41,18 @@ def test_checkpoint_wrapping_a_state_dict_is_unwrapped(tmp_path):
 
 
 def test_pickle_needing_full_unpickling_is_refused_without_running_it(tmp_path, monkeypatch):
-    (tmp_path / "evil_mod_for_test.py").write_text(textwrap.dedent("""
+    (tmp_path / "evil_mod_for_test.py").write_text(
+        textwrap.dedent("""
         import os
         RAN = []
         class Payload:
             def __reduce__(self):
                 return (RAN.append, ("code ran",))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import evil_mod_for_test
+
     torch.save({"w": torch.zeros(2), "x": evil_mod_for_test.Payload()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError) as info:
         load_state_dict(tmp_path / "evil.pt")
@@ -73,10 +77,13 @@ def test_missing_and_directory_paths(tmp_path):
         load_state_dict(42)
 
 
-@pytest.mark.parametrize("name, data", [
-    ("w.safetensors", b"garbage" * 20),
-    ("w.pt", b"garbage" * 20),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("w.safetensors", b"garbage" * 20),
+        ("w.pt", b"garbage" * 20),
+    ],
+)
 def test_corrupt_files(tmp_path, name, data):
     (tmp_path / name).write_bytes(data)
     with pytest.raises(ValueError, match="corrupt"):

@@ -1,4 +1,5 @@
 """Calibration: does each model's confidence match its accuracy?"""
+
 import streamlit as st
 
 from analyses import calibration as cal
@@ -14,9 +15,11 @@ ctx = ui.page(
     "outputs and be better calibrated than the same student trained alone: compare the baseline with the "
     "distilled student (the line under the table says which is better here). NLL and Brier score punish "
     "confident mistakes.",
-    [r"\mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{n}\,\big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|",
-     r"\mathrm{MCE} = \max_m \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|,\qquad "
-     r"\mathrm{Brier} = \frac{1}{n}\sum_{i}\sum_c (p_{ic} - \mathbb{1}[c = y_i])^2"],
+    [
+        r"\mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{n}\,\big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|",
+        r"\mathrm{MCE} = \max_m \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|,\qquad "
+        r"\mathrm{Brier} = \frac{1}{n}\sum_{i}\sum_c (p_{ic} - \mathbb{1}[c = y_i])^2",
+    ],
 )
 if ctx:
     pair, key, device, n = ctx
@@ -29,6 +32,9 @@ if ctx:
         res = compute.calibration(key, device, n, int(n_bins))
         st.dataframe(cal.metrics_table(res), hide_index=True)
         ui.claim(claims.distilled_better_calibrated(res))
-        ui.show_figure(cal.figure_reliability(res), "calibration_reliability",
-                       caption="Accuracy against confidence per bin; bin counts underneath.")
+        ui.show_figure(
+            cal.figure_reliability(res),
+            "calibration_reliability",
+            caption="Accuracy against confidence per bin; bin counts underneath.",
+        )
         ui.show_figure(cal.figure_metrics(res), "calibration_metrics", caption="Lower is better for all four.")

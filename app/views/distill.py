@@ -1,5 +1,6 @@
 """Distill: configure and start a job on the background worker, watch it live, cancel, compare runs,
 run the standard protocols, download a run's report. Everything is read back from the run store."""
+
 import streamlit as st
 
 from app import guide, report, run_figures, run_table, runs, state, ui
@@ -16,8 +17,10 @@ ui.intro(
     "Compare the distilled student with the baseline (objective *ce*, the student alone): distillation pays "
     "when it beats it. Watch which loss component falls first, and whether agreement with the teacher rises "
     "with accuracy. The protocols run the same comparison over temperatures, λ and seeds, with mean ± std.",
-    [r"\mathcal{L} = w_{CE}\,\mathrm{CE}(y, q) + \sum_k w_k\,\mathcal{L}_k(\text{student}, \text{teacher})",
-     r"\text{agreement} = P\big(\arg\max q = \arg\max p\big)"],
+    [
+        r"\mathcal{L} = w_{CE}\,\mathrm{CE}(y, q) + \sum_k w_k\,\mathcal{L}_k(\text{student}, \text{teacher})",
+        r"\text{agreement} = P\big(\arg\max q = \arg\max p\big)",
+    ],
     expanded=False,
 )
 
@@ -27,16 +30,26 @@ default_pair = state.sample_name(state.pair_key()) or sample_names[0]
 
 tab_new, tab_live, tab_runs, tab_protocol = st.tabs(["Start a run", "Live", "Runs & reports", "Protocols"])
 
-_RECIPE_KEYS = ("job_objective", "job_epochs", "job_lr", "job_batch", "job_train_size", "job_schedule",
-                "job_teacher_cache")
+_RECIPE_KEYS = (
+    "job_objective",
+    "job_epochs",
+    "job_lr",
+    "job_batch",
+    "job_train_size",
+    "job_schedule",
+    "job_teacher_cache",
+)
 
 
 def follow_recipe(pair: str) -> None:
     """A pair newly chosen: forget the form's recipe fields, so they start again from its recipe."""
     if st.session_state.get("_job_recipe_pair") == pair:
         return
-    for k in [k for k in st.session_state if k in _RECIPE_KEYS
-              or (str(k).startswith("job_") and str(k).endswith(("_temperature", "_lam")))]:
+    for k in [
+        k
+        for k in st.session_state
+        if k in _RECIPE_KEYS or (str(k).startswith("job_") and str(k).endswith(("_temperature", "_lam")))
+    ]:
         del st.session_state[k]
     st.session_state["_job_recipe_pair"] = pair
 
@@ -47,8 +60,9 @@ def workshop_progress(pid: str) -> None:
     rows, _, done = runs.workshop_summary(store, store.get_protocol(pid))
     if done:
         st.rerun()
-    st.caption(" · ".join(f"**{r['label']}**: {r['state']}" for r in rows)
-               + " — shown side by side here when both finish.")
+    st.caption(
+        " · ".join(f"**{r['label']}**: {r['state']}" for r in rows) + " — shown side by side here when both finish."
+    )
 
 
 def workshop_result(pid: str) -> None:
@@ -61,75 +75,117 @@ def workshop_result(pid: str) -> None:
     lower = rows[0]["metric"] == "val_loss"
     for col, r, other in zip(cols, rows, reversed(rows)):
         delta = None if r["final"] is None or other["final"] is None else r["final"] - other["final"]
-        col.metric(f"{r['label']} ({r['state']})", "n/a" if r["final"] is None else f"{r['final']:.4f}",
-                   delta=None if delta is None else f"{delta:+.4f} vs the other run",
-                   delta_color="inverse" if lower else "normal",
-                   help=f"Final {r['metric'].replace('_', ' ')} on validation (run {r['id']}).")
-    ui.show_figure(run_figures.compare_curves(curves, rows[0]["metric"]), f"workshop_{pid}",
-                   caption="Validation after each epoch: the run on the recipe and the student alone, same budget.")
+        col.metric(
+            f"{r['label']} ({r['state']})",
+            "n/a" if r["final"] is None else f"{r['final']:.4f}",
+            delta=None if delta is None else f"{delta:+.4f} vs the other run",
+            delta_color="inverse" if lower else "normal",
+            help=f"Final {r['metric'].replace('_', ' ')} on validation (run {r['id']}).",
+        )
+    ui.show_figure(
+        run_figures.compare_curves(curves, rows[0]["metric"]),
+        f"workshop_{pid}",
+        caption="Validation after each epoch: the run on the recipe and the student alone, same budget.",
+    )
+
 
 # ---- start -----------------------------------------------------------------------------------------
 with tab_new:
     c1, c2 = st.columns([1, 2])
-    pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="job_pair",
-                        format_func=state.describe_sample_pair)
+    pair = c1.selectbox(
+        "Pair",
+        sample_names,
+        index=sample_names.index(default_pair),
+        key="job_pair",
+        format_func=state.describe_sample_pair,
+    )
     follow_recipe(pair)
     recipe = pair_recipe(pair)
     the_pair = state.pair_from_key(("sample", pair))
     task = the_pair.dataset.task
     offered = [m.name for m in methods_for(task)]
-    objective = c2.selectbox("Method", offered, key="job_objective", format_func=runs.method_label,
-                             index=offered.index(recipe.objective) if recipe and recipe.objective in offered else 0,
-                             help="Every method of the table that fits this pair's task "
-                             "(`python -m kdcore methods` lists them with their sources).")
+    objective = c2.selectbox(
+        "Method",
+        offered,
+        key="job_objective",
+        format_func=runs.method_label,
+        index=offered.index(recipe.objective) if recipe and recipe.objective in offered else 0,
+        help="Every method of the table that fits this pair's task "
+        "(`python -m kdcore methods` lists them with their sources).",
+    )
     method = get_method(objective)
-    initial = form_defaults(recipe, objective)                  # the recipe's values, else the job's defaults
+    initial = form_defaults(recipe, objective)  # the recipe's values, else the job's defaults
     st.caption(runs.recipe_note(pair, recipe))
     with st.container(border=True):
-        st.markdown("**Workshop preset**: the run on the recipe and the student alone (objective *ce*) with the "
-                    "same epochs, training size, lr, schedule and seed, queued together and compared here.")
-        if st.button(guide.PRESET_BUTTON, key="workshop_preset",
-                     icon=":material/compare_arrows:"):
+        st.markdown(
+            "**Workshop preset**: the run on the recipe and the student alone (objective *ce*) with the "
+            "same epochs, training size, lr, schedule and seed, queued together and compared here."
+        )
+        if st.button(guide.PRESET_BUTTON, key="workshop_preset", icon=":material/compare_arrows:"):
             with ui.guard("queue the workshop preset"):
                 runs.start_workshop(store, pair, recipe, device=state.device())
-                st.success("Both runs queued: they train one after the other; the comparison appears below.",
-                           icon=":material/check_circle:")
+                st.success(
+                    "Both runs queued: they train one after the other; the comparison appears below.",
+                    icon=":material/check_circle:",
+                )
         preset = runs.latest_workshop(store, pair)
         if preset is not None:
             with ui.guard("compare the workshop runs"):
                 workshop_result(preset["id"])
-    layers_hint = (f"Student layers: {', '.join(the_pair.student.layer_names()[:12])}. "
-                   f"Teacher layers: {', '.join(the_pair.teacher.layer_names()[:12])}.")
+    layers_hint = (
+        f"Student layers: {', '.join(the_pair.student.layer_names()[:12])}. "
+        f"Teacher layers: {', '.join(the_pair.teacher.layer_names()[:12])}."
+    )
     with st.form("new_run"):
         st.caption(f"**{method.name}** ({method.section}): {method.help}")
-        defaults = {**method.defaults(task), **{k: initial[k] for k in ("temperature", "lam")
-                                                 if initial[k] is not None and method.takes(k)}}
+        defaults = {
+            **method.defaults(task),
+            **{k: initial[k] for k in ("temperature", "lam") if initial[k] is not None and method.takes(k)},
+        }
         cols = st.columns(4)
-        values = {p.name: runs.param_field(cols[i % 4], method, p, defaults[p.name], layers_hint)
-                  for i, p in enumerate(method.params)}
+        values = {
+            p.name: runs.param_field(cols[i % 4], method, p, defaults[p.name], layers_hint)
+            for i, p in enumerate(method.params)
+        }
         c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs", 1, 500, int(initial["epochs"]), key="job_epochs")
         max_steps = c2.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
         lr = c3.number_input("Learning rate", 1e-5, 1.0, float(initial["lr"]), format="%.4f", key="job_lr")
         batch = c4.number_input("Batch size", 1, 1024, int(initial["batch_size"]), key="job_batch")
         c1, c2, c3, c4 = st.columns(4)
-        train_size = c1.number_input("Training samples (0 = all)", 0, 1_000_000, int(initial["train_size"] or 0),
-                                     key="job_train_size")
-        schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(initial["schedule"]),
-                                key="job_schedule")
+        train_size = c1.number_input(
+            "Training samples (0 = all)", 0, 1_000_000, int(initial["train_size"] or 0), key="job_train_size"
+        )
+        schedule = c2.selectbox(
+            "Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(initial["schedule"]), key="job_schedule"
+        )
         seed = c3.number_input("Seed", 0, 10_000, 0, key="job_seed")
         name = c4.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
-        teacher_cache = st.checkbox("Teacher cache (compute the teacher's outputs once)",
-                                    value=bool(initial["teacher_cache"]), key="job_teacher_cache")
+        teacher_cache = st.checkbox(
+            "Teacher cache (compute the teacher's outputs once)",
+            value=bool(initial["teacher_cache"]),
+            key="job_teacher_cache",
+        )
         started = st.form_submit_button("Start distillation", type="primary")
     if started:
         with ui.guard("start the run"):
-            cfg = config_from_form(pair, objective, values, recipe=recipe, name=name.strip(), epochs=int(epochs),
-                                   max_steps=int(max_steps) or None, lr=float(lr), batch_size=int(batch),
-                                   train_size=int(train_size) or None, schedule=schedule, seed=int(seed),
-                                   teacher_cache=bool(teacher_cache),
-                                   device=state.device())
-            prepare_run(cfg, pair=the_pair)                       # every problem named before queueing
+            cfg = config_from_form(
+                pair,
+                objective,
+                values,
+                recipe=recipe,
+                name=name.strip(),
+                epochs=int(epochs),
+                max_steps=int(max_steps) or None,
+                lr=float(lr),
+                batch_size=int(batch),
+                train_size=int(train_size) or None,
+                schedule=schedule,
+                seed=int(seed),
+                teacher_cache=bool(teacher_cache),
+                device=state.device(),
+            )
+            prepare_run(cfg, pair=the_pair)  # every problem named before queueing
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
@@ -156,11 +212,14 @@ with tab_live:
             with ui.guard("read the run"):
                 run = get_status(run_id, store=store)
                 steps = store.metrics(run_id, "step")
-                total = run.get("total_steps")              # written by the runner when it starts
+                total = run.get("total_steps")  # written by the runner when it starts
                 done = int(run.get("step") or 0)
                 top = st.columns([3, 1])
-                label = f"{run['state']} · step {done}" + (f" of {total}" if total else "") + \
-                        f" · epoch {run.get('epoch') or 0} of {run['config'].get('epochs')}"
+                label = (
+                    f"{run['state']} · step {done}"
+                    + (f" of {total}" if total else "")
+                    + f" · epoch {run.get('epoch') or 0} of {run['config'].get('epochs')}"
+                )
                 owner = runs.owner_text(store, run_id) if run["state"] == "running" else None
                 label += f" · {owner}" if owner else ""
                 top[0].progress(min(done / total, 1.0) if total else 0.0, text=label)
@@ -180,14 +239,19 @@ with tab_live:
                     cols = st.columns(min(len(comps), 6))
                     for i, c in enumerate(comps[:6]):
                         cols[i].metric(c, f"{last[c]:.4f}")
-                    ui.show_figure(run_figures.loss_components(steps, smooth=3), f"live_loss_{run_id}",
-                                   caption="Each component before its weight in the objective (rolling mean of 3 steps).")
+                    ui.show_figure(
+                        run_figures.loss_components(steps, smooth=3),
+                        f"live_loss_{run_id}",
+                        caption="Each component before its weight in the objective (rolling mean of 3 steps).",
+                    )
                 epochs = store.metrics(run_id, "epoch")
                 if len(epochs[epochs["epoch"] > 0]) if len(epochs) else False:
-                    ui.show_figure(run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
-                                   f"live_epochs_{run_id}")
+                    ui.show_figure(
+                        run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
+                        f"live_epochs_{run_id}",
+                    )
                 if runs.is_final(run["state"]) and is_active:
-                    st.rerun()                          # the job ended: redraw the page, polling off
+                    st.rerun()  # the job ended: redraw the page, polling off
 
         live(run_id)
 
@@ -197,13 +261,23 @@ with tab_runs:
     if not len(all_runs):
         st.info("No run yet.")
     else:
-        st.caption("Select rows to compare runs; select one to see its curves and download its report. "
-                   "T and λ are empty for objectives without them; the accuracy is the last epoch's, on validation.")
-        picked = st.dataframe(all_runs, hide_index=True, on_select="rerun", selection_mode="multi-row",
-                              key="runs_table", height=260,
-                              column_config={"final val acc": st.column_config.NumberColumn(format="percent"),
-                                             "T": st.column_config.NumberColumn(format="%g"),
-                                             "λ": st.column_config.NumberColumn(format="%g")})
+        st.caption(
+            "Select rows to compare runs; select one to see its curves and download its report. "
+            "T and λ are empty for objectives without them; the accuracy is the last epoch's, on validation."
+        )
+        picked = st.dataframe(
+            all_runs,
+            hide_index=True,
+            on_select="rerun",
+            selection_mode="multi-row",
+            key="runs_table",
+            height=260,
+            column_config={
+                "final val acc": st.column_config.NumberColumn(format="percent"),
+                "T": st.column_config.NumberColumn(format="%g"),
+                "λ": st.column_config.NumberColumn(format="%g"),
+            },
+        )
         ids = [all_runs.iloc[i]["id"] for i in picked.selection.rows] if picked and picked.selection else []
         if len(ids) >= 2:
             with ui.guard("compare the runs"):
@@ -217,24 +291,38 @@ with tab_runs:
                 st.markdown(f"**Run {rid}**")
                 for i, fig in enumerate(report.run_figures_for(store, rid)):
                     ui.show_figure(fig, f"run_{rid}_{i}")
-                st.download_button("Download the run report (HTML)", data=lambda: report.run_report(store, rid),
-                                   file_name=f"kdwb-run-{rid}.html", mime="text/html", key=f"report_{rid}",
-                                   on_click="ignore", type="primary",
-                                   help="One self-contained file: config, metrics, curves (opens offline).")
+                st.download_button(
+                    "Download the run report (HTML)",
+                    data=lambda: report.run_report(store, rid),
+                    file_name=f"kdwb-run-{rid}.html",
+                    mime="text/html",
+                    key=f"report_{rid}",
+                    on_click="ignore",
+                    type="primary",
+                    help="One self-contained file: config, metrics, curves (opens offline).",
+                )
                 if store.get_run(rid)["state"] == "completed":
-                    st.caption("Analyse this student on the other pages: in the sidebar choose "
-                               "**Student of a finished run**.")
+                    st.caption(
+                        "Analyse this student on the other pages: in the sidebar choose **Student of a finished run**."
+                    )
 
 # ---- protocols -------------------------------------------------------------------------------------
 with tab_protocol:
-    st.markdown("A protocol queues the same job over several settings and seeds, with the student alone as the "
-                "baseline, and summarises each variant as mean ± std over seeds.")
+    st.markdown(
+        "A protocol queues the same job over several settings and seeds, with the student alone as the "
+        "baseline, and summarises each variant as mean ± std over seeds."
+    )
     with st.form("protocol"):
         c1, c2, c3 = st.columns(3)
         p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="proto_pair")
         p_kind = c2.selectbox("Sweep", ["temperature", "λ", "none (objective vs baseline)"], key="proto_kind")
-        p_obj = c3.selectbox("Method", [m.name for m in all_methods() if m.takes("temperature")], key="proto_objective",
-                             format_func=runs.method_label, help="Methods with a temperature (λ sweeps: KD only).")
+        p_obj = c3.selectbox(
+            "Method",
+            [m.name for m in all_methods() if m.takes("temperature")],
+            key="proto_objective",
+            format_func=runs.method_label,
+            help="Methods with a temperature (λ sweeps: KD only).",
+        )
         c1, c2, c3, c4 = st.columns(4)
         p_values = c1.text_input("Values", "1, 4, 8", key="proto_values", help="Comma-separated T or λ values.")
         p_seeds = c2.number_input("Seeds", 1, 10, 2, key="proto_seeds")
@@ -247,10 +335,20 @@ with tab_protocol:
                 values = [float(v) for v in p_values.replace(";", ",").split(",") if v.strip()]
             except ValueError:
                 raise ValueError(f"The values must be numbers separated by commas. Got {p_values!r}.") from None
-            base = JobConfig(pair=p_pair, objective=p_obj, epochs=int(p_epochs), train_size=int(p_train) or None,
-                             device=state.device())
-            pid = runs.start_protocol(store, base, temperatures=values if p_kind == "temperature" else (),
-                                      lams=values if p_kind == "λ" else (), seeds=range(int(p_seeds)))
+            base = JobConfig(
+                pair=p_pair,
+                objective=p_obj,
+                epochs=int(p_epochs),
+                train_size=int(p_train) or None,
+                device=state.device(),
+            )
+            pid = runs.start_protocol(
+                store,
+                base,
+                temperatures=values if p_kind == "temperature" else (),
+                lams=values if p_kind == "λ" else (),
+                seeds=range(int(p_seeds)),
+            )
             st.success(f"Protocol {pid} queued.", icon=":material/check_circle:")
     metas = runs.protocols(store)
     if metas:
@@ -265,8 +363,9 @@ with tab_protocol:
                 table, done, total = runs.protocol_status(store, meta)
                 st.progress(done / total, text=f"{done} of {total} runs finished")
                 st.dataframe(table.drop(columns=["run_ids"], errors="ignore"), hide_index=True)
-                if st.button("Cancel the protocol's remaining runs", key=f"proto_cancel_{meta['id']}",
-                             disabled=done == total):
+                if st.button(
+                    "Cancel the protocol's remaining runs", key=f"proto_cancel_{meta['id']}", disabled=done == total
+                ):
                     for r in meta["runs"]:
                         cancel(r["run_id"], store=store)
                 if done == total and proto_active:

@@ -1,4 +1,5 @@
 """Divergence components: KL split into CAKD's BCD/SCD/WCD and DKD's TCKD/NCKD; per-token divergences for LMs."""
+
 import streamlit as st
 
 from analyses import claims
@@ -31,10 +32,12 @@ else:
         "alike?). CAKD splits the classes into a *strong* set S (correlated with the answer) and a weak set W.",
         "Which component carries the KL? If NCKD dominates, the student has the answer but not the dark knowledge: "
         "DKD's β weighs it up. Per class, look for classes whose weak-set part (WCD) is large.",
-        [r"\mathrm{KL}(p\,\|\,q) = \mathrm{TCKD} + (1 - p^{t}_{y})\,\mathrm{NCKD}",
-         r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p^{t}_{S}\,\mathrm{SCD} + p^{t}_{W}\,\mathrm{WCD}",
-         r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
-         r"\mathrm{SCD} = \mathrm{KL}(\hat p^{t}_S \,\|\, \hat p^{s}_S),\quad \mathrm{WCD} = \mathrm{KL}(\hat p^{t}_W \,\|\, \hat p^{s}_W)"],
+        [
+            r"\mathrm{KL}(p\,\|\,q) = \mathrm{TCKD} + (1 - p^{t}_{y})\,\mathrm{NCKD}",
+            r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p^{t}_{S}\,\mathrm{SCD} + p^{t}_{W}\,\mathrm{WCD}",
+            r"\mathrm{BCD} = \mathrm{KL}\big((p_S, p_W)^{t} \,\|\, (p_S, p_W)^{s}\big),\quad "
+            r"\mathrm{SCD} = \mathrm{KL}(\hat p^{t}_S \,\|\, \hat p^{s}_S),\quad \mathrm{WCD} = \mathrm{KL}(\hat p^{t}_W \,\|\, \hat p^{s}_W)",
+        ],
     )
 
 ctx = ui.page_context()
@@ -51,37 +54,65 @@ if ctx:
                 cols[i].metric(f"mean {kind}", f"{value:.4f}")
             ui.claim(claims.kl_directions_disagree(res.per_position))
             kinds = compute.position_kinds(key, device, n)
-            ui.show_figure(comp.token_figure(res, position_kind=None if kinds is None else kinds[int(index)]),
-                           "divergence_tokens",
-                           caption="Each row a divergence, each column a token of the text; hover for values."
-                           + (" Token labels: red = copied (induction) positions, blue = local ones."
-                              if kinds is not None else ""))
+            ui.show_figure(
+                comp.token_figure(res, position_kind=None if kinds is None else kinds[int(index)]),
+                "divergence_tokens",
+                caption="Each row a divergence, each column a token of the text; hover for values."
+                + (
+                    " Token labels: red = copied (induction) positions, blue = local ones." if kinds is not None else ""
+                ),
+            )
             st.dataframe(res.per_position, hide_index=True, height=240)
         with ui.guard("split the mismatch by position kind"):
             split = compute.token_split(key, device, n, float(T))
             if split is not None:
                 st.subheader("Copy positions against local positions")
-                ui.show_figure(tokens_an.figure_split(split), "divergence_copy_local",
-                               caption=f"Over all {n} probe texts. Copy positions need an induction head; "
-                                       "local ones only the current token.")
+                ui.show_figure(
+                    tokens_an.figure_split(split),
+                    "divergence_copy_local",
+                    caption=f"Over all {n} probe texts. Copy positions need an induction head; "
+                    "local ones only the current token.",
+                )
                 st.dataframe(split, hide_index=True)
     else:
         c1, c2, c3 = st.columns(3)
         T = c1.slider("Temperature T", 0.5, 10.0, 4.0, 0.5, key="div_temperature")
-        k = c2.slider("Top-k strong set (k)", 1, max(1, min(5, pair.output_size - 1)), min(2, pair.output_size - 1),
-                      key="div_k", help="Rule 'topk': the k classes the teacher ranks highest.")
-        tau = c3.slider("Mass strong set (τ)", 0.5, 0.99, 0.9, 0.01, key="div_tau",
-                        help="Rule 'mass': the fewest top classes holding τ of the teacher's probability.")
+        k = c2.slider(
+            "Top-k strong set (k)",
+            1,
+            max(1, min(5, pair.output_size - 1)),
+            min(2, pair.output_size - 1),
+            key="div_k",
+            help="Rule 'topk': the k classes the teacher ranks highest.",
+        )
+        tau = c3.slider(
+            "Mass strong set (τ)",
+            0.5,
+            0.99,
+            0.9,
+            0.01,
+            key="div_tau",
+            help="Rule 'mass': the fewest top classes holding τ of the teacher's probability.",
+        )
         with ui.guard("split the divergence"):
             res = compute.components(key, device, n, float(T), int(k), float(tau))
-            ui.show_figure(comp.rules_figure(res), "divergence_rules",
-                           caption="Share of the KL in each CAKD component, for each way of choosing the strong set.")
+            ui.show_figure(
+                comp.rules_figure(res),
+                "divergence_rules",
+                caption="Share of the KL in each CAKD component, for each way of choosing the strong set.",
+            )
             rule = st.selectbox("Strong-set rule", list(res.rules), key="div_rule")
-            ui.show_figure(comp.class_figure(res, rule=rule), "divergence_classes",
-                           caption="Per class: components stacked to the mean KL (left), and their shares (right).")
+            ui.show_figure(
+                comp.class_figure(res, rule=rule),
+                "divergence_classes",
+                caption="Per class: components stacked to the mean KL (left), and their shares (right).",
+            )
             ui.claim(claims.nckd_carries_kl(res.dkd))
             if res.dkd is not None:
-                ui.show_figure(comp.dkd_figure(res), "divergence_dkd",
-                               caption="DKD: the target part and the weighted non-target part, per class.")
+                ui.show_figure(
+                    comp.dkd_figure(res),
+                    "divergence_dkd",
+                    caption="DKD: the target part and the weighted non-target part, per class.",
+                )
             with st.expander("The samples with the largest KL"):
                 ui.show_figure(comp.sample_figure(res, rule=rule, top=32), "divergence_samples")

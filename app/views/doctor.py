@@ -1,4 +1,5 @@
 """Doctor: pick a run from the store; see what went wrong, with evidence and a fix per finding."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,11 @@ ui.intro(
     "other number meaningless. Then the warnings: soft labels that carry no information at the run's "
     "temperature, a KD term drowned by CE (or the reverse), a miscalibrated or often-wrong teacher, a "
     "student too small to follow it. A check that could not run says why at the bottom.",
-    [r"\text{balance} = \frac{\lVert \nabla_\theta\, \lambda T^2\,\mathrm{KL}(p_T \Vert q_T) \rVert}"
-     r"{\lVert \nabla_\theta\, (1-\lambda)\,\mathrm{CE}(y, q) \rVert}",
-     r"\mathrm{ECE} = \sum_m \tfrac{|B_m|}{n}\,\lvert \mathrm{acc}(B_m) - \mathrm{conf}(B_m) \rvert"],
+    [
+        r"\text{balance} = \frac{\lVert \nabla_\theta\, \lambda T^2\,\mathrm{KL}(p_T \Vert q_T) \rVert}"
+        r"{\lVert \nabla_\theta\, (1-\lambda)\,\mathrm{CE}(y, q) \rVert}",
+        r"\mathrm{ECE} = \sum_m \tfrac{|B_m|}{n}\,\lvert \mathrm{acc}(B_m) - \mathrm{conf}(B_m) \rvert",
+    ],
 )
 
 
@@ -44,21 +47,29 @@ def _runs() -> dict[str, str]:
 def _queue_buttons(finding, run: dict, key: str) -> None:
     """One button per fix that is a run: it queues that run on the background worker (as Distill does)."""
     for j, proposed in enumerate(finding.runs):
-        if st.button(f"Queue: {proposed.label}", icon=":material/play_arrow:", key=f"{key}_run{j}",
-                     help="Queues this run with the diagnosed run's settings and the change named; follow it on "
-                          "the Distill page's Live tab."):
+        if st.button(
+            f"Queue: {proposed.label}",
+            icon=":material/play_arrow:",
+            key=f"{key}_run{j}",
+            help="Queues this run with the diagnosed run's settings and the change named; follow it on "
+            "the Distill page's Live tab.",
+        ):
             with ui.guard("queue the run"):
                 new_id = submit(proposed.config(run["config"]), store=state.store())
                 st.session_state["watch_run"] = new_id
-                st.success(f"Run **{new_id}** queued: follow it on the **Distill** page's Live tab, then diagnose "
-                           f"it here.", icon=":material/check_circle:")
+                st.success(
+                    f"Run **{new_id}** queued: follow it on the **Distill** page's Live tab, then diagnose it here.",
+                    icon=":material/check_circle:",
+                )
 
 
 with ui.guard("list the runs"):
     runs = _runs()
     if not runs:
-        st.info("No finished runs yet. Train one on the **Distill** page (or `python -m kdcore distill --pair digits`), "
-                "then come back here.")
+        st.info(
+            "No finished runs yet. Train one on the **Distill** page (or `python -m kdcore distill --pair digits`), "
+            "then come back here."
+        )
         st.stop()
     run_id = st.selectbox("Run to diagnose", list(runs), format_func=runs.get, key="doctor_run")
     run = state.store().get_run(run_id)
@@ -75,8 +86,10 @@ with ui.guard("diagnose the run"):
     groups = report.by_severity()
     counts = {s: len(groups[s]) for s in SEVERITIES}
     if not report.findings:
-        st.success(f"No problems found: {sum(v == 'ran' for v in report.checks.values())} checks ran and all passed.",
-                   icon="✅")
+        st.success(
+            f"No problems found: {sum(v == 'ran' for v in report.checks.values())} checks ran and all passed.",
+            icon="✅",
+        )
     else:
         st.markdown(" · ".join(f"{_ICONS[s]} **{counts[s]}** {s}{'s' if counts[s] != 1 else ''}" for s in SEVERITIES))
     for severity in SEVERITIES:
@@ -95,7 +108,17 @@ with ui.guard("diagnose the run"):
                 _queue_buttons(f, run, key=f"doctor_{run_id}_{f.id}_{i}")
     with st.expander("Checks run"):
         summaries = {c.id: c.summary for c in CHECKS}
-        st.table({"check": list(report.checks), "looks for": [summaries.get(k, "") for k in report.checks],
-                  "status": list(report.checks.values())})
-    st.download_button("Download the report (JSON)", data=json.dumps(report.to_dict(), indent=2),
-                       file_name=f"doctor-{run_id}.json", mime="application/json", key="doctor_json")
+        st.table(
+            {
+                "check": list(report.checks),
+                "looks for": [summaries.get(k, "") for k in report.checks],
+                "status": list(report.checks.values()),
+            }
+        )
+    st.download_button(
+        "Download the report (JSON)",
+        data=json.dumps(report.to_dict(), indent=2),
+        file_name=f"doctor-{run_id}.json",
+        mime="application/json",
+        key="doctor_json",
+    )

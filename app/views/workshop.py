@@ -1,5 +1,6 @@
 """The workshop path: a guided tour of the pages on the sample pairs. Each step's page shows its Try,
 a Notice computed from what the page shows, and Previous / Next (app/guide.py)."""
+
 import streamlit as st
 
 from app import guide, ui
@@ -17,17 +18,29 @@ ui.intro(
 )
 
 current = st.session_state.get(guide.STEP_KEY)
-st.button("Start the path" if current is None else f"Continue at step {current + 1}", type="primary",
-          icon=":material/school:", key="path_start", on_click=guide.go, args=(current or 0,))
+st.button(
+    "Start the path" if current is None else f"Continue at step {current + 1}",
+    type="primary",
+    icon=":material/school:",
+    key="path_start",
+    on_click=guide.go,
+    args=(current or 0,),
+)
 
 for i, step in enumerate(guide.STEPS):
     with st.container(border=True):
         head, link = st.columns([3, 1], vertical_alignment="center")
         head.markdown(f"#### {i + 1}. {step.title}" + (" · *current step*" if i == current else ""))
         head.caption(f"Sample pair: **{step.pair}**")
-        link.button(f"Open on {step.pair}", icon=step.icon, key=f"workshop_{i + 1}", on_click=guide.go, args=(i,),
-                    help=f"Goes to step {i + 1}: chooses the {step.pair} pair in the sidebar and opens the page, "
-                         f"with the step's Try and Notice at the top.")
+        link.button(
+            f"Open on {step.pair}",
+            icon=step.icon,
+            key=f"workshop_{i + 1}",
+            on_click=guide.go,
+            args=(i,),
+            help=f"Goes to step {i + 1}: chooses the {step.pair} pair in the sidebar and opens the page, "
+            f"with the step's Try and Notice at the top.",
+        )
         st.markdown(f"**Try:** {step.try_this}")
         st.markdown(f"**Look at:** {step.look} *(the page's Notice says what its data shows)*")
 

@@ -7,6 +7,7 @@
 - `layer_subset_indices` and `make_student_from_teacher`: a shallower student initialised from its
   teacher's layers (METHODS §14.2), written as a Hugging Face directory.
 """
+
 from kdcore.adapters.base import KINDS, ModelAdapter, eval_mode
 from kdcore.adapters.factory import load_factory
 from kdcore.adapters.hf import HFAdapter, load_hf

@@ -10,6 +10,7 @@ outside a scoped context: `logits`, `capture`, `attentions` and `latency` run in
 restore every submodule's train/eval flag afterwards; `clone` and `to` return new adapters over
 deep copies.
 """
+
 from __future__ import annotations
 
 import copy
@@ -80,8 +81,10 @@ def _unwrap_logits(output: Any) -> Tensor:
         return output["logits"]
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         return output[0]
-    raise ValueError(f"The model returned {type(output).__name__}, from which no logits tensor could be read. "
-                     f"Return a tensor, a tuple whose first item is the logits, or an object with .logits.")
+    raise ValueError(
+        f"The model returned {type(output).__name__}, from which no logits tensor could be read. "
+        f"Return a tensor, a tuple whose first item is the logits, or an object with .logits."
+    )
 
 
 def _has_params(module: nn.Module) -> bool:
@@ -132,11 +135,22 @@ class ModelAdapter:
         example_input: an input the model accepts, used to measure the output size when needed.
     """
 
-    def __init__(self, model: nn.Module, *, name: str, kind: str = "classifier", layers: Sequence[str] | None = None,
-                 cam_layer: str | None = None, output_size: int | None = None, example_input: Any = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        kind: str = "classifier",
+        layers: Sequence[str] | None = None,
+        cam_layer: str | None = None,
+        output_size: int | None = None,
+        example_input: Any = None,
+    ) -> None:
         where = type(self).__name__
         if not isinstance(model, nn.Module):
-            raise ValueError(f"The 'model' parameter of {where} must be a torch.nn.Module. Got {type(model).__name__} instead.")
+            raise ValueError(
+                f"The 'model' parameter of {where} must be a torch.nn.Module. Got {type(model).__name__} instead."
+            )
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"The 'name' parameter of {where} must be a non-empty string. Got {name!r} instead.")
         self.model = model
@@ -146,8 +160,12 @@ class ModelAdapter:
         if cam_layer is not None:
             resolve_layers(model, [cam_layer], where=where)
         self._cam_layer = cam_layer
-        if output_size is not None and (isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1):
-            raise ValueError(f"The 'output_size' parameter of {where} must be a positive integer. Got {output_size!r} instead.")
+        if output_size is not None and (
+            isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1
+        ):
+            raise ValueError(
+                f"The 'output_size' parameter of {where} must be a positive integer. Got {output_size!r} instead."
+            )
         self._output_size = output_size
         self._example_input = example_input
 
@@ -161,8 +179,10 @@ class ModelAdapter:
             return inputs.to(self.device)
         if isinstance(inputs, Mapping):
             return {k: self._prepare(v) if isinstance(v, Tensor) else v for k, v in inputs.items()}
-        raise ValueError(f"The 'inputs' parameter of {type(self).__name__} must be a torch.Tensor (or a dict of tensors). "
-                         f"Got {type(inputs).__name__} instead.")
+        raise ValueError(
+            f"The 'inputs' parameter of {type(self).__name__} must be a torch.Tensor (or a dict of tensors). "
+            f"Got {type(inputs).__name__} instead."
+        )
 
     def _run(self, inputs: Any) -> Tensor:
         """Forward prepared inputs; return logits."""
@@ -251,8 +271,10 @@ class ModelAdapter:
     def _complete(self, feats: dict[str, Tensor], layers: Sequence[str]) -> dict[str, Tensor]:
         missing = [n for n in layers if n not in feats]
         if missing:
-            raise ValueError(f"Layer {missing[0]!r} of {self.name} produced no tensor during the forward pass (it is "
-                             f"unused, or returns no tensor). Choose layers from default_layers() instead.")
+            raise ValueError(
+                f"Layer {missing[0]!r} of {self.name} produced no tensor during the forward pass (it is "
+                f"unused, or returns no tensor). Choose layers from default_layers() instead."
+            )
         return {n: feats[n] for n in layers}
 
     def attentions(self, inputs: Any) -> list[Tensor] | None:
@@ -282,14 +304,18 @@ class ModelAdapter:
             except Exception:  # a probe the model does not accept: try the next shape
                 continue
             return self._output_width(logits)
-        raise ValueError(f"Could not tell the output size of {self.name}: it declares none and did not accept a probe "
-                         f"input. Pass output_size= (or example_input=) to wrap().")
+        raise ValueError(
+            f"Could not tell the output size of {self.name}: it declares none and did not accept a probe "
+            f"input. Pass output_size= (or example_input=) to wrap()."
+        )
 
     def _output_width(self, logits: Tensor) -> int:
         want = 2 if self.kind == "classifier" else 3
         if logits.dim() != want:
-            raise ValueError(f"{self.name} is a {self.kind}, whose logits must have {want} dimensions "
-                             f"({'[B, C]' if want == 2 else '[B, L, V]'}). Got shape {tuple(logits.shape)}.")
+            raise ValueError(
+                f"{self.name} is a {self.kind}, whose logits must have {want} dimensions "
+                f"({'[B, C]' if want == 2 else '[B, L, V]'}). Got shape {tuple(logits.shape)}."
+            )
         return int(logits.shape[-1])
 
     def _probe_inputs(self) -> Iterator[Tensor]:

@@ -1,4 +1,5 @@
 """A user's own architecture: ``"package.module:factory"`` plus a safetensors state dict."""
+
 from __future__ import annotations
 
 import importlib
@@ -16,9 +17,15 @@ from kdcore.weights import apply_state_dict, load_state_dict
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-def load_factory(spec: str, weights_path: str | Path, *, kind: str = "classifier",
-                 factory_kwargs: Mapping[str, Any] | None = None, name: str | None = None,
-                 **wrap_kwargs: Any) -> ModelAdapter:
+def load_factory(
+    spec: str,
+    weights_path: str | Path,
+    *,
+    kind: str = "classifier",
+    factory_kwargs: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    **wrap_kwargs: Any,
+) -> ModelAdapter:
     """Build a model with ``factory(**factory_kwargs)`` and load its weights strictly.
 
     Args:
@@ -36,16 +43,21 @@ def load_factory(spec: str, weights_path: str | Path, *, kind: str = "classifier
     first mismatched key and both shapes are named).
     """
     if not isinstance(spec, str) or not _SPEC.match(spec):
-        raise ValueError(f"The 'spec' parameter of load_factory must look like 'package.module:factory'. Got {spec!r} instead.")
+        raise ValueError(
+            f"The 'spec' parameter of load_factory must look like 'package.module:factory'. Got {spec!r} instead."
+        )
     if factory_kwargs is not None and not isinstance(factory_kwargs, Mapping):
-        raise ValueError(f"The 'factory_kwargs' parameter of load_factory must be a dict. Got {type(factory_kwargs).__name__} instead.")
+        raise ValueError(
+            f"The 'factory_kwargs' parameter of load_factory must be a dict. Got {type(factory_kwargs).__name__} instead."
+        )
     module_name, factory_name = spec.split(":")
     state = load_state_dict(weights_path)  # read first: a bad file fails before any user code runs
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"Could not import {module_name!r} for load_factory ({e}). Make sure the module is on "
-                         f"PYTHONPATH.") from e
+        raise ValueError(
+            f"Could not import {module_name!r} for load_factory ({e}). Make sure the module is on PYTHONPATH."
+        ) from e
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"Module {module_name!r} has no callable named {factory_name!r}.")

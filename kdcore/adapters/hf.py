@@ -4,6 +4,7 @@ Models load with ``local_files_only=True`` (nothing is downloaded), ``trust_remo
 (no code from the directory runs), ``weights_only=True`` for any pickled ``.bin`` file, and
 ``attn_implementation="eager"`` so that attention weights can be returned.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -17,7 +18,12 @@ from kdcore.adapters.base import ModelAdapter
 
 HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 class HFAdapter(ModelAdapter):
@@ -28,18 +34,24 @@ class HFAdapter(ModelAdapter):
         if isinstance(inputs, Tensor):
             inputs = {"input_ids": inputs}
         if not isinstance(inputs, Mapping) or not isinstance(inputs.get("input_ids"), Tensor):
-            raise ValueError(f"The 'inputs' parameter of {self.name} must be token ids (a LongTensor [B, L]) or a dict "
-                             f"with 'input_ids' (and optionally 'attention_mask'). Got {type(inputs).__name__} instead.")
+            raise ValueError(
+                f"The 'inputs' parameter of {self.name} must be token ids (a LongTensor [B, L]) or a dict "
+                f"with 'input_ids' (and optionally 'attention_mask'). Got {type(inputs).__name__} instead."
+            )
         ids = inputs["input_ids"]
         if ids.is_floating_point() or ids.dtype == torch.bool or ids.dim() != 2:
-            raise ValueError(f"The 'input_ids' of {self.name} must be an integer tensor [B, L]. "
-                             f"Got shape {tuple(ids.shape)} and dtype {ids.dtype} instead.")
+            raise ValueError(
+                f"The 'input_ids' of {self.name} must be an integer tensor [B, L]. "
+                f"Got shape {tuple(ids.shape)} and dtype {ids.dtype} instead."
+            )
         get_embeddings = getattr(self.model, "get_input_embeddings", None)
         embeddings = get_embeddings() if get_embeddings is not None else None
         n = getattr(embeddings, "num_embeddings", None)
         if n is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise ValueError(f"The 'input_ids' of {self.name} must be token ids in [0, {n - 1}]. Got values from "
-                             f"{int(ids.min())} to {int(ids.max())}: were they made by this model's tokenizer?")
+            raise ValueError(
+                f"The 'input_ids' of {self.name} must be token ids in [0, {n - 1}]. Got values from "
+                f"{int(ids.min())} to {int(ids.max())}: were they made by this model's tokenizer?"
+            )
         return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in inputs.items()}
 
     def _run(self, inputs: dict[str, Any]) -> Tensor:
@@ -75,15 +87,21 @@ class HFAdapter(ModelAdapter):
 
 def _check_dir(path: Any) -> Path:
     if not isinstance(path, (str, Path)):
-        raise ValueError(f"The 'path' parameter of load_hf must be a directory path (str or Path). Got {type(path).__name__} instead.")
+        raise ValueError(
+            f"The 'path' parameter of load_hf must be a directory path (str or Path). Got {type(path).__name__} instead."
+        )
     p = Path(path).expanduser()
     if not p.is_dir():
         what = "is a file" if p.exists() else "does not exist"
-        raise ValueError(f"The 'path' parameter of load_hf must be a local Hugging Face model directory (made by "
-                         f"save_pretrained). {str(p)!r} {what}.")
+        raise ValueError(
+            f"The 'path' parameter of load_hf must be a local Hugging Face model directory (made by "
+            f"save_pretrained). {str(p)!r} {what}."
+        )
     if not (p / "config.json").is_file():
-        raise ValueError(f"The directory {str(p)!r} has no config.json, so it is not a Hugging Face model directory. "
-                         f"Save the model there with model.save_pretrained(path).")
+        raise ValueError(
+            f"The directory {str(p)!r} has no config.json, so it is not a Hugging Face model directory. "
+            f"Save the model there with model.save_pretrained(path)."
+        )
     if not any((p / f).is_file() for f in _WEIGHT_FILES):
         raise ValueError(f"The directory {str(p)!r} has no weights file (expected one of {list(_WEIGHT_FILES)}).")
     return p
@@ -94,11 +112,19 @@ def _check_dtype(dtype: Any) -> torch.dtype | None:
         return dtype
     if dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(f"The 'dtype' parameter of load_hf must be None, a torch.dtype or one of {list(_DTYPES)}. Got {dtype!r} instead.")
+    raise ValueError(
+        f"The 'dtype' parameter of load_hf must be None, a torch.dtype or one of {list(_DTYPES)}. Got {dtype!r} instead."
+    )
 
 
-def load_hf(path: str | Path, *, kind: str = "causal_lm", device: str | torch.device = "cpu",
-            dtype: torch.dtype | str | None = None, name: str | None = None) -> HFAdapter:
+def load_hf(
+    path: str | Path,
+    *,
+    kind: str = "causal_lm",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    name: str | None = None,
+) -> HFAdapter:
     """Load a Hugging Face model from a local directory into an adapter.
 
     Args:
@@ -118,10 +144,10 @@ def load_hf(path: str | Path, *, kind: str = "causal_lm", device: str | torch.de
     dtype = _check_dtype(dtype)
     import transformers  # imported here: importing kdcore must stay fast
 
-    auto = (transformers.AutoModelForCausalLM if kind == "causal_lm"
-            else transformers.AutoModelForSequenceClassification)
-    kwargs: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False, attn_implementation="eager",
-                                  weights_only=True)
+    auto = transformers.AutoModelForCausalLM if kind == "causal_lm" else transformers.AutoModelForSequenceClassification
+    kwargs: dict[str, Any] = dict(
+        local_files_only=True, trust_remote_code=False, attn_implementation="eager", weights_only=True
+    )
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:

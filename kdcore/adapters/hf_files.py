@@ -3,6 +3,7 @@
 Shared by the student builder (make_student.py) and the tokenizer-true text data (kdcore.data.hf_text),
 so both check a directory the same way and name the same files.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,24 @@ from typing import Any
 
 from kdcore.validation import InvalidParameterError
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 # Files that make up a tokenizer, in any of the forms transformers writes (fast, SentencePiece, WordPiece, BPE).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
 _TOKENIZER_CORE = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json")  # at least one is needed
 _POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx")
 
@@ -22,20 +37,28 @@ _POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_
 def check_model_dir(path: Any, *, name: str, where: str, weights: bool = True) -> Path:
     """A local Hugging Face model directory: config.json, and a weights file when `weights`."""
     if not isinstance(path, (str, Path)):
-        raise InvalidParameterError(f"The '{name}' parameter of {where} must be a directory path (str or Path). "
-                                    f"Got {type(path).__name__} instead.")
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {where} must be a directory path (str or Path). "
+            f"Got {type(path).__name__} instead."
+        )
     p = Path(path).expanduser()
     if not p.is_dir():
         what = "is a file" if p.exists() else "does not exist"
-        raise InvalidParameterError(f"The '{name}' parameter of {where} must be a local Hugging Face model "
-                                    f"directory (made by save_pretrained). Got {str(p)!r}, which {what}.")
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {where} must be a local Hugging Face model "
+            f"directory (made by save_pretrained). Got {str(p)!r}, which {what}."
+        )
     if not (p / "config.json").is_file():
-        raise InvalidParameterError(f"The '{name}' directory {str(p)!r} given to {where} has no config.json, so it "
-                                    f"is not a Hugging Face model directory. Save the model there with "
-                                    f"model.save_pretrained(path).")
+        raise InvalidParameterError(
+            f"The '{name}' directory {str(p)!r} given to {where} has no config.json, so it "
+            f"is not a Hugging Face model directory. Save the model there with "
+            f"model.save_pretrained(path)."
+        )
     if weights and not any((p / f).is_file() for f in WEIGHT_FILES):
-        raise InvalidParameterError(f"The '{name}' directory {str(p)!r} given to {where} has no weights file "
-                                    f"(expected one of {list(WEIGHT_FILES)}).")
+        raise InvalidParameterError(
+            f"The '{name}' directory {str(p)!r} given to {where} has no weights file "
+            f"(expected one of {list(WEIGHT_FILES)})."
+        )
     return p
 
 
@@ -44,11 +67,14 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidParameterError(f"Could not read {str(model_dir / 'config.json')!r}: {err}. "
-                                    f"Expected the JSON file that save_pretrained writes.") from None
+        raise InvalidParameterError(
+            f"Could not read {str(model_dir / 'config.json')!r}: {err}. "
+            f"Expected the JSON file that save_pretrained writes."
+        ) from None
     if not isinstance(config, dict):
-        raise InvalidParameterError(f"{str(model_dir / 'config.json')!r} must hold a JSON object. "
-                                    f"Got {type(config).__name__} instead.")
+        raise InvalidParameterError(
+            f"{str(model_dir / 'config.json')!r} must hold a JSON object. Got {type(config).__name__} instead."
+        )
     return config
 
 
@@ -72,4 +98,5 @@ def check_has_tokenizer(model_dir: Path, *, name: str, where: str) -> None:
         raise InvalidParameterError(
             f"The '{name}' directory {str(model_dir)!r} given to {where} has no tokenizer (expected one of "
             f"{list(_TOKENIZER_CORE)}, with tokenizer_config.json). Save the model's tokenizer next to it: "
-            f"tokenizer.save_pretrained({str(model_dir)!r}).")
+            f"tokenizer.save_pretrained({str(model_dir)!r})."
+        )

@@ -8,6 +8,7 @@
 "spread" keeps the first and the last layer and reproduces DistilBERT's [0, 2, 4, 7, 9, 11] for
 12 → 6. The quotient is evaluated exactly (fractions), never in floating point.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ _WHERE = "layer_subset_indices"
 _MAX_LAYERS = 100_000
 
 
-def layer_subset_indices(n_teacher: int, n_student: int, rule: str | Sequence[int] = "spread",
-                         offset: int = 0) -> list[int]:
+def layer_subset_indices(
+    n_teacher: int, n_student: int, rule: str | Sequence[int] = "spread", offset: int = 0
+) -> list[int]:
     """The teacher layer j_i that student layer i copies, for i = 0..n_student−1 (strictly increasing).
 
     n_teacher: the teacher's number of layers L_t (>= 1)
@@ -36,13 +38,16 @@ def layer_subset_indices(n_teacher: int, n_student: int, rule: str | Sequence[in
         raise InvalidParameterError(
             f"The 'n_student' parameter of {_WHERE} must be at most n_teacher={n_t}: a student initialised "
             f"from its teacher's layers (from_teacher) cannot be deeper than the teacher. Got {n_s} instead. "
-            f"Choose at most {n_t} layers, or initialise the student otherwise (reinit or pretrained).")
+            f"Choose at most {n_t} layers, or initialise the student otherwise (reinit or pretrained)."
+        )
     if not isinstance(rule, str):
         _check_offset_unused(offset, "an explicit list")
         return _explicit(rule, n_t, n_s)
     if rule not in RULES:
-        raise InvalidParameterError(f"The 'rule' parameter of {_WHERE} must be one of {list(RULES)} or an "
-                                    f"increasing list of teacher layer indices. Got {rule!r} instead.")
+        raise InvalidParameterError(
+            f"The 'rule' parameter of {_WHERE} must be one of {list(RULES)} or an "
+            f"increasing list of teacher layer indices. Got {rule!r} instead."
+        )
     if rule == "stride":
         return _stride(n_t, n_s, offset)
     _check_offset_unused(offset, repr(rule))
@@ -55,8 +60,10 @@ def layer_subset_indices(n_teacher: int, n_student: int, rule: str | Sequence[in
 
 def _stride(n_t: int, n_s: int, offset: Any) -> list[int]:
     if n_t % n_s:
-        raise InvalidParameterError(f"rule='stride' of {_WHERE} needs n_teacher divisible by n_student. Got "
-                                    f"{n_t} teacher and {n_s} student layers. Use rule='spread' instead.")
+        raise InvalidParameterError(
+            f"rule='stride' of {_WHERE} needs n_teacher divisible by n_student. Got "
+            f"{n_t} teacher and {n_s} student layers. Use rule='spread' instead."
+        )
     k = n_t // n_s
     off = check_int_range("offset", offset, 0, k - 1, where=_WHERE)
     return [i * k + off for i in range(n_s)]
@@ -64,16 +71,23 @@ def _stride(n_t: int, n_s: int, offset: Any) -> list[int]:
 
 def _check_offset_unused(offset: Any, rule: str) -> None:
     if isinstance(offset, bool) or offset != 0:
-        raise InvalidParameterError(f"The 'offset' parameter of {_WHERE} applies to rule='stride' only; it must be "
-                                    f"0 for rule {rule}. Got {offset!r} instead.")
+        raise InvalidParameterError(
+            f"The 'offset' parameter of {_WHERE} applies to rule='stride' only; it must be "
+            f"0 for rule {rule}. Got {offset!r} instead."
+        )
 
 
 def _explicit(rule: Sequence[int], n_t: int, n_s: int) -> list[int]:
     items = list(rule) if isinstance(rule, Sequence) else None
-    ok = (items is not None and len(items) == n_s
-          and all(isinstance(j, int) and not isinstance(j, bool) and 0 <= j < n_t for j in items)
-          and all(a < b for a, b in zip(items, items[1:])))
+    ok = (
+        items is not None
+        and len(items) == n_s
+        and all(isinstance(j, int) and not isinstance(j, bool) and 0 <= j < n_t for j in items)
+        and all(a < b for a, b in zip(items, items[1:]))
+    )
     if not ok:
-        raise InvalidParameterError(f"An explicit 'rule' of {_WHERE} must be a strictly increasing list of "
-                                    f"{n_s} teacher layer indices in [0, {n_t - 1}]. Got {rule!r} instead.")
+        raise InvalidParameterError(
+            f"An explicit 'rule' of {_WHERE} must be a strictly increasing list of "
+            f"{n_s} teacher layer indices in [0, {n_t - 1}]. Got {rule!r} instead."
+        )
     return list(items or [])

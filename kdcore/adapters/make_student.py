@@ -6,6 +6,7 @@ in order. Every tensor is copied (never a view) and must have the teacher's shap
 written with the model's own ``save_pretrained`` (safetensors; tied input/output embeddings are
 saved once and tied again on load), with the teacher's tokenizer files copied next to it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,6 +36,7 @@ class MadeStudent:
     architecture:    the transformers class of both models (e.g. "LlamaForCausalLM")
     tokenizer_files: the tokenizer files copied from the teacher's directory
     """
+
     path: Path
     layers: list[int]
     teacher_layers: int
@@ -42,8 +44,14 @@ class MadeStudent:
     tokenizer_files: list[str]
 
 
-def make_student_from_teacher(teacher_dir: str | Path, n_layers: int, out_dir: str | Path, *,
-                              rule: str | Sequence[int] = "spread", offset: int = 0) -> MadeStudent:
+def make_student_from_teacher(
+    teacher_dir: str | Path,
+    n_layers: int,
+    out_dir: str | Path,
+    *,
+    rule: str | Sequence[int] = "spread",
+    offset: int = 0,
+) -> MadeStudent:
     """Write a `from_teacher` student of `n_layers` layers for the teacher saved in `teacher_dir`.
 
     teacher_dir: a local Hugging Face directory (causal LM, BERT-style encoder, sequence classifier...)
@@ -65,19 +73,24 @@ def make_student_from_teacher(teacher_dir: str | Path, n_layers: int, out_dir: s
     copied = tokenizer_files(src)
     for file_name in copied:
         shutil.copyfile(src / file_name, out / file_name)
-    return MadeStudent(path=out, layers=indices, teacher_layers=n_t,
-                       architecture=type(teacher).__name__, tokenizer_files=copied)
+    return MadeStudent(
+        path=out, layers=indices, teacher_layers=n_t, architecture=type(teacher).__name__, tokenizer_files=copied
+    )
 
 
 def _check_out_dir(out_dir: Any, src: Path) -> Path:
     if not isinstance(out_dir, (str, Path)):
-        raise InvalidParameterError(f"The 'out_dir' parameter of {_WHERE} must be a directory path (str or Path). "
-                                    f"Got {type(out_dir).__name__} instead.")
+        raise InvalidParameterError(
+            f"The 'out_dir' parameter of {_WHERE} must be a directory path (str or Path). "
+            f"Got {type(out_dir).__name__} instead."
+        )
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidParameterError(f"The 'out_dir' parameter of {_WHERE} must be a new or empty directory, so "
-                                    f"nothing is overwritten. Got {str(out)!r}, which "
-                                    f"{'is not empty' if out.is_dir() else 'is a file'}. Choose another path.")
+        raise InvalidParameterError(
+            f"The 'out_dir' parameter of {_WHERE} must be a new or empty directory, so "
+            f"nothing is overwritten. Got {str(out)!r}, which "
+            f"{'is not empty' if out.is_dir() else 'is a file'}. Choose another path."
+        )
     if out.resolve() == src.resolve():
         raise InvalidParameterError(f"The 'out_dir' of {_WHERE} must differ from the teacher's directory.")
     out.mkdir(parents=True, exist_ok=True)
@@ -92,11 +105,14 @@ def _load_teacher(src: Path) -> nn.Module:
     names = getattr(config, "architectures", None) or []
     model_cls = getattr(transformers, names[0], None) if names else None
     if model_cls is None:
-        raise InvalidParameterError(f"The teacher's config.json in {str(src)!r} must name a transformers model "
-                                    f"class in 'architectures' (as save_pretrained writes). Got {names!r} instead.")
+        raise InvalidParameterError(
+            f"The teacher's config.json in {str(src)!r} must name a transformers model "
+            f"class in 'architectures' (as save_pretrained writes). Got {names!r} instead."
+        )
     try:
-        model: nn.Module = model_cls.from_pretrained(str(src), local_files_only=True, trust_remote_code=False,
-                                                     weights_only=True, dtype="auto")
+        model: nn.Module = model_cls.from_pretrained(
+            str(src), local_files_only=True, trust_remote_code=False, weights_only=True, dtype="auto"
+        )
     except Exception as e:  # corrupt or mismatched weights
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InvalidParameterError(f"Could not load the teacher {names[0]} from {str(src)!r}: {first}") from e
@@ -106,8 +122,10 @@ def _load_teacher(src: Path) -> nn.Module:
 def _num_layers(config: Any) -> int:
     n = getattr(config, "num_hidden_layers", None)
     if not isinstance(n, int) or n < 1:
-        raise InvalidParameterError(f"{_WHERE} needs a teacher whose config has num_hidden_layers (a positive "
-                                    f"integer). Got {n!r} for {type(config).__name__}.")
+        raise InvalidParameterError(
+            f"{_WHERE} needs a teacher whose config has num_hidden_layers (a positive "
+            f"integer). Got {n!r} for {type(config).__name__}."
+        )
     return n
 
 
@@ -129,12 +147,19 @@ def _shallow_copy_architecture(teacher: Any, indices: list[int]) -> nn.Module:
 def _layer_lists(teacher: nn.Module, student: nn.Module, n_t: int, n_s: int) -> list[str]:
     """Names of the layer lists: a ModuleList of n_t entries in the teacher and n_s in the student."""
     s_modules = dict(student.named_modules())
-    names = [name for name, m in teacher.named_modules()
-             if isinstance(m, nn.ModuleList) and len(m) == n_t
-             and isinstance(s_modules.get(name), nn.ModuleList) and len(s_modules[name]) == n_s]
+    names = [
+        name
+        for name, m in teacher.named_modules()
+        if isinstance(m, nn.ModuleList)
+        and len(m) == n_t
+        and isinstance(s_modules.get(name), nn.ModuleList)
+        and len(s_modules[name]) == n_s
+    ]
     if not names:
-        raise InvalidParameterError(f"{_WHERE} could not find the layer list of {type(teacher).__name__}: no "
-                                    f"ModuleList has {n_t} entries in the teacher and {n_s} in the student.")
+        raise InvalidParameterError(
+            f"{_WHERE} could not find the layer list of {type(teacher).__name__}: no "
+            f"ModuleList has {n_t} entries in the teacher and {n_s} in the student."
+        )
     return names
 
 
@@ -143,7 +168,7 @@ def _teacher_key(key: str, layer_lists: list[str], indices: list[int]) -> str:
     for name in layer_lists:
         prefix = f"{name}." if name else ""
         if key.startswith(prefix):
-            i, dot, rest = key[len(prefix):].partition(".")
+            i, dot, rest = key[len(prefix) :].partition(".")
             if dot and i.isdigit():
                 return f"{prefix}{indices[int(i)]}.{rest}"
     return key
@@ -157,12 +182,14 @@ def _copy_weights(teacher: nn.Module, student: nn.Module, indices: list[int], n_
     for key, s_tensor in student.state_dict().items():
         t_key = _teacher_key(key, lists, indices)
         if t_key not in t_state:
-            raise InvalidParameterError(f"{_WHERE}: the student's tensor {key!r} has no counterpart {t_key!r} "
-                                        f"in the teacher.")
+            raise InvalidParameterError(
+                f"{_WHERE}: the student's tensor {key!r} has no counterpart {t_key!r} in the teacher."
+            )
         t_tensor = t_state[t_key]
         if t_tensor.shape != s_tensor.shape:
-            raise InvalidParameterError(f"{_WHERE}: the student's tensor {key!r} has shape {tuple(s_tensor.shape)} "
-                                        f"but the teacher's {t_key!r} has {tuple(t_tensor.shape)}.")
+            raise InvalidParameterError(
+                f"{_WHERE}: the student's tensor {key!r} has shape {tuple(s_tensor.shape)} "
+                f"but the teacher's {t_key!r} has {tuple(t_tensor.shape)}."
+            )
         new_state[key] = t_tensor.detach().clone()
     student.load_state_dict(new_state, strict=True)
-

@@ -1,5 +1,6 @@
 """Adapters over plain ``nn.Module``s: torchvision/timm-style classifiers, user models, and our
 sample transformers (which expose ``forward_with_attentions(ids) -> (logits, [B, H, L, L] list)``)."""
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,16 @@ def _is_hf_model(model: nn.Module) -> bool:
     return transformers is not None and isinstance(model, transformers.PreTrainedModel)
 
 
-def wrap(model: nn.Module, *, name: str, kind: str = "classifier", layers: Sequence[str] | None = None,
-         cam_layer: str | None = None, output_size: int | None = None, example_input: Any = None) -> ModelAdapter:
+def wrap(
+    model: nn.Module,
+    *,
+    name: str,
+    kind: str = "classifier",
+    layers: Sequence[str] | None = None,
+    cam_layer: str | None = None,
+    output_size: int | None = None,
+    example_input: Any = None,
+) -> ModelAdapter:
     """Wrap an in-memory model in the adapter for its kind.
 
     Hugging Face ``PreTrainedModel``s get the Hugging Face adapter (inputs: ids or a dict with
@@ -47,11 +56,21 @@ def wrap(model: nn.Module, *, name: str, kind: str = "classifier", layers: Seque
         example_input: an input the model accepts (to measure the output size).
     """
     if isinstance(model, ModelAdapter):
-        raise ValueError(f"The 'model' parameter of wrap must be a torch.nn.Module. Got an adapter ({model!r}) instead: "
-                         f"it is already wrapped.")
+        raise ValueError(
+            f"The 'model' parameter of wrap must be a torch.nn.Module. Got an adapter ({model!r}) instead: "
+            f"it is already wrapped."
+        )
     cls: type[ModelAdapter] = ModuleAdapter
     if isinstance(model, nn.Module) and _is_hf_model(model):
         from kdcore.adapters.hf import HFAdapter
+
         cls = HFAdapter
-    return cls(model, name=name, kind=kind, layers=layers, cam_layer=cam_layer, output_size=output_size,
-               example_input=example_input)
+    return cls(
+        model,
+        name=name,
+        kind=kind,
+        layers=layers,
+        cam_layer=cam_layer,
+        output_size=output_size,
+        example_input=example_input,
+    )

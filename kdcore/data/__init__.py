@@ -1,4 +1,5 @@
 """Datasets: generated and bundled samples, and the user's own data. See base.py for the surface."""
+
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
 from kdcore.data.hf_text import load_hf_text
 from kdcore.data.hf_tokenizer import HFTextTokenizer, check_same_tokenizer, load_hf_tokenizer

@@ -4,6 +4,7 @@ text:  paragraphs (runs of lines separated by blank lines), each kept with its i
 jsonl: one JSON object per non-empty line; its `text_field` must be a string
 csv:   a header row, then one document per row from the `text_field` column
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,9 @@ FORMATS = ("auto", "text", "jsonl", "csv")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
 
 
-def read_documents(source: Any, *, format: str, text_field: str, max_bytes: int, where: str
-                   ) -> tuple[list[str], str | None]:
+def read_documents(
+    source: Any, *, format: str, text_field: str, max_bytes: int, where: str
+) -> tuple[list[str], str | None]:
     """The non-empty documents of the source, and its file name (None for bytes)."""
     check_format(format, text_field, where=where)
     data, file_name = read_source(source, name="source", where=where, max_bytes=max_bytes)
@@ -41,11 +43,14 @@ def read_documents(source: Any, *, format: str, text_field: str, max_bytes: int,
 def check_format(format: Any, text_field: Any, *, where: str) -> None:
     """format in FORMATS, text_field a non-empty string."""
     if format not in FORMATS:
-        raise InvalidParameterError(f"The 'format' parameter of {where} must be one of {list(FORMATS)}. "
-                                    f"Got {format!r} instead.")
+        raise InvalidParameterError(
+            f"The 'format' parameter of {where} must be one of {list(FORMATS)}. Got {format!r} instead."
+        )
     if not isinstance(text_field, str) or not text_field:
-        raise InvalidParameterError(f"The 'text_field' parameter of {where} must be a non-empty string (a JSONL key "
-                                    f"or CSV column). Got {text_field!r} instead.")
+        raise InvalidParameterError(
+            f"The 'text_field' parameter of {where} must be a non-empty string (a JSONL key "
+            f"or CSV column). Got {text_field!r} instead."
+        )
 
 
 def _by_extension(file_name: str | None) -> str:
@@ -57,8 +62,10 @@ def _decode(data: bytes, where: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise InvalidParameterError(f"The source given to {where} must be UTF-8. Got byte 0x{data[err.start]:02x} at "
-                                    f"offset {err.start}, which is not valid UTF-8. Re-save the file as UTF-8.") from None
+        raise InvalidParameterError(
+            f"The source given to {where} must be UTF-8. Got byte 0x{data[err.start]:02x} at "
+            f"offset {err.start}, which is not valid UTF-8. Re-save the file as UTF-8."
+        ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -70,13 +77,17 @@ def _jsonl(text: str, field: str, where: str) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise InvalidParameterError(f"Line {n} of the JSONL given to {where} is not valid JSON ({err.msg}). "
-                                        f"Expected one JSON object per line.") from None
+            raise InvalidParameterError(
+                f"Line {n} of the JSONL given to {where} is not valid JSON ({err.msg}). "
+                f"Expected one JSON object per line."
+            ) from None
         value = record.get(field) if isinstance(record, dict) else None
         if not isinstance(value, str):
-            raise InvalidParameterError(f"Line {n} of the JSONL given to {where} must be an object with a string "
-                                        f"{field!r} field. Got {line[:80]!r} instead. Set text_field to the key "
-                                        f"that holds the text.")
+            raise InvalidParameterError(
+                f"Line {n} of the JSONL given to {where} must be an object with a string "
+                f"{field!r} field. Got {line[:80]!r} instead. Set text_field to the key "
+                f"that holds the text."
+            )
         docs.append(value)
     return docs
 
@@ -84,6 +95,8 @@ def _jsonl(text: str, field: str, where: str) -> list[str]:
 def _csv(text: str, field: str, where: str) -> list[str]:
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or field not in reader.fieldnames:
-        raise InvalidParameterError(f"The CSV given to {where} must have a {field!r} column. Got columns "
-                                    f"{reader.fieldnames!r} instead. Set text_field to the column that holds the text.")
+        raise InvalidParameterError(
+            f"The CSV given to {where} must have a {field!r} column. Got columns "
+            f"{reader.fieldnames!r} instead. Set text_field to the column that holds the text."
+        )
     return [row.get(field) or "" for row in reader]

@@ -1,4 +1,5 @@
 """Deterministic split helpers shared by the generated and bundled datasets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,4 +10,4 @@ def _split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> 
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(fractions[0] * n))
     n_val = int(round(fractions[1] * n))
-    return {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}

@@ -2,6 +2,7 @@
 
 Reading uploads with a size limit, checking split fractions, and stratified seeded splits.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,11 @@ def check_max_bytes(max_bytes: Any, *, where: str) -> int:
 
 def too_large(what: str, size: int, max_bytes: int, *, where: str, fix: str = "Use a smaller file") -> ValueError:
     """The error for an input over the size limit, with the way out."""
-    return ValueError(f"{what}: {size:,} bytes ({_mb(size)}), over the limit "
-                      f"max_bytes={max_bytes:,} ({_mb(max_bytes)}) of {where}. {fix}, or pass a larger "
-                      f"max_bytes if this machine has the memory for it.")
+    return ValueError(
+        f"{what}: {size:,} bytes ({_mb(size)}), over the limit "
+        f"max_bytes={max_bytes:,} ({_mb(max_bytes)}) of {where}. {fix}, or pass a larger "
+        f"max_bytes if this machine has the memory for it."
+    )
 
 
 def read_source(source: Any, *, name: str, where: str, max_bytes: int) -> tuple[bytes, str | None]:
@@ -51,10 +54,15 @@ def read_source(source: Any, *, name: str, where: str, max_bytes: int) -> tuple[
         if not is_file:
             what = "a folder" if is_dir else "nothing (no such file)"
             shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
-            hint = (" To pass the contents themselves, pass bytes (for text: text.encode('utf-8'))."
-                    if isinstance(source, str) and not is_dir else "")
-            raise ValueError(f"The '{name}' argument of {where} must be a path to a file. Got {shown!r}, "
-                             f"which is {what}. Check the path.{hint}")
+            hint = (
+                " To pass the contents themselves, pass bytes (for text: text.encode('utf-8'))."
+                if isinstance(source, str) and not is_dir
+                else ""
+            )
+            raise ValueError(
+                f"The '{name}' argument of {where} must be a path to a file. Got {shown!r}, "
+                f"which is {what}. Check the path.{hint}"
+            )
         size = path.stat().st_size
         if size > max_bytes:
             raise too_large(f"The size of the file {path.name!r}", size, max_bytes, where=where)
@@ -62,15 +70,21 @@ def read_source(source: Any, *, name: str, where: str, max_bytes: int) -> tuple[
     if hasattr(source, "read"):
         data = source.read(max_bytes + 1)
         if isinstance(data, str):
-            raise ValueError(f"The '{name}' argument of {where} must be opened in binary mode ('rb'). "
-                             f"Got a text-mode file object instead.")
+            raise ValueError(
+                f"The '{name}' argument of {where} must be opened in binary mode ('rb'). "
+                f"Got a text-mode file object instead."
+            )
         if len(data) > max_bytes:
-            raise ValueError(f"The '{name}' upload of {where} is larger than max_bytes={max_bytes:,} "
-                             f"({_mb(max_bytes)}). Use a smaller file, or pass a larger max_bytes.")
+            raise ValueError(
+                f"The '{name}' upload of {where} is larger than max_bytes={max_bytes:,} "
+                f"({_mb(max_bytes)}). Use a smaller file, or pass a larger max_bytes."
+            )
         file_name = getattr(source, "name", None)
         return bytes(data), (Path(file_name).name if isinstance(file_name, str) else None)
-    raise ValueError(f"The '{name}' argument of {where} must be a file path, bytes, or a binary file object. "
-                     f"Got {type(source).__name__} instead.")
+    raise ValueError(
+        f"The '{name}' argument of {where} must be a file path, bytes, or a binary file object. "
+        f"Got {type(source).__name__} instead."
+    )
 
 
 def check_fractions(val_fraction: Any, test_fraction: Any, *, where: str) -> tuple[float, float]:
@@ -78,13 +92,16 @@ def check_fractions(val_fraction: Any, test_fraction: Any, *, where: str) -> tup
     v = check_range("val_fraction", val_fraction, 0.0, 1.0, where=where, lo_open=True, hi_open=True)
     t = check_range("test_fraction", test_fraction, 0.0, 1.0, where=where, lo_open=True, hi_open=True)
     if v + t >= 1.0:
-        raise ValueError(f"val_fraction + test_fraction of {where} must be below 1, to leave data for training. "
-                         f"Got {v} + {t} = {v + t}. Lower one of them (0.15 each is usual).")
+        raise ValueError(
+            f"val_fraction + test_fraction of {where} must be below 1, to leave data for training. "
+            f"Got {v} + {t} = {v + t}. Lower one of them (0.15 each is usual)."
+        )
     return v, t
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, *,
-                     class_names: list[str], where: str) -> dict[str, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, *, class_names: list[str], where: str
+) -> dict[str, np.ndarray]:
     """Seeded, stratified train/val/test indices into `labels` ([N] int class ids).
 
     Split sizes are round(fraction * N), at least one per class; test is split off first, then val
@@ -94,17 +111,21 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
     counts = np.bincount(labels, minlength=len(class_names))
     smallest = int(np.argmin(counts))
     if counts[smallest] < 3:
-        raise ValueError(f"{where} needs at least 3 samples of every class (one each for train, val and test). "
-                         f"Got {int(counts[smallest])} of class {class_names[smallest]!r}. "
-                         f"Add samples of that class, or leave it out.")
+        raise ValueError(
+            f"{where} needs at least 3 samples of every class (one each for train, val and test). "
+            f"Got {int(counts[smallest])} of class {class_names[smallest]!r}. "
+            f"Add samples of that class, or leave it out."
+        )
     n, k = len(labels), len(class_names)
     n_test = max(k, round(test_fraction * n))  # at least one sample per class in each held-out split
     n_val = max(k, round(val_fraction * n))
     if n - n_test - n_val < k:
-        raise ValueError(f"{where} has too few samples for stratified train/val/test splits: {n} samples in {k} "
-                         f"classes, of which val takes {n_val} and test {n_test} (at least one per class each), "
-                         f"leaving {n - n_test - n_val} for training, fewer than the {k} classes. "
-                         f"Add samples, or lower val_fraction/test_fraction.")
+        raise ValueError(
+            f"{where} has too few samples for stratified train/val/test splits: {n} samples in {k} "
+            f"classes, of which val takes {n_val} and test {n_test} (at least one per class each), "
+            f"leaving {n - n_test - n_val} for training, fewer than the {k} classes. "
+            f"Add samples, or lower val_fraction/test_fraction."
+        )
     from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes seconds to import
 
     idx = np.arange(n)

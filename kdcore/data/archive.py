@@ -4,6 +4,7 @@ Entries are written to a private `.<name>.<random>.part` folder next to the dest
 to it only when every entry is written; on any failure (a corrupt zip, sizes that lie, a limit,
 a full disk) that folder is removed and a ValueError says what went wrong and what to do.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -16,8 +17,8 @@ from kdcore.data._user_common import too_large
 from kdcore.validation import check_int_range
 
 DEFAULT_MAX_UNZIPPED = 200 * 2**20  # 200 MB: the most a zip may expand to unless max_bytes says otherwise
-DEFAULT_MAX_FILES = 20_000          # the most files a zip may hold unless max_files says otherwise
-_CHUNK = 1 << 20                    # bytes decompressed per read
+DEFAULT_MAX_FILES = 20_000  # the most files a zip may hold unless max_files says otherwise
+_CHUNK = 1 << 20  # bytes decompressed per read
 _WHERE = "extract_zip"
 
 
@@ -25,8 +26,14 @@ class _Refused(ValueError):
     """A refusal already worded for the user: passed on unchanged."""
 
 
-def extract_zip(path: str | Path, dest: str | Path | None = None, *, max_bytes: int = DEFAULT_MAX_UNZIPPED,
-                max_files: int = DEFAULT_MAX_FILES, unwrap_single_folder: bool = True) -> Path:
+def extract_zip(
+    path: str | Path,
+    dest: str | Path | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_UNZIPPED,
+    max_files: int = DEFAULT_MAX_FILES,
+    unwrap_single_folder: bool = True,
+) -> Path:
     """Extract the zip at `path` into the folder `dest` and return that folder.
 
     dest:       default: the zip's path without its suffix; an existing folder is returned as is
@@ -51,8 +58,10 @@ def extract_zip(path: str | Path, dest: str | Path | None = None, *, max_bytes: 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     except OSError as e:
-        raise ValueError(f"Could not create a folder in {str(out.parent)!r} to extract {src.name!r} into "
-                         f"({type(e).__name__}: {e}). Check that the folder is writable.") from None
+        raise ValueError(
+            f"Could not create a folder in {str(out.parent)!r} to extract {src.name!r} into "
+            f"({type(e).__name__}: {e}). Check that the folder is writable."
+        ) from None
     try:
         _extract_into(src, tmp, max_bytes, max_files)
         return _publish(tmp, out, unwrap_single_folder)
@@ -65,8 +74,10 @@ def _extract_into(src: Path, tmp: Path, max_bytes: int, max_files: int) -> None:
     try:
         zf = zipfile.ZipFile(src)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise _Refused(f"The file {src.name!r} is not a readable zip archive ({type(e).__name__}: {e}). "
-                       f"Create the zip again (for example with `zip -r data.zip data/`) and upload it.") from None
+        raise _Refused(
+            f"The file {src.name!r} is not a readable zip archive ({type(e).__name__}: {e}). "
+            f"Create the zip again (for example with `zip -r data.zip data/`) and upload it."
+        ) from None
     with zf:
         entries = _safe_entries(zf)
         _check_declared(src, entries, max_bytes, max_files)
@@ -88,12 +99,23 @@ def _safe_entries(zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, tuple[str,
 
 def _check_declared(src: Path, entries: list, max_bytes: int, max_files: int) -> None:
     if len(entries) > max_files:
-        raise _Refused(f"The zip {src.name!r} holds {len(entries):,} files, over the limit max_files={max_files:,} "
-                       f"of {_WHERE}. Zip fewer files.")
+        raise _Refused(
+            f"The zip {src.name!r} holds {len(entries):,} files, over the limit max_files={max_files:,} "
+            f"of {_WHERE}. Zip fewer files."
+        )
     declared = sum(info.file_size for info, _ in entries)
     if declared > max_bytes:
-        raise _Refused(str(too_large(f"The zip {src.name!r} expands to", declared, max_bytes, where=_WHERE,
-                                     fix="Zip fewer or smaller files")))
+        raise _Refused(
+            str(
+                too_large(
+                    f"The zip {src.name!r} expands to",
+                    declared,
+                    max_bytes,
+                    where=_WHERE,
+                    fix="Zip fewer or smaller files",
+                )
+            )
+        )
 
 
 def _write_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, src: Path, budget: int) -> int:
@@ -105,14 +127,18 @@ def _write_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, src: Pa
             while chunk := _guarded(src, info, entry.read, _CHUNK):
                 written += len(chunk)
                 if written > budget:
-                    raise _Refused(f"The zip {src.name!r} holds more data than its entries declare (its entry "
-                                   f"{info.filename!r} passed the limit while being extracted). The zip is corrupt "
-                                   f"or crafted; create it again.")
+                    raise _Refused(
+                        f"The zip {src.name!r} holds more data than its entries declare (its entry "
+                        f"{info.filename!r} passed the limit while being extracted). The zip is corrupt "
+                        f"or crafted; create it again."
+                    )
                 f.write(chunk)
     except OSError as e:  # the file system: a full disk, or a file and a folder with the same name
-        raise _Refused(f"Could not write the zip's entry {info.filename!r} into {str(dest.parent)!r} "
-                       f"({type(e).__name__}: {e}). Check the free disk space, and that the zip does not "
-                       f"hold a file and a folder of the same name.") from None
+        raise _Refused(
+            f"Could not write the zip's entry {info.filename!r} into {str(dest.parent)!r} "
+            f"({type(e).__name__}: {e}). Check the free disk space, and that the zip does not "
+            f"hold a file and a folder of the same name."
+        ) from None
     if written != info.file_size:
         raise _Refused(_corrupt(src, info, f"it declares {info.file_size:,} bytes but holds {written:,}"))
     return written
@@ -127,8 +153,10 @@ def _guarded(src: Path, info: zipfile.ZipInfo, call: Any, arg: Any) -> Any:
 
 
 def _corrupt(src: Path, info: zipfile.ZipInfo, why: str) -> str:
-    return (f"The zip {src.name!r} is corrupt: its entry {info.filename!r} could not be extracted ({why}). "
-            f"Its sizes or data do not match what its header says. Create the zip again and upload it.")
+    return (
+        f"The zip {src.name!r} is corrupt: its entry {info.filename!r} could not be extracted ({why}). "
+        f"Its sizes or data do not match what its header says. Create the zip again and upload it."
+    )
 
 
 def _publish(tmp: Path, out: Path, unwrap: bool) -> Path:
@@ -140,7 +168,9 @@ def _publish(tmp: Path, out: Path, unwrap: bool) -> Path:
         source.rename(out)
     except OSError as e:
         if not out.is_dir():
-            raise _Refused(f"Could not move the extracted files to {str(out)!r} ({type(e).__name__}: {e}). "
-                           f"Check that the folder is writable.") from None
+            raise _Refused(
+                f"Could not move the extracted files to {str(out)!r} ({type(e).__name__}: {e}). "
+                f"Check that the folder is writable."
+            ) from None
     shutil.rmtree(tmp, ignore_errors=True)
     return out

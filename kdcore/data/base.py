@@ -4,6 +4,7 @@ A `Dataset` names a task and hands out splits; a `SplitData` is a torch Dataset 
 ``(inputs, target)`` pairs that also exposes its whole tensors, so analyses can take a probe batch
 without a DataLoader.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,6 +29,7 @@ class SplitData(torch.utils.data.Dataset):
     extras:  named per-sample tensors with leading dimension N (e.g. tinylang's true next-token
              distributions and position kinds)
     """
+
     inputs: Tensor
     targets: Tensor
     masks: Tensor | None = None
@@ -36,7 +38,9 @@ class SplitData(torch.utils.data.Dataset):
     def __post_init__(self) -> None:
         n = self.inputs.shape[0]
         if self.targets.shape[0] != n:
-            raise ValueError(f"SplitData needs one target per input: got {n} inputs and {self.targets.shape[0]} targets.")
+            raise ValueError(
+                f"SplitData needs one target per input: got {n} inputs and {self.targets.shape[0]} targets."
+            )
         if self.masks is not None and self.masks.shape[0] != n:
             raise ValueError(f"SplitData needs one mask per input: got {n} inputs and {self.masks.shape[0]} masks.")
         for k, v in self.extras.items():
@@ -52,9 +56,12 @@ class SplitData(torch.utils.data.Dataset):
     def subset(self, n: int) -> SplitData:
         """The first n samples (deterministic probe batches)."""
         sl = slice(0, min(n, len(self)))
-        return SplitData(self.inputs[sl], self.targets[sl],
-                         None if self.masks is None else self.masks[sl],
-                         {k: v[sl] for k, v in self.extras.items()})
+        return SplitData(
+            self.inputs[sl],
+            self.targets[sl],
+            None if self.masks is None else self.masks[sl],
+            {k: v[sl] for k, v in self.extras.items()},
+        )
 
 
 @dataclass
@@ -72,6 +79,7 @@ class Dataset:
     description: one sentence for the UI
     load_report: what loading the user's data skipped or computed (counts, statistics), or None
     """
+
     name: str
     task: Task
     build: Callable[[], dict[str, SplitData]] = field(repr=False)
@@ -96,5 +104,7 @@ class Dataset:
         size = self.vocab_size if self.task == "causal_lm" else self.num_classes
         if size is None:
             field_name = "vocab_size" if self.task == "causal_lm" else "num_classes"
-            raise ValueError(f"Dataset {self.name!r} ({self.task}) has no {field_name}: set it when building the Dataset.")
+            raise ValueError(
+                f"Dataset {self.name!r} ({self.task}) has no {field_name}: set it when building the Dataset."
+            )
         return size

@@ -3,6 +3,7 @@
 Alpaydin & Kaynak (1998), UCI "Optical Recognition of Handwritten Digits"; shipped inside
 scikit-learn, so nothing is downloaded. Pixels (0..16) are scaled to [0, 1].
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -47,7 +48,10 @@ def _build() -> dict[str, SplitData]:
 def digits() -> Dataset:
     """The 8×8 digits dataset (60/20/20 split, fixed seed)."""
     return Dataset(
-        name="digits", task="classification", build=_build, num_classes=10,
+        name="digits",
+        task="classification",
+        build=_build,
+        num_classes=10,
         class_names=[str(d) for d in range(10)],
         description="scikit-learn's bundled 8×8 grey-scale handwritten digits, 0 to 9 (1,797 images).",
     )

@@ -16,6 +16,7 @@ predicts it). extras["attention_mask"] [N, L] is 1 on real tokens, 0 on padding.
 permutation of the rows. The Dataset's vocab_size is the model's (config.json), not the tokenizer's
 length, so it matches the logits' width.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,11 +36,21 @@ _WHERE = "load_hf_text"
 MODES = ("pack", "truncate")
 
 
-def load_hf_text(source: Any, model_dir: str | Path, *, student_dir: str | Path | None = None,
-                 format: Literal["auto", "text", "jsonl", "csv"] = "auto", text_field: str = "text",
-                 context_length: int = 128, mode: Literal["pack", "truncate"] = "pack",
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-                 max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> Dataset:
+def load_hf_text(
+    source: Any,
+    model_dir: str | Path,
+    *,
+    student_dir: str | Path | None = None,
+    format: Literal["auto", "text", "jsonl", "csv"] = "auto",
+    text_field: str = "text",
+    context_length: int = 128,
+    mode: Literal["pack", "truncate"] = "pack",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
+) -> Dataset:
     """A causal-LM Dataset from text, JSONL or CSV, tokenised by the tokenizer saved in model_dir.
 
     source:         a file path, its bytes, or a binary file object
@@ -53,7 +64,9 @@ def load_hf_text(source: Any, model_dir: str | Path, *, student_dir: str | Path 
     Splits: inputs [N, L] long, targets [N, L] long (-100: not counted), extras["attention_mask"] [N, L].
     """
     if mode not in MODES:
-        raise InvalidParameterError(f"The 'mode' parameter of {_WHERE} must be one of {list(MODES)}. Got {mode!r} instead.")
+        raise InvalidParameterError(
+            f"The 'mode' parameter of {_WHERE} must be one of {list(MODES)}. Got {mode!r} instead."
+        )
     check_format(format, text_field, where=_WHERE)
     vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
     seed = check_seed(seed, where=_WHERE)
@@ -69,14 +82,23 @@ def load_hf_text(source: Any, model_dir: str | Path, *, student_dir: str | Path 
     rows = _pack(encoded, L) if mode == "pack" else _truncate(encoded, L)  # ids [N, L+1], starts, lengths
     inputs, targets, mask = _rows_to_tensors(*rows, L=L, pad_id=tok.pad_id)
     owner = _assign_rows(len(inputs), vf, tf, seed)  # [N] split names
-    splits = {s: SplitData(inputs[owner == s], targets[owner == s],
-                           extras={"attention_mask": mask[owner == s]}) for s in SPLITS}
+    splits = {
+        s: SplitData(inputs[owner == s], targets[owner == s], extras={"attention_mask": mask[owner == s]})
+        for s in SPLITS
+    }
     shown = name or file_name or "text"
-    ds = Dataset(name=shown, task="causal_lm", build=lambda: splits, vocab_size=vocab_size, tokenizer=tok,
-                 description=f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
-                             f"{model_path.name!r}, {mode}ed into rows of {L} tokens.")
-    ds.load_report = _report(encoded, inputs, targets, mask, owner, mode=mode, L=L, vocab_size=vocab_size,
-                             tokenizer_size=len(hf_tok))
+    ds = Dataset(
+        name=shown,
+        task="causal_lm",
+        build=lambda: splits,
+        vocab_size=vocab_size,
+        tokenizer=tok,
+        description=f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
+        f"{model_path.name!r}, {mode}ed into rows of {L} tokens.",
+    )
+    ds.load_report = _report(
+        encoded, inputs, targets, mask, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok)
+    )
     return ds
 
 
@@ -93,21 +115,26 @@ def _check_context_length(context_length: Any, config: dict[str, Any], model_pat
     L = check_int_range("context_length", context_length, 1, 1 << 20, where=_WHERE)
     limit = max_positions(config)
     if limit is not None and L > limit:
-        raise InvalidParameterError(f"The 'context_length' parameter of {_WHERE} must be at most the model's "
-                                    f"max_position_embeddings, {limit} (config.json of {str(model_path)!r}). "
-                                    f"Got {L} instead. Use a context_length of at most {limit}.")
+        raise InvalidParameterError(
+            f"The 'context_length' parameter of {_WHERE} must be at most the model's "
+            f"max_position_embeddings, {limit} (config.json of {str(model_path)!r}). "
+            f"Got {L} instead. Use a context_length of at most {limit}."
+        )
     return L
 
 
 def _check_vocab(config: dict[str, Any], tokenizer_size: int, model_path: Path) -> int:
     vocab = config.get("vocab_size")
     if not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1:
-        raise InvalidParameterError(f"The config.json of {str(model_path)!r} must give vocab_size (a positive "
-                                    f"integer). Got {vocab!r} instead.")
+        raise InvalidParameterError(
+            f"The config.json of {str(model_path)!r} must give vocab_size (a positive integer). Got {vocab!r} instead."
+        )
     if tokenizer_size > vocab:
-        raise InvalidParameterError(f"The tokenizer in {str(model_path)!r} has {tokenizer_size} tokens but the model's "
-                                    f"vocab_size is {vocab}: some token ids would have no embedding. Save the "
-                                    f"tokenizer the model was trained with next to it.")
+        raise InvalidParameterError(
+            f"The tokenizer in {str(model_path)!r} has {tokenizer_size} tokens but the model's "
+            f"vocab_size is {vocab}: some token ids would have no embedding. Save the "
+            f"tokenizer the model was trained with next to it."
+        )
     return vocab
 
 
@@ -136,17 +163,20 @@ def _pack(encoded: list[list[int]], L: int) -> tuple[list[list[int]], list[list[
 
 def _truncate(encoded: list[list[int]], L: int) -> tuple[list[list[int]], list[list[bool]]]:
     """One row per document of >= 2 tokens, cut to L + 1 tokens; the first token starts the document."""
-    rows = [ids[:L + 1] for ids in encoded if len(ids) >= 2]
+    rows = [ids[: L + 1] for ids in encoded if len(ids) >= 2]
     return rows, [[i == 0 for i in range(len(r))] for r in rows]
 
 
-def _rows_to_tensors(rows: list[list[int]], starts: list[list[bool]], *, L: int, pad_id: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rows_to_tensors(
+    rows: list[list[int]], starts: list[list[bool]], *, L: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of up to L + 1 ids -> inputs [N, L] (pad_id after the row), targets [N, L] (-100 on padding and
     where the next token starts a document), attention mask [N, L] (1 on real input tokens)."""
     if not rows:
-        raise InvalidParameterError(f"The text given to {_WHERE} has no document of two or more tokens, so "
-                                    f"nothing can be predicted. Give more text.")
+        raise InvalidParameterError(
+            f"The text given to {_WHERE} has no document of two or more tokens, so "
+            f"nothing can be predicted. Give more text."
+        )
     inputs = np.full((len(rows), L), pad_id, dtype=np.int64)
     targets = np.full((len(rows), L), IGNORE_INDEX, dtype=np.int64)
     mask = np.zeros((len(rows), L), dtype=np.int64)
@@ -161,22 +191,40 @@ def _assign_rows(n_rows: int, vf: float, tf: float, seed: int) -> np.ndarray:
     """The split of each row: a seeded permutation, val and test at least one row each."""
     n_val, n_test = max(1, round(vf * n_rows)), max(1, round(tf * n_rows))
     if n_rows - n_val - n_test < 1:
-        raise InvalidParameterError(f"The text given to {_WHERE} makes {n_rows} row(s), and train, val and test need "
-                                    f"at least one each (val takes {n_val}, test {n_test}). Give more text or a "
-                                    f"smaller context_length.")
+        raise InvalidParameterError(
+            f"The text given to {_WHERE} makes {n_rows} row(s), and train, val and test need "
+            f"at least one each (val takes {n_val}, test {n_test}). Give more text or a "
+            f"smaller context_length."
+        )
     order = np.random.default_rng(seed).permutation(n_rows)
     owner = np.array(["train"] * n_rows, dtype=object)
-    owner[order[:n_val]], owner[order[n_val:n_val + n_test]] = "val", "test"
+    owner[order[:n_val]], owner[order[n_val : n_val + n_test]] = "val", "test"
     return owner.astype(str)
 
 
-def _report(encoded: list[list[int]], inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-            owner: np.ndarray, *, mode: str, L: int, vocab_size: int, tokenizer_size: int) -> dict[str, Any]:
+def _report(
+    encoded: list[list[int]],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    owner: np.ndarray,
+    *,
+    mode: str,
+    L: int,
+    vocab_size: int,
+    tokenizer_size: int,
+) -> dict[str, Any]:
     """Counts: documents, tokens, rows, counted targets and padding per split."""
     per = {s: torch.from_numpy(owner == s) for s in SPLITS}
-    return {"documents": len(encoded), "tokens": sum(len(ids) for ids in encoded), "mode": mode,
-            "context_length": L, "vocab_size": vocab_size, "tokenizer_size": tokenizer_size,
-            "rows": {s: int(per[s].sum()) for s in SPLITS},
-            "target_tokens": {s: int((targets[per[s]] != IGNORE_INDEX).sum()) for s in SPLITS},
-            "padding_tokens": {s: int((mask[per[s]] == 0).sum()) for s in SPLITS},
-            "truncated_documents": sum(len(ids) > L + 1 for ids in encoded) if mode == "truncate" else 0}
+    return {
+        "documents": len(encoded),
+        "tokens": sum(len(ids) for ids in encoded),
+        "mode": mode,
+        "context_length": L,
+        "vocab_size": vocab_size,
+        "tokenizer_size": tokenizer_size,
+        "rows": {s: int(per[s].sum()) for s in SPLITS},
+        "target_tokens": {s: int((targets[per[s]] != IGNORE_INDEX).sum()) for s in SPLITS},
+        "padding_tokens": {s: int((mask[per[s]] == 0).sum()) for s in SPLITS},
+        "truncated_documents": sum(len(ids) > L + 1 for ids in encoded) if mode == "truncate" else 0,
+    }

@@ -1,5 +1,6 @@
 """A pair's own Hugging Face tokenizer: loading it offline, checking teacher and student agree, and the
 small encode/decode/tokens surface the workbench's Dataset.tokenizer offers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,7 +50,8 @@ def check_same_tokenizer(teacher_dir: str | Path, student_dir: str | Path) -> No
             f"The teacher's tokenizer ({str(teacher_dir)!r}) and the student's ({str(student_dir)!r}) differ: "
             f"{'; '.join(problems)}. Token-level distillation needs one tokenizer for both. Save the teacher's "
             f"tokenizer with the student, or use the cross-tokenizer divergence kind 'uld' (Universal Logit "
-            f"Distillation, kdcore.divergences), which compares sorted distributions and needs no shared vocabulary.")
+            f"Distillation, kdcore.divergences), which compares sorted distributions and needs no shared vocabulary."
+        )
 
 
 def _differences(teacher: Any, student: Any) -> list[str]:
@@ -58,20 +60,25 @@ def _differences(teacher: Any, student: Any) -> list[str]:
     if t_vocab != s_vocab:
         only_t = sorted(set(t_vocab) - set(s_vocab))[:3]
         moved = sorted(t for t in set(t_vocab) & set(s_vocab) if t_vocab[t] != s_vocab[t])[:3]
-        problems.append(f"vocabularies of {len(t_vocab)} and {len(s_vocab)} tokens"
-                        + (f", teacher-only tokens such as {only_t}" if only_t else "")
-                        + (f", tokens with other ids such as {moved}" if moved else ""))
+        problems.append(
+            f"vocabularies of {len(t_vocab)} and {len(s_vocab)} tokens"
+            + (f", teacher-only tokens such as {only_t}" if only_t else "")
+            + (f", tokens with other ids such as {moved}" if moved else "")
+        )
     t_special, s_special = special_tokens(teacher), special_tokens(student)
     for role in _ROLES:
         if t_special[role] != s_special[role]:
-            problems.append(f"{role} {t_special[role][0]!r} (id {t_special[role][1]}) vs "
-                            f"{s_special[role][0]!r} (id {s_special[role][1]})")
+            problems.append(
+                f"{role} {t_special[role][0]!r} (id {t_special[role][1]}) vs "
+                f"{s_special[role][0]!r} (id {s_special[role][1]})"
+            )
     return problems
 
 
 class HFTextTokenizer:
     """Dataset.tokenizer for a Hugging Face tokenizer: encode(str) -> ids (no special tokens added),
     decode(ids) -> str, tokens(ids) -> display strings (whitespace made visible). `.hf` is the tokenizer."""
+
     kind = "hf"
 
     def __init__(self, hf_tokenizer: Any):

@@ -5,6 +5,7 @@ Images are read with Pillow, converted to RGB, resized to image_size x image_siz
 and counted; the loader refuses when fewer than two classes keep readable images, and refuses an
 image above max_pixels (width x height) from its header, before decoding it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -35,10 +36,18 @@ _MAX_LISTED = 10  # file names kept in the report per kind of problem
 DEFAULT_MAX_PIXELS = 50_000_000  # width x height above which an image is refused before decoding (~8000x6000)
 
 
-def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: float = 0.15,
-                      test_fraction: float = 0.15, seed: int = 0, max_images: int | None = None,
-                      max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      name: str | None = None) -> Dataset:
+def load_image_folder(
+    path: str | Path,
+    *,
+    image_size: int = 32,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    max_images: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Dataset:
     """A classification Dataset from a folder with one subfolder of images per class.
 
     path:          the root folder; class names are its subfolder names, sorted
@@ -73,10 +82,15 @@ def load_image_folder(path: str | Path, *, image_size: int = 32, val_fraction: f
     _check_classes_kept(root, kept, n_folders=len(candidates), report=report)
 
     splits = _split_images(images, labels, kept, vf, tf, seed)
-    ds = Dataset(name=name or root.name, task="classification", build=lambda: splits,
-                 num_classes=len(kept), class_names=kept,
-                 description=f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
-                             f"resized to {size}x{size}.")
+    ds = Dataset(
+        name=name or root.name,
+        task="classification",
+        build=lambda: splits,
+        num_classes=len(kept),
+        class_names=kept,
+        description=f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
+        f"resized to {size}x{size}.",
+    )
     ds.load_report = report
     return ds
 
@@ -86,28 +100,35 @@ def _check_folder(path: str | Path) -> Path:
     root = Path(path)
     if not root.is_dir():
         what = "a file" if root.exists() else "nothing (no such folder)"
-        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
-                         f"Got {str(root)!r}, which is {what}. Check the path.")
+        raise ValueError(
+            f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
+            f"Got {str(root)!r}, which is {what}. Check the path."
+        )
     return root
 
 
 def _check_classes_kept(root: Path, kept: list[str], *, n_folders: int, report: dict[str, Any]) -> None:
     """Refuse when no image was readable, or when only one class kept images."""
     if not kept:
-        raise ValueError(f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
-                         f"No readable image was found in {str(root)!r}: {n_folders} class folder(s), "
-                         f"{report['unreadable']} unreadable image(s), {report['skipped_not_image']} file(s) that "
-                         f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
-                         f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
-                         f"Put image files in one subfolder per class.")
+        raise ValueError(
+            f"The 'path' parameter of {_WHERE} must be a folder laid out as {_LAYOUT}. "
+            f"No readable image was found in {str(root)!r}: {n_folders} class folder(s), "
+            f"{report['unreadable']} unreadable image(s), {report['skipped_not_image']} file(s) that "
+            f"are not images (extensions read: {', '.join(sorted(IMAGE_SUFFIXES))}), "
+            f"{report['ignored_root_files']} file(s) directly in the root folder (ignored). "
+            f"Put image files in one subfolder per class."
+        )
     if len(kept) < 2:
-        raise ValueError(f"The 'path' parameter of {_WHERE} must hold at least 2 class subfolders with readable "
-                         f"images, laid out as {_LAYOUT}. Found 1 ({kept[0]!r}) in {str(root)!r}. "
-                         f"Add a subfolder of images for each class.")
+        raise ValueError(
+            f"The 'path' parameter of {_WHERE} must hold at least 2 class subfolders with readable "
+            f"images, laid out as {_LAYOUT}. Found 1 ({kept[0]!r}) in {str(root)!r}. "
+            f"Add a subfolder of images for each class."
+        )
 
 
-def _split_images(images: list[np.ndarray], labels: list[str], kept: list[str], vf: float, tf: float,
-                  seed: int) -> dict[str, SplitData]:
+def _split_images(
+    images: list[np.ndarray], labels: list[str], kept: list[str], vf: float, tf: float, seed: int
+) -> dict[str, SplitData]:
     """Stratified, seeded splits; class ids follow the sorted names of the classes that kept images."""
     remap = {c: i for i, c in enumerate(kept)}
     y = np.array([remap[c] for c in labels], dtype=np.int64)  # [N]
@@ -118,9 +139,15 @@ def _split_images(images: list[np.ndarray], labels: list[str], kept: list[str], 
 
 def _list_candidates(root: Path) -> tuple[dict[str, list[Path]], dict[str, Any]]:
     """Image files per class folder (sorted), and a report of what was left out."""
-    report: dict[str, Any] = {"skipped_not_image": 0, "skipped_files": [], "unreadable": 0,
-                              "unreadable_files": [], "unreadable_reason": None, "ignored_root_files": 0,
-                              "stopped_at_max_images": False}
+    report: dict[str, Any] = {
+        "skipped_not_image": 0,
+        "skipped_files": [],
+        "unreadable": 0,
+        "unreadable_files": [],
+        "unreadable_reason": None,
+        "ignored_root_files": 0,
+        "stopped_at_max_images": False,
+    }
     candidates: dict[str, list[Path]] = {}
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
@@ -156,14 +183,15 @@ def _round_robin(candidates: dict[str, list[Path]]) -> Iterator[tuple[str, Path]
 
 @dataclass(frozen=True)
 class _Limits:
-    size: int                 # images are resized to size x size
-    max_images: int | None    # stop after this many images
-    max_bytes: int            # refuse when the files read add up to more
-    max_pixels: int           # refuse an image with more pixels, before decoding it
+    size: int  # images are resized to size x size
+    max_images: int | None  # stop after this many images
+    max_bytes: int  # refuse when the files read add up to more
+    max_pixels: int  # refuse an image with more pixels, before decoding it
 
 
-def _read_images(candidates: dict[str, list[Path]], limits: _Limits,
-                 report: dict[str, Any]) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
+def _read_images(
+    candidates: dict[str, list[Path]], limits: _Limits, report: dict[str, Any]
+) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
     images: list[np.ndarray] = []
     labels: list[str] = []
     per_class: dict[str, int] = {}
@@ -174,8 +202,13 @@ def _read_images(candidates: dict[str, list[Path]], limits: _Limits,
             break
         total_bytes += f.stat().st_size
         if total_bytes > limits.max_bytes:
-            raise too_large("The size of the image files read so far", total_bytes, limits.max_bytes, where=_WHERE,
-                            fix="Pass max_images to read fewer images")
+            raise too_large(
+                "The size of the image files read so far",
+                total_bytes,
+                limits.max_bytes,
+                where=_WHERE,
+                fix="Pass max_images to read fewer images",
+            )
         arr = _read_one(f, limits, report, shown=f"{cls}/{f.name}")
         if arr is None:
             continue
@@ -186,10 +219,12 @@ def _read_images(candidates: dict[str, list[Path]], limits: _Limits,
 
 
 def _too_many_pixels(shown: str, what: str, max_pixels: int) -> ValueError:
-    return ValueError(f"The image {shown!r} is {what}, over the limit max_pixels={max_pixels:,} of {_WHERE}, "
-                      f"so it was not decoded (a picture this large can take gigabytes of memory). Shrink the "
-                      f"image or leave it out, or pass a larger max_pixels to {_WHERE} if this machine has "
-                      f"the memory for it.")
+    return ValueError(
+        f"The image {shown!r} is {what}, over the limit max_pixels={max_pixels:,} of {_WHERE}, "
+        f"so it was not decoded (a picture this large can take gigabytes of memory). Shrink the "
+        f"image or leave it out, or pass a larger max_pixels to {_WHERE} if this machine has "
+        f"the memory for it."
+    )
 
 
 def _read_one(f: Path, limits: _Limits, report: dict[str, Any], *, shown: str) -> np.ndarray | None:
@@ -198,7 +233,7 @@ def _read_one(f: Path, limits: _Limits, report: dict[str, Any], *, shown: str) -
     Raises ValueError for an image above limits.max_pixels: Image.open reads only the header, so the
     size is checked before any pixel is decoded."""
     try:
-        with warnings.catch_warnings():          # max_pixels below is the limit: no bomb warning on the way
+        with warnings.catch_warnings():  # max_pixels below is the limit: no bomb warning on the way
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(f)
     except Image.DecompressionBombError as err:  # above twice Pillow's own limit: refused by Image.open

@@ -1,4 +1,5 @@
 """The registry of shipped and generated datasets: ``get_dataset(name)``."""
+
 from __future__ import annotations
 
 import functools

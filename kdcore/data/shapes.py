@@ -6,6 +6,7 @@ shape per image; the multi-label variant draws 1 to 3 shapes of distinct kinds, 
 cell of a 2×2 grid so they never overlap. Everything is vectorised numpy from fixed seeds, so the
 same images come back on every machine.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,8 +49,9 @@ def _shape_masks(kind: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np.ndarray
     return out
 
 
-def _render(rng: np.random.Generator, n: int, per_image: np.ndarray, num_slots: int,
-            r_range: tuple[float, float], cells: bool) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    rng: np.random.Generator, n: int, per_image: np.ndarray, num_slots: int, r_range: tuple[float, float], cells: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Images [n, 3, S, S] and class-indexed masks [n, C, S, S] with per_image[i] shapes each."""
     C = len(SHAPES)
     bg = rng.uniform(0.0, 1.0, size=(n, 3)).astype(np.float32)  # background colours
@@ -105,20 +107,31 @@ def _build(multilabel: bool) -> dict[str, SplitData]:
 
 def shapes() -> Dataset:
     """Single-label shapes: one shape per 32×32 image, 8 classes."""
-    return _dataset("shapes", multilabel=False,
-                    description="Generated 32×32 colour images of one geometric shape (8 kinds) on a noisy "
-                                "background, with each shape's pixel mask.")
+    return _dataset(
+        "shapes",
+        multilabel=False,
+        description="Generated 32×32 colour images of one geometric shape (8 kinds) on a noisy "
+        "background, with each shape's pixel mask.",
+    )
 
 
 def shapes_multilabel() -> Dataset:
     """Multi-label shapes: 1 to 3 shapes of distinct kinds per 32×32 image, 8 classes."""
-    return _dataset("shapes_multilabel", multilabel=True,
-                    description="Generated 32×32 colour images holding 1 to 3 geometric shapes of distinct kinds "
-                                "(8 kinds) on a noisy background, with each shape's pixel mask.")
+    return _dataset(
+        "shapes_multilabel",
+        multilabel=True,
+        description="Generated 32×32 colour images holding 1 to 3 geometric shapes of distinct kinds "
+        "(8 kinds) on a noisy background, with each shape's pixel mask.",
+    )
 
 
 def _dataset(name: str, *, multilabel: bool, description: str) -> Dataset:
     """A shapes Dataset over the 8 kinds: multi-label (1 to 3 per image) or single-label (one per image)."""
-    return Dataset(name=name, task="multilabel" if multilabel else "classification",
-                   build=lambda: _build(multilabel), num_classes=len(SHAPES), class_names=list(SHAPES),
-                   description=description)
+    return Dataset(
+        name=name,
+        task="multilabel" if multilabel else "classification",
+        build=lambda: _build(multilabel),
+        num_classes=len(SHAPES),
+        class_names=list(SHAPES),
+        description=description,
+    )

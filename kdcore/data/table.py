@@ -4,6 +4,7 @@ Features are standardised with the mean and standard deviation of the train spli
 statistic leaks from val/test); labels of any type become class ids in the sorted order of their
 values, and the values become the class names.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,10 +31,19 @@ _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet",
 _MAX_SHOWN = 30  # columns named in a message
 
 
-def load_table(path_or_buffer: Any, *, label_column: str, feature_columns: list[str] | None = None,
-               format: Literal["csv", "tsv", "parquet"] | None = None, sep: str | None = None,
-               val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
-               max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> Dataset:
+def load_table(
+    path_or_buffer: Any,
+    *,
+    label_column: str,
+    feature_columns: list[str] | None = None,
+    format: Literal["csv", "tsv", "parquet"] | None = None,
+    sep: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
+) -> Dataset:
     """A classification Dataset from a CSV or Parquet table with one row per sample.
 
     path_or_buffer:  a file path, bytes, or a binary file object (e.g. an upload; its `.name` gives the format)
@@ -50,8 +60,10 @@ def load_table(path_or_buffer: Any, *, label_column: str, feature_columns: list[
     per feature (to standardise new rows the same way) and rows per class.
     """
     if not isinstance(label_column, str) or not label_column:
-        raise ValueError(f"The 'label_column' parameter of {_WHERE} must be a column name (a non-empty string). "
-                         f"Got {label_column!r} instead.")
+        raise ValueError(
+            f"The 'label_column' parameter of {_WHERE} must be a column name (a non-empty string). "
+            f"Got {label_column!r} instead."
+        )
     vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
     seed = check_seed(seed, where=_WHERE)
     max_bytes = check_max_bytes(max_bytes, where=_WHERE)
@@ -69,15 +81,26 @@ def load_table(path_or_buffer: Any, *, label_column: str, feature_columns: list[
     splits = {s: SplitData(z[torch.from_numpy(parts[s])], t[torch.from_numpy(parts[s])]) for s in SPLITS}
 
     shown = name or file_name or "table"
-    ds = Dataset(name=shown, task="classification", build=lambda: splits, num_classes=len(class_names),
-                 class_names=class_names,
-                 description=f"{len(df)} rows with {len(features)} numeric features and {len(class_names)} "
-                             f"classes from {shown!r} (label column {label_column!r}).")
+    ds = Dataset(
+        name=shown,
+        task="classification",
+        build=lambda: splits,
+        num_classes=len(class_names),
+        class_names=class_names,
+        description=f"{len(df)} rows with {len(features)} numeric features and {len(class_names)} "
+        f"classes from {shown!r} (label column {label_column!r}).",
+    )
     counts = np.bincount(y, minlength=len(class_names))
-    ds.load_report = {"rows": len(df), "format": fmt, "label_column": label_column, "features": features,
-                      "mean": mean.tolist(), "std": std.tolist(),
-                      "per_class": {c: int(n) for c, n in zip(class_names, counts)},
-                      "split_sizes": {s: int(len(parts[s])) for s in SPLITS}}
+    ds.load_report = {
+        "rows": len(df),
+        "format": fmt,
+        "label_column": label_column,
+        "features": features,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "per_class": {c: int(n) for c, n in zip(class_names, counts)},
+        "split_sizes": {s: int(len(parts[s])) for s in SPLITS},
+    }
     return ds
 
 
@@ -89,8 +112,7 @@ def _train_stats(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return mean, np.where(std > 0, std, 1.0)
 
 
-def _check_columns(df: pd.DataFrame, label_column: str, feature_columns: Any, fmt: str,
-                   sep: str | None) -> list[str]:
+def _check_columns(df: pd.DataFrame, label_column: str, feature_columns: Any, fmt: str, sep: str | None) -> list[str]:
     """The feature column names; makes df's column names strings and refuses a missing label
     column, bad feature columns or a table without rows."""
     columns = [str(c) for c in df.columns]
@@ -106,14 +128,17 @@ def _check_columns(df: pd.DataFrame, label_column: str, feature_columns: Any, fm
 def _resolve_format(format: Any, file_name: str | None) -> str:
     if format is not None:
         if format not in ("csv", "tsv", "parquet"):
-            raise ValueError(f"The 'format' parameter of {_WHERE} must be 'csv', 'tsv', 'parquet' or None. "
-                             f"Got {format!r} instead.")
+            raise ValueError(
+                f"The 'format' parameter of {_WHERE} must be 'csv', 'tsv', 'parquet' or None. Got {format!r} instead."
+            )
         return format
     suffix = Path(file_name).suffix.lower() if file_name else ""
     if suffix not in _SUFFIXES:
         got = f"the file name {file_name!r}" if file_name else "no file name (bytes or an unnamed buffer)"
-        raise ValueError(f"{_WHERE} reads the format from the file name's suffix (.csv, .tsv, .parquet, .pq). "
-                         f"Got {got}. Pass format='csv' or format='parquet'.")
+        raise ValueError(
+            f"{_WHERE} reads the format from the file name's suffix (.csv, .tsv, .parquet, .pq). "
+            f"Got {got}. Pass format='csv' or format='parquet'."
+        )
     return _SUFFIXES[suffix]
 
 
@@ -122,22 +147,29 @@ def _parse(data: bytes, fmt: str, sep: str | None) -> pd.DataFrame:
         try:
             return pd.read_parquet(io.BytesIO(data))
         except Exception as err:  # pyarrow raises its own ArrowInvalid/OSError for a broken file
-            raise ValueError(f"{_WHERE} could not read the data as Parquet ({type(err).__name__}: {err}). "
-                             f"Check that the file is a Parquet file, or pass format='csv' if it is text.") from None
+            raise ValueError(
+                f"{_WHERE} could not read the data as Parquet ({type(err).__name__}: {err}). "
+                f"Check that the file is a Parquet file, or pass format='csv' if it is text."
+            ) from None
     if sep is not None and (not isinstance(sep, str) or not sep):
         raise ValueError(f"The 'sep' parameter of {_WHERE} must be a non-empty string or None. Got {sep!r} instead.")
     sep = sep or ("\t" if fmt == "tsv" else ",")
     try:
         return pd.read_csv(io.BytesIO(data), sep=sep, encoding="utf-8")
     except pd.errors.EmptyDataError:
-        raise ValueError(f"The table given to {_WHERE} is empty. Expected a header row naming the columns, "
-                         f"then one row per sample.") from None
+        raise ValueError(
+            f"The table given to {_WHERE} is empty. Expected a header row naming the columns, then one row per sample."
+        ) from None
     except UnicodeDecodeError as err:
-        raise ValueError(f"The table given to {_WHERE} is not valid UTF-8 text (byte offset {err.start}). "
-                         f"Re-save it as UTF-8 CSV, or pass format='parquet' if it is a Parquet file.") from None
+        raise ValueError(
+            f"The table given to {_WHERE} is not valid UTF-8 text (byte offset {err.start}). "
+            f"Re-save it as UTF-8 CSV, or pass format='parquet' if it is a Parquet file."
+        ) from None
     except (pd.errors.ParserError, ValueError) as err:
-        raise ValueError(f"{_WHERE} could not read the data as {fmt.upper()} with separator {sep!r}: {err}. "
-                         f"Check the file, or pass the right sep=.") from None
+        raise ValueError(
+            f"{_WHERE} could not read the data as {fmt.upper()} with separator {sep!r}: {err}. "
+            f"Check the file, or pass the right sep=."
+        ) from None
 
 
 def _columns_text(columns: list[str]) -> str:
@@ -146,8 +178,10 @@ def _columns_text(columns: list[str]) -> str:
 
 
 def _missing_label_message(label_column: str, columns: list[str], fmt: str, sep: str | None) -> str:
-    msg = (f"The 'label_column' parameter of {_WHERE} must name a column of the table. Got {label_column!r}; "
-           f"the columns are: {_columns_text(columns)}.")
+    msg = (
+        f"The 'label_column' parameter of {_WHERE} must name a column of the table. Got {label_column!r}; "
+        f"the columns are: {_columns_text(columns)}."
+    )
     close = difflib.get_close_matches(label_column, columns, n=1, cutoff=0.6)
     close = close or [c for c in columns if c.strip().lower() == label_column.strip().lower()]
     if close:
@@ -164,21 +198,29 @@ def _resolve_features(feature_columns: Any, label_column: str, columns: list[str
         features = [c for c in columns if c != label_column]
     else:
         if isinstance(feature_columns, str) or not all(isinstance(c, str) for c in feature_columns):
-            raise ValueError(f"The 'feature_columns' parameter of {_WHERE} must be a list of column names or None. "
-                             f"Got {feature_columns!r} instead.")
+            raise ValueError(
+                f"The 'feature_columns' parameter of {_WHERE} must be a list of column names or None. "
+                f"Got {feature_columns!r} instead."
+            )
         features = list(feature_columns)
         missing = [c for c in features if c not in columns]
         if missing:
-            raise ValueError(f"The 'feature_columns' parameter of {_WHERE} names columns the table does not have: "
-                             f"{missing}. The columns are: {_columns_text(columns)}.")
+            raise ValueError(
+                f"The 'feature_columns' parameter of {_WHERE} names columns the table does not have: "
+                f"{missing}. The columns are: {_columns_text(columns)}."
+            )
         if label_column in features:
-            raise ValueError(f"The 'feature_columns' parameter of {_WHERE} must not include the label column "
-                             f"{label_column!r}: a model would see the answer. Remove it from feature_columns.")
+            raise ValueError(
+                f"The 'feature_columns' parameter of {_WHERE} must not include the label column "
+                f"{label_column!r}: a model would see the answer. Remove it from feature_columns."
+            )
         if len(set(features)) != len(features):
             raise ValueError(f"The 'feature_columns' parameter of {_WHERE} lists a column twice: {features}.")
     if not features:
-        raise ValueError(f"{_WHERE} needs at least one feature column besides the label column {label_column!r}. "
-                         f"Got a table whose only column is the label.")
+        raise ValueError(
+            f"{_WHERE} needs at least one feature column besides the label column {label_column!r}. "
+            f"Got a table whose only column is the label."
+        )
     return features
 
 
@@ -186,21 +228,31 @@ def _numeric_features(df: pd.DataFrame, features: list[str]) -> np.ndarray:
     """[N, F] float64 features; refuses non-numeric columns and missing or infinite values."""
     bad = [c for c in features if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
     if bad:
-        examples = ", ".join(f"{c!r} ({df[c].dtype}, e.g. {df[c].dropna().iloc[0]!r})" if df[c].notna().any()
-                             else f"{c!r} ({df[c].dtype})" for c in bad[:_MAX_SHOWN])
-        raise ValueError(f"{_WHERE} needs numeric feature columns. Got {len(bad)} non-numeric column(s): {examples}. "
-                         f"Encode them as numbers, or leave them out with feature_columns=[...].")
+        examples = ", ".join(
+            f"{c!r} ({df[c].dtype}, e.g. {df[c].dropna().iloc[0]!r})"
+            if df[c].notna().any()
+            else f"{c!r} ({df[c].dtype})"
+            for c in bad[:_MAX_SHOWN]
+        )
+        raise ValueError(
+            f"{_WHERE} needs numeric feature columns. Got {len(bad)} non-numeric column(s): {examples}. "
+            f"Encode them as numbers, or leave them out with feature_columns=[...]."
+        )
     x = df[features].to_numpy(dtype=np.float64)  # [N, F]
     nan = np.isnan(x).sum(axis=0)
     if nan.any():
         detail = ", ".join(f"{c!r}: {int(n)}" for c, n in zip(features, nan) if n)
-        raise ValueError(f"{_WHERE} needs feature values in every row. Got {int(nan.sum())} missing (NaN) value(s) "
-                         f"in {int((nan > 0).sum())} column(s) ({detail}). Fill them in or drop those rows.")
+        raise ValueError(
+            f"{_WHERE} needs feature values in every row. Got {int(nan.sum())} missing (NaN) value(s) "
+            f"in {int((nan > 0).sum())} column(s) ({detail}). Fill them in or drop those rows."
+        )
     inf = np.isinf(x).sum(axis=0)
     if inf.any():
         detail = ", ".join(f"{c!r}: {int(n)}" for c, n in zip(features, inf) if n)
-        raise ValueError(f"{_WHERE} needs finite feature values. Got {int(inf.sum())} infinite value(s) ({detail}). "
-                         f"Replace them or drop those rows.")
+        raise ValueError(
+            f"{_WHERE} needs finite feature values. Got {int(inf.sum())} infinite value(s) ({detail}). "
+            f"Replace them or drop those rows."
+        )
     return x
 
 
@@ -208,13 +260,17 @@ def _encode_labels(col: pd.Series, label_column: str) -> tuple[np.ndarray, list[
     """[N] int64 class ids and the class names, in the sorted order of the label values."""
     missing = int(col.isna().sum())
     if missing:
-        raise ValueError(f"The label column {label_column!r} given to {_WHERE} has {missing} empty value(s). "
-                         f"Every row needs a class: fill them in or drop those rows.")
+        raise ValueError(
+            f"The label column {label_column!r} given to {_WHERE} has {missing} empty value(s). "
+            f"Every row needs a class: fill them in or drop those rows."
+        )
     if pd.api.types.is_float_dtype(col):
         if not np.all(np.mod(col.to_numpy(), 1) == 0):
-            raise ValueError(f"The label column {label_column!r} given to {_WHERE} must hold classes. Got fractional "
-                             f"numbers (e.g. {col[np.mod(col, 1) != 0].iloc[0]!r}), as in a regression target. "
-                             f"Pick a column of class names or integer class ids.")
+            raise ValueError(
+                f"The label column {label_column!r} given to {_WHERE} must hold classes. Got fractional "
+                f"numbers (e.g. {col[np.mod(col, 1) != 0].iloc[0]!r}), as in a regression target. "
+                f"Pick a column of class names or integer class ids."
+            )
         col = col.astype(np.int64)
     if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         values = sorted(col.unique().tolist())
@@ -222,9 +278,11 @@ def _encode_labels(col: pd.Series, label_column: str) -> tuple[np.ndarray, list[
         col = col.astype(str)
         values = sorted(col.unique().tolist())
     if len(values) < 2:
-        raise ValueError(f"The label column {label_column!r} given to {_WHERE} must hold at least 2 classes. "
-                         f"Got only {str(values[0])!r} in all {len(col)} rows. Check the column, or add rows of "
-                         f"other classes.")
+        raise ValueError(
+            f"The label column {label_column!r} given to {_WHERE} must hold at least 2 classes. "
+            f"Got only {str(values[0])!r} in all {len(col)} rows. Check the column, or add rows of "
+            f"other classes."
+        )
     ids = {v: i for i, v in enumerate(values)}
     y = col.map(ids).to_numpy(dtype=np.int64, copy=True)  # [N]
     return y, [str(v) for v in values]

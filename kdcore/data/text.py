@@ -9,6 +9,7 @@ Splits are disjoint parts of the text: val and test are each one contiguous run 
 at seeded random positions; train is the rest. The tokenizer is built from the train blocks only,
 so val/test pieces never seen in training become <unk>.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -25,9 +26,18 @@ _WHERE = "load_text"
 _TOKENIZERS = {"char": CharTokenizer, "word": WordTokenizer}
 
 
-def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char", block_size: int = 64,
-              val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, max_vocab: int = 20000,
-              max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> Dataset:
+def load_text(
+    path_or_bytes: Any,
+    *,
+    tokenizer: Literal["char", "word"] = "char",
+    block_size: int = 64,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    max_vocab: int = 20000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
+) -> Dataset:
     """A causal-LM Dataset from a plain-text file.
 
     path_or_bytes: a file path, the file's bytes, or a binary file object (an upload)
@@ -55,24 +65,37 @@ def load_text(path_or_bytes: Any, *, tokenizer: Literal["char", "word"] = "char"
     n_blocks = len(pieces) // chunk + (1 if len(pieces) % chunk >= 2 else 0)  # a tail of >= 2 pieces predicts something
     owner = _assign_blocks(n_blocks, vf, tf, seed, n_pieces=len(pieces), block_size=L, tokenizer=tokenizer)  # [B]
 
-    train_pieces = [p for b in np.flatnonzero(owner == "train") for p in pieces[b * chunk:(b + 1) * chunk]]
-    tok = (CharTokenizer.from_pieces(train_pieces) if tokenizer == "char"
-           else WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab))
+    train_pieces = [p for b in np.flatnonzero(owner == "train") for p in pieces[b * chunk : (b + 1) * chunk]]
+    tok = (
+        CharTokenizer.from_pieces(train_pieces)
+        if tokenizer == "char"
+        else WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab)
+    )
     ids = np.array(tok.encode_pieces(pieces), dtype=np.int64)  # [T]
     inputs, targets = _blocks(ids, n_blocks, L, tok.pad_id)  # [B, L], [B, L]
-    splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s]))
-              for s in SPLITS}
+    splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s])) for s in SPLITS}
 
     shown = name or file_name or "text"
-    ds = Dataset(name=shown, task="causal_lm", build=lambda: splits, vocab_size=tok.vocab_size, tokenizer=tok,
-                 description=f"{len(pieces)} {tokenizer} tokens from {shown!r} in blocks of {L}; "
-                             f"vocabulary of {tok.vocab_size} from the train split.")
-    ds.load_report = {"tokens": len(pieces), "characters": len(text), "tokenizer": tokenizer,
-                      "vocab_size": tok.vocab_size, "block_size": L,
-                      "blocks": {s: int((owner == s).sum()) for s in SPLITS},
-                      "tokens_dropped": len(pieces) - min(len(pieces), n_blocks * chunk),
-                      "spans": _spans(owner, chunk, len(pieces)),
-                      "heldout_unk_rate": _heldout_unk_rate(inputs, owner, tok.pad_id, tok.unk_id)}
+    ds = Dataset(
+        name=shown,
+        task="causal_lm",
+        build=lambda: splits,
+        vocab_size=tok.vocab_size,
+        tokenizer=tok,
+        description=f"{len(pieces)} {tokenizer} tokens from {shown!r} in blocks of {L}; "
+        f"vocabulary of {tok.vocab_size} from the train split.",
+    )
+    ds.load_report = {
+        "tokens": len(pieces),
+        "characters": len(text),
+        "tokenizer": tokenizer,
+        "vocab_size": tok.vocab_size,
+        "block_size": L,
+        "blocks": {s: int((owner == s).sum()) for s in SPLITS},
+        "tokens_dropped": len(pieces) - min(len(pieces), n_blocks * chunk),
+        "spans": _spans(owner, chunk, len(pieces)),
+        "heldout_unk_rate": _heldout_unk_rate(inputs, owner, tok.pad_id, tok.unk_id),
+    }
     return ds
 
 
@@ -81,8 +104,10 @@ def _read_text(path_or_bytes: Any, max_bytes: int) -> tuple[str, str | None]:
     data, file_name = read_source(path_or_bytes, name="path_or_bytes", where=_WHERE, max_bytes=max_bytes)
     text = _decode_utf8(data)
     if not text.strip():
-        raise ValueError(f"The text given to {_WHERE} is empty{' (only whitespace)' if text else ''}. "
-                         f"Expected a UTF-8 text file with some writing in it.")
+        raise ValueError(
+            f"The text given to {_WHERE} is empty{' (only whitespace)' if text else ''}. "
+            f"Expected a UTF-8 text file with some writing in it."
+        )
     return text, file_name
 
 
@@ -93,11 +118,11 @@ def _blocks(ids: np.ndarray, n_blocks: int, L: int, pad_id: int) -> tuple[np.nda
     inputs = np.full((n_blocks, L), pad_id, dtype=np.int64)  # [B, L]
     targets = np.full((n_blocks, L), IGNORE_INDEX, dtype=np.int64)  # [B, L]
     n_full = len(ids) // chunk
-    full = ids[:n_full * chunk].reshape(n_full, chunk)  # [B_full, L + 1]
+    full = ids[: n_full * chunk].reshape(n_full, chunk)  # [B_full, L + 1]
     inputs[:n_full], targets[:n_full] = full[:, :-1], full[:, 1:]
     if n_blocks > n_full:  # the short last block: padded inputs, -100 targets
-        tail = ids[n_full * chunk:]  # [m], 2 <= m <= L
-        inputs[-1, :len(tail) - 1], targets[-1, :len(tail) - 1] = tail[:-1], tail[1:]
+        tail = ids[n_full * chunk :]  # [m], 2 <= m <= L
+        inputs[-1, : len(tail) - 1], targets[-1, : len(tail) - 1] = tail[:-1], tail[1:]
     return inputs, targets
 
 
@@ -111,30 +136,37 @@ def _heldout_unk_rate(inputs: np.ndarray, owner: np.ndarray, pad_id: int, unk_id
 def _decode_utf8(data: bytes) -> str:
     """The text, without a byte-order mark, with Windows/old-Mac line ends made '\\n'."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise ValueError(f"The text given to {_WHERE} must be UTF-8. Got a file that starts with a UTF-16 "
-                         f"byte-order mark. Re-save it as UTF-8 (in most editors: Save As, encoding UTF-8).")
+        raise ValueError(
+            f"The text given to {_WHERE} must be UTF-8. Got a file that starts with a UTF-16 "
+            f"byte-order mark. Re-save it as UTF-8 (in most editors: Save As, encoding UTF-8)."
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         start = err.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)  # utf-8-sig counts after the BOM
         line = data[:start].count(b"\n") + 1
-        raise ValueError(f"The text given to {_WHERE} must be UTF-8. Got byte 0x{data[start]:02x} at byte offset "
-                         f"{start} (line {line}), which is not valid UTF-8 (the file may be Latin-1 or "
-                         f"Windows-1252). Re-save it as UTF-8 (in most editors: Save As, encoding UTF-8), "
-                         f"e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`.") from None
+        raise ValueError(
+            f"The text given to {_WHERE} must be UTF-8. Got byte 0x{data[start]:02x} at byte offset "
+            f"{start} (line {line}), which is not valid UTF-8 (the file may be Latin-1 or "
+            f"Windows-1252). Re-save it as UTF-8 (in most editors: Save As, encoding UTF-8), "
+            f"e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`."
+        ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _assign_blocks(n_blocks: int, vf: float, tf: float, seed: int, *, n_pieces: int, block_size: int,
-                   tokenizer: str) -> np.ndarray:
+def _assign_blocks(
+    n_blocks: int, vf: float, tf: float, seed: int, *, n_pieces: int, block_size: int, tokenizer: str
+) -> np.ndarray:
     """The split of each block: val and test each one contiguous run, at seeded random places."""
     n_val, n_test = max(1, round(vf * n_blocks)), max(1, round(tf * n_blocks))
     n_train = n_blocks - n_val - n_test
     if n_train < 1:
         need = 3 * (block_size + 1)
-        raise ValueError(f"The text given to {_WHERE} is too short: {n_pieces} {tokenizer} tokens make {n_blocks} "
-                         f"block(s) of block_size + 1 = {block_size + 1}, and train, val and test need at least one "
-                         f"each (at least {need} tokens). Use a longer text or a smaller block_size.")
+        raise ValueError(
+            f"The text given to {_WHERE} is too short: {n_pieces} {tokenizer} tokens make {n_blocks} "
+            f"block(s) of block_size + 1 = {block_size + 1}, and train, val and test need at least one "
+            f"each (at least {need} tokens). Use a longer text or a smaller block_size."
+        )
     rng = np.random.default_rng(seed)
     first, second = ("val", "test") if rng.random() < 0.5 else ("test", "val")
     cuts = np.sort(rng.integers(0, n_train + 1, size=2))  # train blocks before, between and after the held-out runs

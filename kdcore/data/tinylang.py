@@ -15,6 +15,7 @@ Heads", arXiv 2209.11895), which needs two attention layers. The ``<s>`` that cl
 deterministic too (kind -1, other). The generator returns the true next-token distribution at
 every position (``extras["true_probs"]``) and the kind of every position (``extras["position_kind"]``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -60,18 +61,21 @@ class TinyLangTokenizer:
                 continue
             for ch in word:
                 if ch not in self._ids:
-                    raise ValueError(f"The 'text' argument of TinyLangTokenizer.encode holds {ch!r}, which is not "
-                                     f"a tinylang token. Use {', '.join(SPECIALS)} or one of '{''.join(CONTENT)}'.")
+                    raise ValueError(
+                        f"The 'text' argument of TinyLangTokenizer.encode holds {ch!r}, which is not "
+                        f"a tinylang token. Use {', '.join(SPECIALS)} or one of '{''.join(CONTENT)}'."
+                    )
                 ids.append(self._ids[ch])
         return ids
 
     def tokens(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
         """Display strings of the given ids."""
         out = []
-        for i in (ids.tolist() if hasattr(ids, "tolist") else list(ids)):
+        for i in ids.tolist() if hasattr(ids, "tolist") else list(ids):
             if not 0 <= int(i) < VOCAB:
-                raise ValueError(f"The 'ids' argument of TinyLangTokenizer.tokens must hold ids in [0, {VOCAB - 1}]. "
-                                 f"Got {int(i)}.")
+                raise ValueError(
+                    f"The 'ids' argument of TinyLangTokenizer.tokens must hold ids in [0, {VOCAB - 1}]. Got {int(i)}."
+                )
             out.append(TOKENS[int(i)])
         return out
 
@@ -91,7 +95,7 @@ def transition_matrix() -> np.ndarray:
     for pos, tok in enumerate(cycle):
         for step, p in zip(SUCCESSOR_STEPS, SUCCESSOR_PROBS):
             T[tok, cycle[(pos + step) % n]] += p
-    T[list(range(len(SPECIALS))), len(SPECIALS):] = 1.0 / n
+    T[list(range(len(SPECIALS))), len(SPECIALS) :] = 1.0 / n
     return T
 
 
@@ -156,8 +160,10 @@ def _build() -> dict[str, SplitData]:
         g = generate(n, SPLIT_SEEDS[split])
         seq = torch.from_numpy(g["seq"])
         inputs, targets = seq[:, :-1].contiguous(), seq[:, 1:].contiguous()  # [N, L] each
-        extras = {"true_probs": table[torch.from_numpy(g["row"])],  # [N, L, V]
-                  "position_kind": torch.from_numpy(g["kind"])}  # [N, L] int8
+        extras = {
+            "true_probs": table[torch.from_numpy(g["row"])],  # [N, L, V]
+            "position_kind": torch.from_numpy(g["kind"]),
+        }  # [N, L] int8
         out[split] = SplitData(inputs, targets, None, extras)  # every position has a next token
     return out
 
@@ -165,7 +171,11 @@ def _build() -> dict[str, SplitData]:
 def tinylang() -> Dataset:
     """The generated token language (38 tokens, sequences of 64)."""
     return Dataset(
-        name="tinylang", task="causal_lm", build=_build, vocab_size=VOCAB, tokenizer=TinyLangTokenizer(),
+        name="tinylang",
+        task="causal_lm",
+        build=_build,
+        vocab_size=VOCAB,
+        tokenizer=TinyLangTokenizer(),
         description="A generated token language whose runs follow a known Markov rule and whose copies "
-                    "repeat the previous run, so a model needs induction heads to predict them.",
+        "repeat the previous run, so a model needs induction heads to predict them.",
     )

@@ -9,6 +9,7 @@ deterministically, and round-trip through a JSON-ready dict (to_dict / from_dict
   come back as <unk>). Vocabulary by frequency (most frequent first), ties in code-point order,
   capped at max_vocab.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,17 +25,21 @@ _VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
 class _VocabTokenizer:
     """Shared encode/decode over a vocabulary list whose first entries are SPECIALS."""
+
     kind = ""
 
     def __init__(self, vocab: list[str]):
         vocab = list(vocab)
-        if tuple(vocab[:len(SPECIALS)]) != SPECIALS:
-            raise ValueError(f"The 'vocab' argument of {type(self).__name__} must start with {list(SPECIALS)}. "
-                             f"Got {vocab[:len(SPECIALS)]!r} instead.")
+        if tuple(vocab[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(
+                f"The 'vocab' argument of {type(self).__name__} must start with {list(SPECIALS)}. "
+                f"Got {vocab[: len(SPECIALS)]!r} instead."
+            )
         if len(set(vocab)) != len(vocab):
             dup = next(t for t, n in Counter(vocab).items() if n > 1)
-            raise ValueError(f"The 'vocab' argument of {type(self).__name__} must not repeat a token. "
-                             f"Got {dup!r} more than once.")
+            raise ValueError(
+                f"The 'vocab' argument of {type(self).__name__} must not repeat a token. Got {dup!r} more than once."
+            )
         self.vocab = vocab
         self._ids = {t: i for i, t in enumerate(vocab)}
         self.pad_id = self._ids[PAD]
@@ -61,8 +66,10 @@ class _VocabTokenizer:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < len(self.vocab)]
         if bad:
-            raise ValueError(f"The 'ids' argument of {type(self).__name__}.decode must hold token ids in "
-                             f"[0, {len(self.vocab) - 1}]. Got {bad[0]}.")
+            raise ValueError(
+                f"The 'ids' argument of {type(self).__name__}.decode must hold token ids in "
+                f"[0, {len(self.vocab) - 1}]. Got {bad[0]}."
+            )
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -81,12 +88,16 @@ class _VocabTokenizer:
         """The tokenizer that to_dict wrote (a CharTokenizer or WordTokenizer)."""
         kinds: dict[str, type[CharTokenizer] | type[WordTokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
         if not isinstance(d, dict) or d.get("kind") not in kinds or not isinstance(d.get("vocab"), list):
-            raise ValueError(f"The 'd' argument of {cls.__name__}.from_dict must be a dict with 'kind' in "
-                             f"{sorted(kinds)} and a 'vocab' list, as written by to_dict. Got {str(d)[:80]!r} instead.")
+            raise ValueError(
+                f"The 'd' argument of {cls.__name__}.from_dict must be a dict with 'kind' in "
+                f"{sorted(kinds)} and a 'vocab' list, as written by to_dict. Got {str(d)[:80]!r} instead."
+            )
         target = kinds[d["kind"]]
         if cls is not _VocabTokenizer and target is not cls:
-            raise ValueError(f"The 'd' argument of {cls.__name__}.from_dict holds a {target.__name__} "
-                             f"(kind {d['kind']!r}). Use {target.__name__}.from_dict or tokenizer_from_dict.")
+            raise ValueError(
+                f"The 'd' argument of {cls.__name__}.from_dict holds a {target.__name__} "
+                f"(kind {d['kind']!r}). Use {target.__name__}.from_dict or tokenizer_from_dict."
+            )
         return target(d["vocab"])
 
     def __repr__(self) -> str:
@@ -98,6 +109,7 @@ class _VocabTokenizer:
 
 class CharTokenizer(_VocabTokenizer):
     """One token per character. Build with CharTokenizer.from_text(training_text)."""
+
     kind = "char"
 
     @staticmethod
@@ -117,6 +129,7 @@ class CharTokenizer(_VocabTokenizer):
 
 class WordTokenizer(_VocabTokenizer):
     """One token per word, punctuation mark or whitespace run. Build with WordTokenizer.from_text(text)."""
+
     kind = "word"
 
     @staticmethod
@@ -132,19 +145,21 @@ class WordTokenizer(_VocabTokenizer):
     def from_pieces(cls, pieces: Iterable[str], *, max_vocab: int = 20000, min_count: int = 1) -> WordTokenizer:
         """Like from_text, over pieces already cut by split (so block edges never merge two words)."""
         if isinstance(max_vocab, bool) or not isinstance(max_vocab, int) or max_vocab < len(SPECIALS) + 1:
-            raise ValueError(f"The 'max_vocab' parameter of WordTokenizer must be an integer >= "
-                             f"{len(SPECIALS) + 1}. Got {max_vocab!r} instead.")
+            raise ValueError(
+                f"The 'max_vocab' parameter of WordTokenizer must be an integer >= "
+                f"{len(SPECIALS) + 1}. Got {max_vocab!r} instead."
+            )
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"The 'min_count' parameter of WordTokenizer must be an integer >= 1. "
-                             f"Got {min_count!r} instead.")
+            raise ValueError(
+                f"The 'min_count' parameter of WordTokenizer must be an integer >= 1. Got {min_count!r} instead."
+            )
         counts = Counter(pieces)
         for s in SPECIALS:
             counts.pop(s, None)
         ranked = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
-        return cls([*SPECIALS, *ranked[:max_vocab - len(SPECIALS)]])
+        return cls([*SPECIALS, *ranked[: max_vocab - len(SPECIALS)]])
 
 
 def tokenizer_from_dict(d: dict[str, Any]) -> CharTokenizer | WordTokenizer:
     """A tokenizer saved with to_dict (e.g. read back from JSON)."""
     return _VocabTokenizer.from_dict(d)
-

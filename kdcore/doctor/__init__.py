@@ -27,10 +27,24 @@ A check that finds nothing adds no finding; a check that lacks what it needs (no
 per-step metrics, not a language model, ...) is "skipped" with the reason. Figures are not part of
 the JSON: `Finding.figure` holds their numbers and `analyses.doctor.figure` draws them.
 """
+
 from kdcore.doctor.context import Context, RunRecord, Skip
 from kdcore.doctor.diagnose import diagnose, diagnose_run, load_record
 from kdcore.doctor.findings import SEVERITIES, FigureData, Finding, Report
 from kdcore.doctor.registry import CHECK_IDS, CHECKS, Check
 
-__all__ = ["diagnose", "diagnose_run", "load_record", "RunRecord", "Context", "Skip", "Finding", "FigureData",
-           "Report", "SEVERITIES", "CHECKS", "CHECK_IDS", "Check"]
+__all__ = [
+    "diagnose",
+    "diagnose_run",
+    "load_record",
+    "RunRecord",
+    "Context",
+    "Skip",
+    "Finding",
+    "FigureData",
+    "Report",
+    "SEVERITIES",
+    "CHECKS",
+    "CHECK_IDS",
+    "Check",
+]

@@ -4,6 +4,7 @@ with the student as the run started it (fresh init with the run's seed) and as i
 
 Hinton et al. 2015 (arXiv 1503.02531) multiply the soft term by T² so that its gradients stay
 comparable to CE's across temperatures; this check measures whether they actually are."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,8 @@ from kdcore.jobs.teacher_cache import compute_teacher_outputs
 if TYPE_CHECKING:
     from kdcore.adapters.base import ModelAdapter
 
-NEGLIGIBLE = 0.05      # KD gradient below 5 % of CE's: the run is CE training in disguise
-DOMINANT = 100.0       # KD gradient above 100× CE's: the labels have no say
+NEGLIGIBLE = 0.05  # KD gradient below 5 % of CE's: the run is CE training in disguise
+DOMINANT = 100.0  # KD gradient above 100× CE's: the labels have no say
 _BATCHES = 2
 
 
@@ -35,7 +36,7 @@ def _ratio(ctx: Context, student: ModelAdapter) -> tuple[float, float]:
     model.train()
     try:
         for b in range(_BATCHES):
-            x, y = x_all[b * bs:(b + 1) * bs], y_all[b * bs:(b + 1) * bs]
+            x, y = x_all[b * bs : (b + 1) * bs], y_all[b * bs : (b + 1) * bs]
             if x.shape[0] == 0:
                 break
             t_logits, t_feats = compute_teacher_outputs(ctx.teacher, x, t_layers)
@@ -45,11 +46,14 @@ def _ratio(ctx: Context, student: ModelAdapter) -> tuple[float, float]:
                 with torch.random.fork_rng():
                     torch.manual_seed(ctx.config.seed + 1)
                     proj = build_projectors(ctx.terms, {k: v.detach() for k, v in s_feats.items()}, t_feats)
-            total, comps = compute_loss(ctx.terms, ctx.ce_weight, StepTensors(ctx.task, s_logits, t_logits, y,
-                                                                             s_feats, t_feats, proj))
+            total, comps = compute_loss(
+                ctx.terms, ctx.ce_weight, StepTensors(ctx.task, s_logits, t_logits, y, s_feats, t_feats, proj)
+            )
             names = list(comps)
             weights = torch.autograd.grad(total, [comps[n] for n in names], retain_graph=True, allow_unused=True)
-            w_ce = float(weights[names.index("ce")]) if "ce" in names and weights[names.index("ce")] is not None else 0.0
+            w_ce = (
+                float(weights[names.index("ce")]) if "ce" in names and weights[names.index("ce")] is not None else 0.0
+            )
             if w_ce <= 0:
                 raise Skip("the objective gives the hard-label CE no weight (nothing to balance against)")
             ce_part = w_ce * comps["ce"]
@@ -76,17 +80,28 @@ def _measure(ctx: Context) -> dict:
     start = ctx.student.clone(reinit=True, seed=ctx.config.seed)
     kd0, ce0 = _ratio(ctx, start)
     kd1, ce1 = _ratio(ctx, ctx.student)
-    out = {"grad_norm_kd_start": kd0, "grad_norm_ce_start": ce0, "ratio_start": kd0 / ce0 if ce0 > 0 else math.inf,
-           "grad_norm_kd_end": kd1, "grad_norm_ce_end": ce1, "ratio_end": kd1 / ce1 if ce1 > 0 else math.inf}
+    out = {
+        "grad_norm_kd_start": kd0,
+        "grad_norm_ce_start": ce0,
+        "ratio_start": kd0 / ce0 if ce0 > 0 else math.inf,
+        "grad_norm_kd_end": kd1,
+        "grad_norm_ce_end": ce1,
+        "ratio_end": kd1 / ce1 if ce1 > 0 else math.inf,
+    }
     ctx.notes["_balance"] = out
     return out
 
 
 def _evidence(ctx: Context, m: dict) -> dict:
     lam = next((t.params["lam"] for t in ctx.terms if "lam" in t.params), None)
-    ev = {"kd_to_ce_grad_ratio_start": m["ratio_start"], "kd_to_ce_grad_ratio_end": m["ratio_end"],
-          "grad_norm_kd_start": m["grad_norm_kd_start"], "grad_norm_ce_start": m["grad_norm_ce_start"],
-          "ce_weight": ctx.ce_weight, "temperature": ctx.temperature}
+    ev = {
+        "kd_to_ce_grad_ratio_start": m["ratio_start"],
+        "kd_to_ce_grad_ratio_end": m["ratio_end"],
+        "grad_norm_kd_start": m["grad_norm_kd_start"],
+        "grad_norm_ce_start": m["grad_norm_ce_start"],
+        "ce_weight": ctx.ce_weight,
+        "temperature": ctx.temperature,
+    }
     if lam is not None:
         ev["lam"] = float(lam)
     return ev
@@ -102,28 +117,44 @@ def _suggestion(ctx: Context, ratio: float) -> str:
 
 
 def _figure(m: dict) -> FigureData:
-    return FigureData("bars", "Gradient norm on the student, per loss part", ["start of run", "end of run"],
-                      {"KD part": [m["grad_norm_kd_start"], m["grad_norm_kd_end"]],
-                       "CE part": [m["grad_norm_ce_start"], m["grad_norm_ce_end"]]},
-                      y_title="‖∇θ‖₂")
+    return FigureData(
+        "bars",
+        "Gradient norm on the student, per loss part",
+        ["start of run", "end of run"],
+        {
+            "KD part": [m["grad_norm_kd_start"], m["grad_norm_kd_end"]],
+            "CE part": [m["grad_norm_ce_start"], m["grad_norm_ce_end"]],
+        },
+        y_title="‖∇θ‖₂",
+    )
 
 
 def check_kd_negligible(ctx: Context) -> Finding | None:
     m = _measure(ctx)
     if m["ratio_start"] >= NEGLIGIBLE:
         return None
-    return Finding("balance.kd_negligible", "warning",
-                   f"The distillation term is negligible: its gradient is {fmt(100 * m['ratio_start'], 2)} % of "
-                   f"the CE term's, so the student is trained on the hard labels alone.",
-                   _evidence(ctx, m), f"Give the teacher a say: {_suggestion(ctx, m['ratio_start'])}.", _figure(m))
+    return Finding(
+        "balance.kd_negligible",
+        "warning",
+        f"The distillation term is negligible: its gradient is {fmt(100 * m['ratio_start'], 2)} % of "
+        f"the CE term's, so the student is trained on the hard labels alone.",
+        _evidence(ctx, m),
+        f"Give the teacher a say: {_suggestion(ctx, m['ratio_start'])}.",
+        _figure(m),
+    )
 
 
 def check_kd_dominant(ctx: Context) -> Finding | None:
     m = _measure(ctx)
     if m["ratio_start"] <= DOMINANT:
         return None
-    return Finding("balance.kd_dominant", "warning",
-                   f"The distillation term drowns the labels: its gradient is {fmt(m['ratio_start'])}× the CE "
-                   f"term's, so the CE weight you set has no effect and the teacher's mistakes go uncorrected.",
-                   _evidence(ctx, m), f"Rebalance: {_suggestion(ctx, m['ratio_start'])}; or set ce_weight to 0 "
-                   f"if pure distillation is what you want.", _figure(m))
+    return Finding(
+        "balance.kd_dominant",
+        "warning",
+        f"The distillation term drowns the labels: its gradient is {fmt(m['ratio_start'])}× the CE "
+        f"term's, so the CE weight you set has no effect and the teacher's mistakes go uncorrected.",
+        _evidence(ctx, m),
+        f"Rebalance: {_suggestion(ctx, m['ratio_start'])}; or set ce_weight to 0 "
+        f"if pure distillation is what you want.",
+        _figure(m),
+    )

@@ -4,6 +4,7 @@ undertrained run is optim.still_improving, not this), or distilling did not beat
 alone with the same budget (epochs, training size, lr, seed, ...).
 Mirzadeh et al. 2020, "Improved Knowledge Distillation via Teacher Assistant", arXiv 1902.03393;
 Cho & Hariharan 2019, "On the Efficacy of Knowledge Distillation", arXiv 1910.01348."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,13 +16,23 @@ from kdcore.doctor.findings import ALONE, FigureData, Finding, ProposedRun
 from kdcore.doctor.progress import still_improving
 from kdcore.metrics import accuracy, agreement
 
-PLATEAU_REL = 0.05        # the last epoch moved the distillation term by less than 5 %: a plateau
-HIGH_SHARE = 0.5          # ... and it still holds at least half of its value at the first step
+PLATEAU_REL = 0.05  # the last epoch moved the distillation term by less than 5 %: a plateau
+HIGH_SHARE = 0.5  # ... and it still holds at least half of its value at the first step
 MIN_EPOCHS = 3
-NO_GAIN = 0.005           # distilled accuracy (or loss, relative) within this of the baseline: no gain
+NO_GAIN = 0.005  # distilled accuracy (or loss, relative) within this of the baseline: no gain
 # The budget a like-for-like student-alone run shares with the distilled one.
-BUDGET = ("epochs", "max_steps", "train_size", "batch_size", "lr", "schedule", "warmup_steps", "optimizer",
-          "weight_decay", "seed")
+BUDGET = (
+    "epochs",
+    "max_steps",
+    "train_size",
+    "batch_size",
+    "lr",
+    "schedule",
+    "warmup_steps",
+    "optimizer",
+    "weight_decay",
+    "seed",
+)
 
 
 def same_budget(a: dict, b: dict) -> bool:
@@ -32,6 +43,7 @@ def same_budget(a: dict, b: dict) -> bool:
 
 def _defaults() -> dict:
     from kdcore.jobs.config import JobConfig
+
     return JobConfig().to_dict()
 
 
@@ -57,21 +69,38 @@ def check_kl_plateau(ctx: Context) -> Finding | None:
     kept = last / start if start > 0 else 0.0
     if change >= PLATEAU_REL or kept < HIGH_SHARE or _improving(ctx):
         return None
-    ev = {"component": name, "first_step_value": start, "last_epoch_value": last, "share_left": kept,
-          "last_epoch_relative_change": change, "epochs": len(series)}
+    ev = {
+        "component": name,
+        "first_step_value": start,
+        "last_epoch_value": last,
+        "share_left": kept,
+        "last_epoch_relative_change": change,
+        "epochs": len(series),
+    }
     if ctx.student is not None and ctx.teacher is not None and ctx.dataset is not None and ctx.task != "causal_lm":
         s, t = ctx.logits("student", "train"), ctx.logits("teacher", "train")
         ev["train_agreement_with_teacher"] = agreement(s, t, task=ctx.task)
     if ctx.student is not None and ctx.teacher is not None:
         ev["student_to_teacher_params"] = ctx.student.num_parameters() / max(ctx.teacher.num_parameters(), 1)
-    fig = FigureData("lines", f"Distillation term ({name}) per epoch", list(range(1, len(series) + 1)),
-                     {f"train {name}": series}, x_title="epoch", y_title=name)
-    return Finding("capacity.kl_plateau", "warning",
-                   f"The student cannot fit the teacher's outputs even on the training data: the {name} term "
-                   f"stopped falling at {fmt(100 * kept, 3)} % of its starting value.", ev,
-                   "Use a larger student (or an intermediate 'teacher assistant' between the two, Mirzadeh et al. "
-                   "2020), or distil from an earlier, less sharp teacher checkpoint; a lower temperature also asks "
-                   "less of a small student.", fig)
+    fig = FigureData(
+        "lines",
+        f"Distillation term ({name}) per epoch",
+        list(range(1, len(series) + 1)),
+        {f"train {name}": series},
+        x_title="epoch",
+        y_title=name,
+    )
+    return Finding(
+        "capacity.kl_plateau",
+        "warning",
+        f"The student cannot fit the teacher's outputs even on the training data: the {name} term "
+        f"stopped falling at {fmt(100 * kept, 3)} % of its starting value.",
+        ev,
+        "Use a larger student (or an intermediate 'teacher assistant' between the two, Mirzadeh et al. "
+        "2020), or distil from an earlier, less sharp teacher checkpoint; a lower temperature also asks "
+        "less of a small student.",
+        fig,
+    )
 
 
 def _improving(ctx: Context) -> bool:
@@ -103,24 +132,34 @@ def _baseline(ctx: Context, key: str) -> dict | None:
 
 def queue_alone(ctx: Context) -> ProposedRun:
     """The fix 'train the student alone with this run's budget' as a run to queue."""
-    return ProposedRun(f"Student alone, same budget (epochs {ctx.config.epochs}, lr {fmt(ctx.config.lr)}, "
-                       f"seed {ctx.config.seed})", dict(ALONE))
+    return ProposedRun(
+        f"Student alone, same budget (epochs {ctx.config.epochs}, lr {fmt(ctx.config.lr)}, seed {ctx.config.seed})",
+        dict(ALONE),
+    )
 
 
 def _no_baseline(ctx: Context, what: str, distilled: float) -> Finding:
-    ev = {"distilled_" + ("val_loss" if ctx.task == "causal_lm" else "val_acc"): distilled,
-          "baseline": "none with this run's budget"}
+    ev = {
+        "distilled_" + ("val_loss" if ctx.task == "causal_lm" else "val_acc"): distilled,
+        "baseline": "none with this run's budget",
+    }
     for k in ("epochs", "train_size", "lr", "seed"):
         ev[k] = getattr(ctx.config, k)
     if ctx.student_baseline is not None and ctx.student is not None and ctx.dataset is not None:
-        ev["pair_baseline_student_" + ("val_loss" if ctx.task == "causal_lm" else "val_acc")] = \
-            _val_score(ctx, "student_baseline")             # context only: trained with its own budget
-    return Finding("capacity.no_gain", "info",
-                   f"No student-alone run with this run's budget exists, so whether distilling helped is not "
-                   f"known yet (the distilled student's {what}: {fmt(distilled, 4)}).", ev,
-                   "For a like-for-like comparison, train the student alone with this run's settings "
-                   "(`--objective ce`, same epochs, training size, lr and seed) and run the doctor again.",
-                   None, [queue_alone(ctx)])
+        ev["pair_baseline_student_" + ("val_loss" if ctx.task == "causal_lm" else "val_acc")] = _val_score(
+            ctx, "student_baseline"
+        )  # context only: trained with its own budget
+    return Finding(
+        "capacity.no_gain",
+        "info",
+        f"No student-alone run with this run's budget exists, so whether distilling helped is not "
+        f"known yet (the distilled student's {what}: {fmt(distilled, 4)}).",
+        ev,
+        "For a like-for-like comparison, train the student alone with this run's settings "
+        "(`--objective ce`, same epochs, training size, lr and seed) and run the doctor again.",
+        None,
+        [queue_alone(ctx)],
+    )
 
 
 def check_no_gain(ctx: Context) -> Finding | None:
@@ -140,9 +179,12 @@ def check_no_gain(ctx: Context) -> Finding | None:
     gain = (alone - distilled) / max(abs(alone), 1e-12) if lm else distilled - alone
     if gain > NO_GAIN:
         return None
-    ev: dict[str, Any] = {"distilled_" + ("val_loss" if lm else "val_acc"): distilled,
-          "student_alone_" + ("val_loss" if lm else "val_acc"): alone, "gain": gain,
-          "baseline": f"run {base.get('run_id', '?')}"}
+    ev: dict[str, Any] = {
+        "distilled_" + ("val_loss" if lm else "val_acc"): distilled,
+        "student_alone_" + ("val_loss" if lm else "val_acc"): alone,
+        "gain": gain,
+        "baseline": f"run {base.get('run_id', '?')}",
+    }
     teacher = None if lm or summary.get("teacher_val_acc") is None else float(summary["teacher_val_acc"])
     bars = {"distilled student": [distilled], "student alone": [alone]}
     if teacher is not None:
@@ -152,10 +194,18 @@ def check_no_gain(ctx: Context) -> Finding | None:
     if teacher is not None and teacher <= alone + NO_GAIN:
         fix = "The teacher is no better than the student alone, so it has nothing to teach: use a stronger teacher."
     else:
-        fix = ("Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "
-               "--temperatures 1,2,4,8 --lams 0.5,0.9`); if no setting helps, the student is too small to use "
-               "the teacher's knowledge (see capacity.kl_plateau). If optim.still_improving fired, train both "
-               "longer first.")
-    return Finding("capacity.no_gain", "warning",
-                   f"Distillation did not help: with the same budget, the student alone reaches a {what} of "
-                   f"{fmt(alone, 4)}, the distilled one {fmt(distilled, 4)}.", ev, fix, fig)
+        fix = (
+            "Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "
+            "--temperatures 1,2,4,8 --lams 0.5,0.9`); if no setting helps, the student is too small to use "
+            "the teacher's knowledge (see capacity.kl_plateau). If optim.still_improving fired, train both "
+            "longer first."
+        )
+    return Finding(
+        "capacity.no_gain",
+        "warning",
+        f"Distillation did not help: with the same budget, the student alone reaches a {what} of "
+        f"{fmt(alone, 4)}, the distilled one {fmt(distilled, 4)}.",
+        ev,
+        fix,
+        fig,
+    )

@@ -1,6 +1,7 @@
 """What the checks look at: the run's record (config, metrics, state) and, when available, its
 models and data, with the expensive numbers (teacher and student outputs on a probe of the
 training and validation data) computed once, on first use."""
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,25 @@ from torch import Tensor
 
 from kdcore.jobs.config import JobConfig, LossTerm
 
-PROBE_CLASSIFICATION = 512       # samples of each split the checks look at
-PROBE_SEQUENCES = 64             # sequences of each split (causal LMs)
-DISTILL_COMPONENTS = ("kl", "tckd", "nckd", "bcd", "scd", "wcd", "normkd", "fkl", "rkl", "jsd", "tvd",
-                      "skew_fkl", "skew_rkl", "akl", "uld")
+PROBE_CLASSIFICATION = 512  # samples of each split the checks look at
+PROBE_SEQUENCES = 64  # sequences of each split (causal LMs)
+DISTILL_COMPONENTS = (
+    "kl",
+    "tckd",
+    "nckd",
+    "bcd",
+    "scd",
+    "wcd",
+    "normkd",
+    "fkl",
+    "rkl",
+    "jsd",
+    "tvd",
+    "skew_fkl",
+    "skew_rkl",
+    "akl",
+    "uld",
+)
 
 
 class Skip(Exception):
@@ -27,26 +43,28 @@ class Skip(Exception):
 @dataclass
 class RunRecord:
     """A run as the store keeps it; build one directly to diagnose runs trained elsewhere."""
-    config: dict                                         # the job config (JobConfig.to_dict(); unknown keys allowed)
-    steps: pd.DataFrame | None = None                    # step metrics: step, epoch, loss, components, lr, ...
-    epochs: pd.DataFrame | None = None                   # epoch metrics: train_*, val_loss, val_acc, teacher_training, ...
-    checkpoints: pd.DataFrame | None = None              # checkpoint metrics: cka/..., div/...
-    state: str = "completed"                             # the run's final state
-    error: str | None = None                             # why it failed, if it did
-    summary: dict | None = None                          # final metrics (final_val_acc, final_val_loss, ...)
-    run_id: str | None = None                            # id in the store, if any
-    baseline: dict | None = None                         # a student-alone run: {"run_id", "final_val_acc", "final_val_loss"}
+
+    config: dict  # the job config (JobConfig.to_dict(); unknown keys allowed)
+    steps: pd.DataFrame | None = None  # step metrics: step, epoch, loss, components, lr, ...
+    epochs: pd.DataFrame | None = None  # epoch metrics: train_*, val_loss, val_acc, teacher_training, ...
+    checkpoints: pd.DataFrame | None = None  # checkpoint metrics: cka/..., div/...
+    state: str = "completed"  # the run's final state
+    error: str | None = None  # why it failed, if it did
+    summary: dict | None = None  # final metrics (final_val_acc, final_val_loss, ...)
+    run_id: str | None = None  # id in the store, if any
+    baseline: dict | None = None  # a student-alone run: {"run_id", "final_val_acc", "final_val_loss"}
 
 
 @dataclass
 class Context:
     """A run record plus (optionally) its models and data. Checks read it; nothing here mutates a model."""
+
     record: RunRecord
-    teacher: Any = None                                  # ModelAdapter or None
-    student: Any = None                                  # the run's trained student (ModelAdapter) or None
-    dataset: Any = None                                  # kdcore.data.Dataset or None
-    student_baseline: Any = None                         # the student trained without a teacher, or None
-    notes: dict = field(default_factory=dict)            # why models are missing (shown in skip reasons)
+    teacher: Any = None  # ModelAdapter or None
+    student: Any = None  # the run's trained student (ModelAdapter) or None
+    dataset: Any = None  # kdcore.data.Dataset or None
+    student_baseline: Any = None  # the student trained without a teacher, or None
+    notes: dict = field(default_factory=dict)  # why models are missing (shown in skip reasons)
 
     # ---- config --------------------------------------------------------------------------------
     @cached_property
@@ -126,14 +144,14 @@ class Context:
             self.require(who)
             x = (self.train_probe if split == "train" else self.val_probe)[0]
             model = getattr(self, who)
-            out = [model.logits(x[i:i + 256]).float().cpu() for i in range(0, x.shape[0], 256)]
+            out = [model.logits(x[i : i + 256]).float().cpu() for i in range(0, x.shape[0], 256)]
             self.__dict__[key] = torch.cat(out)
         return self.__dict__[key]
 
     def flat(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Rows and labels to score: causal LMs keep positions whose target is not -100 -> [N, V], [N]."""
         if self.task == "causal_lm":
-            keep = targets != -100                                            # [N, L]
+            keep = targets != -100  # [N, L]
             return logits[keep], targets[keep]
         return logits, targets
 

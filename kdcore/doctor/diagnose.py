@@ -1,4 +1,5 @@
 """Run every check over a run and collect the findings."""
+
 from __future__ import annotations
 
 import logging
@@ -18,10 +19,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("kdcore.doctor")
 
 
-def diagnose_run(record: RunRecord, *, pair: Pair | None = None, teacher: ModelAdapter | None = None,
-                 student: ModelAdapter | None = None, dataset: Dataset | None = None,
-                 student_baseline: ModelAdapter | None = None, checks: Iterable[str] | None = None,
-                 notes: dict | None = None) -> Report:
+def diagnose_run(
+    record: RunRecord,
+    *,
+    pair: Pair | None = None,
+    teacher: ModelAdapter | None = None,
+    student: ModelAdapter | None = None,
+    dataset: Dataset | None = None,
+    student_baseline: ModelAdapter | None = None,
+    checks: Iterable[str] | None = None,
+    notes: dict | None = None,
+) -> Report:
     """Diagnose a run given in memory (its record, and the models and data when available).
 
     record:           the run's config, metrics and state (`RunRecord`)
@@ -32,8 +40,10 @@ def diagnose_run(record: RunRecord, *, pair: Pair | None = None, teacher: ModelA
     Returns a Report: findings most serious first; `report.checks[id]` says "ran" or "skipped: why".
     """
     if not isinstance(record, RunRecord):
-        raise ValueError(f"The 'record' argument of diagnose_run must be a kdcore.doctor.RunRecord. "
-                         f"Got {type(record).__name__} instead.")
+        raise ValueError(
+            f"The 'record' argument of diagnose_run must be a kdcore.doctor.RunRecord. "
+            f"Got {type(record).__name__} instead."
+        )
     chosen = _select(checks)
     if pair is not None:
         teacher = teacher if teacher is not None else pair.teacher
@@ -56,7 +66,7 @@ def diagnose_run(record: RunRecord, *, pair: Pair | None = None, teacher: ModelA
         if finding is not None:
             report.findings.append(finding)
     rank = {s: i for i, s in enumerate(SEVERITIES)}
-    report.findings.sort(key=lambda f: rank[f.severity])          # stable: registry order within a severity
+    report.findings.sort(key=lambda f: rank[f.severity])  # stable: registry order within a severity
     return report
 
 
@@ -75,26 +85,39 @@ def load_record(store: RunStore, run_id: str) -> RunRecord:
     """A run's record from the store, with the newest completed student-alone ('ce') run of the same
     pair and the same budget (capacity.BUDGET: epochs, training size, lr, seed, ...), if any."""
     run = store.get_run(run_id)
-    return RunRecord(config=run["config"], steps=store.metrics(run_id, "step"), epochs=store.metrics(run_id, "epoch"),
-                     checkpoints=store.metrics(run_id, "checkpoint"), state=run["state"], error=run.get("error"),
-                     summary=run.get("summary"), run_id=run_id, baseline=_same_budget_baseline(store, run))
+    return RunRecord(
+        config=run["config"],
+        steps=store.metrics(run_id, "step"),
+        epochs=store.metrics(run_id, "epoch"),
+        checkpoints=store.metrics(run_id, "checkpoint"),
+        state=run["state"],
+        error=run.get("error"),
+        summary=run.get("summary"),
+        run_id=run_id,
+        baseline=_same_budget_baseline(store, run),
+    )
 
 
 def _same_budget_baseline(store: RunStore, run: dict[str, Any]) -> dict[str, Any] | None:
     from kdcore.doctor.capacity import same_budget
+
     for other in store.list_runs(state="completed").itertuples():
         if other.id == run["id"] or other.pair != run["pair"] or other.objective != "ce":
             continue
         full = store.get_run(other.id)
         if same_budget(run["config"] or {}, full["config"] or {}):
             summary = full.get("summary") or {}
-            return {"run_id": other.id, "config": full["config"],
-                    **{k: summary.get(k) for k in ("final_val_acc", "final_val_loss")}}
+            return {
+                "run_id": other.id,
+                "config": full["config"],
+                **{k: summary.get(k) for k in ("final_val_acc", "final_val_loss")},
+            }
     return None
 
 
-def diagnose(run_id: str, *, store: RunStore | None = None, pair: Pair | None = None,
-             checks: Iterable[str] | None = None) -> Report:
+def diagnose(
+    run_id: str, *, store: RunStore | None = None, pair: Pair | None = None, checks: Iterable[str] | None = None
+) -> Report:
     """Diagnose a run of the run store: its config, metrics and final student, with its pair.
 
     run_id: the run's id (`python -m kdcore runs list`)
@@ -105,6 +128,7 @@ def diagnose(run_id: str, *, store: RunStore | None = None, pair: Pair | None = 
     from kdcore.jobs.runner import resolve_pair
     from kdcore.jobs.store import RunStore
     from kdcore.weights import apply_state_dict
+
     if not isinstance(run_id, str) or not run_id:
         raise ValueError(f"The 'run_id' argument of diagnose must be a run id string. Got {run_id!r} instead.")
     store = store if store is not None else RunStore()
@@ -128,6 +152,12 @@ def diagnose(run_id: str, *, store: RunStore | None = None, pair: Pair | None = 
             break
         if student is None:
             notes["student"] = "the run saved no student weights"
-    return diagnose_run(record, teacher=pair.teacher if pair else None, student=student,
-                        dataset=pair.dataset if pair else None,
-                        student_baseline=pair.student_baseline if pair else None, checks=checks, notes=notes)
+    return diagnose_run(
+        record,
+        teacher=pair.teacher if pair else None,
+        student=student,
+        dataset=pair.dataset if pair else None,
+        student_baseline=pair.student_baseline if pair else None,
+        checks=checks,
+        notes=notes,
+    )

@@ -2,6 +2,7 @@
 alone, the same every time. A random augmentation inside the teacher's forward (or a teacher fed from
 its own, differently augmented loader) makes two passes disagree; a teacher whose outputs depend on
 the batch's order (its inputs re-ordered, batch statistics) gives sample i the soft label of another."""
+
 from __future__ import annotations
 
 import torch
@@ -10,7 +11,7 @@ from kdcore.doctor.context import Context, fmt
 from kdcore.doctor.findings import Finding
 from kdcore.metrics import disagreement
 
-TOL = 1e-4          # largest logit change tolerated between equivalent passes (float rounding)
+TOL = 1e-4  # largest logit change tolerated between equivalent passes (float rounding)
 
 
 def check_teacher_inputs(ctx: Context) -> Finding | None:
@@ -29,17 +30,28 @@ def check_teacher_inputs(ctx: Context) -> Finding | None:
     order = float((a - c).abs().max()) / scale
     if repeat <= TOL and order <= TOL:
         return None
-    flip_r, flip_o = disagreement(a, b), disagreement(a, c)             # top-1 changes
-    what = ("its output changes between two passes over the same inputs (random augmentation or noise on the "
-            "teacher's side)" if repeat > TOL else
-            "its output for a sample changes when the batch is re-ordered (its inputs are shuffled or augmented "
-            "apart from the student's, or it uses batch statistics)")
-    return Finding("inputs.teacher_inputs", "error",
-                   f"Teacher and student do not see the same inputs: {what}, so the student is taught soft labels "
-                   f"of other inputs.",
-                   {"relative_change_same_batch": repeat, "relative_change_reordered_batch": order,
-                    "top1_changed_same_batch": flip_r, "top1_changed_reordered_batch": flip_o, "samples": n},
-                   "Feed the teacher exactly the student's batch, after the same augmentation (compute both from one "
-                   "augmented tensor, or augment only outside both models), keep the teacher in eval mode, and "
-                   f"never shuffle one side alone (largest relative logit change seen: {fmt(max(repeat, order))}).",
-                   None)
+    flip_r, flip_o = disagreement(a, b), disagreement(a, c)  # top-1 changes
+    what = (
+        "its output changes between two passes over the same inputs (random augmentation or noise on the "
+        "teacher's side)"
+        if repeat > TOL
+        else "its output for a sample changes when the batch is re-ordered (its inputs are shuffled or augmented "
+        "apart from the student's, or it uses batch statistics)"
+    )
+    return Finding(
+        "inputs.teacher_inputs",
+        "error",
+        f"Teacher and student do not see the same inputs: {what}, so the student is taught soft labels "
+        f"of other inputs.",
+        {
+            "relative_change_same_batch": repeat,
+            "relative_change_reordered_batch": order,
+            "top1_changed_same_batch": flip_r,
+            "top1_changed_reordered_batch": flip_o,
+            "samples": n,
+        },
+        "Feed the teacher exactly the student's batch, after the same augmentation (compute both from one "
+        "augmented tensor, or augment only outside both models), keep the teacher in eval mode, and "
+        f"never shuffle one side alone (largest relative logit change seen: {fmt(max(repeat, order))}).",
+        None,
+    )

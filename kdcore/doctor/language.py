@@ -1,6 +1,7 @@
 """Language-model pitfalls: loss counted on padding, vocabularies that differ or are padded,
 different tokenizers, JSD with β near 0 or 1 (Agarwal et al. 2024, GKD, arXiv 2306.13649: the
 divergence tends to 0 at both ends), and different temperatures for teacher and student."""
+
 from __future__ import annotations
 
 import math
@@ -15,11 +16,11 @@ from kdcore.metrics import accuracy
 if TYPE_CHECKING:
     from kdcore.adapters.base import ModelAdapter
 
-PAD_SHARE = 0.02          # padding positions at or above this share of the counted positions: flagged
-PAD_SEQUENCES = 0.3       # a token ending at least this share of sequences in a run of ≥ 2 is padding
-TAIL_MASS = 1e-3          # teacher probability on never-used vocabulary entries at or above this: flagged
-JSD_EDGE = 0.1            # β ≤ 0.1 or β ≥ 0.9: near the ends
-TEMP_REL = 0.01           # teacher and student temperatures differing by more than 1 %
+PAD_SHARE = 0.02  # padding positions at or above this share of the counted positions: flagged
+PAD_SEQUENCES = 0.3  # a token ending at least this share of sequences in a run of ≥ 2 is padding
+TAIL_MASS = 1e-3  # teacher probability on never-used vocabulary entries at or above this: flagged
+JSD_EDGE = 0.1  # β ≤ 0.1 or β ≥ 0.9: near the ends
+TEMP_REL = 0.01  # teacher and student temperatures differing by more than 1 %
 
 
 def _lm(ctx: Context) -> None:
@@ -33,7 +34,7 @@ def _pad_id(ctx: Context, x: torch.Tensor) -> int | None:
         pid = getattr(owner, "pad_id", None) if owner is not None else None
         if isinstance(pid, int):
             return pid
-    last = x[:, -1]                                                                # [N]
+    last = x[:, -1]  # [N]
     run2 = last == x[:, -2] if x.shape[1] > 1 else torch.zeros_like(last, dtype=torch.bool)
     if not bool(run2.any()):
         return None
@@ -44,24 +45,31 @@ def _pad_id(ctx: Context, x: torch.Tensor) -> int | None:
 
 def check_padding_counted(ctx: Context) -> Finding | None:
     _lm(ctx)
-    x, y = ctx.train_probe                                                         # [N, L], [N, L]
+    x, y = ctx.train_probe  # [N, L], [N, L]
     pad = _pad_id(ctx, x)
     if pad is None:
         return None
     # trailing padding: positions from the end of each sequence while the input is the pad token
-    is_pad = (x == pad).flip(1).long().cumprod(1).flip(1).bool()                   # [N, L]
+    is_pad = (x == pad).flip(1).long().cumprod(1).flip(1).bool()  # [N, L]
     counted = is_pad & (y != -100)
     kept = int((y != -100).sum())
     share = float(counted.sum()) / max(kept, 1)
     if share < PAD_SHARE:
         return None
-    return Finding("lm.padding_counted", "error",
-                   f"The loss counts padding: {fmt(100 * share, 3)} % of the positions it averages over are padding "
-                   f"(token {pad}), so the student learns to predict padding and every average is diluted.",
-                   {"pad_token": pad, "padding_share_of_counted_positions": share,
-                    "sequences_with_counted_padding": int(counted.any(1).sum()), "sequences_checked": int(x.shape[0])},
-                   "Set the targets of padded positions to -100 (labels[attention_mask == 0] = -100) so the mask "
-                   "leaves them out.", None)
+    return Finding(
+        "lm.padding_counted",
+        "error",
+        f"The loss counts padding: {fmt(100 * share, 3)} % of the positions it averages over are padding "
+        f"(token {pad}), so the student learns to predict padding and every average is diluted.",
+        {
+            "pad_token": pad,
+            "padding_share_of_counted_positions": share,
+            "sequences_with_counted_padding": int(counted.any(1).sum()),
+            "sequences_checked": int(x.shape[0]),
+        },
+        "Set the targets of padded positions to -100 (labels[attention_mask == 0] = -100) so the mask leaves them out.",
+        None,
+    )
 
 
 def _tokenizer_size(ctx: Context) -> int | None:
@@ -77,13 +85,17 @@ def check_vocab_mismatch(ctx: Context) -> Finding | None:
     ctx.require("teacher", "student")
     vt, vs = ctx.teacher.output_size, ctx.student.output_size
     if vt != vs:
-        return Finding("lm.vocab_mismatch", "error",
-                       f"The vocabularies differ: the teacher predicts {vt} tokens, the student {vs}; token-level "
-                       f"divergences compare entries by id, so they would compare unrelated tokens.",
-                       {"teacher_vocab": vt, "student_vocab": vs},
-                       "Use models that share a tokenizer, or the 'uld' divergence (token kind 'uld', which compares "
-                       "sorted probabilities across vocabularies); if one vocabulary is only padded, truncate both "
-                       "to the shared ids.", None)
+        return Finding(
+            "lm.vocab_mismatch",
+            "error",
+            f"The vocabularies differ: the teacher predicts {vt} tokens, the student {vs}; token-level "
+            f"divergences compare entries by id, so they would compare unrelated tokens.",
+            {"teacher_vocab": vt, "student_vocab": vs},
+            "Use models that share a tokenizer, or the 'uld' divergence (token kind 'uld', which compares "
+            "sorted probabilities across vocabularies); if one vocabulary is only padded, truncate both "
+            "to the shared ids.",
+            None,
+        )
     return None
 
 
@@ -104,7 +116,7 @@ def check_padded_vocab(ctx: Context) -> Finding | None:
     if tail <= 0:
         return None
     x, y = ctx.train_probe
-    rows, _ = ctx.flat(ctx.logits("teacher", "train"), y)                          # [N, V]
+    rows, _ = ctx.flat(ctx.logits("teacher", "train"), y)  # [N, V]
     T = ctx.temperature or 1.0
     mass_t = float(torch.softmax(rows.double() / T, -1)[:, start:].sum(-1).mean())
     if mass_t < TAIL_MASS and (tok is None or tok >= vt):
@@ -113,11 +125,16 @@ def check_padded_vocab(ctx: Context) -> Finding | None:
     if ctx.student is not None:
         srows, _ = ctx.flat(ctx.logits("student", "train"), y)
         ev["student_mass_on_tail"] = float(torch.softmax(srows.double() / T, -1)[:, start:].sum(-1).mean())
-    return Finding("lm.padded_vocab", "warning",
-                   f"The vocabulary is padded: ids {start}..{vt - 1} never occur in the data, yet the teacher puts "
-                   f"{fmt(100 * mass_t, 3)} % of its probability there, and the student is taught to copy it.",
-                   ev, f"Mask the padded entries before the softmax (set logits[..., {start}:] to -inf for both "
-                       f"models) or slice the logits to the first {start} ids.", None)
+    return Finding(
+        "lm.padded_vocab",
+        "warning",
+        f"The vocabulary is padded: ids {start}..{vt - 1} never occur in the data, yet the teacher puts "
+        f"{fmt(100 * mass_t, 3)} % of its probability there, and the student is taught to copy it.",
+        ev,
+        f"Mask the padded entries before the softmax (set logits[..., {start}:] to -inf for both "
+        f"models) or slice the logits to the first {start} ids.",
+        None,
+    )
 
 
 def _vocab_dict(adapter: ModelAdapter | None) -> dict | None:
@@ -132,11 +149,15 @@ def check_tokenizers(ctx: Context) -> Finding | None:
     vt, vs = _vocab_dict(ctx.teacher), _vocab_dict(ctx.student)
     if vt is not None and vs is not None and vt != vs:
         moved = sum(1 for k, v in vt.items() if vs.get(k) != v)
-        return Finding("lm.tokenizers", "error",
-                       "Teacher and student use different tokenizers: the same id means a different token to each.",
-                       {"teacher_tokens": len(vt), "student_tokens": len(vs), "tokens_with_other_id": moved},
-                       "Distil between models that share a tokenizer, or use the 'uld' divergence for cross-tokenizer "
-                       "distillation.", None)
+        return Finding(
+            "lm.tokenizers",
+            "error",
+            "Teacher and student use different tokenizers: the same id means a different token to each.",
+            {"teacher_tokens": len(vt), "student_tokens": len(vs), "tokens_with_other_id": moved},
+            "Distil between models that share a tokenizer, or use the 'uld' divergence for cross-tokenizer "
+            "distillation.",
+            None,
+        )
     ctx.require("dataset")
     x, y = ctx.val_probe
     rows, labels = ctx.flat(ctx.logits("teacher", "val"), y)
@@ -149,12 +170,17 @@ def check_tokenizers(ctx: Context) -> Finding | None:
     if ctx.student is not None:
         srows, _ = ctx.flat(ctx.logits("student", "val"), y)
         ev["student_token_accuracy"] = accuracy(srows, labels)
-    return Finding("lm.tokenizers", "error",
-                   f"The teacher does not understand the data's token ids: its next-token loss ({fmt(nll)} nats) is "
-                   f"no better than a uniform guess ({fmt(uniform)}). It was most likely trained with another "
-                   f"tokenizer (or is not trained).", ev,
-                   "Tokenize the data with the teacher's tokenizer and check that teacher and student share it; "
-                   "for different tokenizers use the 'uld' divergence.", None)
+    return Finding(
+        "lm.tokenizers",
+        "error",
+        f"The teacher does not understand the data's token ids: its next-token loss ({fmt(nll)} nats) is "
+        f"no better than a uniform guess ({fmt(uniform)}). It was most likely trained with another "
+        f"tokenizer (or is not trained).",
+        ev,
+        "Tokenize the data with the teacher's tokenizer and check that teacher and student share it; "
+        "for different tokenizers use the 'uld' divergence.",
+        None,
+    )
 
 
 def check_jsd_beta(ctx: Context) -> Finding | None:
@@ -167,6 +193,7 @@ def check_jsd_beta(ctx: Context) -> Finding | None:
     ev = {"beta": beta}
     if ctx.teacher is not None and ctx.student is not None and ctx.dataset is not None:
         from kdcore.divergences import divergence_loss
+
         x, y = ctx.train_probe
         s, t = ctx.logits("student", "train"), ctx.logits("teacher", "train")
         mask = y != -100
@@ -174,10 +201,15 @@ def check_jsd_beta(ctx: Context) -> Finding | None:
         ev["fkl_value"] = float(divergence_loss(s, t, "fkl", mask=mask))
         ev["rkl_value"] = float(divergence_loss(s, t, "rkl", mask=mask))
     near = "fkl" if beta <= JSD_EDGE else "rkl"
-    return Finding("lm.jsd_beta", "warning",
-                   f"JSD with β = {fmt(beta)} is almost zero whatever the student does (it tends to 0 as β → 0 or 1), "
-                   f"so the distillation signal is tiny.", ev,
-                   f"Use β = 0.5, or the divergence β approaches in TRL's convention: kind '{near}'.", None)
+    return Finding(
+        "lm.jsd_beta",
+        "warning",
+        f"JSD with β = {fmt(beta)} is almost zero whatever the student does (it tends to 0 as β → 0 or 1), "
+        f"so the distillation signal is tiny.",
+        ev,
+        f"Use β = 0.5, or the divergence β approaches in TRL's convention: kind '{near}'.",
+        None,
+    )
 
 
 def _model_temperature(adapter: ModelAdapter | None) -> float:
@@ -201,12 +233,20 @@ def check_temperature_mismatch(ctx: Context) -> Finding | None:
     s_side = float(params.get("student_temperature", T)) * _model_temperature(ctx.student)
     if abs(t_side - s_side) <= TEMP_REL * max(t_side, s_side):
         return None
-    return Finding("lm.temperature_mismatch", "warning",
-                   f"Teacher and student are softened by different temperatures ({fmt(t_side)} and {fmt(s_side)}): "
-                   f"the student is pushed to match a distribution at another scale, and even a perfect copy of the "
-                   f"teacher keeps a non-zero loss.",
-                   {"teacher_temperature": t_side, "student_temperature": s_side, "config_temperature": T,
-                    "teacher_model_temperature": _model_temperature(ctx.teacher),
-                    "student_model_temperature": _model_temperature(ctx.student)},
-                   "Divide both models' logits by the same T (remove any temperature built into one model, and any "
-                   "separate teacher_/student_temperature setting).", None)
+    return Finding(
+        "lm.temperature_mismatch",
+        "warning",
+        f"Teacher and student are softened by different temperatures ({fmt(t_side)} and {fmt(s_side)}): "
+        f"the student is pushed to match a distribution at another scale, and even a perfect copy of the "
+        f"teacher keeps a non-zero loss.",
+        {
+            "teacher_temperature": t_side,
+            "student_temperature": s_side,
+            "config_temperature": T,
+            "teacher_model_temperature": _model_temperature(ctx.teacher),
+            "student_model_temperature": _model_temperature(ctx.student),
+        },
+        "Divide both models' logits by the same T (remove any temperature built into one model, and any "
+        "separate teacher_/student_temperature setting).",
+        None,
+    )

@@ -1,5 +1,6 @@
 """Optimisation: the loss became NaN, diverged, or did not decrease; the learning rate is out of
 the usual scale for the optimiser."""
+
 from __future__ import annotations
 
 import math
@@ -8,10 +9,10 @@ from kdcore.doctor.context import Context, Skip, fmt
 from kdcore.doctor.findings import FigureData, Finding
 
 MIN_STEPS = 8
-WINDOW = 0.2              # first and last 20 % of the steps are compared
-DIVERGE = 1.5             # last window mean ≥ 1.5× the first: diverging
-FLAT = 0.95               # last window mean ≥ 0.95× the first: not decreasing
-LR_RANGE = {"adam": (1e-5, 3e-2), "adamw": (1e-5, 3e-2), "sgd": (1e-4, 1.0)}   # usual peak learning rates
+WINDOW = 0.2  # first and last 20 % of the steps are compared
+DIVERGE = 1.5  # last window mean ≥ 1.5× the first: diverging
+FLAT = 0.95  # last window mean ≥ 0.95× the first: not decreasing
+LR_RANGE = {"adam": (1e-5, 3e-2), "adamw": (1e-5, 3e-2), "sgd": (1e-4, 1.0)}  # usual peak learning rates
 
 
 def _loss(ctx: Context) -> list[float]:
@@ -37,12 +38,20 @@ def _figure(ctx: Context) -> FigureData | None:
     df = ctx.record.steps
     if df is None or "loss" not in df.columns:
         return None
-    comps = [c for c in df.columns if c not in ("step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss")
-             and df[c].notna().sum() > 1]
+    comps = [
+        c
+        for c in df.columns
+        if c not in ("step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss") and df[c].notna().sum() > 1
+    ]
     rows = df[df["loss"].notna()]
-    return FigureData("lines", "Training loss per step", rows["step"].tolist(),
-                      {c: [None if not math.isfinite(v) else v for v in rows[c].tolist()] for c in comps},
-                      x_title="step", y_title="loss")
+    return FigureData(
+        "lines",
+        "Training loss per step",
+        rows["step"].tolist(),
+        {c: [None if not math.isfinite(v) else v for v in rows[c].tolist()] for c in comps},
+        x_title="step",
+        y_title="loss",
+    )
 
 
 def check_nonfinite(ctx: Context) -> Finding | None:
@@ -57,15 +66,26 @@ def check_nonfinite(ctx: Context) -> Finding | None:
         return None
     finite = [v for v in losses if v is not None and math.isfinite(v)]
     steps = ctx.record.steps
-    step = int(steps.loc[steps["nonfinite_loss"].notna(), "step"].iloc[0]) \
-        if flagged is not None and steps is not None else (ctx.record.summary or {}).get("failed_step")
-    return Finding("optim.nonfinite", "error",
-                   f"The loss became NaN or infinite{f' at step {step}' if step else ''}, and the run stopped.",
-                   {"failed_step": step, "last_finite_loss": finite[-1] if finite else None,
-                    "max_finite_loss": max(finite) if finite else None, "lr": ctx.config.lr,
-                    "grad_clip": ctx.config.grad_clip},
-                   f"Lower the learning rate (try lr = {fmt(ctx.config.lr / 10)}), clip gradients (grad_clip: 1.0), "
-                   f"and check the inputs for NaN or huge values.", _figure(ctx))
+    step = (
+        int(steps.loc[steps["nonfinite_loss"].notna(), "step"].iloc[0])
+        if flagged is not None and steps is not None
+        else (ctx.record.summary or {}).get("failed_step")
+    )
+    return Finding(
+        "optim.nonfinite",
+        "error",
+        f"The loss became NaN or infinite{f' at step {step}' if step else ''}, and the run stopped.",
+        {
+            "failed_step": step,
+            "last_finite_loss": finite[-1] if finite else None,
+            "max_finite_loss": max(finite) if finite else None,
+            "lr": ctx.config.lr,
+            "grad_clip": ctx.config.grad_clip,
+        },
+        f"Lower the learning rate (try lr = {fmt(ctx.config.lr / 10)}), clip gradients (grad_clip: 1.0), "
+        f"and check the inputs for NaN or huge values.",
+        _figure(ctx),
+    )
 
 
 def check_diverging(ctx: Context) -> Finding | None:
@@ -73,12 +93,22 @@ def check_diverging(ctx: Context) -> Finding | None:
     first, last = _windows(losses)
     if last < DIVERGE * first:
         return None
-    return Finding("optim.diverging", "error",
-                   f"The loss is diverging: it rose from {fmt(first)} (first steps) to {fmt(last)} (last steps).",
-                   {"loss_first_window": first, "loss_last_window": last, "ratio": last / first if first else None,
-                    "lr": ctx.config.lr, "optimizer": ctx.config.optimizer, "steps": len(losses)},
-                   f"Lower the learning rate (try lr = {fmt(ctx.config.lr / 10)}), add warm-up (warmup_steps: "
-                   f"{max(10, len(losses) // 10)}) or clip gradients (grad_clip: 1.0).", _figure(ctx))
+    return Finding(
+        "optim.diverging",
+        "error",
+        f"The loss is diverging: it rose from {fmt(first)} (first steps) to {fmt(last)} (last steps).",
+        {
+            "loss_first_window": first,
+            "loss_last_window": last,
+            "ratio": last / first if first else None,
+            "lr": ctx.config.lr,
+            "optimizer": ctx.config.optimizer,
+            "steps": len(losses),
+        },
+        f"Lower the learning rate (try lr = {fmt(ctx.config.lr / 10)}), add warm-up (warmup_steps: "
+        f"{max(10, len(losses) // 10)}) or clip gradients (grad_clip: 1.0).",
+        _figure(ctx),
+    )
 
 
 def check_not_decreasing(ctx: Context) -> Finding | None:
@@ -87,15 +117,27 @@ def check_not_decreasing(ctx: Context) -> Finding | None:
     if last < FLAT * first or last >= DIVERGE * first:
         return None
     lo, hi = LR_RANGE.get(ctx.config.optimizer, (0, math.inf))
-    hint = (f"raise the learning rate (lr = {fmt(ctx.config.lr)} is low for {ctx.config.optimizer}; try "
-            f"{fmt(min(ctx.config.lr * 10, hi))})" if ctx.config.lr < lo * 10 else
-            f"lower the learning rate (try {fmt(ctx.config.lr / 10)}) in case steps overshoot")
-    return Finding("optim.not_decreasing", "warning",
-                   f"The loss is not decreasing: {fmt(first)} over the first steps, {fmt(last)} over the last.",
-                   {"loss_first_window": first, "loss_last_window": last, "relative_drop": 1 - last / first if first else None,
-                    "lr": ctx.config.lr, "optimizer": ctx.config.optimizer, "steps": len(losses)},
-                   f"Check that the student's parameters are in the optimiser and not frozen; {hint}; or train for "
-                   f"more steps.", _figure(ctx))
+    hint = (
+        f"raise the learning rate (lr = {fmt(ctx.config.lr)} is low for {ctx.config.optimizer}; try "
+        f"{fmt(min(ctx.config.lr * 10, hi))})"
+        if ctx.config.lr < lo * 10
+        else f"lower the learning rate (try {fmt(ctx.config.lr / 10)}) in case steps overshoot"
+    )
+    return Finding(
+        "optim.not_decreasing",
+        "warning",
+        f"The loss is not decreasing: {fmt(first)} over the first steps, {fmt(last)} over the last.",
+        {
+            "loss_first_window": first,
+            "loss_last_window": last,
+            "relative_drop": 1 - last / first if first else None,
+            "lr": ctx.config.lr,
+            "optimizer": ctx.config.optimizer,
+            "steps": len(losses),
+        },
+        f"Check that the student's parameters are in the optimiser and not frozen; {hint}; or train for more steps.",
+        _figure(ctx),
+    )
 
 
 def check_lr_scale(ctx: Context) -> Finding | None:
@@ -107,9 +149,14 @@ def check_lr_scale(ctx: Context) -> Finding | None:
         return None
     high = lr > hi
     suggested = 1e-3 if opt in ("adam", "adamw") else 0.05
-    return Finding("optim.lr_scale", "warning",
-                   f"The learning rate {fmt(lr)} is far {'above' if high else 'below'} the usual range for "
-                   f"{opt} ({fmt(lo)} to {fmt(hi)}): expect {'unstable or diverging' if high else 'barely moving'} "
-                   f"training.", {"lr": lr, "optimizer": opt, "usual_low": lo, "usual_high": hi},
-                   f"Set lr to about {fmt(suggested)} for {opt} and adjust from there (a short sweep over 3 values "
-                   f"a factor 3 apart).", _figure(ctx))
+    return Finding(
+        "optim.lr_scale",
+        "warning",
+        f"The learning rate {fmt(lr)} is far {'above' if high else 'below'} the usual range for "
+        f"{opt} ({fmt(lo)} to {fmt(hi)}): expect {'unstable or diverging' if high else 'barely moving'} "
+        f"training.",
+        {"lr": lr, "optimizer": opt, "usual_low": lo, "usual_high": hi},
+        f"Set lr to about {fmt(suggested)} for {opt} and adjust from there (a short sweep over 3 values "
+        f"a factor 3 apart).",
+        _figure(ctx),
+    )

@@ -1,16 +1,17 @@
 """Undertraining: the run stopped while it was still improving fast, so its numbers say how far
 it got, not how far it can go. Judged on the last epoch: the validation metric still rising (or
 its loss still falling) fast, or the distillation term still falling fast."""
+
 from __future__ import annotations
 
 from kdcore.doctor.context import DISTILL_COMPONENTS, Context, Skip, fmt
 from kdcore.doctor.findings import FigureData, Finding, ProposedRun
 
-TERM_FALLING = 0.05       # the distillation term fell by ≥ 5 % over the last epoch: still falling fast
-ACC_RISING = 0.01         # validation accuracy rose by ≥ 1 point over the last epoch (its loss not rising)
-LOSS_FALLING = 0.02       # validation loss (language models) fell by ≥ 2 % over the last epoch
-LONGER = 3                # "train longer": this many times the epochs
-LR_UP = 3.0               # "raise the lr": by this factor
+TERM_FALLING = 0.05  # the distillation term fell by ≥ 5 % over the last epoch: still falling fast
+ACC_RISING = 0.01  # validation accuracy rose by ≥ 1 point over the last epoch (its loss not rising)
+LOSS_FALLING = 0.02  # validation loss (language models) fell by ≥ 2 % over the last epoch
+LONGER = 3  # "train longer": this many times the epochs
+LR_UP = 3.0  # "raise the lr": by this factor
 
 
 def _last_change(series: list[float]) -> float:
@@ -50,7 +51,7 @@ def still_improving(ctx: Context) -> dict:
     if metric == "val_loss" and _last_change(val) >= LOSS_FALLING:
         ev["val_loss_last_epoch_relative_fall"] = _last_change(val)
     loss = _epoch_series(ctx, "val_loss")
-    loss_ok = loss is None or _last_change(loss) >= 0            # accuracy up while the loss rises: overfitting
+    loss_ok = loss is None or _last_change(loss) >= 0  # accuracy up while the loss rises: overfitting
     if metric == "val_acc" and val[-1] - val[-2] >= ACC_RISING and loss_ok:
         ev["val_acc_last_epoch_rise"] = val[-1] - val[-2]
     term = distill_series(ctx)
@@ -63,8 +64,10 @@ def longer_runs(ctx: Context) -> list[ProposedRun]:
     """The two fixes of an undertrained run, as runs: LONGER× the epochs; LR_UP× the learning rate."""
     cfg = ctx.config
     epochs, lr = cfg.epochs * LONGER, cfg.lr * LR_UP
-    return [ProposedRun(f"Train {LONGER}× longer (epochs {epochs})", {"epochs": epochs, "max_steps": None}),
-            ProposedRun(f"Raise the learning rate (lr {fmt(lr)})", {"lr": lr})]
+    return [
+        ProposedRun(f"Train {LONGER}× longer (epochs {epochs})", {"epochs": epochs, "max_steps": None}),
+        ProposedRun(f"Raise the learning rate (lr {fmt(lr)})", {"lr": lr}),
+    ]
 
 
 def check_still_improving(ctx: Context) -> Finding | None:
@@ -76,15 +79,32 @@ def check_still_improving(ctx: Context) -> Finding | None:
     term = distill_series(ctx)
     if term is not None:
         series[term[0]] = term[1]
-    n, m = len(val), min(len(v) for v in series.values())            # m: epochs every series has
+    n, m = len(val), min(len(v) for v in series.values())  # m: epochs every series has
     ev.update({"epochs": n, f"first_epoch_{metric}": val[0], f"last_epoch_{metric}": val[-1], "lr": ctx.config.lr})
-    fig = FigureData("lines", "Still improving at the last epoch", list(range(n - m + 1, n + 1)),
-                     {k: v[-m:] for k, v in series.items()}, x_title="epoch", y_title="value")
-    what = "validation loss still falling" if "val_loss_last_epoch_relative_fall" in ev else (
-        "validation accuracy still rising" if "val_acc_last_epoch_rise" in ev else "distillation term still falling")
+    fig = FigureData(
+        "lines",
+        "Still improving at the last epoch",
+        list(range(n - m + 1, n + 1)),
+        {k: v[-m:] for k, v in series.items()},
+        x_title="epoch",
+        y_title="value",
+    )
+    what = (
+        "validation loss still falling"
+        if "val_loss_last_epoch_relative_fall" in ev
+        else (
+            "validation accuracy still rising" if "val_acc_last_epoch_rise" in ev else "distillation term still falling"
+        )
+    )
     runs = longer_runs(ctx)
-    return Finding("optim.still_improving", "warning",
-                   f"The run stopped while still improving ({what} fast at epoch {n}): it is undertrained, so "
-                   f"its final numbers (and any comparison with them) say little yet.", ev,
-                   f"Train longer (epochs {ctx.config.epochs} → {runs[0].changes['epochs']}) or raise the learning "
-                   f"rate (lr {fmt(ctx.config.lr)} → {fmt(runs[1].changes['lr'])}), then diagnose again.", fig, runs)
+    return Finding(
+        "optim.still_improving",
+        "warning",
+        f"The run stopped while still improving ({what} fast at epoch {n}): it is undertrained, so "
+        f"its final numbers (and any comparison with them) say little yet.",
+        ev,
+        f"Train longer (epochs {ctx.config.epochs} → {runs[0].changes['epochs']}) or raise the learning "
+        f"rate (lr {fmt(ctx.config.lr)} → {fmt(runs[1].changes['lr'])}), then diagnose again.",
+        fig,
+        runs,
+    )

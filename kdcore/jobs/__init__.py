@@ -3,6 +3,7 @@
 Names load on first use (PEP 562), so `python -m kdcore runs list` does not import torch. Every
 name comes from a kdcore.jobs module listed here (no other package is reached).
 """
+
 import importlib
 from typing import Any
 
@@ -13,8 +14,15 @@ _NAMES = {
     "kdcore.jobs.resolve": ("resolve_pair", "resolve_device"),
     "kdcore.jobs.evaluation": ("linear_cka",),
     "kdcore.jobs.store": ("RunStore", "StoreError", "STATES", "default_home"),
-    "kdcore.jobs.protocols": ("run_protocol", "queue_protocol", "protocol_configs", "protocol_table",
-                              "protocol_status", "ProtocolResult", "ProtocolStatus"),
+    "kdcore.jobs.protocols": (
+        "run_protocol",
+        "queue_protocol",
+        "protocol_configs",
+        "protocol_table",
+        "protocol_status",
+        "ProtocolResult",
+        "ProtocolStatus",
+    ),
     "kdcore.jobs.worker": ("submit", "cancel", "get_status", "wait", "compare", "rerun", "resume"),
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names}

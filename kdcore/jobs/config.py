@@ -4,6 +4,7 @@ through JSON and YAML.
 Construction stores values untouched; `validate()` lists every problem at once (scikit-learn's
 convention: check where work starts). `JobConfig.from_dict` rejects unknown keys by name.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ from kdcore.methods.params import TEXT_KINDS, parse_text
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 DEVICES = ("cpu", "cuda", "auto")
-SEED_MAX = 2 ** 63 - 1                  # the largest integer SQLite stores
+SEED_MAX = 2**63 - 1  # the largest integer SQLite stores
 
 
 def __getattr__(name: str) -> Any:
@@ -49,9 +50,10 @@ class ConfigError(ValueError):
 @dataclass
 class LossTerm:
     """One term of a weighted-sum objective."""
-    name: str = "kd"                                  # a method of the table (kdcore.methods) or an alias
-    weight: float = 1.0                               # multiplier of this term in the sum
-    params: dict = field(default_factory=dict)       # the method's parameters (`python -m kdcore methods`)
+
+    name: str = "kd"  # a method of the table (kdcore.methods) or an alias
+    weight: float = 1.0  # multiplier of this term in the sum
+    params: dict = field(default_factory=dict)  # the method's parameters (`python -m kdcore methods`)
 
 
 @dataclass
@@ -61,32 +63,33 @@ class JobConfig:
     The loss is `sum_i weight_i * term_i + ce_weight * CE(labels)`. A single objective is the
     shorthand for one term of weight 1 with `params`; `objective="sum"` uses `terms`.
     """
-    pair: str = "digits"                    # sample pair name, or "module:factory" returning a Pair
-    objective: str = "kd"                   # a method of the table or an alias ("sum": the weighted `terms`)
-    temperature: float | None = None        # T of every method that takes one; None: each method's default
-    lam: float | None = None                # KD's weight λ in [0, 1] (CE gets 1 − λ); None: 0.9
-    ce_weight: float | None = None          # hard-label CE added to the loss; None: the method's CE default
-    params: dict = field(default_factory=dict)   # the method's parameters (`python -m kdcore methods`)
-    terms: list = field(default_factory=list)    # objective="sum": LossTerm entries (or dicts)
-    train_size: int | None = None           # first n training samples; None: the whole split
-    val_size: int | None = 512              # first n validation samples; None: the whole split
-    optimizer: str = "adam"                 # "adam" | "adamw" | "sgd"
-    lr: float = 1e-3                        # peak learning rate
-    weight_decay: float = 0.0               # decoupled for adamw, L2 for adam/sgd
-    momentum: float = 0.9                   # sgd only
-    schedule: str = "constant"              # "constant" | "cosine" | "step" | "linear" (decay to 0)
-    warmup_steps: int = 0                   # linear warm-up from 0 over these steps
-    epochs: int = 5                         # passes over the training subset
-    max_steps: int | None = None            # stop after this many steps (None: epochs decide)
-    batch_size: int = 64                    # samples per step
-    seed: int = 0                           # student init, shuffling, dropout
-    device: str = "cpu"                     # "cpu" | "cuda" | "auto" (cuda when present)
-    checkpoints: int = 3                    # epochs with CKA/divergence probes and saved weights (last included)
-    probe_size: int = 256                   # validation samples used at checkpoints
-    teacher_cache: bool = False             # compute teacher outputs once per dataset and reuse them
-    cache_top_k: int | None = None          # keep the top-k teacher logits per position (large vocabularies)
-    grad_clip: float | None = None          # max gradient norm (None: no clipping)
-    name: str = ""                          # free label shown in run lists
+
+    pair: str = "digits"  # sample pair name, or "module:factory" returning a Pair
+    objective: str = "kd"  # a method of the table or an alias ("sum": the weighted `terms`)
+    temperature: float | None = None  # T of every method that takes one; None: each method's default
+    lam: float | None = None  # KD's weight λ in [0, 1] (CE gets 1 − λ); None: 0.9
+    ce_weight: float | None = None  # hard-label CE added to the loss; None: the method's CE default
+    params: dict = field(default_factory=dict)  # the method's parameters (`python -m kdcore methods`)
+    terms: list = field(default_factory=list)  # objective="sum": LossTerm entries (or dicts)
+    train_size: int | None = None  # first n training samples; None: the whole split
+    val_size: int | None = 512  # first n validation samples; None: the whole split
+    optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0  # decoupled for adamw, L2 for adam/sgd
+    momentum: float = 0.9  # sgd only
+    schedule: str = "constant"  # "constant" | "cosine" | "step" | "linear" (decay to 0)
+    warmup_steps: int = 0  # linear warm-up from 0 over these steps
+    epochs: int = 5  # passes over the training subset
+    max_steps: int | None = None  # stop after this many steps (None: epochs decide)
+    batch_size: int = 64  # samples per step
+    seed: int = 0  # student init, shuffling, dropout
+    device: str = "cpu"  # "cpu" | "cuda" | "auto" (cuda when present)
+    checkpoints: int = 3  # epochs with CKA/divergence probes and saved weights (last included)
+    probe_size: int = 256  # validation samples used at checkpoints
+    teacher_cache: bool = False  # compute teacher outputs once per dataset and reuse them
+    cache_top_k: int | None = None  # keep the top-k teacher logits per position (large vocabularies)
+    grad_clip: float | None = None  # max gradient norm (None: no clipping)
+    name: str = ""  # free label shown in run lists
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -97,15 +100,19 @@ class JobConfig:
     @classmethod
     def from_dict(cls, data: dict) -> JobConfig:
         if not isinstance(data, dict):
-            raise ConfigError([f"a job configuration must be a mapping of field names to values; got {type(data).__name__}"])
+            raise ConfigError(
+                [f"a job configuration must be a mapping of field names to values; got {type(data).__name__}"]
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError([f"unknown field '{k}' (known fields: {', '.join(sorted(known))})" for k in unknown])
         data = dict(data)
         if isinstance(data.get("terms"), list):
-            data["terms"] = [LossTerm(**t) if isinstance(t, dict) and set(t) <= {"name", "weight", "params"} else t
-                             for t in data["terms"]]
+            data["terms"] = [
+                LossTerm(**t) if isinstance(t, dict) and set(t) <= {"name", "weight", "params"} else t
+                for t in data["terms"]
+            ]
         return cls(**data)
 
     def to_json(self) -> str:
@@ -117,11 +124,13 @@ class JobConfig:
 
     def to_yaml(self) -> str:
         import yaml
+
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> JobConfig:
         import yaml
+
         return cls.from_dict(yaml.safe_load(text))
 
     @classmethod
@@ -150,8 +159,11 @@ class JobConfig:
     # ---- resolved view -------------------------------------------------------------------------
     def resolved_terms(self) -> list[LossTerm]:
         """The terms of the loss, with every default filled in (call after validate())."""
-        raw = [LossTerm(self.objective, 1.0, dict(self.params))] if self.objective != "sum" else [
-            t if isinstance(t, LossTerm) else LossTerm(**t) for t in self.terms]
+        raw = (
+            [LossTerm(self.objective, 1.0, dict(self.params))]
+            if self.objective != "sum"
+            else [t if isinstance(t, LossTerm) else LossTerm(**t) for t in self.terms]
+        )
         shared = {"temperature": self.temperature, "lam": self.lam}
         out = []
         for t in raw:
@@ -193,7 +205,9 @@ class JobConfig:
             for i, t in enumerate(self.terms):
                 p += _loss_term_problems(i, t)
         elif self.terms:
-            p.append(f"'terms' is only used with objective 'sum'; got {len(self.terms)} term(s) with objective {self.objective!r}")
+            p.append(
+                f"'terms' is only used with objective 'sum'; got {len(self.terms)} term(s) with objective {self.objective!r}"
+            )
         if obj == "sum" and self.params:
             p.append("objective 'sum' takes its parameters inside each term's 'params', not in 'params'")
         return p
@@ -214,7 +228,7 @@ class JobConfig:
         _opt_int(p, "epochs", self.epochs, lo=1, required=True)
         _opt_int(p, "max_steps", self.max_steps, lo=1)
         _opt_int(p, "batch_size", self.batch_size, lo=1, required=True)
-        _opt_int(p, "seed", self.seed, lo=0, hi=SEED_MAX, required=True)   # in [0, 2**63 - 1]
+        _opt_int(p, "seed", self.seed, lo=0, hi=SEED_MAX, required=True)  # in [0, 2**63 - 1]
         if self.device not in DEVICES:
             p.append(f"'device' must be one of {', '.join(DEVICES)}; got {self.device!r}")
         _opt_int(p, "checkpoints", self.checkpoints, lo=0, required=True)
@@ -249,6 +263,7 @@ def config_from_form(pair: str, objective: str, values: dict, *, recipe: Any = N
     ones; parameter values are checked by `validate()`.
     """
     from kdcore.jobs.recipes import with_recipe  # imported here: recipes imports this module
+
     method = get_method(objective)
     values = {k: parse_text(method.param(k), v) if _typed_as_text(method, k, v) else v for k, v in values.items()}
     shared: dict[str, Any] = {p.name: values.get(p.name) for p in method.params if p.shared}
@@ -260,6 +275,7 @@ def config_from_form(pair: str, objective: str, values: dict, *, recipe: Any = N
 
 # ---- private checks --------------------------------------------------------------------------------
 
+
 def _parse_config_text(path: Path, text: str, *, yaml_file: bool) -> Any:
     """The file's YAML or JSON value; a syntax error becomes a ConfigError naming file, line and column."""
     if not yaml_file:
@@ -268,6 +284,7 @@ def _parse_config_text(path: Path, text: str, *, yaml_file: bool) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError([f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"]) from None
     import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -285,8 +302,17 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
-def _opt_float(p: list, name: str, v: Any, *, lo: float | None = None, hi: float | None = None,
-               lo_open: bool = False, hi_open: bool = False, required: bool = False) -> None:
+def _opt_float(
+    p: list,
+    name: str,
+    v: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    required: bool = False,
+) -> None:
     if v is None and not required:
         return
     left, right = ("(" if lo_open else "["), (")" if hi_open else "]")

@@ -4,6 +4,7 @@ checkpoints, attention weights for objectives that match them, and the teacher's
 CKA, accuracy, agreement and the eval scope come from their one home in kdcore (`kdcore.cka`,
 `kdcore.metrics`, `kdcore.adapters.eval_mode`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,9 +21,8 @@ from kdcore.metrics import accuracy, agreement
 
 
 def _batched_logits(adapter: ModelAdapter, inputs: Tensor, device: torch.device | str, batch: int = 512) -> Tensor:
-    out = [adapter.logits(inputs[i:i + batch].to(device)) for i in range(0, inputs.shape[0], batch)]
+    out = [adapter.logits(inputs[i : i + batch].to(device)) for i in range(0, inputs.shape[0], batch)]
     return torch.cat(out)
-
 
 
 def forward_with_attentions(adapter: ModelAdapter, x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -36,26 +36,32 @@ def forward_with_attentions(adapter: ModelAdapter, x: Tensor) -> tuple[Tensor, l
         out = model(input_ids=x, output_attentions=True)
         if out.attentions and all(a is not None for a in out.attentions):
             return out.logits, list(out.attentions)
-    raise ValueError(f"objective 'attn_kl' needs attention weights, but {adapter.name} does not return them "
-                     f"(a model with forward_with_attentions, or a Hugging Face model with eager attention).")
-
+    raise ValueError(
+        f"objective 'attn_kl' needs attention weights, but {adapter.name} does not return them "
+        f"(a model with forward_with_attentions, or a Hugging Face model with eager attention)."
+    )
 
 
 def validation_metrics(task: str, logits: Tensor, targets: Tensor, teacher_logits: Tensor) -> dict[str, float]:
     """val_loss, val_acc and val_agreement (top-1, or per-label sign for multilabel) of the student's logits."""
-    return {"val_loss": float(label_loss(task, logits, targets)),
-            "val_acc": accuracy(logits, targets, task=task),
-            "val_agreement": agreement(logits, teacher_logits, task=task)}
+    return {
+        "val_loss": float(label_loss(task, logits, targets)),
+        "val_acc": accuracy(logits, targets, task=task),
+        "val_agreement": agreement(logits, teacher_logits, task=task),
+    }
 
 
 def teacher_metrics(task: str, teacher_logits: Tensor, targets: Tensor) -> dict[str, float]:
     """The teacher's validation accuracy and loss (logged once, at step 0)."""
-    return {"teacher_val_acc": accuracy(teacher_logits, targets, task=task),
-            "teacher_val_loss": float(label_loss(task, teacher_logits, targets))}
+    return {
+        "teacher_val_acc": accuracy(teacher_logits, targets, task=task),
+        "teacher_val_loss": float(label_loss(task, teacher_logits, targets)),
+    }
 
 
-def probe_metrics(student: ModelAdapter, teacher: ModelAdapter, x: Tensor, y: Tensor, task: str,
-                  terms: list[LossTerm]) -> dict[str, float]:
+def probe_metrics(
+    student: ModelAdapter, teacher: ModelAdapter, x: Tensor, y: Tensor, task: str, terms: list[LossTerm]
+) -> dict[str, float]:
     """CKA of the student's layers to the teacher's, and the divergence components, on a probe batch
     x [n, ...] with targets y. The student is left in train mode, the teacher in its own mode."""
     out: dict[str, float] = {}
@@ -79,21 +85,29 @@ def divergence_probe(task: str, s: Tensor, t: Tensor, y: Tensor, terms: list[Los
     out: dict[str, float] = {}
     if task == "causal_lm":
         from kdcore.divergences import divergence_loss
+
         mask = y != -100
         for kind in ("fkl", "rkl"):
             out[f"div/{kind}"] = float(divergence_loss(s, t, kind, mask=mask, temperature=T))
         return out
     from kdcore.losses import cakd_components, dkd_components, strong_set
+
     if task == "classification":
         d = dkd_components(s, t, y, temperature=T)
-        out.update({"div/kl": float(d["kl"].mean()), "div/tckd": float(d["tckd"].mean()),
-                    "div/nckd": float(d["nckd"].mean())})
+        out.update(
+            {"div/kl": float(d["kl"].mean()), "div/tckd": float(d["tckd"].mean()), "div/nckd": float(d["nckd"].mean())}
+        )
     cakd = next((term for term in terms if term.name == "cakd"), None)
     if cakd is not None or task == "multilabel":
         p: dict[str, Any] = cakd.params if cakd is not None else {"rule": "labels", "k": None, "tau": None}
-        strong = strong_set(t, rule=p["rule"], labels=y if p["rule"] in ("target", "labels") else None,
-                            k=p["k"], tau=p["tau"], temperature=T)
+        strong = strong_set(
+            t,
+            rule=p["rule"],
+            labels=y if p["rule"] in ("target", "labels") else None,
+            k=p["k"],
+            tau=p["tau"],
+            temperature=T,
+        )
         c = cakd_components(s, t, strong, temperature=T)
         out.update({f"div/{k}": float(c[k].mean()) for k in ("kl", "bcd", "scd", "wcd")})
     return out
-

@@ -6,6 +6,7 @@ and held for the job's whole life. The kernel drops it when the process ends, ho
 heartbeat, is what makes a 'running' run 'interrupted'. The file holds who took the lease
 (host, pid, since) so that a refused second owner can be told who has the run.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -28,14 +29,17 @@ class RunBusyError(RuntimeError):
         self.run_id, self.holder = run_id, holder
         since = holder.get("since")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else "?"
-        super().__init__(f"Run {run_id} is being trained by another process (pid {holder.get('pid', '?')} on host "
-                         f"{holder.get('host', '?')}, since {when}); only one process may train a run. Wait for it "
-                         f"to end, or cancel it with `python -m kdcore runs cancel {run_id}`.")
+        super().__init__(
+            f"Run {run_id} is being trained by another process (pid {holder.get('pid', '?')} on host "
+            f"{holder.get('host', '?')}, since {when}); only one process may train a run. Wait for it "
+            f"to end, or cancel it with `python -m kdcore runs cancel {run_id}`."
+        )
 
 
 @dataclass
 class Lease:
     """A held lease; `release()` (or the process ending) frees it."""
+
     run_id: str
     path: Path
     handle: IO[str] | None
@@ -98,7 +102,7 @@ def holder(run_dir: Path) -> dict | None:
     except BlockingIOError:
         return _read_holder(path)
     finally:
-        fh.close()                                     # closing drops a shared lock we took
+        fh.close()  # closing drops a shared lock we took
     return None
 
 

@@ -7,6 +7,7 @@ Each method's `step(batch, params) -> [(name, weight, value)]` calls its tested 
 and the runner records every component's value separately, so views and the doctor can plot them.
 The helpers below (layers to capture, attention, projectors, fit to a pair) read the table's flags.
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -47,13 +48,21 @@ def compute_loss(terms: list[LossTerm], ce_weight: float, batch: StepTensors) ->
             comps["ce"] = label_loss(batch.task, batch.student_logits, batch.targets)
         total = ce_weight * comps["ce"] if total is None else total + ce_weight * comps["ce"]
     if total is None:
-        raise ValueError(f"The objective of terms {names} gave no loss component and ce_weight is 0: "
-                         f"give a term with a component or a ce_weight > 0.")
+        raise ValueError(
+            f"The objective of terms {names} gave no loss component and ce_weight is 0: "
+            f"give a term with a component or a ce_weight > 0."
+        )
     return total, comps
 
 
-def fit_problems(config: JobConfig, task: str, student_kind: str, teacher_kind: str,
-                 student_layers: list[str], teacher_layers: list[str]) -> list[str]:
+def fit_problems(
+    config: JobConfig,
+    task: str,
+    student_kind: str,
+    teacher_kind: str,
+    student_layers: list[str],
+    teacher_layers: list[str],
+) -> list[str]:
     """Reasons why the objective does not fit this pair (empty when it does)."""
     p = []
     for term in config.resolved_terms():
@@ -72,8 +81,11 @@ def _layer_problems(name: str, layers: dict, student_layers: list[str], teacher_
     sides = (("student", list(layers), student_layers), ("teacher", list(layers.values()), teacher_layers))
     for who, mapped, known in sides:
         listed = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
-        p += [f"objective '{name}' maps {who} layer {layer!r}, which the {who} does not have (its layers: {listed})"
-              for layer in mapped if layer not in known]
+        p += [
+            f"objective '{name}' maps {who} layer {layer!r}, which the {who} does not have (its layers: {listed})"
+            for layer in mapped
+            if layer not in known
+        ]
     return p
 
 

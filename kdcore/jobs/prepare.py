@@ -1,5 +1,6 @@
 """Everything a run needs, checked before it starts: the config, its fit to the pair, the data and
 the step plan. `prepare_run` trains nothing and changes no model."""
+
 from __future__ import annotations
 
 import math
@@ -19,23 +20,25 @@ from kdcore.pairs import Pair
 @dataclass(frozen=True)
 class PreparedRun:
     """What `prepare_run` found: the pair, device, loss terms, data splits and the step plan."""
+
     pair: Pair
     device: torch.device
-    terms: list[LossTerm]            # the objective's resolved loss terms
-    s_layers: list[str]              # student layers the terms read features from
-    t_layers: list[str]              # teacher layers the terms read features from
-    train: SplitData                 # SplitData of the training samples used (subset when train_size is set)
-    val: SplitData                   # SplitData of the validation samples used
-    task: str                        # "classification" | "multilabel" | "causal_lm"
-    fingerprint: str                 # hash of the train and val tensors
+    terms: list[LossTerm]  # the objective's resolved loss terms
+    s_layers: list[str]  # student layers the terms read features from
+    t_layers: list[str]  # teacher layers the terms read features from
+    train: SplitData  # SplitData of the training samples used (subset when train_size is set)
+    val: SplitData  # SplitData of the validation samples used
+    task: str  # "classification" | "multilabel" | "causal_lm"
+    fingerprint: str  # hash of the train and val tensors
     steps_per_epoch: int
-    total_steps: int                 # epochs × steps_per_epoch, capped by max_steps
+    total_steps: int  # epochs × steps_per_epoch, capped by max_steps
     checkpoint_epochs: frozenset[int]  # epochs whose end saves student weights and probe metrics
 
 
 def _misfit(config: JobConfig, problems: list[str]) -> ValueError:
-    return ValueError("The objective does not fit the pair " + repr(config.pair) + ":\n"
-                      + "\n".join(f"  - {p}" for p in problems))
+    return ValueError(
+        "The objective does not fit the pair " + repr(config.pair) + ":\n" + "\n".join(f"  - {p}" for p in problems)
+    )
 
 
 def step_plan(config: JobConfig, n_train: int) -> tuple[int, int, frozenset[int]]:
@@ -59,19 +62,28 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     pair = pair if pair is not None else resolve_pair(config.pair)
     ds = pair.dataset
     if ds is None:
-        raise ValueError(f"The pair {pair.name!r} has no dataset, and a run trains and validates on its pair's "
-                         f"dataset. Build the Pair with dataset=... (a kdcore.data.Dataset).")
+        raise ValueError(
+            f"The pair {pair.name!r} has no dataset, and a run trains and validates on its pair's "
+            f"dataset. Build the Pair with dataset=... (a kdcore.data.Dataset)."
+        )
     terms = config.resolved_terms()
     s_layers, t_layers = feature_layers(terms)
-    problems = fit_problems(config, ds.task, pair.student.kind, pair.teacher.kind,
-                            list(pair.student.layer_names()), list(pair.teacher.layer_names()))
+    problems = fit_problems(
+        config,
+        ds.task,
+        pair.student.kind,
+        pair.teacher.kind,
+        list(pair.student.layer_names()),
+        list(pair.teacher.layer_names()),
+    )
     if problems:
         raise _misfit(config, problems)
     train, val = ds.split("train"), ds.split("val")
     if s_layers:  # shapes: a probe pass over 2 samples (detached copies; the pair's models are not changed)
         probe = train.inputs[:2]
-        problems = feature_shape_problems(terms, pair.student.capture(probe, s_layers),
-                                          pair.teacher.capture(probe, t_layers))
+        problems = feature_shape_problems(
+            terms, pair.student.capture(probe, s_layers), pair.teacher.capture(probe, t_layers)
+        )
         if problems:
             raise _misfit(config, problems)
     if config.train_size is not None:
@@ -79,6 +91,17 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     if config.val_size is not None:
         val = val.subset(config.val_size)
     spe, total, ckpt = step_plan(config, train.inputs.shape[0])
-    return PreparedRun(pair=pair, device=device, terms=terms, s_layers=s_layers, t_layers=t_layers, train=train,
-                       val=val, task=ds.task, steps_per_epoch=spe, total_steps=total, checkpoint_epochs=ckpt,
-                       fingerprint=tensor_fingerprint(train.inputs, train.targets, val.inputs, val.targets))
+    return PreparedRun(
+        pair=pair,
+        device=device,
+        terms=terms,
+        s_layers=s_layers,
+        t_layers=t_layers,
+        train=train,
+        val=val,
+        task=ds.task,
+        steps_per_epoch=spe,
+        total_steps=total,
+        checkpoint_epochs=ckpt,
+        fingerprint=tensor_fingerprint(train.inputs, train.targets, val.inputs, val.targets),
+    )

@@ -12,6 +12,7 @@ The table has one row per variant with the mean ± std over seeds (std with ddof
 single seed) of both the best epoch's and the final epoch's validation metric (accuracy; for
 language models the loss, where lower is better).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -30,20 +31,28 @@ _HAS_T = ("kd", "dkd", "cakd", "token")
 @dataclass
 class ProtocolResult:
     """The summary table and the runs behind it."""
-    table: pd.DataFrame       # one row per variant (see protocol_table)
-    runs: pd.DataFrame        # variant, seed, run_id, state
-    protocol_id: str | None = None   # the protocol's id in the run store
+
+    table: pd.DataFrame  # one row per variant (see protocol_table)
+    runs: pd.DataFrame  # variant, seed, run_id, state
+    protocol_id: str | None = None  # the protocol's id in the run store
 
 
 class ProtocolStatus(NamedTuple):
     """How far a queued protocol is: its summary table so far, runs finished, runs in all."""
+
     table: pd.DataFrame
     done: int
     total: int
 
 
-def protocol_configs(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
-                     seeds: Iterable[int] = (0, 1, 2), baseline: bool = True) -> list[tuple[str, JobConfig]]:
+def protocol_configs(
+    base: JobConfig,
+    *,
+    temperatures: Iterable[float] = (),
+    lams: Iterable[float] = (),
+    seeds: Iterable[int] = (0, 1, 2),
+    baseline: bool = True,
+) -> list[tuple[str, JobConfig]]:
     """The (variant name, config) list of a protocol, seeds expanded. With no sweep, the base
     objective itself is one variant."""
     base.validate()
@@ -52,15 +61,30 @@ def protocol_configs(base: JobConfig, *, temperatures: Iterable[float] = (), lam
         raise ValueError("The 'seeds' parameter of run_protocol must list at least one seed. Got an empty list.")
     obj = ALIASES.get(base.objective, base.objective)
     if temperatures and obj not in _HAS_T:
-        raise ValueError(f"A temperature sweep needs an objective with a temperature ({', '.join(_HAS_T)}). "
-                         f"Got objective {base.objective!r}.")
+        raise ValueError(
+            f"A temperature sweep needs an objective with a temperature ({', '.join(_HAS_T)}). "
+            f"Got objective {base.objective!r}."
+        )
     if lams and obj != "kd":
         raise ValueError(f"A λ sweep needs objective 'kd' (λ is KD's weight). Got objective {base.objective!r}.")
     variants: list[tuple[str, JobConfig]] = []
     if baseline:
-        variants.append(("baseline (student alone)", replace(base, objective="ce", params={}, terms=[], temperature=None,
-                                                             lam=None, ce_weight=None, teacher_cache=False,
-                                                             cache_top_k=None)))
+        variants.append(
+            (
+                "baseline (student alone)",
+                replace(
+                    base,
+                    objective="ce",
+                    params={},
+                    terms=[],
+                    temperature=None,
+                    lam=None,
+                    ce_weight=None,
+                    teacher_cache=False,
+                    cache_top_k=None,
+                ),
+            )
+        )
     for t in temperatures:
         variants.append((f"{obj} T={t:g}", replace(base, temperature=float(t))))
     for lam in lams:
@@ -90,38 +114,65 @@ def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
             states.append(run["state"])
             cfg = cfg or run["config"]
             metric = (run["summary"] or {}).get("metric", metric or "val_acc")
-            lm = metric == "val_loss"                                   # lower is better
+            lm = metric == "val_loss"  # lower is better
             ep = store.metrics(rid, "epoch")
             vals = ep[metric].dropna().to_numpy() if metric in ep else np.array([])
             if not vals.size:
                 continue
             best.append(float(vals.min() if lm else vals.max()))
             final.append(float(vals[-1]))
-        rows.append({"variant": variant, "objective": cfg.get("objective") if cfg else None,
-                     "temperature": cfg.get("temperature") if cfg else None, "lam": cfg.get("lam") if cfg else None,
-                     "metric": metric, "n_seeds": len(best), **_mean_std("best", best), **_mean_std("final", final),
-                     "states": ",".join(sorted(set(states))), "run_ids": ",".join(group["run_id"])})
+        rows.append(
+            {
+                "variant": variant,
+                "objective": cfg.get("objective") if cfg else None,
+                "temperature": cfg.get("temperature") if cfg else None,
+                "lam": cfg.get("lam") if cfg else None,
+                "metric": metric,
+                "n_seeds": len(best),
+                **_mean_std("best", best),
+                **_mean_std("final", final),
+                "states": ",".join(sorted(set(states))),
+                "run_ids": ",".join(group["run_id"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _plan_record(base: JobConfig, temperatures: list[float], lams: list[float], seeds: list[int],
-                 baseline: bool) -> dict:
-    return {"pair": base.pair, "objective": base.objective,
-            "plan": {"temperatures": [float(t) for t in temperatures], "lams": [float(v) for v in lams],
-                     "seeds": [int(s) for s in seeds], "baseline": bool(baseline)}}
+def _plan_record(
+    base: JobConfig, temperatures: list[float], lams: list[float], seeds: list[int], baseline: bool
+) -> dict:
+    return {
+        "pair": base.pair,
+        "objective": base.objective,
+        "plan": {
+            "temperatures": [float(t) for t in temperatures],
+            "lams": [float(v) for v in lams],
+            "seeds": [int(s) for s in seeds],
+            "baseline": bool(baseline),
+        },
+    }
 
 
-def queue_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
-                   seeds: Iterable[int] = (0,), baseline: bool = True, store: RunStore | None = None,
-                   start_worker: bool = True) -> str:
+def queue_protocol(
+    base: JobConfig,
+    *,
+    temperatures: Iterable[float] = (),
+    lams: Iterable[float] = (),
+    seeds: Iterable[int] = (0,),
+    baseline: bool = True,
+    store: RunStore | None = None,
+    start_worker: bool = True,
+) -> str:
     """Queue every run of a protocol on the background worker and record them as one protocol in the
     run store; returns the protocol's id (for protocol_status and RunStore.get_protocol)."""
     from kdcore.jobs.worker import start_worker_process
+
     temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
     store = store if store is not None else RunStore()
-    members = [{"variant": variant, "seed": cfg.seed, "run_id": store.create_run(cfg, state="queued")}
-               for variant, cfg in plan]
+    members = [
+        {"variant": variant, "seed": cfg.seed, "run_id": store.create_run(cfg, state="queued")} for variant, cfg in plan
+    ]
     pid = store.create_protocol(runs=members, **_plan_record(base, temperatures, lams, seeds, baseline))
     if start_worker:
         start_worker_process(store)
@@ -143,14 +194,23 @@ def _mean_std(prefix: str, values: list[float]) -> dict:
     return {f"{prefix}_mean": mean, f"{prefix}_std": std, prefix: text}
 
 
-def run_protocol(base: JobConfig, *, temperatures: Iterable[float] = (), lams: Iterable[float] = (),
-                 seeds: Iterable[int] = (0, 1, 2), baseline: bool = True, store: RunStore | None = None,
-                 callback: Callable[[dict], object] | None = None, cancel: Any = None,
-                 pair: Any = None) -> ProtocolResult:
+def run_protocol(
+    base: JobConfig,
+    *,
+    temperatures: Iterable[float] = (),
+    lams: Iterable[float] = (),
+    seeds: Iterable[int] = (0, 1, 2),
+    baseline: bool = True,
+    store: RunStore | None = None,
+    callback: Callable[[dict], object] | None = None,
+    cancel: Any = None,
+    pair: Any = None,
+) -> ProtocolResult:
     """Run every variant of the protocol over the seeds, in this process, one after another; each
     run joins the protocol's record in the run store as it ends (cancel: as for run_job; pair: a
     Pair to use instead of loading `base.pair`)."""
     from kdcore.jobs.runner import run_job
+
     temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
     store = store if store is not None else RunStore()

@@ -8,6 +8,7 @@ the student trained alone on the same budget (measured over 3 seeds, each run un
 The CLI and the Distill form call `with_recipe` with the fields the user set; the rest come from
 the recipe, and `filled` names them so the page (or the command's output) can say so.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -19,31 +20,41 @@ from kdcore.validation import InvalidParameterError
 
 # Recipe fields that only mean something for the recipe's own objective (KD's T and λ).
 _OBJECTIVE_FIELDS = ("temperature", "lam")
-_NO_TEACHER = ("ce", "ls")                 # objectives without a teacher: no teacher cache
+_NO_TEACHER = ("ce", "ls")  # objectives without a teacher: no teacher cache
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Job settings that make distilling pay on one pair (JobConfig field names)."""
-    objective: str = "kd"                  # the objective the recipe was measured with
-    temperature: float | None = 4.0        # T (None: the objective has none, or its default)
-    lam: float | None = 0.9                # KD's λ (None: not KD)
-    lr: float = 1e-2                       # peak learning rate (adam)
-    schedule: str = "cosine"               # learning-rate schedule
-    epochs: int = 50                       # passes over the training subset
-    train_size: int | None = 512           # first n training samples (None: the whole split)
-    batch_size: int = 64                   # samples per step
-    teacher_cache: bool = True             # teacher outputs computed once and reused
-    measured: str = ""                     # what it gave, e.g. "KD 0.968 ± 0.007 vs alone 0.945 ± 0.004 (3 seeds)"
+
+    objective: str = "kd"  # the objective the recipe was measured with
+    temperature: float | None = 4.0  # T (None: the objective has none, or its default)
+    lam: float | None = 0.9  # KD's λ (None: not KD)
+    lr: float = 1e-2  # peak learning rate (adam)
+    schedule: str = "cosine"  # learning-rate schedule
+    epochs: int = 50  # passes over the training subset
+    train_size: int | None = 512  # first n training samples (None: the whole split)
+    batch_size: int = 64  # samples per step
+    teacher_cache: bool = True  # teacher outputs computed once and reused
+    measured: str = ""  # what it gave, e.g. "KD 0.968 ± 0.007 vs alone 0.945 ± 0.004 (3 seeds)"
 
     def __post_init__(self) -> None:
-        cfg = JobConfig(objective=self.objective, temperature=self.temperature, lam=self.lam, lr=self.lr,
-                        schedule=self.schedule, epochs=self.epochs, train_size=self.train_size,
-                        batch_size=self.batch_size, teacher_cache=self.teacher_cache)
+        cfg = JobConfig(
+            objective=self.objective,
+            temperature=self.temperature,
+            lam=self.lam,
+            lr=self.lr,
+            schedule=self.schedule,
+            epochs=self.epochs,
+            train_size=self.train_size,
+            batch_size=self.batch_size,
+            teacher_cache=self.teacher_cache,
+        )
         problems = cfg.problems()
         if problems:
-            raise InvalidParameterError(f"A Recipe must hold valid job settings; got: {'; '.join(problems)}. "
-                                        f"Fix the values named above.")
+            raise InvalidParameterError(
+                f"A Recipe must hold valid job settings; got: {'; '.join(problems)}. Fix the values named above."
+            )
 
     def settings(self) -> dict:
         """The JobConfig fields the recipe sets -> their values."""
@@ -71,9 +82,13 @@ class Recipe:
 
     def settings_text(self) -> str:
         """What the recipe sets, in one line ("kd, lr 0.01 cosine, 50 epochs, ..."), without `measured`."""
-        parts = [self.objective, f"lr {self.lr:g} {self.schedule}", f"{self.epochs} epochs",
-                 f"{self.train_size} training samples" if self.train_size else "the whole training split",
-                 f"batch {self.batch_size}"]
+        parts = [
+            self.objective,
+            f"lr {self.lr:g} {self.schedule}",
+            f"{self.epochs} epochs",
+            f"{self.train_size} training samples" if self.train_size else "the whole training split",
+            f"batch {self.batch_size}",
+        ]
         if self.temperature is not None:
             parts.append(f"T {self.temperature:g}")
         if self.lam is not None:
@@ -95,11 +110,14 @@ def with_recipe(config: JobConfig, recipe: Recipe | None, user_set: Iterable[str
     if recipe is None:
         return config, []
     if not isinstance(recipe, Recipe):
-        raise InvalidParameterError(f"The 'recipe' argument of with_recipe must be a kdcore.jobs.recipes.Recipe or "
-                                    f"None. Got {type(recipe).__name__} instead.")
+        raise InvalidParameterError(
+            f"The 'recipe' argument of with_recipe must be a kdcore.jobs.recipes.Recipe or "
+            f"None. Got {type(recipe).__name__} instead."
+        )
     if not isinstance(config, JobConfig):
-        raise InvalidParameterError(f"The 'config' argument of with_recipe must be a JobConfig. Got "
-                                    f"{type(config).__name__} instead.")
+        raise InvalidParameterError(
+            f"The 'config' argument of with_recipe must be a JobConfig. Got {type(config).__name__} instead."
+        )
     user = set(user_set)
     before = config.to_dict()
     after = recipe.apply({k: before[k] for k in recipe.settings()}, user)
@@ -109,8 +127,10 @@ def with_recipe(config: JobConfig, recipe: Recipe | None, user_set: Iterable[str
 
 def recipes_help(recipes: Mapping[str, Recipe]) -> str:
     """A paragraph for `--help` (or a page): each pair's recipe, used for the fields the user does not set."""
-    lines = ["Fields you do not set come from the pair's recipe (settings under which KD beats the student "
-             "alone on the same budget):"]
+    lines = [
+        "Fields you do not set come from the pair's recipe (settings under which KD beats the student "
+        "alone on the same budget):"
+    ]
     lines += [f"  {name}: {recipe.describe()}" for name, recipe in sorted(recipes.items())]
     return "\n".join(lines)
 
@@ -122,6 +142,7 @@ def pair_recipe(name: str) -> Recipe | None:
     A mapping of Recipe fields is accepted and turned into a Recipe; anything else is refused.
     """
     from kdcore.pair_registry import registered_pairs
+
     entry = registered_pairs().get(name) if isinstance(name, str) and ":" not in name else None
     recipe = None if entry is None else entry.recipe
     if recipe is None or isinstance(recipe, Recipe):
@@ -131,12 +152,16 @@ def pair_recipe(name: str) -> Recipe | None:
         unknown = sorted(set(recipe) - known)
         if not unknown:
             return Recipe(**dict(recipe))
-        raise InvalidParameterError(f"The recipe registered with pair {name!r} has unknown field(s) {unknown}. "
-                                    f"Expected a kdcore.jobs.recipes.Recipe or a mapping of its fields "
-                                    f"({', '.join(sorted(known))}); register the pair with one of those.")
-    raise InvalidParameterError(f"The recipe registered with pair {name!r} must be a kdcore.jobs.recipes.Recipe, a "
-                                f"mapping of its fields, or None. Got {type(recipe).__name__} instead; register "
-                                f"the pair with recipe=Recipe(...).")
+        raise InvalidParameterError(
+            f"The recipe registered with pair {name!r} has unknown field(s) {unknown}. "
+            f"Expected a kdcore.jobs.recipes.Recipe or a mapping of its fields "
+            f"({', '.join(sorted(known))}); register the pair with one of those."
+        )
+    raise InvalidParameterError(
+        f"The recipe registered with pair {name!r} must be a kdcore.jobs.recipes.Recipe, a "
+        f"mapping of its fields, or None. Got {type(recipe).__name__} instead; register "
+        f"the pair with recipe=Recipe(...)."
+    )
 
 
 def form_defaults(recipe: Recipe | None, objective: str) -> dict[str, Any]:
@@ -162,7 +187,17 @@ def workshop_configs(pair: str, recipe: Recipe | None, **job_fields: Any) -> tup
     """
     user = {"pair", *job_fields}
     kd, _ = with_recipe(JobConfig(pair=pair, **job_fields), recipe, user)
-    alone = replace(kd, objective="ce", params={}, terms=[], temperature=None, lam=None, ce_weight=None,
-                    teacher_cache=False, cache_top_k=None, name=f"student alone (same budget as {kd.objective})")
+    alone = replace(
+        kd,
+        objective="ce",
+        params={},
+        terms=[],
+        temperature=None,
+        lam=None,
+        ce_weight=None,
+        teacher_cache=False,
+        cache_top_k=None,
+        name=f"student alone (same budget as {kd.objective})",
+    )
     kd = replace(kd, name=f"{kd.objective} on the {pair} recipe" if recipe is not None else f"{kd.objective}")
     return kd.validate(), alone.validate()

@@ -1,5 +1,6 @@
 """How a running job reports: metric rows buffered into the run store, events to the caller's
 callback, cancel checks, heartbeats, and the run's final state."""
+
 from __future__ import annotations
 
 import threading
@@ -12,9 +13,9 @@ from kdcore.jobs.store import RunStore, StoreError
 
 Callback = Callable[[dict], Any]
 Cancel = Callable[[], bool] | threading.Event
-FLUSH_EVERY_S = 1.0        # metric rows are written at least this often (and at each epoch end)
-CANCEL_POLL_S = 0.25       # how often the store's cancel flag is read
-HEARTBEAT_S = 2.0          # how often a running run says it is alive
+FLUSH_EVERY_S = 1.0  # metric rows are written at least this often (and at each epoch end)
+CANCEL_POLL_S = 0.25  # how often the store's cancel flag is read
+HEARTBEAT_S = 2.0  # how often a running run says it is alive
 
 
 class JobCancelled(Exception):
@@ -26,8 +27,9 @@ class JobInterrupted(KeyboardInterrupt):
 
     def __init__(self, run_id: str | None) -> None:
         self.run_id = run_id
-        super().__init__(f"interrupted, resume with `python -m kdcore runs resume {run_id}`" if run_id
-                         else "interrupted")
+        super().__init__(
+            f"interrupted, resume with `python -m kdcore runs resume {run_id}`" if run_id else "interrupted"
+        )
 
 
 class MetricLog:
@@ -60,8 +62,16 @@ class Reporter:
     cancel:       a threading.Event or a callable; set/true stops the job at its next step
     """
 
-    def __init__(self, store: RunStore | None, run_id: str | None, callback: Callback | None,
-                 cancel: Cancel | None, *, total_steps: int, epochs: int):
+    def __init__(
+        self,
+        store: RunStore | None,
+        run_id: str | None,
+        callback: Callback | None,
+        cancel: Cancel | None,
+        *,
+        total_steps: int,
+        epochs: int,
+    ):
         self.store, self.run_id = store, run_id
         self.callback, self.cancel = callback, cancel
         self.total_steps, self.epochs = total_steps, epochs
@@ -71,8 +81,17 @@ class Reporter:
 
     def emit(self, event: str, step: int, epoch: int, **data: Any) -> None:
         if self.callback is not None:
-            self.callback({"event": event, "run_id": self.run_id, "step": step, "epoch": epoch,
-                           "total_steps": self.total_steps, "epochs": self.epochs, **data})
+            self.callback(
+                {
+                    "event": event,
+                    "run_id": self.run_id,
+                    "step": step,
+                    "epoch": epoch,
+                    "total_steps": self.total_steps,
+                    "epochs": self.epochs,
+                    **data,
+                }
+            )
 
     def check_cancel(self) -> None:
         """Raise JobCancelled when the caller or the store (polled every CANCEL_POLL_S) asks to stop."""
@@ -98,8 +117,15 @@ class Reporter:
             try:
                 self.log.flush()
             finally:
-                self.store.update_run(self.run_id, state=state, error=error, summary=summary, step=step,
-                                      epoch=epoch, heartbeat=time.time())
+                self.store.update_run(
+                    self.run_id,
+                    state=state,
+                    error=error,
+                    summary=summary,
+                    step=step,
+                    epoch=epoch,
+                    heartbeat=time.time(),
+                )
         self.emit("end", step, epoch, state=state, error=error, metrics=summary)
 
     def mark_crash(self, exc: BaseException, step: int, epoch: int) -> None:
@@ -107,8 +133,13 @@ class Reporter:
         if isinstance(exc, StoreError):
             state, error = "failed", "The run store could not be written; see the error shown by the caller."
         elif isinstance(exc, KeyboardInterrupt):
-            state, error = "interrupted", (f"Interrupted at step {step} (epoch {epoch}). Resume it with "
-                                           f"`python -m kdcore runs resume {self.run_id}`.")
+            state, error = (
+                "interrupted",
+                (
+                    f"Interrupted at step {step} (epoch {epoch}). Resume it with "
+                    f"`python -m kdcore runs resume {self.run_id}`."
+                ),
+            )
         else:
             state, error = "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
         if self.store is None or self.run_id is None:

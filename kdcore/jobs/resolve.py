@@ -1,5 +1,6 @@
 """What a job runs on: its pair (from the pair registry or a "module:factory"), its device, and
 the facts recorded with a run (device label, library versions, host)."""
+
 from __future__ import annotations
 
 import platform
@@ -25,17 +26,25 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("The 'device' parameter is 'cuda', but no CUDA GPU is available here. "
-                         "Use device 'cpu', or 'auto' to take a GPU only when present.")
+        raise ValueError(
+            "The 'device' parameter is 'cuda', but no CUDA GPU is available here. "
+            "Use device 'cpu', or 'auto' to take a GPU only when present."
+        )
     return torch.device(device)
 
 
 def library_versions() -> dict:
     """Versions recorded with each run (python, torch, numpy, kdcore, platform, cuda)."""
     import kdcore
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "kdcore": getattr(kdcore, "__version__", "?"), "platform": platform.platform(),
-            "cuda": torch.version.cuda}
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "kdcore": getattr(kdcore, "__version__", "?"),
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda,
+    }
 
 
 def device_label(device: torch.device) -> str:

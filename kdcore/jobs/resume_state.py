@@ -1,6 +1,7 @@
 """Optimizer and resume state: the optimizer a job trains with, and the safetensors file that lets a
 stopped run continue exactly where it stopped (weights, projectors, optimizer state, RNG states,
 history). Nothing is pickled: tensors go to safetensors, everything else to JSON metadata."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,11 @@ RESUME_FILE = "resume.safetensors"
 @dataclass(frozen=True)
 class ResumePoint:
     """Where a run stood when its resume state was saved (at an epoch end)."""
+
     epoch: int
     step: int
-    history: list = field(default_factory=list)     # one dict of epoch metrics per finished epoch
-    train_time: float = 0.0                          # seconds spent in training steps so far
+    history: list = field(default_factory=list)  # one dict of epoch metrics per finished epoch
+    train_time: float = 0.0  # seconds spent in training steps so far
 
 
 def make_optimizer(cfg: JobConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -58,10 +60,12 @@ def unflatten_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def resume_bytes(student: nn.Module, projectors: nn.Module, opt: torch.optim.Optimizer, device: torch.device,
-                 point: ResumePoint) -> bytes:
+def resume_bytes(
+    student: nn.Module, projectors: nn.Module, opt: torch.optim.Optimizer, device: torch.device, point: ResumePoint
+) -> bytes:
     """The resume state as the bytes of a safetensors file."""
     from safetensors.torch import save
+
     tensors = {f"student.{k}": v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
     tensors.update({f"proj.{k}": v.detach().cpu().contiguous() for k, v in projectors.state_dict().items()})
     opt_tensors, opt_meta = flatten_optimizer(opt.state_dict())
@@ -69,8 +73,13 @@ def resume_bytes(student: nn.Module, projectors: nn.Module, opt: torch.optim.Opt
     tensors["rng.cpu"] = torch.get_rng_state()
     if device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    meta = {"epoch": str(point.epoch), "step": str(point.step), "optimizer": json.dumps(opt_meta),
-            "history": json.dumps(point.history), "train_time": repr(point.train_time)}
+    meta = {
+        "epoch": str(point.epoch),
+        "step": str(point.step),
+        "optimizer": json.dumps(opt_meta),
+        "history": json.dumps(point.history),
+        "train_time": repr(point.train_time),
+    }
     return save(tensors, metadata=meta)
 
 
@@ -81,6 +90,7 @@ class ResumeUnreadable(Exception):
 def read_resume(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The resume file's tensors and metadata, read whole before anything is applied (ResumeUnreadable)."""
     from safetensors import safe_open
+
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -97,8 +107,9 @@ def read_resume(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     return tensors, meta
 
 
-def restore_resume(path: Path, student: nn.Module, projectors: nn.Module, opt: torch.optim.Optimizer,
-                   device: torch.device) -> ResumePoint:
+def restore_resume(
+    path: Path, student: nn.Module, projectors: nn.Module, opt: torch.optim.Optimizer, device: torch.device
+) -> ResumePoint:
     """Load a resume file into the student, projectors, optimizer and RNGs; returns where it stood
     (ResumeUnreadable, with nothing changed, when the file cannot be read)."""
     tensors, meta = read_resume(path)
@@ -110,8 +121,12 @@ def restore_resume(path: Path, student: nn.Module, projectors: nn.Module, opt: t
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    return ResumePoint(epoch=int(meta["epoch"]), step=int(meta["step"]), history=json.loads(meta["history"]),
-                       train_time=float(meta.get("train_time", "0.0")))
+    return ResumePoint(
+        epoch=int(meta["epoch"]),
+        step=int(meta["step"]),
+        history=json.loads(meta["history"]),
+        train_time=float(meta.get("train_time", "0.0")),
+    )
 
 
 def last_good_checkpoint(store: RunStore, run_id: str) -> tuple[ResumePoint, dict[str, Tensor]] | None:
@@ -122,7 +137,7 @@ def last_good_checkpoint(store: RunStore, run_id: str) -> tuple[ResumePoint, dic
         try:
             weights = store.load_student(run_id, epoch=epoch)
         except StoreError:
-            continue                                     # missing or damaged: try the one before
+            continue  # missing or damaged: try the one before
         rows = epochs[(epochs["epoch"] >= 1) & (epochs["epoch"] <= epoch)] if len(epochs) else epochs
         history = [{k: v for k, v in r.items() if v == v and v is not None} for r in rows.to_dict("records")]
         step = int(history[-1]["step"]) if history else 0

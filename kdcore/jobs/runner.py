@@ -14,6 +14,7 @@ Pieces live beside it: prepare.py (checks and the step plan, `prepare_run` -> `P
 resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
 (validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat).
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,8 @@ from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
-_RESUME_EVERY_S = 5.0       # resume state is saved at an epoch end at most this often (and at the last)
-_SEED_MOD = 2 ** 63         # derived seeds stay in the range torch's generators take
+_RESUME_EVERY_S = 5.0  # resume state is saved at an epoch end at most this often (and at the last)
+_SEED_MOD = 2**63  # derived seeds stay in the range torch's generators take
 
 __all__ = [
     "JobCancelled",
@@ -89,27 +90,27 @@ class _NonFiniteLoss(Exception):
     def __init__(self, step: int, epoch: int, what: str, config: JobConfig | None = None) -> None:
         self.step, self.epoch, self.what = step, epoch, what
         odd = sanity_warnings(config) if config is not None else []
-        fix = (" ".join(odd) if odd else
-               "Lower the learning rate (lr), clip gradients (grad_clip) or check the inputs.")
+        fix = " ".join(odd) if odd else "Lower the learning rate (lr), clip gradients (grad_clip) or check the inputs."
         super().__init__(f"The loss became {what} at step {step} (epoch {epoch}); the run stopped there. {fix}")
 
 
 @dataclass
 class RunResult:
     """How a job ended."""
-    run_id: str | None                      # id in the run store (None without a store)
-    state: str                              # "completed" | "failed" | "cancelled" | "interrupted"
-    metrics: dict = field(default_factory=dict)   # final summary (final/best validation metrics, steps, speed)
-    error: str | None = None                # why it failed, in plain English
-    step: int = 0                           # steps done
-    notices: list[str] = field(default_factory=list)   # what the user must know (e.g. where a resume restarted)
+
+    run_id: str | None  # id in the run store (None without a store)
+    state: str  # "completed" | "failed" | "cancelled" | "interrupted"
+    metrics: dict = field(default_factory=dict)  # final summary (final/best validation metrics, steps, speed)
+    error: str | None = None  # why it failed, in plain English
+    step: int = 0  # steps done
+    notices: list[str] = field(default_factory=list)  # what the user must know (e.g. where a resume restarted)
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
     """Multiplier of the peak learning rate at a step (0-based): linear warm-up, then the schedule."""
     if warmup and step < warmup:
         return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)          # progress in [0, 1)
+    t = (step - warmup) / max(1, total - warmup)  # progress in [0, 1)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))
     if schedule == "linear":
@@ -121,9 +122,18 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
 
 # ---- the job ---------------------------------------------------------------------------------------------
 
-def run_job(config: JobConfig, *, store: RunStore | None = None, run_id: str | None = None,
-            callback: Callback | None = None, cancel: Cancel | None = None, pair: Pair | None = None,
-            resume: bool = False, use_store: bool = True) -> RunResult:
+
+def run_job(
+    config: JobConfig,
+    *,
+    store: RunStore | None = None,
+    run_id: str | None = None,
+    callback: Callback | None = None,
+    cancel: Cancel | None = None,
+    pair: Pair | None = None,
+    resume: bool = False,
+    use_store: bool = True,
+) -> RunResult:
     """Run a distillation job to the end, a cancel, or a failure.
 
     config:   the job (validated first: a ConfigError lists every problem, before anything runs)
@@ -161,8 +171,14 @@ def _open_run(config: JobConfig, prep: PreparedRun, store: RunStore, run_id: str
     another process trains it), and record what it runs on."""
     device, versions = device_label(prep.device), library_versions()
     if run_id is None:
-        run_id = store.create_run(config, state="running", seed=config.seed, device=device, versions=versions,
-                                  data_fingerprint=prep.fingerprint)
+        run_id = store.create_run(
+            config,
+            state="running",
+            seed=config.seed,
+            device=device,
+            versions=versions,
+            data_fingerprint=prep.fingerprint,
+        )
         lease = store.acquire_lease(run_id)
     else:
         lease = store.acquire_lease(run_id)
@@ -171,8 +187,16 @@ def _open_run(config: JobConfig, prep: PreparedRun, store: RunStore, run_id: str
         except BaseException:
             lease.release()
             raise
-        store.update_run(run_id, state="running", error=None, cancel_requested=0, seed=config.seed, device=device,
-                         versions=versions, data_fingerprint=prep.fingerprint)
+        store.update_run(
+            run_id,
+            state="running",
+            error=None,
+            cancel_requested=0,
+            seed=config.seed,
+            device=device,
+            versions=versions,
+            data_fingerprint=prep.fingerprint,
+        )
     store.update_run(run_id, pid=os.getpid(), host=hostname(), heartbeat=time.time(), total_steps=prep.total_steps)
     return run_id, lease
 
@@ -183,19 +207,24 @@ def _check_startable(store: RunStore, run_id: str) -> None:
     run = store.get_run(run_id)
     mine = run["pid"] == os.getpid() and run["host"] == hostname()
     if run["state"] == "completed" or (run["state"] == "running" and not mine and _owner_alive(run)):
-        raise StoreError(f"Run {run_id} is {run['state']}: only queued, interrupted, cancelled or failed runs "
-                         f"can be started or resumed.")
+        raise StoreError(
+            f"Run {run_id} is {run['state']}: only queued, interrupted, cancelled or failed runs "
+            f"can be started or resumed."
+        )
 
 
 def _owner_alive(run: dict) -> bool:
     from kdcore.jobs.store import _pid_alive
+
     return run["host"] != hostname() or _pid_alive(run["pid"])
 
 
 def _place_models(pair: Pair, seed: int, device: torch.device) -> tuple[ModelAdapter, ModelAdapter]:
     """(teacher, student) on the device: the teacher as it is (a copy when it must move), the student a
     fresh re-initialised clone; the pair's own adapters are never trained or mutated."""
-    teacher = pair.teacher if model_device(pair.teacher) == device else adapter_to(pair.teacher.clone(reinit=False), device)
+    teacher = (
+        pair.teacher if model_device(pair.teacher) == device else adapter_to(pair.teacher.clone(reinit=False), device)
+    )
     student = adapter_to(pair.student.clone(reinit=True, seed=seed), device)
     return teacher, student
 
@@ -225,7 +254,7 @@ class _Job:
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
         self.opt = make_optimizer(config, self.params)
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
-        self._teacher_training = 0.0       # 1 when the teacher was seen in train mode during the epoch
+        self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
         with eval_mode(self.teacher.model):
             self.teacher_val = _batched_logits(self.teacher, self.val_x, self.device)
         if resume:
@@ -249,11 +278,26 @@ class _Job:
         cfg, t0 = self.cfg, time.perf_counter()
         cache_dir = None if self.store is None else self.store.root / "cache"
         with eval_mode(self.teacher.model):
-            cache = build_cache(self.teacher, self.train_x, self.t_layers, batch_size=max(256, cfg.batch_size),
-                                device=self.device, top_k=cfg.cache_top_k, cache_dir=cache_dir,
-                                key_parts={"pair": cfg.pair, "n": self.train_x.shape[0]})
-        self.log.add("epoch", 0, 0, {"cache_mass_kept": cache.mass_kept, "cache_from_disk": float(cache.from_disk),
-                                     "cache_build_s": time.perf_counter() - t0})
+            cache = build_cache(
+                self.teacher,
+                self.train_x,
+                self.t_layers,
+                batch_size=max(256, cfg.batch_size),
+                device=self.device,
+                top_k=cfg.cache_top_k,
+                cache_dir=cache_dir,
+                key_parts={"pair": cfg.pair, "n": self.train_x.shape[0]},
+            )
+        self.log.add(
+            "epoch",
+            0,
+            0,
+            {
+                "cache_mass_kept": cache.mass_kept,
+                "cache_from_disk": float(cache.from_disk),
+                "cache_build_s": time.perf_counter() - t0,
+            },
+        )
         if cache.notice:
             self._notice(cache.notice)
         return cache
@@ -262,8 +306,10 @@ class _Job:
     def _run_store(self) -> tuple[RunStore, str]:
         """The run's store and id (the final weights and the resume state go there)."""
         if self.store is None or self.run_id is None:
-            raise ValueError("Resuming a run needs the run store that recorded it. Got use_store=False; "
-                             "pass the store (and run_id) the run was recorded in.")
+            raise ValueError(
+                "Resuming a run needs the run store that recorded it. Got use_store=False; "
+                "pass the store (and run_id) the run was recorded in."
+            )
         return self.store, self.run_id
 
     def _emit(self, event: str, **data: Any) -> None:
@@ -284,7 +330,7 @@ class _Job:
     def run(self) -> RunResult:
         try:
             self._emit("start", device=str(self.device))
-            with eval_mode(self.teacher.model):            # the teacher is in eval mode for the whole loop
+            with eval_mode(self.teacher.model):  # the teacher is in eval mode for the whole loop
                 self._train_epochs()
             return self._finish("completed", None, self.summary())
         except JobCancelled:
@@ -300,10 +346,10 @@ class _Job:
     def _teacher_batch(self, idx: Tensor, x: Tensor) -> tuple[Tensor, dict]:
         if self.cache is not None:
             return self.cache.get(idx)
-        if self._check_teacher_mode:   # evidence for the doctor: the mode the teacher really ran in
+        if self._check_teacher_mode:  # evidence for the doctor: the mode the teacher really ran in
             self._check_teacher_mode = False
             self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
-        return compute_teacher_outputs(self.teacher, x, self.t_layers)   # inside run()'s eval scope
+        return compute_teacher_outputs(self.teacher, x, self.t_layers)  # inside run()'s eval scope
 
     def _train_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.cfg.epochs):
@@ -328,7 +374,7 @@ class _Job:
             if self.step >= self.total_steps:
                 break
             self.report.check_cancel()
-            values, extras = self._train_step(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            values, extras = self._train_step(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             values.update(extras)
@@ -358,8 +404,9 @@ class _Job:
             loss, comps = compute_loss(self.terms, self.ce_weight, batch)
         except ValueError:
             if not bool(torch.isfinite(batch.student_logits.detach()).all()):
-                raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN or infinite (the student's logits were)",
-                                     self.cfg) from None
+                raise _NonFiniteLoss(
+                    self.step + 1, self.epoch, "NaN or infinite (the student's logits were)", self.cfg
+                ) from None
             raise
         names = ["loss", *comps]
         vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]).tolist()
@@ -394,7 +441,7 @@ class _Job:
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
         values.update(self._evaluate())
-        values["teacher_training"] = self._teacher_training     # 1 if it ran in train mode during the epoch
+        values["teacher_training"] = self._teacher_training  # 1 if it ran in train mode during the epoch
         self._check_teacher_mode = True
         values["teacher_params_with_grad"] = float(sum(p.grad is not None for p in self.teacher.model.parameters()))
         values["epoch_time_s"] = self.train_time
@@ -413,19 +460,28 @@ class _Job:
         store, run_id = self._run_store()
         self.report.beat(self.step, self.epoch, now=True)
         if last:
-            store.save_student(run_id, self.student.model.state_dict(), epoch=self.epoch, final=True,
-                               metadata={"run_id": run_id, "epoch": self.epoch})
+            store.save_student(
+                run_id,
+                self.student.model.state_dict(),
+                epoch=self.epoch,
+                final=True,
+                metadata={"run_id": run_id, "epoch": self.epoch},
+            )
         if last or time.monotonic() - self._last_resume_save >= _RESUME_EVERY_S:
             self._save_resume()
             self._last_resume_save = time.monotonic()
 
     def _checkpoint(self) -> None:
-        x, y = self.val_x[:self.cfg.probe_size], self.val_y[:self.cfg.probe_size]
+        x, y = self.val_x[: self.cfg.probe_size], self.val_y[: self.cfg.probe_size]
         values = probe_metrics(self.student, self.teacher, x, y, self.task, self.terms)
         self.log.add("checkpoint", self.step, self.epoch, values)
         if self.store is not None and self.run_id is not None:
-            self.store.save_student(self.run_id, self.student.model.state_dict(), epoch=self.epoch,
-                                    metadata={"run_id": self.run_id, "epoch": self.epoch})
+            self.store.save_student(
+                self.run_id,
+                self.student.model.state_dict(),
+                epoch=self.epoch,
+                metadata={"run_id": self.run_id, "epoch": self.epoch},
+            )
         self._emit("checkpoint", metrics=values)
 
     def _save_resume(self) -> None:
@@ -455,8 +511,11 @@ class _Job:
         has_row = RESUME_FILE in set(store.artifacts(run_id)["name"])
         found = last_good_checkpoint(store, run_id) if has_row else None
         if found is None:
-            why = (f"its resume state is unreadable ({exc}) and it has no good checkpoint" if has_row else
-                   "it had saved no resume state (it stopped before its first one)")
+            why = (
+                f"its resume state is unreadable ({exc}) and it has no good checkpoint"
+                if has_row
+                else "it had saved no resume state (it stopped before its first one)"
+            )
             store.truncate_metrics(run_id, after_step=-1)
             self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
             self._notice(f"Run {run_id} restarts from step 0: {why}.")
@@ -467,9 +526,11 @@ class _Job:
         torch.manual_seed((self.cfg.seed + point.epoch) % _SEED_MOD)
         self._resume_at(point)
         store.truncate_metrics(run_id, after_step=self.step)
-        self._notice(f"Run {run_id} restarts from its last good checkpoint, epoch {point.epoch} "
-                     f"(student_epoch{point.epoch}.safetensors, step {point.step}), with a fresh optimizer state: "
-                     f"{why}.")
+        self._notice(
+            f"Run {run_id} restarts from its last good checkpoint, epoch {point.epoch} "
+            f"(student_epoch{point.epoch}.safetensors, step {point.step}), with a fresh optimizer state: "
+            f"{why}."
+        )
 
     def summary(self) -> dict:
         s: dict = {"steps": self.step, "epochs": self.epoch}
@@ -477,9 +538,17 @@ class _Job:
             key, better = ("val_loss", min) if self.task == "causal_lm" else ("val_acc", max)
             best = better(self.history, key=lambda h: h[key])
             final = self.history[-1]
-            s.update({"metric": key, f"final_{key}": final[key], f"best_{key}": best[key], "best_epoch": best["epoch"],
-                      "final_val_loss": final["val_loss"], "final_val_acc": final["val_acc"],
-                      "final_train_loss": final.get("train_loss")})
+            s.update(
+                {
+                    "metric": key,
+                    f"final_{key}": final[key],
+                    f"best_{key}": best[key],
+                    "best_epoch": best["epoch"],
+                    "final_val_loss": final["val_loss"],
+                    "final_val_acc": final["val_acc"],
+                    "final_train_loss": final.get("train_loss"),
+                }
+            )
         if self.train_time > 0:
             s["steps_per_s"] = self.step / self.train_time if self.step else 0.0
         s["teacher_val_acc"] = accuracy(self.teacher_val, self.val_y, task=self.task)

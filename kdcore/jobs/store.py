@@ -18,6 +18,7 @@ looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
 A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
 and protocols an earlier app kept as JSON files under protocols/ are read into the store.
 """
+
 from __future__ import annotations
 
 import errno
@@ -43,21 +44,39 @@ from kdcore.jobs import lease as _lease
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
 LEVELS = ("step", "epoch", "checkpoint")
-HEARTBEAT_TIMEOUT_S = 120.0   # a running run whose heartbeat is older is interrupted
+HEARTBEAT_TIMEOUT_S = 120.0  # a running run whose heartbeat is older is interrupted
 # the runs table, column by column; a store made before a column existed gains it on open (NULL or
 # the default in old rows), so every earlier run still opens
 _RUN_COLUMN_DEFS = (
-    ("id", "TEXT PRIMARY KEY"), ("created", "REAL NOT NULL"), ("updated", "REAL NOT NULL"),
-    ("state", "TEXT NOT NULL"), ("name", "TEXT"), ("pair", "TEXT"), ("objective", "TEXT"),
-    ("config", "TEXT NOT NULL"), ("seed", "INTEGER"), ("device", "TEXT"), ("versions", "TEXT"),
-    ("data_fingerprint", "TEXT"), ("error", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT"), ("heartbeat", "REAL"),
-    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"), ("parent_id", "TEXT"),
-    ("step", "INTEGER NOT NULL DEFAULT 0"), ("epoch", "INTEGER NOT NULL DEFAULT 0"),
-    ("total_steps", "INTEGER"),             # written by the runner when it starts (NULL while queued)
-    ("resume", "INTEGER NOT NULL DEFAULT 0"), ("summary", "TEXT"),
+    ("id", "TEXT PRIMARY KEY"),
+    ("created", "REAL NOT NULL"),
+    ("updated", "REAL NOT NULL"),
+    ("state", "TEXT NOT NULL"),
+    ("name", "TEXT"),
+    ("pair", "TEXT"),
+    ("objective", "TEXT"),
+    ("config", "TEXT NOT NULL"),
+    ("seed", "INTEGER"),
+    ("device", "TEXT"),
+    ("versions", "TEXT"),
+    ("data_fingerprint", "TEXT"),
+    ("error", "TEXT"),
+    ("pid", "INTEGER"),
+    ("host", "TEXT"),
+    ("heartbeat", "REAL"),
+    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ("parent_id", "TEXT"),
+    ("step", "INTEGER NOT NULL DEFAULT 0"),
+    ("epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("total_steps", "INTEGER"),  # written by the runner when it starts (NULL while queued)
+    ("resume", "INTEGER NOT NULL DEFAULT 0"),
+    ("summary", "TEXT"),
 )
 _RUN_COLUMNS = tuple(name for name, _ in _RUN_COLUMN_DEFS)
-_SCHEMA = "CREATE TABLE IF NOT EXISTS runs (\n    " + ",\n    ".join(f"{n} {d}" for n, d in _RUN_COLUMN_DEFS) + """
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS runs (\n    "
+    + ",\n    ".join(f"{n} {d}" for n, d in _RUN_COLUMN_DEFS)
+    + """
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
@@ -97,11 +116,12 @@ CREATE TABLE IF NOT EXISTS protocol_runs (
 );
 CREATE INDEX IF NOT EXISTS protocol_runs_run ON protocol_runs (run_id);
 """
+)
 _PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
 # one row per (run, level, step, name): a replayed step replaces its rows (it also serves the reads)
 _METRICS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS metrics_key ON metrics (run_id, level, step, name)"
 _ARTIFACT_COLUMN_DEFS = (("sha256", "TEXT"), ("size", "INTEGER"))
-RUN_RECORD = "run.json"       # the run's row as JSON in its folder: `runs check --repair` re-indexes from it
+RUN_RECORD = "run.json"  # the run's row as JSON in its folder: `runs check --repair` re-indexes from it
 _LIST_COLUMNS = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
 
 
@@ -126,8 +146,10 @@ def sha256_file(path: Path) -> str:
 
 
 def _damaged(exc: sqlite3.DatabaseError, db_path: Path) -> StoreError:
-    return StoreError(f"The run store {db_path} is damaged ({exc}). Run `python -m kdcore runs check --repair` "
-                      f"to move it aside and re-index the run folders.")
+    return StoreError(
+        f"The run store {db_path} is damaged ({exc}). Run `python -m kdcore runs check --repair` "
+        f"to move it aside and re-index the run folders."
+    )
 
 
 def default_home() -> Path:
@@ -140,11 +162,15 @@ def _explain_os_error(exc: BaseException, root: Path) -> str:
     msg = str(exc).lower()
     code = getattr(exc, "errno", None)
     if code == errno.ENOSPC or "disk is full" in msg or "no space" in msg:
-        return (f"The disk holding the data directory {root} is full ({exc}). Free some space or set KDWB_HOME "
-                f"to a folder on another disk; earlier runs are unchanged.")
+        return (
+            f"The disk holding the data directory {root} is full ({exc}). Free some space or set KDWB_HOME "
+            f"to a folder on another disk; earlier runs are unchanged."
+        )
     if code in (errno.EACCES, errno.EROFS, errno.EPERM) or "readonly" in msg or "read-only" in msg:
-        return (f"The data directory {root} is read-only ({exc}). Set KDWB_HOME to a writable folder; "
-                f"earlier runs are unchanged.")
+        return (
+            f"The data directory {root} is read-only ({exc}). Set KDWB_HOME to a writable folder; "
+            f"earlier runs are unchanged."
+        )
     if code in (errno.ENOTDIR, errno.EEXIST) or isinstance(exc, NotADirectoryError):
         return f"The data directory {root} is not a folder ({exc}). Set KDWB_HOME to a folder."
     return f"The run store at {root} could not be written: {exc}"
@@ -200,7 +226,7 @@ class RunStore:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "runs").mkdir(exist_ok=True)
             self._probe_writable()
-            self._connect().executescript(_SCHEMA)           # its own transaction
+            self._connect().executescript(_SCHEMA)  # its own transaction
             self._add_missing_columns()
             self._unique_metrics()
         except sqlite3.DatabaseError as exc:
@@ -227,8 +253,10 @@ class RunStore:
         if self._read("SELECT 1 FROM sqlite_master WHERE type='index' AND name='metrics_key'"):
             return
         with self._tx() as con:
-            con.execute("DELETE FROM metrics WHERE rowid NOT IN "
-                        "(SELECT MAX(rowid) FROM metrics GROUP BY run_id, level, step, name)")
+            con.execute(
+                "DELETE FROM metrics WHERE rowid NOT IN "
+                "(SELECT MAX(rowid) FROM metrics GROUP BY run_id, level, step, name)"
+            )
             con.execute("DROP INDEX IF EXISTS metrics_run")
             con.execute(_METRICS_KEY)
 
@@ -288,35 +316,60 @@ class RunStore:
             raise _damaged(exc, self.db_path) from exc
 
     # ---- runs ------------------------------------------------------------------------------------
-    def create_run(self, config: Any, *, state: str = "queued", seed: int | None = None, device: str | None = None,
-                   versions: dict | None = None, data_fingerprint: str | None = None,
-                   parent_id: str | None = None) -> str:
+    def create_run(
+        self,
+        config: Any,
+        *,
+        state: str = "queued",
+        seed: int | None = None,
+        device: str | None = None,
+        versions: dict | None = None,
+        data_fingerprint: str | None = None,
+        parent_id: str | None = None,
+    ) -> str:
         """Insert a run with its full config (a JobConfig or dict); returns its id."""
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         if state not in STATES:
-            raise ValueError(f"The 'state' argument of RunStore.create_run must be one of {STATES}. Got {state!r} instead.")
+            raise ValueError(
+                f"The 'state' argument of RunStore.create_run must be one of {STATES}. Got {state!r} instead."
+            )
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         now = time.time()
         owner = (os.getpid(), socket.gethostname()) if state == "running" else (None, None)
-        row = {"id": run_id, "created": now, "updated": now, "state": state, "name": cfg.get("name", ""),
-               "pair": cfg.get("pair"), "objective": cfg.get("objective"), "config": json.dumps(cfg, sort_keys=True),
-               "seed": seed if seed is not None else cfg.get("seed"), "device": device or cfg.get("device"),
-               "versions": json.dumps(versions or {}), "data_fingerprint": data_fingerprint, "parent_id": parent_id,
-               "pid": owner[0], "host": owner[1]}
+        row = {
+            "id": run_id,
+            "created": now,
+            "updated": now,
+            "state": state,
+            "name": cfg.get("name", ""),
+            "pair": cfg.get("pair"),
+            "objective": cfg.get("objective"),
+            "config": json.dumps(cfg, sort_keys=True),
+            "seed": seed if seed is not None else cfg.get("seed"),
+            "device": device or cfg.get("device"),
+            "versions": json.dumps(versions or {}),
+            "data_fingerprint": data_fingerprint,
+            "parent_id": parent_id,
+            "pid": owner[0],
+            "host": owner[1],
+        }
         with self._tx() as con:
-            con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            con.execute(
+                f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+            )
         self._write_run_record(run_id, row)
         return run_id
 
     def _write_run_record(self, run_id: str, row: dict) -> None:
         """runs/<run_id>/run.json: what `runs check --repair` needs to re-index the run without the database."""
-        keep = {k: row[k] for k in ("id", "created", "name", "pair", "objective", "config", "seed", "device",
-                                    "parent_id")}
+        keep = {
+            k: row[k] for k in ("id", "created", "name", "pair", "objective", "config", "seed", "device", "parent_id")
+        }
         keep["config"] = json.loads(keep["config"])
         try:
             atomic_write_bytes(self.run_dir(run_id) / RUN_RECORD, json.dumps(keep, sort_keys=True).encode())
         except OSError:
-            pass        # a recovery aid only: the row is what counts (and its write reports a full disk)
+            pass  # a recovery aid only: the row is what counts (and its write reports a full disk)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run (state, error, pid, host, heartbeat, step, epoch, summary, ...)."""
@@ -353,18 +406,21 @@ class RunStore:
     def claim(self, run_id: str, pid: int) -> bool:
         """Atomically move a queued run to 'running' for this process; False if someone else did."""
         with self._tx() as con:
-            n = con.execute("UPDATE runs SET state='running', pid=?, host=?, heartbeat=?, updated=? "
-                            "WHERE id=? AND state='queued'",
-                            (pid, socket.gethostname(), time.time(), time.time(), run_id)).rowcount
+            n = con.execute(
+                "UPDATE runs SET state='running', pid=?, host=?, heartbeat=?, updated=? WHERE id=? AND state='queued'",
+                (pid, socket.gethostname(), time.time(), time.time(), run_id),
+            ).rowcount
         return n == 1
 
     def queue_for_resume(self, run_id: str) -> bool:
         """Atomically queue an interrupted, cancelled or failed run to resume; False when it is in another state."""
         self.get_run(run_id)
         with self._tx() as con:
-            n = con.execute("UPDATE runs SET state='queued', resume=1, cancel_requested=0, updated=? "
-                            "WHERE id=? AND state IN ('interrupted', 'cancelled', 'failed')",
-                            (time.time(), run_id)).rowcount
+            n = con.execute(
+                "UPDATE runs SET state='queued', resume=1, cancel_requested=0, updated=? "
+                "WHERE id=? AND state IN ('interrupted', 'cancelled', 'failed')",
+                (time.time(), run_id),
+            ).rowcount
         return n == 1
 
     def next_queued(self) -> str | None:
@@ -376,8 +432,9 @@ class RunStore:
         self.get_run(run_id)
         with self._tx() as con:
             con.execute("UPDATE runs SET cancel_requested=1, updated=? WHERE id=?", (time.time(), run_id))
-            con.execute("UPDATE runs SET state='cancelled', updated=? WHERE id=? AND state='queued'",
-                        (time.time(), run_id))
+            con.execute(
+                "UPDATE runs SET state='cancelled', updated=? WHERE id=? AND state='queued'", (time.time(), run_id)
+            )
 
     def cancel_requested(self, run_id: str) -> bool:
         rows = self._read("SELECT cancel_requested FROM runs WHERE id=?", (run_id,))
@@ -387,21 +444,30 @@ class RunStore:
         """One run as a dict: columns, with `config`, `versions` and `summary` parsed."""
         rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
         if not rows:
-            raise StoreError(f"There is no run with id {run_id!r} in {self.db_path}. "
-                             f"`python -m kdcore runs list` shows the runs there are.")
+            raise StoreError(
+                f"There is no run with id {run_id!r} in {self.db_path}. "
+                f"`python -m kdcore runs list` shows the runs there are."
+            )
         return _row_to_run(rows[0])
 
     def list_runs(self, *, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Runs, newest first, one row each: id, state, name, pair, objective, seed, device, created, step, epoch."""
         self.reap_stale()
         if state is not None and state not in STATES:
-            raise ValueError(f"The 'state' argument of RunStore.list_runs must be one of {', '.join(STATES)}. "
-                             f"Got {state!r} instead.")
+            raise ValueError(
+                f"The 'state' argument of RunStore.list_runs must be one of {', '.join(STATES)}. Got {state!r} instead."
+            )
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"The 'limit' argument of RunStore.list_runs must be a positive integer (or None for "
-                             f"every run). Got {limit!r} instead.")
-        sql = (f"SELECT {', '.join(_LIST_COLUMNS)} FROM runs" + (" WHERE state=?" if state else "")
-               + " ORDER BY created DESC, rowid DESC" + (f" LIMIT {limit}" if limit else ""))
+            raise ValueError(
+                f"The 'limit' argument of RunStore.list_runs must be a positive integer (or None for "
+                f"every run). Got {limit!r} instead."
+            )
+        sql = (
+            f"SELECT {', '.join(_LIST_COLUMNS)} FROM runs"
+            + (" WHERE state=?" if state else "")
+            + " ORDER BY created DESC, rowid DESC"
+            + (f" LIMIT {limit}" if limit else "")
+        )
         rows = self._read(sql, (state,) if state else (), plain=True)
         df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
         df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
@@ -418,16 +484,25 @@ class RunStore:
         for r in self._read("SELECT id, pid, host, heartbeat FROM runs WHERE state='running'"):
             if self.lease_holder(r["id"]) is not None:
                 continue
-            gone = (not _pid_alive(r["pid"])) if r["host"] in (host, None) else (
-                r["heartbeat"] is None or now - r["heartbeat"] > HEARTBEAT_TIMEOUT_S)
+            gone = (
+                (not _pid_alive(r["pid"]))
+                if r["host"] in (host, None)
+                else (r["heartbeat"] is None or now - r["heartbeat"] > HEARTBEAT_TIMEOUT_S)
+            )
             if gone:
                 stale.append(r["id"])
         for run_id in stale:
             with self._tx() as con:
-                con.execute("UPDATE runs SET state='interrupted', error=COALESCE(error, ?), updated=? "
-                            "WHERE id=? AND state='running'",
-                            ("The worker process stopped without finishing the run (killed or crashed). "
-                             f"Resume it with `python -m kdcore runs resume {run_id}`.", now, run_id))
+                con.execute(
+                    "UPDATE runs SET state='interrupted', error=COALESCE(error, ?), updated=? "
+                    "WHERE id=? AND state='running'",
+                    (
+                        "The worker process stopped without finishing the run (killed or crashed). "
+                        f"Resume it with `python -m kdcore runs resume {run_id}`.",
+                        now,
+                        run_id,
+                    ),
+                )
         return stale
 
     # ---- the lease: one owner per run (kdcore/jobs/lease.py) ----------------------------------------
@@ -448,14 +523,24 @@ class RunStore:
         if holder is not None:
             raise _lease.RunBusyError(run_id, holder)
         with self._tx() as con:
-            for table, col in (("metrics", "run_id"), ("artifacts", "run_id"), ("protocol_runs", "run_id"),
-                               ("runs", "id")):
+            for table, col in (
+                ("metrics", "run_id"),
+                ("artifacts", "run_id"),
+                ("protocol_runs", "run_id"),
+                ("runs", "id"),
+            ):
                 con.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # ---- protocols -------------------------------------------------------------------------------
-    def create_protocol(self, *, pair: str | None = None, objective: str | None = None, plan: dict | None = None,
-                        runs: Iterable[dict] = ()) -> str:
+    def create_protocol(
+        self,
+        *,
+        pair: str | None = None,
+        objective: str | None = None,
+        plan: dict | None = None,
+        runs: Iterable[dict] = (),
+    ) -> str:
         """Record a protocol (a group of runs queued together) with its first runs; returns its id.
 
         plan: what was swept (temperatures, lams, seeds, baseline), kept as JSON
@@ -463,8 +548,10 @@ class RunStore:
         """
         pid = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._tx() as con:
-            con.execute("INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
-                        (pid, time.time(), pair, objective, json.dumps(plan or {}, sort_keys=True)))
+            con.execute(
+                "INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
+                (pid, time.time(), pair, objective, json.dumps(plan or {}, sort_keys=True)),
+            )
             self._insert_protocol_runs(con, pid, list(runs), start=0)
         return pid
 
@@ -473,16 +560,20 @@ class RunStore:
         self._protocol_row(protocol_id)
         with self._tx() as con:
             n = con.execute("SELECT COUNT(*) FROM protocol_runs WHERE protocol_id=?", (protocol_id,)).fetchone()[0]
-            self._insert_protocol_runs(con, protocol_id, [{"run_id": run_id, "variant": variant, "seed": seed}],
-                                       start=n)
+            self._insert_protocol_runs(
+                con, protocol_id, [{"run_id": run_id, "variant": variant, "seed": seed}], start=n
+            )
 
     @staticmethod
     def _insert_protocol_runs(con: sqlite3.Connection, pid: str, runs: list[dict], *, start: int) -> None:
         for i, r in enumerate(runs):
             if not {"run_id", "variant"} <= set(r):
                 raise ValueError(f"Each run of a protocol needs 'run_id' and 'variant' (and 'seed'). Got {r!r}.")
-            con.execute("INSERT OR REPLACE INTO protocol_runs (protocol_id, run_id, position, variant, seed) "
-                        "VALUES (?,?,?,?,?)", (pid, r["run_id"], start + i, r["variant"], r.get("seed")))
+            con.execute(
+                "INSERT OR REPLACE INTO protocol_runs (protocol_id, run_id, position, variant, seed) "
+                "VALUES (?,?,?,?,?)",
+                (pid, r["run_id"], start + i, r["variant"], r.get("seed")),
+            )
 
     def _protocol_row(self, protocol_id: str) -> sqlite3.Row:
         self._read_legacy_protocols()
@@ -513,13 +604,21 @@ class RunStore:
     def _protocol_dict(self, row: sqlite3.Row) -> dict:
         runs = self._protocol_members(row["id"])
         plan = json.loads(row["plan"]) if row["plan"] else {}
-        return {**plan, "id": row["id"], "created": row["created"], "pair": row["pair"], "objective": row["objective"],
-                "runs": runs}
+        return {
+            **plan,
+            "id": row["id"],
+            "created": row["created"],
+            "pair": row["pair"],
+            "objective": row["objective"],
+            "runs": runs,
+        }
 
     def _protocol_members(self, protocol_id: str) -> list[dict]:
-        rows = self._read("SELECT p.variant, p.seed, p.run_id, r.state FROM protocol_runs p "
-                          "LEFT JOIN runs r ON r.id = p.run_id WHERE p.protocol_id=? ORDER BY p.position",
-                          (protocol_id,))
+        rows = self._read(
+            "SELECT p.variant, p.seed, p.run_id, r.state FROM protocol_runs p "
+            "LEFT JOIN runs r ON r.id = p.run_id WHERE p.protocol_id=? ORDER BY p.position",
+            (protocol_id,),
+        )
         return [dict(zip(_PROTOCOL_RUN_COLUMNS, tuple(r))) for r in rows]
 
     def _read_legacy_protocols(self) -> None:
@@ -534,12 +633,19 @@ class RunStore:
                 with self._tx() as con:
                     if con.execute("SELECT 1 FROM protocols WHERE id=?", (meta["id"],)).fetchone():
                         continue
-                    con.execute("INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
-                                (meta["id"], float(meta.get("created") or path.stat().st_mtime), meta.get("pair"),
-                                 meta.get("objective"), json.dumps(plan, sort_keys=True)))
+                    con.execute(
+                        "INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
+                        (
+                            meta["id"],
+                            float(meta.get("created") or path.stat().st_mtime),
+                            meta.get("pair"),
+                            meta.get("objective"),
+                            json.dumps(plan, sort_keys=True),
+                        ),
+                    )
                     self._insert_protocol_runs(con, meta["id"], list(meta.get("runs") or []), start=0)
             except (OSError, ValueError, KeyError, TypeError):
-                continue                                   # a half-written or damaged file: skip it
+                continue  # a half-written or damaged file: skip it
 
     # ---- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, run_id: str, rows: Iterable[tuple[str, int, int, str, float]]) -> None:
@@ -549,19 +655,23 @@ class RunStore:
         if not values:
             return
         with self._tx() as con:
-            con.executemany("INSERT OR REPLACE INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)",
-                            values)
+            con.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)", values
+            )
 
     def metrics(self, run_id: str, level: str = "step") -> pd.DataFrame:
         """Metrics of one run at one level as a wide DataFrame: columns step, epoch, then one per metric."""
         if level not in LEVELS:
-            raise ValueError(f"The 'level' argument of RunStore.metrics must be one of {LEVELS}. Got {level!r} instead.")
-        rows = self._read("SELECT step, epoch, name, value FROM metrics WHERE run_id=? AND level=? ORDER BY rowid",
-                          (run_id, level))
+            raise ValueError(
+                f"The 'level' argument of RunStore.metrics must be one of {LEVELS}. Got {level!r} instead."
+            )
+        rows = self._read(
+            "SELECT step, epoch, name, value FROM metrics WHERE run_id=? AND level=? ORDER BY rowid", (run_id, level)
+        )
         if not rows:
             return pd.DataFrame(columns=["step", "epoch"])
         long = pd.DataFrame([tuple(r) for r in rows], columns=["step", "epoch", "name", "value"])
-        names = list(long["name"].unique())                                   # first-logged order
+        names = list(long["name"].unique())  # first-logged order
         long = long.drop_duplicates(["step", "epoch", "name"], keep="last")
         wide = long.pivot(index=["step", "epoch"], columns="name", values="value")[names].reset_index()
         wide.columns.name = None
@@ -576,7 +686,9 @@ class RunStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
-    def save_artifact(self, run_id: str, name: str, data: bytes, *, kind: str = "file", epoch: int | None = None) -> Path:
+    def save_artifact(
+        self, run_id: str, name: str, data: bytes, *, kind: str = "file", epoch: int | None = None
+    ) -> Path:
         """Write bytes as runs/<run_id>/<name> atomically and record it."""
         path = self.run_dir(run_id) / name
         try:
@@ -586,13 +698,16 @@ class RunStore:
         self.record_artifact(run_id, name, path, kind=kind, epoch=epoch, sha256=sha256_bytes(data), size=len(data))
         return path
 
-    def record_artifact(self, run_id: str, name: str, path: Path, *, kind: str, epoch: int | None, sha256: str,
-                        size: int) -> None:
+    def record_artifact(
+        self, run_id: str, name: str, path: Path, *, kind: str, epoch: int | None, sha256: str, size: int
+    ) -> None:
         """Index a file of the run with its sha256 (verified whenever it is read)."""
         with self._tx() as con:
-            con.execute("INSERT OR REPLACE INTO artifacts (run_id, name, kind, path, created, epoch, sha256, size) "
-                        "VALUES (?,?,?,?,?,?,?,?)",
-                        (run_id, name, kind, str(path.relative_to(self.root)), time.time(), epoch, sha256, size))
+            con.execute(
+                "INSERT OR REPLACE INTO artifacts (run_id, name, kind, path, created, epoch, sha256, size) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, name, kind, str(path.relative_to(self.root)), time.time(), epoch, sha256, size),
+            )
 
     def read_artifact(self, run_id: str, name: str) -> bytes:
         """An artifact's bytes, checked against the sha256 recorded when it was written (IntegrityError if not)."""
@@ -600,13 +715,17 @@ class RunStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise IntegrityError(f"The file {path} of run {run_id} is missing (its folder was moved or deleted?). "
-                                 f"`python -m kdcore runs check` lists what else is missing.") from None
+            raise IntegrityError(
+                f"The file {path} of run {run_id} is missing (its folder was moved or deleted?). "
+                f"`python -m kdcore runs check` lists what else is missing."
+            ) from None
         except OSError as exc:
             raise StoreError(f"The file {path} of run {run_id} could not be read: {exc}") from exc
         if expected is not None and sha256_bytes(data) != expected:
-            raise IntegrityError(f"The file {path} of run {run_id} does not match the sha256 recorded when it was "
-                                 f"written ({len(data)} bytes now): it was truncated or altered, and is not used.")
+            raise IntegrityError(
+                f"The file {path} of run {run_id} does not match the sha256 recorded when it was "
+                f"written ({len(data)} bytes now): it was truncated or altered, and is not used."
+            )
         return data
 
     def verify_artifact(self, run_id: str, name: str) -> Path:
@@ -620,20 +739,31 @@ class RunStore:
             raise StoreError(f"Run {run_id!r} has no artifact named {name!r}.")
         return self.root / rows[0]["path"], rows[0]["sha256"]
 
-    def save_student(self, run_id: str, state_dict: dict, *, epoch: int | None = None, final: bool = False,
-                     metadata: dict | None = None) -> Path:
+    def save_student(
+        self,
+        run_id: str,
+        state_dict: dict,
+        *,
+        epoch: int | None = None,
+        final: bool = False,
+        metadata: dict | None = None,
+    ) -> Path:
         """Student weights as safetensors: student.safetensors (final) or student_epoch{e}.safetensors."""
         from safetensors.torch import save
+
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
         meta = {k: str(v) for k, v in (metadata or {}).items()}
         name = "student.safetensors" if final else f"student_epoch{epoch}.safetensors"
         return self.save_artifact(run_id, name, save(tensors, metadata=meta), kind="student", epoch=epoch)
 
     def artifacts(self, run_id: str) -> pd.DataFrame:
-        rows = self._read("SELECT name, kind, path, epoch, created, sha256, size FROM artifacts WHERE run_id=? "
-                          "ORDER BY created", (run_id,))
-        return pd.DataFrame([tuple(r) for r in rows],
-                            columns=["name", "kind", "path", "epoch", "created", "sha256", "size"])
+        rows = self._read(
+            "SELECT name, kind, path, epoch, created, sha256, size FROM artifacts WHERE run_id=? ORDER BY created",
+            (run_id,),
+        )
+        return pd.DataFrame(
+            [tuple(r) for r in rows], columns=["name", "kind", "path", "epoch", "created", "sha256", "size"]
+        )
 
     def artifact_path(self, run_id: str, name: str) -> Path:
         rows = self._read("SELECT path FROM artifacts WHERE run_id=? AND name=?", (run_id, name))
@@ -643,14 +773,18 @@ class RunStore:
 
     def checkpoints(self, run_id: str) -> list[int]:
         """Epochs at which student weights were saved."""
-        rows = self._read("SELECT epoch FROM artifacts WHERE run_id=? AND kind='student' AND epoch IS NOT NULL "
-                          "AND name != 'student.safetensors' "
-                          "ORDER BY epoch", (run_id,))
+        rows = self._read(
+            "SELECT epoch FROM artifacts WHERE run_id=? AND kind='student' AND epoch IS NOT NULL "
+            "AND name != 'student.safetensors' "
+            "ORDER BY epoch",
+            (run_id,),
+        )
         return [r["epoch"] for r in rows]
 
     def load_student(self, run_id: str, *, epoch: int | None = None) -> dict:
         """The student's state dict (safetensors): the final weights, or those saved at an epoch."""
         from safetensors.torch import load
+
         name = "student.safetensors" if epoch is None else f"student_epoch{epoch}.safetensors"
         return load(self.read_artifact(run_id, name))
 

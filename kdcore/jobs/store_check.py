@@ -10,6 +10,7 @@ damaged database aside (runs.sqlite.damaged-<time>, rows it can still read are c
 one) and re-indexes each orphaned folder from its run.json and its files (its metrics are lost;
 the run comes back 'completed' when it has final weights, else 'interrupted').
 """
+
 from __future__ import annotations
 
 import json
@@ -27,19 +28,26 @@ _REINDEX_NOTE = "Re-indexed by `runs check --repair` from its folder; its metric
 @dataclass
 class CheckReport:
     """What `runs check` found (and, with repair, did)."""
-    integrity: list[str] = field(default_factory=list)      # "ok", or SQLite's complaints
+
+    integrity: list[str] = field(default_factory=list)  # "ok", or SQLite's complaints
     bad_artifacts: list[str] = field(default_factory=list)  # one line per missing or mismatching file
-    unverified: list[str] = field(default_factory=list)     # artifacts written before checksums were kept
-    orphans: list[str] = field(default_factory=list)        # run folders the database does not know
-    repaired: list[str] = field(default_factory=list)       # what --repair did
+    unverified: list[str] = field(default_factory=list)  # artifacts written before checksums were kept
+    orphans: list[str] = field(default_factory=list)  # run folders the database does not know
+    repaired: list[str] = field(default_factory=list)  # what --repair did
 
     @property
     def ok(self) -> bool:
         return self.integrity == ["ok"] and not self.bad_artifacts and not self.orphans
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "integrity": self.integrity, "bad_artifacts": self.bad_artifacts,
-                "unverified": self.unverified, "orphans": self.orphans, "repaired": self.repaired}
+        return {
+            "ok": self.ok,
+            "integrity": self.integrity,
+            "bad_artifacts": self.bad_artifacts,
+            "unverified": self.unverified,
+            "orphans": self.orphans,
+            "repaired": self.repaired,
+        }
 
 
 def integrity(db_path: Path) -> list[str]:
@@ -63,7 +71,7 @@ def check_store(root: Path, *, repair: bool = False) -> CheckReport:
         report.integrity = integrity(root / "runs.sqlite")
     try:
         store = RunStore(root)
-    except StoreError as exc:                # damaged beyond opening: --repair moves it aside
+    except StoreError as exc:  # damaged beyond opening: --repair moves it aside
         report.bad_artifacts.append(str(exc))
         return report
     _check_artifacts(store, report)
@@ -90,6 +98,7 @@ def _check_artifacts(store: RunStore, report: CheckReport) -> None:
 
 def _check_caches(root: Path, report: CheckReport) -> None:
     from kdcore.jobs.teacher_cache import CacheMismatch, checksum_path, verify_cache_file
+
     for path in sorted((root / "cache").glob("*.safetensors")):
         if not checksum_path(path).is_file():
             report.unverified.append(f"{path}: no sha256 recorded (written by an earlier version; rebuilt when used)")
@@ -119,15 +128,29 @@ def reindex(store: RunStore, run_id: str) -> str:
     cfg = record.get("config") or {}
     now = time.time()
     with store._tx() as con:
-        con.execute("INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, "
-                    "parent_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (run_id, record.get("created") or folder.stat().st_mtime, now, state, record.get("name", ""),
-                     cfg.get("pair"), cfg.get("objective"), json.dumps(cfg, sort_keys=True),
-                     record.get("seed"), record.get("device"), record.get("parent_id"), _REINDEX_NOTE))
+        con.execute(
+            "INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, "
+            "parent_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                run_id,
+                record.get("created") or folder.stat().st_mtime,
+                now,
+                state,
+                record.get("name", ""),
+                cfg.get("pair"),
+                cfg.get("objective"),
+                json.dumps(cfg, sort_keys=True),
+                record.get("seed"),
+                record.get("device"),
+                record.get("parent_id"),
+                _REINDEX_NOTE,
+            ),
+        )
     for path in files:
         kind, epoch = _kind_of(path.name)
-        store.record_artifact(run_id, path.name, path, kind=kind, epoch=epoch, sha256=sha256_file(path),
-                              size=path.stat().st_size)
+        store.record_artifact(
+            run_id, path.name, path, kind=kind, epoch=epoch, sha256=sha256_file(path), size=path.stat().st_size
+        )
     return f"re-indexed run {run_id} as {state} ({len(files)} file(s))"
 
 
@@ -146,7 +169,7 @@ def _rebuild(root: Path) -> str:
     db.replace(aside)
     for suffix in ("-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    RunStore(root).close()                                            # a new, empty store
+    RunStore(root).close()  # a new, empty store
     copied = [t for t in _COPY_TABLES if _copy_table(aside, db, t)]
     return f"moved the damaged database to {aside.name}; rows copied from: {', '.join(copied) or 'none'}"
 
@@ -162,8 +185,9 @@ def _copy_table(src: Path, dst: Path, table: str) -> bool:
     con = sqlite3.connect(dst, timeout=30.0)
     try:
         with con:
-            con.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) VALUES "
-                            f"({', '.join('?' * len(cols))})", rows)
+            con.executemany(
+                f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows
+            )
     except sqlite3.DatabaseError:
         return False
     finally:

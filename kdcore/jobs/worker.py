@@ -11,6 +11,7 @@ for the job's life. A worker killed mid-run leaves its run 'running' with a free
 reports it as 'interrupted' the next time it looks, and `resume(run_id)` queues it again from its
 last epoch; a run whose lease is held (even by a paused process) is refused, naming the holder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,11 +105,23 @@ def compare(run_ids: list[str], *, store: RunStore | None = None) -> pd.DataFram
     for rid in run_ids:
         r = store.get_run(rid)
         c, s = r["config"], r["summary"] or {}
-        rows.append({"id": rid, "state": r["state"], "pair": c.get("pair"), "objective": c.get("objective"),
-                     "temperature": c.get("temperature"), "lam": c.get("lam"), "seed": c.get("seed"),
-                     "epochs": c.get("epochs"), "steps": s.get("steps"), "final_val_acc": s.get("final_val_acc"),
-                     "best_val_acc": s.get("best_val_acc"), "final_val_loss": s.get("final_val_loss"),
-                     "best_epoch": s.get("best_epoch")})
+        rows.append(
+            {
+                "id": rid,
+                "state": r["state"],
+                "pair": c.get("pair"),
+                "objective": c.get("objective"),
+                "temperature": c.get("temperature"),
+                "lam": c.get("lam"),
+                "seed": c.get("seed"),
+                "epochs": c.get("epochs"),
+                "steps": s.get("steps"),
+                "final_val_acc": s.get("final_val_acc"),
+                "best_val_acc": s.get("best_val_acc"),
+                "final_val_loss": s.get("final_val_loss"),
+                "best_epoch": s.get("best_epoch"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -125,9 +138,15 @@ def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
     store = _store(store)
     log = open(store.root / "worker.log", "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "kdcore.jobs.worker", "--home", str(store.root)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_worker_env(), start_new_session=True, cwd=os.getcwd())
+        return subprocess.Popen(
+            [sys.executable, "-m", "kdcore.jobs.worker", "--home", str(store.root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_worker_env(),
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
     finally:
         log.close()
 
@@ -150,6 +169,7 @@ def _unlock(fh: IO[str]) -> None:
 def run_queued(run_id: str, store: RunStore) -> None:
     """Run one queued run in this process (the worker's body)."""
     from kdcore.jobs.runner import run_job
+
     if not store.claim(run_id, os.getpid()):
         return
     row = store.get_run(run_id)
@@ -157,7 +177,7 @@ def run_queued(run_id: str, store: RunStore) -> None:
         config = JobConfig.from_dict(row["config"])
         run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
     except RunBusyError:
-        return                                      # another process trains it: it keeps the run
+        return  # another process trains it: it keeps the run
     except StoreError:
         raise
     except KeyboardInterrupt:
@@ -173,13 +193,13 @@ def work(store: RunStore) -> int:
     while True:
         lock = _try_lock(store.root)
         if lock is None:
-            return 0                                # another worker owns the queue
+            return 0  # another worker owns the queue
         try:
             while (run_id := store.next_queued()) is not None:
                 run_queued(run_id, store)
         finally:
             _unlock(lock)
-        if store.next_queued() is None:             # a job queued while we were releasing the lock?
+        if store.next_queued() is None:  # a job queued while we were releasing the lock?
             return 0
 
 

@@ -7,6 +7,7 @@ p_i / sum(p) (that quotient underflows to a silent 0 once the set's mass does).
 
 Private: callers validate their arguments first.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,7 @@ def _kl_terms(log_p: Tensor, log_q: Tensor) -> Tensor:
     the forward value nor any gradient meets -inf − (-inf). Where p > 0 and q = 0 the term is +inf,
     the true value.
     """
-    has_mass = log_p > NEG_INF                                 # [..., C]
+    has_mass = log_p > NEG_INF  # [..., C]
     lp = torch.where(has_mass, log_p, torch.zeros_like(log_p))
     lq = torch.where(has_mass, log_q, torch.zeros_like(log_q))
     return torch.where(has_mass, lp.exp() * (lp - lq), torch.zeros_like(lp))
@@ -46,10 +47,10 @@ def _masked_logsumexp(x: Tensor, keep: Tensor) -> Tensor:
 
     Unlike ``torch.logsumexp`` on an all -inf row, the gradient stays finite (0) there.
     """
-    nonempty = (keep & (x > NEG_INF)).any(dim=-1, keepdim=True)               # [..., 1]
+    nonempty = (keep & (x > NEG_INF)).any(dim=-1, keepdim=True)  # [..., 1]
     masked = torch.where(keep, x, torch.full_like(x, NEG_INF))
-    masked = torch.where(nonempty, masked, torch.zeros_like(x))              # dummy finite row
-    lse = torch.logsumexp(masked, dim=-1)                                     # [...]
+    masked = torch.where(nonempty, masked, torch.zeros_like(x))  # dummy finite row
+    lse = torch.logsumexp(masked, dim=-1)  # [...]
     return torch.where(nonempty.squeeze(-1), lse, torch.full_like(lse, NEG_INF))
 
 
@@ -59,7 +60,7 @@ def _renormalised_log_softmax(z: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
     Also returns whether each row has any finite logit inside the set; rows that do not get a
     dummy finite distribution that callers must discard.
     """
-    nonempty = (keep & (z > NEG_INF)).any(dim=-1, keepdim=True)               # [..., 1]
+    nonempty = (keep & (z > NEG_INF)).any(dim=-1, keepdim=True)  # [..., 1]
     masked = torch.where(keep, z, torch.full_like(z, NEG_INF))
     masked = torch.where(nonempty, masked, torch.zeros_like(z))
     return torch.log_softmax(masked, dim=-1), nonempty.squeeze(-1)
@@ -74,14 +75,14 @@ def _set_kl(z_teacher: Tensor, z_student: Tensor, keep: Tensor) -> Tensor:
     """
     log_pt, teacher_has = _renormalised_log_softmax(z_teacher, keep)
     log_ps, student_has = _renormalised_log_softmax(z_student, keep)
-    kl = _kl(log_pt, log_ps)                                                   # [B]
+    kl = _kl(log_pt, log_ps)  # [B]
     kl = torch.where(student_has, kl, torch.full_like(kl, float("inf")))
     return torch.where(teacher_has, kl, torch.zeros_like(kl))
 
 
 def _binary_kl(log_p_in: Tensor, log_p_out: Tensor, log_q_in: Tensor, log_q_out: Tensor) -> Tensor:
     """KL((p_in, p_out) ‖ (q_in, q_out)) from the four log-masses: [B] each -> [B]."""
-    log_p = torch.stack([log_p_in, log_p_out], dim=-1)                        # [B, 2]
+    log_p = torch.stack([log_p_in, log_p_out], dim=-1)  # [B, 2]
     log_q = torch.stack([log_q_in, log_q_out], dim=-1)
     return _kl(log_p, log_q)
 

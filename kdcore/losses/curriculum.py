@@ -4,6 +4,7 @@ teacher-difficulty ordering and exponential pacing (§13.3b), the loss-weight wa
 Li et al. AAAI 2023, arXiv 2211.16231 (CTKD); Hacohen & Weinshall ICML 2019, arXiv 1904.03626
 (pacing); mdistiller's DKD warm-up. Epochs count from 1; pacing iterations from 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,11 +29,14 @@ from kdcore.validation import (
 def _at_least(name: str, value: Any, lo: int, where: str) -> int:
     """An integer ≥ lo (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise InvalidParameterError(f"The '{name}' parameter of {where} must be an integer >= {lo}. Got {value!r} instead.")
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {where} must be an integer >= {lo}. Got {value!r} instead."
+        )
     return int(value)
 
 
 # ---- §13.3a CTKD ---------------------------------------------------------------------------------------
+
 
 class _GradReverse(torch.autograd.Function):
     """Forward identity; backward multiplies the gradient by −scale."""
@@ -70,9 +74,18 @@ def ctkd_temperature(theta: Tensor | float, t_start: float = 1.0, t_range: float
     return t_start + t_range * torch.sigmoid(th)
 
 
-def ctkd_step(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, theta: Tensor | float, epoch: int,
-              gamma: float = 0.1, alpha: float = 0.9, t_start: float = 1.0, t_range: float = 20.0,
-              loops: int = 10) -> dict[str, Any]:
+def ctkd_step(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    theta: Tensor | float,
+    epoch: int,
+    gamma: float = 0.1,
+    alpha: float = 0.9,
+    t_start: float = 1.0,
+    t_range: float = 20.0,
+    loops: int = 10,
+) -> dict[str, Any]:
     """One CTKD step: ``{"loss", "T", "lambda", "dloss_dtheta"}``.
 
     loss = γ·CE(y, softmax(z_s)) + α·T²·KL(softmax_T(z_t) ‖ softmax_T(z_s)) (batchmean) with the learned
@@ -90,8 +103,8 @@ def ctkd_step(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, th
     s, t = _check_pair(student_logits, teacher_logits, where=where)
     y = _check_class_labels(labels, s, where=where)
     s, t = _upcast(s, t)
-    with torch.enable_grad():                                                     # ∂L/∂θ also under no_grad
-        th = _theta_input(theta, lam, s.dtype, where)                             # scalar, graph to θ
+    with torch.enable_grad():  # ∂L/∂θ also under no_grad
+        th = _theta_input(theta, lam, s.dtype, where)  # scalar, graph to θ
         T = ctkd_temperature(th, t_start, t_range).to(s.dtype)
         kl = _kl(torch.log_softmax(t / T, dim=-1), torch.log_softmax(s / T, dim=-1)).mean()
         loss = gamma * F.cross_entropy(s, y) + alpha * T * T * kl
@@ -103,8 +116,10 @@ def _theta_input(theta: Any, lam: float, dtype: torch.dtype, where: str) -> Tens
     """θ as a scalar tensor in the graph: through the reversal layer when it is trainable, else a fresh leaf."""
     if isinstance(theta, Tensor):
         if theta.numel() != 1 or not theta.is_floating_point() or not bool(torch.isfinite(theta).all()):
-            raise InvalidParameterError(f"The 'theta' argument of {where} must be a finite float or a one-element float "
-                                        f"tensor. Got a tensor of shape {tuple(theta.shape)} and dtype {theta.dtype}.")
+            raise InvalidParameterError(
+                f"The 'theta' argument of {where} must be a finite float or a one-element float "
+                f"tensor. Got a tensor of shape {tuple(theta.shape)} and dtype {theta.dtype}."
+            )
         if theta.requires_grad:
             return grad_reverse(theta.reshape(()), lam).to(dtype)
         return theta.detach().reshape(()).to(dtype).requires_grad_()
@@ -128,6 +143,7 @@ def ctkd_theta_step(theta: float, dloss_dtheta: float, lam: float, lr: float, we
 
 # ---- §13.3b teacher-difficulty curriculum -------------------------------------------------------------
 
+
 def curriculum_order(teacher_logits: Tensor, labels: Tensor, balance: bool = True) -> Tensor:
     """Sample indices [N] (long), easiest first by the teacher's difficulty d_n = −log softmax(z_t,n)[y_n].
 
@@ -139,13 +155,15 @@ def curriculum_order(teacher_logits: Tensor, labels: Tensor, balance: bool = Tru
     t = check_logits("teacher_logits", teacher_logits, where=where, dims=2, allow_neg_inf=False)
     y = _check_class_labels(labels, t, where=where)
     if not isinstance(balance, bool):
-        raise InvalidParameterError(f"The 'balance' parameter of {where} must be True or False. Got {balance!r} instead.")
+        raise InvalidParameterError(
+            f"The 'balance' parameter of {where} must be True or False. Got {balance!r} instead."
+        )
     (t,) = _upcast(t.detach())
-    difficulty = -torch.log_softmax(t, dim=-1).gather(1, y[:, None]).squeeze(1)   # [N]
-    order = torch.sort(difficulty, stable=True).indices                          # [N] ascending
+    difficulty = -torch.log_softmax(t, dim=-1).gather(1, y[:, None]).squeeze(1)  # [N]
+    order = torch.sort(difficulty, stable=True).indices  # [N] ascending
     if not balance:
         return order
-    rank_in_class = torch.empty_like(order)                                      # per position in `order`
+    rank_in_class = torch.empty_like(order)  # per position in `order`
     seen: dict[int, int] = {}
     for pos, c in enumerate(y[order].tolist()):
         rank_in_class[pos] = seen.get(c, 0)
@@ -162,9 +180,9 @@ def pacing(t: int, start: float = 0.04, inc: float = 1.9, step: int = 100) -> fl
     inc = check_range("inc", inc, 1.0, math.inf, where=where, lo_open=True, hi_open=True)
     step = _at_least("step", step, 1, where)
     k = t // step
-    if k * math.log(inc) >= -math.log(start):                                    # start·inc^k ≥ 1, no overflow
+    if k * math.log(inc) >= -math.log(start):  # start·inc^k ≥ 1, no overflow
         return 1.0
-    return min(start * inc ** k, 1.0)
+    return min(start * inc**k, 1.0)
 
 
 def pool_size(t: int, n: int, start: float = 0.04, inc: float = 1.9, step: int = 100) -> int:
@@ -175,6 +193,7 @@ def pool_size(t: int, n: int, start: float = 0.04, inc: float = 1.9, step: int =
 
 
 # ---- §13.3c warm-up --------------------------------------------------------------------------------------
+
 
 def warmup_weight(epoch: int, warmup: float = 20) -> float:
     """w(e) = min(e/E_w, 1), epoch e ≥ 1 (constant within it): multiplies a distillation term, not the CE.

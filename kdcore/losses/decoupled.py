@@ -10,6 +10,7 @@ renormalised inside S / W. Everything is computed in log space: masses by a mask
 (p_W as the sum over W, never 1 − p_S), renormalised distributions by a log-softmax over the kept
 classes with the others at -inf (never p_i / Σp, which underflows once a set's mass does).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,11 +35,11 @@ RULES = ("target", "topk", "mass", "labels")
 def _split_components(student: Tensor, teacher: Tensor, strong: Tensor, temperature: float) -> dict[str, Tensor]:
     """BCD, SCD, WCD, p_S, p_W and KL per sample for validated [B, C] logits and a bool [B, C] split."""
     student, teacher = _upcast(student, teacher)
-    zs, zt = student / temperature, teacher / temperature                      # [B, C]
-    log_p = torch.log_softmax(zt, dim=-1)                                      # teacher, [B, C]
-    log_q = torch.log_softmax(zs, dim=-1)                                      # student
+    zs, zt = student / temperature, teacher / temperature  # [B, C]
+    log_p = torch.log_softmax(zt, dim=-1)  # teacher, [B, C]
+    log_q = torch.log_softmax(zs, dim=-1)  # student
     weak = ~strong
-    log_p_s, log_p_w = _masked_logsumexp(log_p, strong), _masked_logsumexp(log_p, weak)   # [B]
+    log_p_s, log_p_w = _masked_logsumexp(log_p, strong), _masked_logsumexp(log_p, weak)  # [B]
     log_q_s, log_q_w = _masked_logsumexp(log_q, strong), _masked_logsumexp(log_q, weak)
     return {
         "bcd": _binary_kl(log_p_s, log_p_w, log_q_s, log_q_w),
@@ -57,8 +58,10 @@ def _target_mask(labels: Tensor, num_classes: int) -> Tensor:
 
 # ---- DKD ----------------------------------------------------------------------------------------
 
-def dkd_components(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *,
-                   temperature: float = 1.0) -> dict[str, Tensor]:
+
+def dkd_components(
+    student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float = 1.0
+) -> dict[str, Tensor]:
     """Per-sample DKD parts at temperature T (no T² factor): ``{"tckd", "nckd", "p_target", "kl"}``.
 
     TCKD = KL(b^T ‖ b^S) with b = (p_t, 1 − p_t); NCKD = KL(p̂^T ‖ p̂^S) over the non-target classes
@@ -69,8 +72,9 @@ def dkd_components(student_logits: Tensor, teacher_logits: Tensor, labels: Tenso
     return _dkd_components(student_logits, teacher_logits, labels, temperature=temperature, where="dkd_components")
 
 
-def _dkd_components(student_logits: Any, teacher_logits: Any, labels: Any, *, temperature: Any,
-                    where: str) -> dict[str, Tensor]:
+def _dkd_components(
+    student_logits: Any, teacher_logits: Any, labels: Any, *, temperature: Any, where: str
+) -> dict[str, Tensor]:
     s, t = _check_pair(student_logits, teacher_logits, where=where)
     y = _check_class_labels(labels, s, where=where)
     T = check_positive("temperature", temperature, where=where)
@@ -78,8 +82,15 @@ def _dkd_components(student_logits: Any, teacher_logits: Any, labels: Any, *, te
     return {"tckd": parts["bcd"], "nckd": parts["wcd"], "p_target": parts["p_strong"], "kl": parts["kl"]}
 
 
-def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float = 4.0,
-             alpha: float = 1.0, beta: float = 8.0) -> Tensor:
+def dkd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+) -> Tensor:
     """DKD: T²·(α·TCKD + β·NCKD), batch mean (mdistiller's defaults α = 1, β = 8, T = 4).
 
     The CE term and the warm-up of mdistiller's trainer are the job's business, not this loss's.
@@ -95,8 +106,16 @@ def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, 
 
 # ---- CAKD ---------------------------------------------------------------------------------------
 
-def strong_set(teacher_logits: Tensor, *, rule: str, labels: Tensor | None = None, k: int | None = None,
-               tau: float | None = None, temperature: float = 1.0) -> Tensor:
+
+def strong_set(
+    teacher_logits: Tensor,
+    *,
+    rule: str,
+    labels: Tensor | None = None,
+    k: int | None = None,
+    tau: float | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
     """The strong-correlation classes S per sample, a bool mask [B, C] (no gradient).
 
     rule:
@@ -113,20 +132,27 @@ def strong_set(teacher_logits: Tensor, *, rule: str, labels: Tensor | None = Non
     T = check_positive("temperature", temperature, where=where)
     B, C = t.shape
     if rule not in RULES:
-        raise ValueError(f"The 'rule' parameter of {where} must be one of {', '.join(map(repr, RULES))}. Got {rule!r} instead.")
+        raise ValueError(
+            f"The 'rule' parameter of {where} must be one of {', '.join(map(repr, RULES))}. Got {rule!r} instead."
+        )
     if rule == "target":
         if labels is None:
-            raise ValueError(f"rule='target' in {where} needs 'labels': integer class indices of shape [{B}]. Got None.")
+            raise ValueError(
+                f"rule='target' in {where} needs 'labels': integer class indices of shape [{B}]. Got None."
+            )
         return _target_mask(_check_class_labels(labels, t, where=where), C)
     if rule == "labels":
         if labels is None:
-            raise ValueError(f"rule='labels' in {where} needs 'labels': a multi-hot tensor of shape [{B}, {C}]. Got None.")
-        mask = check_multi_hot("labels", labels, B, C, where=where,
-                               hint="For one class index per sample, use rule='target'.")
+            raise ValueError(
+                f"rule='labels' in {where} needs 'labels': a multi-hot tensor of shape [{B}, {C}]. Got None."
+            )
+        mask = check_multi_hot(
+            "labels", labels, B, C, where=where, hint="For one class index per sample, use rule='target'."
+        )
         return mask.to(t.device)
     t = t.detach().to(torch.float64)
-    order = torch.sort(t, dim=-1, descending=True, stable=True).indices        # [B, C], ties: lower index first
-    rank = torch.arange(C, device=t.device).expand(B, C)                      # [B, C] position in the ranking
+    order = torch.sort(t, dim=-1, descending=True, stable=True).indices  # [B, C], ties: lower index first
+    rank = torch.arange(C, device=t.device).expand(B, C)  # [B, C] position in the ranking
     if rule == "topk":
         if k is None:
             raise ValueError(f"rule='topk' in {where} needs 'k', an integer in [1, {C}]. Got None.")
@@ -135,14 +161,15 @@ def strong_set(teacher_logits: Tensor, *, rule: str, labels: Tensor | None = Non
         if tau is None:
             raise ValueError(f"rule='mass' in {where} needs 'tau', a float in (0, 1]. Got None.")
         tau = check_range("tau", tau, 0.0, 1.0, where=where, lo_open=True)
-        p_sorted = torch.softmax(t / T, dim=-1).gather(-1, order)             # [B, C], descending
-        below = (p_sorted.cumsum(dim=-1) < tau).sum(dim=-1, keepdim=True)     # [B, 1] prefixes short of tau
-        n_strong = (below + 1).clamp(max=C)                                   # rounding may leave Σp < 1 = tau
+        p_sorted = torch.softmax(t / T, dim=-1).gather(-1, order)  # [B, C], descending
+        below = (p_sorted.cumsum(dim=-1) < tau).sum(dim=-1, keepdim=True)  # [B, 1] prefixes short of tau
+        n_strong = (below + 1).clamp(max=C)  # rounding may leave Σp < 1 = tau
     return torch.zeros(B, C, dtype=torch.bool, device=t.device).scatter(-1, order, rank < n_strong)
 
 
-def cakd_components(student_logits: Tensor, teacher_logits: Tensor, strong: Tensor, *,
-                    temperature: float = 1.0) -> dict[str, Tensor]:
+def cakd_components(
+    student_logits: Tensor, teacher_logits: Tensor, strong: Tensor, *, temperature: float = 1.0
+) -> dict[str, Tensor]:
     """Per-sample CAKD parts at temperature T (no T² factor).
 
     Returns ``{"bcd", "scd", "wcd", "p_strong", "p_weak", "kl"}``, each [B], with
@@ -154,17 +181,26 @@ def cakd_components(student_logits: Tensor, teacher_logits: Tensor, strong: Tens
     return _cakd_components(student_logits, teacher_logits, strong, temperature=temperature, where="cakd_components")
 
 
-def _cakd_components(student_logits: Any, teacher_logits: Any, strong: Any, *, temperature: Any,
-                     where: str) -> dict[str, Tensor]:
+def _cakd_components(
+    student_logits: Any, teacher_logits: Any, strong: Any, *, temperature: Any, where: str
+) -> dict[str, Tensor]:
     s, t = _check_pair(student_logits, teacher_logits, where=where)
-    mask = check_multi_hot("strong", strong, s.shape[0], s.shape[1], where=where,
-                           what="a strong-set mask (see strong_set)").to(s.device)
+    mask = check_multi_hot(
+        "strong", strong, s.shape[0], s.shape[1], where=where, what="a strong-set mask (see strong_set)"
+    ).to(s.device)
     T = check_positive("temperature", temperature, where=where)
     return _split_components(s, t, mask, T)
 
 
-def cakd_loss(student_logits: Tensor, teacher_logits: Tensor, strong: Tensor, *, temperature: float = 4.0,
-              alpha: float = 1.0, beta: float = 1.0) -> Tensor:
+def cakd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    strong: Tensor,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> Tensor:
     """CAKD: T²·(BCD + α·SCD + β·WCD), batch mean. Zhang et al. 2024, arXiv 2410.14741; METHODS.md §4."""
     where = "cakd_loss"
     alpha = check_nonnegative("alpha", alpha, where=where)

@@ -9,26 +9,27 @@ the hard-label CE by default, its default temperature, a one-line help and its M
 Adding a method is one `register_method(Method(...))` entry next to its step function (see
 classification.py), plus its loss in kdcore.losses. Reading the table imports no torch.
 """
+
 from kdcore.methods.params import KINDS, Param
 from kdcore.methods.step import IGNORE_INDEX, Component, StepTensors, label_loss, layer_key
 from kdcore.methods.table import (
-                                  ALIASES,
-                                  TASKS,
-                                  Method,
-                                  aliases,
-                                  all_methods,
-                                  canonical_name,
-                                  closest,
-                                  get_method,
-                                  method_names,
-                                  methods_for,
-                                  misfit_message,
-                                  param_problems,
-                                  register_method,
-                                  resolve_params,
-                                  unknown_method_message,
-                                  unknown_param_message,
-                                  unregister_method,
+    ALIASES,
+    TASKS,
+    Method,
+    aliases,
+    all_methods,
+    canonical_name,
+    closest,
+    get_method,
+    method_names,
+    methods_for,
+    misfit_message,
+    param_problems,
+    register_method,
+    resolve_params,
+    unknown_method_message,
+    unknown_param_message,
+    unregister_method,
 )
 
 # The entries register on import, in this order (the order menus and `methods` list them): keep it.
@@ -41,8 +42,28 @@ from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last
 # isort: on
 
 __all__ = [
-    "ALIASES", "IGNORE_INDEX", "KINDS", "TASKS", "Component", "Method", "Param", "StepTensors",
-    "aliases", "all_methods", "canonical_name", "closest", "get_method", "label_loss", "layer_key",
-    "method_names", "methods_for", "misfit_message", "param_problems", "register_method", "resolve_params",
-    "unknown_method_message", "unknown_param_message", "unregister_method",
+    "ALIASES",
+    "IGNORE_INDEX",
+    "KINDS",
+    "TASKS",
+    "Component",
+    "Method",
+    "Param",
+    "StepTensors",
+    "aliases",
+    "all_methods",
+    "canonical_name",
+    "closest",
+    "get_method",
+    "label_loss",
+    "layer_key",
+    "method_names",
+    "methods_for",
+    "misfit_message",
+    "param_problems",
+    "register_method",
+    "resolve_params",
+    "unknown_method_message",
+    "unknown_param_message",
+    "unregister_method",
 ]

@@ -6,6 +6,7 @@ range). None means "not set" (the method decides, or does not use it); `required
 missing value; `shared=True` marks a parameter that a JobConfig field of the same name fills when None
 (temperature, lam), so a sweep over the field reaches every method that takes it.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,17 +19,18 @@ KINDS = ("float", "int", "bool", "choice", "layers", "floats", "ints")
 @dataclass(frozen=True)
 class Param:
     """One parameter of a method (see the module docstring for the kinds)."""
-    name: str                         # the key in a job's `params`
-    default: Any                      # value when not given (None: not set / the shared job field)
-    help: str                         # one line: what it does
-    kind: str = "float"               # one of KINDS
-    low: float | None = None          # range of a number (None: unbounded on that side)
+
+    name: str  # the key in a job's `params`
+    default: Any  # value when not given (None: not set / the shared job field)
+    help: str  # one line: what it does
+    kind: str = "float"  # one of KINDS
+    low: float | None = None  # range of a number (None: unbounded on that side)
     high: float | None = None
-    low_open: bool = False            # the range excludes `low`
-    high_open: bool = False           # the range excludes `high`
-    choices: tuple = ()               # kind "choice": the values allowed
-    required: bool = False            # a value must be given (no usable default)
-    shared: bool = False              # a JobConfig field of the same name fills it when None
+    low_open: bool = False  # the range excludes `low`
+    high_open: bool = False  # the range excludes `high`
+    choices: tuple = ()  # kind "choice": the values allowed
+    required: bool = False  # a value must be given (no usable default)
+    shared: bool = False  # a JobConfig field of the same name fills it when None
 
     def range_text(self) -> str:
         """The allowed values in words: "[0, 1]", "(0, inf)", "one of a, b", "true or false", ..."""
@@ -58,8 +60,15 @@ class Param:
 
     def describe(self) -> dict:
         """A JSON-ready row: name, kind, default, range, help and flags."""
-        return {"name": self.name, "kind": self.kind, "default": self.default, "range": self.range_text(),
-                "required": self.required, "shared": self.shared, "help": self.help}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.default,
+            "range": self.range_text(),
+            "required": self.required,
+            "shared": self.shared,
+            "help": self.help,
+        }
 
 
 def _is_number(v: Any, integer: bool) -> bool:
@@ -80,19 +89,25 @@ def _is_valid(p: Param, v: Any) -> bool:
     if p.kind in ("float", "int"):
         return _is_number(v, p.kind == "int") and _in_range(p, v)
     if p.kind in ("floats", "ints"):
-        return (isinstance(v, (list, tuple)) and len(v) > 0
-                and all(_is_number(x, p.kind == "ints") and _in_range(p, x) for x in v))
+        return (
+            isinstance(v, (list, tuple))
+            and len(v) > 0
+            and all(_is_number(x, p.kind == "ints") and _in_range(p, x) for x in v)
+        )
     if p.kind == "bool":
         return isinstance(v, bool)
     if p.kind == "choice":
         return v in p.choices
     if p.kind == "layers":
-        return (isinstance(v, dict) and len(v) > 0
-                and all(isinstance(k, str) and isinstance(t, str) and k and t for k, t in v.items()))
+        return (
+            isinstance(v, dict)
+            and len(v) > 0
+            and all(isinstance(k, str) and isinstance(t, str) and k and t for k, t in v.items())
+        )
     raise ValueError(f"Parameter {p.name!r} has an unknown kind {p.kind!r}; known kinds: {', '.join(KINDS)}.")
 
 
-SHARED_FIELDS = ("temperature", "lam")   # JobConfig fields a shared parameter may stand for
+SHARED_FIELDS = ("temperature", "lam")  # JobConfig fields a shared parameter may stand for
 TEXT_KINDS = ("layers", "floats", "ints")  # kinds typed as text in a form
 
 
@@ -103,8 +118,9 @@ def parse_text(param: Param, text: str) -> Any:
     naming the parameter, the expected form and what was typed.
     """
     if param.kind not in TEXT_KINDS:
-        raise ValueError(f"Parameter {param.name!r} (kind {param.kind!r}) is not typed as text; "
-                         f"text kinds: {', '.join(TEXT_KINDS)}.")
+        raise ValueError(
+            f"Parameter {param.name!r} (kind {param.kind!r}) is not typed as text; text kinds: {', '.join(TEXT_KINDS)}."
+        )
     text = (text or "").strip().strip("{}[]()").strip()
     if not text:
         return None
@@ -113,8 +129,9 @@ def parse_text(param: Param, text: str) -> Any:
         return _parse_items(param.kind, items)
     except ValueError:
         example = "conv1: conv1, conv2: conv3" if param.kind == "layers" else "1, 2, 3"
-        raise ValueError(f"The '{param.name}' parameter must be {param.range_text()}, typed like {example!r}. "
-                         f"Got {text!r} instead.") from None
+        raise ValueError(
+            f"The '{param.name}' parameter must be {param.range_text()}, typed like {example!r}. Got {text!r} instead."
+        ) from None
 
 
 def _parse_items(kind: str, items: list[str]) -> Any:

@@ -5,6 +5,7 @@ A method's `step(batch, params) -> list[Component]`; a component is `(name, weig
 `weight` what multiplies it in the objective. Torch is imported only when a step runs, so reading
 the method table (the CLI, config validation) stays light.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,30 +14,32 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-IGNORE_INDEX = -100      # causal LM targets: nothing is predicted at this position
+IGNORE_INDEX = -100  # causal LM targets: nothing is predicted at this position
 
 
 @dataclass
 class StepTensors:
     """What one training step hands to a method."""
-    task: str                                   # "classification" | "multilabel" | "causal_lm"
-    student_logits: Tensor                      # [B, C] or [B, L, V]
-    teacher_logits: Tensor                      # same shape (no graph)
-    targets: Tensor                             # [B] class ids | [B, C] multi-hot | [B, L] next ids (-100: none)
-    student_feats: dict[str, Tensor] = field(default_factory=dict)   # layer -> [B, ...] with graph
-    teacher_feats: dict[str, Tensor] = field(default_factory=dict)   # layer -> [B, ...] no graph
-    projectors: nn.ModuleDict | None = None     # learned parts (Method.modules): layer_key(s) -> projector, ...
-    student_attn: list[Tensor] | None = None    # per layer [B, H, L, L] with graph
-    teacher_attn: list[Tensor] | None = None    # per layer [B, H, L, L]
+
+    task: str  # "classification" | "multilabel" | "causal_lm"
+    student_logits: Tensor  # [B, C] or [B, L, V]
+    teacher_logits: Tensor  # same shape (no graph)
+    targets: Tensor  # [B] class ids | [B, C] multi-hot | [B, L] next ids (-100: none)
+    student_feats: dict[str, Tensor] = field(default_factory=dict)  # layer -> [B, ...] with graph
+    teacher_feats: dict[str, Tensor] = field(default_factory=dict)  # layer -> [B, ...] no graph
+    projectors: nn.ModuleDict | None = None  # learned parts (Method.modules): layer_key(s) -> projector, ...
+    student_attn: list[Tensor] | None = None  # per layer [B, H, L, L] with graph
+    teacher_attn: list[Tensor] | None = None  # per layer [B, H, L, L]
 
 
-Component = tuple[str, float, Any]              # (name, weight, scalar tensor)
+Component = tuple[str, float, Any]  # (name, weight, scalar tensor)
 
 
 def label_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
     """The hard-label loss of a task: CE (classification), BCE-with-logits (multilabel),
     next-token CE over the positions whose target is not -100 (causal LM)."""
     import torch.nn.functional as F
+
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
     if task == "causal_lm":

@@ -4,6 +4,7 @@
 name lists the known ones and the closest match). Config validation, the objectives, the CLI,
 the app's Distill form and `python -m kdcore methods` all read this table.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,8 +18,12 @@ from kdcore.methods.params import KINDS, SHARED_FIELDS, Param
 from kdcore.methods.step import Component, StepTensors
 
 TASKS = ("classification", "multilabel", "causal_lm", "encoder")
-_TASK_WORDS = {"classification": "classification", "multilabel": "multi-label classification",
-               "causal_lm": "causal language models", "encoder": "encoder models"}
+_TASK_WORDS = {
+    "classification": "classification",
+    "multilabel": "multi-label classification",
+    "causal_lm": "causal language models",
+    "encoder": "encoder models",
+}
 
 StepFn = Callable[[StepTensors, dict], "list[Component]"]
 
@@ -26,26 +31,27 @@ StepFn = Callable[[StepTensors, dict], "list[Component]"]
 @dataclass(frozen=True)
 class Method:
     """One distillation method: what it is called, what it fits, what it computes and takes."""
-    name: str                                   # canonical name (the job's `objective`)
-    step: StepFn                                # (batch, params) -> [(component, weight, value)]: calls `loss`
-    loss: Callable | str                        # the tested loss function ("module:function" loads on use)
-    help: str                                   # one line for menus and --help
-    section: str                                # where the formula is specified, e.g. "METHODS.md §1"
+
+    name: str  # canonical name (the job's `objective`)
+    step: StepFn  # (batch, params) -> [(component, weight, value)]: calls `loss`
+    loss: Callable | str  # the tested loss function ("module:function" loads on use)
+    help: str  # one line for menus and --help
+    section: str  # where the formula is specified, e.g. "METHODS.md §1"
     tasks: tuple[str, ...] = ("classification",)  # tasks it fits (TASKS)
-    params: tuple[Param, ...] = ()              # its parameters, defaults, types and ranges
-    aliases: tuple[str, ...] = ()               # other names that load (old config files)
-    components: Callable | str | None = None    # the *_components function whose parts it logs
+    params: tuple[Param, ...] = ()  # its parameters, defaults, types and ranges
+    aliases: tuple[str, ...] = ()  # other names that load (old config files)
+    components: Callable | str | None = None  # the *_components function whose parts it logs
     also_calls: tuple[Callable | str, ...] = ()  # other tested losses it may call (variants)
-    ce_default: bool = False                    # hard-label CE (weight 1) is added by default
-    source: str = ""                            # the paper, e.g. "Hinton et al. 2015, arXiv 1503.02531"
-    check: Callable[[dict, str], list[str]] | None = None    # cross-parameter rules: (params, where) -> problems
-    fit: Callable[[str, dict], list[str]] | None = None      # task-specific misfits: (task, params) -> problems
-    task_defaults: dict = field(default_factory=dict)        # task -> {param: default} (the form's starting values)
-    uses_layers: bool = False                   # params["layers"] maps student features to teacher features
+    ce_default: bool = False  # hard-label CE (weight 1) is added by default
+    source: str = ""  # the paper, e.g. "Hinton et al. 2015, arXiv 1503.02531"
+    check: Callable[[dict, str], list[str]] | None = None  # cross-parameter rules: (params, where) -> problems
+    fit: Callable[[str, dict], list[str]] | None = None  # task-specific misfits: (task, params) -> problems
+    task_defaults: dict = field(default_factory=dict)  # task -> {param: default} (the form's starting values)
+    uses_layers: bool = False  # params["layers"] maps student features to teacher features
     modules: Callable[[dict, dict, dict], dict] | None = None  # learned parts trained with the student
     #   (projectors, generators): (params, s_feats, t_feats) -> {key: nn.Module}, found in batch.projectors
-    needs_attention: bool = False               # the step reads attention maps of both models
-    shape_check: Callable[[dict, dict, dict], list[str]] | None = None   # (params, s_feats, t_feats) -> problems
+    needs_attention: bool = False  # the step reads attention maps of both models
+    shape_check: Callable[[dict, dict, dict], list[str]] | None = None  # (params, s_feats, t_feats) -> problems
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -81,18 +87,26 @@ class Method:
 
     def describe(self) -> dict:
         """A JSON-ready row of the table (what `python -m kdcore methods --json` prints)."""
-        return {"name": self.name, "aliases": list(self.aliases), "tasks": list(self.tasks), "help": self.help,
-                "ce_default": self.ce_default, "default_temperature": self.default_temperature,
-                "loss": _ref(self.loss), "components": _ref(self.components) if self.components else None,
-                "section": self.section, "source": self.source,
-                "params": [p.describe() for p in self.params]}
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "tasks": list(self.tasks),
+            "help": self.help,
+            "ce_default": self.ce_default,
+            "default_temperature": self.default_temperature,
+            "loss": _ref(self.loss),
+            "components": _ref(self.components) if self.components else None,
+            "section": self.section,
+            "source": self.source,
+            "params": [p.describe() for p in self.params],
+        }
 
 
 # ---- the registry ----------------------------------------------------------------------------------
 
 _METHODS: dict[str, Method] = {}
 _ALIASES: dict[str, str] = {}
-ALIASES = MappingProxyType(_ALIASES)   # {alias: canonical name}, read-only and always current
+ALIASES = MappingProxyType(_ALIASES)  # {alias: canonical name}, read-only and always current
 
 
 def register_method(method: Method, *, replace: bool = False) -> Method:
@@ -101,9 +115,11 @@ def register_method(method: Method, *, replace: bool = False) -> Method:
     taken = _names_taken(exclude=method.name if replace else None)
     clash = [n for n in (method.name, *method.aliases) if n in taken]
     if clash:
-        raise _invalid(f"Cannot register method {method.name!r}: the name(s) {clash} are taken "
-                       f"by {sorted({_ALIASES.get(n, n) for n in clash})}. Choose other names, "
-                       f"or pass replace=True to swap the entry of the same name.")
+        raise _invalid(
+            f"Cannot register method {method.name!r}: the name(s) {clash} are taken "
+            f"by {sorted({_ALIASES.get(n, n) for n in clash})}. Choose other names, "
+            f"or pass replace=True to swap the entry of the same name."
+        )
     if replace and method.name in _METHODS:
         unregister_method(method.name)
     _METHODS[method.name] = method
@@ -180,15 +196,19 @@ def misfit_message(method: Method, task: str) -> str:
     fits = " and ".join(_TASK_WORDS.get(t, t) for t in method.tasks)
     kind = "a classification loss" if set(method.tasks) <= {"classification", "multilabel"} else f"a loss for {fits}"
     others = ", ".join(m.name for m in methods_for(task) if m.name != "ce") or "ce"
-    return (f"objective '{method.name}' is {kind} (it fits {', '.join(method.tasks)}), but the pair's task is "
-            f"'{task}' ({_TASK_WORDS.get(task, task)}): use one of {others} instead")
+    return (
+        f"objective '{method.name}' is {kind} (it fits {', '.join(method.tasks)}), but the pair's task is "
+        f"'{task}' ({_TASK_WORDS.get(task, task)}): use one of {others} instead"
+    )
 
 
 # ---- private -----------------------------------------------------------------------------------------
 
+
 def _invalid(message: str) -> Exception:
     """kdcore.validation.InvalidParameterError, imported on use (it imports torch; reading the table does not)."""
     from kdcore.validation import InvalidParameterError
+
     return InvalidParameterError(message)
 
 
@@ -241,6 +261,7 @@ def _ref(ref: Callable | str) -> str:
 
 
 # ---- a job's parameters for a method ------------------------------------------------------------------
+
 
 def param_problems(method: Method, params: Any, where: str) -> list[str]:
     """Every problem with the parameters given to a method: names it does not take (listing those it

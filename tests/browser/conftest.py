@@ -1,5 +1,6 @@
 """Real-browser fixtures: the app served by `streamlit run` on a free loopback port, and Debian's
 chromium driven by playwright (playwright cannot download its own browsers here)."""
+
 from __future__ import annotations
 
 import os
@@ -16,15 +17,24 @@ from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "_screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        raise RuntimeError("Debian's chromium is required for the browser tests: run `make browser-deps` "
-                           "(apt-get install chromium) or `make test`, which does it for you.")
+        raise RuntimeError(
+            "Debian's chromium is required for the browser tests: run `make browser-deps` "
+            "(apt-get install chromium) or `make test`, which does it for you."
+        )
     return path
 
 
@@ -36,6 +46,7 @@ def _free_port() -> int:
 
 def _cancel_unfinished_runs(home: Path) -> None:
     from kdcore.jobs import RunStore
+
     store = RunStore(home)
     for run_id in store.list_runs().query("state in ('queued', 'running')")["id"]:
         store.request_cancel(run_id)
@@ -55,10 +66,26 @@ def app_url(app_home):
     env = {**os.environ, "KDWB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app" / "main.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -76,7 +103,7 @@ def app_url(app_home):
         proc.kill()
         raise RuntimeError(f"{exc}:\n" + (home / "streamlit.log").read_text()) from exc
     yield url
-    _cancel_unfinished_runs(home)                            # a failed test must not leave a worker training
+    _cancel_unfinished_runs(home)  # a failed test must not leave a worker training
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -88,6 +115,7 @@ def app_url(app_home):
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS, headless=True)
         yield b

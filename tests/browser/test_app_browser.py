@@ -3,6 +3,7 @@ moves the soft-label chart, a short job shows progress, survives a reload, and i
 
 One streamlit server for the whole module (the `app_url` fixture); screenshots go to tests/_screenshots.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,18 +14,18 @@ pytestmark = pytest.mark.browser
 
 # url path -> (page title shown, plotly charts expected on the digits pair)
 PAGES = {
-    "": ("Overview", 2),                                    # the default page lives at the root
+    "": ("Overview", 2),  # the default page lives at the root
     "workshop": ("Workshop path", 0),
-    "soft-labels": ("Soft labels and temperature", 4),      # the class-curves chart sits in a closed expander
+    "soft-labels": ("Soft labels and temperature", 4),  # the class-curves chart sits in a closed expander
     "features": ("Features", 2),
     "attention": ("Attention", 1),
     "cams": ("Class activation maps", 2),
-    "divergences": ("Divergence components", 3),           # the samples chart sits in a closed expander
+    "divergences": ("Divergence components", 3),  # the samples chart sits in a closed expander
     "calibration": ("Calibration", 2),
     "distill": ("Distill", 0),
     "doctor": ("Doctor", 0),
 }
-LONG = 120_000   # ms: the first render loads the pair on a busy 2-core machine
+LONG = 120_000  # ms: the first render loads the pair on a busy 2-core machine
 
 
 # True once streamlit has shown no 'Running…' status and no spinner for QUIET_MS in a row: a rerun that
@@ -47,7 +48,9 @@ def _settle(page) -> None:
 
 
 # Plotly charts drawn so far: each chart has several .main-svg layers, so count the charts they belong to.
-_PLOTS_JS = "new Set([...document.querySelectorAll('.js-plotly-plot .main-svg')].map(e => e.closest('.js-plotly-plot'))).size"
+_PLOTS_JS = (
+    "new Set([...document.querySelectorAll('.js-plotly-plot .main-svg')].map(e => e.closest('.js-plotly-plot'))).size"
+)
 
 
 def _plots(page) -> int:
@@ -71,7 +74,7 @@ def _shot(page, path) -> None:
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 1000")
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(max(height + 40, 1000), 8000)})
-    page.wait_for_function(_LAID_OUT_JS, timeout=LONG)      # plotly re-lays out to the new size
+    page.wait_for_function(_LAID_OUT_JS, timeout=LONG)  # plotly re-lays out to the new size
     page.screenshot(path=str(path), full_page=True, timeout=LONG)
     page.set_viewport_size(size)
 
@@ -92,8 +95,10 @@ def test_every_page_renders(app_url, page, screenshots, path):
         _wait_plots(page, charts)
     _no_errors(page)
     assert _plots(page) >= charts
-    if path != "doctor":                                     # the Doctor page is owned by its own helper
-        page.wait_for_selector(".katex", state="attached", timeout=LONG)   # formulas typeset (maybe in a closed expander)
+    if path != "doctor":  # the Doctor page is owned by its own helper
+        page.wait_for_selector(
+            ".katex", state="attached", timeout=LONG
+        )  # formulas typeset (maybe in a closed expander)
     _shot(page, screenshots / f"page_{path or 'overview'}.png")
 
 
@@ -105,8 +110,11 @@ def test_language_model_pages(app_url, page, screenshots):
     sidebar.locator('[data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name=re.compile("tinylang")).click()
     _settle(page)
-    for link, charts, shot in (("Attention", 3, "lm_attention"), ("Divergence components", 1, "lm_divergences"),
-                               ("Features (CKA)", 2, "lm_features")):
+    for link, charts, shot in (
+        ("Attention", 3, "lm_attention"),
+        ("Divergence components", 1, "lm_divergences"),
+        ("Features (CKA)", 2, "lm_features"),
+    ):
         sidebar.get_by_role("link", name=re.compile(re.escape(link))).click()
         _settle(page)
         _wait_plots(page, charts)
@@ -120,15 +128,24 @@ def test_temperature_slider_moves_the_chart(app_url, page, screenshots):
     title = page.locator(".js-plotly-plot .gtitle").first
     title.wait_for(timeout=LONG)
     assert "T = 4" in title.text_content()
-    bars_before = page.locator(".js-plotly-plot").first.locator(".bars path").evaluate_all("els => els.map(e => e.getAttribute('d'))")
-    thumb = page.locator('[data-testid="stMain"]').get_by_role("slider").first     # T (the sidebar has one too)
+    bars_before = (
+        page.locator(".js-plotly-plot")
+        .first.locator(".bars path")
+        .evaluate_all("els => els.map(e => e.getAttribute('d'))")
+    )
+    thumb = page.locator('[data-testid="stMain"]').get_by_role("slider").first  # T (the sidebar has one too)
     thumb.focus()
-    for _ in range(8):                                       # step 0.5: 4 -> 8
+    for _ in range(8):  # step 0.5: 4 -> 8
         thumb.press("ArrowRight")
-    page.wait_for_function("() => (document.querySelector('.js-plotly-plot .gtitle')?.textContent || '').includes('T = 8')",
-                           timeout=LONG)
+    page.wait_for_function(
+        "() => (document.querySelector('.js-plotly-plot .gtitle')?.textContent || '').includes('T = 8')", timeout=LONG
+    )
     _settle(page)
-    bars_after = page.locator(".js-plotly-plot").first.locator(".bars path").evaluate_all("els => els.map(e => e.getAttribute('d'))")
+    bars_after = (
+        page.locator(".js-plotly-plot")
+        .first.locator(".bars path")
+        .evaluate_all("els => els.map(e => e.getAttribute('d'))")
+    )
     assert bars_before != bars_after, "the bars must move with the temperature"
     _shot(page, screenshots / "soft_labels_T8.png")
 
@@ -136,31 +153,35 @@ def test_temperature_slider_moves_the_chart(app_url, page, screenshots):
 def test_job_progress_reload_and_cancel(app_url, page, screenshots):
     page.goto(f"{app_url}/distill", timeout=LONG)
     _settle(page)
-    page.get_by_label("Epochs").first.fill("200")            # long enough to be cancelled mid-run
-    page.get_by_label("Training samples (0 = all)").first.fill("0")   # all of them: many steps an epoch
+    page.get_by_label("Epochs").first.fill("200")  # long enough to be cancelled mid-run
+    page.get_by_label("Training samples (0 = all)").first.fill("0")  # all of them: many steps an epoch
     page.get_by_role("button", name="Start distillation").click()
     page.get_by_text("queued: follow it in the").wait_for(timeout=LONG)
     page.get_by_role("tab", name="Live").click()
     progress = page.locator('[data-testid="stProgress"]').first
     page.wait_for_function(
         "() => /running · step [1-9]/.test(document.querySelector('[data-testid=\"stProgress\"]')?.textContent || '')",
-        timeout=LONG)
+        timeout=LONG,
+    )
     _wait_plots(page, 1)
     _shot(page, screenshots / "distill_live.png")
 
-    page.reload()                                            # a new session: the job is found in the store
+    page.reload()  # a new session: the job is found in the store
     _settle(page)
     page.get_by_role("tab", name="Live").click()
     page.wait_for_function(
         "() => /running · step/.test(document.querySelector('[data-testid=\"stProgress\"]')?.textContent || '')",
-        timeout=LONG)
+        timeout=LONG,
+    )
     step_before = int(re.search(r"step (\d+)", progress.inner_text()).group(1))
     page.wait_for_function(
         f"() => Number((document.querySelector('[data-testid=\"stProgress\"]').textContent.match(/step (\\d+)/) || [0, 0])[1]) > {step_before}",
-        timeout=LONG)                                        # still moving after the reload
+        timeout=LONG,
+    )  # still moving after the reload
     page.get_by_role("button", name="Cancel run").click()
     page.wait_for_function(
         "() => /cancelled/.test(document.querySelector('[data-testid=\"stProgress\"]')?.textContent || '')",
-        timeout=LONG)
+        timeout=LONG,
+    )
     _no_errors(page)
     _shot(page, screenshots / "distill_cancelled.png")

@@ -6,6 +6,7 @@ page object), so the whole check costs one model load per pair. Closed expanders
 their charts are drawn and checked too. Two short finished runs are put in the app's store beforehand,
 so the Distill page draws the last run's curves, and, with both selected, their comparison.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,10 +18,23 @@ from tests.browser.test_app_browser import LONG, _no_errors, _settle
 
 pytestmark = pytest.mark.browser
 
-PAIRS = {"digits": "digits", "shapes": "images with masks", "shapes_multilabel": "multi-label",
-         "tinylang": "tinylang"}                                 # pair -> words of its sidebar option
-PAGES = ("Overview", "Soft labels", "Features", "Attention", "Class activation maps", "Divergence components",
-         "Calibration", "Distill", "Doctor")
+PAIRS = {
+    "digits": "digits",
+    "shapes": "images with masks",
+    "shapes_multilabel": "multi-label",
+    "tinylang": "tinylang",
+}  # pair -> words of its sidebar option
+PAGES = (
+    "Overview",
+    "Soft labels",
+    "Features",
+    "Attention",
+    "Class activation maps",
+    "Divergence components",
+    "Calibration",
+    "Distill",
+    "Doctor",
+)
 TOLERANCE_PX = 2.0
 _BOXES_JS = (Path(__file__).parent / "text_boxes.js").read_text()
 _CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
@@ -32,10 +46,22 @@ _CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stPlotl
 def finished_runs(app_home):
     """Two-epoch KD and plain-label runs of the digits pair in the app's store (a few seconds of CPU)."""
     from kdcore.jobs import JobConfig, RunStore, run_job
+
     ids = []
     for objective in ("ce", "kd"):
-        res = run_job(JobConfig(pair="digits", objective=objective, epochs=2, train_size=64, batch_size=32,
-                                val_size=64, probe_size=32, checkpoints=2), store=RunStore(app_home))
+        res = run_job(
+            JobConfig(
+                pair="digits",
+                objective=objective,
+                epochs=2,
+                train_size=64,
+                batch_size=32,
+                val_size=64,
+                probe_size=32,
+                checkpoints=2,
+            ),
+            store=RunStore(app_home),
+        )
         assert res.state == "completed", res.error
         ids.append(res.run_id)
     return ids
@@ -52,7 +78,7 @@ _IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
 
 def _idle(page) -> None:
     """Wait until the script run is over and no element is left stale from the previous run."""
-    page.wait_for_timeout(300)                                     # the rerun has started
+    page.wait_for_timeout(300)  # the rerun has started
     page.wait_for_function(_IDLE_JS, timeout=LONG)
     _settle(page)
 
@@ -79,7 +105,7 @@ def _check_page(page, where: str) -> list[str]:
     _open_expanders(page)
     _idle(page)
     page.wait_for_function(_CHARTS_DRAWN_JS, timeout=LONG)
-    page.wait_for_timeout(500)                                     # plotly's second layout pass (automargin)
+    page.wait_for_timeout(500)  # plotly's second layout pass (automargin)
     _no_errors(page)
     found = []
     for chart in page.evaluate(_BOXES_JS, TOLERANCE_PX):
@@ -93,7 +119,7 @@ def _compare_runs(page) -> list[str]:
     page.get_by_role("tab", name="Runs & reports").click()
     _idle(page)
     grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
-    for row in range(2):                                           # the row-selection cells of the grid's canvas
+    for row in range(2):  # the row-selection cells of the grid's canvas
         page.mouse.click(grid["x"] + 15, grid["y"] + 35 * (row + 1) + 17)
         _idle(page)
     page.get_by_text("by epoch, runs compared").first.wait_for(timeout=LONG)
@@ -108,7 +134,7 @@ def test_no_chart_text_overlaps_or_leaves_its_chart(app_url, page, finished_runs
         choose_pair(page, pair)
         for name in PAGES:
             open_page(page, name)
-            if name == "Distill":                                  # the last run's curves
+            if name == "Distill":  # the last run's curves
                 page.get_by_role("tab", name="Live").click()
             problems += _check_page(page, f"{pair} / {name}")
             checked += page.locator(".js-plotly-plot").count()

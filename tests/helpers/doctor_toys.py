@@ -5,6 +5,7 @@ from softmax(z_t), so the teacher is calibrated by construction (its confidence 
 Language: a bigram teacher, logits = E[previous token], with sequences sampled from it (again
 calibrated, and exact). Broken variants change one thing each.
 """
+
 import torch
 from torch import nn
 
@@ -20,7 +21,7 @@ GAP = "tests.helpers.doctor_toys:capacity_gap_pair"
 
 def _teacher_weights(scale: float) -> torch.Tensor:
     g = torch.Generator().manual_seed(11)
-    return torch.randn(C, D, generator=g) * scale                                  # [C, D]
+    return torch.randn(C, D, generator=g) * scale  # [C, D]
 
 
 class _Linear(nn.Module):
@@ -31,7 +32,7 @@ class _Linear(nn.Module):
             with torch.no_grad():
                 self.fc.weight.copy_(weight)
 
-    def forward(self, x):                                                          # [B, D] -> [B, C]
+    def forward(self, x):  # [B, D] -> [B, C]
         return self.fc(x)
 
 
@@ -45,7 +46,7 @@ class _MLP(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=g) * 1.5)
 
     def forward(self, x):
-        return self.fc2(torch.sin(2 * self.fc1(x)))                                # highly non-linear in x
+        return self.fc2(torch.sin(2 * self.fc1(x)))  # highly non-linear in x
 
 
 def _classification_data(teacher: nn.Module, *, shift: int = 0, n=(256, 256, 256)) -> Dataset:
@@ -54,10 +55,10 @@ def _classification_data(teacher: nn.Module, *, shift: int = 0, n=(256, 256, 256
     def build():
         out = {}
         for name, size in zip(("train", "val", "test"), n):
-            x = torch.randn(size, D, generator=g)                                  # [N, D]
+            x = torch.randn(size, D, generator=g)  # [N, D]
             with torch.no_grad():
-                p = torch.softmax(teacher(x), -1)                                  # [N, C]
-            y = torch.multinomial(p, 1, generator=g).squeeze(1)                    # labels drawn from the teacher
+                p = torch.softmax(teacher(x), -1)  # [N, C]
+            y = torch.multinomial(p, 1, generator=g).squeeze(1)  # labels drawn from the teacher
             out[name] = SplitData(x, (y + shift) % C)
         return out
 
@@ -124,6 +125,7 @@ class Augmented(nn.Module):
 
 # ---- language models ------------------------------------------------------------------------------
 
+
 class Bigram(nn.Module):
     """logits[b, l] = table[ids[b, l]]: a bigram model with a fixed table [V_in, V_out]."""
 
@@ -133,7 +135,7 @@ class Bigram(nn.Module):
         with torch.no_grad():
             self.table.weight.copy_(table)
 
-    def forward(self, ids):                                                        # [B, L] -> [B, L, V]
+    def forward(self, ids):  # [B, L] -> [B, L, V]
         return self.table(ids)
 
 
@@ -146,8 +148,9 @@ def bigram_table(v: int = V, out: int | None = None, strength: float = 3.0) -> t
     return t
 
 
-def lm_dataset(table: torch.Tensor, *, pad: int | None = None, mask_pad: bool = True, vocab: int = V,
-               n=(64, 64, 64)) -> Dataset:
+def lm_dataset(
+    table: torch.Tensor, *, pad: int | None = None, mask_pad: bool = True, vocab: int = V, n=(64, 64, 64)
+) -> Dataset:
     """Sequences sampled from the bigram table over the first `vocab` ids; with `pad`, the last third of
     each sequence is padding (targets -100 there when `mask_pad`)."""
     g = torch.Generator().manual_seed(17)
@@ -162,8 +165,8 @@ def lm_dataset(table: torch.Tensor, *, pad: int | None = None, mask_pad: bool = 
                 ids[:, j] = torch.multinomial(p, 1, generator=g).squeeze(1)
             x, y = ids[:, :-1].clone(), ids[:, 1:].clone()
             if pad is not None:
-                x[:, -L // 3:] = pad
-                y[:, -L // 3 - 1:] = -100 if mask_pad else pad
+                x[:, -L // 3 :] = pad
+                y[:, -L // 3 - 1 :] = -100 if mask_pad else pad
             out[name] = SplitData(x, y)
         return out
 
@@ -177,5 +180,10 @@ def lm_student(v_out: int = V) -> nn.Module:
 
 def lm_pair() -> Pair:
     table = bigram_table()
-    return Pair("lm", wrap(Bigram(table).eval(), name="teacher", kind="causal_lm"),
-                wrap(lm_student(), name="student", kind="causal_lm"), None, lm_dataset(table))
+    return Pair(
+        "lm",
+        wrap(Bigram(table).eval(), name="teacher", kind="causal_lm"),
+        wrap(lm_student(), name="student", kind="causal_lm"),
+        None,
+        lm_dataset(table),
+    )

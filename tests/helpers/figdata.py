@@ -1,4 +1,5 @@
 """Reading figure dicts in tests."""
+
 import base64
 
 import numpy as np

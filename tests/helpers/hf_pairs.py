@@ -9,6 +9,7 @@ directory-loading path as a user's model:
 - `bert_pair(root)`: BERT-style encoders (sequence classifiers, 2 labels), teacher 4 layers,
   student 2 layers (hidden 32, 4 heads).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -34,10 +35,20 @@ def copy_tokenizer(out_dir: Path) -> None:
 def llama_config(n_layers: int, **overrides):
     from transformers import LlamaConfig
 
-    kwargs = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS,
-                  tie_word_embeddings=True, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
-                  architectures=["LlamaForCausalLM"])
+    kwargs = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        architectures=["LlamaForCausalLM"],
+    )
     kwargs.update(overrides)
     return LlamaConfig(**kwargs)
 
@@ -45,10 +56,19 @@ def llama_config(n_layers: int, **overrides):
 def bert_config(n_layers: int, **overrides):
     from transformers import BertConfig
 
-    kwargs = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
-                  num_attention_heads=4, max_position_embeddings=MAX_POSITIONS, pad_token_id=PAD, num_labels=2,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                  architectures=["BertForSequenceClassification"])
+    kwargs = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_POSITIONS,
+        pad_token_id=PAD,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        architectures=["BertForSequenceClassification"],
+    )
     kwargs.update(overrides)
     return BertConfig(**kwargs)
 

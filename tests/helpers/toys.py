@@ -1,5 +1,6 @@
 """Tiny pairs for the job, CLI and worker tests, importable by worker processes as
 'tests.helpers.toys:toy_pair' (tests/test_jobs_toy.py checks they are what the tests assume)."""
+
 import torch
 from torch import nn
 
@@ -20,11 +21,13 @@ class _MLP(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, n_out)
 
-    def forward(self, x):                                  # [B, F] -> [B, C]
+    def forward(self, x):  # [B, F] -> [B, C]
         return self.head(self.act(self.fc2(self.act(self.fc1(x)))))
 
 
-def _toy_dataset(seed: int = 0, n_train: int = 256, n_val: int = 128, d: int = 8, c: int = 3) -> tuple[Dataset, nn.Module]:
+def _toy_dataset(
+    seed: int = 0, n_train: int = 256, n_val: int = 128, d: int = 8, c: int = 3
+) -> tuple[Dataset, nn.Module]:
     g = torch.Generator().manual_seed(seed)
     teacher = _MLP(d, 32, c)
     with torch.no_grad():
@@ -35,10 +38,10 @@ def _toy_dataset(seed: int = 0, n_train: int = 256, n_val: int = 128, d: int = 8
     def build():
         out = {}
         for name, n in (("train", n_train), ("val", n_val), ("test", n_val)):
-            x = torch.randn(n, d, generator=g)                                  # [N, F]
+            x = torch.randn(n, d, generator=g)  # [N, F]
             with torch.no_grad():
-                y = teacher(x).argmax(-1)                                        # [N]
-            flip = torch.rand(n, generator=g) < 0.1                             # 10 % label noise
+                y = teacher(x).argmax(-1)  # [N]
+            flip = torch.rand(n, generator=g) < 0.1  # 10 % label noise
             y = torch.where(flip, torch.randint(0, c, (n,), generator=g), y)
             out[name] = SplitData(x, y)
         return out
@@ -51,8 +54,13 @@ def toy_pair() -> Pair:
     ds, teacher = _toy_dataset()
     torch.manual_seed(1)
     student = _MLP(8, 8, 3)
-    return Pair("toy", wrap(teacher, name="toy-teacher", layers=["fc1", "fc2"]),
-                wrap(student, name="toy-student", layers=["fc1", "fc2"]), None, ds)
+    return Pair(
+        "toy",
+        wrap(teacher, name="toy-teacher", layers=["fc1", "fc2"]),
+        wrap(student, name="toy-student", layers=["fc1", "fc2"]),
+        None,
+        ds,
+    )
 
 
 class _Conv(nn.Module):
@@ -62,7 +70,7 @@ class _Conv(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.head = nn.Linear(width, c)
 
-    def forward(self, x):                                  # [B, 1, 8, 8] -> [B, C]
+    def forward(self, x):  # [B, 1, 8, 8] -> [B, C]
         h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return self.head(h.mean((2, 3)))
 
@@ -90,16 +98,16 @@ class _TinyLM(nn.Module):
         self.mix = nn.Linear(d, d)
         self.head = nn.Linear(d, vocab)
 
-    def forward_with_attentions(self, ids):               # [B, L] -> ([B, L, V], [[B, 1, L, L]])
-        h = self.emb(ids)                                                        # [B, L, D]
+    def forward_with_attentions(self, ids):  # [B, L] -> ([B, L, V], [[B, 1, L, L]])
+        h = self.emb(ids)  # [B, L, D]
         L = ids.shape[1]
-        scores = h @ h.transpose(1, 2) / h.shape[-1] ** 0.5                      # [B, L, L]
+        scores = h @ h.transpose(1, 2) / h.shape[-1] ** 0.5  # [B, L, L]
         causal = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
         att = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
         h = att @ h
         return self.head(torch.tanh(self.mix(h))), [att[:, None]]
 
-    def forward(self, ids):                                # [B, L] -> [B, L, V]
+    def forward(self, ids):  # [B, L] -> [B, L, V]
         return self.forward_with_attentions(ids)[0]
 
 
@@ -111,7 +119,7 @@ def toy_lm_pair() -> Pair:
         out = {}
         for name, n in (("train", 64), ("val", 32), ("test", 32)):
             ids = torch.randint(0, V, (n, L + 1), generator=g)
-            ids[:, 1::2] = (ids[:, 0::2][:, :ids[:, 1::2].shape[1]] + 1) % V   # learnable: next = prev + 1
+            ids[:, 1::2] = (ids[:, 0::2][:, : ids[:, 1::2].shape[1]] + 1) % V  # learnable: next = prev + 1
             x, y = ids[:, :-1].clone(), ids[:, 1:].clone()
             y[:, 0] = -100
             out[name] = SplitData(x, y)
@@ -119,5 +127,10 @@ def toy_lm_pair() -> Pair:
 
     torch.manual_seed(4)
     ds = Dataset("toylm", "causal_lm", build, vocab_size=V)
-    return Pair("toylm", wrap(_TinyLM(V, 16), name="t", kind="causal_lm"),
-                wrap(_TinyLM(V, 8), name="s", kind="causal_lm"), None, ds)
+    return Pair(
+        "toylm",
+        wrap(_TinyLM(V, 16), name="t", kind="causal_lm"),
+        wrap(_TinyLM(V, 8), name="s", kind="causal_lm"),
+        None,
+        ds,
+    )

@@ -1,4 +1,5 @@
 """Waiting on a condition with a deadline, instead of sleeping a fixed time and hoping."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Helpers of the reliability tests: `python -m kdcore` in a subprocess, and tiny job configs."""
+
 from __future__ import annotations
 
 import os
@@ -20,18 +21,31 @@ def env(home: Path) -> dict:
 
 def cli(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m kdcore ARGS` to the end (cwd the worktree, the worktree on PYTHONPATH)."""
-    return subprocess.run([sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env(home), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "kdcore", *args],
+        cwd=ROOT,
+        env=env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start(*args: str, home: Path) -> subprocess.Popen:
     """Start `python -m kdcore ARGS` without waiting (stdout/stderr piped, text)."""
-    return subprocess.Popen([sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdcore", *args],
+        cwd=ROOT,
+        env=env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def write_config(path: Path, **fields: object) -> Path:
     """A YAML job config: the tiny toy job with `fields` on top."""
     import yaml
+
     path.write_text(yaml.safe_dump({**TINY, **fields}))
     return path

@@ -3,6 +3,7 @@
 Cases of issue 15: `streamlit run` from another folder listened on every interface, and the sidebar
 then imported and called any `module:callable` (`os:abort` ended the server).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,6 +35,7 @@ def _flag(args: list[str], name: str) -> str | None:
 
 # ---- the launcher ------------------------------------------------------------------------------------
 
+
 def test_launcher_listens_on_loopback_by_default():
     opts, rest = launcher.parse_args([])
     args = launcher.streamlit_argv(opts, rest, launcher.repo_config())
@@ -42,11 +44,14 @@ def test_launcher_listens_on_loopback_by_default():
     assert args.count("--server.address") == 1
 
 
-@pytest.mark.parametrize("argv, address, port", [
-    (["--address", "0.0.0.0"], "0.0.0.0", None),
-    (["--server.address=10.1.2.3", "--port", "8600"], "10.1.2.3", "8600"),
-    (["--server.port", "9000"], "127.0.0.1", "9000"),
-])
+@pytest.mark.parametrize(
+    "argv, address, port",
+    [
+        (["--address", "0.0.0.0"], "0.0.0.0", None),
+        (["--server.address=10.1.2.3", "--port", "8600"], "10.1.2.3", "8600"),
+        (["--server.port", "9000"], "127.0.0.1", "9000"),
+    ],
+)
 def test_launcher_takes_the_address_and_port_the_user_passes(argv, address, port):
     opts, rest = launcher.parse_args(argv)
     args = launcher.streamlit_argv(opts, rest, launcher.repo_config())
@@ -55,14 +60,16 @@ def test_launcher_takes_the_address_and_port_the_user_passes(argv, address, port
 
 
 def test_launcher_passes_the_repository_settings_and_lets_the_user_override_them():
-    cfg = {"server": {"address": "0.0.0.0", "headless": True, "maxUploadSize": 50},
-           "client": {"showErrorDetails": "none"}}
+    cfg = {
+        "server": {"address": "0.0.0.0", "headless": True, "maxUploadSize": 50},
+        "client": {"showErrorDetails": "none"},
+    }
     opts, rest = launcher.parse_args(["--server.headless", "false", "--theme.base=dark"])
     args = launcher.streamlit_argv(opts, rest, cfg)
-    assert _flag(args, "--server.address") == "127.0.0.1"           # a config file never sets the address
+    assert _flag(args, "--server.address") == "127.0.0.1"  # a config file never sets the address
     assert _flag(args, "--client.showErrorDetails") == "none" and _flag(args, "--server.maxUploadSize") == "50"
     assert args.count("--server.headless") == 1 and _flag(args, "--server.headless") == "false"
-    assert args[-1] == "--theme.base=dark"                          # unknown flags pass through, last
+    assert args[-1] == "--theme.base=dark"  # unknown flags pass through, last
     # the repository's own config: no usage statistics, no stack traces, whatever the current folder
     repo = launcher.streamlit_argv(*launcher.parse_args([]), launcher.repo_config())
     assert _flag(repo, "--browser.gatherUsageStats") == "false" and _flag(repo, "--client.showErrorDetails") == "none"
@@ -70,8 +77,11 @@ def test_launcher_passes_the_repository_settings_and_lets_the_user_override_them
 
 def test_launcher_main_hands_streamlit_the_flags_and_the_module_switch(monkeypatch):
     from streamlit.web import cli
+
     seen = {}
-    monkeypatch.setattr(cli, "main", lambda args, prog_name: seen.update(args=args, env=os.environ.get(safety.ALLOW_ENV)))
+    monkeypatch.setattr(
+        cli, "main", lambda args, prog_name: seen.update(args=args, env=os.environ.get(safety.ALLOW_ENV))
+    )
     monkeypatch.delenv(safety.ALLOW_ENV, raising=False)
     launcher.main(["--port", "8123"])
     assert _flag(seen["args"], "--server.address") == "127.0.0.1" and seen["env"] is None
@@ -92,7 +102,7 @@ def _listening_addresses(port: int) -> set[str]:
         for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
             addr, hexport = local.split(":")
-            if int(hexport, 16) == port and state == "0A":       # 0A: LISTEN
+            if int(hexport, 16) == port and state == "0A":  # 0A: LISTEN
                 found.add(addr)
     return found
 
@@ -102,8 +112,13 @@ def _listening_addresses(port: int) -> set[str]:
 def test_launcher_started_from_another_folder_listens_on_loopback_only(tmp_path):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KDWB_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--server.headless", "true"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--server.headless", "true"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -116,13 +131,14 @@ def test_launcher_started_from_another_folder_listens_on_loopback_only(tmp_path)
                 time.sleep(0.5)
         else:
             pytest.fail("the app did not become healthy in 90 s")
-        assert _listening_addresses(port) == {"0100007F"}             # 127.0.0.1, nothing else
+        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
 # ---- the page banner ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]", "unix:///tmp/kd.sock"])
 def test_local_addresses_need_no_notice(address):
@@ -144,6 +160,7 @@ def _banner_page():
     import streamlit as st
 
     from app import safety
+
     safety.show_address_banner()
     st.write("the page itself")
 
@@ -154,8 +171,8 @@ def address_option():
     before = (config.get_option("server.address"), config.get_where_defined("server.address"))
 
     def set_to(value, by_user=True):
-        config.set_option("server.address", value,
-                          config._USER_DEFINED if by_user else ConfigOption.DEFAULT_DEFINITION)
+        config.set_option("server.address", value, config._USER_DEFINED if by_user else ConfigOption.DEFAULT_DEFINITION)
+
     yield set_to
     config.set_option("server.address", *before)
 
@@ -184,31 +201,37 @@ def test_main_shows_no_page_when_listening_everywhere_by_accident(address_option
 
 # ---- module loading ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def probe_module(tmp_path, monkeypatch):
     """An importable module whose factory records that it ran; removed from sys.modules after."""
-    (tmp_path / "kdwb_probe_factory.py").write_text(textwrap.dedent("""
+    (tmp_path / "kdwb_probe_factory.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         RAN = []
         def make():
             RAN.append("ran")
             return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))   # digits: [B, 1, 8, 8] -> 10 classes
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(safety.ALLOW_ENV, raising=False)
     yield "kdwb_probe_factory"
     sys.modules.pop("kdwb_probe_factory", None)
 
 
-@pytest.mark.parametrize("spec, why", [
-    ("os:abort", "not one of the allowed modules"),
-    ("kdwb_probe_factory:make", "not one of the allowed modules"),
-    ("sample_models.train:main", "not one of the allowed modules"),      # would retrain and rewrite the weights
-    ("sample_models.architectures:_ConvStage", "not one of the allowed modules"),   # private
-    ("sample_models.architectures:dataclass", "not a function or class defined in"),  # imported from elsewhere
-    ("sample_models.architectures:Tensor", "not a function or class defined in"),
-    ("sample_models.architectures:math", "not a function or class defined in"),     # a module
-])
+@pytest.mark.parametrize(
+    "spec, why",
+    [
+        ("os:abort", "not one of the allowed modules"),
+        ("kdwb_probe_factory:make", "not one of the allowed modules"),
+        ("sample_models.train:main", "not one of the allowed modules"),  # would retrain and rewrite the weights
+        ("sample_models.architectures:_ConvStage", "not one of the allowed modules"),  # private
+        ("sample_models.architectures:dataclass", "not a function or class defined in"),  # imported from elsewhere
+        ("sample_models.architectures:Tensor", "not a function or class defined in"),
+        ("sample_models.architectures:math", "not a function or class defined in"),  # a module
+    ],
+)
 def test_module_loading_is_refused_by_default_with_how_to_enable_it(probe_module, spec, why):
     with pytest.raises(ValueError) as e:
         safety.check_factory(spec)
@@ -223,7 +246,7 @@ def test_allowed_factories_pass_and_the_flag_opens_everything(probe_module, monk
     with pytest.raises(ValueError, match="is allowed but cannot be imported"):
         safety.check_factory("timm.models.no_such_module_kdwb:make")
     monkeypatch.setenv(safety.ALLOW_ENV, "1")
-    safety.check_factory("os:abort")                                  # checked, never called
+    safety.check_factory("os:abort")  # checked, never called
     safety.check_factory(f"{probe_module}:make")
     for off in ("0", "", "no"):
         monkeypatch.setenv(safety.ALLOW_ENV, off)
@@ -236,25 +259,52 @@ def _save_weights(tmp_path) -> str:
     from torch import nn
 
     from kdcore.weights import save_state_dict
+
     torch.manual_seed(0)
     return str(save_state_dict(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), tmp_path / "w.safetensors"))
 
 
 def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module, tmp_path, monkeypatch):
     from app import state
+
     weights = _save_weights(tmp_path)
-    spec = ("factory", (f"{probe_module}:make", weights), (f"{probe_module}:make", weights),
-            ("builtin", "digits", None), "classifier")
+    spec = (
+        "factory",
+        (f"{probe_module}:make", weights),
+        (f"{probe_module}:make", weights),
+        ("builtin", "digits", None),
+        "classifier",
+    )
     with pytest.raises(ValueError, match="Refused to load 'kdwb_probe_factory:make'"):
-        state._own_spec("module:factory + safetensors", "classifier", f"{probe_module}:make", "os:abort",
-                        None, None, state.DATA_CHOICES[0], "digits", None, "label")
+        state._own_spec(
+            "module:factory + safetensors",
+            "classifier",
+            f"{probe_module}:make",
+            "os:abort",
+            None,
+            None,
+            state.DATA_CHOICES[0],
+            "digits",
+            None,
+            "label",
+        )
     with pytest.raises(ValueError, match="Module loading is off"):
-        state._own_pair.__wrapped__(spec)                              # the loader checks too
+        state._own_pair.__wrapped__(spec)  # the loader checks too
     assert "kdwb_probe_factory" not in sys.modules
-    monkeypatch.setenv(safety.ALLOW_ENV, "1")                        # python -m app --allow-module-loading
+    monkeypatch.setenv(safety.ALLOW_ENV, "1")  # python -m app --allow-module-loading
     with pytest.raises(ValueError, match="Upload a .safetensors file"):  # past the check, to the next question
-        state._own_spec("module:factory + safetensors", "classifier", f"{probe_module}:make",
-                        f"{probe_module}:make", None, None, state.DATA_CHOICES[0], "digits", None, "label")
+        state._own_spec(
+            "module:factory + safetensors",
+            "classifier",
+            f"{probe_module}:make",
+            f"{probe_module}:make",
+            None,
+            None,
+            state.DATA_CHOICES[0],
+            "digits",
+            None,
+            "label",
+        )
     pair = state._own_pair.__wrapped__(spec)
     assert sys.modules["kdwb_probe_factory"].RAN == ["ran", "ran"] and pair.teacher.num_parameters() == 650
 

@@ -6,6 +6,7 @@ page-corrupted store a traceback on `runs show`, Ctrl-C a KeyboardInterrupt trac
 said "no runs yet", `--limit -5` listed everything, `--seeds a,b` did not name the flag, and a
 temperature of 1e200 was reported as "lower the learning rate".
 """
+
 from __future__ import annotations
 
 import errno
@@ -61,17 +62,17 @@ def test_params_of_the_wrong_type_are_a_config_problem(data_dir, tmp_path, capsy
     assert code == 2 and "params" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("seed", [2 ** 64, 2 ** 63, -1])
+@pytest.mark.parametrize("seed", [2**64, 2**63, -1])
 def test_seed_outside_the_storable_range_is_refused(data_dir, capsys, seed):
     code, _, err = _main(capsys, "distill", "--pair", TINY["pair"], "--seed", str(seed), "--epochs", "1")
-    assert code == 2 and f"'seed' must be an integer in [0, {2 ** 63 - 1}]" in err and str(seed) in err
+    assert code == 2 and f"'seed' must be an integer in [0, {2**63 - 1}]" in err and str(seed) in err
 
 
 def test_the_largest_storable_seed_trains(data_dir):
     """2**63 - 1 passed validation, then the epoch's shuffling seed (seed * 1_000_003 + epoch) overflowed."""
-    res = run_job(JobConfig(**{**TINY, "seed": 2 ** 63 - 1}), store=RunStore())
+    res = run_job(JobConfig(**{**TINY, "seed": 2**63 - 1}), store=RunStore())
     assert res.state == "completed", res.error
-    assert RunStore().get_run(res.run_id)["seed"] == 2 ** 63 - 1
+    assert RunStore().get_run(res.run_id)["seed"] == 2**63 - 1
 
 
 def test_a_factory_that_needs_arguments_is_refused_by_name(data_dir, tmp_path, capsys, monkeypatch):
@@ -89,7 +90,7 @@ def _corrupt_pages(db: Path) -> None:
     con.close()
     data = bytearray(db.read_bytes())
     for first in range(page, len(data), page):
-        data[first:first + 64] = b"\xa5" * 64
+        data[first : first + 64] = b"\xa5" * 64
     db.write_bytes(bytes(data))
 
 
@@ -123,7 +124,7 @@ def test_an_absurd_temperature_is_warned_about_before_the_run_and_blamed_after(d
     warn = err.index("warning: The temperature 1e+200 is outside the usual range")
     assert warn < err.index("step ") if "step " in err else True
     assert out.startswith("run ")
-    if code != 0:                                        # it blew up: the blame is on the temperature
+    if code != 0:  # it blew up: the blame is on the temperature
         assert "temperature 1e+200" in err and "Lower the learning rate" not in err
 
 
@@ -159,6 +160,7 @@ def test_export_on_a_read_only_file_system_is_one_line(data_dir, tmp_path, capsy
 
 def test_export_when_the_run_folder_is_gone_names_the_file(data_dir, tmp_path, capsys):
     import shutil
+
     store = RunStore()
     res = run_job(JobConfig(**TINY), store=store)
     shutil.rmtree(store.run_dir(res.run_id))
@@ -173,6 +175,7 @@ def test_export_refuses_truncated_weights_and_checksums_what_it_writes(data_dir,
     sums = (tmp_path / "good" / "SHA256SUMS").read_text().splitlines()
     assert code == 0 and any(line.endswith("  student.safetensors") for line in sums)
     import hashlib
+
     for line in sums:
         digest, name = line.split("  ")
         assert hashlib.sha256((tmp_path / "good" / name).read_bytes()).hexdigest() == digest
@@ -185,10 +188,11 @@ def test_export_refuses_truncated_weights_and_checksums_what_it_writes(data_dir,
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     home = tmp_path / "kdwb"
-    proc = start("distill", "--pair", TINY["pair"], "--epochs", "400", "--batch-size", "16", "--val-size", "32",
-                 home=home)
+    proc = start(
+        "distill", "--pair", TINY["pair"], "--epochs", "400", "--batch-size", "16", "--val-size", "32", home=home
+    )
     assert proc.stdout is not None
-    first = proc.stdout.readline()                    # "run RUN_ID" once the run has started
+    first = proc.stdout.readline()  # "run RUN_ID" once the run has started
     assert first.startswith("run "), first
     rid = first.split()[1]
     time.sleep(1.0)
@@ -204,13 +208,15 @@ def test_a_closed_pipe_exits_quietly(tmp_path):
     import subprocess
 
     from tests.reliability._cli import ROOT, env
+
     err = tmp_path / "err.txt"
     script = f"{sys.executable} -m kdcore methods 2>{err} | true; exit ${{PIPESTATUS[0]}}"
-    p = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env(tmp_path / "kdwb"), capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=env(tmp_path / "kdwb"), capture_output=True, text=True, timeout=120
+    )
     assert err.read_text() == "" and p.returncode == 1
 
 
 def test_any_integer_beyond_64_bits_is_a_config_problem(data_dir, capsys):
-    code, _, err = _main(capsys, "distill", "--pair", TINY["pair"], "--epochs", str(2 ** 64))
-    assert code == 2 and f"'epochs' must be an integer in [1, {2 ** 63 - 1}]" in err and "Traceback" not in err
+    code, _, err = _main(capsys, "distill", "--pair", TINY["pair"], "--epochs", str(2**64))
+    assert code == 2 and f"'epochs' must be an integer in [1, {2**63 - 1}]" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ Cases of issue 15: a pickle payload got "may be corrupt" rather than "refused: n
 unpickling; convert to safetensors like this"; a 10000x10000 PNG was decoded in full; a zip whose
 sizes lie left a `.part` folder and a raw BadZipFile.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,17 +52,20 @@ def _refusal(path: Path) -> str:
     return msg
 
 
-@pytest.mark.parametrize("name, write", [
-    ("raw.pt", lambda p: p.write_bytes(pickle.dumps(_Payload(), protocol=2))),
-    ("raw4.bin", lambda p: p.write_bytes(pickle.dumps(_Payload(), protocol=4))),
-    ("zipped.pt", lambda p: torch.save({"w": torch.zeros(2), "x": _Payload()}, p)),
-    ("legacy.pth", lambda p: torch.save({"x": _Payload()}, p, _use_new_zipfile_serialization=False)),
-])
+@pytest.mark.parametrize(
+    "name, write",
+    [
+        ("raw.pt", lambda p: p.write_bytes(pickle.dumps(_Payload(), protocol=2))),
+        ("raw4.bin", lambda p: p.write_bytes(pickle.dumps(_Payload(), protocol=4))),
+        ("zipped.pt", lambda p: torch.save({"w": torch.zeros(2), "x": _Payload()}, p)),
+        ("legacy.pth", lambda p: torch.save({"x": _Payload()}, p, _use_new_zipfile_serialization=False)),
+    ],
+)
 def test_a_pickle_payload_is_refused_with_the_conversion_recipe(tmp_path, name, write):
     path = tmp_path / name
     write(path)
     msg = _refusal(path)
-    assert re.search(r"it refers to (posix|nt|os)\.system", msg), msg   # the global it would have called
+    assert re.search(r"it refers to (posix|nt|os)\.system", msg), msg  # the global it would have called
     assert f"torch.load({str(path)!r}, map_location='cpu', weights_only=False)" in msg
 
 
@@ -76,17 +80,20 @@ def _recipe(msg: str) -> str:
     return textwrap.dedent("\n".join(lines))
 
 
-@pytest.mark.parametrize("payload", [
-    lambda net: net,                                                          # a whole pickled module
-    lambda net: {"state_dict": net.state_dict(), "epoch": 3, "stats": np.zeros(2)},   # a checkpoint
-    lambda net: {"model": net, "optimizer": None},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda net: net,  # a whole pickled module
+        lambda net: {"state_dict": net.state_dict(), "epoch": 3, "stats": np.zeros(2)},  # a checkpoint
+        lambda net: {"model": net, "optimizer": None},
+    ],
+)
 def test_the_recipe_converts_a_trusted_file_that_then_loads(tmp_path, payload):
     net = _net()
     src = tmp_path / "trusted.pt"
-    torch.save(payload(net), src)                      # made by this test: trusted, so the recipe may unpickle it
+    torch.save(payload(net), src)  # made by this test: trusted, so the recipe may unpickle it
     code = _recipe(_refusal(src))
-    exec(compile(code, "recipe", "exec"), {})          # noqa: S102 — runs the message's own lines
+    exec(compile(code, "recipe", "exec"), {})  # noqa: S102 — runs the message's own lines
     out = load_state_dict(tmp_path / "trusted.safetensors")
     assert out.keys() == net.state_dict().keys()
     assert all(torch.equal(out[k], v) for k, v in net.state_dict().items())
@@ -103,16 +110,17 @@ def test_a_corrupt_or_truncated_file_is_called_corrupt_not_a_pickle_to_convert(t
 
 # ---- images above the pixel limit --------------------------------------------------------------------
 
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def _huge_png(path: Path, width: int, height: int) -> Path:
     """A black 1-bit PNG of width x height, written row by row: kilobytes on disk, never held decoded."""
-    row = b"\x00" * (1 + (width + 7) // 8)             # filter byte + packed bits
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
     z = zlib.compressobj(9)
     body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)   # 1 bit, greyscale
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
     return path
 
@@ -134,6 +142,7 @@ def decoded(monkeypatch):
     def spy(self):
         names.append(Path(getattr(self, "filename", "") or "").name)
         return real(self)
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
     return names
 
@@ -151,7 +160,7 @@ def test_a_10000_by_10000_png_is_refused_before_decoding(tmp_path, decoded):
 
 
 def test_the_pixel_limit_is_a_parameter(tmp_path):
-    root = _small_folder(tmp_path / "pets", side=20)   # 400 pixels each
+    root = _small_folder(tmp_path / "pets", side=20)  # 400 pixels each
     assert load_image_folder(root, image_size=4, max_pixels=400).load_report["images"] == 8
     with pytest.raises(ValueError, match=r"20x20 = 400 pixels, over the limit max_pixels=399"):
         load_image_folder(root, image_size=4, max_pixels=399)
@@ -160,13 +169,14 @@ def test_the_pixel_limit_is_a_parameter(tmp_path):
 
 
 def test_above_pillows_own_bomb_limit_is_refused_in_the_same_words(tmp_path, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # Pillow raises above twice this, in Image.open
-    root = _small_folder(tmp_path / "pets", side=16)     # 256 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow raises above twice this, in Image.open
+    root = _small_folder(tmp_path / "pets", side=16)  # 256 pixels
     with pytest.raises(ValueError, match=r"too large for Pillow .*max_pixels="):
         load_image_folder(root, image_size=4)
 
 
 # ---- zips that lie, and cleaning up ------------------------------------------------------------------
+
 
 def _zip(entries: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
@@ -251,6 +261,7 @@ def test_an_interrupt_mid_extraction_leaves_nothing(tmp_path, monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(self, n)
+
     monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
     src = tmp_path / "data.zip"
     src.write_bytes(_zip({"cat/a.png": b"a" * 10, "dog/b.png": b"b" * 10}))
@@ -263,8 +274,17 @@ def test_unsafe_paths_are_skipped_and_nothing_lands_outside(tmp_path):
     work = tmp_path / "uploads"
     work.mkdir()
     src = work / "data.zip"
-    src.write_bytes(_zip({"../escape.txt": b"x", "/abs.txt": b"x", "__MACOSX/cat/._a.png": b"x",
-                          "cat/a.png": b"x", "dog/b.png": b"y"}))
+    src.write_bytes(
+        _zip(
+            {
+                "../escape.txt": b"x",
+                "/abs.txt": b"x",
+                "__MACOSX/cat/._a.png": b"x",
+                "cat/a.png": b"x",
+                "dog/b.png": b"y",
+            }
+        )
+    )
     out = extract_zip(src)
     assert out == work / "data"
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["cat", "cat/a.png", "dog", "dog/b.png"]
@@ -273,19 +293,23 @@ def test_unsafe_paths_are_skipped_and_nothing_lands_outside(tmp_path):
 
 
 def test_a_good_zip_of_one_top_folder_becomes_an_image_dataset(tmp_path):
-    entries = {f"photos/{cls}/{i}.png": _png_bytes((c * 200, i * 40, 0))
-               for c, cls in enumerate(("cat", "dog")) for i in range(4)}
+    entries = {
+        f"photos/{cls}/{i}.png": _png_bytes((c * 200, i * 40, 0))
+        for c, cls in enumerate(("cat", "dog"))
+        for i in range(4)
+    }
     src = tmp_path / "data.zip"
     src.write_bytes(_zip(entries))
     out = extract_zip(src)
-    assert sorted(p.name for p in out.iterdir()) == ["cat", "dog"]      # the top folder unwrapped
-    assert extract_zip(src) == out                                     # extracted once, then reused
+    assert sorted(p.name for p in out.iterdir()) == ["cat", "dog"]  # the top folder unwrapped
+    assert extract_zip(src) == out  # extracted once, then reused
     assert load_image_folder(out, image_size=4).class_names == ["cat", "dog"]
     assert _leftovers(tmp_path) == ["data"]
 
 
 def test_the_app_unzips_uploads_the_same_way(tmp_path):
     from app import state
+
     src = tmp_path / "3f2a.zip"
     src.write_bytes(_declare_size(_zip({"cat/a.png": b"\0" * 100_000}), 0, 7))
     with pytest.raises(ValueError, match="is corrupt"):

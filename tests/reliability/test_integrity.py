@@ -5,6 +5,7 @@ altered teacher-cache values were used (train loss 33.5 instead of 9.5); a corru
 while integrity_check failed; a deleted store hid its orphaned run folders; a killed run that had saved
 no resume state restarted from zero without saying so.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ def test_a_changed_artifact_is_an_error_naming_the_file(data_dir):
     res = run_job(JobConfig(**TINY), store=store)
     path = store.artifact_path(res.run_id, "student.safetensors")
     tensors = load_file(str(path))
-    save_file({k: v + 1 for k, v in tensors.items()}, str(path))         # a valid file, other values
+    save_file({k: v + 1 for k, v in tensors.items()}, str(path))  # a valid file, other values
     with pytest.raises(IntegrityError, match=str(path)):
         store.load_student(res.run_id)
     assert check_store(data_dir).bad_artifacts == [f"{path}: does not match its recorded sha256 (run {res.run_id})"]
@@ -50,7 +51,8 @@ def test_a_changed_artifact_is_an_error_naming_the_file(data_dir):
 
 def test_a_truncated_resume_state_restarts_from_the_last_good_checkpoint(data_dir, monkeypatch):
     import kdcore.jobs.runner as runner
-    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)               # a resume state at every epoch end
+
+    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end
     store = RunStore()
     rid = _cancelled_at_epoch(store, 3)
     resume_file = store.artifact_path(rid, "resume.safetensors")
@@ -68,6 +70,7 @@ def test_a_truncated_resume_state_restarts_from_the_last_good_checkpoint(data_di
 def test_a_truncated_resume_state_is_never_a_failed_run(data_dir, monkeypatch):
     """Before the resume, `runs check` names the file and the run stays interrupted."""
     import kdcore.jobs.runner as runner
+
     monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)
     store = RunStore()
     rid = _cancelled_at_epoch(store, 2)
@@ -81,12 +84,13 @@ def test_a_truncated_resume_state_is_never_a_failed_run(data_dir, monkeypatch):
 
 def test_a_run_without_resume_state_restarts_from_zero_and_says_so(data_dir):
     store = RunStore()
-    rid = _cancelled_at_epoch(store, 1)                                 # stopped inside epoch 1
+    rid = _cancelled_at_epoch(store, 1)  # stopped inside epoch 1
     assert "resume.safetensors" not in set(store.artifacts(rid)["name"])
     res = run_job(JobConfig.from_dict(store.get_run(rid)["config"]), store=store, run_id=rid, resume=True)
     assert res.state == "completed"
-    assert res.notices == [f"Run {rid} restarts from step 0: it had saved no resume state (it stopped before its "
-                           f"first one)."]
+    assert res.notices == [
+        f"Run {rid} restarts from step 0: it had saved no resume state (it stopped before its first one)."
+    ]
 
 
 def test_altered_teacher_cache_values_are_not_used(data_dir):
@@ -95,8 +99,9 @@ def test_altered_teacher_cache_values_are_not_used(data_dir):
     first = run_job(cfg, store=store)
     cache = next((data_dir / "cache").glob("teacher-*.safetensors"))
     tensors = load_file(str(cache))
-    save_file({k: v * 7.0 for k, v in tensors.items()}, str(cache), metadata={"size": "3", "mass_kept": "1.0",
-                                                                               "version": "1"})
+    save_file(
+        {k: v * 7.0 for k, v in tensors.items()}, str(cache), metadata={"size": "3", "mass_kept": "1.0", "version": "1"}
+    )
     second = run_job(cfg, store=store)
     assert second.notices and str(cache) in second.notices[0] and "rebuilt" in second.notices[0]
     a, b = store.metrics(first.run_id), store.metrics(second.run_id)
@@ -116,17 +121,17 @@ def test_runs_check_finds_a_corrupted_store_that_still_lists(data_dir):
     leaf = con.execute("SELECT pageno FROM dbstat WHERE name='metrics_key' AND pagetype='leaf'").fetchall()[1][0]
     con.close()
     data = bytearray(db.read_bytes())
-    start = (leaf - 1) * page                         # one page of the metrics index: keys renamed in place
-    data[start:start + page] = bytes(data[start:start + page]).replace(b"loss", b"lost")
+    start = (leaf - 1) * page  # one page of the metrics index: keys renamed in place
+    data[start : start + page] = bytes(data[start : start + page]).replace(b"loss", b"lost")
     db.write_bytes(bytes(data))
-    assert cli("runs", "list", home=data_dir).returncode == 0          # still lists
+    assert cli("runs", "list", home=data_dir).returncode == 0  # still lists
     p = cli("runs", "check", home=data_dir)
     assert p.returncode == 1 and "database:" in p.stdout and "database: ok" not in p.stdout
     p = cli("runs", "check", "--repair", home=data_dir)
     assert "moved the damaged database" in p.stdout and "Traceback" not in p.stderr
     assert cli("runs", "check", home=data_dir).returncode == 0
     assert RunStore().get_run(rid)["state"] == "completed"
-    assert RunStore().metrics(rid)["loss"].tolist() == [float(s) for s in range(3000)]   # rows kept
+    assert RunStore().metrics(rid)["loss"].tolist() == [float(s) for s in range(3000)]  # rows kept
 
 
 def test_a_deleted_store_does_not_hide_its_run_folders_and_repair_reindexes_them(data_dir):
@@ -135,7 +140,7 @@ def test_a_deleted_store_does_not_hide_its_run_folders_and_repair_reindexes_them
     store.close()
     for f in data_dir.glob("runs.sqlite*"):
         f.unlink()
-    assert "1 run folder(s)" in cli("runs", "list", home=data_dir).stdout              # not "no runs yet"
+    assert "1 run folder(s)" in cli("runs", "list", home=data_dir).stdout  # not "no runs yet"
     p = cli("runs", "check", home=data_dir)
     assert p.returncode == 1 and f"orphaned run folder (not in the database): {res.run_id}" in p.stdout
     assert "--repair" in p.stdout
@@ -153,8 +158,13 @@ def _snapshot(store: RunStore, run_ids: list[str]) -> dict:
     for rid in run_ids:
         run = store.get_run(rid)
         arts = store.artifacts(rid)
-        out[rid] = (run["state"], run["step"], json.dumps(run["summary"], sort_keys=True),
-                    store.metrics(rid, "step").to_json(), sorted(zip(arts["name"], arts["sha256"])))
+        out[rid] = (
+            run["state"],
+            run["step"],
+            json.dumps(run["summary"], sort_keys=True),
+            store.metrics(rid, "step").to_json(),
+            sorted(zip(arts["name"], arts["sha256"])),
+        )
     return out
 
 
@@ -166,8 +176,20 @@ def test_sigkill_at_random_points_of_20_runs_leaves_a_checkable_store(tmp_path):
     done: list[str] = []
     for i in range(20):
         before = _snapshot(RunStore(home), done)
-        proc = start("distill", "--pair", TINY["pair"], "--epochs", "6", "--batch-size", "16", "--val-size", "32",
-                     "--seed", str(i), home=home)
+        proc = start(
+            "distill",
+            "--pair",
+            TINY["pair"],
+            "--epochs",
+            "6",
+            "--batch-size",
+            "16",
+            "--val-size",
+            "32",
+            "--seed",
+            str(i),
+            home=home,
+        )
         time.sleep(rng.uniform(0.5, 7.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=120)
@@ -178,7 +200,7 @@ def test_sigkill_at_random_points_of_20_runs_leaves_a_checkable_store(tmp_path):
         runs = store.list_runs()
         assert set(runs["state"]) <= {"completed", "interrupted"}
         done = list(runs["id"])
-    assert len(done) >= 15                     # most got as far as their row (a kill before it leaves nothing)
+    assert len(done) >= 15  # most got as far as their row (a kill before it leaves nothing)
     assert "interrupted" in set(runs["state"])  # some kills landed mid-run
 
 

@@ -3,6 +3,7 @@
 Before: two `runs resume RUN_ID` at once both completed (9,599 loss rows for 4,800 steps), and a job
 paused longer than the heartbeat limit was shown as interrupted while alive and could be resumed again.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ time.sleep(120)
 
 def _holder_process(home, run_id: str) -> subprocess.Popen:
     """Another process that takes the run's lease and keeps it (as a training job does)."""
-    p = subprocess.Popen([sys.executable, "-c", _HOLD, str(home), run_id], cwd=ROOT, env=env(home),
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(home), run_id], cwd=ROOT, env=env(home), stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout is not None and p.stdout.readline().strip() == "held"
     return p
 
@@ -53,25 +55,26 @@ def test_a_second_owner_is_refused_with_who_holds_the_run(data_dir):
             resume(rid, store=store, start_worker=False)
         with pytest.raises(RunBusyError):
             run_job(JobConfig(**TINY), store=store, run_id=rid, resume=True)
-        assert store.get_run(rid)["state"] == "interrupted"           # the refused owner changed nothing
+        assert store.get_run(rid)["state"] == "interrupted"  # the refused owner changed nothing
     finally:
         holder.kill()
         holder.wait()
-    assert store.lease_holder(rid) is None                             # the kernel freed it with the process
+    assert store.lease_holder(rid) is None  # the kernel freed it with the process
     store.acquire_lease(rid).release()
 
 
 def test_a_paused_job_is_not_interrupted_nor_resumable_while_it_lives(tmp_path):
     home = tmp_path / "kdwb"
-    proc = start("distill", "--pair", TINY["pair"], "--epochs", "400", "--batch-size", "16", "--val-size", "32",
-                 home=home)
+    proc = start(
+        "distill", "--pair", TINY["pair"], "--epochs", "400", "--batch-size", "16", "--val-size", "32", home=home
+    )
     try:
         assert proc.stdout is not None
         rid = proc.stdout.readline().split()[1]
         time.sleep(0.5)
-        proc.send_signal(signal.SIGSTOP)                               # paused, alive
+        proc.send_signal(signal.SIGSTOP)  # paused, alive
         store = RunStore(home)
-        store.update_run(rid, heartbeat=time.time() - 3600, host="another-host")   # heartbeat long missed
+        store.update_run(rid, heartbeat=time.time() - 3600, host="another-host")  # heartbeat long missed
         assert store.reap_stale() == [] and store.get_run(rid)["state"] == "running"
         p = cli("runs", "resume", rid, home=home)
         assert p.returncode == 2 and f"pid {proc.pid}" in p.stderr and "being trained by another process" in p.stderr
@@ -110,8 +113,9 @@ def test_two_resumes_at_once_exactly_one_trains(data_dir):
     run = store.get_run(rid)
     assert run["state"] == "completed"
     con = sqlite3.connect(data_dir / "runs.sqlite")
-    losses = con.execute("SELECT COUNT(*), COUNT(DISTINCT step) FROM metrics WHERE run_id=? AND level='step' "
-                         "AND name='loss'", (rid,)).fetchone()
+    losses = con.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT step) FROM metrics WHERE run_id=? AND level='step' AND name='loss'", (rid,)
+    ).fetchone()
     con.close()
     assert losses[0] == losses[1] == run["total_steps"]
 
@@ -119,8 +123,24 @@ def test_two_resumes_at_once_exactly_one_trains(data_dir):
 @pytest.mark.slow
 def test_concurrent_jobs_from_four_processes_leave_a_consistent_store(tmp_path):
     home = tmp_path / "kdwb"
-    procs = [start("distill", "--pair", TINY["pair"], "--epochs", "2", "--batch-size", "32", "--val-size", "32",
-                   "--seed", str(s), "--json", home=home) for s in range(4)]
+    procs = [
+        start(
+            "distill",
+            "--pair",
+            TINY["pair"],
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--val-size",
+            "32",
+            "--seed",
+            str(s),
+            "--json",
+            home=home,
+        )
+        for s in range(4)
+    ]
     outs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
     assert [o["state"] for o in outs] == ["completed"] * 4
     store = RunStore(home)
@@ -130,14 +150,14 @@ def test_concurrent_jobs_from_four_processes_leave_a_consistent_store(tmp_path):
         run = store.get_run(o["run_id"])
         steps = store.metrics(o["run_id"], "step")
         assert run["state"] == "completed" and len(steps) == run["total_steps"] == steps["step"].nunique()
-        assert store.load_student(o["run_id"])                        # verified against its sha256
+        assert store.load_student(o["run_id"])  # verified against its sha256
 
 
 def test_step_metrics_are_unique_per_run_level_name_and_step(data_dir):
     store = RunStore()
     rid = store.create_run(JobConfig(**TINY), state="running", seed=0)
     store.log_metrics(rid, [("step", 1, 1, "loss", 2.0), ("step", 2, 1, "loss", 1.5)])
-    store.log_metrics(rid, [("step", 2, 1, "loss", 1.25), ("step", 3, 1, "loss", 1.0)])    # step 2 replayed
+    store.log_metrics(rid, [("step", 2, 1, "loss", 1.25), ("step", 3, 1, "loss", 1.0)])  # step 2 replayed
     assert store.metrics(rid)["loss"].tolist() == [2.0, 1.25, 1.0]
     con = sqlite3.connect(data_dir / "runs.sqlite")
     assert con.execute("SELECT COUNT(*) FROM metrics WHERE run_id=?", (rid,)).fetchone()[0] == 3
@@ -148,11 +168,15 @@ def test_a_store_with_duplicate_metrics_is_migrated_keeping_the_last_row(tmp_pat
     home = tmp_path / "old"
     home.mkdir()
     con = sqlite3.connect(home / "runs.sqlite")
-    con.execute("CREATE TABLE metrics (run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL, "
-                "epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL)")
+    con.execute(
+        "CREATE TABLE metrics (run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL, "
+        "epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL)"
+    )
     con.execute("CREATE INDEX metrics_run ON metrics (run_id, level, step)")
-    con.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?)",
-                    [("r", "step", 1, 1, "loss", 3.0), ("r", "step", 1, 1, "loss", 2.0), ("r", "step", 2, 1, "loss", 1.0)])
+    con.executemany(
+        "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
+        [("r", "step", 1, 1, "loss", 3.0), ("r", "step", 1, 1, "loss", 2.0), ("r", "step", 2, 1, "loss", 1.0)],
+    )
     con.commit()
     con.close()
     store = RunStore(home)
@@ -173,6 +197,7 @@ def test_lease_holder_reads_none_after_release(data_dir):
 
 def test_the_app_shows_who_trains_a_run(data_dir):
     from app.runs import owner_text
+
     store = RunStore()
     rid = store.create_run(JobConfig(**TINY), state="running")
     assert owner_text(store, rid) is None
