@@ -63,14 +63,7 @@ def load_hf_text(
 
     Splits: inputs [N, L] long, targets [N, L] long (-100: not counted), extras["attention_mask"] [N, L].
     """
-    if mode not in MODES:
-        raise InvalidParameterError(
-            f"The 'mode' parameter of {_WHERE} must be one of {list(MODES)}. Got {mode!r} instead."
-        )
-    check_format(format, text_field, where=_WHERE)
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    seed = check_seed(seed, where=_WHERE)
-    max_bytes = check_max_bytes(max_bytes, where=_WHERE)
+    vf, tf, seed, max_bytes = _check_options(mode, format, text_field, val_fraction, test_fraction, seed, max_bytes)
     model_path, config = _check_model(model_dir, student_dir)
     L = _check_context_length(context_length, config, model_path)
     hf_tok = load_hf_tokenizer(model_path, name="model_dir", where=_WHERE)
@@ -82,24 +75,55 @@ def load_hf_text(
     rows = _pack(encoded, L) if mode == "pack" else _truncate(encoded, L)  # ids [N, L+1], starts, lengths
     inputs, targets, mask = _rows_to_tensors(*rows, L=L, pad_id=tok.pad_id)
     owner = _assign_rows(len(inputs), vf, tf, seed)  # [N] split names
+    shown = name or file_name or "text"
+    description = (
+        f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
+        f"{model_path.name!r}, {mode}ed into rows of {L} tokens."
+    )
+    ds = _dataset(shown, description, inputs, targets, mask, owner, tok=tok, vocab_size=vocab_size)
+    ds.load_report = _report(
+        encoded, inputs, targets, mask, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok)
+    )
+    return ds
+
+
+def _dataset(
+    shown: str,
+    description: str,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    owner: np.ndarray,
+    *,
+    tok: HFTextTokenizer,
+    vocab_size: int,
+) -> Dataset:
+    """The causal-LM Dataset whose splits take the rows of inputs/targets/mask [N, L] that owner [N] names."""
     splits = {
         s: SplitData(inputs[owner == s], targets[owner == s], extras={"attention_mask": mask[owner == s]})
         for s in SPLITS
     }
-    shown = name or file_name or "text"
-    ds = Dataset(
+    return Dataset(
         name=shown,
         task="causal_lm",
         build=lambda: splits,
         vocab_size=vocab_size,
         tokenizer=tok,
-        description=f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
-        f"{model_path.name!r}, {mode}ed into rows of {L} tokens.",
+        description=description,
     )
-    ds.load_report = _report(
-        encoded, inputs, targets, mask, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok)
-    )
-    return ds
+
+
+def _check_options(
+    mode: Any, format: Any, text_field: Any, val_fraction: Any, test_fraction: Any, seed: Any, max_bytes: Any
+) -> tuple[float, float, int, int]:
+    """The checked (val_fraction, test_fraction, seed, max_bytes); refuses a bad mode, format or text_field."""
+    if mode not in MODES:
+        raise InvalidParameterError(
+            f"The 'mode' parameter of {_WHERE} must be one of {list(MODES)}. Got {mode!r} instead."
+        )
+    check_format(format, text_field, where=_WHERE)
+    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
+    return vf, tf, check_seed(seed, where=_WHERE), check_max_bytes(max_bytes, where=_WHERE)
 
 
 def _check_model(model_dir: Any, student_dir: Any) -> tuple[Path, dict[str, Any]]:

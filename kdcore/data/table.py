@@ -59,11 +59,7 @@ def load_table(
     returned Dataset has a `load_report` dict: rows, feature names, the train split's mean and std
     per feature (to standardise new rows the same way) and rows per class.
     """
-    if not isinstance(label_column, str) or not label_column:
-        raise ValueError(
-            f"The 'label_column' parameter of {_WHERE} must be a column name (a non-empty string). "
-            f"Got {label_column!r} instead."
-        )
+    _check_label_column(label_column)
     vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
     seed = check_seed(seed, where=_WHERE)
     max_bytes = check_max_bytes(max_bytes, where=_WHERE)
@@ -81,18 +77,26 @@ def load_table(
     splits = {s: SplitData(z[torch.from_numpy(parts[s])], t[torch.from_numpy(parts[s])]) for s in SPLITS}
 
     shown = name or file_name or "table"
-    ds = Dataset(
-        name=shown,
-        task="classification",
-        build=lambda: splits,
-        num_classes=len(class_names),
-        class_names=class_names,
-        description=f"{len(df)} rows with {len(features)} numeric features and {len(class_names)} "
-        f"classes from {shown!r} (label column {label_column!r}).",
-    )
-    counts = np.bincount(y, minlength=len(class_names))
-    ds.load_report = {
-        "rows": len(df),
+    ds = _table_dataset(shown, splits, class_names, n_rows=len(df), n_features=len(features), label_column=label_column)
+    ds.load_report = _load_report(len(df), fmt, label_column, features, mean, std, y, class_names, parts)
+    return ds
+
+
+def _load_report(
+    n_rows: int,
+    fmt: str,
+    label_column: str,
+    features: list[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str],
+    parts: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """The Dataset's load_report: rows, features, the train mean [F] and std [F], rows per class and split."""
+    counts = np.bincount(y, minlength=len(class_names))  # [K]
+    return {
+        "rows": n_rows,
         "format": fmt,
         "label_column": label_column,
         "features": features,
@@ -101,7 +105,35 @@ def load_table(
         "per_class": {c: int(n) for c, n in zip(class_names, counts)},
         "split_sizes": {s: int(len(parts[s])) for s in SPLITS},
     }
-    return ds
+
+
+def _check_label_column(label_column: Any) -> None:
+    if not isinstance(label_column, str) or not label_column:
+        raise ValueError(
+            f"The 'label_column' parameter of {_WHERE} must be a column name (a non-empty string). "
+            f"Got {label_column!r} instead."
+        )
+
+
+def _table_dataset(
+    shown: str,
+    splits: dict[str, SplitData],
+    class_names: list[str],
+    *,
+    n_rows: int,
+    n_features: int,
+    label_column: str,
+) -> Dataset:
+    """The classification Dataset over the ready splits (its load_report is set by the caller)."""
+    return Dataset(
+        name=shown,
+        task="classification",
+        build=lambda: splits,
+        num_classes=len(class_names),
+        class_names=class_names,
+        description=f"{n_rows} rows with {n_features} numeric features and {len(class_names)} "
+        f"classes from {shown!r} (label column {label_column!r}).",
+    )
 
 
 def _train_stats(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

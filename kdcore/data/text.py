@@ -52,25 +52,14 @@ def load_text(
     The Dataset's `tokenizer` encodes/decodes; its `load_report` dict gives token and block counts,
     the token spans of each split, and the share of <unk> in val/test.
     """
-    if tokenizer not in _TOKENIZERS:
-        raise ValueError(f"The 'tokenizer' parameter of {_WHERE} must be 'char' or 'word'. Got {tokenizer!r} instead.")
-    L = check_int_range("block_size", block_size, 1, 1 << 16, where=_WHERE)
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    seed = check_seed(seed, where=_WHERE)
-    max_bytes = check_max_bytes(max_bytes, where=_WHERE)
+    L, vf, tf, seed, max_bytes = _check_args(tokenizer, block_size, val_fraction, test_fraction, seed, max_bytes)
     text, file_name = _read_text(path_or_bytes, max_bytes)
 
     pieces = _TOKENIZERS[tokenizer].split(text)  # the whole text as token strings
     chunk = L + 1
     n_blocks = len(pieces) // chunk + (1 if len(pieces) % chunk >= 2 else 0)  # a tail of >= 2 pieces predicts something
     owner = _assign_blocks(n_blocks, vf, tf, seed, n_pieces=len(pieces), block_size=L, tokenizer=tokenizer)  # [B]
-
-    train_pieces = [p for b in np.flatnonzero(owner == "train") for p in pieces[b * chunk : (b + 1) * chunk]]
-    tok = (
-        CharTokenizer.from_pieces(train_pieces)
-        if tokenizer == "char"
-        else WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab)
-    )
+    tok = _train_tokenizer(tokenizer, pieces, owner, chunk, max_vocab)
     ids = np.array(tok.encode_pieces(pieces), dtype=np.int64)  # [T]
     inputs, targets = _blocks(ids, n_blocks, L, tok.pad_id)  # [B, L], [B, L]
     splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s])) for s in SPLITS}
@@ -85,7 +74,24 @@ def load_text(
         description=f"{len(pieces)} {tokenizer} tokens from {shown!r} in blocks of {L}; "
         f"vocabulary of {tok.vocab_size} from the train split.",
     )
-    ds.load_report = {
+    ds.load_report = _load_report(text, pieces, tokenizer, tok, owner, inputs, L=L, n_blocks=n_blocks)
+    return ds
+
+
+def _load_report(
+    text: str,
+    pieces: list[str],
+    tokenizer: str,
+    tok: CharTokenizer | WordTokenizer,
+    owner: np.ndarray,
+    inputs: np.ndarray,
+    *,
+    L: int,
+    n_blocks: int,
+) -> dict[str, Any]:
+    """The Dataset's load_report: token and block counts, split spans, held-out <unk> share (inputs [B, L])."""
+    chunk = L + 1
+    return {
         "tokens": len(pieces),
         "characters": len(text),
         "tokenizer": tokenizer,
@@ -96,7 +102,27 @@ def load_text(
         "spans": _spans(owner, chunk, len(pieces)),
         "heldout_unk_rate": _heldout_unk_rate(inputs, owner, tok.pad_id, tok.unk_id),
     }
-    return ds
+
+
+def _check_args(
+    tokenizer: str, block_size: int, val_fraction: float, test_fraction: float, seed: int, max_bytes: int
+) -> tuple[int, float, float, int, int]:
+    """The checked (block_size, val_fraction, test_fraction, seed, max_bytes); refuses an unknown tokenizer."""
+    if tokenizer not in _TOKENIZERS:
+        raise ValueError(f"The 'tokenizer' parameter of {_WHERE} must be 'char' or 'word'. Got {tokenizer!r} instead.")
+    L = check_int_range("block_size", block_size, 1, 1 << 16, where=_WHERE)
+    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
+    return L, vf, tf, check_seed(seed, where=_WHERE), check_max_bytes(max_bytes, where=_WHERE)
+
+
+def _train_tokenizer(
+    tokenizer: str, pieces: list[str], owner: np.ndarray, chunk: int, max_vocab: int
+) -> CharTokenizer | WordTokenizer:
+    """The tokenizer built from the pieces of the train blocks only (owner [B] names each block's split)."""
+    train_pieces = [p for b in np.flatnonzero(owner == "train") for p in pieces[b * chunk : (b + 1) * chunk]]
+    if tokenizer == "char":
+        return CharTokenizer.from_pieces(train_pieces)
+    return WordTokenizer.from_pieces(train_pieces, max_vocab=max_vocab)
 
 
 def _read_text(path_or_bytes: Any, max_bytes: int) -> tuple[str, str | None]:
