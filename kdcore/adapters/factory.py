@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +42,10 @@ def load_factory(
     that returns no module, an unreadable weights file, or weights that do not fit the model (the
     first mismatched key and both shapes are named).
     """
-    if not isinstance(spec, str) or not _SPEC.match(spec):
-        raise ValueError(
-            f"The 'spec' parameter of load_factory must look like 'package.module:factory'. Got {spec!r} instead."
-        )
-    if factory_kwargs is not None and not isinstance(factory_kwargs, Mapping):
-        raise ValueError(
-            f"The 'factory_kwargs' parameter of load_factory must be a dict. Got {type(factory_kwargs).__name__} instead."
-        )
+    _check_args(spec, factory_kwargs)
     module_name, factory_name = spec.split(":")
     state = load_state_dict(weights_path)  # read first: a bad file fails before any user code runs
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(
-            f"Could not import {module_name!r} for load_factory ({e}). Make sure the module is on PYTHONPATH."
-        ) from e
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise ValueError(f"Module {module_name!r} has no callable named {factory_name!r}.")
+    factory = _find_factory(module_name, factory_name)
     try:
         model = factory(**dict(factory_kwargs or {}))
     except TypeError as e:
@@ -70,3 +55,29 @@ def load_factory(
     apply_state_dict(model, state)
     model.eval()
     return wrap(model, name=name or spec, kind=kind, **wrap_kwargs)
+
+
+def _check_args(spec: Any, factory_kwargs: Any) -> None:
+    """Refuses a spec not shaped 'package.module:factory' and factory_kwargs that are not a mapping."""
+    if not isinstance(spec, str) or not _SPEC.match(spec):
+        raise ValueError(
+            f"The 'spec' parameter of load_factory must look like 'package.module:factory'. Got {spec!r} instead."
+        )
+    if factory_kwargs is not None and not isinstance(factory_kwargs, Mapping):
+        raise ValueError(
+            f"The 'factory_kwargs' parameter of load_factory must be a dict. Got {type(factory_kwargs).__name__} instead."
+        )
+
+
+def _find_factory(module_name: str, factory_name: str) -> Callable[..., Any]:
+    """The callable `factory_name` of the imported module `module_name`."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(
+            f"Could not import {module_name!r} for load_factory ({e}). Make sure the module is on PYTHONPATH."
+        ) from e
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"Module {module_name!r} has no callable named {factory_name!r}.")
+    return factory

@@ -65,20 +65,13 @@ def load_image_folder(
     files (with a few names and the first reason), empty class folders, files ignored at the root.
     """
     root = _check_folder(path)
-    size = check_int_range("image_size", image_size, 1, 1024, where=_WHERE)
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    seed = check_seed(seed, where=_WHERE)
-    if max_images is not None:
-        max_images = check_int_range("max_images", max_images, 1, 10**9, where=_WHERE)
-    max_bytes = check_max_bytes(max_bytes, where=_WHERE)
-    max_pixels = check_int_range("max_pixels", max_pixels, 1, 2**40, where=_WHERE)
+    limits, vf, tf, seed = _check_options(
+        image_size, val_fraction, test_fraction, seed, max_images, max_bytes, max_pixels
+    )
 
     candidates, report = _list_candidates(root)
-    images, labels, per_class = _read_images(candidates, _Limits(size, max_images, max_bytes, max_pixels), report)
-    kept = [c for c in sorted(candidates) if per_class.get(c, 0) > 0]
-    report["empty_classes"] = [c for c in sorted(candidates) if per_class.get(c, 0) == 0]
-    report["per_class"] = {c: per_class[c] for c in kept}
-    report["images"] = len(images)
+    images, labels, per_class = _read_images(candidates, limits, report)
+    kept = _kept_classes(candidates, per_class, n_images=len(images), report=report)
     _check_classes_kept(root, kept, n_folders=len(candidates), report=report)
 
     splits = _split_images(images, labels, kept, vf, tf, seed)
@@ -89,10 +82,35 @@ def load_image_folder(
         num_classes=len(kept),
         class_names=kept,
         description=f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
-        f"resized to {size}x{size}.",
+        f"resized to {limits.size}x{limits.size}.",
     )
     ds.load_report = report
     return ds
+
+
+def _check_options(
+    image_size: Any, val_fraction: Any, test_fraction: Any, seed: Any, max_images: Any, max_bytes: Any, max_pixels: Any
+) -> tuple[_Limits, float, float, int]:
+    """The checked reading limits, val and test fractions and seed, in the order of load_image_folder's parameters."""
+    size = check_int_range("image_size", image_size, 1, 1024, where=_WHERE)
+    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
+    seed = check_seed(seed, where=_WHERE)
+    if max_images is not None:
+        max_images = check_int_range("max_images", max_images, 1, 10**9, where=_WHERE)
+    max_bytes = check_max_bytes(max_bytes, where=_WHERE)
+    max_pixels = check_int_range("max_pixels", max_pixels, 1, 2**40, where=_WHERE)
+    return _Limits(size, max_images, max_bytes, max_pixels), vf, tf, seed
+
+
+def _kept_classes(
+    candidates: dict[str, list[Path]], per_class: dict[str, int], *, n_images: int, report: dict[str, Any]
+) -> list[str]:
+    """The sorted class names with at least one image read; records empty classes and counts in report."""
+    kept = [c for c in sorted(candidates) if per_class.get(c, 0) > 0]
+    report["empty_classes"] = [c for c in sorted(candidates) if per_class.get(c, 0) == 0]
+    report["per_class"] = {c: per_class[c] for c in kept}
+    report["images"] = n_images
+    return kept
 
 
 def _check_folder(path: str | Path) -> Path:
