@@ -32,6 +32,24 @@ def _nll(probs: torch.Tensor, y: torch.Tensor) -> float:
     return float(-probs.gather(1, y[:, None]).clamp_min(1e-300).log().mean())
 
 
+def _reliability_figure(p: torch.Tensor, labels: torch.Tensor) -> FigureData:
+    """The teacher's reliability diagram: accuracy, confidence and count per confidence bin (p [N, K], labels [N])."""
+    bins = reliability_bins(p, labels)
+    centres = ((bins["lower"] + bins["upper"]) / 2).tolist()
+    return FigureData(
+        "reliability",
+        "Teacher reliability on validation data",
+        centres,
+        {
+            "accuracy": bins["accuracy"].tolist(),
+            "confidence": bins["confidence"].tolist(),
+            "count": bins["count"].tolist(),
+        },
+        x_title="confidence",
+        y_title="accuracy",
+    )
+
+
 def check_miscalibrated(ctx: Context) -> Finding | None:
     ctx.require("teacher", "dataset")
     x, y = ctx.val_probe
@@ -46,20 +64,7 @@ def check_miscalibrated(ctx: Context) -> Finding | None:
     tau = _TAU_GRID[min(range(len(nlls)), key=nlls.__getitem__)]
     ece_tau = expected_calibration_error(_probs_labels(ctx, logits, y, tau)[0], labels)
     over = conf > acc
-    bins = reliability_bins(p, labels)
-    centres = ((bins["lower"] + bins["upper"]) / 2).tolist()
-    fig = FigureData(
-        "reliability",
-        "Teacher reliability on validation data",
-        centres,
-        {
-            "accuracy": bins["accuracy"].tolist(),
-            "confidence": bins["confidence"].tolist(),
-            "count": bins["count"].tolist(),
-        },
-        x_title="confidence",
-        y_title="accuracy",
-    )
+    fig = _reliability_figure(p, labels)
     T = ctx.temperature
     extra = (
         f" (your run's T = {fmt(T)} already divides the logits; a T near {fmt(tau * (T or 1))} would "

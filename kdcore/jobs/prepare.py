@@ -51,6 +51,38 @@ def step_plan(config: JobConfig, n_train: int) -> tuple[int, int, frozenset[int]
     return spe, total, ckpt
 
 
+def _check_fit(config: JobConfig, pair: Pair, task: str) -> None:
+    """Refuses an objective that does not fit the task, the models' kinds or their layer names."""
+    problems = fit_problems(
+        config,
+        task,
+        pair.student.kind,
+        pair.teacher.kind,
+        list(pair.student.layer_names()),
+        list(pair.teacher.layer_names()),
+    )
+    if problems:
+        raise _misfit(config, problems)
+
+
+def _check_feature_shapes(
+    config: JobConfig,
+    pair: Pair,
+    terms: list[LossTerm],
+    inputs: torch.Tensor,
+    s_layers: list[str],
+    t_layers: list[str],
+) -> None:
+    """Refuses feature terms whose layers' shapes do not fit: a probe pass over the first 2 training
+    inputs (detached copies; the pair's models are not changed)."""
+    probe = inputs[:2]
+    problems = feature_shape_problems(
+        terms, pair.student.capture(probe, s_layers), pair.teacher.capture(probe, t_layers)
+    )
+    if problems:
+        raise _misfit(config, problems)
+
+
 def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     """Validate the config and its fit to the pair without training; returns what the run needs.
 
@@ -68,24 +100,10 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
         )
     terms = config.resolved_terms()
     s_layers, t_layers = feature_layers(terms)
-    problems = fit_problems(
-        config,
-        ds.task,
-        pair.student.kind,
-        pair.teacher.kind,
-        list(pair.student.layer_names()),
-        list(pair.teacher.layer_names()),
-    )
-    if problems:
-        raise _misfit(config, problems)
+    _check_fit(config, pair, ds.task)
     train, val = ds.split("train"), ds.split("val")
-    if s_layers:  # shapes: a probe pass over 2 samples (detached copies; the pair's models are not changed)
-        probe = train.inputs[:2]
-        problems = feature_shape_problems(
-            terms, pair.student.capture(probe, s_layers), pair.teacher.capture(probe, t_layers)
-        )
-        if problems:
-            raise _misfit(config, problems)
+    if s_layers:
+        _check_feature_shapes(config, pair, terms, train.inputs, s_layers, t_layers)
     if config.train_size is not None:
         train = train.subset(config.train_size)
     if config.val_size is not None:
