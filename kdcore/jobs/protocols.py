@@ -69,22 +69,7 @@ def protocol_configs(
         raise ValueError(f"A λ sweep needs objective 'kd' (λ is KD's weight). Got objective {base.objective!r}.")
     variants: list[tuple[str, JobConfig]] = []
     if baseline:
-        variants.append(
-            (
-                "baseline (student alone)",
-                replace(
-                    base,
-                    objective="ce",
-                    params={},
-                    terms=[],
-                    temperature=None,
-                    lam=None,
-                    ce_weight=None,
-                    teacher_cache=False,
-                    cache_top_k=None,
-                ),
-            )
-        )
+        variants.append(("baseline (student alone)", _baseline(base)))
     for t in temperatures:
         variants.append((f"{obj} T={t:g}", replace(base, temperature=float(t))))
     for lam in lams:
@@ -98,6 +83,21 @@ def protocol_configs(
             c.validate()
             out.append((name, c))
     return out
+
+
+def _baseline(base: JobConfig) -> JobConfig:
+    """The base config with the student trained alone: plain cross-entropy, no teacher settings."""
+    return replace(
+        base,
+        objective="ce",
+        params={},
+        terms=[],
+        temperature=None,
+        lam=None,
+        ce_weight=None,
+        teacher_cache=False,
+        cache_top_k=None,
+    )
 
 
 def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:

@@ -109,22 +109,52 @@ def build_cache(
     """Compute (or load from `cache_dir`) the teacher's outputs on every input."""
     path, notice = None, None
     if cache_dir is not None:
-        key = dict(
-            key_parts or {},
-            layers=list(layers),
-            top_k=top_k,
-            version=CACHE_VERSION,
-            inputs=tensor_fingerprint(inputs),
-            teacher=model_fingerprint(teacher.model),
-        )
-        name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-        path = Path(cache_dir) / f"teacher-{name}.safetensors"
+        path = _cache_path(teacher, inputs, layers, top_k, Path(cache_dir), key_parts)
         if path.is_file():
             try:
                 return _load(path).to(device)
             except Exception as exc:  # an altered or damaged cache file is rebuilt, never used
                 notice = f"The teacher cache {path} was not used ({exc}); it was rebuilt from the teacher."
                 path.unlink(missing_ok=True)
+    cache = _compute_cache(teacher, inputs, layers, batch_size=batch_size, device=device, top_k=top_k)
+    if path is not None:
+        _save(cache, path)
+    cache.notice = notice
+    return cache
+
+
+def _cache_path(
+    teacher: ModelAdapter,
+    inputs: Tensor,
+    layers: list[str],
+    top_k: int | None,
+    cache_dir: Path,
+    key_parts: dict[str, Any] | None,
+) -> Path:
+    """The cache file in cache_dir named by a hash of the settings, the inputs and the teacher's weights."""
+    key = dict(
+        key_parts or {},
+        layers=list(layers),
+        top_k=top_k,
+        version=CACHE_VERSION,
+        inputs=tensor_fingerprint(inputs),
+        teacher=model_fingerprint(teacher.model),
+    )
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_dir / f"teacher-{name}.safetensors"
+
+
+def _compute_cache(
+    teacher: ModelAdapter,
+    inputs: Tensor,
+    layers: list[str],
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    top_k: int | None,
+) -> TeacherCache:
+    """The teacher's outputs on every input, batch by batch: full logits, or the top_k values and ids
+    (with the mean probability mass they keep) when top_k is below the number of outputs."""
     logits_parts: list[Tensor] = []
     feat_parts: dict[str, list[Tensor]] = {k: [] for k in layers}
     vals_parts: list[Tensor] = []
@@ -146,15 +176,10 @@ def build_cache(
     size = int(logits.shape[-1])
     feats = {k: torch.cat(v) for k, v in feat_parts.items()}
     if vals_parts:
-        cache = TeacherCache(
+        return TeacherCache(
             None, torch.cat(vals_parts), torch.cat(ids_parts), size, feats, float(torch.cat(mass).mean())
         )
-    else:
-        cache = TeacherCache(torch.cat(logits_parts), None, None, size, feats, 1.0)
-    if path is not None:
-        _save(cache, path)
-    cache.notice = notice
-    return cache
+    return TeacherCache(torch.cat(logits_parts), None, None, size, feats, 1.0)
 
 
 def checksum_path(path: Path) -> Path:
