@@ -135,36 +135,47 @@ def strong_set(
         raise ValueError(
             f"The 'rule' parameter of {where} must be one of {', '.join(map(repr, RULES))}. Got {rule!r} instead."
         )
+    if rule in ("target", "labels"):
+        return _label_strong_set(rule, labels, t, where=where)
+    t = t.detach().to(torch.float64)
+    order = torch.sort(t, dim=-1, descending=True, stable=True).indices  # [B, C], ties: lower index first
+    rank = torch.arange(C, device=t.device).expand(B, C)  # [B, C] position in the ranking
+    n_strong = _n_strong(rule, t, order, k=k, tau=tau, temperature=T, where=where)  # [B, 1]
+    return torch.zeros(B, C, dtype=torch.bool, device=t.device).scatter(-1, order, rank < n_strong)
+
+
+def _label_strong_set(rule: str, labels: Tensor | None, t: Tensor, *, where: str) -> Tensor:
+    """S from the labels: rule "target" (integer labels [B]) or "labels" (multi-hot [B, C]); t [B, C]."""
+    B, C = t.shape
     if rule == "target":
         if labels is None:
             raise ValueError(
                 f"rule='target' in {where} needs 'labels': integer class indices of shape [{B}]. Got None."
             )
         return _target_mask(_check_class_labels(labels, t, where=where), C)
-    if rule == "labels":
-        if labels is None:
-            raise ValueError(
-                f"rule='labels' in {where} needs 'labels': a multi-hot tensor of shape [{B}, {C}]. Got None."
-            )
-        mask = check_multi_hot(
-            "labels", labels, B, C, where=where, hint="For one class index per sample, use rule='target'."
-        )
-        return mask.to(t.device)
-    t = t.detach().to(torch.float64)
-    order = torch.sort(t, dim=-1, descending=True, stable=True).indices  # [B, C], ties: lower index first
-    rank = torch.arange(C, device=t.device).expand(B, C)  # [B, C] position in the ranking
+    if labels is None:
+        raise ValueError(f"rule='labels' in {where} needs 'labels': a multi-hot tensor of shape [{B}, {C}]. Got None.")
+    mask = check_multi_hot(
+        "labels", labels, B, C, where=where, hint="For one class index per sample, use rule='target'."
+    )
+    return mask.to(t.device)
+
+
+def _n_strong(
+    rule: str, t: Tensor, order: Tensor, *, k: int | None, tau: float | None, temperature: float, where: str
+) -> Tensor:
+    """[B, 1] size of S per sample for rule "topk" or "mass"; t [B, C] float64 logits, order [B, C] their ranking."""
+    B, C = t.shape
     if rule == "topk":
         if k is None:
             raise ValueError(f"rule='topk' in {where} needs 'k', an integer in [1, {C}]. Got None.")
-        n_strong = torch.full((B, 1), check_int_range("k", k, 1, C, where=where), device=t.device)
-    else:  # mass
-        if tau is None:
-            raise ValueError(f"rule='mass' in {where} needs 'tau', a float in (0, 1]. Got None.")
-        tau = check_range("tau", tau, 0.0, 1.0, where=where, lo_open=True)
-        p_sorted = torch.softmax(t / T, dim=-1).gather(-1, order)  # [B, C], descending
-        below = (p_sorted.cumsum(dim=-1) < tau).sum(dim=-1, keepdim=True)  # [B, 1] prefixes short of tau
-        n_strong = (below + 1).clamp(max=C)  # rounding may leave Σp < 1 = tau
-    return torch.zeros(B, C, dtype=torch.bool, device=t.device).scatter(-1, order, rank < n_strong)
+        return torch.full((B, 1), check_int_range("k", k, 1, C, where=where), device=t.device)
+    if tau is None:  # mass
+        raise ValueError(f"rule='mass' in {where} needs 'tau', a float in (0, 1]. Got None.")
+    tau = check_range("tau", tau, 0.0, 1.0, where=where, lo_open=True)
+    p_sorted = torch.softmax(t / temperature, dim=-1).gather(-1, order)  # [B, C], descending
+    below = (p_sorted.cumsum(dim=-1) < tau).sum(dim=-1, keepdim=True)  # [B, 1] prefixes short of tau
+    return (below + 1).clamp(max=C)  # rounding may leave Σp < 1 = tau
 
 
 def cakd_components(
