@@ -56,6 +56,7 @@ def figure(item: Finding | FigureData) -> go.Figure:
                     mode="lines+markers",
                     name=name,
                     line={"color": _PALETTE[i % len(_PALETTE)]},
+                    yaxis="y2" if name in d.right else "y",
                 )
             )
         if d.marker_x is not None:
@@ -108,7 +109,14 @@ def figure(item: Finding | FigureData) -> go.Figure:
         fig.update_yaxes(range=[0, 1])
     else:
         raise ValueError(f"The figure kind must be 'lines', 'bars' or 'reliability'. Got {d.kind!r} instead.")
-    return _style.finish(fig, title=d.title, x=d.x_title or None, y=d.y_title or None)
+    fig = _style.finish(fig, title=d.title, x=d.x_title or None, y=d.y_title or None)
+    if d.kind == "lines" and d.right:  # quantities of another scale (a loss beside an accuracy): their own axis
+        fig.update_layout(
+            yaxis2={"title": {"text": d.right_title}, "overlaying": "y", "side": "right", "showgrid": False},
+            legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.3, "yanchor": "top"},  # off both axes
+            margin={"b": 110},
+        )
+    return fig
 
 
 def severity_counts_figure(counts: dict[str, int]) -> go.Figure:

@@ -49,6 +49,17 @@ def test_an_undertrained_run_still_improving_is_not_a_capacity_plateau():
     assert "train longer" in f.fix.lower() and "learning rate" in f.fix
 
 
+def test_the_evidence_figure_puts_the_kd_term_on_its_own_axis():
+    """Accuracy (0-1) and the KD term (about 8 nats) are of different scales: two y axes, not one."""
+    from analyses.doctor import figure
+
+    f = _ids(_record([0.15, 0.26, 0.52], [2.1, 1.9, 1.4])).get("optim.still_improving")
+    fig = figure(f)
+    axes = {t.name: t.yaxis for t in fig.data}
+    assert axes == {"val_acc": "y", "train_kl": "y2"}
+    assert fig.layout.yaxis2.overlaying == "y" and "nats" in fig.layout.yaxis2.title.text
+
+
 def test_a_falling_kd_term_alone_marks_the_run_as_still_improving():
     report = _ids(_record([0.50, 0.52, 0.52], [1.0, 1.0, 1.0], term=[8.0, 6.0, 4.5]))
     f = report.get("optim.still_improving")

@@ -11,7 +11,11 @@ from app import state, ui
 from kdcore.doctor import CHECKS, SEVERITIES, diagnose
 from kdcore.jobs import submit
 
-_ICONS = {"error": "🛑", "warning": "⚠️", "info": "ℹ️"}
+_ICONS = {
+    "error": ":material/error:",
+    "warning": ":material/warning:",
+    "info": ":material/info:",
+}  # Streamlit icons: no emoji font needed
 _HEADINGS = {"error": "Errors", "warning": "Warnings", "info": "Notes"}
 
 ui.intro(

@@ -28,6 +28,8 @@ class FigureData:
     y_title: str = ""  # y-axis title
     marker_x: float | None = None  # a vertical marker (e.g. the run's temperature)
     log_x: bool = False  # logarithmic x axis
+    right: tuple[str, ...] = ()  # "lines": series drawn against a second y axis on the right (another scale)
+    right_title: str = ""  # that axis's title
 
 
 # Fields a student-alone run resets (the protocol's baseline does the same): no teacher, no KD term.

@@ -87,7 +87,9 @@ def check_still_improving(ctx: Context) -> Finding | None:
         list(range(n - m + 1, n + 1)),
         {k: v[-m:] for k, v in series.items()},
         x_title="epoch",
-        y_title="value",
+        y_title=metric,
+        right=() if term is None else (term[0],),
+        right_title="" if term is None else f"{term[0]} (nats)",
     )
     what = (
         "validation loss still falling"
