@@ -89,7 +89,9 @@ _SCHEMA = (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
-CREATE TABLE IF NOT EXISTS metrics (""" + _METRICS_COLUMNS + """) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metrics ("""
+    + _METRICS_COLUMNS
+    + """) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_names (
     run_id TEXT NOT NULL,
     level TEXT NOT NULL,
