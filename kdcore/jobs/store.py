@@ -89,9 +89,6 @@ _SCHEMA = (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
-CREATE TABLE IF NOT EXISTS metrics ("""
-    + _METRICS_COLUMNS
-    + """) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_names (
     run_id TEXT NOT NULL,
     level TEXT NOT NULL,
@@ -126,6 +123,7 @@ CREATE TABLE IF NOT EXISTS protocol_runs (
 );
 CREATE INDEX IF NOT EXISTS protocol_runs_run ON protocol_runs (run_id);
 """
+    + f"CREATE TABLE IF NOT EXISTS metrics ({_METRICS_COLUMNS}) WITHOUT ROWID;\n"
 )
 _PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
 _ARTIFACT_COLUMN_DEFS = (("sha256", "TEXT"), ("size", "INTEGER"))
@@ -705,13 +703,13 @@ class RunStore:
 
     def _metric_order(self, run_id: str, level: str, present: list[str]) -> list[str]:
         """The names present in the order they were first logged (names metric_names lacks, as rows a
-        repair copied without it, follow in the order of their first step)."""
+        repair copied without it, follow by first step, then name)."""
         logged = self._read(
             "SELECT name FROM metric_names WHERE run_id=? AND level=? ORDER BY rowid", (run_id, level), plain=True
         )
-        have = set(present)
-        order = [n for (n,) in logged if n in have]
-        return order + [n for n in present if n not in set(order)]
+        order = [n for (n,) in logged if n in set(present)]
+        listed = set(order)
+        return order + [n for n in present if n not in listed]
 
     def truncate_metrics(self, run_id: str, *, after_step: int) -> None:
         """Drop metrics logged after a step (a resumed run replays from its last checkpoint)."""
