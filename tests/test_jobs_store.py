@@ -197,3 +197,49 @@ def test_protocol_membership_lives_in_the_store(data_dir):
     with pytest.raises(ValueError, match="'run_id' and 'variant'"):
         store.create_protocol(runs=[{"run_id": a}])
     assert len(store.list_protocols()) == 2  # that one was rolled back whole
+
+
+def test_metric_columns_keep_first_logged_order_across_replays_and_truncation(data_dir):
+    store = RunStore()
+    rid = store.create_run(JobConfig())
+    store.log_metrics(rid, [("step", 1, 1, "zeta", 1.0), ("step", 1, 1, "alpha", 2.0)])
+    store.log_metrics(rid, [("step", 2, 1, "mid", 3.0), ("step", 1, 1, "alpha", 4.0), ("step", 1, 1, "zeta", 5.0)])
+    df = store.metrics(rid)
+    assert list(df.columns) == ["step", "epoch", "zeta", "alpha", "mid"]
+    assert df.iloc[0][["zeta", "alpha"]].tolist() == [5.0, 4.0]
+    store.truncate_metrics(rid, after_step=1)
+    assert list(store.metrics(rid).columns) == ["step", "epoch", "zeta", "alpha"]
+
+
+_PREVIOUS_METRICS = """CREATE TABLE metrics (run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL);
+CREATE UNIQUE INDEX metrics_key ON metrics (run_id, level, step, name);"""
+
+
+def test_a_store_with_a_rowid_metrics_table_migrates_keeping_values_and_name_order(data_dir):
+    data_dir.mkdir(parents=True)
+    con = sqlite3.connect(data_dir / "runs.sqlite")
+    con.executescript(_PREVIOUS_METRICS)
+    rows = [("r", "step", s, 1, n, float(10 * s + i)) for s in (1, 2) for i, n in enumerate(["loss", "kl", "acc"])]
+    con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?)", rows)
+    con.execute("INSERT OR REPLACE INTO metrics VALUES ('r', 'step', 1, 1, 'loss', 99.0)")  # a replayed row
+    con.execute("INSERT INTO metrics VALUES ('r', 'epoch', 1, 1, 'val_acc', 0.5)")
+    con.commit()
+    seen = con.execute("SELECT name FROM metrics WHERE level='step' ORDER BY rowid").fetchall()
+    order = list(dict.fromkeys(n for (n,) in seen))  # the columns the rowid table gave: first row first
+    con.close()
+    assert order == ["kl", "acc", "loss"]  # the replayed row moved 'loss' last
+    before = {"loss": [99.0, 20.0], "kl": [11.0, 21.0], "acc": [12.0, 22.0]}
+    store = RunStore()
+    df = store.metrics("r")
+    assert list(df.columns) == ["step", "epoch", *order]
+    assert {k: df[k].tolist() for k in before} == before
+    assert store.metrics("r", "epoch")["val_acc"].tolist() == [0.5]
+    con = sqlite3.connect(data_dir / "runs.sqlite")
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name='metrics'").fetchone()[0]
+    assert "WITHOUT ROWID" in sql
+    assert con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='metrics_key'").fetchone()[0] == 0
+    con.close()
+    store.log_metrics("r", [("step", 2, 1, "kl", 0.25), ("step", 3, 1, "new", 1.0)])
+    df = RunStore().metrics("r")  # reopening does not migrate again
+    assert list(df.columns) == ["step", "epoch", *order, "new"] and df["kl"].tolist()[1] == 0.25

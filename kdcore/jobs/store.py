@@ -11,11 +11,13 @@ Layout under the data directory (``$KDWB_HOME``, default ``~/.kdwb``)::
 
 Every write is atomic: SQLite transactions for rows, write-to-temp + fsync + rename for files. Every
 artifact's sha256 is recorded when it is written and checked when it is read (IntegrityError naming
-the file). Metric rows are unique per (run, level, step, name). A process killed with SIGKILL leaves
-at most an uncommitted transaction (rolled back on reopen) and a stray temp file; a 'running' run
-whose lease is free and whose process is gone is reported as 'interrupted' the next time the store
-looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
+the file). Metric rows are unique per (run, level, step, name): that key is the metrics table itself
+(WITHOUT ROWID), and metric_names keeps the order in which each run's metrics were first logged. A
+process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
+stray temp file; a 'running' run whose lease is free and whose process is gone is reported as
+'interrupted' the next time the store looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
 A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
+its metrics move into the keyed table (the last row of a key kept, name order kept, one transaction),
 and protocols an earlier app kept as JSON files under protocols/ are read into the store.
 """
 
@@ -73,6 +75,13 @@ _RUN_COLUMN_DEFS = (
     ("summary", "TEXT"),
 )
 _RUN_COLUMNS = tuple(name for name, _ in _RUN_COLUMN_DEFS)
+# one row per (run, level, step, name), the key itself being the table (WITHOUT ROWID: one b-tree, no
+# index beside it); a replayed step replaces its rows. metric_names keeps each run's names in the order
+# they were first logged (its rowid), the order of the columns `metrics()` returns.
+_METRICS_COLUMNS = (
+    "run_id TEXT NOT NULL, level TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL, "
+    "name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, level, step, name)"
+)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runs (\n    "
     + ",\n    ".join(f"{n} {d}" for n, d in _RUN_COLUMN_DEFS)
@@ -80,13 +89,11 @@ _SCHEMA = (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
-CREATE TABLE IF NOT EXISTS metrics (
+CREATE TABLE IF NOT EXISTS metric_names (
     run_id TEXT NOT NULL,
     level TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
     name TEXT NOT NULL,
-    value REAL
+    PRIMARY KEY (run_id, level, name)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL,
@@ -116,10 +123,9 @@ CREATE TABLE IF NOT EXISTS protocol_runs (
 );
 CREATE INDEX IF NOT EXISTS protocol_runs_run ON protocol_runs (run_id);
 """
+    + f"CREATE TABLE IF NOT EXISTS metrics ({_METRICS_COLUMNS}) WITHOUT ROWID;\n"
 )
 _PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
-# one row per (run, level, step, name): a replayed step replaces its rows (it also serves the reads)
-_METRICS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS metrics_key ON metrics (run_id, level, step, name)"
 _ARTIFACT_COLUMN_DEFS = (("sha256", "TEXT"), ("size", "INTEGER"))
 RUN_RECORD = "run.json"  # the run's row as JSON in its folder: `runs check --repair` re-indexes from it
 _LIST_COLUMNS = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
@@ -228,7 +234,7 @@ class RunStore:
             self._probe_writable()
             self._connect().executescript(_SCHEMA)  # its own transaction
             self._add_missing_columns()
-            self._unique_metrics()
+            self._migrate_metrics()
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise StoreError(_explain_os_error(exc, self.root)) from exc
@@ -248,17 +254,29 @@ class RunStore:
                     for name, decl in missing:
                         con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
-    def _unique_metrics(self) -> None:
-        """Migrate a store made before metrics were unique: keep the last row of each key, index it."""
-        if self._read("SELECT 1 FROM sqlite_master WHERE type='index' AND name='metrics_key'"):
+    def _migrate_metrics(self) -> None:
+        """Migrate a store made before metrics were one b-tree keyed (run, level, step, name), in one
+        transaction: keep the last row of each key and the order in which names were first logged."""
+        if self._metrics_keyed():
             return
         with self._tx() as con:
+            if self._metrics_keyed():  # another process migrated it meanwhile
+                return
             con.execute(
-                "DELETE FROM metrics WHERE rowid NOT IN "
-                "(SELECT MAX(rowid) FROM metrics GROUP BY run_id, level, step, name)"
+                "INSERT OR IGNORE INTO metric_names (run_id, level, name) SELECT run_id, level, name FROM metrics "
+                "GROUP BY run_id, level, name ORDER BY MIN(rowid)"
             )
-            con.execute("DROP INDEX IF EXISTS metrics_run")
-            con.execute(_METRICS_KEY)
+            con.execute(f"CREATE TABLE metrics_keyed ({_METRICS_COLUMNS}) WITHOUT ROWID")
+            con.execute(  # in rowid order, so the last row of a key replaces the earlier ones
+                "INSERT OR REPLACE INTO metrics_keyed (run_id, level, step, epoch, name, value) "
+                "SELECT run_id, level, step, epoch, name, value FROM metrics ORDER BY rowid"
+            )
+            con.execute("DROP TABLE metrics")  # and its indexes (metrics_run, metrics_key)
+            con.execute("ALTER TABLE metrics_keyed RENAME TO metrics")
+
+    def _metrics_keyed(self) -> bool:
+        sql = self._read("SELECT sql FROM sqlite_master WHERE type='table' AND name='metrics'")[0]["sql"]
+        return "WITHOUT ROWID" in sql.upper()
 
     def _probe_writable(self) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.")
@@ -525,6 +543,7 @@ class RunStore:
         with self._tx() as con:
             for table, col in (
                 ("metrics", "run_id"),
+                ("metric_names", "run_id"),
                 ("artifacts", "run_id"),
                 ("protocol_runs", "run_id"),
                 ("runs", "id"),
@@ -654,28 +673,43 @@ class RunStore:
         values = [(run_id, lv, int(s), int(e), n, None if v is None else float(v)) for lv, s, e, n, v in rows]
         if not values:
             return
+        names = dict.fromkeys((run_id, v[1], v[4]) for v in values)  # first-logged order
         with self._tx() as con:
+            con.executemany("INSERT OR IGNORE INTO metric_names (run_id, level, name) VALUES (?,?,?)", names)
             con.executemany(
                 "INSERT OR REPLACE INTO metrics (run_id, level, step, epoch, name, value) VALUES (?,?,?,?,?,?)", values
             )
 
     def metrics(self, run_id: str, level: str = "step") -> pd.DataFrame:
-        """Metrics of one run at one level as a wide DataFrame: columns step, epoch, then one per metric."""
+        """Metrics of one run at one level as a wide DataFrame: columns step, epoch, then one per metric
+        in the order the metrics were first logged."""
         if level not in LEVELS:
             raise ValueError(
                 f"The 'level' argument of RunStore.metrics must be one of {LEVELS}. Got {level!r} instead."
             )
         rows = self._read(
-            "SELECT step, epoch, name, value FROM metrics WHERE run_id=? AND level=? ORDER BY rowid", (run_id, level)
+            "SELECT step, epoch, name, value FROM metrics WHERE run_id=? AND level=? ORDER BY step",
+            (run_id, level),
+            plain=True,
         )
         if not rows:
             return pd.DataFrame(columns=["step", "epoch"])
-        long = pd.DataFrame([tuple(r) for r in rows], columns=["step", "epoch", "name", "value"])
-        names = list(long["name"].unique())  # first-logged order
+        long = pd.DataFrame(rows, columns=["step", "epoch", "name", "value"])
         long = long.drop_duplicates(["step", "epoch", "name"], keep="last")
-        wide = long.pivot(index=["step", "epoch"], columns="name", values="value")[names].reset_index()
+        wide = long.pivot(index=["step", "epoch"], columns="name", values="value")
+        wide = wide[self._metric_order(run_id, level, list(long["name"].unique()))].reset_index()
         wide.columns.name = None
         return wide.sort_values(["step", "epoch"], kind="stable").reset_index(drop=True)
+
+    def _metric_order(self, run_id: str, level: str, present: list[str]) -> list[str]:
+        """The names present in the order they were first logged (names metric_names lacks, as rows a
+        repair copied without it, follow by first step, then name)."""
+        logged = self._read(
+            "SELECT name FROM metric_names WHERE run_id=? AND level=? ORDER BY rowid", (run_id, level), plain=True
+        )
+        order = [n for (n,) in logged if n in set(present)]
+        listed = set(order)
+        return order + [n for n in present if n not in listed]
 
     def truncate_metrics(self, run_id: str, *, after_step: int) -> None:
         """Drop metrics logged after a step (a resumed run replays from its last checkpoint)."""

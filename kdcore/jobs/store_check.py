@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kdcore.jobs.store import RUN_RECORD, RunStore, StoreError, sha256_file
 
-_COPY_TABLES = ("runs", "metrics", "artifacts", "protocols", "protocol_runs")
+_COPY_TABLES = ("runs", "metrics", "metric_names", "artifacts", "protocols", "protocol_runs")
 _REINDEX_NOTE = "Re-indexed by `runs check --repair` from its folder; its metrics were lost with the store."
 
 

@@ -113,16 +113,22 @@ def test_runs_check_finds_a_corrupted_store_that_still_lists(data_dir):
     store = RunStore()
     rid = store.create_run(JobConfig(**TINY), state="completed")
     store.log_metrics(rid, [("step", s, 1, "loss", float(s)) for s in range(3000)])
+    with store._tx() as con:  # enough runs for the index on their state to span several pages
+        con.executemany(
+            "INSERT INTO runs (id, created, updated, state, config) SELECT ?, created, updated, state, config "
+            "FROM runs WHERE id=?",
+            [(f"other-{i:04d}", rid) for i in range(1000)],
+        )
     store.close()
     db = data_dir / "runs.sqlite"
     con = sqlite3.connect(db)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     page = con.execute("PRAGMA page_size").fetchone()[0]
-    leaf = con.execute("SELECT pageno FROM dbstat WHERE name='metrics_key' AND pagetype='leaf'").fetchall()[1][0]
+    leaf = con.execute("SELECT pageno FROM dbstat WHERE name='runs_state' AND pagetype='leaf'").fetchall()[1][0]
     con.close()
     data = bytearray(db.read_bytes())
-    start = (leaf - 1) * page  # one page of the metrics index: keys renamed in place
-    data[start : start + page] = bytes(data[start : start + page]).replace(b"loss", b"lost")
+    start = (leaf - 1) * page  # one page of the index on the runs' state: keys changed in place
+    data[start : start + page] = bytes(data[start : start + page]).replace(b"completed", b"completez")
     db.write_bytes(bytes(data))
     assert cli("runs", "list", home=data_dir).returncode == 0  # still lists
     p = cli("runs", "check", home=data_dir)
@@ -130,7 +136,7 @@ def test_runs_check_finds_a_corrupted_store_that_still_lists(data_dir):
     p = cli("runs", "check", "--repair", home=data_dir)
     assert "moved the damaged database" in p.stdout and "Traceback" not in p.stderr
     assert cli("runs", "check", home=data_dir).returncode == 0
-    assert RunStore().get_run(rid)["state"] == "completed"
+    assert RunStore().get_run(rid)["state"] == "completed" and len(RunStore().list_runs()) == 1001
     assert RunStore().metrics(rid)["loss"].tolist() == [float(s) for s in range(3000)]  # rows kept
 
 
