@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 (old if which == "old" else new).append(write(Path(tmp) / f"{which}{i}", args.steps, args.metrics))
         ratio = statistics.median(n / o for n, o in zip(new, old))
         print(
-            f"step-metric writes: {statistics.median(new):,.0f} rows/s with lease + unique index + sha256 "
+            f"step-metric writes: {statistics.median(new):,.0f} rows/s with lease + unique (run, level, step, name) key + sha256 "
             f"artifacts, {statistics.median(old):,.0f} rows/s before (plain inserts); ratio {ratio:.3f} "
             f"(median of {args.repeats} paired runs; goal >= 0.9)"
         )
