@@ -86,46 +86,29 @@ class Recipe:
     lam: float = 0.9  # weight of the distillation term; 1 - lam on the labels
 
 
+def _image_recipe(dataset: str, model: str, *, seed: int, epochs: tuple[int, int], lr: float) -> Recipe:
+    """An image pair `model`Teacher / `model`Student trained for `epochs` (teacher, student): batches
+    of 64, teacher lr `lr`, student lr 1e-2, T = 2 and λ = 0.5 (see below)."""
+    teacher_epochs, student_epochs = epochs
+    return Recipe(
+        dataset,
+        f"{model}Teacher",
+        f"{model}Student",
+        seed=seed,
+        teacher_epochs=teacher_epochs,
+        student_epochs=student_epochs,
+        batch_size=64,
+        lr=lr,
+        student_lr=1e-2,
+        temperature=2.0,
+        lam=0.5,
+    )
+
+
 RECIPES = {
-    "digits": Recipe(
-        "digits",
-        "DigitsTeacher",
-        "DigitsStudent",
-        seed=1,
-        teacher_epochs=20,
-        student_epochs=60,
-        batch_size=64,
-        lr=5e-3,
-        student_lr=1e-2,
-        temperature=2.0,
-        lam=0.5,
-    ),
-    "shapes": Recipe(
-        "shapes",
-        "ShapesTeacher",
-        "ShapesStudent",
-        seed=2,
-        teacher_epochs=8,
-        student_epochs=20,
-        batch_size=64,
-        lr=3e-3,
-        student_lr=1e-2,
-        temperature=2.0,
-        lam=0.5,
-    ),
-    "shapes_multilabel": Recipe(
-        "shapes_multilabel",
-        "ShapesTeacher",
-        "ShapesStudent",
-        seed=3,
-        teacher_epochs=8,
-        student_epochs=20,
-        batch_size=64,
-        lr=3e-3,
-        student_lr=1e-2,
-        temperature=2.0,
-        lam=0.5,
-    ),
+    "digits": _image_recipe("digits", "Digits", seed=1, epochs=(20, 60), lr=5e-3),
+    "shapes": _image_recipe("shapes", "Shapes", seed=2, epochs=(8, 20), lr=3e-3),
+    "shapes_multilabel": _image_recipe("shapes_multilabel", "Shapes", seed=3, epochs=(8, 20), lr=3e-3),
     "tinylang": Recipe(
         "tinylang",
         "TinyLangTeacher",
