@@ -282,6 +282,13 @@ def _save(model: nn.Module, path: Path) -> str:
     return _sha256(path)
 
 
+def _fit_student(recipe: Recipe, dataset: Dataset, teacher_logits: Tensor | None = None) -> nn.Module:
+    """The recipe's student from its own seed (the teacher's + 1); distilled when teacher_logits are given."""
+    seed = recipe.seed + 1
+    model = _build(recipe.student, dataset, seed)
+    return _fit(model, dataset, recipe, recipe.student_epochs, recipe.student_lr, seed, teacher_logits=teacher_logits)
+
+
 def train_pair(name: str, out_dir: Path) -> dict:
     """Train the pair ``name`` and write its three weight files to out_dir; return its manifest entry."""
     torch.use_deterministic_algorithms(True)
@@ -293,23 +300,8 @@ def train_pair(name: str, out_dir: Path) -> dict:
         _build(recipe.teacher, dataset, recipe.seed), dataset, recipe, recipe.teacher_epochs, recipe.lr, recipe.seed
     )
     soft = _predict(teacher, dataset.split("train").inputs)  # the teacher's logits on the training split
-    student = _fit(
-        _build(recipe.student, dataset, recipe.seed + 1),
-        dataset,
-        recipe,
-        recipe.student_epochs,
-        recipe.student_lr,
-        recipe.seed + 1,
-        teacher_logits=soft,
-    )
-    baseline = _fit(
-        _build(recipe.student, dataset, recipe.seed + 1),
-        dataset,
-        recipe,
-        recipe.student_epochs,
-        recipe.student_lr,
-        recipe.seed + 1,
-    )
+    student = _fit_student(recipe, dataset, teacher_logits=soft)
+    baseline = _fit_student(recipe, dataset)  # the same student, seed and budget, on labels alone
     seconds = time.perf_counter() - start
     models = {}
     for role, model, cls in (
