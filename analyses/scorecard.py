@@ -38,7 +38,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from kdcore import metrics as km
-from kdcore.validation import check_labels, check_logits, check_same_shape
+from kdcore.validation import check_labels, check_logits, check_positive, check_same_shape
 
 from . import _style
 
@@ -180,13 +180,7 @@ def _seconds(name: str, value: Any, where: str) -> float | None:
             if key in value:
                 value = value[key]
                 break
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"The '{name}' parameter of {where} must be a latency in seconds > 0. Got {value!r} instead.")
-    return v
+    return check_positive(name, value, where=where, what="a latency in seconds")
 
 
 def compute_scorecard(

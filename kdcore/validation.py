@@ -30,16 +30,16 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def check_positive(name: str, value: Any, *, where: str) -> float:
-    """A finite float > 0 (temperatures, T_norm)."""
+def check_positive(name: str, value: Any, *, where: str, what: str = "a float") -> float:
+    """A finite float > 0 (temperatures, T_norm); `what` names it in the error ("a latency in seconds")."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise InvalidParameterError(
-            f"The '{name}' parameter of {where} must be a float > 0. Got {_describe(value)} instead."
+            f"The '{name}' parameter of {where} must be {what} > 0. Got {_describe(value)} instead."
         ) from None
     if not math.isfinite(v) or v <= 0:
-        raise InvalidParameterError(f"The '{name}' parameter of {where} must be a float > 0. Got {value!r} instead.")
+        raise InvalidParameterError(f"The '{name}' parameter of {where} must be {what} > 0. Got {value!r} instead.")
     return v
 
 
