@@ -8,7 +8,7 @@ import torch
 
 from analyses import cka
 from kdcore import cka as cka_core
-from tests.helpers.cka_reference import np_hsic1, np_rbf_gram
+from tests.helpers.cka_reference import np_debiased_cka, np_gram_cka, np_hsic1, np_rbf_gram
 
 
 # ---------------------------------------------------------------- independent numpy references
@@ -16,15 +16,6 @@ def _np_centre(k):
     n = k.shape[0]
     h = np.eye(n) - np.ones((n, n)) / n
     return h @ k @ h
-
-
-def _np_cka_gram(k, l):
-    kc, lc = _np_centre(k), _np_centre(l)
-    return np.trace(kc @ lc) / np.sqrt(np.trace(kc @ kc) * np.trace(lc @ lc))
-
-
-def _np_debiased(k, l):
-    return np_hsic1(k, l) / np.sqrt(np_hsic1(k, k) * np_hsic1(l, l))
 
 
 def _related(n, d1, d2, rng):
@@ -62,12 +53,12 @@ def test_linear_matches_numpy(n, d1, d2):
     rng = np.random.default_rng(n + d1)
     x, y = _related(n, d1, d2, rng)
     k, l = x @ x.T, y @ y.T
-    assert cka.linear_cka(x, y) == pytest.approx(_np_cka_gram(k, l), rel=1e-10)
-    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(_np_debiased(_np_centre(k), _np_centre(l)), rel=1e-9)
+    assert cka.linear_cka(x, y) == pytest.approx(np_gram_cka(k, l), rel=1e-10)
+    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(np_debiased_cka(_np_centre(k), _np_centre(l)), rel=1e-9)
     # HSIC₁ does not depend on centring the features first
-    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(_np_debiased(k, l), rel=1e-7)
+    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(np_debiased_cka(k, l), rel=1e-7)
     assert cka.rbf_cka(x, y, sigma=0.7) == pytest.approx(
-        _np_cka_gram(np_rbf_gram(x, 0.7), np_rbf_gram(y, 0.7)), rel=1e-10
+        np_gram_cka(np_rbf_gram(x, 0.7), np_rbf_gram(y, 0.7)), rel=1e-10
     )
 
 
