@@ -328,33 +328,21 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
     """Student error beside its bound: teacher error with the disagreement rate stacked on top."""
     cats = ["student error", "bound: teacher error + disagreement"]
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=[cats[0]],
-            y=[risk.err_student],
-            name="student error err_s",
-            marker={"color": _style.STUDENT},
-            hovertemplate="student 0-1 error: %{y:.4f}<extra></extra>",
-        )
+    bars = (  # (category, value, legend name, colour, hover label)
+        (cats[0], risk.err_student, "student error err_s", _style.STUDENT, "student 0-1 error"),
+        (cats[1], risk.err_teacher, "teacher error err_t", _style.TEACHER, "teacher 0-1 error"),
+        (cats[1], risk.disagreement, "disagreement P(student ≠ teacher)", _style.NEUTRAL, "disagreement rate"),
     )
-    fig.add_trace(
-        go.Bar(
-            x=[cats[1]],
-            y=[risk.err_teacher],
-            name="teacher error err_t",
-            marker={"color": _style.TEACHER},
-            hovertemplate="teacher 0-1 error: %{y:.4f}<extra></extra>",
+    for cat, value, name, colour, label in bars:
+        fig.add_trace(
+            go.Bar(
+                x=[cat],
+                y=[value],
+                name=name,
+                marker={"color": colour},
+                hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>",
+            )
         )
-    )
-    fig.add_trace(
-        go.Bar(
-            x=[cats[1]],
-            y=[risk.disagreement],
-            name="disagreement P(student ≠ teacher)",
-            marker={"color": _style.NEUTRAL},
-            hovertemplate="disagreement rate: %{y:.4f}<extra></extra>",
-        )
-    )
     if risk.train_err_student is not None:
         fig.add_trace(
             go.Bar(
