@@ -366,6 +366,23 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
     return _style.finish(fig, title=title, x="quantity", y="rate (fraction of samples)")
 
 
+def _model_bar(fig: go.Figure, role: str, label: str, value: float, hover: str, *, col: int) -> None:
+    """One model's bar in panel (1, col), in its role's colour; only panel 1 adds it to the legend."""
+    fig.add_trace(
+        go.Bar(
+            x=[label],
+            y=[value],
+            name=label,
+            legendgroup=role,
+            showlegend=col == 1,
+            marker={"color": _style.ROLE_COLOURS[role]},
+            hovertemplate=hover + "<extra></extra>",
+        ),
+        row=1,
+        col=col,
+    )
+
+
 def figure_scorecard(card: Scorecard) -> go.Figure:
     """Size, latency and accuracy of teacher, baseline student and distilled student, side by side."""
     speed = "" if card.speedup is None else f" ({card.speedup:.2f}× faster)"
@@ -388,49 +405,14 @@ def figure_scorecard(card: Scorecard) -> go.Figure:
         if metrics is None:
             continue
         label = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}[role]
-        colour = _style.ROLE_COLOURS[role]
-        fig.add_trace(
-            go.Bar(
-                x=[label],
-                y=[params / 1e6],
-                name=label,
-                legendgroup=role,
-                marker={"color": colour},
-                hovertemplate=f"{label}<br>%{{y:.3f}} M parameters<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
+        _model_bar(fig, role, label, params / 1e6, f"{label}<br>%{{y:.3f}} M parameters", col=1)
         if latency is not None:
-            fig.add_trace(
-                go.Bar(
-                    x=[label],
-                    y=[latency * 1000],
-                    name=label,
-                    legendgroup=role,
-                    showlegend=False,
-                    marker={"color": colour},
-                    hovertemplate=f"{label}<br>%{{y:.2f}} ms per batch<extra></extra>",
-                ),
-                row=1,
-                col=2,
-            )
-        fig.add_trace(
-            go.Bar(
-                x=[label],
-                y=[100 * metrics["accuracy"]],
-                name=label,
-                legendgroup=role,
-                showlegend=False,
-                marker={"color": colour},
-                hovertemplate=(
-                    f"{label}<br>accuracy %{{y:.2f}} %<br>loss {metrics['loss']:.4f} nats"
-                    f"<br>perplexity {metrics['perplexity']:.3g}<extra></extra>"
-                ),
-            ),
-            row=1,
-            col=3,
+            _model_bar(fig, role, label, latency * 1000, f"{label}<br>%{{y:.2f}} ms per batch", col=2)
+        hover = (
+            f"{label}<br>accuracy %{{y:.2f}} %<br>loss {metrics['loss']:.4f} nats"
+            f"<br>perplexity {metrics['perplexity']:.3g}"
         )
+        _model_bar(fig, role, label, 100 * metrics["accuracy"], hover, col=3)
     fig.update_yaxes(title_text="parameters (millions)", row=1, col=1)
     fig.update_yaxes(title_text="latency (ms per batch)", row=1, col=2)
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 106], row=1, col=3)  # "100" clear of the panel title
