@@ -30,6 +30,21 @@ def role_colour(name: str) -> str:
     return STUDENT if "student" in low else NEUTRAL
 
 
+def temperature_trace(role: str, d: Any, column: str, label: str, *, showlegend: bool) -> go.Scatter:
+    """One model's `column` of a temperature sweep `d` (a DataFrame with a "temperature" column) against T,
+    in the role's colour and legend group; the hover names T and `label`."""
+    return go.Scatter(
+        x=d["temperature"],
+        y=d[column],
+        mode="lines+markers",
+        name=role,
+        legendgroup=role,
+        showlegend=showlegend,
+        line={"color": role_colour(role)},
+        hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>",
+    )
+
+
 SEQUENTIAL = "Viridis"  # heatmaps of magnitudes (CKA, attention)
 DIVERGING = "RdBu"  # signed differences
 

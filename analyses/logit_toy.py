@@ -123,51 +123,25 @@ def figure_toy(result: ToyResult) -> go.Figure:
         subplot_titles=[f"soft labels p(T = {T:g})", f"KL terms (sum {result.kl:.3f} nats)", "student gradient ∂/∂z_s"],
     )
     x = df["class"].tolist()
-    for role, col in (("teacher", "p_teacher"), ("student", "p_student")):
+    bars = (  # (column, legend name, colour, hover label, hover unit, panel)
+        ("p_teacher", "teacher p(T)", _style.TEACHER, "teacher", "", 1),
+        ("p_student", "student p(T)", _style.STUDENT, "student", "", 1),
+        ("kl_term", "p·log(p/q)", _style.NEUTRAL, "KL term", " nats", 2),
+        ("grad", "without T²: (q − p)/T", _style.class_colour(9), "without T²", "", 3),
+        ("grad_t2", "with T²: T·(q − p)", _style.class_colour(4), "with T²", "", 3),
+    )
+    for column, name, colour, label, unit, col in bars:
         fig.add_trace(
             go.Bar(
                 x=x,
-                y=df[col],
-                name=f"{role} p(T)",
-                marker_color=_style.ROLE_COLOURS[role],
-                hovertemplate="%{x}: %{y:.4f}<extra>" + role + "</extra>",
+                y=df[column],
+                name=name,
+                marker_color=colour,
+                hovertemplate=f"%{{x}}: %{{y:.4f}}{unit}<extra>{label}</extra>",
             ),
             row=1,
-            col=1,
+            col=col,
         )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=df["kl_term"],
-            name="p·log(p/q)",
-            marker_color=_style.NEUTRAL,
-            hovertemplate="%{x}: %{y:.4f} nats<extra>KL term</extra>",
-        ),
-        row=1,
-        col=2,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=df["grad"],
-            name="without T²: (q − p)/T",
-            marker_color=_style.class_colour(9),
-            hovertemplate="%{x}: %{y:.4f}<extra>without T²</extra>",
-        ),
-        row=1,
-        col=3,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=df["grad_t2"],
-            name="with T²: T·(q − p)",
-            marker_color=_style.class_colour(4),
-            hovertemplate="%{x}: %{y:.4f}<extra>with T²</extra>",
-        ),
-        row=1,
-        col=3,
-    )
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="probability", range=[0, 1.05], row=1, col=1)
     fig.update_yaxes(title_text="nats", row=1, col=2)
@@ -179,24 +153,13 @@ def figure_toy(result: ToyResult) -> go.Figure:
 def figure_gradient_norms(norms: pd.DataFrame, temperature: float | None = None) -> go.Figure:
     """The student's gradient norm against T, without and with T² (log–log): only the T² curve levels off."""
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=norms["temperature"],
-            y=norms["without_t2"],
-            mode="lines+markers",
-            name="‖∂KL/∂z_s‖ (without T²)",
-            line={"color": _style.class_colour(9)},
+    for column, name, colour in (
+        ("without_t2", "‖∂KL/∂z_s‖ (without T²)", _style.class_colour(9)),
+        ("with_t2", "‖∂(T²·KL)/∂z_s‖ (with T²)", _style.class_colour(4)),
+    ):
+        fig.add_trace(
+            go.Scatter(x=norms["temperature"], y=norms[column], mode="lines+markers", name=name, line={"color": colour})
         )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=norms["temperature"],
-            y=norms["with_t2"],
-            mode="lines+markers",
-            name="‖∂(T²·KL)/∂z_s‖ (with T²)",
-            line={"color": _style.class_colour(4)},
-        )
-    )
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", dtick=1)  # a label at each power of ten only
     if temperature is not None:

@@ -126,16 +126,7 @@ def figure_sweep(sweep: pd.DataFrame) -> go.Figure:
         row, col = divmod(i, 2)
         for role, d in sweep.groupby("role", sort=False):
             fig.add_trace(
-                go.Scatter(
-                    x=d["temperature"],
-                    y=d[column],
-                    mode="lines+markers",
-                    name=role,
-                    legendgroup=role,
-                    showlegend=i == 0,
-                    line={"color": _style.role_colour(role)},
-                    hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>",
-                ),
+                _style.temperature_trace(role, d, column, label, showlegend=i == 0),
                 row=row + 1,
                 col=col + 1,
             )

@@ -38,7 +38,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from kdcore import metrics as km
-from kdcore.validation import check_labels, check_logits, check_same_shape
+from kdcore.validation import check_labels, check_logits, check_positive, check_same_shape
 
 from . import _style
 
@@ -180,13 +180,7 @@ def _seconds(name: str, value: Any, where: str) -> float | None:
             if key in value:
                 value = value[key]
                 break
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"The '{name}' parameter of {where} must be a latency in seconds > 0. Got {value!r} instead.")
-    return v
+    return check_positive(name, value, where=where, what="a latency in seconds")
 
 
 def compute_scorecard(
@@ -334,33 +328,21 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
     """Student error beside its bound: teacher error with the disagreement rate stacked on top."""
     cats = ["student error", "bound: teacher error + disagreement"]
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=[cats[0]],
-            y=[risk.err_student],
-            name="student error err_s",
-            marker={"color": _style.STUDENT},
-            hovertemplate="student 0-1 error: %{y:.4f}<extra></extra>",
-        )
+    bars = (  # (category, value, legend name, colour, hover label)
+        (cats[0], risk.err_student, "student error err_s", _style.STUDENT, "student 0-1 error"),
+        (cats[1], risk.err_teacher, "teacher error err_t", _style.TEACHER, "teacher 0-1 error"),
+        (cats[1], risk.disagreement, "disagreement P(student ≠ teacher)", _style.NEUTRAL, "disagreement rate"),
     )
-    fig.add_trace(
-        go.Bar(
-            x=[cats[1]],
-            y=[risk.err_teacher],
-            name="teacher error err_t",
-            marker={"color": _style.TEACHER},
-            hovertemplate="teacher 0-1 error: %{y:.4f}<extra></extra>",
+    for cat, value, name, colour, label in bars:
+        fig.add_trace(
+            go.Bar(
+                x=[cat],
+                y=[value],
+                name=name,
+                marker={"color": colour},
+                hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>",
+            )
         )
-    )
-    fig.add_trace(
-        go.Bar(
-            x=[cats[1]],
-            y=[risk.disagreement],
-            name="disagreement P(student ≠ teacher)",
-            marker={"color": _style.NEUTRAL},
-            hovertemplate="disagreement rate: %{y:.4f}<extra></extra>",
-        )
-    )
     if risk.train_err_student is not None:
         fig.add_trace(
             go.Bar(
@@ -382,6 +364,23 @@ def figure_risk(risk: RiskRelation) -> go.Figure:
         f"{risk.err_teacher:.3f} + {risk.disagreement:.3f} (n = {risk.n})"
     )
     return _style.finish(fig, title=title, x="quantity", y="rate (fraction of samples)")
+
+
+def _model_bar(fig: go.Figure, role: str, label: str, value: float, hover: str, *, col: int) -> None:
+    """One model's bar in panel (1, col), in its role's colour; only panel 1 adds it to the legend."""
+    fig.add_trace(
+        go.Bar(
+            x=[label],
+            y=[value],
+            name=label,
+            legendgroup=role,
+            showlegend=col == 1,
+            marker={"color": _style.ROLE_COLOURS[role]},
+            hovertemplate=hover + "<extra></extra>",
+        ),
+        row=1,
+        col=col,
+    )
 
 
 def figure_scorecard(card: Scorecard) -> go.Figure:
@@ -406,49 +405,14 @@ def figure_scorecard(card: Scorecard) -> go.Figure:
         if metrics is None:
             continue
         label = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}[role]
-        colour = _style.ROLE_COLOURS[role]
-        fig.add_trace(
-            go.Bar(
-                x=[label],
-                y=[params / 1e6],
-                name=label,
-                legendgroup=role,
-                marker={"color": colour},
-                hovertemplate=f"{label}<br>%{{y:.3f}} M parameters<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
+        _model_bar(fig, role, label, params / 1e6, f"{label}<br>%{{y:.3f}} M parameters", col=1)
         if latency is not None:
-            fig.add_trace(
-                go.Bar(
-                    x=[label],
-                    y=[latency * 1000],
-                    name=label,
-                    legendgroup=role,
-                    showlegend=False,
-                    marker={"color": colour},
-                    hovertemplate=f"{label}<br>%{{y:.2f}} ms per batch<extra></extra>",
-                ),
-                row=1,
-                col=2,
-            )
-        fig.add_trace(
-            go.Bar(
-                x=[label],
-                y=[100 * metrics["accuracy"]],
-                name=label,
-                legendgroup=role,
-                showlegend=False,
-                marker={"color": colour},
-                hovertemplate=(
-                    f"{label}<br>accuracy %{{y:.2f}} %<br>loss {metrics['loss']:.4f} nats"
-                    f"<br>perplexity {metrics['perplexity']:.3g}<extra></extra>"
-                ),
-            ),
-            row=1,
-            col=3,
+            _model_bar(fig, role, label, latency * 1000, f"{label}<br>%{{y:.2f}} ms per batch", col=2)
+        hover = (
+            f"{label}<br>accuracy %{{y:.2f}} %<br>loss {metrics['loss']:.4f} nats"
+            f"<br>perplexity {metrics['perplexity']:.3g}"
         )
+        _model_bar(fig, role, label, 100 * metrics["accuracy"], hover, col=3)
     fig.update_yaxes(title_text="parameters (millions)", row=1, col=1)
     fig.update_yaxes(title_text="latency (ms per batch)", row=1, col=2)
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 106], row=1, col=3)  # "100" clear of the panel title

@@ -364,16 +364,7 @@ def figure_sweep(result: pd.DataFrame) -> go.Figure:
         for role, d in result.groupby("role", sort=False):
             colour = _style.role_colour(role)
             fig.add_trace(
-                go.Scatter(
-                    x=d["temperature"],
-                    y=d[column],
-                    mode="lines+markers",
-                    name=role,
-                    legendgroup=role,
-                    showlegend=(i == 0),
-                    line={"color": colour},
-                    hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>",
-                ),
+                _style.temperature_trace(role, d, column, label, showlegend=i == 0),
                 row=row + 1,
                 col=col + 1,
             )

@@ -25,34 +25,31 @@ from app import safety  # noqa: E402
 safety.show_address_banner()  # a warning when listening beyond this machine; no pages when that was not asked for
 
 VIEWS = Path(__file__).parent / "views"
+
+
+def _page(view: str, title: str, icon: str, **options) -> st.Page:
+    """The page app/views/<view>.py at the URL path <view> (with - for _), under a Material icon."""
+    return st.Page(
+        VIEWS / f"{view}.py", title=title, icon=f":material/{icon}:", url_path=view.replace("_", "-"), **options
+    )
+
+
 PAGES = {
     "Start": [
-        st.Page(VIEWS / "overview.py", title="Overview", icon=":material/home:", url_path="overview", default=True),
-        st.Page(VIEWS / "workshop.py", title="Workshop path", icon=":material/school:", url_path="workshop"),
+        _page("overview", "Overview", "home", default=True),
+        _page("workshop", "Workshop path", "school"),
     ],
     "Explore the pair": [
-        st.Page(
-            VIEWS / "soft_labels.py",
-            title="Soft labels & temperature",
-            icon=":material/thermostat:",
-            url_path="soft-labels",
-        ),
-        st.Page(VIEWS / "features.py", title="Features (CKA)", icon=":material/grid_on:", url_path="features"),
-        st.Page(VIEWS / "attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
-        st.Page(
-            VIEWS / "cams.py", title="Class activation maps", icon=":material/local_fire_department:", url_path="cams"
-        ),
-        st.Page(
-            VIEWS / "divergences.py",
-            title="Divergence components",
-            icon=":material/stacked_bar_chart:",
-            url_path="divergences",
-        ),
-        st.Page(VIEWS / "calibration.py", title="Calibration", icon=":material/target:", url_path="calibration"),
+        _page("soft_labels", "Soft labels & temperature", "thermostat"),
+        _page("features", "Features (CKA)", "grid_on"),
+        _page("attention", "Attention", "visibility"),
+        _page("cams", "Class activation maps", "local_fire_department"),
+        _page("divergences", "Divergence components", "stacked_bar_chart"),
+        _page("calibration", "Calibration", "target"),
     ],
     "Train & diagnose": [
-        st.Page(VIEWS / "distill.py", title="Distill", icon=":material/science:", url_path="distill"),
-        st.Page(VIEWS / "doctor.py", title="Doctor", icon=":material/medical_services:", url_path="doctor"),
+        _page("distill", "Distill", "science"),
+        _page("doctor", "Doctor", "medical_services"),
     ],
 }
 

@@ -38,6 +38,22 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
     return finish(fig, title="Training loss and its components", x="step", y="loss (nats)", height=360)
 
 
+def _add_epoch_line(fig: go.Figure, ep: pd.DataFrame, c: str, colour: str, dash: str | None, *, col: int) -> None:
+    """Column `c` of the epoch table against the epoch, in panel (1, col); nothing when the column is missing."""
+    if c in ep:
+        fig.add_trace(
+            go.Scatter(
+                x=ep["epoch"],
+                y=ep[c],
+                mode="lines+markers",
+                name=c.replace("_", " "),
+                line={"color": colour, "dash": dash},
+            ),
+            row=1,
+            col=col,
+        )
+
+
 def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> go.Figure:
     """Validation accuracy and agreement with the teacher (left); validation loss (middle) and the
     training objective (right) on axes of their own: a KD objective (T²·KL) and the validation
@@ -50,18 +66,7 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
         subplot_titles=("accuracy and agreement", "validation loss (CE)", "training objective"),
     )
     for c, colour, dash in (("val_acc", STUDENT, None), ("val_agreement", TEACHER, "dot")):
-        if c in ep:
-            fig.add_trace(
-                go.Scatter(
-                    x=ep["epoch"],
-                    y=ep[c],
-                    mode="lines+markers",
-                    name=c.replace("_", " "),
-                    line={"color": colour, "dash": dash},
-                ),
-                row=1,
-                col=1,
-            )
+        _add_epoch_line(fig, ep, c, colour, dash, col=1)
     if teacher_acc is not None:
         fig.add_hline(
             y=teacher_acc,
@@ -72,18 +77,7 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
             annotation_position="bottom right",
         )
     for col, (c, colour, dash) in enumerate((("val_loss", STUDENT, None), ("train_loss", NEUTRAL, "dot")), start=2):
-        if c in ep:
-            fig.add_trace(
-                go.Scatter(
-                    x=ep["epoch"],
-                    y=ep[c],
-                    mode="lines+markers",
-                    name=c.replace("_", " "),
-                    line={"color": colour, "dash": dash},
-                ),
-                row=1,
-                col=col,
-            )
+        _add_epoch_line(fig, ep, c, colour, dash, col=col)
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="share of samples", range=[0, 1.06], row=1, col=1)  # "1" below the panel title
     fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=2)

@@ -118,13 +118,4 @@ def uld(log_q: Tensor, log_p: Tensor) -> Tensor:
     )
 
 
-KERNELS: dict[str, Callable[..., Tensor]] = {
-    "fkl": fkl,
-    "rkl": rkl,
-    "jsd": jsd,
-    "tvd": tvd,
-    "skew_fkl": skew_fkl,
-    "skew_rkl": skew_rkl,
-    "akl": akl,
-    "uld": uld,
-}
+KERNELS: dict[str, Callable[..., Tensor]] = {f.__name__: f for f in (fkl, rkl, jsd, tvd, skew_fkl, skew_rkl, akl, uld)}

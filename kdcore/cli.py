@@ -218,16 +218,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     result = run_job(cfg, store=store, callback=on_event)
     if args.json:
-        _print_json(
-            {
-                "run_id": result.run_id,
-                "state": result.state,
-                "metrics": result.metrics,
-                "error": result.error,
-                "recipe_fields": filled,
-                "notices": result.notices,
-            }
-        )
+        _print_json(_result_json(result, recipe_fields=filled))
     else:
         print(
             f"{result.state}: "
@@ -371,17 +362,21 @@ def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
     return _report_result(result, args)
 
 
+def _result_json(result: RunResult, **extra: Any) -> dict:
+    """What a run command prints with --json: id, state, metrics, error, `extra`, then the notices."""
+    return {
+        "run_id": result.run_id,
+        "state": result.state,
+        "metrics": result.metrics,
+        "error": result.error,
+        **extra,
+        "notices": result.notices,
+    }
+
+
 def _report_result(result: RunResult, args: argparse.Namespace) -> int:
     if args.json:
-        _print_json(
-            {
-                "run_id": result.run_id,
-                "state": result.state,
-                "metrics": result.metrics,
-                "error": result.error,
-                "notices": result.notices,
-            }
-        )
+        _print_json(_result_json(result))
     else:
         print(f"run {result.run_id}: {result.state}")
     return 0 if result.state == "completed" else 1

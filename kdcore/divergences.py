@@ -311,13 +311,4 @@ def uld(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tenso
     return token_divergence(student_logits, teacher_logits, "uld", **options)
 
 
-DIVERGENCES = {
-    "fkl": fkl,
-    "rkl": rkl,
-    "jsd": jsd,
-    "tvd": tvd,
-    "skew_fkl": skew_fkl,
-    "skew_rkl": skew_rkl,
-    "akl": akl,
-    "uld": uld,
-}
+DIVERGENCES = {f.__name__: f for f in (fkl, rkl, jsd, tvd, skew_fkl, skew_rkl, akl, uld)}

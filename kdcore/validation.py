@@ -30,16 +30,16 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def check_positive(name: str, value: Any, *, where: str) -> float:
-    """A finite float > 0 (temperatures, T_norm)."""
+def check_positive(name: str, value: Any, *, where: str, what: str = "a float") -> float:
+    """A finite float > 0 (temperatures, T_norm); `what` names it in the error ("a latency in seconds")."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise InvalidParameterError(
-            f"The '{name}' parameter of {where} must be a float > 0. Got {_describe(value)} instead."
+            f"The '{name}' parameter of {where} must be {what} > 0. Got {_describe(value)} instead."
         ) from None
     if not math.isfinite(v) or v <= 0:
-        raise InvalidParameterError(f"The '{name}' parameter of {where} must be a float > 0. Got {value!r} instead.")
+        raise InvalidParameterError(f"The '{name}' parameter of {where} must be {what} > 0. Got {value!r} instead.")
     return v
 
 
@@ -105,19 +105,25 @@ def check_tensor(name: str, x: Any, *, where: str, min_dim: int = 1, dims: int |
         raise InvalidParameterError(
             f"The '{name}' argument of {where} must be a torch.Tensor. Got {type(x).__name__} instead."
         )
+    _check_shape(name, x, where=where, min_dim=min_dim, dims=dims)
+    return x
+
+
+def _check_shape(name: str, x: Tensor, *, where: str, min_dim: int, dims: int | None) -> None:
+    """`x` has `dims` dimensions (when given), at least `min_dim`, and at least one element."""
     if dims is not None and x.dim() != dims:
         raise InvalidParameterError(
             f"The '{name}' argument of {where} must have {dims} dimensions. Got shape {tuple(x.shape)} instead."
         )
     if x.dim() < min_dim:
         raise InvalidParameterError(
-            f"The '{name}' argument of {where} must have at least {min_dim} dimension(s). Got shape {tuple(x.shape)} instead."
+            f"The '{name}' argument of {where} must have at least {min_dim} dimension(s). "
+            f"Got shape {tuple(x.shape)} instead."
         )
     if x.numel() == 0:
         raise InvalidParameterError(
             f"The '{name}' argument of {where} is empty (shape {tuple(x.shape)}): pass at least one sample."
         )
-    return x
 
 
 def check_logits(
@@ -317,19 +323,7 @@ def check_array(
         raise InvalidParameterError(
             f"The '{name}' argument of {where} must hold real numbers. Got dtype {x.dtype} instead."
         )
-    if dims is not None and x.dim() != dims:
-        raise InvalidParameterError(
-            f"The '{name}' argument of {where} must have {dims} dimensions. Got shape {tuple(x.shape)} instead."
-        )
-    if x.dim() < min_dim:
-        raise InvalidParameterError(
-            f"The '{name}' argument of {where} must have at least {min_dim} dimension(s). "
-            f"Got shape {tuple(x.shape)} instead."
-        )
-    if x.numel() == 0:
-        raise InvalidParameterError(
-            f"The '{name}' argument of {where} is empty (shape {tuple(x.shape)}): pass at least one sample."
-        )
+    _check_shape(name, x, where=where, min_dim=min_dim, dims=dims)
     x = x.detach().to(dtype)
     if not bool(torch.isfinite(x).all()):
         n = int((~torch.isfinite(x)).sum())

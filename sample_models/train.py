@@ -86,46 +86,29 @@ class Recipe:
     lam: float = 0.9  # weight of the distillation term; 1 - lam on the labels
 
 
+def _image_recipe(dataset: str, model: str, *, seed: int, epochs: tuple[int, int], lr: float) -> Recipe:
+    """An image pair `model`Teacher / `model`Student trained for `epochs` (teacher, student): batches
+    of 64, teacher lr `lr`, student lr 1e-2, T = 2 and λ = 0.5 (see below)."""
+    teacher_epochs, student_epochs = epochs
+    return Recipe(
+        dataset,
+        f"{model}Teacher",
+        f"{model}Student",
+        seed=seed,
+        teacher_epochs=teacher_epochs,
+        student_epochs=student_epochs,
+        batch_size=64,
+        lr=lr,
+        student_lr=1e-2,
+        temperature=2.0,
+        lam=0.5,
+    )
+
+
 RECIPES = {
-    "digits": Recipe(
-        "digits",
-        "DigitsTeacher",
-        "DigitsStudent",
-        seed=1,
-        teacher_epochs=20,
-        student_epochs=60,
-        batch_size=64,
-        lr=5e-3,
-        student_lr=1e-2,
-        temperature=2.0,
-        lam=0.5,
-    ),
-    "shapes": Recipe(
-        "shapes",
-        "ShapesTeacher",
-        "ShapesStudent",
-        seed=2,
-        teacher_epochs=8,
-        student_epochs=20,
-        batch_size=64,
-        lr=3e-3,
-        student_lr=1e-2,
-        temperature=2.0,
-        lam=0.5,
-    ),
-    "shapes_multilabel": Recipe(
-        "shapes_multilabel",
-        "ShapesTeacher",
-        "ShapesStudent",
-        seed=3,
-        teacher_epochs=8,
-        student_epochs=20,
-        batch_size=64,
-        lr=3e-3,
-        student_lr=1e-2,
-        temperature=2.0,
-        lam=0.5,
-    ),
+    "digits": _image_recipe("digits", "Digits", seed=1, epochs=(20, 60), lr=5e-3),
+    "shapes": _image_recipe("shapes", "Shapes", seed=2, epochs=(8, 20), lr=3e-3),
+    "shapes_multilabel": _image_recipe("shapes_multilabel", "Shapes", seed=3, epochs=(8, 20), lr=3e-3),
     "tinylang": Recipe(
         "tinylang",
         "TinyLangTeacher",
@@ -299,6 +282,13 @@ def _save(model: nn.Module, path: Path) -> str:
     return _sha256(path)
 
 
+def _fit_student(recipe: Recipe, dataset: Dataset, teacher_logits: Tensor | None = None) -> nn.Module:
+    """The recipe's student from its own seed (the teacher's + 1); distilled when teacher_logits are given."""
+    seed = recipe.seed + 1
+    model = _build(recipe.student, dataset, seed)
+    return _fit(model, dataset, recipe, recipe.student_epochs, recipe.student_lr, seed, teacher_logits=teacher_logits)
+
+
 def train_pair(name: str, out_dir: Path) -> dict:
     """Train the pair ``name`` and write its three weight files to out_dir; return its manifest entry."""
     torch.use_deterministic_algorithms(True)
@@ -310,23 +300,8 @@ def train_pair(name: str, out_dir: Path) -> dict:
         _build(recipe.teacher, dataset, recipe.seed), dataset, recipe, recipe.teacher_epochs, recipe.lr, recipe.seed
     )
     soft = _predict(teacher, dataset.split("train").inputs)  # the teacher's logits on the training split
-    student = _fit(
-        _build(recipe.student, dataset, recipe.seed + 1),
-        dataset,
-        recipe,
-        recipe.student_epochs,
-        recipe.student_lr,
-        recipe.seed + 1,
-        teacher_logits=soft,
-    )
-    baseline = _fit(
-        _build(recipe.student, dataset, recipe.seed + 1),
-        dataset,
-        recipe,
-        recipe.student_epochs,
-        recipe.student_lr,
-        recipe.seed + 1,
-    )
+    student = _fit_student(recipe, dataset, teacher_logits=soft)
+    baseline = _fit_student(recipe, dataset)  # the same student, seed and budget, on labels alone
     seconds = time.perf_counter() - start
     models = {}
     for role, model, cls in (

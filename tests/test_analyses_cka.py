@@ -8,6 +8,7 @@ import torch
 
 from analyses import cka
 from kdcore import cka as cka_core
+from tests.helpers.cka_reference import np_debiased_cka, np_gram_cka, np_hsic1, np_rbf_gram
 
 
 # ---------------------------------------------------------------- independent numpy references
@@ -15,31 +16,6 @@ def _np_centre(k):
     n = k.shape[0]
     h = np.eye(n) - np.ones((n, n)) / n
     return h @ k @ h
-
-
-def _np_cka_gram(k, l):
-    kc, lc = _np_centre(k), _np_centre(l)
-    return np.trace(kc @ lc) / np.sqrt(np.trace(kc @ kc) * np.trace(lc @ lc))
-
-
-def _np_hsic1(k, l):
-    n = k.shape[0]
-    kt, lt = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
-    one = np.ones(n)
-    return (
-        np.trace(kt @ lt)
-        + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-        - 2 / (n - 2) * one @ kt @ lt @ one
-    ) / (n * (n - 3))
-
-
-def _np_debiased(k, l):
-    return _np_hsic1(k, l) / np.sqrt(_np_hsic1(k, k) * _np_hsic1(l, l))
-
-
-def _np_rbf(x, s=1.0):
-    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    return np.exp(-d / (2 * s**2 * np.median(d)))
 
 
 def _related(n, d1, d2, rng):
@@ -77,11 +53,13 @@ def test_linear_matches_numpy(n, d1, d2):
     rng = np.random.default_rng(n + d1)
     x, y = _related(n, d1, d2, rng)
     k, l = x @ x.T, y @ y.T
-    assert cka.linear_cka(x, y) == pytest.approx(_np_cka_gram(k, l), rel=1e-10)
-    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(_np_debiased(_np_centre(k), _np_centre(l)), rel=1e-9)
+    assert cka.linear_cka(x, y) == pytest.approx(np_gram_cka(k, l), rel=1e-10)
+    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(np_debiased_cka(_np_centre(k), _np_centre(l)), rel=1e-9)
     # HSIC₁ does not depend on centring the features first
-    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(_np_debiased(k, l), rel=1e-7)
-    assert cka.rbf_cka(x, y, sigma=0.7) == pytest.approx(_np_cka_gram(_np_rbf(x, 0.7), _np_rbf(y, 0.7)), rel=1e-10)
+    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(np_debiased_cka(k, l), rel=1e-7)
+    assert cka.rbf_cka(x, y, sigma=0.7) == pytest.approx(
+        np_gram_cka(np_rbf_gram(x, 0.7), np_rbf_gram(y, 0.7)), rel=1e-10
+    )
 
 
 def test_feature_space_form_equals_gram_form():
@@ -187,13 +165,13 @@ def _np_minibatch(batches_a, batches_b, gram):
     cross = self_a = self_b = 0.0
     for a, b in zip(batches_a, batches_b):
         k, l = gram(a), gram(b)
-        cross += _np_hsic1(k, l)
-        self_a += _np_hsic1(k, k)
-        self_b += _np_hsic1(l, l)
+        cross += np_hsic1(k, l)
+        self_a += np_hsic1(k, k)
+        self_b += np_hsic1(l, l)
     return cross / np.sqrt(self_a * self_b)  # the 1/K of each mean cancels
 
 
-@pytest.mark.parametrize("kind, gram", [("linear", lambda x: x @ x.T), ("rbf", _np_rbf)])
+@pytest.mark.parametrize("kind, gram", [("linear", lambda x: x @ x.T), ("rbf", np_rbf_gram)])
 def test_streaming_equals_the_minibatch_formula_computed_naively(kind, gram):
     rng = np.random.default_rng(8)
     n, b = 60, 15

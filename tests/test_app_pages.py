@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.runs import digits_run
+
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 180
 
@@ -23,23 +25,9 @@ def home(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     d = tmp_path_factory.mktemp("kdwb_app")
     mp.setenv("KDWB_HOME", str(d))
-    from kdcore.jobs import JobConfig, RunStore, run_job
+    from kdcore.jobs import RunStore
 
-    res = run_job(
-        JobConfig(
-            pair="digits",
-            objective="kd",
-            epochs=2,
-            train_size=64,
-            batch_size=32,
-            val_size=64,
-            probe_size=32,
-            checkpoints=2,
-            name="app-test",
-        ),
-        store=RunStore(d),
-    )
-    assert res.state == "completed", res.error
+    res = digits_run(RunStore(d), epochs=2, train_size=64, val_size=64, probe_size=32, checkpoints=2, name="app-test")
     yield {"dir": d, "run_id": res.run_id}
     mp.undo()
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.runs import digits_run
+
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
@@ -17,24 +19,9 @@ def home(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     d = tmp_path_factory.mktemp("kdwb_views")
     mp.setenv("KDWB_HOME", str(d))
-    from kdcore.jobs import JobConfig, RunStore, run_job
+    from kdcore.jobs import RunStore
 
-    res = run_job(
-        JobConfig(
-            pair="digits",
-            objective="kd",
-            epochs=1,
-            train_size=32,
-            batch_size=32,
-            val_size=32,
-            probe_size=16,
-            checkpoints=0,
-            temperature=3.0,
-            lam=0.8,
-        ),
-        store=RunStore(d),
-    )
-    assert res.state == "completed", res.error
+    res = digits_run(RunStore(d), temperature=3.0, lam=0.8)
     yield {"dir": d, "run_id": res.run_id}
     mp.undo()
 

@@ -11,6 +11,7 @@ from analyses import calibration as cal
 from analyses import components as comp
 from analyses import soft_labels as sl
 from app import run_figures, run_table
+from tests.helpers.runs import digits_run
 
 
 def test_roles_have_three_distinct_colours_and_names_map_to_them():
@@ -72,24 +73,10 @@ def test_compare_curves_name_runs_by_their_labels():
 
 
 def test_runs_table_shows_temperature_lambda_and_final_accuracy(tmp_path):
-    from kdcore.jobs import JobConfig, RunStore, run_job
+    from kdcore.jobs import RunStore
 
     store = RunStore(tmp_path)
-    res = run_job(
-        JobConfig(
-            pair="digits",
-            objective="kd",
-            epochs=1,
-            train_size=32,
-            batch_size=32,
-            val_size=32,
-            probe_size=16,
-            checkpoints=0,
-            temperature=3.0,
-            lam=0.7,
-        ),
-        store=store,
-    )
+    res = digits_run(store, temperature=3.0, lam=0.7)
     df = run_table.runs_table(store)
     assert list(df.columns) == run_table.COLUMNS
     row = df.iloc[0]

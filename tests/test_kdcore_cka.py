@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from kdcore import cka
+from tests.helpers.cka_reference import np_debiased_cka, np_gram_cka, np_hsic1, np_rbf_gram
 
 
 # ---------------------------------------------------------------- independent numpy references
@@ -14,34 +15,6 @@ def _np_linear(x, y):
     x, y = x - x.mean(0), y - y.mean(0)
     fro = np.linalg.norm
     return fro(y.T @ x) ** 2 / (fro(x.T @ x) * fro(y.T @ y))
-
-
-def _np_gram_cka(k, g):
-    """tr(KHLH)/√(tr(KHKH)·tr(LHLH)) with an explicit centring matrix H."""
-    n = k.shape[0]
-    h = np.eye(n) - np.ones((n, n)) / n
-    return np.trace(k @ h @ g @ h) / np.sqrt(np.trace(k @ h @ k @ h) * np.trace(g @ h @ g @ h))
-
-
-def _np_hsic1(k, g):
-    n = k.shape[0]
-    kt, gt = k - np.diag(np.diag(k)), g - np.diag(np.diag(g))
-    one = np.ones(n)
-    return (
-        np.trace(kt @ gt)
-        + (one @ kt @ one) * (one @ gt @ one) / ((n - 1) * (n - 2))
-        - 2.0 / (n - 2) * (one @ kt @ gt @ one)
-    ) / (n * (n - 3))
-
-
-def _np_debiased(x, y):
-    k, g = x @ x.T, y @ y.T
-    return _np_hsic1(k, g) / np.sqrt(_np_hsic1(k, k) * _np_hsic1(g, g))
-
-
-def _np_rbf_gram(x, s):
-    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    return np.exp(-d / (2 * s**2 * np.median(d)))
 
 
 def _pair(rng, n, d1, d2):
@@ -59,18 +32,18 @@ SHAPES = [(60, 4, 7), (9, 40, 25), (30, 30, 3), (5, 2, 3)]
 def test_linear_and_debiased_match_numpy(n, d1, d2):
     x, y = _pair(np.random.default_rng(n * 100 + d1), n, d1, d2)
     assert cka.linear_cka(x, y) == pytest.approx(_np_linear(x, y), rel=1e-10)
-    assert cka.linear_cka(x, y) == pytest.approx(_np_gram_cka(x @ x.T, y @ y.T), rel=1e-10)
-    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(_np_debiased(x, y), rel=1e-8)
+    assert cka.linear_cka(x, y) == pytest.approx(np_gram_cka(x @ x.T, y @ y.T), rel=1e-10)
+    assert cka.linear_cka(x, y, debiased=True) == pytest.approx(np_debiased_cka(x @ x.T, y @ y.T), rel=1e-8)
 
 
 @pytest.mark.parametrize("n, d1, d2", SHAPES)
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
 def test_rbf_matches_numpy(n, d1, d2, sigma):
     x, y = _pair(np.random.default_rng(n + d2), n, d1, d2)
-    k, g = _np_rbf_gram(x, sigma), _np_rbf_gram(y, sigma)
-    assert cka.rbf_cka(x, y, sigma=sigma) == pytest.approx(_np_gram_cka(k, g), rel=1e-10)
+    k, g = np_rbf_gram(x, sigma), np_rbf_gram(y, sigma)
+    assert cka.rbf_cka(x, y, sigma=sigma) == pytest.approx(np_gram_cka(k, g), rel=1e-10)
     if n >= 4:
-        ref = _np_hsic1(k, g) / np.sqrt(_np_hsic1(k, k) * _np_hsic1(g, g))
+        ref = np_debiased_cka(k, g)
         assert cka.rbf_cka(x, y, sigma=sigma, debiased=True) == pytest.approx(ref, rel=1e-8)
 
 
@@ -80,7 +53,7 @@ def test_hsic1_from_parts_matches_numpy():
     kt, gt = torch.tensor(k).fill_diagonal_(0.0), torch.tensor(g).fill_diagonal_(0.0)
     rk, rg = kt.sum(1), gt.sum(1)
     ours = cka.hsic1((kt * gt).sum(), rk.sum(), rg.sum(), rk @ rg, 12)
-    assert float(ours) == pytest.approx(_np_hsic1(k, g), rel=1e-10)
+    assert float(ours) == pytest.approx(np_hsic1(k, g), rel=1e-10)
 
 
 # ---------------------------------------------------------------- identities

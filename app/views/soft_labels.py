@@ -64,18 +64,23 @@ else:
     )
 
 
-def multilabel_view(pair, key, device: str, n: int) -> None:
-    """Per-label sigmoid soft labels: one input's labels at T, and the statistics against T."""
-    c1, c2 = st.columns([3, 1])
-    T = c1.slider(
+def _temperature_slider(where, divides: str) -> float:
+    """The page's temperature slider (shared by both views, one session key); `divides` says what T divides."""
+    return where.slider(
         "Temperature T",
         0.5,
         20.0,
         4.0,
         0.5,
         key="sl_temperature",
-        help="Divides each label's logit before its sigmoid. T = 1 is the model's own output.",
+        help=f"{divides} T = 1 is the model's own output.",
     )
+
+
+def multilabel_view(pair, key, device: str, n: int) -> None:
+    """Per-label sigmoid soft labels: one input's labels at T, and the statistics against T."""
+    c1, c2 = st.columns([3, 1])
+    T = _temperature_slider(c1, "Divides each label's logit before its sigmoid.")
     with ui.guard("sweep the temperature over every label"):
         lg = compute.logits(key, device, n)
         sample = c2.number_input("Input #", 0, lg["teacher"].shape[0] - 1, 0, key="sl_sample")
@@ -167,15 +172,7 @@ if ctx and ctx[0].dataset.task == "multilabel":
 elif ctx:
     pair, key, device, n = ctx
     c1, c2, c3 = st.columns([2, 2, 1])
-    T = c1.slider(
-        "Temperature T",
-        0.5,
-        20.0,
-        4.0,
-        0.5,
-        key="sl_temperature",
-        help="Divides the logits before the softmax. T = 1 is the model's own output.",
-    )
+    T = _temperature_slider(c1, "Divides the logits before the softmax.")
     lam = c2.slider(
         "λ (weight of the soft labels)",
         0.0,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from kdcore.jobs.config import ALIASES, JobConfig
+from kdcore.jobs.recipes import student_alone
 from kdcore.jobs.store import FINAL_STATES, RunStore
 
 _HAS_T = ("kd", "dkd", "cakd", "token")
@@ -69,7 +70,7 @@ def protocol_configs(
         raise ValueError(f"A λ sweep needs objective 'kd' (λ is KD's weight). Got objective {base.objective!r}.")
     variants: list[tuple[str, JobConfig]] = []
     if baseline:
-        variants.append(("baseline (student alone)", _baseline(base)))
+        variants.append(("baseline (student alone)", student_alone(base)))
     for t in temperatures:
         variants.append((f"{obj} T={t:g}", replace(base, temperature=float(t))))
     for lam in lams:
@@ -83,21 +84,6 @@ def protocol_configs(
             c.validate()
             out.append((name, c))
     return out
-
-
-def _baseline(base: JobConfig) -> JobConfig:
-    """The base config with the student trained alone: plain cross-entropy, no teacher settings."""
-    return replace(
-        base,
-        objective="ce",
-        params={},
-        terms=[],
-        temperature=None,
-        lam=None,
-        ce_weight=None,
-        teacher_cache=False,
-        cache_top_k=None,
-    )
 
 
 def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:

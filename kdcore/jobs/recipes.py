@@ -178,6 +178,22 @@ def form_defaults(recipe: Recipe | None, objective: str) -> dict[str, Any]:
     return out
 
 
+def student_alone(config: JobConfig, **changes: Any) -> JobConfig:
+    """`config` with the student trained alone: plain cross-entropy, no teacher settings; `changes` on top."""
+    return replace(
+        config,
+        objective="ce",
+        params={},
+        terms=[],
+        temperature=None,
+        lam=None,
+        ce_weight=None,
+        teacher_cache=False,
+        cache_top_k=None,
+        **changes,
+    )
+
+
 def workshop_configs(pair: str, recipe: Recipe | None, **job_fields: Any) -> tuple[JobConfig, JobConfig]:
     """(the run on the pair's recipe, the student alone with the same budget): the workshop preset.
 
@@ -187,17 +203,6 @@ def workshop_configs(pair: str, recipe: Recipe | None, **job_fields: Any) -> tup
     """
     user = {"pair", *job_fields}
     kd, _ = with_recipe(JobConfig(pair=pair, **job_fields), recipe, user)
-    alone = replace(
-        kd,
-        objective="ce",
-        params={},
-        terms=[],
-        temperature=None,
-        lam=None,
-        ce_weight=None,
-        teacher_cache=False,
-        cache_top_k=None,
-        name=f"student alone (same budget as {kd.objective})",
-    )
+    alone = student_alone(kd, name=f"student alone (same budget as {kd.objective})")
     kd = replace(kd, name=f"{kd.objective} on the {pair} recipe" if recipe is not None else f"{kd.objective}")
     return kd.validate(), alone.validate()

@@ -23,6 +23,15 @@ from sample_models.make_tokenizer import TOKENIZER_DIR
 VOCAB = 512
 MAX_POSITIONS = 64
 PAD, BOS, EOS = 0, 1, 2
+# the sizes every tiny test model shares
+_TINY = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_attention_heads=4,
+    max_position_embeddings=MAX_POSITIONS,
+    pad_token_id=PAD,
+)
 
 
 def copy_tokenizer(out_dir: Path) -> None:
@@ -36,15 +45,10 @@ def llama_config(n_layers: int, **overrides):
     from transformers import LlamaConfig
 
     kwargs = dict(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
+        _TINY,
         num_hidden_layers=n_layers,
-        num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=MAX_POSITIONS,
         tie_word_embeddings=True,
-        pad_token_id=PAD,
         bos_token_id=BOS,
         eos_token_id=EOS,
         architectures=["LlamaForCausalLM"],
@@ -57,13 +61,8 @@ def bert_config(n_layers: int, **overrides):
     from transformers import BertConfig
 
     kwargs = dict(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
+        _TINY,
         num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        max_position_embeddings=MAX_POSITIONS,
-        pad_token_id=PAD,
         num_labels=2,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,

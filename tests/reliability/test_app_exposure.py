@@ -264,6 +264,22 @@ def _save_weights(tmp_path) -> str:
     return str(save_state_dict(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), tmp_path / "w.safetensors"))
 
 
+def _factory_form(state, teacher: str, student: str):
+    """Submit the sidebar's module:factory form for a digits classifier, without weight files."""
+    return state._own_spec(
+        "module:factory + safetensors",
+        "classifier",
+        teacher,
+        student,
+        None,
+        None,
+        state.DATA_CHOICES[0],
+        "digits",
+        None,
+        "label",
+    )
+
+
 def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module, tmp_path, monkeypatch):
     from app import state
 
@@ -276,35 +292,13 @@ def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module
         "classifier",
     )
     with pytest.raises(ValueError, match="Refused to load 'kdwb_probe_factory:make'"):
-        state._own_spec(
-            "module:factory + safetensors",
-            "classifier",
-            f"{probe_module}:make",
-            "os:abort",
-            None,
-            None,
-            state.DATA_CHOICES[0],
-            "digits",
-            None,
-            "label",
-        )
+        _factory_form(state, f"{probe_module}:make", "os:abort")
     with pytest.raises(ValueError, match="Module loading is off"):
         state._own_pair.__wrapped__(spec)  # the loader checks too
     assert "kdwb_probe_factory" not in sys.modules
     monkeypatch.setenv(safety.ALLOW_ENV, "1")  # python -m app --allow-module-loading
     with pytest.raises(ValueError, match="Upload a .safetensors file"):  # past the check, to the next question
-        state._own_spec(
-            "module:factory + safetensors",
-            "classifier",
-            f"{probe_module}:make",
-            f"{probe_module}:make",
-            None,
-            None,
-            state.DATA_CHOICES[0],
-            "digits",
-            None,
-            "label",
-        )
+        _factory_form(state, f"{probe_module}:make", f"{probe_module}:make")
     pair = state._own_pair.__wrapped__(spec)
     assert sys.modules["kdwb_probe_factory"].RAN == ["ran", "ran"] and pair.teacher.num_parameters() == 650
 
