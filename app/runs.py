@@ -31,7 +31,7 @@ def method_label(name: str) -> str:
 
 def param_field(container, method: Method, param: Param, default: Any, layers_hint: str = "") -> Any:
     """One widget for a method parameter, built from its table entry; returns the value typed
-    (text for layer maps and number lists, parsed by kdcore.jobs.config.config_from_form)."""
+    (text for layer maps and number lists, parsed by kdcore.jobs.form.config_from_form)."""
     key, label = f"job_{method.name}_{param.name}", param.name
     tip = f"{param.help}. Allowed: {param.range_text()}." + (f" {layers_hint}" if param.kind == "layers" else "")
     if param.kind == "bool":

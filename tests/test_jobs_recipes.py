@@ -97,7 +97,7 @@ def test_form_defaults_are_the_recipe_for_its_objective():
 
 
 def test_config_from_form_fills_what_the_form_leaves_out():
-    from kdcore.jobs.config import config_from_form
+    from kdcore.jobs.form import config_from_form
 
     cfg = config_from_form("digits", "kd", {"temperature": None, "lam": 0.5}, recipe=R, epochs=3)
     assert (cfg.epochs, cfg.lam, cfg.temperature, cfg.lr, cfg.schedule, cfg.teacher_cache) == (

@@ -12,7 +12,7 @@ import torch
 
 from kdcore.cli import main
 from kdcore.jobs import JobConfig, RunStore
-from kdcore.jobs.config import config_from_form
+from kdcore.jobs.form import config_from_form
 from kdcore.jobs.objectives import compute_loss
 from kdcore.methods import (
     ALIASES,

@@ -5,7 +5,8 @@ import streamlit as st
 
 from app import guide, report, run_figures, run_table, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
-from kdcore.jobs.config import SCHEDULES, config_from_form
+from kdcore.jobs.config import SCHEDULES
+from kdcore.jobs.form import config_from_form
 from kdcore.jobs.recipes import form_defaults, pair_recipe
 from kdcore.methods import all_methods, get_method, methods_for
 

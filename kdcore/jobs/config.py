@@ -15,7 +15,6 @@ from typing import Any
 
 from kdcore.methods import (
     ALIASES,  # noqa: F401  (re-exported: {alias: method}, always current)
-    Method,
     canonical_name,
     get_method,
     method_names,
@@ -23,7 +22,6 @@ from kdcore.methods import (
     resolve_params,
     unknown_method_message,
 )
-from kdcore.methods.params import TEXT_KINDS, parse_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "linear")
@@ -251,28 +249,6 @@ class JobConfig:
         return self
 
 
-def config_from_form(pair: str, objective: str, values: dict, *, recipe: Any = None, **fields: Any) -> JobConfig:
-    """A job from a form with one field per method parameter (the app's Distill page).
-
-    Text typed for layer maps and number lists is parsed (`parse_text`). The method's shared
-    parameters (temperature, lam) go to the job's fields of that name, so protocols and run lists
-    show them; the others go to `params`; empty fields (None) are left unset. `fields` are the
-    other JobConfig fields (epochs, lr, ...). `recipe` (the pair's kdcore.jobs.recipes.Recipe, or
-    None) fills every recipe field the form left out or empty (`with_recipe`); the form's initial
-    values come from `kdcore.jobs.recipes.form_defaults`. Unknown methods raise, listing the known
-    ones; parameter values are checked by `validate()`.
-    """
-    from kdcore.jobs.recipes import with_recipe  # imported here: recipes imports this module
-
-    method = get_method(objective)
-    values = {k: parse_text(method.param(k), v) if _typed_as_text(method, k, v) else v for k, v in values.items()}
-    shared: dict[str, Any] = {p.name: values.get(p.name) for p in method.params if p.shared}
-    params = {k: v for k, v in values.items() if v is not None and k not in shared}
-    cfg = JobConfig(pair=pair, objective=method.name, params=params, **shared, **fields)
-    user_set = {"pair", "objective", *fields, *params, *(k for k, v in shared.items() if v is not None)}
-    return with_recipe(cfg, recipe, user_set)[0]
-
-
 # ---- private checks --------------------------------------------------------------------------------
 
 
@@ -292,10 +268,6 @@ def _parse_config_text(path: Path, text: str, *, yaml_file: bool) -> Any:
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{path}{where}: not valid YAML ({what})"]) from None
-
-
-def _typed_as_text(method: Method, name: str, value: Any) -> bool:
-    return isinstance(value, str) and method.takes(name) and method.param(name).kind in TEXT_KINDS
 
 
 def _is_num(v: Any) -> bool:
