@@ -115,10 +115,10 @@ def sweep(key: tuple, device: str, n: int) -> dict:
 
 
 @st.cache_data(show_spinner="Sweeping the temperature over every label…", max_entries=16)
-def multilabel_sweep(key: tuple, device: str, n: int) -> pd.DataFrame:
-    """Per-label sigmoid soft-label statistics of each model over TEMPERATURES (multi-label pairs)."""
+def multilabel_sweep(key: tuple, device: str, n: int, temperatures: tuple[float, ...] = TEMPERATURES) -> pd.DataFrame:
+    """Per-label sigmoid soft-label statistics of each model over `temperatures` (multi-label pairs)."""
     lg = logits(key, device, n)
-    return multilabel_an.soft_label_sweep(_named_logits(lg), lg["targets"], TEMPERATURES)
+    return multilabel_an.soft_label_sweep(_named_logits(lg), lg["targets"], temperatures)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

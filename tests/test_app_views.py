@@ -67,6 +67,8 @@ def test_multilabel_soft_labels_are_per_label_sigmoids(home):
     assert "Teacher binary entropy" in labels
     assert not any("p_y" in lab or "Dark knowledge" in lab for lab in labels)
     assert "sigmoid per label" in _text(at)
+    table = at.dataframe[0].value
+    assert set(table["temperature"].astype(float)) == {4.0}, "the table's statistics are at the slider's T"
 
 
 def test_multilabel_overview_has_f1_and_a_chart(home):

@@ -85,7 +85,7 @@ def multilabel_view(pair, key, device: str, n: int) -> None:
         lg = compute.logits(key, device, n)
         sample = c2.number_input("Input #", 0, lg["teacher"].shape[0] - 1, 0, key="sl_sample")
         sweep = compute.multilabel_sweep(key, device, n)
-        at = sweep.loc[(sweep["temperature"] - T).abs().groupby(sweep["role"]).idxmin().to_numpy()]
+        at = compute.multilabel_sweep(key, device, n, (float(T),))  # the statistics at exactly the slider's T
         teacher = at[at["role"] == "teacher"].iloc[0]
         m = st.columns(4)
         m[0].metric(
