@@ -644,6 +644,59 @@ def _add_doctor_parser(sub: Any) -> None:
     d.set_defaults(func=_cmd_doctor)
 
 
+# ---- make-student (a from_teacher student, kdcore.adapters.make_student_from_teacher) -------------------
+
+
+def _cmd_make_student(args: argparse.Namespace) -> int:
+    """`python -m kdcore make-student --from DIR --layers N --out DIR`: a shallower student directory."""
+    from kdcore.adapters import make_student_from_teacher
+
+    if args.layers < 1:
+        raise ValueError(
+            f"--layers must be the student's number of layers, at least 1. Got {args.layers}; "
+            f"choose 1 up to the teacher's number of layers."
+        )
+    out = Path(args.out).expanduser()
+    created = not out.exists()
+    try:
+        made = make_student_from_teacher(args.teacher, args.layers, out, rule=args.rule, offset=args.offset)
+    except Exception:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave no empty folder behind a refused student
+        raise
+    if args.json:
+        _print_json({**vars(made), "path": str(made.path)})
+    else:
+        print(
+            f"{made.architecture} student with {len(made.layers)} of the teacher's {made.teacher_layers} "
+            f"layers written to {made.path}\nteacher layers kept: {made.layers}"
+        )
+    return 0
+
+
+def _add_make_student_parser(sub: Any) -> None:
+    m = sub.add_parser(
+        "make-student",
+        help="write a shallower student initialised from a Hugging Face teacher's layers (METHODS §14.2)",
+    )
+    m.add_argument("--from", dest="teacher", required=True, metavar="TEACHER_DIR", help="the teacher's directory")
+    m.add_argument("--layers", type=int, required=True, metavar="N", help="the student's number of layers")
+    m.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory for the student")
+    m.add_argument(
+        "--rule",
+        choices=["spread", "stride", "first"],
+        default="spread",
+        help="which teacher layers: spread (first and last kept, the default), stride (every k-th), first",
+    )
+    m.add_argument("--offset", type=int, default=0, metavar="K", help="stride only: 0 <= K < teacher/student layers")
+    m.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"path", "layers", "teacher_layers", "architecture", "tokenizer_files"}',
+    )
+    m.set_defaults(func=_cmd_make_student)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -671,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_doctor_parser(sub)
     _add_methods_parser(sub)
     _add_pairs_parser(sub)
+    _add_make_student_parser(sub)
     return ap
 
 
