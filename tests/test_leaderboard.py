@@ -54,6 +54,9 @@ def test_table_equals_an_independent_numpy_computation(board):
         (r.variant, r.seed): _stored_values(store, r.run_id) for r in res.runs.itertuples()
     }  # (method, seed) -> (best, final)
     for method in ("ce", "kd", "dkd"):
+        summaries = [store.get_run(r.run_id)["summary"] for r in res.runs.itertuples() if r.variant == method]
+        wall = np.mean([x["steps"] / x["steps_per_s"] for x in summaries])
+        assert table.loc[method, "wall_s"] == pytest.approx(wall)
         best = np.array([values[(method, s)][0] for s in SEEDS])
         final = np.array([values[(method, s)][1] for s in SEEDS])
         floor = np.array([values[("ce", s)][0] for s in SEEDS])

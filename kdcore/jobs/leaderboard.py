@@ -11,7 +11,8 @@ the pair are refused before anything runs. The runs are recorded as one protocol
 
 The gain is the method's best-epoch metric minus the student alone's, paired by seed (for a loss,
 where lower is better, the other way round, so a positive gain is always better), with a 95 %
-t-interval over the seeds' paired differences. Rank 1 is the best mean of the best-epoch metric.
+t-interval over the seeds' paired differences. Rank 1 is the best mean of the best-epoch metric;
+wall_s is the mean training time of a run in seconds.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ _TABLE_COLUMNS = [
     "gain_high",
     "gain",
     "rank",
+    "wall_s",
     "states",
     "run_ids",
 ]
@@ -194,17 +196,21 @@ def compare_methods(
 
 
 def seed_values(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with a metric: variant, seed, metric, best (best epoch's value), final."""
+    """One row per run with a metric: variant, seed, metric, best (best epoch's value), final, wall_s
+    (seconds of training: steps / steps per second, NaN when not recorded)."""
     rows = []
     for r in runs.dropna(subset=["run_id"]).itertuples():
         run = store.get_run(r.run_id)
-        metric = (run["summary"] or {}).get("metric", "val_acc")
+        summary = run["summary"] or {}
+        metric = summary.get("metric", "val_acc")
+        wall = summary["steps"] / summary["steps_per_s"] if summary.get("steps_per_s") else float("nan")
         ep = store.metrics(r.run_id, "epoch")
         vals = ep[metric].dropna().to_numpy() if metric in ep else np.array([])
         if vals.size:
             best = vals.min() if metric == "val_loss" else vals.max()
             rows.append({"variant": r.variant, "seed": r.seed, "metric": metric, "best": best, "final": vals[-1]})
-    return pd.DataFrame(rows, columns=["variant", "seed", "metric", "best", "final"])
+            rows[-1]["wall_s"] = wall
+    return pd.DataFrame(rows, columns=["variant", "seed", "metric", "best", "final", "wall_s"])
 
 
 def t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -246,14 +252,18 @@ def leaderboard_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
     gains = pd.DataFrame([_gain(per_seed, m) for m in base["variant"]])
     table = pd.concat([base.reset_index(drop=True), gains], axis=1).rename(columns={"variant": "method"})
     lower_better = (table["metric"] == "val_loss").any()
+    table["wall_s"] = [per_seed.loc[per_seed["variant"] == m, "wall_s"].mean() for m in table["method"]]
     table["rank"] = table["best_mean"].rank(ascending=bool(lower_better), method="min").astype("Int64")
     return table[_TABLE_COLUMNS]
 
 
 def table_text(table: pd.DataFrame) -> str:
     """The leaderboard as plain text (the CLI's output), best rank first."""
-    cols = ["rank", "method", "n_seeds", "metric", "best", "final", "gain"]
-    shown = table.sort_values("rank", na_position="last")[cols].rename(columns={"gain": "gain vs ce [95% CI]"})
+    cols = ["rank", "method", "n_seeds", "metric", "best", "final", "gain", "wall_s"]
+    shown = table.sort_values("rank", na_position="last")[cols].rename(
+        columns={"gain": "gain vs ce [95% CI]", "wall_s": "s/run"}
+    )
+    shown["s/run"] = shown["s/run"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}")
     return shown.to_string(index=False)
 
 
