@@ -714,6 +714,71 @@ def _add_make_student_parser(sub: Any) -> None:
     m.set_defaults(func=_cmd_make_student)
 
 
+# ---- compare (the method leaderboard, kdcore.jobs.leaderboard) -------------------------------------------
+
+_COMPARE_BUDGET = (
+    ("--epochs", "epochs", int),
+    ("--max-steps", "max_steps", int),
+    ("--train-size", "train_size", int),
+    ("--val-size", "val_size", int),
+    ("--batch-size", "batch_size", int),
+    ("--lr", "lr", float),
+    ("--optimizer", "optimizer", str),
+    ("--schedule", "schedule", str),
+    ("--device", "device", str),
+)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """`python -m kdcore compare --pair NAME --methods A,B --seeds 0,1,2 [budget flags] [--json]`."""
+    from kdcore.jobs.leaderboard import compare_methods, table_text
+
+    budget = {dest: getattr(args, dest) for _, dest, _ in _COMPARE_BUDGET if getattr(args, dest) is not None}
+    res = compare_methods(
+        args.pair,
+        args.methods,
+        _number_list("--seeds", args.seeds, int),
+        base=budget,
+        store=RunStore(),
+        callback=None if args.json else _compare_progress,
+    )
+    if args.json:
+        _print_json(
+            {
+                "pair": args.pair,
+                "protocol_id": res.protocol_id,
+                "budget": res.budget,
+                "table": res.table.to_dict(orient="records"),
+                "runs": res.runs.to_dict(orient="records"),
+            }
+        )
+    else:
+        print(table_text(res.table))
+    return 0 if (res.runs["state"] == "completed").all() else 1
+
+
+def _compare_progress(ev: dict) -> None:
+    if ev["event"] == "leaderboard_run":
+        print(f"[{ev['index'] + 1}/{ev['of']}] {ev['method']} seed={ev['seed']}", file=sys.stderr, flush=True)
+
+
+def _add_compare_parser(sub: Any) -> None:
+    c = sub.add_parser(
+        "compare",
+        help="method leaderboard: methods and the student alone on a pair's recipe budget, over seeds",
+        description="Runs each method (and the student alone, ce) with the same budget (the pair's "
+        "recipe, the flags below on top) and prints mean ± std at the best and final epoch and the "
+        "gain over the student alone with its 95% t-interval over seeds.",
+    )
+    c.add_argument("--pair", required=True, help="sample pair name or module:factory")
+    c.add_argument("--methods", required=True, help="comma-separated method names, e.g. kd,dkd,cakd")
+    c.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    for flag, dest, kind in _COMPARE_BUDGET:
+        c.add_argument(flag, dest=dest, type=kind, help="budget override for every method")
+    c.add_argument("--json", action="store_true", help='print {"pair", "protocol_id", "budget", "table", "runs"}')
+    c.set_defaults(func=_cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -742,6 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_methods_parser(sub)
     _add_pairs_parser(sub)
     _add_make_student_parser(sub)
+    _add_compare_parser(sub)
     return ap
 
 

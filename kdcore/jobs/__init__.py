@@ -1,4 +1,5 @@
-"""Distillation jobs: the config, the runner, the run store, protocols and background workers.
+"""Distillation jobs: the config, the runner, the run store, protocols, the method
+leaderboard and background workers.
 
 Names load on first use (PEP 562), so `python -m kdcore runs list` does not import torch. Every
 name comes from a kdcore.jobs module listed here (no other package is reached).
@@ -23,6 +24,7 @@ _NAMES = {
         "ProtocolResult",
         "ProtocolStatus",
     ),
+    "kdcore.jobs.leaderboard": ("compare_methods", "LeaderboardResult"),
     "kdcore.jobs.worker": ("submit", "cancel", "get_status", "wait", "compare", "rerun", "resume"),
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names}
