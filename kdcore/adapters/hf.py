@@ -15,15 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter
+from kdcore.adapters.hf_files import check_model_dir
 
 HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 
 
 class HFAdapter(ModelAdapter):
@@ -85,28 +80,6 @@ class HFAdapter(ModelAdapter):
             tie_weights()
 
 
-def _check_dir(path: Any) -> Path:
-    if not isinstance(path, (str, Path)):
-        raise ValueError(
-            f"The 'path' parameter of load_hf must be a directory path (str or Path). Got {type(path).__name__} instead."
-        )
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        what = "is a file" if p.exists() else "does not exist"
-        raise ValueError(
-            f"The 'path' parameter of load_hf must be a local Hugging Face model directory (made by "
-            f"save_pretrained). {str(p)!r} {what}."
-        )
-    if not (p / "config.json").is_file():
-        raise ValueError(
-            f"The directory {str(p)!r} has no config.json, so it is not a Hugging Face model directory. "
-            f"Save the model there with model.save_pretrained(path)."
-        )
-    if not any((p / f).is_file() for f in _WEIGHT_FILES):
-        raise ValueError(f"The directory {str(p)!r} has no weights file (expected one of {list(_WEIGHT_FILES)}).")
-    return p
-
-
 def _check_dtype(dtype: Any) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
@@ -140,7 +113,7 @@ def load_hf(
     """
     if kind not in HF_KINDS:
         raise ValueError(f"The 'kind' parameter of load_hf must be one of {list(HF_KINDS)}. Got {kind!r} instead.")
-    p = _check_dir(path)
+    p = check_model_dir(path, name="path", where="load_hf")
     dtype = _check_dtype(dtype)
     import transformers  # imported here: importing kdcore must stay fast
 

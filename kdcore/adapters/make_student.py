@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdcore.adapters.hf_files import check_model_dir, tokenizer_files
+from kdcore.adapters.hf_files import check_model_dir, read_config, tokenizer_files
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.validation import InvalidParameterError, check_int_range
 
@@ -63,6 +63,9 @@ def make_student_from_teacher(
     """
     src = check_model_dir(teacher_dir, name="teacher_dir", where=_WHERE)
     n_s = check_int_range("n_layers", n_layers, 1, 100_000, where=_WHERE)
+    planned = read_config(src).get("num_hidden_layers")  # the layer plan is checked before any weights load
+    if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 1:
+        layer_subset_indices(planned, n_s, rule, offset)
     out = _check_out_dir(out_dir, src)
     teacher: Any = _load_teacher(src)  # a transformers PreTrainedModel
     n_t = _num_layers(teacher.config)
