@@ -58,7 +58,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from kdcore.data import IGNORE_INDEX, Dataset, get_dataset  # noqa: E402
 from kdcore.divergences import divergence_loss  # noqa: E402
-from kdcore.losses import kd_loss  # noqa: E402
+from kdcore.losses import binary_kd_loss, kd_loss  # noqa: E402
 from sample_models import architectures as arch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -132,23 +132,6 @@ RECIPES = {
 # ---- losses ---------------------------------------------------------------------------------
 
 
-def _binary_kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperature: float, lam: float) -> Tensor:
-    """KD for multi-label outputs: (1 − λ)·BCE(y, σ(z_s)) + λ·T²·mean_c KL(σ(z_t/T) ‖ σ(z_s/T)).
-
-    Hinton et al. 2015 (Distilling the Knowledge in a Neural Network, arXiv 1503.02531) soften a
-    softmax over mutually exclusive classes. Multi-label classes are not exclusive: each is its own
-    Bernoulli with a sigmoid output, and a softmax across them would make the labels compete for
-    one unit of probability mass. So the same soft-target recipe (temperature, T² gradient scale,
-    λ mixture with the hard loss) is applied per class to the two-outcome distributions σ(z/T).
-    kdcore.losses has no such loss (its kd / dkd / cakd / normkd are all softmax KD), hence this
-    private helper. logits [B, C], labels float 0/1 [B, C]."""
-    p = torch.sigmoid(teacher / temperature)  # [B, C]
-    soft = F.binary_cross_entropy_with_logits(student / temperature, p)  # cross-entropy to p
-    entropy = F.binary_cross_entropy(p, p)  # its minimum, so soft - entropy is the KL
-    hard = F.binary_cross_entropy_with_logits(student, labels)
-    return (1 - lam) * hard + lam * temperature**2 * (soft - entropy)
-
-
 def _task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, targets)
@@ -159,7 +142,7 @@ def _task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
 
 def _distill_loss(task: str, recipe: Recipe, logits: Tensor, teacher: Tensor, targets: Tensor) -> Tensor:
     if task == "multilabel":
-        return _binary_kd_loss(logits, teacher, targets, recipe.temperature, recipe.lam)
+        return binary_kd_loss(logits, teacher, targets, temperature=recipe.temperature, lam=recipe.lam)  # `bkd`
     if task == "causal_lm":
         # (1 − λ)·CE + λ·mean over predicted positions of KL(p_teacher ‖ q_student), METHODS §6
         # (no T² factor on token divergences; the tinylang recipe uses T = 1)

@@ -7,6 +7,7 @@ a weighted sum of them. Computation is in float32 or wider whatever the input dt
 Registries of the tested loss functions (plain dicts, name -> function), which the common loss
 checks run over:
 - ``LOSSES``: classification losses ``kd``, ``dkd``, ``cakd``, ``normkd``, ``ls``;
+  (multi-label: ``binary_kd_loss``, per-label binary KD, in losses/binary_kd.py);
 - ``FEATURE_LOSSES``: ``feature_l2``, ``feature_cosine``, ``attention_transfer``, ``attention_kl``,
   ``attention_mse``.
 Training strategies of methods/13 (CLKD, TAKD/DGKD, CTKD and curriculum pacing, BAN, BYOT,
@@ -18,6 +19,7 @@ The training *methods* (names, aliases, parameters, the loss each calls) are the
 
 from kdcore.losses.assistants import dgkd_choose_dropped, dgkd_loss, takd_path
 from kdcore.losses.attention import attention_kl_loss, attention_map, attention_mse_loss, attention_transfer_loss
+from kdcore.losses.binary_kd import binary_kd_components, binary_kd_loss
 from kdcore.losses.clkd import clkd_components, clkd_loss
 from kdcore.losses.curriculum import (
     ctkd_lambda,
@@ -75,6 +77,8 @@ __all__ = [
     "attention_map",
     "attention_mse_loss",
     "attention_transfer_loss",
+    "binary_kd_components",
+    "binary_kd_loss",
     "cakd_components",
     "cakd_loss",
     "dkd_components",

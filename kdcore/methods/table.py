@@ -47,6 +47,7 @@ class Method:
     check: Callable[[dict, str], list[str]] | None = None  # cross-parameter rules: (params, where) -> problems
     fit: Callable[[str, dict], list[str]] | None = None  # task-specific misfits: (task, params) -> problems
     task_defaults: dict = field(default_factory=dict)  # task -> {param: default} (the form's starting values)
+    task_hints: dict = field(default_factory=dict)  # task it does not fit -> why, and what to use instead
     uses_layers: bool = False  # params["layers"] maps student features to teacher features
     modules: Callable[[dict, dict, dict], dict] | None = None  # learned parts trained with the student
     #   (projectors, generators): (params, s_feats, t_feats) -> {key: nn.Module}, found in batch.projectors
@@ -196,9 +197,10 @@ def misfit_message(method: Method, task: str) -> str:
     fits = " and ".join(_TASK_WORDS.get(t, t) for t in method.tasks)
     kind = "a classification loss" if set(method.tasks) <= {"classification", "multilabel"} else f"a loss for {fits}"
     others = ", ".join(m.name for m in methods_for(task) if m.name != "ce") or "ce"
+    hint = f" ({method.task_hints[task]})" if task in method.task_hints else ""
     return (
         f"objective '{method.name}' is {kind} (it fits {', '.join(method.tasks)}), but the pair's task is "
-        f"'{task}' ({_TASK_WORDS.get(task, task)}): use one of {others} instead"
+        f"'{task}' ({_TASK_WORDS.get(task, task)}){hint}: use one of {others} instead"
     )
 
 
