@@ -95,9 +95,9 @@ def gguf_config(path: Path, *, where: str) -> Any:
         ) from e
 
 
-def gguf_config_dict(path: str | Path, *, where: str) -> dict[str, Any]:
+def gguf_config_dict(path: str | Path, *, where: str, name: str = "path") -> dict[str, Any]:
     """gguf_config as the dict config.json would hold (vocab_size, max_position_embeddings, ...)."""
-    p = check_gguf_file(path, name="path", where=where)
+    p = check_gguf_file(path, name=name, where=where)
     require_gguf(where)
     return dict(gguf_config(p, where=where).to_dict())
 

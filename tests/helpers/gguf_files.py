@@ -72,8 +72,15 @@ def _add_tokenizer(writer, tokenizer_json: dict, special: dict[str, int]) -> Non
     writer.add_add_bos_token(True)
 
 
-def write_llama_gguf(model_dir: Path, path: Path, *, architecture: str = "llama") -> Path:
-    """model_dir (a Llama saved by save_pretrained, with tokenizer.json) as a float32 GGUF file at path."""
+def write_llama_gguf(
+    model_dir: Path, path: Path, *, architecture: str = "llama", qtype: str | None = None, drop: tuple[str, ...] = ()
+) -> Path:
+    """model_dir (a Llama saved by save_pretrained, with tokenizer.json) as a GGUF file at path.
+
+    Tensors are float32, or with qtype (e.g. "Q8_0") the 2-D weight matrices are quantised by the gguf
+    package; tensors named in drop are left out (an incomplete file); architecture is what the metadata
+    says (general.architecture and the prefix of its keys).
+    """
     import gguf
 
     config = json.loads((model_dir / "config.json").read_text())
@@ -88,12 +95,18 @@ def write_llama_gguf(model_dir: Path, path: Path, *, architecture: str = "llama"
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_rope_freq_base(config.get("rope_theta") or config["rope_parameters"]["rope_theta"])
     writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(0)  # all float32
+    writer.add_file_type(0 if qtype is None else int(gguf.LlamaFileType[f"MOSTLY_{qtype}"]))
     tok = json.loads((model_dir / "tokenizer.json").read_text())
     ids = {"bos": config["bos_token_id"], "eos": config["eos_token_id"], "pad": config["pad_token_id"], "unk": UNK}
     _add_tokenizer(writer, tok, ids)
     for name, w in gguf_tensors(model_dir, config).items():
-        writer.add_tensor(name, w)
+        if name in drop:
+            continue
+        if qtype is not None and w.ndim == 2:
+            q = gguf.GGMLQuantizationType[qtype]
+            writer.add_tensor(name, gguf.quants.quantize(w, q), raw_dtype=q)
+        else:
+            writer.add_tensor(name, w)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
