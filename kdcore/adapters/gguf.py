@@ -132,8 +132,9 @@ def gguf_to_hf(path: str | Path, out: str | Path) -> ConvertedGGUF:
     p = check_gguf_file(path, name="path", where=where)
     out_dir = _check_out(out, where=where)
     require_gguf(where)
-    tokenizer = load_gguf_tokenizer(p, where=where)
     model = gguf_model(p, where=where)
+    config: Any = model.config
+    tokenizer = load_gguf_tokenizer(p, where=where, vocab_size=int(config.vocab_size))
     created = not out_dir.exists()
     try:
         model.save_pretrained(str(out_dir))  # type: ignore[operator]
@@ -146,7 +147,7 @@ def gguf_to_hf(path: str | Path, out: str | Path) -> ConvertedGGUF:
     return ConvertedGGUF(
         path=out_dir,
         architecture=gguf_architecture(p),
-        model_type=str(model.config.model_type),  # type: ignore[union-attr]
+        model_type=str(config.model_type),
         tied_embeddings=head is not None and head.weight is emb.weight,
         files=sorted(f.name for f in out_dir.iterdir()),
     )

@@ -102,16 +102,18 @@ def gguf_config_dict(path: str | Path, *, where: str, name: str = "path") -> dic
     return dict(gguf_config(p, where=where).to_dict())
 
 
-def load_gguf_tokenizer(path: str | Path, *, name: str = "path", where: str = "load_gguf_tokenizer") -> Any:
+def load_gguf_tokenizer(
+    path: str | Path, *, name: str = "path", where: str = "load_gguf_tokenizer", vocab_size: int | None = None
+) -> Any:
     """The tokenizer the GGUF file describes (a transformers tokenizer), built offline from its metadata.
 
-    Tokens transformers adds beyond the file's vocabulary (its byte-level builder's default
-    "<|endoftext|>" when the file names other special tokens) are dropped, so the tokenizer has no id
-    the model's embedding lacks.
+    Tokens transformers adds beyond the model's vocabulary (`vocab_size`, read from the file when None;
+    its byte-level builder adds "<|endoftext|>" when the file names other special tokens) are dropped,
+    so the tokenizer has no id the model's embedding lacks.
     """
     p = check_gguf_file(path, name=name, where=where)
     require_gguf(where)
-    config = gguf_config(p, where=where)
+    n = vocab_size if vocab_size is not None else int(gguf_config(p, where=where).vocab_size)
     from transformers import AutoTokenizer
 
     try:
@@ -119,7 +121,7 @@ def load_gguf_tokenizer(path: str | Path, *, name: str = "path", where: str = "l
     except Exception as e:  # a tokenizer type transformers cannot build from GGUF metadata
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InvalidParameterError(f"Could not build the tokenizer of {str(p)!r} for {where}: {first}") from e
-    return _within_vocab(tok, int(config.vocab_size))
+    return _within_vocab(tok, n)
 
 
 def _within_vocab(tok: Any, vocab_size: int) -> Any:
@@ -134,4 +136,6 @@ def _within_vocab(tok: Any, vocab_size: int) -> Any:
     data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < vocab_size]
     roles = ("bos_token", "eos_token", "unk_token", "pad_token")
     kept = {r: getattr(tok, r) for r in roles if getattr(tok, r) not in (None, *dropped)}
+    if getattr(tok, "chat_template", None):
+        kept["chat_template"] = tok.chat_template
     return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)), **kept)
