@@ -49,6 +49,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "q8": write_llama_gguf(tied, root / "tied.Q8_0.gguf", qtype="Q8_0"),
         "incomplete": write_llama_gguf(tied, root / "incomplete.gguf", drop=("blk.1.ffn_up.weight",)),
         "bert": write_llama_gguf(tied, root / "bert.gguf", architecture="bert"),
+        "qwen35": write_llama_gguf(tied, root / "qwen35.gguf", architecture="qwen35"),
         "root": root,
     }
 
@@ -199,6 +200,11 @@ def test_an_architecture_transformers_cannot_read_is_named_with_the_supported_li
     assert "architecture 'bert'" in message and "'llama'" in message and "'qwen2'" in message
     err = _refused(capsys, str(files["bert"]), "--out", str(tmp_path / "o"))
     assert "architecture 'bert'" in err and not (tmp_path / "o").exists()
+
+
+def test_an_architecture_only_from_pretrained_reads_is_refused_before_building(files):
+    with pytest.raises(InvalidParameterError, match=r"architecture 'qwen35'.*requires accelerate"):
+        load_gguf(files["qwen35"])
 
 
 def test_an_incomplete_file_is_refused_naming_the_missing_tensor(files):

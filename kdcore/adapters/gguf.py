@@ -20,6 +20,7 @@ from torch import nn
 
 from kdcore.adapters.gguf_files import (
     check_gguf_file,
+    check_weights_readable,
     gguf_architecture,
     gguf_config,
     load_gguf_tokenizer,
@@ -71,6 +72,7 @@ def gguf_model(path: Path, *, where: str) -> nn.Module:
     import transformers
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
+    arch = check_weights_readable(path, where=where)
     config = gguf_config(path, where=where)
     model: nn.Module = transformers.AutoModelForCausalLM.from_config(
         config, attn_implementation="eager", trust_remote_code=False
@@ -81,7 +83,7 @@ def gguf_model(path: Path, *, where: str) -> nn.Module:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InvalidParameterError(
             f"Could not read the tensors of the GGUF file {str(path)!r} for {where} (architecture "
-            f"{gguf_architecture(path)!r}): {first}. Architectures transformers {transformers.__version__} reads "
+            f"{arch!r}): {first}. Architectures transformers {transformers.__version__} reads "
             f"without accelerate: {supported_architectures()}."
         ) from e
     _load_tensors(model, tensors, path, where=where)

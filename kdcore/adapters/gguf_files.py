@@ -77,6 +77,23 @@ def supported_architectures() -> list[str]:
     return sorted(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in _NOT_ARCHITECTURES)
 
 
+def check_weights_readable(path: Path, *, where: str) -> str:
+    """The file's architecture; refuses one whose tensors transformers reads only through from_pretrained
+    (its newer GGUF path, which in this version requires `accelerate`), before any model is built."""
+    import transformers
+    from transformers.integrations.gguf import GGUF_ARCHS
+
+    arch = gguf_architecture(path)
+    if arch in GGUF_ARCHS and arch not in supported_architectures():
+        raise InvalidParameterError(
+            f"The GGUF file {str(path)!r} given to {where} holds architecture {arch!r}, whose tensors "
+            f"transformers {transformers.__version__} reads only through from_pretrained(..., gguf_file=...), "
+            f"which requires accelerate. Load it there (pip install accelerate) and save it with "
+            f"save_pretrained, then give the directory. Architectures read here: {supported_architectures()}."
+        )
+    return arch
+
+
 def gguf_config(path: Path, *, where: str) -> Any:
     """The transformers config the file's metadata describes (a PretrainedConfig); refuses an architecture
     transformers cannot read, naming it and the supported ones."""
