@@ -50,6 +50,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "incomplete": write_llama_gguf(tied, root / "incomplete.gguf", drop=("blk.1.ffn_up.weight",)),
         "bert": write_llama_gguf(tied, root / "bert.gguf", architecture="bert"),
         "qwen35": write_llama_gguf(tied, root / "qwen35.gguf", architecture="qwen35"),
+        "t5": write_llama_gguf(tied, root / "t5.gguf", architecture="t5"),
+        "misfit": write_llama_gguf(tied, root / "misfit.gguf", metadata={"intermediate_size": 48}),
         "root": root,
     }
 
@@ -207,9 +209,22 @@ def test_an_architecture_only_from_pretrained_reads_is_refused_before_building(f
         load_gguf(files["qwen35"])
 
 
+@pytest.mark.slow  # imports transformers' t5 modules (about 2 s)
+def test_an_architecture_without_a_causal_lm_class_is_refused(files):
+    with pytest.raises(
+        InvalidParameterError, match=r"architecture 't5' \(model_type 't5'\), which transformers has no"
+    ):
+        load_gguf(files["t5"])
+
+
 def test_an_incomplete_file_is_refused_naming_the_missing_tensor(files):
     with pytest.raises(InvalidParameterError, match=r"no tensor for 1 .*model\.layers\.1\.mlp\.up_proj\.weight"):
         load_gguf(files["incomplete"])
+
+
+def test_tensors_that_do_not_fit_the_metadata_are_refused(files):
+    with pytest.raises(InvalidParameterError, match=r"do not fit the model its metadata describes: .*size mismatch"):
+        load_gguf(files["misfit"])
 
 
 def test_a_missing_gguf_package_names_the_install_command(files, tmp_path, monkeypatch, capsys):

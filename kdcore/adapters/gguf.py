@@ -74,20 +74,31 @@ def gguf_model(path: Path, *, where: str) -> nn.Module:
 
     arch = check_weights_readable(path, where=where)
     config = gguf_config(path, where=where)
-    model: nn.Module = transformers.AutoModelForCausalLM.from_config(
-        config, attn_implementation="eager", trust_remote_code=False
-    )
+    try:
+        model: nn.Module = transformers.AutoModelForCausalLM.from_config(
+            config, attn_implementation="eager", trust_remote_code=False
+        )
+    except ValueError as e:  # a config with no causal-LM class (an encoder-decoder such as t5)
+        raise InvalidParameterError(
+            f"The GGUF file {str(path)!r} given to {where} holds architecture {arch!r} (model_type "
+            f"{config.model_type!r}), which transformers has no causal-LM class for: {_first_line(e)}"
+        ) from e
     try:
         tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
-    except Exception as e:  # an architecture only from_pretrained reads, a tensor type gguf cannot dequantise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # a tensor type gguf cannot dequantise, tensors the loader cannot map
         raise InvalidParameterError(
             f"Could not read the tensors of the GGUF file {str(path)!r} for {where} (architecture "
-            f"{arch!r}): {first}. Architectures transformers {transformers.__version__} reads "
+            f"{arch!r}): {_first_line(e)}. Architectures transformers {transformers.__version__} reads "
             f"without accelerate: {supported_architectures()}."
         ) from e
     _load_tensors(model, tensors, path, where=where)
     return model.float().eval()
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line without its closing full stop (its type's name when it has no text)."""
+    text = str(e).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(e).__name__
 
 
 def _load_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path, *, where: str) -> None:

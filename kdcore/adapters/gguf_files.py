@@ -104,7 +104,7 @@ def gguf_config(path: Path, *, where: str) -> Any:
             str(path.parent), gguf_file=path.name, local_files_only=True, trust_remote_code=False
         )
     except Exception as e:  # unsupported architecture, missing keys, corrupt metadata
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
         raise InvalidParameterError(
             f"transformers {transformers.__version__} cannot read the GGUF file {str(path)!r} given to {where} "
             f"(architecture {gguf_architecture(path)!r}): {first}. Architectures it reads: "

@@ -73,17 +73,26 @@ def _add_tokenizer(writer, tokenizer_json: dict, special: dict[str, int]) -> Non
 
 
 def write_llama_gguf(
-    model_dir: Path, path: Path, *, architecture: str = "llama", qtype: str | None = None, drop: tuple[str, ...] = ()
+    model_dir: Path,
+    path: Path,
+    *,
+    architecture: str = "llama",
+    qtype: str | None = None,
+    drop: tuple[str, ...] = (),
+    metadata: dict | None = None,
 ) -> Path:
     """model_dir (a Llama saved by save_pretrained, with tokenizer.json) as a GGUF file at path.
 
     Tensors are float32, or with qtype (e.g. "Q8_0") the 2-D weight matrices are quantised by the gguf
     package; tensors named in drop are left out (an incomplete file); architecture is what the metadata
-    says (general.architecture and the prefix of its keys).
+    says (general.architecture and the prefix of its keys); metadata overrides config.json's values in
+    the metadata only (e.g. {"intermediate_size": 48}: a file whose tensors do not fit its metadata).
     """
     import gguf
 
     config = json.loads((model_dir / "config.json").read_text())
+    tensors = gguf_tensors(model_dir, config)
+    config.update(metadata or {})
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name("tiny-llama")
     writer.add_context_length(config["max_position_embeddings"])
@@ -99,7 +108,7 @@ def write_llama_gguf(
     tok = json.loads((model_dir / "tokenizer.json").read_text())
     ids = {"bos": config["bos_token_id"], "eos": config["eos_token_id"], "pad": config["pad_token_id"], "unk": UNK}
     _add_tokenizer(writer, tok, ids)
-    for name, w in gguf_tensors(model_dir, config).items():
+    for name, w in tensors.items():
         if name in drop:
             continue
         if qtype is not None and w.ndim == 2:
