@@ -703,6 +703,40 @@ def _add_make_student_parser(sub: Any) -> None:
     m.set_defaults(func=_cmd_make_student)
 
 
+# ---- gguf-to-hf (a GGUF file saved as a Hugging Face directory, kdcore.adapters.gguf_to_hf) ---------------
+
+
+def _cmd_gguf_to_hf(args: argparse.Namespace) -> int:
+    """`python -m kdcore gguf-to-hf FILE --out DIR`: model, config and tokenizer via save_pretrained."""
+    from kdcore.adapters import gguf_to_hf
+
+    try:
+        made = gguf_to_hf(args.file, args.out)
+    except ImportError as exc:  # the optional gguf package is missing: one line naming the install command
+        raise ValueError(str(exc)) from None
+    if args.json:
+        _print_json({**vars(made), "path": str(made.path)})
+    else:
+        tied = "tied" if made.tied_embeddings else "untied"
+        print(
+            f"{made.architecture} GGUF file written as a Hugging Face {made.model_type} directory ({tied} "
+            f"embeddings) to {made.path}\nfiles: {', '.join(made.files)}"
+        )
+    return 0
+
+
+def _add_gguf_to_hf_parser(sub: Any) -> None:
+    g = sub.add_parser(
+        "gguf-to-hf", help="save a GGUF causal LM as a Hugging Face directory (needs pip install -e '.[gguf]')"
+    )
+    g.add_argument("file", metavar="FILE", help="the .gguf file")
+    g.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    g.add_argument(
+        "--json", action="store_true", help='print {"path", "architecture", "model_type", "tied_embeddings", "files"}'
+    )
+    g.set_defaults(func=_cmd_gguf_to_hf)
+
+
 # ---- compare (the method leaderboard, kdcore.jobs.leaderboard) -------------------------------------------
 
 _COMPARE_BUDGET = (
@@ -796,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_methods_parser(sub)
     _add_pairs_parser(sub)
     _add_make_student_parser(sub)
+    _add_gguf_to_hf_parser(sub)
     _add_compare_parser(sub)
     return ap
 

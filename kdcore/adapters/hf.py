@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter
+from kdcore.adapters.gguf_files import is_gguf_path
 from kdcore.adapters.hf_files import check_model_dir
 
 HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier"}
@@ -101,7 +102,8 @@ def load_hf(
     """Load a Hugging Face model from a local directory into an adapter.
 
     Args:
-        path: a directory written by ``save_pretrained`` (config.json plus weights).
+        path: a directory written by ``save_pretrained`` (config.json plus weights), or a ``.gguf``
+            file (loaded by kdcore.adapters.gguf.load_gguf; needs the optional ``gguf`` package).
         kind: "causal_lm" (logits [B, L, V]) or "sequence_classification" (logits [B, C]; the
             adapter's kind is then "classifier").
         device: where the model is placed.
@@ -111,6 +113,10 @@ def load_hf(
     Nothing is downloaded and no code from the directory runs. Attention uses the eager
     implementation, so ``attentions()`` returns weights [B, H, L, L] per layer.
     """
+    if is_gguf_path(path):  # a .gguf file: its own loader (kdcore.adapters.gguf)
+        from kdcore.adapters.gguf import load_gguf
+
+        return load_gguf(path, kind=kind, device=device, dtype=dtype, name=name)
     if kind not in HF_KINDS:
         raise ValueError(f"The 'kind' parameter of load_hf must be one of {list(HF_KINDS)}. Got {kind!r} instead.")
     p = check_model_dir(path, name="path", where="load_hf")

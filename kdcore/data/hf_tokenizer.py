@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kdcore.adapters.gguf_files import is_gguf_path, load_gguf_tokenizer
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir
 from kdcore.validation import InvalidParameterError
 
@@ -17,8 +18,11 @@ def load_hf_tokenizer(model_dir: str | Path, *, name: str = "model_dir", where: 
     """The tokenizer saved in a local model directory (a transformers PreTrainedTokenizerBase).
 
     Loaded with local_files_only=True and trust_remote_code=False: nothing downloads, no code runs.
-    A directory without tokenizer files is refused, naming how to save one.
+    A directory without tokenizer files is refused, naming how to save one. A .gguf file's tokenizer
+    is built from its metadata (kdcore.adapters.gguf_files.load_gguf_tokenizer).
     """
+    if is_gguf_path(model_dir):
+        return load_gguf_tokenizer(model_dir, name=name, where=where)
     path = check_model_dir(model_dir, name=name, where=where, weights=False)
     check_has_tokenizer(path, name=name, where=where)
     from transformers import AutoTokenizer  # imported here: importing kdcore must stay fast
