@@ -360,7 +360,7 @@ def pair_cka(
     def capture(lo: int, hi: int):
         m = None if mask is None else mask[lo:hi]
         special = _special_positions(inputs[lo:hi], special_ids, tokens, where)
-        opts = {"tokens": tokens, "mask": m, "drop_first": drop_first, "special": special}
+        opts: dict[str, Any] = {"tokens": tokens, "mask": m, "drop_first": drop_first, "special": special}
         fa = prepare_features(model_a.capture(_model_inputs(model_a, inputs[lo:hi], m), la), **opts)
         fb = fa if same else prepare_features(model_b.capture(_model_inputs(model_b, inputs[lo:hi], m), lb), **opts)
         return fa, fb

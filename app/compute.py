@@ -205,13 +205,20 @@ def _cka_layers(adapter, x, tokens: bool) -> list[str]:
 
 @st.cache_data(show_spinner="Capturing attention…", max_entries=16)
 def attention(key: tuple, device: str, n: int, metric: str, mode: str):
+    """Attention of both models on the first probe texts, positions labelled by the dataset's tokenizer
+    (when it has one) and padding cut off (when the data has an attention mask)."""
     pair = _pair(key, device)
     x, _, _ = state.probe(pair, min(n, ATTENTION_MAX))
-    tok = getattr(pair.dataset, "tokenizer", None)
-    tokens = [_token(tok, int(i)) for i in x[0].tolist()] if tok is not None else None
-    res = attention_an.compute_from_adapters(pair.student, pair.teacher, x, metric=metric, mode=mode)
-    res.tokens = tokens
-    return res
+    mask = pair.dataset.split("test").extras.get("attention_mask")
+    return attention_an.compute_from_adapters(
+        pair.student,
+        pair.teacher,
+        x,
+        metric=metric,
+        mode=mode,
+        tokenizer=getattr(pair.dataset, "tokenizer", None),
+        attention_mask=None if mask is None else mask[: len(x)],
+    )
 
 
 def _token(tok, i: int) -> str:
