@@ -91,10 +91,10 @@ if ctx:
         disabled=kind == "rbf",
         help="Removes the upward bias of CKA with few inputs and wide layers (needs n ≥ 4).",
     )
-    token_opts = dict(compute.CKA_TOKEN_DEFAULTS)  # used only for token inputs
-    if compute.token_inputs(pair):
-        token_opts = _token_options(compute.special_ids(pair))
     with ui.guard("compute CKA"):
+        token_opts = dict(compute.CKA_TOKEN_DEFAULTS)  # used only for token inputs
+        if compute.token_inputs(pair):
+            token_opts = _token_options(compute.special_ids(pair))
         res = compute.cka(key, device, n, kind, debiased and kind == "linear", **compute.cka_token_kwargs(token_opts))
         warning = cka_an.dominance_warning(res["teacher × student"])
         if warning:
