@@ -382,6 +382,7 @@ def pair_cka(
             "drop_first": bool(drop_first),
             "drop_special": special_ids is not None,
             "padding_masked": mask is not None,
+            "texts": n,
         }
     return out
 

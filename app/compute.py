@@ -135,6 +135,7 @@ def sweep_figures(key: tuple, device: str, n: int) -> dict:
 # ---- features ---------------------------------------------------------------------------------------
 
 
+PER_TOKEN_ROWS = 16384  # at most this many token rows (texts × length) when every token is a CKA row
 CKA_TOKEN_DEFAULTS = {"cka_pool": "mean", "cka_drop_first": True, "cka_drop_special": True}  # widget key: default
 
 
@@ -175,6 +176,8 @@ def cka(
     x, _, _ = state.probe(pair, n)
     tokens = token_inputs(pair)
     opts: dict = {"kind": kind, "debiased": debiased, "tokens": pool if tokens else "flatten"}
+    if tokens and pool == "per_token":
+        x = x[: max(4, PER_TOKEN_ROWS // max(1, x.shape[1]))]  # bounded memory: every token of fewer texts
     if tokens:
         mask = pair.dataset.split("test").extras.get("attention_mask")
         specials = special_ids(pair) if drop_special else ()

@@ -104,6 +104,7 @@ def test_pair_cka_special_ids_and_padding_match_numpy(pool):
         "drop_first": True,
         "drop_special": True,
         "padding_masked": True,
+        "texts": 30,
     }
     y = np_rows(s.tables["layer0"].numpy()[ids], attention, ids, pool=pool, drop_first=True, drop_special=True)
     for i, layer in enumerate(t.default_layers()):

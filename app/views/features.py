@@ -17,7 +17,7 @@ PITFALL = (
     "- **Rows: mean over tokens** (default): one row per text, the mean of its kept tokens. The rows are then "
     "independent inputs, as CKA assumes, and what every text shares cancels when the rows are centred. "
     "**Every token**: one row per kept token; the geometry of single tokens, where position and token identity "
-    "weigh in (many more rows, slower).\n"
+    "weigh in (the first texts, up to 16,384 token rows).\n"
     "- **Drop the first token** (default on): leaves position 0 of every text out.\n"
     "- **Drop special tokens** (default on): the tokenizer's special tokens (BOS, EOS, padding, markers) are left "
     "out wherever they sit, also where documents meet inside a packed row.\n"
@@ -56,7 +56,11 @@ def _caption(result, n: int) -> str:
         return f"{n} probe inputs."
     dropped = [w for w, on in (("first token", opts["drop_first"]), ("special tokens", opts["drop_special"])) if on]
     rows = "token features mean-pooled per text" if opts["pool"] == "mean" else "every kept token one row"
-    return f"{n} probe texts, {rows}; padding" + (f", {', '.join(dropped)}" if dropped else "") + " left out."
+    return (
+        f"{opts.get('texts', n)} probe texts, {rows}; padding"
+        + (f", {', '.join(dropped)}" if dropped else "")
+        + " left out."
+    )
 
 
 ctx = ui.page(
