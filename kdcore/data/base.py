@@ -75,7 +75,8 @@ class Dataset:
     vocab_size:  tokens (causal_lm), else None
     class_names: display names of the classes, or None
     tokenizer:   causal_lm only: an object with encode(str) -> list[int], decode(ids) -> str and
-                 tokens(ids) -> list[str] (display strings), or None
+                 tokens(ids) -> list[str] (display strings), optionally special_ids (ids of special
+                 tokens), or None
     description: one sentence for the UI
     load_report: what loading the user's data skipped or computed (counts, statistics), or None
     """

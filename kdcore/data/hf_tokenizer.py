@@ -81,7 +81,8 @@ def _differences(teacher: Any, student: Any) -> list[str]:
 
 class HFTextTokenizer:
     """Dataset.tokenizer for a Hugging Face tokenizer: encode(str) -> ids (no special tokens added),
-    decode(ids) -> str, tokens(ids) -> display strings (whitespace made visible). `.hf` is the tokenizer."""
+    decode(ids) -> str, tokens(ids) -> display strings (whitespace made visible), special_ids (BOS, EOS,
+    padding, ...: the ids CKA can leave out). `.hf` is the tokenizer."""
 
     kind = "hf"
 
@@ -91,6 +92,7 @@ class HFTextTokenizer:
         eos = hf_tokenizer.eos_token_id
         self.pad_id: int = pad if pad is not None else (eos if eos is not None else 0)
         self.vocab_size: int = len(hf_tokenizer)
+        self.special_ids: tuple[int, ...] = tuple(sorted({int(i) for i in hf_tokenizer.all_special_ids}))
 
     def encode(self, text: str) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=False))
