@@ -43,7 +43,9 @@ def pool(hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
 
 def check_pooling(pooling: Any, where: str) -> str:
     if pooling not in POOLINGS:
-        raise ValueError(f"The 'pooling' parameter of {where} must be one of {list(POOLINGS)}. Got {pooling!r} instead.")
+        raise ValueError(
+            f"The 'pooling' parameter of {where} must be one of {list(POOLINGS)}. Got {pooling!r} instead."
+        )
     return str(pooling)
 
 

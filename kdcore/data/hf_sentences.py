@@ -70,33 +70,59 @@ def load_hf_sentences(
     hf_tok = load_hf_tokenizer(model_path, name="model_dir", where=_WHERE)
     tok = HFTextTokenizer(hf_tok)
     pad_id = _pad_id(hf_tok, config, model_path)
-    texts, labels, file_name = read_records(
-        source, format=format, text_field=text_field, label_field=label_field, unit=unit, max_bytes=max_bytes, where=_WHERE
-    )
+    texts, labels, file_name = _read(source, format, text_field, label_field, unit, max_bytes)
     inputs, mask, truncated = _encode(hf_tok, texts, L, pad_id)  # [N, L] each
     owner = _assign_rows(len(texts), vf, tf, seed)  # [N] split names
     shown = name or file_name or "sentences"
-    task: Task = "encoder" if labels is None else "classification"
-    if labels is None:
-        targets, class_names = torch.zeros(len(texts), dtype=torch.long), None  # [N], not used
-    else:
-        targets, class_names = _label_ids(labels, config, model_path)  # [N] class ids
+    no_labels = torch.zeros(len(texts), dtype=torch.long), None  # targets [N], not used
+    targets, class_names = no_labels if labels is None else _label_ids(labels, config, model_path)  # [N] class ids
+    about = f"{len(texts)} sentences from {shown!r}, tokenised by the tokenizer of {model_path.name!r}, padded to {L} tokens"
+    ds = _dataset(shown, about, inputs, targets, mask, owner, tok=tok, class_names=class_names)
+    ds.load_report = _report(texts, mask, owner, truncated, L=L, pad_id=pad_id, labelled=labels is not None)
+    return ds
+
+
+def _dataset(
+    shown: str,
+    about: str,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    owner: np.ndarray,
+    *,
+    tok: HFTextTokenizer,
+    class_names: list[str] | None,
+) -> Dataset:
+    """The "encoder" (no class names) or "classification" Dataset whose splits take the rows owner [N] names."""
+    task: Task = "encoder" if class_names is None else "classification"
     splits = {
         s: SplitData(inputs[owner == s], targets[owner == s], extras={"attention_mask": mask[owner == s]})
         for s in SPLITS
     }
-    ds = Dataset(
+    return Dataset(
         name=shown,
-        task=task,  # "encoder" | "classification"
+        task=task,
         build=lambda: splits,
         num_classes=None if class_names is None else len(class_names),
         class_names=class_names,
         tokenizer=tok,
-        description=f"{len(texts)} sentences from {shown!r}, tokenised by the tokenizer of "
-        f"{model_path.name!r}, padded to {L} tokens" + (f", {len(class_names)} classes." if class_names else "."),
+        description=about + (f", {len(class_names)} classes." if class_names else "."),
     )
-    ds.load_report = _report(texts, mask, owner, truncated, L=L, pad_id=pad_id, labelled=labels is not None)
-    return ds
+
+
+def _read(
+    source: Any, format: str, text_field: str, label_field: str | None, unit: str, max_bytes: int
+) -> tuple[list[str], list[Label] | None, str | None]:
+    """(sentences, labels or None, file name or None): kdcore.data._hf_records.read_records."""
+    return read_records(
+        source,
+        format=format,
+        text_field=text_field,
+        label_field=label_field,
+        unit=unit,
+        max_bytes=max_bytes,
+        where=_WHERE,
+    )
 
 
 def _check_options(unit: Any, val_fraction: Any, test_fraction: Any, seed: Any, max_bytes: Any) -> tuple:
@@ -129,7 +155,8 @@ def _check_max_length(max_length: Any, config: dict[str, Any], model_path: Path)
 
 def _pad_id(hf_tok: Any, config: dict[str, Any], model_path: Path) -> int:
     """The tokenizer's pad id, which must be the model's pad_token_id (the adapters mask by it)."""
-    tok_pad, model_pad = hf_tok.pad_token_id, config.get("pad_token_id")
+    tok_pad: Any = hf_tok.pad_token_id
+    model_pad: Any = config.get("pad_token_id")
     if tok_pad is None and model_pad is None:
         raise InvalidParameterError(
             f"Neither the tokenizer in {str(model_path)!r} nor its config.json names a pad token, so padded "
@@ -140,7 +167,7 @@ def _pad_id(hf_tok: Any, config: dict[str, Any], model_path: Path) -> int:
             f"The tokenizer in {str(model_path)!r} pads with id {tok_pad} but config.json's pad_token_id is "
             f"{model_pad}: padding would not be masked. Make them agree (config.pad_token_id = {tok_pad})."
         )
-    return int(tok_pad if tok_pad is not None else model_pad)
+    return int(tok_pad) if tok_pad is not None else int(model_pad)
 
 
 def _encode(hf_tok: Any, texts: list[str], L: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -162,8 +189,9 @@ def _encode(hf_tok: Any, texts: list[str], L: int, pad_id: int) -> tuple[torch.T
 
 def _label_ids(labels: list[Label], config: dict[str, Any], model_path: Path) -> tuple[torch.Tensor, list[str]]:
     """Class ids [N] and the class names, checked against the model's num_labels (config.json)."""
-    id2label = config.get("id2label") if isinstance(config.get("id2label"), dict) else {}
-    n_model: int | None = len(id2label) or config.get("num_labels")
+    raw = config.get("id2label")
+    id2label: dict = raw if isinstance(raw, dict) else {}
+    n_model = _num_labels(config, id2label)
     model_names = [str(id2label.get(str(i), i)) for i in range(n_model)] if n_model else None
     label2id = {str(k): v for k, v in (config.get("label2id") or {}).items() if isinstance(v, int)}
     if all(isinstance(y, int) for y in labels):
@@ -187,6 +215,16 @@ def _label_ids(labels: list[Label], config: dict[str, Any], model_path: Path) ->
         )
     count = n_model or n_data
     return torch.tensor(ids, dtype=torch.long), (names or [str(i) for i in range(count)])[:count]
+
+
+def _num_labels(config: dict[str, Any], id2label: dict) -> int | None:
+    """The model's class count: id2label's length, num_labels, or transformers' default of 2 for a
+    sequence classifier whose config.json leaves them out; None for a model without a classifier head."""
+    n = len(id2label) or config.get("num_labels")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return n
+    architectures = config.get("architectures") or []
+    return 2 if any(str(a).endswith("ForSequenceClassification") for a in architectures) else None
 
 
 def _report(

@@ -31,8 +31,8 @@ from kdcore.losses.curriculum import (
     warmup_weight,
 )
 from kdcore.losses.decoupled import RULES, cakd_components, cakd_loss, dkd_components, dkd_loss, strong_set
-from kdcore.losses.embedding import EMBED_LOSSES, embedding_distill_loss
 from kdcore.losses.education import education_kd_loss, grade_of_epoch, grade_partition
+from kdcore.losses.embedding import EMBED_LOSSES, embedding_distill_loss
 from kdcore.losses.features import feature_cosine_loss, feature_l2_loss, make_projector
 from kdcore.losses.kd import (
     kd_components,

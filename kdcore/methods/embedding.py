@@ -89,7 +89,13 @@ register_method(
                 "{student_layer: teacher_layer} holding sentence embeddings (default: the encoders' pooled output)",
                 kind="layers",
             ),
-            Param("loss", "cosine", "1 − cos (cosine) or mean squared error (mse)", kind="choice", choices=("cosine", "mse")),
+            Param(
+                "loss",
+                "cosine",
+                "1 − cos (cosine) or mean squared error (mse)",
+                kind="choice",
+                choices=("cosine", "mse"),
+            ),
         ),
     )
 )
