@@ -10,6 +10,7 @@ from analyses import cka as cka_view
 from kdcore.adapters import HFEncoderAdapter, load_hf, wrap
 from kdcore.data import load_hf_sentences
 from kdcore.jobs import JobConfig, run_job
+from kdcore.methods import StepTensors, get_method
 from kdcore.pairs import Pair
 from tests.helpers.hf_pairs import PAD, bert_encoder_pair, bert_pair
 
@@ -170,6 +171,20 @@ def test_feature_attention_and_mse_objectives_run_on_the_encoder_pair(enc, objec
     result = run_job(_job(objective=objective, params=params, epochs=1), pair=pair, use_store=False)
     assert result.state == "completed", result.error
     assert np.isfinite(result.metrics["final_train_loss"]) and result.metrics["final_val_cka"] > 0
+
+
+def test_attn_kl_leaves_padded_query_rows_out(enc):
+    ids, mask = _batch(enc, 4)
+    s_att, t_att = enc["student"].attentions(ids), enc["teacher"].attentions(ids)
+    emb = torch.zeros(4, 2)
+    batch = StepTensors("encoder", emb, emb, emb, student_attn=s_att, teacher_attn=t_att, attention_mask=mask)
+    [(name, _, value)] = get_method("attn_kl").step(batch, {"layers": None})
+    s, t = s_att[-1].double().numpy(), t_att[-1].double().numpy()  # the last layers, [B, H, L, L], 4 heads each
+    kept_t, kept_s = np.where(t > 0, t, 1.0), np.where(t > 0, s, 1.0)  # padded keys: t = s = 0, no term
+    terms = np.where(t > 0, t * (np.log(kept_t) - np.log(kept_s)), 0.0).sum(-1)  # KL(t ‖ s) per row
+    keep = mask.bool().numpy()[:, None, :].repeat(terms.shape[1], axis=1)  # [B, H, L] real query rows
+    assert name == "attn_kl/1" and value.item() == pytest.approx(terms[keep].mean(), rel=1e-4)
+    assert value.item() != pytest.approx(terms.mean(), rel=1e-4)  # padded rows would change it
 
 
 def test_labels_and_misfits_are_refused_before_training(enc):

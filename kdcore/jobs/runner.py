@@ -250,6 +250,8 @@ class _Job:
         torch.manual_seed(config.seed)
         self.teacher, self.student = _place_models(prep.pair, config.seed, self.device)
         self.train_x, self.train_y = prep.train.inputs.to(self.device), prep.train.targets.to(self.device)
+        mask = prep.train.extras.get("attention_mask")  # [N, L] of padded token data (HF text), else None
+        self.train_mask = None if mask is None else mask.to(self.device)
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
@@ -392,6 +394,7 @@ class _Job:
         t_logits, t_feats = self._teacher_batch(idx, x)
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
         batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
+        batch.attention_mask = None if self.train_mask is None else self.train_mask[idx]  # [B, L]
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):

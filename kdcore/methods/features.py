@@ -79,9 +79,10 @@ def _attn_kl(b: StepTensors, p: dict) -> list[Component]:
     if not b.student_attn or not b.teacher_attn:
         raise ValueError("objective 'attn_kl' needs attention maps from both models; the adapters returned none.")
     pairs = p["layers"] or {str(len(b.student_attn) - 1): str(len(b.teacher_attn) - 1)}
-    # attention_kl_loss compares head-averaged maps when the head counts differ
+    # attention_kl_loss compares head-averaged maps when the head counts differ; padded query rows do not count
+    mask = b.attention_mask
     return [
-        (f"attn_kl/{s}", 1.0, attention_kl_loss(b.student_attn[int(s)], b.teacher_attn[int(t)]))
+        (f"attn_kl/{s}", 1.0, attention_kl_loss(b.student_attn[int(s)], b.teacher_attn[int(t)], mask=mask))
         for s, t in pairs.items()
     ]
 

@@ -30,6 +30,7 @@ class StepTensors:
     projectors: nn.ModuleDict | None = None  # learned parts (Method.modules): layer_key(s) -> projector, ...
     student_attn: list[Tensor] | None = None  # per layer [B, H, L, L] with graph
     teacher_attn: list[Tensor] | None = None  # per layer [B, H, L, L]
+    attention_mask: Tensor | None = None  # [B, L] 1 on real tokens (padded HF text and sentences), else None
 
 
 Component = tuple[str, float, Any]  # (name, weight, scalar tensor)
