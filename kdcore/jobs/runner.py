@@ -66,6 +66,7 @@ from kdcore.jobs.resume_state import (
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
+from kdcore.methods.embedding import POOLED_PROJECTOR
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
@@ -440,7 +441,7 @@ class _Job:
         self.student.model.eval()
         with torch.no_grad():
             logits = _batched_logits(self.student, self.val_x, self.device)
-        proj = self.projectors["embed_distill__pooled"] if "embed_distill__pooled" in self.projectors else None
+        proj = self.projectors[POOLED_PROJECTOR] if POOLED_PROJECTOR in self.projectors else None
         return validation_metrics(self.task, logits, self.val_y, self.teacher_val, proj)
 
     def _end_epoch(self, train_means: dict[str, float]) -> None:

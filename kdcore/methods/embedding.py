@@ -18,6 +18,7 @@ from kdcore.methods.table import Method, register_method
 
 POOLED_LAYERS = {"pooled": "pooled"}
 _PREFIX = "embed_distill__"  # projector keys: _PREFIX + layer_key(student layer)
+POOLED_PROJECTOR = _PREFIX + "pooled"  # the projector of the default layers (the runner's val_cos uses it)
 
 
 def _sentence(features: Any) -> Any:
