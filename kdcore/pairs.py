@@ -4,7 +4,8 @@ kdcore/pair_registry.py).
 
 A pair checks itself when built: all models are adapters of one kind whose outputs have the same
 size (classes, or vocabulary for causal LMs), and the dataset's task and class count / vocabulary
-size agree with them.
+size agree with them. Encoders (kind "encoder", a pooled embedding [B, H] as the output) may have
+different widths, and fit "encoder" datasets (sentences without labels).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from kdcore.adapters.base import ModelAdapter
 from kdcore.data.base import Dataset
 
-_TASKS = {"classifier": ("classification", "multilabel"), "causal_lm": ("causal_lm",)}
+_TASKS = {"classifier": ("classification", "multilabel"), "causal_lm": ("causal_lm",), "encoder": ("encoder",)}
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Pair:
                 )
         size = self.teacher.output_size
         for role, adapter in roles.items():
-            if adapter.output_size != size:
+            if self.kind != "encoder" and adapter.output_size != size:  # encoder widths may differ
                 raise ValueError(self._size_message(role, adapter.output_size, size))
         if self.dataset is not None:
             self._check_dataset(size)
@@ -83,7 +84,7 @@ class Pair:
                 f"{self.kind}s (which fit {' or '.join(_TASKS[self.kind])} data)."
             )
         what = "vocabulary size" if self.kind == "causal_lm" else "number of classes"
-        if ds.size != size:
+        if self.kind != "encoder" and ds.size != size:
             raise ValueError(
                 f"Pair {self.name!r}: dataset {ds.name!r} has a {what} of {ds.size}, but the models' "
                 f"outputs have {size}. Use a dataset and models made for each other."
@@ -91,12 +92,12 @@ class Pair:
 
     @property
     def kind(self) -> str:
-        """ "classifier" or "causal_lm" (the teacher's, which every model shares)."""
+        """ "classifier", "causal_lm" or "encoder" (the teacher's, which every model shares)."""
         return self.teacher.kind
 
     @property
     def output_size(self) -> int:
-        """Classes (classifier) or vocabulary size (causal LM)."""
+        """Classes (classifier), vocabulary size (causal LM) or the teacher's embedding width (encoder)."""
         return self.teacher.output_size
 
     def models(self) -> dict[str, ModelAdapter]:

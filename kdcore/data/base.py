@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-Task = Literal["classification", "multilabel", "causal_lm"]
+Task = Literal["classification", "multilabel", "causal_lm", "encoder"]
 SPLITS = ("train", "val", "test")
 IGNORE_INDEX = -100  # next-token targets where nothing is predicted
 
@@ -69,7 +69,7 @@ class Dataset:
     """A named task with train/val/test splits, built lazily and cached.
 
     name:        registry name ("digits", "shapes", ...) or the user's file name
-    task:        "classification" | "multilabel" | "causal_lm"
+    task:        "classification" | "multilabel" | "causal_lm" | "encoder" (inputs only: targets unused)
     build:       () -> {"train": SplitData, "val": SplitData, "test": SplitData}
     num_classes: classes (classification, multilabel), else None
     vocab_size:  tokens (causal_lm), else None

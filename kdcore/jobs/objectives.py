@@ -65,6 +65,8 @@ def fit_problems(
 ) -> list[str]:
     """Reasons why the objective does not fit this pair (empty when it does)."""
     p = []
+    if task == "encoder" and (config.ce_weight or 0) > 0:  # unset: the runner uses 0 on encoder tasks
+        p.append("an 'encoder' task has no labels: set ce_weight to 0 (the hard-label loss has nothing to fit)")
     for term in config.resolved_terms():
         method = get_method(term.name)
         if task not in method.tasks:
