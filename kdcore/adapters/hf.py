@@ -114,6 +114,22 @@ def _check_dtype(dtype: Any) -> torch.dtype | None:
     )
 
 
+def _from_pretrained(transformers: Any, p: Path, kind: str, dtype: torch.dtype | None) -> nn.Module:
+    """The model of a checked directory: local files only, no remote code, eager attention."""
+    autos = {"causal_lm": "AutoModelForCausalLM", "sequence_classification": "AutoModelForSequenceClassification"}
+    auto = getattr(transformers, autos.get(kind, "AutoModel"))
+    kwargs: dict[str, Any] = dict(
+        local_files_only=True, trust_remote_code=False, attn_implementation="eager", weights_only=True
+    )
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        return auto.from_pretrained(str(p), **kwargs)
+    except Exception as e:  # bad config.json, corrupt or mismatched weights, unsupported architecture
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"Could not load a Hugging Face {kind} model from {str(p)!r}: {first}") from e
+
+
 def load_hf(
     path: str | Path,
     *,
@@ -152,18 +168,7 @@ def load_hf(
 
     if kind == "encoder":
         check_pooling(pooling, "load_hf")
-    autos = {"causal_lm": "AutoModelForCausalLM", "sequence_classification": "AutoModelForSequenceClassification"}
-    auto = getattr(transformers, autos.get(kind, "AutoModel"))
-    kwargs: dict[str, Any] = dict(
-        local_files_only=True, trust_remote_code=False, attn_implementation="eager", weights_only=True
-    )
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    try:
-        model: nn.Module = auto.from_pretrained(str(p), **kwargs)
-    except Exception as e:  # bad config.json, corrupt or mismatched weights, unsupported architecture
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"Could not load a Hugging Face {kind} model from {str(p)!r}: {first}") from e
+    model = _from_pretrained(transformers, p, kind, dtype)
     model.eval()
     model.to(torch.device(device))
     if kind == "encoder":
