@@ -168,6 +168,7 @@ def _unlock(fh: IO[str]) -> None:
 
 def run_queued(run_id: str, store: RunStore) -> None:
     """Run one queued run in this process (the worker's body)."""
+    from kdcore.jobs.chain import is_chain, run_chain
     from kdcore.jobs.runner import run_job
 
     if not store.claim(run_id, os.getpid()):
@@ -175,7 +176,10 @@ def run_queued(run_id: str, store: RunStore) -> None:
     row = store.get_run(run_id)
     try:
         config = JobConfig.from_dict(row["config"])
-        run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
+        if is_chain(config.objective):  # takd, dgkd, ban: the run is the chain, its stages child runs
+            run_chain(config, store=store, run_id=run_id)
+        else:
+            run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
     except RunBusyError:
         return  # another process trains it: it keeps the run
     except StoreError:
