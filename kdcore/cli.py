@@ -417,11 +417,16 @@ def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
 
 
 def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
-    from kdcore.jobs.runner import run_job
+    from kdcore.jobs.chain import check_rerunnable, is_chain, run_chain
+    from kdcore.jobs.runner import RunResult, run_job
 
     rid = args.ids[0]
-    cfg = JobConfig.from_dict(store.get_run(rid)["config"])
+    run = check_rerunnable(store.get_run(rid))
+    cfg = JobConfig.from_dict(run["config"])
     new_id = store.create_run(cfg, state="running", parent_id=rid)
+    if is_chain(cfg.objective):
+        res = run_chain(cfg, store=store, run_id=new_id)
+        return _report_result(RunResult(res.chain_id, res.state, res.metrics, res.error), args)
     result = run_job(cfg, store=store, run_id=new_id, callback=None if args.json else _Progress())
     return _report_result(result, args)
 

@@ -243,3 +243,19 @@ def test_cli_distill_runs_the_chain_and_runs_show_lists_its_stages(data_dir, cap
     text = capsys.readouterr().out
     assert "stages: 2 (a takd chain)" in text
     assert "stage 1: teacher → assistant" in text and "→ student (3,022 params) completed" in text
+
+
+def test_a_stage_cannot_be_rerun_alone_but_the_chain_can(data_dir, capsys):
+    store = RunStore(data_dir)
+    res = run_chain(_cfg("takd", path="none"), store=store)
+    stage = res.stages[0].run_id
+    with pytest.raises(InvalidParameterError, match=f"stage 1 of the chain {res.chain_id}.*Re-run the chain"):
+        from kdcore.jobs.worker import rerun
+
+        rerun(stage, store=store, start_worker=False)
+    assert main(["runs", "rerun", stage]) == 2  # refused: bad input
+    assert f"Re-run the chain {res.chain_id}" in capsys.readouterr().err
+    assert main(["runs", "rerun", res.chain_id, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["state"] == "completed" and store.get_run(out["run_id"])["parent_id"] == res.chain_id
+    assert [r["chain_stage"] for r in store.chain_stages(out["run_id"])] == [1]

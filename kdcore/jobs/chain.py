@@ -104,6 +104,17 @@ class ChainResult:
     error: str | None = None
 
 
+def check_rerunnable(run: dict) -> dict:
+    """A run that can be re-run from its config alone (returned as given): a chain's stage cannot, its
+    teacher was the previous stage's student; re-run the chain instead."""
+    if run.get("chain_id"):
+        raise InvalidParameterError(
+            f"Run {run['id']} is stage {run.get('chain_stage')} of the chain {run['chain_id']}: its teacher was "
+            f"the previous stage's student, which its config does not name. Re-run the chain {run['chain_id']}."
+        )
+    return run
+
+
 # ---- the plan ---------------------------------------------------------------------------------------
 
 

@@ -50,8 +50,10 @@ def submit(config: JobConfig, *, store: RunStore | None = None, start_worker: bo
 
 def rerun(run_id: str, *, store: RunStore | None = None, start_worker: bool = True) -> str:
     """Queue a new run with the same config as an earlier one."""
+    from kdcore.jobs.chain import check_rerunnable
+
     store = _store(store)
-    cfg = JobConfig.from_dict(store.get_run(run_id)["config"]).validate()
+    cfg = JobConfig.from_dict(check_rerunnable(store.get_run(run_id))["config"]).validate()
     new_id = store.create_run(cfg, state="queued", parent_id=run_id)
     if start_worker:
         start_worker_process(store)
