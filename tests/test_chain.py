@@ -259,3 +259,44 @@ def test_a_stage_cannot_be_rerun_alone_but_the_chain_can(data_dir, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "completed" and store.get_run(out["run_id"])["parent_id"] == res.chain_id
     assert [r["chain_stage"] for r in store.chain_stages(out["run_id"])] == [1]
+
+
+def test_the_leaderboard_runs_a_chain_whole_and_scores_its_final_student(tmp_path):
+    from kdcore.jobs.leaderboard import compare_methods
+
+    store = RunStore(tmp_path)
+    budget = {"epochs": 1, "max_steps": 2, "train_size": 64, "val_size": 64, "checkpoints": 0}
+    res = compare_methods("digits", ["takd"], [0], base=budget, store=store)
+    chain_id = res.runs.set_index("variant").loc["takd", "run_id"]
+    stages = store.chain_stages(chain_id)
+    assert len(stages) == 4 and all(s["state"] == "completed" for s in stages)
+    last = store.metrics(stages[-1]["id"], "epoch")
+    row = res.table.set_index("method").loc["takd"]
+    assert row["best_mean"] == last["val_acc"].dropna().max() and row["final_mean"] == last["val_acc"].dropna().iloc[-1]
+    summary = store.get_run(chain_id)["summary"]
+    assert summary["steps"] == sum(s["step"] for s in stages) == 4 and summary["steps_per_s"] > 0
+    with pytest.raises(InvalidParameterError, match="takd: The pair 'digits-variant' has no student ladder"):
+        from kdcore.jobs.leaderboard import _check_fits, leaderboard_configs
+
+        _check_fits(leaderboard_configs("digits", ["takd"], [0], budget), _pair_with(()))
+
+
+def test_a_queued_chain_runs_whole_in_the_worker_and_stops_when_cancelled(tmp_path):
+    from kdcore.jobs.worker import run_queued, submit
+
+    store = RunStore(tmp_path)
+    rid = submit(_cfg("takd", path="midpoint"), store=store, start_worker=False)
+    run_queued(rid, store)
+    run = store.get_run(rid)
+    assert run["state"] == "completed" and len(run["summary"]["stages"]) == 2
+    assert [s["chain_stage"] for s in store.chain_stages(rid)] == [1, 2]
+    last = run["summary"]["stages"][-1]["run_id"]  # the chain's curves are its final student's
+    assert (
+        store.metrics(rid, "epoch")["val_acc"].dropna().tolist()
+        == store.metrics(last, "epoch")["val_acc"].dropna().tolist()
+    )
+    cancelled = submit(_cfg("takd", path="full"), store=store, start_worker=False)
+    store.update_run(cancelled, cancel_requested=1)  # asked to stop: the first stage stops at its first step
+    store.claim(cancelled, 0)
+    res = run_chain(_cfg("takd", path="full"), store=store, run_id=cancelled)
+    assert res.state == "cancelled" and len(res.stages) == 1 and "Stage 1 of 4 ended cancelled" in res.error

@@ -15,8 +15,8 @@
   the mean softmax of generations 1…k is evaluated (`ensemble`).
 
 Every stage runs under the chain's budget (epochs, steps, lr, data) with seed `seed + stage − 1`.
-The chain is one run in the store (its config the chain's, its summary the stages'); each stage is
-a child run (`chain_id`, `chain_stage`; `RunStore.chain_stages(chain_id)`). Everything is checked
+The chain is one run in the store (its config the chain's, its summary the stages', its epoch
+curves those of its final student); each stage is a child run (`chain_id`, `chain_stage`; `RunStore.chain_stages(chain_id)`). Everything is checked
 before the first stage starts: a chain whose stages do not shrink, an assistant larger than its
 teacher, a pair without a ladder are refused with the reason and the fix.
 """
@@ -270,6 +270,7 @@ def run_chain(
         results, trained = _run_stages(plan, pair, store, chain_id, callback, stop)
         state, error = _chain_state(results, len(plan.configs))
         summary = chain_summary(plan, results, trained, pair, config)
+        _copy_curves(store, results[-1].run_id, chain_id)
         store.update_run(chain_id, state=state, error=error, summary=summary, step=sum(r.step for r in results))
         return ChainResult(chain_id, state, results, summary, error)
     except (Exception, KeyboardInterrupt) as exc:
@@ -320,6 +321,22 @@ def _trained(store: RunStore, run_id: str, architecture: ModelAdapter, label: st
     adapter.model.eval()
     adapter.name = f"{label} (run {run_id})"
     return adapter
+
+
+def _copy_curves(store: RunStore, stage_id: str | None, chain_id: str) -> None:
+    """The chain's epoch curves are its last stage's (the final student's): protocols, the leaderboard
+    and the run views read a chain like a run."""
+    if stage_id is None:
+        return
+    ep = store.metrics(stage_id, "epoch")
+    names = [c for c in ep.columns if c not in ("step", "epoch")]
+    rows = [
+        ("epoch", int(r["step"]), int(r["epoch"]), n, float(r[n]))
+        for _, r in ep.iterrows()
+        for n in names
+        if r[n] == r[n]  # not NaN
+    ]
+    store.log_metrics(chain_id, rows)
 
 
 def _stop_when(store: RunStore, chain_id: str, cancel: Cancel | None) -> Callable[[], bool]:
@@ -386,10 +403,18 @@ def chain_summary(
         "final_val_acc": last.get("final_val_acc"),
         "best_val_acc": last.get("best_val_acc"),
         "measured": plan.measured,
+        **_speed(results),
     }
     if plan.method == "ban" and config.resolved_terms()[0].params["ensemble"] and len(trained) > 2:
         out["ensemble_val_acc"] = _ensemble_accuracy(trained[2:], pair, config)
     return out
+
+
+def _speed(results: list[RunResult]) -> dict:
+    """Steps of all stages and their training speed (steps per second of training, every stage)."""
+    steps = sum(r.step for r in results)
+    seconds = sum(r.metrics["steps"] / r.metrics["steps_per_s"] for r in results if r.metrics.get("steps_per_s"))
+    return {"steps": steps, "steps_per_s": steps / seconds} if seconds > 0 else {"steps": steps}
 
 
 def _ensemble_accuracy(generations: list[ModelAdapter], pair: Pair, config: JobConfig) -> float:
