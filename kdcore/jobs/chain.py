@@ -44,7 +44,7 @@ from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 from kdcore.validation import InvalidParameterError
 
-ChainCallback = Callable[[dict], None]
+ChainCallback = Callable[[dict], object]
 
 
 def chain_methods() -> tuple[str, ...]:
