@@ -152,6 +152,14 @@ def test_dgkd_chain_guides_every_stage_with_all_models_above_it(tmp_path):
     stack = GuideStack([pair.teacher.model, pair.student.model]).eval()
     with torch.no_grad():
         torch.testing.assert_close(stack(x), pair.teacher.model(x))
+        from kdcore.adapters import wrap
+        from kdcore.jobs.teacher_cache import compute_teacher_outputs
+
+        logits, feats = compute_teacher_outputs(
+            wrap(stack, name="s", kind="classifier", output_size=10), x, ["guides.1"]
+        )
+        torch.testing.assert_close(logits, pair.teacher.model(x))
+        torch.testing.assert_close(feats["guides.1"], pair.student.model(x))  # guide 1 reaches the step
 
 
 # ---- BAN ---------------------------------------------------------------------------------------------
