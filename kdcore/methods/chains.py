@@ -87,7 +87,9 @@ register_method(
             Param("temperature", 5.0, "softmax temperature T", low=0.0, low_open=True, shared=True),
             Param("lam", 1.0, "weight λ of the summed KL terms (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
             Param("drop_num", 1, "guides dropped at random each step (at most all but one)", kind="int", low=0),
-            Param("guides", 1, "guides in the teacher stack (set by the chain; 1: the teacher alone)", kind="int", low=1),
+            Param(
+                "guides", 1, "guides in the teacher stack (set by the chain; 1: the teacher alone)", kind="int", low=1
+            ),
         ),
     )
 )
