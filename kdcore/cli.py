@@ -216,6 +216,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if not args.json:
             _Progress()(ev)
 
+    from kdcore.methods import get_method
+
+    if get_method(cfg.objective).chain:
+        return _distill_chain(cfg, store, filled, args)
     result = run_job(cfg, store=store, callback=on_event)
     if args.json:
         _print_json(_result_json(result, recipe_fields=filled))
@@ -227,6 +231,44 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if result.error:
             print(result.error, file=sys.stderr)
     return 0 if result.state == "completed" else 1
+
+
+def _distill_chain(cfg: JobConfig, store: RunStore, filled: dict, args: argparse.Namespace) -> int:
+    """takd, dgkd, ban: the whole chain of runs, one progress bar per stage, then each stage's accuracy."""
+    from kdcore.jobs.chain import run_chain
+
+    def on_event(ev: dict) -> None:
+        if ev["event"] == "start" and not args.json:
+            print(f"chain {ev['chain_id']} stage {ev['stage']}/{ev['stages']}: run {ev['run_id']}", flush=True)
+        if not args.json:
+            _Progress()(ev)
+
+    res = run_chain(cfg, store=store, callback=on_event)
+    if args.json:
+        _print_json({"run_id": res.chain_id, "state": res.state, "metrics": res.metrics, "error": res.error})
+    else:
+        print(f"chain {res.chain_id}: {res.state}")
+        print(_stages_text(res.metrics.get("stages", []), res.metrics.get("teacher_val_acc")))
+        if res.error:
+            print(res.error, file=sys.stderr)
+    return 0 if res.state == "completed" else 1
+
+
+def _stages_text(stages: list[dict], teacher_acc: float | None) -> str:
+    """One line per stage: teacher → student, parameters, final and best validation accuracy."""
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    lines = [f"  teacher val_acc {pct(teacher_acc)}"]
+    for st in stages:
+        size = f" ({st['student_parameters']:,} params)" if st.get("student_parameters") else ""
+        lines.append(
+            f"  stage {st['stage']}: {st['teacher']} → {st['student']}{size} "
+            f"{st['state']}: final val_acc {pct(st['final_val_acc'])}, best {pct(st['best_val_acc'])} "
+            f"(run {st['run_id']})"
+        )
+    return "\n".join(lines)
 
 
 # ---- runs: one handler per action ---------------------------------------------------------------------
@@ -279,8 +321,9 @@ def _table_text(df: pd.DataFrame) -> str:
 def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
     run = store.get_run(args.ids[0])
     epochs = store.metrics(run["id"], "epoch")
+    stages = store.chain_stages(run["id"])
     if args.json:
-        _print_json({"run": run, "epochs": epochs.to_dict(orient="records")})
+        _print_json({"run": run, "epochs": epochs.to_dict(orient="records"), "stages": stages})
         return 0
     for k in (
         "id",
@@ -295,6 +338,8 @@ def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
         "total_steps",
         "epoch",
         "error",
+        "chain_id",
+        "chain_stage",
     ):
         print(f"{k:>17}: {run.get(k)}")
     print(f"{'config':>17}: {json.dumps(run['config'])}")
@@ -302,7 +347,26 @@ def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
     if len(epochs):
         cols = [c for c in ("epoch", "step", "train_loss", "val_loss", "val_acc", "val_agreement") if c in epochs]
         print(epochs[cols].to_string(index=False))
+    if stages:
+        summary = run["summary"] or {}
+        print(f"{'stages':>17}: {len(stages)} (a {run['objective']} chain)")
+        print(_stages_text(summary.get("stages") or [_stage_row(r) for r in stages], summary.get("teacher_val_acc")))
     return 0
+
+
+def _stage_row(run: dict) -> dict:
+    """A chain stage's line from its own run row (while the chain is still running)."""
+    s = run["summary"] or {}
+    return {
+        "stage": run["chain_stage"],
+        "teacher": "",
+        "student": run["name"],
+        "student_parameters": None,
+        "state": run["state"],
+        "final_val_acc": s.get("final_val_acc"),
+        "best_val_acc": s.get("best_val_acc"),
+        "run_id": run["id"],
+    }
 
 
 def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
@@ -353,11 +417,16 @@ def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
 
 
 def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
-    from kdcore.jobs.runner import run_job
+    from kdcore.jobs.chain import check_rerunnable, is_chain, run_chain
+    from kdcore.jobs.runner import RunResult, run_job
 
     rid = args.ids[0]
-    cfg = JobConfig.from_dict(store.get_run(rid)["config"])
+    run = check_rerunnable(store.get_run(rid))
+    cfg = JobConfig.from_dict(run["config"])
     new_id = store.create_run(cfg, state="running", parent_id=rid)
+    if is_chain(cfg.objective):
+        res = run_chain(cfg, store=store, run_id=new_id)
+        return _report_result(RunResult(res.chain_id, res.state, res.metrics, res.error), args)
     result = run_job(cfg, store=store, run_id=new_id, callback=None if args.json else _Progress())
     return _report_result(result, args)
 

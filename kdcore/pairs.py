@@ -27,6 +27,9 @@ class Pair:
     student:          the student's adapter (distilled, or to be distilled)
     student_baseline: the student architecture trained without a teacher, or None
     dataset:          the data both are evaluated on, or None
+    ladder:           optional student ladder: models of the same kind sized strictly between student
+                      and teacher, largest first, each trained on the labels (the teacher assistants
+                      of TAKD / DGKD chains, kdcore/jobs/chain.py; methods/13 §13.2)
     """
 
     name: str
@@ -34,13 +37,21 @@ class Pair:
     student: ModelAdapter
     student_baseline: ModelAdapter | None = None
     dataset: Dataset | None = None
+    ladder: tuple[ModelAdapter, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"The 'name' parameter of Pair must be a non-empty string. Got {self.name!r} instead.")
+        if not isinstance(self.ladder, (tuple, list)):
+            raise ValueError(
+                f"The 'ladder' parameter of Pair must be a tuple of ModelAdapters (largest first). "
+                f"Got {type(self.ladder).__name__} instead."
+            )
+        self.ladder = tuple(self.ladder)
         roles = {"teacher": self.teacher, "student": self.student}
         if self.student_baseline is not None:
             roles["student_baseline"] = self.student_baseline
+        roles.update({f"ladder[{i}]": a for i, a in enumerate(self.ladder)})
         for role, adapter in roles.items():
             if not isinstance(adapter, ModelAdapter):
                 raise ValueError(

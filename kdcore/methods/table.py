@@ -53,6 +53,8 @@ class Method:
     #   (projectors, generators): (params, s_feats, t_feats) -> {key: nn.Module}, found in batch.projectors
     needs_attention: bool = False  # the step reads attention maps of both models
     shape_check: Callable[[dict, dict, dict], list[str]] | None = None  # (params, s_feats, t_feats) -> problems
+    teacher_layers: Callable[[dict], list[str]] | None = None  # teacher layers the step reads (DGKD's guides)
+    chain: bool = False  # the CLI and the app run it as a chain of runs (kdcore/jobs/chain.py)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -99,6 +101,7 @@ class Method:
             "components": _ref(self.components) if self.components else None,
             "section": self.section,
             "source": self.source,
+            "chain": self.chain,
             "params": [p.describe() for p in self.params],
         }
 
