@@ -161,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         changes["data_options"] = options
     items = getattr(args, "param", []) or []
     if not items:
-        return with_source_label(replace(cfg, **changes))
+        return _absolute_paths(with_source_label(replace(cfg, **changes)))
     if not isinstance(cfg.params, dict):
         raise ConfigError([f"'params' must be a mapping of parameter names to values; got {cfg.params!r}"])
     params = dict(cfg.params)
@@ -175,7 +175,15 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             params[key] = value
     if params != cfg.params:
         changes["params"] = params
-    return with_source_label(replace(cfg, **changes))
+    return _absolute_paths(with_source_label(replace(cfg, **changes)))
+
+
+def _absolute_paths(cfg: JobConfig) -> JobConfig:
+    """The config with its teacher, student and data paths absolute (~ expanded; relative to the current
+    folder), so the run store's copy reruns and resumes from any folder."""
+    paths = {k: getattr(cfg, k) for k in ("teacher", "student", "data")}
+    absolute = {k: str(Path(v).expanduser().absolute()) for k, v in paths.items() if isinstance(v, str) and v}
+    return replace(cfg, **absolute) if absolute != {k: v for k, v in paths.items() if k in absolute} else cfg
 
 
 def user_set_fields(args: argparse.Namespace) -> set[str]:
