@@ -182,7 +182,9 @@ def _absolute_paths(cfg: JobConfig) -> JobConfig:
     """The config with its teacher, student and data paths absolute (~ expanded; relative to the current
     folder), so the run store's copy reruns and resumes from any folder."""
     paths = {k: getattr(cfg, k) for k in ("teacher", "student", "data")}
-    absolute = {k: str(Path(v).expanduser().absolute()) for k, v in paths.items() if isinstance(v, str) and v}
+    absolute: dict[str, Any] = {
+        k: str(Path(v).expanduser().absolute()) for k, v in paths.items() if isinstance(v, str) and v
+    }
     return replace(cfg, **absolute) if absolute != {k: v for k, v in paths.items() if k in absolute} else cfg
 
 
