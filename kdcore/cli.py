@@ -58,6 +58,8 @@ _DATA_OPTION_FLAGS = {
     "text_field": "text_field",
     "data_format": "format",
     "data_mode": "mode",
+    "label_field": "label_field",
+    "sentence_unit": "unit",
 }
 
 
@@ -129,7 +131,15 @@ def _add_own_pair_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--student-layers", dest="student_layers", type=int, metavar="N", help="from_teacher: N layers")
     g.add_argument("--layer-rule", dest="layer_rule", choices=["spread", "stride", "first"], help="from_teacher")
-    g.add_argument("--model-kind", dest="model_kind", help="causal_lm (default) or sequence_classification")
+    g.add_argument(
+        "--model-kind",
+        dest="model_kind",
+        choices=["causal_lm", "sequence_classification", "encoder"],
+        help="causal_lm (default; text as next-token rows), sequence_classification (labelled sentences: "
+        "--label-field) or encoder (sentences; pooled embeddings, default objective embed_distill)",
+    )
+    g.add_argument("--label-field", dest="label_field", metavar="F", help="sentence data: the key/column of the class")
+    g.add_argument("--sentence-unit", dest="sentence_unit", choices=["line", "paragraph"], help="plain-text sentences")
     g.add_argument("--context-length", dest="context_length", type=int, metavar="L", help="tokens per row")
     g.add_argument("--text-field", dest="text_field", metavar="F", help="the JSONL key or CSV column of the text")
     g.add_argument("--data-format", dest="data_format", choices=["auto", "text", "jsonl", "csv"])

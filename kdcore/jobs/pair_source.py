@@ -38,7 +38,7 @@ _DEFAULT_CONTEXT = 128  # load_hf_text's default context length, lowered to the 
 
 
 # the objective a user's own pair distils with when none is chosen, by model kind (JobConfig's "kd" fits classifiers)
-OWN_PAIR_OBJECTIVES: dict[str, str] = {"causal_lm": "token"}
+OWN_PAIR_OBJECTIVES: dict[str, str] = {"causal_lm": "token", "encoder": "embed_distill"}
 
 
 def own_pair_objective(model_kind: str) -> str | None:
@@ -217,7 +217,30 @@ def _causal_lm_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
     return load_hf_text(Path(config.data).expanduser(), Path(config.teacher).expanduser(), **options)
 
 
+def _sentence_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
+    """Padded sentences (kdcore.data.load_hf_sentences): a "classification" dataset with `label_field`
+    (sequence classifiers need one), else an "encoder" dataset; `context_length` is its max_length."""
+    from kdcore.data.hf_sentences import load_hf_sentences
+
+    if config.model_kind == "sequence_classification" and not options.get("label_field"):
+        raise InvalidParameterError(
+            "model_kind 'sequence_classification' trains on labelled text, but data_options has no 'label_field'. "
+            "Name the JSONL key or CSV column that holds each text's class (--label-field FIELD)."
+        )
+    kw = {k: v for k, v in options.items() if k not in ("context_length", "mode")}
+    student = Path(config.student).expanduser() if config.student else None
+    return load_hf_sentences(
+        Path(config.data).expanduser(),
+        Path(config.teacher).expanduser(),
+        student_dir=student if student is not None and student.is_dir() else None,
+        max_length=options["context_length"],
+        **kw,
+    )
+
+
 DATA_LOADERS["causal_lm"] = _causal_lm_data
+DATA_LOADERS["encoder"] = _sentence_data
+DATA_LOADERS["sequence_classification"] = _sentence_data
 
 
 def _dataset(config: JobConfig, options: dict[str, Any]) -> Dataset:
