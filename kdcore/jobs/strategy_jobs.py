@@ -61,7 +61,7 @@ def prepare_strategy(
     layers, problems = _education_layers(config, pair, inputs, term.params)
     if problems:
         raise _refuse(config, problems)
-    return [LossTerm(term.name, term.weight, {**term.params, "layers": layers})], layers
+    return [LossTerm(term.name, term.weight, {**term.params, "layers": layers})], list(dict.fromkeys(layers))
 
 
 def _education_layers(config: JobConfig, pair: Pair, inputs: Tensor, p: dict) -> tuple[list[str], list[str]]:
