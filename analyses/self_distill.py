@@ -64,15 +64,26 @@ def exit_accuracy_figure(epochs: pd.DataFrame) -> go.Figure:
                 y=ep[c],
                 mode="lines+markers",
                 name=f"exit {k}" + (" (own head)" if deepest else ""),
-                line={"color": STUDENT if deepest else CLASS_PALETTE[(k - 1) % len(CLASS_PALETTE)], "width": 2.5 if deepest else 1.5},
+                line={
+                    "color": STUDENT if deepest else CLASS_PALETTE[(k - 1) % len(CLASS_PALETTE)],
+                    "width": 2.5 if deepest else 1.5,
+                },
             )
         )
     if "val_acc_exit_mean" in ep:
         fig.add_trace(
-            go.Scatter(x=ep["epoch"], y=ep["val_acc_exit_mean"], mode="lines", name="mean of the exits' logits", line={"color": NEUTRAL, "dash": "dash"})
+            go.Scatter(
+                x=ep["epoch"],
+                y=ep["val_acc_exit_mean"],
+                mode="lines",
+                name="mean of the exits' logits",
+                line={"color": NEUTRAL, "dash": "dash"},
+            )
         )
     fig.update_yaxes(range=[0, 1.02])
-    return finish(fig, title="Be Your Own Teacher: validation accuracy of each exit", x="epoch", y="accuracy", height=360)
+    return finish(
+        fig, title="Be Your Own Teacher: validation accuracy of each exit", x="epoch", y="accuracy", height=360
+    )
 
 
 def active_classes_matrix(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -> np.ndarray:
@@ -89,11 +100,19 @@ def active_classes_matrix(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -
 def grades_figure(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -> go.Figure:
     """Left: which classes are active per epoch, coloured by grade. Right: validation accuracy per grade."""
     if "grade" not in epochs:
-        raise ValueError("The run has no 'grade' column: it is not an 'education' run. Pick a run of objective education.")
+        raise ValueError(
+            "The run has no 'grade' column: it is not an 'education' run. Pick a run of objective education."
+        )
     ep = epochs[epochs["epoch"] > 0]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], subplot_titles=("Active classes", "Accuracy per grade"))
+    fig = make_subplots(
+        rows=1, cols=2, column_widths=[0.45, 0.55], subplot_titles=("Active classes", "Accuracy per grade")
+    )
     colours = [CLASS_PALETTE[i % len(CLASS_PALETTE)] for i in range(len(grades))]
-    scale = [[i / max(len(grades) - 1, 1), c] for i, c in enumerate(colours)] if len(grades) > 1 else [[0, colours[0]], [1, colours[0]]]
+    scale = (
+        [[i / max(len(grades) - 1, 1), c] for i, c in enumerate(colours)]
+        if len(grades) > 1
+        else [[0, colours[0]], [1, colours[0]]]
+    )
     fig.add_trace(
         go.Heatmap(
             z=active_classes_matrix(epochs, grades),
@@ -110,26 +129,61 @@ def grades_figure(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -> go.Fig
     )
     for h, c in enumerate(grade_columns(ep), start=1):
         fig.add_trace(
-            go.Scatter(x=ep["epoch"], y=ep[c], mode="lines+markers", name=f"grade {h} (classes {grades[h - 1][0]}–{grades[h - 1][1] - 1})", line={"color": colours[h - 1]}),
+            go.Scatter(
+                x=ep["epoch"],
+                y=ep[c],
+                mode="lines+markers",
+                name=f"grade {h} (classes {grades[h - 1][0]}–{grades[h - 1][1] - 1})",
+                line={"color": colours[h - 1]},
+            ),
             row=1,
             col=2,
         )
     if "val_acc" in ep:
-        fig.add_trace(go.Scatter(x=ep["epoch"], y=ep["val_acc"], mode="lines", name="all classes", line={"color": "black", "dash": "dash"}), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=ep["epoch"],
+                y=ep["val_acc"],
+                mode="lines",
+                name="all classes",
+                line={"color": "black", "dash": "dash"},
+            ),
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="class", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
     return finish(fig, title="Education distillation: grades over time", height=380)
 
 
-def virtual_teacher_figure(num_classes: int, label: int = 0, *, a: float = 0.99, temperature: float = 20.0, soften: str = "probs") -> go.Figure:
+def virtual_teacher_figure(
+    num_classes: int, label: int = 0, *, a: float = 0.99, temperature: float = 20.0, soften: str = "probs"
+) -> go.Figure:
     """Tf-KD's virtual teacher for one label (bars) against the one-hot label (markers)."""
     p = virtual_teacher(torch.tensor([label]), num_classes, a=a, temperature=temperature, soften=soften)[0].numpy()
     onehot = np.eye(num_classes)[label]
     fig = go.Figure(
         [
-            go.Bar(x=list(range(num_classes)), y=p, name=f"virtual teacher (a = {a:g}, T = {temperature:g})", marker_color=STUDENT),
-            go.Scatter(x=list(range(num_classes)), y=onehot, mode="markers", name=f"label {label} (one-hot)", marker={"color": "black", "symbol": "line-ew-open", "size": 14}),
+            go.Bar(
+                x=list(range(num_classes)),
+                y=p,
+                name=f"virtual teacher (a = {a:g}, T = {temperature:g})",
+                marker_color=STUDENT,
+            ),
+            go.Scatter(
+                x=list(range(num_classes)),
+                y=onehot,
+                mode="markers",
+                name=f"label {label} (one-hot)",
+                marker={"color": "black", "symbol": "line-ew-open", "size": 14},
+            ),
         ]
     )
-    return finish(fig, title=f"Tf-KD's virtual teacher: its target gets {p[label]:.3f} of {num_classes} classes' mass", x="class", y="probability", height=320)
+    return finish(
+        fig,
+        title=f"Tf-KD's virtual teacher: its target gets {p[label]:.3f} of {num_classes} classes' mass",
+        x="class",
+        y="probability",
+        height=320,
+    )

@@ -97,7 +97,7 @@ class ExitHeads(nn.Module):
         """Sized from features of a probe batch ({layer: [B, ...]})."""
         return cls({n: tuple(feats[n].shape[1:]) for n in layers}, layers, num_classes, width)
 
-    def forward(self, feats: dict[str, Tensor]) -> ExitOutputs:  # type: ignore[override]
+    def forward(self, feats: dict[str, Tensor]) -> ExitOutputs:
         logits, adapted = [], []
         for name in self.shallow:
             z, h = self.heads[_key(name)](feats[name])
@@ -112,7 +112,9 @@ def exit_layers(adapter: ModelAdapter, layers: Sequence[str] | None = None) -> l
     return list(layers) if layers is not None else list(adapter.default_layers())
 
 
-def exit_problems(adapter: ModelAdapter, layers: Sequence[str], probe: Tensor, what: str = "self-distillation") -> list[str]:
+def exit_problems(
+    adapter: ModelAdapter, layers: Sequence[str], probe: Tensor, what: str = "self-distillation"
+) -> list[str]:
     """Why `layers` cannot carry exits on `adapter` (empty when they can): at least two distinct
     layers (one exit and the deepest feature), each usable (`layer_problems`)."""
     if adapter.kind == "classifier" and (len(layers) < 2 or len(set(layers)) != len(layers)):
@@ -152,9 +154,7 @@ def _describe(f: object) -> str:
     return f"a tensor of shape {tuple(f.shape)} ({f.dtype})" if isinstance(f, Tensor) else type(f).__name__
 
 
-def exit_logits(
-    adapter: ModelAdapter, heads: ExitHeads, inputs: Tensor, batch: int = 512
-) -> list[Tensor]:
+def exit_logits(adapter: ModelAdapter, heads: ExitHeads, inputs: Tensor, batch: int = 512) -> list[Tensor]:
     """Every exit's logits on `inputs`, shallow -> deep, the model's own last: K tensors [N, C], no
     grad, both modules in eval mode (their modes are restored)."""
     from kdcore.adapters.base import eval_mode

@@ -13,8 +13,14 @@ from app.strategy_figures import grades_from_epochs, strategy_figures
 def _byot_epochs() -> pd.DataFrame:
     rows = [{"epoch": 0, "teacher_val_acc": 1.0}]
     rows += [
-        {"epoch": e, "val_acc": 0.5 + e / 10, "val_acc_exit1": 0.3 + e / 20, "val_acc_exit2": 0.5 + e / 10,
-         "val_acc_exit10": 0.1, "val_acc_exit_mean": 0.4}
+        {
+            "epoch": e,
+            "val_acc": 0.5 + e / 10,
+            "val_acc_exit1": 0.3 + e / 20,
+            "val_acc_exit2": 0.5 + e / 10,
+            "val_acc_exit10": 0.1,
+            "val_acc_exit_mean": 0.4,
+        }
         for e in (1, 2, 3)
     ]
     return pd.DataFrame(rows)

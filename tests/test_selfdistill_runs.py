@@ -30,7 +30,11 @@ def _run(objective: str, **kw):
     events: list[dict] = []
     r = run_job(JobConfig(objective=objective, **{**FAST, **kw}), use_store=False, callback=events.append)
     assert r.state == "completed", r.error
-    return r, [e["metrics"] for e in events if e["event"] == "epoch"], [e["metrics"] for e in events if e["event"] == "step"]
+    return (
+        r,
+        [e["metrics"] for e in events if e["event"] == "epoch"],
+        [e["metrics"] for e in events if e["event"] == "step"],
+    )
 
 
 # ---- exits -----------------------------------------------------------------------------------------------
@@ -55,7 +59,9 @@ def test_exit_head_on_maps_pools_after_the_1x1_bottleneck():
     conv = head.bottleneck[0].weight.detach().numpy()[:, :, 0, 0]  # [2, 3]
     bn = head.bottleneck[1]
     y = np.einsum("oc,bchw->bohw", conv, x.numpy())
-    y = (y - bn.running_mean.numpy()[None, :, None, None]) / np.sqrt(bn.running_var.numpy()[None, :, None, None] + bn.eps)
+    y = (y - bn.running_mean.numpy()[None, :, None, None]) / np.sqrt(
+        bn.running_var.numpy()[None, :, None, None] + bn.eps
+    )
     pooled = np.maximum(y, 0.0).mean(axis=(2, 3))
     z, h = head(x)
     np.testing.assert_allclose(h.detach().numpy(), pooled, rtol=1e-10)

@@ -31,7 +31,9 @@ class ByotJob(_Job):
     def _evaluate(self) -> dict[str, float]:
         values = super()._evaluate()
         self.projectors.eval()
-        per_exit = exit_logits(self.student, self.projectors[EXITS_KEY], self.val_x)  # K × [N, C]
+        heads = self.projectors[EXITS_KEY]
+        assert isinstance(heads, ExitHeads)
+        per_exit = exit_logits(self.student, heads, self.val_x)  # K × [N, C]
         for k, z in enumerate(per_exit, start=1):
             values[f"val_acc_exit{k}"] = accuracy(z, self.val_y)
         values["val_acc_exit_mean"] = accuracy(torch.stack(per_exit).mean(dim=0), self.val_y)

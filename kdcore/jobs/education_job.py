@@ -166,7 +166,9 @@ class EducationJob(_Job):
             self.student.model.eval()
             self.projectors.eval()
             with torch.no_grad():
-                logits = torch.cat([self._head_logits(self.val_x[i : i + 512], g) for i in range(0, len(self.val_x), 512)])
+                logits = torch.cat(
+                    [self._head_logits(self.val_x[i : i + 512], g) for i in range(0, len(self.val_x), 512)]
+                )
             values = _head_metrics(logits, self.val_y)
         return {**values, **self._grade_metrics(logits, g)}
 

@@ -50,7 +50,12 @@ def prepare_strategy(
     if not inside or task != "classification":  # another task: fit_problems has refused it already
         return terms, s_layers
     if len(terms) > 1 or config.objective == "sum":
-        raise _refuse(config, [f"'{inside[0]}' trains parts of its own (exits, grade heads): make it the job's objective, not a term of 'sum'"])
+        raise _refuse(
+            config,
+            [
+                f"'{inside[0]}' trains parts of its own (exits, grade heads): make it the job's objective, not a term of 'sum'"
+            ],
+        )
     term = terms[0]
     if term.name == "byot":
         layers = exit_layers(pair.student, term.params["layers"])
@@ -71,21 +76,29 @@ def _education_layers(config: JobConfig, pair: Pair, inputs: Tensor, p: dict) ->
     grades = len(p["ratios"])
     c_s, c_t = pair.student.output_size, pair.teacher.output_size
     if c_s != c_t:
-        return [], [f"education restricts the teacher to each grade's classes, so both models need the same classes; the student has {c_s}, the teacher {c_t}"]
+        return [], [
+            f"education restricts the teacher to each grade's classes, so both models need the same classes; the student has {c_s}, the teacher {c_t}"
+        ]
     try:
         grade_partition(c_s, p["ratios"])
     except ValueError as exc:
         return [], [f"params.ratios: {exc}"]
     if config.epochs < grades:
-        return [], [f"education with {grades} grades needs at least {grades} epochs (one per grade); got epochs={config.epochs}: raise epochs or use fewer ratios"]
+        return [], [
+            f"education with {grades} grades needs at least {grades} epochs (one per grade); got epochs={config.epochs}: raise epochs or use fewer ratios"
+        ]
     if p["boundaries"] is not None and p["boundaries"][-1] > config.epochs:
-        return [], [f"params.boundaries {p['boundaries']} start a grade after the last epoch ({config.epochs}): the student would never be complete; lower them or raise epochs"]
+        return [], [
+            f"params.boundaries {p['boundaries']} start a grade after the last epoch ({config.epochs}): the student would never be complete; lower them or raise epochs"
+        ]
     if grades == 1:
         return [], []
     default = pair.student.default_layers()
     if p["layers"] is None and not default:
         return [], [f"{pair.student.name} has no default layers for the grades' heads: name them with params.layers"]
-    layers = list(p["layers"]) if p["layers"] is not None else [default[min(g, len(default)) - 1] for g in range(1, grades)]
+    layers = (
+        list(p["layers"]) if p["layers"] is not None else [default[min(g, len(default)) - 1] for g in range(1, grades)]
+    )
     return layers, layer_problems(pair.student, layers, inputs[:2], what="objective 'education'")
 
 

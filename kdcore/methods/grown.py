@@ -98,9 +98,23 @@ register_method(
             Param("alpha", 0.3, "weight α of the KL (the exit's CE gets 1 − α)", low=0.0, high=1.0),
             Param("hint_weight", 0.03, "weight λ of the feature hint ‖g_k(f_k) − f_K‖", low=0.0),
             Param("t_squared", False, "multiply the KL by T² (the authors' code does not)", kind="bool"),
-            Param("feature", "l2", "feature norm: Frobenius (as coded) or squared L2", kind="choice", choices=FEATURE_NORMS),
-            Param("feature_exits", None, "shallow exits (0-based) with a feature hint (unset: all)", kind="ints", low=0),
-            Param("width", None, "bottleneck width of the exit heads (unset: the deepest feature's width)", kind="int", low=1),
+            Param(
+                "feature",
+                "l2",
+                "feature norm: Frobenius (as coded) or squared L2",
+                kind="choice",
+                choices=FEATURE_NORMS,
+            ),
+            Param(
+                "feature_exits", None, "shallow exits (0-based) with a feature hint (unset: all)", kind="ints", low=0
+            ),
+            Param(
+                "width",
+                None,
+                "bottleneck width of the exit heads (unset: the deepest feature's width)",
+                kind="int",
+                low=1,
+            ),
         ),
     )
 )
@@ -124,7 +138,14 @@ register_method(
         params=(
             Param("temperature", 4.0, "temperature T of the grade's KD term", low=0.0, low_open=True, shared=True),
             Param("ce_weight", 0.3, "weight w_ce of the CE (the KD term gets 1 − w_ce)", low=0.0, high=1.0),
-            Param("ratios", (1.0, 1.0, 1.0), "class shares of the grades, in class order (1:1:1 = 3 grades)", kind="floats", low=0.0, low_open=True),
+            Param(
+                "ratios",
+                [1.0, 1.0, 1.0],
+                "class shares of the grades, in class order (1:1:1 = 3 grades)",
+                kind="floats",
+                low=0.0,
+                low_open=True,
+            ),
             Param(
                 "boundaries",
                 None,
