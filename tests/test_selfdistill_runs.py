@@ -206,3 +206,19 @@ def test_names_parameters_parse_from_a_form():
     p = Param("layers", None, "exit layers", kind="names")
     assert parse_text(p, "conv1, conv2.0") == ["conv1", "conv2.0"]
     assert p.problems(["conv1"], "params.layers") == [] and p.problems("conv1", "params.layers")
+
+
+def test_education_with_teachers_trained_on_each_grade_leaves_the_pair_teacher_alone(data_dir):
+    pair = resolve_pair("digits")
+    before = _params(pair.teacher.model)
+    store = RunStore()
+    params = {"teachers": "trained", "teacher_epochs": 10}
+    cfg = JobConfig(objective="education", epochs=3, lr=0.01, params=params, **FAST)
+    r = run_job(cfg, store=store)
+    assert r.state == "completed", r.error
+    ep = store.metrics(r.run_id, "epoch")
+    start = ep[ep["epoch"] == 0].iloc[0]
+    accs = [start[f"teacher_acc_grade{h}"] for h in (1, 2, 3)]
+    assert all(0.0 <= a <= 1.0 for a in accs) and np.mean(accs) > 1 / 3  # better than chance within a grade
+    after = _params(pair.teacher.model)
+    assert all(np.array_equal(before[k], after[k]) for k in before)

@@ -13,9 +13,11 @@
   rate follows the job's schedule (choice: the paper's ×0.1 steps are the job's 'step' schedule's business).
 - Each epoch of grade g passes over S_1's training samples with teacher 1, then S_2's, …, then
   S_g's (review, sequential, not mixed); a batch of grade h uses `education_kd_loss` with the slice
-  [m_h, n_h). Teacher h (choice, `teachers="restricted"`): the pair's teacher with its logits
-  restricted to S_h, i.e. its distribution conditioned on the grade, standing in for the paper's
-  teacher trained only on S_h.
+  [m_h, n_h). Teacher h (choice, `teachers`): "restricted" (default), the pair's teacher with its
+  logits restricted to S_h, i.e. its distribution conditioned on the grade; "trained", the paper's:
+  a fresh copy of the teacher's architecture trained on S_h's samples alone with the local labels
+  y − m_h (CE on its logits restricted to S_h; `teacher_epochs` epochs of Adam at the job's lr and
+  batch size, seeded), its validation accuracy on S_h recorded as `teacher_acc_grade{h}`.
 
 Epoch metrics: `grade`, `active_classes` (n_g), `val_acc` (every validation sample; classes of
 later grades count as wrong, as the current head cannot name them), `val_acc_active` (samples of
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdcore.adapters.base import ModelAdapter
 from kdcore.exits import ExitHead
 from kdcore.jobs.config import LossTerm
 from kdcore.jobs.evaluation import _batched_logits
@@ -72,6 +75,22 @@ class EducationJob(_Job):
         y = self.train_y
         self.grade_idx = [torch.nonzero((y >= m) & (y < n)).flatten() for m, n in self.grades]  # per grade [N_h]
         self._plan_steps()
+        self.grade_teachers: list[ModelAdapter] = []
+        if p["teachers"] == "trained":
+            self._train_grade_teachers(int(p["teacher_epochs"]))
+
+    def _train_grade_teachers(self, epochs: int) -> None:
+        """One teacher per grade, trained on the grade's samples alone (teachers='trained')."""
+        values = {}
+        for h, (m, n) in enumerate(self.grades, start=1):
+            idx = self.grade_idx[h - 1]
+            seed = (self.cfg.seed + 7919 * h) % _SEED_MOD
+            t = train_grade_teacher(self.teacher, self.train_x[idx], self.train_y[idx], (m, n), epochs, self.cfg, seed)
+            self.grade_teachers.append(t)
+            mask = (self.val_y >= m) & (self.val_y < n)
+            logits = _batched_logits(t, self.val_x[mask], self.device)[:, m:n]
+            values[f"teacher_acc_grade{h}"] = float((logits.argmax(-1) + m == self.val_y[mask]).float().mean())
+        self.log.add("epoch", 0, 0, values)
 
     def _plan_steps(self) -> None:
         """Total steps of the grade schedule (an epoch of grade g passes over S_1 … S_g only)."""
@@ -143,6 +162,9 @@ class EducationJob(_Job):
         """The batch with the current head's logits and the grade's teacher (its logits on the grade's classes)."""
         batch = super()._step_tensors(idx)
         m, n = self.terms[0].params["grade_slice"]
+        if self.grade_teachers:  # the grade's own teacher
+            h = next(i for i, (a, _) in enumerate(self.grades) if a == m)
+            batch.teacher_logits = self.grade_teachers[h].logits(self.train_x[idx])
         batch.teacher_logits = batch.teacher_logits[:, m:n]  # [B, n − m]
         g = self._grade
         if g is not None and g < len(self.grades):  # TR_g on the features captured in the same forward pass
@@ -179,6 +201,32 @@ class EducationJob(_Job):
         for h, (m, n) in enumerate(self.grades[:g], start=1):
             out[f"val_acc_grade{h}"] = _acc(pred, y, (y >= m) & (y < n))
         return out
+
+
+def train_grade_teacher(
+    teacher: ModelAdapter, x: Tensor, y: Tensor, grade: tuple[int, int], epochs: int, cfg: Any, seed: int
+) -> ModelAdapter:
+    """A fresh copy of `teacher`'s architecture trained on one grade's samples x [N, ...], y [N] (global
+    labels in [m, n)): CE of its logits restricted to [m, n) against y − m, Adam at cfg.lr, cfg.batch_size,
+    seeded. The given teacher is not changed (clone); the copy is returned in eval mode."""
+    m, n = grade
+    copy = teacher.clone(reinit=True, seed=seed)
+    opt = torch.optim.Adam(copy.model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(seed)
+    copy.model.train()
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0], generator=gen).to(x.device)
+        for i in range(0, x.shape[0], cfg.batch_size):
+            b = order[i : i + cfg.batch_size]
+            logits, _ = copy.forward_features(x[b], [])
+            loss = F.cross_entropy(logits[:, m:n].float(), y[b] - m)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    copy.model.eval()
+    for q in copy.model.parameters():
+        q.requires_grad_(False)
+    return copy
 
 
 def _channels(feature: Tensor) -> int:

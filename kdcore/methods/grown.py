@@ -15,7 +15,10 @@ from kdcore.methods.table import Method, register_method
 
 EXITS_KEY = "byot_exits"  # = kdcore.exits.EXITS_KEY (a test keeps them equal)
 FEATURE_NORMS = ("l2", "squared")
-TEACHERS = ("restricted",)  # the grade's teacher: the pair's teacher restricted to the grade's classes
+TEACHERS = (
+    "restricted",
+    "trained",
+)  # the grade's teacher: the pair's, restricted to the grade's classes; or one trained on them
 
 
 def _byot(b: StepTensors, p: dict) -> list[Component]:
@@ -162,10 +165,12 @@ register_method(
             Param(
                 "teachers",
                 "restricted",
-                "the grade's teacher: the pair's teacher, its logits restricted to the grade's classes",
+                "the grade's teacher: the pair's teacher with its logits restricted to the grade's classes, or a "
+                "fresh copy of its architecture trained on the grade's samples alone (the paper's)",
                 kind="choice",
                 choices=TEACHERS,
             ),
+            Param("teacher_epochs", 10, "epochs of each grade's teacher (teachers='trained')", kind="int", low=1),
         ),
     )
 )
