@@ -1,9 +1,9 @@
 """Training strategies of methods/13 that run as one objective in a single run: CLKD (§13.1),
 Tf-KD's virtual teacher (§13.4c) and the born-again loss against the given teacher (§13.4a).
 
-Chains (TAKD, DGKD, BAN generations), schedules (CTKD, curriculum, warm-up), exits (BYOT) and
-grades (education distillation) need the runner and are not entries yet; their losses are in
-kdcore.losses. Each step calls the tested loss or components function and only weighs its parts.
+Chains (TAKD, DGKD, BAN generations) and schedules (CTKD, curriculum, warm-up) need the runner and
+are not entries yet; their losses are in kdcore.losses. Exits (BYOT) and grades (education
+distillation) are entries in grown.py, trained by kdcore.jobs.strategy_jobs. Each step calls the tested loss or components function and only weighs its parts.
 """
 
 from __future__ import annotations
