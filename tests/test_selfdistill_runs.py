@@ -222,3 +222,30 @@ def test_education_with_teachers_trained_on_each_grade_leaves_the_pair_teacher_a
     assert all(0.0 <= a <= 1.0 for a in accs) and np.mean(accs) > 1 / 3  # better than chance within a grade
     after = _params(pair.teacher.model)
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["byot", "education"])
+def test_a_resumed_run_continues_exactly(data_dir, objective, monkeypatch):
+    """Exits and grade heads are in the resume state; the grade is found again from the epoch."""
+    import pandas as pd
+
+    from kdcore.jobs import runner
+
+    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end
+    store = RunStore()
+    cfg = JobConfig(objective=objective, epochs=3, **FAST)
+    full = run_job(cfg, store=store)
+    seen = {"n": 0}
+
+    def count_in_epoch_3(e):
+        seen["n"] += e["event"] == "step" and e["epoch"] == 3
+
+    part = run_job(cfg, store=store, callback=count_in_epoch_3, cancel=lambda: seen["n"] >= 2)
+    assert part.state == "cancelled"
+    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    assert resumed.state == "completed" and resumed.step == full.step
+    assert not resumed.notices or "grade" in resumed.notices[0]  # no restart from step 0
+    a, b = store.metrics(full.run_id, "step"), store.metrics(part.run_id, "step")
+    pd.testing.assert_frame_equal(a, b)
+    torch.testing.assert_close(store.load_student(full.run_id), store.load_student(part.run_id), rtol=0, atol=0)
