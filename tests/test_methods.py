@@ -62,6 +62,11 @@ def _batch(method: Method) -> StepTensors:
         fshape = lambda name: (4, 6) if name == "pooled" else (4, 2, 3, 3)  # noqa: E731  (pooled: [B, D])
         b.student_feats = {a: torch.randn(*fshape(a), generator=g).requires_grad_() for a in layers}
         b.teacher_feats = {t: torch.randn(*fshape(t), generator=g) for t in layers.values()}
+    if method.name == "byot":  # its exits are built by the runner's job (kdcore.jobs.byot_job): here, by hand
+        from kdcore.exits import EXITS_KEY, ExitHeads
+
+        b.student_feats = {n: torch.randn(4, 2, 3, 3, generator=g).requires_grad_() for n in ("a", "b")}
+        b.projectors = torch.nn.ModuleDict({EXITS_KEY: ExitHeads.build(b.student_feats, ["a", "b"], 5)})
     if method.needs_attention:
         causal = torch.ones(3, 3, dtype=torch.bool).tril()
         att = lambda: torch.softmax(torch.randn(2, 1, 3, 3, generator=g).masked_fill(~causal, -1e9), -1)  # noqa: E731

@@ -3,7 +3,9 @@ run the standard protocols, download a run's report. Everything is read back fro
 
 import streamlit as st
 
+from analyses.self_distill import virtual_teacher_figure
 from app import chain_view, guide, report, run_figures, run_table, runs, state, ui
+from app.strategy_figures import strategy_figures
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import SCHEDULES
@@ -169,6 +171,19 @@ with tab_new:
             key="job_teacher_cache",
         )
         started = st.form_submit_button("Start distillation", type="primary")
+    if objective == "tfkd":  # the teacher Tf-KD pulls toward, at the form's values
+        with st.expander("Tf-KD's virtual teacher", expanded=False), ui.guard("draw the virtual teacher"):
+            ui.show_figure(
+                virtual_teacher_figure(
+                    the_pair.student.output_size,
+                    0,
+                    a=float(values["a"]),
+                    temperature=float(values["temperature"] or defaults["temperature"]),
+                    soften=values["soften"],
+                ),
+                "tfkd_virtual_teacher",
+                caption="Its distribution for label 0 against the one-hot label (methods/13 §13.4c).",
+            )
     if started:
         with ui.guard("start the run"):
             cfg = config_from_form(
@@ -254,6 +269,8 @@ with tab_live:
                         run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
                         f"live_epochs_{run_id}",
                     )
+                    for i, fig in enumerate(strategy_figures(run, epochs)):  # byot exits, education grades
+                        ui.show_figure(fig, f"live_strategy_{run_id}_{i}")
                 chain_view.show_chain(store, run, f"live_{run_id}")  # TAKD, DGKD, BAN: the stages
                 if runs.is_final(run["state"]) and is_active:
                     st.rerun()  # the job ended: redraw the page, polling off

@@ -66,6 +66,7 @@ from kdcore.jobs.resume_state import (
 )
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
+from kdcore.jobs.strategy_jobs import job_class
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
 from kdcore.methods.embedding import POOLED_PROJECTOR
 from kdcore.metrics import accuracy
@@ -155,7 +156,7 @@ def run_job(
     try:
         report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
         try:
-            job = _Job(config, prep, report, resume=resume)
+            job = job_class(config.objective)(config, prep, report, resume=resume)  # _Job, or BYOT's / education's
         except (Exception, KeyboardInterrupt) as exc:
             report.mark_crash(exc, 0, 0)
             raise
