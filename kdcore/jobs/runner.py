@@ -28,7 +28,9 @@ from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.cka import linear_cka
+from kdcore.jobs import schedules as sched
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.curriculum_pool import PacedPool
 from kdcore.jobs.evaluation import (
     _batched_logits,
     forward_with_attentions,
@@ -66,6 +68,7 @@ from kdcore.jobs.resume_state import (
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
+from kdcore.methods import get_method
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
@@ -254,6 +257,7 @@ class _Job:
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
         self.opt = make_optimizer(config, self.params)
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
+        self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
         with eval_mode(self.teacher.model):
             self.teacher_val = _batched_logits(self.teacher, self.val_x, self.device)
@@ -264,14 +268,26 @@ class _Job:
 
     def _build_projectors(self) -> nn.ModuleDict:
         """Projectors from student to teacher feature widths, sized by a probe pass on 2 samples."""
-        if not self.s_layers:
+        if not self.s_layers and not any(get_method(t.name).modules for t in self.terms):
             return nn.ModuleDict()
+        if not self.s_layers:  # learned parts without features (CTKD's temperature)
+            torch.manual_seed((self.cfg.seed + 1) % _SEED_MOD)
+            return build_projectors(self.terms, {}, {}).to(self.device)
         with torch.no_grad():
             _, sf = self.student.forward_features(self.train_x[:2], self.s_layers)
             with eval_mode(self.teacher.model):
                 _, tf = compute_teacher_outputs(self.teacher, self.train_x[:2], self.t_layers)
         torch.manual_seed((self.cfg.seed + 1) % _SEED_MOD)
         return build_projectors(self.terms, sf, tf).to(self.device)
+
+    def _build_pool(self) -> PacedPool | None:
+        """The paced pool of a curriculum term: the training set ordered by the teacher's difficulty."""
+        term = next((t for t in self.terms if get_method(t.name).paced), None)
+        if term is None:
+            return None
+        with eval_mode(self.teacher.model):
+            logits = _batched_logits(self.teacher, self.train_x, self.device)  # [N, C]
+        return PacedPool.build(logits.float(), self.train_y, term.params, self.cfg.seed)
 
     def _build_cache(self) -> TeacherCache:
         """The teacher's outputs on the training set, computed once (or read from disk)."""
@@ -374,7 +390,11 @@ class _Job:
             if self.step >= self.total_steps:
                 break
             self.report.check_cancel()
-            values, extras = self._train_step(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            if self.pool is not None:  # a curriculum: the batch comes from the paced pool
+                idx = self.pool.draw(self.step, cfg.batch_size, gen).to(self.device)
+            else:
+                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            values, extras = self._train_step(idx)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             values.update(extras)
@@ -391,6 +411,7 @@ class _Job:
         t_logits, t_feats = self._teacher_batch(idx, x)
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
         batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
+        batch.step, batch.epoch, batch.total_steps, batch.epochs = self.step, self.epoch, self.total_steps, self.cfg.epochs
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):
@@ -400,8 +421,13 @@ class _Job:
     def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
         """One optimiser step; returns (loss components, other per-step values)."""
         batch = self._step_tensors(idx)
+        values = sched.scheduled_values(self.cfg.schedules, self.step, self.epoch, self.total_steps, self.cfg.epochs)
+        terms, ce_weight = sched.apply_values(self.terms, self.ce_weight, values) if values else (self.terms, self.ce_weight)
+        logged = sched.step_metrics(values, self.terms, self.projectors, self.epoch)  # before θ moves
+        if self.pool is not None:
+            logged["sched_pool"] = float(self.pool.size(self.step))
         try:
-            loss, comps = compute_loss(self.terms, self.ce_weight, batch)
+            loss, comps = compute_loss(terms, ce_weight, batch)
         except ValueError:
             if not bool(torch.isfinite(batch.student_logits.detach()).all()):
                 raise _NonFiniteLoss(
@@ -413,7 +439,7 @@ class _Job:
         if not math.isfinite(vals[0]):
             raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(vals[0]) else "infinite", self.cfg)
         lr = self._optimise(loss)
-        extras = {"lr": lr}
+        extras = {"lr": lr, **logged}
         if self.step == 1:
             extras["teacher_logits_grad"] = float(batch.teacher_logits.requires_grad)
         return dict(zip(names, vals)), extras

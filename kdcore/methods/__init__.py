@@ -38,6 +38,7 @@ from kdcore.methods import classification as _classification  # noqa: F401  (kd,
 from kdcore.methods import language as _language  # noqa: F401  (token)
 from kdcore.methods import features as _features  # noqa: F401  (feature_l2, at, attn_kl)
 from kdcore.methods import strategies as _strategies  # noqa: F401  (clkd, tfkd, ban)
+from kdcore.methods import curricula as _curricula  # noqa: F401  (ctkd, curriculum)
 from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
 # isort: on
 

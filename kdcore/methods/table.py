@@ -53,6 +53,8 @@ class Method:
     #   (projectors, generators): (params, s_feats, t_feats) -> {key: nn.Module}, found in batch.projectors
     needs_attention: bool = False  # the step reads attention maps of both models
     shape_check: Callable[[dict, dict, dict], list[str]] | None = None  # (params, s_feats, t_feats) -> problems
+    paced: bool = False  # the runner draws batches from a teacher-difficulty curriculum pool (methods/13 §13.3b):
+    #   params start, inc, step, balance, order
 
     @property
     def param_names(self) -> tuple[str, ...]:
