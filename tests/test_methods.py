@@ -244,7 +244,9 @@ def test_form_text_is_parsed_or_explained():
 def test_cli_bad_parameter_exits_2_naming_it(data_dir, capsys):
     assert main(["distill", "--pair", TOY, "--objective", "dkd", "--param", "gamma=1", "--json"]) == 2
     out = json.loads(capsys.readouterr().out)
-    assert out["problems"] == ["params: method 'dkd' has no parameter 'gamma' (it takes: temperature, alpha, beta, warmup)"]
+    assert out["problems"] == [
+        "params: method 'dkd' has no parameter 'gamma' (it takes: temperature, alpha, beta, warmup)"
+    ]
 
 
 # ---- a toy method, registered in one place, run from the CLI and from the Distill form ----------------

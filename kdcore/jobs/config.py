@@ -215,7 +215,10 @@ class JobConfig:
     def _schedule_problems(self, obj: str | None) -> list[str]:
         """Problems with `schedules` (unknown target or kind, values outside the target's range)."""
         if obj == "sum" and isinstance(self.terms, list):
-            raw = [t.name if isinstance(t, LossTerm) else t.get("name") if isinstance(t, dict) else None for t in self.terms]
+            raw = [
+                t.name if isinstance(t, LossTerm) else t.get("name") if isinstance(t, dict) else None
+                for t in self.terms
+            ]
             names = [n for n in (canonical_name(r) for r in raw) if n is not None]
         else:
             names = [obj] if obj is not None else []

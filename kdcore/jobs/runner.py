@@ -410,8 +410,8 @@ class _Job:
         x, y = self.train_x[idx], self.train_y[idx]
         t_logits, t_feats = self._teacher_batch(idx, x)
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
-        batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
-        batch.step, batch.epoch, batch.total_steps, batch.epochs = self.step, self.epoch, self.total_steps, self.cfg.epochs
+        when = {"step": self.step, "epoch": self.epoch, "total_steps": self.total_steps, "epochs": self.cfg.epochs}
+        batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors, **when)
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):
@@ -421,11 +421,7 @@ class _Job:
     def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
         """One optimiser step; returns (loss components, other per-step values)."""
         batch = self._step_tensors(idx)
-        values = sched.scheduled_values(self.cfg.schedules, self.step, self.epoch, self.total_steps, self.cfg.epochs)
-        terms, ce_weight = sched.apply_values(self.terms, self.ce_weight, values) if values else (self.terms, self.ce_weight)
-        logged = sched.step_metrics(values, self.terms, self.projectors, self.epoch)  # before θ moves
-        if self.pool is not None:
-            logged["sched_pool"] = float(self.pool.size(self.step))
+        terms, ce_weight, logged = self._scheduled()
         try:
             loss, comps = compute_loss(terms, ce_weight, batch)
         except ValueError:
@@ -443,6 +439,17 @@ class _Job:
         if self.step == 1:
             extras["teacher_logits_grad"] = float(batch.teacher_logits.requires_grad)
         return dict(zip(names, vals)), extras
+
+    def _scheduled(self) -> tuple[list, float, dict[str, float]]:
+        """(terms, ce_weight) of this step with the job's schedules applied, and what the step logs:
+        the scheduled values, CTKD's learned temperature (before θ moves), a curriculum's pool size."""
+        cfg = self.cfg
+        values = sched.scheduled_values(cfg.schedules, self.step, self.epoch, self.total_steps, cfg.epochs)
+        terms, ce_weight = sched.apply_values(self.terms, self.ce_weight, values)
+        logged = sched.step_metrics(values, self.terms, self.projectors, self.epoch)
+        if self.pool is not None:
+            logged["sched_pool"] = float(self.pool.size(self.step))
+        return terms, ce_weight, logged
 
     def _optimise(self, loss: Tensor) -> float:
         """Backward pass and one optimizer step at the scheduled learning rate; returns that rate."""

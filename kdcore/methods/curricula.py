@@ -29,9 +29,10 @@ def _ctkd_modules(p: dict, s_feats: dict, t_feats: dict) -> dict[str, Any]:
 def _ctkd(b: StepTensors, p: dict) -> list[Component]:
     from kdcore.losses import ctkd_step
 
-    learned = b.projectors is not None and CTKD_KEY in b.projectors
     # the runner's nn.Parameter enters through the gradient-reversal layer; outside a run θ is the fixed param
-    theta = b.projectors[CTKD_KEY].theta if learned else float(p["theta"])  # type: ignore[index]
+    theta: Any = float(p["theta"])
+    if b.projectors is not None and CTKD_KEY in b.projectors:
+        theta = b.projectors[CTKD_KEY].theta
     out = ctkd_step(
         b.student_logits,
         b.teacher_logits,
@@ -97,14 +98,24 @@ register_method(
         params=(
             temperature(4.0),
             Param("lam", 0.9, "weight λ of the KL term (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
-            Param("start", 0.04, "pacing: the pool's starting fraction s of the ordered data", low=0.0, high=1.0,
-                  low_open=True),
-            Param("inc", 1.9, "pacing: the pool grows by this factor every `step` iterations", low=1.0,
-                  low_open=True),
+            Param(
+                "start",
+                0.04,
+                "pacing: the pool's starting fraction s of the ordered data",
+                low=0.0,
+                high=1.0,
+                low_open=True,
+            ),
+            Param("inc", 1.9, "pacing: the pool grows by this factor every `step` iterations", low=1.0, low_open=True),
             Param("step", 100, "pacing: iterations between growths", kind="int", low=1),
             Param("balance", True, "class-balanced order (the r-th easiest of every class, r = 0, 1, …)", kind="bool"),
-            Param("order", "easy", "easy first; anti (hardest first) and random are the controls", kind="choice",
-                  choices=ORDERS),
+            Param(
+                "order",
+                "easy",
+                "easy first; anti (hardest first) and random are the controls",
+                kind="choice",
+                choices=ORDERS,
+            ),
         ),
     )
 )
