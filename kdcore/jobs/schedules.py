@@ -149,8 +149,8 @@ def schedule_problems(schedules: Any, method_names: list[str]) -> list[str]:
 def _range_problems(sched: Schedule, params: list[tuple[str, Param]], where: str) -> list[str]:
     p: list[str] = []
     for who, param in params:
-        for k, v in (("start", sched.start), ("end", sched.stop)):
-            for msg in param.problems(float(v), f"{where}.{k}"):
+        for k, v in (("start", sched.start), ("end", sched.end)):
+            for msg in [] if v is None else param.problems(float(v), f"{where}.{k}"):
                 p.append(f"{msg} (the range of {param.name!r} of {who})")
     return p
 
