@@ -410,8 +410,9 @@ class _Job:
         x, y = self.train_x[idx], self.train_y[idx]
         t_logits, t_feats = self._teacher_batch(idx, x)
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
-        when = {"step": self.step, "epoch": self.epoch, "total_steps": self.total_steps, "epochs": self.cfg.epochs}
-        batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors, **when)
+        batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
+        batch.step, batch.epoch = self.step, self.epoch  # where the run is: CTKD's λ_e, warm-ups
+        batch.total_steps, batch.epochs = self.total_steps, self.cfg.epochs
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):
