@@ -59,7 +59,7 @@ def test_ctkd_step_moves_the_temperature_up_the_loss_and_the_student_down(digits
         job.student.model.load_state_dict(state)
         with torch.no_grad():
             out = ctkd_step(job.student.model(x).double(), t_logits.double(), y, theta, 1, loops=1)
-        return float(out["loss"]), float(out["dloss_dtheta"])
+        return float(out["loss"].detach()), float(out["dloss_dtheta"])
 
     l00, g0 = loss(theta0, s0)
     job.student.model.load_state_dict(s0)
