@@ -12,7 +12,8 @@ saved with each epoch's resume state, so a resumed run continues exactly where i
 
 Pieces live beside it: prepare.py (checks and the step plan, `prepare_run` -> `PreparedRun`),
 resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
-(validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat).
+(validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat),
+schedules.py (schedules on the loss, logged as `sched_*`), curriculum_pool.py (a curriculum's paced pool).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Training strategies of methods/13 that run as one objective in a single run: CLKD (§13.1),
 Tf-KD's virtual teacher (§13.4c) and the born-again loss against the given teacher (§13.4a).
 
-Chains (TAKD, DGKD, BAN generations), schedules (CTKD, curriculum, warm-up), exits (BYOT) and
-grades (education distillation) need the runner and are not entries yet; their losses are in
-kdcore.losses. Each step calls the tested loss or components function and only weighs its parts.
+CTKD and the curriculum (§13.3) are entries in curricula.py. Chains (TAKD, DGKD, BAN generations),
+exits (BYOT) and grades (education distillation) need the runner and are not entries yet; their
+losses are in kdcore.losses. Each step calls the tested loss or components function and only weighs its parts.
 """
 
 from __future__ import annotations
