@@ -72,6 +72,33 @@ def test_ctkd_step_moves_the_temperature_up_the_loss_and_the_student_down(digits
     assert extras["sched_ctkd_lambda"] == 1.0
 
 
+@pytest.mark.parametrize("decay", [True, False])
+def test_ctkd_theta_gets_the_weight_decay_only_when_asked(digits, decay):
+    params = {"loops": 1, "temp_weight_decay": decay}
+    cfg = JobConfig(
+        pair="digits",
+        objective="ctkd",
+        optimizer="sgd",
+        momentum=0.0,
+        lr=0.5,
+        weight_decay=0.2,
+        epochs=1,
+        params=params,
+        **TINY,
+    )
+    job = _job(cfg, digits)
+    job.epoch = 1
+    idx = torch.arange(32)
+    x, y = job.train_x[idx], job.train_y[idx]
+    theta0 = float(job.projectors[CTKD_KEY].theta.detach())
+    with torch.no_grad():
+        g = float(ctkd_step(job.student.model(x), job.teacher.model(x), y, theta0, 1, loops=1)["dloss_dtheta"])
+    job._train_step(idx)
+    wd = 0.2 if decay else 0.0
+    expected = theta0 - 0.5 * (-1.0 * g + wd * theta0)  # SGD through the reversal (λ = 1), plus weight decay
+    assert float(job.projectors[CTKD_KEY].theta.detach()) == pytest.approx(expected, rel=1e-4)
+
+
 def test_ctkd_logs_the_learned_temperature_every_step_and_its_lambda_per_epoch(digits):
     events: list[dict] = []
     cfg = JobConfig(pair="digits", objective="ctkd", epochs=2, **TINY)

@@ -256,7 +256,7 @@ class _Job:
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
-        self.opt = make_optimizer(config, self.params)
+        self.opt = make_optimizer(config, self._param_groups())
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
         self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
@@ -280,6 +280,17 @@ class _Job:
                 _, tf = compute_teacher_outputs(self.teacher, self.train_x[:2], self.t_layers)
         torch.manual_seed((self.cfg.seed + 1) % _SEED_MOD)
         return build_projectors(self.terms, sf, tf).to(self.device)
+
+    def _param_groups(self) -> list:
+        """The trained parameters; those of learned parts that ask for none (CTKD's θ with
+        temp_weight_decay=False) in a group of their own without weight decay."""
+        bare = {
+            id(p) for m in self.projectors.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters()
+        }
+        if not bare:
+            return self.params
+        rest = [p for p in self.params if id(p) not in bare]
+        return [{"params": rest}, {"params": [p for p in self.params if id(p) in bare], "weight_decay": 0.0}]
 
     def _build_pool(self) -> PacedPool | None:
         """The paced pool of a curriculum term: the training set ordered by the teacher's difficulty."""

@@ -23,7 +23,8 @@ ORDERS = ("easy", "anti", "random")  # easiest first; hardest first (control); r
 def _ctkd_modules(p: dict, s_feats: dict, t_feats: dict) -> dict[str, Any]:
     from kdcore.losses import GlobalTemperature
 
-    return {CTKD_KEY: GlobalTemperature(float(p["theta"]), float(p["t_start"]), float(p["t_range"]))}
+    decay = bool(p["temp_weight_decay"])
+    return {CTKD_KEY: GlobalTemperature(float(p["theta"]), float(p["t_start"]), float(p["t_range"]), decay)}
 
 
 def _ctkd(b: StepTensors, p: dict) -> list[Component]:
@@ -74,6 +75,12 @@ register_method(
             Param("t_range", 20.0, "T_range: T ∈ (T_start, T_start + T_range)", low=0.0, low_open=True),
             Param("loops", 10, "E_loops: epochs of the cosine ramp of λ_e from 0 to 1", kind="int", low=1),
             Param("theta", 1.0, "initial θ (T(1) ≈ 15.62 with the defaults)", low=-50.0, high=50.0),
+            Param(
+                "temp_weight_decay",
+                True,
+                "θ gets the job's weight decay like the student's weights (the authors' code; it pulls T toward 11)",
+                kind="bool",
+            ),
         ),
     )
 )
