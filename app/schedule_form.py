@@ -51,7 +51,7 @@ def preview_frame(schedules: dict, method: Method, values: dict, n_train: int, p
     n = min(n_train, plan.get("train_size") or n_train)
     cfg = JobConfig(epochs=plan["epochs"], batch_size=plan["batch_size"], max_steps=plan.get("max_steps") or None)
     spe, total, _ = step_plan(cfg, n)
-    frame = run_figures.schedule_frame(schedules, total, spe, cfg.epochs)
+    frame = run_figures.schedule_frame(schedules, total, spe, -(-total // spe))  # the epochs the run has
     epoch = frame["step"] // spe + 1
     if method.name == "ctkd":
         from kdcore.losses import ctkd_lambda

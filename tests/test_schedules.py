@@ -72,6 +72,8 @@ def test_step_and_epoch_units():
     s = {"lam": {"kind": "linear", "start": 0.1, "end": 0.9, "unit": "epoch"}, "temperature": {"kind": "linear"}}
     v = scheduled_values(s, step=37, epoch=3, total_steps=100, epochs=5)
     assert v["lam"] == pytest.approx(0.1 + 0.8 * 2 / 4) and v["temperature"] == 1.0
+    made = scheduled_values({"lam": Schedule("linear", 0.1, 0.9, unit="epoch")}, 37, 3, 100, 5)  # objects too
+    assert made == {"lam": v["lam"]}
 
 
 def test_apply_values_replaces_the_configured_values_without_touching_the_terms():

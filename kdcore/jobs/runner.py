@@ -456,8 +456,8 @@ class _Job:
     def _scheduled(self) -> tuple[list, float, dict[str, float]]:
         """(terms, ce_weight) of this step with the job's schedules applied, and what the step logs:
         the scheduled values, CTKD's learned temperature (before θ moves), a curriculum's pool size."""
-        cfg = self.cfg
-        values = sched.scheduled_values(cfg.schedules, self.step, self.epoch, self.total_steps, cfg.epochs)
+        epochs = math.ceil(self.total_steps / self.spe)  # the run's epochs (fewer than cfg.epochs under max_steps)
+        values = sched.scheduled_values(self.cfg.schedules, self.step, self.epoch, self.total_steps, epochs)
         terms, ce_weight = sched.apply_values(self.terms, self.ce_weight, values)
         logged = sched.step_metrics(values, self.terms, self.projectors, self.epoch)
         if self.pool is not None:

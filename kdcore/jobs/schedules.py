@@ -183,7 +183,8 @@ def parse_flag(text: str) -> tuple[str, dict]:
 
 def scheduled_values(schedules: dict, step: int, epoch: int, total_steps: int, epochs: int) -> dict[str, float]:
     """{target: value} of every (valid) schedule at a 0-based step and 1-based epoch."""
-    return {t: Schedule(**s).at(step, epoch, total_steps, epochs) for t, s in schedules.items()}
+    made = {t: s if isinstance(s, Schedule) else Schedule(**s) for t, s in schedules.items()}
+    return {t: s.at(step, epoch, total_steps, epochs) for t, s in made.items()}
 
 
 def apply_values(terms: list, ce_weight: float, values: dict[str, float]) -> tuple[list, float]:
