@@ -65,6 +65,8 @@ def run_figures_for(store: RunStore, run_id: str) -> list:
     steps = store.metrics(run_id, "step")
     if len(steps):
         figs.append(run_figures.loss_components(steps, smooth=5))
+        sched_fig = run_figures.scheduled_values(steps)
+        figs += [sched_fig] if sched_fig is not None else []
     epochs = store.metrics(run_id, "epoch")
     if len(epochs):
         figs.append(run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")))

@@ -195,7 +195,7 @@ def test_unknown_method_lists_the_known_ones_and_the_closest():
 
 def test_a_parameter_the_method_does_not_take_is_refused_by_name():
     (problem,) = JobConfig(objective="dkd", params={"gama": 2}).problems()
-    assert problem == "params: method 'dkd' has no parameter 'gama' (it takes: temperature, alpha, beta)"
+    assert problem == "params: method 'dkd' has no parameter 'gama' (it takes: temperature, alpha, beta, warmup)"
     with pytest.raises(InvalidParameterError, match=r"has no parameter 'eps' \(it takes: t_norm\)"):
         get_method("normkd").param("eps")
 
@@ -251,7 +251,9 @@ def test_form_text_is_parsed_or_explained():
 def test_cli_bad_parameter_exits_2_naming_it(data_dir, capsys):
     assert main(["distill", "--pair", TOY, "--objective", "dkd", "--param", "gamma=1", "--json"]) == 2
     out = json.loads(capsys.readouterr().out)
-    assert out["problems"] == ["params: method 'dkd' has no parameter 'gamma' (it takes: temperature, alpha, beta)"]
+    assert out["problems"] == [
+        "params: method 'dkd' has no parameter 'gamma' (it takes: temperature, alpha, beta, warmup)"
+    ]
 
 
 # ---- a toy method, registered in one place, run from the CLI and from the Distill form ----------------

@@ -4,7 +4,7 @@ run the standard protocols, download a run's report. Everything is read back fro
 import streamlit as st
 
 from analyses.self_distill import virtual_teacher_figure
-from app import chain_view, guide, report, run_figures, run_table, runs, state, ui
+from app import chain_view, guide, report, run_figures, run_table, runs, schedule_form, state, ui
 from app.strategy_figures import strategy_figures
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
@@ -140,6 +140,7 @@ with tab_new:
         f"Student layers: {', '.join(the_pair.student.layer_names()[:12])}. "
         f"Teacher layers: {', '.join(the_pair.teacher.layer_names()[:12])}."
     )
+    schedules = schedule_form.schedule_controls(method, initial)
     with st.form("new_run"):
         st.caption(f"**{method.name}** ({method.section}): {method.help}")
         defaults = {
@@ -201,6 +202,7 @@ with tab_new:
                 seed=int(seed),
                 teacher_cache=bool(teacher_cache),
                 device=state.device(),
+                schedules=schedules,
             )
             prepare_run(cfg, pair=the_pair)  # every problem named before queueing
             if get_method(cfg.objective).chain:  # takd, dgkd, ban: the worker runs the whole chain
@@ -208,6 +210,10 @@ with tab_new:
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
+    with ui.guard("draw the schedule"):
+        plan = {"epochs": int(epochs), "batch_size": int(batch), "train_size": int(train_size), "max_steps": max_steps}
+        frame = schedule_form.preview_frame(schedules, method, values, schedule_form.n_train(the_pair), plan)
+        schedule_form.show_preview(frame)
 
 # ---- live ------------------------------------------------------------------------------------------
 with tab_live:
@@ -254,7 +260,7 @@ with tab_live:
                     st.caption(run["error"])
                 if len(steps):
                     last = steps.iloc[-1]
-                    comps = [c for c in steps.columns if c not in ("step", "epoch", "lr", "teacher_logits_grad")]
+                    comps = [c for c in steps.columns if run_figures.is_loss_column(c)]
                     cols = st.columns(min(len(comps), 6))
                     for i, c in enumerate(comps[:6]):
                         cols[i].metric(c, f"{last[c]:.4f}")
@@ -263,6 +269,13 @@ with tab_live:
                         f"live_loss_{run_id}",
                         caption="Each component before its weight in the objective (rolling mean of 3 steps).",
                     )
+                    sched_fig = run_figures.scheduled_values(steps)
+                    if sched_fig is not None:
+                        ui.show_figure(
+                            sched_fig,
+                            f"live_sched_{run_id}",
+                            caption="The values each step used: scheduled, or learned (CTKD's temperature).",
+                        )
                 epochs = store.metrics(run_id, "epoch")
                 if len(epochs[epochs["epoch"] > 0]) if len(epochs) else False:
                     ui.show_figure(

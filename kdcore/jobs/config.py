@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kdcore.jobs.schedules import schedule_problems
 from kdcore.methods import (
     ALIASES,  # noqa: F401  (re-exported: {alias: method}, always current)
     canonical_name,
@@ -85,6 +86,7 @@ class JobConfig:
     ce_weight: float | None = None  # hard-label CE added to the loss; None: the method's CE default
     params: dict = field(default_factory=dict)  # the method's parameters (`python -m kdcore methods`)
     terms: list = field(default_factory=list)  # objective="sum": LossTerm entries (or dicts)
+    schedules: dict = field(default_factory=dict)  # target -> schedule spec (kdcore.jobs.schedules)
     train_size: int | None = None  # first n training samples; None: the whole split
     val_size: int | None = 512  # first n validation samples; None: the whole split
     optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
@@ -233,7 +235,19 @@ class JobConfig:
             )
         if obj == "sum" and self.params:
             p.append("objective 'sum' takes its parameters inside each term's 'params', not in 'params'")
-        return p
+        return p + self._schedule_problems(obj)
+
+    def _schedule_problems(self, obj: str | None) -> list[str]:
+        """Problems with `schedules` (unknown target or kind, values outside the target's range)."""
+        if obj == "sum" and isinstance(self.terms, list):
+            raw = [
+                t.name if isinstance(t, LossTerm) else t.get("name") if isinstance(t, dict) else None
+                for t in self.terms
+            ]
+            names = [n for n in (canonical_name(r) for r in raw) if n is not None]
+        else:
+            names = [obj] if obj is not None else []
+        return schedule_problems(self.schedules, names)
 
     def _training_problems(self) -> list[str]:
         """Problems with the data sizes, optimizer, schedule, device, checkpoints, cache and name."""
