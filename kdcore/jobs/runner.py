@@ -71,8 +71,8 @@ from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.strategy_jobs import job_class
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
-from kdcore.methods.embedding import POOLED_PROJECTOR
 from kdcore.methods import get_method
+from kdcore.methods.embedding import POOLED_PROJECTOR
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
