@@ -26,6 +26,12 @@ from kdcore.methods import (
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 DEVICES = ("cpu", "cuda", "auto")
+# A user's own Hugging Face pair (JobConfig.teacher/student/data): the model kinds, student inits, layer rules
+# and data options (the keyword names of kdcore.data.load_hf_text) a config may name.
+MODEL_KINDS = ["causal_lm", "sequence_classification"]  # a list: other model kinds register themselves here
+STUDENT_INITS = ("reinit", "pretrained", "from_teacher")  # "" in a config: the default (see JobConfig)
+LAYER_RULES = ("spread", "stride", "first")  # kdcore.adapters.layer_subset_indices
+DATA_OPTIONS = ("format", "text_field", "context_length", "mode", "val_fraction", "test_fraction")
 SEED_MAX = 2**63 - 1  # the largest integer SQLite stores
 
 
@@ -88,6 +94,15 @@ class JobConfig:
     cache_top_k: int | None = None  # keep the top-k teacher logits per position (large vocabularies)
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
     name: str = ""  # free label shown in run lists
+    # a user's own Hugging Face pair (used instead of `pair` when `teacher` is set; see kdcore.jobs.pair_source)
+    teacher: str = ""  # the teacher's Hugging Face model directory (or a .gguf file)
+    student: str = ""  # the student's directory; "" only with student_init="from_teacher"
+    data: str = ""  # a text/JSONL/CSV file, tokenised by the teacher's tokenizer (kdcore.data.load_hf_text)
+    data_options: dict = field(default_factory=dict)  # load_hf_text options: format, text_field, context_length, ...
+    model_kind: str = "causal_lm"  # how the directories load: "causal_lm" | "sequence_classification"
+    student_init: str = ""  # "reinit" | "pretrained" | "from_teacher"; "": reinit (registered pair), pretrained (dirs)
+    student_layers: int | None = None  # from_teacher: the student's number of layers (< the teacher's)
+    layer_rule: str = "spread"  # from_teacher: which teacher layers ("spread" | "stride" | "first")
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -178,12 +193,12 @@ class JobConfig:
     # ---- validation ----------------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Every problem with this configuration, in plain English (empty when valid)."""
-        return self._objective_problems() + self._training_problems()
+        return self._objective_problems() + self._training_problems() + self._source_problems()
 
     def _objective_problems(self) -> list[str]:
         """Problems with the pair, the objective, its parameters and its terms."""
         p: list[str] = []
-        if not isinstance(self.pair, str) or not self.pair:
+        if (not isinstance(self.pair, str) or not self.pair) and not self.teacher:
             p.append(f"'pair' must be a sample pair name or 'module:factory'; got {self.pair!r}")
         obj = "sum" if self.objective == "sum" else canonical_name(self.objective)
         if obj is None:
@@ -241,6 +256,32 @@ class JobConfig:
             p.append(f"'name' must be a string; got {self.name!r}")
         return p
 
+    def _source_problems(self) -> list[str]:
+        """Problems with a user's own pair: teacher, student, data, data_options, model_kind, student init."""
+        p = [
+            f"'{k}' must be a string (a path); got {getattr(self, k)!r}"
+            for k in ("teacher", "student", "data")
+            if not isinstance(getattr(self, k), str)
+        ]
+        if p:
+            return p
+        if self.model_kind not in MODEL_KINDS:
+            p.append(f"'model_kind' must be one of {', '.join(MODEL_KINDS)}; got {self.model_kind!r}")
+        if self.student_init not in ("", *STUDENT_INITS):
+            p.append(
+                f"'student_init' must be one of {', '.join(STUDENT_INITS)} (or empty: the default); got {self.student_init!r}"
+            )
+        p += _data_option_problems(self.data_options)
+        p += _layer_problems(self)
+        if not self.teacher:
+            used = [k for k in ("student", "data") if getattr(self, k)]
+            if used:
+                p.append(f"{' and '.join(repr(k) for k in used)} need 'teacher' (the teacher's model directory)")
+            if self.student_init == "from_teacher":
+                p.append("student_init 'from_teacher' needs 'teacher' (a Hugging Face model directory)")
+            return p
+        return p + _path_problems(self)
+
     def validate(self) -> JobConfig:
         """Raise ConfigError listing every problem; return self when valid."""
         problems = self.problems()
@@ -249,7 +290,95 @@ class JobConfig:
         return self
 
 
+def resolved_student_init(config: JobConfig) -> str:
+    """The student init a config runs with: its own, else "pretrained" for model directories
+    (`teacher` set) and "reinit" for registered pairs."""
+    if config.student_init:
+        return config.student_init
+    return "pretrained" if config.teacher else "reinit"
+
+
+def source_label(config: JobConfig) -> str:
+    """The pair label of a config: "hf:<teacher dir>→<student dir>" for a user's own pair
+    ("→<teacher dir>[N layers]" for a from_teacher student), else `config.pair`."""
+    if not config.teacher:
+        return config.pair
+    teacher = Path(config.teacher).name or config.teacher
+    if resolved_student_init(config) == "from_teacher":
+        student = f"{teacher}[{config.student_layers} layers]"
+    else:
+        student = Path(config.student).name or config.student
+    return f"hf:{teacher}→{student}"
+
+
+def with_source_label(config: JobConfig) -> JobConfig:
+    """The config with `pair` set to its display label (`source_label`) when `teacher` is set."""
+    from dataclasses import replace
+
+    if not config.teacher or not isinstance(config.teacher, str):
+        return config
+    label = source_label(config)
+    return config if config.pair == label else replace(config, pair=label)
+
+
 # ---- private checks --------------------------------------------------------------------------------
+
+
+def _data_option_problems(options: Any) -> list[str]:
+    if not isinstance(options, dict):
+        return [f"'data_options' must be a mapping ({', '.join(DATA_OPTIONS)}); got {type(options).__name__}"]
+    p = [
+        f"'data_options' has an unknown key {k!r} (known keys: {', '.join(DATA_OPTIONS)})"
+        for k in options
+        if k not in DATA_OPTIONS
+    ]
+    if "context_length" in options:
+        _opt_int(p, "data_options.context_length", options["context_length"], lo=1, required=True)
+    if options.get("format", "auto") not in ("auto", "text", "jsonl", "csv"):
+        p.append(f"'data_options.format' must be one of auto, text, jsonl, csv; got {options['format']!r}")
+    if options.get("mode", "pack") not in ("pack", "truncate"):
+        p.append(f"'data_options.mode' must be one of pack, truncate; got {options['mode']!r}")
+    for k in ("val_fraction", "test_fraction"):
+        if k in options:
+            _opt_float(p, f"data_options.{k}", options[k], lo=0.0, hi=1.0, lo_open=True, hi_open=True, required=True)
+    if "text_field" in options and (not isinstance(options["text_field"], str) or not options["text_field"]):
+        p.append(f"'data_options.text_field' must be a non-empty string; got {options['text_field']!r}")
+    return p
+
+
+def _layer_problems(config: JobConfig) -> list[str]:
+    p: list[str] = []
+    from_teacher = config.student_init == "from_teacher"
+    if from_teacher and config.student_layers is None:
+        p.append("student_init 'from_teacher' needs 'student_layers' (the student's number of layers)")
+    _opt_int(p, "student_layers", config.student_layers, lo=1)
+    if config.student_layers is not None and not from_teacher:
+        p.append("'student_layers' is only used with student_init 'from_teacher'")
+    if config.layer_rule not in LAYER_RULES:
+        p.append(f"'layer_rule' must be one of {', '.join(LAYER_RULES)}; got {config.layer_rule!r}")
+    return p
+
+
+def _path_problems(config: JobConfig) -> list[str]:
+    """With `teacher` set: the paths exist, `student` is set unless from_teacher, `data` is set."""
+    p: list[str] = []
+    if not Path(config.teacher).expanduser().exists():
+        p.append(f"'teacher': {config.teacher!r} does not exist (give a Hugging Face model directory)")
+    if config.student_init == "from_teacher":
+        if config.student:
+            p.append(
+                "'student' must be empty with student_init 'from_teacher' (the student is built from the "
+                f"teacher's layers); got {config.student!r}"
+            )
+    elif not config.student:
+        p.append("'student' is empty: give the student's model directory, or student_init 'from_teacher'")
+    elif not Path(config.student).expanduser().exists():
+        p.append(f"'student': {config.student!r} does not exist (give a Hugging Face model directory)")
+    if not config.data:
+        p.append("'data' is empty: give a text, JSONL or CSV file for the pair to train and validate on")
+    elif not Path(config.data).expanduser().is_file():
+        p.append(f"'data': {config.data!r} is not a file (give a text, JSONL or CSV file)")
+    return p
 
 
 def _parse_config_text(path: Path, text: str, *, yaml_file: bool) -> Any:

@@ -12,7 +12,8 @@ import torch
 from kdcore.data.base import SplitData
 from kdcore.jobs.config import JobConfig, LossTerm
 from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems
-from kdcore.jobs.resolve import resolve_device, resolve_pair
+from kdcore.jobs.pair_source import pair_for_config
+from kdcore.jobs.resolve import resolve_device
 from kdcore.jobs.teacher_cache import tensor_fingerprint
 from kdcore.pairs import Pair
 
@@ -87,11 +88,12 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     """Validate the config and its fit to the pair without training; returns what the run needs.
 
     Raises ConfigError (every problem of the config) or ValueError (the objective does not fit the
-    pair, or the pair name is unknown).
+    pair, the pair name is unknown, or a user's own pair's directories or data are refused: see
+    kdcore.jobs.pair_source.pair_for_config).
     """
     config.validate()
     device = resolve_device(config.device)
-    pair = pair if pair is not None else resolve_pair(config.pair)
+    pair = pair if pair is not None else pair_for_config(config)
     ds = pair.dataset
     if ds is None:
         raise ValueError(

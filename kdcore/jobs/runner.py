@@ -5,8 +5,9 @@ component, and reports through a callback and into the run store.
 
 The teacher stays in eval mode and builds no graph (its outputs come from `torch.no_grad()`);
 the runner records evidence of both (metrics `teacher_training`, `teacher_logits_grad`). The
-student is `pair.student.clone(reinit=True, seed=config.seed)`: the pair's own adapters are never
-trained or mutated. Same config and seed give identical metrics on CPU: the data order of epoch e
+student is a clone of `pair.student`, re-initialised under config.seed (student_init "reinit", the
+default of registered pairs) or keeping its weights ("pretrained", "from_teacher"): the pair's own
+adapters are never trained or mutated. Same config and seed give identical metrics on CPU: the data order of epoch e
 comes from a generator seeded by (seed, e), dropout from the global generator seeded once and
 saved with each epoch's resume state, so a resumed run continues exactly where it stopped.
 
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.cka import linear_cka
-from kdcore.jobs.config import JobConfig
+from kdcore.jobs.config import JobConfig, resolved_student_init, with_source_label
 from kdcore.jobs.evaluation import (
     _batched_logits,
     forward_with_attentions,
@@ -143,6 +144,7 @@ def run_job(
     cancel:   a threading.Event or a callable; when set/true, the job stops at the next step
     pair:     a Pair to use instead of resolving `config.pair` (must be the pair that name loads)
     """
+    config = with_source_label(config)  # a user's own pair is listed as "hf:teacher→student"
     prep = prepare_run(config, pair)
     if use_store and store is None:
         store = RunStore()
@@ -219,13 +221,16 @@ def _owner_alive(run: dict) -> bool:
     return run["host"] != hostname() or _pid_alive(run["pid"])
 
 
-def _place_models(pair: Pair, seed: int, device: torch.device) -> tuple[ModelAdapter, ModelAdapter]:
+def _place_models(pair: Pair, config: JobConfig, device: torch.device) -> tuple[ModelAdapter, ModelAdapter]:
     """(teacher, student) on the device: the teacher as it is (a copy when it must move), the student a
-    fresh re-initialised clone; the pair's own adapters are never trained or mutated."""
+    clone as `student_init` says: "reinit" re-initialised (seeded), "pretrained" and "from_teacher" with
+    the pair student's weights (the from_teacher student is the teacher's layer-subset copy, built by
+    pair_for_config). The pair's own adapters are never trained or mutated."""
     teacher = (
         pair.teacher if model_device(pair.teacher) == device else adapter_to(pair.teacher.clone(reinit=False), device)
     )
-    student = adapter_to(pair.student.clone(reinit=True, seed=seed), device)
+    reinit = resolved_student_init(config) == "reinit"
+    student = adapter_to(pair.student.clone(reinit=reinit, seed=config.seed if reinit else None), device)
     return teacher, student
 
 
@@ -247,7 +252,7 @@ class _Job:
         self._last_resume_save = time.monotonic()
         self._check_teacher_mode = True
         torch.manual_seed(config.seed)
-        self.teacher, self.student = _place_models(prep.pair, config.seed, self.device)
+        self.teacher, self.student = _place_models(prep.pair, config, self.device)
         self.train_x, self.train_y = prep.train.inputs.to(self.device), prep.train.targets.to(self.device)
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()

@@ -27,7 +27,7 @@ from typing import IO, NoReturn
 
 import pandas as pd
 
-from kdcore.jobs.config import JobConfig
+from kdcore.jobs.config import JobConfig, with_source_label
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.store import FINAL_STATES, RunStore, StoreError
 
@@ -40,7 +40,7 @@ def _store(store: RunStore | None) -> RunStore:
 
 def submit(config: JobConfig, *, store: RunStore | None = None, start_worker: bool = True) -> str:
     """Validate and queue a job; start a worker process if none is running. Returns the run id."""
-    config.validate()
+    config = with_source_label(config.validate())  # a user's own pair is listed as "hf:teacher→student"
     store = _store(store)
     run_id = store.create_run(config, state="queued")
     if start_worker:

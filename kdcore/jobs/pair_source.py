@@ -1,0 +1,229 @@
+"""Where a job's pair comes from: a registered pair by name, or a user's own Hugging Face directories.
+
+    pair = pair_for_config(JobConfig(teacher="runs/teacher", student="runs/student", data="corpus.txt"))
+    student = student_for_run(config, store.load_student(run_id))  # any run's student, reopened
+
+With `config.teacher` set, the pair is the teacher's directory (loaded by kdcore.adapters.load_hf), the
+student's directory (or, for student_init="from_teacher", the layer-subset copy of the teacher of METHODS
+§14.2, written by make_student_from_teacher under a temporary directory: deterministic), and `config.data`
+tokenised by the teacher's own tokenizer (kdcore.data.load_hf_text). Everything that can be checked from
+the directories' config.json and tokenizer files is checked before any weights load.
+
+Loaded models and datasets are cached by path, file sizes and modification times (a small LRU): the
+teacher is never mutated (the runner trains clones), so sharing it is safe.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from kdcore.adapters.base import ModelAdapter
+from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
+from kdcore.adapters.layer_subset import layer_subset_indices
+from kdcore.data.base import Dataset
+from kdcore.jobs.config import JobConfig, resolved_student_init, source_label
+from kdcore.jobs.resolve import resolve_pair
+from kdcore.pairs import Pair
+from kdcore.validation import InvalidParameterError
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_SIZE = 8  # loaded models and datasets kept (least recently used dropped first)
+_DEFAULT_CONTEXT = 128  # load_hf_text's default context length, lowered to the models' maximum
+
+
+def pair_for_config(config: JobConfig) -> Pair:
+    """The Pair a job runs on: the registered pair `config.pair`, or (when `config.teacher` is set) the
+    teacher's and student's Hugging Face directories with `config.data` as its dataset.
+
+    Raises ConfigError (the config's problems) or ValueError (a directory without a tokenizer, tokenizers
+    that differ, a from_teacher student as deep as its teacher, vocabularies that differ, a context
+    length above the models' maximum) before any weights load.
+    """
+    if not config.teacher:
+        return resolve_pair(config.pair)
+    config.validate()
+    options = checked_data_options(config)
+    teacher = _load_model(Path(config.teacher).expanduser(), config.model_kind)
+    student = _student_adapter(config)
+    dataset = _dataset(config, options)
+    return Pair(name=source_label(config), teacher=teacher, student=student, dataset=dataset)
+
+
+def student_for_run(config: JobConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> ModelAdapter:
+    """A new adapter of the run's student architecture holding `state_dict` (e.g. store.load_student(run_id)).
+
+    config: the run's JobConfig, or its dict as the run store keeps it (run["config"]).
+    Tied weights stay tied (the state dict's copies are loaded into the one shared parameter).
+    """
+    from kdcore.weights import apply_state_dict
+
+    cfg = config if isinstance(config, JobConfig) else JobConfig.from_dict(dict(config))
+    if cfg.teacher:
+        checked_data_options(cfg)
+        architecture = _student_adapter(cfg)
+    else:
+        architecture = resolve_pair(cfg.pair).student
+    student = architecture.clone(reinit=False)
+    apply_state_dict(student.model, dict(state_dict))
+    student.model.eval()
+    return student
+
+
+# ---- checks from config.json and the tokenizer files (nothing loads) --------------------------------------
+
+
+def checked_data_options(config: JobConfig) -> dict[str, Any]:
+    """The load_hf_text options of a config with `teacher` set, after the pair's checks (see pair_for_config);
+    context_length defaults to 128, lowered to the models' max_position_embeddings."""
+    teacher = Path(config.teacher).expanduser()
+    if not teacher.is_dir():  # a single-file model (.gguf): its loader checks it
+        return dict(config.data_options)
+    check_model_dir(teacher, name="teacher", where="the job config")
+    check_has_tokenizer(teacher, name="teacher", where="the job config")
+    t_conf = read_config(teacher)
+    limits = [max_positions(t_conf)]
+    if resolved_student_init(config) == "from_teacher":
+        _check_from_teacher(config, t_conf)
+    else:
+        s_conf = _check_student_dir(config, teacher, t_conf)
+        limits.append(max_positions(s_conf))
+    return _with_context_length(dict(config.data_options), [n for n in limits if n is not None])
+
+
+def _check_from_teacher(config: JobConfig, t_conf: dict[str, Any]) -> None:
+    n_t, n_s = t_conf.get("num_hidden_layers"), config.student_layers
+    if isinstance(n_t, int) and isinstance(n_s, int):
+        if n_s >= n_t:
+            raise InvalidParameterError(
+                f"student_init 'from_teacher' makes a shallower copy of the teacher, which has {n_t} layers; "
+                f"got student_layers={n_s}. Set student_layers below {n_t} (e.g. {max(1, n_t // 2)})."
+            )
+        layer_subset_indices(n_t, n_s, config.layer_rule)
+
+
+def _check_student_dir(config: JobConfig, teacher: Path, t_conf: dict[str, Any]) -> dict[str, Any]:
+    """The student's config.json, after checking its directory, tokenizer and vocabulary against the teacher's."""
+    from kdcore.data.hf_tokenizer import check_same_tokenizer
+
+    student = Path(config.student).expanduser()
+    if not student.is_dir():
+        return {}
+    check_model_dir(student, name="student", where="the job config")
+    check_has_tokenizer(student, name="student", where="the job config")
+    check_same_tokenizer(teacher, student)
+    s_conf = read_config(student)
+    v_t, v_s = t_conf.get("vocab_size"), s_conf.get("vocab_size")
+    if config.model_kind == "causal_lm" and v_t != v_s:
+        raise InvalidParameterError(
+            f"The student's output layer has {v_s} tokens (vocab_size in {str(student / 'config.json')!r}) but "
+            f"the teacher's has {v_t}: token-level distillation compares the two distributions token by token. "
+            f"Use a student with the teacher's vocabulary (python -m kdcore make-student --from {config.teacher} "
+            f"--layers N --out DIR, or student_init 'from_teacher'), or the cross-tokenizer divergence 'uld'."
+        )
+    return s_conf
+
+
+def _with_context_length(options: dict[str, Any], limits: list[int]) -> dict[str, Any]:
+    limit = min(limits) if limits else None
+    if "context_length" not in options:
+        options["context_length"] = min(_DEFAULT_CONTEXT, limit) if limit else _DEFAULT_CONTEXT
+    elif limit is not None and isinstance(options["context_length"], int) and options["context_length"] > limit:
+        raise InvalidParameterError(
+            f"data_options.context_length is {options['context_length']}, above the models' "
+            f"max_position_embeddings ({limit}, the smaller of teacher and student). "
+            f"Use --context-length {limit} or less."
+        )
+    return options
+
+
+# ---- loading (cached) ---------------------------------------------------------------------------------------
+
+
+def _stamp(path: Path) -> tuple:
+    """What identifies a file or directory's contents: its resolved path and its files' sizes and mtimes."""
+    p = path.expanduser().resolve()
+    if p.is_dir():
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in p.iterdir() if f.is_file())
+        return (str(p), tuple(files))
+    st = p.stat()
+    return (str(p), st.st_size, st.st_mtime_ns)
+
+
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = build()
+    _CACHE[key] = value
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def clear_cache() -> None:
+    """Forget every loaded model and dataset (and the from_teacher students' temporary directories)."""
+    _CACHE.clear()
+
+
+def _load_model(path: Path, kind: str) -> ModelAdapter:
+    from kdcore.adapters.hf import load_hf
+
+    return _cached(("model", _stamp(path), kind), lambda: load_hf(path, kind=kind))
+
+
+def _student_adapter(config: JobConfig) -> ModelAdapter:
+    """The student as loaded (its own weights): its directory, or the from_teacher layer-subset copy."""
+    if resolved_student_init(config) != "from_teacher":
+        return _load_model(Path(config.student).expanduser(), config.model_kind)
+    teacher = Path(config.teacher).expanduser()
+    key = ("from_teacher", _stamp(teacher), config.model_kind, config.student_layers, config.layer_rule)
+    return _cached(key, lambda: _build_from_teacher(config, teacher))[1]
+
+
+def _build_from_teacher(config: JobConfig, teacher: Path) -> tuple[tempfile.TemporaryDirectory, ModelAdapter]:
+    """(the temporary directory, kept alive with the adapter; the student adapter) of a from_teacher student."""
+    from kdcore.adapters.hf import load_hf
+    from kdcore.adapters.make_student import make_student_from_teacher
+
+    tmp = tempfile.TemporaryDirectory(prefix="kdwb-from-teacher-")
+    assert config.student_layers is not None  # validated
+    made = make_student_from_teacher(teacher, config.student_layers, Path(tmp.name) / "student", rule=config.layer_rule)
+    name = f"{teacher.name}[{config.student_layers} layers]"
+    return tmp, load_hf(made.path, kind=config.model_kind, name=name)
+
+
+# the data loader of each model kind: (config, checked options) -> Dataset; other model kinds add theirs
+DATA_LOADERS: dict[str, Callable[[JobConfig, dict[str, Any]], Dataset]] = {}
+
+
+def _causal_lm_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
+    from kdcore.data.hf_text import load_hf_text
+
+    return load_hf_text(Path(config.data).expanduser(), Path(config.teacher).expanduser(), **options)
+
+
+DATA_LOADERS["causal_lm"] = _causal_lm_data
+
+
+def _dataset(config: JobConfig, options: dict[str, Any]) -> Dataset:
+    loader = DATA_LOADERS.get(config.model_kind)
+    if loader is None:
+        raise InvalidParameterError(
+            f"model_kind {config.model_kind!r} has no data loader for a job's text data yet (available: "
+            f"{', '.join(sorted(DATA_LOADERS))}). Distil such a pair through a registered pair (--pair) whose "
+            f"dataset fits it."
+        )
+    key = (
+        "data",
+        _stamp(Path(config.data)),
+        _stamp(Path(config.teacher)),
+        config.model_kind,
+        repr(sorted(options.items())),
+    )
+    return _cached(key, lambda: loader(config, options))
