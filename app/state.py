@@ -16,9 +16,12 @@ import torch
 
 import sample_models
 from app import safety
+from app.runs import own_pair_label
 from kdcore.adapters import load_factory, load_hf
 from kdcore.data import DATASETS, get_dataset, load_hf_text, load_image_folder, load_table, load_text
 from kdcore.data.archive import extract_zip
+from kdcore.jobs.config import JobConfig
+from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.store import RunStore, default_home
 from kdcore.pairs import Pair
 from kdcore.weights import apply_state_dict
@@ -72,21 +75,28 @@ def finished_runs() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Loading the run's student…", max_entries=8)
 def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
-    """The pair a run distilled, with the run's student (final weights, or those of a checkpoint epoch)."""
+    """The pair a run distilled, with the run's student (final weights, or those of a checkpoint epoch).
+
+    Any pair: a sample pair (its cached copy), a registered or module:factory pair, or a user's own
+    Hugging Face directories (kdcore.jobs.pair_source.pair_for_config and student_for_run)."""
     run = store().get_run(run_id)
-    if run["pair"] not in sample_models.PAIRS:
-        raise ValueError(
-            f"Run {run_id} distilled pair {run['pair']!r}, which is not a sample pair: "
-            f"only sample-pair runs can be reopened here."
-        )
-    base = _sample_pair(run["pair"])
-    student = base.student.clone()  # never touch the shared, cached student
-    apply_state_dict(student.model, store().load_student(run_id, epoch=epoch))
-    student.model.eval()
+    weights = store().load_student(run_id, epoch=epoch)
     label = f"{run['pair']} · run {run_id}" + (f" · epoch {epoch}" if epoch is not None else "")
-    return Pair(
-        name=label, teacher=base.teacher, student=student, student_baseline=base.student_baseline, dataset=base.dataset
-    )
+    if run["pair"] in sample_models.PAIRS and not run["config"].get("teacher"):
+        base = _sample_pair(run["pair"])
+        student = base.student.clone()  # never touch the shared, cached student
+        apply_state_dict(student.model, weights)
+        student.model.eval()
+        return Pair(
+            name=label,
+            teacher=base.teacher,
+            student=student,
+            student_baseline=base.student_baseline,
+            dataset=base.dataset,
+        )
+    config = JobConfig.from_dict(run["config"])
+    base = pair_for_config(config)  # the teacher and data as the run had them; its models are not changed
+    return Pair(name=label, teacher=base.teacher, student=student_for_run(config, weights), dataset=base.dataset)
 
 
 # ---- the user's own models and data ----------------------------------------------------------------
@@ -341,6 +351,17 @@ def _data_spec(data_choice, builtin, upload, option, data_path, models, kind, co
     return ("images", str(path), None, limit)
 
 
+def own_hf_pair() -> tuple[tuple | None, Pair | None]:
+    """(load spec, pair) of the sidebar's own Hugging Face pair when one was loaded and loads; else (None, None)."""
+    spec = st.session_state.get("own_spec")
+    if not spec or spec[0] != "hf":
+        return None, None
+    try:
+        return spec, _own_pair(spec)
+    except Exception:  # noqa: BLE001 — the sidebar shows why; the Distill page just does not offer it
+        return None, None
+
+
 # ---- the current choice ----------------------------------------------------------------------------
 
 
@@ -436,3 +457,11 @@ def sample_name(key: tuple) -> str | None:
         except Exception:  # noqa: BLE001 — a deleted run: no sample pair
             return None
     return None
+
+
+def pair_label(key: tuple) -> str | None:
+    """The pair name the run store lists runs of this choice under: a sample pair's name, a run's pair, or
+    "hf:teacher→student" for the sidebar's own Hugging Face pair; None when there is none."""
+    if key[0] == "own":
+        return own_pair_label(key[1])
+    return sample_name(key)
