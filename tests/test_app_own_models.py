@@ -129,6 +129,13 @@ def test_a_missing_local_path_is_named(own):
         _spec(own, data_path=str(own["root"] / "nowhere.txt"))
 
 
+def test_a_context_length_above_the_models_is_refused_in_plain_words(own):
+    from app import state
+
+    with pytest.raises(ValueError, match="at most the model's max_position_embeddings, 64"):
+        state._own_pair.__wrapped__(_spec(own, context_length=65))
+
+
 def test_named_local_files_escape_the_upload_cap(own, monkeypatch):
     """The same bytes: refused as an upload above the cap (the message says to name the path), read when named."""
     from app import state
