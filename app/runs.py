@@ -133,10 +133,15 @@ def own_job_fields(
     }
 
 
-def teacher_layers(spec: tuple) -> int:
-    """The number of layers of the own pair's teacher (config.json's num_hidden_layers; 2 when it has none)."""
-    n = read_config(Path(spec[1]).expanduser()).get("num_hidden_layers")
-    return n if isinstance(n, int) and n > 0 else 2
+def teacher_layers(spec: tuple) -> int | None:
+    """The number of layers of the own pair's teacher (config.json's num_hidden_layers), or None when its
+    directory does not say (a single-file model, or no such field)."""
+    teacher = Path(spec[1]).expanduser()
+    try:
+        n = read_config(teacher).get("num_hidden_layers") if teacher.is_dir() else None
+    except ValueError:
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def own_pair_label(spec: tuple | None) -> str | None:

@@ -170,6 +170,7 @@ def test_own_job_fields_from_the_sidebar_spec(own):
     assert JobConfig(**fields).problems() == []
     assert runs.own_job_fields(spec)["student"] == str(own["student"])
     assert runs.own_pair_label(spec) == "hf:llama_teacher→llama_student"
+    assert runs.teacher_layers(spec) == 4 and runs.teacher_layers(("hf", str(own["text"]))) is None
     with pytest.raises(ValueError, match="trains on a data file"):
         runs.own_job_fields(("hf", spec[1], spec[2], ("builtin", "digits", None), "causal_lm"))
     with pytest.raises(ValueError, match="Only Hugging Face directories"):

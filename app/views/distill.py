@@ -145,10 +145,10 @@ def own_student_init(spec: tuple) -> tuple[str, int | None, str]:
         layers = c1.number_input(
             "Student layers",
             1,
-            max(1, n_teacher - 1),
-            max(1, n_teacher // 2),
+            None if n_teacher is None else max(1, n_teacher - 1),
+            1 if n_teacher is None else max(1, n_teacher // 2),
             key="job_student_layers",
-            help=f"The teacher has {n_teacher} layers; the student keeps fewer.",
+            help="Fewer than the teacher's" + ("." if n_teacher is None else f" {n_teacher} layers."),
         )
         rule = c2.selectbox(
             "Teacher layers kept",
