@@ -18,6 +18,7 @@ import sample_models
 from app import safety
 from app.runs import own_pair_label
 from kdcore.adapters import load_factory, load_hf
+from kdcore.adapters.hf_files import read_config
 from kdcore.data import DATASETS, get_dataset, load_hf_text, load_image_folder, load_table, load_text
 from kdcore.data.archive import extract_zip
 from kdcore.jobs.config import JobConfig
@@ -324,10 +325,31 @@ def _own_spec(
         safety.check_factory(s.strip())
     hf_kind = ("sequence_classification" if kind == "classifier" else kind) if hf else kind
     models = (str(Path(t.strip()).expanduser()), str(Path(s.strip()).expanduser())) if hf else None
+    if models is not None:
+        _check_kind(models[0], kind)
     data = _data_spec(data_choice, builtin, upload, option, data_path, models, hf_kind, context_length, text_field)
     if hf:
         return ("hf", models[0], models[1], data, hf_kind)
     return ("factory", (t.strip(), _weights_path(tw, "teacher")), (s.strip(), _weights_path(sw, "student")), data, kind)
+
+
+_HEADS = {"causal_lm": "ForCausalLM", "classifier": "ForSequenceClassification"}  # config.json's architectures
+
+
+def _check_kind(model_dir: str, kind: str) -> None:
+    """Refuse a Kind that contradicts the directory's config.json (a causal LM loaded as a classifier would
+    get a new, random classification head without a word)."""
+    try:
+        archs = read_config(Path(model_dir)).get("architectures") or []
+    except ValueError:
+        return  # no readable config.json: the loader says so in its own words
+    for other, suffix in _HEADS.items():
+        arch = next((a for a in archs if isinstance(a, str) and a.endswith(suffix)), None)
+        if arch is not None and other != kind:
+            raise ValueError(
+                f"The teacher directory {model_dir!r} holds a {arch} (config.json's architectures), but Kind is "
+                f"{kind!r}. Choose Kind {other!r}."
+            )
 
 
 def _data_spec(data_choice, builtin, upload, option, data_path, models, kind, context_length, text_field) -> tuple:

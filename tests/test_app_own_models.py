@@ -129,6 +129,24 @@ def test_a_missing_local_path_is_named(own):
         _spec(own, data_path=str(own["root"] / "nowhere.txt"))
 
 
+def test_a_kind_that_contradicts_the_config_is_refused(own):
+    from app import state
+
+    with pytest.raises(ValueError, match="holds a LlamaForCausalLM .* Choose Kind 'causal_lm'"):
+        state._own_spec(
+            "Hugging Face directories",
+            "classifier",
+            str(own["teacher"]),
+            str(own["student"]),
+            None,
+            None,
+            state.DATA_CHOICES[0],
+            "digits",
+            None,
+            "label",
+        )
+
+
 def test_a_context_length_above_the_models_is_refused_in_plain_words(own):
     from app import state
 
