@@ -251,6 +251,18 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     assert run["pair"] == label and label in at.sidebar.caption[-1].value
     drawn = _walk(at, PAGES if init == "from_teacher" else ("overview", "divergences"))  # all pages once
     assert drawn["overview"] >= 1 and drawn["divergences"] >= 1
+    if init == "reinit":  # the Runs tab's button points the sidebar at the run's student
+        at.session_state["pair_source"] = "Sample pair"
+        at.switch_page("views/distill.py").run()
+        row = at.dataframe(key="runs_table")
+        at.session_state["runs_table"] = {"selection": {"rows": [list(row.value["id"]).index(run_id)], "columns": []}}
+        at.run()
+        at.button(key=f"reopen_{run_id}").click().run()
+        _ok(at)
+        assert (at.session_state["pair_source"], at.session_state["run_student"]) == (
+            "Student of a finished run",
+            run_id,
+        )
 
     from app import state
 

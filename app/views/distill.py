@@ -105,6 +105,12 @@ def workshop_result(pid: str) -> None:
     )
 
 
+def reopen_student(run_id: str) -> None:
+    """Point the sidebar at a finished run's student (a callback: it runs before the sidebar is drawn)."""
+    st.session_state["pair_source"] = "Student of a finished run"
+    st.session_state["run_student"] = run_id
+
+
 def workshop_box(pair: str, recipe) -> None:
     """The workshop preset of a sample pair: queue it, and compare its two runs once they finish."""
     with st.container(border=True):
@@ -374,8 +380,13 @@ with tab_runs:
                     help="One self-contained file: config, metrics, curves (opens offline).",
                 )
                 if store.get_run(rid)["state"] == "completed":
-                    st.caption(
-                        "Analyse this student on the other pages: in the sidebar choose **Student of a finished run**."
+                    st.button(
+                        "Analyse this student on every page",
+                        key=f"reopen_{rid}",
+                        on_click=reopen_student,
+                        args=(rid,),
+                        icon=":material/open_in_new:",
+                        help="Sets the sidebar to **Student of a finished run** with this run, whatever its pair.",
                     )
 
 # ---- protocols -------------------------------------------------------------------------------------
