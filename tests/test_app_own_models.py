@@ -218,6 +218,7 @@ def test_every_page_renders_with_the_own_pair(own):
 @pytest.mark.slow
 @pytest.mark.parametrize("init", ["from_teacher", "pretrained", "reinit"])
 def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
+    from app import state
     from kdcore.jobs import RunStore, worker
 
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
@@ -251,6 +252,11 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     assert run["pair"] == label and label in at.sidebar.caption[-1].value
     drawn = _walk(at, PAGES if init == "from_teacher" else ("overview", "divergences"))  # all pages once
     assert drawn["overview"] >= 1 and drawn["divergences"] >= 1
+    if init == "pretrained":  # the Doctor page examines the run with its own pair (its models, its data)
+        from kdcore.doctor import diagnose
+
+        report = diagnose(run_id, store=store, pair=state.run_source_pair(run_id))
+        assert "lm.tokenizers" in report.ids(), report.ids()  # the random tiny teacher is flagged
     if init == "reinit":  # the Runs tab's button points the sidebar at the run's student
         at.session_state["pair_source"] = "Sample pair"
         at.switch_page("views/distill.py").run()
@@ -263,8 +269,6 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
             "Student of a finished run",
             run_id,
         )
-
-    from app import state
 
     pair = state._run_pair.__wrapped__(run_id)
     saved = store.load_student(run_id)
