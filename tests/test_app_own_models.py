@@ -169,6 +169,44 @@ def test_named_local_files_escape_the_upload_cap(own, monkeypatch):
     assert state._own_pair.__wrapped__(spec).dataset.load_report["documents"] == len(PARAGRAPHS)
 
 
+def test_factory_weights_named_by_path(own):
+    """module:factory weights typed as paths on this machine (the shipped digits weights), no upload."""
+    from app import state
+
+    weights = Path(__file__).resolve().parents[1] / "sample_models" / "weights"
+    teacher_w, student_w = weights / "digits_teacher.safetensors", weights / "digits_student.safetensors"
+    spec = state._own_spec(
+        "module:factory + safetensors",
+        "classifier",
+        "sample_models.architectures:DigitsTeacher",
+        "sample_models.architectures:DigitsStudent",
+        (str(teacher_w), None),
+        (str(student_w), None),
+        state.DATA_CHOICES[0],
+        "digits",
+        None,
+        "label",
+    )
+    assert spec[1] == ("sample_models.architectures:DigitsTeacher", str(teacher_w.resolve()))
+    pair = state._own_pair.__wrapped__(spec)
+    shipped = state._sample_pair.__wrapped__("digits")
+    x = shipped.dataset.split("test").inputs[:8]
+    assert torch.equal(pair.teacher.logits(x), shipped.teacher.logits(x))  # the very weights named
+    with pytest.raises(ValueError, match="does not exist on this machine"):
+        state._own_spec(
+            "module:factory + safetensors",
+            "classifier",
+            "sample_models.architectures:DigitsTeacher",
+            "sample_models.architectures:DigitsStudent",
+            (str(own["root"] / "missing.safetensors"), None),
+            (str(student_w), None),
+            state.DATA_CHOICES[0],
+            "digits",
+            None,
+            "label",
+        )
+
+
 def test_own_job_fields_from_the_sidebar_spec(own):
     from app import runs
     from kdcore.jobs import JobConfig
