@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 
-from kdcore.jobs.config import ConfigError, JobConfig
+from kdcore.jobs.config import ConfigError, JobConfig, with_source_label
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
 from kdcore.jobs.store import STATES, IntegrityError, RunStore, StoreError, sha256_bytes
@@ -44,7 +44,21 @@ _FLAG_FIELDS = (
     "train_size",
     "val_size",
     "name",
+    "teacher",
+    "student",
+    "data",
+    "model_kind",
+    "student_init",
+    "student_layers",
+    "layer_rule",
 )
+# flags that fill JobConfig.data_options (the keyword names of kdcore.data.load_hf_text)
+_DATA_OPTION_FLAGS = {
+    "context_length": "context_length",
+    "text_field": "text_field",
+    "data_format": "format",
+    "data_mode": "mode",
+}
 
 
 def _jsonable(x: Any) -> Any:
@@ -96,18 +110,58 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
+    _add_own_pair_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+
+
+def _add_own_pair_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of a user's own Hugging Face pair (JobConfig.teacher, student, data, ...; README "Your own models")."""
+    g = p.add_argument_group("your own Hugging Face pair (instead of --pair)")
+    g.add_argument("--teacher", metavar="DIR", help="the teacher's Hugging Face model directory")
+    g.add_argument("--student", metavar="DIR", help="the student's directory (not with --student-init from_teacher)")
+    g.add_argument("--data", metavar="PATH", help="a text, JSONL or CSV file, tokenised by the teacher's tokenizer")
+    g.add_argument(
+        "--student-init",
+        dest="student_init",
+        choices=["pretrained", "from_teacher", "reinit"],
+        help="pretrained: keep the student's weights (default); from_teacher: the teacher's layer subset; "
+        "reinit: fresh weights",
+    )
+    g.add_argument("--student-layers", dest="student_layers", type=int, metavar="N", help="from_teacher: N layers")
+    g.add_argument("--layer-rule", dest="layer_rule", choices=["spread", "stride", "first"], help="from_teacher")
+    g.add_argument("--model-kind", dest="model_kind", help="causal_lm (default) or sequence_classification")
+    g.add_argument("--context-length", dest="context_length", type=int, metavar="L", help="tokens per row")
+    g.add_argument("--text-field", dest="text_field", metavar="F", help="the JSONL key or CSV column of the text")
+    g.add_argument("--data-format", dest="data_format", choices=["auto", "text", "jsonl", "csv"])
+    g.add_argument("--data-mode", dest="data_mode", choices=["pack", "truncate"], help="pack (default) or truncate")
+
+
+def _data_options(cfg: JobConfig, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The config's data_options with the data flags given on top (None: no data flag given)."""
+    given = {
+        key: getattr(args, flag) for flag, key in _DATA_OPTION_FLAGS.items() if getattr(args, flag, None) is not None
+    }
+    if not given:
+        return None
+    if not isinstance(cfg.data_options, dict):
+        raise ConfigError([f"'data_options' must be a mapping; got {cfg.data_options!r}"])
+    return {**cfg.data_options, **given}
 
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
     """The config file (if any) with the flags given on top."""
     cfg = JobConfig.load(args.config) if args.config else JobConfig()
     changes = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
+    if getattr(args, "pair", None) is not None and (changes.get("teacher") or cfg.teacher):
+        raise ConfigError(["give either --pair (a registered pair) or --teacher/--student (your own), not both"])
     if getattr(args, "teacher_cache", None) is not None:
         changes["teacher_cache"] = args.teacher_cache
+    options = _data_options(cfg, args)
+    if options is not None:
+        changes["data_options"] = options
     items = getattr(args, "param", []) or []
     if not items:
-        return replace(cfg, **changes)
+        return with_source_label(replace(cfg, **changes))
     if not isinstance(cfg.params, dict):
         raise ConfigError([f"'params' must be a mapping of parameter names to values; got {cfg.params!r}"])
     params = dict(cfg.params)
@@ -121,7 +175,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             params[key] = value
     if params != cfg.params:
         changes["params"] = params
-    return replace(cfg, **changes)
+    return with_source_label(replace(cfg, **changes))
 
 
 def user_set_fields(args: argparse.Namespace) -> set[str]:
@@ -151,7 +205,15 @@ def config_with_recipe(args: argparse.Namespace) -> tuple[JobConfig, dict[str, A
     from kdcore.jobs.recipes import pair_recipe, with_recipe
 
     cfg = config_from_args(args)
-    cfg, filled = with_recipe(cfg, pair_recipe(cfg.pair), user_set_fields(args))
+    user = user_set_fields(args)
+    if cfg.teacher:  # a user's own pair: no recipe; the objective that fits its model kind
+        from kdcore.jobs.pair_source import own_pair_objective
+
+        objective = own_pair_objective(cfg.model_kind)
+        if "objective" in user or objective is None or objective == cfg.objective:
+            return cfg, {}
+        return replace(cfg, objective=objective), {"objective": objective}
+    cfg, filled = with_recipe(cfg, pair_recipe(cfg.pair), user)
     return cfg, {k: getattr(cfg, k) for k in filled}
 
 
@@ -200,7 +262,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     _warn(cfg)
     if filled and not args.json:
         print(
-            f"from the {cfg.pair} recipe: "
+            f"from the {cfg.pair} {'defaults' if cfg.teacher else 'recipe'}: "
             + ", ".join(f"{k}={v}" for k, v in filled.items())
             + " (set a field to override it)",
             file=sys.stderr,

@@ -264,6 +264,26 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> nn.Module
     return model
 
 
+def tensors_for_safetensors(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Each tensor of a state dict detached, on the CPU and contiguous, ready for safetensors' ``save``.
+
+    Tied weights (one tensor under two names, e.g. a language model's input embeddings and output
+    head) and views of one storage are copied, so each name is saved: safetensors refuses tensors
+    that share memory. Loading the file into the model (``load_state_dict``) fills the one shared
+    parameter from both names, so the weights stay tied.
+    """
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        t = v.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen and t.numel():
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[k] = t
+    return out
+
+
 def save_state_dict(model_or_state: nn.Module | Mapping[str, Tensor], path: str | Path) -> Path:
     """Write a model's state dict (or a state dict) as a safetensors file; returns the path.
 

@@ -115,6 +115,17 @@ def _same_budget_baseline(store: RunStore, run: dict[str, Any]) -> dict[str, Any
     return None
 
 
+def _run_pair(config: dict) -> Pair:
+    """The pair a run trained on, as the runner loads it (a registered pair, or a user's own directories)."""
+    from kdcore.jobs.config import JobConfig
+    from kdcore.jobs.pair_source import pair_for_config
+    from kdcore.jobs.resolve import resolve_pair
+
+    if config.get("teacher"):
+        return pair_for_config(JobConfig.from_dict(config))
+    return resolve_pair(config.get("pair", ""))
+
+
 def diagnose(
     run_id: str, *, store: RunStore | None = None, pair: Pair | None = None, checks: Iterable[str] | None = None
 ) -> Report:
@@ -125,7 +136,6 @@ def diagnose(
     pair:   the run's pair (default: loaded from the run's config, as the runner does); its student is
             re-initialised from the run's saved weights
     """
-    from kdcore.jobs.runner import resolve_pair
     from kdcore.jobs.store import RunStore
     from kdcore.weights import apply_state_dict
 
@@ -136,7 +146,7 @@ def diagnose(
     notes: dict = {}
     if pair is None:
         try:
-            pair = resolve_pair(record.config.get("pair", ""))
+            pair = _run_pair(record.config)
         except Exception as exc:  # noqa: BLE001 — checks that need no models still run
             notes["pair"] = f"the pair {record.config.get('pair')!r} could not be loaded: {exc}"
     student = None

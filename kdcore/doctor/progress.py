@@ -22,6 +22,9 @@ def _last_change(series: list[float]) -> float:
 
 def _epoch_series(ctx: Context, column: str) -> list[float] | None:
     s = ctx.metric("epoch", column)
+    df = ctx.record.epochs
+    if s is not None and df is not None and "epoch" in df.columns:
+        s = s[df.loc[s.index, "epoch"] >= 1]  # epoch 0 holds the student before training, not a trend
     return [float(v) for v in s] if s is not None and len(s) >= 2 else None
 
 

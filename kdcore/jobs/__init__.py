@@ -13,6 +13,7 @@ _NAMES = {
     "kdcore.jobs.runner": ("run_job", "RunResult", "JobCancelled"),
     "kdcore.jobs.prepare": ("prepare_run", "PreparedRun"),
     "kdcore.jobs.resolve": ("resolve_pair", "resolve_device"),
+    "kdcore.jobs.pair_source": ("pair_for_config", "student_for_run"),
     "kdcore.jobs.evaluation": ("linear_cka",),
     "kdcore.jobs.store": ("RunStore", "StoreError", "STATES", "default_home"),
     "kdcore.jobs.protocols": (

@@ -205,6 +205,7 @@ def seed_values(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
         metric = summary.get("metric", "val_acc")
         wall = summary["steps"] / summary["steps_per_s"] if summary.get("steps_per_s") else float("nan")
         ep = store.metrics(r.run_id, "epoch")
+        ep = ep[ep["epoch"] >= 1] if "epoch" in ep else ep  # epoch 0: the student before training
         vals = ep[metric].dropna().to_numpy() if metric in ep else np.array([])
         if vals.size:
             best = vals.min() if metric == "val_loss" else vals.max()

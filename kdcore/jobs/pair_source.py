@@ -37,6 +37,15 @@ _CACHE_SIZE = 8  # loaded models and datasets kept (least recently used dropped 
 _DEFAULT_CONTEXT = 128  # load_hf_text's default context length, lowered to the models' maximum
 
 
+# the objective a user's own pair distils with when none is chosen, by model kind (JobConfig's "kd" fits classifiers)
+OWN_PAIR_OBJECTIVES: dict[str, str] = {"causal_lm": "token"}
+
+
+def own_pair_objective(model_kind: str) -> str | None:
+    """The default objective of a user's own pair of this model kind (None: JobConfig's default)."""
+    return OWN_PAIR_OBJECTIVES.get(model_kind)
+
+
 def pair_for_config(config: JobConfig) -> Pair:
     """The Pair a job runs on: the registered pair `config.pair`, or (when `config.teacher` is set) the
     teacher's and student's Hugging Face directories with `config.data` as its dataset.

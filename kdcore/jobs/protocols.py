@@ -102,6 +102,7 @@ def protocol_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
             metric = (run["summary"] or {}).get("metric", metric or "val_acc")
             lm = metric == "val_loss"  # lower is better
             ep = store.metrics(rid, "epoch")
+            ep = ep[ep["epoch"] >= 1] if "epoch" in ep else ep  # epoch 0: the student before training
             vals = ep[metric].dropna().to_numpy() if metric in ep else np.array([])
             if not vals.size:
                 continue

@@ -66,8 +66,11 @@ def resume_bytes(
     """The resume state as the bytes of a safetensors file."""
     from safetensors.torch import save
 
-    tensors = {f"student.{k}": v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    tensors.update({f"proj.{k}": v.detach().cpu().contiguous() for k, v in projectors.state_dict().items()})
+    from kdcore.weights import tensors_for_safetensors
+
+    # tied weights (e.g. input embeddings and output head) are saved under each name
+    tensors = {f"student.{k}": v for k, v in tensors_for_safetensors(student.state_dict()).items()}
+    tensors.update({f"proj.{k}": v for k, v in tensors_for_safetensors(projectors.state_dict()).items()})
     opt_tensors, opt_meta = flatten_optimizer(opt.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.cpu"] = torch.get_rng_state()

@@ -265,7 +265,12 @@ class _Job:
         if resume:
             self._load_resume()
         else:
-            self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+            self.log.add("epoch", 0, 0, self._initial_metrics())
+
+    def _initial_metrics(self) -> dict[str, float]:
+        """The epoch-0 row: the teacher's validation metrics and the student's before its first step
+        (val_loss, val_acc, val_agreement), so every run shows its before/after."""
+        return {**teacher_metrics(self.task, self.teacher_val, self.val_y), **self._evaluate()}
 
     def _build_projectors(self) -> nn.ModuleDict:
         """Projectors from student to teacher feature widths, sized by a probe pass on 2 samples."""
@@ -522,7 +527,7 @@ class _Job:
                 else "it had saved no resume state (it stopped before its first one)"
             )
             store.truncate_metrics(run_id, after_step=-1)
-            self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+            self.log.add("epoch", 0, 0, self._initial_metrics())
             self._notice(f"Run {run_id} restarts from step 0: {why}.")
             return
         why = f"its resume state is unreadable ({exc})"

@@ -782,10 +782,13 @@ class RunStore:
         final: bool = False,
         metadata: dict | None = None,
     ) -> Path:
-        """Student weights as safetensors: student.safetensors (final) or student_epoch{e}.safetensors."""
+        """Student weights as safetensors: student.safetensors (final) or student_epoch{e}.safetensors.
+        Tied weights are saved under each of their names (loading them into the model ties them again)."""
         from safetensors.torch import save
 
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        from kdcore.weights import tensors_for_safetensors
+
+        tensors = tensors_for_safetensors(state_dict)  # tied weights: one copy per name
         meta = {k: str(v) for k, v in (metadata or {}).items()}
         name = "student.safetensors" if final else f"student_epoch{epoch}.safetensors"
         return self.save_artifact(run_id, name, save(tensors, metadata=meta), kind="student", epoch=epoch)
