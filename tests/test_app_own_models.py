@@ -24,7 +24,7 @@ PARAGRAPHS = [f"The fox number {i} jumps over the lazy dog at {i * 7} o'clock, t
 @pytest.fixture(scope="module")
 def own(tmp_path_factory):
     """KDWB_HOME for the module, and the pair's directories and text file."""
-    from tests.helpers.hf_pairs import llama_config, llama_pair, save_model
+    from tests.helpers.hf_pairs import llama_pair
 
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("own_models")
@@ -32,13 +32,7 @@ def own(tmp_path_factory):
     teacher, student = llama_pair(root)
     text = root / "corpus.txt"
     text.write_text("\n\n".join(PARAGRAPHS), encoding="utf-8")
-    # The same pair with untied embeddings, for the runs: the run store saves tied weights once the
-    # hfjobs branch's fix is merged (until then safetensors refuses the shared tensors).
-    untied = tuple(
-        save_model(llama_config(n, tie_word_embeddings=False), root / "untied" / who, seed=seed)
-        for n, who, seed in ((4, "llama_teacher", 1), (2, "llama_student", 2))
-    )
-    yield {"root": root, "teacher": teacher, "student": student, "text": text, "untied": untied}
+    yield {"root": root, "teacher": teacher, "student": student, "text": text}
     mp.undo()
 
 
@@ -47,11 +41,11 @@ def _ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def _loaded(own, *, untied: bool = False, **state) -> AppTest:
+def _loaded(own, **state) -> AppTest:
     """The app with the own pair loaded through the sidebar's form (paths typed, nothing uploaded)."""
     from app.state import DATA_CHOICES
 
-    teacher, student = own["untied"] if untied else (own["teacher"], own["student"])
+    teacher, student = own["teacher"], own["student"]
     at = AppTest.from_file(MAIN, default_timeout=180)
     at.session_state["pair_source"] = "Your own models"
     at.session_state["probe_size"] = 16
@@ -260,7 +254,7 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     from kdcore.jobs import RunStore, worker
 
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
-    at = _loaded(own, untied=True)
+    at = _loaded(own)
     at.switch_page("views/distill.py").run()
     _ok(at)
     assert at.selectbox(key="job_pair").value == "your own models"
@@ -273,7 +267,7 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     run_id = at.session_state["watch_run"]
     store = RunStore()
     cfg = store.get_run(run_id)["config"]
-    assert (cfg["teacher"], cfg["data"], cfg["student_init"]) == (str(own["untied"][0]), str(own["text"]), init)
+    assert (cfg["teacher"], cfg["data"], cfg["student_init"]) == (str(own["teacher"]), str(own["text"]), init)
     assert cfg["data_options"] == {"context_length": CONTEXT, "text_field": "text"}
     worker.run_queued(run_id, store)
     run = store.get_run(run_id)
@@ -314,4 +308,6 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     for name, tensor in saved.items():
         assert torch.equal(mine[name], tensor), name
     assert pair.student.model.config.num_hidden_layers == 2
+    model = pair.student.model  # the tied input/output embeddings are one tensor again
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     assert pair.dataset.split("train").inputs.shape[1] == CONTEXT

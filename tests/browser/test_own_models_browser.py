@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.browser.test_app_browser import LONG, _no_errors, _plots, _settle, _shot, _wait_plots
-from tests.helpers.hf_pairs import llama_config, llama_pair, save_model
+from tests.helpers.hf_pairs import llama_pair
 
 pytestmark = pytest.mark.browser
 TEXT = "\n\n".join(f"The fox number {i} jumps over the lazy dog at {i * 7} o'clock." for i in range(80))
@@ -26,16 +26,6 @@ def own_files(tmp_path_factory):
     text = root / "corpus.txt"
     text.write_text(TEXT, encoding="utf-8")
     return teacher, student, text
-
-
-@pytest.fixture(scope="module")
-def untied_files(tmp_path_factory, own_files):
-    """The same pair with untied embeddings, for a run (the run store saves tied weights once the hfjobs
-    branch's fix is merged; until then safetensors refuses the shared tensors)."""
-    root = tmp_path_factory.mktemp("own_hf_untied")
-    teacher = save_model(llama_config(4, tie_word_embeddings=False), root / "llama_teacher", seed=1)
-    student = save_model(llama_config(2, tie_word_embeddings=False), root / "llama_student", seed=2)
-    return teacher, student, own_files[2]
 
 
 def _fill(scope, label: str, value: str) -> None:
@@ -86,8 +76,8 @@ def test_own_hf_pair_by_path_soft_labels_and_divergences(app_url, page, screensh
 
 
 @pytest.mark.slow
-def test_own_hf_pair_distilled_from_the_app_and_its_student_reopened(app_url, page, screenshots, untied_files):
-    _load_own_pair(app_url, page, untied_files)
+def test_own_hf_pair_distilled_from_the_app_and_its_student_reopened(app_url, page, screenshots, own_files):
+    _load_own_pair(app_url, page, own_files)
     sidebar, main = page.locator('[data-testid="stSidebar"]'), page.locator('[data-testid="stMain"]')
     sidebar.get_by_role("link", name=re.compile("Distill")).click()
     _settle(page)
