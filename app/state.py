@@ -100,19 +100,6 @@ def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
     return Pair(name=label, teacher=base.teacher, student=student_for_run(config, weights), dataset=base.dataset)
 
 
-def run_source_pair(run_id: str) -> Pair | None:
-    """The pair a run of a user's own directories trained on (its student as loaded, before the run), or None
-    for other runs and when it cannot be loaded (the doctor then loads a registered pair by name and notes
-    what it could not)."""
-    config = store().get_run(run_id)["config"]
-    if not config.get("teacher"):
-        return None
-    try:
-        return pair_for_config(JobConfig.from_dict(config))
-    except Exception:  # noqa: BLE001 — the doctor notes that the pair could not be loaded
-        return None
-
-
 # ---- the user's own models and data ----------------------------------------------------------------
 # Local files and directories are NAMED (a path typed in the sidebar): read where they lie, no upload and
 # no upload cap. Uploads remain for small files and are stored by content hash.

@@ -284,10 +284,10 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     assert run["pair"] == label and label in at.sidebar.caption[-1].value
     drawn = _walk(at, PAGES if init == "from_teacher" else ("overview", "divergences"))  # all pages once
     assert drawn["overview"] >= 1 and drawn["divergences"] >= 1
-    if init == "pretrained":  # the Doctor page examines the run with its own pair (its models, its data)
+    if init == "pretrained":  # the Doctor examines the run with its own pair (its models, its data)
         from kdcore.doctor import diagnose
 
-        report = diagnose(run_id, store=store, pair=state.run_source_pair(run_id))
+        report = diagnose(run_id, store=store)
         assert "lm.tokenizers" in report.ids(), report.ids()  # the random tiny teacher is flagged
     if init == "reinit":  # the Runs tab's button points the sidebar at the run's student
         at.session_state["pair_source"] = "Sample pair"

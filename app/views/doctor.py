@@ -38,9 +38,8 @@ ui.intro(
 
 @st.cache_data(show_spinner="Examining the run…", max_entries=16)
 def _report(run_id: str, updated: float):
-    """The doctor's report on a run (cached per run and its last update), with the run's own pair (any pair:
-    a user's own directories too)."""
-    return diagnose(run_id, store=state.store(), pair=state.run_source_pair(run_id))
+    """The doctor's report on a run (cached per run and its last update)."""
+    return diagnose(run_id, store=state.store())
 
 
 def _runs() -> dict[str, str]:
