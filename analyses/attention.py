@@ -247,8 +247,23 @@ class AttentionResult:
     matches: pd.DataFrame  # student_layer, student_head, teacher_layer, teacher_head, divergence
     metric: str = "kl"  # divergence used for matching
     mode: str = "one_to_one"  # assignment rule
-    tokens: list[str] | None = None  # labels of the positions (one input), if known
+    tokens: list[str] | None = None  # labels of the positions of input 0, if known
     mask: Tensor | None = field(default=None, repr=False)  # [B, L] query mask, if any
+    input_tokens: list[list[str]] | None = None  # labels of every input's positions [B][L], if known
+    real: Tensor | None = field(default=None, repr=False)  # [B, L] True on real tokens (False: padding, cut off)
+
+    def labels(self, sample: int) -> list[str] | None:
+        """The position labels of one input (input 0's ``tokens`` when only those are known)."""
+        if self.input_tokens is not None:
+            return self.input_tokens[sample]
+        return self.tokens if sample == 0 or self.tokens is None else None
+
+    def positions(self, sample: int) -> list[int]:
+        """The positions of one input that the maps show: every one, or the real tokens (padding cut off)."""
+        length = self.student[0].shape[-1]
+        if self.real is None:
+            return list(range(length))
+        return [int(i) for i in torch.nonzero(self.real[sample]).flatten()]
 
 
 def compute(
@@ -260,12 +275,17 @@ def compute(
     mode: str = "one_to_one",
     mask: Any = None,
     tokens: Sequence[str] | None = None,
+    input_tokens: Sequence[Sequence[str]] | None = None,
+    attention_mask: Any = None,
 ) -> AttentionResult:
     """Entropy per head, divergence between every pair of heads and the best head assignment.
 
     ``student_attn`` / ``teacher_attn``: per layer [B, H, L, L] attention probabilities of the same
     inputs (as returned by ``ModelAdapter.attentions``). ``layer_map``: (student layer, teacher layer)
     pairs to compare (default: :func:`default_layer_map`). ``mask`` [B, L]: query positions that count.
+    ``tokens``: labels of input 0's L positions; ``input_tokens``: labels of every input's positions
+    [B][L] (see :func:`token_labels`). ``attention_mask`` [B, L]: 1 on real tokens, 0 on padding:
+    padding rows do not count (it is the query mask when ``mask`` is None) and the figures cut it off.
     """
     where = "analyses.attention.compute"
     s_layers = _check_layers("student_attn", student_attn, where)
@@ -276,11 +296,15 @@ def compute(
             f"The student and teacher attention of {where} must cover the same inputs: got batch/length "
             f"{(b, length)} for the student and {(t_layers[0].shape[0], t_layers[0].shape[-1])} for the teacher."
         )
-    mask_t = _check_mask(mask, b, length, where)
+    real = _check_mask(attention_mask, b, length, where)
+    mask_t = _check_mask(mask, b, length, where) if mask is not None else real
     if tokens is not None and len(tokens) != length:
         raise ValueError(
             f"The 'tokens' argument of {where} must have one label per position ({length}). Got {len(tokens)} instead."
         )
+    labels = _check_input_tokens(input_tokens, b, length, where)
+    if tokens is None and labels is not None:
+        tokens = labels[0]
     if metric not in METRICS:
         raise ValueError(f"The 'metric' parameter of {where} must be one of {METRICS}. Got {metric!r} instead.")
     if mode not in MODES:
@@ -322,19 +346,75 @@ def compute(
         mode=mode,
         tokens=list(tokens) if tokens is not None else None,
         mask=mask_t,
+        input_tokens=labels,
+        real=real,
     )
 
 
-def compute_from_adapters(student: Any, teacher: Any, inputs: Tensor, **kwargs: Any) -> AttentionResult:
-    """:func:`compute` on ``student.attentions(inputs)`` and ``teacher.attentions(inputs)`` (ModelAdapters)."""
-    s, t = student.attentions(inputs), teacher.attentions(inputs)
+def _check_input_tokens(input_tokens: Any, batch: int, length: int, where: str) -> list[list[str]] | None:
+    """Labels [B][L] of every input's positions, as lists of str."""
+    if input_tokens is None:
+        return None
+    rows = [list(r) for r in input_tokens]
+    if len(rows) != batch or any(len(r) != length for r in rows):
+        got = f"{len(rows)} inputs with {sorted({len(r) for r in rows})} labels"
+        raise ValueError(
+            f"The 'input_tokens' argument of {where} must hold one label per position of every input "
+            f"({batch} inputs of {length} positions). Got {got} instead."
+        )
+    return [[str(t) for t in r] for r in rows]
+
+
+def token_labels(tokenizer: Any, ids: Any) -> list[list[str]]:
+    """Display labels of token ids [B, L], one per position: ``tokenizer.tokens(row)`` (the decoded
+    tokens, whitespace made visible) when the tokenizer has it, else ``decode([id])`` per token."""
+    where = "token_labels"
+    ids_t = as_tensor("ids", ids, where=where)
+    if ids_t.dim() != 2 or ids_t.is_floating_point():
+        raise ValueError(
+            f"The 'ids' argument of {where} must be integer token ids [batch, length]. "
+            f"Got shape {tuple(ids_t.shape)} and dtype {ids_t.dtype} instead."
+        )
+    rows = ids_t.tolist()
+    if hasattr(tokenizer, "tokens"):
+        return [[str(t) for t in tokenizer.tokens(r)] for r in rows]
+    if hasattr(tokenizer, "decode"):
+        return [[str(tokenizer.decode([i])) for i in r] for r in rows]
+    raise ValueError(
+        f"The 'tokenizer' argument of {where} must have tokens(ids) or decode(ids) "
+        f"(a Dataset.tokenizer). Got {type(tokenizer).__name__} instead."
+    )
+
+
+def compute_from_adapters(
+    student: Any, teacher: Any, inputs: Tensor, *, tokenizer: Any = None, attention_mask: Any = None, **kwargs: Any
+) -> AttentionResult:
+    """:func:`compute` on ``student.attentions(inputs)`` and ``teacher.attentions(inputs)`` (ModelAdapters).
+
+    ``tokenizer`` (a Dataset.tokenizer): every input's positions labelled with its decoded tokens.
+    ``attention_mask`` [B, L] (1 real, 0 padding): given to Hugging Face models, padding rows left out
+    of the summaries and cut off the maps.
+    """
+    if tokenizer is not None:
+        kwargs["input_tokens"] = token_labels(tokenizer, inputs)
+    s = student.attentions(_model_inputs(student, inputs, attention_mask))
+    t = teacher.attentions(_model_inputs(teacher, inputs, attention_mask))
     for role, a in (("student", s), ("teacher", t)):
         if a is None:
             raise ValueError(
                 f"The {role} model of analyses.attention.compute_from_adapters exposes no attention "
                 f"weights: the attention view needs transformer models (e.g. the 'tinylang' pair)."
             )
-    return compute(s, t, **kwargs)
+    return compute(s, t, attention_mask=attention_mask, **kwargs)
+
+
+def _model_inputs(model: Any, ids: Tensor, mask: Any) -> Any:
+    """Token ids with their attention mask for a Hugging Face model (padding must not be attended to)."""
+    from kdcore.adapters.hf import HFAdapter
+
+    if mask is None or not isinstance(model, HFAdapter):
+        return ids
+    return {"input_ids": ids, "attention_mask": torch.as_tensor(mask).long()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,13 +493,23 @@ def attention_transfer_from_adapters(
 _MAP_HOVER = "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra>%{fullData.name}</extra>"
 
 
-def _token_ticks(fig: go.Figure, result: AttentionResult, length: int) -> None:
+MAX_LABELS = 40  # token labels per axis; a longer text labels every k-th position
+
+
+def _token_ticks(fig: go.Figure, result: AttentionResult, sample: int, positions: list[int]) -> None:
     """Positions on both axes (numbers, so repeated tokens keep their own row and column), labelled
-    with the tokens when known."""
-    if result.tokens is not None:
-        ticks = {"tickmode": "array", "tickvals": list(range(length)), "ticktext": list(result.tokens)}
+    with the input's tokens when known (every k-th one past MAX_LABELS)."""
+    labels = result.labels(sample)
+    if labels is not None and positions:
+        shown = positions[:: max(1, math.ceil(len(positions) / MAX_LABELS))]
+        ticks = {"tickmode": "array", "tickvals": shown, "ticktext": [labels[p] for p in shown]}
         fig.update_xaxes(**ticks)
         fig.update_yaxes(**ticks)
+
+
+def _cut(maps: Tensor, keep: list[int]) -> np.ndarray:
+    """[..., L, L] -> [..., K, K]: the rows and columns of the kept positions (padding cut off)."""
+    return maps[..., keep, :][..., keep].numpy()
 
 
 def maps_figure(
@@ -432,8 +522,9 @@ def maps_figure(
     _check_index("student_layer", student_layer, len(result.student), "maps_figure")
     _check_index("teacher_layer", teacher_layer, len(result.teacher), "maps_figure")
     _check_index("sample", sample, result.student[0].shape[0], "maps_figure")
-    t = result.teacher[teacher_layer][sample].numpy()  # [Ht, L, L]
-    s = result.student[student_layer][sample].numpy()  # [Hs, L, L]
+    positions = result.positions(sample)  # real tokens: padding cut off
+    t = _cut(result.teacher[teacher_layer][sample], positions)  # [Ht, K, K]
+    s = _cut(result.student[student_layer][sample], positions)  # [Hs, K, K]
     ncols = max(t.shape[0], s.shape[0]) + 1
     titles = (
         [f"teacher L{teacher_layer} H{h}" for h in range(t.shape[0])]
@@ -444,7 +535,6 @@ def maps_figure(
         + [f"student L{student_layer} mean"]
     )
     fig = make_subplots(rows=2, cols=ncols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12)
-    positions = list(range(t.shape[-1]))
     for row, (role, maps) in enumerate((("teacher", t), ("student", s)), start=1):
         panels = [(f"{role} head {h}", maps[h], h + 1) for h in range(maps.shape[0])]
         panels.append((f"{role} mean over heads", maps.mean(0), ncols))
@@ -455,7 +545,7 @@ def maps_figure(
                 col=col,
             )
     fig.update_yaxes(autorange="reversed")
-    _token_ticks(fig, result, len(positions))
+    _token_ticks(fig, result, sample, positions)
     fig.update_yaxes(showticklabels=False)  # panels sit close: query positions on the left only
     fig.update_yaxes(showticklabels=True, col=1)
     fig.update_layout(
@@ -486,14 +576,14 @@ def head_average_figure(result: AttentionResult, *, sample: int = 0) -> go.Figur
     fig = make_subplots(
         rows=n, cols=2, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=min(0.08, 0.3 / max(n - 1, 1))
     )
-    positions = list(range(result.student[0].shape[-1]))
+    positions = result.positions(sample)  # real tokens: padding cut off
     for r, (i, j) in enumerate(result.layer_map, start=1):
         for c, (role, z) in enumerate(
             (("teacher", result.teacher[j][sample].mean(0)), ("student", result.student[i][sample].mean(0))), start=1
         ):
             fig.add_trace(
                 go.Heatmap(
-                    z=z.numpy(),
+                    z=_cut(z, positions),
                     x=positions,
                     y=positions,
                     coloraxis="coloraxis",
@@ -505,7 +595,7 @@ def head_average_figure(result: AttentionResult, *, sample: int = 0) -> go.Figur
             )
     fig.update_yaxes(autorange="reversed", title_text="query position", col=1)
     fig.update_xaxes(title_text="key position", row=n)
-    _token_ticks(fig, result, len(positions))
+    _token_ticks(fig, result, sample, positions)
     fig.update_layout(
         coloraxis={
             "colorscale": _style.SEQUENTIAL,

@@ -38,6 +38,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from kdcore import cka as core
+from kdcore import cka_tokens as tok
 from kdcore.validation import check_array, check_positive
 
 from . import _style
@@ -50,6 +51,8 @@ __all__ = [
     "minibatch_cka_matrix",
     "prepare_features",
     "pair_cka",
+    "dominance_table",
+    "dominance_warning",
     "figure_heatmap",
     "figure_heatmaps",
 ]
@@ -58,13 +61,22 @@ KINDS = ("linear", "rbf")
 
 
 # --------------------------------------------------------------------------- inputs
-def prepare_features(features: Mapping[str, Any], *, tokens: str = "flatten", mask: Any = None) -> dict[str, Tensor]:
+def prepare_features(
+    features: Mapping[str, Any],
+    *,
+    tokens: str = "flatten",
+    mask: Any = None,
+    drop_first: bool = False,
+    special: Any = None,
+) -> dict[str, Tensor]:
     """Turn captured activations into [n, d] matrices for CKA.
 
     ``tokens``: "flatten" (every tensor flattened per input: conv [n, C, H, W] -> [n, C·H·W]);
     "mean" (token features [n, L, d] mean-pooled over the kept tokens -> [n, d]);
     "per_token" (every kept token is one input -> [n·L_kept, d]). ``mask`` [n, L] (bool or 0/1)
-    marks the kept tokens (padding out); both models see the same inputs, so the same mask applies.
+    marks the real tokens (padding out); ``drop_first`` drops position 0 of every text (BOS, the
+    attention sink, [CLS]); ``special`` [n, L] (bool) marks special tokens to drop. Both models see
+    the same inputs, so the same masks apply. See ``kdcore.cka_tokens`` for why these matter.
     """
     where = "prepare_features"
     if tokens not in ("flatten", "mean", "per_token"):
@@ -82,24 +94,9 @@ def prepare_features(features: Mapping[str, Any], *, tokens: str = "flatten", ma
                 f"tokens={tokens!r} in {where} needs token features [n, L, d]; layer {name!r} has shape {tuple(x.shape)}. "
                 f"Use tokens='flatten' for conv or pooled features."
             )
-        keep = (
-            torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-            if mask is None
-            else torch.as_tensor(mask, device=x.device).bool()
-        )
-        if keep.shape != x.shape[:2]:
-            raise ValueError(
-                f"The 'mask' parameter of {where} must have shape {tuple(x.shape[:2])} (inputs, tokens). Got {tuple(keep.shape)} instead."
-            )
-        if tokens == "mean":
-            counts = keep.sum(1, keepdim=True)  # [n, 1]
-            if bool((counts == 0).any()):
-                raise ValueError(
-                    f"The 'mask' parameter of {where} keeps no token for some inputs: every input needs at least one."
-                )
-            out[name] = (x * keep[..., None]).sum(1) / counts  # [n, d]
-        else:
-            out[name] = x[keep]  # [n·L_kept, d]
+        shape = (x.shape[0], x.shape[1])
+        keep = tok.keep_mask(shape, attention_mask=mask, special_mask=special, drop_first=drop_first, where=where)
+        out[name] = tok.pool_tokens(x, keep, tokens, name=f"features[{name!r}]", where=where)
     return out
 
 
@@ -177,6 +174,18 @@ def _rbf_matrix(fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], debiased: bo
 _MATRIX_BY_KIND = {"linear": _linear_matrix, "rbf": _rbf_matrix}
 
 
+def _dominance_rows(side: str, doms: Mapping[str, tok.Dominance]) -> list[dict[str, Any]]:
+    return [
+        {"side": side, "layer": k, "share": d.share, "dims": list(d.dims), "dominated": d.dominated}
+        for k, d in doms.items()
+    ]
+
+
+def _dominance_attrs(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    rule = {"top_k": tok.DOMINANCE_TOP_K, "threshold": tok.DOMINANCE_THRESHOLD}
+    return {"dominance": rows, "dominance_rule": rule}
+
+
 def cka_matrix(
     features_a: Mapping[str, Any], features_b: Mapping[str, Any], *, kind: str = "linear", debiased: bool = False
 ) -> pd.DataFrame:
@@ -186,7 +195,9 @@ def cka_matrix(
     see ``prepare_features`` for tokens). Linear CKA centres each layer once and uses ‖YᵀX‖²_F, or
     n×n Grams when the inputs are fewer than the mean width; RBF builds one Gram per layer (σ scale 1).
     ``debiased`` applies HSIC₁ (n ≥ 4). Constant layers get 0 and are listed in
-    ``attrs["constant_layers"]``. To stream many inputs through bounded memory use ``MinibatchCKA``.
+    ``attrs["constant_layers"]``. ``attrs["dominance"]`` gives, per layer, the share of its centred
+    squared norm held by its top-k dimensions (``kdcore.cka_tokens.dominance``; see
+    ``dominance_table`` and ``dominance_warning``). To stream many inputs through bounded memory use ``MinibatchCKA``.
     Source: Kornblith et al., ICML 2019, arXiv 1905.00414. Computed by ``kdcore.cka``.
     """
     where = "cka_matrix"
@@ -194,7 +205,11 @@ def cka_matrix(
     fa, fb = _layer_dict("features_a", features_a, where), _layer_dict("features_b", features_b, where)
     n = _check_inputs(fa, fb, where, debiased)
     m = _MATRIX_BY_KIND[kind](fa, fb, debiased)
-    return _matrix_frame(m, fa, fb, kind=kind, debiased=bool(debiased), n_inputs=n, method="full")
+    dominance = _dominance_rows("a", {k: tok.dominance(v) for k, v in fa.items()})
+    dominance += _dominance_rows("b", {k: tok.dominance(v) for k, v in fb.items()})
+    return _matrix_frame(
+        m, fa, fb, kind=kind, debiased=bool(debiased), n_inputs=n, method="full", **_dominance_attrs(dominance)
+    )
 
 
 class MinibatchCKA:
@@ -222,16 +237,20 @@ class MinibatchCKA:
         self.self_b = torch.zeros(len(self.layers_b), dtype=torch.float64)  # Σ_k HSIC₁(L_k, L_k)
         self.batches = 0
         self.inputs = 0
+        self.moments_a: list[tok.Moments | None] = [None] * len(self.layers_a)  # per layer, for dominance
+        self.moments_b: list[tok.Moments | None] = [None] * len(self.layers_b)
 
-    def _grams(self, name: str, feats: Mapping[str, Any], layers: Sequence[str]) -> Tensor:
+    def _grams(self, name: str, feats: Mapping[str, Any], layers: Sequence[str]) -> tuple[Tensor, list[tok.Moments]]:
         missing = [k for k in layers if k not in feats]
         if missing:
             raise ValueError(
                 f"The '{name}' argument of MinibatchCKA.update lacks layers {missing}; it has {list(feats)}."
             )
         grams = []
+        moments = []
         for k in layers:
             x = core.as_features(f"{name}[{k!r}]", feats[k], "MinibatchCKA.update")
+            moments.append(tok.moments(x))
             if self.kind == "rbf":
                 g, constant = core.rbf_gram(x, self.sigma)
             else:
@@ -239,12 +258,12 @@ class MinibatchCKA:
                 g, constant = xc @ xc.T, core.is_constant(x, xc)  # [b, b]
             # a batch where the layer is constant adds exactly 0 (HSIC₁ of a constant kernel is 0)
             grams.append(torch.zeros_like(g) if constant else g.fill_diagonal_(0.0))
-        return torch.stack(grams)  # [layers, b, b], zero diagonals
+        return torch.stack(grams), moments  # [layers, b, b], zero diagonals; per-layer moments of the batch
 
     def update(self, features_a: Mapping[str, Any], features_b: Mapping[str, Any]) -> MinibatchCKA:
         """Add one minibatch (the same b ≥ 4 inputs through both models)."""
-        ga = self._grams("features_a", features_a, self.layers_a)  # [A, b, b]
-        gb = self._grams("features_b", features_b, self.layers_b)  # [B, b, b]
+        ga, ma = self._grams("features_a", features_a, self.layers_a)  # [A, b, b]
+        gb, mb = self._grams("features_b", features_b, self.layers_b)  # [B, b, b]
         b = ga.shape[1]
         if gb.shape[1] != b:
             raise ValueError(
@@ -262,6 +281,8 @@ class MinibatchCKA:
         self.cross += core.hsic1(fa @ fb.T, sa[:, None], sb[None, :], ra @ rb.T, b).cpu()
         self.self_a += core.hsic1((fa * fa).sum(1), sa, sa, (ra * ra).sum(1), b).cpu()
         self.self_b += core.hsic1((fb * fb).sum(1), sb, sb, (rb * rb).sum(1), b).cpu()
+        self.moments_a = [tok.merge_moments(old, new) for old, new in zip(self.moments_a, ma)]
+        self.moments_b = [tok.merge_moments(old, new) for old, new in zip(self.moments_b, mb)]
         self.batches += 1
         self.inputs += b
         return self
@@ -274,6 +295,10 @@ class MinibatchCKA:
         constant = [k for k, ok in zip(self.layers_a, ok_a.tolist()) if not ok]
         constant += [k for k, ok in zip(self.layers_b, ok_b.tolist()) if not ok]
         vals = core.safe_ratio(self.cross, self.self_a[:, None], self.self_b[None, :])
+        dominance = []
+        for side, layers, moments in (("a", self.layers_a, self.moments_a), ("b", self.layers_b, self.moments_b)):
+            doms = {k: tok.dominance_from_variance(m.m2) for k, m in zip(layers, moments) if m is not None}
+            dominance += _dominance_rows(side, doms)
         return _frame(
             vals,
             self.layers_a,
@@ -283,6 +308,7 @@ class MinibatchCKA:
             debiased=True,
             n_inputs=self.inputs,
             method=f"minibatch ({self.batches} batches)",
+            **_dominance_attrs(dominance),
         )
 
 
@@ -312,12 +338,18 @@ def pair_cka(
     batch_size: int | None = None,
     tokens: str = "flatten",
     mask: Any = None,
+    drop_first: bool = False,
+    special_ids: Iterable[int] | None = None,
 ) -> pd.DataFrame:
     """CKA heatmap of two kdcore ModelAdapters (teacher vs student, or one model against itself).
 
     Layers default to each adapter's ``default_layers()``. With ``batch_size`` the inputs stream in
     minibatches through ``MinibatchCKA`` (always debiased; a short last batch is dropped);
     otherwise all features are captured at once and ``cka_matrix`` is used.
+    Token inputs (ids [n, L]) with ``tokens`` "mean" or "per_token": ``mask`` [n, L] is the
+    attention mask (padding dropped, and given to Hugging Face models), ``drop_first`` drops
+    position 0, ``special_ids`` drops every token with one of these ids (see ``prepare_features``).
+    The options are recorded in ``attrs["token_options"]``.
     """
     where = "pair_cka"
     la = list(layers_a) if layers_a is not None else list(model_a.default_layers())
@@ -327,8 +359,10 @@ def pair_cka(
 
     def capture(lo: int, hi: int):
         m = None if mask is None else mask[lo:hi]
-        fa = prepare_features(model_a.capture(inputs[lo:hi], la), tokens=tokens, mask=m)
-        fb = fa if same else prepare_features(model_b.capture(inputs[lo:hi], lb), tokens=tokens, mask=m)
+        special = _special_positions(inputs[lo:hi], special_ids, tokens, where)
+        opts: dict[str, Any] = {"tokens": tokens, "mask": m, "drop_first": drop_first, "special": special}
+        fa = prepare_features(model_a.capture(_model_inputs(model_a, inputs[lo:hi], m), la), **opts)
+        fb = fa if same else prepare_features(model_b.capture(_model_inputs(model_b, inputs[lo:hi], m), lb), **opts)
         return fa, fb
 
     if batch_size is None:
@@ -342,7 +376,65 @@ def pair_cka(
         stops = range(batch_size, n + 1, batch_size)
         out = minibatch_cka_matrix((capture(hi - batch_size, hi) for hi in stops), kind=kind)
     out.attrs.update(model_a=getattr(model_a, "name", "model a"), model_b=getattr(model_b, "name", "model b"))
+    if tokens != "flatten":
+        out.attrs["token_options"] = {
+            "pool": tokens,
+            "drop_first": bool(drop_first),
+            "drop_special": special_ids is not None,
+            "padding_masked": mask is not None,
+            "texts": n,
+        }
     return out
+
+
+def _special_positions(ids: Any, special_ids: Iterable[int] | None, tokens: str, where: str) -> Tensor | None:
+    """[n, L] True where ids holds one of special_ids (None when there is nothing to drop)."""
+    if special_ids is None or tokens == "flatten":
+        return None
+    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.is_floating_point():
+        raise ValueError(
+            f"The 'special_ids' parameter of {where} needs token ids [n, L] as inputs to find the special tokens. "
+            f"Got {type(ids).__name__} inputs{'' if not isinstance(ids, Tensor) else f' of shape {tuple(ids.shape)}'}."
+        )
+    return ~tok.keep_mask((ids.shape[0], ids.shape[1]), input_ids=ids, special_ids=special_ids, where=where)
+
+
+def _model_inputs(model: Any, ids: Any, mask: Any) -> Any:
+    """Token ids with their attention mask for a Hugging Face model (padding must not be attended to);
+    the ids alone for other adapters."""
+    from kdcore.adapters.hf import HFAdapter
+
+    if mask is None or not isinstance(model, HFAdapter):
+        return ids
+    return {"input_ids": ids, "attention_mask": torch.as_tensor(mask).long()}
+
+
+# --------------------------------------------------------------------------- dominance
+def dominance_table(result: pd.DataFrame) -> pd.DataFrame:
+    """Per layer of a CKA result: model, layer, share (of the centred squared norm held by the top-k
+    dimensions), dims (those dimensions) and dominated (share above the threshold). One row per
+    (model, layer), so a model against itself lists its layers once."""
+    names = {"a": result.attrs.get("model_a", "model a"), "b": result.attrs.get("model_b", "model b")}
+    rows = [{**r, "model": names[r["side"]]} for r in result.attrs.get("dominance", [])]
+    cols = ["model", "layer", "share", "dims", "dominated"]
+    df = pd.DataFrame(rows, columns=["side", *cols])
+    return df.drop_duplicates(subset=["model", "layer"]).loc[:, cols].reset_index(drop=True)
+
+
+def dominance_warning(result: pd.DataFrame) -> str | None:
+    """A sentence naming the layers whose top-k dimensions hold more than the threshold share of the
+    centred squared norm, with their shares; None when no layer is dominated."""
+    table = dominance_table(result)
+    bad = table[table["dominated"]]
+    if not len(bad):
+        return None
+    rule = result.attrs.get("dominance_rule", {"top_k": tok.DOMINANCE_TOP_K, "threshold": tok.DOMINANCE_THRESHOLD})
+    listed = ", ".join(f"{r.model} {r.layer} ({r.share:.0%}, dims {list(r.dims)})" for r in bad.itertuples())
+    return (
+        f"A few dimensions dominate {len(bad)} layer(s): the top {rule['top_k']} dimensions hold more than "
+        f"{rule['threshold']:.0%} of the centred squared norm in {listed}. Linear CKA of these layers mostly "
+        f"compares those few coordinates (outlier dimensions), so a high value says little about the rest."
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -377,7 +469,13 @@ def _describe(result: pd.DataFrame) -> str:
     kind = result.attrs.get("kind", "linear")
     label = ("debiased " if result.attrs.get("debiased") else "") + kind
     n = result.attrs.get("n_inputs")
-    return f"{label} CKA" + (f", n = {n} inputs" if n else "")
+    opts = result.attrs.get("token_options")
+    rows = ""
+    if opts:
+        dropped = [w for w, on in (("first token", opts["drop_first"]), ("special tokens", opts["drop_special"])) if on]
+        unit = "texts (tokens mean-pooled)" if opts["pool"] == "mean" else "token rows"
+        rows = f" {unit}" + (f"; {' and '.join(dropped)} dropped" if dropped else "")
+    return f"{label} CKA" + (f", n = {n}{rows or ' inputs'}" if n else "")
 
 
 def figure_heatmap(result: pd.DataFrame, *, title: str | None = None) -> go.Figure:

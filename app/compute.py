@@ -135,14 +135,54 @@ def sweep_figures(key: tuple, device: str, n: int) -> dict:
 # ---- features ---------------------------------------------------------------------------------------
 
 
+PER_TOKEN_ROWS = 16384  # at most this many token rows (texts × length) when every token is a CKA row
+CKA_TOKEN_DEFAULTS = {"cka_pool": "mean", "cka_drop_first": True, "cka_drop_special": True}  # widget key: default
+
+
+def cka_token_kwargs(widgets: dict) -> dict:
+    """The Features page's token widgets (keyed as CKA_TOKEN_DEFAULTS) -> keyword arguments of `cka`."""
+    return {
+        "pool": str(widgets["cka_pool"]),
+        "drop_first": bool(widgets["cka_drop_first"]),
+        "drop_special": bool(widgets["cka_drop_special"]),
+    }
+
+
+def token_inputs(pair) -> bool:
+    """Whether the pair reads token ids [n, L] (language models, encoders): its CKA then has token options."""
+    x = pair.dataset.split("test").inputs
+    return isinstance(x, torch.Tensor) and x.dim() == 2 and not x.is_floating_point() and x.dtype != torch.bool
+
+
+def special_ids(pair) -> tuple[int, ...]:
+    """The ids of the dataset tokenizer's special tokens (BOS, EOS, padding, markers), () when unknown."""
+    return tuple(int(i) for i in getattr(getattr(pair.dataset, "tokenizer", None), "special_ids", ()) or ())
+
+
 @st.cache_data(show_spinner="Capturing features and computing CKA…", max_entries=16)
-def cka(key: tuple, device: str, n: int, kind: str, debiased: bool) -> dict[str, pd.DataFrame]:
-    """Teacher×student, teacher×teacher and student×student CKA heatmaps."""
+def cka(
+    key: tuple,
+    device: str,
+    n: int,
+    kind: str,
+    debiased: bool,
+    pool: str = "mean",
+    drop_first: bool = True,
+    drop_special: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Teacher×student, teacher×teacher and student×student CKA heatmaps. For token inputs, `pool` ("mean"
+    or "per_token"), `drop_first` and `drop_special` choose the rows; padding is always left out."""
     pair = _pair(key, device)
     x, _, _ = state.probe(pair, n)
-    tokens = "mean" if pair.kind == "causal_lm" else "flatten"
-    opts = {"kind": kind, "debiased": debiased, "tokens": tokens}
-    t_layers, s_layers = _cka_layers(pair.teacher, x), _cka_layers(pair.student, x)
+    tokens = token_inputs(pair)
+    opts: dict = {"kind": kind, "debiased": debiased, "tokens": pool if tokens else "flatten"}
+    if tokens and pool == "per_token":
+        x = x[: max(4, PER_TOKEN_ROWS // max(1, x.shape[1]))]  # bounded memory: every token of fewer texts
+    if tokens:
+        mask = pair.dataset.split("test").extras.get("attention_mask")
+        specials = special_ids(pair) if drop_special else ()
+        opts.update(mask=None if mask is None else mask[: len(x)], drop_first=drop_first, special_ids=specials or None)
+    t_layers, s_layers = _cka_layers(pair.teacher, x, tokens), _cka_layers(pair.student, x, tokens)
     return {
         "teacher × student": cka_an.pair_cka(
             pair.teacher, pair.student, x, layers_a=t_layers, layers_b=s_layers, **opts
@@ -156,12 +196,11 @@ def cka(key: tuple, device: str, n: int, kind: str, debiased: bool) -> dict[str,
     }
 
 
-def _cka_layers(adapter, x) -> list[str]:
-    """The default layers whose features are per input ([n, ...]; for LMs token features [n, L, d])."""
+def _cka_layers(adapter, x, tokens: bool) -> list[str]:
+    """The default layers whose features are per input ([n, ...]; for token inputs token features [n, L, d])."""
     layers = list(adapter.default_layers())
     feats = adapter.capture(x[:2], layers)
-    want = 3 if adapter.kind == "causal_lm" else None
-    return [k for k in layers if feats[k].shape[0] == 2 and (want is None or feats[k].dim() == want)]
+    return [k for k in layers if feats[k].shape[0] == 2 and (not tokens or feats[k].dim() == 3)]
 
 
 # ---- attention --------------------------------------------------------------------------------------
@@ -169,13 +208,20 @@ def _cka_layers(adapter, x) -> list[str]:
 
 @st.cache_data(show_spinner="Capturing attention…", max_entries=16)
 def attention(key: tuple, device: str, n: int, metric: str, mode: str):
+    """Attention of both models on the first probe texts, positions labelled by the dataset's tokenizer
+    (when it has one) and padding cut off (when the data has an attention mask)."""
     pair = _pair(key, device)
     x, _, _ = state.probe(pair, min(n, ATTENTION_MAX))
-    tok = getattr(pair.dataset, "tokenizer", None)
-    tokens = [_token(tok, int(i)) for i in x[0].tolist()] if tok is not None else None
-    res = attention_an.compute_from_adapters(pair.student, pair.teacher, x, metric=metric, mode=mode)
-    res.tokens = tokens
-    return res
+    mask = pair.dataset.split("test").extras.get("attention_mask")
+    return attention_an.compute_from_adapters(
+        pair.student,
+        pair.teacher,
+        x,
+        metric=metric,
+        mode=mode,
+        tokenizer=getattr(pair.dataset, "tokenizer", None),
+        attention_mask=None if mask is None else mask[: len(x)],
+    )
 
 
 def _token(tok, i: int) -> str:

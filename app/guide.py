@@ -51,7 +51,8 @@ def _distill(key, device, n):
 def _features(key, device, n):
     kind = st.session_state.get("cka_kind", "linear")
     debiased = bool(st.session_state.get("cka_debiased", False)) and kind == "linear"
-    return [claims.cka_diagonal(compute.cka(key, device, n, kind, debiased)["teacher × student"])]
+    opts = compute.cka_token_kwargs({k: st.session_state.get(k, d) for k, d in compute.CKA_TOKEN_DEFAULTS.items()})
+    return [claims.cka_diagonal(compute.cka(key, device, n, kind, debiased, **opts)["teacher × student"])]
 
 
 def _cams(key, device, n):

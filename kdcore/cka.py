@@ -13,7 +13,9 @@ flattened per input.
 
 A layer whose features are constant over the inputs has no similarity to speak of: its CKA is 0
 (never NaN). Everything is computed in float64. The runner's probe metrics and ``analyses.cka``
-(scalars, heatmaps, minibatch CKA) all call this module.
+(scalars, heatmaps, minibatch CKA) all call this module. Token features [n, L, H] of transformers
+become rows with ``kdcore.cka_tokens`` (padding, first and special tokens dropped; mean or per-token
+rows), which also measures how much of a layer's norm its top few dimensions hold.
 """
 
 from __future__ import annotations

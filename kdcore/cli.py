@@ -161,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         changes["data_options"] = options
     items = getattr(args, "param", []) or []
     if not items:
-        return with_source_label(replace(cfg, **changes))
+        return _absolute_paths(with_source_label(replace(cfg, **changes)))
     if not isinstance(cfg.params, dict):
         raise ConfigError([f"'params' must be a mapping of parameter names to values; got {cfg.params!r}"])
     params = dict(cfg.params)
@@ -175,7 +175,17 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             params[key] = value
     if params != cfg.params:
         changes["params"] = params
-    return with_source_label(replace(cfg, **changes))
+    return _absolute_paths(with_source_label(replace(cfg, **changes)))
+
+
+def _absolute_paths(cfg: JobConfig) -> JobConfig:
+    """The config with its teacher, student and data paths absolute (~ expanded; relative to the current
+    folder), so the run store's copy reruns and resumes from any folder."""
+    paths = {k: getattr(cfg, k) for k in ("teacher", "student", "data")}
+    absolute: dict[str, Any] = {
+        k: str(Path(v).expanduser().absolute()) for k, v in paths.items() if isinstance(v, str) and v
+    }
+    return replace(cfg, **absolute) if absolute != {k: v for k, v in paths.items() if k in absolute} else cfg
 
 
 def user_set_fields(args: argparse.Namespace) -> set[str]:
@@ -278,6 +288,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if not args.json:
             _Progress()(ev)
 
+    from kdcore.methods import get_method
+
+    if get_method(cfg.objective).chain:
+        return _distill_chain(cfg, store, filled, args)
     result = run_job(cfg, store=store, callback=on_event)
     if args.json:
         _print_json(_result_json(result, recipe_fields=filled))
@@ -289,6 +303,44 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if result.error:
             print(result.error, file=sys.stderr)
     return 0 if result.state == "completed" else 1
+
+
+def _distill_chain(cfg: JobConfig, store: RunStore, filled: dict, args: argparse.Namespace) -> int:
+    """takd, dgkd, ban: the whole chain of runs, one progress bar per stage, then each stage's accuracy."""
+    from kdcore.jobs.chain import run_chain
+
+    def on_event(ev: dict) -> None:
+        if ev["event"] == "start" and not args.json:
+            print(f"chain {ev['chain_id']} stage {ev['stage']}/{ev['stages']}: run {ev['run_id']}", flush=True)
+        if not args.json:
+            _Progress()(ev)
+
+    res = run_chain(cfg, store=store, callback=on_event)
+    if args.json:
+        _print_json({"run_id": res.chain_id, "state": res.state, "metrics": res.metrics, "error": res.error})
+    else:
+        print(f"chain {res.chain_id}: {res.state}")
+        print(_stages_text(res.metrics.get("stages", []), res.metrics.get("teacher_val_acc")))
+        if res.error:
+            print(res.error, file=sys.stderr)
+    return 0 if res.state == "completed" else 1
+
+
+def _stages_text(stages: list[dict], teacher_acc: float | None) -> str:
+    """One line per stage: teacher → student, parameters, final and best validation accuracy."""
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    lines = [f"  teacher val_acc {pct(teacher_acc)}"]
+    for st in stages:
+        size = f" ({st['student_parameters']:,} params)" if st.get("student_parameters") else ""
+        lines.append(
+            f"  stage {st['stage']}: {st['teacher']} → {st['student']}{size} "
+            f"{st['state']}: final val_acc {pct(st['final_val_acc'])}, best {pct(st['best_val_acc'])} "
+            f"(run {st['run_id']})"
+        )
+    return "\n".join(lines)
 
 
 # ---- runs: one handler per action ---------------------------------------------------------------------
@@ -341,8 +393,9 @@ def _table_text(df: pd.DataFrame) -> str:
 def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
     run = store.get_run(args.ids[0])
     epochs = store.metrics(run["id"], "epoch")
+    stages = store.chain_stages(run["id"])
     if args.json:
-        _print_json({"run": run, "epochs": epochs.to_dict(orient="records")})
+        _print_json({"run": run, "epochs": epochs.to_dict(orient="records"), "stages": stages})
         return 0
     for k in (
         "id",
@@ -357,6 +410,8 @@ def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
         "total_steps",
         "epoch",
         "error",
+        "chain_id",
+        "chain_stage",
     ):
         print(f"{k:>17}: {run.get(k)}")
     print(f"{'config':>17}: {json.dumps(run['config'])}")
@@ -364,7 +419,26 @@ def _runs_show(store: RunStore, args: argparse.Namespace) -> int:
     if len(epochs):
         cols = [c for c in ("epoch", "step", "train_loss", "val_loss", "val_acc", "val_agreement") if c in epochs]
         print(epochs[cols].to_string(index=False))
+    if stages:
+        summary = run["summary"] or {}
+        print(f"{'stages':>17}: {len(stages)} (a {run['objective']} chain)")
+        print(_stages_text(summary.get("stages") or [_stage_row(r) for r in stages], summary.get("teacher_val_acc")))
     return 0
+
+
+def _stage_row(run: dict) -> dict:
+    """A chain stage's line from its own run row (while the chain is still running)."""
+    s = run["summary"] or {}
+    return {
+        "stage": run["chain_stage"],
+        "teacher": "",
+        "student": run["name"],
+        "student_parameters": None,
+        "state": run["state"],
+        "final_val_acc": s.get("final_val_acc"),
+        "best_val_acc": s.get("best_val_acc"),
+        "run_id": run["id"],
+    }
 
 
 def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
@@ -415,11 +489,16 @@ def _runs_resume(store: RunStore, args: argparse.Namespace) -> int:
 
 
 def _runs_rerun(store: RunStore, args: argparse.Namespace) -> int:
-    from kdcore.jobs.runner import run_job
+    from kdcore.jobs.chain import check_rerunnable, is_chain, run_chain
+    from kdcore.jobs.runner import RunResult, run_job
 
     rid = args.ids[0]
-    cfg = JobConfig.from_dict(store.get_run(rid)["config"])
+    run = check_rerunnable(store.get_run(rid))
+    cfg = JobConfig.from_dict(run["config"])
     new_id = store.create_run(cfg, state="running", parent_id=rid)
+    if is_chain(cfg.objective):
+        res = run_chain(cfg, store=store, run_id=new_id)
+        return _report_result(RunResult(res.chain_id, res.state, res.metrics, res.error), args)
     result = run_job(cfg, store=store, run_id=new_id, callback=None if args.json else _Progress())
     return _report_result(result, args)
 
@@ -765,6 +844,40 @@ def _add_make_student_parser(sub: Any) -> None:
     m.set_defaults(func=_cmd_make_student)
 
 
+# ---- gguf-to-hf (a GGUF file saved as a Hugging Face directory, kdcore.adapters.gguf_to_hf) ---------------
+
+
+def _cmd_gguf_to_hf(args: argparse.Namespace) -> int:
+    """`python -m kdcore gguf-to-hf FILE --out DIR`: model, config and tokenizer via save_pretrained."""
+    from kdcore.adapters import gguf_to_hf
+
+    try:
+        made = gguf_to_hf(args.file, args.out)
+    except ImportError as exc:  # the optional gguf package is missing: one line naming the install command
+        raise ValueError(str(exc)) from None
+    if args.json:
+        _print_json({**vars(made), "path": str(made.path)})
+    else:
+        tied = "tied" if made.tied_embeddings else "untied"
+        print(
+            f"{made.architecture} GGUF file written as a Hugging Face {made.model_type} directory ({tied} "
+            f"embeddings) to {made.path}\nfiles: {', '.join(made.files)}"
+        )
+    return 0
+
+
+def _add_gguf_to_hf_parser(sub: Any) -> None:
+    g = sub.add_parser(
+        "gguf-to-hf", help="save a GGUF causal LM as a Hugging Face directory (needs pip install -e '.[gguf]')"
+    )
+    g.add_argument("file", metavar="FILE", help="the .gguf file")
+    g.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    g.add_argument(
+        "--json", action="store_true", help='print {"path", "architecture", "model_type", "tied_embeddings", "files"}'
+    )
+    g.set_defaults(func=_cmd_gguf_to_hf)
+
+
 # ---- compare (the method leaderboard, kdcore.jobs.leaderboard) -------------------------------------------
 
 _COMPARE_BUDGET = (
@@ -858,6 +971,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_methods_parser(sub)
     _add_pairs_parser(sub)
     _add_make_student_parser(sub)
+    _add_gguf_to_hf_parser(sub)
     _add_compare_parser(sub)
     return ap
 

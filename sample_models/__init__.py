@@ -2,7 +2,7 @@
 script (``python -m sample_models.train``) and committed safetensors weights.
 
     from sample_models import PAIRS, load_pair
-    pair = load_pair("digits")          # Pair(teacher, student, student_baseline, dataset)
+    pair = load_pair("digits")          # Pair(teacher, student, student_baseline, dataset, ladder)
 
 Importing the package registers its pairs in kdcore's pair registry (``register_pairs``, also the
 ``kdworkbench.pairs`` entry point in pyproject.toml), so ``run_job(JobConfig(pair="digits"))`` finds
@@ -64,6 +64,33 @@ def load_model(name: str, role: str):
     return model.eval()
 
 
+def ladder_size(name: str) -> int:
+    """How many rungs the student ladder of pair ``name`` has (0: none)."""
+    _check_name(name, "ladder_size")
+    return len(manifest()["pairs"][name].get("ladder", []))
+
+
+def load_ladder_model(name: str, rung: int):
+    """Rung ``rung`` (0 = largest) of pair ``name``'s student ladder as a plain ``nn.Module`` (eval
+    mode), its weights read with safetensors: a CNN sized strictly between student and teacher,
+    trained on the labels (``manifest()["pairs"][name]["ladder"]``). A new module on every call."""
+    from safetensors.torch import load_file
+
+    from sample_models import architectures
+
+    _check_name(name, "load_ladder_model")
+    rows = manifest()["pairs"][name].get("ladder", [])
+    if isinstance(rung, bool) or not isinstance(rung, int) or not 0 <= rung < len(rows):
+        have = f"an integer in [0, {len(rows) - 1}]" if rows else "nothing: this pair has no ladder"
+        raise ValueError(f"The 'rung' argument of load_ladder_model for {name!r} must be {have}. Got {rung!r} instead.")
+    info = rows[rung]
+    cfg = info["config"]
+    spec = architectures.CNNSpec(cfg["in_channels"], tuple(cfg["channels"]), tuple(cfg["pools"]))
+    model = architectures.ladder_model(spec, get_dataset(manifest()["pairs"][name]["dataset"]).size)
+    model.load_state_dict(load_file(str(ROOT / info["file"])), strict=True)
+    return model.eval()
+
+
 @functools.cache
 def load_pair(name: str):
     """The sample pair ``name`` as a ``kdcore.pairs.Pair``, cached: callers share it and must never
@@ -82,7 +109,11 @@ def load_pair(name: str):
         role: wrap(load_model(name, role), name=f"{name} {role.replace('_', ' ')}", kind=kind, output_size=dataset.size)
         for role in ROLES
     }
-    return Pair(name=name, dataset=dataset, **adapters)
+    ladder = tuple(
+        wrap(load_ladder_model(name, i), name=f"{name} ladder {i + 1}", kind=kind, output_size=dataset.size)
+        for i in range(ladder_size(name))
+    )
+    return Pair(name=name, dataset=dataset, ladder=ladder, **adapters)
 
 
 def register_pairs() -> None:

@@ -91,6 +91,48 @@ class ShapesStudent(SmallCNN):
         super().__init__(3, (8, 16), (True, True), num_classes)
 
 
+@dataclass(frozen=True)
+class CNNSpec:
+    """One SmallCNN size: input channels, output channels per stage, 2×2 max-pooling per stage."""
+
+    in_channels: int
+    channels: tuple[int, ...]
+    pools: tuple[bool, ...]
+
+
+class LadderCNN(SmallCNN):
+    """A SmallCNN of any size whose every stage is a feature layer and whose last stage is the
+    Grad-CAM layer: the rungs of a pair's student ladder (``LADDERS``)."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], pools: tuple[bool, ...], num_classes: int) -> None:
+        super().__init__(in_channels, tuple(channels), tuple(pools), num_classes)
+        self.feature_layers = tuple(f"conv{i}" for i in range(1, len(channels) + 1))
+        self.cam_layer = f"conv{len(channels)}"
+
+
+# Student ladders (teacher-assistant sizes, methods/13 §13.2): per pair, CNN sizes strictly between
+# the student's and the teacher's parameter counts, largest first, growing in width and depth.
+# digits: teacher 24,058 > 19,258 > 10,078 > 5,178 > student 3,022 parameters;
+# shapes: teacher 47,352 > 19,448 > 10,228 > 6,352 > student 1,552 parameters.
+LADDERS: dict[str, tuple[CNNSpec, ...]] = {
+    "digits": (
+        CNNSpec(1, (16, 32, 48), (False, True, False)),
+        CNNSpec(1, (12, 24, 32), (True, False, False)),
+        CNNSpec(1, (16, 32), (True, False)),
+    ),
+    "shapes": (
+        CNNSpec(3, (16, 32, 48), (True, True, False)),
+        CNNSpec(3, (12, 24, 32), (True, True, False)),
+        CNNSpec(3, (8, 16, 32), (True, True, False)),
+    ),
+}
+
+
+def ladder_model(spec: CNNSpec, num_classes: int) -> LadderCNN:
+    """The ladder CNN of one spec (initialised by the global torch RNG: seed it first)."""
+    return LadderCNN(spec.in_channels, spec.channels, spec.pools, num_classes)
+
+
 @dataclass
 class TransformerConfig:
     vocab_size: int = 38  # tokens (tinylang)

@@ -3,6 +3,12 @@
     python -m sample_models.train                 # all pairs, into sample_models/weights/
     python -m sample_models.train --only digits   # one pair
     python -m sample_models.train --check         # retrain into a temp dir, compare sha256 with the manifest
+    python -m sample_models.train --ladder-only   # only the student ladders (digits, shapes)
+
+A classifier pair with a student ladder (``architectures.LADDERS``: digits, shapes) also gets its
+rungs, CNNs sized strictly between student and teacher, each trained on the labels like the
+teacher, after the pair's three models so that their bytes do not change (the teacher
+assistants of TAKD / DGKD chains, kdcore/jobs/chain.py); the manifest lists them under "ladder".
 
 For each pair: the teacher is trained on the labels; the student is trained with the teacher
 (classic KD, Hinton et al. 2015, arXiv 1503.02531; for tinylang the forward KL per token from
@@ -58,7 +64,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from kdcore.data import IGNORE_INDEX, Dataset, get_dataset  # noqa: E402
 from kdcore.divergences import divergence_loss  # noqa: E402
-from kdcore.losses import kd_loss  # noqa: E402
+from kdcore.losses import binary_kd_loss, kd_loss  # noqa: E402
 from sample_models import architectures as arch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -132,23 +138,6 @@ RECIPES = {
 # ---- losses ---------------------------------------------------------------------------------
 
 
-def _binary_kd_loss(student: Tensor, teacher: Tensor, labels: Tensor, temperature: float, lam: float) -> Tensor:
-    """KD for multi-label outputs: (1 − λ)·BCE(y, σ(z_s)) + λ·T²·mean_c KL(σ(z_t/T) ‖ σ(z_s/T)).
-
-    Hinton et al. 2015 (Distilling the Knowledge in a Neural Network, arXiv 1503.02531) soften a
-    softmax over mutually exclusive classes. Multi-label classes are not exclusive: each is its own
-    Bernoulli with a sigmoid output, and a softmax across them would make the labels compete for
-    one unit of probability mass. So the same soft-target recipe (temperature, T² gradient scale,
-    λ mixture with the hard loss) is applied per class to the two-outcome distributions σ(z/T).
-    kdcore.losses has no such loss (its kd / dkd / cakd / normkd are all softmax KD), hence this
-    private helper. logits [B, C], labels float 0/1 [B, C]."""
-    p = torch.sigmoid(teacher / temperature)  # [B, C]
-    soft = F.binary_cross_entropy_with_logits(student / temperature, p)  # cross-entropy to p
-    entropy = F.binary_cross_entropy(p, p)  # its minimum, so soft - entropy is the KL
-    hard = F.binary_cross_entropy_with_logits(student, labels)
-    return (1 - lam) * hard + lam * temperature**2 * (soft - entropy)
-
-
 def _task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, targets)
@@ -159,7 +148,7 @@ def _task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
 
 def _distill_loss(task: str, recipe: Recipe, logits: Tensor, teacher: Tensor, targets: Tensor) -> Tensor:
     if task == "multilabel":
-        return _binary_kd_loss(logits, teacher, targets, recipe.temperature, recipe.lam)
+        return binary_kd_loss(logits, teacher, targets, temperature=recipe.temperature, lam=recipe.lam)  # `bkd`
     if task == "causal_lm":
         # (1 − λ)·CE + λ·mean over predicted positions of KL(p_teacher ‖ q_student), METHODS §6
         # (no T² factor on token divergences; the tinylang recipe uses T = 1)
@@ -303,6 +292,9 @@ def train_pair(name: str, out_dir: Path) -> dict:
     student = _fit_student(recipe, dataset, teacher_logits=soft)
     baseline = _fit_student(recipe, dataset)  # the same student, seed and budget, on labels alone
     seconds = time.perf_counter() - start
+    ladder_start = time.perf_counter()
+    ladder = _fit_ladder(name, recipe, dataset, out_dir)
+    ladder_seconds = time.perf_counter() - ladder_start
     models = {}
     for role, model, cls in (
         ("teacher", teacher, recipe.teacher),
@@ -330,13 +322,40 @@ def train_pair(name: str, out_dir: Path) -> dict:
     }
     for role in models:
         models[role]["trained_with"] = trained_with[role]
-    return {
-        "dataset": recipe.dataset,
-        "task": dataset.task,
-        "recipe": asdict(recipe),
-        "models": models,
-        "train_seconds": round(seconds, 1),
-    }
+    entry = {"dataset": recipe.dataset, "task": dataset.task, "recipe": asdict(recipe), "models": models}
+    entry["train_seconds"] = round(seconds, 1)
+    if ladder:
+        entry.update(ladder=ladder, ladder_train_seconds=round(ladder_seconds, 1))
+    return entry
+
+
+def _fit_ladder(name: str, recipe: Recipe, dataset: Dataset, out_dir: Path) -> list[dict]:
+    """The pair's student ladder (``architectures.LADDERS``, largest first), each rung trained on the
+    labels like the teacher (teacher epochs and lr) from its own seed (teacher's + 2 + rung), its
+    weights written to out_dir; returns the manifest rows. Trained after the three pair models, so
+    their bytes do not depend on the ladder (and `--ladder-only` retrains the ladder alone)."""
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(THREADS)
+    rows = []
+    for i, spec in enumerate(arch.LADDERS.get(name, ())):
+        seed = recipe.seed + 2 + i
+        torch.manual_seed(seed)
+        model = _fit(arch.ladder_model(spec, dataset.size), dataset, recipe, recipe.teacher_epochs, recipe.lr, seed)
+        file = f"{name}_ladder{i + 1}.safetensors"
+        rows.append(
+            {
+                "architecture": "sample_models.architectures:LadderCNN",
+                "config": {"in_channels": spec.in_channels, "channels": list(spec.channels), "pools": list(spec.pools)},
+                "file": f"weights/{file}",
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "seed": seed,
+                "sha256": _save(model, out_dir / file),
+                "test": evaluate(model, dataset),
+                f"test_first_{SUBSET}": evaluate(model, dataset, SUBSET),
+                "trained_with": "labels",
+            }
+        )
+    return rows
 
 
 def _manifest_header() -> dict:
@@ -349,6 +368,25 @@ def _manifest_header() -> dict:
     }
 
 
+def _train_ladders_only(names: list[str]) -> int:
+    """Retrain the ladders of `names` into weights/ and replace their manifest rows (the rest kept)."""
+    manifest = json.loads(MANIFEST.read_text())
+    for name in names:
+        if name not in arch.LADDERS:
+            continue
+        recipe = RECIPES[name]
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = _fit_ladder(name, recipe, get_dataset(recipe.dataset), Path(tmp))
+            for f in Path(tmp).iterdir():
+                shutil.move(str(f), WEIGHTS / f.name)
+        manifest["pairs"][name].update(ladder=rows, ladder_train_seconds=round(time.perf_counter() - start, 1))
+        tests = ", ".join(f"{r['parameters']} params {json.dumps(r['test'])}" for r in rows)
+        print(f"{name} ladder: {time.perf_counter() - start:.0f}s {tests}", flush=True)
+        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sample_models.train", description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=sorted(RECIPES), help="train only this pair")
@@ -357,16 +395,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="retrain into a temporary folder and compare sha256 with the manifest (exit 1 on a mismatch)",
     )
+    parser.add_argument(
+        "--ladder-only",
+        action="store_true",
+        help="retrain only the student ladders (they do not depend on the pair's models); update their manifest rows",
+    )
     args = parser.parse_args(argv)
     names = [args.only] if args.only else list(RECIPES)
+    if args.ladder_only and not args.check:
+        return _train_ladders_only(names)
     if args.check:
         manifest = json.loads(MANIFEST.read_text())
         bad = 0
         with tempfile.TemporaryDirectory() as tmp:
             for name in names:
                 entry = train_pair(name, Path(tmp))
-                for role, info in entry["models"].items():
-                    want = manifest["pairs"][name]["models"][role]["sha256"]
+                old = manifest["pairs"][name]
+                found = {**entry["models"], **{f"ladder{i + 1}": m for i, m in enumerate(entry.get("ladder", []))}}
+                wanted = {**old["models"], **{f"ladder{i + 1}": m for i, m in enumerate(old.get("ladder", []))}}
+                bad += len(set(found) ^ set(wanted))
+                for role, info in found.items():
+                    want = wanted.get(role, {}).get("sha256", "(none)")
                     ok = info["sha256"] == want
                     bad += not ok
                     print(

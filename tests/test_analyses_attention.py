@@ -182,7 +182,9 @@ def test_maps_figure():
     np.testing.assert_allclose(arr(heat[1]["z"]), t[1][1, 1].numpy())  # layer_map (0 -> 1)
     np.testing.assert_allclose(arr(heat[-1]["z"]), s[0][1].mean(0).numpy())
     assert list(heat[0]["x"]) == [0, 1, 2, 3, 4]
-    assert list(fig["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
+    assert "ticktext" not in fig["layout"]["xaxis"]  # the labels given are input 0's: not shown on input 1
+    fig0 = attention.maps_figure(r, sample=0, student_layer=0).to_dict()
+    assert list(fig0["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
     lay = fig["layout"]
     assert "Attention maps" in lay["title"]["text"]
     assert lay["coloraxis"]["colorbar"]["title"]["text"] == "attention<br>probability"

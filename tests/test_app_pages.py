@@ -147,6 +147,36 @@ def test_features_cka_and_checkpoints(home):
     assert cka in _changed(before, _data(at)), "the CKA heatmap must follow the kernel"
 
 
+def test_features_token_options_on_language_model(home, monkeypatch):
+    from analyses import cka as cka_an
+
+    real = cka_an.dominance_table
+
+    def first_layer_dominated(result):  # tinylang has no outlier dimension: flag one layer to see the warning
+        table = real(result)
+        table.loc[0, "dominated"] = True
+        return table
+
+    monkeypatch.setattr(cka_an, "dominance_table", first_layer_dominated)
+    at = _open("features", "tinylang")
+    cka = next(i for i, t in enumerate(_titles(at)) if "teacher layers × student layers" in t)
+    assert any("attention sink" in m.value for m in at.markdown), "the page explains the pitfall"
+    warning = [w.value for w in at.warning]
+    assert len(warning) == 1 and "1 layer(s)" in warning[0] and "teacher blocks.0" in warning[0]
+    assert any("first token, special tokens left out" in c.value for c in at.caption)
+    steps = [
+        (lambda: at.toggle(key="cka_drop_special").set_value(False), "special tokens"),
+        (lambda: at.toggle(key="cka_drop_first").set_value(False), "the first token"),
+        (lambda: at.radio(key="cka_pool").set_value("per_token"), "the rows"),
+    ]
+    for change, what in steps:
+        before = _data(at)
+        change().run()
+        _ok(at)
+        assert cka in _changed(before, _data(at)), f"the CKA heatmap must follow {what}"
+    assert any("every kept token one row; padding left out." in c.value for c in at.caption)
+
+
 def test_attention_transfer_on_cnn(home):
     at = _open("attention")
     before = _data(at)

@@ -61,11 +61,12 @@ def test_cli_distill_with_each_student_init(llama, init, capsys, data_dir):
     assert len(reopened.layer_names()) == len(student_for_run(run["config"], reopened.model.state_dict()).layer_names())
 
 
-def test_config_file_and_runs_export(llama, capsys, data_dir, tmp_path):
-    teacher, _, data, _ = llama
+def test_config_file_and_runs_export(llama, capsys, data_dir, tmp_path, monkeypatch):
+    teacher, _, data, root = llama
+    monkeypatch.chdir(root)  # relative paths are stored absolute, so the run reruns from any folder
     cfg = {
-        "teacher": str(teacher),
-        "data": str(data),
+        "teacher": "llama_teacher",
+        "data": "corpus.txt",
         "student_init": "from_teacher",
         "student_layers": 3,
         "layer_rule": "first",
@@ -81,6 +82,7 @@ def test_config_file_and_runs_export(llama, capsys, data_dir, tmp_path):
     assert rc == 0 and out["state"] == "completed", out
     run = RunStore().get_run(out["run_id"])
     assert run["config"]["data_options"] == {"context_length": 16, "mode": "pack"}
+    assert (run["config"]["teacher"], run["config"]["data"]) == (str(teacher), str(data))
     assert run["pair"] == "hf:llama_teacher→llama_teacher[3 layers]"
     assert main(["runs", "export", out["run_id"], "--out", str(tmp_path / "exp")]) == 0
     state = load_file(str(tmp_path / "exp" / "student.safetensors"))

@@ -119,7 +119,6 @@ def test_tied_student_saves_reloads_and_exports_still_tied(llama, tmp_path):
     np.testing.assert_array_equal(again.model.lm_head.weight.detach().numpy(), state["lm_head.weight"].numpy())
 
 
-@pytest.mark.slow  # three short runs: ~3 s
 def test_tied_student_resumes_where_it_stopped(llama, tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "_RESUME_EVERY_S", 0.0)  # resume state at every epoch end
     cfg = _cfg(llama, student_init="pretrained", max_steps=None, epochs=2, train_size=48, batch_size=24, checkpoints=2)

@@ -86,6 +86,9 @@ FEATURES = {
         grad_vanishes=False,
     ),
     "attention_mse": Case(_attn, lambda f, s, t: f(s, t), "student_attn"),
+    "embedding_distill": Case(
+        lambda d: (torch.randn(3, 8).to(d), torch.randn(3, 8).to(d)), lambda f, s, t: f(s, t), "student_embeddings"
+    ),
 }
 
 ALL = [(name, LOSSES[name], case) for name, case in CLASSIFICATION.items()] + [
@@ -99,7 +102,7 @@ def test_every_registered_loss_has_a_case():
     assert (
         set(FEATURE_LOSSES)
         == set(FEATURES)
-        == {"feature_l2", "feature_cosine", "attention_transfer", "attention_kl", "attention_mse"}
+        == {"feature_l2", "feature_cosine", "attention_transfer", "attention_kl", "attention_mse", "embedding_distill"}
     )
 
 

@@ -57,9 +57,11 @@ def _batch(method: Method) -> StepTensors:
     else:
         y = torch.randint(0, 5, (4,), generator=g)
     b = StepTensors(task, s, t, y)
-    if method.uses_layers:
-        b.student_feats = {"a": torch.randn(4, 2, 3, 3, generator=g).requires_grad_()}
-        b.teacher_feats = {"b": torch.randn(4, 2, 3, 3, generator=g)}
+    if method.uses_layers:  # the required layer map {"a": "b"} (conv maps), or the default one's layers
+        layers = _required_params(method).get("layers") or method.defaults()["layers"]
+        fshape = lambda name: (4, 6) if name == "pooled" else (4, 2, 3, 3)  # noqa: E731  (pooled: [B, D])
+        b.student_feats = {a: torch.randn(*fshape(a), generator=g).requires_grad_() for a in layers}
+        b.teacher_feats = {t: torch.randn(*fshape(t), generator=g) for t in layers.values()}
     if method.needs_attention:
         causal = torch.ones(3, 3, dtype=torch.bool).tril()
         att = lambda: torch.softmax(torch.randn(2, 1, 3, 3, generator=g).masked_fill(~causal, -1e9), -1)  # noqa: E731

@@ -59,8 +59,6 @@ if ctx:
         with ui.guard("capture attention"):
             res = compute.attention(key, device, n, metric, mode)
             ui.claim(claims.induction_head(res))  # computed on input #0
-            if res.tokens is not None and len(res.tokens) > 32:
-                res.tokens = None  # 64 token labels per axis do not fit: positions instead
             sample = c3.number_input("Input #", 0, res.student[0].shape[0] - 1, 0, key="att_sample")
             layer = st.selectbox(
                 "Compared layers (student → teacher)",
@@ -73,7 +71,9 @@ if ctx:
                 att.maps_figure(res, sample=int(sample), student_layer=s_l, teacher_layer=t_l),
                 "attention_maps",
                 height=760,
-                caption="Rows are query positions, columns the positions they attend to.",
+                caption="Rows are query positions, columns the positions they attend to"
+                + (", labelled with the decoded tokens" if res.input_tokens is not None else "")
+                + ("; padding cut off." if res.real is not None else "."),
             )
             ui.show_figure(
                 att.matching_figure(res, pair=layer),

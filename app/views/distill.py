@@ -3,8 +3,9 @@ run the standard protocols, download a run's report. Everything is read back fro
 
 import streamlit as st
 
-from app import guide, report, run_figures, run_table, runs, state, ui
+from app import chain_view, guide, report, run_figures, run_table, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
+from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import LAYER_RULES, SCHEDULES, with_source_label
 from kdcore.jobs.form import config_from_form
 from kdcore.jobs.recipes import form_defaults, pair_recipe
@@ -263,7 +264,9 @@ with tab_new:
             )
             cfg = with_source_label(cfg)  # an own pair is listed as "hf:teacher→student"
             # every problem named before queueing; an own pair is loaded as the worker will load it
-            prepare_run(cfg, pair=None if is_own else the_pair)
+            prepared = prepare_run(cfg, pair=None if is_own else the_pair)
+            if get_method(cfg.objective).chain:  # takd, dgkd, ban: the worker runs the whole chain
+                plan_chain(cfg, prepared.pair)
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
@@ -328,6 +331,7 @@ with tab_live:
                         run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
                         f"live_epochs_{run_id}",
                     )
+                chain_view.show_chain(store, run, f"live_{run_id}")  # TAKD, DGKD, BAN: the stages
                 if runs.is_final(run["state"]) and is_active:
                     st.rerun()  # the job ended: redraw the page, polling off
 
@@ -367,6 +371,7 @@ with tab_runs:
             rid = ids[-1]
             with ui.guard("show the run"):
                 st.markdown(f"**Run {rid}**")
+                chain_view.show_chain(store, store.get_run(rid), f"run_{rid}")
                 for i, fig in enumerate(report.run_figures_for(store, rid)):
                     ui.show_figure(fig, f"run_{rid}_{i}")
                 st.download_button(

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from kdcore.hooks import capture_features, resolve_layers, strip_capture_hooks
 
-KINDS = ("classifier", "causal_lm")
+KINDS = ("classifier", "causal_lm", "encoder")
 _PROBE_SIDES = (8, 16, 28, 32, 64, 96, 224)  # image sides tried when a conv net's input size is unknown
 
 
@@ -125,7 +125,8 @@ class ModelAdapter:
     Args:
         model: the wrapped module. It is used as it is (never copied, moved or mutated).
         name: display name.
-        kind: "classifier" (logits [B, C]) or "causal_lm" (logits [B, L, V]).
+        kind: "classifier" (logits [B, C]), "causal_lm" (logits [B, L, V]) or "encoder" (a pooled
+            embedding [B, H] as the logits).
         layers: default layers for feature comparisons; else the model's ``feature_layers``
             attribute; else a pick of top-level blocks.
         cam_layer: the layer Grad-CAM reads; else the model's ``cam_layer`` attribute; else the last
@@ -310,7 +311,7 @@ class ModelAdapter:
         )
 
     def _output_width(self, logits: Tensor) -> int:
-        want = 2 if self.kind == "classifier" else 3
+        want = 3 if self.kind == "causal_lm" else 2
         if logits.dim() != want:
             raise ValueError(
                 f"{self.name} is a {self.kind}, whose logits must have {want} dimensions "

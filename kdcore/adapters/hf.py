@@ -1,4 +1,4 @@
-"""Hugging Face causal LMs and sequence classifiers, loaded from a local directory only.
+"""Hugging Face causal LMs, sequence classifiers and encoders, loaded from a local directory only.
 
 Models load with ``local_files_only=True`` (nothing is downloaded), ``trust_remote_code=False``
 (no code from the directory runs), ``weights_only=True`` for any pickled ``.bin`` file, and
@@ -15,15 +15,20 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter
+from kdcore.adapters.gguf_files import is_gguf_path
 from kdcore.adapters.hf_files import check_model_dir
 
-HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier"}
+HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier", "encoder": "encoder"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class HFAdapter(ModelAdapter):
     """A ``transformers`` model: inputs are token ids [B, L] (LongTensor) or a dict with
-    ``input_ids`` and optionally ``attention_mask``; logits [B, L, V] or [B, C]."""
+    ``input_ids`` and optionally ``attention_mask``; logits [B, L, V] or [B, C].
+
+    Sequence classifiers and encoders given bare ids (no ``attention_mask``) are masked by the
+    model's ``config.pad_token_id`` (mask = ids != pad), so padded sentence batches are masked in
+    training, validation and probes alike; causal LMs (whose pad id is often EOS) are not."""
 
     def _prepare(self, inputs: Any) -> dict[str, Any]:
         if isinstance(inputs, Tensor):
@@ -47,10 +52,29 @@ class HFAdapter(ModelAdapter):
                 f"The 'input_ids' of {self.name} must be token ids in [0, {n - 1}]. Got values from "
                 f"{int(ids.min())} to {int(ids.max())}: were they made by this model's tokenizer?"
             )
-        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in inputs.items()}
+        out = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in inputs.items()}
+        pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+        if self.kind != "causal_lm" and "attention_mask" not in out and isinstance(pad, int):
+            out["attention_mask"] = (out["input_ids"] != pad).long()  # [B, L] 1 on real tokens
+        return out
+
+    def forward_with_attentions(self, inputs: Any) -> tuple[Tensor, list[Tensor]]:
+        """(logits, per-layer attention [B, H, L, L]) in one forward pass with the graph kept (training)."""
+        prepared = self._prepare(inputs)
+        out = self.model(**prepared, output_attentions=True)
+        atts = getattr(out, "attentions", None)
+        if not atts or any(a is None for a in atts):
+            raise ValueError(
+                f"{self.name} returned no attention weights: load it with attn_implementation='eager' (load_hf does)."
+            )
+        return self._pooled(out, prepared), list(atts)
+
+    def _pooled(self, output: Any, inputs: dict[str, Any]) -> Tensor:
+        """The adapter's logits from a forward output (the encoder adapter pools its hidden states)."""
+        return output.logits
 
     def _run(self, inputs: dict[str, Any]) -> Tensor:
-        return self.model(**inputs).logits
+        return self._pooled(self.model(**inputs), inputs)
 
     def _run_attentions(self, inputs: dict[str, Any]) -> list[Tensor] | None:
         out = self.model(**inputs, output_attentions=True)
@@ -90,6 +114,22 @@ def _check_dtype(dtype: Any) -> torch.dtype | None:
     )
 
 
+def _from_pretrained(transformers: Any, p: Path, kind: str, dtype: torch.dtype | None) -> nn.Module:
+    """The model of a checked directory: local files only, no remote code, eager attention."""
+    autos = {"causal_lm": "AutoModelForCausalLM", "sequence_classification": "AutoModelForSequenceClassification"}
+    auto = getattr(transformers, autos.get(kind, "AutoModel"))
+    kwargs: dict[str, Any] = dict(
+        local_files_only=True, trust_remote_code=False, attn_implementation="eager", weights_only=True
+    )
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        return auto.from_pretrained(str(p), **kwargs)
+    except Exception as e:  # bad config.json, corrupt or mismatched weights, unsupported architecture
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"Could not load a Hugging Face {kind} model from {str(p)!r}: {first}") from e
+
+
 def load_hf(
     path: str | Path,
     *,
@@ -97,37 +137,43 @@ def load_hf(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
     name: str | None = None,
+    pooling: str = "cls",
 ) -> HFAdapter:
     """Load a Hugging Face model from a local directory into an adapter.
 
     Args:
-        path: a directory written by ``save_pretrained`` (config.json plus weights).
-        kind: "causal_lm" (logits [B, L, V]) or "sequence_classification" (logits [B, C]; the
-            adapter's kind is then "classifier").
+        path: a directory written by ``save_pretrained`` (config.json plus weights), or a ``.gguf``
+            file (loaded by kdcore.adapters.gguf.load_gguf; needs the optional ``gguf`` package).
+        kind: "causal_lm" (logits [B, L, V]), "sequence_classification" (logits [B, C]; the
+            adapter's kind is then "classifier") or "encoder" (a transformers ``AutoModel`` such as
+            BertModel; logits are the pooled sentence embedding [B, H]: see kdcore.adapters.hf_encoder).
         device: where the model is placed.
         dtype: parameter dtype (None keeps the saved one; "float16", "bfloat16" or a torch.dtype).
         name: display name (default: the directory's name).
+        pooling: encoders only: "cls" (the first token's last hidden state) or "mean" (the mean of
+            the last hidden states over the attention mask).
 
     Nothing is downloaded and no code from the directory runs. Attention uses the eager
     implementation, so ``attentions()`` returns weights [B, H, L, L] per layer.
     """
+    if is_gguf_path(path):  # a .gguf file: its own loader (kdcore.adapters.gguf)
+        from kdcore.adapters.gguf import load_gguf
+
+        return load_gguf(path, kind=kind, device=device, dtype=dtype, name=name)
     if kind not in HF_KINDS:
         raise ValueError(f"The 'kind' parameter of load_hf must be one of {list(HF_KINDS)}. Got {kind!r} instead.")
     p = check_model_dir(path, name="path", where="load_hf")
     dtype = _check_dtype(dtype)
     import transformers  # imported here: importing kdcore must stay fast
 
-    auto = transformers.AutoModelForCausalLM if kind == "causal_lm" else transformers.AutoModelForSequenceClassification
-    kwargs: dict[str, Any] = dict(
-        local_files_only=True, trust_remote_code=False, attn_implementation="eager", weights_only=True
-    )
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    try:
-        model: nn.Module = auto.from_pretrained(str(p), **kwargs)
-    except Exception as e:  # bad config.json, corrupt or mismatched weights, unsupported architecture
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"Could not load a Hugging Face {kind} model from {str(p)!r}: {first}") from e
+    if kind == "encoder":
+        check_pooling(pooling, "load_hf")
+    model = _from_pretrained(transformers, p, kind, dtype)
     model.eval()
     model.to(torch.device(device))
+    if kind == "encoder":
+        return HFEncoderAdapter(model, name=name or p.name, pooling=pooling)
     return HFAdapter(model, name=name or p.name, kind=HF_KINDS[kind])
+
+
+from kdcore.adapters.hf_encoder import HFEncoderAdapter, check_pooling  # noqa: E402  (it subclasses HFAdapter)

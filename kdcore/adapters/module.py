@@ -48,7 +48,8 @@ def wrap(
     Args:
         model: the module; used as it is, never copied or moved.
         name: display name.
-        kind: "classifier" (logits [B, C]) or "causal_lm" (logits [B, L, V]).
+        kind: "classifier" (logits [B, C]), "causal_lm" (logits [B, L, V]) or "encoder" (a
+            pooled embedding [B, H]; Hugging Face encoders pool their first token).
         layers: default layers for feature comparisons (else the model's ``feature_layers``
             attribute, else its top-level blocks).
         cam_layer: the layer for Grad-CAM (else the ``cam_layer`` attribute or the last Conv2d).
@@ -62,8 +63,10 @@ def wrap(
         )
     cls: type[ModelAdapter] = ModuleAdapter
     if isinstance(model, nn.Module) and _is_hf_model(model):
-        from kdcore.adapters.hf import HFAdapter
+        from kdcore.adapters.hf import HFAdapter, HFEncoderAdapter
 
+        if kind == "encoder":  # pooled ("cls") embedding as the logits, like load_hf(kind="encoder")
+            return HFEncoderAdapter(model, name=name, layers=layers, output_size=output_size)
         cls = HFAdapter
     return cls(
         model,

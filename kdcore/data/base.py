@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-Task = Literal["classification", "multilabel", "causal_lm"]
+Task = Literal["classification", "multilabel", "causal_lm", "encoder"]
 SPLITS = ("train", "val", "test")
 IGNORE_INDEX = -100  # next-token targets where nothing is predicted
 
@@ -69,13 +69,14 @@ class Dataset:
     """A named task with train/val/test splits, built lazily and cached.
 
     name:        registry name ("digits", "shapes", ...) or the user's file name
-    task:        "classification" | "multilabel" | "causal_lm"
+    task:        "classification" | "multilabel" | "causal_lm" | "encoder" (inputs only: targets unused)
     build:       () -> {"train": SplitData, "val": SplitData, "test": SplitData}
     num_classes: classes (classification, multilabel), else None
     vocab_size:  tokens (causal_lm), else None
     class_names: display names of the classes, or None
     tokenizer:   causal_lm only: an object with encode(str) -> list[int], decode(ids) -> str and
-                 tokens(ids) -> list[str] (display strings), or None
+                 tokens(ids) -> list[str] (display strings), optionally special_ids (ids of special
+                 tokens), or None
     description: one sentence for the UI
     load_report: what loading the user's data skipped or computed (counts, statistics), or None
     """

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from kdcore.adapters.gguf_files import gguf_config_dict, is_gguf_path
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
 from kdcore.data._hf_documents import check_format, read_documents
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed
@@ -54,8 +55,9 @@ def load_hf_text(
     """A causal-LM Dataset from text, JSONL or CSV, tokenised by the tokenizer saved in model_dir.
 
     source:         a file path, its bytes, or a binary file object
-    model_dir:      the (teacher's) Hugging Face directory, with its tokenizer files
-    student_dir:    the student's directory: its tokenizer must agree with the teacher's (else refused)
+    model_dir:      the (teacher's) Hugging Face directory, with its tokenizer files, or its .gguf file
+                    (config and tokenizer from the file's metadata; needs the `gguf` package)
+    student_dir:    the student's directory (or .gguf file): its tokenizer must agree with the teacher's (else refused)
     format:         "auto" (by file extension: .jsonl, .csv, else text), "text", "jsonl" or "csv"
     text_field:     the JSONL key or CSV column holding the text
     context_length: L, at most the model's max_position_embeddings
@@ -127,7 +129,12 @@ def _check_options(
 
 
 def _check_model(model_dir: Any, student_dir: Any) -> tuple[Path, dict[str, Any]]:
-    """The teacher's directory and config; the student's tokenizer checked against it."""
+    """The teacher's directory (or .gguf file) and config; the student's tokenizer checked against it."""
+    if is_gguf_path(model_dir):  # config and tokenizer from the file's metadata
+        config = gguf_config_dict(model_dir, where=_WHERE, name="model_dir")
+        if student_dir is not None:
+            check_same_tokenizer(model_dir, student_dir)
+        return Path(model_dir).expanduser(), config
     model_path = check_model_dir(model_dir, name="model_dir", where=_WHERE, weights=False)
     check_has_tokenizer(model_path, name="model_dir", where=_WHERE)
     if student_dir is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kdcore.adapters.gguf_files import is_gguf_path, load_gguf_tokenizer
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir
 from kdcore.validation import InvalidParameterError
 
@@ -17,8 +18,11 @@ def load_hf_tokenizer(model_dir: str | Path, *, name: str = "model_dir", where: 
     """The tokenizer saved in a local model directory (a transformers PreTrainedTokenizerBase).
 
     Loaded with local_files_only=True and trust_remote_code=False: nothing downloads, no code runs.
-    A directory without tokenizer files is refused, naming how to save one.
+    A directory without tokenizer files is refused, naming how to save one. A .gguf file's tokenizer
+    is built from its metadata (kdcore.adapters.gguf_files.load_gguf_tokenizer).
     """
+    if is_gguf_path(model_dir):
+        return load_gguf_tokenizer(model_dir, name=name, where=where)
     path = check_model_dir(model_dir, name=name, where=where, weights=False)
     check_has_tokenizer(path, name=name, where=where)
     from transformers import AutoTokenizer  # imported here: importing kdcore must stay fast
@@ -77,7 +81,8 @@ def _differences(teacher: Any, student: Any) -> list[str]:
 
 class HFTextTokenizer:
     """Dataset.tokenizer for a Hugging Face tokenizer: encode(str) -> ids (no special tokens added),
-    decode(ids) -> str, tokens(ids) -> display strings (whitespace made visible). `.hf` is the tokenizer."""
+    decode(ids) -> str, tokens(ids) -> display strings (whitespace made visible), special_ids (BOS, EOS,
+    padding, ...: the ids CKA can leave out). `.hf` is the tokenizer."""
 
     kind = "hf"
 
@@ -87,6 +92,7 @@ class HFTextTokenizer:
         eos = hf_tokenizer.eos_token_id
         self.pad_id: int = pad if pad is not None else (eos if eos is not None else 0)
         self.vocab_size: int = len(hf_tokenizer)
+        self.special_ids: tuple[int, ...] = tuple(sorted({int(i) for i in hf_tokenizer.all_special_ids}))
 
     def encode(self, text: str) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=False))

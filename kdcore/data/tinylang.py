@@ -45,6 +45,8 @@ class TinyLangTokenizer:
     """Maps between the language's tokens and ids. Text is tokens separated by spaces; a word
     that is not a token is read character by character ("abc" -> a b c)."""
 
+    special_ids = (BOS, COPY)  # <s> and <c>: markers, not content (CKA can leave them out)
+
     def __init__(self) -> None:
         self._ids = {t: i for i, t in enumerate(TOKENS)}
 

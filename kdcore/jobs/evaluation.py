@@ -27,6 +27,8 @@ def _batched_logits(adapter: ModelAdapter, inputs: Tensor, device: torch.device 
 
 def forward_with_attentions(adapter: ModelAdapter, x: Tensor) -> tuple[Tensor, list[Tensor]]:
     """(logits, per-layer attention [B, H, L, L]) in one forward pass, with the graph kept."""
+    if callable(getattr(adapter, "forward_with_attentions", None)):  # Hugging Face adapters: masks, pooling
+        return adapter.forward_with_attentions(x)  # type: ignore[attr-defined]
     model = adapter.model
     both = getattr(model, "forward_with_attentions", None)
     if callable(both):
@@ -42,8 +44,13 @@ def forward_with_attentions(adapter: ModelAdapter, x: Tensor) -> tuple[Tensor, l
     )
 
 
-def validation_metrics(task: str, logits: Tensor, targets: Tensor, teacher_logits: Tensor) -> dict[str, float]:
-    """val_loss, val_acc and val_agreement (top-1, or per-label sign for multilabel) of the student's logits."""
+def validation_metrics(
+    task: str, logits: Tensor, targets: Tensor, teacher_logits: Tensor, projector: Any = None
+) -> dict[str, float]:
+    """val_loss, val_acc and val_agreement (top-1, or per-label sign for multilabel) of the student's logits;
+    for an encoder task, the embedding metrics of `encoder_metrics`."""
+    if task == "encoder":
+        return encoder_metrics(logits, teacher_logits, projector)
     return {
         "val_loss": float(label_loss(task, logits, targets)),
         "val_acc": accuracy(logits, targets, task=task),
@@ -51,8 +58,25 @@ def validation_metrics(task: str, logits: Tensor, targets: Tensor, teacher_logit
     }
 
 
+def encoder_metrics(student: Tensor, teacher: Tensor, projector: Any = None) -> dict[str, float]:
+    """Pooled embeddings of the validation set, student [N, D_s] and teacher [N, D_t]:
+    val_cka, linear CKA of the two (any widths); val_cos, the mean cosine of g(e_s) and e_t and
+    val_loss = 1 − val_cos, where g is the objective's projector, or the identity when the widths agree."""
+    out = {"val_cka": linear_cka(student, teacher)}
+    s = student.float()
+    if projector is not None:
+        with torch.no_grad():
+            s = projector(s.to(next(projector.parameters()).device)).to(teacher.device)
+    if s.shape == teacher.shape:
+        cos = torch.nn.functional.cosine_similarity(s.double(), teacher.double(), dim=1, eps=1e-8)
+        out.update(val_cos=float(cos.mean()), val_loss=float(1.0 - cos.mean()))
+    return out
+
+
 def teacher_metrics(task: str, teacher_logits: Tensor, targets: Tensor) -> dict[str, float]:
-    """The teacher's validation accuracy and loss (logged once, at step 0)."""
+    """The teacher's validation accuracy and loss (logged once, at step 0); none for an encoder task."""
+    if task == "encoder":
+        return {}
     return {
         "teacher_val_acc": accuracy(teacher_logits, targets, task=task),
         "teacher_val_loss": float(label_loss(task, teacher_logits, targets)),

@@ -134,12 +134,13 @@ def leaderboard_configs(
 
 def _check_fits(plan: list[tuple[str, JobConfig]], pair: Any) -> None:
     """Refuses, before anything runs, every method that does not fit the pair (the method table's reason)."""
+    from kdcore.jobs.chain import is_chain, plan_chain
     from kdcore.jobs.prepare import prepare_run
 
     problems = []
     for method, cfg in {m: c for m, c in plan}.items():
         try:
-            prepare_run(cfg, pair)
+            plan_chain(cfg, pair) if is_chain(method) else prepare_run(cfg, pair)
         except ValueError as exc:
             problems.append(f"{method}: {exc}")
     if problems:
@@ -172,8 +173,9 @@ def compare_methods(
     another; returns the leaderboard. base: budget fields on top of the recipe (a JobConfig's
     non-default budget fields, or a mapping {field: value}); callback: gets a "leaderboard_run"
     event before each run and every run's own events."""
+    from kdcore.jobs.chain import is_chain, run_chain
     from kdcore.jobs.resolve import resolve_pair
-    from kdcore.jobs.runner import run_job
+    from kdcore.jobs.runner import RunResult, run_job
 
     names, seed_list = method_list(methods), _seed_list(seeds)
     plan = leaderboard_configs(pair, names, seed_list, base)
@@ -187,7 +189,11 @@ def compare_methods(
     for i, (method, cfg) in enumerate(plan):
         if callback is not None:
             callback({"event": "leaderboard_run", "index": i, "of": len(plan), "method": method, "seed": cfg.seed})
-        res = run_job(cfg, store=store, callback=callback, pair=loaded)
+        if is_chain(cfg.objective):  # takd, dgkd, ban: the whole chain, scored by its final student
+            chain = run_chain(cfg, store=store, callback=callback, pair=loaded)
+            res = RunResult(chain.chain_id, chain.state, chain.metrics, chain.error)
+        else:
+            res = run_job(cfg, store=store, callback=callback, pair=loaded)
         if res.run_id is not None:
             store.add_protocol_run(pid, res.run_id, variant=method, seed=cfg.seed)
         rows.append({"variant": method, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})

@@ -21,10 +21,13 @@ def feature_layers(terms: list[LossTerm]) -> tuple[list[str], list[str]]:
     s: list[str] = []
     t: list[str] = []
     for term in terms:
-        if get_method(term.name).uses_layers:
+        method = get_method(term.name)
+        if method.uses_layers:
             for a, b in term.params["layers"].items():
                 s += [a] if a not in s else []
                 t += [b] if b not in t else []
+        if method.teacher_layers is not None:
+            t += [b for b in method.teacher_layers(term.params) if b not in t]
     return s, t
 
 
@@ -65,6 +68,8 @@ def fit_problems(
 ) -> list[str]:
     """Reasons why the objective does not fit this pair (empty when it does)."""
     p = []
+    if task == "encoder" and (config.ce_weight or 0) > 0:  # unset: the runner uses 0 on encoder tasks
+        p.append("an 'encoder' task has no labels: set ce_weight to 0 (the hard-label loss has nothing to fit)")
     for term in config.resolved_terms():
         method = get_method(term.name)
         if task not in method.tasks:
@@ -73,6 +78,17 @@ def fit_problems(
             p += method.fit(task, term.params)
         if method.uses_layers:
             p += _layer_problems(method.name, term.params["layers"], student_layers, teacher_layers)
+        if method.teacher_layers is not None:
+            missing = [b for b in method.teacher_layers(term.params) if b not in teacher_layers]
+            if missing:
+                chain = (
+                    f": '{method.name}' runs as a chain of runs; start it with `python -m kdcore distill "
+                    f"--objective {method.name}` or kdcore.jobs.chain.run_chain, which build its teachers"
+                )
+                p.append(
+                    f"objective '{method.name}' reads teacher layer {missing[0]!r}, which the teacher does not "
+                    f"have{chain if method.chain else ''}"
+                )
     return p
 
 

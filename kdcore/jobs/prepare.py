@@ -11,7 +11,7 @@ import torch
 
 from kdcore.data.base import SplitData
 from kdcore.jobs.config import JobConfig, LossTerm
-from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems
+from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems, needs_attention
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.resolve import resolve_device
 from kdcore.jobs.teacher_cache import tensor_fingerprint
@@ -84,6 +84,18 @@ def _check_feature_shapes(
         raise _misfit(config, problems)
 
 
+def _check_attentions(config: JobConfig, pair: Pair, inputs: torch.Tensor) -> None:
+    """Refuses an attention objective when a model returns no attention weights (a probe on 2 inputs)."""
+    problems = [
+        f"the objective matches attention maps, but the {role} ({adapter.name}) returns none: it needs "
+        f"transformers that return attention weights (Hugging Face models load with eager attention)"
+        for role, adapter in (("student", pair.student), ("teacher", pair.teacher))
+        if adapter.attentions(inputs[:2]) is None
+    ]
+    if problems:
+        raise _misfit(config, problems)
+
+
 def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     """Validate the config and its fit to the pair without training; returns what the run needs.
 
@@ -106,6 +118,8 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     train, val = ds.split("train"), ds.split("val")
     if s_layers:
         _check_feature_shapes(config, pair, terms, train.inputs, s_layers, t_layers)
+    if needs_attention(terms):
+        _check_attentions(config, pair, train.inputs)
     if config.train_size is not None:
         train = train.subset(config.train_size)
     if config.val_size is not None:

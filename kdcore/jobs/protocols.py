@@ -26,7 +26,12 @@ from kdcore.jobs.config import ALIASES, JobConfig
 from kdcore.jobs.recipes import student_alone
 from kdcore.jobs.store import FINAL_STATES, RunStore
 
-_HAS_T = ("kd", "dkd", "cakd", "token")
+
+def _takes(param: str) -> list[str]:
+    """The methods of the table that take `param` (a sweep over it needs one of them)."""
+    from kdcore.methods import all_methods
+
+    return [m.name for m in all_methods() if m.takes(param)]
 
 
 @dataclass
@@ -61,13 +66,16 @@ def protocol_configs(
     if not seeds:
         raise ValueError("The 'seeds' parameter of run_protocol must list at least one seed. Got an empty list.")
     obj = ALIASES.get(base.objective, base.objective)
-    if temperatures and obj not in _HAS_T:
+    if temperatures and obj not in _takes("temperature"):
         raise ValueError(
-            f"A temperature sweep needs an objective with a temperature ({', '.join(_HAS_T)}). "
+            f"A temperature sweep needs an objective with a temperature ({', '.join(_takes('temperature'))}). "
             f"Got objective {base.objective!r}."
         )
-    if lams and obj != "kd":
-        raise ValueError(f"A λ sweep needs objective 'kd' (λ is KD's weight). Got objective {base.objective!r}.")
+    if lams and obj not in _takes("lam"):
+        raise ValueError(
+            f"A λ sweep needs an objective with KD's weight λ ({', '.join(_takes('lam'))}). "
+            f"Got objective {base.objective!r}."
+        )
     variants: list[tuple[str, JobConfig]] = []
     if baseline:
         variants.append(("baseline (student alone)", student_alone(base)))

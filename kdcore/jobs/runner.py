@@ -67,6 +67,7 @@ from kdcore.jobs.resume_state import (
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
+from kdcore.methods.embedding import POOLED_PROJECTOR
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
@@ -244,7 +245,8 @@ class _Job:
         self.device, self.task, self.terms = prep.device, prep.task, prep.terms
         self.s_layers, self.t_layers = prep.s_layers, prep.t_layers
         self.spe, self.total_steps, self.ckpt_epochs = prep.steps_per_epoch, prep.total_steps, prep.checkpoint_epochs
-        self.ce_weight = config.resolved_ce_weight()
+        encoder = prep.task == "encoder" and config.ce_weight is None  # no labels: no CE unless asked
+        self.ce_weight = 0.0 if encoder else config.resolved_ce_weight()
         self.need_attn = needs_attention(self.terms)
         self.step, self.epoch, self.start_epoch = 0, 0, 0
         self.history: list[dict] = []
@@ -254,6 +256,8 @@ class _Job:
         torch.manual_seed(config.seed)
         self.teacher, self.student = _place_models(prep.pair, config, self.device)
         self.train_x, self.train_y = prep.train.inputs.to(self.device), prep.train.targets.to(self.device)
+        mask = prep.train.extras.get("attention_mask")  # [N, L] of padded token data (HF text), else None
+        self.train_mask = None if mask is None else mask.to(self.device)
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
@@ -401,6 +405,7 @@ class _Job:
         t_logits, t_feats = self._teacher_batch(idx, x)
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
         batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
+        batch.attention_mask = None if self.train_mask is None else self.train_mask[idx]  # [B, L]
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):
@@ -446,7 +451,8 @@ class _Job:
         self.student.model.eval()
         with torch.no_grad():
             logits = _batched_logits(self.student, self.val_x, self.device)
-        return validation_metrics(self.task, logits, self.val_y, self.teacher_val)
+        proj = self.projectors[POOLED_PROJECTOR] if POOLED_PROJECTOR in self.projectors else None
+        return validation_metrics(self.task, logits, self.val_y, self.teacher_val, proj)
 
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
@@ -545,7 +551,7 @@ class _Job:
     def summary(self) -> dict:
         s: dict = {"steps": self.step, "epochs": self.epoch}
         if self.history:
-            key, better = ("val_loss", min) if self.task == "causal_lm" else ("val_acc", max)
+            key, better = {"causal_lm": ("val_loss", min), "encoder": ("val_cka", max)}.get(self.task, ("val_acc", max))
             best = better(self.history, key=lambda h: h[key])
             final = self.history[-1]
             s.update(
@@ -554,14 +560,15 @@ class _Job:
                     f"final_{key}": final[key],
                     f"best_{key}": best[key],
                     "best_epoch": best["epoch"],
-                    "final_val_loss": final["val_loss"],
-                    "final_val_acc": final["val_acc"],
+                    "final_val_loss": final.get("val_loss"),
+                    "final_val_acc": final.get("val_acc"),
                     "final_train_loss": final.get("train_loss"),
                 }
             )
         if self.train_time > 0:
             s["steps_per_s"] = self.step / self.train_time if self.step else 0.0
-        s["teacher_val_acc"] = accuracy(self.teacher_val, self.val_y, task=self.task)
+        if self.task != "encoder":  # an encoder task has no labels to be accurate on
+            s["teacher_val_acc"] = accuracy(self.teacher_val, self.val_y, task=self.task)
         if self.cache is not None:
             s["cache_mass_kept"] = self.cache.mass_kept
         return s

@@ -67,7 +67,9 @@ _RUN_COLUMN_DEFS = (
     ("host", "TEXT"),
     ("heartbeat", "REAL"),
     ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
-    ("parent_id", "TEXT"),
+    ("parent_id", "TEXT"),  # the run this one re-runs
+    ("chain_id", "TEXT"),  # the chain run (TAKD, DGKD, BAN) this run is a stage of (kdcore/jobs/chain.py)
+    ("chain_stage", "INTEGER"),  # its stage in that chain, from 1
     ("step", "INTEGER NOT NULL DEFAULT 0"),
     ("epoch", "INTEGER NOT NULL DEFAULT 0"),
     ("total_steps", "INTEGER"),  # written by the runner when it starts (NULL while queued)
@@ -344,8 +346,11 @@ class RunStore:
         versions: dict | None = None,
         data_fingerprint: str | None = None,
         parent_id: str | None = None,
+        chain_id: str | None = None,
+        chain_stage: int | None = None,
     ) -> str:
-        """Insert a run with its full config (a JobConfig or dict); returns its id."""
+        """Insert a run with its full config (a JobConfig or dict); returns its id. parent_id: the run
+        it re-runs; chain_id, chain_stage: the chain it is a stage of, and which stage (from 1)."""
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         if state not in STATES:
             raise ValueError(
@@ -368,6 +373,8 @@ class RunStore:
             "versions": json.dumps(versions or {}),
             "data_fingerprint": data_fingerprint,
             "parent_id": parent_id,
+            "chain_id": chain_id,
+            "chain_stage": chain_stage,
             "pid": owner[0],
             "host": owner[1],
         }
@@ -467,6 +474,11 @@ class RunStore:
                 f"`python -m kdcore runs list` shows the runs there are."
             )
         return _row_to_run(rows[0])
+
+    def chain_stages(self, chain_id: str) -> list[dict]:
+        """The stage runs of a chain (TAKD, DGKD, BAN), in stage order, each as `get_run` returns it."""
+        rows = self._read("SELECT * FROM runs WHERE chain_id=? ORDER BY chain_stage, created", (chain_id,))
+        return [_row_to_run(r) for r in rows]
 
     def list_runs(self, *, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Runs, newest first, one row each: id, state, name, pair, objective, seed, device, created, step, epoch."""

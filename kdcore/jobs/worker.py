@@ -50,8 +50,10 @@ def submit(config: JobConfig, *, store: RunStore | None = None, start_worker: bo
 
 def rerun(run_id: str, *, store: RunStore | None = None, start_worker: bool = True) -> str:
     """Queue a new run with the same config as an earlier one."""
+    from kdcore.jobs.chain import check_rerunnable
+
     store = _store(store)
-    cfg = JobConfig.from_dict(store.get_run(run_id)["config"]).validate()
+    cfg = JobConfig.from_dict(check_rerunnable(store.get_run(run_id))["config"]).validate()
     new_id = store.create_run(cfg, state="queued", parent_id=run_id)
     if start_worker:
         start_worker_process(store)
@@ -168,6 +170,7 @@ def _unlock(fh: IO[str]) -> None:
 
 def run_queued(run_id: str, store: RunStore) -> None:
     """Run one queued run in this process (the worker's body)."""
+    from kdcore.jobs.chain import is_chain, run_chain
     from kdcore.jobs.runner import run_job
 
     if not store.claim(run_id, os.getpid()):
@@ -175,7 +178,10 @@ def run_queued(run_id: str, store: RunStore) -> None:
     row = store.get_run(run_id)
     try:
         config = JobConfig.from_dict(row["config"])
-        run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
+        if is_chain(config.objective):  # takd, dgkd, ban: the run is the chain, its stages child runs
+            run_chain(config, store=store, run_id=run_id)
+        else:
+            run_job(config, store=store, run_id=run_id, resume=bool(row.get("resume")))
     except RunBusyError:
         return  # another process trains it: it keeps the run
     except StoreError:

@@ -7,8 +7,9 @@ a weighted sum of them. Computation is in float32 or wider whatever the input dt
 Registries of the tested loss functions (plain dicts, name -> function), which the common loss
 checks run over:
 - ``LOSSES``: classification losses ``kd``, ``dkd``, ``cakd``, ``normkd``, ``ls``;
+  (multi-label: ``binary_kd_loss``, per-label binary KD, in losses/binary_kd.py);
 - ``FEATURE_LOSSES``: ``feature_l2``, ``feature_cosine``, ``attention_transfer``, ``attention_kl``,
-  ``attention_mse``.
+  ``attention_mse``, ``embedding_distill`` (pooled sentence embeddings, cosine or MSE).
 Training strategies of methods/13 (CLKD, TAKD/DGKD, CTKD and curriculum pacing, BAN, BYOT,
 Tf-KD, education distillation) are in ``clkd``, ``assistants``, ``curriculum``, ``self_distill``,
 ``teacher_free`` and ``education``, re-exported here.
@@ -18,6 +19,7 @@ The training *methods* (names, aliases, parameters, the loss each calls) are the
 
 from kdcore.losses.assistants import dgkd_choose_dropped, dgkd_loss, takd_path
 from kdcore.losses.attention import attention_kl_loss, attention_map, attention_mse_loss, attention_transfer_loss
+from kdcore.losses.binary_kd import binary_kd_components, binary_kd_loss
 from kdcore.losses.clkd import clkd_components, clkd_loss
 from kdcore.losses.curriculum import (
     ctkd_lambda,
@@ -32,6 +34,7 @@ from kdcore.losses.curriculum import (
 )
 from kdcore.losses.decoupled import RULES, cakd_components, cakd_loss, dkd_components, dkd_loss, strong_set
 from kdcore.losses.education import education_kd_loss, grade_of_epoch, grade_partition
+from kdcore.losses.embedding import EMBED_LOSSES, embedding_distill_loss
 from kdcore.losses.features import feature_cosine_loss, feature_l2_loss, make_projector
 from kdcore.losses.kd import (
     kd_components,
@@ -65,9 +68,12 @@ FEATURE_LOSSES = {
     "attention_transfer": attention_transfer_loss,
     "attention_kl": attention_kl_loss,
     "attention_mse": attention_mse_loss,
+    "embedding_distill": embedding_distill_loss,
 }
 
 __all__ = [
+    "EMBED_LOSSES",
+    "embedding_distill_loss",
     "FEATURE_LOSSES",
     "LOSSES",
     "RULES",
@@ -75,6 +81,8 @@ __all__ = [
     "attention_map",
     "attention_mse_loss",
     "attention_transfer_loss",
+    "binary_kd_components",
+    "binary_kd_loss",
     "cakd_components",
     "cakd_loss",
     "dkd_components",

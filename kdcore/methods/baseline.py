@@ -18,6 +18,6 @@ register_method(
         "kdcore.methods.step:label_loss",
         "The student alone, on the labels (the baseline)",
         "METHODS.md §1 (λ = 0)",
-        tasks=("classification", "multilabel", "causal_lm", "encoder"),
+        tasks=("classification", "multilabel", "causal_lm"),  # an encoder task has no labels
     )
 )

@@ -72,6 +72,14 @@ def _cakd_fit(task: str, p: dict) -> list[str]:
     return []
 
 
+def _bkd(b: StepTensors, p: dict) -> list[Component]:
+    from kdcore.losses import binary_kd_components
+
+    T, lam = float(p["temperature"]), float(p["lam"])
+    parts = binary_kd_components(b.student_logits, b.teacher_logits, b.targets, temperature=T)
+    return [("bce", 1.0 - lam, parts["bce"].mean()), ("kl", lam, T * T * parts["kl"].mean())]
+
+
 def _normkd(b: StepTensors, p: dict) -> list[Component]:
     from kdcore.losses import normkd_loss
 
@@ -91,7 +99,11 @@ register_method(
         "kdcore.losses:kd_loss",
         "Classic KD (Hinton 2015): (1 − λ)·CE + λ·T²·KL",
         "METHODS.md §1",
-        tasks=("classification", "multilabel"),
+        tasks=("classification",),
+        task_hints={
+            "multilabel": "its softmax across labels would make them compete for one unit of probability "
+            "mass; per-label binary KD is 'bkd'"
+        },
         components="kdcore.losses:kd_components",
         aliases=("hinton",),
         source="Hinton, Vinyals & Dean 2015, arXiv 1503.02531",
@@ -172,5 +184,23 @@ register_method(
         aliases=("label_smoothing",),
         source="Szegedy et al. 2016, arXiv 1512.00567",
         params=(Param("eps", 0.1, "smoothing ε: the label keeps 1 − ε + ε/C", low=0.0, high=1.0),),
+    )
+)
+
+register_method(
+    Method(
+        "bkd",
+        _bkd,
+        "kdcore.losses:binary_kd_loss",
+        "Per-label binary KD for multi-label pairs: (1 − λ)·BCE + λ·T²·mean_c KL(σ_T(z_t) ‖ σ_T(z_s))",
+        "kdcore/losses/binary_kd.py (Hinton's recipe per label; no METHODS.md section)",
+        tasks=("multilabel",),
+        components="kdcore.losses:binary_kd_components",
+        aliases=("binary_kd",),
+        source="Hinton, Vinyals & Dean 2015, arXiv 1503.02531, applied to each label's Bernoulli",
+        params=(
+            temperature(4.0),
+            Param("lam", 0.9, "weight λ of the KL term (BCE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+        ),
     )
 )

@@ -79,9 +79,10 @@ def _attn_kl(b: StepTensors, p: dict) -> list[Component]:
     if not b.student_attn or not b.teacher_attn:
         raise ValueError("objective 'attn_kl' needs attention maps from both models; the adapters returned none.")
     pairs = p["layers"] or {str(len(b.student_attn) - 1): str(len(b.teacher_attn) - 1)}
-    # attention_kl_loss compares head-averaged maps when the head counts differ
+    # attention_kl_loss compares head-averaged maps when the head counts differ; padded query rows do not count
+    mask = b.attention_mask
     return [
-        (f"attn_kl/{s}", 1.0, attention_kl_loss(b.student_attn[int(s)], b.teacher_attn[int(t)]))
+        (f"attn_kl/{s}", 1.0, attention_kl_loss(b.student_attn[int(s)], b.teacher_attn[int(t)], mask=mask))
         for s, t in pairs.items()
     ]
 
@@ -101,6 +102,7 @@ register_method(
         "FitNets: match a layer's features (with a projector)",
         "METHODS.md §7",
         also_calls=("kdcore.losses:feature_cosine_loss", "kdcore.losses:make_projector"),
+        tasks=("classification", "encoder"),
         ce_default=True,
         aliases=("fitnet",),
         source="Romero et al. 2015, arXiv 1412.6550",
@@ -147,7 +149,7 @@ register_method(
         "kdcore.losses:attention_kl_loss",
         "MiniLM: KL between transformer attention rows",
         "METHODS.md §7",
-        tasks=("causal_lm",),
+        tasks=("causal_lm", "encoder", "classification"),
         ce_default=True,
         aliases=("attention_kl",),
         source="Wang et al. 2020, arXiv 2002.10957",

@@ -21,8 +21,8 @@ IGNORE_INDEX = -100  # causal LM targets: nothing is predicted at this position
 class StepTensors:
     """What one training step hands to a method."""
 
-    task: str  # "classification" | "multilabel" | "causal_lm"
-    student_logits: Tensor  # [B, C] or [B, L, V]
+    task: str  # "classification" | "multilabel" | "causal_lm" | "encoder"
+    student_logits: Tensor  # [B, C] or [B, L, V]; encoder: the pooled embedding [B, H_s]
     teacher_logits: Tensor  # same shape (no graph)
     targets: Tensor  # [B] class ids | [B, C] multi-hot | [B, L] next ids (-100: none)
     student_feats: dict[str, Tensor] = field(default_factory=dict)  # layer -> [B, ...] with graph
@@ -30,6 +30,7 @@ class StepTensors:
     projectors: nn.ModuleDict | None = None  # learned parts (Method.modules): layer_key(s) -> projector, ...
     student_attn: list[Tensor] | None = None  # per layer [B, H, L, L] with graph
     teacher_attn: list[Tensor] | None = None  # per layer [B, H, L, L]
+    attention_mask: Tensor | None = None  # [B, L] 1 on real tokens (padded HF text and sentences), else None
 
 
 Component = tuple[str, float, Any]  # (name, weight, scalar tensor)
@@ -40,6 +41,11 @@ def label_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
     next-token CE over the positions whose target is not -100 (causal LM)."""
     import torch.nn.functional as F
 
+    if task == "encoder":
+        raise ValueError(
+            "An 'encoder' task has no labels, so there is no hard-label loss: set ce_weight to 0 and "
+            "use a distillation objective (embed_distill, feature_l2, attn_kl)."
+        )
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
     if task == "causal_lm":

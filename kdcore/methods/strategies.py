@@ -1,7 +1,8 @@
 """Training strategies of methods/13 that run as one objective in a single run: CLKD (§13.1),
 Tf-KD's virtual teacher (§13.4c) and the born-again loss against the given teacher (§13.4a).
 
-Chains (TAKD, DGKD, BAN generations), schedules (CTKD, curriculum, warm-up), exits (BYOT) and
+BAN's entry also drives its generations (a chain: kdcore/jobs/chain.py; TAKD and DGKD are in
+chains.py). Schedules (CTKD, curriculum, warm-up), exits (BYOT) and
 grades (education distillation) need the runner and are not entries yet; their losses are in
 kdcore.losses. Each step calls the tested loss or components function and only weighs its parts.
 """
@@ -114,6 +115,11 @@ register_method(
         aliases=("born_again",),
         also_calls=("kdcore.losses:cwtm_loss", "kdcore.losses:ban_ensemble"),
         source="Furlanello, Lipton, Tschannen, Itti & Anandkumar ICML 2018, arXiv 1805.04770",
-        params=(Param("label_weight", 0.0, "weight w of the hard-label CE (1: BAN+L)", low=0.0),),
+        chain=True,
+        params=(
+            Param("label_weight", 0.0, "weight w of the hard-label CE (1: BAN+L)", low=0.0),
+            Param("generations", 3, "born-again generations after generation 0 (a chain)", kind="int", low=1),
+            Param("ensemble", False, "also evaluate the mean softmax of generations 1…k", kind="bool"),
+        ),
     )
 )

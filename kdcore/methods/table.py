@@ -47,11 +47,14 @@ class Method:
     check: Callable[[dict, str], list[str]] | None = None  # cross-parameter rules: (params, where) -> problems
     fit: Callable[[str, dict], list[str]] | None = None  # task-specific misfits: (task, params) -> problems
     task_defaults: dict = field(default_factory=dict)  # task -> {param: default} (the form's starting values)
+    task_hints: dict = field(default_factory=dict)  # task it does not fit -> why, and what to use instead
     uses_layers: bool = False  # params["layers"] maps student features to teacher features
     modules: Callable[[dict, dict, dict], dict] | None = None  # learned parts trained with the student
     #   (projectors, generators): (params, s_feats, t_feats) -> {key: nn.Module}, found in batch.projectors
     needs_attention: bool = False  # the step reads attention maps of both models
     shape_check: Callable[[dict, dict, dict], list[str]] | None = None  # (params, s_feats, t_feats) -> problems
+    teacher_layers: Callable[[dict], list[str]] | None = None  # teacher layers the step reads (DGKD's guides)
+    chain: bool = False  # the CLI and the app run it as a chain of runs (kdcore/jobs/chain.py)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -98,6 +101,7 @@ class Method:
             "components": _ref(self.components) if self.components else None,
             "section": self.section,
             "source": self.source,
+            "chain": self.chain,
             "params": [p.describe() for p in self.params],
         }
 
@@ -196,9 +200,10 @@ def misfit_message(method: Method, task: str) -> str:
     fits = " and ".join(_TASK_WORDS.get(t, t) for t in method.tasks)
     kind = "a classification loss" if set(method.tasks) <= {"classification", "multilabel"} else f"a loss for {fits}"
     others = ", ".join(m.name for m in methods_for(task) if m.name != "ce") or "ce"
+    hint = f" ({method.task_hints[task]})" if task in method.task_hints else ""
     return (
         f"objective '{method.name}' is {kind} (it fits {', '.join(method.tasks)}), but the pair's task is "
-        f"'{task}' ({_TASK_WORDS.get(task, task)}): use one of {others} instead"
+        f"'{task}' ({_TASK_WORDS.get(task, task)}){hint}: use one of {others} instead"
     )
 
 

@@ -7,7 +7,9 @@ directory-loading path as a user's model:
 - `llama_pair(root)`: Llama-style causal LMs with tied input/output embeddings, teacher 4 layers,
   student 2 layers (hidden 32, 4 heads, 2 key/value heads);
 - `bert_pair(root)`: BERT-style encoders (sequence classifiers, 2 labels), teacher 4 layers,
-  student 2 layers (hidden 32, 4 heads).
+  student 2 layers (hidden 32, 4 heads);
+- `bert_encoder_pair(root)`: BERT-style encoders without a head (``BertModel``, loaded with
+  ``load_hf(kind="encoder")``), teacher 4 layers of hidden 32, student 2 layers of hidden 24.
 """
 
 from __future__ import annotations
@@ -95,4 +97,16 @@ def bert_pair(root: Path, *, teacher_layers: int = 4, student_layers: int = 2) -
     """(teacher_dir, student_dir) of a BERT-style encoder (sequence classifier) pair under root."""
     teacher = save_model(bert_config(teacher_layers), root / "bert_teacher", seed=3)
     student = save_model(bert_config(student_layers), root / "bert_student", seed=4)
+    return teacher, student
+
+
+def bert_encoder_pair(
+    root: Path, *, teacher_layers: int = 4, student_layers: int = 2, student_hidden: int = 24
+) -> tuple[Path, Path]:
+    """(teacher_dir, student_dir) of a BERT-style encoder pair (BertModel) under root; widths may differ."""
+    teacher = save_model(bert_config(teacher_layers, architectures=["BertModel"]), root / "enc_teacher", seed=5)
+    student_config = bert_config(
+        student_layers, hidden_size=student_hidden, intermediate_size=2 * student_hidden, architectures=["BertModel"]
+    )
+    student = save_model(student_config, root / "enc_student", seed=6)
     return teacher, student
