@@ -119,7 +119,7 @@ if ctx:
 
     st.subheader("Across a run's checkpoints")
     runs = state.store().list_runs()
-    runs = runs[runs["pair"] == state.sample_name(key)] if len(runs) else runs
+    runs = runs[runs["pair"] == state.pair_label(key)] if len(runs) else runs
     if not len(runs):
         st.info(
             "No distillation run of this pair yet. Start one on the **Distill** page; each checkpoint "
