@@ -20,6 +20,7 @@ from app.runs import own_pair_label
 from kdcore.adapters import load_factory, load_hf
 from kdcore.adapters.hf_files import read_config
 from kdcore.data import DATASETS, get_dataset, load_hf_text, load_image_folder, load_table, load_text
+from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.archive import extract_zip
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
@@ -103,7 +104,7 @@ def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
 # ---- the user's own models and data ----------------------------------------------------------------
 # Local files and directories are NAMED (a path typed in the sidebar): read where they lie, no upload and
 # no upload cap. Uploads remain for small files and are stored by content hash.
-LOCAL_DATA_LIMIT = 4 * 2**30  # largest local data file read when named by its path (4 GiB)
+LOCAL_DATA_LIMIT = LOCAL_MAX_BYTES  # largest local data file read when named by its path (4 GiB, as jobs)
 TEXT_FIELD_DEFAULT = "text"
 CONTEXT_DEFAULT = 128
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from kdcore.adapters.base import ModelAdapter
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
 from kdcore.adapters.layer_subset import layer_subset_indices
+from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.base import Dataset
 from kdcore.jobs.config import JobConfig, resolved_student_init, source_label
 from kdcore.jobs.resolve import resolve_pair
@@ -214,7 +215,9 @@ DATA_LOADERS: dict[str, Callable[[JobConfig, dict[str, Any]], Dataset]] = {}
 def _causal_lm_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
     from kdcore.data.hf_text import load_hf_text
 
-    return load_hf_text(Path(config.data).expanduser(), Path(config.teacher).expanduser(), **options)
+    return load_hf_text(
+        Path(config.data).expanduser(), Path(config.teacher).expanduser(), max_bytes=LOCAL_MAX_BYTES, **options
+    )
 
 
 def _sentence_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
@@ -234,6 +237,7 @@ def _sentence_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
         Path(config.teacher).expanduser(),
         student_dir=student if student is not None and student.is_dir() else None,
         max_length=options["context_length"],
+        max_bytes=LOCAL_MAX_BYTES,
         **kw,
     )
 
