@@ -103,7 +103,8 @@ def own_job_fields(
     """The JobConfig fields (teacher, student, data, data_options, model_kind, student_init, student_layers,
     layer_rule) that distil the sidebar's own pair, from its load spec (app.state._own_spec):
     ("hf", teacher_dir, student_dir, data_spec, kind); data_spec ("hf_text", path, (teacher, student,
-    context_length, text_field), ...) for text tokenised by the pair's tokenizer, or (kind, path, ...)."""
+    context_length, text_field), ...) for text tokenised by the pair's tokenizer, ("hf_sentences", path,
+    (teacher, student, max_length, text_field, label_field or None), ...) for sentences, or (kind, path, ...)."""
     mode, teacher, student, data, kind = spec
     if mode != "hf":
         raise ValueError(
@@ -117,9 +118,10 @@ def own_job_fields(
             "'Text (.txt, .jsonl, .csv)', name the file, and press Load pair."
         )
     options: dict[str, Any] = {}
-    if data[0] == "hf_text":
-        context_length, text_field = data[2][2], data[2][3]
-        options = {"context_length": int(context_length), "text_field": str(text_field)}
+    if data[0] in ("hf_text", "hf_sentences"):  # (teacher, student, context length, text field[, label field])
+        options = {"context_length": int(data[2][2]), "text_field": str(data[2][3])}
+    if data[0] == "hf_sentences" and data[2][4]:
+        options["label_field"] = str(data[2][4])
     from_teacher = student_init == "from_teacher"
     return {
         "teacher": teacher,

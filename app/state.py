@@ -19,7 +19,7 @@ from app import safety
 from app.runs import own_pair_label
 from kdcore.adapters import load_factory, load_hf
 from kdcore.adapters.hf_files import read_config
-from kdcore.data import DATASETS, get_dataset, load_hf_text, load_image_folder, load_table, load_text
+from kdcore.data import DATASETS, get_dataset, load_hf_sentences, load_hf_text, load_image_folder, load_table, load_text
 from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.archive import extract_zip
 from kdcore.jobs.config import JobConfig
@@ -166,6 +166,17 @@ def _dataset_from_spec(spec: tuple | None):
             text_field=text_field,
             max_bytes=limit,
         )
+    if kind == "hf_sentences":  # encoders, and sequence classifiers (with a label field)
+        teacher_dir, student_dir, max_length, text_field, label_field = option
+        return load_hf_sentences(
+            Path(value),
+            teacher_dir,
+            student_dir=student_dir,
+            max_length=max_length,
+            text_field=text_field,
+            label_field=label_field,
+            max_bytes=limit,
+        )
     folder = Path(value) if Path(value).is_dir() else _unzip_images(Path(value))
     return load_image_folder(folder, max_bytes=limit)
 
@@ -192,9 +203,10 @@ def own_models_form(sb) -> None:
         mode = st.radio("Format", ["Hugging Face directories", "module:factory + safetensors"], key="own_mode")
         kind = st.selectbox(
             "Kind",
-            ["classifier", "causal_lm"],
+            ["classifier", "causal_lm", "encoder"],
             key="own_kind",
-            help="Image/table classifiers, or causal language models.",
+            help="Image/table classifiers and Hugging Face sequence classifiers (text with a label column), causal "
+            "language models, or encoders (a BertModel-like AutoModel: sentences in, pooled embeddings out).",
         )
         tw = sw = None
         if mode.startswith("Hugging"):
@@ -233,7 +245,8 @@ def own_models_form(sb) -> None:
             key="own_data_file",
         )
         option = st.text_input(
-            "Label column (tables) or tokenizer 'char'/'word' (text for models without their own tokenizer)",
+            "Label column (tables; a sequence classifier's labelled text) or tokenizer 'char'/'word' (text for "
+            "models without their own tokenizer)",
             key="own_data_option",
             value="label",
         )
@@ -334,7 +347,8 @@ def _own_spec(
     return ("factory", (t.strip(), _weights_path(tw, "teacher")), (s.strip(), _weights_path(sw, "student")), data, kind)
 
 
-_HEADS = {"causal_lm": "ForCausalLM", "classifier": "ForSequenceClassification"}  # config.json's architectures
+# config.json's architectures by Kind: a head's class name ends so; a bare encoder (BertModel) ends in "Model"
+_HEADS = {"causal_lm": "ForCausalLM", "classifier": "ForSequenceClassification", "encoder": "Model"}
 
 
 def _check_kind(model_dir: str, kind: str) -> None:
@@ -367,9 +381,12 @@ def _data_spec(data_choice, builtin, upload, option, data_path, models, kind, co
     if data_choice == DATA_CHOICES[1]:
         return ("table", str(path), option or "label", limit)
     if data_choice == DATA_CHOICES[2]:
+        field = (text_field or "").strip() or TEXT_FIELD_DEFAULT
         if models is not None and kind == "causal_lm":  # the pair's own tokenizer, never char/word
-            field = (text_field or "").strip() or TEXT_FIELD_DEFAULT
             return ("hf_text", str(path), (*models, int(context_length), field), limit)
+        if models is not None:  # encoder sentences, or a sequence classifier's labelled sentences
+            label = (option or "label") if kind == "sequence_classification" else None
+            return ("hf_sentences", str(path), (*models, int(context_length), field, label), limit)
         return ("text", str(path), option if option in ("char", "word") else "char", limit)
     return ("images", str(path), None, limit)
 

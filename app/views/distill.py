@@ -10,6 +10,7 @@ from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, sub
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import LAYER_RULES, SCHEDULES, with_source_label
 from kdcore.jobs.form import config_from_form
+from kdcore.jobs.pair_source import own_pair_objective
 from kdcore.jobs.recipes import form_defaults, pair_recipe
 from kdcore.methods import all_methods, get_method, methods_for
 
@@ -186,12 +187,14 @@ with tab_new:
     the_pair = own_pair if is_own else state.pair_from_key(("sample", pair))
     task = the_pair.dataset.task
     offered = [m.name for m in methods_for(task)]
+    # the recipe's method, else the default of an own pair's model kind (token for LMs, embed_distill for encoders)
+    first = recipe.objective if recipe else own_pair_objective(the_pair.kind if the_pair.kind == "encoder" else "")
     objective = c2.selectbox(
         "Method",
         offered,
         key="job_objective",
         format_func=runs.method_label,
-        index=offered.index(recipe.objective) if recipe and recipe.objective in offered else 0,
+        index=offered.index(first) if first in offered else 0,
         help="Every method of the table that fits this pair's task "
         "(`python -m kdcore methods` lists them with their sources).",
     )
