@@ -396,6 +396,7 @@ class _Job:
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
         batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
         batch.attention_mask = None if self.train_mask is None else self.train_mask[idx]  # [B, L]
+        batch.epoch = self.epoch  # counted from 1 (FAM-KD's warm-up)
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):

@@ -31,6 +31,7 @@ class StepTensors:
     student_attn: list[Tensor] | None = None  # per layer [B, H, L, L] with graph
     teacher_attn: list[Tensor] | None = None  # per layer [B, H, L, L]
     attention_mask: Tensor | None = None  # [B, L] 1 on real tokens (padded HF text and sentences), else None
+    epoch: int | None = None  # the training epoch, counted from 1 (None: outside a run; warm-up ramps off)
 
 
 Component = tuple[str, float, Any]  # (name, weight, scalar tensor)
