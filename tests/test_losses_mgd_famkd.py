@@ -53,7 +53,9 @@ def test_mgd_matches_float64_reference_with_alignment_before_masking(mask):
     got = mgd_loss(s, t, head.generator, head.align, alpha=0.3, mask=mask, mask_tensor=m)
     want = 0.3 * ((_np_head(head, _np(s), _np(m)) - _np(t)) ** 2).sum() / 3
     assert got.item() == pytest.approx(want, rel=1e-5)
-    drawn = mgd_loss(s, t, head.generator, head.align, alpha=0.3, lambda_mask=0.4, mask=mask, rng=torch.Generator().manual_seed(2))
+    drawn = mgd_loss(
+        s, t, head.generator, head.align, alpha=0.3, lambda_mask=0.4, mask=mask, rng=torch.Generator().manual_seed(2)
+    )
     assert drawn.item() == pytest.approx(got.item(), rel=1e-6)  # the same seeded draw
 
 
@@ -220,7 +222,9 @@ def test_fam_resizes_the_student_nearest_and_ramps_the_weight():
         (lambda: fam_kd_loss([torch.randn(2, 2, 8, 8)], [torch.randn(2, 3, 4, 4)], [FAMModule(2, 3, 8, 8)]), "built"),
         (lambda: fam_kd_loss([torch.randn(2, 5, 8, 8)], [torch.randn(2, 3, 8, 8)], [FAMModule(2, 3, 8, 8)]), "built"),
         (
-            lambda: fam_kd_loss([torch.full((2, 2, 8, 8), float("nan"))], [torch.randn(2, 3, 8, 8)], [FAMModule(2, 3, 8, 8)]),
+            lambda: fam_kd_loss(
+                [torch.full((2, 2, 8, 8), float("nan"))], [torch.randn(2, 3, 8, 8)], [FAMModule(2, 3, 8, 8)]
+            ),
             "finite",
         ),
     ],

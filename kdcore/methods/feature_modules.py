@@ -24,7 +24,9 @@ def fam_key(student_layer: str) -> str:
 
 
 def _layers(what: str) -> Param:
-    return Param("layers", None, f"{{student_layer: teacher_layer}}: the feature maps {what}", kind="layers", required=True)
+    return Param(
+        "layers", None, f"{{student_layer: teacher_layer}}: the feature maps {what}", kind="layers", required=True
+    )
 
 
 def _heads(b: StepTensors, p: dict, key, make) -> dict:
@@ -75,7 +77,9 @@ def _mgd(b: StepTensors, p: dict) -> list[Component]:
         head, ft = heads[s], b.teacher_feats[t]
         alpha = mgd_alpha(p["alpha"], tuple(ft.shape)) if p["scale_alpha"] else p["alpha"]
         lam = p["lambda_mask"] if head.training else 0.0  # the mask is drawn only in training
-        value = mgd_loss(b.student_feats[s], ft, head.generator, head.align, alpha=alpha, lambda_mask=lam, mask=p["mask"])
+        value = mgd_loss(
+            b.student_feats[s], ft, head.generator, head.align, alpha=alpha, lambda_mask=lam, mask=p["mask"]
+        )
         out.append((f"mgd/{s}", 1.0, value))
     return out
 
@@ -108,7 +112,13 @@ register_method(
                 kind="bool",
             ),
             Param("lambda_mask", 0.15, "mask ratio λ: the fraction of channels/positions masked", low=0.0, high=1.0),
-            Param("mask", "channel", "mask channels (classification) or spatial positions", kind="choice", choices=("channel", "spatial")),
+            Param(
+                "mask",
+                "channel",
+                "mask channels (classification) or spatial positions",
+                kind="choice",
+                choices=("channel", "spatial"),
+            ),
         ),
     )
 )
