@@ -134,12 +134,39 @@ def mgd_view(
 
 
 def mgd_view_from_adapters(
-    student: Any, teacher: Any, inputs: Tensor, targets: Tensor, *, student_layer: str, teacher_layer: str, **kw: Any
+    student: Any,
+    teacher: Any,
+    inputs: Tensor,
+    targets: Tensor,
+    *,
+    student_layer: str,
+    teacher_layer: str,
+    head_state: dict[str, Tensor] | None = None,
+    **kw: Any,
 ) -> MGDView:
-    """:func:`mgd_view` on features and logits of two ModelAdapters (capture / logits)."""
+    """:func:`mgd_view` on features and logits of two ModelAdapters (capture / logits); `head_state`: a
+    trained head's weights (:func:`head_state`), else a fresh head."""
     fs = student.capture(inputs, [student_layer])[student_layer]
     ft = teacher.capture(inputs, [teacher_layer])[teacher_layer]
-    return mgd_view(fs, ft, student.logits(inputs), targets, **kw)
+    head = None
+    if head_state is not None:
+        head = MGDHead(int(fs.shape[1]), int(ft.shape[1]))
+        head.load_state_dict(head_state)
+    return mgd_view(fs, ft, student.logits(inputs), targets, head, **kw)
+
+
+def head_state(store: Any, run_id: str, key: str) -> dict[str, Tensor] | None:
+    """The weights of a run's trained head `key` ("mgd__conv2", "famkd__conv1": kdcore.methods'
+    mgd_key / fam_key) from its resume state (the heads are dropped from the student's checkpoints);
+    None when the run saved no resume state or has no such head."""
+    from kdcore.jobs.resume_state import RESUME_FILE, read_resume
+
+    if RESUME_FILE not in set(store.artifacts(run_id)["name"]):
+        return None
+    tensors, _ = read_resume(store.verify_artifact(run_id, RESUME_FILE))
+    prefix = f"proj.{key}."
+    out = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return out or None
 
 
 def mgd_figure(view: MGDView) -> go.Figure:
@@ -224,12 +251,24 @@ def fam_view(
 
 
 def fam_view_from_adapters(
-    student: Any, teacher: Any, inputs: Tensor, *, student_layer: str, teacher_layer: str, **kw: Any
+    student: Any,
+    teacher: Any,
+    inputs: Tensor,
+    *,
+    student_layer: str,
+    teacher_layer: str,
+    head_state: dict[str, Tensor] | None = None,
+    cuton: float = 0.1,
+    **kw: Any,
 ) -> FAMView:
-    """:func:`fam_view` on features captured by two ModelAdapters."""
+    """:func:`fam_view` on features captured by two ModelAdapters; `head_state`: a trained module's weights."""
     fs = student.capture(inputs, [student_layer])[student_layer]
     ft = teacher.capture(inputs, [teacher_layer])[teacher_layer]
-    return fam_view(fs, ft, **kw)
+    module = None
+    if head_state is not None:
+        module = FAMModule(int(fs.shape[1]), int(ft.shape[1]), int(ft.shape[2]), int(ft.shape[3]), cuton=cuton)
+        module.load_state_dict(head_state)
+    return fam_view(fs, ft, module, cuton=cuton, **kw)
 
 
 def fam_figure(view: FAMView) -> go.Figure:
