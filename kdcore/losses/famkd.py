@@ -43,6 +43,8 @@ class FAMModule(nn.Module):
     frequency (C_s×C_t), the high-pass, a 1×1 local branch W₀, the scalars γ₁, γ₂ (0.5 at init), and
     the BN the loss applies after it. forward(x [N, C_s, h, w]) -> FAM(x) [N, C_t, H, W]."""
 
+    keep: Tensor  # [H, W] bool buffer: False on the removed low-frequency block
+
     def __init__(self, student_channels: int, teacher_channels: int, height: int, width: int, *, cuton: float = 0.1):
         super().__init__()
         for name, v in (("student_channels", student_channels), ("teacher_channels", teacher_channels)):

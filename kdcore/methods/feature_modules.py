@@ -7,6 +7,8 @@ The step calls the tested loss (kdcore.losses.mgd / kdcore.losses.famkd) once pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kdcore.methods.params import Param
 from kdcore.methods.step import Component, StepTensors, layer_key
 from kdcore.methods.table import Method, register_method
@@ -29,7 +31,7 @@ def _layers(what: str) -> Param:
     )
 
 
-def _heads(b: StepTensors, p: dict, key, make) -> dict:
+def _heads(b: StepTensors, p: dict, key: Callable[[str], str], make: Callable[..., dict]) -> dict:
     """The trained heads from the batch (the runner's); a fresh seeded set when the batch has none
     (a direct call of the step outside a run: untrained heads, for tests and views)."""
     import torch
