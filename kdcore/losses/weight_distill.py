@@ -48,6 +48,8 @@ def layer_groups(student_layers: int, teacher_layers: int) -> list[list[int]]:
 class TensorGenerator(nn.Module):
     """The generator of one student tensor from its group's frozen teacher tensors (see the module doc)."""
 
+    teachers: Tensor  # [k, O_t, (I_t, kh, kw)] buffer
+
     def __init__(self, student_shape: Sequence[int], teachers: Sequence[Tensor]) -> None:
         super().__init__()
         stack = torch.stack([t.detach().float().clone() for t in teachers])  # [k, O_t, (I_t, kh, kw)]
