@@ -20,6 +20,7 @@ the student's weights once (phase 2 trains the plain student from them).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -94,6 +95,15 @@ class WeightGenerator(nn.Module):
 
     def forward(self) -> dict[str, Tensor]:
         return {n: self.gens[n.replace(".", "__")]() for n in self.names}
+
+    def generator(self, name: str) -> TensorGenerator:
+        """The TensorGenerator of one student tensor."""
+        return cast(TensorGenerator, self.gens[name.replace(".", "__")])
+
+    @torch.no_grad()
+    def mix(self) -> dict[str, list[float]]:
+        """c = Λω of every generated tensor (what the view shows)."""
+        return {n: self.generator(n).mix().tolist() for n in self.names}
 
 
 def weight_distill_generator(
