@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import torch
 
-from kdcore.doctor.context import Context, fmt
+from kdcore.doctor.context import FORWARD_LOGITS, Context, fmt
 from kdcore.doctor.findings import Finding
 from kdcore.metrics import disagreement
 
 TOL = 1e-4  # largest logit change tolerated between equivalent passes (float rounding)
 
 
+def _inputs(ctx: Context) -> int:
+    """How many probe inputs each of the three passes takes: 64, or for a large vocabulary as many
+    sequences as fit in one forward's logit budget (at least 2, so that a re-ordering exists)."""
+    x = ctx.train_probe[0]
+    return max(2, min(64, FORWARD_LOGITS // max(ctx.row_logits(x), 1)))
+
+
 def check_teacher_inputs(ctx: Context) -> Finding | None:
     ctx.require("teacher", "dataset")
-    x = ctx.train_probe[0][:64]
+    x = ctx.train_probe[0][: _inputs(ctx)]
     n = x.shape[0]
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(n, generator=g)
