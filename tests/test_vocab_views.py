@@ -208,3 +208,26 @@ def test_the_doctor_runs_on_a_tiny_hf_llama_pair(tmp_path):
     ):
         assert report.checks[check] == "ran", (check, report.checks[check])
     assert "soft_labels.uniform" in {f.id for f in report.findings}  # random weights: nearly uniform at T = 2
+
+
+def test_component_figures_pool_the_classes_beyond_top_into_an_exact_rest():
+    from analyses import components as comp
+
+    g = torch.Generator().manual_seed(3)
+    n, c = 400, 60
+    t, s = torch.randn(n, c, generator=g) * 2, torch.randn(n, c, generator=g) * 2
+    y = torch.randint(0, c, (n,), generator=g)
+    res = comp.compute(s, t, y, rules=("target",))
+    fig = comp.class_figure(res, top=8)
+    assert all(len(tr.x) == 9 for tr in fig.data) and fig.data[0].x[-1].startswith("the rest")
+    ps = res.per_sample
+    total = ps.groupby("class")["kl"].sum()
+    kept = set(total.sort_values(ascending=False, kind="stable").index[:8].tolist())
+    others = ps[~ps["class"].isin(kept)]  # the samples of every class not drawn
+    share_bcd = [tr for tr in fig.data if tr.name == "BCD"][1].y[-1]  # right panel: shares
+    assert share_bcd == pytest.approx(others["bcd"].sum() / others["kl"].sum(), rel=1e-9)
+    mean_bcd = [tr for tr in fig.data if tr.name == "BCD"][0].y[-1]
+    assert mean_bcd == pytest.approx(others["bcd"].mean(), rel=1e-9)
+    assert len(comp.dkd_figure(res, top=8).data[0].x) == 9
+    small = comp.compute(s[:, :5], t[:, :5], y % 5, rules=("target",))
+    assert all(len(tr.x) == 5 for tr in comp.class_figure(small, top=8).data)
