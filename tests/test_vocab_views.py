@@ -231,3 +231,20 @@ def test_component_figures_pool_the_classes_beyond_top_into_an_exact_rest():
     assert len(comp.dkd_figure(res, top=8).data[0].x) == 9
     small = comp.compute(s[:, :5], t[:, :5], y % 5, rules=("target",))
     assert all(len(tr.x) == 5 for tr in comp.class_figure(small, top=8).data)
+
+
+def test_the_repeated_pass_and_balance_inputs_fit_their_budgets(monkeypatch):
+    from kdcore.doctor import balance, inputs
+
+    x = torch.zeros(64, 8, dtype=torch.long)
+    ctx = Context(RunRecord(JobConfig(batch_size=16).to_dict()), _Fixed(torch.zeros(1, 8, 64)), None, _Data(x, x))
+    monkeypatch.setattr(inputs, "PASS_LOGITS", 2 * 4 * 64)  # 2 sequences of 4 positions
+    assert tuple(inputs._inputs(ctx).shape) == (2, 4)
+    monkeypatch.setattr(balance, "BATCH_LOGITS", 3 * 8 * 64)
+    monkeypatch.setattr(balance, "REPLAY_LOGITS", 3 * 8 * 64)
+    xs, ys, bs, batches = balance._replay(ctx)
+    assert (bs, batches, tuple(xs.shape)) == (3, 1, (64, 8))
+    monkeypatch.setattr(balance, "BATCH_LOGITS", 5 * 64)  # not even one sequence: a 5-token prefix
+    monkeypatch.setattr(balance, "REPLAY_LOGITS", 8 * 64)
+    xs, ys, bs, batches = balance._replay(ctx)
+    assert (bs, batches, tuple(xs.shape), tuple(ys.shape)) == (1, 1, (64, 5), (64, 5))

@@ -18,7 +18,9 @@ from kdcore.jobs.config import JobConfig, LossTerm
 
 PROBE_CLASSIFICATION = 512  # samples of each split the checks look at
 PROBE_SEQUENCES = 64  # sequences of each split (causal LMs), at most ...
-PROBE_LOGITS = 2**26  # ... and at most this many logits (sequences × length × vocabulary: 256 MB in float32)
+PROBE_LOGITS = 2**25  # ... and at most this many logits (sequences × length × vocabulary: 128 MB in float32)
+LARGE_VOCAB = 8192  # from this many classes on, streamed statistics run in float32 (float64 below: exact enough
+# either way for the checks' thresholds, and twice as fast on a large vocabulary)
 FORWARD_LOGITS = 2**24  # logits per forward pass when the probe's outputs are computed (64 MB in float32)
 CHUNK_LOGITS = 2**22  # logits per chunk when a check streams over the probe's rows (32 MB in float64)
 DISTILL_COMPONENTS = (
@@ -180,6 +182,11 @@ class Context:
             keep = targets != -100  # [N, L]
             return logits[keep], targets[keep]
         return logits, targets
+
+
+def stats_dtype(width: int) -> torch.dtype:
+    """The dtype streamed statistics over `width` classes are computed in (see LARGE_VOCAB)."""
+    return torch.float32 if width >= LARGE_VOCAB else torch.float64
 
 
 def batched_logits(model: Any, x: Tensor, rows: int) -> Tensor:

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from kdcore.doctor.context import Context, Skip, fmt
+from kdcore.doctor.context import Context, Skip, fmt, stats_dtype
 from kdcore.doctor.findings import FigureData, Finding
 
 ONE_HOT_MAX_PROB = 0.99  # mean teacher max probability at or above this: nearly one-hot
@@ -22,7 +22,7 @@ def _chunk_stats(rows: torch.Tensor, temps: list[float]) -> torch.Tensor:
     With d = z − max z ≤ 0 and w = d / T: max probability = 1 / Σ exp(w) and entropy
     H = log Σ exp(w) − Σ exp(w)·w / Σ exp(w) (no cancellation: every w ≤ 0; 0·log 0 = 0)."""
     out = torch.zeros(len(temps), 2, dtype=torch.float64)
-    z = rows.double()  # [n, C]
+    z = rows.to(stats_dtype(rows.shape[-1]))  # [n, C]
     d = z - z.max(-1, keepdim=True).values  # [n, C], ≤ 0 (−inf where masked)
     masked = bool(torch.isinf(d).any())
     for k, T in enumerate(temps):
@@ -30,8 +30,8 @@ def _chunk_stats(rows: torch.Tensor, temps: list[float]) -> torch.Tensor:
         e = w.exp()  # [n, C]
         total = e.sum(-1)  # [n], ≥ 1
         ew = torch.where(e > 0, e * w, 0.0) if masked else e * w
-        out[k, 0] = total.reciprocal().sum()
-        out[k, 1] = (total.log() - ew.sum(-1) / total).sum()
+        out[k, 0] = total.double().reciprocal().sum()
+        out[k, 1] = (total.double().log() - ew.sum(-1).double() / total.double()).sum()
         del w, e, ew
     return out
 

@@ -1,5 +1,6 @@
 """Statistics of a model's probe outputs streamed over chunks of rows (`Context.chunks`), so a
-language model's [positions, vocabulary] probabilities are never held whole, nor in float64:
+language model's [positions, vocabulary] probabilities are never held whole (float32 from
+LARGE_VOCAB classes on, float64 below; sums accumulate in float64):
 next-token loss and accuracy, the probability mass on a vocabulary tail, the top-class confidence
 at a temperature, and the temperature that minimises the loss on a grid."""
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from kdcore.doctor.context import Context
+from kdcore.doctor.context import Context, stats_dtype
 
 
 def nll_accuracy(ctx: Context, who: str, split: str) -> tuple[float, float]:
@@ -29,8 +30,8 @@ def tail_mass(ctx: Context, who: str, start: int, temperature: float) -> float:
     """Mean probability softmax(z / T) puts on the entries start.. of the vocabulary (training probe)."""
     total, n = 0.0, 0
     for rows, _ in ctx.chunks(ctx.logits(who, "train"), ctx.train_probe[1]):
-        z = rows.double() / temperature  # [n, V]
-        total += float((torch.logsumexp(z[:, start:], -1) - torch.logsumexp(z, -1)).exp().sum())
+        z = rows.to(stats_dtype(rows.shape[-1])) / temperature  # [n, V]
+        total += float((torch.logsumexp(z[:, start:], -1) - torch.logsumexp(z, -1)).double().exp().sum())
         n += rows.shape[0]
     return total / max(n, 1)
 
@@ -39,9 +40,9 @@ def confidence(ctx: Context, logits: Tensor, targets: Tensor, tau: float = 1.0) 
     """(top-class probability of softmax(z / τ) [N] float64, top class right [N] bool) over the scored rows."""
     conf, right = [], []
     for rows, labels in ctx.chunks(logits, targets):
-        z = rows.double() / tau  # [n, V]
+        z = rows.to(stats_dtype(rows.shape[-1])) / tau  # [n, V]
         top = z.max(-1)
-        conf.append((top.values - torch.logsumexp(z, -1)).exp())
+        conf.append((top.values - torch.logsumexp(z, -1)).double().exp())
         right.append(top.indices == labels)
     return torch.cat(conf), torch.cat(right)
 
@@ -50,8 +51,8 @@ def nll_at(ctx: Context, logits: Tensor, targets: Tensor, tau: float) -> float:
     """Mean −log softmax(z / τ)_y over the scored rows, in float64 (log-sum-exp: no probabilities formed)."""
     total, n = 0.0, 0
     for rows, labels in ctx.chunks(logits, targets):
-        z = rows.double() / tau  # [n, V]
-        total += float((torch.logsumexp(z, -1) - z.gather(1, labels[:, None])[:, 0]).sum())
+        z = rows.to(stats_dtype(rows.shape[-1])) / tau  # [n, V]
+        total += float((torch.logsumexp(z, -1) - z.gather(1, labels[:, None])[:, 0]).double().sum())
         n += labels.shape[0]
     return total / max(n, 1)
 
