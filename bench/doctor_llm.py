@@ -15,6 +15,7 @@ RSS (ru_maxrss, loading included).
     python bench/doctor_llm.py                    # the current code
     python bench/doctor_llm.py --old /tmp/old     # also the code in a checkout of an older commit, and the ratio
     python bench/doctor_llm.py --quick            # a 4-layer teacher (checks the script)
+    python bench/doctor_llm.py --threads 1        # one torch thread: CPU time ~ the wall time of an idle core
 
 An older checkout for --old: `mkdir /tmp/old && git archive COMMIT | tar -x -C /tmp/old`.
 """
@@ -71,7 +72,9 @@ from kdcore.data.hf_text import load_hf_text
 from kdcore.doctor import RunRecord, diagnose_run
 from kdcore.jobs.config import JobConfig
 
-teacher_dir, student_dir, text, context = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+teacher_dir, student_dir, text, context, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+if threads > 0:
+    torch.set_num_threads(threads)
 torch.manual_seed(0)
 t0 = time.perf_counter()
 teacher = load_hf(teacher_dir, name="teacher")
@@ -93,15 +96,16 @@ report = diagnose_run(record, teacher=teacher, student=student, dataset=data)
 doctor_s, cpu_s = time.perf_counter() - t0, cpu() - c0
 rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 print(json.dumps({"load_s": load_s, "doctor_s": doctor_s, "cpu_s": cpu_s, "rss_gb": rss_gb,
+                  "threads": torch.get_num_threads(),
                   "findings": sorted(f.id for f in report.findings), "checks": report.checks}))
 """
 
 
-def measure(code_root: Path, teacher: Path, student: Path, text: Path) -> dict:
+def measure(code_root: Path, teacher: Path, student: Path, text: Path, threads: int = 0) -> dict:
     """One doctor run in a fresh process whose kdcore is the one in code_root."""
     env = dict(os.environ, PYTHONPATH=str(code_root))
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(teacher), str(student), str(text), str(CONTEXT)],
+        [sys.executable, "-c", CHILD, str(teacher), str(student), str(text), str(CONTEXT), str(threads)],
         cwd=code_root,
         env=env,
         capture_output=True,
@@ -116,7 +120,8 @@ def measure(code_root: Path, teacher: Path, student: Path, text: Path) -> dict:
 def line(what: str, r: dict) -> str:
     return (
         f"{what}: {r['doctor_s']:.1f} s, peak RSS {r['rss_gb']:.2f} GB (goal <= 60 s, <= 4 GB)"
-        f"  [CPU time {r['cpu_s']:.1f} s on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}]"
+        f"  [CPU time {r['cpu_s']:.1f} s, {r.get('threads', '?')} torch threads, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}]"
     )
 
 
@@ -126,16 +131,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a 4-layer teacher, 2-layer student")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "kdwb_bench_doctor_llm")
     ap.add_argument("--verbose", action="store_true", help="print every check's status")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads in the child (0: torch's default); "
+        "1 gives a CPU time that contention on a shared machine does not inflate",
+    )
     args = ap.parse_args()
     layers, s_layers = (4, 2) if args.quick else (30, 15)
     teacher, student, text = build_pair(args.cache / f"L{layers}", layers, s_layers)
-    new = measure(ROOT, teacher, student, text)
+    new = measure(ROOT, teacher, student, text, args.threads)
     size = "a 4-layer test pair" if args.quick else "a ~135M pair"
     print(line(f"doctor on {size}", new) + f"  [loading {new['load_s']:.1f} s; findings {new['findings']}]")
     if args.verbose:
         print(json.dumps(new["checks"], indent=1))
     if args.old is not None:
-        old = measure(args.old.resolve(), teacher, student, text)
+        old = measure(args.old.resolve(), teacher, student, text, args.threads)
         print(line(f"doctor on {size}, old code ({args.old})", old) + f"  [findings {old['findings']}]")
         print(
             f"ratio new/old: time {new['doctor_s'] / old['doctor_s']:.2f}, peak RSS {new['rss_gb'] / old['rss_gb']:.2f}"
