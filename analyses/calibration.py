@@ -31,7 +31,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from kdcore import metrics
-from kdcore.validation import check_array, check_int_range
+from kdcore.validation import check_array, check_int_range, check_labels
 
 from . import _style
 
@@ -47,6 +47,9 @@ __all__ = [
     "figure_reliability",
     "figure_metrics",
 ]
+
+
+CHUNK_LOGITS = 2**22  # calibration_from_logits: logits per chunk of rows (32 MB in float64)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -67,7 +70,13 @@ def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFr
     """
     p, y, m = _probs_labels(probs, labels, n_bins, "reliability_table")
     bins = metrics.reliability_bins(p, y, n_bins=m)  # the binning lives in kdcore.metrics (the doctor uses it too)
+    return _table(bins, p.shape[0])
+
+
+def _table(bins: dict[str, Tensor], n: int) -> pd.DataFrame:
+    """reliability_table's rows from kdcore.metrics' bins (count, accuracy, confidence [M] each)."""
     count, acc, cnf = bins["count"], bins["accuracy"], bins["confidence"]  # [M] each, NaN in empty bins
+    m = count.shape[0]
     k = np.arange(m)
     return pd.DataFrame(
         {
@@ -75,7 +84,7 @@ def reliability_table(probs: Any, labels: Any, *, n_bins: int = 15) -> pd.DataFr
             "lower": k / m,
             "upper": (k + 1) / m,
             "count": count.cpu().numpy().astype(int),
-            "share": (count / p.shape[0]).cpu().numpy(),
+            "share": (count / n).cpu().numpy(),
             "accuracy": acc.cpu().numpy(),
             "confidence": cnf.cpu().numpy(),
             "gap": (acc - cnf).cpu().numpy(),
@@ -128,12 +137,41 @@ def calibration(probs: Any, labels: Any, *, n_bins: int = 15) -> CalibrationResu
 
 
 def calibration_from_logits(logits: Any, labels: Any, *, n_bins: int = 15) -> CalibrationResult:
-    """``calibration`` of softmax(logits); NLL from log-softmax, so it stays finite and exact."""
-    z = check_array("logits", logits, where="calibration_from_logits", dims=2)
-    logp = torch.log_softmax(z, dim=1)  # [N, C]
-    p = logp.exp()
-    _, y, m = _probs_labels(p, labels, n_bins, "calibration_from_logits")
-    return _result(p, y, logp.gather(1, y[:, None])[:, 0], m)
+    """``calibration`` of softmax(logits); NLL from log-softmax, so it stays finite and exact.
+
+    Streamed over chunks of rows in float64 (a large vocabulary never gets an [N, V] float64 copy):
+    each row gives its confidence, whether its top class is right, log p_y and its Brier term
+    Σ_c p_c² − 2 p_y + 1."""
+    where = "calibration_from_logits"
+    is_float = isinstance(logits, Tensor) and logits.is_floating_point()
+    z = check_array("logits", logits, where=where, dims=2, dtype=logits.dtype if is_float else torch.float64)
+    if not isinstance(labels, Tensor):
+        labels = torch.as_tensor(np.asarray(labels))
+    y = check_labels(labels.to(z.device), z.shape[0], z.shape[1], where=where)  # [N]
+    m = check_int_range("n_bins", n_bins, 1, 10_000, where=where)
+    conf, right, logp_y, brier = [], [], [], []
+    per = max(1, CHUNK_LOGITS // max(z.shape[1], 1))
+    for i in range(0, z.shape[0], per):
+        logp = torch.log_softmax(z[i : i + per].double(), dim=1)  # [n, C]
+        p, yc = logp.exp(), y[i : i + per]
+        top = p.max(1)
+        lp_y = logp.gather(1, yc[:, None])[:, 0]
+        conf.append(top.values)
+        right.append(top.indices == yc)
+        logp_y.append(lp_y)
+        brier.append((p * p).sum(1) - 2 * lp_y.exp() + 1)
+    bins = metrics.confidence_bins(torch.cat(conf), torch.cat(right), n_bins=m)
+    table = _table(bins, z.shape[0])
+    gaps = table.loc[table["count"] > 0, "gap"].abs()
+    return CalibrationResult(
+        ece=metrics.calibration_error_from_bins(bins),
+        mce=float(gaps.max()),
+        nll=float(-torch.cat(logp_y).mean()),
+        brier=float(torch.cat(brier).mean()),
+        accuracy=float(torch.cat(right).double().mean()),
+        n=int(z.shape[0]),
+        table=table,
+    )
 
 
 def compare_calibration(

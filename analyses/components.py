@@ -53,6 +53,7 @@ from kdcore.losses import cakd_components, dkd_components, strong_set
 from kdcore.validation import as_tensor
 
 CAKD_PARTS = ("bcd", "scd", "wcd")
+TOP_CLASSES = 20  # per-class figures: above this many classes, the top ones by total KL plus "the rest"
 _PART_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "tckd": "TCKD", "nckd": "(1 − p_t)·NCKD"}
 # parts of a divergence are no model: colours apart from the teacher / baseline / student palette
 _PART_COLOURS = {"bcd": "#6a51a3", "scd": "#17becf", "wcd": "#e7ba52", "tckd": "#6a51a3", "nckd": "#e7ba52"}
@@ -327,30 +328,52 @@ def _stacked(
         )
 
 
-def class_figure(result: ComponentsResult, *, rule: str | None = None) -> go.Figure:
-    """Per class: mean CAKD components (nats, stacked to the mean KL; left) and their shares of the KL (right)."""
+def class_figure(result: ComponentsResult, *, rule: str | None = None, top: int = TOP_CLASSES) -> go.Figure:
+    """Per class: mean CAKD components (nats, stacked to the mean KL; left) and their shares of the KL (right).
+    With more than ``top`` classes: the ``top`` holding the most KL, then one "the rest" bar (see _top_classes)."""
     rule = rule or result.rules[0]
     if rule not in result.rules:
         raise ValueError(f"The 'rule' parameter of class_figure must be one of {result.rules}. Got {rule!r} instead.")
-    df = result.per_class[result.per_class["rule"] == rule]
-    x = _class_labels(result, df["class"].tolist())
     parts = {"bcd": "bcd", "scd": "scd_weighted", "wcd": "wcd_weighted"}
+    df, x = _top_classes(result, result.per_class[result.per_class["rule"] == rule], parts, top)
     return _per_class_figure(
         df, x, parts, f"CAKD components per class (strong set: {rule}, T = {result.temperature:g})"
     )
 
 
-def dkd_figure(result: ComponentsResult) -> go.Figure:
-    """Per class: mean TCKD and (1 − p_t)·NCKD (nats, stacked to the mean KL; left) and their shares (right)."""
+def dkd_figure(result: ComponentsResult, *, top: int = TOP_CLASSES) -> go.Figure:
+    """Per class: mean TCKD and (1 − p_t)·NCKD (nats, stacked to the mean KL; left) and their shares (right).
+    With more than ``top`` classes: the ``top`` holding the most KL, then one "the rest" bar."""
     if result.dkd_per_class is None:
         raise ValueError(
             "dkd_figure needs DKD components, which need class labels: pass integer labels [B] "
             "to analyses.components.compute."
         )
-    df = result.dkd_per_class
-    x = _class_labels(result, df["class"].tolist())
     parts = {"tckd": "tckd", "nckd": "nckd_weighted"}
+    df, x = _top_classes(result, result.dkd_per_class, parts, top)
     return _per_class_figure(df, x, parts, f"DKD components per class (T = {result.temperature:g})")
+
+
+def _top_classes(
+    result: ComponentsResult, df: pd.DataFrame, parts: dict[str, str], top: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per-class rows and their labels; with more than ``top`` classes, the ``top`` with the largest total KL
+    (n × mean KL; in class order) and one "the rest" row pooling the others exactly: n summed, means
+    weighted by n, shares as ratios of sums (Σ part / Σ KL), as for a class."""
+    if len(df) <= top:
+        return df, _class_labels(result, df["class"].tolist())
+    total = df["n"] * df["kl"]
+    keep = df.loc[total.sort_values(ascending=False, kind="stable").index[:top]].sort_values("class")
+    rest = df.drop(index=keep.index)
+    n = rest["n"].sum()
+    cols = [c for c in df.columns if c not in ("rule", "class", "n") and not c.startswith("share_")]
+    row = {c: float((rest[c] * rest["n"]).sum() / n) for c in cols} | {"n": int(n), "class": -1}
+    for name, col in parts.items():
+        row[f"share_{name}"] = row[col] / row["kl"] if row["kl"] > 0 else float("nan")
+    if "rule" in df.columns:
+        row["rule"] = df["rule"].iloc[0]
+    out = pd.concat([keep, pd.DataFrame([row])], ignore_index=True)
+    return out, [*_class_labels(result, keep["class"].tolist()), f"the rest ({len(rest)} classes)"]
 
 
 def _per_class_figure(df, x: list, parts: dict[str, str], title: str) -> go.Figure:

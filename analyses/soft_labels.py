@@ -23,7 +23,7 @@ the target class is the teacher's argmax (the same at every T > 0; ties go to th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,9 @@ __all__ = [
     "figure_gradient_scale",
 ]
 
+CHUNK_LOGITS = 2**22  # logits per chunk of rows (32 MB in float64): the sweeps stream over rows
+TOP_CLASSES = 20  # class_probabilities: above this many classes, the teacher's top ones plus "the rest"
+REST = -1  # class_index of the "rest" bucket
 SWEEP_COLUMNS = ("temperature", "entropy", "max_prob", "target_prob", "dark_knowledge", "effective_classes")
 
 
@@ -65,7 +68,13 @@ def _logits(name: str, x: Any, where: str) -> Tensor:
                 f"Got {type(x).__name__} instead."
             ) from None
     x = check_logits(name, x, where=where, dims=2)
-    return x.detach().to(torch.float64)
+    return x.detach()  # float64 per chunk of rows (_chunks): no [N, C] float64 copy of a large vocabulary
+
+
+def _chunks(n_rows: int, n_classes: int) -> list[slice]:
+    """Row slices of about CHUNK_LOGITS logits each (at least one row)."""
+    per = max(1, CHUNK_LOGITS // max(n_classes, 1))
+    return [slice(i, min(i + per, n_rows)) for i in range(0, n_rows, per)]
 
 
 def _temperatures(temperatures: Any, where: str) -> Tensor:
@@ -101,13 +110,12 @@ def _targets(labels: Any, teacher: Tensor, where: str) -> Tensor:
 # --------------------------------------------------------------------------- per-sample maths
 def _per_sample(logits: Tensor, targets: Tensor, temperature: float) -> dict[str, Tensor]:
     """Entropy, max prob, target prob, dark knowledge and effective classes per sample at one T."""
-    logp = torch.log_softmax(logits / temperature, dim=-1)  # [N, C]
+    logp = torch.log_softmax(logits.double() / temperature, dim=-1)  # [N, C] float64
     p = logp.exp()
     plogp = torch.where(p > 0, p * logp, torch.zeros_like(p))  # 0·log 0 = 0
     entropy = -plogp.sum(-1)  # [N]
-    is_target = torch.nn.functional.one_hot(targets, logits.shape[1]).bool()  # [N, C]
     # non-target mass summed in log space: exact when p_y is close to 1 (no 1 − p_y rounding)
-    dark = torch.logsumexp(logp.masked_fill(is_target, -torch.inf), dim=-1).exp()  # [N]
+    dark = torch.logsumexp(logp.scatter(1, targets[:, None], -torch.inf), dim=-1).exp()  # [N]
     return {
         "entropy": entropy,
         "max_prob": p.max(dim=-1).values,
@@ -131,7 +139,8 @@ def temperature_sweep_per_sample(
     y = _targets(labels, z, where)
     frames = []
     for t in temps.tolist():
-        stats = {k: v.cpu().numpy() for k, v in _per_sample(z, y, t).items()}
+        parts = [_per_sample(z[sl], y[sl], t) for sl in _chunks(*z.shape)]  # streamed over rows
+        stats = {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in parts[0]}
         frames.append(pd.DataFrame({"temperature": t, "sample": np.arange(z.shape[0]), **stats}))
     return pd.concat(frames, ignore_index=True)
 
@@ -175,11 +184,18 @@ def class_probabilities(
     student_logits: Any = None,
     samples: Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
+    top: int = TOP_CLASSES,
+    token_names: Callable[[list[int]], list[str]] | None = None,
 ) -> pd.DataFrame:
     """Each class's probability against temperature for chosen samples (long format).
 
     Columns: role ("teacher"/"student"), sample, class_index, class_name, temperature, probability.
-    ``samples`` are row indices (default: the first three); ``class_names`` label the classes.
+    ``samples`` are row indices (default: the first three); ``class_names`` label the classes, else
+    ``token_names(ids)`` (e.g. a Dataset.tokenizer's ``tokens``: decoded tokens), else the indices.
+    With more than ``top`` classes, each sample keeps only the teacher's ``top`` classes (its largest
+    logits: the same ranking at every T) plus one "rest" row (class_index -1) holding the exact mass
+    of all the others, softmax summed in log space; so the table has at most top + 1 rows per
+    (role, sample, temperature), whatever the vocabulary. ``result.attrs["n_classes"]`` is C.
     """
     where = "class_probabilities"
     t = _logits("teacher_logits", teacher_logits, where)
@@ -190,33 +206,89 @@ def class_probabilities(
         check_same_shape(s, t, where=where)
         models["student"] = s
     n, c = t.shape
+    idx = _sample_rows(samples, n, where)
+    names = _class_names(class_names, c, where)
+    k = _top(top, where)
+    frames = []
+    for i in idx:
+        shown = _shown_classes(t[i], k)  # [K] class ids, the teacher's ranking
+        labels = _labels(shown, names, token_names)
+        for role, z in models.items():
+            for temp in temps.tolist():
+                probs = _probabilities(z[i], shown, temp)  # [K] (+ the rest's mass)
+                frames.append(_rows(role, i, shown, labels, temp, probs, c))
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["n_classes"] = c
+    return out
+
+
+def _sample_rows(samples: Sequence[int] | None, n: int, where: str) -> list[int]:
     idx = list(range(min(3, n))) if samples is None else [int(i) for i in samples]
     if not idx or any(i < 0 or i >= n for i in idx):
         raise ValueError(
             f"The 'samples' parameter of {where} must hold row indices in [0, {n - 1}]. Got {idx} instead."
         )
-    names = [str(k) for k in range(c)] if class_names is None else [str(k) for k in class_names]
+    return idx
+
+
+def _class_names(class_names: Sequence[str] | None, c: int, where: str) -> list[str] | None:
+    if class_names is None:
+        return None
+    names = [str(k) for k in class_names]
     if len(names) != c:
         raise ValueError(
             f"The 'class_names' parameter of {where} must name {c} classes. Got {len(names)} names instead."
         )
-    frames = []
-    for role, z in models.items():
-        for temp in temps.tolist():
-            p = torch.softmax(z[idx] / temp, dim=-1).cpu().numpy()  # [S, C]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "role": role,
-                        "sample": np.repeat(idx, c),
-                        "class_index": np.tile(np.arange(c), len(idx)),
-                        "class_name": np.tile(names, len(idx)),
-                        "temperature": temp,
-                        "probability": p.reshape(-1),
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)
+    return names
+
+
+def _top(top: Any, where: str) -> int:
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"The 'top' parameter of {where} must be an integer >= 1. Got {top!r} instead.")
+    return int(top)
+
+
+def _shown_classes(z: Tensor, k: int) -> Tensor:
+    """Every class when there are at most k, else the k largest logits (ties to the lower index) -> ids [K]."""
+    if z.shape[0] <= k:
+        return torch.arange(z.shape[0])
+    return torch.argsort(z, descending=True, stable=True)[:k]
+
+
+def _labels(ids: Tensor, names: list[str] | None, token_names: Callable[[list[int]], list[str]] | None) -> list[str]:
+    ids_list = ids.tolist()
+    if names is not None:
+        return [names[i] for i in ids_list]
+    if token_names is not None:
+        return [str(x) for x in token_names(ids_list)]
+    return [str(i) for i in ids_list]
+
+
+def _probabilities(z: Tensor, shown: Tensor, temp: float) -> Tensor:
+    """softmax(z / T) at the shown classes [K], then the exact mass of the others when any are left out."""
+    u = z.double() / temp  # [C]
+    lse = torch.logsumexp(u, 0)
+    p = (u[shown] - lse).exp()  # [K]
+    if shown.shape[0] == z.shape[0]:
+        return p
+    rest = torch.logsumexp(u.index_fill(0, shown, -torch.inf), 0)  # log Σ over the other classes
+    return torch.cat([p, (rest - lse).exp()[None]])
+
+
+def _rows(role: str, sample: int, shown: Tensor, labels: list[str], temp: float, probs: Tensor, c: int) -> pd.DataFrame:
+    ids, names = shown.tolist(), list(labels)
+    if probs.shape[0] > len(ids):
+        ids, names = [*ids, REST], [*names, f"the rest ({c - len(labels)} classes)"]
+    return pd.DataFrame(
+        {
+            "role": role,
+            "sample": sample,
+            "class_index": ids,
+            "class_name": names,
+            "temperature": temp,
+            "probability": probs.cpu().numpy(),
+        }
+    )
 
 
 def logit_matching_limit(student_logits: Any, teacher_logits: Any) -> Tensor:
@@ -231,8 +303,19 @@ def logit_matching_limit(student_logits: Any, teacher_logits: Any) -> Tensor:
     check_same_shape(s, t, where=where)
     if bool(torch.isinf(s).any() or torch.isinf(t).any()):
         raise ValueError(f"The logits of {where} must be finite: a masked (−inf) class has no logit-matching limit.")
-    dz = s - t  # [N, C]
-    return ((dz - dz.mean(-1, keepdim=True)) ** 2).sum(-1) / (2 * dz.shape[1])
+    out = []
+    for sl in _chunks(*s.shape):
+        dz = s[sl].double() - t[sl].double()  # [n, C]
+        out.append(((dz - dz.mean(-1, keepdim=True)) ** 2).sum(-1) / (2 * dz.shape[1]))
+    return torch.cat(out)
+
+
+def _kl_grad(s: Tensor, t: Tensor, temp: float) -> tuple[Tensor, Tensor]:
+    """KL(p_T ‖ q_T) and T·‖q_T − p_T‖₂ per row of a chunk [n, C] (float64)."""
+    logp, logq = torch.log_softmax(t.double() / temp, -1), torch.log_softmax(s.double() / temp, -1)  # [n, C]
+    p, q = logp.exp(), logq.exp()
+    term = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))  # 0·log 0 = 0
+    return term.sum(-1), temp * torch.linalg.vector_norm(q - p, dim=-1)
 
 
 def gradient_scale(student_logits: Any, teacher_logits: Any, temperatures: Sequence[float]) -> pd.DataFrame:
@@ -252,11 +335,8 @@ def gradient_scale(student_logits: Any, teacher_logits: Any, temperatures: Seque
     limit = float(logit_matching_limit(s, t).mean()) if finite else float("nan")
     rows = []
     for temp in temps.tolist():
-        logp, logq = torch.log_softmax(t / temp, -1), torch.log_softmax(s / temp, -1)  # [N, C]
-        p, q = logp.exp(), logq.exp()
-        term = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))  # 0·log 0 = 0
-        kl = term.sum(-1)  # [N]
-        grad = temp * torch.linalg.vector_norm(q - p, dim=-1)  # [N]
+        parts = [_kl_grad(s[sl], t[sl], temp) for sl in _chunks(*s.shape)]  # streamed over rows
+        kl, grad = torch.cat([k for k, _ in parts]), torch.cat([g for _, g in parts])  # [N] each
         rows.append(
             {
                 "temperature": temp,
@@ -295,45 +375,61 @@ def figure_class_probabilities(result: pd.DataFrame, *, top: int = 10) -> go.Fig
     """Per-class probability curves against T, one panel per sample (teacher solid, student dashed).
 
     With more than ``top`` classes, only the ``top`` classes the teacher rates highest (largest teacher
-    probability over the samples and temperatures) are drawn, so the legend stays readable."""
+    probability over the samples and temperatures) are drawn, and every other class of a sample is
+    summed into one grey "the rest" curve (its exact mass: 1 − the classes drawn), so the figure has
+    at most samples × (top + 1) × 2 traces whatever the number of classes."""
     samples = list(dict.fromkeys(result["sample"].tolist()))
-    classes = result.drop_duplicates("class_index")[["class_index", "class_name"]].values.tolist()
-    n_classes = len(classes)
-    if n_classes > top:
-        peak = result[result["role"] == "teacher"].groupby("class_index")["probability"].max()
+    real = result[result["class_index"] != REST]
+    classes = real.drop_duplicates("class_index")[["class_index", "class_name"]].values.tolist()
+    n_classes = int(result.attrs.get("n_classes", len(classes)))
+    if len(classes) > top:
+        peak = real[real["role"] == "teacher"].groupby("class_index")["probability"].max()
         keep = set(peak.sort_values(ascending=False, kind="stable").index[:top].tolist())
         classes = [c for c in classes if c[0] in keep]
+    kept = {int(c[0]) for c in classes}
+    rest = result[~result["class_index"].isin(kept)]  # every class not drawn, the "rest" rows included
+    rest = rest.groupby(["sample", "role", "temperature"], sort=False)["probability"].sum().reset_index()
     fig = make_subplots(rows=1, cols=len(samples), shared_yaxes=True, subplot_titles=[f"sample {s}" for s in samples])
+    legend: set[str] = set()  # one legend entry per class (the first teacher curve drawn)
+
+    def add(trace: go.Scatter, role: str, col: int) -> None:
+        first = role == "teacher" and trace.name not in legend
+        legend.add(trace.name) if first else None
+        fig.add_trace(trace.update(showlegend=first), row=1, col=col)
+
     for col, sample in enumerate(samples, start=1):
+        by = result[result["sample"] == sample]
         for k, name in classes:
-            colour = _style.class_colour(int(k))
             for role, dash in (("teacher", "solid"), ("student", "dash")):
-                d = result[(result["sample"] == sample) & (result["class_index"] == k) & (result["role"] == role)]
-                if d.empty:
-                    continue
-                fig.add_trace(
-                    go.Scatter(
-                        x=d["temperature"],
-                        y=d["probability"],
-                        mode="lines+markers",
-                        name=f"class {name}",
-                        legendgroup=f"class {name}",
-                        showlegend=(col == 1 and role == "teacher"),
-                        line={"color": colour, "dash": dash},
-                        marker={"size": 4},
-                        hovertemplate=(
-                            f"{role}, sample {sample}, class {name}<br>T = %{{x:.3g}}"
-                            "<br>probability = %{y:.4f}<extra></extra>"
-                        ),
-                    ),
-                    row=1,
-                    col=col,
-                )
+                d = by[(by["class_index"] == k) & (by["role"] == role)]
+                if not d.empty:
+                    add(_class_trace(d, role, sample, str(name), _style.class_colour(int(k)), dash), role, col)
+        for role, dash in (("teacher", "solid"), ("student", "dash")):
+            d = rest[(rest["sample"] == sample) & (rest["role"] == role)]
+            if not d.empty and len(classes) < n_classes:
+                add(_class_trace(d, role, sample, "the rest", _style.NEUTRAL, dash), role, col)
     fig.update_xaxes(type="log", title_text="temperature T (log scale, unitless)")
     fig.update_yaxes(title_text="probability p_T(class)", row=1, col=1)
     roles = " (teacher solid, student dashed)" if (result["role"] == "student").any() else ""
-    shown = f", the teacher's top {len(classes)} of {n_classes} classes" if len(classes) < n_classes else ""
+    shown = f", the teacher's top {len(classes)} of {n_classes} classes + the rest" if len(classes) < n_classes else ""
     return _style.finish(fig, title=f"Class probabilities against temperature{roles}{shown}")
+
+
+def _class_trace(d: pd.DataFrame, role: str, sample: int, name: str, colour: str, dash: str) -> go.Scatter:
+    """One class's (or the rest's) probability against T for one sample and model."""
+    return go.Scatter(
+        x=d["temperature"],
+        y=d["probability"],
+        mode="lines+markers",
+        name=name if name == "the rest" else f"class {name}",
+        legendgroup=name,
+        line={"color": colour, "dash": dash},
+        marker={"size": 4},
+        hovertemplate=(
+            f"{role}, sample {sample}, {'' if name == 'the rest' else 'class '}{name}<br>T = %{{x:.3g}}"
+            "<br>probability = %{y:.4f}<extra></extra>"
+        ),
+    )
 
 
 _SWEEP_PANELS = (

@@ -46,6 +46,20 @@ def _check(name: str, value: Any, dims: int, where: str) -> torch.Tensor:
     return value
 
 
+CHUNK_LOGITS = 2**22  # logits per chunk of sequences converted to float64 at a time (32 MB)
+
+
+def _divergences(s: torch.Tensor, t: torch.Tensor, kinds: Sequence[str], temperature: float) -> dict[str, torch.Tensor]:
+    """Every token divergence [N, L] in float64, a few sequences at a time (no [N, L, V] float64 copy)."""
+    per = max(1, CHUNK_LOGITS // max(s[:1].numel(), 1))
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    for i in range(0, s.shape[0], per):
+        sc, tc = s[i : i + per].double(), t[i : i + per].double()  # [n, L, V]
+        for k in kinds:
+            parts[k].append(token_divergence(sc, tc, k, temperature=temperature))
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
 def split_by_position_kind(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -73,7 +87,7 @@ def split_by_position_kind(
             f"The logits, labels and position kinds of {where} must share [N, L]. Got "
             f"{tuple(s.shape)}, {tuple(t.shape)}, {tuple(y.shape)}, {tuple(kind.shape)}."
         )
-    divs = {k: token_divergence(s.double(), t.double(), k, temperature=temperature) for k in kinds}  # [N, L] each
+    divs = _divergences(s, t, kinds, temperature)  # [N, L] each
     models = {"teacher": t, "student": s} | ({"baseline": baseline_logits} if baseline_logits is not None else {})
     right = {m: z.argmax(-1) == y for m, z in models.items()}  # [N, L] bool
     rows = []

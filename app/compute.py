@@ -96,22 +96,42 @@ def sweep(key: tuple, device: str, n: int) -> dict:
     t, s, y = lg["teacher"], lg["student"], lg["targets"]
     if lg["task"] == "multilabel":
         y = None  # soft labels of a softmax over classes: no single target
-    elif lg["task"] == "causal_lm":
-        keep = y.reshape(-1) != -100
-        t, s, y = t.reshape(-1, t.shape[-1])[keep], s.reshape(-1, s.shape[-1])[keep], y.reshape(-1)[keep]
+    elif lg["task"] == "causal_lm":  # the first SWEEP_ROWS predicted positions, gathered without copying the rest
+        rows = (y.reshape(-1) != -100).nonzero()[:SWEEP_ROWS, 0]
+        t, s, y = t.reshape(-1, t.shape[-1])[rows], s.reshape(-1, s.shape[-1])[rows], y.reshape(-1)[rows]
     t, s, y = t[:SWEEP_ROWS], s[:SWEEP_ROWS], None if y is None else y[:SWEEP_ROWS]
     names = lg["class_names"]
+    tokens = _token_names(key, device, t[:64])
     return {
         "sweep": soft_labels_an.compare_sweeps(s, t, TEMPERATURES, labels=y),
         "gradient": soft_labels_an.gradient_scale(s, t, TEMPERATURES),
         "classes": soft_labels_an.class_probabilities(
-            t, TEMPERATURES, student_logits=s, samples=[0, 1, 2], class_names=names
+            t,
+            TEMPERATURES,
+            student_logits=s,
+            samples=[0, 1, 2],
+            class_names=names,
+            token_names=None if tokens is None else (lambda ids: [tokens.get(i, str(i)) for i in ids]),
         ),
         "teacher": t[:64],
         "student": s[:64],
         "labels": None if y is None else y[:64],
         "class_names": names,
+        "token_names": tokens,
     }
+
+
+def _token_names(key: tuple, device: str, teacher: torch.Tensor) -> dict[int, str] | None:
+    """Decoded tokens of the ids the soft-label views can show (each row's top classes), when the data has a
+    tokenizer: {id: token}; None otherwise (classes are then named by class_names or their index)."""
+    pair = _pair(key, device)
+    tok = getattr(pair.dataset, "tokenizer", None)
+    if tok is None or pair.dataset.task != "causal_lm" or pair.dataset.class_names:
+        return None
+    top = min(soft_labels_an.TOP_CLASSES, teacher.shape[-1])
+    ids = sorted(set(teacher.topk(top, dim=-1).indices.reshape(-1).tolist()))
+    shown = tok.tokens(ids) if hasattr(tok, "tokens") else [_token(tok, i) for i in ids]
+    return dict(zip(ids, (str(x) for x in shown), strict=True))
 
 
 @st.cache_data(show_spinner="Sweeping the temperature over every label…", max_entries=16)

@@ -14,17 +14,29 @@ def probabilities_at(
     temperature: float,
     *,
     class_names: list[str] | None = None,
+    token_names: dict[int, str] | None = None,
     top: int = 20,
 ) -> go.Figure:
-    """Teacher and student probabilities softmax(z / T) of one input, as grouped bars (the teacher's top classes)."""
-    p = torch.softmax(teacher_logits.double() / temperature, -1)  # [C]
-    q = torch.softmax(student_logits.double() / temperature, -1)  # [C]
-    order = torch.argsort(p, descending=True, stable=True)[:top].tolist()
-    names = [class_names[i] if class_names and i < len(class_names) else str(i) for i in order]
+    """Teacher and student probabilities softmax(z / T) of one input, as grouped bars: the teacher's top
+    classes, then one "the rest" bar with the exact mass of every other class (when there are more than top).
+    Classes are named by class_names, else by token_names (decoded tokens), else by their index."""
+    u, v = teacher_logits.double() / temperature, student_logits.double() / temperature  # [C]
+    lse_t, lse_s = torch.logsumexp(u, 0), torch.logsumexp(v, 0)
+    order = torch.argsort(u, descending=True, stable=True)[:top]  # [K]: the teacher's ranking
+    p, q = (u[order] - lse_t).exp().tolist(), (v[order] - lse_s).exp().tolist()
+    ids = order.tolist()
+    names = [
+        class_names[i] if class_names and i < len(class_names) else (token_names or {}).get(i, str(i)) for i in ids
+    ]
+    if len(ids) < u.shape[0]:  # the other classes' mass, summed in log space (exact, not 1 − Σ shown)
+        p.append(float((torch.logsumexp(u.index_fill(0, order, -torch.inf), 0) - lse_t).exp()))
+        q.append(float((torch.logsumexp(v.index_fill(0, order, -torch.inf), 0) - lse_s).exp()))
+        names.append(f"the rest ({u.shape[0] - len(ids)} classes)")
+    names = _unique(names)
     fig = go.Figure(
         [
-            go.Bar(x=names, y=p[order].tolist(), name="teacher", marker_color=TEACHER),
-            go.Bar(x=names, y=q[order].tolist(), name="student", marker_color=STUDENT),
+            go.Bar(x=names, y=p, name="teacher", marker_color=TEACHER),
+            go.Bar(x=names, y=q, name="student", marker_color=STUDENT),
         ]
     )
     fig.update_layout(barmode="group")
@@ -37,6 +49,16 @@ def probabilities_at(
         y="probability",
         height=360,
     )
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Category labels made distinct (two tokens may decode alike): a repeat gets an invisible suffix."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else n + "\u200b" * (seen[n] - 1))
+    return out
 
 
 def kd_terms(ce: float | None, kl_term: float, lam: float) -> go.Figure:

@@ -27,6 +27,8 @@ __all__ = [
     "agreement",
     "disagreement",
     "reliability_bins",
+    "confidence_bins",
+    "calibration_error_from_bins",
     "expected_calibration_error",
     "check_probs_labels",
 ]
@@ -199,14 +201,21 @@ def reliability_bins(probs: Any, labels: Any, *, n_bins: int = 15) -> dict[str, 
     """Per confidence bin: count, accuracy and mean confidence (NaN in empty bins), float64 [M] each;
     also 'lower' and 'upper' bin edges. Bin m (1-based) holds (m−1)/M < conf ≤ m/M."""
     p, y = check_probs_labels(probs, labels, where="reliability_bins")
-    m = check_int_range("n_bins", n_bins, 1, 10_000, where="reliability_bins")
     conf, pred = p.max(1)  # [N], [N]
+    return confidence_bins(conf, pred.cpu() == y.cpu(), n_bins=n_bins)
+
+
+def confidence_bins(confidence: Tensor, correct: Tensor, *, n_bins: int = 15) -> dict[str, Tensor]:
+    """`reliability_bins` from each prediction's confidence [N] (top-class probability) and whether it
+    was right (bool [N]): what a large vocabulary's calibration needs, without the [N, V] probabilities."""
+    m = check_int_range("n_bins", n_bins, 1, 10_000, where="reliability_bins")
+    conf = confidence.detach().double().cpu().reshape(-1)  # [N]
     edges = torch.arange(m + 1, dtype=torch.float64) / m  # [M+1]
-    idx = (torch.searchsorted(edges, conf.contiguous().cpu()) - 1).clamp(0, m - 1)  # edge[i-1] < conf <= edge[i]
-    correct = (pred.cpu() == y.cpu()).double()
+    idx = (torch.searchsorted(edges, conf.contiguous()) - 1).clamp(0, m - 1)  # edge[i-1] < conf <= edge[i]
+    right = correct.detach().cpu().reshape(-1).double()
     count = torch.bincount(idx, minlength=m).double()  # [M]
-    acc_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, idx, correct)
-    conf_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, idx, conf.cpu())
+    acc_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, idx, right)
+    conf_sum = torch.zeros(m, dtype=torch.float64).index_add_(0, idx, conf)
     nan = torch.full_like(count, float("nan"))
     return {
         "lower": edges[:-1],
@@ -217,9 +226,13 @@ def reliability_bins(probs: Any, labels: Any, *, n_bins: int = 15) -> dict[str, 
     }
 
 
+def calibration_error_from_bins(bins: dict[str, Tensor]) -> float:
+    """ECE from `reliability_bins` / `confidence_bins`: Σ_m (|B_m|/n)·|acc(B_m) − conf(B_m)|."""
+    used = bins["count"] > 0
+    share = bins["count"][used] / bins["count"].sum()
+    return float((share * (bins["accuracy"][used] - bins["confidence"][used]).abs()).sum())
+
+
 def expected_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15) -> float:
     """ECE = Σ_m (|B_m|/n)·|acc(B_m) − conf(B_m)| over M equal-width bins (Guo et al. 2017, arXiv 1706.04599)."""
-    b = reliability_bins(probs, labels, n_bins=n_bins)
-    used = b["count"] > 0
-    share = b["count"][used] / b["count"].sum()
-    return float((share * (b["accuracy"][used] - b["confidence"][used]).abs()).sum())
+    return calibration_error_from_bins(reliability_bins(probs, labels, n_bins=n_bins))

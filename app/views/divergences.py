@@ -105,14 +105,17 @@ if ctx:
             ui.show_figure(
                 comp.class_figure(res, rule=rule),
                 "divergence_classes",
-                caption="Per class: components stacked to the mean KL (left), and their shares (right).",
+                caption="Per class: components stacked to the mean KL (left), and their shares (right). With more "
+                'than 20 classes, the 20 holding the most KL are drawn and "the rest" pools every other class '
+                "exactly (means weighted by sample count, shares as ratios of sums).",
             )
             ui.claim(claims.nckd_carries_kl(res.dkd))
             if res.dkd is not None:
                 ui.show_figure(
                     comp.dkd_figure(res),
                     "divergence_dkd",
-                    caption="DKD: the target part and the weighted non-target part, per class.",
+                    caption="DKD: the target part and the weighted non-target part, per class (beyond 20 classes, "
+                    'the top 20 by total KL and "the rest").',
                 )
             with st.expander("The samples with the largest KL"):
                 ui.show_figure(comp.sample_figure(res, rule=rule, top=32), "divergence_samples")

@@ -209,9 +209,14 @@ elif ctx:
         left, right = st.columns(2)
         with left:
             ui.show_figure(
-                figures.probabilities_at(t[sample], s[sample], T, class_names=res["class_names"]),
+                figures.probabilities_at(
+                    t[sample], s[sample], T, class_names=res["class_names"], token_names=res.get("token_names")
+                ),
                 "soft_labels_at_T",
-                caption="Teacher and student probabilities of one input at the chosen T.",
+                caption="Teacher and student probabilities of one input at the chosen T: the teacher's top 20 "
+                "classes and, when there are more, one bar for the rest (the exact total probability of every "
+                "other class), so a vocabulary of any size fits."
+                + (" Tokens are shown decoded." if res.get("token_names") else ""),
             )
         with right:
             ui.show_figure(
@@ -232,6 +237,12 @@ elif ctx:
             caption="The student's KD gradient scale, and T²·KL with its limit.",
         )
         with st.expander("Per-class probability curves of three inputs"):
-            ui.show_figure(figures.mark_x(figs["classes"], T), "soft_labels_classes")
+            ui.show_figure(
+                figures.mark_x(figs["classes"], T),
+                "soft_labels_classes",
+                caption="The teacher's highest classes, one curve each; with more classes than that, the grey "
+                '"the rest" curve is the summed probability of all the others (exact), which is where dark '
+                "knowledge goes as T rises.",
+            )
 
 logit_toy_view()

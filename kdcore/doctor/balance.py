@@ -23,23 +23,46 @@ if TYPE_CHECKING:
 NEGLIGIBLE = 0.05  # KD gradient below 5 % of CE's: the run is CE training in disguise
 DOMINANT = 100.0  # KD gradient above 100× CE's: the labels have no say
 _BATCHES = 2
+BATCH_LOGITS = 2**22  # a replayed batch's logits at most (LMs: fewer sequences for a large vocabulary)
+REPLAY_LOGITS = 2**24  # ... and all replayed batches' logits together
+
+
+def _squared_norm(grads: tuple[torch.Tensor | None, ...]) -> float:
+    """Σ‖g‖² over a gradient per parameter, in float64, one parameter at a time."""
+    return sum(float(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2) for g in grads if g is not None)
+
+
+def _replay(ctx: Context) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(inputs, targets, batch size, batches) replayed: the run's batch size (at most 128) and 2 batches,
+    fewer for a large vocabulary (BATCH_LOGITS per batch, REPLAY_LOGITS in all), and for a causal LM whose
+    single sequence is over budget its prefix (the outputs on a prefix depend on the prefix alone)."""
+    x_all, y_all = ctx.train_probe
+    row = max(ctx.row_logits(x_all), 1)
+    bs = min(ctx.config.batch_size, 128, max(1, BATCH_LOGITS // row))
+    batches = min(_BATCHES, max(1, REPLAY_LOGITS // (bs * row)))
+    if ctx.task == "causal_lm" and x_all.dim() == 2 and bs * row > BATCH_LOGITS:
+        keep = max(1, BATCH_LOGITS // (bs * (row // max(x_all.shape[1], 1))))  # positions
+        x_all, y_all = x_all[:, :keep], y_all[:, :keep]
+    return x_all, y_all, bs, batches
 
 
 def _ratio(ctx: Context, student: ModelAdapter) -> tuple[float, float]:
     """(‖∇ KD part‖, ‖∇ CE part‖) summed over a few batches of the training probe."""
-    x_all, y_all = ctx.train_probe
-    bs = min(ctx.config.batch_size, 128)
+    x_all, y_all, bs, batches = _replay(ctx)
+    teacher_out = ctx.notes.setdefault("_balance_teacher", {})  # the same batches at the start and the end
     s_layers, t_layers = feature_layers(ctx.terms)
     kd_sq = ce_sq = 0.0
     model = student.model
     was = [(m, m.training) for m in model.modules()]
     model.train()
     try:
-        for b in range(_BATCHES):
+        for b in range(batches):
             x, y = x_all[b * bs : (b + 1) * bs], y_all[b * bs : (b + 1) * bs]
             if x.shape[0] == 0:
                 break
-            t_logits, t_feats = compute_teacher_outputs(ctx.teacher, x, t_layers)
+            if b not in teacher_out:
+                teacher_out[b] = compute_teacher_outputs(ctx.teacher, x, t_layers)
+            t_logits, t_feats = teacher_out[b]
             s_logits, s_feats = student.forward_features(x, s_layers)
             proj = None
             if s_layers:
@@ -59,10 +82,10 @@ def _ratio(ctx: Context, student: ModelAdapter) -> tuple[float, float]:
             ce_part = w_ce * comps["ce"]
             kd_part = total - ce_part
             params = [p for p in model.parameters() if p.requires_grad]
-            g_ce = torch.autograd.grad(ce_part, params, retain_graph=True, allow_unused=True)
-            g_kd = torch.autograd.grad(kd_part, params, allow_unused=True)
-            ce_sq += sum(float(g.double().pow(2).sum()) for g in g_ce if g is not None)
-            kd_sq += sum(float(g.double().pow(2).sum()) for g in g_kd if g is not None)
+            ce_sq += _squared_norm(torch.autograd.grad(ce_part, params, retain_graph=True, allow_unused=True))
+            kd_sq += _squared_norm(
+                torch.autograd.grad(kd_part, params, allow_unused=True)
+            )  # one gradient held at a time
     finally:
         for m, t in was:
             m.training = t

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from kdcore.doctor.context import DISTILL_COMPONENTS, Context, Skip, fmt
 from kdcore.doctor.findings import ALONE, FigureData, Finding, ProposedRun
 from kdcore.doctor.progress import still_improving
+from kdcore.doctor.streams import nll_accuracy
 from kdcore.metrics import accuracy, agreement
 
 PLATEAU_REL = 0.05  # the last epoch moved the distillation term by less than 5 %: a plateau
@@ -112,10 +111,10 @@ def _improving(ctx: Context) -> bool:
 
 
 def _val_score(ctx: Context, who: str) -> float:
+    if ctx.task == "causal_lm":
+        return nll_accuracy(ctx, who, "val")[0]  # streamed over the probe's rows
     x, y = ctx.val_probe
     rows, labels = ctx.flat(ctx.logits(who, "val"), y)
-    if ctx.task == "causal_lm":
-        return float(torch.nn.functional.cross_entropy(rows.float(), labels))
     return accuracy(rows, labels, task=ctx.task)
 
 

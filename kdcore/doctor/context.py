@@ -5,6 +5,7 @@ training and validation data) computed once, on first use."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -16,7 +17,12 @@ from torch import Tensor
 from kdcore.jobs.config import JobConfig, LossTerm
 
 PROBE_CLASSIFICATION = 512  # samples of each split the checks look at
-PROBE_SEQUENCES = 64  # sequences of each split (causal LMs)
+PROBE_SEQUENCES = 64  # sequences of each split (causal LMs), at most ...
+PROBE_LOGITS = 2**25  # ... and at most this many logits (sequences × length × vocabulary: 128 MB in float32)
+LARGE_VOCAB = 8192  # from this many classes on, streamed statistics run in float32 (float64 below: exact enough
+# either way for the checks' thresholds, and twice as fast on a large vocabulary)
+FORWARD_LOGITS = 2**24  # logits per forward pass when the probe's outputs are computed (64 MB in float32)
+CHUNK_LOGITS = 2**22  # logits per chunk when a check streams over the probe's rows (32 MB in float64)
 DISTILL_COMPONENTS = (
     "kl",
     "tckd",
@@ -124,9 +130,18 @@ class Context:
         self.require("dataset")
         data = self.dataset.split(split)
         n = PROBE_SEQUENCES if self.task == "causal_lm" else PROBE_CLASSIFICATION
+        if self.task == "causal_lm":  # a large vocabulary: fewer sequences, so the logits stay within budget
+            n = min(n, max(2, PROBE_LOGITS // max(self.row_logits(data.inputs), 1)))
         if split == "train" and self.config.train_size is not None:
             n = min(n, self.config.train_size)
         return data.inputs[:n], data.targets[:n]
+
+    def row_logits(self, x: Tensor) -> int:
+        """Logits one input row produces: its length × the vocabulary (LMs), or the classes."""
+        data = self.dataset
+        declared = getattr(data, "vocab_size", None) or getattr(data, "num_classes", None) or 1
+        width = self.teacher.output_size if self.teacher is not None else declared
+        return int(width) * (int(x.shape[1]) if self.task == "causal_lm" and x.dim() > 1 else 1)
 
     @cached_property
     def train_probe(self) -> tuple[Tensor, Tensor]:
@@ -143,10 +158,23 @@ class Context:
         if key not in self.__dict__:
             self.require(who)
             x = (self.train_probe if split == "train" else self.val_probe)[0]
-            model = getattr(self, who)
-            out = [model.logits(x[i : i + 256]).float().cpu() for i in range(0, x.shape[0], 256)]
-            self.__dict__[key] = torch.cat(out)
+            rows = max(1, min(256, FORWARD_LOGITS // max(self.row_logits(x), 1)))
+            self.__dict__[key] = batched_logits(getattr(self, who), x, rows)
         return self.__dict__[key]
+
+    def chunks(self, logits: Tensor, targets: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """`flat(logits, targets)` in chunks of about CHUNK_LOGITS logits, in the same row order: (rows [n, C],
+        labels [n]) each, never copying the whole probe (checks stream over a large vocabulary this way)."""
+        per = max(1, CHUNK_LOGITS // max(logits.shape[-1], 1))  # rows per chunk
+        if self.task != "causal_lm":
+            for i in range(0, logits.shape[0], per):
+                yield logits[i : i + per], targets[i : i + per]
+            return
+        rows, labels = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # views [N·L, V], [N·L]
+        kept = (labels != -100).nonzero()[:, 0]  # the scored positions, row-major as flat() keeps them
+        for i in range(0, kept.shape[0], per):
+            idx = kept[i : i + per]
+            yield rows[idx], labels[idx]
 
     def flat(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Rows and labels to score: causal LMs keep positions whose target is not -100 -> [N, V], [N]."""
@@ -154,6 +182,22 @@ class Context:
             keep = targets != -100  # [N, L]
             return logits[keep], targets[keep]
         return logits, targets
+
+
+def stats_dtype(width: int) -> torch.dtype:
+    """The dtype streamed statistics over `width` classes are computed in (see LARGE_VOCAB)."""
+    return torch.float32 if width >= LARGE_VOCAB else torch.float64
+
+
+def batched_logits(model: Any, x: Tensor, rows: int) -> Tensor:
+    """model.logits over x, `rows` inputs per forward pass, into one float32 CPU tensor (no list to concatenate)."""
+    first = model.logits(x[:rows]).float().cpu()
+    out = torch.empty((x.shape[0], *first.shape[1:]), dtype=torch.float32)
+    out[: first.shape[0]] = first
+    del first
+    for i in range(rows, x.shape[0], rows):
+        out[i : i + rows] = model.logits(x[i : i + rows]).float().cpu()
+    return out
 
 
 def fmt(x: float, digits: int = 3) -> str:

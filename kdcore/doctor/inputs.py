@@ -6,17 +6,32 @@ the batch's order (its inputs re-ordered, batch statistics) gives sample i the s
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from kdcore.doctor.context import Context, fmt
 from kdcore.doctor.findings import Finding
 from kdcore.metrics import disagreement
 
 TOL = 1e-4  # largest logit change tolerated between equivalent passes (float rounding)
+PASS_LOGITS = 2**22  # logits per pass at most (a large vocabulary: 2 sequences, cut to a prefix; 16 MB)
+
+
+def _inputs(ctx: Context) -> Tensor:
+    """The inputs of the three passes: the first 64 probe inputs or, for a large vocabulary, as many
+    sequences as fit PASS_LOGITS (at least 2, so that a re-ordering exists), cut to a
+    prefix when even 2 do not fit (a causal LM's outputs on a prefix depend on the prefix alone)."""
+    x = ctx.train_probe[0]
+    n = max(2, min(64, PASS_LOGITS // max(ctx.row_logits(x), 1)))
+    x = x[:n]
+    if ctx.task == "causal_lm" and x.dim() == 2 and n * ctx.row_logits(x) > PASS_LOGITS:
+        width = ctx.row_logits(x) // max(x.shape[1], 1)  # the vocabulary
+        x = x[:, : max(1, PASS_LOGITS // (n * width))]
+    return x
 
 
 def check_teacher_inputs(ctx: Context) -> Finding | None:
     ctx.require("teacher", "dataset")
-    x = ctx.train_probe[0][:64]
+    x = _inputs(ctx)
     n = x.shape[0]
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(n, generator=g)

@@ -11,7 +11,7 @@ import torch
 
 from kdcore.doctor.context import Context, Skip, fmt
 from kdcore.doctor.findings import Finding
-from kdcore.metrics import accuracy
+from kdcore.doctor.streams import nll_accuracy, tail_mass
 
 if TYPE_CHECKING:
     from kdcore.adapters.base import ModelAdapter
@@ -115,16 +115,13 @@ def check_padded_vocab(ctx: Context) -> Finding | None:
     start = vt - tail
     if tail <= 0:
         return None
-    x, y = ctx.train_probe
-    rows, _ = ctx.flat(ctx.logits("teacher", "train"), y)  # [N, V]
     T = ctx.temperature or 1.0
-    mass_t = float(torch.softmax(rows.double() / T, -1)[:, start:].sum(-1).mean())
+    mass_t = tail_mass(ctx, "teacher", start, T)  # streamed over the probe's rows
     if mass_t < TAIL_MASS and (tok is None or tok >= vt):
         return None
     ev = {"model_vocab": vt, "tokenizer_vocab": tok, "unused_tail_size": tail, "teacher_mass_on_tail": mass_t}
     if ctx.student is not None:
-        srows, _ = ctx.flat(ctx.logits("student", "train"), y)
-        ev["student_mass_on_tail"] = float(torch.softmax(srows.double() / T, -1)[:, start:].sum(-1).mean())
+        ev["student_mass_on_tail"] = tail_mass(ctx, "student", start, T)
     return Finding(
         "lm.padded_vocab",
         "warning",
@@ -159,17 +156,13 @@ def check_tokenizers(ctx: Context) -> Finding | None:
             None,
         )
     ctx.require("dataset")
-    x, y = ctx.val_probe
-    rows, labels = ctx.flat(ctx.logits("teacher", "val"), y)
-    nll = float(torch.nn.functional.cross_entropy(rows.float(), labels))
-    uniform = math.log(rows.shape[-1])
-    acc = accuracy(rows, labels)
+    nll, acc = nll_accuracy(ctx, "teacher", "val")  # streamed over the probe's rows
+    uniform = math.log(ctx.logits("teacher", "val").shape[-1])
     if nll < uniform:
         return None
     ev = {"teacher_nll": nll, "uniform_nll": uniform, "teacher_token_accuracy": acc}
     if ctx.student is not None:
-        srows, _ = ctx.flat(ctx.logits("student", "val"), y)
-        ev["student_token_accuracy"] = accuracy(srows, labels)
+        ev["student_token_accuracy"] = nll_accuracy(ctx, "student", "val")[1]
     return Finding(
         "lm.tokenizers",
         "error",

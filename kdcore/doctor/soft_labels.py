@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from kdcore.doctor.context import Context, Skip, fmt
+from kdcore.doctor.context import Context, Skip, fmt, stats_dtype
 from kdcore.doctor.findings import FigureData, Finding
 
 ONE_HOT_MAX_PROB = 0.99  # mean teacher max probability at or above this: nearly one-hot
@@ -16,24 +16,49 @@ UNIFORM_ENTROPY = 0.98  # mean entropy / ln(C) at or above this: nearly uniform
 GRID = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
 
 
-def _stats(rows: torch.Tensor, T: float) -> tuple[float, float]:
-    """(mean max probability, mean entropy / ln C) of softmax(rows / T); rows [N, C]."""
-    logp = torch.log_softmax(rows.double() / T, dim=-1)  # [N, C]
-    p = logp.exp()
-    ent = -(p * logp).nan_to_num(0.0).sum(-1)  # [N]; 0·log 0 = 0
-    return float(p.max(-1).values.mean()), float(ent.mean() / math.log(rows.shape[-1]))
+def _chunk_stats(rows: torch.Tensor, temps: list[float]) -> torch.Tensor:
+    """Per temperature: (Σ max probability, Σ entropy) over rows [n, C] of softmax(rows / T) -> float64 [K, 2].
+
+    With d = z − max z ≤ 0 and w = d / T: max probability = 1 / Σ exp(w) and entropy
+    H = log Σ exp(w) − Σ exp(w)·w / Σ exp(w) (no cancellation: every w ≤ 0; 0·log 0 = 0)."""
+    out = torch.zeros(len(temps), 2, dtype=torch.float64)
+    z = rows.to(stats_dtype(rows.shape[-1]))  # [n, C]
+    d = z - z.max(-1, keepdim=True).values  # [n, C], ≤ 0 (−inf where masked)
+    masked = bool(torch.isinf(d).any())
+    for k, T in enumerate(temps):
+        w = d / T
+        e = w.exp()  # [n, C]
+        total = e.sum(-1)  # [n], ≥ 1
+        ew = torch.where(e > 0, e * w, 0.0) if masked else e * w
+        out[k, 0] = total.double().reciprocal().sum()
+        out[k, 1] = (total.double().log() - ew.sum(-1).double() / total.double()).sum()
+        del w, e, ew
+    return out
+
+
+def _stats(ctx: Context, temps: list[float]) -> list[tuple[float, float]]:
+    """(mean max probability, mean entropy / ln C) of the teacher's soft labels at each T, streamed over rows."""
+    logits = ctx.logits("teacher", "train")
+    total, n = torch.zeros(len(temps), 2, dtype=torch.float64), 0
+    for rows, _ in ctx.chunks(logits, ctx.train_probe[1]):  # rows [n, C]
+        total += _chunk_stats(rows, temps)
+        n += rows.shape[0]
+    mean = total / max(n, 1)
+    log_c = math.log(logits.shape[-1])
+    return [(float(m), float(e) / log_c) for m, e in mean.tolist()]
 
 
 def _sweep(ctx: Context) -> tuple[float, float, float, list, list, list]:
     T = ctx.temperature
     if T is None:
         raise Skip("the objective uses no temperature (no soft labels to inspect)")
-    x, y = ctx.train_probe
-    rows, _ = ctx.flat(ctx.logits("teacher", "train"), y)  # [N, C]
+    ctx.logits("teacher", "train")  # needs the teacher and the data (Skip otherwise)
     if ctx.task == "multilabel":
         raise Skip("multi-label teachers give one sigmoid per class, not a softmax over classes")
     grid = sorted(set(GRID) | {T})
-    stats = [_stats(rows, t) for t in grid]
+    if "_soft_label_stats" not in ctx.notes:  # shared by both checks: one pass over the probe
+        ctx.notes["_soft_label_stats"] = _stats(ctx, grid)
+    stats = ctx.notes["_soft_label_stats"]
     max_p, ent = stats[grid.index(T)]
     return T, max_p, ent, grid, [s[0] for s in stats], [s[1] for s in stats]
 

@@ -9,7 +9,14 @@ from torch import nn
 
 from kdcore.doctor.context import Context, Skip, fmt
 from kdcore.doctor.findings import FigureData, Finding
-from kdcore.metrics import accuracy, expected_calibration_error, predictions, reliability_bins
+from kdcore.doctor.streams import confidence, grid_argmin_unimodal, nll_at
+from kdcore.metrics import (
+    accuracy,
+    calibration_error_from_bins,
+    confidence_bins,
+    predictions,
+    reliability_bins,
+)
 
 ECE_WARN = 0.10  # expected calibration error at or above this: miscalibrated
 WRONG_WARN = 0.20  # teacher error on the training data at or above this: warning
@@ -32,9 +39,8 @@ def _nll(probs: torch.Tensor, y: torch.Tensor) -> float:
     return float(-probs.gather(1, y[:, None]).clamp_min(1e-300).log().mean())
 
 
-def _reliability_figure(p: torch.Tensor, labels: torch.Tensor) -> FigureData:
-    """The teacher's reliability diagram: accuracy, confidence and count per confidence bin (p [N, K], labels [N])."""
-    bins = reliability_bins(p, labels)
+def _reliability_figure(bins: dict[str, torch.Tensor]) -> FigureData:
+    """The teacher's reliability diagram: accuracy, confidence and count per confidence bin."""
     centres = ((bins["lower"] + bins["upper"]) / 2).tolist()
     return FigureData(
         "reliability",
@@ -50,21 +56,37 @@ def _reliability_figure(p: torch.Tensor, labels: torch.Tensor) -> FigureData:
     )
 
 
+def _bins(ctx: Context, logits: torch.Tensor, y: torch.Tensor, tau: float = 1.0) -> dict[str, torch.Tensor]:
+    """Reliability bins of the teacher at τ: LMs streamed over rows (no [N, V] probabilities kept)."""
+    if ctx.task == "causal_lm":
+        return confidence_bins(*confidence(ctx, logits, y, tau))
+    return reliability_bins(*_probs_labels(ctx, logits, y, tau))
+
+
+def _calibrating_tau(ctx: Context, logits: torch.Tensor, y: torch.Tensor) -> float:
+    """The τ of _TAU_GRID with the smallest validation NLL (LMs: NLL(1/τ) is convex, so a binary search)."""
+    if ctx.task == "causal_lm":
+        return grid_argmin_unimodal(lambda t: nll_at(ctx, logits, y, t), _TAU_GRID)
+    labels = _probs_labels(ctx, logits, y)[1]
+    nlls = [_nll(_probs_labels(ctx, logits, y, t)[0], labels) for t in _TAU_GRID]
+    return _TAU_GRID[min(range(len(nlls)), key=nlls.__getitem__)]
+
+
 def check_miscalibrated(ctx: Context) -> Finding | None:
     ctx.require("teacher", "dataset")
     x, y = ctx.val_probe
     logits = ctx.logits("teacher", "val")
-    p, labels = _probs_labels(ctx, logits, y)
-    ece = expected_calibration_error(p, labels)
+    bins = _bins(ctx, logits, y)
+    ece = calibration_error_from_bins(bins)
     if ece < ECE_WARN:
         return None
-    conf = float(p.max(1).values.mean())
-    acc = accuracy(p, labels)
-    nlls = [_nll(_probs_labels(ctx, logits, y, t)[0], labels) for t in _TAU_GRID]
-    tau = _TAU_GRID[min(range(len(nlls)), key=nlls.__getitem__)]
-    ece_tau = expected_calibration_error(_probs_labels(ctx, logits, y, tau)[0], labels)
+    n = bins["count"].sum()
+    conf = float((bins["confidence"].nan_to_num(0.0) * bins["count"]).sum() / n)
+    acc = float((bins["accuracy"].nan_to_num(0.0) * bins["count"]).sum() / n)
+    tau = _calibrating_tau(ctx, logits, y)
+    ece_tau = calibration_error_from_bins(_bins(ctx, logits, y, tau))
     over = conf > acc
-    fig = _reliability_figure(p, labels)
+    fig = _reliability_figure(bins)
     T = ctx.temperature
     extra = (
         f" (your run's T = {fmt(T)} already divides the logits; a T near {fmt(tau * (T or 1))} would "
