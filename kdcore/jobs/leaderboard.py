@@ -9,6 +9,11 @@ defaults for its parameters (the recipe's T and λ go only to the recipe's own o
 `with_recipe` does). The student alone (`ce`) is always run as the floor. Methods that do not fit
 the pair are refused before anything runs. The runs are recorded as one protocol in the run store.
 
+Results are cached in the run store (kdcore.jobs.leaderboard_cache): asking again with the same
+pair, methods, seeds and budget reads the stored leaderboard without training; a run already
+completed with the same config and seed is reused. `queue_leaderboard` queues the runs on the
+background worker instead (the app's Leaderboard page), `leaderboard_status` reads one back.
+
 The gain is the method's best-epoch metric minus the student alone's, paired by seed (for a loss,
 where lower is better, the other way round, so a positive gain is always better), with a 95 %
 t-interval over the seeds' paired differences. Rank 1 is the best mean of the best-epoch metric;
@@ -25,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.leaderboard_cache import KIND, config_key, find_leaderboard, plan_key, run_index
 from kdcore.jobs.protocols import protocol_table
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
-from kdcore.jobs.store import RunStore
+from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.validation import InvalidParameterError
 
 # JobConfig fields that make up the budget shared by every method (what `base` may set).
@@ -73,6 +79,8 @@ class LeaderboardResult:
     runs: pd.DataFrame  # variant (the method), seed, run_id, state
     protocol_id: str | None  # the protocol's id in the run store
     budget: dict  # the budget every method ran with (JobConfig field -> value)
+    trained: int = 0  # runs trained by this call (0: read from the run store)
+    cached: bool = False  # True when the whole leaderboard was read from the run store
 
 
 def method_list(methods: Iterable[str] | str) -> list[str]:
@@ -167,32 +175,127 @@ def compare_methods(
     base: JobConfig | Mapping[str, Any] | None = None,
     store: RunStore | None = None,
     callback: Callable[[dict], object] | None = None,
+    reuse: bool = True,
 ) -> LeaderboardResult:
     """Run every method (and the student alone) on `pair` over `seeds`, in this process, one after
     another; returns the leaderboard. base: budget fields on top of the recipe (a JobConfig's
     non-default budget fields, or a mapping {field: value}); callback: gets a "leaderboard_run"
-    event before each run and every run's own events."""
+    event before each run (reused: True for a run read from the store) and every run's own events;
+    reuse: read a stored leaderboard with the same settings, and reuse completed runs with the same
+    config (False trains every run again)."""
     from kdcore.jobs.resolve import resolve_pair
-    from kdcore.jobs.runner import run_job
 
     names, seed_list = method_list(methods), _seed_list(seeds)
     plan = leaderboard_configs(pair, names, seed_list, base)
+    store = store if store is not None else RunStore()
+    key = plan_key(plan)
+    if reuse and (meta := find_leaderboard(store, key, len(plan))) is not None:
+        return replace(stored_leaderboard(store, meta["id"]), cached=True)
     loaded = resolve_pair(pair)
     _check_fits(plan, loaded)
-    store = store if store is not None else RunStore()
-    budget = {k: getattr(plan[0][1], k) for k in BUDGET_FIELDS}
-    record = {"kind": "leaderboard", "methods": names, "seeds": seed_list, "budget": budget, "baseline": True}
-    pid = store.create_protocol(pair=pair, objective="leaderboard", plan=record)
-    rows = []
+    pid = store.create_protocol(pair=pair, objective=KIND, plan=_record(plan, names, seed_list, key))
+    done = run_index(store, plan) if reuse else {}
+    runs, trained = _run_plan(plan, store, pid, loaded, done, callback)
+    return LeaderboardResult(leaderboard_table(store, runs), runs, pid, _budget(plan), trained)
+
+
+def _budget(plan: list[tuple[str, JobConfig]]) -> dict:
+    return {k: getattr(plan[0][1], k) for k in BUDGET_FIELDS}
+
+
+def _record(plan: list[tuple[str, JobConfig]], names: list[str], seeds: list[int], key: str) -> dict:
+    """The protocol's plan: what the leaderboard compares, its budget and its cache key."""
+    return {
+        "kind": KIND,
+        "methods": names,
+        "seeds": seeds,
+        "budget": _budget(plan),
+        "baseline": True,
+        "key": key,
+        "n_runs": len(plan),
+    }
+
+
+def _run_plan(
+    plan: list[tuple[str, JobConfig]],
+    store: RunStore,
+    pid: str,
+    loaded: Any,
+    done: dict[str, str],
+    callback: Callable[[dict], object] | None,
+) -> tuple[pd.DataFrame, int]:
+    """Train each run of `plan` (or take the completed run `done` has for its config) into protocol
+    `pid`; (runs: variant, seed, run_id, state; how many were trained)."""
+    from kdcore.jobs.runner import run_job
+
+    rows, trained = [], 0
     for i, (method, cfg) in enumerate(plan):
+        run_id = done.get(config_key(cfg))
         if callback is not None:
-            callback({"event": "leaderboard_run", "index": i, "of": len(plan), "method": method, "seed": cfg.seed})
-        res = run_job(cfg, store=store, callback=callback, pair=loaded)
-        if res.run_id is not None:
-            store.add_protocol_run(pid, res.run_id, variant=method, seed=cfg.seed)
-        rows.append({"variant": method, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})
-    runs = pd.DataFrame(rows, columns=["variant", "seed", "run_id", "state"])
-    return LeaderboardResult(leaderboard_table(store, runs), runs, pid, budget)
+            ev = {"event": "leaderboard_run", "index": i, "of": len(plan), "method": method, "seed": cfg.seed}
+            callback({**ev, "reused": run_id is not None})
+        state = "completed"
+        if run_id is None:
+            res = run_job(cfg, store=store, callback=callback, pair=loaded)
+            run_id, state, trained = res.run_id, res.state, trained + 1
+        if run_id is not None:
+            store.add_protocol_run(pid, run_id, variant=method, seed=cfg.seed)
+        rows.append({"variant": method, "seed": cfg.seed, "run_id": run_id, "state": state})
+    return pd.DataFrame(rows, columns=["variant", "seed", "run_id", "state"]), trained
+
+
+def queue_leaderboard(
+    pair: str,
+    methods: Iterable[str] | str,
+    seeds: Iterable[int],
+    *,
+    base: JobConfig | Mapping[str, Any] | None = None,
+    store: RunStore | None = None,
+    start_worker: bool = True,
+) -> str:
+    """Queue the leaderboard's runs on the background worker as one protocol; returns its id (for
+    leaderboard_status). A stored leaderboard with the same settings, complete or still queued or
+    running, is returned as it is; runs with the same config that are completed, queued or running
+    join the new one instead of being queued again."""
+    from kdcore.jobs.resolve import resolve_pair
+    from kdcore.jobs.worker import start_worker_process
+
+    names, seed_list = method_list(methods), _seed_list(seeds)
+    plan = leaderboard_configs(pair, names, seed_list, base)
+    store = store if store is not None else RunStore()
+    key = plan_key(plan)
+    meta = find_leaderboard(store, key, len(plan), active=True)
+    if meta is not None:
+        return str(meta["id"])
+    _check_fits(plan, resolve_pair(pair))
+    found = run_index(store, plan, ("completed", "queued", "running"))
+    members, queued = [], 0
+    for method, cfg in plan:
+        run_id = found.get(config_key(cfg))
+        if run_id is None:
+            run_id, queued = store.create_run(cfg, state="queued"), queued + 1
+        members.append({"variant": method, "seed": cfg.seed, "run_id": run_id})
+    record = _record(plan, names, seed_list, key)
+    pid = store.create_protocol(pair=pair, objective=KIND, plan=record, runs=members)
+    if start_worker and queued:
+        start_worker_process(store)
+    return pid
+
+
+def stored_leaderboard(store: RunStore, protocol_id: str) -> LeaderboardResult:
+    """A leaderboard kept in the run store, as compare_methods returns it (runs still queued or
+    running count as no seed yet)."""
+    meta = store.get_protocol(protocol_id)
+    runs = store.protocol_runs(protocol_id)
+    runs = runs[runs["state"].notna()].reset_index(drop=True)  # a run deleted since is left out
+    return LeaderboardResult(leaderboard_table(store, runs), runs, protocol_id, dict(meta.get("budget") or {}))
+
+
+def leaderboard_status(store: RunStore, protocol_id: str) -> tuple[LeaderboardResult, int, int]:
+    """(the leaderboard so far, runs finished, runs in all) of a stored leaderboard."""
+    res = stored_leaderboard(store, protocol_id)
+    done = int(res.runs["state"].isin(FINAL_STATES).sum())
+    return res, done, len(res.runs)
 
 
 def seed_values(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
@@ -271,6 +374,9 @@ __all__ = [
     "BUDGET_FIELDS",
     "LeaderboardResult",
     "compare_methods",
+    "leaderboard_status",
+    "queue_leaderboard",
+    "stored_leaderboard",
     "leaderboard_configs",
     "leaderboard_table",
     "method_list",
