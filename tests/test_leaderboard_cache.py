@@ -98,3 +98,20 @@ def test_the_leaderboard_is_deterministic_for_fixed_seeds(tmp_path):
     assert not a.cached and not b.cached
     with pytest.raises(Exception, match="Did you mean"):
         queue_leaderboard(TOY, ["kdd"], [0], store=RunStore(tmp_path / "c"), start_worker=False)
+
+
+def test_methods_needing_a_layer_map_get_the_deepest_default_layers():
+    from kdcore.jobs.leaderboard import _plan, layer_defaults
+    from kdcore.jobs.resolve import resolve_pair
+
+    pair = resolve_pair(TOY)
+    s, t = pair.student.default_layers(), pair.teacher.default_layers()
+    assert layer_defaults(["ce", "kd", "at", "feature_l2"], pair) == {
+        "at": {"layers": {s[-1]: t[-1]}},
+        "feature_l2": {"layers": {s[-1]: t[-1]}},
+    }
+    names, _, plan, loaded = _plan(TOY, ["kd", "feature_l2"], [0], BUDGET)
+    cfgs = dict(plan)
+    assert names == ["ce", "kd", "feature_l2"] and loaded is not None
+    assert cfgs["feature_l2"].params == {"layers": {s[-1]: t[-1]}} and cfgs["kd"].params == {}
+    assert _plan(TOY, ["kd"], [0], BUDGET)[3] is None  # no layer map needed: the pair is not loaded

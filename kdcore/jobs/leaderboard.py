@@ -6,8 +6,9 @@
 Every method gets the same budget (epochs, training size, lr, schedule, batch size, seed): the
 pair's recipe (kdcore.jobs.recipes) with `base`'s budget fields on top; each method keeps its own
 defaults for its parameters (the recipe's T and λ go only to the recipe's own objective, as
-`with_recipe` does). The student alone (`ce`) is always run as the floor. Methods that do not fit
-the pair are refused before anything runs. The runs are recorded as one protocol in the run store.
+`with_recipe` does); a method whose layer map is required (feature_l2, at) matches the last of the
+student's default layers to the last of the teacher's (`layer_defaults`). The student alone (`ce`)
+is always run as the floor. Methods that do not fit the pair are refused before anything runs. The runs are recorded as one protocol in the run store.
 
 Results are cached in the run store (kdcore.jobs.leaderboard_cache): asking again with the same
 pair, methods, seeds and budget reads the stored leaderboard without training; a run already
@@ -125,19 +126,58 @@ def _budget_changes(base: JobConfig | Mapping[str, Any] | None) -> dict:
 
 
 def leaderboard_configs(
-    pair: str, methods: list[str], seeds: list[int], base: JobConfig | Mapping[str, Any] | None = None
+    pair: str,
+    methods: list[str],
+    seeds: list[int],
+    base: JobConfig | Mapping[str, Any] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[tuple[str, JobConfig]]:
-    """The (method, config) list, seeds expanded: every method on the same budget (see the module doc)."""
+    """The (method, config) list, seeds expanded: every method on the same budget (see the module doc).
+    params: {method: {parameter: value}} on top of a method's defaults (e.g. a layer map)."""
     changes = _budget_changes(base)
     recipe = pair_recipe(pair)
-    user = {"pair", "objective", "seed", *changes}
+    params = params or {}
     out = []
     for method in methods:
-        cfg, _ = with_recipe(JobConfig(pair=pair, objective=method, **changes), recipe, user)
+        own = dict(params.get(method, {}))
+        user = {"pair", "objective", "seed", *changes, *(["params"] if own else [])}
+        cfg, _ = with_recipe(JobConfig(pair=pair, objective=method, params=own, **changes), recipe, user)
         cfg = student_alone(cfg) if method == FLOOR else cfg
         for s in seeds:
             out.append((method, replace(cfg, seed=int(s), name=f"{method} seed={s} (leaderboard)").validate()))
     return out
+
+
+def _needs_layers(method: str) -> bool:
+    from kdcore.methods import get_method
+
+    return any(p.name == "layers" and p.required for p in get_method(method).params)
+
+
+def layer_defaults(methods: list[str], pair: Any) -> dict[str, dict]:
+    """{method: {"layers": {last student layer: last teacher layer}}} for each method whose layer map
+    is required (feature_l2, at): the last of each model's default_layers(), the deepest features."""
+    student, teacher = pair.student.default_layers(), pair.teacher.default_layers()
+    needing = [m for m in methods if _needs_layers(m)]
+    if needing and not (student and teacher):
+        raise InvalidParameterError(
+            f"The methods {needing} need a layer map, and the pair {pair.name!r} names no default layers "
+            "to match. Drop them from 'methods', or run them from `python -m kdcore distill --param layers=...`."
+        )
+    return {m: {"layers": {student[-1]: teacher[-1]}} for m in needing}
+
+
+def _plan(
+    pair: str, methods: Iterable[str] | str, seeds: Iterable[int], base: Any
+) -> tuple[list[str], list[int], list[tuple[str, JobConfig]], Any]:
+    """(method names, seeds, the (method, config) plan, the loaded pair or None when the plan did not
+    need it): a method that needs a layer map gets layer_defaults'."""
+    from kdcore.jobs.resolve import resolve_pair
+
+    names, seed_list = method_list(methods), _seed_list(seeds)
+    loaded = resolve_pair(pair) if any(_needs_layers(m) for m in names) else None
+    params = layer_defaults(names, loaded) if loaded is not None else {}
+    return names, seed_list, leaderboard_configs(pair, names, seed_list, base, params), loaded
 
 
 def _check_fits(plan: list[tuple[str, JobConfig]], pair: Any) -> None:
@@ -185,13 +225,12 @@ def compare_methods(
     config (False trains every run again)."""
     from kdcore.jobs.resolve import resolve_pair
 
-    names, seed_list = method_list(methods), _seed_list(seeds)
-    plan = leaderboard_configs(pair, names, seed_list, base)
+    names, seed_list, plan, loaded = _plan(pair, methods, seeds, base)
     store = store if store is not None else RunStore()
     key = plan_key(plan)
     if reuse and (meta := find_leaderboard(store, key, len(plan))) is not None:
         return replace(stored_leaderboard(store, meta["id"]), cached=True)
-    loaded = resolve_pair(pair)
+    loaded = loaded if loaded is not None else resolve_pair(pair)
     _check_fits(plan, loaded)
     pid = store.create_protocol(pair=pair, objective=KIND, plan=_record(plan, names, seed_list, key))
     done = run_index(store, plan) if reuse else {}
@@ -260,14 +299,13 @@ def queue_leaderboard(
     from kdcore.jobs.resolve import resolve_pair
     from kdcore.jobs.worker import start_worker_process
 
-    names, seed_list = method_list(methods), _seed_list(seeds)
-    plan = leaderboard_configs(pair, names, seed_list, base)
+    names, seed_list, plan, loaded = _plan(pair, methods, seeds, base)
     store = store if store is not None else RunStore()
     key = plan_key(plan)
     meta = find_leaderboard(store, key, len(plan), active=True)
     if meta is not None:
         return str(meta["id"])
-    _check_fits(plan, resolve_pair(pair))
+    _check_fits(plan, loaded if loaded is not None else resolve_pair(pair))
     found = run_index(store, plan, ("completed", "queued", "running"))
     members, queued = [], 0
     for method, cfg in plan:
@@ -374,6 +412,7 @@ __all__ = [
     "BUDGET_FIELDS",
     "LeaderboardResult",
     "compare_methods",
+    "layer_defaults",
     "leaderboard_status",
     "queue_leaderboard",
     "stored_leaderboard",
