@@ -76,4 +76,14 @@ def find_leaderboard(store: RunStore, key: str, n_runs: int, *, active: bool = F
     return None
 
 
-__all__ = ["KIND", "config_key", "find_leaderboard", "plan_key", "run_index"]
+def leaderboards(store: RunStore, pair: str | None = None) -> list[dict]:
+    """The leaderboards kept in the run store (on `pair`, or all), newest first, as
+    RunStore.get_protocol returns them (plan fields methods, seeds, budget, key; runs)."""
+    return [
+        m
+        for m in store.list_protocols()
+        if m.get("kind") == KIND and m["runs"] and (pair is None or m["pair"] == pair)
+    ]
+
+
+__all__ = ["KIND", "config_key", "find_leaderboard", "leaderboards", "plan_key", "run_index"]
