@@ -5,9 +5,8 @@ import pandas as pd
 import pytest
 
 from kdcore.jobs import RunStore, worker
-from kdcore.jobs.leaderboard import compare_methods, leaderboard_status, queue_leaderboard
+from kdcore.jobs.leaderboard import compare_methods, leaderboard_configs, leaderboard_status, queue_leaderboard
 from kdcore.jobs.leaderboard_cache import config_key, plan_key
-from kdcore.jobs.leaderboard import leaderboard_configs
 from tests.helpers.toys import TOY
 
 BUDGET = {"epochs": 1, "train_size": 64, "batch_size": 32}

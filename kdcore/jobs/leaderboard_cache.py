@@ -80,9 +80,7 @@ def leaderboards(store: RunStore, pair: str | None = None) -> list[dict]:
     """The leaderboards kept in the run store (on `pair`, or all), newest first, as
     RunStore.get_protocol returns them (plan fields methods, seeds, budget, key; runs)."""
     return [
-        m
-        for m in store.list_protocols()
-        if m.get("kind") == KIND and m["runs"] and (pair is None or m["pair"] == pair)
+        m for m in store.list_protocols() if m.get("kind") == KIND and m["runs"] and (pair is None or m["pair"] == pair)
     ]
 
 
