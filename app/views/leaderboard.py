@@ -106,7 +106,8 @@ with st.container(border=True):
             if not methods:
                 raise ValueError("Choose at least one method to set against the student alone.")
             pid = queue_leaderboard(pair, methods, seeds, base=budget, store=store)
-            _, done, total = leaderboard_status(store, pid)
+            members = store.protocol_runs(pid)
+            done, total = int(members["state"].isin(FINAL_STATES).sum()), len(members)
             st.session_state["board_pick"] = pid
             if done == total:
                 st.success(
@@ -146,6 +147,21 @@ def _shown(table):
     return out
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _finished_status(pid: str, home: str, runs_and_states: tuple):
+    """A finished leaderboard's status, kept while its runs and their states stay the same (instant reopen)."""
+    return leaderboard_status(store, pid)
+
+
+def board_status(pid: str):
+    """(result, runs finished, runs in all): read from the store, or from the cache once every run is final."""
+    members = store.protocol_runs(pid)
+    if members["state"].isin(FINAL_STATES).all():
+        key = tuple(zip(members["run_id"], members["state"]))
+        return _finished_status(pid, str(store.root), key)
+    return leaderboard_status(store, pid)
+
+
 boards = leaderboards(store)
 if not boards:
     st.info("No leaderboard yet: choose the methods above and press **Run the leaderboard**.", icon=":material/info:")
@@ -160,7 +176,7 @@ else:
     @st.fragment(run_every=2.0 if board_active else None)
     def show_board(pid: str) -> None:
         with ui.guard("show the leaderboard"):
-            res, done, total = leaderboard_status(store, pid)
+            res, done, total = board_status(pid)
             running = res.runs[res.runs["state"] == "running"]
             now = f" · training {running.iloc[0]['variant']} seed {running.iloc[0]['seed']}" if len(running) else ""
             st.progress(done / total if total else 1.0, text=f"{done} of {total} runs finished{now}")

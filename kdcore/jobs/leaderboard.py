@@ -32,7 +32,7 @@ import pandas as pd
 
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.leaderboard_cache import KIND, config_key, find_leaderboard, plan_key, run_index
-from kdcore.jobs.protocols import protocol_table
+from kdcore.jobs.protocols import _mean_std
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
 from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.validation import InvalidParameterError
@@ -384,16 +384,39 @@ def _gain(per_seed: pd.DataFrame, method: str) -> dict:
     return {"gain_mean": mean, "gain_low": low, "gain_high": high, "gain": text}
 
 
+def _method_rows(store: RunStore, runs: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
+    """One row per method, in the runs' order: n_seeds, metric, best/final mean ± std over seeds (as
+    kdcore.jobs.protocols.protocol_table gives them), states, run_ids."""
+    rows = []
+    for method, group in runs.groupby("variant", sort=False):
+        mine = per_seed[per_seed["variant"] == method]
+        ids = group["run_id"].dropna()
+        states = group["state"] if "state" in group else [store.get_run(r)["state"] for r in ids]
+        rows.append(
+            {
+                "method": method,
+                "n_seeds": len(mine),
+                "metric": mine["metric"].iloc[0] if len(mine) else "val_acc",
+                **_mean_std("best", [float(v) for v in mine["best"]]),
+                **_mean_std("final", [float(v) for v in mine["final"]]),
+                "states": ",".join(sorted({str(x) for x in states})),
+                "run_ids": ",".join(map(str, ids)),
+                "wall_s": mine["wall_s"].mean() if len(mine) else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def leaderboard_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard of runs (columns variant = method, seed, run_id): one row per method (see the module doc)."""
-    base = protocol_table(store, runs[["variant", "seed", "run_id"]])
-    if base.empty:
+    """The leaderboard of runs (columns variant = method, seed, run_id, optionally state): one row per
+    method (see the module doc). Each run's epoch metrics are read once."""
+    if runs.empty:
         return pd.DataFrame(columns=_TABLE_COLUMNS)
     per_seed = seed_values(store, runs)
-    gains = pd.DataFrame([_gain(per_seed, m) for m in base["variant"]])
-    table = pd.concat([base.reset_index(drop=True), gains], axis=1).rename(columns={"variant": "method"})
+    base = _method_rows(store, runs, per_seed)
+    gains = pd.DataFrame([_gain(per_seed, m) for m in base["method"]])
+    table = pd.concat([base, gains], axis=1)
     lower_better = (table["metric"] == "val_loss").any()
-    table["wall_s"] = [per_seed.loc[per_seed["variant"] == m, "wall_s"].mean() for m in table["method"]]
     table["rank"] = table["best_mean"].rank(ascending=bool(lower_better), method="min").astype("Int64")
     return table[_TABLE_COLUMNS]
 
