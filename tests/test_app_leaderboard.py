@@ -95,3 +95,14 @@ def test_queue_progress_then_table_and_chart_then_read_back(home):
 def test_bad_seeds_are_explained_in_plain_words(home):
     at = _ask(_open(), ["kd"], "0, one")
     assert at.error and "seeds must be whole numbers" in at.error[0].value
+
+
+@pytest.mark.parametrize("pair", ["shapes_multilabel", "tinylang"])
+def test_page_on_other_tasks_offers_their_methods(home, pair):
+    from kdcore.methods import methods_for
+    from sample_models import load_pair
+
+    at = _open(sample_pair=pair)
+    assert at.selectbox(key="board_pair").value == pair  # the sidebar's pair comes first
+    task = load_pair(pair).dataset.task
+    assert at.multiselect(key=f"board_methods_{pair}").options == [m.name for m in methods_for(task) if m.name != "ce"]

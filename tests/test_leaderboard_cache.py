@@ -114,3 +114,12 @@ def test_methods_needing_a_layer_map_get_the_deepest_default_layers():
     assert names == ["ce", "kd", "feature_l2"] and loaded is not None
     assert cfgs["feature_l2"].params == {"layers": {s[-1]: t[-1]}} and cfgs["kd"].params == {}
     assert _plan(TOY, ["kd"], [0], BUDGET)[3] is None  # no layer map needed: the pair is not loaded
+
+
+def test_a_method_gets_its_tasks_own_defaults_on_multilabel_data():
+    from kdcore.jobs.leaderboard import _check_fits, _plan
+
+    names, _, plan, loaded = _plan("shapes_multilabel", ["cakd", "bkd"], [0], {"epochs": 1})
+    cfgs = dict(plan)
+    assert cfgs["cakd"].params == {"rule": "labels"} and cfgs["bkd"].params == {}
+    _check_fits(plan, loaded)  # with the task's default cakd fits multi-label data (rule 'target' would not)

@@ -6,9 +6,11 @@
 Every method gets the same budget (epochs, training size, lr, schedule, batch size, seed): the
 pair's recipe (kdcore.jobs.recipes) with `base`'s budget fields on top; each method keeps its own
 defaults for its parameters (the recipe's T and λ go only to the recipe's own objective, as
-`with_recipe` does); a method whose layer map is required (feature_l2, at) matches the last of the
-student's default layers to the last of the teacher's (`layer_defaults`). The student alone (`ce`)
-is always run as the floor. Methods that do not fit the pair are refused before anything runs. The runs are recorded as one protocol in the run store.
+`with_recipe` does) and its task's own defaults (cakd on multi-label data: rule `labels`); a method
+whose layer map is required (feature_l2, at) matches the last of the student's default layers to the
+last of the teacher's (`layer_defaults`). The student alone (`ce`) is always run as the floor.
+Methods that do not fit the pair are refused before anything runs. The runs are recorded as one
+protocol in the run store.
 
 Results are cached in the run store (kdcore.jobs.leaderboard_cache): asking again with the same
 pair, methods, seeds and budget reads the stored leaderboard without training; a run already
@@ -171,12 +173,20 @@ def _plan(
     pair: str, methods: Iterable[str] | str, seeds: Iterable[int], base: Any
 ) -> tuple[list[str], list[int], list[tuple[str, JobConfig]], Any]:
     """(method names, seeds, the (method, config) plan, the loaded pair or None when the plan did not
-    need it): a method that needs a layer map gets layer_defaults'."""
+    need it): a method gets its task's own defaults (the method table's task_defaults, as the Distill
+    form starts from) and, when it needs a layer map, layer_defaults'."""
     from kdcore.jobs.resolve import resolve_pair
+    from kdcore.methods import get_method
 
     names, seed_list = method_list(methods), _seed_list(seeds)
-    loaded = resolve_pair(pair) if any(_needs_layers(m) for m in names) else None
-    params = layer_defaults(names, loaded) if loaded is not None else {}
+    needs_pair = any(_needs_layers(m) or get_method(m).task_defaults for m in names)
+    loaded = resolve_pair(pair) if needs_pair else None
+    params: dict[str, dict] = {}
+    if loaded is not None:
+        task = loaded.dataset.task if loaded.dataset is not None else None
+        params = {m: dict(get_method(m).task_defaults.get(task, {})) for m in names}
+        for m, extra in layer_defaults(names, loaded).items():
+            params[m].update(extra)
     return names, seed_list, leaderboard_configs(pair, names, seed_list, base, params), loaded
 
 
