@@ -123,3 +123,15 @@ def test_a_method_gets_its_tasks_own_defaults_on_multilabel_data():
     cfgs = dict(plan)
     assert cfgs["cakd"].params == {"rule": "labels"} and cfgs["bkd"].params == {}
     _check_fits(plan, loaded)  # with the task's default cakd fits multi-label data (rule 'target' would not)
+
+
+def test_a_run_still_training_is_no_result_yet(tmp_path):
+    store = RunStore(tmp_path)
+    pid = queue_leaderboard(TOY, ["kd"], [0], base=BUDGET, store=store, start_worker=False)
+    assert worker.work(store) == 0
+    kd = store.protocol_runs(pid).set_index("variant").loc["kd", "run_id"]
+    store.update_run(kd, state="running", pid=None)  # as seen while its epochs are being written
+    res, done, total = leaderboard_status(store, pid)
+    assert (done, total) == (1, 2)
+    assert res.table.set_index("method").loc["kd", "n_seeds"] == 0
+    assert res.table.set_index("method").loc["ce", "n_seeds"] == 1

@@ -126,7 +126,7 @@ with st.container(border=True):
 def _label(meta: dict) -> str:
     budget = meta.get("budget") or {}
     return (
-        f"{meta['pair']} · {len(meta.get('methods') or [])} methods · seeds {meta.get('seeds')} · "
+        f"{meta['pair']} · ce + {len(meta.get('methods') or []) - 1} methods · seeds {meta.get('seeds')} · "
         f"{budget.get('epochs')} epochs · {meta['id']}"
     )
 

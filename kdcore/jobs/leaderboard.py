@@ -347,11 +347,14 @@ def leaderboard_status(store: RunStore, protocol_id: str) -> tuple[LeaderboardRe
 
 
 def seed_values(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with a metric: variant, seed, metric, best (best epoch's value), final, wall_s
-    (seconds of training: steps / steps per second, NaN when not recorded)."""
+    """One row per finished run with a metric: variant, seed, metric, best (best epoch's value), final,
+    wall_s (seconds of training: steps / steps per second, NaN when not recorded). A run still queued
+    or running is left out: its epochs so far are no result yet."""
     rows = []
     for r in runs.dropna(subset=["run_id"]).itertuples():
         run = store.get_run(r.run_id)
+        if run["state"] in ("queued", "running"):
+            continue
         summary = run["summary"] or {}
         metric = summary.get("metric", "val_acc")
         wall = summary["steps"] / summary["steps_per_s"] if summary.get("steps_per_s") else float("nan")
