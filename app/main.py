@@ -49,6 +49,7 @@ PAGES = {
     ],
     "Train & diagnose": [
         _page("distill", "Distill", "science"),
+        _page("leaderboard", "Leaderboard", "leaderboard"),
         _page("doctor", "Doctor", "medical_services"),
     ],
 }

@@ -34,6 +34,7 @@ PAGES = [
     "divergences",
     "calibration",
     "distill",
+    "leaderboard",
     "doctor",
 ]
 GOAL_S = 2.0

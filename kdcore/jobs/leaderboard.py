@@ -6,8 +6,16 @@
 Every method gets the same budget (epochs, training size, lr, schedule, batch size, seed): the
 pair's recipe (kdcore.jobs.recipes) with `base`'s budget fields on top; each method keeps its own
 defaults for its parameters (the recipe's T and λ go only to the recipe's own objective, as
-`with_recipe` does). The student alone (`ce`) is always run as the floor. Methods that do not fit
-the pair are refused before anything runs. The runs are recorded as one protocol in the run store.
+`with_recipe` does) and its task's own defaults (cakd on multi-label data: rule `labels`); a method
+whose layer map is required (feature_l2, at) matches the last of the student's default layers to the
+last of the teacher's (`layer_defaults`). The student alone (`ce`) is always run as the floor.
+Methods that do not fit the pair are refused before anything runs. The runs are recorded as one
+protocol in the run store.
+
+Results are cached in the run store (kdcore.jobs.leaderboard_cache): asking again with the same
+pair, methods, seeds and budget reads the stored leaderboard without training; a run already
+completed with the same config and seed is reused. `queue_leaderboard` queues the runs on the
+background worker instead (the app's Leaderboard page), `leaderboard_status` reads one back.
 
 The gain is the method's best-epoch metric minus the student alone's, paired by seed (for a loss,
 where lower is better, the other way round, so a positive gain is always better), with a 95 %
@@ -25,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from kdcore.jobs.config import JobConfig
-from kdcore.jobs.protocols import protocol_table
+from kdcore.jobs.leaderboard_cache import KIND, config_key, find_leaderboard, plan_key, run_index
+from kdcore.jobs.protocols import _mean_std
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
-from kdcore.jobs.store import RunStore
+from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.validation import InvalidParameterError
 
 # JobConfig fields that make up the budget shared by every method (what `base` may set).
@@ -73,6 +82,8 @@ class LeaderboardResult:
     runs: pd.DataFrame  # variant (the method), seed, run_id, state
     protocol_id: str | None  # the protocol's id in the run store
     budget: dict  # the budget every method ran with (JobConfig field -> value)
+    trained: int = 0  # runs trained by this call (0: read from the run store)
+    cached: bool = False  # True when the whole leaderboard was read from the run store
 
 
 def method_list(methods: Iterable[str] | str) -> list[str]:
@@ -117,19 +128,66 @@ def _budget_changes(base: JobConfig | Mapping[str, Any] | None) -> dict:
 
 
 def leaderboard_configs(
-    pair: str, methods: list[str], seeds: list[int], base: JobConfig | Mapping[str, Any] | None = None
+    pair: str,
+    methods: list[str],
+    seeds: list[int],
+    base: JobConfig | Mapping[str, Any] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[tuple[str, JobConfig]]:
-    """The (method, config) list, seeds expanded: every method on the same budget (see the module doc)."""
+    """The (method, config) list, seeds expanded: every method on the same budget (see the module doc).
+    params: {method: {parameter: value}} on top of a method's defaults (e.g. a layer map)."""
     changes = _budget_changes(base)
     recipe = pair_recipe(pair)
-    user = {"pair", "objective", "seed", *changes}
+    params = params or {}
     out = []
     for method in methods:
-        cfg, _ = with_recipe(JobConfig(pair=pair, objective=method, **changes), recipe, user)
+        own = dict(params.get(method, {}))
+        user = {"pair", "objective", "seed", *changes, *(["params"] if own else [])}
+        cfg, _ = with_recipe(JobConfig(pair=pair, objective=method, params=own, **changes), recipe, user)
         cfg = student_alone(cfg) if method == FLOOR else cfg
         for s in seeds:
             out.append((method, replace(cfg, seed=int(s), name=f"{method} seed={s} (leaderboard)").validate()))
     return out
+
+
+def _needs_layers(method: str) -> bool:
+    from kdcore.methods import get_method
+
+    return any(p.name == "layers" and p.required for p in get_method(method).params)
+
+
+def layer_defaults(methods: list[str], pair: Any) -> dict[str, dict]:
+    """{method: {"layers": {last student layer: last teacher layer}}} for each method whose layer map
+    is required (feature_l2, at): the last of each model's default_layers(), the deepest features."""
+    student, teacher = pair.student.default_layers(), pair.teacher.default_layers()
+    needing = [m for m in methods if _needs_layers(m)]
+    if needing and not (student and teacher):
+        raise InvalidParameterError(
+            f"The methods {needing} need a layer map, and the pair {pair.name!r} names no default layers "
+            "to match. Drop them from 'methods', or run them from `python -m kdcore distill --param layers=...`."
+        )
+    return {m: {"layers": {student[-1]: teacher[-1]}} for m in needing}
+
+
+def _plan(
+    pair: str, methods: Iterable[str] | str, seeds: Iterable[int], base: Any
+) -> tuple[list[str], list[int], list[tuple[str, JobConfig]], Any]:
+    """(method names, seeds, the (method, config) plan, the loaded pair or None when the plan did not
+    need it): a method gets its task's own defaults (the method table's task_defaults, as the Distill
+    form starts from) and, when it needs a layer map, layer_defaults'."""
+    from kdcore.jobs.resolve import resolve_pair
+    from kdcore.methods import get_method
+
+    names, seed_list = method_list(methods), _seed_list(seeds)
+    needs_pair = any(_needs_layers(m) or get_method(m).task_defaults for m in names)
+    loaded = resolve_pair(pair) if needs_pair else None
+    params: dict[str, dict] = {}
+    if loaded is not None:
+        task = loaded.dataset.task if loaded.dataset is not None else None
+        params = {m: dict(get_method(m).task_defaults.get(task, {})) for m in names}
+        for m, extra in layer_defaults(names, loaded).items():
+            params[m].update(extra)
+    return names, seed_list, leaderboard_configs(pair, names, seed_list, base, params), loaded
 
 
 def _check_fits(plan: list[tuple[str, JobConfig]], pair: Any) -> None:
@@ -168,45 +226,140 @@ def compare_methods(
     base: JobConfig | Mapping[str, Any] | None = None,
     store: RunStore | None = None,
     callback: Callable[[dict], object] | None = None,
+    reuse: bool = True,
 ) -> LeaderboardResult:
     """Run every method (and the student alone) on `pair` over `seeds`, in this process, one after
     another; returns the leaderboard. base: budget fields on top of the recipe (a JobConfig's
     non-default budget fields, or a mapping {field: value}); callback: gets a "leaderboard_run"
-    event before each run and every run's own events."""
-    from kdcore.jobs.chain import is_chain, run_chain
+    event before each run (reused: True for a run read from the store) and every run's own events;
+    reuse: read a stored leaderboard with the same settings, and reuse completed runs with the same
+    config (False trains every run again)."""
     from kdcore.jobs.resolve import resolve_pair
-    from kdcore.jobs.runner import RunResult, run_job
 
-    names, seed_list = method_list(methods), _seed_list(seeds)
-    plan = leaderboard_configs(pair, names, seed_list, base)
-    loaded = resolve_pair(pair)
-    _check_fits(plan, loaded)
+    names, seed_list, plan, loaded = _plan(pair, methods, seeds, base)
     store = store if store is not None else RunStore()
-    budget = {k: getattr(plan[0][1], k) for k in BUDGET_FIELDS}
-    record = {"kind": "leaderboard", "methods": names, "seeds": seed_list, "budget": budget, "baseline": True}
-    pid = store.create_protocol(pair=pair, objective="leaderboard", plan=record)
-    rows = []
+    key = plan_key(plan)
+    if reuse and (meta := find_leaderboard(store, key, len(plan))) is not None:
+        return replace(stored_leaderboard(store, meta["id"]), cached=True)
+    loaded = loaded if loaded is not None else resolve_pair(pair)
+    _check_fits(plan, loaded)
+    pid = store.create_protocol(pair=pair, objective=KIND, plan=_record(plan, names, seed_list, key))
+    done = run_index(store, plan) if reuse else {}
+    runs, trained = _run_plan(plan, store, pid, loaded, done, callback)
+    return LeaderboardResult(leaderboard_table(store, runs), runs, pid, _budget(plan), trained)
+
+
+def _budget(plan: list[tuple[str, JobConfig]]) -> dict:
+    return {k: getattr(plan[0][1], k) for k in BUDGET_FIELDS}
+
+
+def _record(plan: list[tuple[str, JobConfig]], names: list[str], seeds: list[int], key: str) -> dict:
+    """The protocol's plan: what the leaderboard compares, its budget and its cache key."""
+    return {
+        "kind": KIND,
+        "methods": names,
+        "seeds": seeds,
+        "budget": _budget(plan),
+        "baseline": True,
+        "key": key,
+        "n_runs": len(plan),
+    }
+
+
+def _run_plan(
+    plan: list[tuple[str, JobConfig]],
+    store: RunStore,
+    pid: str,
+    loaded: Any,
+    done: dict[str, str],
+    callback: Callable[[dict], object] | None,
+) -> tuple[pd.DataFrame, int]:
+    """Train each run of `plan` (or take the completed run `done` has for its config) into protocol
+    `pid`; (runs: variant, seed, run_id, state; how many were trained)."""
+    from kdcore.jobs.chain import is_chain, run_chain
+    from kdcore.jobs.runner import run_job
+
+    rows, trained = [], 0
     for i, (method, cfg) in enumerate(plan):
+        run_id = done.get(config_key(cfg))
         if callback is not None:
-            callback({"event": "leaderboard_run", "index": i, "of": len(plan), "method": method, "seed": cfg.seed})
-        if is_chain(cfg.objective):  # takd, dgkd, ban: the whole chain, scored by its final student
+            ev = {"event": "leaderboard_run", "index": i, "of": len(plan), "method": method, "seed": cfg.seed}
+            callback({**ev, "reused": run_id is not None})
+        state = "completed"
+        if run_id is None and is_chain(cfg.objective):  # takd, dgkd, ban: the chain, scored by its final student
             chain = run_chain(cfg, store=store, callback=callback, pair=loaded)
-            res = RunResult(chain.chain_id, chain.state, chain.metrics, chain.error)
-        else:
+            run_id, state, trained = chain.chain_id, chain.state, trained + 1
+        elif run_id is None:
             res = run_job(cfg, store=store, callback=callback, pair=loaded)
-        if res.run_id is not None:
-            store.add_protocol_run(pid, res.run_id, variant=method, seed=cfg.seed)
-        rows.append({"variant": method, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})
-    runs = pd.DataFrame(rows, columns=["variant", "seed", "run_id", "state"])
-    return LeaderboardResult(leaderboard_table(store, runs), runs, pid, budget)
+            run_id, state, trained = res.run_id, res.state, trained + 1
+        if run_id is not None:
+            store.add_protocol_run(pid, run_id, variant=method, seed=cfg.seed)
+        rows.append({"variant": method, "seed": cfg.seed, "run_id": run_id, "state": state})
+    return pd.DataFrame(rows, columns=["variant", "seed", "run_id", "state"]), trained
+
+
+def queue_leaderboard(
+    pair: str,
+    methods: Iterable[str] | str,
+    seeds: Iterable[int],
+    *,
+    base: JobConfig | Mapping[str, Any] | None = None,
+    store: RunStore | None = None,
+    start_worker: bool = True,
+) -> str:
+    """Queue the leaderboard's runs on the background worker as one protocol; returns its id (for
+    leaderboard_status). A stored leaderboard with the same settings, complete or still queued or
+    running, is returned as it is; runs with the same config that are completed, queued or running
+    join the new one instead of being queued again."""
+    from kdcore.jobs.resolve import resolve_pair
+    from kdcore.jobs.worker import start_worker_process
+
+    names, seed_list, plan, loaded = _plan(pair, methods, seeds, base)
+    store = store if store is not None else RunStore()
+    key = plan_key(plan)
+    meta = find_leaderboard(store, key, len(plan), active=True)
+    if meta is not None:
+        return str(meta["id"])
+    _check_fits(plan, loaded if loaded is not None else resolve_pair(pair))
+    found = run_index(store, plan, ("completed", "queued", "running"))
+    members, queued = [], 0
+    for method, cfg in plan:
+        run_id = found.get(config_key(cfg))
+        if run_id is None:
+            run_id, queued = store.create_run(cfg, state="queued"), queued + 1
+        members.append({"variant": method, "seed": cfg.seed, "run_id": run_id})
+    record = _record(plan, names, seed_list, key)
+    pid = store.create_protocol(pair=pair, objective=KIND, plan=record, runs=members)
+    if start_worker and queued:
+        start_worker_process(store)
+    return pid
+
+
+def stored_leaderboard(store: RunStore, protocol_id: str) -> LeaderboardResult:
+    """A leaderboard kept in the run store, as compare_methods returns it (runs still queued or
+    running count as no seed yet)."""
+    meta = store.get_protocol(protocol_id)
+    runs = store.protocol_runs(protocol_id)
+    runs = runs[runs["state"].notna()].reset_index(drop=True)  # a run deleted since is left out
+    return LeaderboardResult(leaderboard_table(store, runs), runs, protocol_id, dict(meta.get("budget") or {}))
+
+
+def leaderboard_status(store: RunStore, protocol_id: str) -> tuple[LeaderboardResult, int, int]:
+    """(the leaderboard so far, runs finished, runs in all) of a stored leaderboard."""
+    res = stored_leaderboard(store, protocol_id)
+    done = int(res.runs["state"].isin(FINAL_STATES).sum())
+    return res, done, len(res.runs)
 
 
 def seed_values(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with a metric: variant, seed, metric, best (best epoch's value), final, wall_s
-    (seconds of training: steps / steps per second, NaN when not recorded)."""
+    """One row per finished run with a metric: variant, seed, metric, best (best epoch's value), final,
+    wall_s (seconds of training: steps / steps per second, NaN when not recorded). A run still queued
+    or running is left out: its epochs so far are no result yet."""
     rows = []
     for r in runs.dropna(subset=["run_id"]).itertuples():
         run = store.get_run(r.run_id)
+        if run["state"] in ("queued", "running"):
+            continue
         summary = run["summary"] or {}
         metric = summary.get("metric", "val_acc")
         wall = summary["steps"] / summary["steps_per_s"] if summary.get("steps_per_s") else float("nan")
@@ -250,16 +403,39 @@ def _gain(per_seed: pd.DataFrame, method: str) -> dict:
     return {"gain_mean": mean, "gain_low": low, "gain_high": high, "gain": text}
 
 
+def _method_rows(store: RunStore, runs: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
+    """One row per method, in the runs' order: n_seeds, metric, best/final mean ± std over seeds (as
+    kdcore.jobs.protocols.protocol_table gives them), states, run_ids."""
+    rows = []
+    for method, group in runs.groupby("variant", sort=False):
+        mine = per_seed[per_seed["variant"] == method]
+        ids = group["run_id"].dropna()
+        states = group["state"] if "state" in group else [store.get_run(r)["state"] for r in ids]
+        rows.append(
+            {
+                "method": method,
+                "n_seeds": len(mine),
+                "metric": mine["metric"].iloc[0] if len(mine) else "val_acc",
+                **_mean_std("best", [float(v) for v in mine["best"]]),
+                **_mean_std("final", [float(v) for v in mine["final"]]),
+                "states": ",".join(sorted({str(x) for x in states})),
+                "run_ids": ",".join(map(str, ids)),
+                "wall_s": mine["wall_s"].mean() if len(mine) else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def leaderboard_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard of runs (columns variant = method, seed, run_id): one row per method (see the module doc)."""
-    base = protocol_table(store, runs[["variant", "seed", "run_id"]])
-    if base.empty:
+    """The leaderboard of runs (columns variant = method, seed, run_id, optionally state): one row per
+    method (see the module doc). Each run's epoch metrics are read once."""
+    if runs.empty:
         return pd.DataFrame(columns=_TABLE_COLUMNS)
     per_seed = seed_values(store, runs)
-    gains = pd.DataFrame([_gain(per_seed, m) for m in base["variant"]])
-    table = pd.concat([base.reset_index(drop=True), gains], axis=1).rename(columns={"variant": "method"})
+    base = _method_rows(store, runs, per_seed)
+    gains = pd.DataFrame([_gain(per_seed, m) for m in base["method"]])
+    table = pd.concat([base, gains], axis=1)
     lower_better = (table["metric"] == "val_loss").any()
-    table["wall_s"] = [per_seed.loc[per_seed["variant"] == m, "wall_s"].mean() for m in table["method"]]
     table["rank"] = table["best_mean"].rank(ascending=bool(lower_better), method="min").astype("Int64")
     return table[_TABLE_COLUMNS]
 
@@ -278,6 +454,10 @@ __all__ = [
     "BUDGET_FIELDS",
     "LeaderboardResult",
     "compare_methods",
+    "layer_defaults",
+    "leaderboard_status",
+    "queue_leaderboard",
+    "stored_leaderboard",
     "leaderboard_configs",
     "leaderboard_table",
     "method_list",

@@ -23,6 +23,7 @@ PAGES = {
     "divergences": ("Divergence components", 3),  # the samples chart sits in a closed expander
     "calibration": ("Calibration", 2),
     "distill": ("Distill", 0),
+    "leaderboard": ("Leaderboard", 0),  # a chart once a leaderboard is stored (test_leaderboard_browser.py)
     "doctor": ("Doctor", 0),
 }
 LONG = 120_000  # ms: the first render loads the pair on a busy 2-core machine
