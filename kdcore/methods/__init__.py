@@ -40,6 +40,7 @@ from kdcore.methods import features as _features  # noqa: F401  (feature_l2, at,
 from kdcore.methods import embedding as _embedding  # noqa: F401  (embed_distill)
 from kdcore.methods import strategies as _strategies  # noqa: F401  (clkd, tfkd, ban)
 from kdcore.methods import chains as _chains  # noqa: F401  (takd, dgkd)
+from kdcore.methods import procedures as _procedures  # noqa: F401  (blockwise, pwkd, zskt)
 from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
 # isort: on
 

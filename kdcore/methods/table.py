@@ -55,6 +55,8 @@ class Method:
     shape_check: Callable[[dict, dict, dict], list[str]] | None = None  # (params, s_feats, t_feats) -> problems
     teacher_layers: Callable[[dict], list[str]] | None = None  # teacher layers the step reads (DGKD's guides)
     chain: bool = False  # the CLI and the app run it as a chain of runs (kdcore/jobs/chain.py)
+    procedure: str = ""  # "module:function" running the whole job instead of the per-step loop
+    #   (block-wise stones, PWKD's stages, ZSKT's generator: kdcore/jobs/procedures.py)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -102,6 +104,7 @@ class Method:
             "section": self.section,
             "source": self.source,
             "chain": self.chain,
+            "procedure": self.procedure or None,
             "params": [p.describe() for p in self.params],
         }
 
