@@ -25,7 +25,7 @@ from kdcore.jobs.config import JobConfig
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.procedures import run_with_job
 from kdcore.jobs.reporting import Reporter
-from kdcore.jobs.resolve import resolve_pair
+from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.runner import _Job, _NonFiniteLoss
 from kdcore.losses.blockwise import blockwise_components
 from kdcore.metrics import accuracy
@@ -121,7 +121,7 @@ def make_connector(s_shape: tuple[int, ...], t_shape: tuple[int, ...], kind: str
 
 
 def check(config: JobConfig, pair: Pair | None = None) -> BlockwisePlan:
-    pair = pair if pair is not None else resolve_pair(config.pair)
+    pair = pair if pair is not None else pair_for_config(config)
     task = pair.dataset.task if pair.dataset is not None else "classification"
     if task != "classification":
         raise InvalidParameterError(
@@ -199,7 +199,7 @@ class BlockwiseJob(_Job):
 
 def run_blockwise(config: JobConfig, *, pair: Pair | None = None, **kw) -> object:
     """Run a blockwise job (keywords as run_job's); refused before anything runs when the split is."""
-    pair = pair if pair is not None else resolve_pair(config.pair)
+    pair = pair if pair is not None else pair_for_config(config)
     config.validate()
     plan = check(config, pair)
 

@@ -110,6 +110,7 @@ register_method(
             Param("widths", [0.25, 0.5, 0.75, 1.0], "sub-teacher widths r_1 < … < r_K = 1", kind="floats", low=0.0,
                   high=1.0, low_open=True),  # fmt: skip
             Param("teacher_epochs", 2, "stage 0: epochs training the slimmable teacher (Σ_k CE)", kind="int", low=0),
+            Param("teacher_lr", 1e-3, "stage 0: the slimmable teacher's learning rate (Adam)", low=0.0, low_open=True),
             Param("teacher_init", "pretrained", "stage 0 starts from the teacher's weights (sliced) or from scratch",
                   kind="choice", choices=TEACHER_INITS),  # fmt: skip
         ),
