@@ -3,9 +3,10 @@ run the standard protocols, download a run's report. Everything is read back fro
 
 import streamlit as st
 
-from app import chain_view, guide, report, run_figures, run_table, runs, state, ui
+from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
+from kdcore.jobs.procedures import check_procedure
 from kdcore.jobs.config import SCHEDULES
 from kdcore.jobs.form import config_from_form
 from kdcore.jobs.recipes import form_defaults, pair_recipe
@@ -190,6 +191,7 @@ with tab_new:
             prepare_run(cfg, pair=the_pair)  # every problem named before queueing
             if get_method(cfg.objective).chain:  # takd, dgkd, ban: the worker runs the whole chain
                 plan_chain(cfg, the_pair)
+            check_procedure(cfg, the_pair)  # blockwise, pwkd, zskt: stages, widths, data refused here
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
@@ -255,6 +257,7 @@ with tab_live:
                         f"live_epochs_{run_id}",
                     )
                 chain_view.show_chain(store, run, f"live_{run_id}")  # TAKD, DGKD, BAN: the stages
+                procedure_view.show_procedure(store, run, f"live_{run_id}")  # blockwise, pwkd, zskt
                 if runs.is_final(run["state"]) and is_active:
                     st.rerun()  # the job ended: redraw the page, polling off
 
@@ -295,6 +298,7 @@ with tab_runs:
             with ui.guard("show the run"):
                 st.markdown(f"**Run {rid}**")
                 chain_view.show_chain(store, store.get_run(rid), f"run_{rid}")
+                procedure_view.show_procedure(store, store.get_run(rid), f"run_{rid}")
                 for i, fig in enumerate(report.run_figures_for(store, rid)):
                     ui.show_figure(fig, f"run_{rid}_{i}")
                 st.download_button(
