@@ -28,6 +28,7 @@ from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.runner import _Job, _NonFiniteLoss
 from kdcore.losses.blockwise import blockwise_components
+from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 from kdcore.stages import StageSplit
@@ -124,10 +125,7 @@ def check(config: JobConfig, pair: Pair | None = None) -> BlockwisePlan:
     pair = pair if pair is not None else pair_for_config(config)
     task = pair.dataset.task if pair.dataset is not None else "classification"
     if task != "classification":
-        raise InvalidParameterError(
-            f"blockwise distils class logits through the teacher's head, but the pair's task is {task!r}: use a "
-            f"classification pair (digits, shapes)."
-        )
+        raise InvalidParameterError(misfit_message(get_method("blockwise"), task))
     return plan_blockwise(config.resolved_terms()[0].params, pair)
 
 

@@ -28,6 +28,7 @@ from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
 from kdcore.jobs.runner import _Job
 from kdcore.losses.pwkd import pwkd_schedule, stage_lr
+from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 from kdcore.slimmable import SlimmableCNN, conv_stages
@@ -40,7 +41,7 @@ def check(config: JobConfig, pair: Pair | None = None) -> list[tuple[float, int,
     pair = pair if pair is not None else pair_for_config(config)
     task = pair.dataset.task if pair.dataset is not None else "classification"
     if task != "classification":
-        raise InvalidParameterError(f"pwkd distils class logits; the pair's task is {task!r}: use digits or shapes.")
+        raise InvalidParameterError(misfit_message(get_method("pwkd"), task))
     if config.teacher_cache:
         raise InvalidParameterError(
             "pwkd's teacher changes width at every stage, so its outputs cannot be cached: set teacher_cache false."
