@@ -51,7 +51,7 @@ def stone_table(epochs: pd.DataFrame, summary: dict | None = None) -> pd.DataFra
     for i, c in enumerate(cols, start=1):
         s_part = f"student up to {s_st[i - 1]}" if len(s_st) >= i else f"student blocks 1..{i}"
         t_part = "student head" if i == n else (f"teacher after {t_st[i - 1]}" if len(t_st) >= i else "teacher tail")
-        rows.append([i if i < n else f"{i} (student)", s_part, t_part, 2.0 ** -(n - i), float(last.get(c, np.nan))])
+        rows.append([str(i) if i < n else f"{i} (student)", s_part, t_part, 2.0 ** -(n - i), float(last.get(c, np.nan))])
     return pd.DataFrame(rows, columns=["stone", "front", "back", "weight", "val acc"])
 
 
