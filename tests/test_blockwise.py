@@ -194,3 +194,15 @@ def test_cli_distill_runs_blockwise(data_dir, capsys):
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "completed" and out["metrics"]["blockwise"]["weights"] == [0.5, 1.0]
+
+
+def test_a_queued_blockwise_run_is_run_by_the_worker_as_the_procedure(tmp_path):
+    from kdcore.jobs.worker import run_queued, submit
+
+    store = RunStore(tmp_path)
+    rid = submit(BASE, store=store, start_worker=False)  # what the Distill form does
+    run_queued(rid, store)
+    run = store.get_run(rid)
+    assert run["state"] == "completed", run["error"]
+    assert run["summary"]["blockwise"]["teacher_stages"] == ["conv2", "conv3"]
+    assert "stone2" in store.metrics(rid, "step").columns

@@ -68,11 +68,9 @@ def test_width_one_is_the_whole_teacher_and_sub_teachers_keep_inputs_and_classes
         slimmable(nn.Sequential(nn.Linear(3, 3)))
 
 
-def test_pwkd_is_refused_on_a_language_model_and_with_a_teacher_cache():
+def test_pwkd_is_refused_on_a_language_model_and_with_fewer_epochs_than_stages():
     with pytest.raises(InvalidParameterError, match="classification"):
         check(JobConfig(pair="tinylang", objective="pwkd", epochs=4))
-    with pytest.raises(InvalidParameterError, match="teacher_cache"):
-        check(JobConfig(pair="digits", objective="pwkd", epochs=4, teacher_cache=True))
     with pytest.raises(InvalidParameterError, match="at least one epoch per stage"):
         check(JobConfig(pair="digits", objective="pwkd", epochs=2))
 
@@ -81,6 +79,7 @@ def test_pwkd_runs_on_digits_stage_by_stage(tmp_path):
     store = RunStore(tmp_path)
     cfg = JobConfig(
         pair="digits", objective="pwkd", epochs=4, train_size=64, val_size=64, batch_size=32, checkpoints=0, lr=5e-3,
+        teacher_cache=True,  # ignored: the teacher changes width
         params={"teacher_epochs": 1, "widths": [0.25, 0.5, 0.75, 1.0]},
     )  # fmt: skip
     res = run_job(cfg, store=store)
@@ -96,3 +95,13 @@ def test_pwkd_runs_on_digits_stage_by_stage(tmp_path):
     for s in stages:
         assert first[f"val_acc_subteacher_{s['width']:g}"] == s["teacher_val_acc"]
     assert res.metrics["teacher_val_acc"] == stages[-1]["teacher_val_acc"]
+    assert store.get_run(res.run_id)["config"]["teacher_cache"] is False
+
+
+def test_the_leaderboard_refuses_pwkd_with_too_few_epochs_before_anything_runs(tmp_path):
+    from kdcore.jobs.leaderboard import compare_methods
+
+    store = RunStore(tmp_path)
+    with pytest.raises(InvalidParameterError, match="pwkd: .*at least one epoch per stage"):
+        compare_methods("digits", ["pwkd"], [0], base={"epochs": 2}, store=store)
+    assert len(store.list_runs()) == 0

@@ -15,7 +15,7 @@ conv + BN, or identity when the shapes agree) train with the student and are dro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -200,6 +200,7 @@ def run_blockwise(config: JobConfig, *, pair: Pair | None = None, **kw) -> objec
     pair = pair if pair is not None else pair_for_config(config)
     config.validate()
     plan = check(config, pair)
+    config = replace(config, teacher_cache=False, cache_top_k=None)  # the stones run the teacher on every batch
 
     def make(cfg: JobConfig, prep: PreparedRun, report: Reporter, resume: bool) -> BlockwiseJob:
         return BlockwiseJob(cfg, prep, report, resume, plan)

@@ -14,6 +14,8 @@ reset at every stage start, the student's weights carry over. Epoch rows hold `p
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,10 +44,6 @@ def check(config: JobConfig, pair: Pair | None = None) -> list[tuple[float, int,
     task = pair.dataset.task if pair.dataset is not None else "classification"
     if task != "classification":
         raise InvalidParameterError(misfit_message(get_method("pwkd"), task))
-    if config.teacher_cache:
-        raise InvalidParameterError(
-            "pwkd's teacher changes width at every stage, so its outputs cannot be cached: set teacher_cache false."
-        )
     conv_stages(pair.teacher.model)
     return pwkd_schedule(config.epochs, config.resolved_terms()[0].params["widths"])
 
@@ -151,6 +149,7 @@ def run_pwkd(config: JobConfig, *, pair: Pair | None = None, **kw) -> object:
     """Run a pwkd job (keywords as run_job's); refused before anything runs when the plan is."""
     pair = pair if pair is not None else pair_for_config(config)
     plan = check(config, pair)
+    config = replace(config, teacher_cache=False, cache_top_k=None)  # the teacher changes width: nothing to cache
 
     def make(cfg: JobConfig, prep: PreparedRun, report: Reporter, resume: bool) -> PWKDJob:
         return PWKDJob(cfg, prep, report, resume, plan)
