@@ -51,7 +51,9 @@ def stone_table(epochs: pd.DataFrame, summary: dict | None = None) -> pd.DataFra
     for i, c in enumerate(cols, start=1):
         s_part = f"student up to {s_st[i - 1]}" if len(s_st) >= i else f"student blocks 1..{i}"
         t_part = "student head" if i == n else (f"teacher after {t_st[i - 1]}" if len(t_st) >= i else "teacher tail")
-        rows.append([str(i) if i < n else f"{i} (student)", s_part, t_part, 2.0 ** -(n - i), float(last.get(c, np.nan))])
+        rows.append(
+            [str(i) if i < n else f"{i} (student)", s_part, t_part, 2.0 ** -(n - i), float(last.get(c, np.nan))]
+        )
     return pd.DataFrame(rows, columns=["stone", "front", "back", "weight", "val acc"])
 
 
@@ -100,8 +102,16 @@ def pwkd_figure(epochs: pd.DataFrame, summary: dict) -> go.Figure:
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="sub-teacher", line={"color": TEACHER},
                              hovertemplate="sub-teacher<br>val acc %{y:.2%}<extra></extra>"))  # fmt: skip
     done = ep[ep["epoch"] > 0]
-    fig.add_trace(go.Scatter(x=done["epoch"], y=done["val_acc"], mode="lines+markers", name="student",
-                             line={"color": STUDENT}, hovertemplate="epoch %{x}<br>val acc %{y:.2%}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=done["epoch"],
+            y=done["val_acc"],
+            mode="lines+markers",
+            name="student",
+            line={"color": STUDENT},
+            hovertemplate="epoch %{x}<br>val acc %{y:.2%}<extra></extra>",
+        )
+    )
     fig.update_yaxes(tickformat=".0%")
     return finish(fig, title="PWKD: sub-teachers of growing width, stage by stage", x="epoch", y="validation accuracy")
 

@@ -13,6 +13,7 @@ has its own γ, β and running statistics (Yu et al., "Slimmable Neural Networks
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from kdcore.validation import InvalidParameterError
 
 def conv_stages(model: nn.Module) -> list[nn.Sequential]:
     """The conv stages conv1 … convK of a stage CNN; refuses any other model, saying what it needs."""
-    stages = []
+    stages: list[nn.Sequential] = []
     while isinstance(getattr(model, f"conv{len(stages) + 1}", None), nn.Sequential):
         stages.append(getattr(model, f"conv{len(stages) + 1}"))
     ok = bool(stages) and isinstance(getattr(model, "head", None), nn.Linear)
@@ -47,12 +48,18 @@ class SlimmableCNN(nn.Module):
         super().__init__()
         stages = conv_stages(model)
         self.widths = check_widths(widths, "slimmable")
-        self.convs = nn.ModuleList([_copy(st[0]) for st in stages])
+        convs = [cast(nn.Conv2d, st[0]) for st in stages]
+        self.convs = nn.ModuleList([_copy(c) for c in convs])
         self.pools = [len(st) == 4 for st in stages]
         self.bns = nn.ModuleList(
-            [nn.ModuleList([_slim_bn(st[1], slim_channels(st[0].out_channels, r)) for r in self.widths]) for st in stages]
+            [
+                nn.ModuleList(
+                    [_slim_bn(cast(nn.BatchNorm2d, st[1]), slim_channels(c.out_channels, r)) for r in self.widths]
+                )
+                for st, c in zip(stages, convs)
+            ]
         )
-        self.head = _copy(model.head)  # type: ignore[arg-type]
+        self.head = cast(nn.Linear, _copy(cast(nn.Module, model.head)))
         self.width = 1.0
         if not copy_weights:
             for m in self.modules():
@@ -67,11 +74,13 @@ class SlimmableCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: [B, C_in, H, W]
         k = self.widths.index(self.width)
-        for conv, bns, pool in zip(self.convs, self.bns, self.pools):
+        for module, bns, pool in zip(self.convs, self.bns, self.pools):
+            conv = cast(nn.Conv2d, module)
             c_out = slim_channels(conv.out_channels, self.width)
             w = conv.weight[:c_out, : x.shape[1]]  # [c_out, c_in, 3, 3]: inputs from the sliced stage before
             b = None if conv.bias is None else conv.bias[:c_out]
-            x = F.relu(bns[k](F.conv2d(x, w, b, conv.stride, conv.padding)))  # [B, c_out, H, W]
+            bn = cast(nn.ModuleList, bns)[k]
+            x = F.relu(bn(F.conv2d(x, w, b, conv.stride, conv.padding)))  # [B, c_out, H, W]
             x = F.max_pool2d(x, 2) if pool else x
         h = x.mean(dim=(2, 3))  # [B, c_last]
         return F.linear(h, self.head.weight[:, : h.shape[1]], self.head.bias)  # [B, classes]

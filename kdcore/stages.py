@@ -15,7 +15,7 @@ Hooks live only inside the context managers below (CONVENTIONS.md §5).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +35,7 @@ def _first(out: Any) -> Tensor:
 def _recording(modules: dict[str, nn.Module], outs: dict[str, Tensor], order: list[str]) -> Iterator[None]:
     """Record each named module's output (graph kept) and the order the modules ran in."""
 
-    def make(name: str):  # noqa: ANN202
+    def make(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(_m: nn.Module, _i: Any, out: Any) -> None:
             order.append(name)
             outs[name] = _first(out)
@@ -119,7 +119,9 @@ class StageSplit:
             )
         for name in self.stages:
             if not isinstance(outs[name], Tensor):
-                raise InvalidParameterError(f"The {self.who}'s module {name!r} returns no tensor: it cannot end a stage.")
+                raise InvalidParameterError(
+                    f"The {self.who}'s module {name!r} returns no tensor: it cannot end a stage."
+                )
 
     def _check_cut(self, i: int, x: Tensor) -> None:
         """With stage i's output fixed, the logits must not depend on the input any more."""

@@ -190,7 +190,7 @@ def test_blockwise_runs_on_digits_recording_every_stone(tmp_path):
 
 def test_cli_distill_runs_blockwise(data_dir, capsys):
     argv = ["distill", "--pair", "digits", "--objective", "blockwise", "--max-steps", "1", "--train-size", "32"]
-    argv += ["--val-size", "32", "--param", "stages={\"conv1\": \"conv2\", \"conv2\": \"conv3\"}", "--json"]
+    argv += ["--val-size", "32", "--param", 'stages={"conv1": "conv2", "conv2": "conv3"}', "--json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "completed" and out["metrics"]["blockwise"]["weights"] == [0.5, 1.0]

@@ -6,9 +6,9 @@ import streamlit as st
 from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, state, ui
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
-from kdcore.jobs.procedures import check_procedure
 from kdcore.jobs.config import SCHEDULES
 from kdcore.jobs.form import config_from_form
+from kdcore.jobs.procedures import check_procedure
 from kdcore.jobs.recipes import form_defaults, pair_recipe
 from kdcore.methods import all_methods, get_method, methods_for
 

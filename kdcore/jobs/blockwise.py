@@ -16,16 +16,17 @@ conv + BN, or identity when the shapes agree) train with the student and are dro
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.procedures import run_with_job
 from kdcore.jobs.reporting import Reporter
-from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.runner import _Job, _NonFiniteLoss
 from kdcore.losses.blockwise import blockwise_components
 from kdcore.methods import get_method, misfit_message
@@ -195,7 +196,7 @@ class BlockwiseJob(_Job):
         return s
 
 
-def run_blockwise(config: JobConfig, *, pair: Pair | None = None, **kw) -> object:
+def run_blockwise(config: JobConfig, *, pair: Pair | None = None, **kw: Any) -> object:
     """Run a blockwise job (keywords as run_job's); refused before anything runs when the split is."""
     pair = pair if pair is not None else pair_for_config(config)
     config.validate()

@@ -15,6 +15,7 @@ reset at every stage start, the student's weights carry over. Epoch rows hold `p
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,8 +84,10 @@ class PWKDJob(_Job):
         torch.manual_seed((self.cfg.seed + 2) % 2**63)
         net = SlimmableCNN(self.teacher.model, self.p["widths"], copy_weights=self.p["teacher_init"] == "pretrained")
         net = net.to(self.device)
-        kw = {"lr": float(self.p["teacher_lr"]), "batch": self.cfg.batch_size, "seed": self.cfg.seed}
-        self.teacher_curve = train_slimmable(net, self.train_x, self.train_y, epochs=self.p["teacher_epochs"], **kw)
+        self.teacher_curve = train_slimmable(
+            net, self.train_x, self.train_y, epochs=int(self.p["teacher_epochs"]), lr=float(self.p["teacher_lr"]),
+            batch=self.cfg.batch_size, seed=self.cfg.seed,
+        )  # fmt: skip
         net.requires_grad_(False)
         self.sub_acc = {}
         with eval_mode(net, no_grad=True):
@@ -145,7 +148,7 @@ class PWKDJob(_Job):
         return s
 
 
-def run_pwkd(config: JobConfig, *, pair: Pair | None = None, **kw) -> object:
+def run_pwkd(config: JobConfig, *, pair: Pair | None = None, **kw: Any) -> object:
     """Run a pwkd job (keywords as run_job's); refused before anything runs when the plan is."""
     pair = pair if pair is not None else pair_for_config(config)
     plan = check(config, pair)

@@ -15,7 +15,6 @@ generator) are the artifact `zskt_samples.safetensors` ({"epoch_<e>": [16, C, H,
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -171,7 +170,9 @@ class ZSKTJob:
         x = self.gen(z)  # [N, C, H, W], graph into G
         t = self.teacher.model(x)  # [N, K]: frozen weights, differentiable input
         s = self.student.model(x)
-        _, loss_g = zero_shot_losses(s, t, temperature=float(self.p["temperature"]), kl_reduction=self.p["kl_reduction"])
+        _, loss_g = zero_shot_losses(
+            s, t, temperature=float(self.p["temperature"]), kl_reduction=self.p["kl_reduction"]
+        )
         self._apply(self.opt_g, self.gen.parameters(), loss_g, lr)
         return float(loss_g.detach())
 

@@ -83,11 +83,21 @@ register_method(
                 "layers paired by spatial size)",
                 kind="layers",
             ),
-            Param("connector", "auto", "φ_i: 1×1 conv + BN (identity when the shapes agree: auto)", kind="choice",
-                  choices=CONNECTORS),  # fmt: skip
+            Param(
+                "connector",
+                "auto",
+                "φ_i: 1×1 conv + BN (identity when the shapes agree: auto)",
+                kind="choice",
+                choices=CONNECTORS,
+            ),  # fmt: skip
             Param("ce_in_stones", True, "every stone gets the base's CE (false: the student only)", kind="bool"),
-            Param("base", "kd", "the base loss of every stone: §1 KD or (1 − λ)·CE + λ·DKD (§3)", kind="choice",
-                  choices=BASES),  # fmt: skip
+            Param(
+                "base",
+                "kd",
+                "the base loss of every stone: §1 KD or (1 − λ)·CE + λ·DKD (§3)",
+                kind="choice",
+                choices=BASES,
+            ),  # fmt: skip
         ),
     )
 )
@@ -107,12 +117,24 @@ register_method(
         params=(
             _T,
             _LAM,
-            Param("widths", [0.25, 0.5, 0.75, 1.0], "sub-teacher widths r_1 < … < r_K = 1", kind="floats", low=0.0,
-                  high=1.0, low_open=True),  # fmt: skip
+            Param(
+                "widths",
+                [0.25, 0.5, 0.75, 1.0],
+                "sub-teacher widths r_1 < … < r_K = 1",
+                kind="floats",
+                low=0.0,
+                high=1.0,
+                low_open=True,
+            ),  # fmt: skip
             Param("teacher_epochs", 2, "stage 0: epochs training the slimmable teacher (Σ_k CE)", kind="int", low=0),
             Param("teacher_lr", 1e-3, "stage 0: the slimmable teacher's learning rate (Adam)", low=0.0, low_open=True),
-            Param("teacher_init", "pretrained", "stage 0 starts from the teacher's weights (sliced) or from scratch",
-                  kind="choice", choices=TEACHER_INITS),  # fmt: skip
+            Param(
+                "teacher_init",
+                "pretrained",
+                "stage 0 starts from the teacher's weights (sliced) or from scratch",
+                kind="choice",
+                choices=TEACHER_INITS,
+            ),  # fmt: skip
         ),
     )
 )
@@ -132,8 +154,13 @@ register_method(
         params=(
             Param("temperature", 1.0, "softmax temperature τ of D (no T² factor)", low=0.0, low_open=True, shared=True),
             Param("beta", 250.0, "weight β of the attention-transfer term", low=0.0),
-            Param("kl_reduction", "elementwise_mean", "D divided by N·C (the authors') or by N", kind="choice",
-                  choices=KL_REDUCTIONS),  # fmt: skip
+            Param(
+                "kl_reduction",
+                "elementwise_mean",
+                "D divided by N·C (the authors') or by N",
+                kind="choice",
+                choices=KL_REDUCTIONS,
+            ),  # fmt: skip
             Param("pseudo_batches", None, "N_iter pseudo-batches z (unset: 200 per epoch)", kind="int", low=1),
             Param("batch", 64, "pseudo-batch size N", kind="int", low=2),
             Param("z_dim", 32, "noise dimension d_z", kind="int", low=1),
@@ -141,8 +168,9 @@ register_method(
             Param("n_s", 10, "student steps per pseudo-batch", kind="int", low=1),
             Param("lr_g", 1e-3, "generator learning rate (Adam, cosine to 0)", low=0.0, low_open=True),
             Param("lr_s", 2e-3, "student learning rate (Adam, cosine to 0)", low=0.0, low_open=True),
-            Param("at_layers", None, "{student: teacher} AT pairs (unset: feature layers paired by size)",
-                  kind="layers"),  # fmt: skip
+            Param(
+                "at_layers", None, "{student: teacher} AT pairs (unset: feature layers paired by size)", kind="layers"
+            ),  # fmt: skip
             Param("resize", False, "resize AT maps of other sizes (§7) instead of refusing", kind="bool"),
             Param("grad_clip", 5.0, "gradient-norm clip of both players", low=0.0, low_open=True),
         ),
