@@ -41,24 +41,37 @@ def conv_stages(model: nn.Module) -> list[nn.Sequential]:
     return stages
 
 
+class _SlimStage(nn.Module):
+    """One conv stage at the width its network set: the first c_k output channels, its own BN per width."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, widths: tuple[float, ...], pool: bool) -> None:
+        super().__init__()
+        self.conv = cast(nn.Conv2d, _copy(conv))
+        self.bns = nn.ModuleList([_slim_bn(bn, slim_channels(conv.out_channels, r)) for r in widths])
+        self.widths, self.pool, self.k = widths, pool, len(widths) - 1
+
+    def forward(self, x: Tensor) -> Tensor:  # x: [B, c_in, H, W] (c_in: the stage before's sliced output)
+        conv = self.conv
+        c_out = slim_channels(conv.out_channels, self.widths[self.k])
+        w = conv.weight[:c_out, : x.shape[1]]  # [c_out, c_in, 3, 3]
+        b = None if conv.bias is None else conv.bias[:c_out]
+        x = F.relu(self.bns[self.k](F.conv2d(x, w, b, conv.stride, conv.padding)))  # [B, c_out, H, W]
+        return F.max_pool2d(x, 2) if self.pool else x
+
+
 class SlimmableCNN(nn.Module):
-    """Weight-sharing sub-networks of a stage CNN (see the module docstring); `set_width(r)` picks one."""
+    """Weight-sharing sub-networks of a stage CNN (see the module docstring); `set_width(r)` picks one.
+    Its stages keep the names conv1 … convK (feature layers, as the original's)."""
 
     def __init__(self, model: nn.Module, widths: Sequence[float], copy_weights: bool = True) -> None:
         super().__init__()
         stages = conv_stages(model)
         self.widths = check_widths(widths, "slimmable")
-        convs = [cast(nn.Conv2d, st[0]) for st in stages]
-        self.convs = nn.ModuleList([_copy(c) for c in convs])
-        self.pools = [len(st) == 4 for st in stages]
-        self.bns = nn.ModuleList(
-            [
-                nn.ModuleList(
-                    [_slim_bn(cast(nn.BatchNorm2d, st[1]), slim_channels(c.out_channels, r)) for r in self.widths]
-                )
-                for st, c in zip(stages, convs)
-            ]
-        )
+        for i, st in enumerate(stages, start=1):
+            conv, bn = cast(nn.Conv2d, st[0]), cast(nn.BatchNorm2d, st[1])
+            self.add_module(f"conv{i}", _SlimStage(conv, bn, self.widths, len(st) == 4))
+        self.feature_layers = tuple(f"conv{i}" for i in range(1, len(stages) + 1))
+        self.cam_layer = self.feature_layers[-1]
         self.head = cast(nn.Linear, _copy(cast(nn.Module, model.head)))
         self.width = 1.0
         if not copy_weights:
@@ -66,22 +79,20 @@ class SlimmableCNN(nn.Module):
                 if m is not self and hasattr(m, "reset_parameters"):
                     m.reset_parameters()  # type: ignore[operator]
 
+    def stages(self) -> list[_SlimStage]:
+        return [cast(_SlimStage, getattr(self, name)) for name in self.feature_layers]
+
     def set_width(self, width: float) -> SlimmableCNN:
         if width not in self.widths:
             raise InvalidParameterError(f"set_width takes one of the widths {list(self.widths)}. Got {width!r}.")
         self.width = float(width)
+        for st in self.stages():
+            st.k = self.widths.index(self.width)
         return self
 
     def forward(self, x: Tensor) -> Tensor:  # x: [B, C_in, H, W]
-        k = self.widths.index(self.width)
-        for module, bns, pool in zip(self.convs, self.bns, self.pools):
-            conv = cast(nn.Conv2d, module)
-            c_out = slim_channels(conv.out_channels, self.width)
-            w = conv.weight[:c_out, : x.shape[1]]  # [c_out, c_in, 3, 3]: inputs from the sliced stage before
-            b = None if conv.bias is None else conv.bias[:c_out]
-            bn = cast(nn.ModuleList, bns)[k]
-            x = F.relu(bn(F.conv2d(x, w, b, conv.stride, conv.padding)))  # [B, c_out, H, W]
-            x = F.max_pool2d(x, 2) if pool else x
+        for st in self.stages():
+            x = st(x)
         h = x.mean(dim=(2, 3))  # [B, c_last]
         return F.linear(h, self.head.weight[:, : h.shape[1]], self.head.bias)  # [B, classes]
 

@@ -6,6 +6,7 @@ on digits from the API and the CLI."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -174,8 +175,9 @@ def test_the_sample_pairs_stages_pair_by_spatial_size_and_bad_stages_are_refused
 
 def test_blockwise_runs_on_digits_recording_every_stone(tmp_path):
     store = RunStore(tmp_path)
-    res = run_job(BASE, store=store)
+    res = run_job(replace(BASE, checkpoints=1), store=store)  # a checkpoint probes the student and teacher
     assert res.state == "completed", res.error
+    assert len(store.metrics(res.run_id, "checkpoint"))
     steps = store.metrics(res.run_id, "step")
     assert len(steps) == 2 and steps[["stone1", "stone2"]].notna().all().all()
     assert np.allclose(steps["loss"], 0.5 * steps["stone1"] + steps["stone2"], rtol=1e-5)

@@ -61,7 +61,7 @@ def test_width_one_is_the_whole_teacher_and_sub_teachers_keep_inputs_and_classes
         for r in (0.25, 0.5):
             out = net.set_width(r)(x)
             assert out.shape == (8, 10) and torch.isfinite(out).all()
-    assert net.convs[0].weight.shape[1] == 1  # image channels never sliced
+    assert net.conv1.conv.weight.shape[1] == 1 and net.feature_layers == ("conv1", "conv2", "conv3")
     with pytest.raises(InvalidParameterError, match="one of the widths"):
         net.set_width(0.3)
     with pytest.raises(InvalidParameterError, match="conv stages"):
@@ -78,7 +78,7 @@ def test_pwkd_is_refused_on_a_language_model_and_with_fewer_epochs_than_stages()
 def test_pwkd_runs_on_digits_stage_by_stage(tmp_path):
     store = RunStore(tmp_path)
     cfg = JobConfig(
-        pair="digits", objective="pwkd", epochs=4, train_size=64, val_size=64, batch_size=32, checkpoints=0, lr=5e-3,
+        pair="digits", objective="pwkd", epochs=4, train_size=64, val_size=64, batch_size=32, checkpoints=1, lr=5e-3,
         teacher_cache=True,  # ignored: the teacher changes width
         params={"teacher_epochs": 1, "widths": [0.25, 0.5, 0.75, 1.0]},
     )  # fmt: skip
