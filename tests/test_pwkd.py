@@ -96,6 +96,9 @@ def test_pwkd_runs_on_digits_stage_by_stage(tmp_path):
         assert first[f"val_acc_subteacher_{s['width']:g}"] == s["teacher_val_acc"]
     assert res.metrics["teacher_val_acc"] == stages[-1]["teacher_val_acc"]
     assert store.get_run(res.run_id)["config"]["teacher_cache"] is False
+    accs = [s["teacher_val_acc"] for s in stages]
+    grows = all(b >= a for a, b in zip(accs, accs[1:]))
+    assert grows == (not any("does not grow with their width" in n for n in res.notices))
 
 
 def test_the_leaderboard_refuses_pwkd_with_too_few_epochs_before_anything_runs(tmp_path):

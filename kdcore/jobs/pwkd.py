@@ -94,6 +94,13 @@ class PWKDJob(_Job):
             for r in net.widths:
                 self.sub_acc[r] = accuracy(net.set_width(r)(self.val_x), self.val_y)
         net.set_width(1.0)
+        accs = list(self.sub_acc.values())
+        if any(b < a for a, b in zip(accs, accs[1:])):  # partial → whole needs growing sub-teachers
+            shown = ", ".join(f"×{r:g}: {a:.1%}" for r, a in self.sub_acc.items())
+            self._notice(
+                f"The sub-teachers' validation accuracy does not grow with their width ({shown}): stage 0 "
+                f"trained them too little for a partial-to-whole order. Raise teacher_epochs."
+            )
         self.net = net
         self.teacher = wrap(net, name=f"slimmable {self.teacher.name}", output_size=self.teacher.output_size)
         return nn.ModuleDict()
