@@ -432,10 +432,13 @@ _KIND_UNITS = {"tvd": "(0–1)", "uld": "(L1, 0–2)"}
 
 
 def _token_ticks(tokens: list[str], position_kind: Any) -> list[str]:
-    """Tick labels: each token shortened to fit, coloured by its position kind when known."""
+    """Tick labels: each token shortened to fit, escaped (a tokenizer's "<s>" is text, not plotly's
+    strike-through tag), coloured by its position kind when known."""
+    from html import escape
+
     from analyses.tokens import position_colour, short_token
 
-    labels = [short_token(str(t)) for t in tokens]
+    labels = [escape(short_token(str(t)), quote=False) for t in tokens]
     if position_kind is None:
         return labels
     kinds = np.asarray(position_kind.cpu() if hasattr(position_kind, "cpu") else position_kind).reshape(-1)

@@ -15,6 +15,7 @@ import plotly.io as pio
 
 from analyses import cka as cka_an
 from app import run_figures
+from app.strategy_figures import strategy_figures
 from kdcore.jobs.store import RunStore
 
 _CSS = """
@@ -64,9 +65,12 @@ def run_figures_for(store: RunStore, run_id: str) -> list:
     steps = store.metrics(run_id, "step")
     if len(steps):
         figs.append(run_figures.loss_components(steps, smooth=5))
+        sched_fig = run_figures.scheduled_values(steps)
+        figs += [sched_fig] if sched_fig is not None else []
     epochs = store.metrics(run_id, "epoch")
     if len(epochs):
         figs.append(run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")))
+        figs += strategy_figures(run, epochs)  # per-exit accuracy (byot), grades over time (education)
     ckpt = store.metrics(run_id, "checkpoint")
     if any(str(c).startswith("div/") for c in ckpt.columns):
         figs.append(run_figures.checkpoint_divergences(ckpt))

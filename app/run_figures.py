@@ -1,11 +1,13 @@
 """Figures of a distillation run from the run store's metric tables (no Streamlit: the report uses them too).
 
-Step metrics: `loss` and one column per loss component, plus `lr`. Epoch metrics: `train_*`,
+Step metrics: `loss` and one column per loss component, plus `lr` and the scheduled or learned values
+`sched_*` (temperature, λ, term weights, CTKD's λ_e, a curriculum's pool). Epoch metrics: `train_*`,
 `val_loss`, `val_acc`, `val_agreement`. Checkpoint metrics: `cka/<student>|<teacher>` and `div/<part>`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -13,12 +15,19 @@ from plotly.subplots import make_subplots
 from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, TEACHER, finish
 
 _NOT_LOSS = {"step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss"}
+SCHED = "sched_"  # step metrics of scheduled or learned values (kdcore.jobs.schedules.step_metrics)
+_SCHED_NAMES = {"ctkd_lambda": "CTKD λ_e (reversal scale)", "pool": "curriculum pool (samples)"}
+
+
+def is_loss_column(c: str) -> bool:
+    """A step-metric column that is the loss or one of its components."""
+    return c not in _NOT_LOSS and not str(c).startswith(SCHED)
 
 
 def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
     """Every loss component against the step (the total in black), optionally as a rolling mean."""
     fig = go.Figure()
-    cols = [c for c in steps.columns if c not in _NOT_LOSS]
+    cols = [c for c in steps.columns if is_loss_column(c)]
     for i, c in enumerate(cols):
         y = steps[c].rolling(smooth, min_periods=1).mean() if smooth > 1 else steps[c]
         fig.add_trace(
@@ -126,3 +135,39 @@ def compare_curves(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
         y=metric.replace("_", " "),
         height=360,
     )
+
+
+def schedule_frame(schedules: dict, total_steps: int, steps_per_epoch: int, epochs: int) -> pd.DataFrame:
+    """The `sched_*` columns a run with these (valid) schedules will log, at ≤ 2000 of its steps."""
+    from kdcore.jobs.schedules import scheduled_values
+
+    steps = np.unique(np.linspace(0, max(total_steps - 1, 0), min(total_steps, 2000)).round().astype(int))
+    rows = []
+    for t in steps.tolist():
+        values = scheduled_values(schedules, t, t // max(steps_per_epoch, 1) + 1, total_steps, epochs)
+        rows.append({"step": t, **{SCHED + k: v for k, v in values.items()}})
+    return pd.DataFrame(rows)
+
+
+def scheduled_values(steps: pd.DataFrame, *, title: str = "Scheduled and learned values") -> go.Figure | None:
+    """One panel per `sched_*` column against the step (the learned or scheduled temperature, λ, term
+    weights, CTKD's λ_e, a curriculum's pool size); None when the frame has none."""
+    cols = [c for c in steps.columns if str(c).startswith(SCHED)]
+    if not cols:
+        return None
+    names = [_SCHED_NAMES.get(c[len(SCHED) :], c[len(SCHED) :]) for c in cols]
+    fig = make_subplots(rows=len(cols), cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=names)
+    for i, (c, name) in enumerate(zip(cols, names)):
+        fig.add_trace(
+            go.Scatter(
+                x=steps["step"],
+                y=steps[c],
+                mode="lines",
+                name=name,
+                line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)], "width": 2},
+            ),
+            row=i + 1,
+            col=1,
+        )
+    fig.update_xaxes(title_text="step", row=len(cols), col=1)
+    return finish(fig, title=title, height=200 + 140 * len(cols))

@@ -8,12 +8,15 @@ count (written by the runner when the run starts).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from app import run_table
+from kdcore.adapters.hf_files import read_config
 from kdcore.jobs import JobConfig, submit
+from kdcore.jobs.config import source_label
 from kdcore.jobs.protocols import protocol_status as kd_protocol_status
 from kdcore.jobs.protocols import queue_protocol
 from kdcore.jobs.recipes import Recipe, workshop_configs
@@ -21,6 +24,13 @@ from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.methods import Method, Param, get_method
 
 ACTIVE = ("queued", "running")
+OWN = "your own models"  # the Distill page's choice of the sidebar's own Hugging Face pair
+STUDENT_INITS = {
+    "pretrained": "its own weights (pretrained)",
+    "from_teacher": "a copy of some of the teacher's layers (from_teacher)",
+    "reinit": "random weights (reinit)",
+}
+OWN_DEFAULTS = {"epochs": 1, "batch_size": 8, "lr": 1e-4}  # the form's start for the own pair (pretrained LMs)
 WORKSHOP = "workshop"  # the preset's mark in a protocol's plan (RunStore.create_protocol)
 
 
@@ -82,6 +92,68 @@ def owner_text(store: RunStore, run_id: str) -> str | None:
 
 def is_final(state: str) -> bool:
     return state in FINAL_STATES
+
+
+# ---- the sidebar's own Hugging Face pair -------------------------------------------------------------
+
+
+def own_job_fields(
+    spec: tuple, student_init: str = "pretrained", student_layers: int | None = None, layer_rule: str = "spread"
+) -> dict[str, Any]:
+    """The JobConfig fields (teacher, student, data, data_options, model_kind, student_init, student_layers,
+    layer_rule) that distil the sidebar's own pair, from its load spec (app.state._own_spec):
+    ("hf", teacher_dir, student_dir, data_spec, kind); data_spec ("hf_text", path, (teacher, student,
+    context_length, text_field), ...) for text tokenised by the pair's tokenizer, ("hf_sentences", path,
+    (teacher, student, max_length, text_field, label_field or None), ...) for sentences, or (kind, path, ...)."""
+    mode, teacher, student, data, kind = spec
+    if mode != "hf":
+        raise ValueError(
+            "Only Hugging Face directories can be distilled from this page. For a module:factory pair, "
+            "register a function returning the Pair and start it with `python -m kdcore distill --pair "
+            "mypkg.pairs:make_pair` (README, 'Registering your own pair')."
+        )
+    if data is None or data[0] == "builtin":
+        raise ValueError(
+            "A job on your own models trains on a data file: in the sidebar's form choose Data "
+            "'Text (.txt, .jsonl, .csv)', name the file, and press Load pair."
+        )
+    options: dict[str, Any] = {}
+    if data[0] in ("hf_text", "hf_sentences"):  # (teacher, student, context length, text field[, label field])
+        options = {"context_length": int(data[2][2]), "text_field": str(data[2][3])}
+    if data[0] == "hf_sentences" and data[2][4]:
+        options["label_field"] = str(data[2][4])
+    from_teacher = student_init == "from_teacher"
+    return {
+        "teacher": teacher,
+        "student": "" if from_teacher else student,
+        "data": str(data[1]),
+        "data_options": options,
+        "model_kind": kind,
+        "student_init": student_init,
+        "student_layers": int(student_layers) if from_teacher and student_layers is not None else None,
+        "layer_rule": layer_rule,
+    }
+
+
+def teacher_layers(spec: tuple) -> int | None:
+    """The number of layers of the own pair's teacher (config.json's num_hidden_layers), or None when its
+    directory does not say (a single-file model, or no such field)."""
+    teacher = Path(spec[1]).expanduser()
+    try:
+        n = read_config(teacher).get("num_hidden_layers") if teacher.is_dir() else None
+    except ValueError:
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def own_pair_label(spec: tuple | None) -> str | None:
+    """The pair name runs of the sidebar's own pair are listed under ("hf:teacher→student"), or None."""
+    if not spec or spec[0] != "hf":
+        return None
+    try:
+        return source_label(JobConfig(**own_job_fields(spec)))
+    except ValueError:
+        return None
 
 
 # ---- protocols (kept in the run store) --------------------------------------------------------------

@@ -16,9 +16,14 @@ import torch
 
 import sample_models
 from app import safety
+from app.runs import own_pair_label
 from kdcore.adapters import load_factory, load_hf
-from kdcore.data import DATASETS, get_dataset, load_image_folder, load_table, load_text
+from kdcore.adapters.hf_files import read_config
+from kdcore.data import DATASETS, get_dataset, load_hf_sentences, load_hf_text, load_image_folder, load_table, load_text
+from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.archive import extract_zip
+from kdcore.jobs.config import JobConfig
+from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.store import RunStore, default_home
 from kdcore.pairs import Pair
 from kdcore.weights import apply_state_dict
@@ -27,9 +32,9 @@ UPLOAD_LIMIT_MB = 50  # largest dataset or weights file read from an upload (als
 _UNZIP_LIMIT = 200 * 2**20  # largest total size an uploaded image-folder zip may expand to
 DATA_CHOICES = (
     "A built-in dataset",
-    "Upload a table (.csv, .tsv, .parquet)",
-    "Upload text (.txt)",
-    "Upload images (.zip of class folders)",
+    "A table (.csv, .tsv, .parquet)",
+    "Text (.txt, .jsonl, .csv)",
+    "Images (folder or .zip of class folders)",
 )
 
 # ---- sample pairs ----------------------------------------------------------------------------------
@@ -72,31 +77,46 @@ def finished_runs() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Loading the run's student…", max_entries=8)
 def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
-    """The pair a run distilled, with the run's student (final weights, or those of a checkpoint epoch)."""
+    """The pair a run distilled, with the run's student (final weights, or those of a checkpoint epoch).
+
+    Any pair: a sample pair (its cached copy), a registered or module:factory pair, or a user's own
+    Hugging Face directories (kdcore.jobs.pair_source.pair_for_config and student_for_run)."""
     run = store().get_run(run_id)
-    if run["pair"] not in sample_models.PAIRS:
-        raise ValueError(
-            f"Run {run_id} distilled pair {run['pair']!r}, which is not a sample pair: "
-            f"only sample-pair runs can be reopened here."
-        )
-    base = _sample_pair(run["pair"])
-    student = base.student.clone()  # never touch the shared, cached student
-    apply_state_dict(student.model, store().load_student(run_id, epoch=epoch))
-    student.model.eval()
+    weights = store().load_student(run_id, epoch=epoch)
     label = f"{run['pair']} · run {run_id}" + (f" · epoch {epoch}" if epoch is not None else "")
-    return Pair(
-        name=label, teacher=base.teacher, student=student, student_baseline=base.student_baseline, dataset=base.dataset
-    )
+    if run["pair"] in sample_models.PAIRS and not run["config"].get("teacher"):
+        base = _sample_pair(run["pair"])
+        student = base.student.clone()  # never touch the shared, cached student
+        apply_state_dict(student.model, weights)
+        student.model.eval()
+        return Pair(
+            name=label,
+            teacher=base.teacher,
+            student=student,
+            student_baseline=base.student_baseline,
+            dataset=base.dataset,
+        )
+    config = JobConfig.from_dict(run["config"])
+    base = pair_for_config(config)  # the teacher and data as the run had them; its models are not changed
+    return Pair(name=label, teacher=base.teacher, student=student_for_run(config, weights), dataset=base.dataset)
 
 
 # ---- the user's own models and data ----------------------------------------------------------------
+# Local files and directories are NAMED (a path typed in the sidebar): read where they lie, no upload and
+# no upload cap. Uploads remain for small files and are stored by content hash.
+LOCAL_DATA_LIMIT = LOCAL_MAX_BYTES  # largest local data file read when named by its path (4 GiB, as jobs)
+TEXT_FIELD_DEFAULT = "text"
+CONTEXT_DEFAULT = 128
 
 
 def _save_upload(upload, suffix: str | None = None) -> Path:
     """Store an uploaded file by content hash (size-checked); return its path."""
     data = upload.getvalue()
     if len(data) > UPLOAD_LIMIT_MB * 2**20:
-        raise ValueError(f"The file {upload.name!r} is {len(data) / 2**20:.1f} MB; the limit is {UPLOAD_LIMIT_MB} MB.")
+        raise ValueError(
+            f"The file {upload.name!r} is {len(data) / 2**20:.1f} MB; the upload limit is {UPLOAD_LIMIT_MB} MB. "
+            f"Name its path on this machine instead (no limit applies to local files)."
+        )
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = default_home() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,22 +128,57 @@ def _save_upload(upload, suffix: str | None = None) -> Path:
     return path
 
 
+def _local_path(text: str, what: str, *, directory_ok: bool = True) -> Path:
+    """A path typed in the sidebar, made absolute (~ expanded); refused in plain words when nothing is there."""
+    path = Path(text.strip()).expanduser().resolve()
+    if not path.exists():
+        raise ValueError(f"The {what} {text.strip()!r} does not exist on this machine. Check the path.")
+    if path.is_dir() and not directory_ok:
+        raise ValueError(f"The {what} {text.strip()!r} is a folder; name a file.")
+    return path
+
+
 def _unzip_images(zip_path: Path) -> Path:
     """Extract an uploaded zip of class folders next to it (bounded, all or nothing: kdcore.data.archive)."""
     return extract_zip(zip_path, max_bytes=_UNZIP_LIMIT)
 
 
 def _dataset_from_spec(spec: tuple | None):
+    """The Dataset of a data spec (kind, path or name, option[, max_bytes]); "hf_text" is tokenised by the
+    pair's own tokenizer: option = (teacher_dir, student_dir, context_length, text_field)."""
     if spec is None:
         return None
-    kind, value, option = spec
+    kind, value, option = spec[:3]
+    limit = spec[3] if len(spec) > 3 else UPLOAD_LIMIT_MB * 2**20
     if kind == "builtin":
         return get_dataset(value)
     if kind == "table":
-        return load_table(Path(value), label_column=option)
+        return load_table(Path(value), label_column=option, max_bytes=limit)
     if kind == "text":
-        return load_text(Path(value), tokenizer=option)
-    return load_image_folder(_unzip_images(Path(value)))
+        return load_text(Path(value), tokenizer=option, max_bytes=limit)
+    if kind == "hf_text":
+        teacher_dir, student_dir, context_length, text_field = option
+        return load_hf_text(
+            Path(value),
+            teacher_dir,
+            student_dir=student_dir,
+            context_length=context_length,
+            text_field=text_field,
+            max_bytes=limit,
+        )
+    if kind == "hf_sentences":  # encoders, and sequence classifiers (with a label field)
+        teacher_dir, student_dir, max_length, text_field, label_field = option
+        return load_hf_sentences(
+            Path(value),
+            teacher_dir,
+            student_dir=student_dir,
+            max_length=max_length,
+            text_field=text_field,
+            label_field=label_field,
+            max_bytes=limit,
+        )
+    folder = Path(value) if Path(value).is_dir() else _unzip_images(Path(value))
+    return load_image_folder(folder, max_bytes=limit)
 
 
 @st.cache_resource(show_spinner="Loading your models…", max_entries=4)
@@ -148,65 +203,203 @@ def own_models_form(sb) -> None:
         mode = st.radio("Format", ["Hugging Face directories", "module:factory + safetensors"], key="own_mode")
         kind = st.selectbox(
             "Kind",
-            ["classifier", "causal_lm"],
+            ["classifier", "causal_lm", "encoder"],
             key="own_kind",
-            help="Image/table classifiers, or causal language models.",
+            help="Image/table classifiers and Hugging Face sequence classifiers (text with a label column), causal "
+            "language models, or encoders (a BertModel-like AutoModel: sentences in, pooled embeddings out).",
         )
+        tw = sw = None
         if mode.startswith("Hugging"):
-            t = st.text_input("Teacher directory", key="own_teacher_dir", placeholder="/path/to/teacher")
+            t = st.text_input(
+                "Teacher directory",
+                key="own_teacher_dir",
+                placeholder="/path/to/teacher",
+                help="A folder on this machine made by save_pretrained (config.json, weights, tokenizer). "
+                "Read where it lies: no upload, no size limit.",
+            )
             s = st.text_input("Student directory", key="own_student_dir", placeholder="/path/to/student")
-            tw = sw = None
         else:
             t = st.text_input("Teacher factory", key="own_teacher_factory", placeholder="mypkg.models:make_teacher")
-            tw = st.file_uploader("Teacher weights (.safetensors)", type=["safetensors"], key="own_teacher_w")
+            tw = _weights_field("Teacher", "own_teacher_w")
             s = st.text_input("Student factory", key="own_student_factory", placeholder="mypkg.models:make_student")
-            sw = st.file_uploader("Student weights (.safetensors)", type=["safetensors"], key="own_student_w")
+            sw = _weights_field("Student", "own_student_w")
             st.caption(safety.module_loading_note())
         data_choice = st.selectbox(
             "Data",
             DATA_CHOICES,
             key="own_data_choice",
-            help=f"Uploads up to {UPLOAD_LIMIT_MB} MB. Nothing leaves this machine.",
+            help=f"Name a file on this machine (no size limit), or upload one up to {UPLOAD_LIMIT_MB} MB. "
+            "Nothing leaves this machine.",
         )
         builtin = st.selectbox("Built-in dataset", list(DATASETS), key="own_dataset")
-        upload = st.file_uploader("Your data file", type=["csv", "tsv", "parquet", "txt", "zip"], key="own_data_file")
+        data_path = st.text_input(
+            "Data file or folder on this machine",
+            key="own_data_path",
+            placeholder="/path/to/corpus.txt",
+            help="A table, a text file (.txt, .jsonl, .csv) or a folder (or .zip) of class folders. "
+            "When filled, it is used instead of an upload.",
+        )
+        upload = st.file_uploader(
+            "…or upload a small data file",
+            type=["csv", "tsv", "parquet", "txt", "jsonl", "zip"],
+            key="own_data_file",
+        )
         option = st.text_input(
-            "Label column (tables) or tokenizer 'char'/'word' (text)", key="own_data_option", value="label"
+            "Label column (tables; a sequence classifier's labelled text) or tokenizer 'char'/'word' (text for "
+            "models without their own tokenizer)",
+            key="own_data_option",
+            value="label",
+        )
+        c1, c2 = st.columns(2)
+        context = c1.number_input(
+            "Context length",
+            1,
+            1 << 20,
+            CONTEXT_DEFAULT,
+            key="own_context_length",
+            help="Tokens per row when a Hugging Face language model's own tokenizer reads the text "
+            "(at most the model's max_position_embeddings).",
+        )
+        field = c2.text_input(
+            "Text field",
+            TEXT_FIELD_DEFAULT,
+            key="own_text_field",
+            help="The JSONL key or CSV column holding the text (Hugging Face language models).",
         )
         if st.form_submit_button("Load pair"):
             try:
-                st.session_state["own_spec"] = _own_spec(mode, kind, t, s, tw, sw, data_choice, builtin, upload, option)
+                st.session_state["own_spec"] = _own_spec(
+                    mode,
+                    kind,
+                    t,
+                    s,
+                    tw,
+                    sw,
+                    data_choice,
+                    builtin,
+                    upload,
+                    option,
+                    data_path=data_path,
+                    context_length=int(context),
+                    text_field=field,
+                )
                 st.session_state.pop("own_error", None)
             except ValueError as exc:
                 st.session_state["own_error"] = str(exc)
 
 
-def _own_spec(mode, kind, t, s, tw, sw, data_choice, builtin, upload, option) -> tuple:
-    """The hashable load spec for the user's pair (files stored by content hash), or ValueError."""
+def _weights_field(who: str, key: str) -> tuple[str, object]:
+    """A weights file named by its path on this machine, or uploaded: (path text, upload or None)."""
+    path = st.text_input(
+        f"{who} weights on this machine (.safetensors, .pt)",
+        key=f"{key}_path",
+        placeholder=f"/path/to/{who.lower()}.safetensors",
+        help="Read where it lies: no upload, no size limit.",
+    )
+    upload = st.file_uploader(f"…or upload {who.lower()} weights (.safetensors)", type=["safetensors"], key=key)
+    return (path or "", upload)
+
+
+def _weights_path(field, who: str) -> str:
+    """The path of a weights field: a named local file, else the stored upload; refused when neither."""
+    path_text, upload = field if isinstance(field, tuple) else ("", field)
+    if path_text.strip():
+        return str(_local_path(path_text, f"{who} weights file", directory_ok=False))
+    if upload is None:
+        raise ValueError(
+            f"Upload a .safetensors file for both the teacher and the student, or name each weights file on "
+            f"this machine (the {who}'s is missing)."
+        )
+    return str(_save_upload(upload))
+
+
+def _own_spec(
+    mode,
+    kind,
+    t,
+    s,
+    tw,
+    sw,
+    data_choice,
+    builtin,
+    upload,
+    option,
+    *,
+    data_path: str = "",
+    context_length: int = CONTEXT_DEFAULT,
+    text_field: str = TEXT_FIELD_DEFAULT,
+) -> tuple:
+    """The hashable load spec for the user's pair (uploads stored by content hash, local paths made
+    absolute), or ValueError."""
     if not (t or "").strip() or not (s or "").strip():
         raise ValueError("Fill in both the teacher and the student.")
-    if not mode.startswith("Hugging"):
+    hf = mode.startswith("Hugging")
+    if not hf:
         safety.check_factory(t.strip())  # before anything is imported or stored
         safety.check_factory(s.strip())
+    hf_kind = ("sequence_classification" if kind == "classifier" else kind) if hf else kind
+    models = (str(Path(t.strip()).expanduser()), str(Path(s.strip()).expanduser())) if hf else None
+    if models is not None:
+        _check_kind(models[0], kind)
+    data = _data_spec(data_choice, builtin, upload, option, data_path, models, hf_kind, context_length, text_field)
+    if hf:
+        return ("hf", models[0], models[1], data, hf_kind)
+    return ("factory", (t.strip(), _weights_path(tw, "teacher")), (s.strip(), _weights_path(sw, "student")), data, kind)
+
+
+# config.json's architectures by Kind: a head's class name ends so; a bare encoder (BertModel) ends in "Model"
+_HEADS = {"causal_lm": "ForCausalLM", "classifier": "ForSequenceClassification", "encoder": "Model"}
+
+
+def _check_kind(model_dir: str, kind: str) -> None:
+    """Refuse a Kind that contradicts the directory's config.json (a causal LM loaded as a classifier would
+    get a new, random classification head without a word)."""
+    try:
+        archs = read_config(Path(model_dir)).get("architectures") or []
+    except ValueError:
+        return  # no readable config.json: the loader says so in its own words
+    for other, suffix in _HEADS.items():
+        arch = next((a for a in archs if isinstance(a, str) and a.endswith(suffix)), None)
+        if arch is not None and other != kind:
+            raise ValueError(
+                f"The teacher directory {model_dir!r} holds a {arch} (config.json's architectures), but Kind is "
+                f"{kind!r}. Choose Kind {other!r}."
+            )
+
+
+def _data_spec(data_choice, builtin, upload, option, data_path, models, kind, context_length, text_field) -> tuple:
+    """The data part of the load spec: (kind, path or name, option, max bytes read)."""
     if data_choice == DATA_CHOICES[0]:
-        data = ("builtin", builtin, None)
+        return ("builtin", builtin, None)
+    if (data_path or "").strip():
+        path, limit = _local_path(data_path, "data file"), LOCAL_DATA_LIMIT
     elif upload is None:
-        raise ValueError("Choose a data file to upload, or pick a built-in dataset.")
+        raise ValueError("Name a data file on this machine, upload one, or pick a built-in dataset.")
     else:
-        path = _save_upload(upload)
-        if data_choice == DATA_CHOICES[1]:
-            data = ("table", str(path), option.strip() or "label")
-        elif data_choice == DATA_CHOICES[2]:
-            tok = option.strip() if option.strip() in ("char", "word") else "char"
-            data = ("text", str(path), tok)
-        else:
-            data = ("images", str(path), None)
-    if mode.startswith("Hugging"):
-        hf_kind = "sequence_classification" if kind == "classifier" else kind
-        return ("hf", t.strip(), s.strip(), data, hf_kind)
-    if tw is None or sw is None:
-        raise ValueError("Upload a .safetensors file for both the teacher and the student.")
-    return ("factory", (t.strip(), str(_save_upload(tw))), (s.strip(), str(_save_upload(sw))), data, kind)
+        path, limit = _save_upload(upload), UPLOAD_LIMIT_MB * 2**20
+    option = (option or "").strip()
+    if data_choice == DATA_CHOICES[1]:
+        return ("table", str(path), option or "label", limit)
+    if data_choice == DATA_CHOICES[2]:
+        field = (text_field or "").strip() or TEXT_FIELD_DEFAULT
+        if models is not None and kind == "causal_lm":  # the pair's own tokenizer, never char/word
+            return ("hf_text", str(path), (*models, int(context_length), field), limit)
+        if models is not None:  # encoder sentences, or a sequence classifier's labelled sentences
+            label = (option or "label") if kind == "sequence_classification" else None
+            return ("hf_sentences", str(path), (*models, int(context_length), field, label), limit)
+        return ("text", str(path), option if option in ("char", "word") else "char", limit)
+    return ("images", str(path), None, limit)
+
+
+def own_hf_pair() -> tuple[tuple | None, Pair | None]:
+    """(load spec, pair) of the sidebar's own Hugging Face pair when one was loaded and loads; else (None, None)."""
+    spec = st.session_state.get("own_spec")
+    if not spec or spec[0] != "hf":
+        return None, None
+    try:
+        return spec, _own_pair(spec)
+    except Exception:  # noqa: BLE001 — the sidebar shows why; the Distill page just does not offer it
+        return None, None
 
 
 # ---- the current choice ----------------------------------------------------------------------------
@@ -304,3 +497,11 @@ def sample_name(key: tuple) -> str | None:
         except Exception:  # noqa: BLE001 — a deleted run: no sample pair
             return None
     return None
+
+
+def pair_label(key: tuple) -> str | None:
+    """The pair name the run store lists runs of this choice under: a sample pair's name, a run's pair, or
+    "hf:teacher→student" for the sidebar's own Hugging Face pair; None when there is none."""
+    if key[0] == "own":
+        return own_pair_label(key[1])
+    return sample_name(key)

@@ -99,21 +99,36 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
     )
 
 
-def page_context():
-    """(pair, key, device, probe size) for the sidebar's choice, or None (a message is shown) when no pair is ready."""
+# pages that read class or token probabilities: an encoder pair (sentence embeddings) is pointed elsewhere
+PROBABILITY_KINDS = ("classifier", "causal_lm")
+ENCODER_ELSEWHERE = (
+    "This page reads class or token probabilities, and this is an encoder pair: its models output sentence "
+    "embeddings, not classes. Compare encoders on **Features** (CKA between layers and of the pooled "
+    "embeddings) and **Attention** (heads, labelled with the tokens); distil them with `embed_distill` on "
+    "the **Distill** page."
+)
+
+
+def page_context(*, kinds: tuple[str, ...] = ()):
+    """(pair, key, device, probe size) for the sidebar's choice, or None (a message is shown) when no pair is
+    ready, or when `kinds` is given and the pair's kind is not among them (an encoder pair on a probability
+    page: told where to go instead)."""
     from app import state
 
     pair = state.current_pair()
     if pair is None:
         return None
+    if kinds and pair.kind not in kinds:
+        st.info(ENCODER_ELSEWHERE if pair.kind == "encoder" else f"This page needs a {' or '.join(kinds)} pair.")
+        return None
     return pair, state.pair_key(), state.device(), state.probe_size()
 
 
-def page(title: str, what: str, look_for: str, formulas: list[str] | None = None):
+def page(title: str, what: str, look_for: str, formulas: list[str] | None = None, *, kinds: tuple[str, ...] = ()):
     """A pair page's header: the intro (see `intro`), then the page context (see `page_context`):
-    (pair, key, device, probe size), or None when no pair is ready."""
+    (pair, key, device, probe size), or None when no pair is ready (or its kind is not in `kinds`)."""
     intro(title, what, look_for, formulas)
-    return page_context()
+    return page_context(kinds=kinds)
 
 
 def needs(pair, *, kinds: tuple[str, ...] = (), tasks: tuple[str, ...] = (), what: str = "", instead: str = "") -> bool:

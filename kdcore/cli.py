@@ -58,6 +58,8 @@ _DATA_OPTION_FLAGS = {
     "text_field": "text_field",
     "data_format": "format",
     "data_mode": "mode",
+    "label_field": "label_field",
+    "sentence_unit": "unit",
 }
 
 
@@ -111,6 +113,17 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
     _add_own_pair_flags(p)
+    p.add_argument(
+        "--loss-schedule",
+        dest="loss_schedule",
+        action="append",
+        default=[],
+        metavar="TARGET=KIND:START[:END[:LENGTH]][@epoch]",
+        help="a schedule on the loss (repeatable; --schedule is the learning rate's): TARGET is temperature, "
+        "lam, weight:<method> (that term's weight) or weight:ce; KIND is constant, linear, cosine, warmup "
+        "(ramp over LENGTH, then END) or step (START until LENGTH, then END); steps unless @epoch. "
+        "e.g. --loss-schedule temperature=cosine:8:2 --loss-schedule weight:dkd=warmup:0:1:20@epoch",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
 
 
@@ -129,7 +142,15 @@ def _add_own_pair_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--student-layers", dest="student_layers", type=int, metavar="N", help="from_teacher: N layers")
     g.add_argument("--layer-rule", dest="layer_rule", choices=["spread", "stride", "first"], help="from_teacher")
-    g.add_argument("--model-kind", dest="model_kind", help="causal_lm (default) or sequence_classification")
+    g.add_argument(
+        "--model-kind",
+        dest="model_kind",
+        choices=["causal_lm", "sequence_classification", "encoder"],
+        help="causal_lm (default; text as next-token rows), sequence_classification (labelled sentences: "
+        "--label-field) or encoder (sentences; pooled embeddings, default objective embed_distill)",
+    )
+    g.add_argument("--label-field", dest="label_field", metavar="F", help="sentence data: the key/column of the class")
+    g.add_argument("--sentence-unit", dest="sentence_unit", choices=["line", "paragraph"], help="plain-text sentences")
     g.add_argument("--context-length", dest="context_length", type=int, metavar="L", help="tokens per row")
     g.add_argument("--text-field", dest="text_field", metavar="F", help="the JSONL key or CSV column of the text")
     g.add_argument("--data-format", dest="data_format", choices=["auto", "text", "jsonl", "csv"])
@@ -159,6 +180,8 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     options = _data_options(cfg, args)
     if options is not None:
         changes["data_options"] = options
+    if getattr(args, "loss_schedule", None):
+        changes["schedules"] = _schedules_from_flags(cfg.schedules, args.loss_schedule)
     items = getattr(args, "param", []) or []
     if not items:
         return _absolute_paths(with_source_label(replace(cfg, **changes)))
@@ -188,11 +211,24 @@ def _absolute_paths(cfg: JobConfig) -> JobConfig:
     return replace(cfg, **absolute) if absolute != {k: v for k, v in paths.items() if k in absolute} else cfg
 
 
+def _schedules_from_flags(schedules: Any, flags: list[str]) -> dict:
+    """The config file's schedules with each --loss-schedule on top (kdcore.jobs.schedules.parse_flag)."""
+    from kdcore.jobs.schedules import parse_flag
+
+    out = dict(schedules) if isinstance(schedules, dict) else {}
+    try:
+        out.update(parse_flag(item) for item in flags)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return out
+
+
 def user_set_fields(args: argparse.Namespace) -> set[str]:
     """The JobConfig fields the user set: by flag, by --param (temperature=, lam=, ...) or in the
     --config file (its keys, and the keys of its params)."""
     user = {k for k in (*_FLAG_FIELDS, "teacher_cache") if getattr(args, k, None) is not None}
     user |= {item.partition("=")[0] for item in getattr(args, "param", []) or []}
+    user |= {"schedules"} if getattr(args, "loss_schedule", None) else set()
     if args.config:
         path = Path(args.config)
         text = path.read_text()

@@ -244,6 +244,16 @@ def test_token_figure():
     assert lay["yaxis2"]["title"]["text"] == "entropy (nats)"
 
 
+def test_token_ticks_show_special_tokens_as_text():
+    """A tokenizer's "<s>" and "</s>" are escaped in the tick labels, never read as plotly's <s> tag."""
+    s, t = torch.randn(4, 7), torch.randn(4, 7)
+    r = components.token_components(s, t, tokens=["</s>", "<s>", "a&b", "x"], labels=torch.tensor([-100, 1, 2, 3]))
+    ticks = list(components.token_figure(r).to_dict()["layout"]["xaxis2"]["ticktext"])
+    assert ticks == ["&lt;/s&gt;", "&lt;s&gt;", "a&amp;b", "x"]
+    coloured = components.token_figure(r, position_kind=torch.tensor([1, 0, -1, 1])).to_dict()
+    assert all("<s>" not in tick for tick in coloured["layout"]["xaxis2"]["ticktext"])
+
+
 def test_figure_dispatches_on_the_result():
     r = _result()
     assert components.figure(r, rule="mass").to_dict() == components.class_figure(r, rule="mass").to_dict()

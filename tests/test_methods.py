@@ -62,6 +62,11 @@ def _batch(method: Method) -> StepTensors:
         fshape = lambda name: (4, 6) if name == "pooled" else (4, 2, 3, 3)  # noqa: E731  (pooled: [B, D])
         b.student_feats = {a: torch.randn(*fshape(a), generator=g).requires_grad_() for a in layers}
         b.teacher_feats = {t: torch.randn(*fshape(t), generator=g) for t in layers.values()}
+    if method.name == "byot":  # its exits are built by the runner's job (kdcore.jobs.byot_job): here, by hand
+        from kdcore.exits import EXITS_KEY, ExitHeads
+
+        b.student_feats = {n: torch.randn(4, 2, 3, 3, generator=g).requires_grad_() for n in ("a", "b")}
+        b.projectors = torch.nn.ModuleDict({EXITS_KEY: ExitHeads.build(b.student_feats, ["a", "b"], 5)})
     if method.needs_attention:
         causal = torch.ones(3, 3, dtype=torch.bool).tril()
         att = lambda: torch.softmax(torch.randn(2, 1, 3, 3, generator=g).masked_fill(~causal, -1e9), -1)  # noqa: E731
@@ -190,7 +195,7 @@ def test_unknown_method_lists_the_known_ones_and_the_closest():
 
 def test_a_parameter_the_method_does_not_take_is_refused_by_name():
     (problem,) = JobConfig(objective="dkd", params={"gama": 2}).problems()
-    assert problem == "params: method 'dkd' has no parameter 'gama' (it takes: temperature, alpha, beta)"
+    assert problem == "params: method 'dkd' has no parameter 'gama' (it takes: temperature, alpha, beta, warmup)"
     with pytest.raises(InvalidParameterError, match=r"has no parameter 'eps' \(it takes: t_norm\)"):
         get_method("normkd").param("eps")
 
@@ -246,7 +251,9 @@ def test_form_text_is_parsed_or_explained():
 def test_cli_bad_parameter_exits_2_naming_it(data_dir, capsys):
     assert main(["distill", "--pair", TOY, "--objective", "dkd", "--param", "gamma=1", "--json"]) == 2
     out = json.loads(capsys.readouterr().out)
-    assert out["problems"] == ["params: method 'dkd' has no parameter 'gamma' (it takes: temperature, alpha, beta)"]
+    assert out["problems"] == [
+        "params: method 'dkd' has no parameter 'gamma' (it takes: temperature, alpha, beta, warmup)"
+    ]
 
 
 # ---- a toy method, registered in one place, run from the CLI and from the Distill form ----------------

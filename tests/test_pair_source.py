@@ -137,3 +137,22 @@ def test_bad_pairs_are_refused_before_loading(llama, tmp_path):
         pair_for_config(_cfg(llama, student=str(other)))
     with pytest.raises(ConfigError):
         pair_for_config(_cfg(llama, student=""))
+
+
+def test_a_named_data_file_is_not_held_to_the_upload_cap(tmp_path, monkeypatch):
+    """A job's data file is named by path, so the 50 MB upload cap does not apply (4 GiB does)."""
+    import kdcore.data.hf_text as hf_text
+    from kdcore.data._user_common import DEFAULT_MAX_BYTES, LOCAL_MAX_BYTES
+    from kdcore.jobs import pair_source
+
+    seen = {}
+
+    def fake(source, model_dir, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(hf_text, "load_hf_text", fake)
+    cfg = JobConfig(teacher=str(tmp_path), student=str(tmp_path), data=str(tmp_path / "c.txt"))
+    with pytest.raises(RuntimeError, match="stop here"):
+        pair_source._causal_lm_data(cfg, {"context_length": 16})
+    assert seen["max_bytes"] == LOCAL_MAX_BYTES > DEFAULT_MAX_BYTES

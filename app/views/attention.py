@@ -22,6 +22,21 @@ if _chosen is not None and _chosen.kind == "causal_lm":
             r"\mathcal{L}_{attn} = \frac{1}{B H L}\sum_{b,h,i} \mathrm{KL}\big(A^{t}_{b,h,i} \,\|\, A^{s}_{b,h,i}\big)"
         ],
     )
+elif _chosen is not None and compute.token_inputs(_chosen):
+    ui.intro(
+        "Attention heads of an encoder",
+        "Each head's attention map over one sentence: row *i* shows how much the token at position *i* draws from "
+        "every position, before and after it (an encoder reads the whole sentence; padding is cut off). Heads "
+        "are compared across models by the divergence of their rows and matched one to one.",
+        "Look for heads that attend to [CLS] or [SEP] (a column lit in every row), to the previous or next "
+        "token (a stripe beside the diagonal) or broadly: does every teacher head find a student head with a "
+        "low divergence in the matching matrix? A shallower student often keeps the broad heads and loses the "
+        "sharp ones. Low entropy means a focused head; ln L a uniform one.",
+        [
+            r"A = \mathrm{softmax}\!\left(QK^\top / \sqrt{d} + M_{\text{padding}}\right),\qquad "
+            r"\mathcal{L}_{attn} = \frac{1}{B H L}\sum_{b,h,i} \mathrm{KL}\big(A^{t}_{b,h,i} \,\|\, A^{s}_{b,h,i}\big)"
+        ],
+    )
 else:
     ui.intro(
         "Attention: where each model looks",
@@ -42,7 +57,7 @@ else:
 ctx = ui.page_context()
 if ctx:
     pair, key, device, n = ctx
-    if pair.kind == "causal_lm":
+    if compute.token_inputs(pair):  # language models, encoders, sequence classifiers: heads over tokens
         c1, c2, c3 = st.columns(3)
         metric = c1.selectbox(
             "Head divergence",
@@ -58,7 +73,8 @@ if ctx:
         )
         with ui.guard("capture attention"):
             res = compute.attention(key, device, n, metric, mode)
-            ui.claim(claims.induction_head(res))  # computed on input #0
+            if pair.kind == "causal_lm":  # an induction head copies forward: a causal LM's pattern
+                ui.claim(claims.induction_head(res))  # computed on input #0
             sample = c3.number_input("Input #", 0, res.student[0].shape[0] - 1, 0, key="att_sample")
             layer = st.selectbox(
                 "Compared layers (student → teacher)",

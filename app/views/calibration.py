@@ -20,6 +20,7 @@ ctx = ui.page(
         r"\mathrm{MCE} = \max_m \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|,\qquad "
         r"\mathrm{Brier} = \frac{1}{n}\sum_{i}\sum_c (p_{ic} - \mathbb{1}[c = y_i])^2",
     ],
+    kinds=ui.PROBABILITY_KINDS,
 )
 if ctx:
     pair, key, device, n = ctx

@@ -3,11 +3,14 @@ run the standard protocols, download a run's report. Everything is read back fro
 
 import streamlit as st
 
-from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, state, ui
+from analyses.self_distill import virtual_teacher_figure
+from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, schedule_form, state, ui
+from app.strategy_figures import strategy_figures
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
-from kdcore.jobs.config import SCHEDULES
+from kdcore.jobs.config import LAYER_RULES, SCHEDULES, with_source_label
 from kdcore.jobs.form import config_from_form
+from kdcore.jobs.pair_source import own_pair_objective
 from kdcore.jobs.procedures import check_procedure
 from kdcore.jobs.recipes import form_defaults, pair_recipe
 from kdcore.methods import all_methods, get_method, methods_for
@@ -29,7 +32,22 @@ ui.intro(
 
 store = state.store()
 sample_names = state.sample_pair_names()
-default_pair = state.sample_name(state.pair_key()) or sample_names[0]
+own_spec, own_pair = state.own_hf_pair()  # the sidebar's own Hugging Face pair, when it loads
+pair_names = sample_names + ([runs.OWN] if own_pair is not None else [])
+_current = state.sample_name(state.pair_key())
+default_pair = (
+    runs.OWN
+    if state.pair_key()[0] == "own" and own_pair is not None
+    else (_current if _current in sample_names else sample_names[0])
+)
+sample_default = default_pair if default_pair in sample_names else sample_names[0]
+
+
+def pair_option(name: str) -> str:
+    if name == runs.OWN:
+        return f"Your own models: {runs.own_pair_label(own_spec)}"
+    return state.describe_sample_pair(name)
+
 
 tab_new, tab_live, tab_runs, tab_protocol = st.tabs(["Start a run", "Live", "Runs & reports", "Protocols"])
 
@@ -92,33 +110,14 @@ def workshop_result(pid: str) -> None:
     )
 
 
-# ---- start -----------------------------------------------------------------------------------------
-with tab_new:
-    c1, c2 = st.columns([1, 2])
-    pair = c1.selectbox(
-        "Pair",
-        sample_names,
-        index=sample_names.index(default_pair),
-        key="job_pair",
-        format_func=state.describe_sample_pair,
-    )
-    follow_recipe(pair)
-    recipe = pair_recipe(pair)
-    the_pair = state.pair_from_key(("sample", pair))
-    task = the_pair.dataset.task
-    offered = [m.name for m in methods_for(task)]
-    objective = c2.selectbox(
-        "Method",
-        offered,
-        key="job_objective",
-        format_func=runs.method_label,
-        index=offered.index(recipe.objective) if recipe and recipe.objective in offered else 0,
-        help="Every method of the table that fits this pair's task "
-        "(`python -m kdcore methods` lists them with their sources).",
-    )
-    method = get_method(objective)
-    initial = form_defaults(recipe, objective)  # the recipe's values, else the job's defaults
-    st.caption(runs.recipe_note(pair, recipe))
+def reopen_student(run_id: str) -> None:
+    """Point the sidebar at a finished run's student (a callback: it runs before the sidebar is drawn)."""
+    st.session_state["pair_source"] = "Student of a finished run"
+    st.session_state["run_student"] = run_id
+
+
+def workshop_box(pair: str, recipe) -> None:
+    """The workshop preset of a sample pair: queue it, and compare its two runs once they finish."""
     with st.container(border=True):
         st.markdown(
             "**Workshop preset**: the run on the recipe and the student alone (objective *ce*) with the "
@@ -135,10 +134,90 @@ with tab_new:
         if preset is not None:
             with ui.guard("compare the workshop runs"):
                 workshop_result(preset["id"])
+
+
+def own_student_init(spec: tuple) -> tuple[str, int | None, str]:
+    """Where the own pair's student starts (student_init, student_layers, layer_rule), chosen above the form."""
+    with st.container(border=True):
+        init = st.radio(
+            "The student starts from",
+            list(runs.STUDENT_INITS),
+            format_func=runs.STUDENT_INITS.get,
+            key="job_student_init",
+            horizontal=True,
+            help="pretrained: the student directory's weights; from_teacher: a shallower copy of the teacher "
+            "(METHODS §14.2, the student directory is not used); reinit: the student's architecture, "
+            "fresh random weights (seeded).",
+        )
+        if init != "from_teacher":
+            return init, None, "spread"
+        n_teacher = runs.teacher_layers(spec)
+        c1, c2 = st.columns(2)
+        layers = c1.number_input(
+            "Student layers",
+            1,
+            None if n_teacher is None else max(1, n_teacher - 1),
+            1 if n_teacher is None else max(1, n_teacher // 2),
+            key="job_student_layers",
+            help="Fewer than the teacher's" + ("." if n_teacher is None else f" {n_teacher} layers."),
+        )
+        rule = c2.selectbox(
+            "Teacher layers kept",
+            LAYER_RULES,
+            key="job_layer_rule",
+            help="spread: the first and last, the others evenly between (DistilBERT's 12 → 6: 0, 2, 4, 7, 9, 11); "
+            "stride: every k-th; first: the first N.",
+        )
+        return init, int(layers), rule
+
+
+# ---- start -----------------------------------------------------------------------------------------
+with tab_new:
+    c1, c2 = st.columns([1, 2])
+    pair = c1.selectbox(
+        "Pair",
+        pair_names,
+        index=pair_names.index(default_pair),
+        key="job_pair",
+        format_func=pair_option,
+        help="A sample pair, or your own Hugging Face models once loaded in the sidebar (with a data file).",
+    )
+    follow_recipe(pair)
+    is_own = pair == runs.OWN
+    recipe = None if is_own else pair_recipe(pair)
+    the_pair = own_pair if is_own else state.pair_from_key(("sample", pair))
+    task = the_pair.dataset.task
+    offered = [m.name for m in methods_for(task)]
+    # the recipe's method, else the default of an own pair's model kind (token for LMs, embed_distill for encoders)
+    first = recipe.objective if recipe else own_pair_objective(the_pair.kind if the_pair.kind == "encoder" else "")
+    objective = c2.selectbox(
+        "Method",
+        offered,
+        key="job_objective",
+        format_func=runs.method_label,
+        index=offered.index(first) if first in offered else 0,
+        help="Every method of the table that fits this pair's task "
+        "(`python -m kdcore methods` lists them with their sources).",
+    )
+    method = get_method(objective)
+    initial = form_defaults(recipe, objective)  # the recipe's values, else the job's defaults
+    if is_own:
+        initial.update(runs.OWN_DEFAULTS)
+        st.caption(
+            "Your own models: the teacher and student directories and the data file named in the sidebar; "
+            "the text is tokenised by the teacher's tokenizer. Starts from one epoch, batch 8, lr 1e-4."
+        )
+        own_init = own_student_init(own_spec)
+    else:
+        st.caption(runs.recipe_note(pair, recipe))
+        own_init = ("reinit", None, "spread")  # (not used: a sample pair's student is re-initialised)
+    if not is_own:
+        workshop_box(pair, recipe)
     layers_hint = (
         f"Student layers: {', '.join(the_pair.student.layer_names()[:12])}. "
         f"Teacher layers: {', '.join(the_pair.teacher.layer_names()[:12])}."
     )
+    schedules = schedule_form.schedule_controls(method, initial)
     with st.form("new_run"):
         st.caption(f"**{method.name}** ({method.section}): {method.help}")
         defaults = {
@@ -170,10 +249,24 @@ with tab_new:
             key="job_teacher_cache",
         )
         started = st.form_submit_button("Start distillation", type="primary")
+    if objective == "tfkd":  # the teacher Tf-KD pulls toward, at the form's values
+        with st.expander("Tf-KD's virtual teacher", expanded=False), ui.guard("draw the virtual teacher"):
+            ui.show_figure(
+                virtual_teacher_figure(
+                    the_pair.student.output_size,
+                    0,
+                    a=float(values["a"]),
+                    temperature=float(values["temperature"] or defaults["temperature"]),
+                    soften=values["soften"],
+                ),
+                "tfkd_virtual_teacher",
+                caption="Its distribution for label 0 against the one-hot label (methods/13 §13.4c).",
+            )
     if started:
         with ui.guard("start the run"):
+            own_fields = runs.own_job_fields(own_spec, *own_init) if is_own else {}
             cfg = config_from_form(
-                pair,
+                "" if is_own else pair,
                 objective,
                 values,
                 recipe=recipe,
@@ -187,14 +280,22 @@ with tab_new:
                 seed=int(seed),
                 teacher_cache=bool(teacher_cache),
                 device=state.device(),
+                schedules=schedules,
+                **own_fields,
             )
-            prepare_run(cfg, pair=the_pair)  # every problem named before queueing
+            cfg = with_source_label(cfg)  # an own pair is listed as "hf:teacher→student"
+            # every problem named before queueing; an own pair is loaded as the worker will load it
+            prepared = prepare_run(cfg, pair=None if is_own else the_pair)
             if get_method(cfg.objective).chain:  # takd, dgkd, ban: the worker runs the whole chain
-                plan_chain(cfg, the_pair)
-            check_procedure(cfg, the_pair)  # blockwise, pwkd, zskt: stages, widths, data refused here
+                plan_chain(cfg, prepared.pair)
+            check_procedure(cfg, prepared.pair)  # blockwise, pwkd, zskt: stages, widths, data refused here
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
+    with ui.guard("draw the schedule"):
+        plan = {"epochs": int(epochs), "batch_size": int(batch), "train_size": int(train_size), "max_steps": max_steps}
+        frame = schedule_form.preview_frame(schedules, method, values, schedule_form.n_train(the_pair), plan)
+        schedule_form.show_preview(frame)
 
 # ---- live ------------------------------------------------------------------------------------------
 with tab_live:
@@ -241,7 +342,7 @@ with tab_live:
                     st.caption(run["error"])
                 if len(steps):
                     last = steps.iloc[-1]
-                    comps = [c for c in steps.columns if c not in ("step", "epoch", "lr", "teacher_logits_grad")]
+                    comps = [c for c in steps.columns if run_figures.is_loss_column(c)]
                     cols = st.columns(min(len(comps), 6))
                     for i, c in enumerate(comps[:6]):
                         cols[i].metric(c, f"{last[c]:.4f}")
@@ -250,12 +351,21 @@ with tab_live:
                         f"live_loss_{run_id}",
                         caption="Each component before its weight in the objective (rolling mean of 3 steps).",
                     )
+                    sched_fig = run_figures.scheduled_values(steps)
+                    if sched_fig is not None:
+                        ui.show_figure(
+                            sched_fig,
+                            f"live_sched_{run_id}",
+                            caption="The values each step used: scheduled, or learned (CTKD's temperature).",
+                        )
                 epochs = store.metrics(run_id, "epoch")
                 if len(epochs[epochs["epoch"] > 0]) if len(epochs) else False:
                     ui.show_figure(
                         run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")),
                         f"live_epochs_{run_id}",
                     )
+                    for i, fig in enumerate(strategy_figures(run, epochs)):  # byot exits, education grades
+                        ui.show_figure(fig, f"live_strategy_{run_id}_{i}")
                 chain_view.show_chain(store, run, f"live_{run_id}")  # TAKD, DGKD, BAN: the stages
                 procedure_view.show_procedure(store, run, f"live_{run_id}")  # blockwise, pwkd, zskt
                 if runs.is_final(run["state"]) and is_active:
@@ -312,8 +422,13 @@ with tab_runs:
                     help="One self-contained file: config, metrics, curves (opens offline).",
                 )
                 if store.get_run(rid)["state"] == "completed":
-                    st.caption(
-                        "Analyse this student on the other pages: in the sidebar choose **Student of a finished run**."
+                    st.button(
+                        "Analyse this student on every page",
+                        key=f"reopen_{rid}",
+                        on_click=reopen_student,
+                        args=(rid,),
+                        icon=":material/open_in_new:",
+                        help="Sets the sidebar to **Student of a finished run** with this run, whatever its pair.",
                     )
 
 # ---- protocols -------------------------------------------------------------------------------------
@@ -324,7 +439,7 @@ with tab_protocol:
     )
     with st.form("protocol"):
         c1, c2, c3 = st.columns(3)
-        p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(default_pair), key="proto_pair")
+        p_pair = c1.selectbox("Pair", sample_names, index=sample_names.index(sample_default), key="proto_pair")
         p_kind = c2.selectbox("Sweep", ["temperature", "λ", "none (objective vs baseline)"], key="proto_kind")
         p_obj = c3.selectbox(
             "Method",

@@ -40,7 +40,7 @@ else:
         ],
     )
 
-ctx = ui.page_context()
+ctx = ui.page_context(kinds=ui.PROBABILITY_KINDS)
 if ctx:
     pair, key, device, n = ctx
     if pair.kind == "causal_lm":

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analyses import cka as cka_an
-from app import compute, report, state, ui
+from app import compute, heads_view, report, state, ui
 
 POOLS = {"mean": "mean over tokens (one row per text)", "per_token": "every token (one row per token)"}
 PITFALL = (
@@ -119,7 +119,7 @@ if ctx:
 
     st.subheader("Across a run's checkpoints")
     runs = state.store().list_runs()
-    runs = runs[runs["pair"] == state.sample_name(key)] if len(runs) else runs
+    runs = runs[runs["pair"] == state.pair_label(key)] if len(runs) else runs
     if not len(runs):
         st.info(
             "No distillation run of this pair yet. Start one on the **Distill** page; each checkpoint "
@@ -138,3 +138,5 @@ if ctx:
                     "cka_checkpoints",
                     caption="Measured by the job on its validation probe batch.",
                 )
+
+    heads_view.show(key, device, n)  # MGD's generator and FAM-KD's frequency filter (methods/14 §14.1, §14.4)

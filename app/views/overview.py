@@ -23,7 +23,7 @@ st.page_link(
     label="New here? Follow the workshop path: ten steps through the pages",
     icon=":material/school:",
 )
-ctx = ui.page_context()
+ctx = ui.page_context(kinds=ui.PROBABILITY_KINDS)
 if ctx:
     pair, key, device, n = ctx
     st.caption(f"**{pair.name}** · {pair.dataset.description} · first {n} test inputs.")

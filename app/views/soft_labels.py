@@ -166,7 +166,7 @@ def logit_toy_view() -> None:
         )
 
 
-ctx = ui.page_context()
+ctx = ui.page_context(kinds=ui.PROBABILITY_KINDS)
 if ctx and ctx[0].dataset.task == "multilabel":
     multilabel_view(*ctx)
 elif ctx:

@@ -14,6 +14,7 @@ import numpy as np
 from kdcore.validation import check_int_range, check_range
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # 50 MB: the largest upload read unless max_bytes says otherwise
+LOCAL_MAX_BYTES = 4 * 2**30  # a data file the user names by its path (a job, the app's path field): 4 GiB
 _MAX_BYTES_CEILING = 1 << 40  # a sanity bound for the max_bytes argument itself
 
 

@@ -41,7 +41,9 @@ def _figure(ctx: Context) -> FigureData | None:
     comps = [
         c
         for c in df.columns
-        if c not in ("step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss") and df[c].notna().sum() > 1
+        if c not in ("step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss")
+        and not str(c).startswith("sched_")  # scheduled/learned values (kdcore.jobs.schedules), not losses
+        and df[c].notna().sum() > 1
     ]
     rows = df[df["loss"].notna()]
     return FigureData(

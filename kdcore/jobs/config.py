@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kdcore.jobs.schedules import schedule_problems
 from kdcore.methods import (
     ALIASES,  # noqa: F401  (re-exported: {alias: method}, always current)
     canonical_name,
@@ -28,10 +29,20 @@ SCHEDULES = ("constant", "cosine", "step", "linear")
 DEVICES = ("cpu", "cuda", "auto")
 # A user's own Hugging Face pair (JobConfig.teacher/student/data): the model kinds, student inits, layer rules
 # and data options (the keyword names of kdcore.data.load_hf_text) a config may name.
-MODEL_KINDS = ["causal_lm", "sequence_classification"]  # a list: other model kinds register themselves here
+MODEL_KINDS = ["causal_lm", "sequence_classification", "encoder"]  # a list: other model kinds register themselves here
 STUDENT_INITS = ("reinit", "pretrained", "from_teacher")  # "" in a config: the default (see JobConfig)
 LAYER_RULES = ("spread", "stride", "first")  # kdcore.adapters.layer_subset_indices
-DATA_OPTIONS = ("format", "text_field", "context_length", "mode", "val_fraction", "test_fraction")
+DATA_OPTIONS = (
+    "format",
+    "text_field",
+    "context_length",
+    "mode",
+    "val_fraction",
+    "test_fraction",
+    "label_field",
+    "unit",
+)
+# (label_field and unit: sentence data of encoders and sequence classifiers, kdcore.data.load_hf_sentences)
 SEED_MAX = 2**63 - 1  # the largest integer SQLite stores
 
 
@@ -75,6 +86,7 @@ class JobConfig:
     ce_weight: float | None = None  # hard-label CE added to the loss; None: the method's CE default
     params: dict = field(default_factory=dict)  # the method's parameters (`python -m kdcore methods`)
     terms: list = field(default_factory=list)  # objective="sum": LossTerm entries (or dicts)
+    schedules: dict = field(default_factory=dict)  # target -> schedule spec (kdcore.jobs.schedules)
     train_size: int | None = None  # first n training samples; None: the whole split
     val_size: int | None = 512  # first n validation samples; None: the whole split
     optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
@@ -99,7 +111,7 @@ class JobConfig:
     student: str = ""  # the student's directory; "" only with student_init="from_teacher"
     data: str = ""  # a text/JSONL/CSV file, tokenised by the teacher's tokenizer (kdcore.data.load_hf_text)
     data_options: dict = field(default_factory=dict)  # load_hf_text options: format, text_field, context_length, ...
-    model_kind: str = "causal_lm"  # how the directories load: "causal_lm" | "sequence_classification"
+    model_kind: str = "causal_lm"  # how the directories load: "causal_lm" | "sequence_classification" | "encoder"
     student_init: str = ""  # "reinit" | "pretrained" | "from_teacher"; "": reinit (registered pair), pretrained (dirs)
     student_layers: int | None = None  # from_teacher: the student's number of layers (< the teacher's)
     layer_rule: str = "spread"  # from_teacher: which teacher layers ("spread" | "stride" | "first")
@@ -223,7 +235,19 @@ class JobConfig:
             )
         if obj == "sum" and self.params:
             p.append("objective 'sum' takes its parameters inside each term's 'params', not in 'params'")
-        return p
+        return p + self._schedule_problems(obj)
+
+    def _schedule_problems(self, obj: str | None) -> list[str]:
+        """Problems with `schedules` (unknown target or kind, values outside the target's range)."""
+        if obj == "sum" and isinstance(self.terms, list):
+            raw = [
+                t.name if isinstance(t, LossTerm) else t.get("name") if isinstance(t, dict) else None
+                for t in self.terms
+            ]
+            names = [n for n in (canonical_name(r) for r in raw) if n is not None]
+        else:
+            names = [obj] if obj is not None else []
+        return schedule_problems(self.schedules, names)
 
     def _training_problems(self) -> list[str]:
         """Problems with the data sizes, optimizer, schedule, device, checkpoints, cache and name."""
@@ -272,6 +296,13 @@ class JobConfig:
                 f"'student_init' must be one of {', '.join(STUDENT_INITS)} (or empty: the default); got {self.student_init!r}"
             )
         p += _data_option_problems(self.data_options)
+        if self.model_kind == "causal_lm" and isinstance(self.data_options, dict):
+            extra = sorted(k for k in ("label_field", "unit") if k in self.data_options)
+            if extra:
+                p.append(
+                    f"data_options {extra} apply to sentence data (model_kind 'encoder' or 'sequence_classification'); "
+                    f"a causal LM reads text as next-token rows: remove them, or set model_kind"
+                )
         p += _layer_problems(self)
         if not self.teacher:
             used = [k for k in ("student", "data") if getattr(self, k)]
@@ -341,8 +372,11 @@ def _data_option_problems(options: Any) -> list[str]:
     for k in ("val_fraction", "test_fraction"):
         if k in options:
             _opt_float(p, f"data_options.{k}", options[k], lo=0.0, hi=1.0, lo_open=True, hi_open=True, required=True)
-    if "text_field" in options and (not isinstance(options["text_field"], str) or not options["text_field"]):
-        p.append(f"'data_options.text_field' must be a non-empty string; got {options['text_field']!r}")
+    for k in ("text_field", "label_field"):
+        if k in options and (not isinstance(options[k], str) or not options[k]):
+            p.append(f"'data_options.{k}' must be a non-empty string; got {options[k]!r}")
+    if options.get("unit", "line") not in ("line", "paragraph"):
+        p.append(f"'data_options.unit' must be one of line, paragraph; got {options['unit']!r}")
     return p
 
 

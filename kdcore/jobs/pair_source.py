@@ -26,6 +26,7 @@ from torch import Tensor
 from kdcore.adapters.base import ModelAdapter
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
 from kdcore.adapters.layer_subset import layer_subset_indices
+from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.base import Dataset
 from kdcore.jobs.config import JobConfig, resolved_student_init, source_label
 from kdcore.jobs.resolve import resolve_pair
@@ -38,7 +39,7 @@ _DEFAULT_CONTEXT = 128  # load_hf_text's default context length, lowered to the 
 
 
 # the objective a user's own pair distils with when none is chosen, by model kind (JobConfig's "kd" fits classifiers)
-OWN_PAIR_OBJECTIVES: dict[str, str] = {"causal_lm": "token"}
+OWN_PAIR_OBJECTIVES: dict[str, str] = {"causal_lm": "token", "encoder": "embed_distill"}
 
 
 def own_pair_objective(model_kind: str) -> str | None:
@@ -214,10 +215,36 @@ DATA_LOADERS: dict[str, Callable[[JobConfig, dict[str, Any]], Dataset]] = {}
 def _causal_lm_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
     from kdcore.data.hf_text import load_hf_text
 
-    return load_hf_text(Path(config.data).expanduser(), Path(config.teacher).expanduser(), **options)
+    return load_hf_text(
+        Path(config.data).expanduser(), Path(config.teacher).expanduser(), max_bytes=LOCAL_MAX_BYTES, **options
+    )
+
+
+def _sentence_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
+    """Padded sentences (kdcore.data.load_hf_sentences): a "classification" dataset with `label_field`
+    (sequence classifiers need one), else an "encoder" dataset; `context_length` is its max_length."""
+    from kdcore.data.hf_sentences import load_hf_sentences
+
+    if config.model_kind == "sequence_classification" and not options.get("label_field"):
+        raise InvalidParameterError(
+            "model_kind 'sequence_classification' trains on labelled text, but data_options has no 'label_field'. "
+            "Name the JSONL key or CSV column that holds each text's class (--label-field FIELD)."
+        )
+    kw = {k: v for k, v in options.items() if k not in ("context_length", "mode")}
+    student = Path(config.student).expanduser() if config.student else None
+    return load_hf_sentences(
+        Path(config.data).expanduser(),
+        Path(config.teacher).expanduser(),
+        student_dir=student if student is not None and student.is_dir() else None,
+        max_length=options["context_length"],
+        max_bytes=LOCAL_MAX_BYTES,
+        **kw,
+    )
 
 
 DATA_LOADERS["causal_lm"] = _causal_lm_data
+DATA_LOADERS["encoder"] = _sentence_data
+DATA_LOADERS["sequence_classification"] = _sentence_data
 
 
 def _dataset(config: JobConfig, options: dict[str, Any]) -> Dataset:

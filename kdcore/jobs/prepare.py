@@ -14,6 +14,7 @@ from kdcore.jobs.config import JobConfig, LossTerm
 from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems, needs_attention
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.resolve import resolve_device
+from kdcore.jobs.strategy_jobs import prepare_strategy
 from kdcore.jobs.teacher_cache import tensor_fingerprint
 from kdcore.pairs import Pair
 
@@ -116,6 +117,7 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     s_layers, t_layers = feature_layers(terms)
     _check_fit(config, pair, ds.task)
     train, val = ds.split("train"), ds.split("val")
+    terms, s_layers = prepare_strategy(config, pair, ds.task, train.inputs, terms, s_layers)  # byot, education
     if s_layers:
         _check_feature_shapes(config, pair, terms, train.inputs, s_layers, t_layers)
     if needs_attention(terms):

@@ -13,7 +13,8 @@ saved with each epoch's resume state, so a resumed run continues exactly where i
 
 Pieces live beside it: prepare.py (checks and the step plan, `prepare_run` -> `PreparedRun`),
 resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
-(validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat).
+(validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat),
+schedules.py (schedules on the loss, logged as `sched_*`), curriculum_pool.py (a curriculum's paced pool).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.cka import linear_cka
+from kdcore.jobs import schedules as sched
 from kdcore.jobs.config import JobConfig, resolved_student_init, with_source_label
+from kdcore.jobs.curriculum_pool import PacedPool
 from kdcore.jobs.evaluation import (
     _batched_logits,
     forward_with_attentions,
@@ -66,7 +69,9 @@ from kdcore.jobs.resume_state import (
 )
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
+from kdcore.jobs.strategy_jobs import job_class
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
+from kdcore.methods import get_method
 from kdcore.methods.embedding import POOLED_PROJECTOR
 from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
@@ -160,7 +165,7 @@ def run_job(
     try:
         report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
         try:
-            job = _Job(config, prep, report, resume=resume)
+            job = job_class(config.objective)(config, prep, report, resume=resume)  # _Job, or BYOT's / education's
         except (Exception, KeyboardInterrupt) as exc:
             report.mark_crash(exc, 0, 0)
             raise
@@ -266,8 +271,9 @@ class _Job:
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
-        self.opt = make_optimizer(config, self.params)
+        self.opt = make_optimizer(config, self._param_groups())
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
+        self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
         with eval_mode(self.teacher.model):
             self.teacher_val = _batched_logits(self.teacher, self.val_x, self.device)
@@ -283,14 +289,37 @@ class _Job:
 
     def _build_projectors(self) -> nn.ModuleDict:
         """Projectors from student to teacher feature widths, sized by a probe pass on 2 samples."""
-        if not self.s_layers:
+        if not self.s_layers and not any(get_method(t.name).modules for t in self.terms):
             return nn.ModuleDict()
+        if not self.s_layers:  # learned parts without features (CTKD's temperature)
+            torch.manual_seed((self.cfg.seed + 1) % _SEED_MOD)
+            return build_projectors(self.terms, {}, {}).to(self.device)
         with torch.no_grad():
             _, sf = self.student.forward_features(self.train_x[:2], self.s_layers)
             with eval_mode(self.teacher.model):
                 _, tf = compute_teacher_outputs(self.teacher, self.train_x[:2], self.t_layers)
         torch.manual_seed((self.cfg.seed + 1) % _SEED_MOD)
         return build_projectors(self.terms, sf, tf).to(self.device)
+
+    def _param_groups(self) -> list:
+        """The trained parameters; those of learned parts that ask for none (CTKD's θ with
+        temp_weight_decay=False) in a group of their own without weight decay."""
+        bare = {
+            id(p) for m in self.projectors.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters()
+        }
+        if not bare:
+            return self.params
+        rest = [p for p in self.params if id(p) not in bare]
+        return [{"params": rest}, {"params": [p for p in self.params if id(p) in bare], "weight_decay": 0.0}]
+
+    def _build_pool(self) -> PacedPool | None:
+        """The paced pool of a curriculum term: the training set ordered by the teacher's difficulty."""
+        term = next((t for t in self.terms if get_method(t.name).paced), None)
+        if term is None:
+            return None
+        with eval_mode(self.teacher.model):
+            logits = _batched_logits(self.teacher, self.train_x, self.device)  # [N, C]
+        return PacedPool.build(logits.float(), self.train_y, term.params, self.cfg.seed)
 
     def _build_cache(self) -> TeacherCache:
         """The teacher's outputs on the training set, computed once (or read from disk)."""
@@ -393,7 +422,11 @@ class _Job:
             if self.step >= self.total_steps:
                 break
             self.report.check_cancel()
-            values, extras = self._train_step(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            if self.pool is not None:  # a curriculum: the batch comes from the paced pool
+                idx = self.pool.draw(self.step, cfg.batch_size, gen).to(self.device)
+            else:
+                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            values, extras = self._train_step(idx)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             values.update(extras)
@@ -411,6 +444,8 @@ class _Job:
         s_logits, s_feats = self.student.forward_features(x, self.s_layers)
         batch = StepTensors(self.task, s_logits, t_logits, y, s_feats, t_feats, self.projectors)
         batch.attention_mask = None if self.train_mask is None else self.train_mask[idx]  # [B, L]
+        batch.step, batch.epoch = self.step, self.epoch  # where the run is: CTKD's λ_e, warm-ups
+        batch.total_steps, batch.epochs = self.total_steps, self.cfg.epochs
         if self.need_attn:
             batch.student_logits, batch.student_attn = forward_with_attentions(self.student, x)
             with eval_mode(self.teacher.model, no_grad=True):
@@ -420,8 +455,9 @@ class _Job:
     def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
         """One optimiser step; returns (loss components, other per-step values)."""
         batch = self._step_tensors(idx)
+        terms, ce_weight, logged = self._scheduled()
         try:
-            loss, comps = compute_loss(self.terms, self.ce_weight, batch)
+            loss, comps = compute_loss(terms, ce_weight, batch)
         except ValueError:
             if not bool(torch.isfinite(batch.student_logits.detach()).all()):
                 raise _NonFiniteLoss(
@@ -433,10 +469,21 @@ class _Job:
         if not math.isfinite(vals[0]):
             raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(vals[0]) else "infinite", self.cfg)
         lr = self._optimise(loss)
-        extras = {"lr": lr}
+        extras = {"lr": lr, **logged}
         if self.step == 1:
             extras["teacher_logits_grad"] = float(batch.teacher_logits.requires_grad)
         return dict(zip(names, vals)), extras
+
+    def _scheduled(self) -> tuple[list, float, dict[str, float]]:
+        """(terms, ce_weight) of this step with the job's schedules applied, and what the step logs:
+        the scheduled values, CTKD's learned temperature (before θ moves), a curriculum's pool size."""
+        epochs = math.ceil(self.total_steps / self.spe)  # the run's epochs (fewer than cfg.epochs under max_steps)
+        values = sched.scheduled_values(self.cfg.schedules, self.step, self.epoch, self.total_steps, epochs)
+        terms, ce_weight = sched.apply_values(self.terms, self.ce_weight, values)
+        logged = sched.step_metrics(values, self.terms, self.projectors, self.epoch)
+        if self.pool is not None:
+            logged["sched_pool"] = float(self.pool.size(self.step))
+        return terms, ce_weight, logged
 
     def _optimise(self, loss: Tensor) -> float:
         """Backward pass and one optimizer step at the scheduled learning rate; returns that rate."""

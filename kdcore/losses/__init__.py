@@ -22,6 +22,7 @@ from kdcore.losses.attention import attention_kl_loss, attention_map, attention_
 from kdcore.losses.binary_kd import binary_kd_components, binary_kd_loss
 from kdcore.losses.clkd import clkd_components, clkd_loss
 from kdcore.losses.curriculum import (
+    GlobalTemperature,
     ctkd_lambda,
     ctkd_step,
     ctkd_temperature,
@@ -106,6 +107,7 @@ __all__ = [
     "byot_losses",
     "clkd_components",
     "clkd_loss",
+    "GlobalTemperature",
     "ctkd_lambda",
     "ctkd_step",
     "ctkd_temperature",

@@ -202,3 +202,23 @@ def warmup_weight(epoch: int, warmup: float = 20) -> float:
     e = _at_least("epoch", epoch, 1, where)
     w = check_positive("warmup", warmup, where=where)
     return min(e / w, 1.0)
+
+
+class GlobalTemperature(torch.nn.Module):
+    """CTKD's global temperature module (zhengli97/CTKD `models/temp_global.py`): one learned scalar θ,
+        T = T_start + T_range·σ(θ). Trained with the student (its optimiser group, the authors' choice, unless
+    `weight_decay=False`, §13.3a's option); `ctkd_step` feeds θ
+        through the gradient-reversal layer, so θ ascends the loss while the student descends it."""
+
+    def __init__(
+        self, theta: float = 1.0, t_start: float = 1.0, t_range: float = 20.0, weight_decay: bool = True
+    ) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(float(theta)))  # [] the learned θ
+        self.t_start, self.t_range = float(t_start), float(t_range)
+        self.no_weight_decay = not weight_decay  # the optimiser puts θ in a group without weight decay
+
+    def temperature(self) -> float:
+        """The current T (a float, no graph)."""
+        with torch.no_grad():
+            return float(ctkd_temperature(self.theta.detach().double(), self.t_start, self.t_range))

@@ -37,9 +37,12 @@ from kdcore.methods.table import (
 from kdcore.methods import classification as _classification  # noqa: F401  (kd, dkd, cakd, normkd, ls)
 from kdcore.methods import language as _language  # noqa: F401  (token)
 from kdcore.methods import features as _features  # noqa: F401  (feature_l2, at, attn_kl)
+from kdcore.methods import feature_modules as _feature_modules  # noqa: F401  (mgd, famkd)
 from kdcore.methods import embedding as _embedding  # noqa: F401  (embed_distill)
 from kdcore.methods import strategies as _strategies  # noqa: F401  (clkd, tfkd, ban)
 from kdcore.methods import chains as _chains  # noqa: F401  (takd, dgkd)
+from kdcore.methods import grown as _grown  # noqa: F401  (byot, education)
+from kdcore.methods import curricula as _curricula  # noqa: F401  (ctkd, curriculum)
 from kdcore.methods import procedures as _procedures  # noqa: F401  (blockwise, pwkd, zskt)
 from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
 # isort: on

@@ -30,10 +30,17 @@ def _dkd(b: StepTensors, p: dict) -> list[Component]:
 
     T = float(p["temperature"])
     parts = dkd_components(b.student_logits, b.teacher_logits, b.targets, temperature=T)
+    w = 1.0 if p.get("warmup") is None else _warmup(b.epoch, p["warmup"])  # methods/13 §13.3c: not the CE
     return [
-        ("tckd", float(p["alpha"]), T * T * parts["tckd"].mean()),
-        ("nckd", float(p["beta"]), T * T * parts["nckd"].mean()),
+        ("tckd", w * float(p["alpha"]), T * T * parts["tckd"].mean()),
+        ("nckd", w * float(p["beta"]), T * T * parts["nckd"].mean()),
     ]
+
+
+def _warmup(epoch: int, warmup: float) -> float:
+    from kdcore.losses import warmup_weight
+
+    return warmup_weight(epoch, warmup)
 
 
 def _cakd(b: StepTensors, p: dict) -> list[Component]:
@@ -129,7 +136,15 @@ register_method(
             temperature(4.0),
             Param("alpha", 1.0, "weight α of the target-class term TCKD", low=0.0),
             Param("beta", 8.0, "weight β of the non-target term NCKD", low=0.0),
+            Param(
+                "warmup",
+                None,
+                "epochs E_w of the warm-up min(e/E_w, 1) on the DKD term, not the CE (mdistiller: 20; unset: none)",
+                low=0.0,
+                low_open=True,
+            ),
         ),
+        also_calls=("kdcore.losses:warmup_weight",),
     )
 )
 

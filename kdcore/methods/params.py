@@ -2,7 +2,8 @@
 
 Kinds: "float", "int", "bool", "choice" (one of `choices`), "layers" (a mapping
 {student_layer: teacher_layer} of layer names), "floats" / "ints" (a list of numbers, each in the
-range). None means "not set" (the method decides, or does not use it); `required=True` refuses a
+range), "names" (a list of layer names of one model, e.g. where exits go). None means "not set" (the
+method decides, or does not use it); `required=True` refuses a
 missing value; `shared=True` marks a parameter that a JobConfig field of the same name fills when None
 (temperature, lam), so a sweep over the field reaches every method that takes it.
 """
@@ -13,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("float", "int", "bool", "choice", "layers", "floats", "ints")
+KINDS = ("float", "int", "bool", "choice", "layers", "floats", "ints", "names")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Param:
             return "true or false"
         if self.kind == "layers":
             return "a mapping {student_layer: teacher_layer} of layer names"
+        if self.kind == "names":
+            return "a list of layer names"
         left = "(" if self.low_open or self.low is None else "["
         right = ")" if self.high_open or self.high is None else "]"
         lo = "-inf" if self.low is None else f"{self.low:g}"
@@ -98,6 +101,8 @@ def _is_valid(p: Param, v: Any) -> bool:
         return isinstance(v, bool)
     if p.kind == "choice":
         return v in p.choices
+    if p.kind == "names":
+        return isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x for x in v)
     if p.kind == "layers":
         return (
             isinstance(v, dict)
@@ -108,13 +113,14 @@ def _is_valid(p: Param, v: Any) -> bool:
 
 
 SHARED_FIELDS = ("temperature", "lam")  # JobConfig fields a shared parameter may stand for
-TEXT_KINDS = ("layers", "floats", "ints")  # kinds typed as text in a form
+TEXT_KINDS = ("layers", "floats", "ints", "names")  # kinds typed as text in a form
 
 
 def parse_text(param: Param, text: str) -> Any:
     """A form's text for a layers/floats/ints parameter -> its value (None when empty).
 
-    layers: "conv1: conv1, conv2: conv3" (braces optional); floats/ints: "1, 2.5". Raises ValueError
+    layers: "conv1: conv1, conv2: conv3" (braces optional); floats/ints: "1, 2.5"; names: "conv1, conv2".
+    Raises ValueError
     naming the parameter, the expected form and what was typed.
     """
     if param.kind not in TEXT_KINDS:
@@ -128,13 +134,15 @@ def parse_text(param: Param, text: str) -> Any:
     try:
         return _parse_items(param.kind, items)
     except ValueError:
-        example = "conv1: conv1, conv2: conv3" if param.kind == "layers" else "1, 2, 3"
+        example = {"layers": "conv1: conv1, conv2: conv3", "names": "conv1, conv2"}.get(param.kind, "1, 2, 3")
         raise ValueError(
             f"The '{param.name}' parameter must be {param.range_text()}, typed like {example!r}. Got {text!r} instead."
         ) from None
 
 
 def _parse_items(kind: str, items: list[str]) -> Any:
+    if kind == "names":
+        return [x.strip("'\"") for x in items]
     if kind != "layers":
         return [int(x) if kind == "ints" else float(x) for x in items]
     pairs = [[part.strip().strip("'\"") for part in item.split(":")] for item in items]

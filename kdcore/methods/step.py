@@ -31,6 +31,10 @@ class StepTensors:
     student_attn: list[Tensor] | None = None  # per layer [B, H, L, L] with graph
     teacher_attn: list[Tensor] | None = None  # per layer [B, H, L, L]
     attention_mask: Tensor | None = None  # [B, L] 1 on real tokens (padded HF text and sentences), else None
+    step: int = 0  # optimiser steps done before this one (0-based)
+    epoch: int = 1  # the epoch this step belongs to (1-based: CTKD's λ_e, the warm-up w(e))
+    total_steps: int = 1  # steps of the whole run
+    epochs: int = 1  # epochs of the whole run
 
 
 Component = tuple[str, float, Any]  # (name, weight, scalar tensor)

@@ -2,9 +2,9 @@
 Tf-KD's virtual teacher (§13.4c) and the born-again loss against the given teacher (§13.4a).
 
 BAN's entry also drives its generations (a chain: kdcore/jobs/chain.py; TAKD and DGKD are in
-chains.py). Schedules (CTKD, curriculum, warm-up), exits (BYOT) and
-grades (education distillation) need the runner and are not entries yet; their losses are in
-kdcore.losses. Each step calls the tested loss or components function and only weighs its parts.
+chains.py). Exits (BYOT) and grades (education distillation) are entries in grown.py, trained by
+kdcore.jobs.strategy_jobs; CTKD and the curriculum (§13.3) are entries in curricula.py. Each step calls
+the tested loss or components function and only weighs its parts.
 """
 
 from __future__ import annotations

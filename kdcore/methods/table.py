@@ -55,6 +55,8 @@ class Method:
     shape_check: Callable[[dict, dict, dict], list[str]] | None = None  # (params, s_feats, t_feats) -> problems
     teacher_layers: Callable[[dict], list[str]] | None = None  # teacher layers the step reads (DGKD's guides)
     chain: bool = False  # the CLI and the app run it as a chain of runs (kdcore/jobs/chain.py)
+    paced: bool = False  # the runner draws batches from a teacher-difficulty curriculum pool (methods/13 §13.3b):
+    #   params start, inc, step, balance, order
     procedure: str = ""  # "module:function" running the whole job instead of the per-step loop
     #   (block-wise stones, PWKD's stages, ZSKT's generator: kdcore/jobs/procedures.py)
 

@@ -1,0 +1,136 @@
+"""The app with a user's own BERT-style pairs: an encoder pair (BertModel, pooled embeddings) loaded by path
+with sentences tokenised by its tokenizer; Features and Attention compare the encoders (heads labelled with
+tokens), the probability pages say why they do not apply and where to go; a sequence-classifier pair with
+labelled sentences; the Distill page's job fields for both."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+CONTEXT = 16
+WORDS = ["red", "blue", "fox", "stone", "river", "cloud", "seven", "green"]
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    from tests.helpers.hf_pairs import bert_encoder_pair, bert_pair
+
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("own_encoders")
+    mp.setenv("KDWB_HOME", str(root / "home"))
+    enc = bert_encoder_pair(root)
+    clf = bert_pair(root)
+    lines = [" ".join(WORDS[(i * k) % len(WORDS)] for k in range(1, 5)) + f" {i}" for i in range(60)]
+    (root / "sentences.txt").write_text("\n".join(lines), encoding="utf-8")
+    with open(root / "labelled.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([line, i % 2] for i, line in enumerate(lines))
+    yield {"root": root, "encoder": enc, "classifier": clf}
+    mp.undo()
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _loaded(own, kind: str) -> AppTest:
+    from app.state import DATA_CHOICES
+
+    teacher, student = own["encoder"] if kind == "encoder" else own["classifier"]
+    data = own["root"] / ("sentences.txt" if kind == "encoder" else "labelled.csv")
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.session_state["pair_source"] = "Your own models"
+    at.session_state["probe_size"] = 16
+    at.run()
+    at.selectbox(key="own_kind").set_value(kind)
+    at.text_input(key="own_teacher_dir").set_value(str(teacher))
+    at.text_input(key="own_student_dir").set_value(str(student))
+    at.selectbox(key="own_data_choice").set_value(DATA_CHOICES[2])
+    at.text_input(key="own_data_path").set_value(str(data))
+    at.number_input(key="own_context_length").set_value(CONTEXT)
+    at.sidebar.button[0].click().run()
+    _ok(at)
+    return at
+
+
+def test_encoder_spec_and_job_fields(own):
+    from app import runs, state
+    from kdcore.jobs import JobConfig
+
+    teacher, student = own["encoder"]
+    spec = state._own_spec(
+        "Hugging Face directories",
+        "encoder",
+        str(teacher),
+        str(student),
+        None,
+        None,
+        state.DATA_CHOICES[2],
+        "digits",
+        None,
+        "label",
+        data_path=str(own["root"] / "sentences.txt"),
+        context_length=CONTEXT,
+    )
+    assert spec[4] == "encoder" and spec[3][0] == "hf_sentences"
+    pair = state._own_pair(spec)
+    assert pair.kind == "encoder" and pair.dataset.task == "encoder"
+    assert pair.dataset.split("test").inputs.shape[1] == CONTEXT
+    fields = runs.own_job_fields(spec)
+    assert fields["model_kind"] == "encoder" and "label_field" not in fields["data_options"]
+    assert JobConfig(**fields).problems() == []
+    with pytest.raises(ValueError, match="holds a BertModel.*Choose Kind 'encoder'"):
+        state._check_kind(str(teacher), "causal_lm")
+
+
+def test_sequence_classifier_reads_labelled_sentences(own):
+    from app import runs, state
+
+    teacher, student = own["classifier"]
+    spec = state._own_spec(
+        "Hugging Face directories",
+        "classifier",
+        str(teacher),
+        str(student),
+        None,
+        None,
+        state.DATA_CHOICES[2],
+        "digits",
+        None,
+        "label",
+        data_path=str(own["root"] / "labelled.csv"),
+        context_length=CONTEXT,
+    )
+    assert spec[4] == "sequence_classification" and spec[3][2][4] == "label"
+    pair = state._own_pair(spec)
+    assert pair.dataset.task == "classification" and pair.kind == "classifier"
+    assert runs.own_job_fields(spec)["data_options"]["label_field"] == "label"
+
+
+@pytest.mark.slow
+def test_encoder_pages_compare_and_point_elsewhere(own):
+    at = _loaded(own, "encoder")
+    at.switch_page("views/features.py").run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) >= 1  # CKA heatmaps of the two encoders
+    at.switch_page("views/attention.py").run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) >= 2  # heads and their matching
+    assert any("Attention heads of an encoder" in t.value for t in at.title)
+    for page in ("overview", "soft_labels", "divergences", "calibration"):
+        at.switch_page(f"views/{page}.py").run()
+        _ok(at)
+        pair_charts = [c.key for c in at.get("plotly_chart") if not c.key.startswith("chart_logit_toy")]
+        assert pair_charts == [], page  # (the logit toy of Soft labels needs no pair)
+        assert any("encoder pair" in i.value and "Features" in i.value for i in at.info), page
+    at.switch_page("views/distill.py").run()  # the form offers the methods that fit an encoder pair
+    _ok(at)
+    assert at.selectbox(key="job_pair").value == "your own models"
+    assert at.selectbox(key="job_objective").value == "embed_distill"  # an encoder pair's default method
