@@ -126,8 +126,8 @@ register_method(
                 high=1.0,
                 low_open=True,
             ),  # fmt: skip
-            Param("teacher_epochs", 2, "stage 0: epochs training the slimmable teacher (Σ_k CE)", kind="int", low=0),
-            Param("teacher_lr", 1e-3, "stage 0: the slimmable teacher's learning rate (Adam)", low=0.0, low_open=True),
+            Param("teacher_epochs", 10, "stage 0: epochs training the slimmable teacher (Σ_k CE)", kind="int", low=0),
+            Param("teacher_lr", 3e-3, "stage 0: the slimmable teacher's learning rate (Adam)", low=0.0, low_open=True),
             Param(
                 "teacher_init",
                 "pretrained",
