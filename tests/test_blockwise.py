@@ -208,3 +208,9 @@ def test_a_queued_blockwise_run_is_run_by_the_worker_as_the_procedure(tmp_path):
     assert run["state"] == "completed", run["error"]
     assert run["summary"]["blockwise"]["teacher_stages"] == ["conv2", "conv3"]
     assert "stone2" in store.metrics(rid, "step").columns
+
+
+def test_a_procedure_is_refused_as_a_term_of_a_sum():
+    cfg = JobConfig(pair="digits", objective="sum", terms=[{"name": "kd"}, {"name": "blockwise", "weight": 0.5}])
+    with pytest.raises(InvalidParameterError, match="'blockwise' is a training procedure.*objective='blockwise'"):
+        run_job(cfg, use_store=False)

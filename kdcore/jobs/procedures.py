@@ -26,14 +26,8 @@ from kdcore.validation import InvalidParameterError
 def procedure_name(config: JobConfig) -> str:
     """The procedure's method name of a job ("" for an ordinary per-step job). A procedure method is
     refused as a term of a weighted sum: it is a whole training procedure."""
-    try:
-        method = get_method(config.objective)
-    except ValueError:
-        return ""
-    if method.procedure:
-        return method.name
     if config.objective == "sum":
-        for term in config.terms:
+        for term in config.terms if isinstance(config.terms, list) else []:
             name = term.get("name") if isinstance(term, dict) else getattr(term, "name", None)
             try:
                 inner = get_method(name)
@@ -44,7 +38,12 @@ def procedure_name(config: JobConfig) -> str:
                     f"The term {inner.name!r} is a training procedure, not a per-step loss: it cannot be a term of "
                     f"objective 'sum'. Run it alone: objective={inner.name!r}."
                 )
-    return ""
+        return ""
+    try:
+        method = get_method(config.objective)
+    except ValueError:
+        return ""
+    return method.name if method.procedure else ""
 
 
 def _load(ref: str) -> Callable:
