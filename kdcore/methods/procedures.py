@@ -161,7 +161,13 @@ register_method(
                 kind="choice",
                 choices=KL_REDUCTIONS,
             ),  # fmt: skip
-            Param("pseudo_batches", None, "N_iter pseudo-batches z, spread over the epochs (unset: 1000)", kind="int", low=1),
+            Param(
+                "pseudo_batches",
+                None,
+                "N_iter pseudo-batches z, spread over the epochs (unset: 1000)",
+                kind="int",
+                low=1,
+            ),
             Param("batch", 64, "pseudo-batch size N", kind="int", low=2),
             Param("z_dim", 32, "noise dimension d_z", kind="int", low=1),
             Param("n_g", 1, "generator steps per pseudo-batch", kind="int", low=1),
