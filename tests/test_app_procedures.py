@@ -54,3 +54,22 @@ def test_each_procedure_run_shows_its_mechanism(procedure_home):
     stones = at.dataframe[0].value
     assert stones["stone"].tolist() == ["1", "2 (student)"] and stones["front"].tolist()[0] == "student up to conv1"
     assert at.dataframe[1].value["width"].tolist() == [0.5, 1.0]
+
+
+@pytest.mark.slow  # shares the three runs above
+def test_the_run_report_holds_each_procedures_figures(procedure_home):
+    from app.report import run_figures_for
+    from kdcore.jobs.store import RunStore
+
+    store = RunStore(procedure_home["dir"])
+    want = {
+        "blockwise": ["Block-wise KD: every stepping-stone's accuracy"],
+        "pwkd": ["PWKD: sub-teachers of growing width, stage by stage"],
+        "zskt": [
+            "ZSKT: generated samples over training (same z per column)",
+            "ZSKT: the student on real data, trained on generated inputs only",
+        ],
+    }
+    for name, rid in procedure_home["ids"].items():
+        titles = [f.layout.title.text for f in run_figures_for(store, rid)]
+        assert [t for t in titles if t.startswith(("Block-wise", "PWKD", "ZSKT"))] == want[name]
