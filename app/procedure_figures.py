@@ -3,6 +3,8 @@ Streamlit: the Distill page (app/procedure_view.py) and the HTML run report use 
 
 from __future__ import annotations
 
+import pandas as pd
+
 from analyses.procedures import pwkd_figure, stone_accuracy_figure, zskt_accuracy_figure, zskt_samples_figure
 from kdcore.jobs.store import RunStore
 from kdcore.methods import canonical_name
@@ -26,7 +28,7 @@ def zskt_samples(store: RunStore, run_id: str) -> dict | None:
     return dict(load(store.read_artifact(run_id, SAMPLES_FILE)))
 
 
-def teacher_accuracy(run: dict, epochs) -> float | None:  # noqa: ANN001  (a DataFrame)
+def teacher_accuracy(run: dict, epochs: pd.DataFrame) -> float | None:
     summary = run.get("summary") or {}
     if summary.get("teacher_val_acc") is not None:
         return float(summary["teacher_val_acc"])

@@ -57,6 +57,19 @@ def test_the_loss_is_the_weighted_sum_of_every_stones_kd_in_float64():
     assert stone_weights(3) == [0.25, 0.5, 1.0] and sum(stone_weights(5)) == 2 - 2 ** (1 - 5)
 
 
+def test_the_dkd_base_is_ce_and_dkd_weighted_by_lambda():
+    from kdcore.losses import dkd_loss
+
+    g = torch.Generator().manual_seed(3)
+    stones = [torch.randn(5, 4, generator=g, dtype=torch.float64) for _ in range(2)]
+    t, y = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randint(0, 4, (5,), generator=g)
+    total, parts = blockwise_components(stones, t, y, temperature=2.0, lam=0.6, base="dkd")
+    for z, got in zip(stones, parts.values()):
+        ce = -_np_log_softmax(z.numpy())[np.arange(5), y.numpy()].mean()
+        assert got.item() == pytest.approx(0.4 * ce + 0.6 * dkd_loss(z, t, y, temperature=2.0).item(), rel=1e-10)
+    assert total.item() == pytest.approx(0.5 * parts["stone1"].item() + parts["stone2"].item(), rel=1e-12)
+
+
 def _mlp_blocks(seed: int, widths: list[int]) -> list[nn.Module]:
     torch.manual_seed(seed)
     return [nn.Sequential(nn.Linear(a, b), nn.Tanh()).double() for a, b in zip(widths, widths[1:])]
