@@ -227,3 +227,9 @@ def test_a_procedure_is_refused_as_a_term_of_a_sum():
     cfg = JobConfig(pair="digits", objective="sum", terms=[{"name": "kd"}, {"name": "blockwise", "weight": 0.5}])
     with pytest.raises(InvalidParameterError, match="'blockwise' is a training procedure.*objective='blockwise'"):
         run_job(cfg, use_store=False)
+
+
+def test_job_schedules_are_refused_on_a_procedure():
+    cfg = replace(BASE, schedules={"temperature": {"kind": "cosine", "start": 8.0, "end": 2.0}})
+    with pytest.raises(InvalidParameterError, match="schedules do not reach.*remove `schedules`"):
+        run_job(cfg, use_store=False)

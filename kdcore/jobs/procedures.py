@@ -51,9 +51,18 @@ def _load(ref: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
+def _check_no_schedules(config: JobConfig, name: str) -> None:
+    if getattr(config, "schedules", None):
+        raise InvalidParameterError(
+            f"{name!r} runs its own training procedure, which job schedules do not reach (got schedules for "
+            f"{sorted(config.schedules)}): remove `schedules`, or set the method's parameters instead."
+        )
+
+
 def run_procedure(config: JobConfig, **kw: Any) -> Any:
     """Run a procedure job (keywords as run_job's); returns its RunResult."""
     method = get_method(config.objective)
+    _check_no_schedules(config, method.name)
     return _load(method.procedure)(config, **kw)
 
 
@@ -62,6 +71,7 @@ def check_procedure(config: JobConfig, pair: Pair | None = None) -> None:
     name = procedure_name(config)
     if not name:
         return
+    _check_no_schedules(config, name)
     module = get_method(name).procedure.partition(":")[0]
     _load(f"{module}:check")(config, pair)
 
