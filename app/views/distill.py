@@ -4,13 +4,14 @@ run the standard protocols, download a run's report. Everything is read back fro
 import streamlit as st
 
 from analyses.self_distill import virtual_teacher_figure
-from app import chain_view, guide, report, run_figures, run_table, runs, schedule_form, state, ui
+from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, schedule_form, state, ui
 from app.strategy_figures import strategy_figures
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import LAYER_RULES, SCHEDULES, with_source_label
 from kdcore.jobs.form import config_from_form
 from kdcore.jobs.pair_source import own_pair_objective
+from kdcore.jobs.procedures import check_procedure
 from kdcore.jobs.recipes import form_defaults, pair_recipe
 from kdcore.methods import all_methods, get_method, methods_for
 
@@ -287,6 +288,7 @@ with tab_new:
             prepared = prepare_run(cfg, pair=None if is_own else the_pair)
             if get_method(cfg.objective).chain:  # takd, dgkd, ban: the worker runs the whole chain
                 plan_chain(cfg, prepared.pair)
+            check_procedure(cfg, prepared.pair)  # blockwise, pwkd, zskt: stages, widths, data refused here
             run_id = submit(cfg, store=store)
             st.session_state["watch_run"] = run_id
             st.success(f"Run **{run_id}** queued: follow it in the **Live** tab.", icon=":material/check_circle:")
@@ -365,6 +367,7 @@ with tab_live:
                     for i, fig in enumerate(strategy_figures(run, epochs)):  # byot exits, education grades
                         ui.show_figure(fig, f"live_strategy_{run_id}_{i}")
                 chain_view.show_chain(store, run, f"live_{run_id}")  # TAKD, DGKD, BAN: the stages
+                procedure_view.show_procedure(store, run, f"live_{run_id}")  # blockwise, pwkd, zskt
                 if runs.is_final(run["state"]) and is_active:
                     st.rerun()  # the job ended: redraw the page, polling off
 
@@ -405,6 +408,7 @@ with tab_runs:
             with ui.guard("show the run"):
                 st.markdown(f"**Run {rid}**")
                 chain_view.show_chain(store, store.get_run(rid), f"run_{rid}")
+                procedure_view.show_procedure(store, store.get_run(rid), f"run_{rid}")
                 for i, fig in enumerate(report.run_figures_for(store, rid)):
                     ui.show_figure(fig, f"run_{rid}_{i}")
                 st.download_button(

@@ -194,11 +194,13 @@ def _check_fits(plan: list[tuple[str, JobConfig]], pair: Any) -> None:
     """Refuses, before anything runs, every method that does not fit the pair (the method table's reason)."""
     from kdcore.jobs.chain import is_chain, plan_chain
     from kdcore.jobs.prepare import prepare_run
+    from kdcore.jobs.procedures import check_procedure
 
     problems = []
     for method, cfg in {m: c for m, c in plan}.items():
         try:
             plan_chain(cfg, pair) if is_chain(method) else prepare_run(cfg, pair)
+            check_procedure(cfg, pair)  # blockwise, pwkd, zskt: their own plan (stages, widths, data)
         except ValueError as exc:
             problems.append(f"{method}: {exc}")
     if problems:

@@ -150,6 +150,11 @@ def run_job(
     cancel:   a threading.Event or a callable; when set/true, the job stops at the next step
     pair:     a Pair to use instead of resolving `config.pair` (must be the pair that name loads)
     """
+    from kdcore.jobs.procedures import procedure_name, run_procedure
+
+    if procedure_name(config):  # blockwise, pwkd, zskt: a whole training procedure (kdcore/jobs/procedures.py)
+        kw = {"store": store, "run_id": run_id, "callback": callback, "cancel": cancel, "pair": pair}
+        return run_procedure(config, **kw, resume=resume, use_store=use_store)
     config = with_source_label(config)  # a user's own pair is listed as "hf:teacher→student"
     prep = prepare_run(config, pair)
     if use_store and store is None:

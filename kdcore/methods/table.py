@@ -57,6 +57,8 @@ class Method:
     chain: bool = False  # the CLI and the app run it as a chain of runs (kdcore/jobs/chain.py)
     paced: bool = False  # the runner draws batches from a teacher-difficulty curriculum pool (methods/13 §13.3b):
     #   params start, inc, step, balance, order
+    procedure: str = ""  # "module:function" running the whole job instead of the per-step loop
+    #   (block-wise stones, PWKD's stages, ZSKT's generator: kdcore/jobs/procedures.py)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -104,6 +106,7 @@ class Method:
             "section": self.section,
             "source": self.source,
             "chain": self.chain,
+            "procedure": self.procedure or None,
             "params": [p.describe() for p in self.params],
         }
 
