@@ -142,7 +142,9 @@ class _ChunkSpec:
         )
 
 
-def _run_chunks(spec: _ChunkSpec, hs: Tensor, s_head: Head, ht: Tensor, t_head: Head, y: Tensor | None, rows: int):
+def _run_chunks(
+    spec: _ChunkSpec, hs: Tensor, s_head: Head, ht: Tensor, t_head: Head, y: Tensor | None, rows: int
+) -> Tensor:
     """[N, 1 or 2] (divergence, CE) per kept row, ``rows`` rows per chunk, checkpointed with a gradient."""
     ws, bs = s_head
     wt, bt = t_head

@@ -11,7 +11,8 @@ import torch
 
 from kdcore.data.base import SplitData
 from kdcore.jobs.config import JobConfig, LossTerm
-from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems
+from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems, needs_attention
+from kdcore.jobs.performance import run_problems
 from kdcore.jobs.resolve import resolve_device, resolve_pair
 from kdcore.jobs.teacher_cache import tensor_fingerprint
 from kdcore.pairs import Pair
@@ -83,6 +84,16 @@ def _check_feature_shapes(
         raise _misfit(config, problems)
 
 
+def _check_options(config: JobConfig, pair: Pair, device: torch.device, terms: list[LossTerm]) -> None:
+    """Refuses memory and speed options the device or the pair cannot honour (kdcore.jobs.performance)."""
+    problems = run_problems(config, pair.student, pair.teacher, device, needs_attention(terms))
+    if problems:
+        raise ValueError(
+            "The job's precision/attention/checkpointing options do not fit:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
 def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     """Validate the config and its fit to the pair without training; returns what the run needs.
 
@@ -101,6 +112,7 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     terms = config.resolved_terms()
     s_layers, t_layers = feature_layers(terms)
     _check_fit(config, pair, ds.task)
+    _check_options(config, pair, device, terms)
     train, val = ds.split("train"), ds.split("val")
     if s_layers:
         _check_feature_shapes(config, pair, terms, train.inputs, s_layers, t_layers)

@@ -37,12 +37,14 @@ from kdcore.jobs.evaluation import (
     validation_metrics,
 )
 from kdcore.jobs.lease import Lease
+from kdcore.jobs.lm_step import chunked_problem, chunked_token_loss, probe_head_matches
 from kdcore.jobs.objectives import (
     StepTensors,
     build_projectors,
     compute_loss,
     needs_attention,
 )
+from kdcore.jobs.performance import autocast, configure_models, split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, JobInterrupted, Reporter
 from kdcore.jobs.resolve import (
@@ -248,7 +250,9 @@ class _Job:
         self._check_teacher_mode = True
         torch.manual_seed(config.seed)
         self.teacher, self.student = _place_models(prep.pair, config.seed, self.device)
+        self.teacher, self.student = configure_models(config, self.teacher, self.student, self.need_attn)
         self.train_x, self.train_y = prep.train.inputs.to(self.device), prep.train.targets.to(self.device)
+        self.chunked = self._use_chunked()
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
@@ -261,6 +265,15 @@ class _Job:
             self._load_resume()
         else:
             self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+
+    def _use_chunked(self) -> bool:
+        """Whether the token objective runs chunk by chunk from hidden states (kdcore.jobs.lm_step)."""
+        if not self.cfg.lm_chunked:
+            return False
+        problem = chunked_problem(
+            self.task, self.terms, teacher_cache=self.cfg.teacher_cache, student=self.student, teacher=self.teacher
+        )
+        return problem is None and probe_head_matches(self.student, self.teacher, self.train_x[:1, :8])
 
     def _build_projectors(self) -> nn.ModuleDict:
         """Projectors from student to teacher feature widths, sized by a probe pass on 2 samples."""
@@ -397,34 +410,53 @@ class _Job:
                 batch.teacher_attn = forward_with_attentions(self.teacher, x)[1]
         return batch
 
+    def _micro_loss(self, idx: Tensor) -> tuple[Tensor, dict[str, Tensor], float]:
+        """(loss, components, 1.0 if the teacher's logits carried a graph) of one micro-batch, in the
+        job's precision; chunk by chunk from hidden states when ``self.chunked``."""
+        with autocast(self.cfg.precision, self.device):
+            if self.chunked:
+                x, y = self.train_x[idx], self.train_y[idx]
+                loss, comps = chunked_token_loss(self.student, self.teacher, x, y, self.terms[0], self.ce_weight)
+                return loss, comps, 0.0  # the teacher side ran under no_grad
+            batch = self._step_tensors(idx)
+            try:
+                loss, comps = compute_loss(self.terms, self.ce_weight, batch)
+            except ValueError:
+                if not bool(torch.isfinite(batch.student_logits.detach()).all()):
+                    raise _NonFiniteLoss(
+                        self.step + 1, self.epoch, "NaN or infinite (the student's logits were)", self.cfg
+                    ) from None
+                raise
+        return loss, comps, float(batch.teacher_logits.requires_grad)
+
     def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
-        """One optimiser step; returns (loss components, other per-step values)."""
-        batch = self._step_tensors(idx)
-        try:
-            loss, comps = compute_loss(self.terms, self.ce_weight, batch)
-        except ValueError:
-            if not bool(torch.isfinite(batch.student_logits.detach()).all()):
-                raise _NonFiniteLoss(
-                    self.step + 1, self.epoch, "NaN or infinite (the student's logits were)", self.cfg
-                ) from None
-            raise
-        names = ["loss", *comps]
-        vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]).tolist()
-        if not math.isfinite(vals[0]):
-            raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(vals[0]) else "infinite", self.cfg)
-        lr = self._optimise(loss)
+        """One optimiser step over ``grad_accum`` micro-batches (each loss × its share of the batch);
+        returns (loss components, other per-step values)."""
+        self.opt.zero_grad(set_to_none=True)
+        totals: Tensor | None = None
+        names: list[str] = []
+        teacher_grad = 0.0
+        for part, share in split_batch(idx, self.cfg.grad_accum):
+            loss, comps, t_grad = self._micro_loss(part)
+            names, teacher_grad = ["loss", *comps], max(teacher_grad, t_grad)
+            vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]) * share
+            first = float(vals[0])
+            if not math.isfinite(first):
+                raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(first) else "infinite", self.cfg)
+            totals = vals if totals is None else totals + vals
+            (loss * share).backward()
+        assert totals is not None  # a step has at least one sample
+        lr = self._optimise()
         extras = {"lr": lr}
         if self.step == 1:
-            extras["teacher_logits_grad"] = float(batch.teacher_logits.requires_grad)
-        return dict(zip(names, vals)), extras
+            extras["teacher_logits_grad"] = teacher_grad
+        return dict(zip(names, totals.tolist())), extras
 
-    def _optimise(self, loss: Tensor) -> float:
-        """Backward pass and one optimizer step at the scheduled learning rate; returns that rate."""
+    def _optimise(self) -> float:
+        """One optimizer step on the accumulated gradients at the scheduled learning rate; returns that rate."""
         lr = self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg.schedule, self.cfg.warmup_steps)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
         if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.opt.step()
@@ -554,4 +586,5 @@ class _Job:
         s["teacher_val_acc"] = accuracy(self.teacher_val, self.val_y, task=self.task)
         if self.cache is not None:
             s["cache_mass_kept"] = self.cache.mass_kept
+        s["lm_chunked"] = float(self.chunked)
         return s
