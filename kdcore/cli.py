@@ -44,7 +44,11 @@ _FLAG_FIELDS = (
     "train_size",
     "val_size",
     "name",
+    "precision",
+    "grad_accum",
+    "attn_implementation",
 )
+_BOOL_FLAG_FIELDS = ("grad_checkpointing", "lm_chunked")  # --x / --no-x
 
 
 def _jsonable(x: Any) -> Any:
@@ -96,7 +100,34 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
+    _add_speed_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+
+
+def _add_speed_flags(p: argparse.ArgumentParser) -> None:
+    """Memory and speed options (kdcore.jobs.performance)."""
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast with float32 weights and loss")
+    p.add_argument("--grad-accum", dest="grad_accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument(
+        "--grad-checkpointing",
+        dest="grad_checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute the student's activations in backward (Hugging Face models)",
+    )
+    p.add_argument(
+        "--attn-implementation",
+        dest="attn_implementation",
+        choices=("auto", "eager", "sdpa"),
+        help="auto: sdpa unless the objective needs attention weights",
+    )
+    p.add_argument(
+        "--lm-chunked",
+        dest="lm_chunked",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="token divergences from hidden states chunk by chunk (default on; --no-lm-chunked: full logits)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
@@ -105,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     changes = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
     if getattr(args, "teacher_cache", None) is not None:
         changes["teacher_cache"] = args.teacher_cache
+    changes.update({k: getattr(args, k) for k in _BOOL_FLAG_FIELDS if getattr(args, k, None) is not None})
     items = getattr(args, "param", []) or []
     if not items:
         return replace(cfg, **changes)

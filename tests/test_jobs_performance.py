@@ -113,3 +113,22 @@ def _checkpointing(model) -> bool:
         else "is_gradient_checkpointing"
     )
     return bool(getattr(model, flag))
+
+
+def test_cli_flags_set_the_fields():
+    from kdcore.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        ["distill", "--precision", "bf16", "--grad-accum", "4", "--grad-checkpointing"]
+        + ["--attn-implementation", "eager", "--no-lm-chunked"]
+    )
+    cfg = config_from_args(args)
+    assert (cfg.precision, cfg.grad_accum, cfg.grad_checkpointing, cfg.attn_implementation, cfg.lm_chunked) == (
+        "bf16",
+        4,
+        True,
+        "eager",
+        False,
+    )
+    defaults = config_from_args(build_parser().parse_args(["distill"]))
+    assert (defaults.precision, defaults.grad_accum, defaults.lm_chunked) == ("fp32", 1, True)
