@@ -31,13 +31,22 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from kdcore import _divergence_kernels as _k
-from kdcore._divergence_chunks import auto_chunk_rows
 from kdcore.divergences import KINDS, _as_mask, _kind_params
 from kdcore.dtypes import compute_dtype
 from kdcore.validation import check_float_tensor, check_int_range, check_positive
 
 Head = tuple[Tensor, "Tensor | None"]  # (weight [V, H], bias [V] or None)
 IGNORE_INDEX = -100  # a label that never counts (as in kdcore.methods.step)
+AUTO_CHUNK_ELEMENTS = 2**22  # the automatic chunk: [rows, V] float32 intermediates of about 16 MiB
+
+
+def auto_chunk_rows(vocab: int) -> int:
+    """Rows per chunk when the caller gives none: 2**22 logits (16 MiB of float32) per intermediate.
+
+    Smaller than ``kdcore.divergences``' 64 MiB: a chunk here also holds both models' projections
+    and the recomputed intermediates of its backward pass, and a matmul of a few hundred rows
+    already runs at full speed."""
+    return max(1, AUTO_CHUNK_ELEMENTS // vocab)
 
 
 def hidden_divergence_loss(
@@ -64,7 +73,7 @@ def hidden_divergence_loss(
         kind: one of ``kdcore.divergences.KINDS``.
         mask: bool (or 0/1) [B, L], True where a position counts; None: every position.
         temperature, beta, alpha, mu: as ``kdcore.divergences.token_divergence``.
-        chunk_rows: positions per chunk (≥ 1); None: about 64 MiB per [rows, V] float32 tensor.
+        chunk_rows: positions per chunk (≥ 1); None: about 16 MiB per [rows, V] float32 tensor.
 
     Equals ``divergence_loss(h_s·W_sᵀ + b_s, h_t·W_tᵀ + b_t, kind, mask=mask, ...)``.
     """

@@ -30,13 +30,11 @@ from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.cka import linear_cka
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.evaluation import (
-    _batched_logits,
     forward_with_attentions,
     probe_metrics,
-    teacher_metrics,
-    validation_metrics,
 )
 from kdcore.jobs.lease import Lease
+from kdcore.jobs.lm_eval import student_validation, teacher_validation
 from kdcore.jobs.lm_step import chunked_problem, chunked_token_loss, probe_head_matches
 from kdcore.jobs.objectives import (
     StepTensors,
@@ -68,7 +66,6 @@ from kdcore.jobs.resume_state import (
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
-from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
 _RESUME_EVERY_S = 5.0  # resume state is saved at an epoch end at most this often (and at the last)
@@ -259,12 +256,11 @@ class _Job:
         self.opt = make_optimizer(config, self.params)
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
-        with eval_mode(self.teacher.model):
-            self.teacher_val = _batched_logits(self.teacher, self.val_x, self.device)
+        self.teacher_val = teacher_validation(self.teacher, self.val_x, self.val_y, self.task, self.device)
         if resume:
             self._load_resume()
         else:
-            self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+            self.log.add("epoch", 0, 0, dict(self.teacher_val.metrics))
 
     def _use_chunked(self) -> bool:
         """Whether the token objective runs chunk by chunk from hidden states (kdcore.jobs.lm_step)."""
@@ -465,10 +461,7 @@ class _Job:
 
     # -- epoch end: validation, checkpoints, resume state --
     def _evaluate(self) -> dict[str, float]:
-        self.student.model.eval()
-        with torch.no_grad():
-            logits = _batched_logits(self.student, self.val_x, self.device)
-        return validation_metrics(self.task, logits, self.val_y, self.teacher_val)
+        return student_validation(self.student, self.val_x, self.val_y, self.task, self.teacher_val, self.device)
 
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
@@ -549,7 +542,7 @@ class _Job:
                 else "it had saved no resume state (it stopped before its first one)"
             )
             store.truncate_metrics(run_id, after_step=-1)
-            self.log.add("epoch", 0, 0, teacher_metrics(self.task, self.teacher_val, self.val_y))
+            self.log.add("epoch", 0, 0, dict(self.teacher_val.metrics))
             self._notice(f"Run {run_id} restarts from step 0: {why}.")
             return
         why = f"its resume state is unreadable ({exc})"
@@ -583,7 +576,7 @@ class _Job:
             )
         if self.train_time > 0:
             s["steps_per_s"] = self.step / self.train_time if self.step else 0.0
-        s["teacher_val_acc"] = accuracy(self.teacher_val, self.val_y, task=self.task)
+        s["teacher_val_acc"] = self.teacher_val.metrics["teacher_val_acc"]
         if self.cache is not None:
             s["cache_mass_kept"] = self.cache.mass_kept
         s["lm_chunked"] = float(self.chunked)
