@@ -10,16 +10,19 @@ model:
 - they are processed ``chunk_rows`` at a time: per chunk the [c, V] logits of both models are
   computed, the divergence taken by the shared kernels (``kdcore._divergence_kernels``), and the
   chunk's logits freed;
-- with a gradient, each chunk runs under ``torch.utils.checkpoint`` (non-reentrant), so the
-  backward pass recomputes the chunk's logits instead of keeping them: peak memory is a handful
-  of [chunk_rows, V] tensors, forward and backward;
+- with a gradient, the chunk's gradient is taken at once, in the forward pass (a custom
+  ``torch.autograd.Function``, as Liger's fused linear cross-entropy): the gradient of the loss
+  with respect to the chunk's student logits [c, V] is turned into the gradients of the hidden
+  states [c, Hs], head weight [V, Hs] and bias, and the [c, V] tensors are freed. The backward pass
+  only scales these by the incoming gradient, so no chunk is kept and none is recomputed: peak
+  memory is a handful of [chunk_rows, V] tensors, and no projection runs twice;
 - the teacher side never has a gradient (its hidden states and head are detached, its logits
   computed under ``torch.no_grad``).
 
 The projection runs in whatever precision the caller's autocast gives it (bf16 under bf16
 autocast, like the model's own head); the divergence arithmetic is float32 (float64 if an input is
-float64) whatever the input dtype. ``hidden_token_losses`` also returns the hard-label
-cross-entropy from the same chunks, one projection per chunk for both.
+float64) whatever the input dtype. ``hidden_token_losses`` gives a weighted sum of the divergence
+and the hard-label cross-entropy from the same chunks, one projection per chunk for both.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from kdcore import _divergence_kernels as _k
 from kdcore.divergences import KINDS, _as_mask, _kind_params
@@ -77,8 +79,8 @@ def hidden_divergence_loss(
 
     Equals ``divergence_loss(h_s·W_sᵀ + b_s, h_t·W_tᵀ + b_t, kind, mask=mask, ...)``.
     """
-    div, _ = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, mask, None, locals())
-    return div
+    loss, _ = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, mask, None, locals())
+    return loss
 
 
 def hidden_token_losses(
@@ -89,16 +91,19 @@ def hidden_token_losses(
     kind: str,
     *,
     labels: Tensor,
+    div_weight: float = 1.0,
+    ce_weight: float = 1.0,
     temperature: float = 1.0,
     beta: float = 0.5,
     alpha: float = 0.1,
     mu: float = 0.5,
     chunk_rows: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """(divergence, cross-entropy) over the positions whose label [B, L] is not -100, in one pass.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, divergence, cross-entropy) over the positions whose label [B, L] is not -100, in one pass.
 
     The divergence is ``hidden_divergence_loss`` with ``mask = labels != -100``; the cross-entropy
-    is the student's next-token CE at T = 1, ``F.cross_entropy(logits, labels, ignore_index=-100)``.
+    is the student's next-token CE at T = 1, ``F.cross_entropy(logits, labels, ignore_index=-100)``;
+    loss = div_weight · divergence + ce_weight · CE carries the gradient, the two parts are detached.
     """
     where = "hidden_token_losses"
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
@@ -106,15 +111,15 @@ def hidden_token_losses(
             f"The 'labels' argument of {where} must be an integer torch.Tensor [B, L] (-100 where a "
             f"position does not count). Got {type(labels).__name__ if not isinstance(labels, Tensor) else labels.dtype}."
         )
-    div, ce = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, None, labels, locals())
-    assert ce is not None
-    return div, ce
+    loss, values = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, None, labels, locals())
+    means = values.mean(0)  # [2]
+    return loss, means[0], means[1]
 
 
 def _losses(
     s_hidden: Any, s_head: Any, t_hidden: Any, t_head: Any, kind: Any, mask: Any, labels: Any, opts: dict
-) -> tuple[Tensor, Tensor | None]:
-    """Validate, gather the kept rows and run the chunks; (mean divergence, mean CE or None)."""
+) -> tuple[Tensor, Tensor]:
+    """Validate, gather the kept rows and run the chunks; (weighted loss, values [N, 1 or 2] detached)."""
     where = f"hidden_divergence_loss(kind={kind!r})"
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"The 'kind' parameter of {where} must be one of {KINDS}. Got {kind!r} instead.")
@@ -133,9 +138,9 @@ def _losses(
     chunk = auto_chunk_rows(max(ws.shape[0], wt.shape[0])) if chunk is None else chunk
     chunk = check_int_range("chunk_rows", chunk, 1, 2**62, where=where)
     spec = _ChunkSpec(_k.KERNELS[kind], params, temperature, compute_dtype(hs, ht, ws, wt), y is not None)
-    values = _run_chunks(spec, hs, (ws, bs), ht, (wt.detach(), None if bt is None else bt.detach()), y, chunk)
-    div = values[:, 0].mean()
-    return div, (values[:, 1].mean() if y is not None else None)
+    weights = (float(opts["div_weight"]), float(opts["ce_weight"])) if y is not None else (1.0,)
+    t_head = (wt.detach(), None if bt is None else bt.detach())
+    return _run_chunks(spec, hs, (ws, bs), ht, t_head, y, chunk, weights)
 
 
 class _ChunkSpec:
@@ -152,32 +157,84 @@ class _ChunkSpec:
 
 
 def _run_chunks(
-    spec: _ChunkSpec, hs: Tensor, s_head: Head, ht: Tensor, t_head: Head, y: Tensor | None, rows: int
-) -> Tensor:
-    """[N, 1 or 2] (divergence, CE) per kept row, ``rows`` rows per chunk, checkpointed with a gradient."""
+    spec: _ChunkSpec,
+    hs: Tensor,
+    s_head: Head,
+    ht: Tensor,
+    t_head: Head,
+    y: Tensor | None,
+    rows: int,
+    weights: tuple[float, ...],
+) -> tuple[Tensor, Tensor]:
+    """(Σ_k weights[k] · mean of value k, with grad; values [N, 1 or 2] detached), ``rows`` rows per chunk."""
     ws, bs = s_head
-    wt, bt = t_head
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hs, ws, bs))
-    out = []
-    for start in range(0, hs.shape[0], rows):
-        piece = slice(start, start + rows)
-        args = (spec, hs[piece], ws, bs, ht[piece], wt, bt, None if y is None else y[piece])
-        if needs_grad and hs.shape[0] > rows:
-            out.append(checkpoint(_chunk, *args, use_reentrant=False, preserve_rng_state=False))
-        else:
-            out.append(_chunk(*args))
-    return torch.cat(out) if len(out) > 1 else out[0]
+    if needs_grad:
+        loss, values = _FusedChunks.apply(hs, ws, bs, ht, t_head, y, spec, rows, weights)
+        return loss, values
+    with torch.no_grad():
+        values = torch.cat([_chunk(spec, hs[p], ws, bs, ht[p], *t_head, _rows(y, p)) for p in _pieces(hs, rows)])
+    return (values.mean(0) * values.new_tensor(weights)).sum(), values
+
+
+def _pieces(hs: Tensor, rows: int) -> list[slice]:
+    return [slice(start, start + rows) for start in range(0, hs.shape[0], rows)]
+
+
+def _rows(y: Tensor | None, piece: slice) -> Tensor | None:
+    return None if y is None else y[piece]
+
+
+class _FusedChunks(torch.autograd.Function):
+    """The chunks' loss with its gradients taken in the forward pass, chunk by chunk (no [N, V] kept)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, hs: Tensor, ws: Tensor, bs: Any, ht: Tensor, t_head: Head, y: Any, spec: Any, rows: int, weights: Any
+    ) -> tuple[Tensor, Tensor]:
+        n = hs.shape[0]
+        w = torch.tensor(weights, dtype=spec.dtype, device=hs.device) / n  # d loss / d value, per row
+        g_h = torch.zeros_like(hs)  # [N, Hs]
+        g_w = torch.zeros_like(ws) if ctx.needs_input_grad[1] else None  # [V, Hs]
+        g_b = torch.zeros_like(bs) if bs is not None and ctx.needs_input_grad[2] else None  # [V]
+        values = []
+        for piece in _pieces(hs, rows):
+            with torch.enable_grad():
+                z = _project(hs[piece], ws, bs).detach().requires_grad_()  # [c, V]
+                v = _chunk_values(spec, z, ht[piece], *t_head, _rows(y, piece))  # [c, k]
+                (g_z,) = torch.autograd.grad((v * w).sum(), z)  # [c, V]
+            g_h[piece] = (g_z @ ws.to(g_z.dtype)).to(hs.dtype)
+            if g_w is not None:
+                g_w += (g_z.t() @ hs[piece].to(g_z.dtype)).to(g_w.dtype)
+            if g_b is not None:
+                g_b += g_z.sum(0).to(g_b.dtype)
+            values.append(v.detach())
+        out = torch.cat(values)  # [N, k]
+        ctx.grads = (g_h, g_w, g_b)
+        ctx.mark_non_differentiable(out)
+        return (out.mean(0) * w.new_tensor(weights)).sum(), out
+
+    @staticmethod
+    def backward(ctx: Any, g_loss: Tensor, g_values: Any) -> tuple[Tensor | None, ...]:
+        g_h, g_w, g_b = ctx.grads
+        del ctx.grads
+        scale = [None if g is None else g * g_loss.to(g.dtype) for g in (g_h, g_w, g_b)]
+        return (*scale, None, None, None, None, None, None)
 
 
 def _chunk(
     spec: _ChunkSpec, hs: Tensor, ws: Tensor, bs: Tensor | None, ht: Tensor, wt: Tensor, bt: Tensor | None, y: Any
 ) -> Tensor:
     """One chunk: hs [c, Hs], ht [c, Ht] -> [c, 1] divergence (or [c, 2] with the CE of labels y [c])."""
-    z_s = _project(hs, ws, bs)  # [c, V]
+    return _chunk_values(spec, _project(hs, ws, bs), ht, wt, bt, y)
+
+
+def _chunk_values(spec: _ChunkSpec, z_s: Tensor, ht: Tensor, wt: Tensor, bt: Tensor | None, y: Any) -> Tensor:
+    """One chunk from the student's logits z_s [c, V]: [c, 1] divergence (or [c, 2] with the CE)."""
     with torch.no_grad():
         z_t = _project(ht, wt, bt)  # [c, Vt]
         neg_t = bool(torch.isneginf(z_t).any())
-    neg_s = bs is not None and bool(torch.isneginf(bs).any())
+    neg_s = bool(torch.isneginf(z_s).any())
     log_q = _k._log_probs(z_s, spec.temperature, spec.dtype, neg_s or neg_t)  # [c, V]
     log_p = _k._log_probs(z_t, spec.temperature, spec.dtype, neg_s or neg_t)  # [c, Vt]
     del z_t

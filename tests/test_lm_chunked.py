@@ -72,16 +72,27 @@ def test_token_losses_give_the_cross_entropy_too(temperature):
     hs, ws, bs, ht, wt, bt, mask = _inputs(5)
     labels = torch.randint(0, V, (B, L), generator=torch.Generator().manual_seed(1))
     labels[~mask] = -100
-    div, ce = hidden_token_losses(
-        hs, (ws, bs), ht, (wt, bt), "jsd", labels=labels, temperature=temperature, chunk_rows=3
+    loss, div, ce = hidden_token_losses(
+        hs,
+        (ws, bs),
+        ht,
+        (wt, bt),
+        "jsd",
+        labels=labels,
+        div_weight=2.0,
+        ce_weight=0.5,
+        temperature=temperature,
+        chunk_rows=3,
     )
-    g_got = torch.autograd.grad(div + 0.5 * ce, (hs, ws, bs))
+    assert not div.requires_grad and not ce.requires_grad  # the parts are for logging
+    g_got = torch.autograd.grad(loss, (hs, ws, bs))
     zs = F.linear(hs, ws, bs)
     ref_div = divergence_loss(zs, F.linear(ht, wt, bt), "jsd", mask=mask, temperature=temperature)
     ref_ce = F.cross_entropy(zs.reshape(-1, V), labels.reshape(-1), ignore_index=-100)
-    g_ref = torch.autograd.grad(ref_div + 0.5 * ref_ce, (hs, ws, bs))
-    torch.testing.assert_close(div, ref_div, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ce, ref_ce, rtol=1e-12, atol=1e-12)
+    g_ref = torch.autograd.grad(2.0 * ref_div + 0.5 * ref_ce, (hs, ws, bs))
+    torch.testing.assert_close(loss, 2.0 * ref_div + 0.5 * ref_ce, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(div, ref_div.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ce, ref_ce.detach(), rtol=1e-12, atol=1e-12)
     for a, b in zip(g_got, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 

@@ -43,13 +43,15 @@ def chunked_token_loss(
     with torch.no_grad():
         t_hidden, t_weight, t_bias = teacher.hidden_and_head(x)  # [B, L, Ht], [V, Ht], [V] | None
     s_hidden, s_weight, s_bias = student.hidden_and_head(x)  # [B, L, Hs], [V, Hs], [V] | None
-    div, ce = hidden_token_losses(
+    loss, div, ce = hidden_token_losses(
         s_hidden,
         (s_weight, s_bias),
         t_hidden,
         (t_weight, t_bias),
         p["kind"],
         labels=y.to(s_hidden.device),
+        div_weight=term.weight,
+        ce_weight=ce_weight,
         temperature=p["temperature"],
         beta=p["beta"],
         alpha=p["alpha"],
@@ -57,10 +59,8 @@ def chunked_token_loss(
         chunk_rows=chunk_rows,
     )
     comps = {p["kind"]: div}
-    loss = term.weight * div
     if ce_weight > 0:
         comps["ce"] = ce
-        loss = loss + ce_weight * ce
     return loss, comps
 
 

@@ -355,10 +355,14 @@ class _Job:
     def _teacher_batch(self, idx: Tensor, x: Tensor) -> tuple[Tensor, dict]:
         if self.cache is not None:
             return self.cache.get(idx)
-        if self._check_teacher_mode:  # evidence for the doctor: the mode the teacher really ran in
+        self._note_teacher_mode()
+        return compute_teacher_outputs(self.teacher, x, self.t_layers)  # inside run()'s eval scope
+
+    def _note_teacher_mode(self) -> None:
+        """Evidence for the doctor, once per epoch: the mode the teacher really ran in."""
+        if self._check_teacher_mode:
             self._check_teacher_mode = False
             self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
-        return compute_teacher_outputs(self.teacher, x, self.t_layers)  # inside run()'s eval scope
 
     def _train_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.cfg.epochs):
@@ -411,6 +415,7 @@ class _Job:
         job's precision; chunk by chunk from hidden states when ``self.chunked``."""
         with autocast(self.cfg.precision, self.device):
             if self.chunked:
+                self._note_teacher_mode()
                 x, y = self.train_x[idx], self.train_y[idx]
                 loss, comps = chunked_token_loss(self.student, self.teacher, x, y, self.terms[0], self.ce_weight)
                 return loss, comps, 0.0  # the teacher side ran under no_grad
