@@ -126,6 +126,18 @@ def _peak_bytes(device: str, reset: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _rest_bytes(device: str) -> int:
+    """Memory held between steps (weights, gradients, Adam state, the runtime): VmRSS, or CUDA allocated."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.memory_allocated())
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def child(variant: str, args: argparse.Namespace) -> dict:
     """One variant: build, warm up one step, reset the peak, time ``args.steps`` steps."""
     import torch
@@ -151,6 +163,7 @@ def child(variant: str, args: argparse.Namespace) -> dict:
 
     step()  # warm-up: kernels chosen, Adam state allocated
     reset = _reset_peak(device)
+    rest = _rest_bytes(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     start = time.perf_counter()
@@ -161,6 +174,7 @@ def child(variant: str, args: argparse.Namespace) -> dict:
         "variant": variant,
         "tokens_per_s": args.steps * args.batch * args.seq / seconds,
         "peak_bytes": _peak_bytes(device, reset),
+        "rest_bytes": rest,
         "loss": losses[-1],
         "teacher_params": sum(p.numel() for p in teacher.parameters()),
         "student_params": sum(p.numel() for p in student.parameters()),
@@ -251,9 +265,12 @@ def report(args: argparse.Namespace, gpu: bool) -> int:
     )
     for r in (plain, bench):
         print(
-            f"  {r['variant']:<9} {r['tokens_per_s']:9.1f} tokens/s   peak {r['peak_bytes'] / mib:8.0f} MiB   loss {r['loss']:.3f}"
+            f"  {r['variant']:<9} {r['tokens_per_s']:9.1f} tokens/s   peak {r['peak_bytes'] / mib:6.0f} MiB "
+            f"(between steps {r['rest_bytes'] / mib:6.0f} MiB)   loss {r['loss']:.3f}"
         )
     print(f"peak memory ratio (workbench/plain) {bench['peak_bytes'] / plain['peak_bytes']:.2f} (goal <= 0.5)")
+    step_mem = (bench["peak_bytes"] - bench["rest_bytes"]) / max(1, plain["peak_bytes"] - plain["rest_bytes"])
+    print(f"  of which the step's own memory (peak - between steps), workbench/plain {step_mem:.2f}")
     goal = 1.3 if gpu else 1.0
     print(
         f"tokens/s ratio {bench['tokens_per_s'] / plain['tokens_per_s']:.2f} (goal >= {goal} {'GPU' if gpu else 'CPU'})"
