@@ -10,6 +10,10 @@ trained or mutated. Same config and seed give identical metrics on CPU: the data
 comes from a generator seeded by (seed, e), dropout from the global generator seeded once and
 saved with each epoch's resume state, so a resumed run continues exactly where it stopped.
 
+Memory and speed options (performance.py: precision, grad_accum, grad_checkpointing,
+attn_implementation; lm_step.py: the chunked token objective; lm_eval.py: streamed causal-LM
+validation and probes) act on the job's own copies only.
+
 Pieces live beside it: prepare.py (checks and the step plan, `prepare_run` -> `PreparedRun`),
 resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
 (validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat).
