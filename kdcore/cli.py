@@ -51,7 +51,11 @@ _FLAG_FIELDS = (
     "student_init",
     "student_layers",
     "layer_rule",
+    "precision",
+    "grad_accum",
+    "attn_implementation",
 )
+_BOOL_FLAG_FIELDS = ("grad_checkpointing", "lm_chunked")  # --x / --no-x
 # flags that fill JobConfig.data_options (the keyword names of kdcore.data.load_hf_text)
 _DATA_OPTION_FLAGS = {
     "context_length": "context_length",
@@ -113,6 +117,7 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
     _add_own_pair_flags(p)
+    _add_speed_flags(p)
     p.add_argument(
         "--loss-schedule",
         dest="loss_schedule",
@@ -169,6 +174,32 @@ def _data_options(cfg: JobConfig, args: argparse.Namespace) -> dict[str, Any] | 
     return {**cfg.data_options, **given}
 
 
+def _add_speed_flags(p: argparse.ArgumentParser) -> None:
+    """Memory and speed options (kdcore.jobs.performance)."""
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast with float32 weights and loss")
+    p.add_argument("--grad-accum", dest="grad_accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument(
+        "--grad-checkpointing",
+        dest="grad_checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute the student's activations in backward (Hugging Face models)",
+    )
+    p.add_argument(
+        "--attn-implementation",
+        dest="attn_implementation",
+        choices=("auto", "eager", "sdpa"),
+        help="auto: sdpa unless the objective needs attention weights",
+    )
+    p.add_argument(
+        "--lm-chunked",
+        dest="lm_chunked",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="token divergences from hidden states chunk by chunk (default on; --no-lm-chunked: full logits)",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> JobConfig:
     """The config file (if any) with the flags given on top."""
     cfg = JobConfig.load(args.config) if args.config else JobConfig()
@@ -182,6 +213,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         changes["data_options"] = options
     if getattr(args, "loss_schedule", None):
         changes["schedules"] = _schedules_from_flags(cfg.schedules, args.loss_schedule)
+    changes.update({k: getattr(args, k) for k in _BOOL_FLAG_FIELDS if getattr(args, k, None) is not None})
     items = getattr(args, "param", []) or []
     if not items:
         return _absolute_paths(with_source_label(replace(cfg, **changes)))

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdcore.adapters.heads import hidden_before_head, logit_transform_problem, output_head, run_until_head
 from kdcore.hooks import capture_features, resolve_layers, strip_capture_hooks
 
 KINDS = ("classifier", "causal_lm", "encoder")
@@ -350,6 +351,35 @@ class ModelAdapter:
                 if i >= warmup:
                     times.append(time.perf_counter() - start)
         return statistics.median(times)
+
+    # ---- final hidden states and output head (kdcore.lm_chunked) ----------------------------------
+    def hidden_head_problem(self) -> str | None:
+        """Why ``hidden_and_head`` cannot serve this model (None when it can)."""
+        if self.kind != "causal_lm":
+            return f"{self.name} is a {self.kind}: hidden states and an output head are read from causal LMs only."
+        if output_head(self.model) is None:
+            return (
+                f"{self.name} has no output head the workbench can find (get_output_embeddings(), or an "
+                f"nn.Linear named lm_head/unembed/head/output); the full logits are used."
+            )
+        return logit_transform_problem(self.model)
+
+    def hidden_and_head(self, inputs: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(final hidden states [B, L, H], head weight [V, H], head bias [V] or None), logits never built.
+
+        The graph is kept and the train/eval and grad modes are the caller's (as ``forward_features``).
+        The head's input is captured by a pre-hook that stops the forward pass (``kdcore.adapters.heads``).
+        Raises ValueError (``hidden_head_problem``) for a model whose logits are not head(hidden).
+        """
+        problem = self.hidden_head_problem()
+        if problem is not None:
+            raise ValueError(problem)
+        head = output_head(self.model)
+        assert head is not None  # hidden_head_problem said so
+        prepared = self._prepare(inputs)
+        with hidden_before_head(head) as seen:
+            run_until_head(lambda: self._run(prepared))
+        return seen["hidden"], head.weight, head.bias
 
     # ---- copies ---------------------------------------------------------------------------------
     def _with_model(self, model: nn.Module) -> ModelAdapter:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter
 from kdcore.adapters.gguf_files import is_gguf_path
+from kdcore.adapters.heads import output_head
 from kdcore.adapters.hf_files import check_model_dir
 
 HF_KINDS = {"causal_lm": "causal_lm", "sequence_classification": "classifier", "encoder": "encoder"}
@@ -82,6 +83,25 @@ class HFAdapter(ModelAdapter):
         if not atts or any(a is None for a in atts):
             return None  # an attention implementation that does not return weights
         return list(atts)
+
+    def hidden_and_head(self, inputs: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The base model's last hidden state [B, L, H] and ``get_output_embeddings()``'s weight and bias.
+
+        Runs ``model.base_model`` (no KV cache), so the head never runs; the graph and modes are the caller's.
+        """
+        problem = self.hidden_head_problem()
+        if problem is not None:
+            raise ValueError(problem)
+        base = getattr(self.model, "base_model", None)
+        if not isinstance(base, nn.Module) or base is self.model:
+            return super().hidden_and_head(inputs)
+        prepared = self._prepare(inputs)
+        if getattr(getattr(base, "config", None), "use_cache", None) is not None:
+            prepared = dict(prepared, use_cache=False)
+        hidden = base(**prepared).last_hidden_state  # [B, L, H]
+        head = output_head(self.model)
+        assert head is not None  # hidden_head_problem said so
+        return hidden, head.weight, head.bias
 
     def _config_output_size(self) -> int | None:
         if self.kind == "causal_lm":

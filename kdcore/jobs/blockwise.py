@@ -169,7 +169,9 @@ class BlockwiseJob(_Job):
         vals = torch.stack([loss.detach().float(), *(v.detach().float() for v in parts.values())]).tolist()
         if not all(v == v and abs(v) != float("inf") for v in vals):
             raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN or infinite", self.cfg)
-        lr = self._optimise(loss)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = self._optimise()
         return dict(zip(["loss", *parts], vals)), {"lr": lr}
 
     def _evaluate(self) -> dict[str, float]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kdcore.jobs.perf_options import option_problems
 from kdcore.jobs.schedules import schedule_problems
 from kdcore.methods import (
     ALIASES,  # noqa: F401  (re-exported: {alias: method}, always current)
@@ -105,6 +106,11 @@ class JobConfig:
     teacher_cache: bool = False  # compute teacher outputs once per dataset and reuse them
     cache_top_k: int | None = None  # keep the top-k teacher logits per position (large vocabularies)
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast; float32 weights and loss arithmetic)
+    grad_accum: int = 1  # micro-batches per optimizer step (each batch split into this many)
+    grad_checkpointing: bool = False  # Hugging Face students: recompute activations in backward
+    attn_implementation: str = "auto"  # "auto" (sdpa unless attentions are needed) | "eager" | "sdpa"
+    lm_chunked: bool = True  # causal-LM token objectives from hidden states, chunk by chunk
     name: str = ""  # free label shown in run lists
     # a user's own Hugging Face pair (used instead of `pair` when `teacher` is set; see kdcore.jobs.pair_source)
     teacher: str = ""  # the teacher's Hugging Face model directory (or a .gguf file)
@@ -205,7 +211,7 @@ class JobConfig:
     # ---- validation ----------------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Every problem with this configuration, in plain English (empty when valid)."""
-        return self._objective_problems() + self._training_problems() + self._source_problems()
+        return self._objective_problems() + self._training_problems() + self._source_problems() + option_problems(self)
 
     def _objective_problems(self) -> list[str]:
         """Problems with the pair, the objective, its parameters and its terms."""

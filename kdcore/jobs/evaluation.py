@@ -87,7 +87,12 @@ def probe_metrics(
     student: ModelAdapter, teacher: ModelAdapter, x: Tensor, y: Tensor, task: str, terms: list[LossTerm]
 ) -> dict[str, float]:
     """CKA of the student's layers to the teacher's, and the divergence components, on a probe batch
-    x [n, ...] with targets y. The student is left in train mode, the teacher in its own mode."""
+    x [n, ...] with targets y. The student is left in train mode, the teacher in its own mode.
+    A causal LM's probe streams over a few sequences at a time (``lm_eval.lm_probe_metrics``)."""
+    if task == "causal_lm":
+        from kdcore.jobs.lm_eval import lm_probe_metrics
+
+        return lm_probe_metrics(student, teacher, x, y, terms)
     out: dict[str, float] = {}
     s_names, t_names = list(student.default_layers()), list(teacher.default_layers())
     student.model.eval()
@@ -102,10 +107,15 @@ def probe_metrics(
     return out
 
 
+def probe_temperature(terms: list[LossTerm]) -> float:
+    """The probes' temperature: the first term's that has one, else 1."""
+    return next((float(term.params["temperature"]) for term in terms if "temperature" in term.params), 1.0)
+
+
 def divergence_probe(task: str, s: Tensor, t: Tensor, y: Tensor, terms: list[LossTerm]) -> dict[str, float]:
     """KL and its decompositions between student and teacher on the probe batch (T of the job's first
     term, else 1)."""
-    T = next((float(term.params["temperature"]) for term in terms if "temperature" in term.params), 1.0)
+    T = probe_temperature(terms)
     out: dict[str, float] = {}
     if task == "causal_lm":
         from kdcore.divergences import divergence_loss

@@ -13,6 +13,7 @@ from kdcore.data.base import SplitData
 from kdcore.jobs.config import JobConfig, LossTerm
 from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_problems, needs_attention
 from kdcore.jobs.pair_source import pair_for_config
+from kdcore.jobs.performance import run_problems
 from kdcore.jobs.resolve import resolve_device
 from kdcore.jobs.strategy_jobs import prepare_strategy
 from kdcore.jobs.teacher_cache import tensor_fingerprint
@@ -97,6 +98,16 @@ def _check_attentions(config: JobConfig, pair: Pair, inputs: torch.Tensor) -> No
         raise _misfit(config, problems)
 
 
+def _check_options(config: JobConfig, pair: Pair, device: torch.device, terms: list[LossTerm]) -> None:
+    """Refuses memory and speed options the device or the pair cannot honour (kdcore.jobs.performance)."""
+    problems = run_problems(config, pair.student, pair.teacher, device, needs_attention(terms))
+    if problems:
+        raise ValueError(
+            "The job's precision/attention/checkpointing options do not fit:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
 def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     """Validate the config and its fit to the pair without training; returns what the run needs.
 
@@ -116,6 +127,7 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     terms = config.resolved_terms()
     s_layers, t_layers = feature_layers(terms)
     _check_fit(config, pair, ds.task)
+    _check_options(config, pair, device, terms)
     train, val = ds.split("train"), ds.split("val")
     terms, s_layers = prepare_strategy(config, pair, ds.task, train.inputs, terms, s_layers)  # byot, education
     if s_layers:

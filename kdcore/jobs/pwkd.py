@@ -118,12 +118,11 @@ class PWKDJob(_Job):
         self.stage_steps = max(1, min(end * self.spe, self.total_steps) - self.stage_first)
         return super()._train_epoch(epoch)
 
-    def _optimise(self, loss: Tensor) -> float:
+    def _optimise(self) -> float:
+        """One optimizer step on the accumulated gradients at the stage's learning rate (restarted per stage)."""
         lr = stage_lr(self.cfg.lr, self.step - self.stage_first, self.stage_steps)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
         if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.opt.step()

@@ -11,6 +11,10 @@ adapters are never trained or mutated. Same config and seed give identical metri
 comes from a generator seeded by (seed, e), dropout from the global generator seeded once and
 saved with each epoch's resume state, so a resumed run continues exactly where it stopped.
 
+Memory and speed options (performance.py: precision, grad_accum, grad_checkpointing,
+attn_implementation; lm_step.py: the chunked token objective; lm_eval.py: streamed causal-LM
+validation and probes) act on the job's own copies only.
+
 Pieces live beside it: prepare.py (checks and the step plan, `prepare_run` -> `PreparedRun`),
 resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
 (validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat),
@@ -37,16 +41,17 @@ from kdcore.jobs.evaluation import (
     _batched_logits,
     forward_with_attentions,
     probe_metrics,
-    teacher_metrics,
-    validation_metrics,
 )
 from kdcore.jobs.lease import Lease
+from kdcore.jobs.lm_eval import student_validation, teacher_validation
+from kdcore.jobs.lm_step import chunked_problem, chunked_token_loss, probe_head_matches
 from kdcore.jobs.objectives import (
     StepTensors,
     build_projectors,
     compute_loss,
     needs_attention,
 )
+from kdcore.jobs.performance import autocast, configure_models, split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, JobInterrupted, Reporter
 from kdcore.jobs.resolve import (
@@ -73,7 +78,6 @@ from kdcore.jobs.strategy_jobs import job_class
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
 from kdcore.methods import get_method
 from kdcore.methods.embedding import POOLED_PROJECTOR
-from kdcore.metrics import accuracy
 from kdcore.pairs import Pair
 
 _RESUME_EVERY_S = 5.0  # resume state is saved at an epoch end at most this often (and at the last)
@@ -265,9 +269,11 @@ class _Job:
         self._check_teacher_mode = True
         torch.manual_seed(config.seed)
         self.teacher, self.student = _place_models(prep.pair, config, self.device)
+        self.teacher, self.student = configure_models(config, self.teacher, self.student, self.need_attn)
         self.train_x, self.train_y = prep.train.inputs.to(self.device), prep.train.targets.to(self.device)
         mask = prep.train.extras.get("attention_mask")  # [N, L] of padded token data (HF text), else None
         self.train_mask = None if mask is None else mask.to(self.device)
+        self.chunked = self._use_chunked()
         self.val_x, self.val_y = prep.val.inputs.to(self.device), prep.val.targets.to(self.device)
         self.projectors = self._build_projectors()
         self.params = list(self.student.model.parameters()) + list(self.projectors.parameters())
@@ -275,8 +281,7 @@ class _Job:
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
         self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
-        with eval_mode(self.teacher.model):
-            self.teacher_val = _batched_logits(self.teacher, self.val_x, self.device)
+        self.teacher_val = teacher_validation(self.teacher, self.val_x, self.val_y, self.task, self.device)
         if resume:
             self._load_resume()
         else:
@@ -285,7 +290,16 @@ class _Job:
     def _initial_metrics(self) -> dict[str, float]:
         """The epoch-0 row: the teacher's validation metrics and the student's before its first step
         (val_loss, val_acc, val_agreement), so every run shows its before/after."""
-        return {**teacher_metrics(self.task, self.teacher_val, self.val_y), **self._evaluate()}
+        return {**self.teacher_val.metrics, **self._evaluate()}
+
+    def _use_chunked(self) -> bool:
+        """Whether the token objective runs chunk by chunk from hidden states (kdcore.jobs.lm_step)."""
+        if not self.cfg.lm_chunked:
+            return False
+        problem = chunked_problem(
+            self.task, self.terms, teacher_cache=self.cfg.teacher_cache, student=self.student, teacher=self.teacher
+        )
+        return problem is None and probe_head_matches(self.student, self.teacher, self.train_x[:1, :8])
 
     def _build_projectors(self) -> nn.ModuleDict:
         """Projectors from student to teacher feature widths, sized by a probe pass on 2 samples."""
@@ -394,10 +408,14 @@ class _Job:
     def _teacher_batch(self, idx: Tensor, x: Tensor) -> tuple[Tensor, dict]:
         if self.cache is not None:
             return self.cache.get(idx)
-        if self._check_teacher_mode:  # evidence for the doctor: the mode the teacher really ran in
+        self._note_teacher_mode()
+        return compute_teacher_outputs(self.teacher, x, self.t_layers)  # inside run()'s eval scope
+
+    def _note_teacher_mode(self) -> None:
+        """Evidence for the doctor, once per epoch: the mode the teacher really ran in."""
+        if self._check_teacher_mode:
             self._check_teacher_mode = False
             self._teacher_training = float(any(m.training for m in self.teacher.model.modules()))
-        return compute_teacher_outputs(self.teacher, x, self.t_layers)  # inside run()'s eval scope
 
     def _train_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.cfg.epochs):
@@ -452,27 +470,49 @@ class _Job:
                 batch.teacher_attn = forward_with_attentions(self.teacher, x)[1]
         return batch
 
+    def _micro_loss(self, idx: Tensor, terms: list, ce_weight: float) -> tuple[Tensor, dict[str, Tensor], float]:
+        """(loss, components, 1.0 if the teacher's logits carried a graph) of one micro-batch, in the
+        job's precision; chunk by chunk from hidden states when ``self.chunked``."""
+        with autocast(self.cfg.precision, self.device):
+            if self.chunked:
+                self._note_teacher_mode()
+                x, y = self.train_x[idx], self.train_y[idx]
+                loss, comps = chunked_token_loss(self.student, self.teacher, x, y, terms[0], ce_weight)
+                return loss, comps, 0.0  # the teacher side ran under no_grad
+            batch = self._step_tensors(idx)
+            try:
+                loss, comps = compute_loss(terms, ce_weight, batch)
+            except ValueError:
+                if not bool(torch.isfinite(batch.student_logits.detach()).all()):
+                    raise _NonFiniteLoss(
+                        self.step + 1, self.epoch, "NaN or infinite (the student's logits were)", self.cfg
+                    ) from None
+                raise
+        return loss, comps, float(batch.teacher_logits.requires_grad)
+
     def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
-        """One optimiser step; returns (loss components, other per-step values)."""
-        batch = self._step_tensors(idx)
+        """One optimiser step over ``grad_accum`` micro-batches (each loss × its share of the batch), with
+        the job's schedules applied; returns (loss components, other per-step values)."""
+        self.opt.zero_grad(set_to_none=True)
         terms, ce_weight, logged = self._scheduled()
-        try:
-            loss, comps = compute_loss(terms, ce_weight, batch)
-        except ValueError:
-            if not bool(torch.isfinite(batch.student_logits.detach()).all()):
-                raise _NonFiniteLoss(
-                    self.step + 1, self.epoch, "NaN or infinite (the student's logits were)", self.cfg
-                ) from None
-            raise
-        names = ["loss", *comps]
-        vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]).tolist()
-        if not math.isfinite(vals[0]):
-            raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(vals[0]) else "infinite", self.cfg)
-        lr = self._optimise(loss)
+        totals: Tensor | None = None
+        names: list[str] = []
+        teacher_grad = 0.0
+        for part, share in split_batch(idx, self.cfg.grad_accum):
+            loss, comps, t_grad = self._micro_loss(part, terms, ce_weight)
+            names, teacher_grad = ["loss", *comps], max(teacher_grad, t_grad)
+            vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]) * share
+            first = float(vals[0])
+            if not math.isfinite(first):
+                raise _NonFiniteLoss(self.step + 1, self.epoch, "NaN" if math.isnan(first) else "infinite", self.cfg)
+            totals = vals if totals is None else totals + vals
+            (loss * share).backward()
+        assert totals is not None  # a step has at least one sample
+        lr = self._optimise()
         extras = {"lr": lr, **logged}
         if self.step == 1:
-            extras["teacher_logits_grad"] = float(batch.teacher_logits.requires_grad)
-        return dict(zip(names, vals)), extras
+            extras["teacher_logits_grad"] = teacher_grad
+        return dict(zip(names, totals.tolist())), extras
 
     def _scheduled(self) -> tuple[list, float, dict[str, float]]:
         """(terms, ce_weight) of this step with the job's schedules applied, and what the step logs:
@@ -485,13 +525,11 @@ class _Job:
             logged["sched_pool"] = float(self.pool.size(self.step))
         return terms, ce_weight, logged
 
-    def _optimise(self, loss: Tensor) -> float:
-        """Backward pass and one optimizer step at the scheduled learning rate; returns that rate."""
+    def _optimise(self) -> float:
+        """One optimizer step on the accumulated gradients at the scheduled learning rate; returns that rate."""
         lr = self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg.schedule, self.cfg.warmup_steps)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
         if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.opt.step()
@@ -500,11 +538,10 @@ class _Job:
 
     # -- epoch end: validation, checkpoints, resume state --
     def _evaluate(self) -> dict[str, float]:
-        self.student.model.eval()
-        with torch.no_grad():
-            logits = _batched_logits(self.student, self.val_x, self.device)
         proj = self.projectors[POOLED_PROJECTOR] if POOLED_PROJECTOR in self.projectors else None
-        return validation_metrics(self.task, logits, self.val_y, self.teacher_val, proj)
+        return student_validation(
+            self.student, self.val_x, self.val_y, self.task, self.teacher_val, self.device, projector=proj
+        )
 
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
@@ -619,8 +656,9 @@ class _Job:
             )
         if self.train_time > 0:
             s["steps_per_s"] = self.step / self.train_time if self.step else 0.0
-        if self.task != "encoder":  # an encoder task has no labels to be accurate on
-            s["teacher_val_acc"] = accuracy(self.teacher_val, self.val_y, task=self.task)
+        if "teacher_val_acc" in self.teacher_val.metrics:  # an encoder task has no labels to be accurate on
+            s["teacher_val_acc"] = self.teacher_val.metrics["teacher_val_acc"]
         if self.cache is not None:
             s["cache_mass_kept"] = self.cache.mass_kept
+        s["lm_chunked"] = float(self.chunked)
         return s
