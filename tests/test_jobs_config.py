@@ -89,8 +89,14 @@ def test_objective_parameters_are_checked():
     assert any("terms" in p for p in JobConfig(objective="sum").problems())
     assert any("terms[0].name" in p for p in JobConfig(objective="sum", terms=[{"name": "nope"}]).problems())
     assert JobConfig(objective="sum", terms=[{"name": "kd", "weight": 1.0, "params": {}}]).problems() == []
+    from kdcore.methods import get_method
+
+    needs_layers = {"feature_l2", "at", "mgd", "famkd"}  # a required layer map: no default config
+    assert needs_layers == {
+        o for o in OBJECTIVES if o != "sum" and get_method(o).takes("layers") and get_method(o).param("layers").required
+    }
     for obj in OBJECTIVES:
-        if obj not in ("sum", "feature_l2", "at"):
+        if obj not in ("sum", *needs_layers):
             assert JobConfig(objective=obj).problems() == [], obj
 
 
