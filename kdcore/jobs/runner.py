@@ -78,6 +78,8 @@ from kdcore.pairs import Pair
 
 _RESUME_EVERY_S = 5.0  # resume state is saved at an epoch end at most this often (and at the last)
 _SEED_MOD = 2**63  # derived seeds stay in the range torch's generators take
+TRAIN_PROBE = 512  # the first training samples scored at each epoch end (train_acc, train_agreement)
+TRAIN_PROBE_SEQUENCES = 64  # ... sequences, for language models (logits are [N, L, V])
 
 __all__ = [
     "JobCancelled",
@@ -272,6 +274,8 @@ class _Job:
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
         with eval_mode(self.teacher.model):
             self.teacher_val = _batched_logits(self.teacher, self.val_x, self.device)
+            n_fit = TRAIN_PROBE_SEQUENCES if prep.task == "causal_lm" else TRAIN_PROBE
+            self.teacher_train = _batched_logits(self.teacher, self.train_x[:n_fit], self.device)
         if resume:
             self._load_resume()
         else:
@@ -279,8 +283,8 @@ class _Job:
 
     def _initial_metrics(self) -> dict[str, float]:
         """The epoch-0 row: the teacher's validation metrics and the student's before its first step
-        (val_loss, val_acc, val_agreement), so every run shows its before/after."""
-        return {**teacher_metrics(self.task, self.teacher_val, self.val_y), **self._evaluate()}
+        (val_loss, val_acc, val_agreement; train_acc, train_agreement), so every run shows its before/after."""
+        return {**teacher_metrics(self.task, self.teacher_val, self.val_y), **self._evaluate(), **self._train_fit()}
 
     def _build_projectors(self) -> nn.ModuleDict:
         """Projectors from student to teacher feature widths, sized by a probe pass on 2 samples."""
@@ -501,9 +505,21 @@ class _Job:
         proj = self.projectors[POOLED_PROJECTOR] if POOLED_PROJECTOR in self.projectors else None
         return validation_metrics(self.task, logits, self.val_y, self.teacher_val, proj)
 
+    def _train_fit(self) -> dict[str, float]:
+        """train_acc and train_agreement (with the teacher) on the first TRAIN_PROBE training samples, in
+        eval mode: with val_acc, the evidence of overfitting to the teacher (doctor check overfit.teacher)."""
+        if self.task == "encoder":  # no labels, no top-1 to agree on
+            return {}
+        n = self.teacher_train.shape[0]
+        with torch.no_grad():
+            logits = _batched_logits(self.student, self.train_x[:n], self.device)
+        scores = validation_metrics(self.task, logits, self.train_y[:n], self.teacher_train)
+        return {"train_acc": scores["val_acc"], "train_agreement": scores["val_agreement"]}
+
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
         values.update(self._evaluate())
+        values.update(self._train_fit())  # after _evaluate: the student is in eval mode
         values["teacher_training"] = self._teacher_training  # 1 if it ran in train mode during the epoch
         self._check_teacher_mode = True
         values["teacher_params_with_grad"] = float(sum(p.grad is not None for p in self.teacher.model.parameters()))
