@@ -113,10 +113,10 @@ def check_floor(base: JobConfig, pair: Any) -> None:
         try:
             prepare_run(cfg, pair)
         except ValueError as exc:
-            raise InvalidParameterError(f"The plan cannot run on pair {base.pair!r}: {exc}") from None
+            raise InvalidParameterError(f"The experiment cannot run on pair {base.pair!r}: {exc}") from None
 
 
-def _sweepable(base: JobConfig) -> None:
+def check_sweepable(base: JobConfig) -> None:
     from kdcore.methods import all_methods
 
     obj = ALIASES.get(base.objective, base.objective)
@@ -202,7 +202,7 @@ def prepare_plan(spec: PlanSpec) -> tuple[PlanSpec, JobConfig, Any]:
 
     spec = spec.checked()
     base = recipe_base(spec.pair, spec.budget)
-    _sweepable(base)
+    check_sweepable(base)
     lam = spec.lam if spec.lam is not None else (base.lam if base.lam is not None else DEFAULT_LAM)
     spec = replace(spec, lam=lam_value(lam, what="The T sweep's λ"))
     try:
