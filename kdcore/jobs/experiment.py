@@ -123,8 +123,9 @@ def check_sweepable(base: JobConfig) -> None:
     both = [m.name for m in all_methods() if m.takes("temperature") and m.takes("lam")]
     if obj not in both:
         raise InvalidParameterError(
-            f"The plan sweeps T and λ, so its objective must take both ({', '.join(both)}). The pair "
-            f"{base.pair!r}'s recipe uses {base.objective!r}; pick a pair whose recipe is kd."
+            f"This experiment sweeps T and λ, so its objective must take both ({', '.join(both)}). The pair "
+            f"{base.pair!r}'s recipe uses {base.objective!r}; pick a pair whose recipe uses one of those "
+            f"(digits, shapes)."
         )
 
 
