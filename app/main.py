@@ -50,6 +50,7 @@ PAGES = {
     "Train & diagnose": [
         _page("distill", "Distill", "science"),
         _page("doctor", "Doctor", "medical_services"),
+        _page("experiments", "Experiments", "experiment"),
     ],
 }
 

@@ -21,6 +21,7 @@ from kdcore.validation import InvalidParameterError
 
 RULE_METRICS = ("best", "final")  # the best epoch's validation metric, or the last epoch's
 RULE_TIES = ("lower", "higher")  # which sweep value a tie goes to
+TIE_EPS = 1e-12  # means this close are equal (the same accuracies summed in another order differ in the last bit)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class SelectionRule:
                 "cancelled. Look at the runs' errors (`python -m kdcore runs list`) and run the experiment again."
             )
         best = min(means.values()) if lower_better else max(means.values())
-        tied = [v for v, m in means.items() if abs(m - best) <= self.tolerance]
+        tied = [v for v, m in means.items() if abs(m - best) <= self.tolerance + TIE_EPS]
         return min(tied) if self.ties == "lower" else max(tied)
 
     def to_dict(self) -> dict:
