@@ -48,12 +48,27 @@ def plan_curves(report: dict) -> go.Figure:
             x = c["epoch"] + c["epoch"][::-1]
             y = list(mean + np.nan_to_num(std)) + list((mean - np.nan_to_num(std))[::-1])
             fig.add_trace(
-                go.Scatter(x=x, y=y, fill="toself", line={"width": 0}, fillcolor=colour, opacity=0.15,
-                           hoverinfo="skip", showlegend=False, legendgroup=variant)
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    fill="toself",
+                    line={"width": 0},
+                    fillcolor=colour,
+                    opacity=0.15,
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=variant,
+                )
             )
         fig.add_trace(
-            go.Scatter(x=c["epoch"], y=mean, mode="lines", name=variant, legendgroup=variant,
-                       line={"color": colour, "width": 2.5 if variant.startswith("floor") else 1.5})
+            go.Scatter(
+                x=c["epoch"],
+                y=mean,
+                mode="lines",
+                name=variant,
+                legendgroup=variant,
+                line={"color": colour, "width": 2.5 if variant.startswith("floor") else 1.5},
+            )
         )
     metric = report.get("metric", "val_acc")
     return finish(fig, title=f"{metric} per epoch (mean over seeds, band ± 1 std)", x="epoch", y=metric, height=380)
@@ -64,7 +79,11 @@ def _interval_trace(rows: list[dict], x: list, name: str, colour: str) -> go.Sca
     up = [_num(r["score_high"]) - m for r, m in zip(rows, mean)]
     down = [m - _num(r["score_low"]) for r, m in zip(rows, mean)]
     return go.Scatter(
-        x=x, y=mean, mode="lines+markers", name=name, line={"color": colour},
+        x=x,
+        y=mean,
+        mode="lines+markers",
+        name=name,
+        line={"color": colour},
         error_y={"type": "data", "array": up, "arrayminus": down, "visible": True},
     )
 
@@ -87,13 +106,25 @@ def sweep_figure(report: dict) -> go.Figure:
         won = report["chosen"].get(key)
         if won:
             fig.add_trace(
-                go.Scatter(x=[won["value"]], y=[won["score_mean"]], mode="markers", name=f"chosen {label}",
-                           marker={"symbol": "star", "size": 16, "color": "black"}),
-                row=1, col=col,
+                go.Scatter(
+                    x=[won["value"]],
+                    y=[won["score_mean"]],
+                    mode="markers",
+                    name=f"chosen {label}",
+                    marker={"symbol": "star", "size": 16, "color": "black"},
+                ),
+                row=1,
+                col=col,
             )
         if floor is not None and floor["score_mean"] is not None:
-            fig.add_hline(y=floor["score_mean"], line={"color": BASELINE, "dash": "dash"}, row=1, col=col,
-                          annotation_text="student alone", annotation_position="bottom right")
+            fig.add_hline(
+                y=floor["score_mean"],
+                line={"color": BASELINE, "dash": "dash"},
+                row=1,
+                col=col,
+                annotation_text="student alone",
+                annotation_position="bottom right",
+            )
         fig.update_xaxes(title_text=label, row=1, col=col)
     fig.update_xaxes(type="log", row=1, col=1)
     rule = report["spec"]["rule"]
@@ -121,8 +152,15 @@ def capacity_heatmap(report: dict) -> go.Figure:
     top = top if top > 0 else 1.0
     fig = go.Figure(
         go.Heatmap(
-            z=z.to_numpy(), x=[f"T={t:g}" for t in z.columns], y=list(z.index), text=text.to_numpy(),
-            texttemplate="%{text}", colorscale=DIVERGING, zmid=0, zmin=-top, zmax=top,
+            z=z.to_numpy(),
+            x=[f"T={t:g}" for t in z.columns],
+            y=list(z.index),
+            text=text.to_numpy(),
+            texttemplate="%{text}",
+            colorscale=DIVERGING,
+            zmid=0,
+            zmin=-top,
+            zmax=top,
             colorbar={"title": "gain"},
             hovertemplate="%{y}<br>%{x}<br>gain %{text}<extra></extra>",
         )
@@ -130,7 +168,9 @@ def capacity_heatmap(report: dict) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     metric = report.get("metric", "val_acc")
     title = f"Capacity gap: gain in best-epoch {metric} over the same-size student alone [95% CI]"
-    return finish(fig, title=title, x="temperature", y="student size (parameters)", height=120 + 60 * len(z), legend=False)
+    return finish(
+        fig, title=title, x="temperature", y="student size (parameters)", height=120 + 60 * len(z), legend=False
+    )
 
 
 def across_figure(report: dict) -> go.Figure:
@@ -139,14 +179,23 @@ def across_figure(report: dict) -> go.Figure:
     rows = report["table"]
     fig = go.Figure(
         go.Bar(
-            x=[r["pair"] for r in rows], y=[_num(r["gain_mean"]) for r in rows], marker_color=STUDENT,
+            x=[r["pair"] for r in rows],
+            y=[_num(r["gain_mean"]) for r in rows],
+            marker_color=STUDENT,
             error_y={"type": "data", "array": [0.0 if r["gain_std"] is None else r["gain_std"] for r in rows]},
-            text=[r["gain"] for r in rows], name=report["spec"]["method"],
+            text=[r["gain"] for r in rows],
+            name=report["spec"]["method"],
         )
     )
     fig.add_hline(y=0, line={"color": NEUTRAL})
-    return finish(fig, title=f"{report['spec']['method']}: gain over the student alone (mean ± std over seeds)",
-                  x="pair", y="gain (metric units; + is better)", height=360, legend=False)
+    return finish(
+        fig,
+        title=f"{report['spec']['method']}: gain over the student alone (mean ± std over seeds)",
+        x="pair",
+        y="gain (metric units; + is better)",
+        height=360,
+        legend=False,
+    )
 
 
 def report_tables(report: dict) -> dict[str, pd.DataFrame]:
@@ -157,18 +206,26 @@ def report_tables(report: dict) -> dict[str, pd.DataFrame]:
         t = pd.DataFrame(report["table"])
         cols = ["phase", "variant", "temperature", "lam", "n_seeds", "best", "final", "score", "gain", "wall_s"]
         chosen = pd.DataFrame(
-            [{"what": k, "value": c["value"], "score [95% CI]": c["score"], "gain over floor [95% CI]": c["gain"]}
-             for k, c in report["chosen"].items()]
+            [
+                {"what": k, "value": c["value"], "score [95% CI]": c["score"], "gain over floor [95% CI]": c["gain"]}
+                for k, c in report["chosen"].items()
+            ]
         )
         return {"Runs by variant (mean ± std over seeds)": t[cols], "Chosen": chosen}
     if kind == "capacity":
-        return {"Gain over the same-size student alone": capacity_matrix(report)[1]
-                .rename(columns=lambda t: f"T={t:g}").reset_index().rename(columns={"label": "size"})}
+        return {
+            "Gain over the same-size student alone": capacity_matrix(report)[1]
+            .rename(columns=lambda t: f"T={t:g}")
+            .reset_index()
+            .rename(columns={"label": "size"})
+        }
     if kind == "across":
         t = pd.DataFrame(report["table"])
         skipped = pd.DataFrame([{"pair": k, "why": v} for k, v in report["skipped"].items()])
-        return {"Across pairs": t[["pair", "metric", "n_seeds", "alone", "method", "gain", "settings"]],
-                "Skipped": skipped}
+        return {
+            "Across pairs": t[["pair", "metric", "n_seeds", "alone", "method", "gain", "settings"]],
+            "Skipped": skipped,
+        }
     return {"Reproducibility": pd.DataFrame(report["metrics"])}
 
 
@@ -182,4 +239,3 @@ def report_figures(report: dict) -> list[go.Figure]:
     if kind == "across":
         return [across_figure(report)] if report["table"] else []
     return []
-

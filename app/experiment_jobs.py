@@ -55,7 +55,15 @@ def capacity_argv(spec: CapacitySpec) -> list[str]:
 
 def across_argv(spec: AcrossSpec) -> list[str]:
     checked = prepare_across(spec)[0]
-    argv = ["across", "--method", checked.method, "--pairs", ",".join(checked.pairs or ()), "--seeds", _csv(checked.seeds)]
+    argv = [
+        "across",
+        "--method",
+        checked.method,
+        "--pairs",
+        ",".join(checked.pairs or ()),
+        "--seeds",
+        _csv(checked.seeds),
+    ]
     if checked.recipe:
         argv += ["--recipe", checked.recipe]
     return argv + _budget_argv(checked.budget)

@@ -60,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     report = load_report(RunStore(), args.experiment_id)
     if report is None:
-        print(f"error: experiment {args.experiment_id} has no report (still running, or not an experiment id; "
-              f"`python -m kdcore experiment list`)", file=sys.stderr)
+        print(
+            f"error: experiment {args.experiment_id} has no report (still running, or not an experiment id; "
+            f"`python -m kdcore experiment list`)",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out or f"experiment-{args.experiment_id}.html")
     out.write_text(experiment_html(report), encoding="utf-8")

@@ -26,20 +26,47 @@ def _report(store) -> str:
         ("lam", "λ=0.5 at T=4", 4.0, 0.5, 0.92),
     ):
         rows.append(
-            {"phase": phase, "variant": variant, "temperature": t, "lam": lam, "n_seeds": 2, "best": f"{m}",
-             "final": f"{m}", "score_mean": m, "score_low": m - 0.01, "score_high": m + 0.01, "score": f"{m}",
-             "gain_mean": m - 0.9, "gain_low": None, "gain_high": None, "gain": "", "wall_s": 1.0}
+            {
+                "phase": phase,
+                "variant": variant,
+                "temperature": t,
+                "lam": lam,
+                "n_seeds": 2,
+                "best": f"{m}",
+                "final": f"{m}",
+                "score_mean": m,
+                "score_low": m - 0.01,
+                "score_high": m + 0.01,
+                "score": f"{m}",
+                "gain_mean": m - 0.9,
+                "gain_low": None,
+                "gain_high": None,
+                "gain": "",
+                "wall_s": 1.0,
+            }
         )
     chosen = {
         "temperature": {"value": 4.0, "variant": "T=4", "score_mean": 0.93, "score": "0.93", "gain": "+0.03"},
         "lam": {"value": 0.9, "variant": "λ=0.9 at T=4", "score_mean": 0.93, "score": "0.93", "gain": "+0.03"},
     }
     curve = {"epoch": [1, 2], "mean": [0.5, 0.9], "std": [0.01, 0.02]}
-    save_report(store, eid, {
-        "kind": "plan", "experiment_id": eid, "pair": "digits", "state": "completed", "metric": "val_acc",
-        "spec": {"rule": {"metric": "best", "ties": "lower", "tolerance": 0.0}}, "table": rows,
-        "curves": {r["variant"]: curve for r in rows}, "chosen": chosen, "runs": [], "wall_s": 3.0,
-    })
+    save_report(
+        store,
+        eid,
+        {
+            "kind": "plan",
+            "experiment_id": eid,
+            "pair": "digits",
+            "state": "completed",
+            "metric": "val_acc",
+            "spec": {"rule": {"metric": "best", "ties": "lower", "tolerance": 0.0}},
+            "table": rows,
+            "curves": {r["variant"]: curve for r in rows},
+            "chosen": chosen,
+            "runs": [],
+            "wall_s": 3.0,
+        },
+    )
     return eid
 
 
@@ -57,6 +84,7 @@ def page(data_dir, monkeypatch):
     return at, started
 
 
+@pytest.mark.slow  # AppTest of a page: ~7 s
 def test_page_refuses_a_one_value_sweep_and_starts_a_valid_plan(page):
     at, started = page
     assert any("Experiments" in t.value for t in at.title)
@@ -73,6 +101,7 @@ def test_page_refuses_a_one_value_sweep_and_starts_a_valid_plan(page):
     assert started and started[0][:3] == ["plan", "--pair", "digits"] and "1,4" in started[0]
 
 
+@pytest.mark.slow  # AppTest of a page: ~7 s
 def test_page_shows_a_stored_report_and_its_html_is_self_contained(data_dir):
     from app.experiment_report import experiment_html, main
     from kdcore.jobs import RunStore

@@ -142,7 +142,9 @@ def test_plan_end_to_end_floor_then_t_sweep_then_lam_sweep_at_the_winning_t(data
     assert stored["chosen"]["lam"]["value"] == report["chosen"]["lam"]["value"]
     assert [r["variant"] for r in stored["table"]] == [r["variant"] for r in report["table"]]
     runs = pd.DataFrame(report["runs"])
-    assert len(set(runs["run_id"])) == planned_runs(prepare_plan(spec)[0]) == 2 * (1 + 2 + 1)  # λ 0.9 = recipe's: reused
+    assert (
+        len(set(runs["run_id"])) == planned_runs(prepare_plan(spec)[0]) == 2 * (1 + 2 + 1)
+    )  # λ 0.9 = recipe's: reused
     t_star = report["chosen"]["temperature"]["value"]
     best = {v: [_best(store, r) for r in g["run_id"]] for v, g in runs.groupby("variant")}
     means = {t: np.mean(best[f"T={t:g}"]) for t in (1.0, 4.0)}

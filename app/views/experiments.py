@@ -63,7 +63,10 @@ def _launch(what: str, build) -> None:
     with ui.guard(f"start the {what}"):
         argv = build()
         jobs.start(store, argv)
-        st.success(f"The {what} started in the background; it appears below as its runs finish.", icon=":material/check_circle:")
+        st.success(
+            f"The {what} started in the background; it appears below as its runs finish.",
+            icon=":material/check_circle:",
+        )
 
 
 tab_plan, tab_cap, tab_across, tab_repro = st.tabs(["Plan", "Capacity gap", "Across pairs", "Reproducibility"])

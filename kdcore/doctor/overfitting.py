@@ -111,7 +111,9 @@ def check_teacher_overfit(ctx: Context) -> Finding | None:
         right=(name,),
         right_title=f"{name} (nats)",
     )
-    more = f"train_size {ctx.config.train_size} → {ctx.config.train_size * MORE_DATA}, " if ctx.config.train_size else ""
+    more = (
+        f"train_size {ctx.config.train_size} → {ctx.config.train_size * MORE_DATA}, " if ctx.config.train_size else ""
+    )
     lam = _lam(ctx)
     lower = f"lower λ so the labels weigh more (λ {fmt(lam)} → {fmt(lam / 2)}), " if lam is not None else ""
     return Finding(

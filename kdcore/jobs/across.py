@@ -116,7 +116,9 @@ def run_across(
     rows: list[dict] = []
     t0 = time.perf_counter()
     jobs = [(v, c, p) for cfg, p in fit for v, c in ((f"{cfg.pair} alone", student_alone(cfg)), (cfg.pair, cfg))]
-    for variant, cfg, pair in [(v, replace(c, seed=s, name=f"{v} seed={s} (across)"), p) for v, c, p in jobs for s in spec.seeds]:
+    for variant, cfg, pair in [
+        (v, replace(c, seed=s, name=f"{v} seed={s} (across)"), p) for v, c, p in jobs for s in spec.seeds
+    ]:
         if callback is not None:
             callback({"event": "experiment_run", "index": len(rows), "variant": variant, "seed": cfg.seed})
         rows.append(run_member(store, eid, variant, cfg, pair, callback=callback, cancel=cancel))

@@ -152,7 +152,9 @@ def capacity_report(
     grid = []
     for size in sizes:
         order = [f"{size.label} T={t:g}" for t in spec.temperatures]
-        stats = variant_stats(per_seed, [f"{size.label} alone", *order], floor=f"{size.label} alone", rule_metric="best")
+        stats = variant_stats(
+            per_seed, [f"{size.label} alone", *order], floor=f"{size.label} alone", rule_metric="best"
+        )
         alone = stats[0]
         for t, row in zip(spec.temperatures, stats[1:]):
             grid.append(

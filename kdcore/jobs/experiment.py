@@ -230,15 +230,22 @@ def run_plan(
     ok = plan.run("floor", FLOOR, student_alone(base))
     for t in spec.temperatures if ok else ():
         ok = ok and plan.run("temperature", _t_name(t), replace(base, temperature=t, lam=spec.lam))
-    chosen_t = plan.winner("temperature")[0] if ok else None
-    for lam in spec.lams if ok and chosen_t is not None else ():
-        if lam == spec.lam:
-            plan.reuse(_lam_name(lam, chosen_t), _t_name(chosen_t), lam)
-        else:
-            ok = ok and plan.run("lam", _lam_name(lam, chosen_t), replace(base, temperature=chosen_t, lam=lam))
+    if ok:
+        ok = _lam_sweep(plan, base, plan.winner("temperature")[0])
     report = plan_report(plan, time.perf_counter() - t0, complete=ok)
     save_report(store, eid, report)
     return report
+
+
+def _lam_sweep(plan: _Plan, base: JobConfig, t: float) -> bool:
+    """The λ sweep at the winning T (a λ equal to the T sweep's reuses its runs); False when cancelled."""
+    ok = True
+    for lam in plan.spec.lams:
+        if lam == plan.spec.lam:
+            plan.reuse(_lam_name(lam, t), _t_name(t), lam)
+        else:
+            ok = ok and plan.run("lam", _lam_name(lam, t), replace(base, temperature=t, lam=lam))
+    return ok
 
 
 def plan_report(plan: _Plan, wall_s: float, *, complete: bool) -> dict:

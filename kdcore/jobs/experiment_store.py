@@ -24,7 +24,9 @@ def create_experiment(store: RunStore, kind: str, pair: str | None, *, spec: dic
     """Record a new experiment (no runs yet); returns its id."""
     if kind not in KINDS:
         raise ValueError(f"The kind of an experiment must be one of {KINDS}. Got {kind!r}.")
-    return store.create_protocol(pair=pair, objective=PREFIX + kind, plan={"kind": kind, "spec": spec, "planned": planned})
+    return store.create_protocol(
+        pair=pair, objective=PREFIX + kind, plan={"kind": kind, "spec": spec, "planned": planned}
+    )
 
 
 def run_member(

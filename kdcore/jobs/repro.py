@@ -92,8 +92,16 @@ def check_repro(spec: ReproSpec) -> ReproSpec:
     seeds = seed_list(spec.seeds, what="a reproducibility report (a changed seed must show)", at_least=2)
     threads = list(dict.fromkeys(spec.threads))
     if not threads or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in threads):
-        raise InvalidParameterError(f"The repro thread counts must be integers ≥ 1 (e.g. --threads 1,2). Got {threads!r}.")
-    return replace(spec, config=spec.config.validate(), seeds=tuple(seeds), threads=tuple(threads), devices=tuple(_devices(spec.devices)))
+        raise InvalidParameterError(
+            f"The repro thread counts must be integers ≥ 1 (e.g. --threads 1,2). Got {threads!r}."
+        )
+    return replace(
+        spec,
+        config=spec.config.validate(),
+        seeds=tuple(seeds),
+        threads=tuple(threads),
+        devices=tuple(_devices(spec.devices)),
+    )
 
 
 def _grid(spec: ReproSpec) -> list[tuple[str, str, int, int]]:
@@ -103,14 +111,16 @@ def _grid(spec: ReproSpec) -> list[tuple[str, str, int, int]]:
     return [*out, (first[0] + " (re-run)", *first[1:])]
 
 
-def run_repro(spec: ReproSpec, *, store: RunStore | None = None, callback: Callable[[dict], object] | None = None) -> dict:
+def run_repro(
+    spec: ReproSpec, *, store: RunStore | None = None, callback: Callable[[dict], object] | None = None
+) -> dict:
     """Train the grid in this process (thread counts set with torch.set_num_threads, restored after);
     returns the report (kept in the store too)."""
     spec = check_repro(spec)
     store = store if store is not None else RunStore()
     grid = _grid(spec)
     eid = create_experiment(store, "repro", spec.config.pair, spec=spec.to_dict(), planned=len(grid))
-    before, rows = torch.get_num_threads(), []
+    before, rows = torch.get_num_threads(), list[dict]()
     try:
         for label, device, seed, threads in grid:
             if callback is not None:
@@ -196,7 +206,8 @@ def repro_report(store: RunStore, eid: str, spec: ReproSpec, runs: pd.DataFrame)
     done = runs[runs["state"] == "completed"]
     if len(done) < len(runs):
         raise InvalidParameterError(
-            "Some repro runs did not complete: " + ", ".join(runs.loc[runs["state"] != "completed", "variant"])
+            "Some repro runs did not complete: "
+            + ", ".join(runs.loc[runs["state"] != "completed", "variant"])
             + ". Look at their errors (`python -m kdcore runs list`); the report needs every run."
         )
     vals = {r: run_values(store, r) for r in runs["run_id"]}

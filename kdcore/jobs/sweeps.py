@@ -116,7 +116,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def interval_text(mean: float, low: float, high: float, *, signed: bool = False) -> str:
-    """"0.9120 [0.9010, 0.9230]" (or "+0.0100 [...]"); "(1 seed)" without bounds; "n/a" without a value."""
+    """ "0.9120 [0.9010, 0.9230]" (or "+0.0100 [...]"); "(1 seed)" without bounds; "n/a" without a value."""
     f = "{:+.4f}" if signed else "{:.4f}"
     if not math.isfinite(mean):
         return "n/a"
