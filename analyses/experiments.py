@@ -213,12 +213,9 @@ def report_tables(report: dict) -> dict[str, pd.DataFrame]:
         )
         return {"Runs by variant (mean ± std over seeds)": t[cols], "Chosen": chosen}
     if kind == "capacity":
-        return {
-            "Gain over the same-size student alone": capacity_matrix(report)[1]
-            .rename(columns=lambda t: f"T={t:g}")
-            .reset_index()
-            .rename(columns={"label": "size"})
-        }
+        text = capacity_matrix(report)[1].rename(columns=lambda t: f"T={t:g}")
+        text.columns.name = None
+        return {"Gain over the same-size student alone [95% CI]": text.reset_index().rename(columns={"label": "size"})}
     if kind == "across":
         t = pd.DataFrame(report["table"])
         skipped = pd.DataFrame([{"pair": k, "why": v} for k, v in report["skipped"].items()])
@@ -226,7 +223,19 @@ def report_tables(report: dict) -> dict[str, pd.DataFrame]:
             "Across pairs": t[["pair", "metric", "n_seeds", "alone", "method", "gain", "settings"]],
             "Skipped": skipped,
         }
-    return {"Reproducibility": pd.DataFrame(report["metrics"])}
+    cols = [
+        "metric",
+        "identical_on_rerun",
+        "identical_across_threads",
+        "identical_across_devices",
+        "differs_across_seeds",
+        "seed_std",
+        "thread_spread",
+        "device_spread",
+    ]
+    return {
+        "Reproducibility (bit-identical per metric; spreads of the final value)": pd.DataFrame(report["metrics"])[cols]
+    }
 
 
 def report_figures(report: dict) -> list[go.Figure]:
