@@ -51,6 +51,7 @@ PAGES = {
         _page("distill", "Distill", "science"),
         _page("leaderboard", "Leaderboard", "leaderboard"),
         _page("doctor", "Doctor", "medical_services"),
+        _page("experiments", "Experiments", "experiment"),
     ],
 }
 

@@ -1011,6 +1011,12 @@ def _add_compare_parser(sub: Any) -> None:
     c.set_defaults(func=_cmd_compare)
 
 
+def add_experiment_parser(sub: Any) -> None:
+    from kdcore.jobs.experiment_cli import add_experiment_parser as add
+
+    add(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -1041,6 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_make_student_parser(sub)
     _add_gguf_to_hf_parser(sub)
     _add_compare_parser(sub)
+    add_experiment_parser(sub)
     return ap
 
 

@@ -7,7 +7,8 @@
 
 `diagnose_run(RunRecord(...), pair=...)` does the same on a record built in memory (a run trained
 elsewhere, or a test). Each check is one function in a small module per family (soft_labels,
-balance, teacher, capacity, optimisation, progress, language, inputs), listed in `registry.CHECKS`.
+balance, teacher, capacity, overfitting, optimisation, progress, language, inputs), listed in
+`registry.CHECKS`.
 
 JSON form (`Report.to_dict()`, printed by `python -m kdcore doctor RUN_ID --json`), stable:
 

@@ -18,6 +18,12 @@ from kdcore.metrics import accuracy, agreement
 PLATEAU_REL = 0.05  # the last epoch moved the distillation term by less than 5 %: a plateau
 HIGH_SHARE = 0.5  # ... and it still holds at least half of its value at the first step
 MIN_EPOCHS = 3
+# Where the gain at each student size is measured (kdcore/jobs/capacity_study.py; the Experiments page).
+CAPACITY_STUDY = (
+    "The capacity-gap study measures the gain of KD at every student size of the ladder and several "
+    "temperatures: `python -m kdcore experiment capacity --pair {pair}` (or the Experiments page, "
+    "Capacity gap tab)."
+)
 NO_GAIN = 0.005  # distilled accuracy (or loss, relative) within this of the baseline: no gain
 # The budget a like-for-like student-alone run shares with the distilled one.
 BUDGET = (
@@ -97,7 +103,7 @@ def check_kl_plateau(ctx: Context) -> Finding | None:
         ev,
         "Use a larger student (or an intermediate 'teacher assistant' between the two, Mirzadeh et al. "
         "2020), or distil from an earlier, less sharp teacher checkpoint; a lower temperature also asks "
-        "less of a small student.",
+        "less of a small student. " + CAPACITY_STUDY.format(pair=ctx.config.pair),
         fig,
     )
 
@@ -197,7 +203,7 @@ def check_no_gain(ctx: Context) -> Finding | None:
             "Tune the temperature and the KD weight on this pair (`python -m kdcore protocol --pair ... "
             "--temperatures 1,2,4,8 --lams 0.5,0.9`); if no setting helps, the student is too small to use "
             "the teacher's knowledge (see capacity.kl_plateau). If optim.still_improving fired, train both "
-            "longer first."
+            "longer first. " + CAPACITY_STUDY.format(pair=ctx.config.pair)
         )
     return Finding(
         "capacity.no_gain",

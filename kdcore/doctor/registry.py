@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kdcore.doctor import balance, capacity, inputs, language, optimisation, progress, soft_labels, teacher
+from kdcore.doctor import (
+    balance,
+    capacity,
+    inputs,
+    language,
+    optimisation,
+    overfitting,
+    progress,
+    soft_labels,
+    teacher,
+)
 from kdcore.doctor.context import Context
 from kdcore.doctor.findings import Finding
 
@@ -70,6 +80,12 @@ CHECKS: list[Check] = [
         "student cannot fit the teacher's outputs on training data",
     ),
     Check("capacity.no_gain", "capacity", capacity.check_no_gain, "student alone does as well as the distilled one"),
+    Check(
+        "overfit.teacher",
+        "overfitting",
+        overfitting.check_teacher_overfit,
+        "train/validation gap grows while the KD term falls (overfitting to the teacher)",
+    ),
     Check("lm.padding_counted", "language", language.check_padding_counted, "loss counted on padding positions"),
     Check(
         "lm.vocab_mismatch", "language", language.check_vocab_mismatch, "teacher and student vocabulary sizes differ"

@@ -82,6 +82,8 @@ from kdcore.pairs import Pair
 
 _RESUME_EVERY_S = 5.0  # resume state is saved at an epoch end at most this often (and at the last)
 _SEED_MOD = 2**63  # derived seeds stay in the range torch's generators take
+TRAIN_PROBE = 512  # the first training samples scored at each epoch end (train_acc, train_agreement)
+TRAIN_PROBE_SEQUENCES = 64  # ... sequences, for language models (logits are [N, L, V])
 
 __all__ = [
     "JobCancelled",
@@ -282,6 +284,9 @@ class _Job:
         self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
         self.teacher_val = teacher_validation(self.teacher, self.val_x, self.val_y, self.task, self.device)
+        n_fit = TRAIN_PROBE_SEQUENCES if prep.task == "causal_lm" else TRAIN_PROBE  # training fit, streamed
+        fit_x, fit_y = self.train_x[:n_fit], self.train_y[:n_fit]
+        self.teacher_train = teacher_validation(self.teacher, fit_x, fit_y, self.task, self.device)
         if resume:
             self._load_resume()
         else:
@@ -289,8 +294,8 @@ class _Job:
 
     def _initial_metrics(self) -> dict[str, float]:
         """The epoch-0 row: the teacher's validation metrics and the student's before its first step
-        (val_loss, val_acc, val_agreement), so every run shows its before/after."""
-        return {**self.teacher_val.metrics, **self._evaluate()}
+        (val_loss, val_acc, val_agreement; train_acc, train_agreement), so every run shows its before/after."""
+        return {**self.teacher_val.metrics, **self._evaluate(), **self._train_fit()}
 
     def _use_chunked(self) -> bool:
         """Whether the token objective runs chunk by chunk from hidden states (kdcore.jobs.lm_step)."""
@@ -543,9 +548,20 @@ class _Job:
             self.student, self.val_x, self.val_y, self.task, self.teacher_val, self.device, projector=proj
         )
 
+    def _train_fit(self) -> dict[str, float]:
+        """train_acc and train_agreement (with the teacher) on the first TRAIN_PROBE training samples, in
+        eval mode: with val_acc, the evidence of overfitting to the teacher (doctor check overfit.teacher)."""
+        if self.task == "encoder":  # no labels, no top-1 to agree on
+            return {}
+        n = TRAIN_PROBE_SEQUENCES if self.task == "causal_lm" else TRAIN_PROBE
+        x, y = self.train_x[:n], self.train_y[:n]
+        scores = student_validation(self.student, x, y, self.task, self.teacher_train, self.device)
+        return {"train_acc": scores["val_acc"], "train_agreement": scores["val_agreement"]}
+
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         values = dict(train_means)
         values.update(self._evaluate())
+        values.update(self._train_fit())  # after _evaluate: the student is in eval mode
         values["teacher_training"] = self._teacher_training  # 1 if it ran in train mode during the epoch
         self._check_teacher_mode = True
         values["teacher_params_with_grad"] = float(sum(p.grad is not None for p in self.teacher.model.parameters()))
