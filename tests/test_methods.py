@@ -122,7 +122,10 @@ def test_the_tasks_menu_and_the_choices_match_the_tested_functions():
 
     assert get_method("cakd").param("rule").choices == tuple(RULES)
     assert get_method("token").param("kind").choices == tuple(KINDS)
-    assert [m.name for m in methods_for("causal_lm")] == ["token", "attn_kl", "ce"]
+    assert [m.name for m in methods_for("causal_lm")] == ["token", "gkd", "minillm", "distillm", "attn_kl", "ce"]
+    from kdcore.losses import GKD_DIVERGENCES
+
+    assert get_method("gkd").param("divergence").choices == GKD_DIVERGENCES
     assert "token" not in [m.name for m in methods_for("classification")]
 
 

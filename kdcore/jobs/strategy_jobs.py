@@ -36,6 +36,10 @@ def job_class(objective: str) -> Any:
         from kdcore.jobs.education_job import EducationJob
 
         return EducationJob
+    if name in ("gkd", "minillm", "distillm"):
+        from kdcore.jobs.onpolicy_job import OnPolicyJob
+
+        return OnPolicyJob
     from kdcore.jobs.runner import _Job
 
     return _Job

@@ -36,6 +36,7 @@ from kdcore.methods.table import (
 # isort: off
 from kdcore.methods import classification as _classification  # noqa: F401  (kd, dkd, cakd, normkd, ls)
 from kdcore.methods import language as _language  # noqa: F401  (token)
+from kdcore.methods import onpolicy as _onpolicy  # noqa: F401  (gkd, minillm, distillm)
 from kdcore.methods import features as _features  # noqa: F401  (feature_l2, at, attn_kl)
 from kdcore.methods import embedding as _embedding  # noqa: F401  (embed_distill)
 from kdcore.methods import strategies as _strategies  # noqa: F401  (clkd, tfkd, ban)

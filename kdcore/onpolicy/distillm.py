@@ -52,7 +52,8 @@ class DistiLLMSchedule:
                 f"The 'replay_ratio' parameter of {where} must be one of {REPLAY_RATIOS}. Got {replay_ratio!r}."
             )
         self.total_steps, self.capacity, self.step, self.loss_eps = total_steps, capacity, float(step), loss_eps
-        self.replay_ratio, self.ref = replay_ratio, None
+        self.replay_ratio = replay_ratio
+        self.ref: float | None = None  # L_ref: set by the first update (the evaluation before training)
         self.rng = np.random.default_rng(seed)
 
     def rho(self, t: int) -> float:

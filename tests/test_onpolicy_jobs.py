@@ -1,0 +1,137 @@
+"""On-policy runs end to end (methods/15 §15.3–15.5): gkd, minillm and distillm on the tinylang pair
+(and gkd on a tiny Hugging Face Llama pair), the per-step sources, determinism, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kdcore.jobs.config import JobConfig
+from kdcore.jobs.onpolicy_job import MixtureSampler, generation_problems
+from kdcore.jobs.runner import run_job
+from kdcore.jobs.store import RunStore
+
+FAST = dict(
+    pair="tinylang",
+    max_steps=4,
+    epochs=1,
+    batch_size=4,
+    train_size=16,
+    val_size=8,
+    probe_size=4,
+    checkpoints=0,
+    lr=1e-3,
+)
+SMALL = dict(prompt_tokens=8, max_new_tokens=6)
+
+
+def _run(objective: str, params: dict, **kw):
+    store = RunStore()
+    r = run_job(JobConfig(objective=objective, params={**SMALL, **params}, **{**FAST, **kw}), store=store)
+    assert r.state == "completed", r.error
+    return r, store.metrics(r.run_id, "step"), store.metrics(r.run_id, "epoch")
+
+
+@pytest.mark.parametrize(
+    "objective, params, share",
+    [
+        ("gkd", dict(lmbda=1.0, divergence="jsd"), 1.0),
+        ("gkd", dict(lmbda=0.0, divergence="fkl"), 0.0),
+        ("minillm", dict(mix_alpha=0.2), 1.0),
+        ("distillm", dict(init_phi=1.0, capacity=4), None),
+    ],
+)
+def test_each_method_trains_and_logs_its_sources(data_dir, objective, params, share):
+    r, steps, epochs = _run(objective, params)
+    assert len(steps) == 4 and np.isfinite(steps["loss"]).all()
+    assert epochs["val_loss"].notna().all()
+    if objective == "distillm":  # φ = 1: generate until the buffer (one batch) is full, then generate or replay
+        st = steps.sort_values("step").fillna(0)
+        assert st["source_generate"].iloc[0] == 1.0
+        assert (st["source_generate"] + st.get("source_replay", 0)).tolist() == [1.0] * 4
+        share = st["source_generate"].mean()  # replayed batches are off-policy: older students sampled them
+        assert "distillm_phi" in epochs
+    assert steps["onpolicy_share"].iloc[-1] == pytest.approx(share)
+    assert r.metrics["onpolicy_share"] == pytest.approx(share)
+
+
+def test_gkd_share_follows_the_seeded_branch_draws(data_dir):
+    _, steps, _ = _run("gkd", dict(lmbda=0.5), max_steps=8, train_size=32)
+    u = np.random.default_rng(0).random(8)  # the job's Generator(seed) draws, one per step
+    np.testing.assert_array_equal(steps.sort_values("step")["onpolicy"].to_numpy(), (u < 0.5).astype(float))
+
+
+def test_distillm_with_a_falling_loss_is_supervised_skew_kd(data_dir):
+    _, steps, epochs = _run("distillm", dict(init_phi=0.0), max_steps=4)
+    assert steps["source_data"].sum() == 4 and steps["onpolicy_share"].iloc[-1] == 0.0
+
+
+def test_a_fixed_seed_reproduces_the_run(data_dir):
+    a = _run("gkd", dict(lmbda=0.5), max_steps=3)[1]
+    b = _run("gkd", dict(lmbda=0.5), max_steps=3)[1]
+    cols = ["step", "loss", "onpolicy"]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+
+
+def test_refusals_name_the_problem(data_dir):
+    base = dict(student_vocab=38, teacher_vocab=38, context=64, seq_len=64)
+    p = generation_problems("gkd", dict(prompt_tokens=8, max_new_tokens=4), **{**base, "teacher_vocab": 40})
+    assert len(p) == 1 and "'uld'" in p[0]
+    p = generation_problems("gkd", dict(prompt_tokens=70, max_new_tokens=4), **base)
+    assert any("prompt alone is longer than the model's context of 64" in x for x in p)
+    p = generation_problems("gkd", dict(prompt_tokens=8, max_new_tokens=0), **base)
+    assert p == ["params.max_new_tokens must be an integer ≥ 1; got 0"]
+    with pytest.raises(ValueError, match="context of 64"):
+        run_job(JobConfig(objective="gkd", params=dict(prompt_tokens=40, max_new_tokens=30), **FAST), use_store=False)
+    from kdcore.jobs.config import ConfigError
+
+    with pytest.raises(ConfigError, match="lmbda"):
+        run_job(JobConfig(objective="gkd", params=dict(lmbda=1.5), **FAST), use_store=False)
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        run_job(JobConfig(objective="minillm", params=dict(max_new_tokens=0), **FAST), use_store=False)
+
+
+def test_mixture_sampler_is_the_log_of_the_mixed_distribution():
+    torch.manual_seed(0)
+    s, t = torch.nn.Linear(3, 5), torch.nn.Linear(3, 5)
+    x = torch.randn(2, 4, 3)
+    got = MixtureSampler(s, t, 0.3, 0.7, None)(x).exp()
+    want = 0.3 * torch.softmax(t(x) / 0.7, -1) + 0.7 * torch.softmax(s(x) / 0.7, -1)
+    torch.testing.assert_close(got, want)
+
+
+TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}." for i in range(40))
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    from tests.helpers.hf_pairs import llama_pair
+
+    root = tmp_path_factory.mktemp("onpolicy_hf")
+    teacher, student = llama_pair(root)
+    (root / "corpus.txt").write_text(TEXT)
+    return teacher, student, root / "corpus.txt"
+
+
+@pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=1.0)), ("minillm", dict(mix_alpha=0.5))])
+def test_on_a_hugging_face_llama_pair(data_dir, llama, objective, params):
+    teacher, student, data = llama
+    cfg = JobConfig(
+        teacher=str(teacher),
+        student=str(student),
+        data=str(data),
+        data_options={"context_length": 16},
+        objective=objective,
+        params=dict(prompt_tokens=8, max_new_tokens=8, **params),
+        max_steps=2,
+        epochs=1,
+        batch_size=4,
+        val_size=8,
+        probe_size=4,
+        checkpoints=0,
+    )
+    r = run_job(cfg, use_store=False)
+    assert r.state == "completed", r.error
+    assert r.metrics["onpolicy_share"] == 1.0 and r.metrics["steps_student"] == 2
