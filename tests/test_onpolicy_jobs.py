@@ -85,6 +85,11 @@ def test_refusals_name_the_problem(data_dir):
     assert p == ["params.max_new_tokens must be an integer ≥ 1; got 0"]
     with pytest.raises(ValueError, match="context of 64"):
         run_job(JobConfig(objective="gkd", params=dict(prompt_tokens=40, max_new_tokens=30), **FAST), use_store=False)
+    with pytest.raises(ValueError, match="capacity"):
+        run_job(JobConfig(objective="distillm", params=dict(capacity=2), **FAST), use_store=False)
+    with pytest.raises(ValueError, match="run alone"):
+        terms = [dict(name="gkd", weight=1.0), dict(name="token", weight=1.0)]
+        run_job(JobConfig(objective="sum", terms=terms, **FAST), use_store=False)
     from kdcore.jobs.config import ConfigError
 
     with pytest.raises(ConfigError, match="lmbda"):

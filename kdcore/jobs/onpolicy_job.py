@@ -13,7 +13,7 @@ The runner's job, with each step's sequences chosen by the method:
 Generation is kdcore.generation.generate (sampling seeded by (seed, step)); both models then run
 teacher-forced on the same ids. Each step logs its source (`source_<name>` = 1), `onpolicy` (1 when
 the student generated the batch) and `onpolicy_share` (the share of such steps so far); DistiLLM logs
-`distillm_phi` per evaluation. Checks before anything runs: `generation_problems`.
+`distillm_phi` per evaluation. Checks before anything runs: kdcore/jobs/onpolicy_checks.py (in prepare_run).
 """
 
 from __future__ import annotations
@@ -26,51 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
-from kdcore.jobs.config import JobConfig, LossTerm
+from kdcore.jobs.config import JobConfig
 from kdcore.jobs.objectives import StepTensors, compute_loss
+from kdcore.jobs.onpolicy_checks import generation_problems, model_context  # noqa: F401  (re-exported)
 from kdcore.jobs.runner import _SEED_MOD, _Job, _NonFiniteLoss
 from kdcore.methods import IGNORE_INDEX
 from kdcore.onpolicy import DistiLLMSchedule, ReplayBuffer, gkd_step_source
 
 STUDENT_SOURCES = ("student", "generate")  # sources where the batch is the student's own samples
-
-
-def generation_problems(
-    objective: str, params: dict, *, student_vocab: int, teacher_vocab: int, context: int | None, seq_len: int
-) -> list[str]:
-    """Why an on-policy run cannot generate on this pair and data (empty when it can)."""
-    p: list[str] = []
-    if student_vocab != teacher_vocab:
-        p.append(
-            f"'{objective}' samples with the student and scores the samples with the teacher, so both need one "
-            f"tokenizer; the student has {student_vocab} tokens, the teacher {teacher_vocab}: use objective 'token' "
-            "with kind 'uld' (the cross-tokenizer divergence) instead"
-        )
-    n, prompt = params["max_new_tokens"], params["prompt_tokens"]
-    if not isinstance(n, int) or n <= 0:
-        p.append(f"params.max_new_tokens must be an integer ≥ 1; got {n!r}")
-        return p
-    if context is not None and prompt + n > context:
-        what = "the prompt alone is" if prompt >= context else "prompt + completion is"
-        p.append(
-            f"{what} longer than the model's context of {context} tokens (prompt_tokens={prompt}, "
-            f"max_new_tokens={n}): lower them to prompt_tokens + max_new_tokens ≤ {context}"
-        )
-    if prompt + 1 > seq_len:
-        p.append(
-            f"params.prompt_tokens={prompt} leaves no data completion in training sequences of {seq_len} tokens: "
-            f"use at most {seq_len - 1}"
-        )
-    return p
-
-
-def model_context(adapter: ModelAdapter) -> int | None:
-    """The longest input the model takes, None when unknown."""
-    from kdcore.generation import context_length
-
-    n = context_length(adapter.model)
-    cfg = getattr(adapter.model, "cfg", None)
-    return n if n is not None else getattr(cfg, "seq_len", None)
 
 
 class MixtureSampler(nn.Module):
@@ -97,26 +60,9 @@ class OnPolicyJob(_Job):
     """The runner's job whose batches are generated, replayed or read as the method says (module docstring)."""
 
     def __init__(self, config: JobConfig, prep: Any, report: Any, *, resume: bool) -> None:
-        self.term = _only_term(config, prep.terms)
+        self.term = prep.terms[0]  # prepare_run checked it: one term, generation fits (onpolicy_checks)
         self.kind, p = self.term.name, self.term.params
         self.context = model_context(prep.pair.student)
-        problems = generation_problems(
-            self.kind,
-            p,
-            student_vocab=prep.pair.student.output_size,
-            teacher_vocab=prep.pair.teacher.output_size,
-            context=self.context,
-            seq_len=int(prep.train.inputs.shape[1]),
-        )
-        if config.teacher_cache:
-            problems.append(
-                "on-policy sequences change every step, so the teacher cannot be cached: set teacher_cache false"
-            )
-        if problems:
-            raise ValueError(
-                f"The objective '{self.kind}' cannot run on pair {config.pair!r}:\n"
-                + "\n".join(f"  - {x}" for x in problems)
-            )
         self.u_rng = np.random.default_rng(config.seed)  # GKD's branch draws
         self.counts: dict[str, int] = {}
         self.schedule: DistiLLMSchedule | None = None
@@ -133,8 +79,6 @@ class OnPolicyJob(_Job):
             raise ValueError(
                 "A DistiLLM run cannot resume yet: its replay buffer is not part of the resume state. Start it again."
             )
-        if p["capacity"] < config.batch_size:
-            raise ValueError(f"params.capacity ({p['capacity']}) must hold at least one batch ({config.batch_size}).")
         self.schedule = DistiLLMSchedule(
             prep.total_steps,
             init_phi=p["init_phi"],
@@ -249,16 +193,6 @@ class OnPolicyJob(_Job):
             s["onpolicy_share"] = sum(self.counts.get(k, 0) for k in STUDENT_SOURCES) / done
             s.update({f"steps_{k}": v for k, v in sorted(self.counts.items())})
         return s
-
-
-def _only_term(config: JobConfig, terms: list[LossTerm]) -> LossTerm:
-    if len(terms) != 1 or config.objective == "sum":
-        names = [t.name for t in terms]
-        raise ValueError(
-            f"On-policy methods choose each step's sequences, so they run alone: make one of {names} the job's "
-            "objective, not a term of 'sum'."
-        )
-    return terms[0]
 
 
 def _special_ids(adapter: ModelAdapter) -> tuple[int | None, int]:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from kdcore.exits import exit_layers, exit_problems, layer_problems
 from kdcore.jobs.config import JobConfig, LossTerm
+from kdcore.jobs.onpolicy_checks import ONPOLICY, onpolicy_problems
 from kdcore.methods import canonical_name
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def job_class(objective: str) -> Any:
         from kdcore.jobs.education_job import EducationJob
 
         return EducationJob
-    if name in ("gkd", "minillm", "distillm"):
+    if name in ONPOLICY:
         from kdcore.jobs.onpolicy_job import OnPolicyJob
 
         return OnPolicyJob
@@ -50,6 +51,11 @@ def prepare_strategy(
 ) -> tuple[list[LossTerm], list[str]]:
     """(terms, student layers) with the strategy's layers resolved; raises ValueError when it cannot run."""
     names = [t.name for t in terms]
+    if any(n in ONPOLICY for n in names):  # gkd, minillm, distillm: generation must fit the pair
+        problems = onpolicy_problems(config, pair, terms, inputs)
+        if problems:
+            raise _refuse(config, problems)
+        return terms, s_layers
     inside = [n for n in names if n in STRATEGIES]
     if not inside or task != "classification":  # another task: fit_problems has refused it already
         return terms, s_layers
