@@ -140,3 +140,19 @@ def test_on_a_hugging_face_llama_pair(data_dir, llama, objective, params):
     r = run_job(cfg, use_store=False)
     assert r.state == "completed", r.error
     assert r.metrics["onpolicy_share"] == 1.0 and r.metrics["steps_student"] == 2
+
+
+def test_the_cached_mixture_equals_the_recomputed_one(data_dir):
+    from kdcore.generation import generate
+    from kdcore.jobs.onpolicy_job import CachedMixtureSampler, mixture_sampler
+    from kdcore.jobs.resolve import resolve_pair
+
+    pair = resolve_pair("tinylang")
+    s, t = pair.student.model, pair.teacher.model
+    cached = mixture_sampler(s, t, 0.4, 1.0, 64)
+    assert isinstance(cached, CachedMixtureSampler)
+    plain = MixtureSampler(s, t, 0.4, 1.0, 64)
+    prompts = pair.dataset.split("val").inputs[:3, :8]
+    a = generate(cached, prompts, max_new_tokens=6, do_sample=True, seed=5).sequences
+    b = generate(plain, prompts, max_new_tokens=6, do_sample=True, seed=5).sequences
+    assert torch.equal(a, b)

@@ -49,11 +49,33 @@ class MixtureSampler(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         from kdcore.adapters.base import _unwrap_logits
 
-        q = torch.log_softmax(_unwrap_logits(self.student(ids)).float() / self.tau, -1)  # [B, L, V]
-        p = torch.log_softmax(_unwrap_logits(self.teacher(ids)).float() / self.tau, -1)
+        return self.mix(_unwrap_logits(self.student(ids)), _unwrap_logits(self.teacher(ids)))
+
+    def mix(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+        """[..., V] log-probabilities of the mixture at temperature τ."""
+        q = torch.log_softmax(student_logits.float() / self.tau, -1)
+        p = torch.log_softmax(teacher_logits.float() / self.tau, -1)
         if self.alpha == 0.0:
             return q
         return torch.logaddexp(p + math.log(self.alpha), q + math.log1p(-self.alpha))
+
+
+class CachedMixtureSampler(MixtureSampler):
+    """The mixture over models that have `forward_cached` (the tinylang transformers): one cache each."""
+
+    def forward_cached(self, ids: Tensor, positions: Tensor, key_mask: Tensor, past: Any = None) -> tuple[Tensor, Any]:
+        ps, pt = past if past is not None else (None, None)
+        zs, ps = self.student.forward_cached(ids, positions, key_mask, ps)  # type: ignore[operator]
+        zt, pt = self.teacher.forward_cached(ids, positions, key_mask, pt)  # type: ignore[operator]
+        return self.mix(zs, zt), (ps, pt)
+
+
+def mixture_sampler(
+    student: nn.Module, teacher: nn.Module, alpha: float, tau: float, context: int | None
+) -> MixtureSampler:
+    """MiniLLM's sampling model: with a key/value cache when both models have one."""
+    cached = all(callable(getattr(m, "forward_cached", None)) for m in (student, teacher))
+    return (CachedMixtureSampler if cached else MixtureSampler)(student, teacher, alpha, tau, context)
 
 
 class OnPolicyJob(_Job):
@@ -133,7 +155,7 @@ class OnPolicyJob(_Job):
         model: Any = self.teacher if source == "teacher" else self.student
         tau, top_k, top_p = p["sample_temperature"], p["top_k"], p["top_p"]
         if self.kind == "minillm":
-            model, tau = MixtureSampler(self.student.model, self.teacher.model, p["mix_alpha"], tau, self.context), 1.0
+            model, tau = mixture_sampler(self.student.model, self.teacher.model, p["mix_alpha"], tau, self.context), 1.0
         cfg = GenerationConfig(
             max_new_tokens=N, do_sample=True, temperature=tau, top_k=top_k, top_p=top_p, seed=self._sample_seed()
         )
