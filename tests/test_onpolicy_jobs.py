@@ -156,3 +156,12 @@ def test_the_cached_mixture_equals_the_recomputed_one(data_dir):
     a = generate(cached, prompts, max_new_tokens=6, do_sample=True, seed=5).sequences
     b = generate(plain, prompts, max_new_tokens=6, do_sample=True, seed=5).sequences
     assert torch.equal(a, b)
+
+
+def test_a_pair_recipe_never_turns_on_the_teacher_cache_for_on_policy_runs():
+    from kdcore.jobs.recipes import pair_recipe
+
+    recipe = pair_recipe("tinylang")
+    assert recipe is not None and recipe.teacher_cache
+    assert "teacher_cache" in recipe.fills("token", set())
+    assert all("teacher_cache" not in recipe.fills(m, set()) for m in ("gkd", "minillm", "distillm"))
