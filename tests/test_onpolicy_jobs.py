@@ -165,3 +165,29 @@ def test_a_pair_recipe_never_turns_on_the_teacher_cache_for_on_policy_runs():
     assert recipe is not None and recipe.teacher_cache
     assert "teacher_cache" in recipe.fills("token", set())
     assert all("teacher_cache" not in recipe.fills(m, set()) for m in ("gkd", "minillm", "distillm"))
+
+
+@pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=0.5)), ("distillm", dict(init_phi=1.0, capacity=4))])
+def test_a_cancelled_run_resumes_exactly(data_dir, monkeypatch, objective, params):
+    import kdcore.jobs.runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "_RESUME_EVERY_S", 0.0)  # resume state at every epoch end
+    cfg = JobConfig(
+        objective=objective, params={**SMALL, **params}, **{**FAST, "max_steps": None, "epochs": 3, "train_size": 8}
+    )
+    store = RunStore()
+    full = run_job(cfg, store=store)
+    seen = {"n": 0}
+
+    def count(ev):
+        seen["n"] += ev["event"] == "step" and ev["epoch"] == 2
+
+    part = run_job(cfg, store=store, callback=count, cancel=lambda: seen["n"] >= 1)
+    assert part.state == "cancelled"
+    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    assert resumed.state == "completed" and not resumed.notices
+    cols = ["step", "loss", "onpolicy", "onpolicy_share"]
+    a = store.metrics(full.run_id, "step").sort_values("step")[cols].reset_index(drop=True)
+    b = store.metrics(part.run_id, "step").sort_values("step")[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-5)
+    assert resumed.metrics["onpolicy_share"] == full.metrics["onpolicy_share"]

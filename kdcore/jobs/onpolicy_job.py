@@ -13,11 +13,14 @@ The runner's job, with each step's sequences chosen by the method:
 Generation is kdcore.generation.generate (sampling seeded by (seed, step)); both models then run
 teacher-forced on the same ids. Each step logs its source (`source_<name>` = 1), `onpolicy` (1 when
 the student generated the batch) and `onpolicy_share` (the share of such steps so far); DistiLLM logs
-`distillm_phi` per evaluation. Checks before anything runs: kdcore/jobs/onpolicy_checks.py (in prepare_run).
+`distillm_phi` per evaluation. A resume continues exactly: GKD's draws are replayed to the step,
+DistiLLM's φ, L_ref, generators and buffer are saved beside the resume state (`onpolicy_state.pt`,
+read with weights_only). Checks before anything runs: kdcore/jobs/onpolicy_checks.py (in prepare_run).
 """
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
@@ -33,6 +36,7 @@ from kdcore.jobs.runner import _SEED_MOD, _Job, _NonFiniteLoss
 from kdcore.methods import IGNORE_INDEX
 from kdcore.onpolicy import DistiLLMSchedule, ReplayBuffer, gkd_step_source
 
+ONPOLICY_FILE = "onpolicy_state.pt"  # DistiLLM's resume state beside the runner's
 STUDENT_SOURCES = ("student", "generate")  # sources where the batch is the student's own samples
 
 
@@ -90,17 +94,13 @@ class OnPolicyJob(_Job):
         self.schedule: DistiLLMSchedule | None = None
         self.buffer: ReplayBuffer | None = None
         if self.kind == "distillm":
-            self._build_distillm(config, prep, p, resume)
+            self._build_distillm(config, prep, p)
         super().__init__(config, prep, report, resume=resume)
         self.eos, self.pad = _special_ids(self.student)
         if resume and self.kind == "gkd":
             self.u_rng.random(self.step)  # the draws of the steps already done
 
-    def _build_distillm(self, config: JobConfig, prep: Any, p: dict, resume: bool) -> None:
-        if resume:
-            raise ValueError(
-                "A DistiLLM run cannot resume yet: its replay buffer is not part of the resume state. Start it again."
-            )
+    def _build_distillm(self, config: JobConfig, prep: Any, p: dict) -> None:
         self.schedule = DistiLLMSchedule(
             prep.total_steps,
             init_phi=p["init_phi"],
@@ -207,6 +207,49 @@ class OnPolicyJob(_Job):
         if self.schedule is not None:
             values["distillm_phi"] = self.schedule.update(values["val_loss"])
         return values
+
+    # -- resume: the source counts, and DistiLLM's φ, L_ref, u-generator, buffer and replay generator --
+    def _save_resume(self) -> None:
+        super()._save_resume()
+        if self.schedule is None or self.buffer is None:
+            return
+        state = {
+            "step": self.step,
+            "schedule": self.schedule.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "replay_rng": self.replay_rng.bit_generator.state,
+        }
+        out = io.BytesIO()
+        torch.save(state, out)
+        store, run_id = self._run_store()
+        store.save_artifact(run_id, ONPOLICY_FILE, out.getvalue(), kind="resume", epoch=self.epoch)
+
+    def _load_resume(self) -> None:
+        super()._load_resume()
+        store, run_id = self._run_store()
+        steps = store.metrics(run_id, "step")
+        for col in (c for c in steps.columns if str(c).startswith("source_")):
+            self.counts[str(col)[len("source_") :]] = int(steps[col].fillna(0).sum())
+        if self.schedule is not None and self.step > 0:
+            self._load_distillm_state(store, run_id)
+
+    def _load_distillm_state(self, store: Any, run_id: str) -> None:
+        assert self.schedule is not None and self.buffer is not None
+        try:
+            state = torch.load(io.BytesIO(store.read_artifact(run_id, ONPOLICY_FILE)), weights_only=True)
+        except Exception as exc:  # missing, altered or unreadable: the run cannot continue exactly
+            raise ValueError(
+                f"Run {run_id} cannot resume: its DistiLLM state ({ONPOLICY_FILE}: φ, the replay buffer) is "
+                f"unreadable ({exc}). Start the run again."
+            ) from None
+        if state["step"] != self.step:
+            raise ValueError(
+                f"Run {run_id} cannot resume: its DistiLLM state is from step {state['step']}, its weights from "
+                f"step {self.step} (a checkpoint). Start the run again."
+            )
+        self.schedule.load_state_dict(state["schedule"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.replay_rng.bit_generator.state = state["replay_rng"]
 
     def summary(self) -> dict:
         s = super().summary()
