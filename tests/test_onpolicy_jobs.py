@@ -191,3 +191,28 @@ def test_a_cancelled_run_resumes_exactly(data_dir, monkeypatch, objective, param
     b = store.metrics(part.run_id, "step").sort_values("step")[cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, rtol=1e-5)
     assert resumed.metrics["onpolicy_share"] == full.metrics["onpolicy_share"]
+
+
+def test_gkd_seq_kd_trains_on_the_teachers_samples(data_dir):
+    r, steps, _ = _run("gkd", dict(lmbda=0.0, seq_kd=True), max_steps=2)
+    assert steps["source_teacher"].tolist() == [1.0, 1.0] and r.metrics["onpolicy_share"] == 0.0
+
+
+def test_gkd_lambda0_step_is_supervised_fkl_on_the_data_window(data_dir):
+    from kdcore.jobs.resolve import resolve_pair
+
+    _, steps, _ = _run("gkd", dict(lmbda=0.0, divergence="fkl"), max_steps=1, train_size=8, batch_size=8)
+    pair = resolve_pair("tinylang")
+    P, N = SMALL["prompt_tokens"], SMALL["max_new_tokens"]
+    x = pair.dataset.split("train").inputs[:8, : P + N]  # the whole training subset is the one batch
+    student = pair.student.clone(reinit=True, seed=0)  # the job's student before its first update
+    with torch.no_grad():
+        zs, zt = student.logits(x).double().numpy(), pair.teacher.logits(x).double().numpy()
+    zs, zt = zs[:, P - 1 : P + N - 1], zt[:, P - 1 : P + N - 1]  # positions predicting the completion
+
+    def logsm(z):
+        z = z - z.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    want = (np.exp(logsm(zt)) * (logsm(zt) - logsm(zs))).sum(-1).mean()
+    assert steps["loss"].iloc[0] == pytest.approx(want, rel=1e-4)
