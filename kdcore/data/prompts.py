@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kdcore.data.base import SplitData
+from kdcore.data.base import Dataset, SplitData
 
 IGNORE_INDEX = -100
 _FORMATS = (".jsonl", ".json", ".csv")
@@ -66,7 +66,9 @@ def sft_split(
     rows = [p + c for p, c in zip(prompts, completions)]
     L = length if length is not None else max(len(r) for r in rows)
     if max(len(r) for r in rows) > L:
-        raise ValueError(f"The 'length' argument of sft_split ({L}) is shorter than the longest row ({max(map(len, rows))}).")
+        raise ValueError(
+            f"The 'length' argument of sft_split ({L}) is shorter than the longest row ({max(map(len, rows))})."
+        )
     ids = np.full((len(rows), L), pad_id, dtype=np.int64)
     targets = np.full((len(rows), L), IGNORE_INDEX, dtype=np.int64)
     for i, (p, c) in enumerate(zip(prompts, completions)):
@@ -100,7 +102,9 @@ def tinylang_copy_prompts(split: str = "train", n: int | None = None) -> PromptS
     from kdcore.data.tinylang import BOS, COPY, SEQ_LEN, SPLIT_SEEDS, SPLIT_SIZES, generate
 
     if split not in SPLIT_SEEDS:
-        raise ValueError(f"The 'split' argument of tinylang_copy_prompts must be one of {list(SPLIT_SEEDS)}. Got {split!r}.")
+        raise ValueError(
+            f"The 'split' argument of tinylang_copy_prompts must be one of {list(SPLIT_SEEDS)}. Got {split!r}."
+        )
     seq = generate(SPLIT_SIZES[split], SPLIT_SEEDS[split])["seq"]  # [N, 65]
     prompts, completions = [], []
     for row in seq.tolist():
@@ -169,3 +173,72 @@ def load_prompt_file(
     pad = getattr(tokenizer, "pad_token_id", None)
     pad = pad if isinstance(pad, int) else (stop if stop is not None else 0)
     return PromptSet(prompts, completions, eos_id=stop, pad_id=pad, name=p.name)
+
+
+def prompt_dataset(
+    splits: dict[str, PromptSet], *, vocab_size: int, tokenizer: Any = None, name: str = "prompts"
+) -> Dataset:
+    """A causal-LM Dataset of prompt/completion rows (`sft_split` per split: train, val, test);
+    load_report holds the stop and pad ids ("eos_id", "pad_id"). Every split needs completions."""
+    missing = [k for k, ps in splits.items() if ps.completions is None]
+    if missing or not {"train", "val"} <= set(splits):
+        raise ValueError(
+            f"prompt_dataset needs train and val prompt sets with completions. Got splits {sorted(splits)}"
+            + (f", without completions: {missing}" if missing else "")
+            + ". Give the file a completion field (sequence-level distillation validates on reference completions)."
+        )
+    first = next(iter(splits.values()))
+    if "test" not in splits:
+        splits = dict(splits, test=splits["val"])
+
+    def build() -> dict[str, SplitData]:
+        return {k: sft_split(ps.prompts, ps.completions or [], ps.pad_id) for k, ps in splits.items()}
+
+    return Dataset(
+        name=name,
+        task="causal_lm",
+        build=build,
+        vocab_size=vocab_size,
+        tokenizer=tokenizer,
+        description="Prompts with reference completions (sequence-level distillation).",
+        load_report={
+            "eos_id": first.eos_id,
+            "pad_id": first.pad_id,
+            **{f"n_{k}": len(v.prompts) for k, v in splits.items()},
+        },
+    )
+
+
+def tinylang_copy_dataset() -> Dataset:
+    """tinylang's copy task as prompt/completion data (train, val, test of `tinylang_copy_prompts`)."""
+    from kdcore.data.tinylang import VOCAB, TinyLangTokenizer
+
+    splits = {k: tinylang_copy_prompts(k) for k in ("train", "val", "test")}
+    return prompt_dataset(splits, vocab_size=VOCAB, tokenizer=TinyLangTokenizer(), name="tinylang copy")
+
+
+def load_prompt_dataset(
+    path: str | Path, model_dir: str | Path, *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+) -> Dataset:
+    """A prompt/completion file (JSONL, JSON list or CSV with 'prompt' and 'completion') tokenised by
+    the tokenizer in model_dir, split by a seeded permutation into train, val and test."""
+    from kdcore.adapters.hf_files import read_config
+    from kdcore.data.hf_tokenizer import load_hf_tokenizer
+
+    tok = load_hf_tokenizer(model_dir)
+    ps = load_prompt_file(path, tok)
+    n = len(ps.prompts)
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_val, n_test = max(1, round(n * val_fraction)), max(1, round(n * test_fraction))
+    if n - n_val - n_test < 1:
+        raise ValueError(
+            f"The prompt file {str(path)!r} has {n} records: too few for train, val and test (need 3 or more)."
+        )
+    parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+    assert ps.completions is not None  # load_prompt_file requires them
+    splits = {
+        k: PromptSet([ps.prompts[i] for i in idx], [ps.completions[i] for i in idx], ps.eos_id, ps.pad_id, ps.name)
+        for k, idx in parts.items()
+    }
+    vocab = read_config(Path(model_dir)).get("vocab_size") or len(tok)
+    return prompt_dataset(splits, vocab_size=int(vocab), tokenizer=tok, name=Path(path).name)

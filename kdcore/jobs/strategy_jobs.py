@@ -41,6 +41,10 @@ def job_class(objective: str) -> Any:
         from kdcore.jobs.onpolicy_job import OnPolicyJob
 
         return OnPolicyJob
+    if name in ("seqkd", "hybrid"):  # methods/15: trained on the teacher's generated completions
+        from kdcore.jobs.sequence_job import sequence_job_class
+
+        return sequence_job_class(name)
     from kdcore.jobs.runner import _Job
 
     return _Job

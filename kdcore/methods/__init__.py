@@ -43,6 +43,7 @@ from kdcore.methods import strategies as _strategies  # noqa: F401  (clkd, tfkd,
 from kdcore.methods import chains as _chains  # noqa: F401  (takd, dgkd)
 from kdcore.methods import grown as _grown  # noqa: F401  (byot, education)
 from kdcore.methods import curricula as _curricula  # noqa: F401  (ctkd, curriculum)
+from kdcore.methods import sequence as _sequence  # noqa: F401  (seqkd, hybrid)
 from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
 # isort: on
 
