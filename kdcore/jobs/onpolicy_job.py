@@ -181,12 +181,8 @@ class OnPolicyJob(_Job):
         with eval_mode(self.teacher.model, no_grad=True):
             t_logits = self.teacher.forward_features(ids, [])[0].detach()
         batch = StepTensors(self.task, s_logits, t_logits, targets, projectors=self.projectors)
-        batch.step, batch.epoch, batch.total_steps, batch.epochs = (
-            self.step,
-            self.epoch,
-            self.total_steps,
-            self.cfg.epochs,
-        )
+        batch.step, batch.epoch = self.step, self.epoch  # where the run is (schedules, warm-ups)
+        batch.total_steps, batch.epochs = self.total_steps, self.cfg.epochs
         terms, ce_weight, logged = self._scheduled()
         loss, comps = compute_loss(terms, ce_weight, batch)
         vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]).tolist()
