@@ -15,6 +15,7 @@ import plotly.io as pio
 
 from analyses import cka as cka_an
 from app import run_figures
+from app.onpolicy_figures import onpolicy_figures
 from app.procedure_figures import procedure_figures
 from app.strategy_figures import strategy_figures
 from kdcore.jobs.store import RunStore
@@ -73,6 +74,7 @@ def run_figures_for(store: RunStore, run_id: str) -> list:
         figs.append(run_figures.epoch_metrics(epochs, teacher_acc=(run["summary"] or {}).get("teacher_val_acc")))
         figs += strategy_figures(run, epochs)  # per-exit accuracy (byot), grades over time (education)
         figs += procedure_figures(store, run)  # stones (blockwise), stages (pwkd), generated samples (zskt)
+        figs += onpolicy_figures(run, steps, epochs)  # gkd, minillm, distillm: on-policy share and quality
     ckpt = store.metrics(run_id, "checkpoint")
     if any(str(c).startswith("div/") for c in ckpt.columns):
         figs.append(run_figures.checkpoint_divergences(ckpt))

@@ -1048,6 +1048,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gguf_to_hf_parser(sub)
     _add_compare_parser(sub)
     add_experiment_parser(sub)
+    from kdcore.eval.cli_scorecard import add_scorecard_parser  # the LM scorecard (methods/15 §15.6)
+
+    add_scorecard_parser(sub)
     return ap
 
 

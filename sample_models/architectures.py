@@ -164,6 +164,26 @@ class _Attention(nn.Module):
         y = (att @ v).transpose(1, 2).reshape(B, L, D)  # [B, L, D]
         return self.out(y), att
 
+    def forward_cached(
+        self, x: Tensor, past: tuple[Tensor, Tensor] | None, key_mask: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Incremental attention: x [B, L, D] are the newest L positions; past = (k, v) [B, H, S, Dh]
+        of the earlier ones (or None); key_mask [B, S + L] is 1 on keys that may be attended (0 on
+        padding). Returns the output [B, L, D] and the extended cache (k, v) [B, H, S + L, Dh]."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # [B, L, D] each
+        q, k, v = (t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # [B, H, L, Dh]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # [B, H, S + L, Dh]
+        S = k.shape[2]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(D // self.n_heads)  # [B, H, L, S]
+        causal = torch.ones(L, S, dtype=torch.bool, device=x.device).tril(S - L)  # query i sees keys <= S - L + i
+        allowed = causal[None, None] & key_mask[:, None, None, :].bool()  # [B, 1, L, S]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        att = torch.nan_to_num(scores.softmax(dim=-1))  # rows of padding queries see nothing: zeros
+        y = (att @ v).transpose(1, 2).reshape(B, L, D)  # [B, L, D]
+        return self.out(y), (k, v)
+
 
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
@@ -179,6 +199,13 @@ class Block(nn.Module):
         a, att = self.attn(self.ln1(x))
         x = x + a
         return x + self.mlp(self.ln2(x)), att  # [B, L, D], [B, H, L, L]
+
+    def forward_cached(
+        self, x: Tensor, past: tuple[Tensor, Tensor] | None, key_mask: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        a, cache = self.attn.forward_cached(self.ln1(x), past, key_mask)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), cache  # [B, L, D], (k, v) [B, H, S + L, Dh]
 
 
 class TinyTransformer(nn.Module):
@@ -216,6 +243,33 @@ class TinyTransformer(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         return self.forward_with_attentions(ids)[0]
+
+    @property
+    def context_length(self) -> int:
+        """The longest input (learned positions)."""
+        return self.cfg.seq_len
+
+    def forward_cached(
+        self, ids: Tensor, positions: Tensor, key_mask: Tensor, past: list[tuple[Tensor, Tensor]] | None = None
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """One incremental step with a key/value cache (kdcore.generation uses it).
+
+        ids [B, L]: the newest L tokens; positions [B, L]: their position ids (left-padded rows
+        count from their first real token); key_mask [B, S + L]: 1 on real tokens among all S + L
+        positions so far; past: per-layer (k, v) [B, H, S, Dh] or None. Returns logits [B, L, V]
+        and the extended cache. On unpadded rows this equals forward() on the whole sequence.
+        """
+        if int(positions.max()) >= self.cfg.seq_len:
+            raise ValueError(
+                f"The 'positions' argument of TinyTransformer.forward_cached must be < {self.cfg.seq_len} (the "
+                f"model's context). Got {int(positions.max())}: generate fewer tokens or shorten the prompt."
+            )
+        x = self.tok(ids) + self.pos(positions.clamp(min=0))  # [B, L, D]
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block.forward_cached(x, None if past is None else past[i], key_mask)
+            cache.append(kv)
+        return self.unembed(self.ln_f(x)), cache  # [B, L, V], n_layers × (k, v)
 
 
 class TinyLangTeacher(TinyTransformer):

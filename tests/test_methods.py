@@ -67,6 +67,10 @@ def _batch(method: Method) -> StepTensors:
 
         b.student_feats = {n: torch.randn(4, 2, 3, 3, generator=g).requires_grad_() for n in ("a", "b")}
         b.projectors = torch.nn.ModuleDict({EXITS_KEY: ExitHeads.build(b.student_feats, ["a", "b"], 5)})
+    if method.name == "hybrid":  # its logits on the teacher's completions come from the sequence job: here, by hand
+        from kdcore.methods.sequence import SEQ_LOGITS, SEQ_TARGETS
+
+        b.extras = {SEQ_LOGITS: torch.randn(*shape, generator=g).requires_grad_(), SEQ_TARGETS: y.clone()}
     if method.needs_attention:
         causal = torch.ones(3, 3, dtype=torch.bool).tril()
         att = lambda: torch.softmax(torch.randn(2, 1, 3, 3, generator=g).masked_fill(~causal, -1e9), -1)  # noqa: E731
@@ -122,7 +126,19 @@ def test_the_tasks_menu_and_the_choices_match_the_tested_functions():
 
     assert get_method("cakd").param("rule").choices == tuple(RULES)
     assert get_method("token").param("kind").choices == tuple(KINDS)
-    assert [m.name for m in methods_for("causal_lm")] == ["token", "attn_kl", "ce"]
+    assert [m.name for m in methods_for("causal_lm")] == [
+        "token",
+        "gkd",
+        "minillm",
+        "distillm",
+        "attn_kl",
+        "seqkd",
+        "hybrid",
+        "ce",
+    ]
+    from kdcore.losses import GKD_DIVERGENCES
+
+    assert get_method("gkd").param("divergence").choices == GKD_DIVERGENCES
     assert "token" not in [m.name for m in methods_for("classification")]
 
 

@@ -214,6 +214,13 @@ DATA_LOADERS: dict[str, Callable[[JobConfig, dict[str, Any]], Dataset]] = {}
 
 def _causal_lm_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
     from kdcore.data.hf_text import load_hf_text
+    from kdcore.jobs.sequence_data import is_sequence_objective
+
+    if is_sequence_objective(config.objective):  # seqkd/hybrid (methods/15): prompt/completion records
+        from kdcore.data.prompts import load_prompt_dataset
+
+        teacher = Path(config.teacher).expanduser()
+        return load_prompt_dataset(Path(config.data).expanduser(), teacher, seed=int(options.get("seed", 0)))
 
     return load_hf_text(
         Path(config.data).expanduser(), Path(config.teacher).expanduser(), max_bytes=LOCAL_MAX_BYTES, **options
@@ -261,5 +268,6 @@ def _dataset(config: JobConfig, options: dict[str, Any]) -> Dataset:
         _stamp(Path(config.teacher)),
         config.model_kind,
         repr(sorted(options.items())),
+        str(config.objective) in ("seqkd", "hybrid"),  # prompt/completion records (methods/15)
     )
     return _cached(key, lambda: loader(config, options))

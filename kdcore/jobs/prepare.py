@@ -15,6 +15,7 @@ from kdcore.jobs.objectives import feature_layers, feature_shape_problems, fit_p
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.performance import run_problems
 from kdcore.jobs.resolve import resolve_device
+from kdcore.jobs.sequence_data import sequence_data
 from kdcore.jobs.strategy_jobs import prepare_strategy
 from kdcore.jobs.teacher_cache import tensor_fingerprint
 from kdcore.pairs import Pair
@@ -128,6 +129,7 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     s_layers, t_layers = feature_layers(terms)
     _check_fit(config, pair, ds.task)
     _check_options(config, pair, device, terms)
+    ds = sequence_data(config, pair, ds)  # seqkd/hybrid: prompt/completion rows (methods/15)
     train, val = ds.split("train"), ds.split("val")
     terms, s_layers = prepare_strategy(config, pair, ds.task, train.inputs, terms, s_layers)  # byot, education
     if s_layers:

@@ -21,6 +21,7 @@ from kdcore.validation import InvalidParameterError
 # Recipe fields that only mean something for the recipe's own objective (KD's T and λ).
 _OBJECTIVE_FIELDS = ("temperature", "lam")
 _NO_TEACHER = ("ce", "ls")  # objectives without a teacher: no teacher cache
+_NO_CACHE = (*_NO_TEACHER, "gkd", "minillm", "distillm")  # + on-policy ones: their sequences change every step
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Recipe:
         user = set(user_set)
         own = _canonical(objective) == _canonical(self.objective)
         skip = set(user) | (set() if own else set(_OBJECTIVE_FIELDS))
-        if _canonical(objective) in _NO_TEACHER:
+        if _canonical(objective) in _NO_CACHE:
             skip.add("teacher_cache")
         return [k for k in self.settings() if k not in skip]
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from kdcore.exits import exit_layers, exit_problems, layer_problems
 from kdcore.jobs.config import JobConfig, LossTerm
+from kdcore.jobs.onpolicy_checks import ONPOLICY, onpolicy_problems
 from kdcore.methods import canonical_name
 
 if TYPE_CHECKING:
@@ -36,6 +37,14 @@ def job_class(objective: str) -> Any:
         from kdcore.jobs.education_job import EducationJob
 
         return EducationJob
+    if name in ONPOLICY:
+        from kdcore.jobs.onpolicy_job import OnPolicyJob
+
+        return OnPolicyJob
+    if name in ("seqkd", "hybrid"):  # methods/15: trained on the teacher's generated completions
+        from kdcore.jobs.sequence_job import sequence_job_class
+
+        return sequence_job_class(name)
     from kdcore.jobs.runner import _Job
 
     return _Job
@@ -46,6 +55,11 @@ def prepare_strategy(
 ) -> tuple[list[LossTerm], list[str]]:
     """(terms, student layers) with the strategy's layers resolved; raises ValueError when it cannot run."""
     names = [t.name for t in terms]
+    if any(n in ONPOLICY for n in names):  # gkd, minillm, distillm: generation must fit the pair
+        problems = onpolicy_problems(config, pair, terms, inputs)
+        if problems:
+            raise _refuse(config, problems)
+        return terms, s_layers
     inside = [n for n in names if n in STRATEGIES]
     if not inside or task != "classification":  # another task: fit_problems has refused it already
         return terms, s_layers

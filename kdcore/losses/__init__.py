@@ -37,6 +37,7 @@ from kdcore.losses.decoupled import RULES, cakd_components, cakd_loss, dkd_compo
 from kdcore.losses.education import education_kd_loss, grade_of_epoch, grade_partition
 from kdcore.losses.embedding import EMBED_LOSSES, embedding_distill_loss
 from kdcore.losses.features import feature_cosine_loss, feature_l2_loss, make_projector
+from kdcore.losses.gkd import GKD_DIVERGENCES, gkd_loss
 from kdcore.losses.kd import (
     kd_components,
     kd_loss,
@@ -46,6 +47,7 @@ from kdcore.losses.kd import (
     normkd_loss,
     softmax_t,
 )
+from kdcore.losses.minillm import minillm_loss
 from kdcore.losses.self_distill import ban_components, ban_ensemble, ban_loss, byot_losses, cwtm_loss
 from kdcore.losses.teacher_free import (
     SOFTEN,
@@ -127,5 +129,8 @@ __all__ = [
     "tfkd_reg_loss",
     "tfkd_self_loss",
     "virtual_teacher",
+    "GKD_DIVERGENCES",
+    "gkd_loss",
+    "minillm_loss",
     "warmup_weight",
 ]

@@ -36,6 +36,7 @@ from kdcore.methods.table import (
 # isort: off
 from kdcore.methods import classification as _classification  # noqa: F401  (kd, dkd, cakd, normkd, ls)
 from kdcore.methods import language as _language  # noqa: F401  (token)
+from kdcore.methods import onpolicy as _onpolicy  # noqa: F401  (gkd, minillm, distillm)
 from kdcore.methods import features as _features  # noqa: F401  (feature_l2, at, attn_kl)
 from kdcore.methods import feature_modules as _feature_modules  # noqa: F401  (mgd, famkd)
 from kdcore.methods import embedding as _embedding  # noqa: F401  (embed_distill)
@@ -44,6 +45,7 @@ from kdcore.methods import chains as _chains  # noqa: F401  (takd, dgkd)
 from kdcore.methods import grown as _grown  # noqa: F401  (byot, education)
 from kdcore.methods import curricula as _curricula  # noqa: F401  (ctkd, curriculum)
 from kdcore.methods import procedures as _procedures  # noqa: F401  (blockwise, pwkd, zskt)
+from kdcore.methods import sequence as _sequence  # noqa: F401  (seqkd, hybrid)
 from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
 # isort: on
 

@@ -35,6 +35,7 @@ class StepTensors:
     epoch: int = 1  # the epoch this step belongs to (1-based: CTKD's λ_e, the warm-up w(e))
     total_steps: int = 1  # steps of the whole run
     epochs: int = 1  # epochs of the whole run
+    extras: dict[str, Tensor] = field(default_factory=dict)  # method-specific tensors (hybrid: logits on ŷ)
 
 
 Component = tuple[str, float, Any]  # (name, weight, scalar tensor)
