@@ -67,7 +67,7 @@ def build_pair(root: Path, layers: int, student_layers: int) -> tuple[Path, Path
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, pandas as pd, torch
-from kdcore.adapters.hf import load_hf
+from kdcore.adapters.hf_load import load_hf
 from kdcore.data.hf_text import load_hf_text
 from kdcore.doctor import RunRecord, diagnose_run
 from kdcore.jobs.config import JobConfig

@@ -185,7 +185,7 @@ def test_the_lm_probe_is_bounded_by_its_logit_budget(monkeypatch):
 
 @pytest.mark.slow  # builds and loads two Hugging Face models (~3 s of CPU)
 def test_the_doctor_runs_on_a_tiny_hf_llama_pair(tmp_path):
-    from kdcore.adapters.hf import load_hf
+    from kdcore.adapters.hf_load import load_hf
     from kdcore.data.hf_text import load_hf_text
     from tests.helpers.hf_pairs import llama_pair
 

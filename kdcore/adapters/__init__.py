@@ -14,8 +14,9 @@
 from kdcore.adapters.base import KINDS, ModelAdapter, eval_mode
 from kdcore.adapters.factory import load_factory
 from kdcore.adapters.gguf import ConvertedGGUF, gguf_to_hf, load_gguf
-from kdcore.adapters.hf import HFAdapter, load_hf
+from kdcore.adapters.hf import HFAdapter
 from kdcore.adapters.hf_encoder import HFEncoderAdapter
+from kdcore.adapters.hf_load import load_hf
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.adapters.make_student import MadeStudent, make_student_from_teacher
 from kdcore.adapters.module import ModuleAdapter, wrap

@@ -63,7 +63,8 @@ def wrap(
         )
     cls: type[ModelAdapter] = ModuleAdapter
     if isinstance(model, nn.Module) and _is_hf_model(model):
-        from kdcore.adapters.hf import HFAdapter, HFEncoderAdapter
+        from kdcore.adapters.hf import HFAdapter
+        from kdcore.adapters.hf_encoder import HFEncoderAdapter
 
         if kind == "encoder":  # pooled ("cls") embedding as the logits, like load_hf(kind="encoder")
             return HFEncoderAdapter(model, name=name, layers=layers, output_size=output_size)

@@ -182,7 +182,7 @@ def clear_cache() -> None:
 
 
 def _load_model(path: Path, kind: str) -> ModelAdapter:
-    from kdcore.adapters.hf import load_hf
+    from kdcore.adapters.hf_load import load_hf
 
     return _cached(("model", _stamp(path), kind), lambda: load_hf(path, kind=kind))
 
@@ -198,7 +198,7 @@ def _student_adapter(config: JobConfig) -> ModelAdapter:
 
 def _build_from_teacher(config: JobConfig, teacher: Path) -> tuple[tempfile.TemporaryDirectory, ModelAdapter]:
     """(the temporary directory, kept alive with the adapter; the student adapter) of a from_teacher student."""
-    from kdcore.adapters.hf import load_hf
+    from kdcore.adapters.hf_load import load_hf
     from kdcore.adapters.make_student import make_student_from_teacher
 
     tmp = tempfile.TemporaryDirectory(prefix="kdwb-from-teacher-")
