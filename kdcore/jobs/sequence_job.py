@@ -15,6 +15,7 @@ stays on the reference completions (the student's CE on x ⧺ y). Metrics at epo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,10 @@ class SeqKDJob(_Job):
     """The runner's job on x ⧺ ŷ: the teacher's completions of the training prompts."""
 
     def __init__(self, config: JobConfig, prep: Any, report: Any, *, resume: bool) -> None:
-        super().__init__(config, prep, report, resume=resume)
+        cached = bool(config.teacher_cache)
+        super().__init__(dataclasses.replace(config, teacher_cache=False), prep, report, resume=resume)
+        if cached:  # a recipe's default: logits cached on the data rows do not apply to ŷ
+            self._notice("teacher_cache is off for this run: it trains on the teacher's generated completions.")
         self.seq_x, self.seq_y = self._teacher_rows(prep)
         self._use_rows()
 
