@@ -28,7 +28,9 @@ def _llama_pair(root: Path, device: str):
     from kdcore.adapters import load_hf
 
     t, s = llama_pair(root, teacher_layers=8, student_layers=2)
-    return load_hf(t, device=device, name="llama teacher (8 layers)"), load_hf(s, device=device, name="llama student (2 layers)")
+    return load_hf(t, device=device, name="llama teacher (8 layers)"), load_hf(
+        s, device=device, name="llama student (2 layers)"
+    )
 
 
 def _report(name: str, tables: dict, P: int, n: int) -> None:
@@ -68,7 +70,9 @@ def _step_ratio(teacher, student, V: int, P: int, n: int) -> float:
         return time.perf_counter() - t0
 
     off = sorted(timed(step) for _ in range(5))[2]
-    on = sorted(timed(lambda: (generate(student, ids[:, :P], max_new_tokens=n, do_sample=True), step())) for _ in range(5))[2]
+    on = sorted(
+        timed(lambda: (generate(student, ids[:, :P], max_new_tokens=n, do_sample=True), step())) for _ in range(5)
+    )[2]
     return on / off
 
 
@@ -87,8 +91,12 @@ def main() -> None:
     pair = sample_models.load_pair("tinylang")
     teacher, student = pair.teacher.to(args.device), pair.student.to(args.device)
     P, n = 16, 32  # the tinylang context is 64 tokens
-    _report("tinylang", speed_tables({"teacher": teacher, "student": student}, SpeedConfig((1, 16), P, n, warm, reps)), P, n)
-    print(f"tinylang on-policy step / off-policy step (generate 16×{n} + step): {_step_ratio(teacher, student, 38, P, n):.2f}")
+    _report(
+        "tinylang", speed_tables({"teacher": teacher, "student": student}, SpeedConfig((1, 16), P, n, warm, reps)), P, n
+    )
+    print(
+        f"tinylang on-policy step / off-policy step (generate 16×{n} + step): {_step_ratio(teacher, student, 38, P, n):.2f}"
+    )
     with tempfile.TemporaryDirectory() as d:
         lt, ls = _llama_pair(Path(d), args.device)
         _report("llama", speed_tables({"teacher": lt, "student": ls}, SpeedConfig((1, 16), P, n, warm, reps)), P, n)

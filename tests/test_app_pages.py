@@ -307,7 +307,13 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     _start(at)  # rule topk without k
     assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
     at.selectbox(key="job_pair").set_value("tinylang").run()  # a language model: its methods only
-    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == ["token", "attn_kl", "ce"]
+    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == [
+        "token",
+        "attn_kl",
+        "seqkd",
+        "hybrid",
+        "ce",
+    ]
     assert at.selectbox(key="job_token_kind").value == "fkl"
     assert at.number_input(key="job_token_temperature").value == 1.0
 

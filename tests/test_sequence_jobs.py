@@ -80,7 +80,7 @@ def test_seqkd_on_a_tiny_hf_llama_pair_with_beam_search(tmp_path):
 @pytest.mark.parametrize(
     "changes,match",
     [
-        (dict(params={"decoding": "beam"}), "Hugging Face"),
+        (dict(params={"decoding": "beam", "num_beams": 0}), "num_beams"),
         (dict(objective="hybrid", params={"gate": "input", "decoding": "greedy"}), "gate 'input'"),
         (dict(pair="digits", params={"decoding": "greedy"}), "causal"),
     ],

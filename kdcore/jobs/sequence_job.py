@@ -77,11 +77,6 @@ class SeqKDJob(_Job):
         prompts, _ = split_prompts(prep.train)
         info = sequence_data(self.cfg, prep.pair, prep.pair.dataset).load_report or {}
         settings = self._settings(prompts, info)
-        if settings["decoding"] == "beam" and not hasattr(self.teacher.model, "generation_config"):
-            raise ValueError(
-                f"decoding 'beam' runs through Hugging Face generate, and the teacher ({self.teacher.name}) is not a "
-                f"Hugging Face model: set params.decoding to 'greedy' or 'sample'."
-            )
         t0 = time.perf_counter()
         cache_dir = None if self.store is None else self.store.root / "cache"
         with eval_mode(self.teacher.model):

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 IGNORE_INDEX = -100
@@ -97,7 +96,12 @@ def seqkd_components(
 
 
 def seqkd_loss(
-    student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor, *, alpha: float = 0.0, temperature: float = 1.0
+    student_logits: Tensor,
+    teacher_logits: Tensor | None,
+    labels: Tensor,
+    *,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """Seq-KD (α = 0: the masked NLL of the teacher's completions ŷ) or Seq-KD + Word-KD:
     (1 − α)·NLL(ŷ) + α·mean_K[−Σ_v p_j(v) log q_j(v)] (§15.1). teacher_logits may be None when α = 0."""
@@ -124,7 +128,13 @@ def _per_sequence(values: Tensor, kept: Tensor, reduction: str, where: str, name
 
 
 def hybrid_token_terms(
-    student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, token_term: str, temperature: float, reduction: str
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    *,
+    token_term: str,
+    temperature: float,
+    reduction: str,
 ) -> Tensor:
     """L_tok,i [B]: mean over K_i of KL(p‖q) (token_term "kl") or −Σ p log q ("ce"), at T."""
     where = "hybrid_loss"
@@ -206,7 +216,9 @@ def hybrid_loss(
         reduction=reduction,
     )
     _, _, kept = _shifted(student_logits_seq, labels_seq, "hybrid_loss", "labels_seq")
-    sent = _per_sequence(token_nll(student_logits_seq, labels_seq, where="hybrid_loss"), kept, reduction, "hybrid_loss", "labels_seq")
+    sent = _per_sequence(
+        token_nll(student_logits_seq, labels_seq, where="hybrid_loss"), kept, reduction, "hybrid_loss", "labels_seq"
+    )
     gi = hybrid_gate(gate, g, gate_param, features, B).to(tok.device)  # [B]
     loss = (gi * tok + (1 - gi) * sent).mean()
     return {"loss": loss, "token_loss": tok.mean(), "sentence_loss": sent.mean(), "g": gi.mean(), "g_seq": gi}
