@@ -141,15 +141,19 @@ def compare(teacher_report: dict, student_report: dict, *, n_bootstrap: int = 10
 
 
 def _environment(model: Any, cfg: SpeedConfig) -> dict[str, Any]:
-    import transformers
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        tf_version = version("transformers")  # read from metadata: importing transformers is slow
+    except PackageNotFoundError:
+        tf_version = "not installed"
     module = getattr(model, "model", model)
     p = next(module.parameters())
     return {
         "device": str(p.device),
         "dtype": str(p.dtype).replace("torch.", ""),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": tf_version,
         "python": platform.python_version(),
         "attention": str(getattr(getattr(module, "config", None), "_attn_implementation", "eager")),
         "prompt_tokens": cfg.prompt_tokens,
