@@ -102,3 +102,15 @@ def test_hf_data_without_a_completion_field_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="no 'completion' field"):
         run_job(cfg, use_store=False)
+
+
+def test_hybrid_token_term_on_the_teachers_completions_matches_seqkd_parts(tmp_path):
+    store = RunStore(tmp_path)
+    params = {"decoding": "greedy", "token_targets": "teacher", "reduction": "token"}
+    res = run_job(JobConfig(objective="hybrid", params=params, **TINY), store=store)
+    seq = run_job(JobConfig(objective="seqkd", params={"decoding": "greedy"}, **TINY), store=store)
+    assert res.state == seq.state == "completed"
+    h, s = store.metrics(res.run_id, "step").iloc[0], store.metrics(seq.run_id, "step").iloc[0]
+    # step 1: same student init, same ŷ batch; pooled terms = seqkd's parts (KL on ŷ, NLL of ŷ)
+    assert h["token_loss"] == pytest.approx(s["word_fkl"], rel=1e-5)
+    assert h["sentence_loss"] == pytest.approx(s["nll"], rel=1e-5)

@@ -101,7 +101,9 @@ class HybridJob(SeqKDJob):
     """Trains on the data x ⧺ y (token term) and on x ⧺ ŷ (sentence term) in each step."""
 
     def _use_rows(self) -> None:
-        pass  # the data rows stay the batch; ŷ rows join through batch.extras
+        if self.terms[0].params.get("token_targets") == "teacher":  # the token term on ŷ too (§15.2 choice 2)
+            self.train_x, self.train_y, self.train_mask = self.seq_x, self.seq_y, None
+        # else the data rows stay the batch; ŷ rows join through batch.extras
 
     def _step_tensors(self, idx: Tensor) -> Any:
         batch = super()._step_tensors(idx)

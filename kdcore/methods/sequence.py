@@ -74,6 +74,7 @@ def _hybrid(b: StepTensors, p: dict) -> list[Component]:
         g=float(p["g"]),
         gate_param=theta,
         token_term=p["token_term"],
+        token_targets=p["token_targets"],
         temperature=float(p["temperature"]),
         reduction=p["reduction"],
     )
@@ -142,6 +143,13 @@ register_method(
             ),
             Param("g", 0.5, "the fixed gate (1: token-level KD, 0: Seq-KD)", low=0.0, high=1.0),
             Param("token_term", "kl", "token term: KL(p‖q) or the CE −Σ p log q", kind="choice", choices=("kl", "ce")),
+            Param(
+                "token_targets",
+                "data",
+                "the token term's sequences: the data completion y or the teacher's ŷ",
+                kind="choice",
+                choices=("data", "teacher"),
+            ),
             Param(
                 "reduction",
                 "sequence",
