@@ -71,6 +71,15 @@ def scorecard(key: tuple, device: str, n: int):
     return scorecard_an.pair_multilabel_scorecard(pair.models(), x, y)
 
 
+@st.cache_data(show_spinner="Generating with both models and timing them…", max_entries=8)
+def lm_scorecard(key: tuple, device: str, n_prompts: int):
+    """The LM scorecard (methods/15 §15.6) of a causal-LM pair's student against its teacher."""
+    from kdcore.eval.lm_scorecard import pair_scorecard
+
+    pair = _pair(key, device)
+    return pair_scorecard(pair.teacher, pair.student, pair.dataset, n_prompts=n_prompts)
+
+
 MODEL_NAMES = {"teacher": "teacher", "baseline": "student alone (baseline)", "student": "distilled student"}
 
 

@@ -216,6 +216,81 @@ def _loop(model: nn.Module, ids: Tensor, mask: Tensor, cfg: GenerationConfig, st
     return seq
 
 
+def _beam_step(
+    scores: Tensor,
+    logp: Tensor,
+    K: int,
+    stops: list[int],
+    length: int,
+    done: list[list[tuple[float, Tensor]]],
+    seqs: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One beam step over rows: scores [B, K], logp [B, K, V] -> (new scores [B, K], source beam [B, K],
+    tokens [B, K]). Candidates ending in a stop token join `done` (score / length); the K best others go on."""
+    B, _, V = logp.shape
+    top, idx = (scores[..., None] + logp).view(B, K * V).topk(2 * K, dim=-1)  # [B, 2K]
+    new_scores = torch.full((B, K), float("-inf"))
+    src = torch.zeros((B, K), dtype=torch.long)
+    tok = torch.zeros((B, K), dtype=torch.long)
+    for b in range(B):
+        j = 0
+        for score, i in zip(top[b].tolist(), idx[b].tolist()):
+            beam, t = divmod(i, V)
+            if t in stops:
+                if len(done[b]) < K or score / length > min(h[0] for h in done[b]):
+                    done[b].append((score / length, torch.cat([seqs[b * K + beam], torch.tensor([t])])))
+                    done[b] = sorted(done[b], key=lambda h: -h[0])[:K]
+            elif j < K:
+                new_scores[b, j], src[b, j], tok[b, j] = score, beam, t
+                j += 1
+    return new_scores, src, tok
+
+
+def _beam(model: nn.Module, ids: Tensor, mask: Tensor, cfg: GenerationConfig, stops: list[int], pad: int) -> Tensor:
+    """Beam search with the model's incremental cache (length_penalty 1: score = Σ log p / length; a row
+    stops when its K finished hypotheses beat the best running score per token, as HF's early_stopping=False)."""
+    step_fn: Any = model.forward_cached
+    B, P = ids.shape
+    K = cfg.num_beams
+    ids_k, mask_k = ids.repeat_interleave(K, 0), mask.repeat_interleave(K, 0)  # [B·K, P]
+    positions = (mask_k.cumsum(1) - 1).clamp(min=0)
+    logits, past = step_fn(ids_k, positions, mask_k)
+    scores = torch.full((B, K), float("-inf"))
+    scores[:, 0] = 0.0  # one live beam at the start
+    seqs = ids_k.new_zeros((B * K, 0)).cpu()
+    done: list[list[tuple[float, Tensor]]] = [[] for _ in range(B)]
+    last = positions[:, -1:]
+    for step in range(cfg.max_new_tokens):
+        logp = _suppress(logits[:, -1].float(), stops, step, cfg).log_softmax(-1).view(B, K, -1).cpu()
+        scores, src, tok = _beam_step(scores, logp, K, stops, step + 1, done, seqs)
+        flat = (torch.arange(B)[:, None] * K + src).view(-1)  # [B·K] the beams that go on
+        seqs = torch.cat([seqs[flat], tok.view(-1, 1)], dim=1)
+        best_running = scores.max(1).values / (step + 1)
+        if all(len(d) == K and d[-1][0] >= float(r) for d, r in zip(done, best_running)):
+            break
+        if step == cfg.max_new_tokens - 1:
+            break
+        fl = flat.to(ids.device)
+        past = None if past is None else [(k[fl], v[fl]) for k, v in past]  # reorder the cache
+        mask_k, last = torch.cat([mask_k[fl], torch.ones_like(last)], dim=1), last[fl] + 1
+        logits, past = step_fn(tok.view(-1, 1).to(ids.device), last, mask_k, past)
+    return _best_beams(ids, seqs, scores, done, pad)
+
+
+def _best_beams(ids: Tensor, seqs: Tensor, scores: Tensor, done: list[list[tuple[float, Tensor]]], pad: int) -> Tensor:
+    """[B, P + N'] of each row's best hypothesis (running beams count, unfinished, when better or none finished)."""
+    B, K = scores.shape
+    best = []
+    for b in range(B):
+        hyps = list(done[b]) + [(float(scores[b, k]) / max(seqs.shape[1], 1), seqs[b * K + k]) for k in range(K)]
+        best.append(max(hyps, key=lambda h: h[0])[1])
+    width = max(len(h) for h in best)
+    out = torch.full((B, width), pad, dtype=torch.long)
+    for b, h in enumerate(best):
+        out[b, : len(h)] = h
+    return torch.cat([ids, out.to(ids.device)], dim=1)
+
+
 def _hf_generate(
     model: nn.Module, ids: Tensor, mask: Tensor, cfg: GenerationConfig, stops: list[int], pad: int
 ) -> Tensor:
@@ -299,16 +374,16 @@ def generate(
     pad = pad_id if pad_id is not None else (stops[0] if stops else 0)
     ids, mask = _check_prompts(prompt_ids, prompt_mask)
     _check_context(module, ids.shape[1], cfg)
-    if cfg.num_beams > 1 and not _is_hf(module):
+    if cfg.num_beams > 1 and not _is_hf(module) and not callable(getattr(module, "forward_cached", None)):
         raise ValueError(
-            f"The 'num_beams' parameter of generate must be 1 for {type(module).__name__} (beam search runs through "
-            f"Hugging Face generate only). Got {cfg.num_beams}: use greedy or sampled decoding."
+            f"The 'num_beams' parameter of generate must be 1 for {type(module).__name__} (beam search needs Hugging "
+            f"Face generate or the model's forward_cached). Got {cfg.num_beams}: use greedy or sampled decoding."
         )
     device = next((p.device for p in module.parameters()), ids.device)
     ids, mask = ids.to(device), mask.to(device)
     from kdcore.adapters.base import eval_mode
 
     with eval_mode(module, no_grad=True):
-        run = _hf_generate if _is_hf(module) else _loop
+        run = _hf_generate if _is_hf(module) else (_beam if cfg.num_beams > 1 else _loop)
         seq = run(module, ids, mask, cfg, stops, pad)
     return _result(seq, mask, stops, pad, cfg)

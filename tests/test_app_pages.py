@@ -307,7 +307,13 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     _start(at)  # rule topk without k
     assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
     at.selectbox(key="job_pair").set_value("tinylang").run()  # a language model: its methods only
-    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == ["token", "attn_kl", "ce"]
+    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == [
+        "token",
+        "attn_kl",
+        "seqkd",
+        "hybrid",
+        "ce",
+    ]
     assert at.selectbox(key="job_token_kind").value == "fkl"
     assert at.number_input(key="job_token_temperature").value == 1.0
 
@@ -476,3 +482,13 @@ def test_distill_live_picker_shows_run_names(home):
     at = _open("distill")
     picker = at.selectbox(key="live_run")
     assert picker.options == [run_label(RunStore(home["dir"]).get_run(home["run_id"]))] == ["app-test"]
+
+
+def test_overview_lm_generation_scorecard_on_request(home):
+    at = _open("overview", "tinylang", lm_scorecard_prompts=10)
+    assert not any(m.label == "Generates faster" for m in at.metric)  # measured on request only
+    next(b for b in at.button if b.key == "lm_scorecard_go").click().run()
+    _ok(at)
+    labels = {m.label for m in at.metric}
+    assert {"Exact match kept", "Fewer parameters", "Generates faster"} <= labels
+    assert any("held-out prompts" in md.value for md in at.markdown)

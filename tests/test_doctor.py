@@ -35,7 +35,9 @@ from tests.helpers.doctor_toys import (
 LM_PAIR = "tests.helpers.doctor_toys:lm_pair"
 LM_ONLY = [c for c in CHECK_IDS if c.startswith("lm.") and c != "lm.temperature_mismatch"]
 CLASSIFICATION_CHECKS = [c for c in CHECK_IDS if c not in LM_ONLY]
-LM_CHECKS = [c for c in CHECK_IDS if not c.startswith(("teacher.wrong", "soft_labels.", "capacity.no_gain"))]
+LM_CHECKS = [
+    c for c in CHECK_IDS if not c.startswith(("teacher.wrong", "soft_labels.", "capacity.no_gain", "lm.hybrid_gate"))
+]
 _FAST = dict(batch_size=32, checkpoints=1, val_size=256, probe_size=64)
 
 
@@ -390,3 +392,18 @@ def test_different_temperatures_for_teacher_and_student_are_flagged():
     assert (f.evidence["teacher_temperature"], f.evidence["student_temperature"]) == (2.0, 1.0)
     cfg = _record(_lm_cfg(temperature=2.0, teacher_temperature=4.0))
     assert _flags(diagnose_run(cfg), "lm.temperature_mismatch").evidence["teacher_temperature"] == 4.0
+
+
+def test_a_saturated_learned_hybrid_gate_is_flagged():
+    cfg = JobConfig(pair="tinylang", objective="hybrid", params={"gate": "learned"}).to_dict()
+    report = diagnose_run(_record(cfg, steps={"step": [1, 2, 3], "gate_g": [0.5, 0.9, 0.99]}))
+    f = _flags(report, "lm.hybrid_gate")
+    assert f.evidence["gate_g_last"] == 0.99 and "token KL" in f.title
+    calm = diagnose_run(_record(cfg, steps={"step": [1, 2], "gate_g": [0.5, 0.6]}))
+    assert calm.checks["lm.hybrid_gate"] == "ran" and "lm.hybrid_gate" not in calm.ids()
+    fixed = JobConfig(pair="tinylang", objective="hybrid").to_dict()
+    assert (
+        diagnose_run(_record(fixed, steps={"step": [1], "gate_g": [0.5]}))
+        .checks["lm.hybrid_gate"]
+        .startswith("skipped")
+    )

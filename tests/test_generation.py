@@ -161,7 +161,7 @@ def test_hf_llama_greedy_and_seeded_sampling(tmp_path):
         (dict(do_sample=True, temperature=0.0), "temperature"),
         (dict(top_p=0.0), "top_p"),
         (dict(top_k=-1), "top_k"),
-        (dict(num_beams=3, max_new_tokens=4), "num_beams"),
+        (dict(num_beams=3, max_new_tokens=4, do_sample=True), "num_beams"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, match):
@@ -179,3 +179,29 @@ def test_bad_prompts_are_refused():
         generate(_Counter(), torch.zeros(1, 4, dtype=torch.long), torch.tensor([[0, 1, 1, 1]]), max_new_tokens=1)
     with pytest.raises(ValueError, match="prompt_ids"):
         generate(model, torch.zeros(4), max_new_tokens=1)
+    with pytest.raises(ValueError, match="num_beams"):
+        generate(_Counter(), torch.zeros(1, 4, dtype=torch.long), max_new_tokens=1, num_beams=2)
+
+
+def test_tinylang_beam_search_finds_the_best_two_token_continuation():
+    model = _tiny(8)
+    ids = torch.randint(0, 11, (2, 4), generator=torch.Generator().manual_seed(9))
+    res = generate(model, ids, max_new_tokens=2, num_beams=11)  # K = V: exhaustive over two steps
+    with torch.no_grad():
+        for b in range(2):
+            lp1 = model(ids[b : b + 1])[0, -1].double().log_softmax(-1)  # [V]
+            best, arg = -np.inf, None
+            for t1 in range(11):  # independent brute force over all 121 continuations
+                seq = torch.cat([ids[b], torch.tensor([t1])])[None]
+                lp2 = model(seq)[0, -1].double().log_softmax(-1)
+                t2 = int(lp2.argmax())
+                if float(lp1[t1] + lp2[t2]) > best:
+                    best, arg = float(lp1[t1] + lp2[t2]), [t1, t2]
+            assert res.sequences[b, 4:].tolist() == arg
+    again = generate(model, ids, max_new_tokens=2, num_beams=11, seed=5)  # beam search draws nothing
+    assert torch.equal(again.sequences, res.sequences)
+
+
+def test_beam_search_stops_and_masks_like_greedy_on_a_scripted_model():
+    res = generate(_CachedCounter(), torch.tensor([[1], [3]]), max_new_tokens=6, num_beams=3, eos_id=5)
+    assert res.completions() == [[2, 3, 4, 5], [4, 5]] and res.truncated.tolist() == [False, False]

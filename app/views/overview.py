@@ -4,6 +4,34 @@ import streamlit as st
 
 from app import compute, ui
 
+
+def _lm_section(pair, key: tuple, device: str) -> None:
+    """The generation scorecard of an LM pair (methods/15 §15.6), measured on request (it generates and times)."""
+    st.subheader("Generation scorecard")
+    st.markdown(
+        "Exact match of greedy completions on held-out prompts, unique parameters, and end-to-end generation "
+        "speed with a KV cache (`python -m kdcore scorecard RUN_ID` prints the same for a run's student)."
+    )
+    n_prompts = st.number_input("Held-out prompts", 10, 500, 100, step=10, key="lm_scorecard_prompts")
+    if not st.button("Measure generation", key="lm_scorecard_go") and not st.session_state.get("lm_scorecard_done"):
+        return
+    st.session_state["lm_scorecard_done"] = True
+    try:
+        card = compute.lm_scorecard(key, device, int(n_prompts))
+    except ValueError as exc:  # data without reference completions
+        st.info(str(exc))
+        return
+    c = st.columns(3)
+    lo, hi = card.pct_ci
+    c[0].metric("Exact match kept", f"{card.pct_of_teacher:.1f} %", help=f"95 % paired bootstrap {lo:.1f}–{hi:.1f} %")
+    c[1].metric("Fewer parameters", f"{card.param_reduction:.1f} %", help="unique parameters, tied embeddings once")
+    c[2].metric("Generates faster", f"{card.speedups['e2e_b1']:.2f}×", help="end-to-end median at batch 1")
+    st.markdown("\n".join(card.text().splitlines()[1:]))
+    for role, table in card.speed.items():
+        st.caption(f"{role}: generation speed per batch size")
+        st.dataframe(ui.readable_table(table), hide_index=True)
+
+
 ui.intro(
     "Overview: the pair at a glance",
     "What distillation bought: the student's size and speed against the teacher's, the accuracy of the "
@@ -80,3 +108,5 @@ if ctx:
                 height=420,
                 caption="The student's error beside its bound (teacher error + disagreement).",
             )
+        if pair.dataset.task == "causal_lm":
+            _lm_section(pair, key, device)

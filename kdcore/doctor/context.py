@@ -101,7 +101,8 @@ class Context:
             return self.dataset.task
         if self.teacher is not None:
             return "causal_lm" if self.teacher.kind == "causal_lm" else "classification"
-        return "causal_lm" if any(t.name in ("token", "attn_kl") for t in self.terms) else "classification"
+        lm = ("token", "attn_kl", "seqkd", "hybrid")
+        return "causal_lm" if any(t.name in lm for t in self.terms) else "classification"
 
     # ---- metrics ---------------------------------------------------------------------------------
     def metric(self, level: str, name: str) -> pd.Series | None:

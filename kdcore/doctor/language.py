@@ -21,6 +21,7 @@ PAD_SEQUENCES = 0.3  # a token ending at least this share of sequences in a run 
 TAIL_MASS = 1e-3  # teacher probability on never-used vocabulary entries at or above this: flagged
 JSD_EDGE = 0.1  # β ≤ 0.1 or β ≥ 0.9: near the ends
 TEMP_REL = 0.01  # teacher and student temperatures differing by more than 1 %
+GATE_EDGE = 0.02  # a hybrid gate g outside [0.02, 0.98] has saturated (methods/15 §15.2)
 
 
 def _lm(ctx: Context) -> None:
@@ -241,5 +242,28 @@ def check_temperature_mismatch(ctx: Context) -> Finding | None:
         },
         "Divide both models' logits by the same T (remove any temperature built into one model, and any "
         "separate teacher_/student_temperature setting).",
+        None,
+    )
+
+
+def check_hybrid_gate(ctx: Context) -> Finding | None:
+    """A learned hybrid gate g = σ(θ) that saturated: one of the two terms no longer trains (§15.2)."""
+    _lm(ctx)
+    if not any(t.name == "hybrid" and t.params.get("gate") == "learned" for t in ctx.terms):
+        raise Skip("the objective has no learned hybrid gate")
+    g = ctx.metric("step", "gate_g")
+    if g is None:
+        raise Skip("the run logged no gate values (gate_g)")
+    last = float(g.iloc[-1])
+    if GATE_EDGE <= last <= 1 - GATE_EDGE:
+        return None
+    kept, lost = ("token KL", "sentence NLL on ŷ") if last > 0.5 else ("sentence NLL on ŷ", "token KL")
+    return Finding(
+        "lm.hybrid_gate",
+        "warning",
+        f"The learned hybrid gate ended at g = {fmt(last)}: only the {kept} still trains, the {lost} has no weight. "
+        f"A gate trained on the loss it weighs moves toward whichever term is smaller and saturates.",
+        {"gate_g_last": last, "gate_g_first": float(g.iloc[0]), "steps": len(g)},
+        "Use gate 'fixed' with the g you want (0.5 weighs both), or plain 'token' / 'seqkd' if one term is enough.",
         None,
     )

@@ -101,5 +101,6 @@ CHECKS: list[Check] = [
         language.check_temperature_mismatch,
         "different temperatures for teacher and student",
     ),
+    Check("lm.hybrid_gate", "language", language.check_hybrid_gate, "a learned hybrid gate left [0.02, 0.98]"),
 ]
 CHECK_IDS: tuple[str, ...] = tuple(c.id for c in CHECKS)

@@ -141,15 +141,19 @@ def compare(teacher_report: dict, student_report: dict, *, n_bootstrap: int = 10
 
 
 def _environment(model: Any, cfg: SpeedConfig) -> dict[str, Any]:
-    import transformers
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        tf_version = version("transformers")  # read from metadata: importing transformers is slow
+    except PackageNotFoundError:
+        tf_version = "not installed"
     module = getattr(model, "model", model)
     p = next(module.parameters())
     return {
         "device": str(p.device),
         "dtype": str(p.dtype).replace("torch.", ""),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": tf_version,
         "python": platform.python_version(),
         "attention": str(getattr(getattr(module, "config", None), "_attn_implementation", "eager")),
         "prompt_tokens": cfg.prompt_tokens,
@@ -254,13 +258,49 @@ def _speed_for_context(n_ctx: int | None, cfg: SpeedConfig) -> SpeedConfig:
     return SpeedConfig(cfg.batch_sizes, max(1, n_ctx // 4), max(2, n_ctx // 2), cfg.warmup, cfg.repeats, cfg.seed)
 
 
+def held_out_prompts(dataset: Any, n_prompts: int = 200) -> Any:
+    """The held-out prompts of a causal-LM dataset: tinylang's copy test split, or the test split of a
+    prompt/completion dataset; raises for data without reference completions."""
+    from kdcore.data.prompts import PromptSet, split_prompts, tinylang_copy_prompts
+
+    if dataset is None or dataset.task != "causal_lm":
+        raise ValueError("The LM scorecard needs a causal LM pair with a dataset.")
+    if dataset.name == "tinylang":
+        return tinylang_copy_prompts("test", n=n_prompts)
+    info = dataset.load_report or {}
+    if "eos_id" not in info:
+        raise ValueError(
+            f"The data {dataset.name!r} has no prompts with reference completions: the scorecard's exact match needs "
+            f"a prompt/completion file (JSONL or CSV with 'prompt' and 'completion')."
+        )
+    p, c = split_prompts(dataset.split("test"))
+    return PromptSet(p[:n_prompts], c[:n_prompts], info["eos_id"], int(info["pad_id"]), f"{dataset.name} (test)")
+
+
+def pair_scorecard(
+    teacher: Any,
+    student: Any,
+    dataset: Any,
+    *,
+    n_prompts: int = 200,
+    max_new_tokens: int = 128,
+    speed: SpeedConfig | None = None,
+) -> LMScorecard:
+    """lm_scorecard on the dataset's held-out prompts, with P, n and max_new_tokens fitted to the context."""
+    from kdcore.generation import context_length
+
+    held = held_out_prompts(dataset, n_prompts)
+    n_ctx = context_length(getattr(teacher, "model", teacher))
+    longest = max(len(x) for x in held.prompts)
+    max_new = max_new_tokens if n_ctx is None else max(1, min(max_new_tokens, n_ctx - longest))
+    cfg = _speed_for_context(n_ctx, speed or SpeedConfig())
+    return lm_scorecard(teacher, student, held, decode=decoder(dataset.tokenizer), max_new_tokens=max_new, speed=cfg)
+
+
 def run_scorecard(
     store: Any, run_id: str, *, n_prompts: int = 200, max_new_tokens: int = 128, speed: SpeedConfig | None = None
 ) -> LMScorecard:
-    """A run's final student against its pair's teacher on the held-out (test) prompts of its data:
-    tinylang's copy task, or the test split of a prompt/completion file."""
-    from kdcore.data.prompts import PromptSet, split_prompts, tinylang_copy_prompts
-    from kdcore.generation import context_length
+    """A run's final student against its pair's teacher on the held-out (test) prompts of its data."""
     from kdcore.jobs.config import JobConfig
     from kdcore.jobs.pair_source import pair_for_config, student_for_run
     from kdcore.jobs.resolve import resolve_pair
@@ -268,32 +308,10 @@ def run_scorecard(
     run = store.get_run(run_id)
     cfg = JobConfig.from_dict(dict(run["config"]))
     pair = pair_for_config(cfg) if cfg.teacher else resolve_pair(cfg.pair)
-    ds = pair.dataset
-    if ds is None or ds.task != "causal_lm":
-        raise ValueError(f"The scorecard of run {run_id} needs a causal LM pair; {pair.name!r} is not one.")
-    if ds.name == "tinylang":
-        held = tinylang_copy_prompts("test", n=n_prompts)
-    elif ds.load_report and "eos_id" in ds.load_report:
-        p, c = split_prompts(ds.split("test"))
-        held = PromptSet(
-            p[:n_prompts], c[:n_prompts], ds.load_report["eos_id"], int(ds.load_report["pad_id"]), f"{ds.name} (test)"
-        )
-    else:
-        raise ValueError(
-            f"Run {run_id} trained on {ds.name!r}, which has no prompts with reference completions: the scorecard's "
-            f"exact match needs a prompt/completion file (JSONL or CSV with 'prompt' and 'completion')."
-        )
+    held_out_prompts(pair.dataset, 1)  # refuses data without completions before the student loads
     student = student_for_run(cfg, store.load_student(run_id))
-    n_ctx = context_length(pair.teacher.model)
-    longest = max(len(x) for x in held.prompts)
-    max_new = max_new_tokens if n_ctx is None else max(1, min(max_new_tokens, n_ctx - longest))
-    card = lm_scorecard(
-        pair.teacher,
-        student,
-        held,
-        decode=decoder(ds.tokenizer),
-        max_new_tokens=max_new,
-        speed=_speed_for_context(n_ctx, speed or SpeedConfig()),
+    card = pair_scorecard(
+        pair.teacher, student, pair.dataset, n_prompts=n_prompts, max_new_tokens=max_new_tokens, speed=speed
     )
     card.setup["run_id"] = run_id
     return card

@@ -29,11 +29,6 @@ def sequence_data(config: JobConfig, pair: Pair, dataset: Dataset) -> Dataset:
     """The dataset a run trains on: unchanged for other objectives; prompt/completion rows for seqkd/hybrid."""
     if not is_sequence_objective(config.objective):
         return dataset
-    if config.teacher_cache:
-        raise ValueError(
-            f"The objective {config.objective!r} trains on the teacher's generated completions, so teacher_cache "
-            f"(logits cached on the dataset's rows) does not apply: set teacher_cache to false."
-        )
     if dataset.load_report and "eos_id" in dataset.load_report:
         return dataset
     if dataset.name == "tinylang":

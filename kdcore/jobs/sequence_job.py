@@ -15,6 +15,7 @@ stays on the reference completions (the student's CE on x ⧺ y). Metrics at epo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,10 @@ class SeqKDJob(_Job):
     """The runner's job on x ⧺ ŷ: the teacher's completions of the training prompts."""
 
     def __init__(self, config: JobConfig, prep: Any, report: Any, *, resume: bool) -> None:
-        super().__init__(config, prep, report, resume=resume)
+        cached = bool(config.teacher_cache)
+        super().__init__(dataclasses.replace(config, teacher_cache=False), prep, report, resume=resume)
+        if cached:  # a recipe's default: logits cached on the data rows do not apply to ŷ
+            self._notice("teacher_cache is off for this run: it trains on the teacher's generated completions.")
         self.seq_x, self.seq_y = self._teacher_rows(prep)
         self._use_rows()
 
@@ -73,11 +77,6 @@ class SeqKDJob(_Job):
         prompts, _ = split_prompts(prep.train)
         info = sequence_data(self.cfg, prep.pair, prep.pair.dataset).load_report or {}
         settings = self._settings(prompts, info)
-        if settings["decoding"] == "beam" and not hasattr(self.teacher.model, "generation_config"):
-            raise ValueError(
-                f"decoding 'beam' runs through Hugging Face generate, and the teacher ({self.teacher.name}) is not a "
-                f"Hugging Face model: set params.decoding to 'greedy' or 'sample'."
-            )
         t0 = time.perf_counter()
         cache_dir = None if self.store is None else self.store.root / "cache"
         with eval_mode(self.teacher.model):
@@ -102,7 +101,9 @@ class HybridJob(SeqKDJob):
     """Trains on the data x ⧺ y (token term) and on x ⧺ ŷ (sentence term) in each step."""
 
     def _use_rows(self) -> None:
-        pass  # the data rows stay the batch; ŷ rows join through batch.extras
+        if self.terms[0].params.get("token_targets") == "teacher":  # the token term on ŷ too (§15.2 choice 2)
+            self.train_x, self.train_y, self.train_mask = self.seq_x, self.seq_y, None
+        # else the data rows stay the batch; ŷ rows join through batch.extras
 
     def _step_tensors(self, idx: Tensor) -> Any:
         batch = super()._step_tensors(idx)

@@ -4,7 +4,7 @@ the hard-label CE by default, its default temperature, a one-line help and its M
 
     from kdcore.methods import get_method, register_method, Method, Param
     get_method("attention_transfer").name        # 'at' (aliases resolve)
-    [m.name for m in methods_for("causal_lm")]   # ['token', 'attn_kl', 'ce']
+    [m.name for m in methods_for("causal_lm")]   # ['token', 'attn_kl', 'seqkd', 'hybrid', 'ce']
 
 Adding a method is one `register_method(Method(...))` entry next to its step function (see
 classification.py), plus its loss in kdcore.losses. Reading the table imports no torch.

@@ -24,7 +24,7 @@ def _generation_params(decoding: str) -> tuple[Param, ...]:
     """How the teacher's targets ŷ are generated (recorded with them; they key the cache)."""
     return (
         Param("decoding", decoding, "how the teacher decodes ŷ", kind="choice", choices=("beam", "greedy", "sample")),
-        Param("num_beams", 5, "beam width (decoding 'beam'; Hugging Face teachers)", kind="int", low=1),
+        Param("num_beams", 5, "beam width (decoding 'beam')", kind="int", low=1),
         Param("max_new_tokens", 128, "new tokens per completion at most (capped by the context)", kind="int", low=1),
         Param("gen_temperature", 1.0, "sampling temperature τ_s (decoding 'sample')", low=0.0, low_open=True),
         Param("top_k", 0, "sampling: keep the k most likely tokens (0 = off)", kind="int", low=0),
@@ -74,6 +74,7 @@ def _hybrid(b: StepTensors, p: dict) -> list[Component]:
         g=float(p["g"]),
         gate_param=theta,
         token_term=p["token_term"],
+        token_targets=p["token_targets"],
         temperature=float(p["temperature"]),
         reduction=p["reduction"],
     )
@@ -142,6 +143,13 @@ register_method(
             ),
             Param("g", 0.5, "the fixed gate (1: token-level KD, 0: Seq-KD)", low=0.0, high=1.0),
             Param("token_term", "kl", "token term: KL(p‖q) or the CE −Σ p log q", kind="choice", choices=("kl", "ce")),
+            Param(
+                "token_targets",
+                "data",
+                "the token term's sequences: the data completion y or the teacher's ŷ",
+                kind="choice",
+                choices=("data", "teacher"),
+            ),
             Param(
                 "reduction",
                 "sequence",
