@@ -309,6 +309,9 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     at.selectbox(key="job_pair").set_value("tinylang").run()  # a language model: its methods only
     assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == [
         "token",
+        "gkd",
+        "minillm",
+        "distillm",
         "attn_kl",
         "seqkd",
         "hybrid",

@@ -40,7 +40,7 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
 def add_scorecard_parser(sub: Any) -> None:
     s = sub.add_parser(
         "scorecard",
-        help="LM scorecard of a run: % of the teacher's exact match, % fewer parameters, × faster generation",
+        help="LM scorecard of a run: %% of the teacher's exact match, %% fewer parameters, × faster generation",
         description="Greedy exact match on held-out prompts (paired bootstrap interval), token-weighted perplexity, "
         "unique parameters (tied embeddings once) and generation speed-ups (end-to-end medians at batch 1 and the "
         "last batch size; prefill and per-token decode apart), all measured in this process on one device.",
