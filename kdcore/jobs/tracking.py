@@ -17,7 +17,8 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -208,20 +209,16 @@ class TensorBoardSink:
         self.writer = None
 
 
-class _guard:
+@contextmanager
+def _guard(where: str, fix: str) -> Iterator[None]:
     """Turn any error of a tracking back-end into a TrackingError naming where and how to fix it."""
-
-    def __init__(self, where: str, fix: str):
-        self.where, self.fix = where, fix
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, (TrackingError, KeyboardInterrupt)):
-            return False
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"{self.where} could not be written: {text}. {self.fix}") from exc
+        raise TrackingError(f"{where} could not be written: {text}. {fix}") from exc
 
 
 def open_sink(target: str, *, tracking_uri: str | None = None, tb_dir: str | Path | None = None) -> Sink:
