@@ -217,7 +217,7 @@ def _guard(where: str, fix: str) -> Iterator[None]:
     except TrackingError:
         raise
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"{where} could not be written: {text}. {fix}") from exc
 
 
