@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,gguf]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gguf,mlflow,tensorboard]'
 	touch $@
 
 # Set up, then launch the workbench on the sample pairs at http://127.0.0.1:$(PORT)

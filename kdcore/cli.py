@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,10 +23,12 @@ from kdcore.jobs.config import ConfigError, JobConfig, with_source_label
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
 from kdcore.jobs.store import STATES, IntegrityError, RunStore, StoreError, sha256_bytes
+from kdcore.jobs.tracking_cli import add_export_flags, add_live_flags
 
 if TYPE_CHECKING:
     from kdcore.jobs.recipes import Recipe
     from kdcore.jobs.runner import RunResult
+    from kdcore.jobs.tracking import LiveLogger
 
 _FLAG_FIELDS = (
     "pair",
@@ -356,11 +359,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if not args.json:
             _Progress()(ev)
 
+    from kdcore.jobs.tracking_cli import live_logger
     from kdcore.methods import get_method
 
+    live = live_logger(store, args)  # --log-to: back-ends checked before the run starts
     if get_method(cfg.objective).chain:
-        return _distill_chain(cfg, store, filled, args)
-    result = run_job(cfg, store=store, callback=on_event)
+        return _distill_chain(cfg, store, filled, args, live)
+    with live or nullcontext():
+        result = run_job(cfg, store=store, callback=live.wrap(on_event) if live else on_event)
     if args.json:
         _print_json(_result_json(result, recipe_fields=filled))
     else:
@@ -373,7 +379,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0 if result.state == "completed" else 1
 
 
-def _distill_chain(cfg: JobConfig, store: RunStore, filled: dict, args: argparse.Namespace) -> int:
+def _distill_chain(
+    cfg: JobConfig, store: RunStore, filled: dict, args: argparse.Namespace, live: LiveLogger | None = None
+) -> int:
     """takd, dgkd, ban: the whole chain of runs, one progress bar per stage, then each stage's accuracy."""
     from kdcore.jobs.chain import run_chain
 
@@ -383,7 +391,8 @@ def _distill_chain(cfg: JobConfig, store: RunStore, filled: dict, args: argparse
         if not args.json:
             _Progress()(ev)
 
-    res = run_chain(cfg, store=store, callback=on_event)
+    with live or nullcontext():
+        res = run_chain(cfg, store=store, callback=live.wrap(on_event) if live else on_event)
     if args.json:
         _print_json({"run_id": res.chain_id, "state": res.state, "metrics": res.metrics, "error": res.error})
     else:
@@ -524,6 +533,15 @@ def _runs_compare(store: RunStore, args: argparse.Namespace) -> int:
 
 def _runs_export(store: RunStore, args: argparse.Namespace) -> int:
     rid = args.ids[0]
+    if args.to:  # MLflow or TensorBoard (kdcore.jobs.tracking_cli)
+        from kdcore.jobs.tracking_cli import runs_export_to
+
+        done = runs_export_to(store, args)
+        if args.json:
+            _print_json(done)
+        else:
+            print(f"run {rid} exported to {done['where']}")
+        return 0
     out = export_run(store, rid, Path(args.out) if args.out else Path.cwd() / f"run-{rid}")
     out.append(_write_checksums(out))
     if args.json:
@@ -1022,6 +1040,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("distill", help="train a student against a teacher", description=_RECIPE_HELP)
     _add_job_flags(d)
+    add_live_flags(d)
     d.set_defaults(func=cmd_distill)
     r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run, cancel or check runs")
     r.add_argument("action", choices=list(RUNS_ACTIONS))
@@ -1029,6 +1048,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--state", help="list: only runs in this state")
     r.add_argument("--limit", type=int, help="list: at most this many runs")
     r.add_argument("--out", help="export: the folder to write (default ./run-RUN_ID)")
+    add_export_flags(r)
     r.add_argument(
         "--repair", action="store_true", help="check: move a damaged database aside and re-index orphaned run folders"
     )
