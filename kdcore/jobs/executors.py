@@ -34,7 +34,7 @@ Progress = Callable[[dict], object]
 EXECUTORS = ("local", "ray")
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(ValueError):
     """An executor cannot be set up or cannot run what it was given (the message says how to fix it)."""
 
 
@@ -209,6 +209,25 @@ def run_batch(store: RunStore, run_ids: Sequence[str], threads: int = 1) -> int:
         if store.get_run(rid)["state"] == "queued":
             run_queued(rid, store)  # claims atomically: a run another process took is skipped
     return 0
+
+
+def run_plan(
+    executor: Executor,
+    plan: Sequence[tuple[str, JobConfig]],
+    *,
+    store: RunStore,
+    protocol_id: str,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Run a protocol's (variant, config) plan on `executor`, every run joining the protocol's record;
+    one {variant, seed, run_id, state} per run, in plan order."""
+    run_ids = executor.submit([cfg for _, cfg in plan], store=store)
+    for (variant, cfg), rid in zip(plan, run_ids, strict=True):
+        store.add_protocol_run(protocol_id, rid, variant=variant, seed=cfg.seed)
+    rows = executor.wait(run_ids, store=store, progress=progress)
+    return [
+        {"variant": v, "seed": c.seed, "run_id": r["id"], "state": r["state"]} for (v, c), r in zip(plan, rows, strict=True)
+    ]
 
 
 def make_executor(

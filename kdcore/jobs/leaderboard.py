@@ -168,11 +168,14 @@ def compare_methods(
     base: JobConfig | Mapping[str, Any] | None = None,
     store: RunStore | None = None,
     callback: Callable[[dict], object] | None = None,
+    executor: Any = None,
 ) -> LeaderboardResult:
     """Run every method (and the student alone) on `pair` over `seeds`, in this process, one after
     another; returns the leaderboard. base: budget fields on top of the recipe (a JobConfig's
     non-default budget fields, or a mapping {field: value}); callback: gets a "leaderboard_run"
-    event before each run and every run's own events."""
+    event before each run and every run's own events. executor: an Executor (kdcore.jobs.executors)
+    to run them on instead, several at once (a chain method's run is its whole chain); the callback
+    then gets a "run_done" event as each run ends."""
     from kdcore.jobs.chain import is_chain, run_chain
     from kdcore.jobs.resolve import resolve_pair
     from kdcore.jobs.runner import RunResult, run_job
@@ -185,6 +188,11 @@ def compare_methods(
     budget = {k: getattr(plan[0][1], k) for k in BUDGET_FIELDS}
     record = {"kind": "leaderboard", "methods": names, "seeds": seed_list, "budget": budget, "baseline": True}
     pid = store.create_protocol(pair=pair, objective="leaderboard", plan=record)
+    if executor is not None:
+        from kdcore.jobs.executors import run_plan
+
+        runs = pd.DataFrame(run_plan(executor, plan, store=store, protocol_id=pid, progress=callback))
+        return LeaderboardResult(leaderboard_table(store, runs), runs, pid, budget)
     rows = []
     for i, (method, cfg) in enumerate(plan):
         if callback is not None:
