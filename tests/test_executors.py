@@ -81,6 +81,7 @@ def test_a_ray_address_where_nothing_listens_is_refused_at_once_and_nothing_is_q
     assert RunStore().list_runs().empty
 
 
+@pytest.mark.slow  # 4 short runs: ~2-5 s on a loaded machine
 def test_the_interface_runs_a_protocol_with_the_same_table_as_run_protocol(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     events = []
