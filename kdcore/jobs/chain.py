@@ -284,7 +284,9 @@ def run_chain(
         lease.release()
 
 
-def _chain_on_executor(config: JobConfig, executor: Any, store: RunStore, callback: ChainCallback | None) -> ChainResult:
+def _chain_on_executor(
+    config: JobConfig, executor: Any, store: RunStore, callback: ChainCallback | None
+) -> ChainResult:
     """The chain as one run on an executor; its result read back from the store once it has ended."""
     (chain_id,) = executor.submit([config], store=store)
     (row,) = executor.wait([chain_id], store=store, progress=callback)

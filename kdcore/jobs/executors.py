@@ -120,7 +120,9 @@ class Executor:
             if len(done) == len(run_ids):
                 return [done[rid] for rid in run_ids]
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{len(run_ids) - len(done)} of {len(run_ids)} runs still unfinished after {timeout} s.")
+                raise TimeoutError(
+                    f"{len(run_ids) - len(done)} of {len(run_ids)} runs still unfinished after {timeout} s."
+                )
             time.sleep(self.poll)
 
     def run(self, configs: Sequence[JobConfig], *, store: RunStore, progress: Progress | None = None) -> list[dict]:
@@ -166,12 +168,12 @@ class LocalExecutor(Executor):
         """When every process given a batch has exited, a run of it still queued never started."""
         out: dict[str, str] = {}
         batches: dict[tuple[str, ...], list[subprocess.Popen]] = {}
-        for proc, ids in self._procs:
-            batches.setdefault(tuple(ids), []).append(proc)
-        for ids, procs in batches.items():
+        for proc, batch in self._procs:
+            batches.setdefault(tuple(batch), []).append(proc)
+        for key, procs in batches.items():
             if all(p.poll() is not None for p in procs):
                 why = f"The local worker processes exited without running it (see {store.root / 'worker.log'})."
-                out.update(dict.fromkeys(ids, why))
+                out.update(dict.fromkeys(key, why))
         return out
 
     def close(self) -> None:
@@ -226,7 +228,8 @@ def run_plan(
         store.add_protocol_run(protocol_id, rid, variant=variant, seed=cfg.seed)
     rows = executor.wait(run_ids, store=store, progress=progress)
     return [
-        {"variant": v, "seed": c.seed, "run_id": r["id"], "state": r["state"]} for (v, c), r in zip(plan, rows, strict=True)
+        {"variant": v, "seed": c.seed, "run_id": r["id"], "state": r["state"]}
+        for (v, c), r in zip(plan, rows, strict=True)
     ]
 
 

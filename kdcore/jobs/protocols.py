@@ -212,7 +212,9 @@ def run_protocol(
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
     store = store if store is not None else RunStore()
     if executor is not None:
-        return _on_executor(executor, plan, store, _plan_record(base, temperatures, lams, seeds, baseline), callback, pair)
+        return _on_executor(
+            executor, plan, store, _plan_record(base, temperatures, lams, seeds, baseline), callback, pair
+        )
     pid = store.create_protocol(**_plan_record(base, temperatures, lams, seeds, baseline))
     records = []
     for i, (variant, cfg) in enumerate(plan):

@@ -174,4 +174,6 @@ class RayExecutor(Executor):
 def _interrupt_if_running(store: RunStore, run_id: str, why: str) -> None:
     row = store.get_run(run_id)
     if row["state"] == "running" and store.lease_holder(run_id) is None:
-        store.update_run(run_id, state="interrupted", error=f"{why} Resume it with `python -m kdcore runs resume {run_id}`.")
+        store.update_run(
+            run_id, state="interrupted", error=f"{why} Resume it with `python -m kdcore runs resume {run_id}`."
+        )
