@@ -129,3 +129,21 @@ def test_the_local_pool_with_two_workers_gives_the_same_table_as_one(tmp_path, m
     assert (two.runs["state"] == "completed").all()
     pids = {store.get_run(r)["pid"] for r in two.runs["run_id"]}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2  # trained by the pool's processes
+
+
+@pytest.mark.slow  # two 1-stage chains on digits: ~2-6 s on a loaded machine
+def test_a_chain_on_an_executor_is_one_run_with_the_same_stages_as_run_chain(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from kdcore.jobs.chain import run_chain
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = JobConfig(pair="digits", objective="takd", epochs=1, max_steps=2, train_size=64, val_size=64, checkpoints=0)
+    cfg = replace(cfg, params={"path": "none"})
+    direct = run_chain(cfg, store=RunStore(tmp_path / "a"))
+    store = RunStore(tmp_path / "b")
+    via = run_chain(cfg, store=store, executor=InProcess())
+    assert via.state == direct.state == "completed" and len(via.stages) == len(direct.stages) == 1
+    assert via.metrics["final_val_acc"] == direct.metrics["final_val_acc"]
+    assert via.stages[0].metrics["final_val_loss"] == direct.stages[0].metrics["final_val_loss"]
+    assert store.chain_stages(via.chain_id)[0]["id"] == via.stages[0].run_id
