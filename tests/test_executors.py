@@ -147,3 +147,20 @@ def test_a_chain_on_an_executor_is_one_run_with_the_same_stages_as_run_chain(tmp
     assert via.metrics["final_val_acc"] == direct.metrics["final_val_acc"]
     assert via.stages[0].metrics["final_val_loss"] == direct.stages[0].metrics["final_val_loss"]
     assert store.chain_stages(via.chain_id)[0]["id"] == via.stages[0].run_id
+
+
+@pytest.mark.slow  # waits out the 4 s GCS probe
+def test_a_port_that_answers_but_is_no_ray_cluster_is_refused_within_ten_seconds(data_dir):
+    pytest.importorskip("ray")
+    import time
+
+    from kdcore.jobs.ray_executor import RayExecutor
+
+    with socket.socket() as server:  # accepts TCP connections, never speaks Ray's protocol
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        t0 = time.monotonic()
+        with pytest.raises(ExecutorError, match="answers but no Ray cluster does.*nothing was queued"):
+            RayExecutor(address=f"127.0.0.1:{server.getsockname()[1]}")
+        assert time.monotonic() - t0 < 10
+    assert RunStore().list_runs().empty

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -25,7 +26,7 @@ from kdcore.jobs.config import JobConfig
 from kdcore.jobs.executors import Executor, ExecutorError, check_workers, max_workers, queue_runs, run_batch
 from kdcore.jobs.store import RunStore
 
-CONNECT_TIMEOUT_S = 5.0  # the address probe; with ray.init's own check the error comes within 10 s
+CONNECT_TIMEOUT_S = 4.0  # each step of the address probe (TCP, then Ray's GCS): an error within 10 s
 INSTALL_HINT = "Install it with `pip install -e '.[ray]'` (or `pip install 'ray>=2.9'`), or use --executor local."
 
 
@@ -62,6 +63,40 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
+def probe_gcs(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse an address whose port answers but is no Ray head (ray.init would wait a minute or more):
+    Ray's GCS client asked for one key, in a thread given `timeout` seconds."""
+    try:
+        from ray._raylet import GcsClient  # not public API: when it moves, only the TCP probe is left
+    except ImportError:
+        return
+    done: dict[str, object] = {}
+
+    def ask() -> None:
+        try:
+            GcsClient(address=address).internal_kv_get(b"kdwb-probe", namespace=None, timeout=timeout)
+            done["ok"] = True
+        except Exception as exc:  # Ray's RpcError and kin
+            done["error"] = exc
+
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    error = str(done.get("error", ""))
+    if "InvalidAuthToken" in error or "Unauthenticated" in error:
+        raise ExecutorError(
+            f"The Ray cluster at {address} requires token authentication and this process has no valid token; "
+            "nothing was queued. Set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the cluster's token "
+            "(`ray get-auth-token` on the head), or start the cluster with RAY_AUTH_MODE=disabled."
+        )
+    if "ok" not in done and (worker.is_alive() or "timed out" in error.lower()):
+        why = error or f"no answer within {timeout:g} s"
+        raise ExecutorError(
+            f"The port at {address} answers but no Ray cluster does ({why}); nothing was queued. "
+            "Pass the GCS address `ray start --head` printed (port 6379 by default)."
+        )
+
+
 def connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at `address`, or start a local Ray (num_cpus CPUs) when None; True if started here.
     A Ray already initialised in this process is used as it is."""
@@ -74,6 +109,8 @@ def connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
         return True
     if address != "auto":
         probe(address)
+        if not address.startswith("ray://"):
+            probe_gcs(address)
     try:
         ray.init(address=address, **opts)
     except (ConnectionError, RuntimeError, ValueError) as exc:
