@@ -13,6 +13,7 @@ Ray is optional (`pip install -e '.[ray]'`).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -67,14 +68,14 @@ def probe_gcs(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Refuse an address whose port answers but is no Ray head (ray.init would wait a minute or more):
     Ray's GCS client asked for one key, in a thread given `timeout` seconds."""
     try:
-        from ray._raylet import GcsClient  # not public API: when it moves, only the TCP probe is left
-    except ImportError:
+        gcs_client = importlib.import_module("ray._raylet").GcsClient  # not public API: when it moves,
+    except (ImportError, AttributeError):  # only the TCP probe is left
         return
     done: dict[str, object] = {}
 
     def ask() -> None:
         try:
-            GcsClient(address=address).internal_kv_get(b"kdwb-probe", namespace=None, timeout=timeout)
+            gcs_client(address=address).internal_kv_get(b"kdwb-probe", namespace=None, timeout=timeout)
             done["ok"] = True
         except Exception as exc:  # Ray's RpcError and kin
             done["error"] = exc
