@@ -164,3 +164,21 @@ def test_a_port_that_answers_but_is_no_ray_cluster_is_refused_within_ten_seconds
             RayExecutor(address=f"127.0.0.1:{server.getsockname()[1]}")
         assert time.monotonic() - t0 < 10
     assert RunStore().list_runs().empty
+
+
+@pytest.mark.slow  # 4 runs in worker processes, twice
+def test_the_leaderboard_from_the_cli_with_two_workers_equals_the_one_worker_leaderboard(data_dir, capsys, monkeypatch):
+    import json
+
+    from kdcore.jobs.leaderboard import compare_methods
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    budget = {"epochs": 1, "train_size": 128, "batch_size": 64}
+    one = compare_methods(TOY, ["kd"], [0, 1], base=budget, store=RunStore(), executor=LocalExecutor(workers=1))
+    args = ["compare", "--pair", TOY, "--methods", "kd", "--seeds", "0,1", "--epochs", "1", "--train-size", "128"]
+    assert main([*args, "--batch-size", "64", "--workers", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    two = pd.DataFrame(out["table"])
+    keep = ["method", "n_seeds", "best_mean", "final_mean", "gain_mean", "rank", "states"]  # wall_s: timing
+    pd.testing.assert_frame_equal(one.table[keep].reset_index(drop=True), two[keep], check_dtype=False)
+    assert len(out["runs"]) == 4 and {r["state"] for r in out["runs"]} == {"completed"}

@@ -48,6 +48,18 @@ def test_a_protocol_on_ray_gives_the_local_executors_table(ray_executor, tmp_pat
         assert not store.metrics(rid, "epoch").empty and "student.safetensors" in set(store.artifacts(rid)["name"])
 
 
+def test_the_leaderboard_on_ray_gives_the_local_executors_table(ray_executor, tmp_path, monkeypatch):
+    from kdcore.jobs.leaderboard import compare_methods
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    budget = {"epochs": 1, "train_size": 128, "batch_size": 64}
+    on_ray = compare_methods(TOY, ["kd"], [0, 1], base=budget, store=RunStore(tmp_path / "r"), executor=ray_executor)
+    local = compare_methods(TOY, ["kd"], [0, 1], base=budget, store=RunStore(tmp_path / "l"), executor=LocalExecutor())
+    drop = ["wall_s", "run_ids"]  # training time and run ids differ; every metric, gain and rank must not
+    pd.testing.assert_frame_equal(on_ray.table.drop(columns=drop), local.table.drop(columns=drop))
+    assert (on_ray.runs["state"] == "completed").all() and len(on_ray.runs) == 4
+
+
 def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_and_nothing_is_queued(ray_executor, tmp_path):
     store = RunStore(tmp_path)
     with pytest.raises(ExecutorError, match=r"ask for a GPU .* 0 GPUs\)\. Nothing was queued"):
