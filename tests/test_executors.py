@@ -182,3 +182,17 @@ def test_the_leaderboard_from_the_cli_with_two_workers_equals_the_one_worker_lea
     keep = ["method", "n_seeds", "best_mean", "final_mean", "gain_mean", "rank", "states"]  # wall_s: timing
     pd.testing.assert_frame_equal(one.table[keep].reset_index(drop=True), two[keep], check_dtype=False)
     assert len(out["runs"]) == 4 and {r["state"] for r in out["runs"]} == {"completed"}
+
+
+def test_ctrl_c_while_a_protocol_waits_cancels_its_runs(tmp_path):
+    class Interrupted(Executor):
+        def start(self, run_ids, store):
+            pass  # the runs stay queued
+
+        def wait(self, run_ids, **kw):
+            raise KeyboardInterrupt
+
+    store = RunStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(BASE, seeds=[0, 1], store=store, executor=Interrupted())
+    assert set(store.list_runs()["state"]) == {"cancelled"} and len(store.list_runs()) == 4  # ce and kd, 2 seeds

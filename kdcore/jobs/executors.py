@@ -222,11 +222,15 @@ def run_plan(
     progress: Progress | None = None,
 ) -> list[dict]:
     """Run a protocol's (variant, config) plan on `executor`, every run joining the protocol's record;
-    one {variant, seed, run_id, state} per run, in plan order."""
+    one {variant, seed, run_id, state} per run, in plan order. Interrupted (Ctrl-C), it cancels the runs."""
     run_ids = executor.submit([cfg for _, cfg in plan], store=store)
     for (variant, cfg), rid in zip(plan, run_ids, strict=True):
         store.add_protocol_run(protocol_id, rid, variant=variant, seed=cfg.seed)
-    rows = executor.wait(run_ids, store=store, progress=progress)
+    try:
+        rows = executor.wait(run_ids, store=store, progress=progress)
+    except KeyboardInterrupt:  # Ctrl-C stops the protocol's runs too, not only the waiting
+        executor.cancel(run_ids, store=store)
+        raise
     return [
         {"variant": v, "seed": c.seed, "run_id": r["id"], "state": r["state"]}
         for (v, c), r in zip(plan, rows, strict=True)
