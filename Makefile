@@ -8,13 +8,13 @@ PORT   ?= 8501
 
 setup: $(VENV)/.installed
 
-# The project, editable, with its dev tools and the optional `gguf` reader (the GGUF tests need it; the
-# app and the CLI do not). torch is pinned in pyproject.toml, so pip takes the CPU wheel that lies on disk
-# here instead of pulling a CUDA build.
+# The project, editable, with its dev tools and the optional `gguf` reader and Ray (the GGUF and Ray
+# executor tests need them; the app and the CLI do not). torch is pinned in pyproject.toml, so pip
+# takes the CPU wheel that lies on disk here instead of pulling a CUDA build.
 $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,gguf,mlflow,tensorboard]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gguf,ray,mlflow,tensorboard]'
 	touch $@
 
 # Set up, then launch the workbench on the sample pairs at http://127.0.0.1:$(PORT)

@@ -724,6 +724,7 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         baseline=not args.no_baseline,
         store=RunStore(),
         callback=None if args.json else _protocol_progress,
+        executor=_executor_from_args(args),
     )
     if args.json:
         _print_json({"table": res.table.to_dict(orient="records"), "runs": res.runs.to_dict(orient="records")})
@@ -752,6 +753,34 @@ def _number_list(flag: str, text: str, kind: type) -> list:
 def _protocol_progress(ev: dict) -> None:
     if ev["event"] == "protocol_run":
         print(f"[{ev['index'] + 1}/{ev['of']}] {ev['variant']} seed={ev['seed']}", file=sys.stderr, flush=True)
+    _run_done_progress(ev)
+
+
+def _run_done_progress(ev: dict) -> None:
+    """An executor's progress: a run ended (kdcore.jobs.executors)."""
+    if ev["event"] == "run_done":
+        print(f"[{ev['done']}/{ev['of']} done] {ev['run_id']} {ev['state']}", file=sys.stderr, flush=True)
+
+
+def _add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """--executor, --workers, --ray-address (README "Scaling out")."""
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="run the runs on worker processes (local) or Ray tasks (ray) instead of one after another here",
+    )
+    p.add_argument("--workers", type=int, help="local: worker processes (1 to the CPU cores; implies --executor local)")
+    p.add_argument("--ray-address", help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local Ray)")
+
+
+def _executor_from_args(args: argparse.Namespace) -> Any:
+    """The executor the flags name, or None (the runs one after another in this process)."""
+    from kdcore.jobs.executors import make_executor
+
+    kind = args.executor or ("ray" if args.ray_address else "local" if args.workers is not None else None)
+    if kind is None:
+        return None
+    return make_executor(kind, workers=args.workers, ray_address=args.ray_address)
 
 
 # ---- methods (the method table, kdcore.methods) ------------------------------------------------------
@@ -991,6 +1020,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         base=budget,
         store=RunStore(),
         callback=None if args.json else _compare_progress,
+        executor=_executor_from_args(args),
     )
     if args.json:
         _print_json(
@@ -1010,6 +1040,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _compare_progress(ev: dict) -> None:
     if ev["event"] == "leaderboard_run":
         print(f"[{ev['index'] + 1}/{ev['of']}] {ev['method']} seed={ev['seed']}", file=sys.stderr, flush=True)
+    _run_done_progress(ev)
 
 
 def _add_compare_parser(sub: Any) -> None:
@@ -1026,6 +1057,7 @@ def _add_compare_parser(sub: Any) -> None:
     for flag, dest, kind in _COMPARE_BUDGET:
         c.add_argument(flag, dest=dest, type=kind, help="budget override for every method")
     c.add_argument("--json", action="store_true", help='print {"pair", "protocol_id", "budget", "table", "runs"}')
+    _add_executor_flags(c)
     c.set_defaults(func=_cmd_compare)
 
 
@@ -1060,6 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lams", default="", help="comma-separated, e.g. 0.5,0.9")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--no-baseline", action="store_true", help="skip the student-alone baseline")
+    _add_executor_flags(p)
     p.set_defaults(func=cmd_protocol)
     _add_doctor_parser(sub)
     _add_methods_parser(sub)

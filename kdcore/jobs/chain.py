@@ -253,15 +253,19 @@ def run_chain(
     callback: ChainCallback | None = None,
     cancel: Cancel | None = None,
     run_id: str | None = None,
+    executor: Any = None,
 ) -> ChainResult:
     """Run a chain job (objective takd, dgkd or ban) to its end; every stage is a child run of the
     chain's run in the store (default RunStore()). The callback gets each stage's events with
     "chain_id", "stage" and "stages" added. `run_id`: a queued row to run as the chain (the worker's);
     cancelling the chain's run (`cancel(chain_id)`) stops the stage in progress. Raises before
-    anything runs when the plan is refused."""
+    anything runs when the plan is refused. executor: an Executor (kdcore.jobs.executors) whose worker
+    runs the whole chain, its stages one after another (the callback then gets its "run_done" event)."""
     pair = pair if pair is not None else resolve_pair(config.pair)
     plan = plan_chain(config, pair)
     store = store if store is not None else RunStore()
+    if executor is not None:
+        return _chain_on_executor(config, executor, store, callback)
     chain_id = run_id if run_id is not None else store.create_run(config, state="running", seed=config.seed)
     lease = store.acquire_lease(chain_id)
     store.update_run(chain_id, state="running", error=None)
@@ -278,6 +282,19 @@ def run_chain(
         raise
     finally:
         lease.release()
+
+
+def _chain_on_executor(
+    config: JobConfig, executor: Any, store: RunStore, callback: ChainCallback | None
+) -> ChainResult:
+    """The chain as one run on an executor; its result read back from the store once it has ended."""
+    (chain_id,) = executor.submit([config], store=store)
+    (row,) = executor.wait([chain_id], store=store, progress=callback)
+    stages = [
+        RunResult(r["id"], r["state"], r["summary"] or {}, r["error"], int(r["step"] or 0))
+        for r in store.chain_stages(chain_id)
+    ]
+    return ChainResult(chain_id, row["state"], stages, row["summary"] or {}, row["error"])
 
 
 def _run_stages(

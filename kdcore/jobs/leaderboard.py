@@ -229,13 +229,16 @@ def compare_methods(
     store: RunStore | None = None,
     callback: Callable[[dict], object] | None = None,
     reuse: bool = True,
+    executor: Any = None,
 ) -> LeaderboardResult:
     """Run every method (and the student alone) on `pair` over `seeds`, in this process, one after
     another; returns the leaderboard. base: budget fields on top of the recipe (a JobConfig's
     non-default budget fields, or a mapping {field: value}); callback: gets a "leaderboard_run"
     event before each run (reused: True for a run read from the store) and every run's own events;
     reuse: read a stored leaderboard with the same settings, and reuse completed runs with the same
-    config (False trains every run again)."""
+    config (False trains every run again); executor: an Executor (kdcore.jobs.executors) to run the
+    runs still to train on, several at once (a chain method's run is its whole chain); the callback then
+    gets a "run_done" event as each run ends."""
     from kdcore.jobs.resolve import resolve_pair
 
     names, seed_list, plan, loaded = _plan(pair, methods, seeds, base)
@@ -247,12 +250,40 @@ def compare_methods(
     _check_fits(plan, loaded)
     pid = store.create_protocol(pair=pair, objective=KIND, plan=_record(plan, names, seed_list, key))
     done = run_index(store, plan) if reuse else {}
-    runs, trained = _run_plan(plan, store, pid, loaded, done, callback)
+    if executor is not None:
+        runs, trained = _run_on_executor(executor, plan, store, pid, done, callback)
+    else:
+        runs, trained = _run_plan(plan, store, pid, loaded, done, callback)
     return LeaderboardResult(leaderboard_table(store, runs), runs, pid, _budget(plan), trained)
 
 
 def _budget(plan: list[tuple[str, JobConfig]]) -> dict:
     return {k: getattr(plan[0][1], k) for k in BUDGET_FIELDS}
+
+
+def _run_on_executor(
+    executor: Any,
+    plan: list[tuple[str, JobConfig]],
+    store: RunStore,
+    pid: str,
+    done: dict[str, str],
+    callback: Callable[[dict], object] | None,
+) -> tuple[pd.DataFrame, int]:
+    """The runs of `plan` not in `done` trained on `executor` (several at once) into protocol `pid`, the
+    completed ones in `done` joined to it; (runs: variant, seed, run_id, state; how many were trained)."""
+    from kdcore.jobs.executors import run_plan
+
+    todo = [(m, c) for m, c in plan if config_key(c) not in done]
+    rows = run_plan(executor, todo, store=store, protocol_id=pid, progress=callback) if todo else []
+    trained = pd.DataFrame(rows, columns=["variant", "seed", "run_id", "state"])
+    reused = []
+    for method, cfg in plan:
+        run_id = done.get(config_key(cfg))
+        if run_id is not None:
+            store.add_protocol_run(pid, run_id, variant=method, seed=cfg.seed)
+            reused.append({"variant": method, "seed": cfg.seed, "run_id": run_id, "state": "completed"})
+    runs = pd.concat([trained, pd.DataFrame(reused)], ignore_index=True) if reused else trained
+    return runs[["variant", "seed", "run_id", "state"]], len(todo)
 
 
 def _record(plan: list[tuple[str, JobConfig]], names: list[str], seeds: list[int], key: str) -> dict:

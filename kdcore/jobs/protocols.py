@@ -200,15 +200,21 @@ def run_protocol(
     callback: Callable[[dict], object] | None = None,
     cancel: Any = None,
     pair: Any = None,
+    executor: Any = None,
 ) -> ProtocolResult:
     """Run every variant of the protocol over the seeds, in this process, one after another; each
     run joins the protocol's record in the run store as it ends (cancel: as for run_job; pair: a
-    Pair to use instead of loading `base.pair`)."""
+    Pair to use instead of loading `base.pair`). executor: an Executor (kdcore.jobs.executors) to run
+    them on instead, several at once; the callback then gets a "run_done" event as each run ends."""
     from kdcore.jobs.runner import run_job
 
     temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
     store = store if store is not None else RunStore()
+    if executor is not None:
+        return _on_executor(
+            executor, plan, store, _plan_record(base, temperatures, lams, seeds, baseline), callback, pair
+        )
     pid = store.create_protocol(**_plan_record(base, temperatures, lams, seeds, baseline))
     records = []
     for i, (variant, cfg) in enumerate(plan):
@@ -220,5 +226,22 @@ def run_protocol(
         records.append({"variant": variant, "seed": cfg.seed, "run_id": res.run_id, "state": res.state})
         if res.state == "cancelled":
             break
+    runs = pd.DataFrame(records, columns=["variant", "seed", "run_id", "state"])
+    return ProtocolResult(protocol_table(store, runs), runs, pid)
+
+
+def _on_executor(
+    executor: Any, plan: list, store: RunStore, record: dict, callback: Callable[[dict], object] | None, pair: Any
+) -> ProtocolResult:
+    """run_protocol on an executor: every run queued at once, the table once all have ended."""
+    from kdcore.jobs.executors import run_plan
+
+    if pair is not None:
+        raise ValueError(
+            "run_protocol's 'pair' (a Pair in memory) cannot go to an executor's worker processes. "
+            "Name the pair in the config (a sample name or module:factory) instead, or drop 'executor'."
+        )
+    pid = store.create_protocol(**record)
+    records = run_plan(executor, plan, store=store, protocol_id=pid, progress=callback)
     runs = pd.DataFrame(records, columns=["variant", "seed", "run_id", "state"])
     return ProtocolResult(protocol_table(store, runs), runs, pid)
