@@ -52,7 +52,7 @@ def wd_accuracy_figure(epochs: pd.DataFrame, teacher_acc: float | None = None) -
 
 
 def _label(tensor: str, groups: dict) -> str:
-    """"conv2.0.weight ← conv3" (the teacher modules of the group whose student module holds the tensor)."""
+    """ "conv2.0.weight ← conv3" (the teacher modules of the group whose student module holds the tensor)."""
     owner = max((g for g in groups if tensor.startswith(f"{g}.")), key=len, default=None)
     return f"{tensor} ← {'+'.join(groups[owner])}" if owner is not None else tensor
 

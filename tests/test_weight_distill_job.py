@@ -68,8 +68,9 @@ def test_weight_distill_runs_on_digits_phase_by_phase_and_records_each_phase(dig
     assert [(p["phase"], p["start_epoch"], p["end_epoch"]) for p in wd["phases"]] == [(1, 1, 1), (2, 2, 2)]
     assert [p["val_acc"] for p in wd["phases"]] == done["val_acc"].tolist()
     assert wd["grouping"] == "auto" and wd["groups"] == {"conv1": ["conv1"], "conv2": ["conv3"], "head": ["head"]}
-    assert wd["mix"] == {n: [1.0] for n in ("conv1.0.weight", "conv1.1.weight", "conv2.0.weight", "conv2.1.weight",
-                                            "head.weight")}  # fmt: skip  (k = 1: c = 1)
+    assert wd["mix"] == {
+        n: [1.0] for n in ("conv1.0.weight", "conv1.1.weight", "conv2.0.weight", "conv2.1.weight", "head.weight")
+    }  # fmt: skip  (k = 1: c = 1)
     lr = store.metrics(res.run_id, "step")["lr"].tolist()  # 2 steps per phase; the schedule restarts per phase
     assert lr == [3e-3] * 4 and "ce_teacher" in store.metrics(res.run_id, "step").columns
 
