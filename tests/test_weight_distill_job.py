@@ -141,3 +141,21 @@ def test_a_queued_weight_distill_run_is_run_by_the_worker_as_the_procedure(tmp_p
     assert run["state"] == "completed", run["error"]
     assert run["summary"]["weight_distill"]["phase1_epochs"] == 1
     assert "wd_phase" in store.metrics(rid, "epoch").columns
+
+
+def test_the_leaderboard_refuses_weight_distill_with_one_epoch_before_anything_runs(tmp_path):
+    from kdcore.jobs.leaderboard import compare_methods
+
+    store = RunStore(tmp_path)
+    with pytest.raises(InvalidParameterError, match="weight_distill: .*each at least one epoch"):
+        compare_methods("digits", ["weight_distill"], [0], base={"epochs": 1}, store=store)
+    assert len(store.list_runs()) == 0
+
+
+def test_cli_takes_explicit_groups(data_dir, capsys):
+    groups = '{"conv1": "conv1", "conv2": "conv2", "head": "head"}'  # conv2 <- conv2: P_in, P_out shrink 16->12, 32->24
+    argv = ["distill", "--pair", "digits", "--objective", "weight_distill", "--epochs", "2", "--train-size", "32"]
+    argv += ["--val-size", "32", "--batch-size", "32", "--param", f"groups={groups}", "--json"]
+    assert main(argv) == 0
+    wd = json.loads(capsys.readouterr().out)["metrics"]["weight_distill"]
+    assert wd["grouping"] == "explicit" and wd["groups"]["conv2"] == ["conv2"]
