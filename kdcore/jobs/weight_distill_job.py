@@ -6,7 +6,7 @@ Phase 1 (epochs 1..phase1_epochs): the student runs with weights generated from 
 tensors (kdcore.losses.weight_distill; groups by kdcore.jobs.weight_distill_groups); the generator
 and the student tensors not generated train on the teacher's targets; BN uses batch statistics.
 At every phase-1 epoch end the generated weights are written into the student, so validation and
-checkpoints show the generated network. Phase 2: the generated weights are materialised once, BN
+checkpoints show the generated network (the epoch-0 row: the generator before its first step). Phase 2: the generated weights are materialised once, BN
 running statistics restart at mean 0, var 1, the optimizer state is reset and the plain student
 trains on the same loss. The learning-rate schedule restarts with each phase.
 
