@@ -159,3 +159,25 @@ def test_cli_takes_explicit_groups(data_dir, capsys):
     assert main(argv) == 0
     wd = json.loads(capsys.readouterr().out)["metrics"]["weight_distill"]
     assert wd["grouping"] == "explicit" and wd["groups"]["conv2"] == ["conv2"]
+
+
+@pytest.mark.parametrize("stop_epoch", [2, 3])  # inside phase 1 (the switch runs after resuming), inside phase 2
+def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path, stop_epoch):
+    import pandas as pd
+
+    store = RunStore(tmp_path)
+    cfg = JobConfig(**{**BASE, "epochs": 4, "train_size": 64, "val_size": 32})  # 2 steps per epoch, 2 + 2 epochs
+    full = run_job(cfg, store=store)
+    seen = {"n": 0}
+
+    def count(e):
+        seen["n"] += e["event"] == "step" and e["epoch"] == stop_epoch
+
+    part = run_job(cfg, store=store, callback=count, cancel=lambda: seen["n"] >= 1)
+    assert part.state == "cancelled" and part.step == 2 * (stop_epoch - 1) + 1
+    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    assert resumed.state == "completed" and resumed.step == full.step
+    cols = ["step", "loss", "lr"]
+    pd.testing.assert_frame_equal(store.metrics(full.run_id, "step")[cols], store.metrics(part.run_id, "step")[cols])
+    torch.testing.assert_close(store.load_student(full.run_id), store.load_student(part.run_id), rtol=0, atol=0)
+    assert resumed.metrics["weight_distill"]["phases"] == full.metrics["weight_distill"]["phases"]
