@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 
 from analyses.procedures import pwkd_figure, stone_accuracy_figure, zskt_accuracy_figure, zskt_samples_figure
+from analyses.weight_distill import wd_accuracy_figure, wd_mix_figure
 from kdcore.jobs.store import RunStore
 from kdcore.methods import canonical_name
 
 SAMPLES_FILE = "zskt_samples.safetensors"  # = kdcore.jobs.zskt.SAMPLES_FILE
-PROCEDURES = ("blockwise", "pwkd", "zskt")
+PROCEDURES = ("blockwise", "pwkd", "zskt", "weight_distill")
 
 
 def procedure_of(run: dict) -> str | None:
@@ -48,6 +49,9 @@ def procedure_figures(store: RunStore, run: dict) -> list:
         return [stone_accuracy_figure(epochs, teacher)]
     if method == "pwkd":
         return [pwkd_figure(epochs, summary)] if summary.get("pwkd") else []
+    if method == "weight_distill":
+        acc = [wd_accuracy_figure(epochs, teacher)] if "wd_phase" in epochs.columns else []
+        return acc + ([wd_mix_figure(summary)] if (summary.get("weight_distill") or {}).get("mix") else [])
     samples = zskt_samples(store, run["id"])
     test = (summary.get("zskt") or {}).get("test_acc")
     done = epochs[epochs["epoch"] > 0]

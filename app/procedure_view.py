@@ -16,6 +16,8 @@ _TEXT = {
     "teacher's remaining blocks; all are trained every step (weights 2^−(n−i)).",
     "pwkd": "**PWKD**: the student learns from sub-teachers of growing width, one stage each.",
     "zskt": "**Zero-shot KT**: no real training sample was read; the student learned on the generator's samples.",
+    "weight_distill": "**Weight distillation**: phase 1 runs the student with weights generated from the teacher's "
+    "(c = Λω mixes each group's teacher tensors); phase 2 trains the plain student from the materialised weights.",
 }
 
 
@@ -35,6 +37,8 @@ def show_procedure(store: RunStore, run: dict, key: str) -> bool:
         st.dataframe(table, hide_index=True, column_config={"val acc": st.column_config.NumberColumn(format="percent")})
     elif method == "pwkd":
         st.dataframe(summary["pwkd"]["stages"], hide_index=True)
+    elif method == "weight_distill" and summary.get("weight_distill"):
+        st.dataframe(summary["weight_distill"]["phases"], hide_index=True)
     for i, fig in enumerate(figs):
         ui.show_figure(fig, f"{method}_{i}_{key}")
     return True

@@ -45,6 +45,7 @@ from kdcore.methods import chains as _chains  # noqa: F401  (takd, dgkd)
 from kdcore.methods import grown as _grown  # noqa: F401  (byot, education)
 from kdcore.methods import curricula as _curricula  # noqa: F401  (ctkd, curriculum)
 from kdcore.methods import procedures as _procedures  # noqa: F401  (blockwise, pwkd, zskt)
+from kdcore.methods import weight_distill as _weight_distill  # noqa: F401  (weight_distill)
 from kdcore.methods import sequence as _sequence  # noqa: F401  (seqkd, hybrid)
 from kdcore.methods import baseline as _baseline  # noqa: F401  (ce, listed last)
 # isort: on
