@@ -45,9 +45,11 @@ SMOL = dict(
 
 def build_pair(root: Path, layers: int, student_layers: int) -> tuple[Path, Path, Path]:
     """(teacher_dir, student_dir, text file) under root, built once (seeded) and reused."""
-    sys.path.insert(0, str(ROOT))
+    from _test_helpers import hf_pairs
+
     from kdcore.adapters.make_student import make_student_from_teacher
-    from tests.helpers.hf_pairs import llama_config, save_model
+
+    llama_config, save_model = hf_pairs().llama_config, hf_pairs().save_model
 
     teacher, student, text = root / "teacher", root / "student", root / "text.txt"
     if not (teacher / "config.json").exists():

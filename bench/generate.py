@@ -20,10 +20,9 @@ from pathlib import Path
 
 
 def _llama_pair(root: Path, device: str):
-    import sys
+    from _test_helpers import hf_pairs
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from helpers.hf_pairs import llama_pair  # tiny configs: hidden 32, 4 heads, context 64
+    llama_pair = hf_pairs().llama_pair  # tiny configs: hidden 32, 4 heads, context 64
 
     from kdcore.adapters import load_hf
 

@@ -142,7 +142,6 @@ def child(variant: str, args: argparse.Namespace) -> dict:
     """One variant: build, warm up one step, reset the peak, time ``args.steps`` steps."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     device = args.device
     teacher, student = build(TEACHER, 1, device).eval(), build(STUDENT, 2, device).train()
     for p in teacher.parameters():
@@ -186,7 +185,6 @@ def divergence_vs_floor(args: argparse.Namespace) -> dict:
     models' float32 logits once."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from kdcore.lm_chunked import hidden_divergence_loss
 
     n, dev = args.batch * args.seq, args.device
@@ -244,7 +242,6 @@ def main() -> int:
     args.seq = args.seq or (1024 if gpu else 512)
     args.batch = args.batch or (8 if gpu else 4)
     if args.precision is None:
-        sys.path.insert(0, str(ROOT))
         from kdcore.jobs.performance import bf16_supported
 
         args.precision = "bf16" if bf16_supported(torch.device(args.device)) else "fp32"
