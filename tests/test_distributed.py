@@ -6,16 +6,19 @@ import socket
 
 import numpy as np
 import pytest
+import torch
 import torch.multiprocessing as mp
 
+from kdcore.cli import main
 from kdcore.jobs import JobConfig, RunStore, run_job
 from kdcore.jobs.distributed import check_distributable, shard_bounds, torchrun_env
+from kdcore.jobs.launch import torchrun_command
 from kdcore.jobs.prepare import prepare_run
 from tests.helpers.ddp_ranks import rank_main
 from tests.helpers.toys import TOY
 
-# 256 toy samples, batch 48: 6 steps an epoch, the last one of 16 samples (unequal slices: 8 and 8; 24 and 24)
-CFG = dict(pair=TOY, objective="kd", epochs=3, batch_size=48, val_size=64, probe_size=32, lr=0.01, seed=3)
+# 256 toy samples, batch 49: 6 steps an epoch, the last of 11 samples; the ranks take unequal slices (25|24, 6|5)
+CFG = dict(pair=TOY, objective="kd", epochs=3, batch_size=49, val_size=64, probe_size=32, lr=0.01, seed=3)
 TOL = 1e-4  # relative: the two ranks' gradient sums differ from one process's only in float32 rounding order
 
 
@@ -40,17 +43,18 @@ def _same_metrics(a: dict, b: dict) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_resume_with_one(data_dir, tmp_path):
+    """2 ranks train epochs 1-2 (then a cancel), 1 process finishes epoch 3: the same steps' losses, the
+    same epoch-2 metrics and the same end as one process on its own."""
     one = run_job(JobConfig(**CFG), store=RunStore())
-    two = _two_ranks(tmp_path, CFG)
-    assert two["state"] == "completed"
-    _same_metrics(two["metrics"], one.metrics)
+    part = _two_ranks(tmp_path, CFG, cancel_after=12)
+    assert part["state"] == "cancelled" and part["metrics"]["steps"] == 12
     store = RunStore()
-    ours, theirs = store.metrics(two["run_id"], "step"), store.metrics(one.run_id, "step")
-    assert len(ours) == len(theirs) == 18  # rank 0 logged each step's loss over the global batch
-    np.testing.assert_allclose(ours["loss"].to_numpy(), theirs["loss"].to_numpy(), rtol=TOL)
-    # stopped after epoch 1 by 2 processes, finished by 1: the same end as the uninterrupted run
-    part = _two_ranks(tmp_path, CFG, cancel_after=6)
-    assert part["state"] == "cancelled"
+    ours, theirs = store.metrics(part["run_id"], "step"), store.metrics(one.run_id, "step")
+    assert len(ours) == 12 and len(theirs) == 18  # rank 0 logged each step's loss over the global batch
+    np.testing.assert_allclose(ours["loss"].to_numpy(), theirs["loss"].to_numpy()[:12], rtol=TOL)
+    e_ours, e_theirs = store.metrics(part["run_id"], "epoch"), store.metrics(one.run_id, "epoch")
+    for key in ("val_loss", "train_loss"):  # epoch 2, the last one the 2 processes trained
+        assert e_ours[key].iloc[2] == pytest.approx(e_theirs[key].iloc[2], rel=TOL), key
     resumed = run_job(JobConfig(**CFG), store=store, run_id=part["run_id"], resume=True)
     assert resumed.state == "completed" and not resumed.notices  # it continued from the resume state
     _same_metrics(resumed.metrics, one.metrics)
@@ -84,3 +88,38 @@ def test_steps_smaller_than_the_ranks_and_own_procedures_are_refused(data_dir):
     chain = JobConfig(**{**CFG, "objective": "takd"})
     with pytest.raises(ValueError, match="one process"):
         check_distributable(chain, prepare_run(chain), 2)
+
+
+def _flags(tmp_path, config: dict) -> list[str]:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(config))
+    return ["--config", str(path)]
+
+
+@pytest.mark.slow
+def test_cli_devices_2_runs_the_job_under_torchrun_like_one_process(data_dir, tmp_path, capfd):
+    one = run_job(JobConfig(**CFG), store=RunStore())
+    capfd.readouterr()
+    assert main(["distill", *_flags(tmp_path, CFG), "--devices", "2", "--json"]) == 0
+    out = capfd.readouterr().out.strip().splitlines()
+    got = json.loads(out[-1])  # rank 0's line; the other rank prints nothing
+    assert got["state"] == "completed" and len(out) == 1
+    _same_metrics(got["metrics"], one.metrics)
+    assert RunStore().get_run(got["run_id"])["state"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("devices", "device", "message"),
+    [("0", "cpu", "--devices must be 1 or more; got 0"), ("100000", "cpu", "CPU cores")]
+    + ([] if torch.cuda.is_available() else [("2", "cuda", "asks for 2 GPUs, but this machine has 0")]),
+)
+def test_cli_devices_beyond_the_machine_are_refused(data_dir, tmp_path, capsys, devices, device, message):
+    code = main(["distill", *_flags(tmp_path, CFG), "--device", device, "--devices", devices])
+    assert code == 2 and message in capsys.readouterr().err
+    assert len(RunStore().list_runs()) == 0  # nothing started
+
+
+def test_torchrun_command_drops_devices():
+    cmd = torchrun_command(["distill", "--pair", "digits", "--devices", "2", "--devices=3", "--json"], 2)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert cmd[5:] == ["-m", "kdcore", "distill", "--pair", "digits", "--json"]
