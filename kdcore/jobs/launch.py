@@ -1,7 +1,7 @@
 """`python -m kdcore distill --devices N ...`: start the job under torchrun with N processes.
 
-    torchrun_command(["distill", "--pair", "digits", "--devices", "2"], 2)
-    # [python, -m, torch.distributed.run, --standalone, --nproc-per-node, 2, -m, kdcore, distill, --pair, digits]
+torchrun_command(["distill", "--pair", "digits", "--devices", "2"], 2)
+# [python, -m, torch.distributed.run, --standalone, --nproc-per-node, 2, -m, kdcore, distill, --pair, digits]
 """
 
 from __future__ import annotations
