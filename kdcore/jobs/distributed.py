@@ -180,19 +180,23 @@ class DataParallelJob(_Job):
         return [(part, share * weight) for part, share in split_batch(idx[lo:hi], self.cfg.grad_accum)]
 
     def _reduce_step(self, totals: Tensor) -> Tensor:
-        """Sum the gradients (missing ones as zeros) and the logged components over ranks, in one all_reduce."""
+        """Sum the gradients and the logged components over ranks, in one all_reduce; a parameter that no
+        rank gave a gradient keeps none (as in one process), one that some ranks did counts zeros elsewhere."""
         params = [p for p in self.params if p.requires_grad]
-        flat = [p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1) for p in params]
-        buf = torch.cat([*(g.float() for g in flat), totals.float().to(flat[0].device if flat else totals.device)])
-        buf = buf.to(self._comm_device())
+        has = torch.tensor([float(p.grad is not None) for p in params])  # [P]
+        grads = [p.grad.reshape(-1).float() if p.grad is not None else torch.zeros(p.numel()) for p in params]
+        comm = self._comm_device()
+        buf = torch.cat([*(g.to(comm) for g in grads), has.to(comm), totals.float().to(comm)])
         dist.all_reduce(buf)
-        buf = buf.to(self.device)
         offset = 0
         for p in params:
             n = p.numel()
-            p.grad = buf[offset : offset + n].view_as(p).to(p.dtype).clone()
+            p.grad = buf[offset : offset + n].view_as(p).to(p.device, p.dtype).clone()
             offset += n
-        return buf[offset:].to(totals.device)
+        for p, given in zip(params, buf[offset : offset + len(params)].tolist(), strict=True):
+            if given == 0:
+                p.grad = None
+        return buf[offset + len(params) :].to(totals.device)
 
     def _end_epoch(self, train_means: dict[str, float]) -> None:
         if self.env.main:  # validation, checkpoints and the store: rank 0 only
