@@ -340,6 +340,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     cfg, filled = config_with_recipe(args)
     cfg.validate()
+    launched = _launch_devices(args, cfg)  # --devices N: this command again under torchrun (kdcore/jobs/launch.py)
+    if launched is not None:
+        return launched
+    from kdcore.jobs.distributed import torchrun_env
+
+    rank = torchrun_env()  # under torchrun: one rank of a data-parallel job (kdcore/jobs/distributed.py)
+    if rank is not None and not rank.main:
+        return _distill_rank(cfg, rank)
     _warn(cfg)
     if filled and not args.json:
         print(
@@ -363,10 +371,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from kdcore.methods import get_method
 
     live = live_logger(store, args)  # --log-to: back-ends checked before the run starts
-    if get_method(cfg.objective).chain:
+    if get_method(cfg.objective).chain and rank is None:
         return _distill_chain(cfg, store, filled, args, live)
+    callback = live.wrap(on_event) if live else on_event
     with live or nullcontext():
-        result = run_job(cfg, store=store, callback=live.wrap(on_event) if live else on_event)
+        if rank is None:
+            result = run_job(cfg, store=store, callback=callback)
+        else:
+            result = _distill_rank(cfg, rank, store=store, callback=callback)
     if args.json:
         _print_json(_result_json(result, recipe_fields=filled))
     else:
@@ -377,6 +389,28 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if result.error:
             print(result.error, file=sys.stderr)
     return 0 if result.state == "completed" else 1
+
+
+def _launch_devices(args: argparse.Namespace, cfg: JobConfig) -> int | None:
+    """--devices N (N > 1, outside torchrun): run this command under torchrun with N processes and return
+    its exit status; None when the job runs here."""
+    from kdcore.jobs.distributed import torchrun_env
+    from kdcore.jobs.launch import check_devices, launch
+
+    n = getattr(args, "devices", None)
+    if n is None or torchrun_env() is not None:
+        return None
+    check_devices(n, cfg.device)
+    return None if n == 1 else launch(getattr(args, "argv", None) or sys.argv[1:], n)
+
+
+def _distill_rank(cfg: JobConfig, rank: Any, **kw: Any) -> Any:
+    """One torchrun rank's share of the job: rank 0 gets the store and callback (and returns its result),
+    the others train silently and return an exit status."""
+    from kdcore.jobs.distributed import run_distributed
+
+    result = run_distributed(cfg, env=rank, **kw)
+    return result if rank.main else (0 if result.state == "completed" else 1)
 
 
 def _distill_chain(
@@ -1073,6 +1107,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distill", help="train a student against a teacher", description=_RECIPE_HELP)
     _add_job_flags(d)
     add_live_flags(d)
+    d.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="train with N processes (data-parallel, torchrun; one GPU each on CUDA, gloo on CPU): "
+        "the global batch stays --batch-size",
+    )
     d.set_defaults(func=cmd_distill)
     r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run, cancel or check runs")
     r.add_argument("action", choices=list(RUNS_ACTIONS))
@@ -1109,6 +1150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # distill --devices: the command torchrun reruns
     try:
         return _run(args)
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly

@@ -503,7 +503,7 @@ class _Job:
         totals: Tensor | None = None
         names: list[str] = []
         teacher_grad = 0.0
-        for part, share in split_batch(idx, self.cfg.grad_accum):
+        for part, share in self._micro_batches(idx):
             loss, comps, t_grad = self._micro_loss(part, terms, ce_weight)
             names, teacher_grad = ["loss", *comps], max(teacher_grad, t_grad)
             vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]) * share
@@ -513,11 +513,20 @@ class _Job:
             totals = vals if totals is None else totals + vals
             (loss * share).backward()
         assert totals is not None  # a step has at least one sample
+        totals = self._reduce_step(totals)
         lr = self._optimise()
         extras = {"lr": lr, **logged}
         if self.step == 1:
             extras["teacher_logits_grad"] = teacher_grad
         return dict(zip(names, totals.tolist())), extras
+
+    def _micro_batches(self, idx: Tensor) -> list[tuple[Tensor, float]]:
+        """The step's micro-batches and their shares of the step's batch (distributed.py: this rank's shard)."""
+        return split_batch(idx, self.cfg.grad_accum)
+
+    def _reduce_step(self, totals: Tensor) -> Tensor:
+        """The logged loss components once backward is done (distributed.py: summed, with the gradients, over ranks)."""
+        return totals
 
     def _scheduled(self) -> tuple[list, float, dict[str, float]]:
         """(terms, ce_weight) of this step with the job's schedules applied, and what the step logs:

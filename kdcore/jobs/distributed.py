@@ -1,0 +1,274 @@
+"""One job over many processes: data-parallel training under torchrun (gloo on CPU, NCCL on CUDA).
+
+    torchrun --standalone --nproc-per-node 2 -m kdcore distill --pair digits ...
+    result = run_distributed(config, store=RunStore())   # inside each torchrun process
+
+Every rank builds the same job (same seed, same data, same student). Each step takes the same global
+batch of indices (config.batch_size, the order of the one-process run) and rank r trains on its
+contiguous slice; the slice's micro-batches carry their share of the GLOBAL batch (n_slice / B), so
+summing the gradients over ranks gives the one-process gradient of a per-sample-mean loss exactly
+(unequal slices included). The gradients and the logged loss components are summed in one all_reduce
+after backward, the data-parallel step of DistributedDataParallel; it is done on the job's own
+parameters (student and projectors) rather than through a DDP wrapper because the adapters run the
+student through hooks on its named layers, which a wrapper would rename. Teacher outputs are computed
+per slice (or read from the teacher cache by global index). Batch-relational objectives (RKD, CKA)
+and BatchNorm statistics see the rank's slice, as under DDP without SyncBatchNorm.
+
+Only rank 0 opens the run in the store, validates, checkpoints and writes metrics; the others get the
+run id by broadcast and write nothing. Cancels are agreed on by all ranks at each step. The resume
+state is the plain student's, so a run resumes with any number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from kdcore.jobs.config import JobConfig, with_source_label
+from kdcore.jobs.performance import split_batch
+from kdcore.jobs.prepare import PreparedRun, prepare_run
+from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, Reporter
+from kdcore.jobs.runner import RunResult, _Job, _open_run
+from kdcore.jobs.store import RunStore, StoreError
+from kdcore.jobs.strategy_jobs import job_class
+from kdcore.pairs import Pair
+
+TIMEOUT_S = 600  # a rank that waits this long on the others fails instead of hanging
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands in the torchrun job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def torchrun_env(environ: dict[str, str] | None = None) -> DistEnv | None:
+    """The torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK), or None outside torchrun or with one process."""
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank, world, local = int(env.get("RANK", "0")), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise ValueError(
+            f"torchrun's RANK, WORLD_SIZE and LOCAL_RANK must be integers; got RANK={env.get('RANK')!r}, "
+            f"WORLD_SIZE={env.get('WORLD_SIZE')!r}, LOCAL_RANK={env.get('LOCAL_RANK')!r}."
+        ) from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"torchrun gave RANK={rank} with WORLD_SIZE={world}; RANK must lie in [0, WORLD_SIZE).")
+    return None if world == 1 else DistEnv(rank, world, local)
+
+
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[lo, hi) of rank's contiguous slice of n items: sizes differ by at most one, the first ranks larger."""
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
+
+
+def check_distributable(config: JobConfig, prep: PreparedRun, world: int) -> None:
+    """Refuse what the data-parallel step cannot run: other job classes, and batches smaller than the ranks."""
+    from kdcore.jobs.procedures import procedure_name
+    from kdcore.methods import get_method
+
+    if procedure_name(config) or get_method(config.objective).chain or job_class(config.objective) is not _Job:
+        raise ValueError(
+            f"Objective {config.objective!r} runs its own training procedure, which does not run over several "
+            f"processes; run it with one process (no --devices, no torchrun)."
+        )
+    n_train = prep.train.inputs.shape[0]
+    last = n_train - (prep.steps_per_epoch - 1) * config.batch_size  # the epoch's last (maybe partial) batch
+    if min(config.batch_size, last) < world:
+        raise ValueError(
+            f"Each of the {world} processes needs at least one sample per step, but a step has only "
+            f"{min(config.batch_size, last)} (batch_size {config.batch_size}, {n_train} training samples). "
+            f"Use fewer processes, or a batch_size and train_size that leave every step {world} or more samples."
+        )
+
+
+@contextmanager
+def process_group(env: DistEnv, device: str) -> Iterator[torch.device | None]:
+    """The default process group for the job (NCCL on CUDA, gloo on CPU), destroyed on exit; yields the
+    rank's CUDA device (None on CPU)."""
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    gpu = None
+    if cuda:
+        if env.local_rank >= torch.cuda.device_count():
+            raise ValueError(
+                f"Process {env.rank} wants GPU {env.local_rank}, but this machine has "
+                f"{torch.cuda.device_count()} GPU(s). Start at most that many processes per machine."
+            )
+        gpu = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(gpu)
+    initialised_here = not dist.is_initialized()
+    if initialised_here:
+        backend = "nccl" if cuda else "gloo"
+        dist.init_process_group(backend, rank=env.rank, world_size=env.world_size, timeout=timedelta(seconds=TIMEOUT_S))
+    try:
+        yield gpu
+    finally:
+        if initialised_here:
+            dist.destroy_process_group()
+
+
+class _RankReporter(Reporter):
+    """A Reporter whose cancel is agreed on by all ranks (rank 0 asks its caller and the store)."""
+
+    def __init__(self, *args: Any, env: DistEnv, comm_device: torch.device, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.env, self.comm_device = env, comm_device
+
+    def check_cancel(self) -> None:
+        wanted = 0.0
+        if self.env.main:
+            try:
+                super().check_cancel()
+            except JobCancelled:
+                wanted = 1.0
+        flag = torch.tensor([wanted], device=self.comm_device)
+        dist.all_reduce(flag)
+        if float(flag) > 0:
+            raise JobCancelled()
+
+
+class DataParallelJob(_Job):
+    """The runner's job with each step's batch sharded by rank and gradients summed over ranks."""
+
+    def __init__(self, config: JobConfig, prep: PreparedRun, report: Reporter, *, env: DistEnv, resume: bool):
+        self.env = env
+        super().__init__(config, prep, report, resume=resume and env.main)
+        self._sync_from_main(resume)
+
+    def _sync_from_main(self, resume: bool) -> None:
+        """Every rank starts from rank 0's weights (and, on resume, its optimizer state and position)."""
+        for t in [*self.student.model.state_dict().values(), *self.projectors.state_dict().values()]:
+            dist.broadcast(t, src=0)
+        if not resume:
+            return
+        box: list[Any] = [
+            (self.opt.state_dict(), self.step, self.epoch, self.start_epoch, self.train_time) if self.env.main else None
+        ]
+        dist.broadcast_object_list(box, src=0, device=self._comm_device())
+        opt_state, self.step, self.epoch, self.start_epoch, self.train_time = box[0]
+        if not self.env.main:
+            self.opt.load_state_dict(opt_state)
+
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _initial_metrics(self) -> dict[str, float]:
+        return super()._initial_metrics() if self.env.main else {}
+
+    def _micro_batches(self, idx: Tensor) -> list[tuple[Tensor, float]]:
+        lo, hi = shard_bounds(idx.shape[0], self.env.rank, self.env.world_size)
+        weight = (hi - lo) / idx.shape[0]  # this slice's share of the global batch
+        return [(part, share * weight) for part, share in split_batch(idx[lo:hi], self.cfg.grad_accum)]
+
+    def _reduce_step(self, totals: Tensor) -> Tensor:
+        """Sum the gradients and the logged components over ranks, in one all_reduce; a parameter that no
+        rank gave a gradient keeps none (as in one process), one that some ranks did counts zeros elsewhere."""
+        params = [p for p in self.params if p.requires_grad]
+        has = torch.tensor([float(p.grad is not None) for p in params])  # [P]
+        grads = [p.grad.reshape(-1).float() if p.grad is not None else torch.zeros(p.numel()) for p in params]
+        comm = self._comm_device()
+        buf = torch.cat([*(g.to(comm) for g in grads), has.to(comm), totals.float().to(comm)])
+        dist.all_reduce(buf)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = buf[offset : offset + n].view_as(p).to(p.device, p.dtype).clone()
+            offset += n
+        for p, given in zip(params, buf[offset : offset + len(params)].tolist(), strict=True):
+            if given == 0:
+                p.grad = None
+        return buf[offset + len(params) :].to(totals.device)
+
+    def _end_epoch(self, train_means: dict[str, float]) -> None:
+        if self.env.main:  # validation, checkpoints and the store: rank 0 only
+            super()._end_epoch(train_means)
+        else:
+            self._check_teacher_mode = True
+
+    def summary(self) -> dict:
+        return super().summary() if self.env.main else {"steps": self.step, "epochs": self.epoch}
+
+
+def run_distributed(
+    config: JobConfig,
+    *,
+    env: DistEnv | None = None,
+    store: RunStore | None = None,
+    run_id: str | None = None,
+    callback: Callback | None = None,
+    cancel: Cancel | None = None,
+    pair: Pair | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Run `config` as one rank of a data-parallel job (call it in every torchrun process).
+
+    env:      this process's rank (default: torchrun's environment variables)
+    store:    rank 0's run store (the default RunStore() there; other ranks never write); run_id, resume,
+              callback, cancel: as in run_job, used by rank 0 (cancel is shared with all ranks at each step)
+    """
+    env = env or torchrun_env()
+    if env is None:
+        raise ValueError("run_distributed runs inside torchrun with WORLD_SIZE > 1; use run_job for one process.")
+    with process_group(env, config.device) as gpu:
+        config = with_source_label(replace(config, device="cuda") if gpu is not None else config)
+        prep = prepare_run(config, pair)
+        check_distributable(config, prep, env.world_size)
+        comm = gpu if gpu is not None else torch.device("cpu")
+        if env.main and store is None:
+            store = RunStore()
+        run_id, lease = _open_on_main(config, prep, store if env.main else None, run_id, comm)
+        try:
+            main_store, main_callback = (store, callback) if env.main else (None, None)
+            report = _RankReporter(
+                main_store,
+                run_id,
+                main_callback,
+                cancel,
+                total_steps=prep.total_steps,
+                epochs=config.epochs,
+                env=env,
+                comm_device=comm,
+            )
+            return DataParallelJob(config, prep, report, env=env, resume=resume).run()
+        finally:
+            if lease is not None:
+                lease.release()
+
+
+def _open_on_main(
+    config: JobConfig, prep: PreparedRun, store: RunStore | None, run_id: str | None, comm: torch.device
+) -> tuple[str | None, Any]:
+    """Rank 0 opens the run (under its lease); every rank gets (run id, lease or None) or rank 0's error."""
+    lease, error = None, None
+    if store is not None:
+        try:
+            run_id, lease = _open_run(config, prep, store, run_id)
+        except Exception as exc:  # sent to the other ranks, raised everywhere
+            error = exc
+    box: list[Any] = [(run_id, None if error is None else f"{type(error).__name__}: {error}")]
+    dist.broadcast_object_list(box, src=0, device=comm)
+    run_id, message = box[0]
+    if error is not None:
+        raise error
+    if message is not None:
+        raise StoreError(f"Rank 0 could not open the run: {message}")
+    return run_id, lease
