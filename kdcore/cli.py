@@ -349,14 +349,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if rank is not None and not rank.main:
         return _distill_rank(cfg, rank)
     _warn(cfg)
-    if filled and not args.json:
-        print(
-            f"from the {cfg.pair} {'defaults' if cfg.teacher else 'recipe'}: "
-            + ", ".join(f"{k}={v}" for k, v in filled.items())
-            + " (set a field to override it)",
-            file=sys.stderr,
-            flush=True,
-        )
+    _say_filled(cfg, filled, args)
     store = RunStore()
     started: dict = {}
 
@@ -379,6 +372,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
             result = run_job(cfg, store=store, callback=callback)
         else:
             result = _distill_rank(cfg, rank, store=store, callback=callback)
+    return _say_result(result, filled, args)
+
+
+def _say_filled(cfg: JobConfig, filled: dict, args: argparse.Namespace) -> None:
+    """Which fields the recipe (or an own pair's defaults) filled in, on stderr (not with --json)."""
+    if filled and not args.json:
+        print(
+            f"from the {cfg.pair} {'defaults' if cfg.teacher else 'recipe'}: "
+            + ", ".join(f"{k}={v}" for k, v in filled.items())
+            + " (set a field to override it)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _say_result(result: Any, filled: dict, args: argparse.Namespace) -> int:
+    """The run's end: one JSON object (--json) or a line of metrics; the exit status."""
     if args.json:
         _print_json(_result_json(result, recipe_fields=filled))
     else:
