@@ -19,6 +19,12 @@ after the warm-up, so it is the peak *during the timed steps*, weights and optim
 ru_maxrss where the reset is unavailable); CUDA, torch.cuda.max_memory_allocated. On CUDA the
 chunked divergence alone (forward + backward) is also timed against the memory-bandwidth floor:
 the bytes of both models' float32 logits read once, divided by the bandwidth of a large device copy.
+Both steps free the last step's gradients first (``zero_grad(set_to_none=True)``), as the job does.
+
+"Between steps" is VmRSS (CUDA: allocated) after the warm-up step; on CPU it includes freed heap
+pages glibc keeps for reuse, which no tensor holds, so each variant also reports what it holds once
+those are handed back (gc + ``malloc_trim(0)`` after the timed steps). The load average is printed
+before and after: on a shared machine other work skews tokens/s and, through the allocator, VmRSS.
 
     python bench/llm.py                      # CPU: batch 4, sequence 512, 2 timed steps per variant
     python bench/llm.py --steps 4 --seq 256  # shorter sequences, more steps
@@ -62,6 +68,7 @@ def plain_step(teacher, student, opt, ids, labels):
     import torch
     import torch.nn.functional as F
 
+    opt.zero_grad(set_to_none=True)  # first, as the job's step does: last step's gradients freed
     with torch.no_grad():
         t_logits = teacher(input_ids=ids, use_cache=False).logits  # [B, L, V]
     s_logits = student(input_ids=ids, use_cache=False).logits  # [B, L, V]
@@ -70,10 +77,9 @@ def plain_step(teacher, student, opt, ids, labels):
     loss = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean") + F.cross_entropy(
         s_logits.flatten(0, 1), labels.flatten()
     )
-    opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def workbench_setup(teacher, student, precision: str):
@@ -92,12 +98,12 @@ def workbench_step(t, s, term, precision: str, opt, ids, labels):
     from kdcore.jobs.lm_step import chunked_token_loss
     from kdcore.jobs.performance import autocast
 
+    opt.zero_grad(set_to_none=True)  # first, as kdcore.jobs.runner's _train_step does
     with autocast(precision, ids.device):
         loss, _ = chunked_token_loss(s, t, ids, labels, term, ce_weight=1.0)
-    opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def _reset_peak(device: str) -> bool:
@@ -138,6 +144,31 @@ def _rest_bytes(device: str) -> int:
     return 0
 
 
+def _held_bytes(device: str) -> int:
+    """Memory still held after a step once freed memory is handed back: CUDA, allocated; CPU, VmRSS after
+    gc and glibc's malloc_trim(0) (freed heap pages that glibc keeps for reuse count in VmRSS but are
+    no tensor's). Without glibc, VmRSS as it is."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if not device.startswith("cuda"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+    return _rest_bytes(device)
+
+
+def _load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, and its CPU count (other work skews CPU figures)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unavailable"
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
 def child(variant: str, args: argparse.Namespace) -> dict:
     """One variant: build, warm up one step, reset the peak, time ``args.steps`` steps."""
     import torch
@@ -169,11 +200,13 @@ def child(variant: str, args: argparse.Namespace) -> dict:
     losses = [step() for _ in range(args.steps)]
     sync()
     seconds = time.perf_counter() - start
+    peak = _peak_bytes(device, reset)
     return {
         "variant": variant,
         "tokens_per_s": args.steps * args.batch * args.seq / seconds,
-        "peak_bytes": _peak_bytes(device, reset),
+        "peak_bytes": peak,
         "rest_bytes": rest,
+        "held_bytes": _held_bytes(device),
         "loss": losses[-1],
         "teacher_params": sum(p.numel() for p in teacher.parameters()),
         "student_params": sum(p.numel() for p in student.parameters()),
@@ -253,8 +286,10 @@ def main() -> int:
 
 
 def report(args: argparse.Namespace, gpu: bool) -> int:
+    load_before = _load_average()
     plain, bench = _spawn("plain", args), _spawn("workbench", args)
     mib = 2**20
+    print(f"{load_before} before the run; {_load_average()} after")
     print(
         f"llm KD step on {args.device}: teacher {plain['teacher_params'] / 1e6:.0f}M, student "
         f"{plain['student_params'] / 1e6:.0f}M, vocab {VOCAB}, batch {args.batch} x seq {args.seq}, "
@@ -263,7 +298,8 @@ def report(args: argparse.Namespace, gpu: bool) -> int:
     for r in (plain, bench):
         print(
             f"  {r['variant']:<9} {r['tokens_per_s']:9.1f} tokens/s   peak {r['peak_bytes'] / mib:6.0f} MiB "
-            f"(between steps {r['rest_bytes'] / mib:6.0f} MiB)   loss {r['loss']:.3f}"
+            f"(between steps {r['rest_bytes'] / mib:6.0f} MiB, {r['held_bytes'] / mib:6.0f} MiB once freed memory "
+            f"is handed back)   loss {r['loss']:.3f}"
         )
     print(f"peak memory ratio (workbench/plain) {bench['peak_bytes'] / plain['peak_bytes']:.2f} (goal <= 0.5)")
     step_mem = (bench["peak_bytes"] - bench["rest_bytes"]) / max(1, plain["peak_bytes"] - plain["rest_bytes"])

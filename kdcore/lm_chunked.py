@@ -216,9 +216,9 @@ class _FusedChunks(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_loss: Tensor, g_values: Any) -> tuple[Tensor | None, ...]:
-        g_h, g_w, g_b = ctx.grads
+        g_h, g_w, g_b = ctx.grads  # this Function's own tensors: scaled in place, no second [V, Hs] copy
         del ctx.grads
-        scale = [None if g is None else g * g_loss.to(g.dtype) for g in (g_h, g_w, g_b)]
+        scale = [None if g is None else g.mul_(g_loss.to(g.dtype)) for g in (g_h, g_w, g_b)]
         return (*scale, None, None, None, None, None, None)
 
 

@@ -45,6 +45,19 @@ def test_equals_divergence_loss_values_and_gradients(kind, chunk):
     assert float(g_got[0][~mask].abs().max()) == 0.0  # padded positions get no gradient
 
 
+def test_a_scaled_loss_scales_the_gradients_as_on_the_logits():
+    """Gradient accumulation backpropagates loss × share: the backward pass scales the gradients it
+    took in the forward pass (in place) by exactly that factor."""
+    hs, ws, bs, ht, wt, bt, mask = _inputs(7)
+    got = hidden_divergence_loss(hs, (ws, bs), ht, (wt, bt), "fkl", mask=mask, chunk_rows=4)
+    (got * 0.3).backward()
+    ref = divergence_loss(F.linear(hs, ws, bs), F.linear(ht, wt, bt), "fkl", mask=mask)
+    g_ref = torch.autograd.grad(ref, (hs, ws, bs))
+    for a, b in zip((hs.grad, ws.grad, bs.grad), g_ref):
+        assert a is not None
+        torch.testing.assert_close(a, 0.3 * b, rtol=1e-10, atol=1e-12)
+
+
 def test_fkl_against_numpy():
     hs, ws, bs, ht, wt, bt, mask = _inputs(3)
     got = float(
