@@ -494,16 +494,24 @@ _MAP_HOVER = "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra>%{fullData.name}</
 
 
 MAX_LABELS = 40  # token labels per axis; a longer text labels every k-th position
+GRID_LABELS = 32  # maps side by side: texts longer than this are not labelled with tokens
 
 
-def _token_ticks(fig: go.Figure, result: AttentionResult, sample: int, positions: list[int]) -> None:
+def _token_ticks(
+    fig: go.Figure, result: AttentionResult, sample: int, positions: list[int], *, panels: int = 1
+) -> None:
     """Positions on both axes (numbers, so repeated tokens keep their own row and column), labelled
-    with the input's tokens when known (every k-th one past MAX_LABELS)."""
+    with the input's tokens when known: every k-th one, at most MAX_LABELS across the figure's width
+    (shared by `panels` maps side by side), so the labels never run into each other."""
     labels = result.labels(sample)
+    if panels > 1 and len(positions) > GRID_LABELS:
+        return  # a long text in narrow maps side by side: the positions' numbers only
     if labels is not None and positions:
-        shown = positions[:: max(1, math.ceil(len(positions) / MAX_LABELS))]
+        most = max(2, MAX_LABELS // (2 * panels) if panels > 1 else MAX_LABELS)
+        shown = positions[:: max(1, math.ceil(len(positions) / most))]
         ticks = {"tickmode": "array", "tickvals": shown, "ticktext": [labels[p] for p in shown]}
-        fig.update_xaxes(**ticks)
+        if panels == 1:  # maps side by side are too narrow for words under them: key positions stay numbers
+            fig.update_xaxes(**ticks)
         fig.update_yaxes(**ticks)
 
 
@@ -545,7 +553,7 @@ def maps_figure(
                 col=col,
             )
     fig.update_yaxes(autorange="reversed")
-    _token_ticks(fig, result, sample, positions)
+    _token_ticks(fig, result, sample, positions, panels=ncols)
     fig.update_yaxes(showticklabels=False)  # panels sit close: query positions on the left only
     fig.update_yaxes(showticklabels=True, col=1)
     fig.update_layout(
@@ -561,7 +569,7 @@ def maps_figure(
         legend=False,
         height=520,
     )
-    fig.update_xaxes(title_text="key position", row=2)
+    fig.update_xaxes(title_text="key position", row=2, col=1)  # narrow panels: named once, bottom left
     fig.update_yaxes(title_text="query position", col=1)
     return fig
 

@@ -173,7 +173,8 @@ def mgd_figure(view: MGDView) -> go.Figure:
     """The masked student feature, the generated feature and the teacher feature (one colour scale)."""
     kept = "kept" if (view.kept.ndim == 1 and view.kept[view.channel] == 1) or view.kept.ndim == 2 else "MASKED"
     titles = [f"masked student M ⊙ A(S) (channel {kept})", "generated G(M ⊙ A(S))", "teacher T"]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
+    wrapped = [f"masked student<br>M ⊙ A(S), channel {kept}", "generated<br>G(M ⊙ A(S))", "teacher T"]  # narrow panels
+    fig = make_subplots(rows=1, cols=3, subplot_titles=wrapped, horizontal_spacing=0.1)
     for k, (name, z) in enumerate(zip(titles, (view.masked, view.generated, view.teacher)), start=1):
         fig.add_trace(
             go.Heatmap(
@@ -194,7 +195,8 @@ def mgd_figure(view: MGDView) -> go.Figure:
         f"MGD, input {view.sample}, teacher channel {view.channel}: {view.mask} mask ({share:.0%} masked); "
         f"α·L_MGD / CE = {view.mgd:.4g} / {view.ce:.4g} = {view.ratio:.3g} (α = {view.alpha:.3g})"
     )
-    return _style.finish(fig, title=title, legend=False)
+    _style.finish(fig, title=title, legend=False)
+    return fig.update_layout(margin={"t": 150})  # room for the two-line panel titles under the figure's title
 
 
 def component_ratio(steps: pd.DataFrame, prefix: str = "mgd/", denominator: str = "ce") -> pd.DataFrame:
@@ -274,7 +276,8 @@ def fam_view_from_adapters(
 def fam_figure(view: FAMView) -> go.Figure:
     """The four spectra (log10 amplitude, DC centred), the removed block outlined on each."""
     names = list(view.spectra)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.05)
+    wrapped = [n.replace(" (", "<br>(") for n in names]  # narrow panels: the qualifier on a second line
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=wrapped, horizontal_spacing=0.09)
     for k, name in enumerate(names, start=1):
         fig.add_trace(
             go.Heatmap(
@@ -299,4 +302,5 @@ def fam_figure(view: FAMView) -> go.Figure:
     title = (
         f"FAM-KD spectra (cut-on c = {view.cuton:g}): the high-pass removed {view.removed} of {view.total} frequencies"
     )
-    return _style.finish(fig, title=title, legend=False)
+    _style.finish(fig, title=title, legend=False)
+    return fig.update_layout(margin={"t": 150})  # room for the two-line panel titles under the figure's title

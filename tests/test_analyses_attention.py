@@ -184,7 +184,8 @@ def test_maps_figure():
     assert list(heat[0]["x"]) == [0, 1, 2, 3, 4]
     assert "ticktext" not in fig["layout"]["xaxis"]  # the labels given are input 0's: not shown on input 1
     fig0 = attention.maps_figure(r, sample=0, student_layer=0).to_dict()
-    assert list(fig0["layout"]["xaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its column
+    assert list(fig0["layout"]["yaxis"]["ticktext"]) == list("vwxyv")  # a repeated token keeps its row
+    assert "ticktext" not in fig0["layout"]["xaxis"]  # maps side by side: key positions stay numbers
     lay = fig["layout"]
     assert "Attention maps" in lay["title"]["text"]
     assert lay["coloraxis"]["colorbar"]["title"]["text"] == "attention<br>probability"
