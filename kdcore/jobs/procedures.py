@@ -13,11 +13,9 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from kdcore.jobs.config import JobConfig, with_source_label
-from kdcore.jobs.lease import Lease
-from kdcore.jobs.prepare import PreparedRun, prepare_run
-from kdcore.jobs.reporting import Callback, Cancel, JobInterrupted, Reporter
-from kdcore.jobs.store import RunStore
+from kdcore.jobs.config import JobConfig
+from kdcore.jobs.prepare import PreparedRun
+from kdcore.jobs.reporting import Reporter
 from kdcore.methods import get_method
 from kdcore.pairs import Pair
 from kdcore.validation import InvalidParameterError
@@ -77,41 +75,9 @@ def check_procedure(config: JobConfig, pair: Pair | None = None) -> None:
 
 
 def run_with_job(
-    make_job: Callable[[JobConfig, PreparedRun, Reporter, bool], Any],
-    config: JobConfig,
-    *,
-    store: RunStore | None = None,
-    run_id: str | None = None,
-    callback: Callback | None = None,
-    cancel: Cancel | None = None,
-    pair: Pair | None = None,
-    resume: bool = False,
-    use_store: bool = True,
-    prep: PreparedRun | None = None,
+    make_job: Callable[[JobConfig, PreparedRun, Reporter, bool], Any], config: JobConfig, **kw: Any
 ) -> Any:
-    """run_job's frame (the run's row, lease, reporter, crash and Ctrl-C handling) around a job object
-    built by `make_job(config, prep, reporter, resume)` whose run() returns the RunResult."""
-    from kdcore.jobs.runner import _open_run
+    """run_job's frame around a procedure's own job object (kdcore.jobs.runner.run_with_job)."""
+    from kdcore.jobs.runner import run_with_job as frame
 
-    config = with_source_label(config)
-    prep = prep if prep is not None else prepare_run(config, pair)
-    if use_store and store is None:
-        store = RunStore()
-    lease: Lease | None = None
-    if store is not None:
-        run_id, lease = _open_run(config, prep, store, run_id)
-    try:
-        report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
-        try:
-            job = make_job(config, prep, report, resume)
-        except (Exception, KeyboardInterrupt) as exc:
-            report.mark_crash(exc, 0, 0)
-            raise
-        return job.run()
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, JobInterrupted):
-            raise
-        raise JobInterrupted(run_id) from exc
-    finally:
-        if lease is not None:
-            lease.release()
+    return frame(make_job, config, **kw)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,8 +162,37 @@ def run_job(
     if procedure_name(config):  # blockwise, pwkd, zskt: a whole training procedure (kdcore/jobs/procedures.py)
         kw = {"store": store, "run_id": run_id, "callback": callback, "cancel": cancel, "pair": pair}
         return run_procedure(config, **kw, resume=resume, use_store=use_store)
-    config = with_source_label(config)  # a user's own pair is listed as "hf:teacher→student"
-    prep = prepare_run(config, pair)
+    return run_with_job(
+        lambda c, p, r, res: job_class(c.objective)(c, p, r, resume=res),  # _Job, or BYOT's / education's
+        config,
+        store=store,
+        run_id=run_id,
+        callback=callback,
+        cancel=cancel,
+        pair=pair,
+        resume=resume,
+        use_store=use_store,
+    )
+
+
+def run_with_job(
+    make_job: Callable[[JobConfig, PreparedRun, Reporter, bool], Any],
+    config: JobConfig,
+    *,
+    store: RunStore | None = None,
+    run_id: str | None = None,
+    callback: Callback | None = None,
+    cancel: Cancel | None = None,
+    pair: Pair | None = None,
+    resume: bool = False,
+    use_store: bool = True,
+    prep: PreparedRun | None = None,
+) -> Any:
+    """The run's frame (its row, lease, reporter, crash and Ctrl-C handling) around a job object built by
+    `make_job(config, prep, reporter, resume)` whose run() returns the RunResult: run_job's, and the
+    procedures' (blockwise, pwkd, zskt, weight distillation)."""
+    config = with_source_label(config)
+    prep = prep if prep is not None else prepare_run(config, pair)
     if use_store and store is None:
         store = RunStore()
     lease: Lease | None = None
@@ -171,7 +201,7 @@ def run_job(
     try:
         report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
         try:
-            job = job_class(config.objective)(config, prep, report, resume=resume)  # _Job, or BYOT's / education's
+            job = make_job(config, prep, report, resume)
         except (Exception, KeyboardInterrupt) as exc:
             report.mark_crash(exc, 0, 0)
             raise
