@@ -3,6 +3,8 @@ same global batch, a 2-process run resumes with 1 process, bad input is refused.
 
 import json
 import socket
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -30,7 +32,15 @@ def _free_port() -> int:
 
 def _two_ranks(tmp_path, config: dict, cancel_after: int | None = None) -> dict:
     out = tmp_path / "rank0.json"
-    mp.spawn(rank_main, args=(2, _free_port(), config, str(out), cancel_after), nprocs=2, join=True)
+    # spawn re-runs the parent's __main__ file in each child; inside a pytest process an earlier test (Streamlit's
+    # AppTest) can leave a generated script there, so the children get a bare __main__ (rank_main is importable)
+    bare = types.ModuleType("__main__")
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = bare
+    try:
+        mp.spawn(rank_main, args=(2, _free_port(), config, str(out), cancel_after), nprocs=2, join=True)
+    finally:
+        sys.modules["__main__"] = saved
     return json.loads(out.read_text())
 
 
