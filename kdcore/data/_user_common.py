@@ -137,3 +137,11 @@ def stratified_split(
 
 def check_seed(seed: Any, *, where: str) -> int:
     return check_int_range("seed", seed, 0, 2**32 - 1, where=where)
+
+
+def check_split_options(
+    val_fraction: Any, test_fraction: Any, seed: Any, max_bytes: Any, *, where: str
+) -> tuple[float, float, int, int]:
+    """The checked (val_fraction, test_fraction, seed, max_bytes) every loader of the user's data takes."""
+    vf, tf = check_fractions(val_fraction, test_fraction, where=where)
+    return vf, tf, check_seed(seed, where=where), check_max_bytes(max_bytes, where=where)

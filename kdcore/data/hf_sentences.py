@@ -26,13 +26,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
 from kdcore.data._hf_records import UNITS, Label, read_records
-from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed
-from kdcore.data.base import SPLITS, Dataset, SplitData, Task
-from kdcore.data.hf_text import _assign_rows
-from kdcore.data.hf_tokenizer import HFTextTokenizer, check_same_tokenizer, load_hf_tokenizer
-from kdcore.validation import InvalidParameterError, check_int_range
+from kdcore.data._hf_rows import assign_rows, check_length, check_model, masked_splits
+from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options
+from kdcore.data.base import SPLITS, Dataset, Task
+from kdcore.data.hf_tokenizer import HFTextTokenizer, load_hf_tokenizer
+from kdcore.validation import InvalidParameterError
 
 _WHERE = "load_hf_sentences"
 
@@ -65,14 +64,14 @@ def load_hf_sentences(
     Splits: inputs [N, max_length] long, targets [N] long, extras["attention_mask"] [N, max_length].
     """
     vf, tf, seed, max_bytes = _check_options(unit, val_fraction, test_fraction, seed, max_bytes)
-    model_path, config = _check_model(model_dir, student_dir)
-    L = _check_max_length(max_length, config, model_path)
+    model_path, config = check_model(model_dir, student_dir, where=_WHERE, gguf=False)
+    L = check_length("max_length", max_length, config, model_path, where=_WHERE)
     hf_tok = load_hf_tokenizer(model_path, name="model_dir", where=_WHERE)
     tok = HFTextTokenizer(hf_tok)
     pad_id = _pad_id(hf_tok, config, model_path)
     texts, labels, file_name = _read(source, format, text_field, label_field, unit, max_bytes)
     inputs, mask, truncated = _encode(hf_tok, texts, L, pad_id)  # [N, L] each
-    owner = _assign_rows(len(texts), vf, tf, seed)  # [N] split names
+    owner = assign_rows(len(texts), vf, tf, seed, where=_WHERE)  # [N] split names
     shown = name or file_name or "sentences"
     no_labels = torch.zeros(len(texts), dtype=torch.long), None  # targets [N], not used
     targets, class_names = no_labels if labels is None else _label_ids(labels, config, model_path)  # [N] class ids
@@ -95,10 +94,7 @@ def _dataset(
 ) -> Dataset:
     """The "encoder" (no class names) or "classification" Dataset whose splits take the rows owner [N] names."""
     task: Task = "encoder" if class_names is None else "classification"
-    splits = {
-        s: SplitData(inputs[owner == s], targets[owner == s], extras={"attention_mask": mask[owner == s]})
-        for s in SPLITS
-    }
+    splits = masked_splits(inputs, targets, mask, owner)
     return Dataset(
         name=shown,
         task=task,
@@ -130,27 +126,7 @@ def _check_options(unit: Any, val_fraction: Any, test_fraction: Any, seed: Any, 
         raise InvalidParameterError(
             f"The 'unit' parameter of {_WHERE} must be one of {list(UNITS)}. Got {unit!r} instead."
         )
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    return vf, tf, check_seed(seed, where=_WHERE), check_max_bytes(max_bytes, where=_WHERE)
-
-
-def _check_model(model_dir: Any, student_dir: Any) -> tuple[Path, dict[str, Any]]:
-    model_path = check_model_dir(model_dir, name="model_dir", where=_WHERE, weights=False)
-    check_has_tokenizer(model_path, name="model_dir", where=_WHERE)
-    if student_dir is not None:
-        check_same_tokenizer(model_path, student_dir)
-    return model_path, read_config(model_path)
-
-
-def _check_max_length(max_length: Any, config: dict[str, Any], model_path: Path) -> int:
-    L = check_int_range("max_length", max_length, 1, 1 << 20, where=_WHERE)
-    limit = max_positions(config)
-    if limit is not None and L > limit:
-        raise InvalidParameterError(
-            f"The 'max_length' parameter of {_WHERE} must be at most the model's max_position_embeddings, "
-            f"{limit} (config.json of {str(model_path)!r}). Got {L} instead. Use a max_length of at most {limit}."
-        )
-    return L
+    return check_split_options(val_fraction, test_fraction, seed, max_bytes, where=_WHERE)
 
 
 def _pad_id(hf_tok: Any, config: dict[str, Any], model_path: Path) -> int:

@@ -25,13 +25,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdcore.adapters.gguf_files import gguf_config_dict, is_gguf_path
-from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
 from kdcore.data._hf_documents import check_format, read_documents
-from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed
-from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
-from kdcore.data.hf_tokenizer import HFTextTokenizer, check_same_tokenizer, load_hf_tokenizer
-from kdcore.validation import InvalidParameterError, check_int_range
+from kdcore.data._hf_rows import assign_rows, check_length, check_model, masked_splits
+from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options
+from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset
+from kdcore.data.hf_tokenizer import HFTextTokenizer, load_hf_tokenizer
+from kdcore.validation import InvalidParameterError
 
 _WHERE = "load_hf_text"
 MODES = ("pack", "truncate")
@@ -66,8 +65,8 @@ def load_hf_text(
     Splits: inputs [N, L] long, targets [N, L] long (-100: not counted), extras["attention_mask"] [N, L].
     """
     vf, tf, seed, max_bytes = _check_options(mode, format, text_field, val_fraction, test_fraction, seed, max_bytes)
-    model_path, config = _check_model(model_dir, student_dir)
-    L = _check_context_length(context_length, config, model_path)
+    model_path, config = check_model(model_dir, student_dir, where=_WHERE, gguf=True)
+    L = check_length("context_length", context_length, config, model_path, where=_WHERE)
     hf_tok = load_hf_tokenizer(model_path, name="model_dir", where=_WHERE)
     vocab_size = _check_vocab(config, len(hf_tok), model_path)
     docs, file_name = read_documents(source, format=format, text_field=text_field, max_bytes=max_bytes, where=_WHERE)
@@ -76,7 +75,7 @@ def load_hf_text(
     tok = HFTextTokenizer(hf_tok)
     rows = _pack(encoded, L) if mode == "pack" else _truncate(encoded, L)  # ids [N, L+1], starts, lengths
     inputs, targets, mask = _rows_to_tensors(*rows, L=L, pad_id=tok.pad_id)
-    owner = _assign_rows(len(inputs), vf, tf, seed)  # [N] split names
+    owner = assign_rows(len(inputs), vf, tf, seed, where=_WHERE)  # [N] split names
     shown = name or file_name or "text"
     description = (
         f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
@@ -101,10 +100,7 @@ def _dataset(
     vocab_size: int,
 ) -> Dataset:
     """The causal-LM Dataset whose splits take the rows of inputs/targets/mask [N, L] that owner [N] names."""
-    splits = {
-        s: SplitData(inputs[owner == s], targets[owner == s], extras={"attention_mask": mask[owner == s]})
-        for s in SPLITS
-    }
+    splits = masked_splits(inputs, targets, mask, owner)
     return Dataset(
         name=shown,
         task="causal_lm",
@@ -124,34 +120,7 @@ def _check_options(
             f"The 'mode' parameter of {_WHERE} must be one of {list(MODES)}. Got {mode!r} instead."
         )
     check_format(format, text_field, where=_WHERE)
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    return vf, tf, check_seed(seed, where=_WHERE), check_max_bytes(max_bytes, where=_WHERE)
-
-
-def _check_model(model_dir: Any, student_dir: Any) -> tuple[Path, dict[str, Any]]:
-    """The teacher's directory (or .gguf file) and config; the student's tokenizer checked against it."""
-    if is_gguf_path(model_dir):  # config and tokenizer from the file's metadata
-        config = gguf_config_dict(model_dir, where=_WHERE, name="model_dir")
-        if student_dir is not None:
-            check_same_tokenizer(model_dir, student_dir)
-        return Path(model_dir).expanduser(), config
-    model_path = check_model_dir(model_dir, name="model_dir", where=_WHERE, weights=False)
-    check_has_tokenizer(model_path, name="model_dir", where=_WHERE)
-    if student_dir is not None:
-        check_same_tokenizer(model_path, student_dir)
-    return model_path, read_config(model_path)
-
-
-def _check_context_length(context_length: Any, config: dict[str, Any], model_path: Path) -> int:
-    L = check_int_range("context_length", context_length, 1, 1 << 20, where=_WHERE)
-    limit = max_positions(config)
-    if limit is not None and L > limit:
-        raise InvalidParameterError(
-            f"The 'context_length' parameter of {_WHERE} must be at most the model's "
-            f"max_position_embeddings, {limit} (config.json of {str(model_path)!r}). "
-            f"Got {L} instead. Use a context_length of at most {limit}."
-        )
-    return L
+    return check_split_options(val_fraction, test_fraction, seed, max_bytes, where=_WHERE)
 
 
 def _check_vocab(config: dict[str, Any], tokenizer_size: int, model_path: Path) -> int:
@@ -216,21 +185,6 @@ def _rows_to_tensors(
         inputs[n, :m], mask[n, :m] = ids[:-1], 1
         targets[n, :m] = np.where(np.array(st[1:]), IGNORE_INDEX, np.array(ids[1:]))
     return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(mask)
-
-
-def _assign_rows(n_rows: int, vf: float, tf: float, seed: int) -> np.ndarray:
-    """The split of each row: a seeded permutation, val and test at least one row each."""
-    n_val, n_test = max(1, round(vf * n_rows)), max(1, round(tf * n_rows))
-    if n_rows - n_val - n_test < 1:
-        raise InvalidParameterError(
-            f"The text given to {_WHERE} makes {n_rows} row(s), and train, val and test need "
-            f"at least one each (val takes {n_val}, test {n_test}). Give more text or a "
-            f"smaller context_length."
-        )
-    order = np.random.default_rng(seed).permutation(n_rows)
-    owner = np.array(["train"] * n_rows, dtype=object)
-    owner[order[:n_val]], owner[order[n_val : n_val + n_test]] = "val", "test"
-    return owner.astype(str)
 
 
 def _report(

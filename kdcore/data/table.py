@@ -18,9 +18,7 @@ import torch
 
 from kdcore.data._user_common import (
     DEFAULT_MAX_BYTES,
-    check_fractions,
-    check_max_bytes,
-    check_seed,
+    check_split_options,
     read_source,
     stratified_split,
 )
@@ -60,9 +58,7 @@ def load_table(
     per feature (to standardise new rows the same way) and rows per class.
     """
     _check_label_column(label_column)
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    seed = check_seed(seed, where=_WHERE)
-    max_bytes = check_max_bytes(max_bytes, where=_WHERE)
+    vf, tf, seed, max_bytes = check_split_options(val_fraction, test_fraction, seed, max_bytes, where=_WHERE)
     data, file_name = read_source(path_or_buffer, name="path_or_buffer", where=_WHERE, max_bytes=max_bytes)
     fmt = _resolve_format(format, file_name)
     df = _parse(data, fmt, sep)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_fractions, check_max_bytes, check_seed, read_source
+from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options, read_source
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset, SplitData
 from kdcore.data.tokenizers import CharTokenizer, WordTokenizer
 from kdcore.validation import check_int_range
@@ -111,8 +111,7 @@ def _check_args(
     if tokenizer not in _TOKENIZERS:
         raise ValueError(f"The 'tokenizer' parameter of {_WHERE} must be 'char' or 'word'. Got {tokenizer!r} instead.")
     L = check_int_range("block_size", block_size, 1, 1 << 16, where=_WHERE)
-    vf, tf = check_fractions(val_fraction, test_fraction, where=_WHERE)
-    return L, vf, tf, check_seed(seed, where=_WHERE), check_max_bytes(max_bytes, where=_WHERE)
+    return (L, *check_split_options(val_fraction, test_fraction, seed, max_bytes, where=_WHERE))
 
 
 def _train_tokenizer(
