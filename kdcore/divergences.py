@@ -32,6 +32,7 @@ checkpointed, so backward memory is bounded too. Results equal the unchunked com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -271,44 +272,28 @@ def _as_labels(labels: Any, lead: tuple, *, where: str) -> Tensor:
 
 
 # Per-position functions, one per kind: each is token_divergence with its kind fixed.
-def fkl(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Forward KL(p ‖ q) per position (options as ``token_divergence``)."""
-    return token_divergence(student_logits, teacher_logits, "fkl", **options)
+_KIND_DOCS = {
+    "fkl": "Forward KL(p ‖ q) per position (options as ``token_divergence``).",
+    "rkl": "Reverse KL(q ‖ p) per position (MiniLLM, arXiv 2306.08543).",
+    "jsd": "Generalised JSD(β) per position (GKD, arXiv 2306.13649); ``beta`` in (0, 1).",
+    "tvd": "Total variation ½·Σ|p − q| per position.",
+    "skew_fkl": "Skew forward KL(p ‖ α·p + (1 − α)·q) per position (DistiLLM, arXiv 2402.03898).",
+    "skew_rkl": "Skew reverse KL(q ‖ α·q + (1 − α)·p) per position (DistiLLM, arXiv 2402.03898).",
+    "akl": "Adaptive KL per position (Wu et al. 2024, arXiv 2404.02657); ``mu`` the head mass.",
+    "uld": "Universal logit distillation per position (Boizard et al. 2024, arXiv 2402.12030); vocabularies may differ.",
+}
 
 
-def rkl(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Reverse KL(q ‖ p) per position (MiniLLM, arXiv 2306.08543)."""
-    return token_divergence(student_logits, teacher_logits, "rkl", **options)
+def _fixed_kind(kind: str) -> Callable[..., Tensor]:
+    """``token_divergence`` with ``kind`` fixed: ``f(student_logits, teacher_logits, **options)``, named ``kind``."""
+
+    def divergence(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
+        return token_divergence(student_logits, teacher_logits, kind, **options)
+
+    divergence.__name__ = divergence.__qualname__ = kind
+    divergence.__doc__ = _KIND_DOCS[kind]
+    return divergence
 
 
-def jsd(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Generalised JSD(β) per position (GKD, arXiv 2306.13649); ``beta`` in (0, 1)."""
-    return token_divergence(student_logits, teacher_logits, "jsd", **options)
-
-
-def tvd(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Total variation ½·Σ|p − q| per position."""
-    return token_divergence(student_logits, teacher_logits, "tvd", **options)
-
-
-def skew_fkl(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Skew forward KL(p ‖ α·p + (1 − α)·q) per position (DistiLLM, arXiv 2402.03898)."""
-    return token_divergence(student_logits, teacher_logits, "skew_fkl", **options)
-
-
-def skew_rkl(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Skew reverse KL(q ‖ α·q + (1 − α)·p) per position (DistiLLM, arXiv 2402.03898)."""
-    return token_divergence(student_logits, teacher_logits, "skew_rkl", **options)
-
-
-def akl(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Adaptive KL per position (Wu et al. 2024, arXiv 2404.02657); ``mu`` the head mass."""
-    return token_divergence(student_logits, teacher_logits, "akl", **options)
-
-
-def uld(student_logits: Tensor, teacher_logits: Tensor, **options: Any) -> Tensor:
-    """Universal logit distillation per position (Boizard et al. 2024, arXiv 2402.12030); vocabularies may differ."""
-    return token_divergence(student_logits, teacher_logits, "uld", **options)
-
-
-DIVERGENCES = {f.__name__: f for f in (fkl, rkl, jsd, tvd, skew_fkl, skew_rkl, akl, uld)}
+DIVERGENCES = {kind: _fixed_kind(kind) for kind in KINDS}
+fkl, rkl, jsd, tvd, skew_fkl, skew_rkl, akl, uld = DIVERGENCES.values()

@@ -14,6 +14,10 @@ PARAMS = {"jsd": {"beta": 0.4}, "skew_fkl": {"alpha": 0.3}, "skew_rkl": {"alpha"
 def test_registry_holds_every_kind():
     assert tuple(DIVERGENCES) == KINDS == ("fkl", "rkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "akl", "uld")
     assert all(callable(f) and f.__doc__ for f in DIVERGENCES.values())
+    import kdcore.divergences as d
+
+    for kind, f in DIVERGENCES.items():  # each kind is also a module-level function named after it
+        assert f.__name__ == kind and getattr(d, kind) is f
 
 
 @pytest.mark.parametrize("kind", KINDS)
