@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = -100
+from kdcore.losses.sequence_masks import IGNORE_INDEX, shifted_labels
+
 GATES = ("fixed", "learned", "input")
 TOKEN_TERMS = ("kl", "ce")
 TOKEN_TARGETS = ("data", "teacher")
@@ -47,13 +48,7 @@ def _shifted(logits: Tensor, labels: Tensor, where: str, name: str = "labels") -
             f"The '{name}' parameter of {where} must be shaped like the logits' first two dimensions "
             f"{tuple(logits.shape[:2])} (logits [B, L, V]). Got {tuple(labels.shape)} instead."
         )
-    lab = labels[:, 1:]
-    kept = lab != IGNORE_INDEX
-    if not bool(kept.any()):
-        raise ValueError(
-            f"The '{name}' parameter of {where} has no kept position (every shifted label is −100): a batch "
-            f"needs at least one completion token."
-        )
+    lab, kept = shifted_labels(labels, where=where, name=name)
     return _wide(logits[:, :-1]), lab, kept
 
 

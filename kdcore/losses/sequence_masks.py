@@ -4,6 +4,7 @@ HF labels: input ids with -100 on prompt and padding. Losses use ``logits[:, :-1
 ``labels[:, 1:]``: shifted position j predicts token j + 1, so a row keeps j = P − 1 … P + C − 2.
 
     s, t, y, keep = shifted(student_logits, teacher_logits, labels, where=...)   # [B, L−1, V] ×2, [B, L−1] ×2
+    y, keep = shifted_labels(labels, where=...)                                    # [B, L−1] ×2
     reduce_positions(values, keep, "token" | "sequence")                          # scalar
 """
 
@@ -34,19 +35,26 @@ def shifted(
             f"labels of {where} must be an integer tensor shaped like logits[..., 0], "
             f"{tuple(student_logits.shape[:2])}. Got {getattr(labels, 'shape', type(labels).__name__)} instead."
         )
-    y = labels[:, 1:]
-    keep = y != IGNORE_INDEX
-    if not bool(keep.any()):
-        raise InvalidParameterError(
-            f"labels of {where} keep no position: every completion label is -100. Each batch needs at least "
-            "one completion token (labels are the input ids with -100 on prompt and padding)."
-        )
+    y, keep = shifted_labels(labels, where=where)
     v = student_logits.shape[-1]
     if bool(((y[keep] < 0) | (y[keep] >= v)).any()):
         raise InvalidParameterError(f"labels of {where} must be token ids in [0, {v}) or -100; got ids outside.")
     targets = torch.where(keep, y, torch.zeros_like(y))
     t = None if teacher_logits is None else teacher_logits[:, :-1]
     return student_logits[:, :-1], t, targets, keep
+
+
+def shifted_labels(labels: Tensor, *, where: str, name: str = "labels") -> tuple[Tensor, Tensor]:
+    """(labels[:, 1:] [B, L−1], keep [B, L−1] bool: the label is not −100); refuses a batch keeping none."""
+    y = labels[:, 1:]
+    keep = y != IGNORE_INDEX
+    if not bool(keep.any()):
+        raise InvalidParameterError(
+            f"{name} of {where} keep no position: every completion label is -100, and a batch with no kept "
+            "position has nothing to average. Each batch needs at least one completion token (labels are the "
+            "input ids with -100 on prompt and padding)."
+        )
+    return y, keep
 
 
 def check_reduction(reduction: str, where: str) -> None:
