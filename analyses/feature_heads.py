@@ -25,8 +25,9 @@ quarter, and the filtered branch's spectrum is dark there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,8 @@ from analyses import _style
 from kdcore.losses.famkd import FAMModule
 from kdcore.losses.mgd import MGDHead, mgd_alpha, mgd_loss, mgd_mask
 from kdcore.validation import InvalidParameterError, check_finite_tensor
+
+_M = TypeVar("_M", bound=torch.nn.Module)
 
 
 @dataclass
@@ -72,6 +75,20 @@ class FAMView:
     cuton: float
 
 
+def _features(student_feat: Any, teacher_feat: Any, where: str) -> tuple[Tensor, Tensor]:
+    """S and T [N, C, H, W], each checked (finite, four dimensions), as detached float32 CPU tensors."""
+    s = check_finite_tensor("student_feat", student_feat, where=where, dims=4)
+    t = check_finite_tensor("teacher_feat", teacher_feat, where=where, dims=4)
+    return s.detach().float().cpu(), t.detach().float().cpu()
+
+
+def _seeded(seed: int, build: Callable[[], _M]) -> _M:
+    """build() with torch's CPU generator seeded by `seed`; the global generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def _index(name: str, value: Any, n: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
         raise InvalidParameterError(
@@ -102,12 +119,9 @@ def mgd_view(
     generator seeded with `seed`; the loss is kdcore's `mgd_loss` with that mask.
     """
     where = "mgd_view"
-    s = check_finite_tensor("student_feat", student_feat, where=where, dims=4).detach().float().cpu()
-    t = check_finite_tensor("teacher_feat", teacher_feat, where=where, dims=4).detach().float().cpu()
+    s, t = _features(student_feat, teacher_feat, where)
     if head is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            head = MGDHead(int(s.shape[1]), int(t.shape[1]))
+        head = _seeded(seed, lambda: MGDHead(int(s.shape[1]), int(t.shape[1])))
     head = head.cpu().eval()
     sample = _index("sample", sample, t.shape[0], where)
     channel = _index("channel", channel, t.shape[1], where)
@@ -226,12 +240,10 @@ def fam_view(
     """The FAM view of a batch (S [N, C_s, h, w], T [N, C_t, H, W]); `module`: a trained FAMModule, else
     a fresh one from `seed` with this cut-on."""
     where = "fam_view"
-    s = check_finite_tensor("student_feat", student_feat, where=where, dims=4).detach().float().cpu()
-    t = check_finite_tensor("teacher_feat", teacher_feat, where=where, dims=4).detach().float().cpu()
+    s, t = _features(student_feat, teacher_feat, where)
     if module is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = FAMModule(int(s.shape[1]), int(t.shape[1]), int(t.shape[2]), int(t.shape[3]), cuton=cuton)
+        c_s, (c_t, h, w) = int(s.shape[1]), t.shape[1:]
+        module = _seeded(seed, lambda: FAMModule(c_s, int(c_t), int(h), int(w), cuton=cuton))
     module = module.cpu().eval()
     x = module.resize(s)
     spectra = {

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from analyses import feature_heads as fh
+from kdcore.losses.famkd import FAMModule
 from kdcore.losses.mgd import MGDHead, mgd_mask
 from kdcore.validation import InvalidParameterError
 from tests.test_losses_mgd_famkd import _np, _np_head
@@ -102,3 +103,24 @@ def test_fam_view_spectra_match_numpy_and_the_figure_counts_the_removed(h, cuton
     assert len(fig.data) == 4 and len(fig.layout.shapes) == (4 if removed else 0)
     np.testing.assert_allclose(np.asarray(fig.data[0].z), np.log10(v.spectra["teacher"] + 1e-12))
     assert f"removed {removed} of {h * h} frequencies" in fig.layout.title.text
+
+
+def test_fresh_heads_are_seeded_and_leave_the_global_generator_alone():
+    s, t, logits = _feats()
+    y = torch.tensor([0, 3, 5])
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = fh.mgd_view(s, t, logits, y, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(5)  # the fresh head equals one built right after seeding the generator with `seed`
+    head = MGDHead(3, 5)
+    b = fh.mgd_view(s, t, logits, y, head, seed=5)
+    np.testing.assert_array_equal(a.generated, b.generated)
+    torch.manual_seed(123)
+    f1 = fh.fam_view(s, t, seed=2)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(2)
+    f2 = fh.fam_view(s, t, FAMModule(3, 5, 4, 4, cuton=0.1))
+    assert f1.spectra.keys() == f2.spectra.keys()
+    for k in f1.spectra:
+        np.testing.assert_array_equal(f1.spectra[k], f2.spectra[k])
