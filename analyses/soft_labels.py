@@ -484,47 +484,35 @@ def figure_sweep(result: pd.DataFrame) -> go.Figure:
     return _style.finish(fig, title="Soft labels against temperature (mean over samples)", height=620)
 
 
+# (column, name, line, panel, hover) of figure_gradient_scale's lines.
+_GRADIENT_LINES = (
+    ("grad_norm", "gradient scale", {"color": _style.STUDENT}, 1, "T = %{x:.3g}<br>T·‖q − p‖₂ = %{y:.4f}"),
+    ("t2_kl", "T²·KL", {"color": _style.TEACHER}, 2, "T = %{x:.3g}<br>T²·KL = %{y:.4f} nats"),
+    (
+        "limit",
+        "logit-matching limit Σ(Δz − mean Δz)²/(2C)",
+        {"color": _style.NEUTRAL, "dash": "dash"},
+        2,
+        "limit = %{y:.4f} nats",
+    ),
+)
+
+
 def figure_gradient_scale(result: pd.DataFrame) -> go.Figure:
     """Left: the student's KD gradient scale T·‖q_T − p_T‖₂. Right: T²·KL and its logit-matching limit."""
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=["gradient scale T·‖q_T − p_T‖₂", "T²·KL(p_T ‖ q_T) and its T → ∞ limit"]
     )
-    fig.add_trace(
-        go.Scatter(
+    for column, name, line, col, hover in _GRADIENT_LINES:
+        trace = go.Scatter(
             x=result["temperature"],
-            y=result["grad_norm"],
-            mode="lines+markers",
-            name="gradient scale",
-            line={"color": _style.STUDENT},
-            hovertemplate="T = %{x:.3g}<br>T·‖q − p‖₂ = %{y:.4f}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=result["temperature"],
-            y=result["t2_kl"],
-            mode="lines+markers",
-            name="T²·KL",
-            line={"color": _style.TEACHER},
-            hovertemplate="T = %{x:.3g}<br>T²·KL = %{y:.4f} nats<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=result["temperature"],
-            y=result["limit"],
-            mode="lines",
-            name="logit-matching limit Σ(Δz − mean Δz)²/(2C)",
-            line={"color": _style.NEUTRAL, "dash": "dash"},
-            hovertemplate="limit = %{y:.4f} nats<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
+            y=result[column],
+            mode="lines" if column == "limit" else "lines+markers",
+            name=name,
+            line=line,
+            hovertemplate=hover + "<extra></extra>",
+        )
+        fig.add_trace(trace, row=1, col=col)
     fig.update_xaxes(type="log", title_text="temperature T (log scale)")
     fig.update_yaxes(title_text="gradient L2 norm (per logit, unitless)", row=1, col=1)
     fig.update_yaxes(title_text="T²·KL (nats)", row=1, col=2)

@@ -206,6 +206,10 @@ def test_figure_gradient_scale_dict():
     assert fig["data"][2]["line"]["dash"] == "dash"
     assert fig["layout"]["yaxis2"]["title"]["text"] == "T²·KL (nats)"
     assert list(sl.figure_gradient_scale(df).data[0].y) == pytest.approx(df["grad_norm"].tolist())
+    traces = sl.figure_gradient_scale(df).data
+    for trace, column, axis in zip(traces, ["grad_norm", "t2_kl", "limit"], ["y", "y2", "y2"], strict=True):
+        assert list(trace.y) == pytest.approx(df[column].tolist()) and trace.yaxis == axis
+    assert [t.mode for t in traces] == ["lines+markers", "lines+markers", "lines"]
 
 
 class _FakeAdapter:
