@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,6 +12,7 @@ from kdcore.doctor import CHECK_IDS, FigureData, Finding, Report
 from kdcore.jobs import JobConfig, RunStore, run_job
 from kdcore.metrics import accuracy, disagreement, expected_calibration_error, reliability_bins
 from tests.helpers.doctor_toys import CALIBRATED
+from tests.helpers.ece_reference import ece_numpy
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "doctor.py")
 
@@ -117,16 +117,6 @@ def test_figure_rejects_bad_input():
 # ---- kdcore.metrics ---------------------------------------------------------------------------------
 
 
-def _ece_numpy(p: np.ndarray, y: np.ndarray, m: int = 15) -> float:
-    conf, pred = p.max(1), p.argmax(1)
-    total = 0.0
-    for b in range(m):
-        inside = (conf > b / m) & (conf <= (b + 1) / m)
-        if inside.any():
-            total += inside.mean() * abs((pred[inside] == y[inside]).mean() - conf[inside].mean())
-    return total
-
-
 @pytest.mark.parametrize("n, c", [(7, 2), (200, 5), (1000, 10)])
 def test_ece_matches_numpy_and_analyses(n, c):
     from analyses.calibration import expected_calibration_error as analyses_ece
@@ -135,7 +125,7 @@ def test_ece_matches_numpy_and_analyses(n, c):
     p = torch.softmax(logits, -1)
     y = torch.randint(0, c, (n,))
     ours = expected_calibration_error(p, y)
-    assert ours == pytest.approx(_ece_numpy(p.numpy(), y.numpy()), abs=1e-12)
+    assert ours == pytest.approx(ece_numpy(p.numpy(), y.numpy()), abs=1e-12)
     assert ours == pytest.approx(analyses_ece(p, y), abs=1e-12)
     bins = reliability_bins(p, y, n_bins=10)
     assert float(bins["count"].sum()) == n

@@ -7,6 +7,7 @@ import torch
 
 from kdcore import metrics
 from kdcore.dtypes import compute_dtype
+from tests.helpers.ece_reference import ece_numpy
 
 
 def _gen(seed):
@@ -113,16 +114,6 @@ def test_bad_input_is_named(call, match):
 
 
 # ---------------------------------------------------------------- ECE
-def _np_ece(p, y, m):
-    conf, pred = p.max(1), p.argmax(1)
-    out = 0.0
-    for b in range(m):
-        inside = (conf > b / m) & (conf <= (b + 1) / m)
-        if inside.any():
-            out += inside.mean() * abs((pred[inside] == y[inside]).mean() - conf[inside].mean())
-    return out
-
-
 @pytest.mark.parametrize("n, c, m", [(50, 3, 10), (500, 8, 15), (9, 2, 1)])
 def test_ece_matches_numpy_and_is_the_one_analyses_uses(n, c, m):
     from analyses import calibration
@@ -131,7 +122,7 @@ def test_ece_matches_numpy_and_is_the_one_analyses_uses(n, c, m):
     p = torch.softmax(torch.randn(n, c, generator=g, dtype=torch.float64) * 2, 1)
     y = torch.randint(0, c, (n,), generator=g)
     ours = metrics.expected_calibration_error(p, y, n_bins=m)
-    assert ours == pytest.approx(_np_ece(p.numpy(), y.numpy(), m), abs=1e-12)
+    assert ours == pytest.approx(ece_numpy(p.numpy(), y.numpy(), m), abs=1e-12)
     assert calibration.expected_calibration_error(p, y, n_bins=m) == ours
     assert calibration.calibration(p, y, n_bins=m).ece == ours
 
