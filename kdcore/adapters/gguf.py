@@ -28,6 +28,7 @@ from kdcore.adapters.gguf_files import (
     supported_architectures,
 )
 from kdcore.adapters.hf import HFAdapter, _check_dtype
+from kdcore.adapters.hf_files import check_new_dir
 from kdcore.validation import InvalidParameterError
 
 
@@ -143,7 +144,7 @@ def gguf_to_hf(path: str | Path, out: str | Path) -> ConvertedGGUF:
     """
     where = "gguf_to_hf"
     p = check_gguf_file(path, name="path", where=where)
-    out_dir = _check_out(out, where=where)
+    out_dir = check_new_dir(out, name="out", where=where)
     require_gguf(where)
     model = gguf_model(p, where=where)
     config: Any = model.config
@@ -164,20 +165,3 @@ def gguf_to_hf(path: str | Path, out: str | Path) -> ConvertedGGUF:
         tied_embeddings=head is not None and head.weight is emb.weight,
         files=sorted(f.name for f in out_dir.iterdir()),
     )
-
-
-def _check_out(out: Any, *, where: str) -> Path:
-    """A path that does not exist or is an empty directory."""
-    if not isinstance(out, (str, Path)):
-        raise InvalidParameterError(
-            f"The 'out' parameter of {where} must be a directory path (str or Path). Got {type(out).__name__} instead."
-        )
-    o = Path(out).expanduser()
-    if o.exists() and not o.is_dir():
-        raise InvalidParameterError(f"The 'out' parameter of {where} must be a directory. Got {str(o)!r}, a file.")
-    if o.is_dir() and any(o.iterdir()):
-        raise InvalidParameterError(
-            f"The 'out' directory {str(o)!r} given to {where} is not empty. Give a new or empty directory, "
-            f"so that no file of another model is mixed with this one."
-        )
-    return o

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kdcore.adapters.hf_files import local_path
 from kdcore.validation import InvalidParameterError
 
 GGUF_MAGIC = b"GGUF"
@@ -29,12 +30,7 @@ def is_gguf_path(path: Any) -> bool:
 
 def check_gguf_file(path: Any, *, name: str, where: str) -> Path:
     """An existing file that starts with the GGUF magic bytes (checked before anything parses it)."""
-    if not isinstance(path, (str, Path)):
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {where} must be the path of a .gguf file (str or Path). "
-            f"Got {type(path).__name__} instead."
-        )
-    p = Path(path).expanduser()
+    p = local_path(path, name=name, where=where, what="the path of a .gguf file")
     if not p.is_file():
         what = "is a directory" if p.is_dir() else "does not exist"
         raise InvalidParameterError(

@@ -34,14 +34,30 @@ _TOKENIZER_CORE = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json
 _POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx")
 
 
-def check_model_dir(path: Any, *, name: str, where: str, weights: bool = True) -> Path:
-    """A local Hugging Face model directory: config.json, and a weights file when `weights`."""
+def local_path(path: Any, *, name: str, where: str, what: str) -> Path:
+    """`path` (a str or Path) with ~ expanded; anything else refused, saying it must be `what`."""
     if not isinstance(path, (str, Path)):
         raise InvalidParameterError(
-            f"The '{name}' parameter of {where} must be a directory path (str or Path). "
-            f"Got {type(path).__name__} instead."
+            f"The '{name}' parameter of {where} must be {what} (str or Path). Got {type(path).__name__} instead."
         )
-    p = Path(path).expanduser()
+    return Path(path).expanduser()
+
+
+def check_new_dir(path: Any, *, name: str, where: str) -> Path:
+    """A directory to write a model into: a path that does not exist yet, or an empty directory."""
+    p = local_path(path, name=name, where=where, what="a directory path")
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {where} must be a new or empty directory, so that no file of another "
+            f"model is mixed with this one. Got {str(p)!r}, which {'is not empty' if p.is_dir() else 'is a file'}. "
+            f"Choose another path."
+        )
+    return p
+
+
+def check_model_dir(path: Any, *, name: str, where: str, weights: bool = True) -> Path:
+    """A local Hugging Face model directory: config.json, and a weights file when `weights`."""
+    p = local_path(path, name=name, where=where, what="a directory path")
     if not p.is_dir():
         what = "is a file" if p.exists() else "does not exist"
         raise InvalidParameterError(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdcore.adapters.hf_files import check_model_dir, read_config, tokenizer_files
+from kdcore.adapters.hf_files import check_model_dir, check_new_dir, read_config, tokenizer_files
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.validation import InvalidParameterError, check_int_range
 
@@ -82,18 +82,7 @@ def make_student_from_teacher(
 
 
 def _check_out_dir(out_dir: Any, src: Path) -> Path:
-    if not isinstance(out_dir, (str, Path)):
-        raise InvalidParameterError(
-            f"The 'out_dir' parameter of {_WHERE} must be a directory path (str or Path). "
-            f"Got {type(out_dir).__name__} instead."
-        )
-    out = Path(out_dir).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidParameterError(
-            f"The 'out_dir' parameter of {_WHERE} must be a new or empty directory, so "
-            f"nothing is overwritten. Got {str(out)!r}, which "
-            f"{'is not empty' if out.is_dir() else 'is a file'}. Choose another path."
-        )
+    out = check_new_dir(out_dir, name="out_dir", where=_WHERE)
     if out.resolve() == src.resolve():
         raise InvalidParameterError(f"The 'out_dir' of {_WHERE} must differ from the teacher's directory.")
     out.mkdir(parents=True, exist_ok=True)
