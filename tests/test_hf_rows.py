@@ -1,5 +1,6 @@
-"""The helpers shared by the Hugging Face text loaders (kdcore.data._hf_rows) and the split options
-every user-data loader checks (kdcore.data._user_common.check_split_options)."""
+"""The helpers shared by the Hugging Face text loaders (kdcore.data._hf_rows, and the source reading of
+kdcore.data._hf_documents) and the split options every user-data loader checks
+(kdcore.data._user_common.check_split_options)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from kdcore.data._hf_documents import jsonl_rows, read_text
 from kdcore.data._hf_rows import assign_rows, check_length, masked_splits
 from kdcore.data._user_common import check_split_options
 from kdcore.validation import InvalidParameterError
@@ -63,3 +65,19 @@ def test_masked_splits_takes_each_splits_rows() -> None:
         assert torch.equal(splits[name].inputs, inputs[rows])
         assert torch.equal(splits[name].targets, targets[rows])
         assert torch.equal(splits[name].extras["attention_mask"], mask[rows])
+
+
+def test_read_text_decodes_and_picks_the_kind() -> None:
+    text, kind, name = read_text(b"\xef\xbb\xbfa\r\nb\rc", format="auto", text_field="text", max_bytes=100, where="w")
+    assert (text, kind, name) == ("a\nb\nc", "text", None)  # BOM dropped, line ends made "\n"
+    assert read_text(b"x", format="csv", text_field="t", max_bytes=100, where="w")[1] == "csv"
+    with pytest.raises(InvalidParameterError, match="'format' parameter of w"):
+        read_text(b"x", format="xml", text_field="t", max_bytes=100, where="w")
+    with pytest.raises(InvalidParameterError, match="must be UTF-8"):
+        read_text(b"\xff\xfe", format="text", text_field="t", max_bytes=100, where="w")
+
+
+def test_jsonl_rows_numbers_the_lines_and_skips_blank_ones() -> None:
+    assert jsonl_rows('{"a": 1}\n\n  \n[2, 3]\n"s"', "w") == [(1, {"a": 1}), (4, [2, 3]), (5, "s")]
+    with pytest.raises(InvalidParameterError, match="Line 2 of the JSONL given to w is not valid JSON"):
+        jsonl_rows('{"a": 1}\n{oops', "w")

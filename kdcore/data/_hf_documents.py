@@ -1,4 +1,5 @@
-"""Private: the documents of a text, JSONL or CSV source, for kdcore.data.hf_text.
+"""Private: the documents of a text, JSONL or CSV source, for kdcore.data.hf_text; reading the source
+(read_text) and its JSONL lines (jsonl_rows) are shared with _hf_records (kdcore.data.hf_sentences).
 
 text:  paragraphs (runs of lines separated by blank lines), each kept with its inner line breaks
 jsonl: one JSON object per non-empty line; its `text_field` must be a string
@@ -24,10 +25,7 @@ def read_documents(
     source: Any, *, format: str, text_field: str, max_bytes: int, where: str
 ) -> tuple[list[str], str | None]:
     """The non-empty documents of the source, and its file name (None for bytes)."""
-    check_format(format, text_field, where=where)
-    data, file_name = read_source(source, name="source", where=where, max_bytes=max_bytes)
-    text = _decode(data, where)
-    kind = format if format != "auto" else _by_extension(file_name)
+    text, kind, file_name = read_text(source, format=format, text_field=text_field, max_bytes=max_bytes, where=where)
     if kind == "jsonl":
         docs = _jsonl(text, text_field, where)
     elif kind == "csv":
@@ -38,6 +36,31 @@ def read_documents(
     if not docs:
         raise InvalidParameterError(f"The {kind} given to {where} has no text. Expected some writing in it.")
     return docs, file_name
+
+
+def read_text(source: Any, *, format: str, text_field: str, max_bytes: int, where: str) -> tuple[str, str, str | None]:
+    """(the source's text with "\\n" line ends, its kind "text"/"jsonl"/"csv", its file name or None),
+    after checking format and text_field; "auto" goes by the file name's extension."""
+    check_format(format, text_field, where=where)
+    data, file_name = read_source(source, name="source", where=where, max_bytes=max_bytes)
+    kind = format if format != "auto" else _by_extension(file_name)
+    return _decode(data, where), kind, file_name
+
+
+def jsonl_rows(text: str, where: str) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON value) of every non-blank line; a line that is not JSON is refused."""
+    rows = []
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise InvalidParameterError(
+                f"Line {n} of the JSONL given to {where} is not valid JSON ({err.msg}). "
+                f"Expected one JSON object per line."
+            ) from None
+    return rows
 
 
 def check_format(format: Any, text_field: Any, *, where: str) -> None:
@@ -71,21 +94,12 @@ def _decode(data: bytes, where: str) -> str:
 
 def _jsonl(text: str, field: str, where: str) -> list[str]:
     docs = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InvalidParameterError(
-                f"Line {n} of the JSONL given to {where} is not valid JSON ({err.msg}). "
-                f"Expected one JSON object per line."
-            ) from None
+    for n, record in jsonl_rows(text, where):
         value = record.get(field) if isinstance(record, dict) else None
         if not isinstance(value, str):
             raise InvalidParameterError(
                 f"Line {n} of the JSONL given to {where} must be an object with a string "
-                f"{field!r} field. Got {line[:80]!r} instead. Set text_field to the key "
+                f"{field!r} field. Got {str(record)[:80]!r} instead. Set text_field to the key "
                 f"that holds the text."
             )
         docs.append(value)

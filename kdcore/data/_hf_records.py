@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
-from kdcore.data._hf_documents import _BLANK_LINES, _by_extension, _decode, check_format
-from kdcore.data._user_common import read_source
+from kdcore.data._hf_documents import _BLANK_LINES, jsonl_rows, read_text
 from kdcore.validation import InvalidParameterError
 
 UNITS = ("line", "paragraph")
@@ -24,10 +22,7 @@ def read_records(
     source: Any, *, format: str, text_field: str, label_field: str | None, unit: str, max_bytes: int, where: str
 ) -> tuple[list[str], list[Label] | None, str | None]:
     """(sentences, labels or None, file name or None) of the source; blank sentences are refused."""
-    check_format(format, text_field, where=where)
-    data, file_name = read_source(source, name="source", where=where, max_bytes=max_bytes)
-    text = _decode(data, where)
-    kind = format if format != "auto" else _by_extension(file_name)
+    text, kind, file_name = read_text(source, format=format, text_field=text_field, max_bytes=max_bytes, where=where)
     if kind == "text":
         if label_field is not None:
             raise InvalidParameterError(
@@ -38,26 +33,11 @@ def read_records(
         texts = [p.strip() for p in parts if p.strip()]
         labels = None
     else:
-        rows = _jsonl_rows(text, where) if kind == "jsonl" else _csv_rows(text, text_field, label_field, where)
+        rows = jsonl_rows(text, where) if kind == "jsonl" else _csv_rows(text, text_field, label_field, where)
         texts, labels = _fields(rows, text_field, label_field, kind, where)
     if not texts:
         raise InvalidParameterError(f"The {kind} given to {where} has no text. Expected some sentences in it.")
     return texts, labels, file_name
-
-
-def _jsonl_rows(text: str, where: str) -> list[tuple[int, Any]]:
-    rows = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((n, json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise InvalidParameterError(
-                f"Line {n} of the JSONL given to {where} is not valid JSON ({err.msg}). "
-                f"Expected one JSON object per line."
-            ) from None
-    return rows
 
 
 def _csv_rows(text: str, text_field: str, label_field: str | None, where: str) -> list[tuple[int, Any]]:
