@@ -66,14 +66,6 @@ def layer_plan(teacher_dir: str, n_student: int, rule: str = "spread") -> LayerP
     return LayerPlan(src, n_t, n_student, rule, layer_subset_indices(n_t, n_student, rule))
 
 
-def teacher_depth(teacher_dir: str) -> int | None:
-    """The teacher's number of layers from its config.json, or None when the directory does not say."""
-    try:
-        return layer_plan(teacher_dir, 1).n_teacher
-    except ValueError:
-        return None
-
-
 def default_out_dir(plan: LayerPlan) -> Path:
     """Where the student goes unless the user names a directory: under the workbench's data directory."""
     name = f"{plan.teacher_dir.name}-{plan.n_student}of{plan.n_teacher}-{plan.rule}"
@@ -156,15 +148,15 @@ def render(sb) -> None:
         if not str(st.session_state.get("own_mode", "Hugging")).startswith("Hugging"):
             st.info(_NOT_SUBSETTABLE, icon=":material/info:")
             return
-        depth = teacher_depth(st.session_state.get("own_teacher_dir", ""))
+        teacher = st.session_state.get("own_teacher_dir", "")
+        try:
+            depth = layer_plan(teacher, 1).n_teacher  # the directory and its depth, before any widget
+        except ValueError as exc:
+            st.warning(str(exc), icon=":material/warning:")
+            return
         c1, c2 = st.columns(2)
         n = c1.number_input(
-            "Student layers",
-            1,
-            100_000,
-            max(1, (depth or 2) // 2),
-            key="make_student_layers",
-            help="Fewer than " + (f"the teacher's {depth}." if depth else "the teacher's."),
+            "Student layers", 1, 100_000, max(1, depth // 2), key="make_student_layers", help=f"Fewer than {depth}."
         )
         rule = c2.selectbox(
             "Layers kept",
@@ -174,7 +166,7 @@ def render(sb) -> None:
             "stride: every k-th; first: the first N.",
         )
         try:
-            plan = layer_plan(st.session_state.get("own_teacher_dir", ""), int(n), rule)
+            plan = layer_plan(teacher, int(n), rule)
         except ValueError as exc:
             st.warning(str(exc), icon=":material/warning:")
             return
