@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from app import state
+from app import make_student_box, state
 
 SOURCES = ("Sample pair", "Student of a finished run", "Your own models")
 
@@ -50,6 +50,7 @@ def render() -> None:
             )
     else:
         state.own_models_form(sb)
+        make_student_box.render(sb)
     sb.markdown("### Compute")
     sb.selectbox("Device", _devices(), key="device", help="Where the analyses run. CUDA appears when a GPU is present.")
     sb.select_slider(

@@ -332,7 +332,10 @@ def _own_spec(
     """The hashable load spec for the user's pair (uploads stored by content hash, local paths made
     absolute), or ValueError."""
     if not (t or "").strip() or not (s or "").strip():
-        raise ValueError("Fill in both the teacher and the student.")
+        raise ValueError(
+            "Fill in both the teacher and the student (or make a shallower student from a Hugging Face teacher "
+            "in the box below the form)."
+        )
     hf = mode.startswith("Hugging")
     if not hf:
         safety.check_factory(t.strip())  # before anything is imported or stored

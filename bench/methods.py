@@ -1,15 +1,21 @@
-"""Benchmark of the method table and the method leaderboard (issue 16), printed as ratios against
+"""Benchmark of the method table and the method leaderboard (issues 16, 17), printed as ratios against
 classic KD run in the same process (these machines are noisy, so absolute times mean little).
 
-1. Wall time per training step of each method that fits the pair, against classic KD (`kd`): every
+1. Wall time per optimizer step of each method that fits the pair, against classic KD (`kd`): every
    method on the leaderboard's budget (the pair's recipe), a few warm steps dropped, then the median
-   time between the runner's step events (the optimiser step, the loss and its components logged);
-   methods and KD alternate over the repeats so that a slow moment of the machine hits them alike.
+   time per optimizer step between the runner's step events (the optimiser step, the loss and its
+   components logged; zskt reports one event per pseudo-batch of n_g generator + n_s student steps, so
+   its gap is divided by the steps it spans); methods and KD alternate over the repeats so that a slow
+   moment of the machine hits them alike. Methods that do not fit the pair are listed, not timed. The
+   kind column says what a step is: a loss step; a chain's (takd, dgkd, ban) one link's step (the chain
+   trains several students); a procedure's (methods/14: blockwise's stones, pwkd's stage-k step after
+   its stage 0, weight_distill's phase-1 step through the weight generator, zskt's pseudo-batch share).
 2. The leaderboard's total wall time: `compare_methods` on the pair with all the methods that fit and
    3 seeds, in a fresh run store (nothing cached, nothing reused), on the recipe's budget (goal on digits:
-   under 10 min on 2 CPU cores). --quick runs it on 5 epochs instead of the recipe's.
+   under 10 min on 2 CPU cores). --quick runs it on 5 epochs instead of the recipe's; --skip-board not at all.
 
     python bench/methods.py [--pair digits] [--steps 30] [--warm 5] [--repeats 3] [--seeds 0,1,2] [--quick]
+                            [--skip-steps | --skip-board]
 """
 
 from __future__ import annotations
@@ -23,43 +29,71 @@ from dataclasses import replace
 import torch
 
 from kdcore.jobs import RunStore, resolve_pair, run_job
-from kdcore.jobs.leaderboard import _plan, compare_methods, table_text
+from kdcore.jobs.leaderboard import _fit_problem, _plan, compare_methods, table_text
 from kdcore.methods import methods_for
 
+SECTION_14 = ("mgd", "weight_distill", "blockwise", "famkd", "pwkd", "zskt")  # spec/methods/14 §14.1–14.6
 GOAL_S = 600.0  # the leaderboard on digits, 3 seeds, all methods: under 10 minutes
 
 
 def step_seconds(cfg, pair, steps: int, warm: int) -> float:
-    """Median seconds between step events over `steps` steps after `warm` warm-up steps (no run store)."""
-    stamps: list[float] = []
+    """Median seconds per optimizer step between step events, over `steps` events after `warm` warm-up
+    events (no run store); an event that spans several optimizer steps (zskt) counts as that many."""
 
-    def on_event(ev: dict) -> None:
-        if ev.get("event") == "step":
-            stamps.append(time.perf_counter())
+    def timed(max_steps: int) -> list[tuple[float, int]]:
+        stamps: list[tuple[float, int]] = []
 
-    cfg = replace(cfg, max_steps=warm + steps + 1, epochs=max(cfg.epochs, 1000), checkpoints=0)
-    res = run_job(cfg, pair=pair, callback=on_event, use_store=False)
-    assert res.state == "completed", res.error
-    gaps = [b - a for a, b in zip(stamps[warm:], stamps[warm + 1 :])]
+        def on_event(ev: dict) -> None:
+            if ev.get("event") == "step":
+                stamps.append((time.perf_counter(), int(ev["step"])))
+
+        run_cfg = replace(cfg, max_steps=max_steps, epochs=max(cfg.epochs, 1000), checkpoints=0)
+        res = run_job(run_cfg, pair=pair, callback=on_event, use_store=False)
+        assert res.state == "completed", res.error
+        return stamps
+
+    stamps = timed(warm + steps + 1)
+    if len(stamps) < warm + 2 and stamps:  # several optimizer steps per event: ask for as many more
+        stamps = timed((warm + steps + 1) * max(1, stamps[0][1]))
+    gaps = [(b - a) / max(1, sb - sa) for (a, sa), (b, sb) in zip(stamps[warm:], stamps[warm + 1 :])]
     return statistics.median(gaps)
 
 
-def per_step(pair_name: str, methods: list[str], steps: int, warm: int, repeats: int) -> None:
+def step_kind(method: str) -> str:
+    from kdcore.jobs.chain import is_chain
+    from kdcore.methods import get_method
+
+    return "chain link" if is_chain(method) else ("procedure" if get_method(method).procedure else "loss")
+
+
+def fitting(pair_name: str, methods: list[str], pair) -> tuple[dict, dict[str, str]]:
+    """({method: config} of the methods that fit, on the leaderboard's budget; {method: why not} of the rest)."""
     _, _, plan, _ = _plan(pair_name, methods, [0], None)
-    configs = dict(plan)
+    configs, refused = {}, {}
+    for m, cfg in plan:
+        problem = _fit_problem(m, cfg, pair)
+        if problem is None:
+            configs[m] = cfg
+        else:
+            refused[m] = " ".join(problem.split())
+    return configs, refused
+
+
+def per_step(pair_name: str, configs: dict, steps: int, warm: int, repeats: int) -> None:
+    pair = resolve_pair(pair_name)
     if "kd" not in configs:
         raise SystemExit(f"Classic KD (kd) does not fit {pair_name}: there is nothing to compare against.")
-    pair = resolve_pair(pair_name)
     times: dict[str, list[float]] = {m: [] for m in configs}
     for _ in range(repeats):
         for m, cfg in configs.items():  # kd among them: alternating
             times[m].append(step_seconds(cfg, pair, steps, warm))
     kd = statistics.median(times["kd"])
-    print(f"1. seconds per training step vs classic KD ({steps} steps after {warm} warm, median of {repeats}):")
-    print(f"   {'method':<12} {'ms/step':>9} {'× kd':>7}")
+    print(f"1. seconds per optimizer step vs classic KD ({steps} steps after {warm} warm, median of {repeats}):")
+    print(f"   {'method':<14} {'kind':<10} {'ms/step':>9} {'× kd':>7}")
     for m in configs:
         t = statistics.median(times[m])
-        print(f"   {m:<12} {t * 1e3:9.2f} {t / kd:7.2f}")
+        print(f"   {m:<14} {step_kind(m):<10} {t * 1e3:9.2f} {t / kd:7.2f}")
+    print(f"   methods/14 timed: {', '.join(m for m in SECTION_14 if m in configs)}")
 
 
 def leaderboard_time(pair_name: str, methods: list[str], seeds: list[int], quick: bool) -> None:
@@ -89,15 +123,21 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--quick", action="store_true", help="the leaderboard on 5 epochs instead of the recipe's")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--skip-steps", action="store_true", help="only the leaderboard's total time")
+    skip = ap.add_mutually_exclusive_group()
+    skip.add_argument("--skip-steps", action="store_true", help="only the leaderboard's total time")
+    skip.add_argument("--skip-board", action="store_true", help="only the time per step (no leaderboard)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task = resolve_pair(args.pair).dataset.task
-    methods = [m.name for m in methods_for(task) if m.name != "ce"]
+    configs, refused = fitting(args.pair, [m.name for m in methods_for(task)], resolve_pair(args.pair))
+    methods = [m for m in configs if m != "ce"]
     print(f"pair {args.pair} ({task}), torch threads {args.threads}; methods that fit: {', '.join(methods)}")
+    for m, why in refused.items():
+        print(f"   left out: {m} does not fit {args.pair} ({why[:140]})")
     if not args.skip_steps:
-        per_step(args.pair, methods, args.steps, args.warm, args.repeats)
-    leaderboard_time(args.pair, methods, [int(s) for s in args.seeds.split(",")], args.quick)
+        per_step(args.pair, configs, args.steps, args.warm, args.repeats)
+    if not args.skip_board:
+        leaderboard_time(args.pair, methods, [int(s) for s in args.seeds.split(",")], args.quick)
 
 
 if __name__ == "__main__":

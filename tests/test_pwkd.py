@@ -108,3 +108,20 @@ def test_the_leaderboard_refuses_pwkd_with_too_few_epochs_before_anything_runs(t
     with pytest.raises(InvalidParameterError, match="pwkd: .*at least one epoch per stage"):
         compare_methods("digits", ["pwkd"], [0], base={"epochs": 2}, store=store)
     assert len(store.list_runs()) == 0
+
+
+def test_stage_0_stops_at_the_jobs_max_steps():
+    """A smoke run's max_steps caps the slimmable teacher's training too: 3 steps of 8 samples (one forward
+    per width each), one loss entry (the first epoch's batches), however many teacher epochs are asked."""
+    from kdcore.jobs.pwkd import train_slimmable
+
+    teacher = load_pair("digits").teacher.model
+    net = slimmable(teacher, (0.5, 1.0))
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    x = load_pair("digits").dataset.split("train").inputs[:64]
+    y = load_pair("digits").dataset.split("train").targets[:64]
+    curve = train_slimmable(net, x, y, epochs=5, lr=1e-3, batch=8, seed=0, max_steps=3)
+    assert len(calls) == 3 * 2 and len(curve) == 1 and math.isfinite(curve[0])
+    calls.clear()
+    assert len(train_slimmable(net, x, y, epochs=2, lr=1e-3, batch=8, seed=0)) == 2 and len(calls) == 2 * 8 * 2

@@ -190,24 +190,57 @@ def _plan(
     return names, seed_list, leaderboard_configs(pair, names, seed_list, base, params), loaded
 
 
-def _check_fits(plan: list[tuple[str, JobConfig]], pair: Any) -> None:
-    """Refuses, before anything runs, every method that does not fit the pair (the method table's reason)."""
+def _fit_problem(method: str, cfg: JobConfig, pair: Any) -> str | None:
+    """Why `method` with `cfg` cannot run on `pair` (the method's own check), or None when it can."""
     from kdcore.jobs.chain import is_chain, plan_chain
     from kdcore.jobs.prepare import prepare_run
     from kdcore.jobs.procedures import check_procedure
 
-    problems = []
+    try:
+        plan_chain(cfg, pair) if is_chain(method) else prepare_run(cfg, pair)
+        check_procedure(cfg, pair)  # blockwise, pwkd, zskt, weight_distill: their own plan (stages, widths, data)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+_MAX_EPOCHS_TRIED = 1024
+
+
+def min_epochs(method: str, cfg: JobConfig, pair: Any) -> int | None:
+    """The fewest epochs (above cfg.epochs) with which `method` fits `pair`, the rest of `cfg` unchanged, or
+    None when more epochs do not help (the refusal has another reason). Doubling, then bisection: a method
+    that fits with E epochs fits with more (its stages, phases or grades need at least one epoch each)."""
+    low, high = cfg.epochs, max(2, 2 * cfg.epochs)
+    while _fit_problem(method, replace(cfg, epochs=high), pair) is not None:
+        if high >= _MAX_EPOCHS_TRIED:
+            return None
+        low, high = high, min(2 * high, _MAX_EPOCHS_TRIED)
+    while high - low > 1:  # low refused, high fits
+        mid = (low + high) // 2
+        low, high = (low, mid) if _fit_problem(method, replace(cfg, epochs=mid), pair) is None else (mid, high)
+    return high
+
+
+def _check_fits(plan: list[tuple[str, JobConfig]], pair: Any) -> None:
+    """Refuses, before anything runs, every method that does not fit the pair (the method table's reason);
+    a method that a larger epoch budget would let run says the fewest epochs it needs."""
+    problems, needed = [], []
     for method, cfg in {m: c for m, c in plan}.items():
-        try:
-            plan_chain(cfg, pair) if is_chain(method) else prepare_run(cfg, pair)
-            check_procedure(cfg, pair)  # blockwise, pwkd, zskt: their own plan (stages, widths, data)
-        except ValueError as exc:
-            problems.append(f"{method}: {exc}")
+        problem = _fit_problem(method, cfg, pair)
+        if problem is None:
+            continue
+        least = min_epochs(method, cfg, pair)
+        if least is not None:
+            needed.append(least)
+            problem += f" [{method} runs from epochs={least} on]"
+        problems.append(f"{method}: {problem}")
     if problems:
+        raise_epochs = f", or raise the epochs to at least {max(needed)}" if needed else ""
         raise InvalidParameterError(
             f"Some methods cannot run on the pair {plan[0][1].pair!r}:\n"
             + "\n".join(problems)
-            + "\nDrop them from 'methods' (`python -m kdcore methods` lists the tasks each fits)."
+            + f"\nDrop them from 'methods'{raise_epochs} (`python -m kdcore methods` lists the tasks each fits)."
         )
 
 

@@ -49,22 +49,38 @@ def check(config: JobConfig, pair: Pair | None = None) -> list[tuple[float, int,
     return pwkd_schedule(config.epochs, config.resolved_terms()[0].params["widths"])
 
 
-def train_slimmable(net: SlimmableCNN, x: Tensor, y: Tensor, *, epochs: int, lr: float, batch: int, seed: int) -> list:
-    """Stage 0: L_T = Σ_k CE(y, T_k(x)) every batch (Adam), in a seeded order; [mean L_T per epoch]."""
+def train_slimmable(
+    net: SlimmableCNN,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch: int,
+    seed: int,
+    max_steps: int | None = None,
+) -> list:
+    """Stage 0: L_T = Σ_k CE(y, T_k(x)) every batch (Adam), in a seeded order; [mean L_T per epoch].
+    max_steps (the job's, for smoke runs): stage 0 stops after that many steps too (its last epoch's mean
+    is over the batches it saw)."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    curve = []
+    curve: list[float] = []
+    steps = 0
     net.train()
     for _ in range(epochs):
-        perm, total = torch.randperm(x.shape[0], generator=gen).to(x.device), 0.0
+        perm, total, seen = torch.randperm(x.shape[0], generator=gen).to(x.device), 0.0, 0
         for b in range(0, x.shape[0], batch):
+            if max_steps is not None and steps >= max_steps:
+                break
             idx = perm[b : b + batch]
             loss = sum(F.cross_entropy(net.set_width(r)(x[idx]), y[idx]) for r in net.widths)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
             opt.step()
-            total += float(loss.detach()) * idx.numel()  # type: ignore[union-attr]
-        curve.append(total / x.shape[0])
+            total, seen, steps = total + float(loss.detach()) * idx.numel(), seen + idx.numel(), steps + 1  # type: ignore[union-attr]
+        if seen:
+            curve.append(total / seen)
     opt.zero_grad(set_to_none=True)  # the frozen teacher keeps no gradients
     net.eval()
     return curve
@@ -86,7 +102,7 @@ class PWKDJob(_Job):
         net = net.to(self.device)
         self.teacher_curve = train_slimmable(
             net, self.train_x, self.train_y, epochs=int(self.p["teacher_epochs"]), lr=float(self.p["teacher_lr"]),
-            batch=self.cfg.batch_size, seed=self.cfg.seed,
+            batch=self.cfg.batch_size, seed=self.cfg.seed, max_steps=self.cfg.max_steps,
         )  # fmt: skip
         net.requires_grad_(False)
         self.sub_acc = {}
