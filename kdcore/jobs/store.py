@@ -396,15 +396,19 @@ class RunStore:
             "pid": owner[0],
             "host": owner[1],
         }
+        self._insert_run(row, chain_id)
+        self._write_run_record(run_id, row)
+        return run_id
+
+    def _insert_run(self, row: dict, chain_id: str | None) -> None:
+        """Insert a run's row, in this store's workspace (a chain stage: its chain's), under its queue limit."""
         with self._tx() as con:
             row["workspace"] = self.workspace or self._chain_workspace(con, chain_id)
-            if state == "queued":
+            if row["state"] == "queued":
                 self._check_room(con, 1)
             con.execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
             )
-        self._write_run_record(run_id, row)
-        return run_id
 
     # ---- workspaces (kdcore/jobs/workspace.py) ----------------------------------------------------
     @staticmethod
