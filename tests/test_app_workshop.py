@@ -87,7 +87,9 @@ def test_a_participant_sees_only_their_runs_and_cannot_open_anothers(workshop):
     assert not at.exception
     shown = [set(d.value["id"]) for d in at.dataframe if "id" in d.value]
     assert shown and all(ids == {workshop["ada"]} for ids in shown)  # bob's queued run is nowhere
-    bob = _app(**{ws.PARTICIPANT_KEY: "bob", "pair_source": "Student of a finished run", "run_student": workshop["ada"]})
+    bob = _app(
+        **{ws.PARTICIPANT_KEY: "bob", "pair_source": "Student of a finished run", "run_student": workshop["ada"]}
+    )
     bob.run()
     assert any("no run" in e.value and "workspace 'bob'" in e.value for e in bob.error)  # refused by id
 
@@ -105,3 +107,14 @@ def test_the_instructor_page_needs_the_code_then_shows_every_run_and_the_board(w
     board, runs = (d.value for d in at.dataframe)
     assert list(board[["workspace", "best val acc", "rank"]].itertuples(index=False, name=None)) == [("ada", 0.75, 1)]
     assert dict(zip(runs["id"], runs["workspace"])) == {workshop["ada"]: "ada", workshop["bob"]: "bob"}
+
+
+def test_over_the_queue_limit_the_distill_page_says_so_and_queues_nothing(workshop):
+    at = _app(**{ws.PARTICIPANT_KEY: "bob"})  # bob has 1 run queued; the limit is 1
+    at.run()
+    at.switch_page("views/distill.py").run()
+    next(b for b in at.button if "Start distillation" in str(b.proto.label)).click().run()
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "Could not start the run: Workspace 'bob' may have at most 1 runs queued or running at once; it has 1" in msg
+    assert "cancel one" in msg and len(RunStore().list_runs()) == 2  # nothing queued

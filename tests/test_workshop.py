@@ -128,3 +128,29 @@ def test_n_workers_drain_one_queue_side_by_side_and_train_each_run_once(data_dir
     assert sorted(r for r, _ in trained) == sorted(ids)  # every run once, none twice
     assert 2 <= peak[0] <= 3 and len({t for _, t in trained}) <= 3  # side by side, never over 3
     assert set(store.list_runs()["state"]) == {"completed"}
+
+
+def test_the_class_leaderboard_is_each_workspaces_best_per_pair_and_method(data_dir):
+    import numpy as np
+
+    from kdcore.jobs.workspace import class_leaderboard
+
+    rng = np.random.default_rng(0)
+    expected: dict = {}
+    for i in range(14):
+        who, method = ["ada", "bob", "cy"][i % 3], ["kd", "dkd"][i % 2]
+        acc = round(float(rng.uniform(0.5, 0.9)), 4)
+        rid = RunStore(workspace=who).create_run(_cfg(objective=method, seed=i), state="running")
+        RunStore().update_run(rid, state="completed", summary={"best_val_acc": acc, "final_val_acc": acc - 0.1})
+        best = expected.get((method, who))
+        expected[(method, who)] = (max(best[0], acc), best[1] + 1) if best else (acc, 1)
+    RunStore().create_run(_cfg(), state="completed")  # nobody's run: not on the board
+    RunStore(workspace="dee").create_run(_cfg(), state="failed")  # not completed: not on the board
+    board = class_leaderboard(RunStore())
+    got = {(r.method, r.workspace): (r._5, r.runs) for r in board.itertuples()}
+    assert got == expected
+    for (method, who), (acc, _) in expected.items():
+        rank = 1 + sum(a > acc for (m, _w), (a, _n) in expected.items() if m == method)
+        assert board[(board["method"] == method) & (board["workspace"] == who)]["rank"].item() == rank
+    for _, rows in board.groupby(["pair", "method"]):
+        assert list(rows["rank"]) == sorted(rows["rank"])  # best first within each pair and method

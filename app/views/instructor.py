@@ -39,6 +39,7 @@ if not st.session_state.get(ws.INSTRUCTOR_KEY):
     if not (opened and ws.code_matches(code, conf.instructor_code)):
         st.stop()
     st.session_state[ws.INSTRUCTOR_KEY] = True
+    st.rerun()  # without the form
 
 store = RunStore()  # the whole store: every workspace
 with ui.guard("read the class's runs"):
