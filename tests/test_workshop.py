@@ -154,3 +154,15 @@ def test_the_class_leaderboard_is_each_workspaces_best_per_pair_and_method(data_
         assert board[(board["method"] == method) & (board["workspace"] == who)]["rank"].item() == rank
     for _, rows in board.groupby(["pair", "method"]):
         assert list(rows["rank"]) == sorted(rows["rank"])  # best first within each pair and method
+
+
+def test_a_reindexed_run_stays_in_its_workspace(data_dir):
+    from kdcore.jobs.store_check import reindex
+
+    rid = RunStore(workspace="ada").create_run(_cfg(), state="queued")
+    con = sqlite3.connect(data_dir / "runs.sqlite")
+    con.execute("DELETE FROM runs WHERE id=?", (rid,))  # the row lost, its folder and run.json kept
+    con.commit()
+    con.close()
+    reindex(RunStore(), rid)
+    assert RunStore(workspace="ada").get_run(rid)["workspace"] == "ada"
