@@ -3,16 +3,14 @@ filtered to its workspace, the queue limit on the Distill page, and the Instruct
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import __main__ as launcher
 from app import workshop_server as ws
 from kdcore.jobs import JobConfig, RunStore
+from tests.test_app_pages import _app as app_test
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 CODE = "s3cret-code"
 
 
@@ -33,12 +31,7 @@ def workshop(tmp_path, monkeypatch):
 
 
 def _app(**state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.session_state["sample_pair"] = "digits"
-    at.session_state["probe_size"] = 32
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at
+    return app_test("digits", **state)  # the page tests' AppTest on digits, probe 32
 
 
 def _text(at: AppTest) -> str:
