@@ -111,3 +111,17 @@ def test_over_the_queue_limit_the_distill_page_says_so_and_queues_nothing(worksh
     msg = " ".join(e.value for e in at.error)
     assert "Could not start the run: Workspace 'bob' may have at most 1 runs queued or running at once; it has 1" in msg
     assert "cancel one" in msg and len(RunStore().list_runs()) == 2  # nothing queued
+
+
+def test_a_participants_experiment_process_writes_to_their_workspace(workshop, monkeypatch):
+    from app import experiment_jobs
+    from kdcore.jobs import experiment_cli
+
+    seen = []
+    monkeypatch.setattr(experiment_jobs.subprocess, "Popen", lambda argv, **kw: seen.append(kw["env"]))
+    monkeypatch.delenv("KDWB_WORKSPACE", raising=False)
+    experiment_jobs.start(RunStore(workspace="ada"), ["plan"])
+    experiment_jobs.start(RunStore(), ["plan"])
+    assert seen[0]["KDWB_WORKSPACE"] == "ada" and "KDWB_WORKSPACE" not in seen[1]
+    monkeypatch.setenv("KDWB_WORKSPACE", "ada")
+    assert list(experiment_cli._store().list_runs()["id"]) == [workshop["ada"]]  # the process sees ada's only

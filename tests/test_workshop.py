@@ -166,3 +166,20 @@ def test_a_reindexed_run_stays_in_its_workspace(data_dir):
     con.close()
     reindex(RunStore(), rid)
     assert RunStore(workspace="ada").get_run(rid)["workspace"] == "ada"
+
+
+def test_submitting_starts_one_worker_per_queued_run_up_to_the_worker_count(data_dir, monkeypatch):
+    store = RunStore()
+    spawned = []
+    monkeypatch.setattr(worker_mod, "_spawn_worker", lambda s: spawned.append(s.root))
+    monkeypatch.delenv(worker_mod.WORKERS_ENV, raising=False)
+    for s in range(3):
+        store.create_run(_cfg(seed=s), state="queued")
+    worker_mod.start_worker_process(store)
+    assert len(spawned) == 1  # single-user: one worker, as before
+    monkeypatch.setenv(worker_mod.WORKERS_ENV, "2")
+    worker_mod.start_worker_process(store)
+    assert len(spawned) == 1 + 2  # 3 queued, 2 slots
+    monkeypatch.setenv(worker_mod.WORKERS_ENV, "8")
+    worker_mod.start_worker_process(store)
+    assert len(spawned) == 3 + 3 and set(spawned) == {data_dir}

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from kdcore.jobs.store import RunStore
 
 NAME_MAX = 32
+WORKSPACE_ENV = "KDWB_WORKSPACE"  # the workspace a `python -m kdcore experiment` process writes to
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 BOARD_COLUMNS = ["pair", "method", "workspace", "rank", "best val acc", "runs", "best run"]
 
