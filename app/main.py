@@ -57,6 +57,7 @@ PAGES = {
 
 if workshop_server.enabled():  # a shared workshop server: the instructor's page (app/workspace_gate.py)
     PAGES["Workshop server"] = [_page("instructor", "Instructor", "groups")]
+    workshop_server.export_workers()
 
 nav = st.navigation(PAGES)
 with ui.guard("open your workspace"):

@@ -83,6 +83,14 @@ def launch_env(workers: int | None, max_queued: int | None, code: str | None, en
     return out
 
 
+def export_workers() -> None:
+    """Put the worker count into this process's environment when only KDWB_WORKSHOP was set (a plain
+    `streamlit run app/main.py`), so the workers `submit` starts use as many slots as the page shows."""
+    from kdcore.jobs.worker import WORKERS_ENV
+
+    os.environ.setdefault(WORKERS_ENV, str(settings().workers))
+
+
 def code_matches(given: str, expected: str | None) -> bool:
     """True when the instructor code given is the one set at launch (compared in constant time)."""
     return expected is not None and hmac.compare_digest(given.strip().encode(), expected.encode())

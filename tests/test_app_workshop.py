@@ -3,6 +3,8 @@ filtered to its workspace, the queue limit on the Distill page, and the Instruct
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -56,6 +58,9 @@ def test_launcher_workshop_flags(monkeypatch):
         launcher.workshop_env(launcher.parse_args(["--workshop", "--workers", "0"])[0], {})
     with pytest.raises(ValueError, match="KDWB_MAX_QUEUED must be a positive integer. Got 'lots'"):
         ws.settings({ws.MAX_QUEUED_ENV: "lots"})
+    monkeypatch.delenv("KDWB_WORKERS", raising=False)  # only KDWB_WORKSHOP set (removed again after the test)
+    ws.export_workers()  # the workers started get the count the Instructor page shows
+    assert os.environ["KDWB_WORKERS"] == str(ws.settings().workers)
     assert ws.code_matches(" abc ", "abc") and not ws.code_matches("abd", "abc") and not ws.code_matches("", None)
 
 

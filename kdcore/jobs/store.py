@@ -16,6 +16,8 @@ the file). Metric rows are unique per (run, level, step, name): that key is the 
 process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
 stray temp file; a 'running' run whose lease is free and whose process is gone is reported as
 'interrupted' the next time the store looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
+A run or protocol may belong to a workspace (a workshop participant's): `RunStore(workspace=...)` lists,
+opens and creates only that workspace's (kdcore/jobs/workspace.py); `RunStore()` sees them all.
 A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
 its metrics move into the keyed table (the last row of a key kept, name order kept, one transaction),
 and protocols an earlier app kept as JSON files under protocols/ are read into the store.
@@ -134,20 +136,8 @@ _PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
 _ARTIFACT_COLUMN_DEFS = (("sha256", "TEXT"), ("size", "INTEGER"))
 _PROTOCOL_COLUMN_DEFS = (("workspace", "TEXT"),)
 RUN_RECORD = "run.json"  # the run's row as JSON in its folder: `runs check --repair` re-indexes from it
-_LIST_COLUMNS = [
-    "id",
-    "state",
-    "name",
-    "pair",
-    "objective",
-    "seed",
-    "device",
-    "created",
-    "step",
-    "epoch",
-    "error",
-    "workspace",
-]
+_LIST_COLUMNS = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
+_LIST_COLUMNS += ["workspace"]  # a workshop participant's name; None outside a workshop
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -449,9 +439,9 @@ class RunStore:
         if rows and rows[0]["workspace"] != self.workspace:
             raise _ws.foreign("run", run_id, self.workspace)
 
-    def _scope(self, column: str = "workspace") -> tuple[str, tuple]:
+    def _scope(self) -> tuple[str, tuple]:
         """The WHERE condition (and its argument) that keeps this workspace's rows ('' without one)."""
-        return ("", ()) if self.workspace is None else (f"{column}=?", (self.workspace,))
+        return ("", ()) if self.workspace is None else ("workspace=?", (self.workspace,))
 
     def _write_run_record(self, run_id: str, row: dict) -> None:
         """runs/<run_id>/run.json: what `runs check --repair` needs to re-index the run without the database."""
