@@ -56,7 +56,8 @@ PAGES = {
 }
 
 if workshop_server.enabled():  # a shared workshop server: the instructor's page (app/workspace_gate.py)
-    PAGES["Workshop server"] = [_page("instructor", "Instructor", "groups")]
+    instructor = {"Workshop server": [_page("instructor", "Instructor", "groups")]}
+    PAGES = {"Start": PAGES["Start"], **instructor, **{k: v for k, v in PAGES.items() if k != "Start"}}  # in view
     workshop_server.export_workers()
 
 nav = st.navigation(PAGES)
