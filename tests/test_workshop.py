@@ -183,3 +183,14 @@ def test_submitting_starts_one_worker_per_queued_run_up_to_the_worker_count(data
     monkeypatch.setenv(worker_mod.WORKERS_ENV, "8")
     worker_mod.start_worker_process(store)
     assert len(spawned) == 3 + 3 and set(spawned) == {data_dir}
+
+
+def test_another_workspaces_experiment_report_is_refused(data_dir):
+    from kdcore.jobs.experiment_store import create_experiment, load_report, save_report
+
+    ada = RunStore(workspace="ada")
+    eid = create_experiment(ada, "plan", TOY, spec={}, planned=1)
+    save_report(ada, eid, {"rows": [1]})
+    assert load_report(ada, eid) == {"rows": [1]} and load_report(RunStore(), eid) == {"rows": [1]}
+    with pytest.raises(WorkspaceError, match="no protocol"):
+        load_report(RunStore(workspace="bob"), eid)
