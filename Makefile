@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
 
-.PHONY: setup app lint unit test browser-deps bench clean-venv
+.PHONY: setup app workshop lint unit test browser-deps bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 # (`python -m app` binds to 127.0.0.1 unless given --address; see README "Safety").
 app: setup
 	$(BIN)/python -m app --port $(PORT)
+
+# A shared workshop server for a class (README "Scaling out" > "Workshop server"): a workspace per
+# browser session, parallel workers, an Instructor page; reachable from other machines.
+workshop: setup
+	$(BIN)/python -m app --workshop --address 0.0.0.0 --port $(PORT)
 
 # Lint, format check and type check (ruff and mypy read their settings from pyproject.toml).
 lint: setup

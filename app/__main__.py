@@ -4,6 +4,9 @@
     python -m app --port 8600              # another port
     python -m app --address 0.0.0.0        # every interface: share it on purpose (the pages say so)
     python -m app --allow-module-loading   # the sidebar may import any module:factory (your own code)
+    python -m app --workshop --address 0.0.0.0 [--workers N] [--max-queued K] [--instructor-code CODE]
+                                           # a shared workshop server (app/workshop_server.py): each
+                                           # browser session its own workspace, N parallel workers
 
 Streamlit reads server.address from .streamlit/config.toml in the current folder, ~/.streamlit and
 STREAMLIT_SERVER_ADDRESS; a command-line flag overrides them all, so the launcher always passes
@@ -21,6 +24,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from app import workshop_server
 from app.safety import ALLOW_ENV, ALLOW_FLAG
 
 MAIN = Path(__file__).resolve().with_name("main.py")
@@ -56,7 +60,37 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         action="store_true",
         help="let the sidebar import and call any module:factory (runs that code in the server)",
     )
+    w = p.add_argument_group("workshop server (README: Scaling out)")
+    w.add_argument(
+        "--workshop",
+        action="store_true",
+        default=workshop_server.enabled(),
+        help="serve a class: each browser session names its own workspace and sees only its runs "
+        f"(also ${workshop_server.WORKSHOP_ENV}=1)",
+    )
+    w.add_argument("--workers", type=int, help="background workers training side by side (default: the CPU cores)")
+    w.add_argument(
+        "--max-queued",
+        type=int,
+        help=f"runs one participant may have queued or running at once (default {workshop_server.DEFAULT_MAX_QUEUED})",
+    )
+    w.add_argument("--instructor-code", help="the code that opens the Instructor page (default: a fresh one, printed)")
     return p.parse_known_args(argv)
+
+
+def workshop_env(opts: argparse.Namespace, env: dict) -> dict[str, str]:
+    """The environment variables a workshop server runs with ({} in single-user mode; the workshop
+    flags without --workshop are an error)."""
+    given = [f for f, v in (("--workers", opts.workers), ("--max-queued", opts.max_queued)) if v is not None]
+    if not opts.workshop:
+        if given or opts.instructor_code:
+            flags = ", ".join(given + (["--instructor-code"] if opts.instructor_code else []))
+            raise SystemExit(f"{flags} configure a workshop server: add --workshop (or set KDWB_WORKSHOP=1).")
+        return {}
+    try:
+        return workshop_server.launch_env(opts.workers, opts.max_queued, opts.instructor_code, env)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def config_flags(config: dict, rest: list[str]) -> list[str]:
@@ -88,6 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     opts, rest = parse_args(sys.argv[1:] if argv is None else argv)
     if opts.allow_module_loading:
         os.environ[ALLOW_ENV] = "1"  # read by app/safety.py in this same process
+    workshop = workshop_env(opts, dict(os.environ))
+    os.environ.update(workshop)  # read by app/workshop_server.py here and by the workers it starts
+    if workshop:
+        print(
+            f"Workshop server: {workshop['KDWB_WORKERS']} workers, at most {workshop[workshop_server.MAX_QUEUED_ENV]} "
+            f"runs queued or running per participant. Instructor code: {workshop[workshop_server.CODE_ENV]}",
+            flush=True,
+        )
     from streamlit.web import cli
 
     cli.main(args=streamlit_argv(opts, rest, repo_config()), prog_name="streamlit")

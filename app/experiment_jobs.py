@@ -22,6 +22,7 @@ from kdcore.jobs.experiment import PlanSpec, prepare_plan
 from kdcore.jobs.experiment_cli import BUDGET_FLAGS
 from kdcore.jobs.repro import ReproSpec, check_repro
 from kdcore.jobs.store import RunStore
+from kdcore.jobs.workspace import WORKSPACE_ENV
 
 
 def _csv(values: Any) -> str:
@@ -88,6 +89,8 @@ def start(store: RunStore, argv: list[str]) -> subprocess.Popen:
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"{argv[0]}-{time.strftime('%Y%m%d-%H%M%S')}.log", "ab")
     env = dict(os.environ, KDWB_HOME=str(store.root))
+    if store.workspace is not None:  # a workshop participant's experiment and runs stay in their workspace
+        env[WORKSPACE_ENV] = store.workspace
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "kdcore", "experiment", *argv, "--json"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 # `app` is the installed package (`pip install -e .`): `streamlit run app/main.py` puts app/ itself on the path.
-from app import guide, sidebar, ui
+from app import guide, sidebar, ui, workshop_server, workspace_gate
 
 st.set_page_config(
     page_title="KD Workbench",
@@ -55,7 +55,16 @@ PAGES = {
     ],
 }
 
+if workshop_server.enabled():  # a shared workshop server: the instructor's page (app/workspace_gate.py)
+    instructor = {"Workshop server": [_page("instructor", "Instructor", "groups")]}
+    PAGES = {"Start": PAGES["Start"], **instructor, **{k: v for k, v in PAGES.items() if k != "Start"}}  # in view
+    workshop_server.export_workers()
+
 nav = st.navigation(PAGES)
+with ui.guard("open your workspace"):
+    workspace_gate.gate(nav.url_path)  # workshop mode: a session names its workspace before any page shows
+with ui.guard("show this page"):
+    workspace_gate.badge()
 # Last line of defence: whatever a page raises outside its own guards is shown in plain words,
 # never as a stack trace (st.rerun/st.switch_page are BaseExceptions and pass through).
 with ui.guard("show this page"):

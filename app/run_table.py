@@ -47,11 +47,13 @@ def unique_labels(runs: list[dict]) -> list[str]:
     return [f"{lab} ({r['id']})" if labels.count(lab) > 1 else lab for lab, r in zip(labels, runs)]
 
 
-def runs_table(store: RunStore) -> pd.DataFrame:
+def runs_table(store: RunStore, *, with_workspace: bool = False) -> pd.DataFrame:
     """One row per run, newest first: what it is (name, pair, objective, T, λ, epochs) and how it ended
-    (state, final validation accuracy). Settings an objective does not have are left empty."""
+    (state, final validation accuracy). Settings an objective does not have are left empty.
+    with_workspace: a first column naming each run's workshop workspace (the instructor's view)."""
     rows = []
-    for rid, created in store.list_runs()[["id", "created"]].itertuples(index=False):
+    listed = store.list_runs()
+    for rid, created in listed[["id", "created"]].itertuples(index=False):
         r = store.get_run(rid)
         cfg, summary = r.get("config") or {}, r.get("summary") or {}
         temperature, lam = effective_settings(cfg)
@@ -69,4 +71,7 @@ def runs_table(store: RunStore) -> pd.DataFrame:
                 "created": created,
             }
         )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if with_workspace:
+        table.insert(0, "workspace", listed["workspace"].to_numpy())
+    return table

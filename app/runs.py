@@ -194,6 +194,7 @@ def start_workshop(store: RunStore, pair: str, recipe: Recipe | None, *, seed: i
     """Queue the workshop preset, the run on the pair's recipe and the student alone with the same
     budget (kdcore.jobs.recipes.workshop_configs), as one protocol marked WORKSHOP; returns its id."""
     kd, alone = workshop_configs(pair, recipe, seed=seed, device=device)
+    store.check_room(2)  # a workshop participant's queue limit: both runs or neither
     members = [
         {"variant": variant, "seed": seed, "run_id": submit(cfg, store=store)}
         for variant, cfg in ((kd.objective, kd), ("baseline (student alone)", alone))

@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 import sample_models
-from app import safety
+from app import safety, workshop_server
 from app.runs import own_pair_label
 from kdcore.adapters import load_factory, load_hf
 from kdcore.adapters.hf_files import read_config
@@ -25,6 +25,7 @@ from kdcore.data.archive import extract_zip
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.store import RunStore, default_home
+from kdcore.jobs.workspace import WorkspaceError
 from kdcore.pairs import Pair
 from kdcore.weights import apply_state_dict
 
@@ -65,8 +66,14 @@ def _sample_pair(name: str) -> Pair:
 
 
 def store() -> RunStore:
-    """The run store in $KDWB_HOME (every call opens its own connections: safe across sessions)."""
-    return RunStore()
+    """The run store in $KDWB_HOME (every call opens its own connections: safe across sessions). On a
+    workshop server, this session's workspace of it: only the participant's runs, under their queue limit."""
+    if not workshop_server.enabled():
+        return RunStore()
+    name = st.session_state.get(workshop_server.PARTICIPANT_KEY)
+    if name is None:
+        raise WorkspaceError("This is a workshop server: enter your workspace name first (the form on any page).")
+    return RunStore(workspace=name, max_active=workshop_server.settings().max_queued)
 
 
 def finished_runs() -> dict[str, str]:
@@ -423,6 +430,7 @@ def pair_from_key(key: tuple) -> Pair | None:
     if value is None:
         return None
     if source == "run":
+        store().get_run(value)  # a workshop participant's own run only (the cached pair is shared)
         return _run_pair(value, key[2] if len(key) > 2 else None)
     if source == "own":
         return _own_pair(value)

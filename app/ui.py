@@ -9,6 +9,8 @@ import re
 import plotly.graph_objects as go
 import streamlit as st
 
+from kdcore.jobs.workspace import QueueLimitError, WorkspaceError
+
 log = logging.getLogger("kdwb.app")
 
 
@@ -35,6 +37,8 @@ def guard(doing: str):
     """
     try:
         yield
+    except (QueueLimitError, WorkspaceError) as exc:  # a workshop participant's limit or workspace: as is
+        st.error(f"Could not {doing}: {_plain(exc)}", icon=":material/block:")
     except ValueError as exc:
         st.error(f"Could not {doing}: {_plain(exc)}", icon=":material/error:")
     except FileNotFoundError as exc:

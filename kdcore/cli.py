@@ -483,6 +483,8 @@ def _runs_list(store: RunStore, args: argparse.Namespace) -> int:
             f"--limit must be a positive number of runs. Got {args.limit} instead; leave it out to list every run."
         )
     df = store.list_runs(state=args.state, limit=args.limit)
+    if df["workspace"].isna().all():  # no workshop runs: the columns as before workspaces
+        df = df.drop(columns=["workspace"])
     if args.json:
         _print_json({"runs": df.to_dict(orient="records")})
     else:

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdcore.jobs.store import RunStore
 
 BUDGET_FLAGS = (
     ("--epochs", "epochs", int),
@@ -28,6 +32,15 @@ BUDGET_FLAGS = (
     ("--schedule", "schedule", str),
     ("--device", "device", str),
 )
+
+
+def _store() -> RunStore:
+    """The run store the experiment writes to ($KDWB_HOME), in the workspace $KDWB_WORKSPACE names:
+    the app sets it when a workshop participant starts an experiment (kdcore/jobs/workspace.py)."""
+    from kdcore.jobs.store import RunStore
+    from kdcore.jobs.workspace import WORKSPACE_ENV
+
+    return RunStore(workspace=os.environ.get(WORKSPACE_ENV) or None)
 
 
 def _numbers(flag: str, text: str, kind: type) -> list:
@@ -63,7 +76,6 @@ def _out(args: argparse.Namespace, report: dict, text: str) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from kdcore.jobs.experiment import PlanSpec, run_plan, table_text
-    from kdcore.jobs.store import RunStore
     from kdcore.jobs.sweeps import SelectionRule
 
     spec = PlanSpec(
@@ -75,13 +87,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         rule=SelectionRule(metric=args.select, ties=args.ties, tolerance=args.tolerance),
         budget=_budget(args),
     )
-    report = run_plan(spec, store=RunStore(), callback=None if args.json else _progress)
+    report = run_plan(spec, store=_store(), callback=None if args.json else _progress)
     return _out(args, report, table_text(report))
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     from kdcore.jobs.capacity_study import CapacitySpec, grid_text, run_capacity
-    from kdcore.jobs.store import RunStore
 
     spec = CapacitySpec(
         pair=args.pair,
@@ -90,13 +101,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         lam=args.lam,
         budget=_budget(args),
     )
-    report = run_capacity(spec, store=RunStore(), callback=None if args.json else _progress)
+    report = run_capacity(spec, store=_store(), callback=None if args.json else _progress)
     return _out(args, report, grid_text(report))
 
 
 def cmd_across(args: argparse.Namespace) -> int:
     from kdcore.jobs.across import AcrossSpec, across_text, run_across
-    from kdcore.jobs.store import RunStore
 
     pairs = [p for p in (args.pairs or "").split(",") if p.strip()] or None
     spec = AcrossSpec(
@@ -106,13 +116,12 @@ def cmd_across(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         budget=_budget(args),
     )
-    report = run_across(spec, store=RunStore(), callback=None if args.json else _progress)
+    report = run_across(spec, store=_store(), callback=None if args.json else _progress)
     return _out(args, report, across_text(report))
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
     from kdcore.jobs.repro import ReproSpec, load_config_file, repro_text, run_repro
-    from kdcore.jobs.store import RunStore
 
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
     spec = ReproSpec(
@@ -121,7 +130,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         threads=tuple(_numbers("--threads", args.threads, int)),
         devices=devices,
     )
-    report = run_repro(spec, store=RunStore(), callback=None if args.json else _progress)
+    report = run_repro(spec, store=_store(), callback=None if args.json else _progress)
     return _out(args, report, repro_text(report))
 
 
@@ -140,9 +149,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from kdcore.jobs.experiment_store import list_experiments
-    from kdcore.jobs.store import RunStore
 
-    rows = list_experiments(RunStore())
+    rows = list_experiments(_store())
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
     elif not rows:
@@ -155,9 +163,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _stored(experiment_id: str) -> dict:
     from kdcore.jobs.experiment_store import load_report
-    from kdcore.jobs.store import RunStore
 
-    store = RunStore()
+    store = _store()
     store.get_protocol(experiment_id)  # StoreError: no such experiment
     report = load_report(store, experiment_id)
     if report is None:

@@ -80,6 +80,8 @@ def save_report(store: RunStore, experiment_id: str, report: dict) -> None:
 
 def load_report(store: RunStore, experiment_id: str) -> dict | None:
     """The experiment's report, or None while it runs (or when it stopped before writing one)."""
+    if store.workspace is not None:
+        store.get_protocol(experiment_id)  # a workshop participant: their own experiments only
     path = _path(store, experiment_id)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 

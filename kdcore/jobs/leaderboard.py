@@ -388,6 +388,7 @@ def queue_leaderboard(
         return str(meta["id"])
     _check_fits(plan, loaded if loaded is not None else resolve_pair(pair))
     found = run_index(store, plan, ("completed", "queued", "running"))
+    store.check_room(sum(config_key(cfg) not in found for _, cfg in plan))  # all of them or none
     members, queued = [], 0
     for method, cfg in plan:
         run_id = found.get(config_key(cfg))

@@ -165,6 +165,7 @@ def queue_protocol(
     temperatures, lams, seeds = list(temperatures), list(lams), list(seeds)
     plan = protocol_configs(base, temperatures=temperatures, lams=lams, seeds=seeds, baseline=baseline)
     store = store if store is not None else RunStore()
+    store.check_room(len(plan))  # a workshop participant's queue limit: all of them or none
     members = [
         {"variant": variant, "seed": cfg.seed, "run_id": store.create_run(cfg, state="queued")} for variant, cfg in plan
     ]

@@ -16,6 +16,8 @@ the file). Metric rows are unique per (run, level, step, name): that key is the 
 process killed with SIGKILL leaves at most an uncommitted transaction (rolled back on reopen) and a
 stray temp file; a 'running' run whose lease is free and whose process is gone is reported as
 'interrupted' the next time the store looks. `kdcore/jobs/store_check.py` (`runs check`) verifies all of it.
+A run or protocol may belong to a workspace (a workshop participant's): `RunStore(workspace=...)` lists,
+opens and creates only that workspace's (kdcore/jobs/workspace.py); `RunStore()` sees them all.
 A store made by an earlier version opens as it is: missing run columns are added (NULL in old rows),
 its metrics move into the keyed table (the last row of a key kept, name order kept, one transaction),
 and protocols an earlier app kept as JSON files under protocols/ are read into the store.
@@ -42,6 +44,8 @@ from typing import Any
 import pandas as pd
 
 from kdcore.jobs import lease as _lease
+from kdcore.jobs import workspace as _ws
+from kdcore.jobs.store_errors import IntegrityError, StoreError
 
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
@@ -75,6 +79,7 @@ _RUN_COLUMN_DEFS = (
     ("total_steps", "INTEGER"),  # written by the runner when it starts (NULL while queued)
     ("resume", "INTEGER NOT NULL DEFAULT 0"),
     ("summary", "TEXT"),
+    ("workspace", "TEXT"),  # the workshop participant whose run it is (kdcore/jobs/workspace.py); NULL: nobody's
 )
 _RUN_COLUMNS = tuple(name for name, _ in _RUN_COLUMN_DEFS)
 # one row per (run, level, step, name), the key itself being the table (WITHOUT ROWID: one b-tree, no
@@ -129,16 +134,10 @@ CREATE INDEX IF NOT EXISTS protocol_runs_run ON protocol_runs (run_id);
 )
 _PROTOCOL_RUN_COLUMNS = ["variant", "seed", "run_id", "state"]
 _ARTIFACT_COLUMN_DEFS = (("sha256", "TEXT"), ("size", "INTEGER"))
+_PROTOCOL_COLUMN_DEFS = (("workspace", "TEXT"),)
 RUN_RECORD = "run.json"  # the run's row as JSON in its folder: `runs check --repair` re-indexes from it
 _LIST_COLUMNS = ["id", "state", "name", "pair", "objective", "seed", "device", "created", "step", "epoch", "error"]
-
-
-class StoreError(RuntimeError):
-    """The run store could not be written or read (read-only or full disk, missing run, ...)."""
-
-
-class IntegrityError(StoreError):
-    """A file of the store does not match the sha256 recorded when it was written (or is missing)."""
+_LIST_COLUMNS += ["workspace"]  # a workshop participant's name; None outside a workshop
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -224,10 +223,14 @@ class RunStore:
 
     `RunStore()` opens (or creates) the store in $KDWB_HOME (default ~/.kdwb); `RunStore(path)`
     in another folder. Safe to use from several processes: every call opens its own connection.
+    `workspace`: a workshop participant's view (kdcore/jobs/workspace.py): only their runs and
+    protocols, new ones stamped with it, at most `max_active` runs queued or running at once.
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, *, workspace: str | None = None, max_active: int | None = None):
         self.root = Path(path).expanduser() if path is not None else default_home()
+        self.workspace = None if workspace is None else _ws.check_name(workspace)
+        self.max_active = _ws.check_limit(max_active)
         self.db_path = self.root / "runs.sqlite"
         self._local = threading.local()
         try:
@@ -248,7 +251,12 @@ class RunStore:
 
     def _add_missing_columns(self) -> None:
         """Migrate a store made by an earlier version: add the run columns it lacks."""
-        for table, defs in (("runs", _RUN_COLUMN_DEFS), ("artifacts", _ARTIFACT_COLUMN_DEFS)):
+        tables = (
+            ("runs", _RUN_COLUMN_DEFS),
+            ("artifacts", _ARTIFACT_COLUMN_DEFS),
+            ("protocols", _PROTOCOL_COLUMN_DEFS),
+        )
+        for table, defs in tables:
             have = {r["name"] for r in self._read(f"PRAGMA table_info({table})")}
             missing = [(n, d) for n, d in defs if n not in have]
             if missing:
@@ -378,18 +386,70 @@ class RunStore:
             "pid": owner[0],
             "host": owner[1],
         }
+        self._insert_run(row, chain_id)
+        self._write_run_record(run_id, row)
+        return run_id
+
+    def _insert_run(self, row: dict, chain_id: str | None) -> None:
+        """Insert a run's row, in this store's workspace (a chain stage: its chain's), under its queue limit."""
         with self._tx() as con:
+            row["workspace"] = self.workspace or self._chain_workspace(con, chain_id)
+            if row["state"] == "queued":
+                self._check_room(con, 1)
             con.execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
             )
-        self._write_run_record(run_id, row)
-        return run_id
+
+    # ---- workspaces (kdcore/jobs/workspace.py) ----------------------------------------------------
+    @staticmethod
+    def _chain_workspace(con: sqlite3.Connection, chain_id: str | None) -> str | None:
+        """A chain's stage runs belong to the chain run's workspace (the worker creates them)."""
+        row = con.execute("SELECT workspace FROM runs WHERE id=?", (chain_id,)).fetchone() if chain_id else None
+        return row[0] if row else None
+
+    def _active(self, con: sqlite3.Connection | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM runs WHERE workspace=? AND state IN ('queued', 'running')"
+        if con is not None:
+            return int(con.execute(sql, (self.workspace,)).fetchone()[0])
+        return int(self._read(sql, (self.workspace,), plain=True)[0][0])
+
+    def _check_room(self, con: sqlite3.Connection | None, adding: int) -> None:
+        if self.workspace is not None and self.max_active is not None:
+            active = self._active(con)
+            if active + adding > self.max_active:
+                raise _ws.QueueLimitError(self.workspace, self.max_active, active, adding)
+
+    def check_room(self, adding: int = 1) -> None:
+        """QueueLimitError when queueing `adding` more runs would take this workspace over its limit
+        (call it before queueing several runs, so that none is queued when they do not all fit)."""
+        self.reap_stale()
+        self._check_room(None, adding)
+
+    def active_runs(self) -> int:
+        """How many runs of this workspace are queued or running (of every workspace without one)."""
+        if self.workspace is None:
+            return int(self._read("SELECT COUNT(*) FROM runs WHERE state IN ('queued', 'running')", plain=True)[0][0])
+        return self._active()
+
+    def _own(self, run_id: str) -> None:
+        """WorkspaceError when this store has a workspace and the run is not one of its runs."""
+        if self.workspace is None:
+            return
+        rows = self._read("SELECT workspace FROM runs WHERE id=?", (run_id,))
+        if rows and rows[0]["workspace"] != self.workspace:
+            raise _ws.foreign("run", run_id, self.workspace)
+
+    def _scope(self) -> tuple[str, tuple]:
+        """The WHERE condition (and its argument) that keeps this workspace's rows ('' without one)."""
+        return ("", ()) if self.workspace is None else ("workspace=?", (self.workspace,))
 
     def _write_run_record(self, run_id: str, row: dict) -> None:
         """runs/<run_id>/run.json: what `runs check --repair` needs to re-index the run without the database."""
         keep = {
             k: row[k] for k in ("id", "created", "name", "pair", "objective", "config", "seed", "device", "parent_id")
         }
+        if row.get("workspace"):
+            keep["workspace"] = row["workspace"]
         keep["config"] = json.loads(keep["config"])
         try:
             atomic_write_bytes(self.run_dir(run_id) / RUN_RECORD, json.dumps(keep, sort_keys=True).encode())
@@ -441,12 +501,17 @@ class RunStore:
         """Atomically queue an interrupted, cancelled or failed run to resume; False when it is in another state."""
         self.get_run(run_id)
         with self._tx() as con:
+            self._check_room(con, 1)
             n = con.execute(
                 "UPDATE runs SET state='queued', resume=1, cancel_requested=0, updated=? "
                 "WHERE id=? AND state IN ('interrupted', 'cancelled', 'failed')",
                 (time.time(), run_id),
             ).rowcount
         return n == 1
+
+    def queued_count(self) -> int:
+        """How many runs wait in the queue, of every workspace (the workers share one queue)."""
+        return int(self._read("SELECT COUNT(*) FROM runs WHERE state='queued'", plain=True)[0][0])
 
     def next_queued(self) -> str | None:
         rows = self._read("SELECT id FROM runs WHERE state='queued' ORDER BY created, rowid LIMIT 1")
@@ -468,6 +533,8 @@ class RunStore:
     def get_run(self, run_id: str) -> dict:
         """One run as a dict: columns, with `config`, `versions` and `summary` parsed."""
         rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
+        if rows and self.workspace is not None and rows[0]["workspace"] != self.workspace:
+            raise _ws.foreign("run", run_id, self.workspace)
         if not rows:
             raise StoreError(
                 f"There is no run with id {run_id!r} in {self.db_path}. "
@@ -492,13 +559,15 @@ class RunStore:
                 f"The 'limit' argument of RunStore.list_runs must be a positive integer (or None for "
                 f"every run). Got {limit!r} instead."
             )
+        scope, args = self._scope()
+        where = [c for c in ("state=?" if state else "", scope) if c]
         sql = (
             f"SELECT {', '.join(_LIST_COLUMNS)} FROM runs"
-            + (" WHERE state=?" if state else "")
+            + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY created DESC, rowid DESC"
             + (f" LIMIT {limit}" if limit else "")
         )
-        rows = self._read(sql, (state,) if state else (), plain=True)
+        rows = self._read(sql, ((state,) if state else ()) + args, plain=True)
         df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
         df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
         return df
@@ -549,6 +618,7 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run: its rows, then its folder (so `runs check` does not report it as orphaned)."""
+        self._own(run_id)
         holder = self.lease_holder(run_id)
         if holder is not None:
             raise _lease.RunBusyError(run_id, holder)
@@ -580,8 +650,8 @@ class RunStore:
         pid = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._tx() as con:
             con.execute(
-                "INSERT INTO protocols (id, created, pair, objective, plan) VALUES (?,?,?,?,?)",
-                (pid, time.time(), pair, objective, json.dumps(plan or {}, sort_keys=True)),
+                "INSERT INTO protocols (id, created, pair, objective, plan, workspace) VALUES (?,?,?,?,?,?)",
+                (pid, time.time(), pair, objective, json.dumps(plan or {}, sort_keys=True), self.workspace),
             )
             self._insert_protocol_runs(con, pid, list(runs), start=0)
         return pid
@@ -609,6 +679,8 @@ class RunStore:
     def _protocol_row(self, protocol_id: str) -> sqlite3.Row:
         self._read_legacy_protocols()
         rows = self._read("SELECT * FROM protocols WHERE id=?", (protocol_id,))
+        if rows and self.workspace is not None and rows[0]["workspace"] != self.workspace:
+            raise _ws.foreign("protocol", protocol_id, self.workspace)
         if not rows:
             raise StoreError(f"There is no protocol with id {protocol_id!r} in {self.db_path}.")
         return rows[0]
@@ -625,7 +697,10 @@ class RunStore:
     def list_protocols(self) -> list[dict]:
         """Every protocol, newest first (as get_protocol returns them)."""
         self._read_legacy_protocols()
-        rows = self._read("SELECT * FROM protocols ORDER BY created DESC, rowid DESC")
+        scope, args = self._scope()
+        rows = self._read(
+            f"SELECT * FROM protocols {'WHERE ' + scope if scope else ''} ORDER BY created DESC, rowid DESC", args
+        )
         return [self._protocol_dict(r) for r in rows]
 
     def protocols_of_run(self, run_id: str) -> list[str]:
@@ -641,6 +716,7 @@ class RunStore:
             "created": row["created"],
             "pair": row["pair"],
             "objective": row["objective"],
+            "workspace": row["workspace"],
             "runs": runs,
         }
 
@@ -699,6 +775,7 @@ class RunStore:
             raise ValueError(
                 f"The 'level' argument of RunStore.metrics must be one of {LEVELS}. Got {level!r} instead."
             )
+        self._own(run_id)
         rows = self._read(
             "SELECT step, epoch, name, value FROM metrics WHERE run_id=? AND level=? ORDER BY step",
             (run_id, level),
@@ -757,6 +834,7 @@ class RunStore:
 
     def read_artifact(self, run_id: str, name: str) -> bytes:
         """An artifact's bytes, checked against the sha256 recorded when it was written (IntegrityError if not)."""
+        self._own(run_id)
         path, expected = self._artifact_row(run_id, name)
         try:
             data = path.read_bytes()

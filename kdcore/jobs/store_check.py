@@ -130,7 +130,7 @@ def reindex(store: RunStore, run_id: str) -> str:
     with store._tx() as con:
         con.execute(
             "INSERT INTO runs (id, created, updated, state, name, pair, objective, config, seed, device, "
-            "parent_id, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "parent_id, error, workspace) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 run_id,
                 record.get("created") or folder.stat().st_mtime,
@@ -144,6 +144,7 @@ def reindex(store: RunStore, run_id: str) -> str:
                 record.get("device"),
                 record.get("parent_id"),
                 _REINDEX_NOTE,
+                record.get("workspace"),  # a workshop participant's run stays theirs
             ),
         )
     for path in files:

@@ -5,7 +5,10 @@
     cancel(run_id)                                               # stops at the next step
 
 Several jobs can queue; one worker per data directory runs them in order (an exclusive lock file
-keeps it to one). The worker exits when the queue is empty, and `submit` starts a new one.
+keeps it to one). The worker exits when the queue is empty, and `submit` starts a new one. With
+KDWB_WORKERS=N (the workshop server sets it) up to N workers drain the queue side by side, each
+holding one of the lock slots worker.lock, worker-1.lock, ... worker-{N-1}.lock; each run is still
+claimed by one of them (RunStore.claim) and trained under its lease.
 A run is trained by one process at a time: the runner holds the run's lease (kdcore/jobs/lease.py)
 for the job's life. A worker killed mid-run leaves its run 'running' with a free lease: the store
 reports it as 'interrupted' the next time it looks, and `resume(run_id)` queues it again from its
@@ -32,6 +35,7 @@ from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.store import FINAL_STATES, RunStore, StoreError
 
 _LOCK_NAME = "worker.lock"
+WORKERS_ENV = "KDWB_WORKERS"  # how many workers may drain the queue at once (default 1)
 
 
 def _store(store: RunStore | None) -> RunStore:
@@ -136,8 +140,18 @@ def _worker_env() -> dict:
 
 def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
     """Start `python -m kdcore.jobs.worker --home DIR` in its own session (it exits at once if
-    another worker holds the lock; that one picks up the queue)."""
+    another worker holds the lock; that one picks up the queue). With $KDWB_WORKERS = N above 1,
+    one worker per queued run is started, up to N (those finding every slot taken exit at once);
+    the first is returned."""
     store = _store(store)
+    more = min(worker_slots(), store.queued_count()) - 1
+    first = _spawn_worker(store)
+    for _ in range(max(0, more)):
+        _spawn_worker(store)
+    return first
+
+
+def _spawn_worker(store: RunStore) -> subprocess.Popen:
     log = open(store.root / "worker.log", "ab")
     try:
         return subprocess.Popen(
@@ -153,14 +167,37 @@ def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
         log.close()
 
 
-def _try_lock(root: Path) -> IO[str] | None:
-    fh = open(root / _LOCK_NAME, "w")
+def worker_slots(value: str | None = None) -> int:
+    """How many workers may drain the queue at once: `value`, else $KDWB_WORKERS, else 1."""
+    text = os.environ.get(WORKERS_ENV, "1") if value is None else value
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        return None
-    return fh
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(
+            f"{WORKERS_ENV} is the number of background workers, a positive integer. Got {text!r}. "
+            f"Set it to 1 or more, or unset it (one worker)."
+        )
+    return n
+
+
+def lock_name(slot: int) -> str:
+    """The lock file of a worker slot: worker.lock for slot 0 (the single worker), worker-<slot>.lock after."""
+    return _LOCK_NAME if slot == 0 else f"worker-{slot}.lock"
+
+
+def _try_lock(root: Path, slots: int = 1) -> IO[str] | None:
+    """Hold the first free worker slot of `slots`, or None when every slot has its worker."""
+    for slot in range(slots):
+        fh = open(root / lock_name(slot), "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            continue
+        return fh
+    return None
 
 
 def _unlock(fh: IO[str]) -> None:
@@ -194,12 +231,13 @@ def run_queued(run_id: str, store: RunStore) -> None:
             store.update_run(run_id, state="failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def work(store: RunStore) -> int:
-    """Run queued jobs one after another until the queue is empty; 0 when done."""
+def work(store: RunStore, slots: int = 1) -> int:
+    """Run queued jobs one after another until the queue is empty; 0 when done. Up to `slots`
+    workers do this side by side (each takes the next queued run another has not claimed)."""
     while True:
-        lock = _try_lock(store.root)
+        lock = _try_lock(store.root, slots)
         if lock is None:
-            return 0  # another worker owns the queue
+            return 0  # every slot has a worker: they own the queue
         try:
             while (run_id := store.next_queued()) is not None:
                 run_queued(run_id, store)
@@ -216,9 +254,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kdcore.jobs.worker", description="Run queued distillation jobs.")
     ap.add_argument("--home", help="data directory (default: $KDWB_HOME or ~/.kdwb)")
+    ap.add_argument("--workers", help=f"how many workers may run at once (default: ${WORKERS_ENV} or 1)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    return work(RunStore(args.home))
+    return work(RunStore(args.home), worker_slots(args.workers))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ chromium driven by playwright (playwright cannot download its own browsers here)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -58,34 +59,16 @@ def app_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("kdwb_browser")
 
 
-@pytest.fixture(scope="session")
-def app_url(app_home):
-    """Start the app once for the browser tests; stop it at the end."""
+@contextlib.contextmanager
+def serve_app(home: Path, command: list[str]):
+    """Serve the app with `command` (its arguments after the python executable) on a free loopback port
+    with KDWB_HOME=home; yields its URL, and stops it (cancelling unfinished runs first) at the end."""
     port = _free_port()
-    home = app_home
     env = {**os.environ, "KDWB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     log = open(home / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app" / "main.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [sys.executable, *command, "--server.port", str(port), "--server.address", "127.0.0.1"]
+    args += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -102,14 +85,23 @@ def app_url(app_home):
     except AssertionError as exc:
         proc.kill()
         raise RuntimeError(f"{exc}:\n" + (home / "streamlit.log").read_text()) from exc
-    yield url
-    _cancel_unfinished_runs(home)  # a failed test must not leave a worker training
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        _cancel_unfinished_runs(home)  # a failed test must not leave a worker training
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_home):
+    """Start the app once for the browser tests; stop it at the end."""
+    with serve_app(app_home, ["-m", "streamlit", "run", str(ROOT / "app" / "main.py")]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
