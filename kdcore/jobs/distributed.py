@@ -17,6 +17,8 @@ and BatchNorm statistics see the rank's slice, as under DDP without SyncBatchNor
 Only rank 0 opens the run in the store, validates, checkpoints and writes metrics; the others get the
 run id by broadcast and write nothing. Cancels are agreed on by all ranks at each step. The resume
 state is the plain student's, so a run resumes with any number of processes.
+
+With `shard: "full"` the job is fsdp.ShardedJob: the same step with a Hugging Face student sharded by FSDP2.
 """
 
 from __future__ import annotations
