@@ -1,12 +1,12 @@
 """`--shard full` (kdcore/jobs/fsdp.py): a Hugging Face student sharded by FSDP2 over 2 gloo ranks trains
 like one process on the same global batch, saves full weights that load into the Hugging Face model, and
-resumes with 1 process and again with 2; what cannot shard is refused before anything runs."""
+resumes a one-process run and is resumed by one; what cannot shard is refused before anything runs."""
 
 import numpy as np
 import pytest
 
 from kdcore.cli import main
-from kdcore.jobs import JobConfig, RunStore, run_job
+from kdcore.jobs import JobConfig, RunStore, run_job, runner
 from kdcore.jobs.config import ConfigError
 from kdcore.jobs.fsdp import check_shardable, transformer_layers
 from kdcore.jobs.pair_source import pair_for_config
@@ -45,32 +45,40 @@ def _same_weights(a: dict, b: dict) -> None:
         np.testing.assert_allclose(a[k].float().numpy(), b[k].float().numpy(), rtol=TOL, atol=1e-6, err_msg=k)
 
 
+def _stop_after(steps: int) -> dict:
+    """run_job's callback and cancel that stop a run once it has done `steps` steps."""
+    seen = {"step": 0}
+    return {"callback": lambda ev: seen.update(step=ev["step"]), "cancel": lambda: seen["step"] >= steps}
+
+
 @pytest.mark.slow
-def test_sharded_ranks_match_one_process_save_full_weights_and_resume_across_process_counts(llama, data_dir, tmp_path):
-    """Epoch 1 on 2 sharded ranks, epoch 2 in 1 process (resumed), epoch 3 on 2 sharded ranks (resumed):
-    every step's loss, the checkpoints' weights and the end are those of one process on its own."""
+def test_sharded_ranks_match_one_process_save_full_weights_and_resume_across_process_counts(
+    llama, data_dir, tmp_path, monkeypatch
+):
+    """Epoch 1 in 1 process, epoch 2 on 2 sharded ranks (resumed from the one-process state), epoch 3 in 1
+    process (resumed from the sharded ranks' state): every step's loss, the checkpoint the sharded ranks
+    saved and the end are those of one process on its own."""
     from transformers import AutoModelForCausalLM
 
-    one = run_job(JobConfig(**_cfg(llama)), store=RunStore())
+    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end (as the ranks do)
+    store = RunStore()
+    one = run_job(JobConfig(**_cfg(llama)), store=store)
+    first = run_job(JobConfig(**_cfg(llama)), store=store, **_stop_after(3))
+    assert first.state == "cancelled" and first.step == 3
     sharded = _cfg(llama, shard="full")
-    part = two_ranks(tmp_path, sharded, cancel_after=3)
-    assert part["state"] == "cancelled" and part["metrics"]["steps"] == 3
-    rid, store = part["run_id"], RunStore()
-
-    def cancel() -> bool:  # one process trains epoch 2 (steps 4-6), then stops
-        return store.metrics(rid, "step").shape[0] >= 6
-
-    mid = run_job(JobConfig(**sharded), store=store, run_id=rid, resume=True, cancel=cancel)
-    assert mid.state == "cancelled" and mid.step == 6 and not mid.notices, mid
-    end = two_ranks(tmp_path, sharded, run_id=rid)
-    assert end["state"] == "completed" and end["metrics"]["steps"] == 9
-    ours, theirs = store.metrics(rid, "step"), store.metrics(one.run_id, "step")
+    part = two_ranks(tmp_path, sharded, cancel_after=6, run_id=first.run_id)
+    assert part["state"] == "cancelled" and part["metrics"]["steps"] == 6 and "notices" not in part["metrics"], part[
+        "metrics"
+    ].get("notices")
+    end = run_job(JobConfig(**sharded), store=store, run_id=first.run_id, resume=True)
+    assert end.state == "completed" and end.step == 9 and not end.notices, end
+    ours, theirs = store.metrics(first.run_id, "step"), store.metrics(one.run_id, "step")
     np.testing.assert_allclose(ours["loss"].to_numpy(), theirs["loss"].to_numpy(), rtol=TOL)
     for key in ("final_val_loss", "final_train_loss"):
-        assert end["metrics"][key] == pytest.approx(one.metrics[key], rel=TOL), key
-    saved = store.load_student(rid)  # the final weights, saved by rank 0 of the sharded run
-    _same_weights(saved, store.load_student(one.run_id))
-    _same_weights(store.load_student(rid, epoch=1), store.load_student(one.run_id, epoch=1))
+        assert end.metrics[key] == pytest.approx(one.metrics[key], rel=TOL), key
+    saved = store.load_student(first.run_id, epoch=2)  # saved by rank 0 of the sharded ranks
+    _same_weights(saved, store.load_student(one.run_id, epoch=2))
+    _same_weights(store.load_student(first.run_id), store.load_student(one.run_id))
     model = AutoModelForCausalLM.from_pretrained(llama[1])
     model.load_state_dict(saved, strict=True)  # whole tensors under the Hugging Face names
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
