@@ -3,10 +3,12 @@ local Ray with 2 workers; wall time and the speed-up against 1 worker (goal ≥ 
 cores for CPU-bound runs). The machine's load average is printed beside each figure: on a shared,
 loaded machine the ratios say more about the load than about the executors.
 
-    python bench/scale.py [--epochs 15] [--no-ray]
+    python bench/scale.py [--epochs 15] [--no-ray] [--no-fsdp]
 
 The protocol: digits, kd at T 2, 4, 8 and the student alone, seeds 0, 1, 2 (12 runs), one torch
 thread per run. Ray's start-up (once per session) is timed apart from the protocol.
+Last, one job with its student sharded (FSDP, `--shard full`) over 2 processes against 1 process
+unsharded: samples/s and their ratio (bench/ddp.py's fsdp_throughput, a tiny Llama pair).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray figure")
+    ap.add_argument("--no-fsdp", action="store_true", help="skip the FSDP 2-process figure")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     base = JobConfig(pair="digits", objective="kd", epochs=args.epochs, train_size=512, batch_size=64)
@@ -54,18 +57,26 @@ def main() -> None:
         one, t1 = _timed("local, 1 worker", LocalExecutor(workers=1), base, f"{d}/l1")
         two, t2 = _timed("local, 2 workers", LocalExecutor(workers=2), base, f"{d}/l2")
         print(f"speed-up local 2 vs 1: {one / two:.2f}x (goal >= 1.7x); tables equal: {t1.equals(t2)}", flush=True)
-        if args.no_ray:
-            return
-        from kdcore.jobs.ray_executor import RayExecutor
+        if not args.no_ray:
+            _ray(one, t1, base, d)
+    if not args.no_fsdp:
+        from ddp import fsdp_line, fsdp_throughput
 
-        t0 = time.perf_counter()
-        ray_ex = RayExecutor(max_running=2)
-        print(f"ray start-up           {time.perf_counter() - t0:7.1f} s", flush=True)
-        try:
-            r, tr = _timed("ray, 2 workers", ray_ex, base, f"{d}/r2")
-        finally:
-            ray_ex.close()
-        print(f"speed-up ray 2 vs local 1: {one / r:.2f}x (goal >= 1.7x); tables equal: {t1.equals(tr)}", flush=True)
+        print(fsdp_line(fsdp_throughput(devices=2)) + f"   ({_load()})", flush=True)
+
+
+def _ray(one: float, t1: pd.DataFrame, base: JobConfig, d: str) -> None:
+    """The protocol on a local Ray with 2 workers, against the local executor's 1-worker wall time."""
+    from kdcore.jobs.ray_executor import RayExecutor
+
+    t0 = time.perf_counter()
+    ray_ex = RayExecutor(max_running=2)
+    print(f"ray start-up           {time.perf_counter() - t0:7.1f} s", flush=True)
+    try:
+        r, tr = _timed("ray, 2 workers", ray_ex, base, f"{d}/r2")
+    finally:
+        ray_ex.close()
+    print(f"speed-up ray 2 vs local 1: {one / r:.2f}x (goal >= 1.7x); tables equal: {t1.equals(tr)}", flush=True)
 
 
 if __name__ == "__main__":

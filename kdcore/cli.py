@@ -57,6 +57,7 @@ _FLAG_FIELDS = (
     "precision",
     "grad_accum",
     "attn_implementation",
+    "shard",
 )
 _BOOL_FLAG_FIELDS = ("grad_checkpointing", "lm_chunked")  # --x / --no-x
 # flags that fill JobConfig.data_options (the keyword names of kdcore.data.load_hf_text)
@@ -1113,12 +1114,8 @@ def add_experiment_parser(sub: Any) -> None:
     add(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("distill", help="train a student against a teacher", description=_RECIPE_HELP)
-    _add_job_flags(d)
-    add_live_flags(d)
+def _add_process_flags(d: argparse.ArgumentParser) -> None:
+    """distill's --devices (processes) and --shard (FSDP)."""
     d.add_argument(
         "--devices",
         type=int,
@@ -1126,6 +1123,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="train with N processes (data-parallel, torchrun; one GPU each on CUDA, gloo on CPU): "
         "the global batch stays --batch-size",
     )
+    d.add_argument(
+        "--shard",
+        choices=("none", "full"),
+        help="full: shard a Hugging Face student's layers, gradients and optimizer state over the processes "
+        "(FSDP; needs --devices N or torchrun)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m kdcore", description="KD Workbench: distillation jobs and runs.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("distill", help="train a student against a teacher", description=_RECIPE_HELP)
+    _add_job_flags(d)
+    add_live_flags(d)
+    _add_process_flags(d)
     d.set_defaults(func=cmd_distill)
     r = sub.add_parser("runs", help="list, show, compare, export, resume, re-run, cancel or check runs")
     r.add_argument("action", choices=list(RUNS_ACTIONS))

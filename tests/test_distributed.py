@@ -2,46 +2,22 @@
 same global batch, a 2-process run resumes with 1 process, bad input is refused."""
 
 import json
-import socket
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from kdcore.cli import main
 from kdcore.jobs import JobConfig, RunStore, run_job
 from kdcore.jobs.distributed import check_distributable, shard_bounds, torchrun_env
 from kdcore.jobs.launch import torchrun_command
 from kdcore.jobs.prepare import prepare_run
-from tests.helpers.ddp_ranks import rank_main
+from tests.helpers.ddp_ranks import two_ranks
 from tests.helpers.toys import TOY
 
 # 256 toy samples, batch 49: 6 steps an epoch, the last of 11 samples; the ranks take unequal slices (25|24, 6|5)
 CFG = dict(pair=TOY, objective="kd", epochs=3, batch_size=49, val_size=64, probe_size=32, lr=0.01, seed=3)
 TOL = 1e-4  # relative: the two ranks' gradient sums differ from one process's only in float32 rounding order
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _two_ranks(tmp_path, config: dict, cancel_after: int | None = None) -> dict:
-    out = tmp_path / "rank0.json"
-    # spawn re-runs the parent's __main__ file in each child; inside a pytest process an earlier test (Streamlit's
-    # AppTest) can leave a generated script there, so the children get a bare __main__ (rank_main is importable)
-    bare = types.ModuleType("__main__")
-    saved = sys.modules["__main__"]
-    sys.modules["__main__"] = bare
-    try:
-        mp.spawn(rank_main, args=(2, _free_port(), config, str(out), cancel_after), nprocs=2, join=True)
-    finally:
-        sys.modules["__main__"] = saved
-    return json.loads(out.read_text())
 
 
 def _same_metrics(a: dict, b: dict) -> None:
@@ -56,7 +32,7 @@ def test_two_gloo_ranks_match_one_process_and_resume_with_one(data_dir, tmp_path
     """2 ranks train epochs 1-2 (then a cancel), 1 process finishes epoch 3: the same steps' losses, the
     same epoch-2 metrics and the same end as one process on its own."""
     one = run_job(JobConfig(**CFG), store=RunStore())
-    part = _two_ranks(tmp_path, CFG, cancel_after=12)
+    part = two_ranks(tmp_path, CFG, cancel_after=12)
     assert part["state"] == "cancelled" and part["metrics"]["steps"] == 12
     store = RunStore()
     ours, theirs = store.metrics(part["run_id"], "step"), store.metrics(one.run_id, "step")

@@ -111,6 +111,7 @@ class JobConfig:
     grad_checkpointing: bool = False  # Hugging Face students: recompute activations in backward
     attn_implementation: str = "auto"  # "auto" (sdpa unless attentions are needed) | "eager" | "sdpa"
     lm_chunked: bool = True  # causal-LM token objectives from hidden states, chunk by chunk
+    shard: str = "none"  # "none" | "full": FSDP over the processes of a --devices/torchrun job (HF students)
     name: str = ""  # free label shown in run lists
     # a user's own Hugging Face pair (used instead of `pair` when `teacher` is set; see kdcore.jobs.pair_source)
     teacher: str = ""  # the teacher's Hugging Face model directory (or a .gguf file)

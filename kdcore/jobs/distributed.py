@@ -17,6 +17,8 @@ and BatchNorm statistics see the rank's slice, as under DDP without SyncBatchNor
 Only rank 0 opens the run in the store, validates, checkpoints and writes metrics; the others get the
 run id by broadcast and write nothing. Cancels are agreed on by all ranks at each step. The resume
 state is the plain student's, so a run resumes with any number of processes.
+
+With `shard: "full"` the job is fsdp.ShardedJob: the same step with a Hugging Face student sharded by FSDP2.
 """
 
 from __future__ import annotations
@@ -179,10 +181,14 @@ class DataParallelJob(_Job):
         weight = (hi - lo) / idx.shape[0]  # this slice's share of the global batch
         return [(part, share * weight) for part, share in split_batch(idx[lo:hi], self.cfg.grad_accum)]
 
+    def _replicated_params(self) -> list[torch.nn.Parameter]:
+        """The parameters every rank holds whole, whose gradients _reduce_step sums (fsdp.py: the projectors)."""
+        return self.params
+
     def _reduce_step(self, totals: Tensor) -> Tensor:
         """Sum the gradients and the logged components over ranks, in one all_reduce; a parameter that no
         rank gave a gradient keeps none (as in one process), one that some ranks did counts zeros elsewhere."""
-        params = [p for p in self.params if p.requires_grad]
+        params = [p for p in self._replicated_params() if p.requires_grad]
         has = torch.tensor([float(p.grad is not None) for p in params])  # [P]
         grads = [p.grad.reshape(-1).float() if p.grad is not None else torch.zeros(p.numel()) for p in params]
         comm = self._comm_device()
@@ -232,6 +238,7 @@ def run_distributed(
         config = with_source_label(replace(config, device="cuda") if gpu is not None else config)
         prep = prepare_run(config, pair)
         check_distributable(config, prep, env.world_size)
+        job_type = _job_type(config, prep, env.world_size)
         comm = gpu if gpu is not None else torch.device("cpu")
         if env.main and store is None:
             store = RunStore()
@@ -248,10 +255,20 @@ def run_distributed(
                 env=env,
                 comm_device=comm,
             )
-            return DataParallelJob(config, prep, report, env=env, resume=resume).run()
+            return job_type(config, prep, report, env=env, resume=resume).run()
         finally:
             if lease is not None:
                 lease.release()
+
+
+def _job_type(config: JobConfig, prep: PreparedRun, world: int) -> type[DataParallelJob]:
+    """DataParallelJob, or (shard "full") fsdp.ShardedJob after its checks."""
+    if config.shard != "full":
+        return DataParallelJob
+    from kdcore.jobs.fsdp import ShardedJob, check_shardable
+
+    check_shardable(prep.pair.student, world)
+    return ShardedJob
 
 
 def _open_on_main(

@@ -1,5 +1,5 @@
 """The memory and speed fields of a job (precision, grad_accum, grad_checkpointing,
-attn_implementation, lm_chunked): their allowed values and checks. No torch import, so validating a
+attn_implementation, lm_chunked, shard): their allowed values and checks. No torch import, so validating a
 config stays light; what the options do is in ``kdcore.jobs.performance``."""
 
 from __future__ import annotations
@@ -8,6 +8,12 @@ from typing import Any
 
 PRECISIONS = ("fp32", "bf16")
 ATTN_IMPLEMENTATIONS = ("auto", "eager", "sdpa")
+SHARDS = ("none", "full")  # "full": the student's parameters, gradients and optimizer state sharded (FSDP)
+SHARD_NEEDS_PROCESSES = (
+    "'shard: full' shards the student over several processes, but this job runs in one. Start it with "
+    "--devices N (N >= 2), or torchrun --standalone --nproc-per-node N -m kdcore distill ... --shard full; "
+    "or use --shard none."
+)
 
 
 def option_problems(cfg: Any) -> list[str]:
@@ -35,4 +41,17 @@ def option_problems(cfg: Any) -> list[str]:
         p.append(
             f"'attn_implementation' must be one of {', '.join(ATTN_IMPLEMENTATIONS)}; got {cfg.attn_implementation!r}"
         )
-    return p
+    return p + shard_problems(cfg)
+
+
+def shard_problems(cfg: Any) -> list[str]:
+    """Problems with 'shard' (kdcore.jobs.fsdp): its value, and that only Hugging Face students shard."""
+    if cfg.shard not in SHARDS:
+        return [f"'shard' must be one of {', '.join(SHARDS)}; got {cfg.shard!r}"]
+    if cfg.shard == "full" and not cfg.teacher:
+        return [
+            f"'shard: full' shards a Hugging Face student's transformer layers over the processes (FSDP), but "
+            f"this job distils the registered pair {cfg.pair!r}, whose student is not one. Use your own "
+            f"directories (--teacher DIR --student DIR --data FILE), or --shard none (plain data-parallel, --devices N)"
+        ]
+    return []

@@ -61,9 +61,13 @@ def unflatten_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
 
 
 def resume_bytes(
-    student: nn.Module, projectors: nn.Module, opt: torch.optim.Optimizer, device: torch.device, point: ResumePoint
+    student: nn.Module,
+    projectors: nn.Module,
+    opt: torch.optim.Optimizer | dict,
+    device: torch.device,
+    point: ResumePoint,
 ) -> bytes:
-    """The resume state as the bytes of a safetensors file."""
+    """The resume state as the bytes of a safetensors file (opt: the optimizer, or its state dict)."""
     from safetensors.torch import save
 
     from kdcore.weights import tensors_for_safetensors
@@ -71,7 +75,7 @@ def resume_bytes(
     # tied weights (e.g. input embeddings and output head) are saved under each name
     tensors = {f"student.{k}": v for k, v in tensors_for_safetensors(student.state_dict()).items()}
     tensors.update({f"proj.{k}": v for k, v in tensors_for_safetensors(projectors.state_dict()).items()})
-    opt_tensors, opt_meta = flatten_optimizer(opt.state_dict())
+    opt_tensors, opt_meta = flatten_optimizer(opt if isinstance(opt, dict) else opt.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
     if device.type == "cuda":

@@ -157,8 +157,11 @@ def run_job(
     cancel:   a threading.Event or a callable; when set/true, the job stops at the next step
     pair:     a Pair to use instead of resolving `config.pair` (must be the pair that name loads)
     """
+    from kdcore.jobs.perf_options import SHARD_NEEDS_PROCESSES
     from kdcore.jobs.procedures import procedure_name, run_procedure
 
+    if config.shard == "full" and not resume:  # a sharded run resumes in one process, whole (fsdp.py)
+        raise ValueError(SHARD_NEEDS_PROCESSES)
     if procedure_name(config):  # blockwise, pwkd, zskt: a whole training procedure (kdcore/jobs/procedures.py)
         kw = {"store": store, "run_id": run_id, "callback": callback, "cancel": cancel, "pair": pair}
         return run_procedure(config, **kw, resume=resume, use_store=use_store)
@@ -575,10 +578,14 @@ class _Job:
         for g in self.opt.param_groups:
             g["lr"] = lr
         if self.cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+            self._clip_gradients(self.cfg.grad_clip)
         self.opt.step()
         self.step += 1
         return lr
+
+    def _clip_gradients(self, max_norm: float) -> None:
+        """Scale the gradients to a total 2-norm of at most max_norm (fsdp.py: over sharded gradients too)."""
+        torch.nn.utils.clip_grad_norm_(self.params, max_norm)
 
     # -- epoch end: validation, checkpoints, resume state --
     def _evaluate(self) -> dict[str, float]:
@@ -627,9 +634,13 @@ class _Job:
                 final=True,
                 metadata={"run_id": run_id, "epoch": self.epoch},
             )
-        if last or time.monotonic() - self._last_resume_save >= _RESUME_EVERY_S:
+        if self._resume_due(last):
             self._save_resume()
             self._last_resume_save = time.monotonic()
+
+    def _resume_due(self, last: bool) -> bool:
+        """Whether this epoch end saves the resume state: the last one, else at most every _RESUME_EVERY_S."""
+        return last or time.monotonic() - self._last_resume_save >= _RESUME_EVERY_S
 
     def _checkpoint(self) -> None:
         x, y = self.val_x[: self.cfg.probe_size], self.val_y[: self.cfg.probe_size]
@@ -646,9 +657,13 @@ class _Job:
 
     def _save_resume(self) -> None:
         point = ResumePoint(self.epoch, self.step, self.history, self.train_time)
-        data = resume_bytes(self.student.model, self.projectors, self.opt, self.device, point)
+        data = resume_bytes(self.student.model, self.projectors, self._optimizer_state(), self.device, point)
         store, run_id = self._run_store()
         store.save_artifact(run_id, RESUME_FILE, data, kind="resume", epoch=self.epoch)
+
+    def _optimizer_state(self) -> dict:
+        """The optimizer's state dict as one process holds it (fsdp.py: gathered from the shards)."""
+        return self.opt.state_dict()
 
     def _load_resume(self) -> None:
         """Continue from the resume state; when it is unreadable, from the last checkpoint whose weights
