@@ -216,3 +216,33 @@ def test_gkd_lambda0_step_is_supervised_fkl_on_the_data_window(data_dir):
 
     want = (np.exp(logsm(zt)) * (logsm(zt) - logsm(zs))).sum(-1).mean()
     assert steps["loss"].iloc[0] == pytest.approx(want, rel=1e-4)
+
+
+# a Hugging Face run on a prompt/completion file (the module fixture builds the pair)
+def test_gkd_on_a_prompt_completion_file_takes_its_records(data_dir, llama, tmp_path):
+    import json
+
+    teacher, student, _ = llama
+    data = tmp_path / "qa.jsonl"
+    rows = [{"prompt": f"question {i}: the cat", "completion": f" sat on mat {i}"} for i in range(30)]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = JobConfig(
+        teacher=str(teacher),
+        student=str(student),
+        data=str(data),
+        objective="gkd",
+        params=dict(lmbda=0.5, max_new_tokens=6),  # prompts="auto": the file has both fields
+        max_steps=2,
+        epochs=1,
+        batch_size=4,
+        val_size=8,
+        probe_size=4,
+        checkpoints=0,
+    )
+    store = RunStore()
+    r = run_job(cfg, store=store)
+    assert r.state == "completed", r.error
+    assert store.get_run(r.run_id)["config"]["data"] == str(data)
+    ep = store.metrics(r.run_id, "epoch")
+    assert "heldout_em" in ep and "teacher_heldout_em" in ep  # the file's test split, greedy exact match
+    assert sum(r.metrics.get(f"steps_{k}", 0) for k in ("student", "data")) == 2

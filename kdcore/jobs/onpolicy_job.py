@@ -172,6 +172,8 @@ class OnPolicyJob(_Job):
         )
         res = generate(model, prompt_ids, mask, config=cfg, eos_id=self.eos, pad_id=self.pad)
         ids, targets = res.sequences, res.targets()
+        if mask is not None:  # the models then run without a mask: each prompt back at column 0, pads after
+            ids, targets = right_align(ids, targets, mask, self.pad)
         width = P + N - ids.shape[1]  # HF generate stops early when every row has stopped
         ids = torch.nn.functional.pad(ids, (0, width), value=self.pad)
         targets = torch.nn.functional.pad(targets, (0, width), value=IGNORE_INDEX)
@@ -285,6 +287,19 @@ class OnPolicyJob(_Job):
             s["onpolicy_share"] = sum(self.counts.get(k, 0) for k in STUDENT_SOURCES) / done
             s.update({f"steps_{k}": v for k, v in sorted(self.counts.items())})
         return s
+
+
+def right_align(ids: Tensor, targets: Tensor, prompt_mask: Tensor, pad: int) -> tuple[Tensor, Tensor]:
+    """Rows of left-padded prompt ⧺ completion (ids, targets [B, W]; prompt_mask [B, P]) moved left by
+    their pad count, so each starts at column 0 and padding follows (what an unmasked causal forward
+    needs: same tokens at the same positions as at generation). Targets move with their ids."""
+    shift = (prompt_mask == 0).sum(1, keepdim=True).to(ids.device)  # [B, 1] pad columns of each prompt
+    src = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) + shift  # [B, W] source column
+    inside = src < ids.shape[1]
+    src = src.clamp(max=ids.shape[1] - 1)
+    moved_ids = torch.where(inside, ids.gather(1, src), torch.full_like(ids, pad))
+    moved_targets = torch.where(inside, targets.gather(1, src), torch.full_like(targets, IGNORE_INDEX))
+    return moved_ids, moved_targets
 
 
 def _record_prompt_len(params: dict, extras: dict) -> Tensor | None:
