@@ -120,23 +120,29 @@ def llama(tmp_path_factory):
     return teacher, student, root / "corpus.txt"
 
 
-@pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=1.0)), ("minillm", dict(mix_alpha=0.5))])
-def test_on_a_hugging_face_llama_pair(data_dir, llama, objective, params):
-    teacher, student, data = llama
-    cfg = JobConfig(
+def _llama_job(teacher, student, data, objective: str, params: dict, **kw) -> JobConfig:
+    """A two-step on-policy job on the tiny Llama pair."""
+    return JobConfig(
         teacher=str(teacher),
         student=str(student),
         data=str(data),
-        data_options={"context_length": 16},
         objective=objective,
-        params=dict(prompt_tokens=8, max_new_tokens=8, **params),
+        params=params,
         max_steps=2,
         epochs=1,
         batch_size=4,
         val_size=8,
         probe_size=4,
         checkpoints=0,
+        **kw,
     )
+
+
+@pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=1.0)), ("minillm", dict(mix_alpha=0.5))])
+def test_on_a_hugging_face_llama_pair(data_dir, llama, objective, params):
+    teacher, student, data = llama
+    params = dict(prompt_tokens=8, max_new_tokens=8, **params)
+    cfg = _llama_job(teacher, student, data, objective, params, data_options={"context_length": 16})
     r = run_job(cfg, use_store=False)
     assert r.state == "completed", r.error
     assert r.metrics["onpolicy_share"] == 1.0 and r.metrics["steps_student"] == 2
@@ -226,19 +232,7 @@ def test_gkd_on_a_prompt_completion_file_takes_its_records(data_dir, llama, tmp_
     data = tmp_path / "qa.jsonl"
     rows = [{"prompt": f"question {i}: the cat", "completion": f" sat on mat {i}"} for i in range(30)]
     data.write_text("\n".join(json.dumps(r) for r in rows))
-    cfg = JobConfig(
-        teacher=str(teacher),
-        student=str(student),
-        data=str(data),
-        objective="gkd",
-        params=dict(lmbda=0.5, max_new_tokens=6),  # prompts="auto": the file has both fields
-        max_steps=2,
-        epochs=1,
-        batch_size=4,
-        val_size=8,
-        probe_size=4,
-        checkpoints=0,
-    )
+    cfg = _llama_job(teacher, student, data, "gkd", dict(lmbda=0.5, max_new_tokens=6))  # prompts=auto: records
     store = RunStore()
     r = run_job(cfg, store=store)
     assert r.state == "completed", r.error

@@ -136,3 +136,21 @@ def test_runs_record_heldout_exact_match_per_epoch(data_dir):
     ep = store.metrics(r.run_id, "epoch").sort_values("epoch")
     assert ep["teacher_heldout_em"].iloc[0] == pytest.approx(100.0)  # the shipped teacher copies perfectly
     assert ep["heldout_em"].notna().all() and r.metrics["final_heldout_em"] == ep["heldout_em"].iloc[-1]
+
+
+def test_a_fixed_teacher_is_scored_once_until_its_weights_change(monkeypatch):
+    import kdcore.jobs.heldout as ho
+    from kdcore.data.tinylang import tinylang
+    from kdcore.jobs.resolve import resolve_pair
+
+    calls = []
+    real = ho.heldout_exact_match
+    monkeypatch.setattr(ho, "heldout_exact_match", lambda *a: calls.append(1) or real(*a))
+    teacher = resolve_pair("tinylang").teacher.clone()
+    ps = heldout_prompts(tinylang(), n=4)
+    first = ho.fixed_model_exact_match(teacher, ps, 64)
+    assert ho.fixed_model_exact_match(teacher, ps, 64) == first and len(calls) == 1
+    with torch.no_grad():
+        next(teacher.model.parameters()).mul_(0.0)  # an in-place change bumps the weights' version
+    ho.fixed_model_exact_match(teacher, ps, 64)
+    assert len(calls) == 2

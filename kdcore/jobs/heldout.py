@@ -13,6 +13,7 @@ without text this is §15.6's exact match before normalisation (ids, not decoded
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from kdcore.data.base import Dataset
 from kdcore.data.prompts import PromptSet
 
 HELDOUT_PROMPTS = 64  # prompts per evaluation (the first of the test split)
+_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(weights versions, prompts): EM}
 
 
 def exact_match_ids(predictions: Sequence[Sequence[int]], references: Sequence[Sequence[int]]) -> float:
@@ -59,3 +61,14 @@ def heldout_exact_match(model: Any, ps: PromptSet, context: int | None = None) -
         n = max(1, min(n, context - max(len(p) for p in ps.prompts)))
     preds = greedy_completions(model, ps.prompts, eos_id=ps.eos_id, pad_id=ps.pad_id, max_new_tokens=n)
     return exact_match_ids(preds, refs)
+
+
+def fixed_model_exact_match(model: Any, ps: PromptSet, context: int | None = None) -> float:
+    """`heldout_exact_match` remembered per model, its weights' versions and the prompts: a teacher
+    shared by many runs is scored once (any in-place change of its weights scores it again)."""
+    module = getattr(model, "model", model)
+    key = (tuple(p._version for p in module.parameters()), hash(tuple(map(tuple, ps.prompts))), context)
+    seen = _SCORES.setdefault(module, {})
+    if key not in seen:
+        seen[key] = heldout_exact_match(model, ps, context)
+    return seen[key]

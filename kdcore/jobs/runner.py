@@ -43,7 +43,7 @@ from kdcore.jobs.evaluation import (
     forward_with_attentions,
     probe_metrics,
 )
-from kdcore.jobs.heldout import heldout_exact_match, heldout_prompts
+from kdcore.jobs.heldout import fixed_model_exact_match, heldout_exact_match, heldout_prompts
 from kdcore.jobs.lease import Lease
 from kdcore.jobs.lm_eval import student_validation, teacher_validation
 from kdcore.jobs.lm_step import chunked_problem, chunked_token_loss, probe_head_matches
@@ -330,7 +330,9 @@ class _Job:
         (val_loss, val_acc, val_agreement; train_acc, train_agreement), so every run shows its before/after."""
         teacher = {**self.teacher_val.metrics}
         if self.heldout is not None:  # the teacher's exact match: the ceiling of the quality curve
-            teacher["teacher_heldout_em"] = heldout_exact_match(self.teacher, self.heldout, model_context(self.teacher))
+            teacher["teacher_heldout_em"] = fixed_model_exact_match(
+                self.teacher, self.heldout, model_context(self.teacher)
+            )
         return {**teacher, **self._evaluate(), **self._train_fit()}
 
     def _use_chunked(self) -> bool:
