@@ -8,6 +8,7 @@ divergence (compute: kdcore.sample_divergence.sample_divergences; this module on
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
 
@@ -62,7 +63,7 @@ def figure(res, decode: Callable[[int], str], *, width: int = 16) -> go.Figure:
     model's sample is a block of rows (wrapped every `width` tokens), the teacher's above."""
     zs, texts, names, extra = [], [], [], []
     for who, s in res.samples.items():
-        labels = [decode(int(t)) for t in s.tokens] or ["(no token)"]
+        labels = [html.escape(decode(int(t))) for t in s.tokens] or ["(no token)"]  # "<s>" is no tag
         z, text = _grid(np.asarray(s.divergence, dtype=float), labels, width)
         zs.append(z)
         texts.append(text)
@@ -80,6 +81,7 @@ def figure(res, decode: Callable[[int], str], *, width: int = 16) -> go.Figure:
             y=names,
             text=text,
             texttemplate="%{text}",
+            textfont={"size": 11},  # fixed: plotly would shrink every cell's text to fit the widest
             customdata=custom,
             colorscale=_style.SEQUENTIAL,
             zmin=0.0,
