@@ -375,3 +375,49 @@ def calibration(key: tuple, device: str, n: int, n_bins: int) -> dict:
             keep = yf != -100
             out[names[r]] = calibration_an.calibration_from_logits(zf[keep], yf[keep], n_bins=n_bins)
     return out
+
+
+# ---- generated samples of teacher and student (causal LMs, methods/15 views) ---------------------------
+
+
+def sample_prompts(key: tuple, device: str, n: int = 32) -> tuple[list[list[int]], int | None, int] | None:
+    """(the first n held-out prompts, stop id, pad id) of the pair's prompt records (tinylang: its copy
+    task's test prompts; a prompt/completion dataset: its test split), None when the data have none."""
+    from kdcore.jobs.heldout import heldout_prompts
+
+    ps = heldout_prompts(_pair(key, device).dataset, n)
+    return None if ps is None else (ps.prompts, ps.eos_id, ps.pad_id)
+
+
+def encode_prompt(key: tuple, device: str, text: str) -> list[int]:
+    """The prompt's ids under the pair's tokenizer (HF: with its special tokens, e.g. BOS)."""
+    tok = getattr(_pair(key, device).dataset, "tokenizer", None)
+    if tok is None:
+        raise ValueError("The pair's data have no tokenizer: choose a prompt from the list instead of typing one.")
+    return list(tok.encode(text))
+
+
+def stop_ids(key: tuple, device: str) -> tuple[int | None, int]:
+    """(stop id, pad id) for typed prompts: the tokenizer's EOS (tinylang: <s>), pad = its pad or the stop id."""
+    tok = getattr(_pair(key, device).dataset, "tokenizer", None)
+    found = sample_prompts(key, device, 1)
+    eos = getattr(tok, "eos_token_id", None)
+    if eos is None and found is not None:
+        eos = found[1]
+    pad = getattr(tok, "pad_token_id", None)
+    return eos, int(pad if pad is not None else (eos if eos is not None else 0))
+
+
+def token_text(key: tuple, device: str, i: int) -> str:
+    """One token's display text under the pair's tokenizer."""
+    return _token(getattr(_pair(key, device).dataset, "tokenizer", None), int(i))
+
+
+@st.cache_data(show_spinner="Teacher and student generate, then score each other's tokens…", max_entries=32)
+def generated_samples(key: tuple, device: str, prompt: tuple[int, ...], eos: int | None, pad: int, settings: tuple):
+    """kdcore.sample_divergence.sample_divergences on the pair (settings: sorted (name, value) pairs:
+    divergence, temperature and the generation settings)."""
+    from kdcore.sample_divergence import sample_divergences
+
+    pair = _pair(key, device)
+    return sample_divergences(pair.student, pair.teacher, list(prompt), eos_id=eos, pad_id=pad, **dict(settings))

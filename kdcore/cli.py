@@ -1068,6 +1068,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         store=RunStore(),
         callback=None if args.json else _compare_progress,
         executor=_executor_from_args(args),
+        metric=args.metric,
+        params=_method_params(args.param),
     )
     if args.json:
         _print_json(
@@ -1082,6 +1084,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(table_text(res.table))
     return 0 if (res.runs["state"] == "completed").all() else 1
+
+
+def _method_params(items: list[str]) -> dict[str, dict]:
+    """{method: {key: value}} from --param METHOD.KEY=VALUE items (VALUE as JSON, else text)."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not (eq and dot and method and name):
+            raise ConfigError([f"compare's --param expects METHOD.KEY=VALUE (e.g. gkd.prompts=records); got {item!r}"])
+        try:
+            out.setdefault(method, {})[name] = json.loads(value)
+        except ValueError:
+            out.setdefault(method, {})[name] = value
+    return out
 
 
 def _compare_progress(ev: dict) -> None:
@@ -1103,6 +1120,18 @@ def _add_compare_parser(sub: Any) -> None:
     c.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     for flag, dest, kind in _COMPARE_BUDGET:
         c.add_argument(flag, dest=dest, type=kind, help="budget override for every method")
+    c.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="a parameter of one compared method, VALUE read as JSON, else as text (e.g. --param gkd.prompts=records)",
+    )
+    c.add_argument(
+        "--metric",
+        help="epoch metric to rank by (default: each run's own; causal LMs: heldout_em = greedy exact match "
+        "on held-out prompts, e.g. tinylang's copy task)",
+    )
     c.add_argument("--json", action="store_true", help='print {"pair", "protocol_id", "budget", "table", "runs"}')
     _add_executor_flags(c)
     c.set_defaults(func=_cmd_compare)

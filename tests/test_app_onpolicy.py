@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyses.onpolicy import onpolicy_figure
-from app.onpolicy_figures import onpolicy_figures
+from analyses.onpolicy import onpolicy_figure, sequence_figure
+from app.onpolicy_figures import onpolicy_caption, onpolicy_figures
 from app.report import run_figures_for
 from kdcore.jobs import JobConfig, RunStore, run_job
 
@@ -49,6 +49,33 @@ def test_figure_draws_the_share_by_step_the_sources_and_the_quality_curve():
     with pytest.raises(ValueError, match="not a gkd, minillm or distillm run"):
         onpolicy_figure(pd.DataFrame({"step": [1], "loss": [1.0]}), epochs)
     assert onpolicy_figures({"config": {"objective": "token"}}, steps, epochs) == []
+
+
+def test_exact_match_is_drawn_between_the_share_and_the_loss():
+    steps, epochs = _frames()
+    epochs["heldout_em"] = [0.0, 12.5, 40.0]
+    epochs["teacher_heldout_em"] = [100.0, None, None]
+    fig = onpolicy_figure(steps, epochs)
+    em = next(t for t in fig.data if t.name == "student exact match")
+    assert list(em.x) == [0, 1, 2] and list(em.y) == [0.0, 12.5, 40.0] and em.yaxis == "y2"
+    teachers = [t for t in fig.data if t.name == "teacher"]
+    assert [list(t.y) for t in teachers] == [[100.0, 100.0], [1.5, 1.5]] and sum(t.showlegend for t in teachers) == 1
+    assert fig.layout.yaxis2.title.text == "exact match (%)" and fig.layout.yaxis3.title.text.startswith("validation")
+    seq = sequence_figure(epochs)
+    assert [t.name for t in seq.data] == ["student exact match", "teacher", "student validation loss", "teacher"]
+    assert seq.layout.title.text == "Quality over the epochs"
+    assert "Exact match" in onpolicy_caption({"config": {"objective": "seqkd"}})
+    assert onpolicy_caption({"config": {"objective": "kd"}}) == ""
+
+
+@pytest.mark.slow  # builds the copy task's records and generates the teacher's completions
+def test_a_seqkd_run_view_shows_its_quality_curve(data_dir):
+    store = RunStore()
+    r = run_job(JobConfig(objective="seqkd", params=dict(decoding="greedy", max_new_tokens=30), **FAST), store=store)
+    assert r.state == "completed", r.error
+    (fig,) = [f for f in run_figures_for(store, r.run_id) if f.layout.title.text == "Quality over the epochs"]
+    em = next(t for t in fig.data if t.name == "student exact match")
+    assert list(em.x) == [0, 1] and all(0 <= y <= 100 for y in em.y)
 
 
 def test_the_run_view_shows_the_share_and_quality(data_dir):

@@ -75,6 +75,40 @@ def test_table_equals_an_independent_numpy_computation(board):
         assert table.loc[method, "rank"] == 1 + (means > mean).sum()  # rank 1: the highest accuracy
 
 
+def test_ranking_by_another_epoch_metric(board):
+    from kdcore.jobs.leaderboard import leaderboard_table
+
+    res, store = board
+    table = leaderboard_table(store, res.runs, metric="val_loss").set_index("method")
+    for method in ("ce", "kd", "dkd"):
+        best = []
+        for r in res.runs.itertuples():
+            if r.variant == method:
+                ep = store.metrics(r.run_id, "epoch")
+                best.append(ep.loc[ep["epoch"] >= 1, "val_loss"].min())  # a loss: the lowest is best
+        assert table.loc[method, "metric"] == "val_loss" and table.loc[method, "best_mean"] == pytest.approx(
+            np.mean(best)
+        )
+    means = table["best_mean"]
+    assert all(table.loc[m, "rank"] == 1 + (means < v).sum() for m, v in means.items())
+    with pytest.raises(InvalidParameterError, match="'metric'"):
+        compare_methods(TOY, ["kd"], [0], metric="val loss", store=store)
+
+
+def test_method_params_on_top_of_the_defaults(tmp_path):
+    from kdcore.cli import _method_params
+    from kdcore.jobs.config import ConfigError
+
+    with pytest.raises(InvalidParameterError, match="not compared"):
+        compare_methods(TOY, ["kd"], [0], params={"dkd": {"beta": 2.0}}, store=RunStore(tmp_path))
+    assert _method_params(["gkd.prompts=records", "kd.temperature=2"]) == {
+        "gkd": {"prompts": "records"},
+        "kd": {"temperature": 2},
+    }
+    with pytest.raises(ConfigError, match="METHOD.KEY=VALUE"):
+        _method_params(["temperature=2"])
+
+
 def test_t_interval_against_scipy_and_by_hand():
     d = np.array([0.01, 0.03, -0.005, 0.02])
     mean, low, high = t_interval(d)

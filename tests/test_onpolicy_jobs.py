@@ -120,23 +120,29 @@ def llama(tmp_path_factory):
     return teacher, student, root / "corpus.txt"
 
 
-@pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=1.0)), ("minillm", dict(mix_alpha=0.5))])
-def test_on_a_hugging_face_llama_pair(data_dir, llama, objective, params):
-    teacher, student, data = llama
-    cfg = JobConfig(
+def _llama_job(teacher, student, data, objective: str, params: dict, **kw) -> JobConfig:
+    """A two-step on-policy job on the tiny Llama pair."""
+    return JobConfig(
         teacher=str(teacher),
         student=str(student),
         data=str(data),
-        data_options={"context_length": 16},
         objective=objective,
-        params=dict(prompt_tokens=8, max_new_tokens=8, **params),
+        params=params,
         max_steps=2,
         epochs=1,
         batch_size=4,
         val_size=8,
         probe_size=4,
         checkpoints=0,
+        **kw,
     )
+
+
+@pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=1.0)), ("minillm", dict(mix_alpha=0.5))])
+def test_on_a_hugging_face_llama_pair(data_dir, llama, objective, params):
+    teacher, student, data = llama
+    params = dict(prompt_tokens=8, max_new_tokens=8, **params)
+    cfg = _llama_job(teacher, student, data, objective, params, data_options={"context_length": 16})
     r = run_job(cfg, use_store=False)
     assert r.state == "completed", r.error
     assert r.metrics["onpolicy_share"] == 1.0 and r.metrics["steps_student"] == 2
@@ -216,3 +222,21 @@ def test_gkd_lambda0_step_is_supervised_fkl_on_the_data_window(data_dir):
 
     want = (np.exp(logsm(zt)) * (logsm(zt) - logsm(zs))).sum(-1).mean()
     assert steps["loss"].iloc[0] == pytest.approx(want, rel=1e-4)
+
+
+# a Hugging Face run on a prompt/completion file (the module fixture builds the pair)
+def test_gkd_on_a_prompt_completion_file_takes_its_records(data_dir, llama, tmp_path):
+    import json
+
+    teacher, student, _ = llama
+    data = tmp_path / "qa.jsonl"
+    rows = [{"prompt": f"question {i}: the cat", "completion": f" sat on mat {i}"} for i in range(30)]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = _llama_job(teacher, student, data, "gkd", dict(lmbda=0.5, max_new_tokens=6))  # prompts=auto: records
+    store = RunStore()
+    r = run_job(cfg, store=store)
+    assert r.state == "completed", r.error
+    assert store.get_run(r.run_id)["config"]["data"] == str(data)
+    ep = store.metrics(r.run_id, "epoch")
+    assert "heldout_em" in ep and "teacher_heldout_em" in ep  # the file's test split, greedy exact match
+    assert sum(r.metrics.get(f"steps_{k}", 0) for k in ("student", "data")) == 2

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analyses.self_distill import virtual_teacher_figure
 from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, schedule_form, state, ui
-from app.onpolicy_figures import onpolicy_figures
+from app.onpolicy_figures import onpolicy_caption, onpolicy_figures
 from app.strategy_figures import strategy_figures
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
@@ -367,8 +367,8 @@ with tab_live:
                     )
                     for i, fig in enumerate(strategy_figures(run, epochs)):  # byot exits, education grades
                         ui.show_figure(fig, f"live_strategy_{run_id}_{i}")
-                    for i, fig in enumerate(onpolicy_figures(run, steps, epochs)):  # gkd, minillm, distillm
-                        ui.show_figure(fig, f"live_onpolicy_{run_id}_{i}")
+                    for i, fig in enumerate(onpolicy_figures(run, steps, epochs)):  # on-policy and seqkd/hybrid
+                        ui.show_figure(fig, f"live_onpolicy_{run_id}_{i}", caption=onpolicy_caption(run))
                 chain_view.show_chain(store, run, f"live_{run_id}")  # TAKD, DGKD, BAN: the stages
                 procedure_view.show_procedure(store, run, f"live_{run_id}")  # blockwise, pwkd, zskt
                 if runs.is_final(run["state"]) and is_active:

@@ -5,7 +5,7 @@ import streamlit as st
 from analyses import claims
 from analyses import components as comp
 from analyses import tokens as tokens_an
-from app import compute, state, ui
+from app import compute, sample_view, state, ui
 
 _chosen = state.current_pair(quiet=True)
 if _chosen is not None and _chosen.kind == "causal_lm":
@@ -74,6 +74,7 @@ if ctx:
                     "local ones only the current token.",
                 )
                 st.dataframe(split, hide_index=True)
+        sample_view.render(key, device)
     else:
         c1, c2, c3 = st.columns(3)
         T = c1.slider("Temperature T", 0.5, 10.0, 4.0, 0.5, key="div_temperature")

@@ -130,6 +130,23 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def has_prompt_fields(path: str | Path, prompt_field: str = "prompt", completion_field: str = "completion") -> bool:
+    """True when path is a JSONL/JSON/CSV file whose first record has both fields (reads the first record only)."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in _FORMATS or not p.is_file():
+        return False
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            if p.suffix.lower() == ".csv":
+                first: Any = set(next(csv.reader(f), []))
+            else:
+                line = next((x for x in f if x.strip()), "")
+                first = json.loads(line) if line.lstrip().startswith("{") else {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return prompt_field in first and completion_field in first
+
+
 def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
     """Ids of text: HF tokenizers with or without their special tokens (BOS), others plainly."""
     if hasattr(tokenizer, "eos_token_id"):

@@ -170,11 +170,11 @@ def layer_defaults(methods: list[str], pair: Any) -> dict[str, dict]:
 
 
 def _plan(
-    pair: str, methods: Iterable[str] | str, seeds: Iterable[int], base: Any
+    pair: str, methods: Iterable[str] | str, seeds: Iterable[int], base: Any, extra: Mapping | None = None
 ) -> tuple[list[str], list[int], list[tuple[str, JobConfig]], Any]:
     """(method names, seeds, the (method, config) plan, the loaded pair or None when the plan did not
     need it): a method gets its task's own defaults (the method table's task_defaults, as the Distill
-    form starts from) and, when it needs a layer map, layer_defaults'."""
+    form starts from) and, when it needs a layer map, layer_defaults'; `extra` {method: {param: value}} on top."""
     from kdcore.jobs.resolve import resolve_pair
     from kdcore.methods import get_method
 
@@ -185,8 +185,18 @@ def _plan(
     if loaded is not None:
         task = loaded.dataset.task if loaded.dataset is not None else None
         params = {m: dict(get_method(m).task_defaults.get(task, {})) for m in names}
-        for m, extra in layer_defaults(names, loaded).items():
-            params[m].update(extra)
+        for m, layers in layer_defaults(names, loaded).items():
+            params[m].update(layers)
+    from kdcore.methods import canonical_name
+
+    for name, own in (extra or {}).items():
+        m = canonical_name(name) or name
+        if m not in names:
+            raise InvalidParameterError(
+                f"The 'params' of compare_methods name the method {m!r}, which is not compared ({names}). "
+                "Give parameters only for the methods in 'methods'."
+            )
+        params[m] = {**params.get(m, {}), **dict(own)}
     return names, seed_list, leaderboard_configs(pair, names, seed_list, base, params), loaded
 
 
@@ -263,6 +273,8 @@ def compare_methods(
     callback: Callable[[dict], object] | None = None,
     reuse: bool = True,
     executor: Any = None,
+    metric: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> LeaderboardResult:
     """Run every method (and the student alone) on `pair` over `seeds`, in this process, one after
     another; returns the leaderboard. base: budget fields on top of the recipe (a JobConfig's
@@ -271,14 +283,17 @@ def compare_methods(
     reuse: read a stored leaderboard with the same settings, and reuse completed runs with the same
     config (False trains every run again); executor: an Executor (kdcore.jobs.executors) to run the
     runs still to train on, several at once (a chain method's run is its whole chain); the callback then
-    gets a "run_done" event as each run ends."""
+    gets a "run_done" event as each run ends; metric: the epoch metric to rank by (None: each run's
+    own, val_loss for causal LMs; "heldout_em": greedy exact match on held-out prompts, kdcore.jobs.heldout);
+    params: {method: {parameter: value}} on top of a method's defaults (e.g. {"gkd": {"prompts": "records"}})."""
     from kdcore.jobs.resolve import resolve_pair
 
-    names, seed_list, plan, loaded = _plan(pair, methods, seeds, base)
+    _check_metric(metric)
+    names, seed_list, plan, loaded = _plan(pair, methods, seeds, base, params)
     store = store if store is not None else RunStore()
     key = plan_key(plan)
     if reuse and (meta := find_leaderboard(store, key, len(plan))) is not None:
-        return replace(stored_leaderboard(store, meta["id"]), cached=True)
+        return replace(stored_leaderboard(store, meta["id"], metric), cached=True)
     loaded = loaded if loaded is not None else resolve_pair(pair)
     _check_fits(plan, loaded)
     pid = store.create_protocol(pair=pair, objective=KIND, plan=_record(plan, names, seed_list, key))
@@ -287,7 +302,15 @@ def compare_methods(
         runs, trained = _run_on_executor(executor, plan, store, pid, done, callback)
     else:
         runs, trained = _run_plan(plan, store, pid, loaded, done, callback)
-    return LeaderboardResult(leaderboard_table(store, runs), runs, pid, _budget(plan), trained)
+    return LeaderboardResult(leaderboard_table(store, runs, metric), runs, pid, _budget(plan), trained)
+
+
+def _check_metric(metric: str | None) -> None:
+    if metric is not None and (not isinstance(metric, str) or not metric.isidentifier()):
+        raise InvalidParameterError(
+            f"The 'metric' of compare_methods must be None or an epoch metric's name (e.g. 'val_acc', "
+            f"'heldout_em'). Got {metric!r} instead."
+        )
 
 
 def _budget(plan: list[tuple[str, JobConfig]]) -> dict:
@@ -402,13 +425,14 @@ def queue_leaderboard(
     return pid
 
 
-def stored_leaderboard(store: RunStore, protocol_id: str) -> LeaderboardResult:
+def stored_leaderboard(store: RunStore, protocol_id: str, metric: str | None = None) -> LeaderboardResult:
     """A leaderboard kept in the run store, as compare_methods returns it (runs still queued or
-    running count as no seed yet)."""
+    running count as no seed yet); metric: as in compare_methods."""
     meta = store.get_protocol(protocol_id)
     runs = store.protocol_runs(protocol_id)
     runs = runs[runs["state"].notna()].reset_index(drop=True)  # a run deleted since is left out
-    return LeaderboardResult(leaderboard_table(store, runs), runs, protocol_id, dict(meta.get("budget") or {}))
+    table = leaderboard_table(store, runs, metric)
+    return LeaderboardResult(table, runs, protocol_id, dict(meta.get("budget") or {}))
 
 
 def leaderboard_status(store: RunStore, protocol_id: str) -> tuple[LeaderboardResult, int, int]:
@@ -418,24 +442,25 @@ def leaderboard_status(store: RunStore, protocol_id: str) -> tuple[LeaderboardRe
     return res, done, len(res.runs)
 
 
-def seed_values(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
+def seed_values(store: RunStore, runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """One row per finished run with a metric: variant, seed, metric, best (best epoch's value), final,
     wall_s (seconds of training: steps / steps per second, NaN when not recorded). A run still queued
-    or running is left out: its epochs so far are no result yet."""
+    or running is left out: its epochs so far are no result yet. metric: the epoch metric to read
+    (None: each run's summary metric); a run without it is left out."""
     rows = []
     for r in runs.dropna(subset=["run_id"]).itertuples():
         run = store.get_run(r.run_id)
         if run["state"] in ("queued", "running"):
             continue
         summary = run["summary"] or {}
-        metric = summary.get("metric", "val_acc")
+        name = metric or summary.get("metric", "val_acc")
         wall = summary["steps"] / summary["steps_per_s"] if summary.get("steps_per_s") else float("nan")
         ep = store.metrics(r.run_id, "epoch")
         ep = ep[ep["epoch"] >= 1] if "epoch" in ep else ep  # epoch 0: the student before training
-        vals = ep[metric].dropna().to_numpy() if metric in ep else np.array([])
+        vals = ep[name].dropna().to_numpy() if name in ep else np.array([])
         if vals.size:
-            best = vals.min() if metric == "val_loss" else vals.max()
-            rows.append({"variant": r.variant, "seed": r.seed, "metric": metric, "best": best, "final": vals[-1]})
+            best = vals.min() if name == "val_loss" else vals.max()
+            rows.append({"variant": r.variant, "seed": r.seed, "metric": name, "best": best, "final": vals[-1]})
             rows[-1]["wall_s"] = wall
     return pd.DataFrame(rows, columns=["variant", "seed", "metric", "best", "final", "wall_s"])
 
@@ -493,12 +518,12 @@ def _method_rows(store: RunStore, runs: pd.DataFrame, per_seed: pd.DataFrame) ->
     return pd.DataFrame(rows)
 
 
-def leaderboard_table(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
+def leaderboard_table(store: RunStore, runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """The leaderboard of runs (columns variant = method, seed, run_id, optionally state): one row per
-    method (see the module doc). Each run's epoch metrics are read once."""
+    method (see the module doc). Each run's epoch metrics are read once; metric: as in compare_methods."""
     if runs.empty:
         return pd.DataFrame(columns=_TABLE_COLUMNS)
-    per_seed = seed_values(store, runs)
+    per_seed = seed_values(store, runs, metric)
     base = _method_rows(store, runs, per_seed)
     gains = pd.DataFrame([_gain(per_seed, m) for m in base["method"]])
     table = pd.concat([base, gains], axis=1)

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 ONPOLICY = ("gkd", "minillm", "distillm")
 
 
-def onpolicy_problems(config: JobConfig, pair: Pair, terms: list[LossTerm], inputs: Tensor) -> list[str]:
-    """Every reason the run cannot generate: a term of 'sum', tokenizers, context, lengths, the teacher cache."""
+def onpolicy_problems(
+    config: JobConfig, pair: Pair, terms: list[LossTerm], inputs: Tensor, prompt_len: Tensor | None = None
+) -> list[str]:
+    """Every reason the run cannot generate: a term of 'sum', tokenizers, context, lengths, the teacher cache.
+    prompt_len: [N] prompt lengths when the data are prompt/completion records (else windows are cut)."""
     names = [t.name for t in terms]
     if len(terms) != 1 or config.objective == "sum":
         return [
@@ -35,6 +38,7 @@ def onpolicy_problems(config: JobConfig, pair: Pair, terms: list[LossTerm], inpu
         teacher_vocab=pair.teacher.output_size,
         context=model_context(pair.student),
         seq_len=int(inputs.shape[1]),
+        longest_prompt=record_prompts(term.params, prompt_len),
     )
     if config.teacher_cache:
         problems.append(
@@ -47,10 +51,25 @@ def onpolicy_problems(config: JobConfig, pair: Pair, terms: list[LossTerm], inpu
     return problems
 
 
+def record_prompts(params: dict, prompt_len: Tensor | None) -> int | None:
+    """The longest prompt when the run takes prompt records (prompt/completion data, prompts != 'window'), else None."""
+    if prompt_len is None or params.get("prompts", "auto") == "window" or prompt_len.numel() == 0:
+        return None
+    return int(prompt_len.max())
+
+
 def generation_problems(
-    objective: str, params: dict, *, student_vocab: int, teacher_vocab: int, context: int | None, seq_len: int
+    objective: str,
+    params: dict,
+    *,
+    student_vocab: int,
+    teacher_vocab: int,
+    context: int | None,
+    seq_len: int,
+    longest_prompt: int | None = None,
 ) -> list[str]:
-    """Why an on-policy run cannot generate on this pair and data (empty when it can)."""
+    """Why an on-policy run cannot generate on this pair and data (empty when it can). longest_prompt:
+    the longest prompt record (prompt records), None for prompts cut as windows of `prompt_tokens`."""
     p: list[str] = []
     if student_vocab != teacher_vocab:
         p.append(
@@ -61,6 +80,13 @@ def generation_problems(
     n, prompt = params["max_new_tokens"], params["prompt_tokens"]
     if not isinstance(n, int) or n <= 0:
         p.append(f"params.max_new_tokens must be an integer ≥ 1; got {n!r}")
+        return p
+    if longest_prompt is not None:
+        if context is not None and longest_prompt >= context:  # else max_new_tokens is capped to fit (the job)
+            p.append(
+                f"the longest prompt record has {longest_prompt} tokens, the model's whole context is {context}: "
+                "no room to generate; shorten the prompts"
+            )
         return p
     if context is not None and prompt + n > context:
         what = "the prompt alone is" if prompt >= context else "prompt + completion is"

@@ -2,8 +2,13 @@
 
 The runner's job, with each step's sequences chosen by the method:
 
-- prompts are the first `prompt_tokens` tokens of each training sequence; a data completion is the
-  `max_new_tokens` tokens after them (positions masked where the data has no next token);
+- prompts (kdcore.jobs.sequence_data): on prompt/completion records (a JSONL/CSV file with prompt and
+  completion fields, tinylang's copy task with prompts=records) each row's own prompt, left-padded for
+  generation, and its reference completion as the data completion (the §15.0 mask; `max_new_tokens`
+  capped so that the longest prompt + completion fits the context); on a plain text corpus
+  (prompts=window, or auto without records) the first `prompt_tokens` tokens of each training
+  sequence, the data completion being the `max_new_tokens` tokens after them (positions masked where
+  the data has no next token);
 - GKD: one u ~ U[0, 1) per step from numpy's Generator(seed): u < λ → the student samples the
   completions; otherwise the teacher does (seq_kd) or the data completions are used;
 - MiniLLM: every step samples from α·teacher + (1 − α)·student (the mixture module below);
@@ -97,6 +102,9 @@ class OnPolicyJob(_Job):
             self._build_distillm(config, prep, p)
         super().__init__(config, prep, report, resume=resume)
         self.eos, self.pad = _special_ids(self.student)
+        self.prompt_len = _record_prompt_len(p, prep.train.extras)  # [N] (records) or None (windows)
+        if self.prompt_len is not None:
+            self.eos, self.pad = _record_ids(self.cfg, prep, self.eos, self.pad)
         if resume and self.kind == "gkd":
             self.u_rng.random(self.step)  # the draws of the steps already done
 
@@ -137,6 +145,8 @@ class OnPolicyJob(_Job):
         return ids, targets
 
     def _data_sequences(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        if self.prompt_len is not None:  # records: x ⧺ y ⧺ pad with targets on the completion only (§15.0)
+            return self.train_x[idx], self.train_y[idx]
         P, N = self.term.params["prompt_tokens"], self.term.params["max_new_tokens"]
         ids = self.train_x[idx][:, : P + N]
         targets = self.train_y[idx][:, : P + N].clone()
@@ -151,7 +161,8 @@ class OnPolicyJob(_Job):
         from kdcore.generation import GenerationConfig, generate
 
         p = self.term.params
-        P, N = p["prompt_tokens"], p["max_new_tokens"]
+        prompt_ids, mask = self._prompts(idx)  # [B, P] left-padded, [B, P] or None
+        P, N = prompt_ids.shape[1], self._new_tokens()
         model: Any = self.teacher if source == "teacher" else self.student
         tau, top_k, top_p = p["sample_temperature"], p["top_k"], p["top_p"]
         if self.kind == "minillm":
@@ -159,13 +170,33 @@ class OnPolicyJob(_Job):
         cfg = GenerationConfig(
             max_new_tokens=N, do_sample=True, temperature=tau, top_k=top_k, top_p=top_p, seed=self._sample_seed()
         )
-        mask = None if self.train_mask is None else self.train_mask[idx][:, :P]  # generate refuses padded prompts
-        res = generate(model, self.train_x[idx][:, :P], mask, config=cfg, eos_id=self.eos, pad_id=self.pad)
+        res = generate(model, prompt_ids, mask, config=cfg, eos_id=self.eos, pad_id=self.pad)
         ids, targets = res.sequences, res.targets()
+        if mask is not None:  # the models then run without a mask: each prompt back at column 0, pads after
+            ids, targets = right_align(ids, targets, mask, self.pad)
         width = P + N - ids.shape[1]  # HF generate stops early when every row has stopped
         ids = torch.nn.functional.pad(ids, (0, width), value=self.pad)
         targets = torch.nn.functional.pad(targets, (0, width), value=IGNORE_INDEX)
         return ids, targets
+
+    def _prompts(self, idx: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The batch's prompts: (ids [B, P], mask [B, P] or None), left-padded records or windows."""
+        if self.prompt_len is None:
+            P = self.term.params["prompt_tokens"]
+            mask = None if self.train_mask is None else self.train_mask[idx][:, :P]  # generate refuses padded prompts
+            return self.train_x[idx][:, :P], mask
+        from kdcore.data.prompts import pad_prompts
+
+        rows, lens = self.train_x[idx].tolist(), self.prompt_len[idx.cpu()].tolist()
+        ids, mask = pad_prompts([r[:n] for r, n in zip(rows, lens)], self.pad)
+        return ids.to(self.device), mask.to(self.device)
+
+    def _new_tokens(self) -> int:
+        """max_new_tokens, capped on records so that the longest prompt + completion fits the context."""
+        n = int(self.term.params["max_new_tokens"])
+        if self.prompt_len is None or self.context is None:
+            return n
+        return max(1, min(n, self.context - int(self.prompt_len.max())))
 
     def _sample_seed(self) -> int:
         return (self.cfg.seed * 1_000_003 + self.step + 1) % _SEED_MOD
@@ -256,6 +287,35 @@ class OnPolicyJob(_Job):
             s["onpolicy_share"] = sum(self.counts.get(k, 0) for k in STUDENT_SOURCES) / done
             s.update({f"steps_{k}": v for k, v in sorted(self.counts.items())})
         return s
+
+
+def right_align(ids: Tensor, targets: Tensor, prompt_mask: Tensor, pad: int) -> tuple[Tensor, Tensor]:
+    """Rows of left-padded prompt ⧺ completion (ids, targets [B, W]; prompt_mask [B, P]) moved left by
+    their pad count, so each starts at column 0 and padding follows (what an unmasked causal forward
+    needs: same tokens at the same positions as at generation). Targets move with their ids."""
+    shift = (prompt_mask == 0).sum(1, keepdim=True).to(ids.device)  # [B, 1] pad columns of each prompt
+    src = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) + shift  # [B, W] source column
+    inside = src < ids.shape[1]
+    src = src.clamp(max=ids.shape[1] - 1)
+    moved_ids = torch.where(inside, ids.gather(1, src), torch.full_like(ids, pad))
+    moved_targets = torch.where(inside, targets.gather(1, src), torch.full_like(targets, IGNORE_INDEX))
+    return moved_ids, moved_targets
+
+
+def _record_prompt_len(params: dict, extras: dict) -> Tensor | None:
+    """[N] prompt lengths when the run takes prompt records (sequence_data), None for windows."""
+    if params.get("prompts", "auto") == "window" or "prompt_len" not in extras:
+        return None
+    return extras["prompt_len"].cpu()
+
+
+def _record_ids(config: JobConfig, prep: Any, eos: int | None, pad: int) -> tuple[int | None, int]:
+    """(stop id, pad id) of the prompt records (their dataset's), else the model's."""
+    from kdcore.jobs.sequence_data import sequence_data
+
+    info = sequence_data(config, prep.pair, prep.pair.dataset).load_report or {}
+    stop, fill = info.get("eos_id", eos), info.get("pad_id", pad)
+    return stop, int(fill) if fill is not None else pad
 
 
 def _special_ids(adapter: ModelAdapter) -> tuple[int | None, int]:

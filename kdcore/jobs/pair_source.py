@@ -214,17 +214,16 @@ DATA_LOADERS: dict[str, Callable[[JobConfig, dict[str, Any]], Dataset]] = {}
 
 def _causal_lm_data(config: JobConfig, options: dict[str, Any]) -> Dataset:
     from kdcore.data.hf_text import load_hf_text
-    from kdcore.jobs.sequence_data import is_sequence_objective
+    from kdcore.data.prompts import has_prompt_fields, load_prompt_dataset
+    from kdcore.jobs.sequence_data import is_sequence_objective, onpolicy_prompts
 
-    if is_sequence_objective(config.objective):  # seqkd/hybrid (methods/15): prompt/completion records
-        from kdcore.data.prompts import load_prompt_dataset
-
+    data, mode = Path(config.data).expanduser(), onpolicy_prompts(config)
+    records = mode == "records" or (mode == "auto" and has_prompt_fields(data))
+    if is_sequence_objective(config.objective) or records:  # methods/15: prompt/completion records
         teacher = Path(config.teacher).expanduser()
-        return load_prompt_dataset(Path(config.data).expanduser(), teacher, seed=int(options.get("seed", 0)))
+        return load_prompt_dataset(data, teacher, seed=int(options.get("seed", 0)))
 
-    return load_hf_text(
-        Path(config.data).expanduser(), Path(config.teacher).expanduser(), max_bytes=LOCAL_MAX_BYTES, **options
-    )
+    return load_hf_text(data, Path(config.teacher).expanduser(), max_bytes=LOCAL_MAX_BYTES, **options)
 
 
 def _sentence_data(config: JobConfig, options: dict[str, Any]) -> Dataset:

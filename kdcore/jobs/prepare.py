@@ -131,7 +131,8 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     _check_options(config, pair, device, terms)
     ds = sequence_data(config, pair, ds)  # seqkd/hybrid: prompt/completion rows (methods/15)
     train, val = ds.split("train"), ds.split("val")
-    terms, s_layers = prepare_strategy(config, pair, ds.task, train.inputs, terms, s_layers)  # byot, education
+    prompt_len = train.extras.get("prompt_len")  # [N] on prompt/completion rows (methods/15), else None
+    terms, s_layers = prepare_strategy(config, pair, ds.task, train.inputs, terms, s_layers, prompt_len)
     if s_layers:
         _check_feature_shapes(config, pair, terms, train.inputs, s_layers, t_layers)
     if needs_attention(terms):

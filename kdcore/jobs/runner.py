@@ -43,6 +43,7 @@ from kdcore.jobs.evaluation import (
     forward_with_attentions,
     probe_metrics,
 )
+from kdcore.jobs.heldout import fixed_model_exact_match, heldout_exact_match, heldout_prompts
 from kdcore.jobs.lease import Lease
 from kdcore.jobs.lm_eval import student_validation, teacher_validation
 from kdcore.jobs.lm_step import chunked_problem, chunked_token_loss, probe_head_matches
@@ -52,6 +53,7 @@ from kdcore.jobs.objectives import (
     compute_loss,
     needs_attention,
 )
+from kdcore.jobs.onpolicy_checks import model_context
 from kdcore.jobs.performance import autocast, configure_models, split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, JobInterrupted, Reporter
@@ -316,6 +318,7 @@ class _Job:
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
         self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
+        self.heldout = heldout_prompts(prep.pair.dataset)  # held-out prompt records of causal LMs, else None
         self.teacher_val = teacher_validation(self.teacher, self.val_x, self.val_y, self.task, self.device)
         n_fit = TRAIN_PROBE_SEQUENCES if prep.task == "causal_lm" else TRAIN_PROBE  # training fit, streamed
         fit_x, fit_y = self.train_x[:n_fit], self.train_y[:n_fit]
@@ -328,7 +331,12 @@ class _Job:
     def _initial_metrics(self) -> dict[str, float]:
         """The epoch-0 row: the teacher's validation metrics and the student's before its first step
         (val_loss, val_acc, val_agreement; train_acc, train_agreement), so every run shows its before/after."""
-        return {**self.teacher_val.metrics, **self._evaluate(), **self._train_fit()}
+        teacher = {**self.teacher_val.metrics}
+        if self.heldout is not None:  # the teacher's exact match: the ceiling of the quality curve
+            teacher["teacher_heldout_em"] = fixed_model_exact_match(
+                self.teacher, self.heldout, model_context(self.teacher)
+            )
+        return {**teacher, **self._evaluate(), **self._train_fit()}
 
     def _use_chunked(self) -> bool:
         """Whether the token objective runs chunk by chunk from hidden states (kdcore.jobs.lm_step)."""
@@ -590,9 +598,12 @@ class _Job:
     # -- epoch end: validation, checkpoints, resume state --
     def _evaluate(self) -> dict[str, float]:
         proj = self.projectors[POOLED_PROJECTOR] if POOLED_PROJECTOR in self.projectors else None
-        return student_validation(
+        values = student_validation(
             self.student, self.val_x, self.val_y, self.task, self.teacher_val, self.device, projector=proj
         )
+        if self.heldout is not None:  # greedy exact match on held-out prompts (kdcore.jobs.heldout)
+            values["heldout_em"] = heldout_exact_match(self.student, self.heldout, model_context(self.student))
+        return values
 
     def _train_fit(self) -> dict[str, float]:
         """train_acc and train_agreement (with the teacher) on the first TRAIN_PROBE training samples, in
@@ -724,6 +735,9 @@ class _Job:
                     "final_train_loss": final.get("train_loss"),
                 }
             )
+        if self.history and "heldout_em" in self.history[-1]:
+            s["final_heldout_em"] = self.history[-1]["heldout_em"]
+            s["best_heldout_em"] = max(h["heldout_em"] for h in self.history)
         if self.train_time > 0:
             s["steps_per_s"] = self.step / self.train_time if self.step else 0.0
         if "teacher_val_acc" in self.teacher_val.metrics:  # an encoder task has no labels to be accurate on

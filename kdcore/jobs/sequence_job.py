@@ -40,6 +40,15 @@ class SeqKDJob(_Job):
             self._notice("teacher_cache is off for this run: it trains on the teacher's generated completions.")
         self.seq_x, self.seq_y = self._teacher_rows(prep)
         self._use_rows()
+        self._refit_teacher_train()
+
+    def _refit_teacher_train(self) -> None:
+        """The teacher's fit on the rows now trained on (ŷ rows may be shorter than the data rows)."""
+        from kdcore.jobs.lm_eval import teacher_validation
+        from kdcore.jobs.runner import TRAIN_PROBE_SEQUENCES
+
+        x, y = self.train_x[:TRAIN_PROBE_SEQUENCES], self.train_y[:TRAIN_PROBE_SEQUENCES]
+        self.teacher_train = teacher_validation(self.teacher, x, y, self.task, self.device)
 
     def _use_rows(self) -> None:
         self.train_x, self.train_y, self.train_mask = self.seq_x, self.seq_y, None

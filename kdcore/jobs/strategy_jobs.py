@@ -51,12 +51,19 @@ def job_class(objective: str) -> Any:
 
 
 def prepare_strategy(
-    config: JobConfig, pair: Pair, task: str, inputs: Tensor, terms: list[LossTerm], s_layers: list[str]
+    config: JobConfig,
+    pair: Pair,
+    task: str,
+    inputs: Tensor,
+    terms: list[LossTerm],
+    s_layers: list[str],
+    prompt_len: Tensor | None = None,
 ) -> tuple[list[LossTerm], list[str]]:
-    """(terms, student layers) with the strategy's layers resolved; raises ValueError when it cannot run."""
+    """(terms, student layers) with the strategy's layers resolved; raises ValueError when it cannot run.
+    prompt_len: [N] prompt lengths of prompt/completion data (on-policy prompts=records/auto), else None."""
     names = [t.name for t in terms]
     if any(n in ONPOLICY for n in names):  # gkd, minillm, distillm: generation must fit the pair
-        problems = onpolicy_problems(config, pair, terms, inputs)
+        problems = onpolicy_problems(config, pair, terms, inputs, prompt_len)
         if problems:
             raise _refuse(config, problems)
         return terms, s_layers

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 ONPOLICY_METHODS = ("gkd", "minillm", "distillm")
+PROMPT_SOURCES = ("auto", "records", "window")  # the `prompts` parameter (kdcore.jobs.sequence_data)
 _CROSS = {"causal_lm": "on-policy methods generate with the student: both models must share a tokenizer"}
 
 
@@ -75,7 +76,19 @@ def sampling_params(max_new_tokens: int) -> tuple[Param, ...]:
     """The sampling settings every on-policy method takes (HF generate names; τ_s apart from T)."""
     return (
         Param(
-            "prompt_tokens", 16, "the first tokens of each training sequence that form its prompt", kind="int", low=1
+            "prompts",
+            "auto",
+            "where prompts come from: records (prompt/completion data: a file's fields, tinylang's copy task), "
+            "window (the first prompt_tokens tokens of each training sequence), auto (records when the data has them)",
+            kind="choice",
+            choices=PROMPT_SOURCES,
+        ),
+        Param(
+            "prompt_tokens",
+            16,
+            "prompts='window': the first tokens of each training sequence that form its prompt",
+            kind="int",
+            low=1,
         ),
         Param("max_new_tokens", max_new_tokens, "tokens generated per completion at most", kind="int", low=1),
         Param("sample_temperature", 1.0, "sampling temperature τ_s (not the divergence's T)", low=0.0, low_open=True),
