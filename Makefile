@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+# Test processes: one test file per process (pytest-xdist), as many as the machine has cores.
+TEST_WORKERS ?= auto
 
 .PHONY: setup app workshop lint unit test browser-deps bench clean-venv
 
@@ -35,7 +37,7 @@ lint: setup
 
 # The quick loop: every test but the slow and the browser ones.
 unit: setup
-	$(BIN)/python -m pytest -m "not slow and not browser"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not browser"
 
 # Debian's chromium drives the browser tests (playwright cannot download browsers here).
 browser-deps:
@@ -45,7 +47,7 @@ browser-deps:
 
 # Set up, lint, then run the whole test suite (unit, page and real-browser tests).
 test: setup browser-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
