@@ -69,18 +69,15 @@ def _open(page, link: str, charts: int, shot) -> None:
     _shot(page, shot)
 
 
-def test_own_hf_pair_by_path_soft_labels_and_divergences(app_url, page, screenshots, own_files):
-    _load_own_pair(app_url, page, own_files)
-    _open(page, "Soft labels", 2, screenshots / "own_hf_soft_labels.png")
-    _open(page, "Divergence components", 1, screenshots / "own_hf_divergences.png")
-
-
-@pytest.mark.slow
-def test_own_hf_pair_distilled_from_the_app_and_its_student_reopened(app_url, page, screenshots, own_files):
-    _load_own_pair(app_url, page, own_files)
+def _distill_from_teacher(page, method: str | None = None) -> None:
+    """On the Distill page: a from_teacher run of the loaded own pair, 2 steps on 16 samples, started and
+    followed in the Live tab until the background worker (a separate process that loads the pair from
+    the run's config) completes it. ``method``: the form's method that must be preselected."""
     sidebar, main = page.locator('[data-testid="stSidebar"]'), page.locator('[data-testid="stMain"]')
     sidebar.get_by_role("link", name=re.compile("Distill")).click()
     _settle(page)
+    if method is not None:
+        main.get_by_text(re.compile(re.escape(method))).first.wait_for(timeout=LONG)
     main.get_by_text("a copy of some of the teacher's layers (from_teacher)").click()
     _settle(page)
     _fill(main, "Stop after steps (0 = all)", "2")
@@ -92,7 +89,20 @@ def test_own_hf_pair_distilled_from_the_app_and_its_student_reopened(app_url, pa
     page.wait_for_function(
         "() => /completed/.test(document.querySelector('[data-testid=\"stProgress\"]')?.textContent || '')",
         timeout=LONG,
-    )  # trained by the background worker, a separate process that loads the pair from the run's config
+    )
+
+
+def test_own_hf_pair_by_path_soft_labels_and_divergences(app_url, page, screenshots, own_files):
+    _load_own_pair(app_url, page, own_files)
+    _open(page, "Soft labels", 2, screenshots / "own_hf_soft_labels.png")
+    _open(page, "Divergence components", 1, screenshots / "own_hf_divergences.png")
+
+
+@pytest.mark.slow
+def test_own_hf_pair_distilled_from_the_app_and_its_student_reopened(app_url, page, screenshots, own_files):
+    _load_own_pair(app_url, page, own_files)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    _distill_from_teacher(page)
     _shot(page, screenshots / "own_hf_distill_live.png")
     sidebar.get_by_text("Student of a finished run", exact=True).click()
     _settle(page)
@@ -122,21 +132,6 @@ def test_own_encoder_pair_probed_and_distilled_from_the_app(app_url, page, scree
     Distill page (embed_distill, from_teacher) by the background worker to completion."""
     _load_own_pair(app_url, page, encoder_files, kind="encoder", context=16)
     _open(page, "Features", 1, screenshots / "own_encoder_features.png")
-    sidebar, main = page.locator('[data-testid="stSidebar"]'), page.locator('[data-testid="stMain"]')
-    sidebar.get_by_role("link", name=re.compile("Distill")).click()
-    _settle(page)
-    main.get_by_text(re.compile("embed_distill")).first.wait_for(timeout=LONG)  # an encoder pair's default method
-    main.get_by_text("a copy of some of the teacher's layers (from_teacher)").click()
-    _settle(page)
-    _fill(main, "Stop after steps (0 = all)", "2")
-    _fill(main, "Training samples (0 = all)", "16")
-    main.get_by_role("button", name="Start distillation").click()
-    page.get_by_text("queued: follow it in the").wait_for(timeout=LONG)
-    _no_errors(page)
-    page.get_by_role("tab", name="Live").click()
-    page.wait_for_function(
-        "() => /completed/.test(document.querySelector('[data-testid=\"stProgress\"]')?.textContent || '')",
-        timeout=LONG,
-    )
+    _distill_from_teacher(page, method="embed_distill")  # an encoder pair's default method
     _no_errors(page)
     _shot(page, screenshots / "own_encoder_distill_live.png")
