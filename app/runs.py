@@ -8,6 +8,7 @@ count (written by the runner when the run starts).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,21 @@ def teacher_layers(spec: tuple) -> int | None:
     except ValueError:
         return None
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def own_layer_defaults(method: Method, teacher: list[str], student: list[str], init: tuple) -> dict[str, Any]:
+    """The Distill form's start for an own pair's required layer maps (FitNets' ``layers``): the student's
+    last numbered block matched to the teacher's, ``{student_layer: teacher_layer}``. ``teacher`` and
+    ``student`` are the adapters' ``default_layers()``; ``init`` is (student_init, student_layers, rule):
+    a from_teacher student of N layers is the teacher's copy, so its last block is the teacher's block
+    name with index N - 1. Empty when a model's layers are not numbered blocks (the user types the map)."""
+    blocks = [n for n in teacher if re.search(r"\.\d+$", n)]
+    mine = [n for n in student if re.search(r"\.\d+$", n)]
+    if init[0] == "from_teacher" and init[1] and blocks:
+        mine = [re.sub(r"\d+$", str(int(init[1]) - 1), blocks[-1])]
+    if not blocks or not mine:
+        return {}
+    return {p.name: {mine[-1]: blocks[-1]} for p in method.params if p.kind == "layers" and p.required}
 
 
 def own_pair_label(spec: tuple | None) -> str | None:

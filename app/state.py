@@ -204,6 +204,12 @@ def _own_pair(spec: tuple) -> Pair:
     return Pair(name="your pair", teacher=teacher, student=student, dataset=dataset)
 
 
+def marks_position_kinds(pair: Pair) -> bool:
+    """Whether the pair's data marks copy and local positions (tinylang): the pages' texts about induction
+    heads and the copy/local split apply to it, not to a user's own language models."""
+    return pair.dataset.split("test").extras.get("position_kind") is not None
+
+
 def own_models_form(sb) -> None:
     """Sidebar form for the user's own teacher, student and data; stores a load spec on submit."""
     with sb.form("own_models"):

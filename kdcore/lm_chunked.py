@@ -19,9 +19,11 @@ model:
 - the teacher side never has a gradient (its hidden states and head are detached, its logits
   computed under ``torch.no_grad``).
 
-The projection runs in whatever precision the caller's autocast gives it (bf16 under bf16
-autocast, like the model's own head); the divergence arithmetic is float32 (float64 if an input is
-float64) whatever the input dtype. ``hidden_token_losses`` gives a weighted sum of the divergence
+The student's projection runs in whatever precision the caller's autocast gives it (bf16 under bf16
+autocast, like the model's own head); the teacher's runs outside autocast in its head's own dtype
+(float32 logits from a float32 head: no bf16 copy of the teacher's [V, Ht] head is made). The
+gradients of the student's head and hidden states are taken in the head's dtype and accumulated in
+place. The divergence arithmetic is float32 (float64 if an input is float64) whatever the input dtype. ``hidden_token_losses`` gives a weighted sum of the divergence
 and the hard-label cross-entropy from the same chunks, one projection per chunk for both.
 """
 
@@ -39,15 +41,17 @@ from kdcore.validation import check_float_tensor, check_int_range, check_positiv
 
 Head = tuple[Tensor, "Tensor | None"]  # (weight [V, H], bias [V] or None)
 IGNORE_INDEX = -100  # a label that never counts (as in kdcore.methods.step)
-AUTO_CHUNK_ELEMENTS = 2**22  # the automatic chunk: [rows, V] float32 intermediates of about 16 MiB
+AUTO_CHUNK_ELEMENTS = 2**20  # the automatic chunk: [rows, V] float32 intermediates of about 4 MiB
 
 
 def auto_chunk_rows(vocab: int) -> int:
-    """Rows per chunk when the caller gives none: 2**22 logits (16 MiB of float32) per intermediate.
+    """Rows per chunk when the caller gives none: 2**20 logits (4 MiB of float32) per intermediate.
 
     Smaller than ``kdcore.divergences``' 64 MiB: a chunk here also holds both models' projections
-    and the recomputed intermediates of its backward pass, and a matmul of a few hundred rows
-    already runs at full speed."""
+    and the intermediates of its gradient. On CPU (bench/llm.py, vocabulary 32000: 32 rows) blocks
+    this size are reused by the allocator alongside the models' activations, so the step's peak
+    resident memory stays lower than with 16 MiB chunks (1756 against 1908 MiB) for a chunked
+    divergence about 1.3 times as long (one GEMM of the head's gradient per chunk)."""
     return max(1, AUTO_CHUNK_ELEMENTS // vocab)
 
 
@@ -75,7 +79,7 @@ def hidden_divergence_loss(
         kind: one of ``kdcore.divergences.KINDS``.
         mask: bool (or 0/1) [B, L], True where a position counts; None: every position.
         temperature, beta, alpha, mu: as ``kdcore.divergences.token_divergence``.
-        chunk_rows: positions per chunk (≥ 1); None: about 16 MiB per [rows, V] float32 tensor.
+        chunk_rows: positions per chunk (≥ 1); None: about 4 MiB per [rows, V] float32 tensor.
 
     Equals ``divergence_loss(h_s·W_sᵀ + b_s, h_t·W_tᵀ + b_t, kind, mask=mask, ...)``.
     """
@@ -203,12 +207,9 @@ class _FusedChunks(torch.autograd.Function):
                 z = _project(hs[piece], ws, bs).detach().requires_grad_()  # [c, V]
                 v = _chunk_values(spec, z, ht[piece], *t_head, _rows(y, piece))  # [c, k]
                 (g_z,) = torch.autograd.grad((v * w).sum(), z)  # [c, V]
-            g_h[piece] = (g_z @ ws.to(g_z.dtype)).to(hs.dtype)
-            if g_w is not None:
-                g_w += (g_z.t() @ hs[piece].to(g_z.dtype)).to(g_w.dtype)
-            if g_b is not None:
-                g_b += g_z.sum(0).to(g_b.dtype)
+            _head_grads(g_z, hs[piece], ws, (g_h[piece], g_w, g_b))
             values.append(v.detach())
+            del z, v, g_z  # this chunk's [c, V] tensors and graph freed before the next chunk's
         out = torch.cat(values)  # [N, k]
         ctx.grads = (g_h, g_w, g_b)
         ctx.mark_non_differentiable(out)
@@ -222,6 +223,22 @@ class _FusedChunks(torch.autograd.Function):
         return (*scale, None, None, None, None, None, None)
 
 
+def _head_grads(g_z: Tensor, h: Tensor, ws: Tensor, out: tuple[Tensor, Tensor | None, Tensor | None]) -> None:
+    """One chunk's share of the gradients, written into out = (g_h [c, Hs] view, g_w [V, Hs], g_b [V]).
+
+    g_z [c, V] (the loss's gradient w.r.t. the chunk's logits) is taken to the head's dtype once; the
+    products run outside autocast in that dtype and g_w accumulates in place (``addmm_``): no [V, Hs]
+    temporary per chunk and no cast copy of the head."""
+    g_h, g_w, g_b = out
+    with torch.autocast(g_z.device.type, enabled=False):
+        g = g_z.to(ws.dtype)  # [c, V]
+        g_h.copy_(g @ ws)  # [c, Hs]
+        if g_w is not None:
+            g_w.addmm_(g.t(), h.to(g_w.dtype))  # += gᵀ·h  [V, Hs]
+        if g_b is not None:
+            g_b += g.sum(0).to(g_b.dtype)
+
+
 def _chunk(
     spec: _ChunkSpec, hs: Tensor, ws: Tensor, bs: Tensor | None, ht: Tensor, wt: Tensor, bt: Tensor | None, y: Any
 ) -> Tensor:
@@ -231,8 +248,8 @@ def _chunk(
 
 def _chunk_values(spec: _ChunkSpec, z_s: Tensor, ht: Tensor, wt: Tensor, bt: Tensor | None, y: Any) -> Tensor:
     """One chunk from the student's logits z_s [c, V]: [c, 1] divergence (or [c, 2] with the CE)."""
-    with torch.no_grad():
-        z_t = _project(ht, wt, bt)  # [c, Vt]
+    with torch.no_grad(), torch.autocast(ht.device.type, enabled=False):
+        z_t = _project(ht.to(wt.dtype), wt, bt)  # [c, Vt] in the head's dtype: no cast copy of [Vt, Ht]
         neg_t = bool(torch.isneginf(z_t).any())
     neg_s = bool(torch.isneginf(z_s).any())
     log_q = _k._log_probs(z_s, spec.temperature, spec.dtype, neg_s or neg_t)  # [c, V]

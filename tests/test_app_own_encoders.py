@@ -134,3 +134,63 @@ def test_encoder_pages_compare_and_point_elsewhere(own):
     _ok(at)
     assert at.selectbox(key="job_pair").value == "your own models"
     assert at.selectbox(key="job_objective").value == "embed_distill"  # an encoder pair's default method
+
+
+def test_feature_layer_map_starts_at_the_last_blocks():
+    from app.runs import own_layer_defaults
+    from kdcore.methods import get_method
+
+    teacher = ["embeddings", *(f"encoder.layer.{i}" for i in range(12))]
+    student = ["embeddings", *(f"encoder.layer.{i}" for i in range(6))]
+    fitnets, embed = get_method("feature_l2"), get_method("embed_distill")
+    assert own_layer_defaults(fitnets, teacher, student, ("pretrained", None, "spread")) == {
+        "layers": {"encoder.layer.5": "encoder.layer.11"}
+    }
+    # a from_teacher student of 4 layers is the teacher's copy: its last block is encoder.layer.3
+    assert own_layer_defaults(fitnets, teacher, student, ("from_teacher", 4, "spread")) == {
+        "layers": {"encoder.layer.3": "encoder.layer.11"}
+    }
+    assert own_layer_defaults(embed, teacher, student, ("pretrained", None, "spread")) == {}  # no required map
+    assert own_layer_defaults(fitnets, ["conv", "fc"], ["conv", "fc"], ("reinit", None, "spread")) == {}
+
+
+@pytest.mark.slow
+def test_encoder_pair_distilled_from_the_distill_page_with_each_start(own, monkeypatch):
+    """Embedding, feature and attention objectives on the encoder pair, each student_init, queued from the
+    form and trained (in this process); a from_teacher run's student reopens on the Features page."""
+    from kdcore.jobs import RunStore, worker
+
+    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
+    at = _loaded(own, "encoder")
+    at.switch_page("views/distill.py").run()
+    _ok(at)
+    store, done = RunStore(), {}
+    for objective, init in (("embed_distill", "from_teacher"), ("feature_l2", "pretrained"), ("attn_kl", "reinit")):
+        at.selectbox(key="job_objective").set_value(objective).run()
+        at.radio(key="job_student_init").set_value(init).run()
+        _ok(at)
+        if objective == "feature_l2":  # the layer map starts at the last blocks of both encoders
+            assert at.text_input(key="job_feature_l2_layers").value == "encoder.layer.1: encoder.layer.3"
+        at.number_input(key="job_max_steps").set_value(2)
+        at.number_input(key="job_train_size").set_value(16)
+        at.button(key="FormSubmitter:new_run-Start distillation").click().run()
+        _ok(at)
+        run_id = at.session_state["watch_run"]
+        cfg = store.get_run(run_id)["config"]
+        assert (cfg["objective"], cfg["student_init"], cfg["model_kind"]) == (objective, init, "encoder")
+        worker.run_queued(run_id, store)
+        run = store.get_run(run_id)
+        assert run["state"] == "completed", run["error"]
+        done[init] = run
+    assert done["from_teacher"]["pair"] == "hf:enc_teacher→enc_teacher[2 layers]"
+    assert done["pretrained"]["pair"] == "hf:enc_teacher→enc_student"
+
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.session_state["pair_source"] = "Student of a finished run"
+    at.session_state["run_student"] = done["from_teacher"]["id"]
+    at.session_state["probe_size"] = 16
+    at.run()
+    _ok(at)
+    at.switch_page("views/features.py").run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) >= 1  # CKA of the teacher and the distilled student

@@ -242,9 +242,14 @@ def _walk(at: AppTest, pages=PAGES) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_every_page_renders_with_the_own_pair(own):
-    drawn = _walk(_loaded(own))
+    at = _loaded(own)
+    drawn = _walk(at)
     for page in ("overview", "soft_labels", "features", "attention", "divergences", "calibration"):
         assert drawn[page] >= 1, (page, drawn)
+    for page in ("attention", "divergences"):  # what to look for speaks of this pair, not of tinylang's copies
+        at.switch_page(f"views/{page}.py").run()
+        look_for = [m.value for m in at.markdown if m.value.startswith("**What to look for.**")]
+        assert len(look_for) == 1 and "tinylang" not in look_for[0] and "copied" not in look_for[0], (page, look_for)
 
 
 @pytest.mark.slow

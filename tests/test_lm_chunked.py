@@ -167,3 +167,35 @@ def test_bad_input_is_refused_clearly():
         hidden_divergence_loss(hs, ws, ht, (wt, bt), "fkl")
     with pytest.raises(ValueError, match="chunk_rows"):
         hidden_divergence_loss(hs, (ws, bs), ht, (wt, bt), "fkl", chunk_rows=0)
+
+
+def test_under_bf16_autocast_the_teacher_projects_in_its_heads_dtype_and_gradients_follow_the_reference(
+    monkeypatch,
+):
+    """Under autocast the student's chunks project in bf16, the teacher's in float32 with its own head (no
+    bf16 copy of [V, Ht]); loss and student gradients (float32) stay within bf16 rounding of the float64
+    full-logits reference."""
+    import kdcore.lm_chunked as lc
+
+    hs, ws, bs, ht, wt, bt, _ = _inputs(7, dtype=torch.float32)
+    labels = torch.randint(0, V, (B, L), generator=torch.Generator().manual_seed(1))
+    seen = []
+    project = lc._project
+    monkeypatch.setattr(lc, "_project", lambda h, w, b: seen.append((w, project(h, w, b))) or seen[-1][1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _, _ = hidden_token_losses(hs, (ws, bs), ht, (wt, bt), "fkl", labels=labels, chunk_rows=4)
+    g_got = torch.autograd.grad(got, (hs, ws, bs))
+    teacher = [(w, z) for w, z in seen if w.shape[1] == HT]
+    student = [z for w, z in seen if w.shape[1] == HS]
+    assert len(teacher) == len(student) == 6  # 21 positions, 4 rows per chunk
+    assert all(w.data_ptr() == wt.data_ptr() and w.dtype == z.dtype == torch.float32 for w, z in teacher)
+    assert all(z.dtype == torch.bfloat16 for z in student)
+
+    d = [t.detach().double().requires_grad_() for t in (hs, ws, bs)]
+    z_s, z_t = F.linear(*d), F.linear(ht.double(), wt.double(), bt.double())
+    ref = divergence_loss(z_s, z_t, "fkl") + F.cross_entropy(z_s.reshape(-1, V), labels.reshape(-1))
+    g_ref = torch.autograd.grad(ref, d)
+    assert float(got.detach()) == pytest.approx(float(ref.detach()), rel=3e-2)
+    for a, b in zip(g_got, g_ref):
+        assert a.dtype == torch.float32
+        np.testing.assert_allclose(a.double().numpy(), b.numpy(), rtol=0, atol=3e-2 * float(b.abs().max()))

@@ -13,10 +13,19 @@ if _chosen is not None and _chosen.kind == "causal_lm":
         "Each head's attention map over one text: row *i* shows how much the token at position *i* draws from "
         "each earlier position (the maps are lower-triangular: a language model cannot look ahead). Heads are "
         "compared across models by the divergence of their rows, and matched one to one.",
-        "In *tinylang*, a copied segment can only be predicted by an *induction head*: a stripe that runs "
-        "parallel to the diagonal, one step after the earlier copy of the current token. The teacher's second "
-        "layer has one; the one-layer student cannot build it. Does any student head come close (low divergence "
-        "in the matching matrix)? Low entropy means a focused head; ln L a uniform one.",
+        (
+            "In *tinylang*, a copied segment can only be predicted by an *induction head*: a stripe that runs "
+            "parallel to the diagonal, one step after the earlier copy of the current token. The teacher's second "
+            "layer has one; the one-layer student cannot build it. Does any student head come close (low divergence "
+            "in the matching matrix)? "
+            if state.marks_position_kinds(_chosen)
+            else "Look for heads that attend to the previous token (a stripe beside the diagonal), to the first "
+            "token in every row (an attention sink) or broadly, and for induction heads (a stripe one step after "
+            "an earlier copy of the current token): does every teacher head find a student head with a low "
+            "divergence in the matching matrix? A shallower student often keeps the broad heads and loses the "
+            "sharp ones. "
+        )
+        + "Low entropy means a focused head; ln L a uniform one.",
         [
             r"A = \mathrm{softmax}\!\left(QK^\top / \sqrt{d} + M_{\text{causal}}\right),\qquad "
             r"\mathcal{L}_{attn} = \frac{1}{B H L}\sum_{b,h,i} \mathrm{KL}\big(A^{t}_{b,h,i} \,\|\, A^{s}_{b,h,i}\big)"

@@ -225,6 +225,9 @@ with tab_new:
             **method.defaults(task),
             **{k: initial[k] for k in ("temperature", "lam") if initial[k] is not None and method.takes(k)},
         }
+        if is_own:  # a feature method's layer map starts at the last blocks (the user may type another)
+            layer_lists = (the_pair.teacher.default_layers(), the_pair.student.default_layers())
+            defaults.update(runs.own_layer_defaults(method, *layer_lists, own_init))
         cols = st.columns(4)
         values = {
             p.name: runs.param_field(cols[i % 4], method, p, defaults[p.name], layers_hint)

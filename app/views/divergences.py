@@ -17,11 +17,18 @@ if _chosen is not None and _chosen.kind == "causal_lm":
         "teacher thinks likely (mode-covering); reverse KL for putting mass where the teacher puts none "
         "(mode-seeking); JSD, TVD and the skewed KLs sit in between; AKL mixes forward and reverse per position; "
         "ULD compares sorted probabilities, so it works across tokenizers.",
-        "In *tinylang*, copied segments can only be predicted by looking back at the earlier run (an induction "
-        "head); local positions follow from the current token alone. Compare the divergences on copy positions "
-        "with those on local positions, and the models' accuracy on each: the split shows which skill the "
-        "student has not taken from its teacher. The line above the token chart says whether forward and "
-        "reverse KL agree on where the student departs.",
+        (
+            "In *tinylang*, copied segments can only be predicted by looking back at the earlier run (an induction "
+            "head); local positions follow from the current token alone. Compare the divergences on copy positions "
+            "with those on local positions, and the models' accuracy on each: the split shows which skill the "
+            "student has not taken from its teacher. "
+            if state.marks_position_kinds(_chosen)
+            else "Find the tokens where every divergence is high at once (the student misses what the teacher is "
+            "sure of) and those where only reverse KL is high (the student is sure where the teacher hesitates). "
+            "Rare words, numbers and the first tokens of a text usually carry most of the mismatch; padding never "
+            "counts. "
+        )
+        + "The line above the token chart says whether forward and reverse KL agree on where the student departs.",
         list(tokens_an.FORMULAS.values()),
     )
 else:
