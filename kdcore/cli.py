@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 
+from kdcore.cli_values import number_list
 from kdcore.jobs.config import ConfigError, JobConfig, with_source_label
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
@@ -755,10 +756,10 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     from kdcore.jobs.protocols import run_protocol
 
     cfg = config_from_args(args).validate()
-    seeds = _number_list("--seeds", args.seeds, int)
+    seeds = number_list("--seeds", args.seeds, int)
     temperatures, lams = (
-        _number_list("--temperatures", args.temperatures, float),
-        _number_list("--lams", args.lams, float),
+        number_list("--temperatures", args.temperatures, float),
+        number_list("--lams", args.lams, float),
     )
     _warn(cfg)
     for t in temperatures:
@@ -779,22 +780,6 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         cols = ["variant", "n_seeds", "metric", "best", "final"]
         print(res.table[cols].to_string(index=False))
     return 0 if (res.runs["state"] == "completed").all() else 1
-
-
-def _number_list(flag: str, text: str, kind: type) -> list:
-    """A comma-separated flag value as numbers; a bad item names the flag."""
-    out = []
-    for item in (v.strip() for v in (text or "").split(",")):
-        if not item:
-            continue
-        try:
-            out.append(kind(item))
-        except ValueError:
-            what = "integers" if kind is int else "numbers"
-            raise ValueError(
-                f"{flag} expects comma-separated {what} (e.g. {flag} 0,1,2). Got {text!r}: {item!r} is not one."
-            ) from None
-    return out
 
 
 def _protocol_progress(ev: dict) -> None:
@@ -1063,7 +1048,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     res = compare_methods(
         args.pair,
         args.methods,
-        _number_list("--seeds", args.seeds, int),
+        number_list("--seeds", args.seeds, int),
         base=budget,
         store=RunStore(),
         callback=None if args.json else _compare_progress,

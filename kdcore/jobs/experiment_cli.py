@@ -19,6 +19,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from kdcore.cli_values import number_list
+
 if TYPE_CHECKING:
     from kdcore.jobs.store import RunStore
 
@@ -41,19 +43,6 @@ def _store() -> RunStore:
     from kdcore.jobs.workspace import WORKSPACE_ENV
 
     return RunStore(workspace=os.environ.get(WORKSPACE_ENV) or None)
-
-
-def _numbers(flag: str, text: str, kind: type) -> list:
-    out = []
-    for item in (v.strip() for v in (text or "").split(",")):
-        if not item:
-            continue
-        try:
-            out.append(kind(item))
-        except ValueError:
-            what = "integers" if kind is int else "numbers"
-            raise ValueError(f"{flag} expects comma-separated {what}. Got {text!r}: {item!r} is not one.") from None
-    return out
 
 
 def _budget(args: argparse.Namespace) -> dict:
@@ -80,9 +69,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec = PlanSpec(
         pair=args.pair,
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
-        temperatures=tuple(_numbers("--temperatures", args.temperatures, float)),
-        lams=tuple(_numbers("--lams", args.lams, float)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
+        temperatures=tuple(number_list("--temperatures", args.temperatures, float)),
+        lams=tuple(number_list("--lams", args.lams, float)),
         lam=args.lam,
         rule=SelectionRule(metric=args.select, ties=args.ties, tolerance=args.tolerance),
         budget=_budget(args),
@@ -96,8 +85,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
     spec = CapacitySpec(
         pair=args.pair,
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
-        temperatures=tuple(_numbers("--temperatures", args.temperatures, float)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
+        temperatures=tuple(number_list("--temperatures", args.temperatures, float)),
         lam=args.lam,
         budget=_budget(args),
     )
@@ -112,7 +101,7 @@ def cmd_across(args: argparse.Namespace) -> int:
     spec = AcrossSpec(
         method=args.method,
         pairs=pairs,
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
         recipe=args.recipe,
         budget=_budget(args),
     )
@@ -126,8 +115,8 @@ def cmd_repro(args: argparse.Namespace) -> int:
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
     spec = ReproSpec(
         load_config_file(args.config),
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
-        threads=tuple(_numbers("--threads", args.threads, int)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
+        threads=tuple(number_list("--threads", args.threads, int)),
         devices=devices,
     )
     report = run_repro(spec, store=_store(), callback=None if args.json else _progress)
