@@ -580,9 +580,14 @@ class _Job:
             logged["sched_pool"] = float(self.pool.size(self.step))
         return terms, ce_weight, logged
 
+    def _step_lr(self) -> float:
+        """This step's learning rate: the peak rate times the schedule's factor (pwkd, weight distillation:
+        restarted per stage or phase)."""
+        return self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg.schedule, self.cfg.warmup_steps)
+
     def _optimise(self) -> float:
-        """One optimizer step on the accumulated gradients at the scheduled learning rate; returns that rate."""
-        lr = self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg.schedule, self.cfg.warmup_steps)
+        """One optimizer step on the accumulated gradients at the step's learning rate; returns that rate."""
+        lr = self._step_lr()
         for g in self.opt.param_groups:
             g["lr"] = lr
         if self.cfg.grad_clip is not None:

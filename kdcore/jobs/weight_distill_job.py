@@ -160,17 +160,10 @@ class WeightDistillJob(_Job):
         switch = min(self.plan.phase1_epochs * self.spe, self.total_steps)
         return (0, max(1, switch)) if self.phase == 1 else (switch, max(1, self.total_steps - switch))
 
-    def _optimise(self) -> float:
-        """One optimizer step at the schedule's rate, restarted with each phase."""
+    def _step_lr(self) -> float:
+        """The schedule's rate, restarted with each phase."""
         first, steps = self._phase_span()
-        lr = self.cfg.lr * lr_factor(self.step - first, steps, self.cfg.schedule, self.cfg.warmup_steps)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        if self.cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        self.opt.step()
-        self.step += 1
-        return lr
+        return self.cfg.lr * lr_factor(self.step - first, steps, self.cfg.schedule, self.cfg.warmup_steps)
 
     def _evaluate(self) -> dict[str, float]:
         if self.phase == 1:
