@@ -15,7 +15,7 @@ from kdcore.cli import main
 from kdcore.jobs.pair_source import student_for_run
 from kdcore.jobs.store import RunStore
 from tests.helpers.cli import cli_json
-from tests.helpers.hf_pairs import MAX_POSITIONS, llama_config, llama_pair, save_model
+from tests.helpers.hf_pairs import MAX_POSITIONS, llama_config, llama_pair_with_corpus, save_model
 
 TEXT = "\n\n".join(f"line {i} of a tiny corpus: {i % 7} birds and {i * 11} stones." for i in range(70))
 BUDGET = ["--max-steps", "2", "--batch-size", "8", "--val-size", "16", "--context-length", "16"]
@@ -24,9 +24,7 @@ BUDGET = ["--max-steps", "2", "--batch-size", "8", "--val-size", "16", "--contex
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     root = tmp_path_factory.mktemp("clihf")
-    teacher, student = llama_pair(root)
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt", root
+    return (*llama_pair_with_corpus(root, TEXT), root)
 
 
 pytestmark = pytest.mark.usefixtures("hub_offline")

@@ -14,7 +14,7 @@ from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.runner import run_job
 from kdcore.jobs.store import RunStore
 from kdcore.weights import tensors_for_safetensors
-from tests.helpers.hf_pairs import llama_pair
+from tests.helpers.hf_pairs import llama_pair_with_corpus
 from tests.helpers.runs import cancel_and_resume
 
 TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}." for i in range(80))
@@ -22,10 +22,7 @@ TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hfjobs")
-    teacher, student = llama_pair(root)
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt"
+    return llama_pair_with_corpus(tmp_path_factory.mktemp("hfjobs"), TEXT)
 
 
 def _cfg(llama, **kw) -> JobConfig:

@@ -113,12 +113,9 @@ TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    from tests.helpers.hf_pairs import llama_pair
+    from tests.helpers.hf_pairs import llama_pair_with_corpus
 
-    root = tmp_path_factory.mktemp("onpolicy_hf")
-    teacher, student = llama_pair(root)
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt"
+    return llama_pair_with_corpus(tmp_path_factory.mktemp("onpolicy_hf"), TEXT)
 
 
 def _llama_job(teacher, student, data, objective: str, params: dict, **kw) -> JobConfig:
