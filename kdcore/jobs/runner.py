@@ -490,16 +490,21 @@ class _Job:
                 idx = self.pool.draw(self.step, cfg.batch_size, gen).to(self.device)
             else:
                 idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            values, extras = self._train_step(idx)
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            values.update(extras)
-            self.log.add("step", self.step, self.epoch, values)
+            self._logged_step(idx, sums)
             count += 1
-            self.log.maybe_flush()
-            self.report.beat(self.step, self.epoch)
-            self._emit("step", metrics=values)
         return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+
+    def _logged_step(self, idx: Tensor, sums: dict[str, float], **tags: float) -> None:
+        """One training step on the batch `idx` (education_job.py's epochs too): its values added into `sums`
+        (the epoch's means), logged as a step row with its extras and `tags`, a heartbeat and a "step" event."""
+        values, extras = self._train_step(idx)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        values.update(extras, **tags)
+        self.log.add("step", self.step, self.epoch, values)
+        self.log.maybe_flush()
+        self.report.beat(self.step, self.epoch)
+        self._emit("step", metrics=values)
 
     def _step_tensors(self, idx: Tensor) -> StepTensors:
         """The batch's student and teacher outputs (attention weights too when an objective needs them)."""
