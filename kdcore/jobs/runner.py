@@ -54,8 +54,10 @@ from kdcore.jobs.objectives import (
     needs_attention,
 )
 from kdcore.jobs.onpolicy_checks import model_context
+from kdcore.jobs.perf_options import SHARD_NEEDS_PROCESSES
 from kdcore.jobs.performance import autocast, configure_models, split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
+from kdcore.jobs.procedures import procedure_name, run_procedure
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, JobInterrupted, Reporter
 from kdcore.jobs.resolve import (
     adapter_to,
@@ -159,9 +161,6 @@ def run_job(
     cancel:   a threading.Event or a callable; when set/true, the job stops at the next step
     pair:     a Pair to use instead of resolving `config.pair` (must be the pair that name loads)
     """
-    from kdcore.jobs.perf_options import SHARD_NEEDS_PROCESSES
-    from kdcore.jobs.procedures import procedure_name, run_procedure
-
     if config.shard == "full" and not resume:  # a sharded run resumes in one process, whole (fsdp.py)
         raise ValueError(SHARD_NEEDS_PROCESSES)
     if procedure_name(config):  # blockwise, pwkd, zskt: a whole training procedure (kdcore/jobs/procedures.py)
