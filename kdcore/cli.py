@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 
-from kdcore.cli_values import number_list
+from kdcore.cli_values import BUDGET_FLAGS, add_budget_flags, budget_from_args, number_list
 from kdcore.jobs.config import ConfigError, JobConfig, with_source_label
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
@@ -1027,24 +1027,14 @@ def _add_gguf_to_hf_parser(sub: Any) -> None:
 
 # ---- compare (the method leaderboard, kdcore.jobs.leaderboard) -------------------------------------------
 
-_COMPARE_BUDGET = (
-    ("--epochs", "epochs", int),
-    ("--max-steps", "max_steps", int),
-    ("--train-size", "train_size", int),
-    ("--val-size", "val_size", int),
-    ("--batch-size", "batch_size", int),
-    ("--lr", "lr", float),
-    ("--optimizer", "optimizer", str),
-    ("--schedule", "schedule", str),
-    ("--device", "device", str),
-)
+_COMPARE_BUDGET = (*BUDGET_FLAGS, ("--optimizer", "optimizer", str))
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     """`python -m kdcore compare --pair NAME --methods A,B --seeds 0,1,2 [budget flags] [--json]`."""
     from kdcore.jobs.leaderboard import compare_methods, table_text
 
-    budget = {dest: getattr(args, dest) for _, dest, _ in _COMPARE_BUDGET if getattr(args, dest) is not None}
+    budget = budget_from_args(args, _COMPARE_BUDGET)
     res = compare_methods(
         args.pair,
         args.methods,
@@ -1103,8 +1093,7 @@ def _add_compare_parser(sub: Any) -> None:
     c.add_argument("--pair", required=True, help="sample pair name or module:factory")
     c.add_argument("--methods", required=True, help="comma-separated method names, e.g. kd,dkd,cakd")
     c.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    for flag, dest, kind in _COMPARE_BUDGET:
-        c.add_argument(flag, dest=dest, type=kind, help="budget override for every method")
+    add_budget_flags(c, _COMPARE_BUDGET, help="budget override for every method")
     c.add_argument(
         "--param",
         action="append",

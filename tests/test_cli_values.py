@@ -30,3 +30,31 @@ def test_a_bad_item_names_the_flag_the_value_and_the_item(text, kind, what):
 def test_a_float_is_not_an_integer():
     with pytest.raises(ValueError, match="'1.5' is not one"):
         number_list("--seeds", "1,1.5", int)
+
+
+def test_budget_flags_parse_to_the_fields_given_and_only_those():
+    import argparse
+
+    from kdcore.cli_values import BUDGET_FLAGS, add_budget_flags, budget_from_args
+
+    p = argparse.ArgumentParser()
+    add_budget_flags(p, BUDGET_FLAGS, help="h")
+    args = p.parse_args(["--max-steps", "7", "--lr", "0.5", "--schedule", "cosine"])
+    assert budget_from_args(args, BUDGET_FLAGS) == {"max_steps": 7, "lr": 0.5, "schedule": "cosine"}
+    assert budget_from_args(p.parse_args([]), BUDGET_FLAGS) == {}
+    with pytest.raises(SystemExit):
+        p.parse_args(["--epochs", "1.5"])  # int flags refuse a float
+
+
+def test_compare_and_experiment_take_the_shared_budget_flags():
+    from kdcore.cli import build_parser
+    from kdcore.cli_values import BUDGET_FLAGS
+
+    parser = build_parser()
+    every = [x for flag, _, kind in BUDGET_FLAGS for x in (flag, "3" if kind is not str else "cpu")]
+    want = {dest: (3 if kind is int else 3.0 if kind is float else "cpu") for _, dest, kind in BUDGET_FLAGS}
+    compare = parser.parse_args(["compare", "--pair", "digits", "--methods", "kd", *every, "--optimizer", "adam"])
+    plan = parser.parse_args(["experiment", "plan", "--pair", "digits", *every])
+    for args in (compare, plan):
+        assert {dest: getattr(args, dest) for dest in want} == want
+    assert compare.optimizer == "adam"
