@@ -88,6 +88,13 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(_jsonable(obj), sort_keys=False))
 
 
+def _add_switch(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """--x / --no-x into args.x (None when neither is given: the config or the recipe decides)."""
+    p.add_argument(
+        flag, dest=flag[2:].replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=help
+    )
+
+
 def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a job config file (.yaml, .yml or .json); flags override its fields")
     p.add_argument("--pair", help="sample pair name or module:factory")
@@ -114,12 +121,10 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         help="a parameter of the method, VALUE read as JSON, else as text (e.g. --param beta=8 "
         "--param rule=topk); `python -m kdcore methods` lists each method's parameters",
     )
-    p.add_argument(
+    _add_switch(
+        p,
         "--teacher-cache",
-        dest="teacher_cache",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
+        "compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
     _add_own_pair_flags(p)
     _add_speed_flags(p)
@@ -183,25 +188,17 @@ def _add_speed_flags(p: argparse.ArgumentParser) -> None:
     """Memory and speed options (kdcore.jobs.performance)."""
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast with float32 weights and loss")
     p.add_argument("--grad-accum", dest="grad_accum", type=int, help="micro-batches per optimizer step")
-    p.add_argument(
-        "--grad-checkpointing",
-        dest="grad_checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="recompute the student's activations in backward (Hugging Face models)",
-    )
+    _add_switch(p, "--grad-checkpointing", "recompute the student's activations in backward (Hugging Face models)")
     p.add_argument(
         "--attn-implementation",
         dest="attn_implementation",
         choices=("auto", "eager", "sdpa"),
         help="auto: sdpa unless the objective needs attention weights",
     )
-    p.add_argument(
+    _add_switch(
+        p,
         "--lm-chunked",
-        dest="lm_chunked",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="token divergences from hidden states chunk by chunk (default on; --no-lm-chunked: full logits)",
+        "token divergences from hidden states chunk by chunk (default on; --no-lm-chunked: full logits)",
     )
 
 
