@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 
+from kdcore.cli_values import BUDGET_FLAGS, add_budget_flags, budget_from_args, number_list
 from kdcore.jobs.config import ConfigError, JobConfig, with_source_label
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
@@ -87,6 +88,13 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(_jsonable(obj), sort_keys=False))
 
 
+def _add_switch(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """--x / --no-x into args.x (None when neither is given: the config or the recipe decides)."""
+    p.add_argument(
+        flag, dest=flag[2:].replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=help
+    )
+
+
 def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a job config file (.yaml, .yml or .json); flags override its fields")
     p.add_argument("--pair", help="sample pair name or module:factory")
@@ -113,12 +121,10 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         help="a parameter of the method, VALUE read as JSON, else as text (e.g. --param beta=8 "
         "--param rule=topk); `python -m kdcore methods` lists each method's parameters",
     )
-    p.add_argument(
+    _add_switch(
+        p,
         "--teacher-cache",
-        dest="teacher_cache",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
+        "compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
     _add_own_pair_flags(p)
     _add_speed_flags(p)
@@ -182,25 +188,17 @@ def _add_speed_flags(p: argparse.ArgumentParser) -> None:
     """Memory and speed options (kdcore.jobs.performance)."""
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast with float32 weights and loss")
     p.add_argument("--grad-accum", dest="grad_accum", type=int, help="micro-batches per optimizer step")
-    p.add_argument(
-        "--grad-checkpointing",
-        dest="grad_checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="recompute the student's activations in backward (Hugging Face models)",
-    )
+    _add_switch(p, "--grad-checkpointing", "recompute the student's activations in backward (Hugging Face models)")
     p.add_argument(
         "--attn-implementation",
         dest="attn_implementation",
         choices=("auto", "eager", "sdpa"),
         help="auto: sdpa unless the objective needs attention weights",
     )
-    p.add_argument(
+    _add_switch(
+        p,
         "--lm-chunked",
-        dest="lm_chunked",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="token divergences from hidden states chunk by chunk (default on; --no-lm-chunked: full logits)",
+        "token divergences from hidden states chunk by chunk (default on; --no-lm-chunked: full logits)",
     )
 
 
@@ -755,10 +753,10 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     from kdcore.jobs.protocols import run_protocol
 
     cfg = config_from_args(args).validate()
-    seeds = _number_list("--seeds", args.seeds, int)
+    seeds = number_list("--seeds", args.seeds, int)
     temperatures, lams = (
-        _number_list("--temperatures", args.temperatures, float),
-        _number_list("--lams", args.lams, float),
+        number_list("--temperatures", args.temperatures, float),
+        number_list("--lams", args.lams, float),
     )
     _warn(cfg)
     for t in temperatures:
@@ -779,22 +777,6 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         cols = ["variant", "n_seeds", "metric", "best", "final"]
         print(res.table[cols].to_string(index=False))
     return 0 if (res.runs["state"] == "completed").all() else 1
-
-
-def _number_list(flag: str, text: str, kind: type) -> list:
-    """A comma-separated flag value as numbers; a bad item names the flag."""
-    out = []
-    for item in (v.strip() for v in (text or "").split(",")):
-        if not item:
-            continue
-        try:
-            out.append(kind(item))
-        except ValueError:
-            what = "integers" if kind is int else "numbers"
-            raise ValueError(
-                f"{flag} expects comma-separated {what} (e.g. {flag} 0,1,2). Got {text!r}: {item!r} is not one."
-            ) from None
-    return out
 
 
 def _protocol_progress(ev: dict) -> None:
@@ -1042,28 +1024,18 @@ def _add_gguf_to_hf_parser(sub: Any) -> None:
 
 # ---- compare (the method leaderboard, kdcore.jobs.leaderboard) -------------------------------------------
 
-_COMPARE_BUDGET = (
-    ("--epochs", "epochs", int),
-    ("--max-steps", "max_steps", int),
-    ("--train-size", "train_size", int),
-    ("--val-size", "val_size", int),
-    ("--batch-size", "batch_size", int),
-    ("--lr", "lr", float),
-    ("--optimizer", "optimizer", str),
-    ("--schedule", "schedule", str),
-    ("--device", "device", str),
-)
+_COMPARE_BUDGET = (*BUDGET_FLAGS, ("--optimizer", "optimizer", str))
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     """`python -m kdcore compare --pair NAME --methods A,B --seeds 0,1,2 [budget flags] [--json]`."""
     from kdcore.jobs.leaderboard import compare_methods, table_text
 
-    budget = {dest: getattr(args, dest) for _, dest, _ in _COMPARE_BUDGET if getattr(args, dest) is not None}
+    budget = budget_from_args(args, _COMPARE_BUDGET)
     res = compare_methods(
         args.pair,
         args.methods,
-        _number_list("--seeds", args.seeds, int),
+        number_list("--seeds", args.seeds, int),
         base=budget,
         store=RunStore(),
         callback=None if args.json else _compare_progress,
@@ -1118,8 +1090,7 @@ def _add_compare_parser(sub: Any) -> None:
     c.add_argument("--pair", required=True, help="sample pair name or module:factory")
     c.add_argument("--methods", required=True, help="comma-separated method names, e.g. kd,dkd,cakd")
     c.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    for flag, dest, kind in _COMPARE_BUDGET:
-        c.add_argument(flag, dest=dest, type=kind, help="budget override for every method")
+    add_budget_flags(c, _COMPARE_BUDGET, help="budget override for every method")
     c.add_argument(
         "--param",
         action="append",

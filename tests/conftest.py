@@ -76,3 +76,10 @@ def data_dir(tmp_path, monkeypatch):
     d = tmp_path / "kdwb"
     monkeypatch.setenv("KDWB_HOME", str(d))
     return d
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """Hugging Face libraries that never reach the network (tests build their models from configs)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

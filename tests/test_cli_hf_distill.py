@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from kdcore.cli import main
 from kdcore.jobs.pair_source import student_for_run
 from kdcore.jobs.store import RunStore
-from tests.helpers.hf_pairs import MAX_POSITIONS, llama_config, llama_pair, save_model
+from tests.helpers.cli import cli_json
+from tests.helpers.hf_pairs import MAX_POSITIONS, llama_config, llama_pair_with_corpus, save_model
 
 TEXT = "\n\n".join(f"line {i} of a tiny corpus: {i % 7} birds and {i * 11} stones." for i in range(70))
 BUDGET = ["--max-steps", "2", "--batch-size", "8", "--val-size", "16", "--context-length", "16"]
@@ -23,28 +24,17 @@ BUDGET = ["--max-steps", "2", "--batch-size", "8", "--val-size", "16", "--contex
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     root = tmp_path_factory.mktemp("clihf")
-    teacher, student = llama_pair(root)
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt", root
+    return (*llama_pair_with_corpus(root, TEXT), root)
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-def _run(capsys, *argv: str) -> tuple[int, dict]:
-    capsys.readouterr()
-    rc = main([*argv, "--json"])
-    return rc, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 @pytest.mark.parametrize("init", ["pretrained", "from_teacher", "reinit"])
 def test_cli_distill_with_each_student_init(llama, init, capsys, data_dir):
     teacher, student, data, _ = llama
     who = ["--student-layers", "2"] if init == "from_teacher" else ["--student", str(student)]
-    rc, out = _run(
+    rc, out = cli_json(
         capsys, "distill", "--teacher", str(teacher), *who, "--student-init", init, "--data", str(data), *BUDGET
     )
     assert rc == 0 and out["state"] == "completed", out
@@ -78,7 +68,7 @@ def test_config_file_and_runs_export(llama, capsys, data_dir, tmp_path, monkeypa
     }
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    rc, out = _run(capsys, "distill", "--config", str(path))
+    rc, out = cli_json(capsys, "distill", "--config", str(path))
     assert rc == 0 and out["state"] == "completed", out
     run = RunStore().get_run(out["run_id"])
     assert run["config"]["data_options"] == {"context_length": 16, "mode": "pack"}
@@ -110,6 +100,6 @@ def test_bad_input_is_refused_in_one_line(llama, capsys, data_dir, tmp_path):
     wide = save_model(llama_config(2, vocab_size=640), tmp_path / "wide", seed=5)
     cases.append(([*base, "--student", str(wide), "--student-init", "pretrained"], "640 tokens"))
     for argv, words in cases:
-        rc, out = _run(capsys, *argv)
+        rc, out = cli_json(capsys, *argv)
         assert rc == 2 and words in out["error"], (argv, out)
     assert RunStore().list_runs().empty  # nothing ran

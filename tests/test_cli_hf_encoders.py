@@ -5,7 +5,6 @@ encoder's default objective embed_distill, each student_init, the student reopen
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from kdcore.cli import main
 from kdcore.jobs import JobConfig
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.store import RunStore
+from tests.helpers.cli import cli_json
 from tests.helpers.hf_pairs import bert_encoder_pair, bert_pair
 
 BUDGET = ["--max-steps", "2", "--batch-size", "8", "--val-size", "16", "--context-length", "16"]
@@ -35,16 +35,7 @@ def pairs(tmp_path_factory):
     return enc, clf, root
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-def _run(capsys, *argv: str) -> tuple[int, dict]:
-    capsys.readouterr()
-    rc = main([*argv, "--json"])
-    return rc, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 @pytest.mark.parametrize("init", ["pretrained", "reinit", "from_teacher"])
@@ -52,7 +43,7 @@ def test_encoder_pair_distils_from_the_cli(pairs, init, capsys, data_dir):
     (teacher, student), _, root = pairs
     who = ["--student-layers", "2"] if init == "from_teacher" else ["--student", str(student)]
     argv = ["distill", "--teacher", str(teacher), *who, "--data", str(root / "sentences.txt")]
-    rc, out = _run(capsys, *argv, "--model-kind", "encoder", "--student-init", init, *BUDGET)
+    rc, out = cli_json(capsys, *argv, "--model-kind", "encoder", "--student-init", init, *BUDGET)
     assert rc == 0 and out["state"] == "completed", out
     assert out["recipe_fields"] == {"objective": "embed_distill"}
     store = RunStore()
@@ -71,7 +62,7 @@ def test_sequence_classifier_pair_distils_with_labelled_sentences(pairs, capsys,
     _, (teacher, student), root = pairs
     argv = ["distill", "--teacher", str(teacher), "--student", str(student), "--data", str(root / "labelled.csv")]
     flags = ["--model-kind", "sequence_classification", "--text-field", "sentence", "--label-field", "label"]
-    rc, out = _run(capsys, *argv, *flags, "--objective", "kd", *BUDGET)
+    rc, out = cli_json(capsys, *argv, *flags, "--objective", "kd", *BUDGET)
     assert rc == 0 and out["state"] == "completed", out
     pair = pair_for_config(JobConfig.from_dict(RunStore().get_run(out["run_id"])["config"]))
     assert pair.dataset.task == "classification" and pair.kind == "classifier"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from kdcore.cli import main
+from tests.helpers.cli import cli_json
 from tests.helpers.hf_pairs import bert_pair, llama_config, llama_pair, save_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,16 +23,13 @@ def teachers(tmp_path_factory):
     return {"llama": llama_pair(root)[0], "bert": bert_pair(root)[0]}
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 def _make(capsys, *argv: str) -> dict:
-    capsys.readouterr()
-    assert main(["make-student", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    rc, out = cli_json(capsys, "make-student", *argv)
+    assert rc == 0, out
+    return out
 
 
 def _load(model_dir: Path):

@@ -11,7 +11,7 @@ from kdcore.jobs.config import ConfigError
 from kdcore.jobs.fsdp import check_shardable, transformer_layers
 from kdcore.jobs.pair_source import pair_for_config
 from tests.helpers.ddp_ranks import two_ranks
-from tests.helpers.hf_pairs import llama_pair
+from tests.helpers.hf_pairs import llama_pair_with_corpus
 from tests.helpers.toys import TOY
 
 # one document: every position has a target, so each sample's loss is a mean over the same number of
@@ -23,10 +23,7 @@ TOL = 1e-4  # relative: sharded sums differ from one process's only in float32 r
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fsdp")
-    teacher, student = llama_pair(root)  # tied input/output embeddings
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt"
+    return llama_pair_with_corpus(tmp_path_factory.mktemp("fsdp"), TEXT)  # tied input/output embeddings
 
 
 def _cfg(llama, **kw) -> dict:

@@ -29,10 +29,7 @@ from tests.helpers.hf_pairs import VOCAB, llama_config, save_model
 TEXT = "The teacher reads the text. A student learns from the teacher's soft labels!\n\nNew paragraph: 123 cats."
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import kdcore.jobs.runner as runner_mod
 from kdcore.cli import export_run
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.runner import run_job
 from kdcore.jobs.store import RunStore
 from kdcore.weights import tensors_for_safetensors
-from tests.helpers.hf_pairs import llama_pair
+from tests.helpers.hf_pairs import llama_pair_with_corpus
+from tests.helpers.runs import cancel_and_resume
 
 TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}." for i in range(80))
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hfjobs")
-    teacher, student = llama_pair(root)
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt"
+    return llama_pair_with_corpus(tmp_path_factory.mktemp("hfjobs"), TEXT)
 
 
 def _cfg(llama, **kw) -> JobConfig:
@@ -120,19 +117,9 @@ def test_tied_student_saves_reloads_and_exports_still_tied(llama, tmp_path):
 
 
 def test_tied_student_resumes_where_it_stopped(llama, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner_mod, "_RESUME_EVERY_S", 0.0)  # resume state at every epoch end
     cfg = _cfg(llama, student_init="pretrained", max_steps=None, epochs=2, train_size=48, batch_size=24, checkpoints=2)
     store = RunStore(tmp_path / "home")
-    full = run_job(cfg, store=store)
-    seen = {"n": 0}
-
-    def count(ev):
-        if ev["event"] == "step" and ev["epoch"] == 2:
-            seen["n"] += 1
-
-    part = run_job(cfg, store=store, callback=count, cancel=lambda: seen["n"] >= 1)
-    assert part.state == "cancelled"
-    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    full, part, resumed = cancel_and_resume(cfg, store, monkeypatch, epoch=2, steps=1)
     assert resumed.state == "completed" and resumed.step == full.step and not resumed.notices
     a, b = store.load_student(full.run_id), store.load_student(part.run_id)
     for k in a:

@@ -134,3 +134,18 @@ def test_a_worker_started_outside_the_checkout_finds_kdcore_and_a_pair_in_its_fo
     assert start_worker_process(store).wait(timeout=120) == 0
     run = store.get_run(rid)
     assert run["state"] == "completed", run.get("error") or (store.root / "worker.log").read_text()
+
+
+def test_spawn_detached_runs_python_in_its_own_session_logging_to_the_store(tmp_path, monkeypatch):
+    """The queue worker's and the executors' pool processes start through spawn_detached."""
+    from kdcore.jobs.worker import spawn_detached
+
+    store = RunStore(tmp_path / "home")
+    (store.root / "worker.log").write_bytes(b"before\n")
+    monkeypatch.setenv("KDWB_SPAWN_PROBE", "42")
+    proc = spawn_detached(store, ["-c", "import os; print(os.getcwd(), os.getsid(0), os.environ['KDWB_SPAWN_PROBE'])"])
+    assert proc.wait(timeout=30) == 0
+    first, line = (store.root / "worker.log").read_text().splitlines()
+    cwd, sid, probe = line.split()
+    assert first == "before" and cwd == os.getcwd() and probe == "42"
+    assert int(sid) == proc.pid != os.getsid(0)  # a session leader: not this session

@@ -372,3 +372,20 @@ def test_feature_l2_builds_its_projectors_from_the_table():
     assert tuple(mods["a__b"].weight.shape) == (32, 8)
     assert len(build_projectors(terms("none"), s, t)) == 0
     assert len(build_projectors(terms("auto"), {"a.b": torch.zeros(2, 32)}, t)) == 0
+
+
+def test_the_shared_temperature_and_lam_have_one_range_in_every_method():
+    """kdcore.methods.params.temperature / lam: the job fields they share take the same values everywhere."""
+    from kdcore.methods.params import lam, temperature
+
+    assert (temperature(2.0).range_text(), lam(0.5).range_text()) == ("a number in (0, inf)", "a number in [0, 1]")
+    assert temperature(2.0).problems(0.0, "T") and not temperature(2.0).problems(1e-3, "T")
+    assert lam(0.5).problems(1.01, "λ") and not lam(0.5).problems(1.0, "λ")
+    seen = {"temperature": 0, "lam": 0}
+    for name in METHODS:
+        for p in get_method(name).params:
+            if p.name in seen:
+                want = temperature(p.default, p.help) if p.name == "temperature" else lam(p.default, p.help)
+                assert p == want, (name, p)
+                seen[p.name] += 1
+    assert seen["temperature"] > 10 and seen["lam"] > 5, seen

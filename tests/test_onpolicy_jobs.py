@@ -12,6 +12,7 @@ from kdcore.jobs.config import JobConfig
 from kdcore.jobs.onpolicy_job import MixtureSampler, generation_problems
 from kdcore.jobs.runner import run_job
 from kdcore.jobs.store import RunStore
+from tests.helpers.runs import cancel_and_resume
 
 FAST = dict(
     pair="tinylang",
@@ -112,12 +113,9 @@ TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    from tests.helpers.hf_pairs import llama_pair
+    from tests.helpers.hf_pairs import llama_pair_with_corpus
 
-    root = tmp_path_factory.mktemp("onpolicy_hf")
-    teacher, student = llama_pair(root)
-    (root / "corpus.txt").write_text(TEXT)
-    return teacher, student, root / "corpus.txt"
+    return llama_pair_with_corpus(tmp_path_factory.mktemp("onpolicy_hf"), TEXT)
 
 
 def _llama_job(teacher, student, data, objective: str, params: dict, **kw) -> JobConfig:
@@ -175,22 +173,11 @@ def test_a_pair_recipe_never_turns_on_the_teacher_cache_for_on_policy_runs():
 
 @pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=0.5)), ("distillm", dict(init_phi=1.0, capacity=4))])
 def test_a_cancelled_run_resumes_exactly(data_dir, monkeypatch, objective, params):
-    import kdcore.jobs.runner as runner_mod
-
-    monkeypatch.setattr(runner_mod, "_RESUME_EVERY_S", 0.0)  # resume state at every epoch end
     cfg = JobConfig(
         objective=objective, params={**SMALL, **params}, **{**FAST, "max_steps": None, "epochs": 3, "train_size": 8}
     )
     store = RunStore()
-    full = run_job(cfg, store=store)
-    seen = {"n": 0}
-
-    def count(ev):
-        seen["n"] += ev["event"] == "step" and ev["epoch"] == 2
-
-    part = run_job(cfg, store=store, callback=count, cancel=lambda: seen["n"] >= 1)
-    assert part.state == "cancelled"
-    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    full, part, resumed = cancel_and_resume(cfg, store, monkeypatch, epoch=2, steps=1)
     assert resumed.state == "completed" and not resumed.notices
     cols = ["step", "loss", "onpolicy", "onpolicy_share"]
     a = store.metrics(full.run_id, "step").sort_values("step")[cols].reset_index(drop=True)

@@ -12,7 +12,7 @@ import torch
 from kdcore.jobs.config import ConfigError, JobConfig, source_label, with_source_label
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.validation import InvalidParameterError
-from tests.helpers.hf_pairs import MAX_POSITIONS, copy_tokenizer, llama_config, llama_pair, save_model
+from tests.helpers.hf_pairs import MAX_POSITIONS, copy_tokenizer, llama_config, llama_pair_with_corpus, save_model
 
 TEXT = "\n\n".join(f"the quick brown fox {i} jumps over the lazy dog number {i * 7}." for i in range(60))
 
@@ -20,10 +20,7 @@ TEXT = "\n\n".join(f"the quick brown fox {i} jumps over the lazy dog number {i *
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     root = tmp_path_factory.mktemp("hfpair")
-    teacher, student = llama_pair(root)
-    data = root / "corpus.txt"
-    data.write_text(TEXT)
-    return teacher, student, data, root
+    return (*llama_pair_with_corpus(root, TEXT), root)
 
 
 def _cfg(llama, **kw) -> JobConfig:

@@ -18,6 +18,7 @@ from kdcore.methods import StepTensors
 from kdcore.methods.grown import EXITS_KEY as TABLE_EXITS_KEY
 from kdcore.methods.params import Param, parse_text
 from kdcore.pair_registry import resolve_pair
+from tests.helpers.runs import cancel_and_resume
 
 FAST = dict(pair="digits", train_size=192, val_size=96, batch_size=64, probe_size=16, checkpoints=1, seed=0)
 
@@ -230,20 +231,9 @@ def test_a_resumed_run_continues_exactly(data_dir, objective, monkeypatch):
     """Exits and grade heads are in the resume state; the grade is found again from the epoch."""
     import pandas as pd
 
-    from kdcore.jobs import runner
-
-    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end
     store = RunStore()
     cfg = JobConfig(objective=objective, epochs=3, **FAST)
-    full = run_job(cfg, store=store)
-    seen = {"n": 0}
-
-    def count_in_epoch_3(e):
-        seen["n"] += e["event"] == "step" and e["epoch"] == 3
-
-    part = run_job(cfg, store=store, callback=count_in_epoch_3, cancel=lambda: seen["n"] >= 2)
-    assert part.state == "cancelled"
-    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    full, part, resumed = cancel_and_resume(cfg, store, monkeypatch, epoch=3, steps=2)
     assert resumed.state == "completed" and resumed.step == full.step
     assert not resumed.notices or "grade" in resumed.notices[0]  # no restart from step 0
     a, b = store.metrics(full.run_id, "step"), store.metrics(part.run_id, "step")

@@ -25,9 +25,8 @@ from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
-from kdcore.jobs.procedures import run_with_job
 from kdcore.jobs.reporting import Reporter
-from kdcore.jobs.runner import _Job, _NonFiniteLoss
+from kdcore.jobs.runner import _Job, _NonFiniteLoss, run_with_job
 from kdcore.losses.blockwise import blockwise_components
 from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy

@@ -37,6 +37,7 @@ from torch import Tensor
 from kdcore.jobs.config import JobConfig, with_source_label
 from kdcore.jobs.performance import split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
+from kdcore.jobs.procedures import procedure_name
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, Reporter
 from kdcore.jobs.runner import RunResult, _Job, _open_run
 from kdcore.jobs.store import RunStore, StoreError
@@ -85,7 +86,6 @@ def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
 
 def check_distributable(config: JobConfig, prep: PreparedRun, world: int) -> None:
     """Refuse what the data-parallel step cannot run: other job classes, and batches smaller than the ranks."""
-    from kdcore.jobs.procedures import procedure_name
     from kdcore.methods import get_method
 
     if procedure_name(config) or get_method(config.objective).chain or job_class(config.objective) is not _Job:

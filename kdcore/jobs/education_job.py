@@ -127,15 +127,8 @@ class EducationJob(_Job):
                 if self.step >= self.total_steps:
                     break
                 self.report.check_cancel()
-                values, extras = self._train_step(idx)
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                values.update(extras, grade=float(g), batch_grade=float(h))
-                self.log.add("step", self.step, self.epoch, values)
+                self._logged_step(idx, sums, grade=float(g), batch_grade=float(h))
                 count += 1
-                self.log.maybe_flush()
-                self.report.beat(self.step, self.epoch)
-                self._emit("step", metrics=values)
         return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
 
     def _enter_grade(self, g: int, epoch: int) -> None:

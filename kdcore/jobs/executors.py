@@ -182,22 +182,10 @@ class LocalExecutor(Executor):
 
 def start_pool_worker(store: RunStore, run_ids: list[str], threads: int = 1) -> subprocess.Popen:
     """Start one pool process on a batch (its own session, so it outlives a closed terminal)."""
-    from kdcore.jobs.worker import _worker_env
+    from kdcore.jobs.worker import spawn_detached
 
-    log = open(store.root / "worker.log", "ab")
-    cmd = [sys.executable, "-m", "kdcore.jobs.executors", "--home", str(store.root), "--threads", str(threads)]
-    try:
-        return subprocess.Popen(
-            [*cmd, *run_ids],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_worker_env(),
-            start_new_session=True,
-            cwd=os.getcwd(),
-        )
-    finally:
-        log.close()
+    args = ["-m", "kdcore.jobs.executors", "--home", str(store.root), "--threads", str(threads)]
+    return spawn_detached(store, [*args, *run_ids])
 
 
 def run_batch(store: RunStore, run_ids: Sequence[str], threads: int = 1) -> int:

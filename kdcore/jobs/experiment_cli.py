@@ -17,21 +17,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from kdcore.cli_values import BUDGET_FLAGS, add_budget_flags, budget_from_args, number_list
 
 if TYPE_CHECKING:
     from kdcore.jobs.store import RunStore
-
-BUDGET_FLAGS = (
-    ("--epochs", "epochs", int),
-    ("--max-steps", "max_steps", int),
-    ("--train-size", "train_size", int),
-    ("--val-size", "val_size", int),
-    ("--batch-size", "batch_size", int),
-    ("--lr", "lr", float),
-    ("--schedule", "schedule", str),
-    ("--device", "device", str),
-)
 
 
 def _store() -> RunStore:
@@ -43,33 +35,19 @@ def _store() -> RunStore:
     return RunStore(workspace=os.environ.get(WORKSPACE_ENV) or None)
 
 
-def _numbers(flag: str, text: str, kind: type) -> list:
-    out = []
-    for item in (v.strip() for v in (text or "").split(",")):
-        if not item:
-            continue
-        try:
-            out.append(kind(item))
-        except ValueError:
-            what = "integers" if kind is int else "numbers"
-            raise ValueError(f"{flag} expects comma-separated {what}. Got {text!r}: {item!r} is not one.") from None
-    return out
-
-
-def _budget(args: argparse.Namespace) -> dict:
-    return {dest: getattr(args, dest) for _, dest, _ in BUDGET_FLAGS if getattr(args, dest, None) is not None}
-
-
 def _progress(ev: dict) -> None:
     if ev.get("event") == "experiment_run":
         print(f"[{ev['index'] + 1}] {ev['variant']} seed={ev['seed']}", file=sys.stderr, flush=True)
 
 
-def _out(args: argparse.Namespace, report: dict, text: str) -> int:
+def _run(args: argparse.Namespace, run: Callable[..., dict], spec: Any, text: Callable[[dict], str]) -> int:
+    """Run the experiment `spec` into the store (progress on stderr unless --json), print its report as
+    JSON or as `text(report)` with the HTML report's command; 0 if it completed, else 1."""
+    report = run(spec, store=_store(), callback=None if args.json else _progress)
     if args.json:
         print(json.dumps(report, indent=1, default=str))
     else:
-        print(text)
+        print(text(report))
         print(f"HTML report: python -m app.experiment_report {report['experiment_id']} --out report.html")
     return 0 if report.get("state") == "completed" else 1
 
@@ -80,15 +58,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec = PlanSpec(
         pair=args.pair,
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
-        temperatures=tuple(_numbers("--temperatures", args.temperatures, float)),
-        lams=tuple(_numbers("--lams", args.lams, float)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
+        temperatures=tuple(number_list("--temperatures", args.temperatures, float)),
+        lams=tuple(number_list("--lams", args.lams, float)),
         lam=args.lam,
         rule=SelectionRule(metric=args.select, ties=args.ties, tolerance=args.tolerance),
-        budget=_budget(args),
+        budget=budget_from_args(args, BUDGET_FLAGS),
     )
-    report = run_plan(spec, store=_store(), callback=None if args.json else _progress)
-    return _out(args, report, table_text(report))
+    return _run(args, run_plan, spec, table_text)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -96,13 +73,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
     spec = CapacitySpec(
         pair=args.pair,
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
-        temperatures=tuple(_numbers("--temperatures", args.temperatures, float)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
+        temperatures=tuple(number_list("--temperatures", args.temperatures, float)),
         lam=args.lam,
-        budget=_budget(args),
+        budget=budget_from_args(args, BUDGET_FLAGS),
     )
-    report = run_capacity(spec, store=_store(), callback=None if args.json else _progress)
-    return _out(args, report, grid_text(report))
+    return _run(args, run_capacity, spec, grid_text)
 
 
 def cmd_across(args: argparse.Namespace) -> int:
@@ -112,12 +88,11 @@ def cmd_across(args: argparse.Namespace) -> int:
     spec = AcrossSpec(
         method=args.method,
         pairs=pairs,
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
         recipe=args.recipe,
-        budget=_budget(args),
+        budget=budget_from_args(args, BUDGET_FLAGS),
     )
-    report = run_across(spec, store=_store(), callback=None if args.json else _progress)
-    return _out(args, report, across_text(report))
+    return _run(args, run_across, spec, across_text)
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
@@ -126,12 +101,11 @@ def cmd_repro(args: argparse.Namespace) -> int:
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
     spec = ReproSpec(
         load_config_file(args.config),
-        seeds=tuple(_numbers("--seeds", args.seeds, int)),
-        threads=tuple(_numbers("--threads", args.threads, int)),
+        seeds=tuple(number_list("--seeds", args.seeds, int)),
+        threads=tuple(number_list("--threads", args.threads, int)),
         devices=devices,
     )
-    report = run_repro(spec, store=_store(), callback=None if args.json else _progress)
-    return _out(args, report, repro_text(report))
+    return _run(args, run_repro, spec, repro_text)
 
 
 def report_text(report: dict) -> str:
@@ -180,8 +154,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, *, budget: bool = True) -> None:
     if budget:
-        for flag, dest, kind in BUDGET_FLAGS:
-            p.add_argument(flag, dest=dest, type=kind, help="budget override on top of the recipe")
+        add_budget_flags(p, BUDGET_FLAGS, help="budget override on top of the recipe")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from kdcore.jobs.config import JobConfig
-from kdcore.jobs.prepare import PreparedRun
-from kdcore.jobs.reporting import Reporter
 from kdcore.methods import get_method
 from kdcore.pairs import Pair
 from kdcore.validation import InvalidParameterError
@@ -72,12 +70,3 @@ def check_procedure(config: JobConfig, pair: Pair | None = None) -> None:
     _check_no_schedules(config, name)
     module = get_method(name).procedure.partition(":")[0]
     _load(f"{module}:check")(config, pair)
-
-
-def run_with_job(
-    make_job: Callable[[JobConfig, PreparedRun, Reporter, bool], Any], config: JobConfig, **kw: Any
-) -> Any:
-    """run_job's frame around a procedure's own job object (kdcore.jobs.runner.run_with_job)."""
-    from kdcore.jobs.runner import run_with_job as frame
-
-    return frame(make_job, config, **kw)

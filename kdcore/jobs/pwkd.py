@@ -26,10 +26,9 @@ from kdcore.adapters.base import eval_mode
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
-from kdcore.jobs.procedures import run_with_job
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
-from kdcore.jobs.runner import _Job
+from kdcore.jobs.runner import _Job, run_with_job
 from kdcore.losses.pwkd import pwkd_schedule, stage_lr
 from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy
@@ -134,16 +133,9 @@ class PWKDJob(_Job):
         self.stage_steps = max(1, min(end * self.spe, self.total_steps) - self.stage_first)
         return super()._train_epoch(epoch)
 
-    def _optimise(self) -> float:
-        """One optimizer step on the accumulated gradients at the stage's learning rate (restarted per stage)."""
-        lr = stage_lr(self.cfg.lr, self.step - self.stage_first, self.stage_steps)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        if self.cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        self.opt.step()
-        self.step += 1
-        return lr
+    def _step_lr(self) -> float:
+        """The stage's learning rate (restarted per stage)."""
+        return stage_lr(self.cfg.lr, self.step - self.stage_first, self.stage_steps)
 
     def _evaluate(self) -> dict[str, float]:
         out = super()._evaluate()

@@ -54,8 +54,10 @@ from kdcore.jobs.objectives import (
     needs_attention,
 )
 from kdcore.jobs.onpolicy_checks import model_context
+from kdcore.jobs.perf_options import SHARD_NEEDS_PROCESSES
 from kdcore.jobs.performance import autocast, configure_models, split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
+from kdcore.jobs.procedures import procedure_name, run_procedure
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, JobInterrupted, Reporter
 from kdcore.jobs.resolve import (
     adapter_to,
@@ -159,9 +161,6 @@ def run_job(
     cancel:   a threading.Event or a callable; when set/true, the job stops at the next step
     pair:     a Pair to use instead of resolving `config.pair` (must be the pair that name loads)
     """
-    from kdcore.jobs.perf_options import SHARD_NEEDS_PROCESSES
-    from kdcore.jobs.procedures import procedure_name, run_procedure
-
     if config.shard == "full" and not resume:  # a sharded run resumes in one process, whole (fsdp.py)
         raise ValueError(SHARD_NEEDS_PROCESSES)
     if procedure_name(config):  # blockwise, pwkd, zskt: a whole training procedure (kdcore/jobs/procedures.py)
@@ -490,16 +489,21 @@ class _Job:
                 idx = self.pool.draw(self.step, cfg.batch_size, gen).to(self.device)
             else:
                 idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            values, extras = self._train_step(idx)
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            values.update(extras)
-            self.log.add("step", self.step, self.epoch, values)
+            self._logged_step(idx, sums)
             count += 1
-            self.log.maybe_flush()
-            self.report.beat(self.step, self.epoch)
-            self._emit("step", metrics=values)
         return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+
+    def _logged_step(self, idx: Tensor, sums: dict[str, float], **tags: float) -> None:
+        """One training step on the batch `idx` (education_job.py's epochs too): its values added into `sums`
+        (the epoch's means), logged as a step row with its extras and `tags`, a heartbeat and a "step" event."""
+        values, extras = self._train_step(idx)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        values.update(extras, **tags)
+        self.log.add("step", self.step, self.epoch, values)
+        self.log.maybe_flush()
+        self.report.beat(self.step, self.epoch)
+        self._emit("step", metrics=values)
 
     def _step_tensors(self, idx: Tensor) -> StepTensors:
         """The batch's student and teacher outputs (attention weights too when an objective needs them)."""
@@ -580,9 +584,14 @@ class _Job:
             logged["sched_pool"] = float(self.pool.size(self.step))
         return terms, ce_weight, logged
 
+    def _step_lr(self) -> float:
+        """This step's learning rate: the peak rate times the schedule's factor (pwkd, weight distillation:
+        restarted per stage or phase)."""
+        return self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg.schedule, self.cfg.warmup_steps)
+
     def _optimise(self) -> float:
-        """One optimizer step on the accumulated gradients at the scheduled learning rate; returns that rate."""
-        lr = self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg.schedule, self.cfg.warmup_steps)
+        """One optimizer step on the accumulated gradients at the step's learning rate; returns that rate."""
+        lr = self._step_lr()
         for g in self.opt.param_groups:
             g["lr"] = lr
         if self.cfg.grad_clip is not None:

@@ -28,10 +28,9 @@ from kdcore.adapters.base import ModelAdapter
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
-from kdcore.jobs.procedures import run_with_job
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
-from kdcore.jobs.runner import _Job, lr_factor
+from kdcore.jobs.runner import _Job, lr_factor, run_with_job
 from kdcore.jobs.weight_distill_groups import FIX, parse_groups, rule_groups, tensor_groups
 from kdcore.losses.weight_distill import WeightGenerator, weight_distill_generator
 from kdcore.methods import get_method, misfit_message
@@ -160,17 +159,10 @@ class WeightDistillJob(_Job):
         switch = min(self.plan.phase1_epochs * self.spe, self.total_steps)
         return (0, max(1, switch)) if self.phase == 1 else (switch, max(1, self.total_steps - switch))
 
-    def _optimise(self) -> float:
-        """One optimizer step at the schedule's rate, restarted with each phase."""
+    def _step_lr(self) -> float:
+        """The schedule's rate, restarted with each phase."""
         first, steps = self._phase_span()
-        lr = self.cfg.lr * lr_factor(self.step - first, steps, self.cfg.schedule, self.cfg.warmup_steps)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        if self.cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        self.opt.step()
-        self.step += 1
-        return lr
+        return self.cfg.lr * lr_factor(self.step - first, steps, self.cfg.schedule, self.cfg.warmup_steps)
 
     def _evaluate(self) -> dict[str, float]:
         if self.phase == 1:

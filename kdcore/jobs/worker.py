@@ -152,10 +152,16 @@ def start_worker_process(store: RunStore | None = None) -> subprocess.Popen:
 
 
 def _spawn_worker(store: RunStore) -> subprocess.Popen:
+    return spawn_detached(store, ["-m", "kdcore.jobs.worker", "--home", str(store.root)])
+
+
+def spawn_detached(store: RunStore, args: list[str]) -> subprocess.Popen:
+    """Start `python ARGS` in its own session (it outlives a closed terminal), in this folder with
+    _worker_env(), its output appended to the store's worker.log (the queue worker, executors' pool)."""
     log = open(store.root / "worker.log", "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "kdcore.jobs.worker", "--home", str(store.root)],
+            [sys.executable, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

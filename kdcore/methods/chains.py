@@ -7,7 +7,7 @@ Born-again generations (`ban`, §13.4a) are a chain too; their entry is in strat
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, lam, temperature
 from kdcore.methods.step import Component, StepTensors, label_loss
 from kdcore.methods.table import Method, register_method
 
@@ -58,8 +58,8 @@ register_method(
         source="Mirzadeh, Farajtabar, Li, Levine, Matsukawa & Ghasemzadeh AAAI 2020, arXiv 1902.03393",
         chain=True,
         params=(
-            Param("temperature", 4.0, "softmax temperature T of every stage", low=0.0, low_open=True, shared=True),
-            Param("lam", 0.9, "weight λ of the KL term of every stage (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+            temperature(4.0, "softmax temperature T of every stage"),
+            lam(0.9, "weight λ of the KL term of every stage (CE gets 1 − λ)"),
             Param(
                 "path",
                 "full",
@@ -84,8 +84,8 @@ register_method(
         chain=True,
         teacher_layers=guide_layers,
         params=(
-            Param("temperature", 5.0, "softmax temperature T", low=0.0, low_open=True, shared=True),
-            Param("lam", 1.0, "weight λ of the summed KL terms (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+            temperature(5.0),
+            lam(1.0, "weight λ of the summed KL terms (CE gets 1 − λ)"),
             Param("drop_num", 1, "guides dropped at random each step (at most all but one)", kind="int", low=0),
             Param(
                 "guides", 1, "guides in the teacher stack (set by the chain; 1: the teacher alone)", kind="int", low=1

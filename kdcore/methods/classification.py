@@ -5,16 +5,11 @@ Each step calls the tested loss or `*_components` function of kdcore.losses and 
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, lam, temperature
 from kdcore.methods.step import Component, StepTensors, label_loss
 from kdcore.methods.table import Method, register_method
 
 STRONG_RULES = ("target", "topk", "mass", "labels")  # = kdcore.losses.RULES (a test keeps them equal)
-
-
-def temperature(default: float) -> Param:
-    """The softmax temperature T, shared with the job's `temperature` field."""
-    return Param("temperature", default, "softmax temperature T", low=0.0, low_open=True, shared=True)
 
 
 def _kd(b: StepTensors, p: dict) -> list[Component]:
@@ -116,7 +111,7 @@ register_method(
         source="Hinton, Vinyals & Dean 2015, arXiv 1503.02531",
         params=(
             temperature(4.0),
-            Param("lam", 0.9, "weight λ of the KL term (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+            lam(0.9),
             Param("standardize", False, "standardise each logit vector before T (Sun et al. 2024)", kind="bool"),
         ),
     )
@@ -215,7 +210,7 @@ register_method(
         source="Hinton, Vinyals & Dean 2015, arXiv 1503.02531, applied to each label's Bernoulli",
         params=(
             temperature(4.0),
-            Param("lam", 0.9, "weight λ of the KL term (BCE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+            lam(0.9, "weight λ of the KL term (BCE gets 1 − λ)"),
         ),
     )
 )

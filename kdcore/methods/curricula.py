@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdcore.methods.classification import _kd, temperature
-from kdcore.methods.params import Param
+from kdcore.methods.classification import _kd
+from kdcore.methods.params import Param, lam, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -104,7 +104,7 @@ register_method(
         },
         params=(
             temperature(4.0),
-            Param("lam", 0.9, "weight λ of the KL term (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+            lam(0.9),
             Param(
                 "start",
                 0.04,

@@ -9,7 +9,7 @@ education_kd_loss) and only names its parts.
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -97,7 +97,7 @@ register_method(
                 "deepest feature f_K (unset: the student's default layers)",
                 kind="names",
             ),
-            Param("temperature", 3.0, "temperature T of the exits' KL", low=0.0, low_open=True, shared=True),
+            temperature(3.0, "temperature T of the exits' KL"),
             Param("alpha", 0.3, "weight α of the KL (the exit's CE gets 1 − α)", low=0.0, high=1.0),
             Param("hint_weight", 0.03, "weight λ of the feature hint ‖g_k(f_k) − f_K‖", low=0.0),
             Param("t_squared", False, "multiply the KL by T² (the authors' code does not)", kind="bool"),
@@ -139,7 +139,7 @@ register_method(
             "multilabel": "§13.5 covers single-label classes only",
         },
         params=(
-            Param("temperature", 4.0, "temperature T of the grade's KD term", low=0.0, low_open=True, shared=True),
+            temperature(4.0, "temperature T of the grade's KD term"),
             Param("ce_weight", 0.3, "weight w_ce of the CE (the KD term gets 1 − w_ce)", low=0.0, high=1.0),
             Param(
                 "ratios",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from kdcore.methods.classification import temperature
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, temperature
 from kdcore.methods.step import IGNORE_INDEX, Component, StepTensors
 from kdcore.methods.table import Method, register_method
 

@@ -74,6 +74,16 @@ class Param:
         }
 
 
+def temperature(default: float, help: str = "softmax temperature T") -> Param:
+    """The softmax temperature T > 0, shared with the job's `temperature` field."""
+    return Param("temperature", default, help, low=0.0, low_open=True, shared=True)
+
+
+def lam(default: float, help: str = "weight λ of the KL term (CE gets 1 − λ)") -> Param:
+    """The weight λ in [0, 1] of the distillation term, shared with the job's `lam` field."""
+    return Param("lam", default, help, low=0.0, high=1.0, shared=True)
+
+
 def _is_number(v: Any, integer: bool) -> bool:
     if isinstance(v, bool):
         return False

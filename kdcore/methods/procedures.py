@@ -6,7 +6,7 @@ gives (the student's own stone, the base KD against the current sub-teacher, ZSK
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, lam, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -57,8 +57,8 @@ def _pwkd_check(p: dict, where: str) -> list[str]:
     return []
 
 
-_T = Param("temperature", 4.0, "softmax temperature T of the base KD", low=0.0, low_open=True, shared=True)
-_LAM = Param("lam", 0.9, "weight λ of the KD term (CE gets 1 − λ)", low=0.0, high=1.0, shared=True)
+_T = temperature(4.0, "softmax temperature T of the base KD")
+_LAM = lam(0.9, "weight λ of the KD term (CE gets 1 − λ)")
 
 register_method(
     Method(
@@ -152,7 +152,7 @@ register_method(
         procedure="kdcore.jobs.zskt:run_zskt",
         task_hints={"causal_lm": "its generator makes images; a language model's inputs are discrete tokens"},
         params=(
-            Param("temperature", 1.0, "softmax temperature τ of D (no T² factor)", low=0.0, low_open=True, shared=True),
+            temperature(1.0, "softmax temperature τ of D (no T² factor)"),
             Param("beta", 250.0, "weight β of the attention-transfer term", low=0.0),
             Param(
                 "kl_reduction",

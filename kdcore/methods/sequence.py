@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdcore.methods.classification import temperature
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 

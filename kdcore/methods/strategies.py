@@ -9,7 +9,7 @@ the tested loss or components function and only weighs its parts.
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -82,14 +82,7 @@ register_method(
         also_calls=("kdcore.losses:virtual_teacher",),
         source="Yuan, Tay, Li, Wang & Feng CVPR 2020, arXiv 1909.11723",
         params=(
-            Param(
-                "temperature",
-                20.0,
-                "temperature T of the virtual teacher (softmax of p^d / T)",
-                low=0.0,
-                low_open=True,
-                shared=True,
-            ),
+            temperature(20.0, "temperature T of the virtual teacher (softmax of p^d / T)"),
             Param("a", 0.99, "the virtual teacher's probability on the label", low=0.0, high=1.0, low_open=True),
             Param("alpha", 0.1, "weight α of the virtual-teacher term (CE gets 1 − α)", low=0.0, high=1.0),
             Param("multiplier", None, "multiplier m of the KL, scaled m/C (unset: m = C)", low=0.0, low_open=True),

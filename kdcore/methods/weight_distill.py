@@ -6,7 +6,7 @@ sequence-level KD data), or §1 KD (`target="kd"`).
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, lam, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -44,8 +44,8 @@ register_method(
         procedure="kdcore.jobs.weight_distill_job:run_weight_distill",
         task_hints={"causal_lm": "its groups and run are built for classifiers (the sample CNNs)"},
         params=(
-            Param("temperature", 4.0, "softmax temperature T of target='kd'", low=0.0, low_open=True, shared=True),
-            Param("lam", 0.9, "weight λ of the KD term of target='kd' (CE gets 1 − λ)", low=0.0, high=1.0, shared=True),
+            temperature(4.0, "softmax temperature T of target='kd'"),
+            lam(0.9, "weight λ of the KD term of target='kd' (CE gets 1 − λ)"),
             Param(
                 "target",
                 "teacher_argmax",

@@ -93,6 +93,13 @@ def llama_pair(root: Path, *, teacher_layers: int = 4, student_layers: int = 2) 
     return teacher, student
 
 
+def llama_pair_with_corpus(root: Path, text: str) -> tuple[Path, Path, Path]:
+    """(teacher_dir, student_dir, corpus.txt) under root: llama_pair's models and `text` as a plain-text corpus."""
+    teacher, student = llama_pair(root)
+    (root / "corpus.txt").write_text(text)
+    return teacher, student, root / "corpus.txt"
+
+
 def bert_pair(root: Path, *, teacher_layers: int = 4, student_layers: int = 2) -> tuple[Path, Path]:
     """(teacher_dir, student_dir) of a BERT-style encoder (sequence classifier) pair under root."""
     teacher = save_model(bert_config(teacher_layers), root / "bert_teacher", seed=3)

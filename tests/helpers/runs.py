@@ -24,3 +24,22 @@ def digits_run(store: Any, **fields: Any) -> Any:
     res = run_job(JobConfig(**{**QUICK, **fields}), store=store)
     assert res.state == "completed", res.error
     return res
+
+
+def cancel_and_resume(cfg: Any, store: Any, monkeypatch: Any, *, epoch: int, steps: int) -> tuple[Any, Any, Any]:
+    """(full, part, resumed): `cfg` run to its end in `store`; run again and cancelled after `steps` steps of
+    epoch `epoch`; that run resumed (run_id part.run_id) from its resume state, saved here at every epoch end."""
+    import kdcore.jobs.runner as runner
+    from kdcore.jobs import run_job
+
+    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)
+    full = run_job(cfg, store=store)
+    seen = {"n": 0}
+
+    def count(ev: dict) -> None:
+        seen["n"] += ev["event"] == "step" and ev["epoch"] == epoch
+
+    part = run_job(cfg, store=store, callback=count, cancel=lambda: seen["n"] >= steps)
+    assert part.state == "cancelled", part.error
+    resumed = run_job(cfg, store=store, run_id=part.run_id, resume=True)
+    return full, part, resumed
