@@ -2,18 +2,22 @@
 
 import json
 import os
-import socket
 import sys
 import types
 
 
 def rank_main(
-    rank: int, world: int, port: int, config: dict, out: str, cancel_after: int | None, run_id: str | None = None
+    rank: int, world: int, rendezvous: str, config: dict, out: str, cancel_after: int | None, run_id: str | None = None
 ) -> None:
-    """Run `config` as rank `rank` of `world` (gloo, localhost:port); rank 0 writes its RunResult to `out`.
-    With `run_id`: resume that run."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    """Run `config` as rank `rank` of `world` (gloo, meeting through the file `rendezvous`); rank 0 writes its
+    RunResult to `out`. With `run_id`: resume that run.
+
+    The ranks meet through a file rather than a TCP port picked in advance: with the suite on several processes
+    another test (Ray, an app server) can take that port before rank 0 binds it. run_distributed keeps a
+    process group that is already up."""
+    os.environ.update(OMP_NUM_THREADS="1")
     import torch
+    import torch.distributed as dist
 
     torch.set_num_threads(1)
     from kdcore.jobs import runner
@@ -33,18 +37,16 @@ def rank_main(
     env = DistEnv(rank, world, rank)
     store = RunStore() if rank == 0 else None
     resume = run_id is not None
-    result = run_distributed(
-        JobConfig(**config), env=env, store=store, run_id=run_id, resume=resume, callback=on_event, cancel=cancel
-    )
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        result = run_distributed(
+            JobConfig(**config), env=env, store=store, run_id=run_id, resume=resume, callback=on_event, cancel=cancel
+        )
+    finally:
+        dist.destroy_process_group()
     if rank == 0:
         with open(out, "w") as f:
             json.dump({"run_id": result.run_id, "state": result.state, "metrics": result.metrics}, f)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def two_ranks(tmp_path, config: dict, cancel_after: int | None = None, run_id: str | None = None) -> dict:
@@ -53,13 +55,14 @@ def two_ranks(tmp_path, config: dict, cancel_after: int | None = None, run_id: s
     import torch.multiprocessing as mp
 
     out = tmp_path / "rank0.json"
+    rendezvous = tmp_path / f"rendezvous-{run_id or 'new'}"  # a fresh file for each group (file:// needs one)
     # spawn re-runs the parent's __main__ file in each child; inside a pytest process an earlier test (Streamlit's
     # AppTest) can leave a generated script there, so the children get a bare __main__ (rank_main is importable)
     bare = types.ModuleType("__main__")
     saved = sys.modules["__main__"]
     sys.modules["__main__"] = bare
     try:
-        mp.spawn(rank_main, args=(2, _free_port(), config, str(out), cancel_after, run_id), nprocs=2, join=True)
+        mp.spawn(rank_main, args=(2, str(rendezvous), config, str(out), cancel_after, run_id), nprocs=2, join=True)
     finally:
         sys.modules["__main__"] = saved
     return json.loads(out.read_text())

@@ -1,4 +1,5 @@
-"""On each sample pair, its recipe (sample_models.recipes.RECIPES) makes KD beat the student trained
+"""The recipe lesson, checked per pair by tests/test_recipe_lesson_*.py (one file a pair, so that the
+suite's processes, one test file each, take the pairs in parallel): on each sample pair, its recipe (sample_models.recipes.RECIPES) makes KD beat the student trained
 alone on the same budget, over seeds 0, 1, 2.
 
 Both jobs train the sample student's architecture from a fresh initialisation with the runner, the
@@ -8,16 +9,14 @@ its `measured` field. Accuracy (higher is better) for the classifiers; validatio
 better) for tinylang.
 """
 
-import pytest
-
 from kdcore.jobs import JobConfig, RunStore, run_protocol
 from kdcore.jobs.recipes import with_recipe
 from sample_models.recipes import RECIPES
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_kd_beats_the_student_alone_on_the_recipe_over_three_seeds(data_dir, name):
+def check_kd_beats_the_student_alone(name: str) -> None:
+    """Runs the pair's recipe and its student-alone baseline over seeds 0-2 (in the caller's KDWB_HOME) and
+    checks that KD is better at the best and at the final epoch, on the mean over the seeds."""
     base, _ = with_recipe(
         JobConfig(pair=name, val_size=512, checkpoints=0), RECIPES[name], user_set={"pair", "val_size", "checkpoints"}
     )
