@@ -1,7 +1,7 @@
 """Each sample pair's recommended recipe: the settings under which distilling beats the student
 trained alone on the same budget, over seeds 0, 1, 2, each run under a minute of CPU (one thread).
 
-`measured` records what the recipe gave when it was chosen (tests/test_jobs_kd.py re-runs it):
+`measured` records what the recipe gave when it was chosen (tests/test_recipe_lesson_*.py re-run it):
 mean ± std over the 3 seeds of the best epoch's validation metric, distilled vs alone.
 """
 

@@ -132,7 +132,7 @@ RECIPES = {
 }
 # T = 2 and λ = 0.5 rather than Hinton's T = 4, λ = 0.9: with the smallest students, T = 4 left the
 # distilled student below its baseline at the full training length (measured while choosing the
-# recipes). Short jobs from scratch favour T = 4 (tests/test_jobs_kd.py).
+# recipes). Short jobs from scratch favour T = 4 (tests/test_recipe_lesson_*.py).
 
 
 # ---- losses ---------------------------------------------------------------------------------
