@@ -99,7 +99,7 @@ def figure(res, decode: Callable[[int], str], *, width: int = 16) -> go.Figure:
         fig,
         title=f"Generated tokens coloured by {label}",
         x="token within the row",
-        y="sample (tokens k…)",
+        y="sample",
         height=140 + 38 * len(names),
         legend=False,
     )
