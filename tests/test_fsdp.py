@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kdcore.cli import main
-from kdcore.jobs import JobConfig, RunStore, run_job, runner
+from kdcore.jobs import JobConfig, RunStore, job, run_job
 from kdcore.jobs.config import ConfigError
 from kdcore.jobs.fsdp import check_shardable, transformer_layers
 from kdcore.jobs.pair_source import pair_for_config
@@ -57,7 +57,7 @@ def test_sharded_ranks_match_one_process_save_full_weights_and_resume_across_pro
     saved and the end are those of one process on its own."""
     from transformers import AutoModelForCausalLM
 
-    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end (as the ranks do)
+    monkeypatch.setattr(job, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end (as the ranks do)
     store = RunStore()
     one = run_job(JobConfig(**_cfg(llama)), store=store)
     first = run_job(JobConfig(**_cfg(llama)), store=store, **_stop_after(3))

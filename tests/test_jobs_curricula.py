@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from kdcore.jobs import JobConfig, RunStore, run_job
-from kdcore.jobs import runner as runner_mod
 from kdcore.jobs.config import ConfigError
+from kdcore.jobs.job import _Job
+from kdcore.jobs.prepare import prepare_run
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resolve import resolve_pair
-from kdcore.jobs.runner import _Job, prepare_run
 from kdcore.losses import ctkd_step
 from kdcore.methods.curricula import CTKD_KEY
 
@@ -137,7 +137,7 @@ def test_curriculum_draws_every_batch_from_the_paced_pool(digits, monkeypatch):
         drawn.append((self.step, self.epoch, idx.tolist()))
         return original(self, idx)
 
-    monkeypatch.setattr(runner_mod._Job, "_train_step", spy)
+    monkeypatch.setattr(_Job, "_train_step", spy)
     params = {"start": 0.1, "inc": 2.0, "step": 2}
     cfg = JobConfig(pair="digits", objective="curriculum", epochs=3, params=params, **{**TINY, "batch_size": 16})
     events: list[dict] = []

@@ -296,9 +296,11 @@ def test_every_job_attribute_is_set_in_init():
     import ast
     import inspect
 
-    from kdcore.jobs import runner
+    from kdcore.jobs import job as job_module
 
-    job = next(n for n in ast.parse(inspect.getsource(runner)).body if isinstance(n, ast.ClassDef) and n.name == "_Job")
+    job = next(
+        n for n in ast.parse(inspect.getsource(job_module)).body if isinstance(n, ast.ClassDef) and n.name == "_Job"
+    )
     methods = {f.name: f for f in job.body if isinstance(f, ast.FunctionDef)}
     in_init = _attributes_set(methods.pop("__init__"))
     late = {f"{name}: self.{a}" for name, fn in methods.items() for a in _attributes_set(fn) - in_init}

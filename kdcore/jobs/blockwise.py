@@ -23,10 +23,11 @@ from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.job import _Job, _NonFiniteLoss
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
-from kdcore.jobs.runner import _Job, _NonFiniteLoss, run_with_job
+from kdcore.jobs.runner import run_with_job
 from kdcore.losses.blockwise import blockwise_components
 from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kdcore.exits import EXITS_KEY, ExitHeads, exit_logits
-from kdcore.jobs.runner import _SEED_MOD, _Job
+from kdcore.jobs.job import _SEED_MOD, _Job
 from kdcore.metrics import accuracy
 
 

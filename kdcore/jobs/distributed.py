@@ -35,13 +35,13 @@ import torch.distributed as dist
 from torch import Tensor
 
 from kdcore.jobs.config import JobConfig, with_source_label
+from kdcore.jobs.job import RunResult, _Job
 from kdcore.jobs.performance import split_batch
 from kdcore.jobs.prepare import PreparedRun, prepare_run
 from kdcore.jobs.procedures import procedure_name
 from kdcore.jobs.reporting import Callback, Cancel, JobCancelled, Reporter
-from kdcore.jobs.runner import RunResult, _Job, _open_run
+from kdcore.jobs.runner import _open_run, job_class
 from kdcore.jobs.store import RunStore, StoreError
-from kdcore.jobs.strategy_jobs import job_class
 from kdcore.pairs import Pair
 
 TIMEOUT_S = 600  # a rank that waits this long on the others fails instead of hanging

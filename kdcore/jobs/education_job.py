@@ -37,8 +37,8 @@ from kdcore.adapters.base import ModelAdapter
 from kdcore.exits import ExitHead
 from kdcore.jobs.config import LossTerm
 from kdcore.jobs.evaluation import _batched_logits
+from kdcore.jobs.job import _SEED_MOD, _Job
 from kdcore.jobs.resume_state import make_optimizer
-from kdcore.jobs.runner import _SEED_MOD, _Job
 from kdcore.losses import grade_of_epoch, grade_partition
 
 PAPER_EPOCHS, PAPER_BOUNDARIES = 240, (150, 180)  # §13.5: grades 2 and 3 start at epochs 150 and 180 of 240

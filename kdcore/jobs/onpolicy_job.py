@@ -35,9 +35,9 @@ from torch import Tensor, nn
 
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.job import _SEED_MOD, _Job, _NonFiniteLoss
 from kdcore.jobs.objectives import StepTensors, compute_loss
 from kdcore.jobs.onpolicy_checks import generation_problems, model_context  # noqa: F401  (re-exported)
-from kdcore.jobs.runner import _SEED_MOD, _Job, _NonFiniteLoss
 from kdcore.methods import IGNORE_INDEX
 from kdcore.onpolicy import DistiLLMSchedule, ReplayBuffer, gkd_step_source
 

@@ -24,11 +24,12 @@ from torch import Tensor, nn
 from kdcore.adapters import wrap
 from kdcore.adapters.base import eval_mode
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.job import _Job
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
-from kdcore.jobs.runner import _Job, run_with_job
+from kdcore.jobs.runner import run_with_job
 from kdcore.losses.pwkd import pwkd_schedule, stage_lr
 from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy

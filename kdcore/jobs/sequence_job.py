@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from kdcore.jobs.runner import _Job
+from kdcore.jobs.job import TRAIN_PROBE_SEQUENCES, _Job
+from kdcore.jobs.lm_eval import teacher_validation
 from kdcore.jobs.sequence_data import sequence_data
 from kdcore.methods import canonical_name
 from kdcore.methods.sequence import SEQ_LOGITS, SEQ_TARGETS
@@ -44,9 +45,6 @@ class SeqKDJob(_Job):
 
     def _refit_teacher_train(self) -> None:
         """The teacher's fit on the rows now trained on (ŷ rows may be shorter than the data rows)."""
-        from kdcore.jobs.lm_eval import teacher_validation
-        from kdcore.jobs.runner import TRAIN_PROBE_SEQUENCES
-
         x, y = self.train_x[:TRAIN_PROBE_SEQUENCES], self.train_y[:TRAIN_PROBE_SEQUENCES]
         self.teacher_train = teacher_validation(self.teacher, x, y, self.task, self.device)
 

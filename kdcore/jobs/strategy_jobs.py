@@ -1,8 +1,8 @@
-"""Runs whose student carries more than its own head (methods/13 §13.4b BYOT, §13.5 education):
-what they need checked before anything runs, and the job class that trains them.
+"""Runs whose student carries more than its own head (methods/13 §13.4b BYOT, §13.5 education), and
+on-policy runs (methods/14): what they need checked before anything runs. The job classes that train
+them (byot_job.py, education_job.py, onpolicy_job.py) are picked by runner.job_class.
 
     terms, s_layers = prepare_strategy(config, pair, task, train_inputs, terms, s_layers)  # in prepare_run
-    job_class(config.objective)   # the runner's _Job, or ByotJob / EducationJob
 
 `prepare_strategy` resolves the exit (or grade) layers from the student's default layers into the
 term's params and refuses, with the reason and the fix, a model without usable exit layers, a
@@ -11,43 +11,18 @@ method inside 'sum', a schedule the run cannot reach.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from kdcore.exits import exit_layers, exit_problems, layer_problems
 from kdcore.jobs.config import JobConfig, LossTerm
 from kdcore.jobs.onpolicy_checks import ONPOLICY, onpolicy_problems
-from kdcore.methods import canonical_name
 
 if TYPE_CHECKING:
     from kdcore.pairs import Pair
 
 STRATEGIES = ("byot", "education")
-
-
-def job_class(objective: str) -> Any:
-    """The class that trains a job of this objective (imported here: the job classes import the runner)."""
-    name = canonical_name(objective)
-    if name == "byot":
-        from kdcore.jobs.byot_job import ByotJob
-
-        return ByotJob
-    if name == "education":
-        from kdcore.jobs.education_job import EducationJob
-
-        return EducationJob
-    if name in ONPOLICY:
-        from kdcore.jobs.onpolicy_job import OnPolicyJob
-
-        return OnPolicyJob
-    if name in ("seqkd", "hybrid"):  # methods/15: trained on the teacher's generated completions
-        from kdcore.jobs.sequence_job import sequence_job_class
-
-        return sequence_job_class(name)
-    from kdcore.jobs.runner import _Job
-
-    return _Job
 
 
 def prepare_strategy(

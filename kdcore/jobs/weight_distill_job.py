@@ -26,11 +26,12 @@ from torch.func import functional_call
 
 from kdcore.adapters.base import ModelAdapter
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.job import _Job, lr_factor
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
-from kdcore.jobs.runner import _Job, lr_factor, run_with_job
+from kdcore.jobs.runner import run_with_job
 from kdcore.jobs.weight_distill_groups import FIX, parse_groups, rule_groups, tensor_groups
 from kdcore.losses.weight_distill import WeightGenerator, weight_distill_generator
 from kdcore.methods import get_method, misfit_message

@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.evaluation import _batched_logits, validation_metrics
+from kdcore.jobs.job import RunResult, _place_models
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import JobCancelled, Reporter
 from kdcore.jobs.resolve import resolve_device
-from kdcore.jobs.runner import RunResult, _place_models, run_with_job
+from kdcore.jobs.runner import run_with_job
 from kdcore.losses.zskt import zero_shot_losses, zero_shot_schedule
 from kdcore.methods import get_method, misfit_message
 from kdcore.metrics import accuracy

@@ -20,12 +20,12 @@ def rank_main(
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    from kdcore.jobs import runner
+    from kdcore.jobs import job
     from kdcore.jobs.config import JobConfig
     from kdcore.jobs.distributed import DistEnv, run_distributed
     from kdcore.jobs.store import RunStore
 
-    runner._RESUME_EVERY_S = 0.0  # save the resume state at every epoch end
+    job._RESUME_EVERY_S = 0.0  # save the resume state at every epoch end
     seen = {"step": 0}
 
     def on_event(ev: dict) -> None:

@@ -29,10 +29,10 @@ def digits_run(store: Any, **fields: Any) -> Any:
 def cancel_and_resume(cfg: Any, store: Any, monkeypatch: Any, *, epoch: int, steps: int) -> tuple[Any, Any, Any]:
     """(full, part, resumed): `cfg` run to its end in `store`; run again and cancelled after `steps` steps of
     epoch `epoch`; that run resumed (run_id part.run_id) from its resume state, saved here at every epoch end."""
-    import kdcore.jobs.runner as runner
+    import kdcore.jobs.job as job
     from kdcore.jobs import run_job
 
-    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)
+    monkeypatch.setattr(job, "_RESUME_EVERY_S", 0.0)
     full = run_job(cfg, store=store)
     seen = {"n": 0}
 

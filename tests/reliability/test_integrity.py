@@ -51,9 +51,9 @@ def test_a_changed_artifact_is_an_error_naming_the_file(data_dir):
 
 
 def test_a_truncated_resume_state_restarts_from_the_last_good_checkpoint(data_dir, monkeypatch):
-    import kdcore.jobs.runner as runner
+    import kdcore.jobs.job as job
 
-    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end
+    monkeypatch.setattr(job, "_RESUME_EVERY_S", 0.0)  # a resume state at every epoch end
     store = RunStore()
     rid = _cancelled_at_epoch(store, 3)
     resume_file = store.artifact_path(rid, "resume.safetensors")
@@ -70,9 +70,9 @@ def test_a_truncated_resume_state_restarts_from_the_last_good_checkpoint(data_di
 
 def test_a_truncated_resume_state_is_never_a_failed_run(data_dir, monkeypatch):
     """Before the resume, `runs check` names the file and the run stays interrupted."""
-    import kdcore.jobs.runner as runner
+    import kdcore.jobs.job as job
 
-    monkeypatch.setattr(runner, "_RESUME_EVERY_S", 0.0)
+    monkeypatch.setattr(job, "_RESUME_EVERY_S", 0.0)
     store = RunStore()
     rid = _cancelled_at_epoch(store, 2)
     store.update_run(rid, state="interrupted")
