@@ -9,7 +9,8 @@ import torch
 
 from kdcore.cli import main
 from kdcore.jobs import JobConfig, RunStore, run_job
-from kdcore.jobs.distributed import check_distributable, shard_bounds, torchrun_env
+from kdcore.jobs.data_parallel import shard_bounds
+from kdcore.jobs.distributed import check_distributable, torchrun_env
 from kdcore.jobs.launch import torchrun_command
 from kdcore.jobs.prepare import prepare_run
 from tests.helpers.ddp_ranks import two_ranks

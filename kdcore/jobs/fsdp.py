@@ -1,4 +1,4 @@
-"""`--shard full`: the data-parallel job (distributed.py) with the student sharded by FSDP2.
+"""`--shard full`: the data-parallel job (data_parallel.py) with the student sharded by FSDP2.
 
     torchrun --standalone --nproc-per-node 2 -m kdcore distill --teacher T --student S --data D --shard full
 
@@ -6,10 +6,10 @@ What is sharded: the Hugging Face student's parameters, gradients and optimizer 
 `torch.distributed.fsdp.fully_shard` is applied to each transformer layer (the model's own
 `_no_split_modules` classes, e.g. LlamaDecoderLayer) and then to the root (embeddings, final norm,
 output head: tied input/output embeddings stay one parameter, in the root's unit). The optimizer is
-built after sharding. Each step's batch is split by rank exactly as in distributed.py (each slice's
+built after sharding. Each step's batch is split by rank exactly as in data_parallel.py (each slice's
 loss carries its share of the global batch); FSDP reduce-scatters the gradients as a SUM (divide
 factor 1, plain sum collectives, which gloo runs too), so a step is one process's step on the same
-global batch. Learned projectors stay whole on every rank and are all-reduced as in distributed.py.
+global batch. Learned projectors stay whole on every rank and are all-reduced as in data_parallel.py.
 
 What is not sharded: the teacher (every rank holds it, in eval mode, under no_grad: it builds no
 gradients or optimizer state, the memory FSDP saves); the chunked token objective (lm_chunked) is not
@@ -37,7 +37,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from kdcore.adapters.base import ModelAdapter
 from kdcore.jobs.config import JobConfig
-from kdcore.jobs.distributed import DataParallelJob, DistEnv
+from kdcore.jobs.data_parallel import DataParallelJob, DistEnv
 from kdcore.jobs.perf_options import SHARD_NEEDS_PROCESSES
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter

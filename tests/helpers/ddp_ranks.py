@@ -22,7 +22,8 @@ def rank_main(
     torch.set_num_threads(1)
     from kdcore.jobs import job
     from kdcore.jobs.config import JobConfig
-    from kdcore.jobs.distributed import DistEnv, run_distributed
+    from kdcore.jobs.data_parallel import DistEnv
+    from kdcore.jobs.distributed import run_distributed
     from kdcore.jobs.store import RunStore
 
     job._RESUME_EVERY_S = 0.0  # save the resume state at every epoch end
