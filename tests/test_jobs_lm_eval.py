@@ -11,7 +11,7 @@ from kdcore.cka import linear_cka
 from kdcore.divergences import divergence_loss
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.evaluation import _batched_logits, teacher_metrics, validation_metrics
-from kdcore.jobs.lm_eval import lm_probe_metrics, student_validation, teacher_validation
+from kdcore.jobs.lm_eval import checkpoint_probes, lm_probe_metrics, student_validation, teacher_validation
 from kdcore.jobs.resolve import resolve_pair
 
 
@@ -55,6 +55,7 @@ def test_streamed_probe_equals_cka_and_divergences_on_everything(tinylang):
     assert set(got) == set(ref) and len(ref) > 2
     assert got == pytest.approx(ref, rel=1e-5)
     assert student.model.training  # left in train mode, as probe_metrics does
+    assert checkpoint_probes(student, teacher, x, y, "causal_lm", terms) == pytest.approx(ref, rel=1e-5)
 
 
 def test_classifier_validation_keeps_its_full_logits():

@@ -88,11 +88,7 @@ def probe_metrics(
 ) -> dict[str, float]:
     """CKA of the student's layers to the teacher's, and the divergence components, on a probe batch
     x [n, ...] with targets y. The student is left in train mode, the teacher in its own mode.
-    A causal LM's probe streams over a few sequences at a time (``lm_eval.lm_probe_metrics``)."""
-    if task == "causal_lm":
-        from kdcore.jobs.lm_eval import lm_probe_metrics
-
-        return lm_probe_metrics(student, teacher, x, y, terms)
+    The job streams a causal LM's probe over a few sequences at a time instead (``lm_eval.checkpoint_probes``)."""
     out: dict[str, float] = {}
     s_names, t_names = list(student.default_layers()), list(teacher.default_layers())
     student.model.eval()

@@ -28,10 +28,9 @@ from kdcore.jobs.curriculum_pool import PacedPool
 from kdcore.jobs.evaluation import (
     _batched_logits,
     forward_with_attentions,
-    probe_metrics,
 )
 from kdcore.jobs.heldout import fixed_model_exact_match, heldout_exact_match, heldout_prompts
-from kdcore.jobs.lm_eval import student_validation, teacher_validation
+from kdcore.jobs.lm_eval import checkpoint_probes, student_validation, teacher_validation
 from kdcore.jobs.lm_step import chunked_problem, chunked_token_loss, probe_head_matches
 from kdcore.jobs.objectives import (
     StepTensors,
@@ -495,7 +494,7 @@ class _Job:
 
     def _checkpoint(self) -> None:
         x, y = self.val_x[: self.cfg.probe_size], self.val_y[: self.cfg.probe_size]
-        values = probe_metrics(self.student, self.teacher, x, y, self.task, self.terms)
+        values = checkpoint_probes(self.student, self.teacher, x, y, self.task, self.terms)
         self.log.add("checkpoint", self.step, self.epoch, values)
         if self.store is not None and self.run_id is not None:
             self.store.save_student(

@@ -6,7 +6,8 @@ its top-1 token per position [N, L] and its accuracy and loss (``TeacherVal``). 
 validation metrics and the checkpoint probes (CKA, fkl/rkl) are computed a few sequences at a
 time (about 2**24 logits per batch) and reduced at once. The values equal
 ``evaluation.validation_metrics`` / ``teacher_metrics`` / ``probe_metrics`` on the full logits.
-Other tasks keep the full (small, [N, C]) teacher logits and use those functions unchanged.
+Other tasks keep the full (small, [N, C]) teacher logits and use those functions unchanged
+(``teacher_validation``, ``student_validation`` and ``checkpoint_probes`` pick the way by task).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from torch import Tensor
 from kdcore.adapters.base import ModelAdapter, eval_mode
 from kdcore.cka import linear_cka
 from kdcore.jobs.config import LossTerm
+from kdcore.jobs.evaluation import (
+    _batched_logits,
+    probe_metrics,
+    probe_temperature,
+    teacher_metrics,
+    validation_metrics,
+)
 from kdcore.jobs.teacher_cache import compute_teacher_outputs
 
 IGNORE_INDEX = -100
@@ -69,8 +77,6 @@ def teacher_validation(
     teacher: ModelAdapter, x: Tensor, y: Tensor, task: str, device: torch.device | str, rows: int | None = None
 ) -> TeacherVal:
     """The teacher's validation outputs: streamed (top-1 and metrics) for a causal LM, else full logits."""
-    from kdcore.jobs.evaluation import _batched_logits, teacher_metrics
-
     with eval_mode(teacher.model):
         if task != "causal_lm":
             logits = _batched_logits(teacher, x, device)
@@ -97,8 +103,6 @@ def student_validation(
 ) -> dict[str, float]:
     """val_loss, val_acc and val_agreement of the student (eval mode, no grad), streamed for a causal LM
     (an encoder task: the embedding metrics, through the objective's projector when it has one)."""
-    from kdcore.jobs.evaluation import _batched_logits, validation_metrics
-
     student.model.eval()
     with torch.no_grad():
         if task != "causal_lm":
@@ -115,13 +119,22 @@ def student_validation(
     return {"val_loss": ce / kept, "val_acc": hits / kept, "val_agreement": agree / teacher.top1.numel()}
 
 
+def checkpoint_probes(
+    student: ModelAdapter, teacher: ModelAdapter, x: Tensor, y: Tensor, task: str, terms: list[LossTerm]
+) -> dict[str, float]:
+    """The checkpoint probes (CKA, divergences) on x [n, ...]: streamed for a causal LM
+    (``lm_probe_metrics``), else ``evaluation.probe_metrics`` on the full logits."""
+    if task == "causal_lm":
+        return lm_probe_metrics(student, teacher, x, y, terms)
+    return probe_metrics(student, teacher, x, y, task, terms)
+
+
 def lm_probe_metrics(
     student: ModelAdapter, teacher: ModelAdapter, x: Tensor, y: Tensor, terms: list[LossTerm], rows: int | None = None
 ) -> dict[str, float]:
     """``probe_metrics`` of a causal LM, a few sequences at a time: CKA of every student layer to every
     teacher layer on the whole probe set, and the mean fkl/rkl over its kept positions."""
     from kdcore.divergences import token_divergence
-    from kdcore.jobs.evaluation import probe_temperature
 
     s_names, t_names = list(student.default_layers()), list(teacher.default_layers())
     temperature = probe_temperature(terms)
