@@ -1,4 +1,4 @@
-"""The Ray executor: each run one Ray task with its CPU/GPU request (kdcore/jobs/executors.py).
+"""The Ray executor: each run one Ray task with its CPU/GPU request (`make_executor("ray")` in executors.py).
 
     ex = RayExecutor()                     # a local Ray started here, as many CPUs as this machine's
     ex = RayExecutor(address="auto")       # the Ray cluster this machine belongs to (`ray start --head`)
@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from kdcore.jobs.config import JobConfig
-from kdcore.jobs.executors import Executor, ExecutorError, check_workers, max_workers, queue_runs, run_batch
+from kdcore.jobs.executor_base import Executor, ExecutorError, check_workers, max_workers, queue_runs, run_batch
 from kdcore.jobs.store import RunStore
 
 CONNECT_TIMEOUT_S = 4.0  # each step of the address probe (TCP, then Ray's GCS): an error within 10 s
