@@ -133,7 +133,7 @@ def test_n_workers_drain_one_queue_side_by_side_and_train_each_run_once(data_dir
 def test_the_class_leaderboard_is_each_workspaces_best_per_pair_and_method(data_dir):
     import numpy as np
 
-    from kdcore.jobs.workspace import class_leaderboard
+    from kdcore.jobs.class_board import class_leaderboard
 
     rng = np.random.default_rng(0)
     expected: dict = {}

@@ -5,8 +5,8 @@ import streamlit as st
 
 from app import run_table, ui
 from app import workshop_server as ws
+from kdcore.jobs.class_board import class_leaderboard
 from kdcore.jobs.store import RunStore
-from kdcore.jobs.workspace import class_leaderboard
 
 ui.intro(
     "Instructor",
