@@ -23,10 +23,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from kdcore.pairs import Pair
+from kdcore.pair import Pair
 
 ENTRY_POINT_GROUP = "kdworkbench.pairs"
 Loader = Callable[[], Any] | str
@@ -204,8 +203,6 @@ def _is_factory_path(text: str) -> bool:
 
 
 def _checked_pair(pair: Any, what: str) -> Pair:
-    from kdcore.pairs import Pair
-
     if not isinstance(pair, Pair):
         raise _error(f"{what[0].upper()}{what[1:]} must return a kdcore.pairs.Pair. Got {type(pair).__name__} instead.")
     return pair
