@@ -1,7 +1,7 @@
 """Methods whose student carries more than its own head: Be Your Own Teacher (auxiliary exits,
 methods/13 §13.4b) and education distillation (a student that grows a grade of classes at a time, §13.5).
 
-Their steps need what the runner's strategy jobs provide (kdcore.jobs.strategy_jobs): BYOT's exit
+Their steps need what the strategy jobs provide (kdcore.jobs.byot_job, education_job): BYOT's exit
 heads in the job's learned parts under `EXITS_KEY`, the features of the exit layers; education's
 current head and the batch's grade. Each step calls the tested loss (kdcore.losses.byot_losses,
 education_kd_loss) and only names its parts.

@@ -3,7 +3,7 @@ Tf-KD's virtual teacher (§13.4c) and the born-again loss against the given teac
 
 BAN's entry also drives its generations (a chain: kdcore/jobs/chain.py; TAKD and DGKD are in
 chains.py). Exits (BYOT) and grades (education distillation) are entries in grown.py, trained by
-kdcore.jobs.strategy_jobs; CTKD and the curriculum (§13.3) are entries in curricula.py. Each step calls
+kdcore.jobs.byot_job and education_job; CTKD and the curriculum (§13.3) are entries in curricula.py. Each step calls
 the tested loss or components function and only weighs its parts.
 """
 
