@@ -27,7 +27,6 @@ import torch.distributed as dist
 
 from kdcore.jobs.config import JobConfig, with_source_label
 from kdcore.jobs.data_parallel import DataParallelJob, DistEnv
-from kdcore.jobs.fsdp import ShardedJob, check_shardable
 from kdcore.jobs.job import RunResult, _Job
 from kdcore.jobs.prepare import PreparedRun, prepare_run
 from kdcore.jobs.procedures import procedure_name
@@ -171,6 +170,10 @@ def _job_type(config: JobConfig, prep: PreparedRun, world: int) -> type[DataPara
     """DataParallelJob, or (shard "full") fsdp.ShardedJob after its checks."""
     if config.shard != "full":
         return DataParallelJob
+    # imported here, one way (fsdp.py builds on data_parallel.py, not on this file): torch's FSDP2
+    # modules take ~0.8 s to import, which every `kdcore distill` (torchrun_env) would pay otherwise
+    from kdcore.jobs.fsdp import ShardedJob, check_shardable
+
     check_shardable(prep.pair.student, world)
     return ShardedJob
 
