@@ -121,7 +121,8 @@ def test_speed_table_identities():
 def test_speedup_of_a_model_against_itself_is_within_the_noise_floor():
     torch.manual_seed(0)
     model = TinyTransformer(TransformerConfig(vocab_size=11, seq_len=64, d_model=16, n_heads=2, n_layers=1, d_mlp=32))
-    tables = speed_tables({"a": model.eval(), "b": model}, SpeedConfig((1,), 8, 48, 3, 31))
+    # 51 interleaved runs of 56 tokens each: the median holds on a busy 2-core machine
+    tables = speed_tables({"a": model.eval(), "b": model}, SpeedConfig((1,), 8, 56, 3, 51))
     z = tables["a"]["e2e_s"].iloc[0] / tables["b"]["e2e_s"].iloc[0]
     assert 0.9 <= z <= 1.1, z
 

@@ -2,8 +2,11 @@
 
 import json
 import os
+import subprocess
 import sys
-import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rank_main(
@@ -51,19 +54,32 @@ def rank_main(
 
 
 def two_ranks(tmp_path, config: dict, cancel_after: int | None = None, run_id: str | None = None) -> dict:
-    """Run `config` as 2 gloo ranks (spawned processes; resuming `run_id` if given); rank 0's run_id, state
-    and metrics."""
-    import torch.multiprocessing as mp
+    """Run `config` as 2 gloo ranks (resuming `run_id` if given); rank 0's run_id, state and metrics.
 
+    The ranks are spawned by a fresh interpreter (`python -m tests.helpers.ddp_ranks SPEC`), not by the test
+    process: a pytest process carries state from earlier tests (a generated __main__ left by Streamlit's
+    AppTest, threads, signal handlers) that spawn would hand to the ranks."""
     out = tmp_path / "rank0.json"
     rendezvous = tmp_path / f"rendezvous-{run_id or 'new'}"  # a fresh file for each group (file:// needs one)
-    # spawn re-runs the parent's __main__ file in each child; inside a pytest process an earlier test (Streamlit's
-    # AppTest) can leave a generated script there, so the children get a bare __main__ (rank_main is importable)
-    bare = types.ModuleType("__main__")
-    saved = sys.modules["__main__"]
-    sys.modules["__main__"] = bare
-    try:
-        mp.spawn(rank_main, args=(2, str(rendezvous), config, str(out), cancel_after, run_id), nprocs=2, join=True)
-    finally:
-        sys.modules["__main__"] = saved
+    spec = tmp_path / f"ranks-{run_id or 'new'}.json"
+    spec.write_text(json.dumps([str(rendezvous), config, str(out), cancel_after, run_id]))
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.ddp_ranks", str(spec)],
+        cwd=ROOT,  # `tests.helpers` is imported from the checkout's root
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, f"the 2 ranks failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
     return json.loads(out.read_text())
+
+
+def _spawn_two(spec_path: str) -> None:
+    import torch.multiprocessing as mp
+
+    rendezvous, config, out, cancel_after, run_id = json.loads(Path(spec_path).read_text())
+    mp.spawn(rank_main, args=(2, rendezvous, config, out, cancel_after, run_id), nprocs=2, join=True)
+
+
+if __name__ == "__main__":
+    _spawn_two(sys.argv[1])
