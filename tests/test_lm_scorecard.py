@@ -118,6 +118,7 @@ def test_speed_table_identities():
 
 
 @pytest.mark.slow  # 31 interleaved repeats of 48 tokens per model: medians robust to a shared, loaded CPU
+@pytest.mark.timing
 def test_speedup_of_a_model_against_itself_is_within_the_noise_floor():
     torch.manual_seed(0)
     model = TinyTransformer(TransformerConfig(vocab_size=11, seq_len=64, d_model=16, n_heads=2, n_layers=1, d_mlp=32))
