@@ -8,7 +8,8 @@
   Face directory (the optional `gguf` package, not `accelerate`);
 - `load_factory("pkg.mod:factory", weights)`: a user's architecture plus a safetensors state dict;
 - `layer_subset_indices` and `make_student_from_teacher`: a shallower student initialised from its
-  teacher's layers (METHODS §14.2), written as a Hugging Face directory.
+  teacher's layers (METHODS §14.2), written as a Hugging Face directory;
+- `init_from_teacher(teacher, student)`: the same for in-memory modules (CNN stages, layer lists).
 """
 
 from kdcore.adapters.base import KINDS, ModelAdapter, eval_mode
@@ -20,8 +21,10 @@ from kdcore.adapters.hf_load import load_hf
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.adapters.make_student import MadeStudent, make_student_from_teacher
 from kdcore.adapters.module import ModuleAdapter, wrap
+from kdcore.adapters.module_student import init_from_teacher
 
 __all__ = ["ModelAdapter", "ModuleAdapter", "HFAdapter", "wrap", "load_hf", "load_factory", "eval_mode", "KINDS"]
 __all__ += ["load_gguf", "gguf_to_hf", "ConvertedGGUF"]
 __all__ += ["HFEncoderAdapter"]
 __all__ += ["layer_subset_indices", "make_student_from_teacher", "MadeStudent"]
+__all__ += ["init_from_teacher"]

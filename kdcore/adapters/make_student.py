@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdcore.adapters.base import _is_block_stack
 from kdcore.adapters.hf_files import check_model_dir, check_new_dir, read_config, tokenizer_files
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.validation import InvalidParameterError, check_int_range
@@ -71,7 +72,8 @@ def make_student_from_teacher(
     n_t = _num_layers(teacher.config)
     indices = layer_subset_indices(n_t, n_s, rule, offset)
     student: Any = _shallow_copy_architecture(teacher, indices)
-    _copy_weights(teacher, student, indices, n_t)
+    lists = _layer_lists(teacher, student, n_t, n_s)
+    _copy_weights(teacher, student, {name: indices for name in lists})
     student.save_pretrained(str(out))
     copied = tokenizer_files(src)
     for file_name in copied:
@@ -136,17 +138,23 @@ def _shallow_copy_architecture(teacher: Any, indices: list[int]) -> nn.Module:
     return student.to(dtype).eval()
 
 
-def _layer_lists(teacher: nn.Module, student: nn.Module, n_t: int, n_s: int) -> list[str]:
-    """Names of the layer lists: a ModuleList of n_t entries in the teacher and n_s in the student."""
+def _block_stacks(teacher: nn.Module, student: nn.Module) -> dict[str, tuple[int, int]]:
+    """{name: (teacher length, student length)} of every block container (a ModuleList, or a Sequential
+    of children of one class) found under the same name in both models, outermost first."""
     s_modules = dict(student.named_modules())
-    names = [
-        name
+    return {
+        name: (len(m), len(s_modules[name]))
         for name, m in teacher.named_modules()
-        if isinstance(m, nn.ModuleList)
-        and len(m) == n_t
-        and isinstance(s_modules.get(name), nn.ModuleList)
-        and len(s_modules[name]) == n_s
-    ]
+        if isinstance(m, (nn.ModuleList, nn.Sequential))
+        and _is_block_stack(m)
+        and name in s_modules
+        and _is_block_stack(s_modules[name])
+    }
+
+
+def _layer_lists(teacher: nn.Module, student: nn.Module, n_t: int, n_s: int) -> list[str]:
+    """Names of the layer lists: a block container of n_t entries in the teacher and n_s in the student."""
+    names = [name for name, lengths in _block_stacks(teacher, student).items() if lengths == (n_t, n_s)]
     if not names:
         raise InvalidParameterError(
             f"{_WHERE} could not find the layer list of {type(teacher).__name__}: no "
@@ -155,9 +163,9 @@ def _layer_lists(teacher: nn.Module, student: nn.Module, n_t: int, n_s: int) -> 
     return names
 
 
-def _teacher_key(key: str, layer_lists: list[str], indices: list[int]) -> str:
-    """The teacher's name of the student tensor `key`: layer i of a layer list becomes layer indices[i]."""
-    for name in layer_lists:
+def _teacher_key(key: str, mapping: dict[str, list[int]]) -> str:
+    """The teacher's name of the student tensor `key`: block i of container `name` becomes block mapping[name][i]."""
+    for name, indices in mapping.items():
         prefix = f"{name}." if name else ""
         if key.startswith(prefix):
             i, dot, rest = key[len(prefix) :].partition(".")
@@ -166,22 +174,23 @@ def _teacher_key(key: str, layer_lists: list[str], indices: list[int]) -> str:
     return key
 
 
-def _copy_weights(teacher: nn.Module, student: nn.Module, indices: list[int], n_t: int) -> None:
-    """Copies every student tensor from the teacher's matching tensor; any shape difference is an error."""
+def _copy_weights(teacher: nn.Module, student: nn.Module, mapping: dict[str, list[int]], where: str = _WHERE) -> None:
+    """Copies every student tensor (parameters and buffers) from the teacher's mapped tensor, in place;
+    a missing counterpart or any shape difference is an error."""
     t_state = teacher.state_dict()
-    lists = _layer_lists(teacher, student, n_t, len(indices))
     new_state = {}
     for key, s_tensor in student.state_dict().items():
-        t_key = _teacher_key(key, lists, indices)
+        t_key = _teacher_key(key, mapping)
         if t_key not in t_state:
             raise InvalidParameterError(
-                f"{_WHERE}: the student's tensor {key!r} has no counterpart {t_key!r} in the teacher."
+                f"{where}: the student's tensor {key!r} has no counterpart {t_key!r} in the teacher."
             )
         t_tensor = t_state[t_key]
         if t_tensor.shape != s_tensor.shape:
             raise InvalidParameterError(
-                f"{_WHERE}: the student's tensor {key!r} has shape {tuple(s_tensor.shape)} "
-                f"but the teacher's {t_key!r} has {tuple(t_tensor.shape)}."
+                f"{where}: the student's tensor {key!r} has shape {tuple(s_tensor.shape)} "
+                f"but the teacher's {t_key!r} has {tuple(t_tensor.shape)}: the student is not a shallower "
+                f"copy of the teacher. Give the student the teacher's widths and kernel sizes."
             )
         new_state[key] = t_tensor.detach().clone()
     student.load_state_dict(new_state, strict=True)
