@@ -387,3 +387,16 @@ def generate(
         run = _hf_generate if _is_hf(module) else (_beam if cfg.num_beams > 1 else _loop)
         seq = run(module, ids, mask, cfg, stops, pad)
     return _result(seq, mask, stops, pad, cfg)
+
+
+def greedy_completions(
+    model: Any, prompts: list[list[int]], *, eos_id: int | None, pad_id: int, max_new_tokens: int, batch_size: int = 64
+) -> list[list[int]]:
+    """Greedy completions (stop token included when reached) of each prompt."""
+    from kdcore.data.prompts import pad_prompts
+
+    out: list[list[int]] = []
+    for i in range(0, len(prompts), batch_size):
+        ids, mask = pad_prompts(prompts[i : i + batch_size], pad_id)
+        out += generate(model, ids, mask, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id).completions()
+    return out

@@ -25,6 +25,7 @@ import torch
 
 from kdcore.eval.quality import exact_match_scores, paired_bootstrap, perplexity_from, ratio_of_means, sequence_nll
 from kdcore.eval.speed import SpeedConfig, speed_tables
+from kdcore.generation import greedy_completions
 
 
 def parameter_counts(model: Any) -> dict[str, int]:
@@ -49,20 +50,6 @@ def parameter_counts(model: Any) -> dict[str, int]:
         "non_embedding": unique - sum(p.numel() for k, p in seen.items() if k in emb),
         "bytes": sum(p.numel() * p.element_size() for p in seen.values()),
     }
-
-
-def greedy_completions(
-    model: Any, prompts: list[list[int]], *, eos_id: int | None, pad_id: int, max_new_tokens: int, batch_size: int = 64
-) -> list[list[int]]:
-    """Greedy completions (stop token included when reached) of each prompt."""
-    from kdcore.data.prompts import pad_prompts
-    from kdcore.generation import generate
-
-    out: list[list[int]] = []
-    for i in range(0, len(prompts), batch_size):
-        ids, mask = pad_prompts(prompts[i : i + batch_size], pad_id)
-        out += generate(model, ids, mask, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id).completions()
-    return out
 
 
 @dataclass

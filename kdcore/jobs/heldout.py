@@ -19,6 +19,7 @@ from typing import Any
 
 from kdcore.data.base import Dataset
 from kdcore.data.prompts import PromptSet
+from kdcore.generation import greedy_completions
 
 HELDOUT_PROMPTS = 64  # prompts per evaluation (the first of the test split)
 _SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(weights versions, prompts): EM}
@@ -53,8 +54,6 @@ def heldout_prompts(dataset: Dataset | None, n: int = HELDOUT_PROMPTS) -> Prompt
 
 def heldout_exact_match(model: Any, ps: PromptSet, context: int | None = None) -> float:
     """Greedy exact match (%) of `model` (a ModelAdapter or nn.Module) on the prompt set's references."""
-    from kdcore.eval.lm_scorecard import greedy_completions
-
     refs = ps.completions or []
     n = max(len(c) for c in refs)
     if context is not None:
