@@ -17,7 +17,8 @@ validation and probes) act on the job's own copies only.
 
 Pieces live beside it: job.py (the job class `_Job` that trains, `RunResult`; `job_class` here picks it
 or a strategy's subclass), prepare.py (checks and the step plan, `prepare_run` -> `PreparedRun`),
-resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
+resolve.py (pair and device), run_options.py (`RunOptions`: run_job's keyword arguments as one bundle, which
+run_with_job and the procedures take), resume_state.py (optimizer and resume file), evaluation.py
 (validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat),
 schedules.py (schedules on the loss, logged as `sched_*`), curriculum_pool.py (a curriculum's paced pool).
 """
