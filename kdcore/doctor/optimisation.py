@@ -34,6 +34,20 @@ def _windows(losses: list[float]) -> tuple[float, float]:
     return sum(losses[:k]) / k, sum(losses[-k:]) / k
 
 
+def _window_evidence(ctx: Context, losses: list[float], name: str, value: float | None) -> dict:
+    """The evidence of a diverging / flat loss: the two windows' means, how they compare (name: value),
+    and the optimiser's settings."""
+    first, last = _windows(losses)
+    return {
+        "loss_first_window": first,
+        "loss_last_window": last,
+        name: value,
+        "lr": ctx.config.lr,
+        "optimizer": ctx.config.optimizer,
+        "steps": len(losses),
+    }
+
+
 def _figure(ctx: Context) -> FigureData | None:
     df = ctx.record.steps
     if df is None or "loss" not in df.columns:
@@ -99,14 +113,7 @@ def check_diverging(ctx: Context) -> Finding | None:
         "optim.diverging",
         "error",
         f"The loss is diverging: it rose from {fmt(first)} (first steps) to {fmt(last)} (last steps).",
-        {
-            "loss_first_window": first,
-            "loss_last_window": last,
-            "ratio": last / first if first else None,
-            "lr": ctx.config.lr,
-            "optimizer": ctx.config.optimizer,
-            "steps": len(losses),
-        },
+        _window_evidence(ctx, losses, "ratio", last / first if first else None),
         f"Lower the learning rate (try lr = {fmt(ctx.config.lr / 10)}), add warm-up (warmup_steps: "
         f"{max(10, len(losses) // 10)}) or clip gradients (grad_clip: 1.0).",
         _figure(ctx),
@@ -129,14 +136,7 @@ def check_not_decreasing(ctx: Context) -> Finding | None:
         "optim.not_decreasing",
         "warning",
         f"The loss is not decreasing: {fmt(first)} over the first steps, {fmt(last)} over the last.",
-        {
-            "loss_first_window": first,
-            "loss_last_window": last,
-            "relative_drop": 1 - last / first if first else None,
-            "lr": ctx.config.lr,
-            "optimizer": ctx.config.optimizer,
-            "steps": len(losses),
-        },
+        _window_evidence(ctx, losses, "relative_drop", 1 - last / first if first else None),
         f"Check that the student's parameters are in the optimiser and not frozen; {hint}; or train for more steps.",
         _figure(ctx),
     )

@@ -23,7 +23,7 @@ import pandas as pd
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.experiment import budget_fields
 from kdcore.jobs.experiment_stats import seed_values, variant_stats
-from kdcore.jobs.experiment_store import create_experiment, run_member, save_report
+from kdcore.jobs.experiment_store import create_experiment, run_members, save_report
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
 from kdcore.jobs.store import RunStore
 from kdcore.jobs.sweeps import mean_std_text, seed_list
@@ -116,14 +116,8 @@ def run_across(
     rows: list[dict] = []
     t0 = time.perf_counter()
     jobs = [(v, c, p) for cfg, p in fit for v, c in ((f"{cfg.pair} alone", student_alone(cfg)), (cfg.pair, cfg))]
-    for variant, cfg, pair in [
-        (v, replace(c, seed=s, name=f"{v} seed={s} (across)"), p) for v, c, p in jobs for s in spec.seeds
-    ]:
-        if callback is not None:
-            callback({"event": "experiment_run", "index": len(rows), "variant": variant, "seed": cfg.seed})
-        rows.append(run_member(store, eid, variant, cfg, pair, callback=callback, cancel=cancel))
-        if rows[-1]["state"] == "cancelled":
-            break
+    seeded = [(v, replace(c, seed=s, name=f"{v} seed={s} (across)"), p) for v, c, p in jobs for s in spec.seeds]
+    run_members(store, eid, seeded, rows, callback=callback, cancel=cancel)
     report = across_report(store, eid, spec, [c for c, _ in fit], skipped, pd.DataFrame(rows))
     report["wall_s"] = time.perf_counter() - t0
     save_report(store, eid, report)

@@ -16,7 +16,6 @@ conv + BN, or identity when the shapes agree) train with the student and are dro
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +26,7 @@ from kdcore.jobs.job import _Job, _NonFiniteLoss
 from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
+from kdcore.jobs.run_options import RunOptions
 from kdcore.jobs.runner import run_with_job
 from kdcore.losses.blockwise import blockwise_components
 from kdcore.methods import get_method, misfit_message
@@ -198,9 +198,9 @@ class BlockwiseJob(_Job):
         return s
 
 
-def run_blockwise(config: JobConfig, *, pair: Pair | None = None, **kw: Any) -> object:
-    """Run a blockwise job (keywords as run_job's); refused before anything runs when the split is."""
-    pair = pair if pair is not None else pair_for_config(config)
+def run_blockwise(config: JobConfig, options: RunOptions) -> object:
+    """Run a blockwise job (run_job's options); refused before anything runs when the split is."""
+    pair = options.pair if options.pair is not None else pair_for_config(config)
     config.validate()
     plan = check(config, pair)
     config = replace(config, teacher_cache=False, cache_top_k=None)  # the stones run the teacher on every batch
@@ -208,4 +208,4 @@ def run_blockwise(config: JobConfig, *, pair: Pair | None = None, **kw: Any) -> 
     def make(cfg: JobConfig, prep: PreparedRun, report: Reporter, resume: bool) -> BlockwiseJob:
         return BlockwiseJob(cfg, prep, report, resume, plan)
 
-    return run_with_job(make, config, pair=pair, **kw)
+    return run_with_job(make, config, replace(options, pair=pair))

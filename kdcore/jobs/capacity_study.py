@@ -24,7 +24,7 @@ import pandas as pd
 
 from kdcore.jobs.experiment import budget_fields, check_floor, check_sweepable, recipe_base
 from kdcore.jobs.experiment_stats import lower_is_better, seed_values, variant_stats
-from kdcore.jobs.experiment_store import create_experiment, run_member, save_report
+from kdcore.jobs.experiment_store import create_experiment, run_members, save_report
 from kdcore.jobs.recipes import student_alone
 from kdcore.jobs.store import RunStore
 from kdcore.jobs.sweeps import lam_value, seed_list, sweep_values
@@ -133,12 +133,8 @@ def run_capacity(
         + [(f"{size.label} T={t:g}", replace(base, temperature=t)) for t in spec.temperatures]
         for s in spec.seeds
     ]
-    for size, variant, cfg in jobs:
-        if callback is not None:
-            callback({"event": "experiment_run", "index": len(rows), "variant": variant, "seed": cfg.seed})
-        rows.append(run_member(store, eid, variant, cfg, _size_pair(pair, size), callback=callback, cancel=cancel))
-        if rows[-1]["state"] == "cancelled":
-            break
+    members = ((variant, cfg, _size_pair(pair, size)) for size, variant, cfg in jobs)
+    run_members(store, eid, members, rows, callback=callback, cancel=cancel)
     report = capacity_report(store, eid, spec, sizes, pd.DataFrame(rows), time.perf_counter() - t0)
     save_report(store, eid, report)
     return report

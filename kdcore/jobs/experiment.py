@@ -25,7 +25,7 @@ import pandas as pd
 
 from kdcore.jobs.config import ALIASES, JobConfig
 from kdcore.jobs.experiment_stats import curves, lower_is_better, seed_values, variant_stats
-from kdcore.jobs.experiment_store import create_experiment, run_member, save_report
+from kdcore.jobs.experiment_store import create_experiment, run_members, save_report
 from kdcore.jobs.leaderboard import BUDGET_FIELDS
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
 from kdcore.jobs.store import RunStore
@@ -148,16 +148,10 @@ class _Plan:
         """Run one variant over the seeds; False when a run was cancelled (the plan stops)."""
         self.phases[variant] = phase
         self.settings[variant] = {"temperature": cfg.temperature, "lam": cfg.lam}
-        for s in self.spec.seeds:
-            if self.callback is not None:
-                done = len(self.rows)
-                self.callback({"event": "experiment_run", "index": done, "variant": variant, "seed": s})
-            c = replace(cfg, seed=s, name=f"{variant} seed={s} (plan)")
-            row = run_member(self.store, self.eid, variant, c, self.pair, callback=self.callback, cancel=self.cancel)
-            self.rows.append(row)
-            if row["state"] == "cancelled":
-                return False
-        return True
+        seeded = [
+            (variant, replace(cfg, seed=s, name=f"{variant} seed={s} (plan)"), self.pair) for s in self.spec.seeds
+        ]
+        return run_members(self.store, self.eid, seeded, self.rows, callback=self.callback, cancel=self.cancel)
 
     def reuse(self, variant: str, source: str, lam: float) -> None:
         """The λ sweep's value equal to the T sweep's λ: the winning T's runs, under the λ variant's name."""

@@ -3,6 +3,7 @@ members) and its report, a JSON file beside the database (<store>/experiments/<i
 
     eid = create_experiment(store, "plan", "digits", spec={...}, planned=24)
     res = run_member(store, eid, "T=2", cfg, pair)          # runs the job, joins the experiment
+    run_members(store, eid, [(variant, cfg, pair), ...], rows)  # one after another, until a cancel
     save_report(store, eid, report); load_report(store, eid); list_experiments(store)
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from kdcore.jobs.config import JobConfig
@@ -47,6 +49,27 @@ def run_member(
     if res.run_id is not None:
         store.add_protocol_run(experiment_id, res.run_id, variant=variant, seed=config.seed)
     return {"variant": variant, "seed": config.seed, "run_id": res.run_id, "state": res.state}
+
+
+def run_members(
+    store: RunStore,
+    experiment_id: str,
+    jobs: Iterable[tuple[str, JobConfig, Any]],
+    rows: list[dict],
+    *,
+    callback: Any = None,
+    cancel: Any = None,
+) -> bool:
+    """Run the jobs (variant, config, pair) one after another as members, each announced to the callback
+    ({"event": "experiment_run", "index", "variant", "seed"}) and its row appended to `rows`; False when a
+    run was cancelled (the jobs after it are not run)."""
+    for variant, config, pair in jobs:
+        if callback is not None:
+            callback({"event": "experiment_run", "index": len(rows), "variant": variant, "seed": config.seed})
+        rows.append(run_member(store, experiment_id, variant, config, pair, callback=callback, cancel=cancel))
+        if rows[-1]["state"] == "cancelled":
+            return False
+    return True
 
 
 def _path(store: RunStore, experiment_id: str) -> Any:

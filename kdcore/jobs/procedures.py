@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.run_options import RunOptions
 from kdcore.methods import get_method
 from kdcore.pairs import Pair
 from kdcore.validation import InvalidParameterError
@@ -55,11 +56,11 @@ def _check_no_schedules(config: JobConfig, name: str) -> None:
         )
 
 
-def run_procedure(config: JobConfig, **kw: Any) -> Any:
-    """Run a procedure job (keywords as run_job's); returns its RunResult."""
+def run_procedure(config: JobConfig, options: RunOptions) -> Any:
+    """Run a procedure job with run_job's options; returns its RunResult."""
     method = get_method(config.objective)
     _check_no_schedules(config, method.name)
-    return _load(method.procedure)(config, **kw)
+    return _load(method.procedure)(config, options)
 
 
 def check_procedure(config: JobConfig, pair: Pair | None = None) -> None:

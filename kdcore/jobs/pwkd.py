@@ -15,7 +15,6 @@ reset at every stage start, the student's weights carry over. Epoch rows hold `p
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +28,7 @@ from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
+from kdcore.jobs.run_options import RunOptions
 from kdcore.jobs.runner import run_with_job
 from kdcore.losses.pwkd import pwkd_schedule, stage_lr
 from kdcore.methods import get_method, misfit_message
@@ -163,13 +163,13 @@ class PWKDJob(_Job):
         return s
 
 
-def run_pwkd(config: JobConfig, *, pair: Pair | None = None, **kw: Any) -> object:
-    """Run a pwkd job (keywords as run_job's); refused before anything runs when the plan is."""
-    pair = pair if pair is not None else pair_for_config(config)
+def run_pwkd(config: JobConfig, options: RunOptions) -> object:
+    """Run a pwkd job (run_job's options); refused before anything runs when the plan is."""
+    pair = options.pair if options.pair is not None else pair_for_config(config)
     plan = check(config, pair)
     config = replace(config, teacher_cache=False, cache_top_k=None)  # the teacher changes width: nothing to cache
 
     def make(cfg: JobConfig, prep: PreparedRun, report: Reporter, resume: bool) -> PWKDJob:
         return PWKDJob(cfg, prep, report, resume, plan)
 
-    return run_with_job(make, config, pair=pair, **kw)
+    return run_with_job(make, config, replace(options, pair=pair))

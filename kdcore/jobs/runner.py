@@ -17,7 +17,8 @@ validation and probes) act on the job's own copies only.
 
 Pieces live beside it: job.py (the job class `_Job` that trains, `RunResult`; `job_class` here picks it
 or a strategy's subclass), prepare.py (checks and the step plan, `prepare_run` -> `PreparedRun`),
-resolve.py (pair and device), resume_state.py (optimizer and resume file), evaluation.py
+resolve.py (pair and device), run_options.py (`RunOptions`: run_job's keyword arguments as one bundle, which
+run_with_job and the procedures take), resume_state.py (optimizer and resume file), evaluation.py
 (validation, probes, eval scope), reporting.py (metric buffer, callback, cancel, heartbeat),
 schedules.py (schedules on the loss, logged as `sched_*`), curriculum_pool.py (a curriculum's paced pool).
 """
@@ -48,6 +49,7 @@ from kdcore.jobs.resolve import (
     resolve_device,
     resolve_pair,
 )
+from kdcore.jobs.run_options import RunOptions
 from kdcore.jobs.sequence_job import sequence_job_class
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.methods import canonical_name
@@ -103,49 +105,39 @@ def run_job(
     """
     if config.shard == "full" and not resume:  # a sharded run resumes in one process, whole (fsdp.py)
         raise ValueError(SHARD_NEEDS_PROCESSES)
+    options = RunOptions(store, run_id, callback, cancel, pair, resume, use_store)
     if procedure_name(config):  # blockwise, pwkd, zskt: a whole training procedure (kdcore/jobs/procedures.py)
-        kw = {"store": store, "run_id": run_id, "callback": callback, "cancel": cancel, "pair": pair}
-        return run_procedure(config, **kw, resume=resume, use_store=use_store)
+        return run_procedure(config, options)
     return run_with_job(
         lambda c, p, r, res: job_class(c.objective)(c, p, r, resume=res),  # _Job, or BYOT's / education's
         config,
-        store=store,
-        run_id=run_id,
-        callback=callback,
-        cancel=cancel,
-        pair=pair,
-        resume=resume,
-        use_store=use_store,
+        options,
     )
 
 
 def run_with_job(
     make_job: Callable[[JobConfig, PreparedRun, Reporter, bool], Any],
     config: JobConfig,
-    *,
-    store: RunStore | None = None,
-    run_id: str | None = None,
-    callback: Callback | None = None,
-    cancel: Cancel | None = None,
-    pair: Pair | None = None,
-    resume: bool = False,
-    use_store: bool = True,
+    options: RunOptions,
     prep: PreparedRun | None = None,
 ) -> Any:
     """The run's frame (its row, lease, reporter, crash and Ctrl-C handling) around a job object built by
     `make_job(config, prep, reporter, resume)` whose run() returns the RunResult: run_job's, and the
     procedures' (blockwise, pwkd, zskt, weight distillation)."""
     config = with_source_label(config)
-    prep = prep if prep is not None else prepare_run(config, pair)
-    if use_store and store is None:
+    prep = prep if prep is not None else prepare_run(config, options.pair)
+    store, run_id = options.store, options.run_id
+    if options.use_store and store is None:
         store = RunStore()
     lease: Lease | None = None
     if store is not None:
         run_id, lease = _open_run(config, prep, store, run_id)
     try:
-        report = Reporter(store, run_id, callback, cancel, total_steps=prep.total_steps, epochs=config.epochs)
+        report = Reporter(
+            store, run_id, options.callback, options.cancel, total_steps=prep.total_steps, epochs=config.epochs
+        )
         try:
-            job = make_job(config, prep, report, resume)
+            job = make_job(config, prep, report, options.resume)
         except (Exception, KeyboardInterrupt) as exc:
             report.mark_crash(exc, 0, 0)
             raise

@@ -11,6 +11,7 @@ TensorBoard: one folder per run, DIR/<run_id>. Both back-ends are optional depen
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -100,11 +101,15 @@ class Sink(Protocol):
     def close(self, state: str) -> None: ...
 
 
-def _install_hint(extra: str, package: str) -> str:
-    return (
-        f"{package} is not installed. Install it with `pip install -e '.[{extra}]'` (from the project "
-        f"folder) or `pip install '{package}'`."
-    )
+def _optional(module: str, attr: str, extra: str, package: str) -> Any:
+    """`module.attr` of an optional back-end; a TrackingError saying how to install it when it is missing."""
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise TrackingError(
+            f"{package} is not installed. Install it with `pip install -e '.[{extra}]'` (from the project "
+            f"folder) or `pip install '{package}'`."
+        ) from exc
 
 
 class MlflowSink:
@@ -113,14 +118,11 @@ class MlflowSink:
     name = "mlflow"
 
     def __init__(self, tracking_uri: str | None):
-        try:
-            from mlflow import MlflowClient
-        except ImportError as exc:
-            raise TrackingError(_install_hint("mlflow", "mlflow>=2.10")) from exc
+        client_cls = _optional("mlflow", "MlflowClient", "mlflow", "mlflow>=2.10")
         self.uri = tracking_uri
         self.where = f"MLflow at {tracking_uri or 'the default tracking URI'}"
         with _guard(self.where, _MLFLOW_FIX):
-            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.client = client_cls(tracking_uri=tracking_uri)
             exp = self.client.get_experiment_by_name(EXPERIMENT)
             self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(EXPERIMENT)
         self.mlflow_run: str | None = None
@@ -169,11 +171,8 @@ class TensorBoardSink:
     name = "tensorboard"
 
     def __init__(self, folder: str | Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise TrackingError(_install_hint("tensorboard", "tensorboard>=2.15")) from exc
-        self.folder, self._writer_cls = Path(folder), SummaryWriter
+        writer_cls = _optional("torch.utils.tensorboard", "SummaryWriter", "tensorboard", "tensorboard>=2.15")
+        self.folder, self._writer_cls = Path(folder), writer_cls
         self.where = f"TensorBoard folder {self.folder}"
         with _guard(self.where, "Give a writable folder. The run store is unchanged."):
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,7 @@ last val_acc), the module groups, the rule that made them and c of every group a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +30,7 @@ from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
 from kdcore.jobs.resume_state import make_optimizer
+from kdcore.jobs.run_options import RunOptions
 from kdcore.jobs.runner import run_with_job
 from kdcore.jobs.weight_distill_groups import FIX, parse_groups, rule_groups, tensor_groups
 from kdcore.losses.weight_distill import WeightGenerator, weight_distill_generator
@@ -197,12 +197,12 @@ class WeightDistillJob(_Job):
         return s
 
 
-def run_weight_distill(config: JobConfig, *, pair: Pair | None = None, **kw: Any) -> object:
-    """Run a weight_distill job (keywords as run_job's); refused before anything runs when the plan is."""
-    pair = pair if pair is not None else pair_for_config(config)
+def run_weight_distill(config: JobConfig, options: RunOptions) -> object:
+    """Run a weight_distill job (run_job's options); refused before anything runs when the plan is."""
+    pair = options.pair if options.pair is not None else pair_for_config(config)
     plan = check(config, pair)
 
     def make(cfg: JobConfig, prep: PreparedRun, report: Reporter, resume: bool) -> WeightDistillJob:
         return WeightDistillJob(cfg, prep, report, resume, plan)
 
-    return run_with_job(make, config, pair=pair, **kw)
+    return run_with_job(make, config, replace(options, pair=pair))

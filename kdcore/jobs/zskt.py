@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
@@ -31,6 +31,7 @@ from kdcore.jobs.pair_source import pair_for_config
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import JobCancelled, Reporter
 from kdcore.jobs.resolve import resolve_device
+from kdcore.jobs.run_options import RunOptions
 from kdcore.jobs.runner import run_with_job
 from kdcore.losses.zskt import zero_shot_losses, zero_shot_schedule
 from kdcore.methods import get_method, misfit_message
@@ -309,11 +310,11 @@ class ZSKTJob:
         return accuracy(logits, test.targets.to(self.device))
 
 
-def run_zskt(config: JobConfig, *, pair: Pair | None = None, resume: bool = False, **kw: Any) -> object:
-    """Run a zskt job (keywords as run_job's); refused before anything runs when the plan is. A resumed
+def run_zskt(config: JobConfig, options: RunOptions) -> object:
+    """Run a zskt job (run_job's options); refused before anything runs when the plan is. A resumed
     zskt run starts again from step 0 (its generator is not saved)."""
     config.validate()
-    pair = pair if pair is not None else pair_for_config(config)
+    pair = options.pair if options.pair is not None else pair_for_config(config)
     plan = plan_zskt(config, pair)
 
     def make(cfg: JobConfig, prep: PreparedRun, report: Reporter, _resume: bool) -> ZSKTJob:
@@ -321,4 +322,4 @@ def run_zskt(config: JobConfig, *, pair: Pair | None = None, resume: bool = Fals
             report.store.truncate_metrics(report.run_id, after_step=-1)
         return ZSKTJob(cfg, prep, report, plan)
 
-    return run_with_job(make, config, pair=pair, prep=_prep(config, pair, plan), **kw)
+    return run_with_job(make, config, replace(options, pair=pair), prep=_prep(config, pair, plan))
