@@ -2,6 +2,7 @@
 
 model_path, config = check_model(model_dir, student_dir, where=..., gguf=...)   # tokenizer checked
 L = check_length("max_length", value, config, model_path, where=...)           # ≤ max_position_embeddings
+model_path, config, L, hf_tok = open_model(model_dir, student_dir, ...)      # the three above + the tokenizer
 owner = assign_rows(n_rows, vf, tf, seed, where=...)                             # [N] "train"/"val"/"test"
 splits = masked_splits(inputs, targets, mask, owner)                             # {split: SplitData}
 """
@@ -17,7 +18,7 @@ import torch
 from kdcore.adapters.gguf_files import gguf_config_dict, is_gguf_path
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
 from kdcore.data.base import SPLITS, SplitData
-from kdcore.data.hf_tokenizer import check_same_tokenizer
+from kdcore.data.hf_tokenizer import check_same_tokenizer, load_hf_tokenizer
 from kdcore.validation import InvalidParameterError, check_int_range
 
 
@@ -47,6 +48,16 @@ def check_length(name: str, value: Any, config: dict[str, Any], model_path: Path
             f"Got {L} instead. Use a {name} of at most {limit}."
         )
     return L
+
+
+def open_model(
+    model_dir: Any, student_dir: Any, *, length_name: str, length: Any, where: str, gguf: bool
+) -> tuple[Path, dict[str, Any], int, Any]:
+    """What both loaders open with: check_model, check_length (the parameter `length_name`) and the
+    teacher's Hugging Face tokenizer. Returns (model_path, config, L, tokenizer)."""
+    model_path, config = check_model(model_dir, student_dir, where=where, gguf=gguf)
+    L = check_length(length_name, length, config, model_path, where=where)
+    return model_path, config, L, load_hf_tokenizer(model_path, name="model_dir", where=where)
 
 
 def assign_rows(n_rows: int, vf: float, tf: float, seed: int, *, where: str) -> np.ndarray:
