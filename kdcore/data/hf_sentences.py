@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from kdcore.data._hf_records import UNITS, Label, read_records
-from kdcore.data._hf_rows import assign_rows, masked_splits, open_model
+from kdcore.data._hf_rows import assign_rows, masked_dataset, open_model
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options
 from kdcore.data.base import SPLITS, Dataset, Task
 from kdcore.data.hf_tokenizer import HFTextTokenizer
@@ -76,34 +76,11 @@ def load_hf_sentences(
     no_labels = torch.zeros(len(texts), dtype=torch.long), None  # targets [N], not used
     targets, class_names = no_labels if labels is None else _label_ids(labels, config, model_path)  # [N] class ids
     about = f"{len(texts)} sentences from {shown!r}, tokenised by the tokenizer of {model_path.name!r}, padded to {L} tokens"
-    ds = _dataset(shown, about, inputs, targets, mask, owner, tok=tok, class_names=class_names)
+    about += f", {len(class_names)} classes." if class_names else "."
+    task: Task = "encoder" if class_names is None else "classification"
+    ds = masked_dataset(shown, about, (inputs, targets, mask), owner, task=task, tok=tok, class_names=class_names)
     ds.load_report = _report(texts, mask, owner, truncated, L=L, pad_id=pad_id, labelled=labels is not None)
     return ds
-
-
-def _dataset(
-    shown: str,
-    about: str,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    mask: torch.Tensor,
-    owner: np.ndarray,
-    *,
-    tok: HFTextTokenizer,
-    class_names: list[str] | None,
-) -> Dataset:
-    """The "encoder" (no class names) or "classification" Dataset whose splits take the rows owner [N] names."""
-    task: Task = "encoder" if class_names is None else "classification"
-    splits = masked_splits(inputs, targets, mask, owner)
-    return Dataset(
-        name=shown,
-        task=task,
-        build=lambda: splits,
-        num_classes=None if class_names is None else len(class_names),
-        class_names=class_names,
-        tokenizer=tok,
-        description=about + (f", {len(class_names)} classes." if class_names else "."),
-    )
 
 
 def _read(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from kdcore.data._hf_documents import check_format, read_documents
-from kdcore.data._hf_rows import assign_rows, masked_splits, open_model
+from kdcore.data._hf_rows import assign_rows, masked_dataset, open_model
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset
 from kdcore.data.hf_tokenizer import HFTextTokenizer
@@ -72,17 +72,15 @@ def load_hf_text(
     docs, file_name = read_documents(source, format=format, text_field=text_field, max_bytes=max_bytes, where=_WHERE)
 
     tok = HFTextTokenizer(hf_tok)
-    encoded, (inputs, targets, mask) = _rows(hf_tok, docs, mode, L=L, pad_id=tok.pad_id)  # [N, L] each
-    owner = assign_rows(len(inputs), vf, tf, seed, where=_WHERE)  # [N] split names
+    encoded, rows = _rows(hf_tok, docs, mode, L=L, pad_id=tok.pad_id)  # rows: inputs, targets, mask [N, L]
+    owner = assign_rows(len(rows[0]), vf, tf, seed, where=_WHERE)  # [N] split names
     shown = name or file_name or "text"
     description = (
         f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
         f"{model_path.name!r}, {mode}ed into rows of {L} tokens."
     )
-    ds = _dataset(shown, description, inputs, targets, mask, owner, tok=tok, vocab_size=vocab_size)
-    ds.load_report = _report(
-        encoded, inputs, targets, mask, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok)
-    )
+    ds = masked_dataset(shown, description, rows, owner, task="causal_lm", tok=tok, vocab_size=vocab_size)
+    ds.load_report = _report(encoded, *rows, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok))
     return ds
 
 
@@ -93,29 +91,6 @@ def _rows(
     encoded = _encode(hf_tok, docs)
     rows = _pack(encoded, L) if mode == "pack" else _truncate(encoded, L)  # ids [N, L+1], starts, lengths
     return encoded, _rows_to_tensors(*rows, L=L, pad_id=pad_id)
-
-
-def _dataset(
-    shown: str,
-    description: str,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    mask: torch.Tensor,
-    owner: np.ndarray,
-    *,
-    tok: HFTextTokenizer,
-    vocab_size: int,
-) -> Dataset:
-    """The causal-LM Dataset whose splits take the rows of inputs/targets/mask [N, L] that owner [N] names."""
-    splits = masked_splits(inputs, targets, mask, owner)
-    return Dataset(
-        name=shown,
-        task="causal_lm",
-        build=lambda: splits,
-        vocab_size=vocab_size,
-        tokenizer=tok,
-        description=description,
-    )
 
 
 def _check_options(
