@@ -145,7 +145,7 @@ def test_layering_check_detects_imports_by_string(tmp_path):
     assert _module_strings(hidden) == {"sample_models"}
 
 
-MAX_FUNCTION_LINES = 50  # from `def` (decorators not counted) to the function's last line
+MAX_FUNCTION_LINES = 49  # from `def` (decorators not counted) to the function's last line (issue #12: under 50)
 
 
 def _long_functions(path: Path, root: Path = ROOT) -> list[str]:

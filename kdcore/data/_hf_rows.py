@@ -2,8 +2,10 @@
 
 model_path, config = check_model(model_dir, student_dir, where=..., gguf=...)   # tokenizer checked
 L = check_length("max_length", value, config, model_path, where=...)           # ≤ max_position_embeddings
+model_path, config, L, hf_tok = open_model(model_dir, student_dir, ...)      # the three above + the tokenizer
 owner = assign_rows(n_rows, vf, tf, seed, where=...)                             # [N] "train"/"val"/"test"
 splits = masked_splits(inputs, targets, mask, owner)                             # {split: SplitData}
+ds = masked_dataset(name, about, (inputs, targets, mask), owner, task=..., tok=...)  # a Dataset over those splits
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import torch
 
 from kdcore.adapters.gguf_files import gguf_config_dict, is_gguf_path
 from kdcore.adapters.hf_files import check_has_tokenizer, check_model_dir, max_positions, read_config
-from kdcore.data.base import SPLITS, SplitData
-from kdcore.data.hf_tokenizer import check_same_tokenizer
+from kdcore.data.base import SPLITS, Dataset, SplitData, Task
+from kdcore.data.hf_tokenizer import check_same_tokenizer, load_hf_tokenizer
 from kdcore.validation import InvalidParameterError, check_int_range
 
 
@@ -49,6 +51,16 @@ def check_length(name: str, value: Any, config: dict[str, Any], model_path: Path
     return L
 
 
+def open_model(
+    model_dir: Any, student_dir: Any, *, length_name: str, length: Any, where: str, gguf: bool
+) -> tuple[Path, dict[str, Any], int, Any]:
+    """What both loaders open with: check_model, check_length (the parameter `length_name`) and the
+    teacher's Hugging Face tokenizer. Returns (model_path, config, L, tokenizer)."""
+    model_path, config = check_model(model_dir, student_dir, where=where, gguf=gguf)
+    L = check_length(length_name, length, config, model_path, where=where)
+    return model_path, config, L, load_hf_tokenizer(model_path, name="model_dir", where=where)
+
+
 def assign_rows(n_rows: int, vf: float, tf: float, seed: int, *, where: str) -> np.ndarray:
     """The split of each row [n_rows]: a seeded permutation, val and test at least one row each."""
     n_val, n_test = max(1, round(vf * n_rows)), max(1, round(tf * n_rows))
@@ -72,3 +84,29 @@ def masked_splits(
         s: SplitData(inputs[owner == s], targets[owner == s], extras={"attention_mask": mask[owner == s]})
         for s in SPLITS
     }
+
+
+def masked_dataset(
+    name: str,
+    description: str,
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    owner: np.ndarray,
+    *,
+    task: Task,
+    tok: object,
+    vocab_size: int | None = None,
+    class_names: list[str] | None = None,
+) -> Dataset:
+    """The Dataset whose splits take the rows of (inputs, targets, attention mask) [N, ...] that owner [N]
+    names; num_classes is the number of class_names (None without them)."""
+    splits = masked_splits(*rows, owner)
+    return Dataset(
+        name=name,
+        task=task,
+        build=lambda: splits,
+        num_classes=None if class_names is None else len(class_names),
+        vocab_size=vocab_size,
+        class_names=class_names,
+        tokenizer=tok,
+        description=description,
+    )

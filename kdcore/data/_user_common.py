@@ -1,6 +1,7 @@
 """Private helpers shared by the loaders of the user's own data (image folder, table, text).
 
-Reading uploads with a size limit, checking split fractions, and stratified seeded splits.
+Reading uploads with a size limit, checking split fractions, stratified seeded splits, and the
+classification Dataset over the splits.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from kdcore.data.base import Dataset, SplitData
 from kdcore.validation import check_int_range, check_range
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # 50 MB: the largest upload read unless max_bytes says otherwise
@@ -47,44 +49,68 @@ def read_source(source: Any, *, name: str, where: str, max_bytes: int) -> tuple[
             raise too_large(f"The '{name}' argument's size", len(data), max_bytes, where=where)
         return data, None
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            is_file, is_dir = path.is_file(), path.is_dir()
-        except OSError:  # e.g. a name too long to be a path
-            is_file = is_dir = False
-        if not is_file:
-            what = "a folder" if is_dir else "nothing (no such file)"
-            shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
-            hint = (
-                " To pass the contents themselves, pass bytes (for text: text.encode('utf-8'))."
-                if isinstance(source, str) and not is_dir
-                else ""
-            )
-            raise ValueError(
-                f"The '{name}' argument of {where} must be a path to a file. Got {shown!r}, "
-                f"which is {what}. Check the path.{hint}"
-            )
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise too_large(f"The size of the file {path.name!r}", size, max_bytes, where=where)
-        return path.read_bytes(), path.name
+        return _read_path(source, name=name, where=where, max_bytes=max_bytes)
     if hasattr(source, "read"):
-        data = source.read(max_bytes + 1)
-        if isinstance(data, str):
-            raise ValueError(
-                f"The '{name}' argument of {where} must be opened in binary mode ('rb'). "
-                f"Got a text-mode file object instead."
-            )
-        if len(data) > max_bytes:
-            raise ValueError(
-                f"The '{name}' upload of {where} is larger than max_bytes={max_bytes:,} "
-                f"({_mb(max_bytes)}). Use a smaller file, or pass a larger max_bytes."
-            )
-        file_name = getattr(source, "name", None)
-        return bytes(data), (Path(file_name).name if isinstance(file_name, str) else None)
+        return _read_file_object(source, name=name, where=where, max_bytes=max_bytes)
     raise ValueError(
         f"The '{name}' argument of {where} must be a file path, bytes, or a binary file object. "
         f"Got {type(source).__name__} instead."
+    )
+
+
+def _read_path(source: str | os.PathLike, *, name: str, where: str, max_bytes: int) -> tuple[bytes, str]:
+    """The bytes and name of the file at `source`; refuses a folder, a missing file or one over max_bytes."""
+    path = Path(source)
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError:  # e.g. a name too long to be a path
+        is_file = is_dir = False
+    if not is_file:
+        what = "a folder" if is_dir else "nothing (no such file)"
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+        hint = (
+            " To pass the contents themselves, pass bytes (for text: text.encode('utf-8'))."
+            if isinstance(source, str) and not is_dir
+            else ""
+        )
+        raise ValueError(
+            f"The '{name}' argument of {where} must be a path to a file. Got {shown!r}, "
+            f"which is {what}. Check the path.{hint}"
+        )
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise too_large(f"The size of the file {path.name!r}", size, max_bytes, where=where)
+    return path.read_bytes(), path.name
+
+
+def _read_file_object(source: Any, *, name: str, where: str, max_bytes: int) -> tuple[bytes, str | None]:
+    """At most max_bytes of a binary file object (an upload) and its file name, if it has one."""
+    data = source.read(max_bytes + 1)
+    if isinstance(data, str):
+        raise ValueError(
+            f"The '{name}' argument of {where} must be opened in binary mode ('rb'). "
+            f"Got a text-mode file object instead."
+        )
+    if len(data) > max_bytes:
+        raise ValueError(
+            f"The '{name}' upload of {where} is larger than max_bytes={max_bytes:,} "
+            f"({_mb(max_bytes)}). Use a smaller file, or pass a larger max_bytes."
+        )
+    file_name = getattr(source, "name", None)
+    return bytes(data), (Path(file_name).name if isinstance(file_name, str) else None)
+
+
+def classification_dataset(
+    name: str, splits: dict[str, SplitData], class_names: list[str], *, description: str
+) -> Dataset:
+    """The classification Dataset over ready splits (inputs [N, ...], targets [N] class ids) of the user's data."""
+    return Dataset(
+        name=name,
+        task="classification",
+        build=lambda: splits,
+        num_classes=len(class_names),
+        class_names=class_names,
+        description=description,
     )
 
 

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from kdcore.data._hf_records import UNITS, Label, read_records
-from kdcore.data._hf_rows import assign_rows, check_length, check_model, masked_splits
+from kdcore.data._hf_rows import assign_rows, masked_dataset, open_model
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options
 from kdcore.data.base import SPLITS, Dataset, Task
-from kdcore.data.hf_tokenizer import HFTextTokenizer, load_hf_tokenizer
+from kdcore.data.hf_tokenizer import HFTextTokenizer
 from kdcore.validation import InvalidParameterError
 
 _WHERE = "load_hf_sentences"
@@ -64,9 +64,9 @@ def load_hf_sentences(
     Splits: inputs [N, max_length] long, targets [N] long, extras["attention_mask"] [N, max_length].
     """
     vf, tf, seed, max_bytes = _check_options(unit, val_fraction, test_fraction, seed, max_bytes)
-    model_path, config = check_model(model_dir, student_dir, where=_WHERE, gguf=False)
-    L = check_length("max_length", max_length, config, model_path, where=_WHERE)
-    hf_tok = load_hf_tokenizer(model_path, name="model_dir", where=_WHERE)
+    model_path, config, L, hf_tok = open_model(
+        model_dir, student_dir, length_name="max_length", length=max_length, where=_WHERE, gguf=False
+    )
     tok = HFTextTokenizer(hf_tok)
     pad_id = _pad_id(hf_tok, config, model_path)
     texts, labels, file_name = _read(source, format, text_field, label_field, unit, max_bytes)
@@ -76,34 +76,11 @@ def load_hf_sentences(
     no_labels = torch.zeros(len(texts), dtype=torch.long), None  # targets [N], not used
     targets, class_names = no_labels if labels is None else _label_ids(labels, config, model_path)  # [N] class ids
     about = f"{len(texts)} sentences from {shown!r}, tokenised by the tokenizer of {model_path.name!r}, padded to {L} tokens"
-    ds = _dataset(shown, about, inputs, targets, mask, owner, tok=tok, class_names=class_names)
+    about += f", {len(class_names)} classes." if class_names else "."
+    task: Task = "encoder" if class_names is None else "classification"
+    ds = masked_dataset(shown, about, (inputs, targets, mask), owner, task=task, tok=tok, class_names=class_names)
     ds.load_report = _report(texts, mask, owner, truncated, L=L, pad_id=pad_id, labelled=labels is not None)
     return ds
-
-
-def _dataset(
-    shown: str,
-    about: str,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    mask: torch.Tensor,
-    owner: np.ndarray,
-    *,
-    tok: HFTextTokenizer,
-    class_names: list[str] | None,
-) -> Dataset:
-    """The "encoder" (no class names) or "classification" Dataset whose splits take the rows owner [N] names."""
-    task: Task = "encoder" if class_names is None else "classification"
-    splits = masked_splits(inputs, targets, mask, owner)
-    return Dataset(
-        name=shown,
-        task=task,
-        build=lambda: splits,
-        num_classes=None if class_names is None else len(class_names),
-        class_names=class_names,
-        tokenizer=tok,
-        description=about + (f", {len(class_names)} classes." if class_names else "."),
-    )
 
 
 def _read(

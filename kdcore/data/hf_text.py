@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from kdcore.data._hf_documents import check_format, read_documents
-from kdcore.data._hf_rows import assign_rows, check_length, check_model, masked_splits
+from kdcore.data._hf_rows import assign_rows, masked_dataset, open_model
 from kdcore.data._user_common import DEFAULT_MAX_BYTES, check_split_options
 from kdcore.data.base import IGNORE_INDEX, SPLITS, Dataset
-from kdcore.data.hf_tokenizer import HFTextTokenizer, load_hf_tokenizer
+from kdcore.data.hf_tokenizer import HFTextTokenizer
 from kdcore.validation import InvalidParameterError
 
 _WHERE = "load_hf_text"
@@ -65,50 +65,32 @@ def load_hf_text(
     Splits: inputs [N, L] long, targets [N, L] long (-100: not counted), extras["attention_mask"] [N, L].
     """
     vf, tf, seed, max_bytes = _check_options(mode, format, text_field, val_fraction, test_fraction, seed, max_bytes)
-    model_path, config = check_model(model_dir, student_dir, where=_WHERE, gguf=True)
-    L = check_length("context_length", context_length, config, model_path, where=_WHERE)
-    hf_tok = load_hf_tokenizer(model_path, name="model_dir", where=_WHERE)
+    model_path, config, L, hf_tok = open_model(
+        model_dir, student_dir, length_name="context_length", length=context_length, where=_WHERE, gguf=True
+    )
     vocab_size = _check_vocab(config, len(hf_tok), model_path)
     docs, file_name = read_documents(source, format=format, text_field=text_field, max_bytes=max_bytes, where=_WHERE)
 
-    encoded = _encode(hf_tok, docs)  # one id list per document
     tok = HFTextTokenizer(hf_tok)
-    rows = _pack(encoded, L) if mode == "pack" else _truncate(encoded, L)  # ids [N, L+1], starts, lengths
-    inputs, targets, mask = _rows_to_tensors(*rows, L=L, pad_id=tok.pad_id)
-    owner = assign_rows(len(inputs), vf, tf, seed, where=_WHERE)  # [N] split names
+    encoded, rows = _rows(hf_tok, docs, mode, L=L, pad_id=tok.pad_id)  # rows: inputs, targets, mask [N, L]
+    owner = assign_rows(len(rows[0]), vf, tf, seed, where=_WHERE)  # [N] split names
     shown = name or file_name or "text"
     description = (
         f"{len(docs)} documents from {shown!r}, tokenised by the tokenizer of "
         f"{model_path.name!r}, {mode}ed into rows of {L} tokens."
     )
-    ds = _dataset(shown, description, inputs, targets, mask, owner, tok=tok, vocab_size=vocab_size)
-    ds.load_report = _report(
-        encoded, inputs, targets, mask, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok)
-    )
+    ds = masked_dataset(shown, description, rows, owner, task="causal_lm", tok=tok, vocab_size=vocab_size)
+    ds.load_report = _report(encoded, *rows, owner, mode=mode, L=L, vocab_size=vocab_size, tokenizer_size=len(hf_tok))
     return ds
 
 
-def _dataset(
-    shown: str,
-    description: str,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    mask: torch.Tensor,
-    owner: np.ndarray,
-    *,
-    tok: HFTextTokenizer,
-    vocab_size: int,
-) -> Dataset:
-    """The causal-LM Dataset whose splits take the rows of inputs/targets/mask [N, L] that owner [N] names."""
-    splits = masked_splits(inputs, targets, mask, owner)
-    return Dataset(
-        name=shown,
-        task="causal_lm",
-        build=lambda: splits,
-        vocab_size=vocab_size,
-        tokenizer=tok,
-        description=description,
-    )
+def _rows(
+    hf_tok: Any, docs: list[str], mode: str, *, L: int, pad_id: int
+) -> tuple[list[list[int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The documents' token ids (one list each) and their rows: inputs, targets, attention mask [N, L]."""
+    encoded = _encode(hf_tok, docs)
+    rows = _pack(encoded, L) if mode == "pack" else _truncate(encoded, L)  # ids [N, L+1], starts, lengths
+    return encoded, _rows_to_tensors(*rows, L=L, pad_id=pad_id)
 
 
 def _check_options(

@@ -23,6 +23,7 @@ from kdcore.data._user_common import (
     check_fractions,
     check_max_bytes,
     check_seed,
+    classification_dataset,
     stratified_split,
     too_large,
 )
@@ -75,15 +76,11 @@ def load_image_folder(
     _check_classes_kept(root, kept, n_folders=len(candidates), report=report)
 
     splits = _split_images(images, labels, kept, vf, tf, seed)
-    ds = Dataset(
-        name=name or root.name,
-        task="classification",
-        build=lambda: splits,
-        num_classes=len(kept),
-        class_names=kept,
-        description=f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
-        f"resized to {limits.size}x{limits.size}.",
+    about = (
+        f"{len(images)} images in {len(kept)} classes from the folder {root.name!r}, "
+        f"resized to {limits.size}x{limits.size}."
     )
+    ds = classification_dataset(name or root.name, splits, kept, description=about)
     ds.load_report = report
     return ds
 

@@ -19,6 +19,7 @@ import torch
 from kdcore.data._user_common import (
     DEFAULT_MAX_BYTES,
     check_split_options,
+    classification_dataset,
     read_source,
     stratified_split,
 )
@@ -121,15 +122,11 @@ def _table_dataset(
     label_column: str,
 ) -> Dataset:
     """The classification Dataset over the ready splits (its load_report is set by the caller)."""
-    return Dataset(
-        name=shown,
-        task="classification",
-        build=lambda: splits,
-        num_classes=len(class_names),
-        class_names=class_names,
-        description=f"{n_rows} rows with {n_features} numeric features and {len(class_names)} "
-        f"classes from {shown!r} (label column {label_column!r}).",
+    about = (
+        f"{n_rows} rows with {n_features} numeric features and {len(class_names)} "
+        f"classes from {shown!r} (label column {label_column!r})."
     )
+    return classification_dataset(shown, splits, class_names, description=about)
 
 
 def _train_stats(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -267,21 +264,26 @@ def _numeric_features(df: pd.DataFrame, features: list[str]) -> np.ndarray:
             f"Encode them as numbers, or leave them out with feature_columns=[...]."
         )
     x = df[features].to_numpy(dtype=np.float64)  # [N, F]
-    nan = np.isnan(x).sum(axis=0)
-    if nan.any():
-        detail = ", ".join(f"{c!r}: {int(n)}" for c, n in zip(features, nan) if n)
-        raise ValueError(
-            f"{_WHERE} needs feature values in every row. Got {int(nan.sum())} missing (NaN) value(s) "
-            f"in {int((nan > 0).sum())} column(s) ({detail}). Fill them in or drop those rows."
-        )
-    inf = np.isinf(x).sum(axis=0)
-    if inf.any():
-        detail = ", ".join(f"{c!r}: {int(n)}" for c, n in zip(features, inf) if n)
-        raise ValueError(
-            f"{_WHERE} needs finite feature values. Got {int(inf.sum())} infinite value(s) ({detail}). "
-            f"Replace them or drop those rows."
-        )
+    _refuse_values(
+        np.isnan(x),
+        features,
+        "feature values in every row",
+        "missing (NaN) value(s) in {columns} column(s)",
+        "Fill them in",
+    )
+    _refuse_values(np.isinf(x), features, "finite feature values", "infinite value(s)", "Replace them")
     return x
+
+
+def _refuse_values(bad: np.ndarray, features: list[str], need: str, what: str, fix: str) -> None:
+    """Refuse the values that bad [N, F] marks, counted per feature column; `what` may name {columns}."""
+    per_column = bad.sum(axis=0)  # [F]
+    if per_column.any():
+        detail = ", ".join(f"{c!r}: {int(n)}" for c, n in zip(features, per_column) if n)
+        got = what.format(columns=int((per_column > 0).sum()))
+        raise ValueError(
+            f"{_WHERE} needs {need}. Got {int(per_column.sum())} {got} ({detail}). {fix} or drop those rows."
+        )
 
 
 def _encode_labels(col: pd.Series, label_column: str) -> tuple[np.ndarray, list[str]]:

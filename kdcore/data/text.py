@@ -62,20 +62,31 @@ def load_text(
     tok = _train_tokenizer(tokenizer, pieces, owner, chunk, max_vocab)
     ids = np.array(tok.encode_pieces(pieces), dtype=np.int64)  # [T]
     inputs, targets = _blocks(ids, n_blocks, L, tok.pad_id)  # [B, L], [B, L]
-    splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s])) for s in SPLITS}
 
     shown = name or file_name or "text"
-    ds = Dataset(
-        name=shown,
-        task="causal_lm",
-        build=lambda: splits,
-        vocab_size=tok.vocab_size,
-        tokenizer=tok,
-        description=f"{len(pieces)} {tokenizer} tokens from {shown!r} in blocks of {L}; "
-        f"vocabulary of {tok.vocab_size} from the train split.",
+    about = (
+        f"{len(pieces)} {tokenizer} tokens from {shown!r} in blocks of {L}; "
+        f"vocabulary of {tok.vocab_size} from the train split."
     )
+    ds = _dataset(shown, about, inputs, targets, owner, tok=tok)
     ds.load_report = _load_report(text, pieces, tokenizer, tok, owner, inputs, L=L, n_blocks=n_blocks)
     return ds
+
+
+def _dataset(
+    shown: str,
+    about: str,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    owner: np.ndarray,
+    *,
+    tok: CharTokenizer | WordTokenizer,
+) -> Dataset:
+    """The causal-LM Dataset whose splits take the blocks of inputs/targets [B, L] that owner [B] names."""
+    splits = {s: SplitData(torch.from_numpy(inputs[owner == s]), torch.from_numpy(targets[owner == s])) for s in SPLITS}
+    return Dataset(
+        name=shown, task="causal_lm", build=lambda: splits, vocab_size=tok.vocab_size, tokenizer=tok, description=about
+    )
 
 
 def _load_report(

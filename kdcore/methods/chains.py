@@ -7,7 +7,7 @@ Born-again generations (`ban`, §13.4a) are a chain too; their entry is in strat
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, lam, temperature
+from kdcore.methods.params import Param, choice, lam, temperature
 from kdcore.methods.step import Component, StepTensors, label_loss
 from kdcore.methods.table import Method, register_method
 
@@ -60,13 +60,12 @@ register_method(
         params=(
             temperature(4.0, "softmax temperature T of every stage"),
             lam(0.9, "weight λ of the KL term of every stage (CE gets 1 − λ)"),
-            Param(
+            choice(
                 "path",
                 "full",
                 "assistants: every ladder size (full), the one whose accuracy is nearest the teacher/student "
                 "midpoint (midpoint), or none (plain KD)",
-                kind="choice",
-                choices=TAKD_PATHS,
+                TAKD_PATHS,
             ),
         ),
     )

@@ -5,7 +5,7 @@ Each step calls the tested loss or `*_components` function of kdcore.losses and 
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, lam, temperature
+from kdcore.methods.params import Param, choice, flag, lam, temperature
 from kdcore.methods.step import Component, StepTensors, label_loss
 from kdcore.methods.table import Method, register_method
 
@@ -112,7 +112,7 @@ register_method(
         params=(
             temperature(4.0),
             lam(0.9),
-            Param("standardize", False, "standardise each logit vector before T (Sun et al. 2024)", kind="bool"),
+            flag("standardize", False, "standardise each logit vector before T (Sun et al. 2024)"),
         ),
     )
 )
@@ -162,7 +162,7 @@ register_method(
             temperature(4.0),
             Param("alpha", 1.0, "weight α of the strong-class term SCD", low=0.0),
             Param("beta", 1.0, "weight β of the weak-class term WCD", low=0.0),
-            Param("rule", "target", "how the strong set is chosen", kind="choice", choices=STRONG_RULES),
+            choice("rule", "target", "how the strong set is chosen", STRONG_RULES),
             Param("k", None, "rule 'topk': the number of strong classes", kind="int", low=1),
             Param("tau", None, "rule 'mass': the teacher mass the strong set covers", low=0.0, high=1.0, low_open=True),
         ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kdcore.methods.classification import _kd
-from kdcore.methods.params import Param, lam, temperature
+from kdcore.methods.params import Param, choice, flag, lam, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -75,11 +75,10 @@ register_method(
             Param("t_range", 20.0, "T_range: T ∈ (T_start, T_start + T_range)", low=0.0, low_open=True),
             Param("loops", 10, "E_loops: epochs of the cosine ramp of λ_e from 0 to 1", kind="int", low=1),
             Param("theta", 1.0, "initial θ (T(1) ≈ 15.62 with the defaults)", low=-50.0, high=50.0),
-            Param(
+            flag(
                 "temp_weight_decay",
                 True,
                 "θ gets the job's weight decay like the student's weights (the authors' code; it pulls T toward 11)",
-                kind="bool",
             ),
         ),
     )
@@ -115,14 +114,8 @@ register_method(
             ),
             Param("inc", 1.9, "pacing: the pool grows by this factor every `step` iterations", low=1.0, low_open=True),
             Param("step", 100, "pacing: iterations between growths", kind="int", low=1),
-            Param("balance", True, "class-balanced order (the r-th easiest of every class, r = 0, 1, …)", kind="bool"),
-            Param(
-                "order",
-                "easy",
-                "easy first; anti (hardest first) and random are the controls",
-                kind="choice",
-                choices=ORDERS,
-            ),
+            flag("balance", True, "class-balanced order (the r-th easiest of every class, r = 0, 1, …)"),
+            choice("order", "easy", "easy first; anti (hardest first) and random are the controls", ORDERS),
         ),
     )
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, choice
 from kdcore.methods.step import Component, StepTensors, layer_key
 from kdcore.methods.table import Method, register_method
 
@@ -90,13 +90,7 @@ register_method(
                 "{student_layer: teacher_layer} holding sentence embeddings (default: the encoders' pooled output)",
                 kind="layers",
             ),
-            Param(
-                "loss",
-                "cosine",
-                "1 − cos (cosine) or mean squared error (mse)",
-                kind="choice",
-                choices=("cosine", "mse"),
-            ),
+            choice("loss", "cosine", "1 − cos (cosine) or mean squared error (mse)", ("cosine", "mse")),
         ),
     )
 )

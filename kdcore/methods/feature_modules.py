@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, choice, flag
 from kdcore.methods.step import Component, StepTensors, layer_key
 from kdcore.methods.table import Method, register_method
 
@@ -107,20 +107,13 @@ register_method(
         params=(
             _layers("matched (one pair = the last stages, e.g. conv2: conv3 on digits)"),
             Param("alpha", 7e-5, "weight α of L_MGD (authors' classification value)", low=0.0),
-            Param(
+            flag(
                 "scale_alpha",
                 True,
                 "multiply α by 512·7·7/(C_t·H·W): the authors' per-element weight on a smaller feature",
-                kind="bool",
             ),
             Param("lambda_mask", 0.15, "mask ratio λ: the fraction of channels/positions masked", low=0.0, high=1.0),
-            Param(
-                "mask",
-                "channel",
-                "mask channels (classification) or spatial positions",
-                kind="choice",
-                choices=("channel", "spatial"),
-            ),
+            choice("mask", "channel", "mask channels (classification) or spatial positions", ("channel", "spatial")),
         ),
     )
 )

@@ -5,7 +5,7 @@ Each step calls the tested loss of kdcore.losses once per mapped layer.
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param
+from kdcore.methods.params import Param, choice, flag
 from kdcore.methods.step import Component, StepTensors, layer_key
 from kdcore.methods.table import Method, register_method
 
@@ -111,14 +111,13 @@ register_method(
         shape_check=_feature_l2_shapes,
         params=(
             layers(required=True),
-            Param(
+            choice(
                 "projector",
                 "auto",
                 "learned projector: where widths differ (auto), always (linear) or never",
-                kind="choice",
-                choices=PROJECTORS,
+                PROJECTORS,
             ),
-            Param("cosine", False, "match 1 − cos instead of the squared L2 distance", kind="bool"),
+            flag("cosine", False, "match 1 − cos instead of the squared L2 distance"),
         ),
     )
 )

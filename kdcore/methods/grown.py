@@ -9,7 +9,7 @@ education_kd_loss) and only names its parts.
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, temperature
+from kdcore.methods.params import Param, choice, flag, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -100,14 +100,8 @@ register_method(
             temperature(3.0, "temperature T of the exits' KL"),
             Param("alpha", 0.3, "weight α of the KL (the exit's CE gets 1 − α)", low=0.0, high=1.0),
             Param("hint_weight", 0.03, "weight λ of the feature hint ‖g_k(f_k) − f_K‖", low=0.0),
-            Param("t_squared", False, "multiply the KL by T² (the authors' code does not)", kind="bool"),
-            Param(
-                "feature",
-                "l2",
-                "feature norm: Frobenius (as coded) or squared L2",
-                kind="choice",
-                choices=FEATURE_NORMS,
-            ),
+            flag("t_squared", False, "multiply the KL by T² (the authors' code does not)"),
+            choice("feature", "l2", "feature norm: Frobenius (as coded) or squared L2", FEATURE_NORMS),
             Param(
                 "feature_exits", None, "shallow exits (0-based) with a feature hint (unset: all)", kind="ints", low=0
             ),
@@ -162,13 +156,12 @@ register_method(
                 "student layer read by each grade's head but the last (unset: its default layers in order)",
                 kind="names",
             ),
-            Param(
+            choice(
                 "teachers",
                 "restricted",
                 "the grade's teacher: the pair's teacher with its logits restricted to the grade's classes, or a "
                 "fresh copy of its architecture trained on the grade's samples alone (the paper's)",
-                kind="choice",
-                choices=TEACHERS,
+                TEACHERS,
             ),
             Param("teacher_epochs", 10, "epochs of each grade's teacher (teachers='trained')", kind="int", low=1),
         ),

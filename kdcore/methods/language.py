@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, temperature
+from kdcore.methods.params import Param, choice, temperature
 from kdcore.methods.step import IGNORE_INDEX, Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -29,7 +29,7 @@ register_method(
         ce_default=True,
         source="METHODS.md §6 (GKD, DistiLLM, AKL, ULD)",
         params=(
-            Param("kind", "fkl", "which divergence", kind="choice", choices=TOKEN_KINDS),
+            choice("kind", "fkl", "which divergence", TOKEN_KINDS),
             temperature(1.0),
             Param("beta", 0.5, "jsd / skew mixing weight β", low=0.0, high=1.0, low_open=True, high_open=True),
             Param("alpha", 0.1, "skew divergences' weight α (0: the plain KL)", low=0.0, high=1.0, high_open=True),

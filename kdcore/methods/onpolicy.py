@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kdcore.methods.params import Param, temperature
+from kdcore.methods.params import Param, choice, flag, temperature
 from kdcore.methods.step import IGNORE_INDEX, Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -74,13 +74,12 @@ def _distillm(b: StepTensors, p: dict) -> list[Component]:
 def sampling_params(max_new_tokens: int) -> tuple[Param, ...]:
     """The sampling settings every on-policy method takes (HF generate names; τ_s apart from T)."""
     return (
-        Param(
+        choice(
             "prompts",
             "auto",
             "where prompts come from: records (prompt/completion data: a file's fields, tinylang's copy task), "
             "window (the first prompt_tokens tokens of each training sequence), auto (records when the data has them)",
-            kind="choice",
-            choices=PROMPT_SOURCES,
+            PROMPT_SOURCES,
         ),
         Param(
             "prompt_tokens",
@@ -108,7 +107,7 @@ register_method(
         task_hints=_CROSS,
         params=(
             Param("lmbda", 0.5, "λ: the share of steps trained on the student's own samples", low=0.0, high=1.0),
-            Param("divergence", "jsd", "the token divergence D", kind="choice", choices=("jsd", "fkl", "rkl")),
+            choice("divergence", "jsd", "the token divergence D", ("jsd", "fkl", "rkl")),
             Param(
                 "beta",
                 0.5,
@@ -119,13 +118,12 @@ register_method(
                 high_open=True,
             ),
             temperature(1.0),
-            Param("seq_kd", False, "the (1 − λ) steps train on the teacher's samples instead of the data", kind="bool"),
-            Param(
+            flag("seq_kd", False, "the (1 − λ) steps train on the teacher's samples instead of the data"),
+            choice(
                 "reduction",
                 "token",
                 "token: pool the batch's positions; sequence: the paper's eq. 2",
-                kind="choice",
-                choices=("token", "sequence"),
+                ("token", "sequence"),
             ),
             *sampling_params(32),
         ),
@@ -151,12 +149,7 @@ register_method(
                 high=1.0,
                 high_open=True,
             ),
-            Param(
-                "length_norm",
-                True,
-                "R̄: the mean of the future rewards (False: their sum, the exact rkl gradient)",
-                kind="bool",
-            ),
+            flag("length_norm", True, "R̄: the mean of the future rewards (False: their sum, the exact rkl gradient)"),
             *sampling_params(32),
         ),
     )
@@ -173,7 +166,7 @@ register_method(
         source="Ko et al., ICML 2024, arXiv 2402.03898; jongwooko/distillm",
         task_hints=_CROSS,
         params=(
-            Param("divergence", "skew_rkl", "skew divergence", kind="choice", choices=("skew_rkl", "skew_fkl")),
+            choice("divergence", "skew_rkl", "skew divergence", ("skew_rkl", "skew_fkl")),
             Param("alpha", 0.1, "skew α (0: the plain KL)", low=0.0, high=1.0, high_open=True),
             temperature(1.0),
             Param("init_phi", 0.0, "φ₀: the starting student-data probability", low=0.0, high=1.0),
@@ -182,12 +175,11 @@ register_method(
             ),
             Param("loss_eps", 0.1, "ε: the validation-loss rise that raises φ", low=0.0),
             Param("capacity", 1000, "replay buffer size (sequences)", kind="int", low=1),
-            Param(
+            choice(
                 "replay_ratio",
                 "decreasing",
                 "generate share once the buffer is full",
-                kind="choice",
-                choices=("decreasing", "constant", "increasing"),
+                ("decreasing", "constant", "increasing"),
             ),
             *sampling_params(32),
         ),

@@ -79,6 +79,16 @@ def temperature(default: float, help: str = "softmax temperature T") -> Param:
     return Param("temperature", default, help, low=0.0, low_open=True, shared=True)
 
 
+def choice(name: str, default: Any, help: str, choices: tuple) -> Param:
+    """A parameter that takes one of `choices` (kind "choice")."""
+    return Param(name, default, help, kind="choice", choices=choices)
+
+
+def flag(name: str, default: bool, help: str) -> Param:
+    """A true/false parameter (kind "bool")."""
+    return Param(name, default, help, kind="bool")
+
+
 def lam(default: float, help: str = "weight λ of the KL term (CE gets 1 − λ)") -> Param:
     """The weight λ in [0, 1] of the distillation term, shared with the job's `lam` field."""
     return Param("lam", default, help, low=0.0, high=1.0, shared=True)

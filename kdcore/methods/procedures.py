@@ -6,7 +6,7 @@ gives (the student's own stone, the base KD against the current sub-teacher, ZSK
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, lam, temperature
+from kdcore.methods.params import Param, choice, flag, lam, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -21,9 +21,13 @@ def _blockwise(b: StepTensors, p: dict) -> list[Component]:
     from kdcore.losses.blockwise import blockwise_components
 
     _, parts = blockwise_components(
-        [b.student_logits], b.teacher_logits, b.targets, temperature=float(p["temperature"]), lam=float(p["lam"]),
+        [b.student_logits],
+        b.teacher_logits,
+        b.targets,
+        temperature=float(p["temperature"]),
+        lam=float(p["lam"]),
         base=p["base"],
-    )  # fmt: skip
+    )
     return [("stone1", 1.0, parts["stone1"])]
 
 
@@ -83,21 +87,9 @@ register_method(
                 "layers paired by spatial size)",
                 kind="layers",
             ),
-            Param(
-                "connector",
-                "auto",
-                "φ_i: 1×1 conv + BN (identity when the shapes agree: auto)",
-                kind="choice",
-                choices=CONNECTORS,
-            ),  # fmt: skip
-            Param("ce_in_stones", True, "every stone gets the base's CE (false: the student only)", kind="bool"),
-            Param(
-                "base",
-                "kd",
-                "the base loss of every stone: §1 KD or (1 − λ)·CE + λ·DKD (§3)",
-                kind="choice",
-                choices=BASES,
-            ),  # fmt: skip
+            choice("connector", "auto", "φ_i: 1×1 conv + BN (identity when the shapes agree: auto)", CONNECTORS),
+            flag("ce_in_stones", True, "every stone gets the base's CE (false: the student only)"),
+            choice("base", "kd", "the base loss of every stone: §1 KD or (1 − λ)·CE + λ·DKD (§3)", BASES),
         ),
     )
 )
@@ -125,16 +117,15 @@ register_method(
                 low=0.0,
                 high=1.0,
                 low_open=True,
-            ),  # fmt: skip
+            ),
             Param("teacher_epochs", 10, "stage 0: epochs training the slimmable teacher (Σ_k CE)", kind="int", low=0),
             Param("teacher_lr", 3e-3, "stage 0: the slimmable teacher's learning rate (Adam)", low=0.0, low_open=True),
-            Param(
+            choice(
                 "teacher_init",
                 "pretrained",
                 "stage 0 starts from the teacher's weights (sliced) or from scratch",
-                kind="choice",
-                choices=TEACHER_INITS,
-            ),  # fmt: skip
+                TEACHER_INITS,
+            ),
         ),
     )
 )
@@ -154,13 +145,7 @@ register_method(
         params=(
             temperature(1.0, "softmax temperature τ of D (no T² factor)"),
             Param("beta", 250.0, "weight β of the attention-transfer term", low=0.0),
-            Param(
-                "kl_reduction",
-                "elementwise_mean",
-                "D divided by N·C (the authors') or by N",
-                kind="choice",
-                choices=KL_REDUCTIONS,
-            ),  # fmt: skip
+            choice("kl_reduction", "elementwise_mean", "D divided by N·C (the authors') or by N", KL_REDUCTIONS),
             Param(
                 "pseudo_batches",
                 None,
@@ -176,8 +161,8 @@ register_method(
             Param("lr_s", 2e-3, "student learning rate (Adam, cosine to 0)", low=0.0, low_open=True),
             Param(
                 "at_layers", None, "{student: teacher} AT pairs (unset: feature layers paired by size)", kind="layers"
-            ),  # fmt: skip
-            Param("resize", False, "resize AT maps of other sizes (§7) instead of refusing", kind="bool"),
+            ),
+            flag("resize", False, "resize AT maps of other sizes (§7) instead of refusing"),
             Param("grad_clip", 5.0, "gradient-norm clip of both players", low=0.0, low_open=True),
         ),
     )

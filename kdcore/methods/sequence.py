@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdcore.methods.params import Param, temperature
+from kdcore.methods.params import Param, choice, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -22,7 +22,7 @@ SEQ_LOGITS, SEQ_TARGETS = "seq_student_logits", "seq_targets"  # batch.extras ke
 def _generation_params(decoding: str) -> tuple[Param, ...]:
     """How the teacher's targets ŷ are generated (recorded with them; they key the cache)."""
     return (
-        Param("decoding", decoding, "how the teacher decodes ŷ", kind="choice", choices=("beam", "greedy", "sample")),
+        choice("decoding", decoding, "how the teacher decodes ŷ", ("beam", "greedy", "sample")),
         Param("num_beams", 5, "beam width (decoding 'beam')", kind="int", low=1),
         Param("max_new_tokens", 128, "new tokens per completion at most (capped by the context)", kind="int", low=1),
         Param("gen_temperature", 1.0, "sampling temperature τ_s (decoding 'sample')", low=0.0, low_open=True),
@@ -133,29 +133,16 @@ register_method(
         modules=_hybrid_modules,
         check=_hybrid_check,
         params=(
-            Param(
-                "gate",
-                "fixed",
-                "fixed g, or a learned scalar g = σ(θ)",
-                kind="choice",
-                choices=("fixed", "learned", "input"),
-            ),
+            choice("gate", "fixed", "fixed g, or a learned scalar g = σ(θ)", ("fixed", "learned", "input")),
             Param("g", 0.5, "the fixed gate (1: token-level KD, 0: Seq-KD)", low=0.0, high=1.0),
-            Param("token_term", "kl", "token term: KL(p‖q) or the CE −Σ p log q", kind="choice", choices=("kl", "ce")),
-            Param(
+            choice("token_term", "kl", "token term: KL(p‖q) or the CE −Σ p log q", ("kl", "ce")),
+            choice(
                 "token_targets",
                 "data",
                 "the token term's sequences: the data completion y or the teacher's ŷ",
-                kind="choice",
-                choices=("data", "teacher"),
+                ("data", "teacher"),
             ),
-            Param(
-                "reduction",
-                "sequence",
-                "per-sequence means, or pooled tokens",
-                kind="choice",
-                choices=("sequence", "token"),
-            ),
+            choice("reduction", "sequence", "per-sequence means, or pooled tokens", ("sequence", "token")),
             temperature(1.0),
             *_generation_params("beam"),
         ),

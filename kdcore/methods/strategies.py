@@ -9,7 +9,7 @@ the tested loss or components function and only weighs its parts.
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, temperature
+from kdcore.methods.params import Param, choice, flag, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -86,12 +86,11 @@ register_method(
             Param("a", 0.99, "the virtual teacher's probability on the label", low=0.0, high=1.0, low_open=True),
             Param("alpha", 0.1, "weight α of the virtual-teacher term (CE gets 1 − α)", low=0.0, high=1.0),
             Param("multiplier", None, "multiplier m of the KL, scaled m/C (unset: m = C)", low=0.0, low_open=True),
-            Param(
+            choice(
                 "soften",
                 "probs",
                 "how p^d is softened: softmax of the probabilities (as coded) or of their logs",
-                kind="choice",
-                choices=SOFTEN,
+                SOFTEN,
             ),
         ),
     )
@@ -112,7 +111,7 @@ register_method(
         params=(
             Param("label_weight", 0.0, "weight w of the hard-label CE (1: BAN+L)", low=0.0),
             Param("generations", 3, "born-again generations after generation 0 (a chain)", kind="int", low=1),
-            Param("ensemble", False, "also evaluate the mean softmax of generations 1…k", kind="bool"),
+            flag("ensemble", False, "also evaluate the mean softmax of generations 1…k"),
         ),
     )
 )

@@ -6,7 +6,7 @@ sequence-level KD data), or §1 KD (`target="kd"`).
 
 from __future__ import annotations
 
-from kdcore.methods.params import Param, lam, temperature
+from kdcore.methods.params import Param, choice, lam, temperature
 from kdcore.methods.step import Component, StepTensors
 from kdcore.methods.table import Method, register_method
 
@@ -46,13 +46,12 @@ register_method(
         params=(
             temperature(4.0, "softmax temperature T of target='kd'"),
             lam(0.9, "weight λ of the KD term of target='kd' (CE gets 1 − λ)"),
-            Param(
+            choice(
                 "target",
                 "teacher_argmax",
                 "the task loss: CE on the teacher's argmax labels (smoothed), or §1 KD",
-                kind="choice",
-                choices=TARGETS,
-            ),  # fmt: skip
+                TARGETS,
+            ),
             Param("label_smoothing", 0.1, "ε of target='teacher_argmax'", low=0.0, high=1.0, high_open=True),
             Param(
                 "phase1_epochs",
@@ -60,20 +59,19 @@ register_method(
                 "epochs of phase 1 (generated weights); the rest are phase 2 (unset: half, rounded down)",
                 kind="int",
                 low=1,
-            ),  # fmt: skip
-            Param(
+            ),
+            choice(
                 "grouping",
                 "auto",
                 "the rule of the default groups: §14.2's stride (k = L_t/L_s), spread (k = 1), auto (stride if it fits)",
-                kind="choice",
-                choices=GROUPINGS,
-            ),  # fmt: skip
+                GROUPINGS,
+            ),
             Param(
                 "groups",
                 None,
                 "{student_module: 'teacher_a+teacher_b'} generating each student module (unset: the grouping rule)",
                 kind="layers",
-            ),  # fmt: skip
+            ),
         ),
     )
 )
