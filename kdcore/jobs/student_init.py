@@ -5,14 +5,23 @@ from_teacher student in kdcore.jobs.pair_source instead.
 
     mapping = check_student_init(config, pair)        # at prepare time: refused before anything trains
     student, mapping = student_from_teacher(config, pair)   # in _place_models: a new adapter
+    made = write_pair_student("module:factory", "out/")      # make-student --pair: the files
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 from kdcore.adapters.base import ModelAdapter
+from kdcore.adapters.hf_files import check_new_dir
 from kdcore.adapters.module_student import adapter_from_teacher, checked_subset_plan, mapping_text
 from kdcore.jobs.config import JobConfig, resolved_student_init
 from kdcore.pairs import Pair
+
+STUDENT_FILE = "student.safetensors"  # write_pair_student's files
+MAPPING_FILE = "mapping.json"
 
 
 def pair_from_teacher(config: JobConfig) -> bool:
@@ -53,3 +62,37 @@ def student_from_teacher(config: JobConfig, pair: Pair) -> tuple[ModelAdapter, d
 def init_notice(mapping: dict[str, list[int]]) -> str:
     """The run's record of the mapping: "student init from teacher: layer1 ← [0, 2], …"."""
     return f"student init from teacher: {mapping_text(mapping)}"
+
+
+@dataclass(frozen=True)
+class PairStudent:
+    """What write_pair_student wrote.
+
+    path:         the directory: student.safetensors (the initialised student's state_dict), mapping.json
+    mapping:      {block container: the teacher blocks copied into its student blocks, in order}
+    pair:         the pair's name
+    architecture: the student model's class name (load the file into the pair's student architecture)
+    """
+
+    path: Path
+    mapping: dict[str, list[int]]
+    pair: str
+    architecture: str
+
+
+def write_pair_student(pair_name: str, out_dir: str | Path, rule: str = "spread", offset: int = 0) -> PairStudent:
+    """Initialise the pair `pair_name`'s student (a registered name or "module:factory") from its teacher's
+    blocks and write it to `out_dir` (new or empty): student.safetensors and mapping.json. A pair whose
+    student is not a shallower copy of its teacher is refused (InvalidParameterError) before anything is written."""
+    from safetensors.torch import save_file
+
+    from kdcore.jobs.resolve import resolve_pair
+
+    out = check_new_dir(out_dir, name="out_dir", where="write_pair_student")
+    pair = resolve_pair(pair_name)
+    student, mapping = adapter_from_teacher(pair.teacher, pair.student, rule, offset)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in student.model.state_dict().items()}
+    save_file(state, str(out / STUDENT_FILE), metadata={"pair": pair.name, "mapping": json.dumps(mapping)})
+    (out / MAPPING_FILE).write_text(json.dumps(mapping, indent=2) + "\n", encoding="utf-8")
+    return PairStudent(out, mapping, pair.name, type(student.model).__name__)
