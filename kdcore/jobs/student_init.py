@@ -92,7 +92,40 @@ def write_pair_student(pair_name: str, out_dir: str | Path, rule: str = "spread"
     pair = resolve_pair(pair_name)
     student, mapping = adapter_from_teacher(pair.teacher, pair.student, rule, offset)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in student.model.state_dict().items()}
-    save_file(state, str(out / STUDENT_FILE), metadata={"pair": pair.name, "mapping": json.dumps(mapping)})
+    save_file(_file_state(student), str(out / STUDENT_FILE), metadata=_file_metadata(pair.name, mapping))
     (out / MAPPING_FILE).write_text(json.dumps(mapping, indent=2) + "\n", encoding="utf-8")
     return PairStudent(out, mapping, pair.name, type(student.model).__name__)
+
+
+def from_teacher_fit(pair: Pair, rule: str = "spread") -> tuple[dict[str, list[int]] | None, str]:
+    """(mapping, "") when the pair's student can start from its teacher's blocks, else (None, the reason
+    and the fix); nothing is copied (the forms check this before offering the option)."""
+    try:
+        return checked_subset_plan(pair.teacher.model, pair.student.model, rule), ""
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def mapping_rows(mapping: dict[str, list[int]]) -> list[dict[str, object]]:
+    """One row per student block: {"container", "student block", "teacher block"} (a table of the mapping)."""
+    return [
+        {"container": name or "model", "student block": i, "teacher block": j}
+        for name, kept in mapping.items()
+        for i, j in enumerate(kept)
+    ]
+
+
+def student_file_bytes(student: ModelAdapter, pair_name: str, mapping: dict[str, list[int]]) -> bytes:
+    """The initialised student's state_dict as safetensors bytes (what write_pair_student writes)."""
+    from safetensors.torch import save
+
+    return save(_file_state(student), metadata=_file_metadata(pair_name, mapping))
+
+
+def _file_state(student: ModelAdapter) -> dict:
+    """Contiguous CPU copies (tied tensors saved apart: safetensors refuses shared storage)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in student.model.state_dict().items()}
+
+
+def _file_metadata(pair_name: str, mapping: dict[str, list[int]]) -> dict[str, str]:
+    return {"pair": pair_name, "mapping": json.dumps(mapping)}
