@@ -948,14 +948,12 @@ def _cmd_make_student(args: argparse.Namespace) -> int:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty folder behind a refused student
         raise
-    if args.json:
-        _print_json({**vars(made), "path": str(made.path)})
-    else:
-        print(
-            f"{made.architecture} student with {len(made.layers)} of the teacher's {made.teacher_layers} "
-            f"layers written to {made.path}\nteacher layers kept: {made.layers}"
-        )
-    return 0
+    return _print_made(
+        args,
+        made,
+        f"{made.architecture} student with {len(made.layers)} of the teacher's {made.teacher_layers} "
+        f"layers written to {made.path}\nteacher layers kept: {made.layers}",
+    )
 
 
 def _make_pair_student(args: argparse.Namespace) -> int:
@@ -968,13 +966,20 @@ def _make_pair_student(args: argparse.Namespace) -> int:
             f"own architecture's depth (the pair's student). Got --layers {args.layers}: remove it."
         )
     made = write_pair_student(args.pair, args.out, rule=args.rule, offset=args.offset)
+    return _print_made(
+        args,
+        made,
+        f"{made.architecture} student of pair {made.pair!r} initialised from its teacher's blocks, written "
+        f"to {made.path / 'student.safetensors'} (mapping in mapping.json)\n{mapping_text(made.mapping)}",
+    )
+
+
+def _print_made(args: argparse.Namespace, made: Any, text: str) -> int:
+    """What make-student wrote: its fields as JSON with --json (the path as text), else `text`."""
     if args.json:
         _print_json({**vars(made), "path": str(made.path)})
     else:
-        print(
-            f"{made.architecture} student of pair {made.pair!r} initialised from its teacher's blocks, written "
-            f"to {made.path / 'student.safetensors'} (mapping in mapping.json)\n{mapping_text(made.mapping)}"
-        )
+        print(text)
     return 0
 
 
