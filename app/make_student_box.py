@@ -6,9 +6,11 @@ student to a directory (default: $KDWB_HOME/students/<teacher>-<N>of<L>-<rule>) 
 `kdcore.adapters.make_student_from_teacher`, and select it: the form's student directory is set to it
 and the pair reloads with it (as "Load pair" does).
 
-Only Hugging Face directories can be subset: their config says the depth and their layers form one
-list. A module:factory model's layers are unknown, and the sample CNNs hold one block per stage, each
-stage changing the width, so no stage can be dropped.
+For a module:factory pair (loaded with "Load pair") whose student is a shallower copy of its teacher
+(the same class, fewer blocks per stage: ResNet stages, layer lists), the box initialises the student
+from the teacher's blocks (kdcore.jobs.student_init, on clones: the cached pair is never changed), shows
+which teacher block each student block copies, and offers the weights as student.safetensors. The
+sample CNNs hold one block per stage, each stage changing the width, so no stage can be dropped.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ _DONE = "make_student_done"
 _NOT_SUBSETTABLE = (
     "Layer-subset students are made from a Hugging Face teacher directory (its config.json names "
     "num_hidden_layers). Choose Format 'Hugging Face directories'."
+)
+_MODULE_DONE = "make_student_module_done"  # session_state: (spec, rule, mapping rows, safetensors bytes)
+_MODULE_HOW = (
+    "Your student is the teacher's architecture with fewer blocks per stage. This copies into each student "
+    "block one of the teacher's blocks of the same stage (*spread* keeps the first, which holds the stage's "
+    "stride, the last, and others evenly between), and every other weight (stem, head, normalisation "
+    "statistics) as it is. Distillation then starts from the teacher's knowledge instead of random weights."
 )
 
 
@@ -146,7 +155,7 @@ def render(sb) -> None:
     """The box, under the own-models form in the sidebar `sb`."""
     with sb.expander("Make a shallower student from the teacher", expanded=False):
         if not str(st.session_state.get("own_mode", "Hugging")).startswith("Hugging"):
-            st.info(_NOT_SUBSETTABLE, icon=":material/info:")
+            _module_box()
             return
         teacher = st.session_state.get("own_teacher_dir", "")
         try:
@@ -182,3 +191,55 @@ def render(sb) -> None:
             st.error(st.session_state[_ERROR], icon=":material/error:")
         elif st.session_state.get(_DONE):
             st.success(st.session_state[_DONE], icon=":material/check_circle:")
+
+
+def _module_box() -> None:
+    """The module:factory case: the loaded pair's student initialised from its teacher's blocks."""
+    from app import state
+    from kdcore.jobs.student_init import from_teacher_fit
+
+    spec = st.session_state.get("own_spec")
+    if not spec or spec[0] != "factory":
+        st.info(
+            "Load your module:factory pair with the form above first (Load pair): a student that is the "
+            "teacher's architecture with fewer blocks per stage can start from the teacher's blocks.",
+            icon=":material/info:",
+        )
+        return
+    pair = state.pair_from_key(("own", spec))  # cached and shared: only cloned below
+    st.caption(_MODULE_HOW)
+    rule = st.selectbox("Teacher blocks kept", LAYER_RULES, key="make_student_module_rule")
+    mapping, reason = from_teacher_fit(pair, rule)
+    if mapping is None:
+        st.warning(reason, icon=":material/warning:")
+        return
+    st.button(
+        "Initialise the student from the teacher",
+        key="make_student_module_go",
+        on_click=_on_module,
+        args=(pair, spec, rule),
+    )
+    done = st.session_state.get(_MODULE_DONE)
+    if done and done[:2] == (spec, rule):
+        st.dataframe(done[2], hide_index=True)
+        st.download_button(
+            "Download student.safetensors",
+            done[3],
+            file_name="student.safetensors",
+            key="make_student_module_file",
+            help="Load it as the student's weights (the student factory stays the same).",
+        )
+
+
+def _on_module(pair, spec: tuple, rule: str) -> None:
+    """The button's callback: build the initialised student (a clone) and keep its table and file."""
+    from kdcore.adapters.module_student import adapter_from_teacher
+    from kdcore.jobs.student_init import mapping_rows, student_file_bytes
+
+    student, mapping = adapter_from_teacher(pair.teacher, pair.student, rule)
+    st.session_state[_MODULE_DONE] = (
+        spec,
+        rule,
+        mapping_rows(mapping),
+        student_file_bytes(student, pair.name, mapping),
+    )

@@ -933,9 +933,12 @@ def _add_doctor_parser(sub: Any) -> None:
 
 
 def _cmd_make_student(args: argparse.Namespace) -> int:
-    """`python -m kdcore make-student --from DIR --layers N --out DIR`: a shallower student directory."""
+    """`python -m kdcore make-student --from DIR --layers N --out DIR`: a shallower student directory;
+    `--pair NAME --out DIR`: a registered/module pair's student initialised from its teacher's blocks."""
     from kdcore.adapters import make_student_from_teacher
 
+    if args.pair is not None:
+        return _make_pair_student(args)
     _check_student_layers(args)
     out = Path(args.out).expanduser()
     created = not out.exists()
@@ -945,19 +948,46 @@ def _cmd_make_student(args: argparse.Namespace) -> int:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty folder behind a refused student
         raise
+    return _print_made(
+        args,
+        made,
+        f"{made.architecture} student with {len(made.layers)} of the teacher's {made.teacher_layers} "
+        f"layers written to {made.path}\nteacher layers kept: {made.layers}",
+    )
+
+
+def _make_pair_student(args: argparse.Namespace) -> int:
+    """make-student --pair: student.safetensors and mapping.json (kdcore.jobs.student_init.write_pair_student)."""
+    from kdcore.jobs.student_init import mapping_text, write_pair_student
+
+    if args.layers is not None:
+        raise ValueError(
+            f"--layers applies to --from (a Hugging Face teacher directory); with --pair the student keeps its "
+            f"own architecture's depth (the pair's student). Got --layers {args.layers}: remove it."
+        )
+    made = write_pair_student(args.pair, args.out, rule=args.rule, offset=args.offset)
+    return _print_made(
+        args,
+        made,
+        f"{made.architecture} student of pair {made.pair!r} initialised from its teacher's blocks, written "
+        f"to {made.path / 'student.safetensors'} (mapping in mapping.json)\n{mapping_text(made.mapping)}",
+    )
+
+
+def _print_made(args: argparse.Namespace, made: Any, text: str) -> int:
+    """What make-student wrote: its fields as JSON with --json (the path as text), else `text`."""
     if args.json:
         _print_json({**vars(made), "path": str(made.path)})
     else:
-        print(
-            f"{made.architecture} student with {len(made.layers)} of the teacher's {made.teacher_layers} "
-            f"layers written to {made.path}\nteacher layers kept: {made.layers}"
-        )
+        print(text)
     return 0
 
 
 def _check_student_layers(args: argparse.Namespace) -> None:
     """--layers named as the flag it is; the library checks the rest against the teacher's config.json
     before any weights load."""
+    if args.layers is None:
+        raise ValueError("--from needs --layers N, the student's number of layers (fewer than the teacher's).")
     if args.layers < 1:
         raise ValueError(
             f"--layers must be the student's number of layers, at least 1. Got {args.layers}; "
@@ -968,10 +998,17 @@ def _check_student_layers(args: argparse.Namespace) -> None:
 def _add_make_student_parser(sub: Any) -> None:
     m = sub.add_parser(
         "make-student",
-        help="write a shallower student initialised from a Hugging Face teacher's layers (METHODS §14.2)",
+        help="write a shallower student initialised from its teacher's layers (--from DIR, or --pair NAME; METHODS §14.2)",
     )
-    m.add_argument("--from", dest="teacher", required=True, metavar="TEACHER_DIR", help="the teacher's directory")
-    m.add_argument("--layers", type=int, required=True, metavar="N", help="the student's number of layers")
+    source = m.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="teacher", metavar="TEACHER_DIR", help="a Hugging Face teacher's directory")
+    source.add_argument(
+        "--pair",
+        metavar="NAME",
+        help="a registered pair or module:factory whose student is a shallower copy of its teacher: writes "
+        "DIR/student.safetensors and DIR/mapping.json",
+    )
+    m.add_argument("--layers", type=int, metavar="N", help="--from only: the student's number of layers")
     m.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory for the student")
     m.add_argument(
         "--rule",
@@ -983,7 +1020,8 @@ def _add_make_student_parser(sub: Any) -> None:
     m.add_argument(
         "--json",
         action="store_true",
-        help='print {"path", "layers", "teacher_layers", "architecture", "tokenizer_files"}',
+        help='print {"path", "layers", "teacher_layers", "architecture", "tokenizer_files"} '
+        '(--pair: {"path", "mapping", "pair", "architecture"})',
     )
     m.set_defaults(func=_cmd_make_student)
 

@@ -134,7 +134,7 @@ def test_a_teacher_that_cannot_be_subset_is_refused(home, tmp_path):
     with pytest.raises(ValueError, match="not a Hugging Face model directory"):
         layer_plan(str(tmp_path), 1)
     factory = _app("", own_mode="module:factory + safetensors")
-    assert "Choose Format 'Hugging Face directories'" in _texts(factory, "info")
+    assert "Load your module:factory pair with the form above first" in _texts(factory, "info")
 
 
 def test_an_unwritable_directory_is_refused_before_anything_is_written(home, tmp_path):

@@ -1,5 +1,5 @@
 """Layer-subset initialisation of in-memory modules (METHODS §14.2): init_from_teacher on a tiny
-ResNet-style CNN built here (stages of BasicBlocks, BatchNorm) and on a transformer-style ModuleList."""
+ResNet-style CNN (tests/helpers/cnn_pairs.py: stages of BasicBlocks, BatchNorm) and on a transformer-style ModuleList."""
 
 import copy
 import re
@@ -11,54 +11,8 @@ from torch import nn
 
 from kdcore.adapters import init_from_teacher
 from kdcore.validation import InvalidParameterError
-
-
-class Block(nn.Module):
-    """conv-BN-ReLU-conv-BN plus a shortcut; the first block of a stage may stride and project."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.down = None
-        if stride != 1 or c_in != c_out:
-            self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-
-    def forward(self, x):
-        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(y + (x if self.down is None else self.down(x)))
-
-
-class TinyResNet(nn.Module):
-    def __init__(self, depths=(3, 4), widths=(4, 8), classes=5):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
-        c = widths[0]
-        for s, (d, w) in enumerate(zip(depths, widths)):
-            blocks = [Block(c, w, 1 if s == 0 else 2)] + [Block(w, w) for _ in range(d - 1)]
-            setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
-            c = w
-        self.fc = nn.Linear(c, classes)
-
-    def forward(self, x):  # [B, 1, 8, 8] -> [B, classes]
-        x = self.layer2(self.layer1(self.stem(x)))
-        return self.fc(x.mean(dim=(2, 3)))
-
-
-def _randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Random weights and random BatchNorm running statistics, so every copied tensor is distinct."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, t in model.state_dict().items():
-            if key.endswith("num_batches_tracked"):
-                t.fill_(int(torch.randint(1, 100, (1,), generator=g)))
-            elif key.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g))
-    return model.eval()
+from tests.helpers.cnn_pairs import TinyResNet
+from tests.helpers.cnn_pairs import randomise as _randomise
 
 
 def _spread_np(n_t, n_s):

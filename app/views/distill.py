@@ -7,6 +7,7 @@ from analyses.self_distill import virtual_teacher_figure
 from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, schedule_form, state, ui
 from app.onpolicy_figures import onpolicy_caption, onpolicy_figures
 from app.strategy_figures import strategy_figures
+from app.student_init_form import pair_student_init
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import LAYER_RULES, SCHEDULES, with_source_label
@@ -211,7 +212,8 @@ with tab_new:
         own_init = own_student_init(own_spec)
     else:
         st.caption(runs.recipe_note(pair, recipe))
-        own_init = ("reinit", None, "spread")  # (not used: a sample pair's student is re-initialised)
+        init, rule = pair_student_init(the_pair)  # reinit, or from_teacher where it fits
+        own_init = (init, None, rule)
     if not is_own:
         workshop_box(pair, recipe)
     layers_hint = (
@@ -269,6 +271,8 @@ with tab_new:
     if started:
         with ui.guard("start the run"):
             own_fields = runs.own_job_fields(own_spec, *own_init) if is_own else {}
+            if not is_own and own_init[0] == "from_teacher":
+                own_fields = {"student_init": "from_teacher", "layer_rule": own_init[2]}
             cfg = config_from_form(
                 "" if is_own else pair,
                 objective,

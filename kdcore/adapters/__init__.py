@@ -21,10 +21,10 @@ from kdcore.adapters.hf_load import load_hf
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.adapters.make_student import MadeStudent, make_student_from_teacher
 from kdcore.adapters.module import ModuleAdapter, wrap
-from kdcore.adapters.module_student import init_from_teacher
+from kdcore.adapters.module_student import adapter_from_teacher, checked_subset_plan, init_from_teacher, mapping_text
 
 __all__ = ["ModelAdapter", "ModuleAdapter", "HFAdapter", "wrap", "load_hf", "load_factory", "eval_mode", "KINDS"]
 __all__ += ["load_gguf", "gguf_to_hf", "ConvertedGGUF"]
 __all__ += ["HFEncoderAdapter"]
 __all__ += ["layer_subset_indices", "make_student_from_teacher", "MadeStudent"]
-__all__ += ["init_from_teacher"]
+__all__ += ["adapter_from_teacher", "checked_subset_plan", "init_from_teacher", "mapping_text"]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from kdcore.adapters.base import ModelAdapter
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.adapters.make_student import _block_stacks, _copy_weights, _teacher_key
 from kdcore.validation import InvalidParameterError
@@ -36,11 +37,37 @@ def init_from_teacher(
             raise InvalidParameterError(
                 f"The '{name}' parameter of {_WHERE} must be a torch.nn.Module. Got {type(model).__name__} instead."
             )
-    mapping = subset_plan(teacher, student, rule, offset)
+    mapping = checked_subset_plan(teacher, student, rule, offset)
     new_student = copy.deepcopy(student)
-    _check_key_sets(teacher, new_student, mapping)
     _copy_weights(teacher, new_student, mapping, where=_WHERE)
     return new_student, mapping
+
+
+def checked_subset_plan(
+    teacher: nn.Module, student: nn.Module, rule: str | Sequence[int] = "spread", offset: int = 0
+) -> dict[str, list[int]]:
+    """`subset_plan`, after checking that every tensor has its counterpart of the same shape: what
+    `init_from_teacher` would refuse, found without copying a weight (InvalidParameterError)."""
+    mapping = subset_plan(teacher, student, rule, offset)
+    _check_key_sets(teacher, student, mapping)
+    _check_shapes(teacher, student, mapping)
+    return mapping
+
+
+def adapter_from_teacher(
+    teacher: ModelAdapter, student: ModelAdapter, rule: str | Sequence[int] = "spread", offset: int = 0
+) -> tuple[ModelAdapter, dict[str, list[int]]]:
+    """A clone of the `student` adapter (its layers, name, kind) whose model is initialised from the
+    `teacher` adapter's blocks (see `init_from_teacher`), and the mapping; neither adapter is changed."""
+    mapping = checked_subset_plan(teacher.model, student.model, rule, offset)
+    new = student.clone(reinit=False)
+    _copy_weights(teacher.model, new.model, mapping, where=_WHERE)
+    return new, mapping
+
+
+def mapping_text(mapping: dict[str, list[int]]) -> str:
+    """ "layer1 ← [0, 2], layer2 ← [0, 1, 3]": student container ← the teacher blocks it copies, in order."""
+    return ", ".join(f"{name or 'model'} ← {list(kept)}" for name, kept in mapping.items())
 
 
 def subset_plan(
@@ -84,6 +111,19 @@ def _check_key_sets(teacher: nn.Module, student: nn.Module, mapping: dict[str, l
             f"teacher counterpart: {', '.join(missing[:5]) or 'none'}; teacher tensors (outside dropped "
             f"blocks) the student lacks: {', '.join(extra[:5]) or 'none'}. Build the student from the teacher's architecture."
         )
+
+
+def _check_shapes(teacher: nn.Module, student: nn.Module, mapping: dict[str, list[int]]) -> None:
+    """Every student tensor has its mapped teacher tensor's shape (the same widths and kernel sizes)."""
+    t_state = teacher.state_dict()
+    for key, s_tensor in student.state_dict().items():
+        t_tensor = t_state[_teacher_key(key, mapping)]
+        if t_tensor.shape != s_tensor.shape:
+            raise InvalidParameterError(
+                f"{_WHERE}: the student's tensor {key!r} has shape {tuple(s_tensor.shape)} but the teacher's "
+                f"{_teacher_key(key, mapping)!r} has {tuple(t_tensor.shape)}: the student is not a shallower "
+                f"copy of the teacher. Give the student the teacher's widths and kernel sizes."
+            )
 
 
 def _container(model: nn.Module, name: str) -> nn.Module:

@@ -38,6 +38,7 @@ from kdcore.jobs.reporting import Cancel
 from kdcore.jobs.resolve import resolve_pair
 from kdcore.jobs.runner import RunResult, run_job
 from kdcore.jobs.store import RunStore
+from kdcore.jobs.student_init import refuse_in_chain
 from kdcore.losses import takd_path
 from kdcore.methods import get_method, method_names, misfit_message
 from kdcore.metrics import accuracy
@@ -127,6 +128,7 @@ def plan_chain(config: JobConfig, pair: Pair | None = None) -> ChainPlan:
             f"The objective {config.objective!r} is a single run, not a chain (chains: "
             f"{', '.join(chain_methods())}). Run it with kdcore.jobs.run_job."
         )
+    refuse_in_chain(config)
     pair = pair if pair is not None else resolve_pair(config.pair)
     task = pair.dataset.task if pair.dataset is not None else "classification"
     if task not in method.tasks:

@@ -120,7 +120,8 @@ class JobConfig:
     data_options: dict = field(default_factory=dict)  # load_hf_text options: format, text_field, context_length, ...
     model_kind: str = "causal_lm"  # how the directories load: "causal_lm" | "sequence_classification" | "encoder"
     student_init: str = ""  # "reinit" | "pretrained" | "from_teacher"; "": reinit (registered pair), pretrained (dirs)
-    student_layers: int | None = None  # from_teacher: the student's number of layers (< the teacher's)
+    # from_teacher: a registered pair's student architecture takes the teacher's blocks (kdcore.jobs.student_init)
+    student_layers: int | None = None  # from_teacher with `teacher`: the student's number of layers (< the teacher's)
     layer_rule: str = "spread"  # from_teacher: which teacher layers ("spread" | "stride" | "first")
 
     # ---- serialisation -------------------------------------------------------------------------
@@ -315,8 +316,6 @@ class JobConfig:
             used = [k for k in ("student", "data") if getattr(self, k)]
             if used:
                 p.append(f"{' and '.join(repr(k) for k in used)} need 'teacher' (the teacher's model directory)")
-            if self.student_init == "from_teacher":
-                p.append("student_init 'from_teacher' needs 'teacher' (a Hugging Face model directory)")
             return p
         return p + _path_problems(self)
 
@@ -390,8 +389,13 @@ def _data_option_problems(options: Any) -> list[str]:
 def _layer_problems(config: JobConfig) -> list[str]:
     p: list[str] = []
     from_teacher = config.student_init == "from_teacher"
-    if from_teacher and config.student_layers is None:
+    if from_teacher and config.teacher and config.student_layers is None:
         p.append("student_init 'from_teacher' needs 'student_layers' (the student's number of layers)")
+    if from_teacher and not config.teacher and config.student_layers is not None:
+        p.append(
+            f"'student_layers' applies to a Hugging Face teacher directory ('teacher'); the from_teacher "
+            f"student of pair {config.pair!r} keeps its own architecture's depth: remove student_layers"
+        )
     _opt_int(p, "student_layers", config.student_layers, lo=1)
     if config.student_layers is not None and not from_teacher:
         p.append("'student_layers' is only used with student_init 'from_teacher'")

@@ -57,6 +57,7 @@ from kdcore.jobs.resume_state import (
 )
 from kdcore.jobs.sanity import sanity_warnings
 from kdcore.jobs.store import RunStore, StoreError
+from kdcore.jobs.student_init import check_student_init, init_notice, pair_from_teacher, student_from_teacher
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
 from kdcore.methods import get_method
 from kdcore.methods.embedding import POOLED_PROJECTOR
@@ -104,12 +105,15 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
 
 def _place_models(pair: Pair, config: JobConfig, device: torch.device) -> tuple[ModelAdapter, ModelAdapter]:
     """(teacher, student) on the device: the teacher as it is (a copy when it must move), the student a
-    clone as `student_init` says: "reinit" re-initialised (seeded), "pretrained" and "from_teacher" with
-    the pair student's weights (the from_teacher student is the teacher's layer-subset copy, built by
-    pair_for_config). The pair's own adapters are never trained or mutated."""
+    clone as `student_init` says: "reinit" re-initialised (seeded), "pretrained" with the pair student's
+    weights, "from_teacher" the teacher's layer-subset copy (built by pair_for_config for a teacher
+    directory; for a registered pair, the pair's student architecture with the teacher's blocks,
+    kdcore.jobs.student_init). The pair's own adapters are never trained or mutated."""
     teacher = (
         pair.teacher if model_device(pair.teacher) == device else adapter_to(pair.teacher.clone(reinit=False), device)
     )
+    if pair_from_teacher(config):  # a registered pair's student architecture, the teacher's blocks
+        return teacher, adapter_to(student_from_teacher(config, pair)[0], device)
     reinit = resolved_student_init(config) == "reinit"
     student = adapter_to(pair.student.clone(reinit=reinit, seed=config.seed if reinit else None), device)
     return teacher, student
@@ -135,6 +139,8 @@ class _Job:
         self._check_teacher_mode = True
         torch.manual_seed(config.seed)
         self.teacher, self.student = _place_models(prep.pair, config, self.device)
+        if pair_from_teacher(config):
+            self._notice(init_notice(check_student_init(config, prep.pair)))
         self.teacher, self.student = configure_models(config, self.teacher, self.student, self.need_attn)
         self.train_x, self.train_y = prep.train.inputs.to(self.device), prep.train.targets.to(self.device)
         mask = prep.train.extras.get("attention_mask")  # [N, L] of padded token data (HF text), else None

@@ -17,6 +17,7 @@ from kdcore.jobs.performance import run_problems
 from kdcore.jobs.resolve import resolve_device
 from kdcore.jobs.sequence_data import sequence_data
 from kdcore.jobs.strategy_jobs import prepare_strategy
+from kdcore.jobs.student_init import check_student_init
 from kdcore.jobs.teacher_cache import tensor_fingerprint
 from kdcore.pairs import Pair
 
@@ -128,6 +129,7 @@ def prepare_run(config: JobConfig, pair: Pair | None = None) -> PreparedRun:
     terms = config.resolved_terms()
     s_layers, t_layers = feature_layers(terms)
     _check_fit(config, pair, ds.task)
+    check_student_init(config, pair)  # from_teacher on a registered pair: a shallower copy of its teacher
     _check_options(config, pair, device, terms)
     ds = sequence_data(config, pair, ds)  # seqkd/hybrid: prompt/completion rows (methods/15)
     train, val = ds.split("train"), ds.split("val")

@@ -1,0 +1,40 @@
+"""The Distill form's "the student starts from" choice for a sample (registered) pair: its own
+architecture re-initialised, or "from teacher (layer subset)" (METHODS §14.2) where its student is a
+shallower copy of its teacher; elsewhere the option is disabled with the reason
+(kdcore.jobs.student_init.from_teacher_fit: nothing is copied to check).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kdcore.jobs.config import LAYER_RULES
+from kdcore.jobs.student_init import from_teacher_fit, mapping_text
+from kdcore.pairs import Pair
+
+FROM_TEACHER_LABEL = "Start the student from the teacher (layer subset)"
+
+
+def pair_student_init(pair: Pair) -> tuple[str, str]:
+    """(student_init, layer_rule) for a sample pair's run: ("reinit", "spread") unless the box is ticked."""
+    with st.container(border=True):
+        mapping, reason = from_teacher_fit(pair)  # "spread" fits wherever any rule does
+        on = st.checkbox(
+            FROM_TEACHER_LABEL,
+            key="job_pair_from_teacher",
+            disabled=mapping is None,
+            help="The student keeps its architecture; each of its stages starts from some of the teacher's "
+            "blocks (spread: the first, the last, and evenly between), every other weight from the teacher's.",
+        )
+        if mapping is None:
+            st.caption(f"Not for this pair: {reason}")
+            return "reinit", "spread"
+        if not on:
+            return "reinit", "spread"
+        rule = st.selectbox("Teacher blocks kept", LAYER_RULES, key="job_pair_layer_rule")
+        mapping, reason = from_teacher_fit(pair, rule)
+        if mapping is None:
+            st.warning(reason, icon=":material/warning:")
+        else:
+            st.caption(f"Student block ← teacher blocks: {mapping_text(mapping)}")
+        return "from_teacher", rule
