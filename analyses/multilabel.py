@@ -132,17 +132,10 @@ def figure_sweep(sweep: pd.DataFrame) -> go.Figure:
             )
         if column == "expected_labels":
             d = sweep.drop_duplicates("temperature")
-            fig.add_trace(
-                go.Scatter(
-                    x=d["temperature"],
-                    y=d["true_labels"],
-                    mode="lines",
-                    name="true labels per input",
-                    line={"color": _style.NEUTRAL, "dash": "dot"},
-                ),
-                row=row + 1,
-                col=col + 1,
+            truth = _style.line_trace(
+                d["temperature"], d["true_labels"], "true labels per input", _style.NEUTRAL, dash="dot"
             )
+            fig.add_trace(truth, row=row + 1, col=col + 1)
         fig.update_xaxes(type="log", title_text="temperature T (log scale)", row=row + 1, col=col + 1)
         fig.update_yaxes(title_text=label.split(" (")[0], row=row + 1, col=col + 1)
     return _style.finish(fig, title="Per-label soft labels σ(z / T) against temperature (mean over inputs)", height=640)
