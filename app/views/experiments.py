@@ -179,14 +179,13 @@ def report_view(eid: str) -> None:
             st.dataframe(df, hide_index=True)
         for i, fig in enumerate(ex.report_figures(report)):
             ui.show_figure(fig, key=f"exp_{eid}_{i}")
-        st.download_button(
+        ui.html_download(
+            st,
             "Download the report (HTML)",
-            data=lambda: experiment_html(report),
-            file_name=f"experiment-{eid}.html",
-            mime="text/html",
-            on_click="ignore",
+            lambda: experiment_html(report),
+            f"experiment-{eid}.html",
+            f"exp_dl_{eid}",
             icon=":material/download:",
-            key=f"exp_dl_{eid}",
         )
 
 
