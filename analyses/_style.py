@@ -6,10 +6,11 @@ here only sets what carries meaning: titles, axis labels with units, legend, hov
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 TEACHER = "#1f4e79"  # dark blue
 STUDENT = "#d9822b"  # orange: the distilled student
@@ -64,6 +65,16 @@ def temperature_trace(role: str, d: Any, column: str, label: str, *, showlegend:
         legendgroup=role,
         showlegend=showlegend,
         hovertemplate=hover,
+    )
+
+
+def panels_in_a_row(
+    titles: Sequence[str], *, widths: Sequence[float] | None = None, spacing: float | None = None
+) -> go.Figure:
+    """A figure of len(titles) panels side by side (one row), each under its title; ``widths``: the columns'
+    shares; ``spacing``: the gap between panels (None: plotly's default, 0.2 / the number of panels)."""
+    return make_subplots(
+        rows=1, cols=len(titles), column_widths=widths, horizontal_spacing=spacing, subplot_titles=list(titles)
     )
 
 

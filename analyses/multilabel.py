@@ -176,13 +176,7 @@ def figure_labels_at(
 
 def figure_scores(summary: pd.DataFrame, per_label: pd.DataFrame) -> go.Figure:
     """Left: micro F1, macro F1 and exact match per model. Right: each label's F1 per model."""
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.45, 0.55],
-        horizontal_spacing=0.1,
-        subplot_titles=["overall", "F1 of each label"],
-    )
+    fig = _style.panels_in_a_row(["overall", "F1 of each label"], widths=[0.45, 0.55], spacing=0.1)
     measures = ["micro F1", "macro F1", "exact match"]
     for _, r in summary.iterrows():
         colour = _style.role_colour(r["model"])

@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
-from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, finish, line_trace
+from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, finish, line_trace, panels_in_a_row
 from kdcore.losses import virtual_teacher
 
 _EXIT = re.compile(r"^val_acc_exit(\d+)$")
@@ -89,9 +88,7 @@ def grades_figure(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -> go.Fig
             "The run has no 'grade' column: it is not an 'education' run. Pick a run of objective education."
         )
     ep = epochs[epochs["epoch"] > 0]
-    fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.45, 0.55], subplot_titles=("Active classes", "Accuracy per grade")
-    )
+    fig = panels_in_a_row(("Active classes", "Accuracy per grade"), widths=[0.45, 0.55])
     colours = [CLASS_PALETTE[i % len(CLASS_PALETTE)] for i in range(len(grades))]
     scale = (
         [[i / max(len(grades) - 1, 1), c] for i, c in enumerate(colours)]

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._style import NEUTRAL, STUDENT, TEACHER, class_colour, finish, line_trace
+from analyses._style import NEUTRAL, STUDENT, TEACHER, class_colour, finish, line_trace, panels_in_a_row
 
 _NOT_LOSS = {"step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss"}
 SCHED = "sched_"  # step metrics of scheduled or learned values (kdcore.jobs.schedules.step_metrics)
@@ -49,12 +49,7 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
     training objective (right) on axes of their own: a KD objective (T²·KL) and the validation
     cross-entropy are on different scales."""
     ep = epochs[epochs["epoch"] > 0] if "epoch" in epochs else epochs
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        horizontal_spacing=0.09,
-        subplot_titles=("accuracy and agreement", "validation loss (CE)", "training objective"),
-    )
+    fig = panels_in_a_row(("accuracy and agreement", "validation loss (CE)", "training objective"), spacing=0.09)
     for c, colour, dash in (("val_acc", STUDENT, None), ("val_agreement", TEACHER, "dot")):
         _add_epoch_line(fig, ep, c, colour, dash, col=1)
     if teacher_acc is not None:
