@@ -6,10 +6,11 @@ here only sets what carries meaning: titles, axis labels with units, legend, hov
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 TEACHER = "#1f4e79"  # dark blue
 STUDENT = "#d9822b"  # orange: the distilled student
@@ -30,18 +31,50 @@ def role_colour(name: str) -> str:
     return STUDENT if "student" in low else NEUTRAL
 
 
+def line_trace(
+    x: Any,
+    y: Any,
+    name: str,
+    colour: str,
+    *,
+    mode: str = "lines",
+    dash: str | None = None,
+    width: float | None = None,
+    **extra: Any,
+) -> go.Scatter:
+    """A named line (``mode`` "lines" or "lines+markers") in one colour; ``dash`` and ``width`` enter the
+    line only when given; ``extra`` goes to go.Scatter as it is (legendgroup, hovertemplate, …)."""
+    line: dict[str, Any] = {"color": colour}
+    if dash is not None:
+        line["dash"] = dash
+    if width is not None:
+        line["width"] = width
+    return go.Scatter(x=x, y=y, mode=mode, name=name, line=line, **extra)
+
+
 def temperature_trace(role: str, d: Any, column: str, label: str, *, showlegend: bool) -> go.Scatter:
     """One model's `column` of a temperature sweep `d` (a DataFrame with a "temperature" column) against T,
     in the role's colour and legend group; the hover names T and `label`."""
-    return go.Scatter(
-        x=d["temperature"],
-        y=d[column],
+    hover = f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>"
+    return line_trace(
+        d["temperature"],
+        d[column],
+        role,
+        role_colour(role),
         mode="lines+markers",
-        name=role,
         legendgroup=role,
         showlegend=showlegend,
-        line={"color": role_colour(role)},
-        hovertemplate=f"{role}<br>T = %{{x:.3g}}<br>{label} = %{{y:.4f}}<extra></extra>",
+        hovertemplate=hover,
+    )
+
+
+def panels_in_a_row(
+    titles: Sequence[str], *, widths: Sequence[float] | None = None, spacing: float | None = None
+) -> go.Figure:
+    """A figure of len(titles) panels side by side (one row), each under its title; ``widths``: the columns'
+    shares; ``spacing``: the gap between panels (None: plotly's default, 0.2 / the number of panels)."""
+    return make_subplots(
+        rows=1, cols=len(titles), column_widths=widths, horizontal_spacing=spacing, subplot_titles=list(titles)
     )
 
 

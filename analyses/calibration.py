@@ -222,6 +222,20 @@ def _as_mapping(results: Any) -> dict[str, CalibrationResult]:
     return dict(results)
 
 
+def _bin_bars(t: pd.DataFrame, column: str, name: str, marker: dict, hover: str) -> go.Bar:
+    """One bar per confidence bin of the table `t` (as wide as the bin) of height `column`; the hover reads the
+    customdata [lower, upper, count, confidence, gap] of each bin."""
+    return go.Bar(
+        x=(t["lower"] + t["upper"]) / 2,
+        y=t[column],
+        width=t["upper"] - t["lower"],
+        name=name,
+        marker=marker,
+        customdata=np.stack([t["lower"], t["upper"], t["count"], t["confidence"], t["gap"]], axis=1),
+        hovertemplate=hover,
+    )
+
+
 def figure_reliability(results: Any) -> go.Figure:
     """Reliability diagrams side by side (one column per model), bin counts underneath."""
     res = _as_mapping(results)
@@ -236,75 +250,32 @@ def figure_reliability(results: Any) -> go.Figure:
         subplot_titles=[f"<b>{k}</b><br>ECE {r.ece:.3f} · accuracy {r.accuracy:.1%}" for k, r in res.items()],
     )
     for col, (name, r) in enumerate(res.items(), start=1):
-        t = r.table
-        colour = _style.role_colour(name)
-        centre, width = (t["lower"] + t["upper"]) / 2, t["upper"] - t["lower"]
-        custom = np.stack([t["lower"], t["upper"], t["count"], t["confidence"], t["gap"]], axis=1)
+        t, first, extra = r.table, col == 1, "<extra>" + name + "</extra>"
+        bins = "%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}"
         hover = (
-            "%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}<br>samples: %{customdata[2]}"
-            "<br>accuracy: %{y:.3f}<br>mean confidence: %{customdata[3]:.3f}"
-            "<br>gap (acc − conf): %{customdata[4]:+.3f}<extra>" + name + "</extra>"
+            bins + "<br>samples: %{customdata[2]}<br>accuracy: %{y:.3f}<br>mean confidence: %{customdata[3]:.3f}"
+            "<br>gap (acc − conf): %{customdata[4]:+.3f}" + extra
         )
-        first = col == 1
-        fig.add_trace(
-            go.Bar(
-                x=centre,
-                y=t["accuracy"],
-                width=width,
-                name="accuracy per bin",
-                legendgroup="acc",
-                showlegend=first,
-                marker={"color": colour, "line": {"color": "white", "width": 0.5}},
-                customdata=custom,
-                hovertemplate=hover,
-            ),
-            row=1,
-            col=col,
+        line = {"color": "white", "width": 0.5}
+        accuracy = _bin_bars(
+            t, "accuracy", "accuracy per bin", {"color": _style.role_colour(name), "line": line}, hover
         )
-        fig.add_trace(
-            go.Scatter(
-                x=centre,
-                y=t["confidence"],
-                mode="markers",
-                name="mean confidence per bin",
-                legendgroup="conf",
-                showlegend=first,
-                marker={"color": "black", "symbol": "diamond"},
-                hovertemplate="mean confidence: %{y:.3f}<extra>" + name + "</extra>",
-            ),
-            row=1,
-            col=col,
+        confidence = go.Scatter(
+            x=(t["lower"] + t["upper"]) / 2,
+            y=t["confidence"],
+            mode="markers",
+            name="mean confidence per bin",
+            marker={"color": "black", "symbol": "diamond"},
+            hovertemplate="mean confidence: %{y:.3f}" + extra,
         )
-        fig.add_trace(
-            go.Scatter(
-                x=[0, 1],
-                y=[0, 1],
-                mode="lines",
-                name="perfect calibration",
-                legendgroup="diag",
-                showlegend=first,
-                line={"color": _style.NEUTRAL, "dash": "dash"},
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=col,
+        diagonal = _style.line_trace(
+            [0, 1], [0, 1], "perfect calibration", _style.NEUTRAL, dash="dash", hoverinfo="skip"
         )
-        fig.add_trace(
-            go.Bar(
-                x=centre,
-                y=t["count"],
-                width=width,
-                name="samples per bin",
-                legendgroup="count",
-                showlegend=first,
-                marker={"color": _style.NEUTRAL},
-                customdata=custom,
-                hovertemplate="%{customdata[0]:.3f} < confidence ≤ %{customdata[1]:.3f}"
-                "<br>samples: %{y}<extra>" + name + "</extra>",
-            ),
-            row=2,
-            col=col,
-        )
+        count = _bin_bars(t, "count", "samples per bin", {"color": _style.NEUTRAL}, bins + "<br>samples: %{y}" + extra)
+        traces = (accuracy, confidence, diagonal, count)
+        for trace, group in zip(traces, ("acc", "conf", "diag", "count")):
+            trace.update(legendgroup=group, showlegend=first)
+        fig.add_traces(traces, rows=[1, 1, 1, 2], cols=col)
         fig.update_yaxes(range=[0, 1.06], row=1, col=col, title_text="accuracy (fraction correct)" if first else None)
         fig.update_yaxes(row=2, col=col, title_text="samples (count)" if first else None)
         fig.update_xaxes(range=[0, 1], row=2, col=col, title_text="confidence = max probability")

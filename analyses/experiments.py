@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyses._style import BASELINE, CLASS_PALETTE, DIVERGING, NEUTRAL, STUDENT, finish
+from analyses._style import BASELINE, CLASS_PALETTE, DIVERGING, NEUTRAL, STUDENT, finish, line_trace
 from kdcore.validation import InvalidParameterError
 
 KINDS = ("plan", "capacity", "across", "repro")
@@ -60,16 +60,8 @@ def plan_curves(report: dict) -> go.Figure:
                     legendgroup=variant,
                 )
             )
-        fig.add_trace(
-            go.Scatter(
-                x=c["epoch"],
-                y=mean,
-                mode="lines",
-                name=variant,
-                legendgroup=variant,
-                line={"color": colour, "width": 2.5 if variant.startswith("floor") else 1.5},
-            )
-        )
+        width = 2.5 if variant.startswith("floor") else 1.5
+        fig.add_trace(line_trace(c["epoch"], mean, variant, colour, width=width, legendgroup=variant))
     metric = report.get("metric", "val_acc")
     return finish(fig, title=f"{metric} per epoch (mean over seeds, band ± 1 std)", x="epoch", y=metric, height=380)
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from analyses import _style
 from kdcore.validation import InvalidParameterError
@@ -116,12 +115,8 @@ def figure_toy(result: ToyResult) -> go.Figure:
     """Three panels over the classes: p(T) of teacher and student; each class's KL term; the student's
     gradient without and with T² (each panel its own axis: probabilities, nats, gradient)."""
     df, T = result.per_class, result.temperature
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        horizontal_spacing=0.09,
-        subplot_titles=[f"soft labels p(T = {T:g})", f"KL terms (sum {result.kl:.3f} nats)", "student gradient ∂/∂z_s"],
-    )
+    titles = [f"soft labels p(T = {T:g})", f"KL terms (sum {result.kl:.3f} nats)", "student gradient ∂/∂z_s"]
+    fig = _style.panels_in_a_row(titles, spacing=0.09)
     x = df["class"].tolist()
     bars = (  # (column, legend name, colour, hover label, hover unit, panel)
         ("p_teacher", "teacher p(T)", _style.TEACHER, "teacher", "", 1),

@@ -132,17 +132,10 @@ def figure_sweep(sweep: pd.DataFrame) -> go.Figure:
             )
         if column == "expected_labels":
             d = sweep.drop_duplicates("temperature")
-            fig.add_trace(
-                go.Scatter(
-                    x=d["temperature"],
-                    y=d["true_labels"],
-                    mode="lines",
-                    name="true labels per input",
-                    line={"color": _style.NEUTRAL, "dash": "dot"},
-                ),
-                row=row + 1,
-                col=col + 1,
+            truth = _style.line_trace(
+                d["temperature"], d["true_labels"], "true labels per input", _style.NEUTRAL, dash="dot"
             )
+            fig.add_trace(truth, row=row + 1, col=col + 1)
         fig.update_xaxes(type="log", title_text="temperature T (log scale)", row=row + 1, col=col + 1)
         fig.update_yaxes(title_text=label.split(" (")[0], row=row + 1, col=col + 1)
     return _style.finish(fig, title="Per-label soft labels σ(z / T) against temperature (mean over inputs)", height=640)
@@ -183,13 +176,7 @@ def figure_labels_at(
 
 def figure_scores(summary: pd.DataFrame, per_label: pd.DataFrame) -> go.Figure:
     """Left: micro F1, macro F1 and exact match per model. Right: each label's F1 per model."""
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.45, 0.55],
-        horizontal_spacing=0.1,
-        subplot_titles=["overall", "F1 of each label"],
-    )
+    fig = _style.panels_in_a_row(["overall", "F1 of each label"], widths=[0.45, 0.55], spacing=0.1)
     measures = ["micro F1", "macro F1", "exact match"]
     for _, r in summary.iterrows():
         colour = _style.role_colour(r["model"])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyses._style import NEUTRAL, STUDENT, TEACHER, finish
+from analyses._style import NEUTRAL, STUDENT, TEACHER, finish, line_trace
 from kdcore.validation import InvalidParameterError
 
 _STONE = re.compile(r"^val_acc_stone(\d+)$")
@@ -67,17 +67,24 @@ def stone_accuracy_figure(epochs: pd.DataFrame, teacher_acc: float | None = None
         raise InvalidParameterError("The epoch metrics have no 'val_acc': pass a classification run's epochs.")
     fig = go.Figure()
     for i, c in enumerate(cols, start=1):
+        hover = f"stone {i}<br>epoch %{{x}}<br>val acc %{{y:.2%}}<extra></extra>"
+        dash = "dot" if i % 2 else "dashdot"
+        opacity = 0.5 + 0.5 * i / (len(cols) + 1)
         fig.add_trace(
-            go.Scatter(
-                x=ep["epoch"], y=ep[c], mode="lines+markers", name=f"stone {i}",
-                line={"color": NEUTRAL, "dash": "dot" if i % 2 else "dashdot"}, opacity=0.5 + 0.5 * i / (len(cols) + 1),
-                hovertemplate=f"stone {i}<br>epoch %{{x}}<br>val acc %{{y:.2%}}<extra></extra>",
+            line_trace(
+                ep["epoch"],
+                ep[c],
+                f"stone {i}",
+                NEUTRAL,
+                mode="lines+markers",
+                dash=dash,
+                opacity=opacity,
+                hovertemplate=hover,
             )
-        )  # fmt: skip
-    fig.add_trace(
-        go.Scatter(x=ep["epoch"], y=ep["val_acc"], mode="lines+markers", name=f"student (stone {len(cols) + 1})",
-                   line={"color": STUDENT}, hovertemplate="student<br>epoch %{x}<br>val acc %{y:.2%}<extra></extra>")
-    )  # fmt: skip
+        )
+    hover = "student<br>epoch %{x}<br>val acc %{y:.2%}<extra></extra>"
+    name = f"student (stone {len(cols) + 1})"
+    fig.add_trace(line_trace(ep["epoch"], ep["val_acc"], name, STUDENT, mode="lines+markers", hovertemplate=hover))
     if teacher_acc is not None:
         fig.add_hline(y=teacher_acc, line_dash="dash", line_color=TEACHER, annotation_text="teacher")
     fig.update_yaxes(tickformat=".0%")
@@ -99,18 +106,12 @@ def pwkd_figure(epochs: pd.DataFrame, summary: dict) -> go.Figure:
         )  # fmt: skip
     xs = [x for s in stages for x in (s["start_epoch"] - 0.5, s["end_epoch"] + 0.5)]
     ys = [s["teacher_val_acc"] for s in stages for _ in (0, 1)]
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="sub-teacher", line={"color": TEACHER},
-                             hovertemplate="sub-teacher<br>val acc %{y:.2%}<extra></extra>"))  # fmt: skip
+    hover = "sub-teacher<br>val acc %{y:.2%}<extra></extra>"
+    fig.add_trace(line_trace(xs, ys, "sub-teacher", TEACHER, hovertemplate=hover))
     done = ep[ep["epoch"] > 0]
+    hover = "epoch %{x}<br>val acc %{y:.2%}<extra></extra>"
     fig.add_trace(
-        go.Scatter(
-            x=done["epoch"],
-            y=done["val_acc"],
-            mode="lines+markers",
-            name="student",
-            line={"color": STUDENT},
-            hovertemplate="epoch %{x}<br>val acc %{y:.2%}<extra></extra>",
-        )
+        line_trace(done["epoch"], done["val_acc"], "student", STUDENT, mode="lines+markers", hovertemplate=hover)
     )
     fig.update_yaxes(tickformat=".0%")
     return finish(fig, title="PWKD: sub-teachers of growing width, stage by stage", x="epoch", y="validation accuracy")

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import Tensor
 
 from kdcore import metrics as km
@@ -386,16 +385,12 @@ def _model_bar(fig: go.Figure, role: str, label: str, value: float, hover: str, 
 def figure_scorecard(card: Scorecard) -> go.Figure:
     """Size, latency and accuracy of teacher, baseline student and distilled student, side by side."""
     speed = "" if card.speedup is None else f" ({card.speedup:.2f}× faster)"
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        horizontal_spacing=0.11,
-        subplot_titles=[
-            f"parameters ({card.param_ratio:.2f}× fewer)",
-            f"latency{speed}",
-            f"accuracy ({card.retained:.1%} of the teacher's kept)",
-        ],
-    )
+    titles = [
+        f"parameters ({card.param_ratio:.2f}× fewer)",
+        f"latency{speed}",
+        f"accuracy ({card.retained:.1%} of the teacher's kept)",
+    ]
+    fig = _style.panels_in_a_row(titles, spacing=0.11)
     models = [
         ("teacher", card.teacher, card.teacher_params, card.teacher_latency_s),
         ("baseline", card.baseline, card.student_params, card.student_latency_s),

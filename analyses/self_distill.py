@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
-from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, finish
+from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, finish, line_trace, panels_in_a_row
 from kdcore.losses import virtual_teacher
 
 _EXIT = re.compile(r"^val_acc_exit(\d+)$")
@@ -58,27 +57,12 @@ def exit_accuracy_figure(epochs: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for k, c in enumerate(cols, start=1):
         deepest = k == len(cols)
-        fig.add_trace(
-            go.Scatter(
-                x=ep["epoch"],
-                y=ep[c],
-                mode="lines+markers",
-                name=f"exit {k}" + (" (own head)" if deepest else ""),
-                line={
-                    "color": STUDENT if deepest else CLASS_PALETTE[(k - 1) % len(CLASS_PALETTE)],
-                    "width": 2.5 if deepest else 1.5,
-                },
-            )
-        )
+        name = f"exit {k}" + (" (own head)" if deepest else "")
+        colour = STUDENT if deepest else CLASS_PALETTE[(k - 1) % len(CLASS_PALETTE)]
+        fig.add_trace(line_trace(ep["epoch"], ep[c], name, colour, mode="lines+markers", width=2.5 if deepest else 1.5))
     if "val_acc_exit_mean" in ep:
         fig.add_trace(
-            go.Scatter(
-                x=ep["epoch"],
-                y=ep["val_acc_exit_mean"],
-                mode="lines",
-                name="mean of the exits' logits",
-                line={"color": NEUTRAL, "dash": "dash"},
-            )
+            line_trace(ep["epoch"], ep["val_acc_exit_mean"], "mean of the exits' logits", NEUTRAL, dash="dash")
         )
     fig.update_yaxes(range=[0, 1.02])
     return finish(
@@ -104,9 +88,7 @@ def grades_figure(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -> go.Fig
             "The run has no 'grade' column: it is not an 'education' run. Pick a run of objective education."
         )
     ep = epochs[epochs["epoch"] > 0]
-    fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.45, 0.55], subplot_titles=("Active classes", "Accuracy per grade")
-    )
+    fig = panels_in_a_row(("Active classes", "Accuracy per grade"), widths=[0.45, 0.55])
     colours = [CLASS_PALETTE[i % len(CLASS_PALETTE)] for i in range(len(grades))]
     scale = (
         [[i / max(len(grades) - 1, 1), c] for i, c in enumerate(colours)]
@@ -128,29 +110,10 @@ def grades_figure(epochs: pd.DataFrame, grades: list[tuple[int, int]]) -> go.Fig
         col=1,
     )
     for h, c in enumerate(grade_columns(ep), start=1):
-        fig.add_trace(
-            go.Scatter(
-                x=ep["epoch"],
-                y=ep[c],
-                mode="lines+markers",
-                name=f"grade {h} (classes {grades[h - 1][0]}–{grades[h - 1][1] - 1})",
-                line={"color": colours[h - 1]},
-            ),
-            row=1,
-            col=2,
-        )
+        name = f"grade {h} (classes {grades[h - 1][0]}–{grades[h - 1][1] - 1})"
+        fig.add_trace(line_trace(ep["epoch"], ep[c], name, colours[h - 1], mode="lines+markers"), row=1, col=2)
     if "val_acc" in ep:
-        fig.add_trace(
-            go.Scatter(
-                x=ep["epoch"],
-                y=ep["val_acc"],
-                mode="lines",
-                name="all classes",
-                line={"color": "black", "dash": "dash"},
-            ),
-            row=1,
-            col=2,
-        )
+        fig.add_trace(line_trace(ep["epoch"], ep["val_acc"], "all classes", "black", dash="dash"), row=1, col=2)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="class", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)

@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from analyses import _style
 from kdcore.divergences import KINDS, token_divergence
@@ -108,13 +107,8 @@ def figure_split(table: pd.DataFrame) -> go.Figure:
     kinds = [c for c in table.columns if c in KINDS]
     models = [c[: -len(" accuracy")] for c in table.columns if c.endswith(" accuracy")]
     main = table[table["position"] != POSITION_KINDS[-1]]  # copy and local only
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.62, 0.38],
-        horizontal_spacing=0.1,
-        subplot_titles=["divergence, student vs teacher", "next-token accuracy"],
-    )
+    titles = ["divergence, student vs teacher", "next-token accuracy"]
+    fig = _style.panels_in_a_row(titles, widths=[0.62, 0.38], spacing=0.1)
     shades = {POSITION_KINDS[1]: _style.class_colour(3), POSITION_KINDS[0]: _style.class_colour(0)}
     for _, row in main.iterrows():
         fig.add_trace(

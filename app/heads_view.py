@@ -36,38 +36,32 @@ def _trained(key: tuple, objective: str, s_layer: str, t_layer: str) -> str | No
     return f"{objective}__{s_layer.replace('.', '__')}"
 
 
-@st.cache_data(show_spinner="Running the MGD head…", max_entries=16)
-def mgd(key: tuple, device: str, n: int, s_layer: str, t_layer: str, opts: tuple) -> fh.MGDView:
-    lambda_mask, mask, sample, channel, seed = opts
+def _head_inputs(key: tuple, device: str, n: int, objective: str, s_layer: str, t_layer: str) -> tuple:
+    """(pair, probe inputs, probe labels, the head's keywords: its layer pair and the chosen run's trained
+    weights or None) for the head of `objective` on the layer pair."""
     pair = compute._pair(key, device)
     x, y, _ = state.probe(pair, min(n, HEAD_MAX))
-    head_key = _trained(key, "mgd", s_layer, t_layer)
+    head_key = _trained(key, objective, s_layer, t_layer)
     weights = fh.head_state(state.store(), key[1], head_key) if head_key else None
+    return pair, x, y, {"student_layer": s_layer, "teacher_layer": t_layer, "head_state": weights}
+
+
+_MGD_OPTS = ("lambda_mask", "mask", "sample", "channel", "seed")  # the order of mgd's `opts` tuple
+
+
+@st.cache_data(show_spinner="Running the MGD head…", max_entries=16)
+def mgd(key: tuple, device: str, n: int, s_layer: str, t_layer: str, opts: tuple) -> fh.MGDView:
+    """The MGD view; `opts` = (lambda_mask, mask, sample, channel, seed), a tuple so the cache can hash it."""
+    pair, x, y, head = _head_inputs(key, device, n, "mgd", s_layer, t_layer)
     return fh.mgd_view_from_adapters(
-        pair.student,
-        pair.teacher,
-        x,
-        y,
-        student_layer=s_layer,
-        teacher_layer=t_layer,
-        head_state=weights,
-        lambda_mask=lambda_mask,
-        mask=mask,
-        sample=sample,
-        channel=channel,
-        seed=seed,
+        pair.student, pair.teacher, x, y, **head, **dict(zip(_MGD_OPTS, opts, strict=True))
     )
 
 
 @st.cache_data(show_spinner="Running the frequency attention module…", max_entries=16)
 def fam(key: tuple, device: str, n: int, s_layer: str, t_layer: str, cuton: float) -> fh.FAMView:
-    pair = compute._pair(key, device)
-    x, _, _ = state.probe(pair, min(n, HEAD_MAX))
-    head_key = _trained(key, "famkd", s_layer, t_layer)
-    weights = fh.head_state(state.store(), key[1], head_key) if head_key else None
-    return fh.fam_view_from_adapters(
-        pair.student, pair.teacher, x, student_layer=s_layer, teacher_layer=t_layer, head_state=weights, cuton=cuton
-    )
+    pair, x, _, head = _head_inputs(key, device, n, "famkd", s_layer, t_layer)
+    return fh.fam_view_from_adapters(pair.student, pair.teacher, x, **head, cuton=cuton)
 
 
 def _layer_pair(prefix: str, s_layers: list[str], t_layers: list[str]) -> tuple[str, str]:

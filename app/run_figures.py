@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._style import CLASS_PALETTE, NEUTRAL, STUDENT, TEACHER, finish
+from analyses._style import NEUTRAL, STUDENT, TEACHER, class_colour, finish, line_trace, panels_in_a_row
 
 _NOT_LOSS = {"step", "epoch", "lr", "teacher_logits_grad", "nonfinite_loss"}
 SCHED = "sched_"  # step metrics of scheduled or learned values (kdcore.jobs.schedules.step_metrics)
@@ -30,18 +30,8 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
     cols = [c for c in steps.columns if is_loss_column(c)]
     for i, c in enumerate(cols):
         y = steps[c].rolling(smooth, min_periods=1).mean() if smooth > 1 else steps[c]
-        fig.add_trace(
-            go.Scatter(
-                x=steps["step"],
-                y=y,
-                mode="lines",
-                name=c,
-                line={
-                    "color": "black" if c == "loss" else CLASS_PALETTE[i % len(CLASS_PALETTE)],
-                    "width": 2.5 if c == "loss" else 1.5,
-                },
-            )
-        )
+        colour = "black" if c == "loss" else class_colour(i)
+        fig.add_trace(line_trace(steps["step"], y, c, colour, width=2.5 if c == "loss" else 1.5))
     if len(steps) and steps["step"].max() <= 10:  # a run just started: whole steps only, no 1.5
         fig.update_xaxes(dtick=1)
     return finish(fig, title="Training loss and its components", x="step", y="loss (nats)", height=360)
@@ -50,17 +40,8 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
 def _add_epoch_line(fig: go.Figure, ep: pd.DataFrame, c: str, colour: str, dash: str | None, *, col: int) -> None:
     """Column `c` of the epoch table against the epoch, in panel (1, col); nothing when the column is missing."""
     if c in ep:
-        fig.add_trace(
-            go.Scatter(
-                x=ep["epoch"],
-                y=ep[c],
-                mode="lines+markers",
-                name=c.replace("_", " "),
-                line={"color": colour, "dash": dash},
-            ),
-            row=1,
-            col=col,
-        )
+        trace = line_trace(ep["epoch"], ep[c], c.replace("_", " "), colour, mode="lines+markers", dash=dash)
+        fig.add_trace(trace, row=1, col=col)
 
 
 def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> go.Figure:
@@ -68,12 +49,7 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
     training objective (right) on axes of their own: a KD objective (T²·KL) and the validation
     cross-entropy are on different scales."""
     ep = epochs[epochs["epoch"] > 0] if "epoch" in epochs else epochs
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        horizontal_spacing=0.09,
-        subplot_titles=("accuracy and agreement", "validation loss (CE)", "training objective"),
-    )
+    fig = panels_in_a_row(("accuracy and agreement", "validation loss (CE)", "training objective"), spacing=0.09)
     for c, colour, dash in (("val_acc", STUDENT, None), ("val_agreement", TEACHER, "dot")):
         _add_epoch_line(fig, ep, c, colour, dash, col=1)
     if teacher_acc is not None:
@@ -99,15 +75,7 @@ def checkpoint_divergences(ckpt: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     cols = [c for c in ckpt.columns if str(c).startswith("div/")]
     for i, c in enumerate(cols):
-        fig.add_trace(
-            go.Scatter(
-                x=ckpt["epoch"],
-                y=ckpt[c],
-                mode="lines+markers",
-                name=c[4:],
-                line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)]},
-            )
-        )
+        fig.add_trace(line_trace(ckpt["epoch"], ckpt[c], c[4:], class_colour(i), mode="lines+markers"))
     fig.update_xaxes(dtick=1)
     return finish(fig, title="Divergence components at checkpoints (probe batch)", x="epoch", y="nats", height=340)
 
@@ -118,15 +86,7 @@ def compare_curves(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     for i, (label, ep) in enumerate(curves.items()):
         if metric in ep:
             ep = ep[ep["epoch"] > 0]
-            fig.add_trace(
-                go.Scatter(
-                    x=ep["epoch"],
-                    y=ep[metric],
-                    mode="lines+markers",
-                    name=label,
-                    line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)]},
-                )
-            )
+            fig.add_trace(line_trace(ep["epoch"], ep[metric], label, class_colour(i), mode="lines+markers"))
     fig.update_xaxes(dtick=1)
     return finish(
         fig,
@@ -158,16 +118,6 @@ def scheduled_values(steps: pd.DataFrame, *, title: str = "Scheduled and learned
     names = [_SCHED_NAMES.get(c[len(SCHED) :], c[len(SCHED) :]) for c in cols]
     fig = make_subplots(rows=len(cols), cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=names)
     for i, (c, name) in enumerate(zip(cols, names)):
-        fig.add_trace(
-            go.Scatter(
-                x=steps["step"],
-                y=steps[c],
-                mode="lines",
-                name=name,
-                line={"color": CLASS_PALETTE[i % len(CLASS_PALETTE)], "width": 2},
-            ),
-            row=i + 1,
-            col=1,
-        )
+        fig.add_trace(line_trace(steps["step"], steps[c], name, class_colour(i), width=2), row=i + 1, col=1)
     fig.update_xaxes(title_text="step", row=len(cols), col=1)
     return finish(fig, title=title, height=200 + 140 * len(cols))

@@ -9,6 +9,7 @@ another's half-written file.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -281,21 +282,9 @@ def own_models_form(sb) -> None:
         )
         if st.form_submit_button("Load pair"):
             try:
-                st.session_state["own_spec"] = _own_spec(
-                    mode,
-                    kind,
-                    t,
-                    s,
-                    tw,
-                    sw,
-                    data_choice,
-                    builtin,
-                    upload,
-                    option,
-                    data_path=data_path,
-                    context_length=int(context),
-                    text_field=field,
-                )
+                st.session_state["own_spec"] = OwnPairForm(
+                    mode, kind, t, s, tw, sw, data_choice, builtin, upload, option, data_path, int(context), field
+                ).spec()
                 st.session_state.pop("own_error", None)
             except ValueError as exc:
                 st.session_state["own_error"] = str(exc)
@@ -326,6 +315,71 @@ def _weights_path(field, who: str) -> str:
     return str(_save_upload(upload))
 
 
+@dataclass(frozen=True)
+class OwnPairForm:
+    """The own-pair form's values: the models (Hugging Face directories, or module:factory names with their
+    weights fields) and the data (a built-in dataset, a local path or an upload, and its option)."""
+
+    mode: str
+    kind: str
+    t: str | None  # teacher directory or factory
+    s: str | None  # student directory or factory
+    tw: object  # teacher weights field, factories only: (path text, upload) or an upload
+    sw: object
+    data_choice: str
+    builtin: str
+    upload: object  # an uploaded data file or None
+    option: str | None  # label column or tokenizer
+    data_path: str  # a data file or folder on this machine ("" for none)
+    context_length: int
+    text_field: str
+
+    def spec(self) -> tuple:
+        """The hashable load spec for the user's pair (uploads stored by content hash, local paths made
+        absolute), or ValueError."""
+        t, s, kind = (self.t or "").strip(), (self.s or "").strip(), self.kind
+        if not t or not s:
+            raise ValueError(
+                "Fill in both the teacher and the student (or make a shallower student from a Hugging Face "
+                "teacher in the box below the form)."
+            )
+        hf = self.mode.startswith("Hugging")
+        if not hf:
+            safety.check_factory(t)  # before anything is imported or stored
+            safety.check_factory(s)
+        hf_kind = ("sequence_classification" if kind == "classifier" else kind) if hf else kind
+        models = (str(Path(t).expanduser()), str(Path(s).expanduser())) if hf else None
+        if models is not None:
+            _check_kind(models[0], kind)
+        data = self._data(models, hf_kind)
+        if models is not None:
+            return ("hf", models[0], models[1], data, hf_kind)
+        return ("factory", (t, _weights_path(self.tw, "teacher")), (s, _weights_path(self.sw, "student")), data, kind)
+
+    def _data(self, models: tuple[str, str] | None, kind: str) -> tuple:
+        """The data part of the load spec: (kind, path or name, option, max bytes read)."""
+        if self.data_choice == DATA_CHOICES[0]:
+            return ("builtin", self.builtin, None)
+        if (self.data_path or "").strip():
+            path, limit = _local_path(self.data_path, "data file"), LOCAL_DATA_LIMIT
+        elif self.upload is None:
+            raise ValueError("Name a data file on this machine, upload one, or pick a built-in dataset.")
+        else:
+            path, limit = _save_upload(self.upload), UPLOAD_LIMIT_MB * 2**20
+        option = (self.option or "").strip()
+        if self.data_choice == DATA_CHOICES[1]:
+            return ("table", str(path), option or "label", limit)
+        if self.data_choice == DATA_CHOICES[2]:
+            field = (self.text_field or "").strip() or TEXT_FIELD_DEFAULT
+            if models is not None and kind == "causal_lm":  # the pair's own tokenizer, never char/word
+                return ("hf_text", str(path), (*models, int(self.context_length), field), limit)
+            if models is not None:  # encoder sentences, or a sequence classifier's labelled sentences
+                label = (option or "label") if kind == "sequence_classification" else None
+                return ("hf_sentences", str(path), (*models, int(self.context_length), field, label), limit)
+            return ("text", str(path), option if option in ("char", "word") else "char", limit)
+        return ("images", str(path), None, limit)
+
+
 def _own_spec(
     mode,
     kind,
@@ -342,25 +396,10 @@ def _own_spec(
     context_length: int = CONTEXT_DEFAULT,
     text_field: str = TEXT_FIELD_DEFAULT,
 ) -> tuple:
-    """The hashable load spec for the user's pair (uploads stored by content hash, local paths made
-    absolute), or ValueError."""
-    if not (t or "").strip() or not (s or "").strip():
-        raise ValueError(
-            "Fill in both the teacher and the student (or make a shallower student from a Hugging Face teacher "
-            "in the box below the form)."
-        )
-    hf = mode.startswith("Hugging")
-    if not hf:
-        safety.check_factory(t.strip())  # before anything is imported or stored
-        safety.check_factory(s.strip())
-    hf_kind = ("sequence_classification" if kind == "classifier" else kind) if hf else kind
-    models = (str(Path(t.strip()).expanduser()), str(Path(s.strip()).expanduser())) if hf else None
-    if models is not None:
-        _check_kind(models[0], kind)
-    data = _data_spec(data_choice, builtin, upload, option, data_path, models, hf_kind, context_length, text_field)
-    if hf:
-        return ("hf", models[0], models[1], data, hf_kind)
-    return ("factory", (t.strip(), _weights_path(tw, "teacher")), (s.strip(), _weights_path(sw, "student")), data, kind)
+    """The hashable load spec for the user's pair from the form's values (OwnPairForm.spec), or ValueError."""
+    return OwnPairForm(
+        mode, kind, t, s, tw, sw, data_choice, builtin, upload, option, data_path, context_length, text_field
+    ).spec()
 
 
 # config.json's architectures by Kind: a head's class name ends so; a bare encoder (BertModel) ends in "Model"
@@ -381,30 +420,6 @@ def _check_kind(model_dir: str, kind: str) -> None:
                 f"The teacher directory {model_dir!r} holds a {arch} (config.json's architectures), but Kind is "
                 f"{kind!r}. Choose Kind {other!r}."
             )
-
-
-def _data_spec(data_choice, builtin, upload, option, data_path, models, kind, context_length, text_field) -> tuple:
-    """The data part of the load spec: (kind, path or name, option, max bytes read)."""
-    if data_choice == DATA_CHOICES[0]:
-        return ("builtin", builtin, None)
-    if (data_path or "").strip():
-        path, limit = _local_path(data_path, "data file"), LOCAL_DATA_LIMIT
-    elif upload is None:
-        raise ValueError("Name a data file on this machine, upload one, or pick a built-in dataset.")
-    else:
-        path, limit = _save_upload(upload), UPLOAD_LIMIT_MB * 2**20
-    option = (option or "").strip()
-    if data_choice == DATA_CHOICES[1]:
-        return ("table", str(path), option or "label", limit)
-    if data_choice == DATA_CHOICES[2]:
-        field = (text_field or "").strip() or TEXT_FIELD_DEFAULT
-        if models is not None and kind == "causal_lm":  # the pair's own tokenizer, never char/word
-            return ("hf_text", str(path), (*models, int(context_length), field), limit)
-        if models is not None:  # encoder sentences, or a sequence classifier's labelled sentences
-            label = (option or "label") if kind == "sequence_classification" else None
-            return ("hf_sentences", str(path), (*models, int(context_length), field, label), limit)
-        return ("text", str(path), option if option in ("char", "word") else "char", limit)
-    return ("images", str(path), None, limit)
 
 
 def own_hf_pair() -> tuple[tuple | None, Pair | None]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Callable
+from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -89,18 +91,23 @@ def show_figure(fig: go.Figure, key: str, *, caption: str | None = None, height:
     cols = st.columns([5, 1], vertical_alignment="center")
     if caption:
         cols[0].caption(caption)
-    cols[1].download_button(
+    html_download(
+        cols[1],
         "HTML",
-        data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-        file_name=f"{name}.html",
-        mime="text/html",
-        key=f"dl_{key}",
-        on_click="ignore",
+        lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+        f"{name}.html",
+        f"dl_{key}",
         icon=":material/download:",
         type="tertiary",
         help="Download a self-contained HTML copy of this figure (opens offline). "
         "For PNG, use the camera icon in the chart's toolbar.",
     )
+
+
+def html_download(where, label: str, make: Callable[[], str], file_name: str, key: str, **style: Any) -> None:
+    """A button in `where` (st or a column) that downloads the HTML `make()` builds only when clicked, and
+    leaves the page as it is (no rerun); `style` goes to download_button (type, icon, help)."""
+    where.download_button(label, data=make, file_name=file_name, mime="text/html", key=key, on_click="ignore", **style)
 
 
 # pages that read class or token probabilities: an encoder pair (sentence embeddings) is pointed elsewhere

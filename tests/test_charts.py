@@ -23,6 +23,30 @@ def test_roles_have_three_distinct_colours_and_names_map_to_them():
     assert _style.role_colour("perfect calibration") == _style.NEUTRAL
 
 
+def test_line_trace_sets_only_the_line_properties_it_is_given():
+    x, y = [0, 1, 2], [0.5, 0.25, 1.0]
+    plain = _style.line_trace(x, y, "student", _style.STUDENT)
+    assert plain.to_plotly_json() == {
+        "type": "scatter",
+        "x": x,
+        "y": y,
+        "mode": "lines",
+        "name": "student",
+        "line": {"color": _style.STUDENT},
+    }
+    styled = _style.line_trace(x, y, "exit 1", "black", mode="lines+markers", dash="dot", width=2.5, legendgroup="g")
+    assert styled.mode == "lines+markers" and styled.legendgroup == "g"
+    assert styled.line.to_plotly_json() == {"color": "black", "dash": "dot", "width": 2.5}
+
+
+def test_panels_in_a_row_lays_out_one_row_under_the_titles():
+    fig = _style.panels_in_a_row(("left", "right"), widths=[0.25, 0.75], spacing=0.1)
+    a, b = fig.layout.xaxis.domain, fig.layout.xaxis2.domain
+    assert [t.text for t in fig.layout.annotations] == ["left", "right"]
+    assert b[0] - a[1] == pytest.approx(0.1) and (a[1] - a[0]) / (b[1] - b[0]) == pytest.approx(1 / 3)
+    assert fig.layout.yaxis.domain == fig.layout.yaxis2.domain and "xaxis3" not in fig.layout
+
+
 def test_calibration_figures_colour_each_model_apart():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (50,), generator=g)

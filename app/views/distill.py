@@ -421,13 +421,12 @@ with tab_runs:
                 procedure_view.show_procedure(store, store.get_run(rid), f"run_{rid}")
                 for i, fig in enumerate(report.run_figures_for(store, rid)):
                     ui.show_figure(fig, f"run_{rid}_{i}")
-                st.download_button(
+                ui.html_download(
+                    st,
                     "Download the run report (HTML)",
-                    data=lambda: report.run_report(store, rid),
-                    file_name=f"kdwb-run-{rid}.html",
-                    mime="text/html",
-                    key=f"report_{rid}",
-                    on_click="ignore",
+                    lambda: report.run_report(store, rid),
+                    f"kdwb-run-{rid}.html",
+                    f"report_{rid}",
                     type="primary",
                     help="One self-contained file: config, metrics, curves (opens offline).",
                 )

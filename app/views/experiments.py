@@ -59,6 +59,13 @@ def _budget(epochs: int, train: int) -> dict:
     return {k: v for k, v in (("epochs", int(epochs) or None), ("train_size", int(train) or None)) if v}
 
 
+def _budget_inputs(epochs_col, train_col, prefix: str) -> dict:
+    """A form's epochs and training-samples inputs (0: the recipe's), as the budget they set."""
+    epochs = epochs_col.number_input("Epochs (0: recipe's)", 0, 500, 0, key=f"{prefix}_epochs")
+    train = train_col.number_input("Training samples (0: recipe's)", 0, 1_000_000, 0, key=f"{prefix}_train")
+    return _budget(epochs, train)
+
+
 def _launch(what: str, build) -> None:
     with ui.guard(f"start the {what}"):
         argv = build()
@@ -82,8 +89,7 @@ with tab_plan, st.form("exp_plan"):
     metric = c1.selectbox("Select by", ["best", "final"], key="exp_rule", help="best-epoch or final-epoch metric")
     ties = c2.selectbox("Ties go to", ["lower", "higher"], key="exp_ties")
     tol = c3.number_input("Tie tolerance", 0.0, 1.0, 0.0, step=0.001, format="%.3f", key="exp_tol")
-    epochs = c4.number_input("Epochs (0: recipe's)", 0, 500, 0, key="exp_epochs")
-    train = c5.number_input("Training samples (0: recipe's)", 0, 1_000_000, 0, key="exp_train")
+    budget = _budget_inputs(c4, c5, "exp")
     if st.form_submit_button("Run the plan"):
         _launch(
             "plan",
@@ -95,7 +101,7 @@ with tab_plan, st.form("exp_plan"):
                     lams=_numbers(lams),
                     lam=float(lam) if lam.strip() else None,
                     rule=SelectionRule(metric=metric, ties=ties, tolerance=float(tol)),
-                    budget=_budget(epochs, train),
+                    budget=budget,
                 )
             ),
         )
@@ -104,14 +110,11 @@ with tab_cap, st.form("exp_capacity"):
     cpair = c1.selectbox("Pair (with a student ladder)", LADDERS, key="cap_pair")
     cseeds = c2.text_input("Seeds", "0, 1, 2", key="cap_seeds")
     ctemps = c3.text_input("Temperatures", "1, 4, 10", key="cap_temps")
-    cepochs = c4.number_input("Epochs (0: recipe's)", 0, 500, 0, key="cap_epochs")
-    ctrain = c5.number_input("Training samples (0: recipe's)", 0, 1_000_000, 0, key="cap_train")
+    cbudget = _budget_inputs(c4, c5, "cap")
     if st.form_submit_button("Run the capacity-gap study"):
         _launch(
             "capacity-gap study",
-            lambda: jobs.capacity_argv(
-                CapacitySpec(cpair, _numbers(cseeds, int), _numbers(ctemps), budget=_budget(cepochs, ctrain))
-            ),
+            lambda: jobs.capacity_argv(CapacitySpec(cpair, _numbers(cseeds, int), _numbers(ctemps), budget=cbudget)),
         )
 with tab_across, st.form("exp_across"):
     c1, c2, c3, c4 = st.columns(4)
@@ -176,14 +179,13 @@ def report_view(eid: str) -> None:
             st.dataframe(df, hide_index=True)
         for i, fig in enumerate(ex.report_figures(report)):
             ui.show_figure(fig, key=f"exp_{eid}_{i}")
-        st.download_button(
+        ui.html_download(
+            st,
             "Download the report (HTML)",
-            data=lambda: experiment_html(report),
-            file_name=f"experiment-{eid}.html",
-            mime="text/html",
-            on_click="ignore",
+            lambda: experiment_html(report),
+            f"experiment-{eid}.html",
+            f"exp_dl_{eid}",
             icon=":material/download:",
-            key=f"exp_dl_{eid}",
         )
 
 
