@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.menus import LM_METHODS
 from tests.helpers.runs import digits_run
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -320,16 +321,7 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     _start(at)  # rule topk without k
     assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
     at.selectbox(key="job_pair").set_value("tinylang").run()  # a language model: its methods only
-    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == [
-        "token",
-        "gkd",
-        "minillm",
-        "distillm",
-        "attn_kl",
-        "seqkd",
-        "hybrid",
-        "ce",
-    ]
+    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == LM_METHODS
     assert at.selectbox(key="job_token_kind").value == "fkl"
     assert at.number_input(key="job_token_temperature").value == 1.0
 
