@@ -95,24 +95,17 @@ def _sample_cases(device: torch.device, batch: int):
 
 
 def _tiny_hf(device: torch.device, batch: int, length: int, tmp: Path):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A seeded 4-layer Llama-style model of hidden 128 with untied embeddings (otherwise the sizes of
+    tests/helpers/hf_pairs.py's models) loaded from its directory, and a batch of random token ids."""
+    from _test_helpers import hf_pairs
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=512,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+    helpers = hf_pairs()
+    config = helpers.llama_config(
+        4, hidden_size=128, intermediate_size=256, max_position_embeddings=256, tie_word_embeddings=False
     )
-    LlamaForCausalLM(config).save_pretrained(tmp / "tiny-llama")
+    helpers.save_model(config, tmp / "tiny-llama", seed=0, tokenizer=False)
     adapter = load_hf(tmp / "tiny-llama", device=device)
-    return adapter, torch.randint(0, 512, (batch, length))
+    return adapter, torch.randint(0, helpers.VOCAB, (batch, length))
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from kdcore.cli import _table_text
 from kdcore.jobs import JobConfig
@@ -43,11 +44,9 @@ def _values(step: int, n: int) -> dict[str, float]:
     return {f"m{k}": step * 0.001 + k for k in range(n)}
 
 
-def write_new(root: Path, steps: int, n: int) -> float:
-    """Rows/s through today's path: lease held, MetricLog -> log_metrics, artifacts with sha256."""
-    store = RunStore(root)
-    rid = store.create_run(JobConfig(), state="running", seed=0)
-    lease = store.acquire_lease(rid)
+def _write_steps(store: Any, rid: str, steps: int, n: int) -> float:
+    """Seconds to write `steps` steps of n metrics each to run `rid` of `store` (a RunStore or _StoreBefore)
+    through MetricLog, flushed every _FLUSH_EVERY steps, with an artifact every _ARTIFACT_EVERY steps."""
     log = MetricLog(store, rid)
     t0 = time.perf_counter()
     for s in range(1, steps + 1):
@@ -57,7 +56,15 @@ def write_new(root: Path, steps: int, n: int) -> float:
         if s % _ARTIFACT_EVERY == 0:
             store.save_artifact(rid, f"w{s}.safetensors", _BLOB, kind="student", epoch=s)
     log.flush()
-    dt = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def write_new(root: Path, steps: int, n: int) -> float:
+    """Rows/s through today's path: lease held, MetricLog -> log_metrics, artifacts with sha256."""
+    store = RunStore(root)
+    rid = store.create_run(JobConfig(), state="running", seed=0)
+    lease = store.acquire_lease(rid)
+    dt = _write_steps(store, rid, steps, n)
     lease.release()
     store.close()
     return steps * n / dt
@@ -97,16 +104,7 @@ class _StoreBefore:
 def write_old(root: Path, steps: int, n: int) -> float:
     """Rows/s through the path before issue 15, same rows, batches and artifacts."""
     store = _StoreBefore(root)
-    log = MetricLog(store, "r")  # type: ignore[arg-type]
-    t0 = time.perf_counter()
-    for s in range(1, steps + 1):
-        log.add("step", s, 1, _values(s, n))
-        if s % _FLUSH_EVERY == 0:
-            log.flush()
-        if s % _ARTIFACT_EVERY == 0:
-            store.save_artifact("r", f"w{s}.safetensors", _BLOB, kind="student", epoch=s)
-    log.flush()
-    dt = time.perf_counter() - t0
+    dt = _write_steps(store, "r", steps, n)
     store.con.close()
     return steps * n / dt
 

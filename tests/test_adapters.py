@@ -165,27 +165,21 @@ def _hf_manual(model, ids, layers):
 
 @pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, LlamaForSequenceClassification
+
+    from tests.helpers.hf_pairs import llama_config
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("hf")
+    # 2 layers, 4 heads, 2 key/value heads, untied embeddings, a vocabulary of 23
     llama = dict(
-        vocab_size=23,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+        vocab_size=23, hidden_size=16, intermediate_size=32, max_position_embeddings=32, tie_word_embeddings=False
     )
-    LlamaForCausalLM(LlamaConfig(**llama)).save_pretrained(root / "llama")
+    LlamaForCausalLM(llama_config(2, **llama)).save_pretrained(root / "llama")
     GPT2LMHeadModel(
         GPT2Config(vocab_size=19, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0)
     ).save_pretrained(root / "gpt2")
-    LlamaForSequenceClassification(LlamaConfig(**llama, num_labels=3)).save_pretrained(root / "llama_cls")
+    LlamaForSequenceClassification(llama_config(2, **llama, num_labels=3)).save_pretrained(root / "llama_cls")
     return root
 
 

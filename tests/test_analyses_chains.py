@@ -8,33 +8,30 @@ from kdcore.validation import InvalidParameterError
 from tests.helpers.figdata import arr
 
 
+def _stage(i: int, names: tuple[str, str], parameters: tuple[int, int], accs: tuple[float, float, float]) -> dict:
+    """Stage i of a chain's summary: (teacher, student) names and parameter counts, (final, best) val.
+    accuracy of the student and its teacher's val. accuracy."""
+    return {
+        "stage": i,
+        "teacher": names[0],
+        "student": names[1],
+        "teacher_parameters": parameters[0],
+        "student_parameters": parameters[1],
+        "final_val_acc": accs[0],
+        "best_val_acc": accs[1],
+        "teacher_val_acc": accs[2],
+    }
+
+
 def _summary(rng: np.random.Generator) -> dict:
-    accs = rng.uniform(0.5, 1.0, size=4)  # teacher, assistant, student at stage 1, 2 (+ one spare)
+    accs = [float(a) for a in rng.uniform(0.5, 1.0, size=4)]  # teacher, assistant, student (+ one spare)
     return {
         "chain": "takd",
-        "teacher_val_acc": float(accs[0]),
+        "teacher_val_acc": accs[0],
         "measured": {"student alone": 0.6},
         "stages": [
-            {
-                "stage": 1,
-                "teacher": "teacher",
-                "student": "assistant 1",
-                "teacher_parameters": 24058,
-                "student_parameters": 10078,
-                "final_val_acc": float(accs[1]),
-                "best_val_acc": float(accs[3]),
-                "teacher_val_acc": float(accs[0]),
-            },
-            {
-                "stage": 2,
-                "teacher": "assistant 1",
-                "student": "student",
-                "teacher_parameters": 10078,
-                "student_parameters": 3022,
-                "final_val_acc": float(accs[2]),
-                "best_val_acc": float(accs[2]),
-                "teacher_val_acc": float(accs[1]),
-            },
+            _stage(1, ("teacher", "assistant 1"), (24058, 10078), (accs[1], accs[3], accs[0])),
+            _stage(2, ("assistant 1", "student"), (10078, 3022), (accs[2], accs[2], accs[1])),
         ],
     }
 

@@ -4,38 +4,30 @@ assistant → student gap (app/chain_view.py, analyses/chains.py), in the Live t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+from tests.helpers.apptest import kdwb_home, open_page
 
 
 @pytest.fixture(scope="module")
 def chain_home(tmp_path_factory):
     """KDWB_HOME holding one finished TAKD chain on digits (2 steps a stage)."""
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("kdwb_chain")
-    mp.setenv("KDWB_HOME", str(d))
-    from kdcore.jobs import JobConfig, RunStore
-    from kdcore.jobs.chain import run_chain
+    with kdwb_home(tmp_path_factory, "kdwb_chain") as d:
+        from kdcore.jobs import JobConfig, RunStore
+        from kdcore.jobs.chain import run_chain
 
-    cfg = JobConfig(pair="digits", objective="takd", epochs=1, max_steps=2, train_size=64, val_size=64, checkpoints=0)
-    res = run_chain(cfg, store=RunStore(d))
-    assert res.state == "completed"
-    yield {"dir": d, "chain_id": res.chain_id, "summary": res.metrics}
-    mp.undo()
+        cfg = JobConfig(
+            pair="digits", objective="takd", epochs=1, max_steps=2, train_size=64, val_size=64, checkpoints=0
+        )
+        res = run_chain(cfg, store=RunStore(d))
+        assert res.state == "completed"
+        yield {"dir": d, "chain_id": res.chain_id, "summary": res.metrics}
 
 
 @pytest.mark.slow  # an AppTest of the Distill page: ~10 s
 def test_the_live_tab_shows_a_chain_with_each_stage_and_the_gaps(chain_home):
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["sample_pair"] = "digits"
-    at.session_state["watch_run"] = chain_home["chain_id"]
-    at.run()
-    at.switch_page("views/distill.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("distill", errors_ok=True, sample_pair="digits", watch_run=chain_home["chain_id"])
     assert at.selectbox(key="live_run").value == chain_home["chain_id"]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     chain = [f for f in figs if f["layout"]["title"]["text"] == "TAKD: accuracy along the chain"]

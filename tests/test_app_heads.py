@@ -4,40 +4,29 @@ figures follow the widgets, and a finished mgd run shows its trained head and it
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+from tests.helpers.apptest import kdwb_home, open_page
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("kdwb_heads")
-    mp.setenv("KDWB_HOME", str(d))
-    from kdcore.jobs import JobConfig, RunStore, run_job
+    with kdwb_home(tmp_path_factory, "kdwb_heads") as d:
+        from kdcore.jobs import JobConfig, RunStore, run_job
 
-    cfg = JobConfig(
-        pair="digits", objective="mgd", params={"layers": {"conv2": "conv3"}}, epochs=2, max_steps=4,
-        train_size=64, val_size=64, checkpoints=1, probe_size=16,
-    )  # fmt: skip
-    res = run_job(cfg, store=RunStore(d))
-    assert res.state == "completed", res.error
-    yield res.run_id
-    mp.undo()
+        cfg = JobConfig(
+            pair="digits", objective="mgd", params={"layers": {"conv2": "conv3"}}, epochs=2, max_steps=4,
+            train_size=64, val_size=64, checkpoints=1, probe_size=16,
+        )  # fmt: skip
+        res = run_job(cfg, store=RunStore(d))
+        assert res.state == "completed", res.error
+        yield res.run_id
 
 
 def _open(**state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["probe_size"] = 32
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page("views/features.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("features", errors_ok=True, **{"probe_size": 32, **state})
 
 
 def _titles(at: AppTest) -> list[str]:

@@ -5,15 +5,13 @@ and the chart with the stored numbers; the same settings asked again are read, n
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.apptest import open_page
 from tests.helpers.figdata import arr
-
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 @pytest.fixture
@@ -26,16 +24,7 @@ def home(tmp_path, monkeypatch):
 
 
 def _open(**state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["sample_pair"] = "digits"
-    at.session_state["probe_size"] = 32
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page("views/leaderboard.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return open_page("leaderboard", **{"sample_pair": "digits", "probe_size": 32, **state})
 
 
 def _ask(at: AppTest, methods: list[str], seeds: str) -> AppTest:

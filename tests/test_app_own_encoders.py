@@ -6,14 +6,15 @@ labelled sentences; the Distill page's job fields for both."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+from tests.helpers.apptest import load_own_pair, ok, own_spec, started
+
 CONTEXT = 16
 WORDS = ["red", "blue", "fox", "stone", "river", "cloud", "seven", "green"]
+DATA = {"encoder": "sentences.txt", "classifier": "labelled.csv"}
 
 
 @pytest.fixture(scope="module")
@@ -35,29 +36,15 @@ def own(tmp_path_factory):
     mp.undo()
 
 
-def _ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def _loaded(own, kind: str) -> AppTest:
-    from app.state import DATA_CHOICES
+    teacher, student = own[kind]
+    return load_own_pair(kind, teacher, student, own["root"] / DATA[kind], CONTEXT)
 
-    teacher, student = own["encoder"] if kind == "encoder" else own["classifier"]
-    data = own["root"] / ("sentences.txt" if kind == "encoder" else "labelled.csv")
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["pair_source"] = "Your own models"
-    at.session_state["probe_size"] = 16
-    at.run()
-    at.selectbox(key="own_kind").set_value(kind)
-    at.text_input(key="own_teacher_dir").set_value(str(teacher))
-    at.text_input(key="own_student_dir").set_value(str(student))
-    at.selectbox(key="own_data_choice").set_value(DATA_CHOICES[2])
-    at.text_input(key="own_data_path").set_value(str(data))
-    at.number_input(key="own_context_length").set_value(CONTEXT)
-    at.sidebar.button[0].click().run()
-    _ok(at)
-    return at
+
+def _spec(own, kind: str) -> tuple:
+    """The sidebar's spec of the encoder or the classifier pair, its sentences named by path."""
+    teacher, student = own[kind]
+    return own_spec(kind, teacher, student, data_path=str(own["root"] / DATA[kind]), context_length=CONTEXT)
 
 
 def test_encoder_spec_and_job_fields(own):
@@ -65,20 +52,7 @@ def test_encoder_spec_and_job_fields(own):
     from kdcore.jobs import JobConfig
 
     teacher, student = own["encoder"]
-    spec = state._own_spec(
-        "Hugging Face directories",
-        "encoder",
-        str(teacher),
-        str(student),
-        None,
-        None,
-        state.DATA_CHOICES[2],
-        "digits",
-        None,
-        "label",
-        data_path=str(own["root"] / "sentences.txt"),
-        context_length=CONTEXT,
-    )
+    spec = _spec(own, "encoder")
     assert spec[4] == "encoder" and spec[3][0] == "hf_sentences"
     pair = state._own_pair(spec)
     assert pair.kind == "encoder" and pair.dataset.task == "encoder"
@@ -93,21 +67,7 @@ def test_encoder_spec_and_job_fields(own):
 def test_sequence_classifier_reads_labelled_sentences(own):
     from app import runs, state
 
-    teacher, student = own["classifier"]
-    spec = state._own_spec(
-        "Hugging Face directories",
-        "classifier",
-        str(teacher),
-        str(student),
-        None,
-        None,
-        state.DATA_CHOICES[2],
-        "digits",
-        None,
-        "label",
-        data_path=str(own["root"] / "labelled.csv"),
-        context_length=CONTEXT,
-    )
+    spec = _spec(own, "classifier")
     assert spec[4] == "sequence_classification" and spec[3][2][4] == "label"
     pair = state._own_pair(spec)
     assert pair.dataset.task == "classification" and pair.kind == "classifier"
@@ -118,20 +78,20 @@ def test_sequence_classifier_reads_labelled_sentences(own):
 def test_encoder_pages_compare_and_point_elsewhere(own):
     at = _loaded(own, "encoder")
     at.switch_page("views/features.py").run()
-    _ok(at)
+    ok(at)
     assert len(at.get("plotly_chart")) >= 1  # CKA heatmaps of the two encoders
     at.switch_page("views/attention.py").run()
-    _ok(at)
+    ok(at)
     assert len(at.get("plotly_chart")) >= 2  # heads and their matching
     assert any("Attention heads of an encoder" in t.value for t in at.title)
     for page in ("overview", "soft_labels", "divergences", "calibration"):
         at.switch_page(f"views/{page}.py").run()
-        _ok(at)
+        ok(at)
         pair_charts = [c.key for c in at.get("plotly_chart") if not c.key.startswith("chart_logit_toy")]
         assert pair_charts == [], page  # (the logit toy of Soft labels needs no pair)
         assert any("encoder pair" in i.value and "Features" in i.value for i in at.info), page
     at.switch_page("views/distill.py").run()  # the form offers the methods that fit an encoder pair
-    _ok(at)
+    ok(at)
     assert at.selectbox(key="job_pair").value == "your own models"
     assert at.selectbox(key="job_objective").value == "embed_distill"  # an encoder pair's default method
 
@@ -163,18 +123,18 @@ def test_encoder_pair_distilled_from_the_distill_page_with_each_start(own, monke
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
     at = _loaded(own, "encoder")
     at.switch_page("views/distill.py").run()
-    _ok(at)
+    ok(at)
     store, done = RunStore(), {}
     for objective, init in (("embed_distill", "from_teacher"), ("feature_l2", "pretrained"), ("attn_kl", "reinit")):
         at.selectbox(key="job_objective").set_value(objective).run()
         at.radio(key="job_student_init").set_value(init).run()
-        _ok(at)
+        ok(at)
         if objective == "feature_l2":  # the layer map starts at the last blocks of both encoders
             assert at.text_input(key="job_feature_l2_layers").value == "encoder.layer.1: encoder.layer.3"
         at.number_input(key="job_max_steps").set_value(2)
         at.number_input(key="job_train_size").set_value(16)
         at.button(key="FormSubmitter:new_run-Start distillation").click().run()
-        _ok(at)
+        ok(at)
         run_id = at.session_state["watch_run"]
         cfg = store.get_run(run_id)["config"]
         assert (cfg["objective"], cfg["student_init"], cfg["model_kind"]) == (objective, init, "encoder")
@@ -185,12 +145,8 @@ def test_encoder_pair_distilled_from_the_distill_page_with_each_start(own, monke
     assert done["from_teacher"]["pair"] == "hf:enc_teacher→enc_teacher[2 layers]"
     assert done["pretrained"]["pair"] == "hf:enc_teacher→enc_student"
 
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["pair_source"] = "Student of a finished run"
-    at.session_state["run_student"] = done["from_teacher"]["id"]
-    at.session_state["probe_size"] = 16
-    at.run()
-    _ok(at)
+    at = started(pair_source="Student of a finished run", run_student=done["from_teacher"]["id"], probe_size=16)
+    ok(at)
     at.switch_page("views/features.py").run()
-    _ok(at)
+    ok(at)
     assert len(at.get("plotly_chart")) >= 1  # CKA of the teacher and the distilled student

@@ -15,7 +15,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+from tests.helpers.apptest import FACTORY, load_own_pair, ok, own_spec, started
+
 PAGES = ("overview", "soft_labels", "features", "attention", "cams", "divergences", "calibration", "distill", "doctor")
 CONTEXT = 32
 PARAGRAPHS = [f"The fox number {i} jumps over the lazy dog at {i * 7} o'clock, then sleeps." for i in range(80)]
@@ -36,52 +37,16 @@ def own(tmp_path_factory):
     mp.undo()
 
 
-def _ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def _loaded(own, **state) -> AppTest:
     """The app with the own pair loaded through the sidebar's form (paths typed, nothing uploaded)."""
-    from app.state import DATA_CHOICES
-
-    teacher, student = own["teacher"], own["student"]
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["pair_source"] = "Your own models"
-    at.session_state["probe_size"] = 16
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.selectbox(key="own_kind").set_value("causal_lm")
-    at.text_input(key="own_teacher_dir").set_value(str(teacher))
-    at.text_input(key="own_student_dir").set_value(str(student))
-    at.selectbox(key="own_data_choice").set_value(DATA_CHOICES[2])
-    at.text_input(key="own_data_path").set_value(str(own["text"]))
-    at.number_input(key="own_context_length").set_value(CONTEXT)
-    at.sidebar.button[0].click().run()
-    _ok(at)
-    return at
+    return load_own_pair("causal_lm", own["teacher"], own["student"], own["text"], CONTEXT, **state)
 
 
 def _spec(own, upload=None, **changes) -> tuple:
     """The sidebar's load spec of the own pair, its text named by path (or uploaded)."""
-    from app import state
-
     args = dict(data_path=str(own["text"]), context_length=CONTEXT, text_field="text")
     args.update(changes)
-    return state._own_spec(
-        "Hugging Face directories",
-        "causal_lm",
-        str(own["teacher"]),
-        str(own["student"]),
-        None,
-        None,
-        state.DATA_CHOICES[2],
-        "digits",
-        upload,
-        "label",
-        **args,
-    )
+    return own_spec("causal_lm", own["teacher"], own["student"], upload=upload, **args)
 
 
 # ---- the sidebar's form ----------------------------------------------------------------------------------
@@ -124,21 +89,8 @@ def test_a_missing_local_path_is_named(own):
 
 
 def test_a_kind_that_contradicts_the_config_is_refused(own):
-    from app import state
-
     with pytest.raises(ValueError, match="holds a LlamaForCausalLM .* Choose Kind 'causal_lm'"):
-        state._own_spec(
-            "Hugging Face directories",
-            "classifier",
-            str(own["teacher"]),
-            str(own["student"]),
-            None,
-            None,
-            state.DATA_CHOICES[0],
-            "digits",
-            None,
-            "label",
-        )
+        own_spec("classifier", own["teacher"], own["student"], data=0)
 
 
 def test_a_context_length_above_the_models_is_refused_in_plain_words(own):
@@ -163,42 +115,32 @@ def test_named_local_files_escape_the_upload_cap(own, monkeypatch):
     assert state._own_pair.__wrapped__(spec).dataset.load_report["documents"] == len(PARAGRAPHS)
 
 
+def _digits_factory(teacher_weights: tuple, student_weights: tuple) -> tuple:
+    """The spec of the shipped digits architectures by module:factory name with these weight files."""
+    return own_spec(
+        "classifier",
+        "sample_models.architectures:DigitsTeacher",
+        "sample_models.architectures:DigitsStudent",
+        source=FACTORY,
+        weights=(teacher_weights, student_weights),
+        data=0,
+    )
+
+
 def test_factory_weights_named_by_path(own):
     """module:factory weights typed as paths on this machine (the shipped digits weights), no upload."""
     from app import state
 
     weights = Path(__file__).resolve().parents[1] / "sample_models" / "weights"
     teacher_w, student_w = weights / "digits_teacher.safetensors", weights / "digits_student.safetensors"
-    spec = state._own_spec(
-        "module:factory + safetensors",
-        "classifier",
-        "sample_models.architectures:DigitsTeacher",
-        "sample_models.architectures:DigitsStudent",
-        (str(teacher_w), None),
-        (str(student_w), None),
-        state.DATA_CHOICES[0],
-        "digits",
-        None,
-        "label",
-    )
+    spec = _digits_factory((str(teacher_w), None), (str(student_w), None))
     assert spec[1] == ("sample_models.architectures:DigitsTeacher", str(teacher_w.resolve()))
     pair = state._own_pair.__wrapped__(spec)
     shipped = state._sample_pair.__wrapped__("digits")
     x = shipped.dataset.split("test").inputs[:8]
     assert torch.equal(pair.teacher.logits(x), shipped.teacher.logits(x))  # the very weights named
     with pytest.raises(ValueError, match="does not exist on this machine"):
-        state._own_spec(
-            "module:factory + safetensors",
-            "classifier",
-            "sample_models.architectures:DigitsTeacher",
-            "sample_models.architectures:DigitsStudent",
-            (str(own["root"] / "missing.safetensors"), None),
-            (str(student_w), None),
-            state.DATA_CHOICES[0],
-            "digits",
-            None,
-            "label",
-        )
+        _digits_factory((str(own["root"] / "missing.safetensors"), None), (str(student_w), None))
 
 
 def test_own_job_fields_from_the_sidebar_spec(own):
@@ -235,7 +177,7 @@ def _walk(at: AppTest, pages=PAGES) -> dict[str, int]:
     drawn = {}
     for page in pages:
         at.switch_page(f"views/{page}.py").run()
-        _ok(at)
+        ok(at)
         drawn[page] = len(at.get("plotly_chart"))
     return drawn
 
@@ -258,10 +200,10 @@ def test_generated_samples_with_the_own_pairs_tokenizer(own):
 
     at = _loaded(own)
     at.switch_page("views/divergences.py").run()
-    _ok(at)
+    ok(at)
     assert [r.value for r in at.radio if r.key == "gen_prompt_source"] == ["type a prompt"]  # no prompt records
     at.text_input(key="gen_prompt_text").set_value("The fox number 3 jumps").run()
-    _ok(at)
+    ok(at)
     titles = [(json.loads(c.proto.spec)["layout"].get("title") or {}).get("text", "") for c in at.get("plotly_chart")]
     assert "Generated tokens coloured by KL(p_T ‖ q_S) at T = 1, nats" in titles
     table = next(d.value for d in at.dataframe if "generated by" in d.value.columns)
@@ -277,14 +219,14 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
     at = _loaded(own)
     at.switch_page("views/distill.py").run()
-    _ok(at)
+    ok(at)
     assert at.selectbox(key="job_pair").value == "your own models"
     at.radio(key="job_student_init").set_value(init).run()
-    _ok(at)
+    ok(at)
     at.number_input(key="job_max_steps").set_value(2)
     at.number_input(key="job_train_size").set_value(16)
     at.button(key="FormSubmitter:new_run-Start distillation").click().run()
-    _ok(at)
+    ok(at)
     run_id = at.session_state["watch_run"]
     store = RunStore()
     cfg = store.get_run(run_id)["config"]
@@ -294,12 +236,8 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     run = store.get_run(run_id)
     assert run["state"] == "completed", run["error"]
 
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["pair_source"] = "Student of a finished run"
-    at.session_state["run_student"] = run_id
-    at.session_state["probe_size"] = 16
-    at.run()
-    _ok(at)
+    at = started(pair_source="Student of a finished run", run_student=run_id, probe_size=16)
+    ok(at)
     assert f"run {run_id}" in at.sidebar.caption[-1].value
     label = {"from_teacher": "hf:llama_teacher→llama_teacher[2 layers]"}.get(init, "hf:llama_teacher→llama_student")
     assert run["pair"] == label and label in at.sidebar.caption[-1].value
@@ -317,7 +255,7 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
         at.session_state["runs_table"] = {"selection": {"rows": [list(row.value["id"]).index(run_id)], "columns": []}}
         at.run()
         at.button(key=f"reopen_{run_id}").click().run()
-        _ok(at)
+        ok(at)
         assert (at.session_state["pair_source"], at.session_state["run_student"]) == (
             "Student of a finished run",
             run_id,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.menus import LM_METHODS
 from tests.helpers.runs import digits_run
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -68,6 +69,14 @@ def _changed(before: list[list], after: list[list]) -> list[int]:
     """Indices of the charts whose data differ (the pages keep their charts in a fixed order)."""
     assert len(before) == len(after), f"{len(before)} charts before the change, {len(after)} after"
     return [i for i, (b, a) in enumerate(zip(before, after)) if b != a]
+
+
+def _moved(at: AppTest, widget, value) -> list[int]:
+    """Indices of the charts whose data change when `widget` of `at` is set to `value` (the page stays clean)."""
+    before = _data(at)
+    widget.set_value(value).run()
+    _ok(at)
+    return _changed(before, _data(at))
 
 
 def _titles(at: AppTest) -> list[str]:
@@ -140,11 +149,8 @@ def test_features_cka_and_checkpoints(home):
     titles = _titles(at)
     cka = next(i for i, t in enumerate(titles) if "teacher layers × student layers" in t)
     assert any("checkpoint" in t for t in titles), titles
-    before = _data(at)
-    at.radio(key="cka_kind").set_value("rbf").run()
-    _ok(at)
+    assert cka in _moved(at, at.radio(key="cka_kind"), "rbf"), "the CKA heatmap must follow the kernel"
     assert "teacher layers × student layers" in _titles(at)[cka]
-    assert cka in _changed(before, _data(at)), "the CKA heatmap must follow the kernel"
 
 
 def test_features_token_options_on_language_model(home, monkeypatch):
@@ -179,44 +185,31 @@ def test_features_token_options_on_language_model(home, monkeypatch):
 
 def test_attention_transfer_on_cnn(home):
     at = _open("attention")
-    before = _data(at)
-    assert len(before) == 1
-    at.number_input(key="at_sample").set_value(3).run()
-    _ok(at)
-    assert _changed(before, _data(at)) == [0], "the maps must show the chosen image"
+    assert len(_data(at)) == 1
+    assert _moved(at, at.number_input(key="at_sample"), 3) == [0], "the maps must show the chosen image"
 
 
 def test_attention_heads_on_language_model(home):
     at = _open("attention", "tinylang")
-    before = _data(at)
-    assert len(before) == 3  # maps, head matching, entropy
-    at.selectbox(key="att_metric").set_value("js").run()
-    _ok(at)
+    assert len(_data(at)) == 3  # maps, head matching, entropy
+    moved = _moved(at, at.selectbox(key="att_metric"), "js")
     assert at.dataframe
-    assert _changed(before, _data(at)) == [1], "only the head-matching matrix depends on the divergence"
+    assert moved == [1], "only the head-matching matrix depends on the divergence"
 
 
 def test_cams_with_masks(home):
     at = _open("cams", "shapes")
-    before = _data(at)
-    assert len(before) == 3, _titles(at)  # overlay, agreement, localisation
-    _slider(at, "cam_q").set_value(40).run()
-    _ok(at)
-    wider = _data(at)
-    assert _changed(before, wider) == [1], "the top region sets the IoU of the agreement chart only"
-    at.number_input(key="cam_index").set_value(2).run()
-    _ok(at)
-    assert _changed(wider, _data(at)) == [0], "only the overlay shows one image"
+    assert len(_data(at)) == 3, _titles(at)  # overlay, agreement, localisation
+    assert _moved(at, _slider(at, "cam_q"), 40) == [1], "the top region sets the IoU of the agreement chart only"
+    assert _moved(at, at.number_input(key="cam_index"), 2) == [0], "only the overlay shows one image"
 
 
 def test_cams_explain_the_teachers_prediction(home):
     # on shapes_multilabel's first 32 test images the teacher's top class is absent from images 8, 15 and 21
     # (on shapes it is always the label, so there the choice would change nothing)
     at = _open("cams", "shapes_multilabel")
-    before = _data(at)
-    at.radio(key="cam_explain").set_value("teacher").run()
-    _ok(at)
-    assert 1 in _changed(before, _data(at)), "explaining the teacher's prediction must move the agreement"
+    moved = _moved(at, at.radio(key="cam_explain"), "teacher")
+    assert 1 in moved, "explaining the teacher's prediction must move the agreement"
 
 
 def test_cams_explain_language_model_instead(home):
@@ -226,15 +219,10 @@ def test_cams_explain_language_model_instead(home):
 
 def test_divergence_components(home):
     at = _open("divergences")
-    before = _data(at)
-    assert len(before) == 4  # rules, classes, dkd, samples
-    at.selectbox(key="div_rule").set_value("topk").run()
-    _ok(at)
-    by_rule = _data(at)
-    assert _changed(before, by_rule) == [1, 3], "the rule picks the strong set of the class and sample charts"
-    _slider(at, "div_temperature").set_value(1.0).run()
-    _ok(at)
-    assert _changed(by_rule, _data(at)) == [0, 1, 2, 3], "every component depends on T"
+    assert len(_data(at)) == 4  # rules, classes, dkd, samples
+    moved = _moved(at, at.selectbox(key="div_rule"), "topk")
+    assert moved == [1, 3], "the rule picks the strong set of the class and sample charts"
+    assert _moved(at, _slider(at, "div_temperature"), 1.0) == [0, 1, 2, 3], "every component depends on T"
 
 
 def test_page_claims_are_shown_once_marked_by_whether_they_hold(home):
@@ -271,12 +259,9 @@ def test_divergence_tokens_language_model(home):
 
 def test_calibration(home):
     at = _open("calibration")
-    before = _data(at)
-    assert len(before) == 2
+    assert len(_data(at)) == 2
     assert set(at.dataframe[0].value["model"]) >= {"teacher", "student"}
-    _slider(at, "cal_bins").set_value(10).run()
-    _ok(at)
-    assert 0 in _changed(before, _data(at)), "the reliability diagram must be redrawn with 10 bins"
+    assert 0 in _moved(at, _slider(at, "cal_bins"), 10), "the reliability diagram must be redrawn with 10 bins"
 
 
 def test_calibration_multilabel(home):
@@ -320,16 +305,7 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     _start(at)  # rule topk without k
     assert at.error and "params.k is required with rule 'topk'" in at.error[0].value
     at.selectbox(key="job_pair").set_value("tinylang").run()  # a language model: its methods only
-    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == [
-        "token",
-        "gkd",
-        "minillm",
-        "distillm",
-        "attn_kl",
-        "seqkd",
-        "hybrid",
-        "ce",
-    ]
+    assert [o.split(" — ")[0] for o in at.selectbox(key="job_objective").options] == LM_METHODS
     assert at.selectbox(key="job_token_kind").value == "fkl"
     assert at.number_input(key="job_token_temperature").value == 1.0
 

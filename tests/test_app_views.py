@@ -4,37 +4,25 @@ model's own intro, divergence formulas and copy-vs-local split, and the Distill 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.apptest import kdwb_home, open_page
 from tests.helpers.runs import digits_run
-
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("kdwb_views")
-    mp.setenv("KDWB_HOME", str(d))
-    from kdcore.jobs import RunStore
+    with kdwb_home(tmp_path_factory, "kdwb_views") as d:
+        from kdcore.jobs import RunStore
 
-    res = digits_run(RunStore(d), temperature=3.0, lam=0.8)
-    yield {"dir": d, "run_id": res.run_id}
-    mp.undo()
+        res = digits_run(RunStore(d), temperature=3.0, lam=0.8)
+        yield {"dir": d, "run_id": res.run_id}
 
 
 def _open(page: str, pair: str = "digits") -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state["sample_pair"] = pair
-    at.session_state["probe_size"] = 32
-    at.run()
-    at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return open_page(page, sample_pair=pair, probe_size=32)
 
 
 def _titles(at: AppTest) -> list[str]:

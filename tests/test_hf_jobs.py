@@ -15,7 +15,7 @@ from kdcore.jobs.runner import run_job
 from kdcore.jobs.store import RunStore
 from kdcore.weights import tensors_for_safetensors
 from tests.helpers.hf_pairs import llama_pair_with_corpus
-from tests.helpers.runs import cancel_and_resume
+from tests.helpers.runs import cancel_and_resume, llama_job
 
 TEXT = "\n\n".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}." for i in range(80))
 
@@ -25,24 +25,20 @@ def llama(tmp_path_factory):
     return llama_pair_with_corpus(tmp_path_factory.mktemp("hfjobs"), TEXT)
 
 
+# two steps of token KD with a checkpoint (each test adds or overrides fields)
+TOKEN = dict(
+    data_options={"context_length": 16},
+    objective="token",
+    batch_size=8,
+    val_size=16,
+    probe_size=8,
+    checkpoints=1,
+    lr=1e-2,
+)
+
+
 def _cfg(llama, **kw) -> JobConfig:
-    teacher, student, data = llama
-    base = dict(
-        teacher=str(teacher),
-        student=str(student),
-        data=str(data),
-        data_options={"context_length": 16},
-        objective="token",
-        max_steps=2,
-        epochs=1,
-        batch_size=8,
-        val_size=16,
-        probe_size=8,
-        checkpoints=1,
-        lr=1e-2,
-    )
-    base.update(kw)
-    return JobConfig(**base)
+    return llama_job(llama, **{**TOKEN, **kw})
 
 
 def _tied(adapter) -> bool:

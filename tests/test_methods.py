@@ -29,6 +29,7 @@ from kdcore.methods import (
 )
 from kdcore.methods.params import parse_text
 from kdcore.validation import InvalidParameterError
+from tests.helpers.menus import LM_METHODS
 from tests.helpers.toys import TOY
 
 METHODS = [m.name for m in all_methods()]
@@ -126,16 +127,7 @@ def test_the_tasks_menu_and_the_choices_match_the_tested_functions():
 
     assert get_method("cakd").param("rule").choices == tuple(RULES)
     assert get_method("token").param("kind").choices == tuple(KINDS)
-    assert [m.name for m in methods_for("causal_lm")] == [
-        "token",
-        "gkd",
-        "minillm",
-        "distillm",
-        "attn_kl",
-        "seqkd",
-        "hybrid",
-        "ce",
-    ]
+    assert [m.name for m in methods_for("causal_lm")] == LM_METHODS
     from kdcore.losses import GKD_DIVERGENCES
 
     assert get_method("gkd").param("divergence").choices == GKD_DIVERGENCES

@@ -12,7 +12,7 @@ from kdcore.jobs.config import JobConfig
 from kdcore.jobs.onpolicy_job import MixtureSampler, generation_problems
 from kdcore.jobs.runner import run_job
 from kdcore.jobs.store import RunStore
-from tests.helpers.runs import cancel_and_resume
+from tests.helpers.runs import cancel_and_resume, llama_job
 
 FAST = dict(
     pair="tinylang",
@@ -120,20 +120,8 @@ def llama(tmp_path_factory):
 
 def _llama_job(teacher, student, data, objective: str, params: dict, **kw) -> JobConfig:
     """A two-step on-policy job on the tiny Llama pair."""
-    return JobConfig(
-        teacher=str(teacher),
-        student=str(student),
-        data=str(data),
-        objective=objective,
-        params=params,
-        max_steps=2,
-        epochs=1,
-        batch_size=4,
-        val_size=8,
-        probe_size=4,
-        checkpoints=0,
-        **kw,
-    )
+    tiny = dict(batch_size=4, val_size=8, probe_size=4, checkpoints=0)
+    return llama_job((teacher, student, data), objective=objective, params=params, **tiny, **kw)
 
 
 @pytest.mark.parametrize("objective, params", [("gkd", dict(lmbda=1.0)), ("minillm", dict(mix_alpha=0.5))])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_app_browser import LONG, _no_errors, _settle
+from tests.helpers.runs import digits_run
 
 pytestmark = pytest.mark.browser
 
@@ -45,26 +46,10 @@ _CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stPlotl
 @pytest.fixture(scope="module")
 def finished_runs(app_home):
     """Two-epoch KD and plain-label runs of the digits pair in the app's store (a few seconds of CPU)."""
-    from kdcore.jobs import JobConfig, RunStore, run_job
+    from kdcore.jobs import RunStore
 
-    ids = []
-    for objective in ("ce", "kd"):
-        res = run_job(
-            JobConfig(
-                pair="digits",
-                objective=objective,
-                epochs=2,
-                train_size=64,
-                batch_size=32,
-                val_size=64,
-                probe_size=32,
-                checkpoints=2,
-            ),
-            store=RunStore(app_home),
-        )
-        assert res.state == "completed", res.error
-        ids.append(res.run_id)
-    return ids
+    two_epochs = dict(epochs=2, train_size=64, val_size=64, probe_size=32, checkpoints=2)  # 32 a batch
+    return [digits_run(RunStore(app_home), objective=o, **two_epochs).run_id for o in ("ce", "kd")]
 
 
 def _open_expanders(page) -> None:

@@ -1,4 +1,5 @@
-"""Short completed runs of the digits pair for the tests that need a run in a store."""
+"""Short completed runs of the digits pair for the tests that need a run in a store, two-step jobs on a tiny
+Llama pair, and a run cancelled and resumed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def digits_run(store: Any, **fields: Any) -> Any:
     res = run_job(JobConfig(**{**QUICK, **fields}), store=store)
     assert res.state == "completed", res.error
     return res
+
+
+def llama_job(dirs: tuple, **fields: Any) -> Any:
+    """A JobConfig of two steps in one epoch on a Llama pair's (teacher_dir, student_dir, corpus) as
+    tests/helpers/hf_pairs.py's llama_pair_with_corpus makes them; `fields` add to it or override it."""
+    from kdcore.jobs import JobConfig
+
+    teacher, student, data = dirs
+    paths = {"teacher": str(teacher), "student": str(student), "data": str(data)}
+    return JobConfig(**{**paths, "max_steps": 2, "epochs": 1, **fields})
 
 
 def cancel_and_resume(cfg: Any, store: Any, monkeypatch: Any, *, epoch: int, steps: int) -> tuple[Any, Any, Any]:

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import __main__ as launcher
 from app import safety
+from tests.helpers.apptest import FACTORY, own_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = str(ROOT / "app" / "main.py")
@@ -264,20 +265,9 @@ def _save_weights(tmp_path) -> str:
     return str(save_state_dict(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), tmp_path / "w.safetensors"))
 
 
-def _factory_form(state, teacher: str, student: str):
+def _factory_form(teacher: str, student: str):
     """Submit the sidebar's module:factory form for a digits classifier, without weight files."""
-    return state._own_spec(
-        "module:factory + safetensors",
-        "classifier",
-        teacher,
-        student,
-        None,
-        None,
-        state.DATA_CHOICES[0],
-        "digits",
-        None,
-        "label",
-    )
+    return own_spec("classifier", teacher, student, source=FACTORY, data=0)
 
 
 def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module, tmp_path, monkeypatch):
@@ -292,13 +282,13 @@ def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module
         "classifier",
     )
     with pytest.raises(ValueError, match="Refused to load 'kdwb_probe_factory:make'"):
-        _factory_form(state, f"{probe_module}:make", "os:abort")
+        _factory_form(f"{probe_module}:make", "os:abort")
     with pytest.raises(ValueError, match="Module loading is off"):
         state._own_pair.__wrapped__(spec)  # the loader checks too
     assert "kdwb_probe_factory" not in sys.modules
     monkeypatch.setenv(safety.ALLOW_ENV, "1")  # python -m app --allow-module-loading
     with pytest.raises(ValueError, match="Upload a .safetensors file"):  # past the check, to the next question
-        _factory_form(state, f"{probe_module}:make", f"{probe_module}:make")
+        _factory_form(f"{probe_module}:make", f"{probe_module}:make")
     pair = state._own_pair.__wrapped__(spec)
     assert sys.modules["kdwb_probe_factory"].RAN == ["ran", "ran"] and pair.teacher.num_parameters() == 650
 
