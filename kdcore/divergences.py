@@ -116,16 +116,7 @@ def divergence_loss(
     labels = params.pop("labels", None)
     check_float_tensor("student_logits", student_logits, where=where)
     lead = tuple(student_logits.shape[:-1])
-    keep = torch.ones(lead, dtype=torch.bool, device=student_logits.device)
-    if mask is not None:
-        keep = keep & _as_mask(mask, lead, where=where)
-    if labels is not None:
-        keep = keep & (_as_labels(labels, lead, where=where) != -100)
-    if not bool(keep.any()):
-        raise ValueError(
-            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
-            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
-        )
+    keep = _kept_positions(mask, labels, lead, student_logits.device, where=where)  # [...] bool
     values = _compute(student_logits, teacher_logits, kind, _Options(**params), keep=keep, where=where)  # [kept]
     return values.mean()
 
@@ -235,6 +226,25 @@ def _aligned(student: Any, teacher: Any, kind: str, align: str | None, *, where:
     )
 
 
+def _kept_positions(
+    mask: Any, labels: Any, lead: tuple, device: torch.device, *, where: str, of: str = "logits'"
+) -> Tensor:
+    """Bool [...] (shape ``lead``) of the positions that count: where ``mask`` keeps them (bool or 0/1,
+    None: all) and the label is not -100 (None: all). Refuses a mask that keeps none. ``of`` names the
+    inputs whose leading shape the labels must have, for the error."""
+    keep = torch.ones(lead, dtype=torch.bool, device=device)
+    if mask is not None:
+        keep = keep & _as_mask(mask, lead, where=where).to(device)
+    if labels is not None:
+        keep = keep & (_as_labels(labels, lead, where=where, of=of) != -100).to(device)
+    if not bool(keep.any()):
+        raise ValueError(
+            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
+            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
+        )
+    return keep
+
+
 def _as_mask(mask: Any, lead: tuple, *, where: str) -> Tensor:
     """A bool mask [...] of kept positions from a bool or 0/1 integer tensor."""
     if not isinstance(mask, Tensor):
@@ -257,7 +267,7 @@ def _as_mask(mask: Any, lead: tuple, *, where: str) -> Tensor:
     return mask != 0
 
 
-def _as_labels(labels: Any, lead: tuple, *, where: str) -> Tensor:
+def _as_labels(labels: Any, lead: tuple, *, where: str, of: str = "logits'") -> Tensor:
     """Integer labels [...]; -100 marks a position that never counts."""
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         got = f"dtype {labels.dtype}" if isinstance(labels, Tensor) else type(labels).__name__
@@ -267,7 +277,7 @@ def _as_labels(labels: Any, lead: tuple, *, where: str) -> Tensor:
         )
     if tuple(labels.shape) != lead:
         raise ValueError(
-            f"The 'labels' argument of {where} must have the logits' leading shape {list(lead)}. "
+            f"The 'labels' argument of {where} must have the {of} leading shape {list(lead)}. "
             f"Got shape {tuple(labels.shape)} instead."
         )
     return labels

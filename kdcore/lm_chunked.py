@@ -35,12 +35,11 @@ import torch
 from torch import Tensor
 
 from kdcore import _divergence_kernels as _k
-from kdcore.divergences import _as_mask, _check_kind, _check_params, _kind_params, _Options
+from kdcore.divergences import _check_kind, _check_params, _kept_positions, _kind_params, _Options
 from kdcore.dtypes import compute_dtype
 from kdcore.validation import check_float_tensor, check_int_range, check_positive
 
 Head = tuple[Tensor, "Tensor | None"]  # (weight [V, H], bias [V] or None)
-IGNORE_INDEX = -100  # a label that never counts (as in kdcore.methods.step)
 AUTO_CHUNK_ELEMENTS = 2**20  # the automatic chunk: [rows, V] float32 intermediates of about 4 MiB
 PARAMS = ("temperature", "beta", "alpha", "mu", "chunk_rows")  # the keyword **params of the losses below
 
@@ -144,7 +143,7 @@ def _losses(
     wt, bt = _check_head("teacher", t_head, where)
     _check_hidden(s_hidden, t_hidden, ws, wt, kind, where)
     lead = tuple(s_hidden.shape[:-1])
-    keep = _keep(mask, labels, lead, s_hidden.device, where)  # [B·L] bool
+    keep = _kept_positions(mask, labels, lead, s_hidden.device, where=where, of="hidden states'").reshape(-1)  # [B·L]
     rows = keep.nonzero().squeeze(1)  # [N]
     hs = s_hidden.reshape(-1, s_hidden.shape[-1]).index_select(0, rows)  # [N, Hs]
     ht = t_hidden.detach().reshape(-1, t_hidden.shape[-1]).index_select(0, rows)  # [N, Ht]
@@ -318,23 +317,3 @@ def _check_hidden(hs: Any, ht: Any, ws: Tensor, wt: Tensor, kind: str, where: st
             f"The vocabulary sizes of {where} differ: the student's head has {ws.shape[0]} rows, the "
             f"teacher's {wt.shape[0]}. Use kind='uld' (the cross-tokenizer divergence) for different tokenizers."
         )
-
-
-def _keep(mask: Any, labels: Tensor | None, lead: tuple, device: torch.device, where: str) -> Tensor:
-    """The kept positions, flattened [B·L] bool; refuses a mask that keeps none."""
-    keep = torch.ones(lead, dtype=torch.bool, device=device)
-    if mask is not None:
-        keep = keep & _as_mask(mask, lead, where=where).to(device)
-    if labels is not None:
-        if tuple(labels.shape) != lead:
-            raise ValueError(
-                f"The 'labels' argument of {where} must have the hidden states' leading shape {list(lead)}. "
-                f"Got shape {tuple(labels.shape)} instead."
-            )
-        keep = keep & (labels != IGNORE_INDEX).to(device)
-    if not bool(keep.any()):
-        raise ValueError(
-            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
-            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
-        )
-    return keep.reshape(-1)
