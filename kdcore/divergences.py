@@ -33,6 +33,7 @@ checkpointed, so backward memory is bounded too. Results equal the unchunked com
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -44,7 +45,21 @@ from kdcore.validation import check_float_tensor, check_int_range, check_logit_r
 
 KINDS = ("fkl", "rkl", "jsd", "tvd", "skew_fkl", "skew_rkl", "akl", "uld")
 ALIGNS = (None, "truncate")
-_LOSS_PARAMS = ("temperature", "beta", "alpha", "mu", "chunk_size", "align")
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The keyword options of ``token_divergence`` (and ``divergence_loss``'s ``**params``), checked in ``_compute``."""
+
+    temperature: float = 1.0  # T > 0; both distributions are softmax(z / T), no T² factor
+    beta: float = 0.5  # jsd's mixture weight, 0 < β < 1
+    alpha: float = 0.1  # skew_fkl/skew_rkl's skew, 0 ≤ α < 1
+    mu: float = 0.5  # akl's head mass, 0 ≤ μ ≤ 1
+    chunk_size: int | None = None  # positions per chunk; None: about 64 MiB per intermediate
+    align: str | None = None  # None (vocabularies must match, except for uld) or "truncate"
+
+
+_LOSS_PARAMS = tuple(f.name for f in fields(_Options))
 
 
 def token_divergence(
@@ -76,19 +91,8 @@ def token_divergence(
     Returns: float32 (float64 for float64 inputs) tensor of shape [...]. Parameters a kind does not
     use are ignored.
     """
-    return _compute(
-        student_logits,
-        teacher_logits,
-        kind,
-        keep=None,
-        where=f"token_divergence(kind={kind!r})",
-        temperature=temperature,
-        beta=beta,
-        alpha=alpha,
-        mu=mu,
-        chunk_size=chunk_size,
-        align=align,
-    )
+    options = _Options(temperature, beta, alpha, mu, chunk_size, align)
+    return _compute(student_logits, teacher_logits, kind, options, keep=None, where=f"token_divergence(kind={kind!r})")
 
 
 def divergence_loss(
@@ -108,52 +112,35 @@ def divergence_loss(
     first; the two agree when all sequences keep the same number of positions).
     """
     where = f"divergence_loss(kind={kind!r})"
+    _check_params(params, ("mask", "labels") + _LOSS_PARAMS, where="divergence_loss")
     labels = params.pop("labels", None)
-    unknown = sorted(set(params) - set(_LOSS_PARAMS))
-    if unknown:
-        raise ValueError(
-            f"divergence_loss got unknown parameter(s) {unknown}. Expected some of {('mask', 'labels') + _LOSS_PARAMS}."
-        )
     check_float_tensor("student_logits", student_logits, where=where)
     lead = tuple(student_logits.shape[:-1])
-    keep = torch.ones(lead, dtype=torch.bool, device=student_logits.device)
-    if mask is not None:
-        keep = keep & _as_mask(mask, lead, where=where)
-    if labels is not None:
-        keep = keep & (_as_labels(labels, lead, where=where) != -100)
-    if not bool(keep.any()):
-        raise ValueError(
-            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
-            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
-        )
-    values = _compute(student_logits, teacher_logits, kind, keep=keep, where=where, **params)  # [kept]
+    keep = _kept_positions(mask, labels, lead, student_logits.device, where=where)  # [...] bool
+    values = _compute(student_logits, teacher_logits, kind, _Options(**params), keep=keep, where=where)  # [kept]
     return values.mean()
 
 
+def _check_params(params: dict[str, Any], known: tuple[str, ...], *, where: str) -> None:
+    """Refuse the keyword parameters of a ``**params`` function that are not in ``known``."""
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"{where} got unknown parameter(s) {unknown}. Expected some of {known}.")
+
+
 def _compute(
-    student_logits: Any,
-    teacher_logits: Any,
-    kind: Any,
-    *,
-    keep: Tensor | None,
-    where: str,
-    temperature: float = 1.0,
-    beta: float = 0.5,
-    alpha: float = 0.1,
-    mu: float = 0.5,
-    chunk_size: int | None = None,
-    align: str | None = None,
+    student_logits: Any, teacher_logits: Any, kind: Any, options: _Options, *, keep: Tensor | None, where: str
 ) -> Tensor:
     """Validate, align, flatten positions and run the chunked kernel. Returns [...] or [kept]."""
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"The 'kind' parameter of {where} must be one of {KINDS}. Got {kind!r} instead.")
-    if align not in ALIGNS:
-        raise ValueError(f"The 'align' parameter of {where} must be None or 'truncate'. Got {align!r} instead.")
-    temperature = check_positive("temperature", temperature, where=where)
-    params = _kind_params(kind, beta=beta, alpha=alpha, mu=mu, where=where)
+    _check_kind(kind, where=where)
+    if options.align not in ALIGNS:
+        raise ValueError(f"The 'align' parameter of {where} must be None or 'truncate'. Got {options.align!r} instead.")
+    temperature = check_positive("temperature", options.temperature, where=where)
+    params = _kind_params(kind, options, where=where)
+    chunk_size = options.chunk_size
     if chunk_size is not None:
         chunk_size = check_int_range("chunk_size", chunk_size, 1, 2**62, where=where)
-    student, teacher = _aligned(student_logits, teacher_logits, kind, align, where=where)
+    student, teacher = _aligned(student_logits, teacher_logits, kind, options.align, where=where)
     neg_inf = check_logit_rows("student_logits", student, where=where, keep=keep)
     neg_inf = check_logit_rows("teacher_logits", teacher, where=where, keep=keep) or neg_inf
 
@@ -173,13 +160,19 @@ def _compute(
     return values if keep is not None else values.reshape(lead)
 
 
-def _kind_params(kind: str, *, beta: float, alpha: float, mu: float, where: str) -> dict:
-    """The validated parameters ``kind`` uses."""
+def _check_kind(kind: Any, *, where: str) -> None:
+    """Refuse a ``kind`` outside ``KINDS``."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"The 'kind' parameter of {where} must be one of {KINDS}. Got {kind!r} instead.")
+
+
+def _kind_params(kind: str, options: _Options, *, where: str) -> dict:
+    """The validated parameters ``kind`` uses (β, α or μ of ``options``)."""
     if kind == "jsd":
         return {
             "beta": check_range(
                 "beta",
-                beta,
+                options.beta,
                 0.0,
                 1.0,
                 where=where,
@@ -195,7 +188,7 @@ def _kind_params(kind: str, *, beta: float, alpha: float, mu: float, where: str)
         return {
             "alpha": check_range(
                 "alpha",
-                alpha,
+                options.alpha,
                 0.0,
                 1.0,
                 where=where,
@@ -204,7 +197,7 @@ def _kind_params(kind: str, *, beta: float, alpha: float, mu: float, where: str)
             )
         }
     if kind == "akl":
-        return {"mu": check_range("mu", mu, 0.0, 1.0, where=where)}
+        return {"mu": check_range("mu", options.mu, 0.0, 1.0, where=where)}
     return {}
 
 
@@ -233,6 +226,25 @@ def _aligned(student: Any, teacher: Any, kind: str, align: str | None, *, where:
     )
 
 
+def _kept_positions(
+    mask: Any, labels: Any, lead: tuple, device: torch.device, *, where: str, of: str = "logits'"
+) -> Tensor:
+    """Bool [...] (shape ``lead``) of the positions that count: where ``mask`` keeps them (bool or 0/1,
+    None: all) and the label is not -100 (None: all). Refuses a mask that keeps none. ``of`` names the
+    inputs whose leading shape the labels must have, for the error."""
+    keep = torch.ones(lead, dtype=torch.bool, device=device)
+    if mask is not None:
+        keep = keep & _as_mask(mask, lead, where=where).to(device)
+    if labels is not None:
+        keep = keep & (_as_labels(labels, lead, where=where, of=of) != -100).to(device)
+    if not bool(keep.any()):
+        raise ValueError(
+            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
+            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
+        )
+    return keep
+
+
 def _as_mask(mask: Any, lead: tuple, *, where: str) -> Tensor:
     """A bool mask [...] of kept positions from a bool or 0/1 integer tensor."""
     if not isinstance(mask, Tensor):
@@ -255,7 +267,7 @@ def _as_mask(mask: Any, lead: tuple, *, where: str) -> Tensor:
     return mask != 0
 
 
-def _as_labels(labels: Any, lead: tuple, *, where: str) -> Tensor:
+def _as_labels(labels: Any, lead: tuple, *, where: str, of: str = "logits'") -> Tensor:
     """Integer labels [...]; -100 marks a position that never counts."""
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         got = f"dtype {labels.dtype}" if isinstance(labels, Tensor) else type(labels).__name__
@@ -265,7 +277,7 @@ def _as_labels(labels: Any, lead: tuple, *, where: str) -> Tensor:
         )
     if tuple(labels.shape) != lead:
         raise ValueError(
-            f"The 'labels' argument of {where} must have the logits' leading shape {list(lead)}. "
+            f"The 'labels' argument of {where} must have the {of} leading shape {list(lead)}. "
             f"Got shape {tuple(labels.shape)} instead."
         )
     return labels

@@ -35,13 +35,13 @@ import torch
 from torch import Tensor
 
 from kdcore import _divergence_kernels as _k
-from kdcore.divergences import KINDS, _as_mask, _kind_params
+from kdcore.divergences import _check_kind, _check_params, _kept_positions, _kind_params, _Options
 from kdcore.dtypes import compute_dtype
 from kdcore.validation import check_float_tensor, check_int_range, check_positive
 
 Head = tuple[Tensor, "Tensor | None"]  # (weight [V, H], bias [V] or None)
-IGNORE_INDEX = -100  # a label that never counts (as in kdcore.methods.step)
 AUTO_CHUNK_ELEMENTS = 2**20  # the automatic chunk: [rows, V] float32 intermediates of about 4 MiB
+PARAMS = ("temperature", "beta", "alpha", "mu", "chunk_rows")  # the keyword **params of the losses below
 
 
 def auto_chunk_rows(vocab: int) -> int:
@@ -63,11 +63,7 @@ def hidden_divergence_loss(
     kind: str,
     *,
     mask: Tensor | None = None,
-    temperature: float = 1.0,
-    beta: float = 0.5,
-    alpha: float = 0.1,
-    mu: float = 0.5,
-    chunk_rows: int | None = None,
+    **params: Any,
 ) -> Tensor:
     """Mean divergence of ``kind`` over the kept positions, from hidden states and heads (a scalar).
 
@@ -78,12 +74,14 @@ def hidden_divergence_loss(
         teacher_head: (weight [Vt, Ht], bias [Vt] or None); Vt = V except for kind "uld".
         kind: one of ``kdcore.divergences.KINDS``.
         mask: bool (or 0/1) [B, L], True where a position counts; None: every position.
-        temperature, beta, alpha, mu: as ``kdcore.divergences.token_divergence``.
-        chunk_rows: positions per chunk (≥ 1); None: about 4 MiB per [rows, V] float32 tensor.
+        **params: ``temperature``, ``beta``, ``alpha``, ``mu`` as in ``kdcore.divergences.token_divergence``
+            (same defaults), and ``chunk_rows``: positions per chunk (≥ 1); None (the default): about
+            4 MiB per [rows, V] float32 tensor.
 
     Equals ``divergence_loss(h_s·W_sᵀ + b_s, h_t·W_tᵀ + b_t, kind, mask=mask, ...)``.
     """
-    loss, _ = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, mask, None, locals())
+    _check_params(params, ("mask",) + PARAMS, where="hidden_divergence_loss")
+    loss, _ = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, mask, None, params)
     return loss
 
 
@@ -97,52 +95,62 @@ def hidden_token_losses(
     labels: Tensor,
     div_weight: float = 1.0,
     ce_weight: float = 1.0,
-    temperature: float = 1.0,
-    beta: float = 0.5,
-    alpha: float = 0.1,
-    mu: float = 0.5,
-    chunk_rows: int | None = None,
+    **params: Any,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, divergence, cross-entropy) over the positions whose label [B, L] is not -100, in one pass.
 
     The divergence is ``hidden_divergence_loss`` with ``mask = labels != -100``; the cross-entropy
     is the student's next-token CE at T = 1, ``F.cross_entropy(logits, labels, ignore_index=-100)``;
     loss = div_weight · divergence + ce_weight · CE carries the gradient, the two parts are detached.
+    ``**params`` as in ``hidden_divergence_loss``.
     """
     where = "hidden_token_losses"
+    _check_params(params, ("labels", "div_weight", "ce_weight") + PARAMS, where=where)
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(
             f"The 'labels' argument of {where} must be an integer torch.Tensor [B, L] (-100 where a "
             f"position does not count). Got {type(labels).__name__ if not isinstance(labels, Tensor) else labels.dtype}."
         )
-    loss, values = _losses(student_hidden, student_head, teacher_hidden, teacher_head, kind, None, labels, locals())
+    weights = (float(div_weight), float(ce_weight))
+    loss, values = _losses(
+        student_hidden, student_head, teacher_hidden, teacher_head, kind, None, labels, params, weights
+    )
     means = values.mean(0)  # [2]
     return loss, means[0], means[1]
 
 
 def _losses(
-    s_hidden: Any, s_head: Any, t_hidden: Any, t_head: Any, kind: Any, mask: Any, labels: Any, opts: dict
+    s_hidden: Any,
+    s_head: Any,
+    t_hidden: Any,
+    t_head: Any,
+    kind: Any,
+    mask: Any,
+    labels: Any,
+    params: dict[str, Any],
+    weights: tuple[float, ...] = (1.0,),
 ) -> tuple[Tensor, Tensor]:
-    """Validate, gather the kept rows and run the chunks; (weighted loss, values [N, 1 or 2] detached)."""
+    """Validate, gather the kept rows and run the chunks; (weighted loss, values [N, 1 or 2] detached).
+
+    ``params``: checked keywords of ``PARAMS``; ``weights``: (div_weight, ce_weight) with labels, else (1.0,)."""
     where = f"hidden_divergence_loss(kind={kind!r})"
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"The 'kind' parameter of {where} must be one of {KINDS}. Got {kind!r} instead.")
-    temperature = check_positive("temperature", opts["temperature"], where=where)
-    params = _kind_params(kind, beta=opts["beta"], alpha=opts["alpha"], mu=opts["mu"], where=where)
+    _check_kind(kind, where=where)
+    chunk = params.pop("chunk_rows", None)
+    options = _Options(**params)
+    temperature = check_positive("temperature", options.temperature, where=where)
+    kind_params = _kind_params(kind, options, where=where)
     ws, bs = _check_head("student", s_head, where)
     wt, bt = _check_head("teacher", t_head, where)
     _check_hidden(s_hidden, t_hidden, ws, wt, kind, where)
     lead = tuple(s_hidden.shape[:-1])
-    keep = _keep(mask, labels, lead, s_hidden.device, where)  # [B·L] bool
+    keep = _kept_positions(mask, labels, lead, s_hidden.device, where=where, of="hidden states'").reshape(-1)  # [B·L]
     rows = keep.nonzero().squeeze(1)  # [N]
     hs = s_hidden.reshape(-1, s_hidden.shape[-1]).index_select(0, rows)  # [N, Hs]
     ht = t_hidden.detach().reshape(-1, t_hidden.shape[-1]).index_select(0, rows)  # [N, Ht]
     y = None if labels is None else labels.reshape(-1).index_select(0, rows.to(labels.device)).to(hs.device)  # [N]
-    chunk = opts["chunk_rows"]
     chunk = auto_chunk_rows(max(ws.shape[0], wt.shape[0])) if chunk is None else chunk
     chunk = check_int_range("chunk_rows", chunk, 1, 2**62, where=where)
-    spec = _ChunkSpec(_k.KERNELS[kind], params, temperature, compute_dtype(hs, ht, ws, wt), y is not None)
-    weights = (float(opts["div_weight"]), float(opts["ce_weight"])) if y is not None else (1.0,)
+    spec = _ChunkSpec(_k.KERNELS[kind], kind_params, temperature, compute_dtype(hs, ht, ws, wt), y is not None)
     t_head = (wt.detach(), None if bt is None else bt.detach())
     return _run_chunks(spec, hs, (ws, bs), ht, t_head, y, chunk, weights)
 
@@ -309,23 +317,3 @@ def _check_hidden(hs: Any, ht: Any, ws: Tensor, wt: Tensor, kind: str, where: st
             f"The vocabulary sizes of {where} differ: the student's head has {ws.shape[0]} rows, the "
             f"teacher's {wt.shape[0]}. Use kind='uld' (the cross-tokenizer divergence) for different tokenizers."
         )
-
-
-def _keep(mask: Any, labels: Tensor | None, lead: tuple, device: torch.device, where: str) -> Tensor:
-    """The kept positions, flattened [B·L] bool; refuses a mask that keeps none."""
-    keep = torch.ones(lead, dtype=torch.bool, device=device)
-    if mask is not None:
-        keep = keep & _as_mask(mask, lead, where=where).to(device)
-    if labels is not None:
-        if tuple(labels.shape) != lead:
-            raise ValueError(
-                f"The 'labels' argument of {where} must have the hidden states' leading shape {list(lead)}. "
-                f"Got shape {tuple(labels.shape)} instead."
-            )
-        keep = keep & (labels != IGNORE_INDEX).to(device)
-    if not bool(keep.any()):
-        raise ValueError(
-            f"The mask of {where} keeps no position (every label is -100 or every mask entry False): "
-            f"there is nothing to average. Got {keep.numel()} position(s), none kept."
-        )
-    return keep.reshape(-1)

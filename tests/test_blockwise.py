@@ -126,6 +126,8 @@ def test_the_loss_refuses_bad_input_naming_it():
         blockwise_components(z, torch.randn(2, 3), lam=1.5)
     with pytest.raises(InvalidParameterError, match="base"):
         blockwise_components(z, torch.randn(2, 3), base="fitnets")
+    with pytest.raises(InvalidParameterError, match=r"unknown parameter\(s\) \['lambda'\]"):
+        blockwise_components(z, torch.randn(2, 3), **{"lambda": 0.5})
     with pytest.raises(ValueError, match="class counts .* differ"):
         blockwise_components(z, torch.randn(2, 4))
 

@@ -88,6 +88,8 @@ def test_bad_arguments_raise(kind):
         divergence_loss(s, t, kind, mask=torch.tensor([0.5, 1.0]))
     with pytest.raises(ValueError, match="'labels'.*integer"):
         divergence_loss(s, t, kind, labels=torch.zeros(2))
+    with pytest.raises(ValueError, match="'labels'.*the logits' leading shape"):
+        divergence_loss(s, t, kind, labels=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="keeps no position"):
         divergence_loss(s, t, kind, labels=torch.full((2,), -100))
     with pytest.raises(ValueError, match="unknown parameter"):

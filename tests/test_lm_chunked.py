@@ -167,6 +167,12 @@ def test_bad_input_is_refused_clearly():
         hidden_divergence_loss(hs, ws, ht, (wt, bt), "fkl")
     with pytest.raises(ValueError, match="chunk_rows"):
         hidden_divergence_loss(hs, (ws, bs), ht, (wt, bt), "fkl", chunk_rows=0)
+    with pytest.raises(ValueError, match=r"hidden_divergence_loss got unknown parameter\(s\) \['align'\]"):
+        hidden_divergence_loss(hs, (ws, bs), ht, (wt, bt), "fkl", align="truncate")  # a divergence_loss option only
+    with pytest.raises(ValueError, match=r"'labels' argument of .* must have the hidden states' leading shape"):
+        hidden_token_losses(hs, (ws, bs), ht, (wt, bt), "fkl", labels=torch.zeros(B, L + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"hidden_token_losses got unknown parameter\(s\) \['chunk_size'\]"):
+        hidden_token_losses(hs, (ws, bs), ht, (wt, bt), "fkl", labels=torch.zeros(B, L, dtype=torch.long), chunk_size=4)
 
 
 def test_under_bf16_autocast_the_teacher_projects_in_its_heads_dtype_and_gradients_follow_the_reference(

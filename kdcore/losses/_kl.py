@@ -42,6 +42,13 @@ def _kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     return _kl_terms(log_p, log_q).sum(dim=-1)
 
 
+def _tempered_kl(student: Tensor, teacher: Tensor, temperature: float | Tensor) -> Tensor:
+    """KL(softmax(z_t / T) ‖ softmax(z_s / T)) per row, no T² factor: logits [..., C] -> [...].
+
+    The log-softmax pair of every §1-style KD term; callers validate T and upcast the logits first."""
+    return _kl(torch.log_softmax(teacher / temperature, dim=-1), torch.log_softmax(student / temperature, dim=-1))
+
+
 def _masked_logsumexp(x: Tensor, keep: Tensor) -> Tensor:
     """log Σ_{i ∈ keep} exp(x_i) over the last dimension; -inf for an empty (or all -inf) set.
 

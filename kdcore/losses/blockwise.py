@@ -14,6 +14,7 @@ Alignment", IEEE TAI 2024, arXiv 2411.01547.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -51,29 +52,47 @@ def _base_loss(z: Tensor, t: Tensor, y: Tensor | None, T: float, lam: float, ce:
     return (1.0 - lam) * F.cross_entropy(z.float() if z.dtype != torch.float64 else z, y) + lam * soft
 
 
-def _check_options(temperature: Any, lam: Any, base: Any, where: str) -> tuple[float, float]:
-    T = check_positive("temperature", temperature, where=where)
-    lam = check_range("lam", lam, 0.0, 1.0, where=where)
-    if base not in BASES:
-        raise InvalidParameterError(f"The 'base' parameter of {where} must be one of {BASES}. Got {base!r} instead.")
+@dataclass(frozen=True)
+class BlockwiseOptions:
+    """The options of the stones' base loss: the keywords of ``blockwise_logit_loss`` (§14.3's Signature)
+    that it passes along to ``blockwise_components``. Checked where the work starts (``_check_options``)."""
+
+    temperature: float = 4.0  # T > 0 of the base KD (or DKD)
+    lam: float = 0.9  # λ ∈ [0, 1]: weight of the KD term, CE gets 1 − λ
+    ce_in_stones: bool = True  # False: CE on the student only, the stones keep λ·T²·KL
+    base: str = "kd"  # one of BASES: §1 KD or §3 DKD
+
+
+def _check_options(options: BlockwiseOptions, where: str) -> tuple[float, float]:
+    """(T, λ) of ``options``, validated with its ``base``."""
+    T = check_positive("temperature", options.temperature, where=where)
+    lam = check_range("lam", options.lam, 0.0, 1.0, where=where)
+    if options.base not in BASES:
+        raise InvalidParameterError(
+            f"The 'base' parameter of {where} must be one of {BASES}. Got {options.base!r} instead."
+        )
     return T, lam
 
 
+def _as_options(options: dict[str, Any], where: str) -> BlockwiseOptions:
+    """``BlockwiseOptions`` from the keyword arguments of a ``**options`` function; unknown names refused."""
+    known = tuple(f.name for f in fields(BlockwiseOptions))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidParameterError(f"{where} got unknown parameter(s) {unknown}. Expected some of {known}.")
+    return BlockwiseOptions(**options)
+
+
 def blockwise_components(
-    stone_logits: Sequence[Tensor],
-    teacher_logits: Tensor,
-    labels: Tensor | None = None,
-    *,
-    temperature: float = 4.0,
-    lam: float = 0.9,
-    ce_in_stones: bool = True,
-    base: str = "kd",
+    stone_logits: Sequence[Tensor], teacher_logits: Tensor, labels: Tensor | None = None, **options: Any
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(L, {"stone1": …, "stone{n}": …}) from the stones' logits z_{N_1..N_n} ([B, C] each, the last
     the student's). Each part is its stone's L_base before its weight; L = Σ parts_i / 2^{n−i}.
-    `ce_in_stones=False` keeps CE on the student only (stones keep λ·T²·KL)."""
+    ``**options``: the fields of ``BlockwiseOptions`` (temperature=4.0, lam=0.9, ce_in_stones=True,
+    base="kd"); `ce_in_stones=False` keeps CE on the student only (stones keep λ·T²·KL)."""
     where = "blockwise_components"
-    T, lam = _check_options(temperature, lam, base, where)
+    opts = _as_options(options, where)
+    T, lam = _check_options(opts, where)
     if not isinstance(stone_logits, (list, tuple)) or not stone_logits:
         raise InvalidParameterError(
             f"The 'stone_logits' argument of {where} must be a non-empty list of [B, C] logits (N_1 … N_n, the "
@@ -84,7 +103,8 @@ def blockwise_components(
     y = None if labels is None else _check_class_labels(labels, checked[0], where=where)
     n = len(checked)
     parts = {
-        f"stone{i}": _base_loss(z, t, y, T, lam, ce_in_stones or i == n, base) for i, z in enumerate(checked, start=1)
+        f"stone{i}": _base_loss(z, t, y, T, lam, opts.ce_in_stones or i == n, opts.base)
+        for i, z in enumerate(checked, start=1)
     }
     total = sum(w * parts[f"stone{i}"] for i, w in enumerate(stone_weights(n), start=1))
     return total, parts  # type: ignore[return-value]
@@ -153,8 +173,7 @@ def blockwise_logit_loss(
     """Block-KD's loss L of §14.3 and the per-stone losses (for the view). The teacher's blocks and
     head must be frozen by the caller (eval mode, no optimizer) but stay differentiable: the loss of
     N_i trains s_1..s_i and φ_i through t_{i+1..n} and h_T. Class counts of the heads must agree."""
-    _check_options(temperature, lam, base, "blockwise_logit_loss")
+    options = BlockwiseOptions(temperature, lam, ce_in_stones, base)
+    _check_options(options, "blockwise_logit_loss")  # before any block runs
     stones, z_t = stepping_stone_logits(student_blocks, teacher_blocks, student_head, teacher_head, connectors, x)
-    return blockwise_components(
-        stones, z_t, labels, temperature=temperature, lam=lam, ce_in_stones=ce_in_stones, base=base
-    )
+    return blockwise_components(stones, z_t, labels, **asdict(options))

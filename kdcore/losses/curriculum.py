@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdcore.losses._inputs import _check_class_labels, _check_pair
-from kdcore.losses._kl import _kl, _upcast
+from kdcore.losses._kl import _tempered_kl, _upcast
 from kdcore.validation import (
     InvalidParameterError,
     check_logits,
@@ -106,7 +106,7 @@ def ctkd_step(
     with torch.enable_grad():  # ∂L/∂θ also under no_grad
         th = _theta_input(theta, lam, s.dtype, where)  # scalar, graph to θ
         T = ctkd_temperature(th, t_start, t_range).to(s.dtype)
-        kl = _kl(torch.log_softmax(t / T, dim=-1), torch.log_softmax(s / T, dim=-1)).mean()
+        kl = _tempered_kl(s, t, T).mean()
         loss = gamma * F.cross_entropy(s, y) + alpha * T * T * kl
         (dtheta,) = torch.autograd.grad(loss, th, retain_graph=True)
     return {"loss": loss, "T": T.detach(), "lambda": lam, "dloss_dtheta": dtheta.detach()}

@@ -10,11 +10,10 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdcore.losses._kl import _kl, _upcast
+from kdcore.losses._kl import _tempered_kl, _upcast
 from kdcore.validation import (
     InvalidParameterError,
     check_int_range,
@@ -112,7 +111,7 @@ def education_kd_loss(
             f"of one grade with that grade's slice."
         )
     s, t = _upcast(s, t)
-    kl = _kl(torch.log_softmax(t / T, dim=-1), torch.log_softmax(s[:, m:n] / T, dim=-1))  # [B]
+    kl = _tempered_kl(s[:, m:n], t, T)  # [B]
     return (w * F.cross_entropy(s, y, reduction="none") + (1.0 - w) * T * T * kl).mean()
 
 

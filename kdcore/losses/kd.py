@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdcore.losses._inputs import _check_class_labels, _check_pair
-from kdcore.losses._kl import _kl, _upcast
+from kdcore.losses._kl import _kl, _tempered_kl, _upcast
 from kdcore.validation import check_int_range, check_labels, check_logits, check_positive, check_range, format_rows
 
 _STD_EPS = 1e-7  # logit standardisation's denominator guard (Sun et al. 2024), as the authors' code
@@ -79,7 +79,7 @@ def _kd_components(
     out = {}
     if y is not None:
         out["ce"] = F.cross_entropy(s, y, reduction="none")  # [B], T = 1
-    out["kl"] = _kl(torch.log_softmax(zt / T, dim=-1), torch.log_softmax(zs / T, dim=-1))  # [B]
+    out["kl"] = _tempered_kl(zs, zt, T)  # [B]
     return out
 
 

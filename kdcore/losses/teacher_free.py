@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdcore.losses._inputs import _check_class_labels, _check_pair
-from kdcore.losses._kl import _kl, _upcast
+from kdcore.losses._kl import _kl, _tempered_kl, _upcast
 from kdcore.validation import (
     InvalidParameterError,
     check_int_range,
@@ -113,5 +113,5 @@ def tfkd_self_loss(
     C = s.shape[1]
     m = float(C) if multiplier is None else check_positive("multiplier", multiplier, where=where)
     s, t = _upcast(s, t)
-    kl = _kl(torch.log_softmax(t / T, dim=-1), torch.log_softmax(s / T, dim=-1))  # [B]
+    kl = _tempered_kl(s, t, T)  # [B]
     return ((1.0 - alpha) * F.cross_entropy(s, y, reduction="none") + alpha * (m / C) * T * T * kl).mean()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from kdcore.losses._inputs import _check_pair
-from kdcore.losses._kl import _kl, _upcast
+from kdcore.losses._kl import _tempered_kl, _upcast
 from kdcore.losses.attention import attention_transfer_loss
 from kdcore.validation import InvalidParameterError, check_nonnegative, check_positive
 
@@ -55,7 +55,7 @@ def belief_divergence(
             f"The 'kl_reduction' parameter of {where} must be one of {KL_REDUCTIONS}. Got {kl_reduction!r} instead."
         )
     s, t = _upcast(s, t)
-    per_row = _kl(torch.log_softmax(t / tau, dim=-1), torch.log_softmax(s / tau, dim=-1))  # [N]
+    per_row = _tempered_kl(s, t, tau)  # [N]
     div = s.shape[0] * (s.shape[1] if kl_reduction == "elementwise_mean" else 1)
     return per_row.sum() / div
 
