@@ -57,6 +57,7 @@ _FLAG_FIELDS = (
     "layer_rule",
     "precision",
     "grad_accum",
+    "heldout_prompts",
     "attn_implementation",
     "shard",
 )
@@ -188,6 +189,13 @@ def _add_speed_flags(p: argparse.ArgumentParser) -> None:
     """Memory and speed options (kdcore.jobs.performance)."""
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast with float32 weights and loss")
     p.add_argument("--grad-accum", dest="grad_accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument(
+        "--heldout-prompts",
+        dest="heldout_prompts",
+        type=int,
+        metavar="N",
+        help="causal LMs: held-out prompts greedily decoded at every evaluation for heldout_em (0: off; default 64)",
+    )
     _add_switch(p, "--grad-checkpointing", "recompute the student's activations in backward (Hugging Face models)")
     p.add_argument(
         "--attn-implementation",

@@ -310,6 +310,23 @@ def test_distill_form_has_a_field_per_parameter_of_every_method(home):
     assert at.number_input(key="job_token_temperature").value == 1.0
 
 
+def test_distill_heldout_prompts_field_for_language_models_reaches_the_run(home, monkeypatch):
+    from kdcore.jobs import RunStore, worker
+
+    monkeypatch.setattr(worker, "start_worker_process", lambda store: None)  # queue only: no training in the test
+    at = _open("distill")
+    assert "job_heldout_prompts" not in {w.key for w in at.number_input}  # a classifier decodes nothing
+    at.selectbox(key="job_pair").set_value("tinylang").run()
+    assert at.number_input(key="job_heldout_prompts").value == 64
+    at.number_input(key="job_heldout_prompts").set_value(0)
+    _start(at)
+    store = RunStore(home["dir"])
+    queued = store.list_runs(state="queued")
+    assert len(queued) == 1
+    assert store.get_run(queued.iloc[0]["id"])["config"]["heldout_prompts"] == 0
+    store.delete_run(queued.iloc[0]["id"])  # the module's other pages see one run
+
+
 def test_doctor_page_renders(home):
     _open("doctor")
 

@@ -138,6 +138,32 @@ def test_runs_record_heldout_exact_match_per_epoch(data_dir):
     assert ep["heldout_em"].notna().all() and r.metrics["final_heldout_em"] == ep["heldout_em"].iloc[-1]
 
 
+def test_heldout_prompts_zero_turns_the_greedy_decoding_off(data_dir, monkeypatch):
+    import kdcore.jobs.heldout as ho
+    from kdcore.data.tinylang import tinylang
+
+    assert heldout_prompts(tinylang(), n=0) is None
+    monkeypatch.setattr(ho, "greedy_completions", lambda *a, **k: pytest.fail("decoded with heldout_prompts=0"))
+    store = RunStore()
+    r = run_job(JobConfig(objective="token", max_steps=2, heldout_prompts=0, **FAST), store=store)
+    ep = store.metrics(r.run_id, "epoch")
+    assert "heldout_em" not in ep.columns and "teacher_heldout_em" not in ep.columns
+    assert "final_heldout_em" not in r.metrics and r.state == "completed"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "64", None])
+def test_heldout_prompts_must_be_a_count(bad):
+    problems = JobConfig(heldout_prompts=bad).problems()
+    assert any("heldout_prompts" in p for p in problems), problems
+
+
+def test_cli_heldout_prompts_flag_reaches_the_config():
+    from kdcore.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["distill", "--pair", "tinylang", "--heldout-prompts", "0"])
+    assert config_from_args(args).heldout_prompts == 0
+
+
 def test_a_fixed_teacher_is_scored_once_until_its_weights_change(monkeypatch):
     import kdcore.jobs.heldout as ho
     from kdcore.data.tinylang import tinylang

@@ -10,7 +10,7 @@ from app.strategy_figures import strategy_figures
 from app.student_init_form import pair_student_init
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
-from kdcore.jobs.config import LAYER_RULES, SCHEDULES, with_source_label
+from kdcore.jobs.config import HELDOUT_PROMPTS, LAYER_RULES, SCHEDULES, with_source_label
 from kdcore.jobs.form import config_from_form
 from kdcore.jobs.pair_source import own_pair_objective
 from kdcore.jobs.procedures import check_procedure
@@ -254,6 +254,17 @@ with tab_new:
             value=bool(initial["teacher_cache"]),
             key="job_teacher_cache",
         )
+        heldout = HELDOUT_PROMPTS
+        if task == "causal_lm":
+            heldout = st.number_input(
+                "Held-out prompts decoded at each evaluation (0 = off)",
+                0,
+                10_000,
+                HELDOUT_PROMPTS,
+                key="job_heldout_prompts",
+                help="Greedy completions of the test split's prompts give the run's held-out exact match "
+                "(the quality curve). On a large model each evaluation decodes them all: lower it, or 0 to skip.",
+            )
         started = st.form_submit_button("Start distillation", type="primary")
     if objective == "tfkd":  # the teacher Tf-KD pulls toward, at the form's values
         with st.expander("Tf-KD's virtual teacher", expanded=False), ui.guard("draw the virtual teacher"):
@@ -287,6 +298,7 @@ with tab_new:
                 schedule=schedule,
                 seed=int(seed),
                 teacher_cache=bool(teacher_cache),
+                heldout_prompts=int(heldout),
                 device=state.device(),
                 schedules=schedules,
                 **own_fields,

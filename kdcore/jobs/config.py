@@ -31,6 +31,7 @@ DEVICES = ("cpu", "cuda", "auto")
 # A user's own Hugging Face pair (JobConfig.teacher/student/data): the model kinds, student inits, layer rules
 # and data options (the keyword names of kdcore.data.load_hf_text) a config may name.
 MODEL_KINDS = ["causal_lm", "sequence_classification", "encoder"]  # a list: other model kinds register themselves here
+HELDOUT_PROMPTS = 64  # causal LMs: held-out prompts decoded at each evaluation (kdcore.jobs.heldout)
 STUDENT_INITS = ("reinit", "pretrained", "from_teacher")  # "" in a config: the default (see JobConfig)
 LAYER_RULES = ("spread", "stride", "first")  # kdcore.adapters.layer_subset_indices
 DATA_OPTIONS = (
@@ -103,6 +104,7 @@ class JobConfig:
     device: str = "cpu"  # "cpu" | "cuda" | "auto" (cuda when present)
     checkpoints: int = 3  # epochs with CKA/divergence probes and saved weights (last included)
     probe_size: int = 256  # validation samples used at checkpoints
+    heldout_prompts: int = HELDOUT_PROMPTS  # causal LMs: held-out prompts greedily decoded at every evaluation (0: off)
     teacher_cache: bool = False  # compute teacher outputs once per dataset and reuse them
     cache_top_k: int | None = None  # keep the top-k teacher logits per position (large vocabularies)
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
@@ -278,6 +280,7 @@ class JobConfig:
             p.append(f"'device' must be one of {', '.join(DEVICES)}; got {self.device!r}")
         _opt_int(p, "checkpoints", self.checkpoints, lo=0, required=True)
         _opt_int(p, "probe_size", self.probe_size, lo=4, required=True)
+        _opt_int(p, "heldout_prompts", self.heldout_prompts, lo=0, required=True)
         if not isinstance(self.teacher_cache, bool):
             p.append(f"'teacher_cache' must be true or false; got {self.teacher_cache!r}")
         _opt_int(p, "cache_top_k", self.cache_top_k, lo=1)

@@ -20,8 +20,8 @@ from typing import Any
 from kdcore.data.base import Dataset
 from kdcore.data.prompts import PromptSet
 from kdcore.generation import greedy_completions
+from kdcore.jobs.config import HELDOUT_PROMPTS  # prompts per evaluation (the first of the test split)
 
-HELDOUT_PROMPTS = 64  # prompts per evaluation (the first of the test split)
 _SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(weights versions, prompts): EM}
 
 
@@ -37,11 +37,12 @@ def exact_match_ids(predictions: Sequence[Sequence[int]], references: Sequence[S
 
 
 def heldout_prompts(dataset: Dataset | None, n: int = HELDOUT_PROMPTS) -> PromptSet | None:
-    """The first n test prompts with references (see the module doc), None when the data have none."""
+    """The first n test prompts with references (see the module doc), None when the data have none or
+    n is 0 (JobConfig.heldout_prompts = 0: no greedy decoding at evaluations)."""
     from kdcore.data.prompts import split_prompts, tinylang_copy_prompts
     from kdcore.jobs.sequence_data import is_prompt_data
 
-    if dataset is None or dataset.task != "causal_lm":
+    if dataset is None or dataset.task != "causal_lm" or n == 0:
         return None
     if dataset.name == "tinylang":
         return tinylang_copy_prompts("test", n)

@@ -153,7 +153,7 @@ class _Job:
         self.cache: TeacherCache | None = self._build_cache() if config.teacher_cache else None
         self.pool = self._build_pool()  # a curriculum's paced pool (methods/13 §13.3b), else None
         self._teacher_training = 0.0  # 1 when the teacher was seen in train mode during the epoch
-        self.heldout = heldout_prompts(prep.pair.dataset)  # held-out prompt records of causal LMs, else None
+        self.heldout = heldout_prompts(prep.pair.dataset, config.heldout_prompts)  # causal LMs' prompts, or None
         self.teacher_val = teacher_validation(self.teacher, self.val_x, self.val_y, self.task, self.device)
         n_fit = TRAIN_PROBE_SEQUENCES if prep.task == "causal_lm" else TRAIN_PROBE  # training fit, streamed
         fit_x, fit_y = self.train_x[:n_fit], self.train_y[:n_fit]
