@@ -95,3 +95,31 @@ def test_page_on_other_tasks_offers_their_methods(home, pair):
     assert at.selectbox(key="board_pair").value == pair  # the sidebar's pair comes first
     task = load_pair(pair).dataset.task
     assert at.multiselect(key=f"board_methods_{pair}").options == [m.name for m in methods_for(task) if m.name != "ce"]
+
+
+@pytest.mark.slow  # trains 2 tiny tinylang runs (~5 s)
+def test_language_model_leaderboard_ranks_by_heldout_exact_match_or_val_loss(home):
+    from kdcore.jobs import RunStore, worker
+    from kdcore.jobs.leaderboard import leaderboard_status
+
+    store = RunStore(home)
+    at = _open(sample_pair="tinylang")
+    at.multiselect(key="board_methods_tinylang").set_value(["token"])
+    at.text_input(key="board_seeds_tinylang").set_value("0")
+    for key, value in (("epochs", 1), ("train", 16), ("batch", 8)):
+        at.number_input(key=f"board_{key}_tinylang").set_value(value)
+    next(b for b in at.button if "Run the leaderboard" in str(b.proto.label)).click().run()
+    assert not at.exception and worker.work(store) == 0
+    at = _open(sample_pair="tinylang")
+    assert at.radio(key="board_metric").value == "heldout_em"  # the task's answer, not the objective's loss
+    pid = at.selectbox(key="board_pick").value
+    for metric in ("heldout_em", "val_loss"):
+        at.radio(key="board_metric").set_value(metric).run()
+        assert not at.exception, [e.value for e in at.exception]
+        want = leaderboard_status(store, pid, metric)[0].table
+        assert set(want["metric"]) == {metric}
+        table = at.dataframe[0].value
+        assert set(table["best epoch (mean ± std)"]) == set(want["best"])
+        (chart,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        best = next(t for t in chart["data"] if t.get("name") == "best epoch")
+        np.testing.assert_allclose(arr(best["y"]), [want.set_index("method")["best_mean"][m] for m in best["x"]])

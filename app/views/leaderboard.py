@@ -148,18 +148,42 @@ def _shown(table):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _finished_status(pid: str, home: str, runs_and_states: tuple):
+def _finished_status(pid: str, home: str, runs_and_states: tuple, metric: str | None):
     """A finished leaderboard's status, kept while its runs and their states stay the same (instant reopen)."""
-    return leaderboard_status(store, pid)
+    return leaderboard_status(store, pid, metric)
 
 
-def board_status(pid: str):
+def board_status(pid: str, metric: str | None):
     """(result, runs finished, runs in all): read from the store, or from the cache once every run is final."""
     members = store.protocol_runs(pid)
     if members["state"].isin(FINAL_STATES).all():
         key = tuple(zip(members["run_id"], members["state"]))
-        return _finished_status(pid, str(store.root), key)
-    return leaderboard_status(store, pid)
+        return _finished_status(pid, str(store.root), key, metric)
+    return leaderboard_status(store, pid, metric)
+
+
+# what a language-model leaderboard can rank by (kdcore.jobs.leaderboard's metric); classifiers: val_acc
+LM_METRICS = {
+    "heldout_em": "held-out exact match (greedy completions of the test prompts, %)",
+    "val_loss": "validation loss (next-token cross-entropy, lower is better)",
+}
+
+
+def rank_metric(pair: str) -> str | None:
+    """The metric a leaderboard of `pair` is ranked by: the user's choice for a language model, None (each
+    run's own: validation accuracy) for a classifier."""
+    if state.pair_from_key(("sample", pair)).dataset.task != "causal_lm":
+        return None
+    return st.radio(
+        "Rank by",
+        list(LM_METRICS),
+        format_func=LM_METRICS.get,
+        horizontal=True,
+        key="board_metric",
+        help="Validation loss measures how well the student predicts the next token of held-out text; held-out "
+        "exact match whether its greedy continuation of a test prompt is the reference, the task's real answer. "
+        "Runs started with held-out prompts off (0) have no exact match and drop out of that ranking.",
+    )
 
 
 boards = leaderboards(store)
@@ -173,10 +197,12 @@ else:
     meta = next(m for m in boards if m["id"] == pid)
     board_active = any(r.get("state") not in FINAL_STATES for r in meta["runs"])
 
+    metric = rank_metric(meta["pair"])
+
     @st.fragment(run_every=2.0 if board_active else None)
     def show_board(pid: str) -> None:
         with ui.guard("show the leaderboard"):
-            res, done, total = board_status(pid)
+            res, done, total = board_status(pid, metric)
             running = res.runs[res.runs["state"] == "running"]
             now = f" · training {running.iloc[0]['variant']} seed {running.iloc[0]['seed']}" if len(running) else ""
             st.progress(done / total if total else 1.0, text=f"{done} of {total} runs finished{now}")

@@ -435,9 +435,12 @@ def stored_leaderboard(store: RunStore, protocol_id: str, metric: str | None = N
     return LeaderboardResult(table, runs, protocol_id, dict(meta.get("budget") or {}))
 
 
-def leaderboard_status(store: RunStore, protocol_id: str) -> tuple[LeaderboardResult, int, int]:
-    """(the leaderboard so far, runs finished, runs in all) of a stored leaderboard."""
-    res = stored_leaderboard(store, protocol_id)
+def leaderboard_status(
+    store: RunStore, protocol_id: str, metric: str | None = None
+) -> tuple[LeaderboardResult, int, int]:
+    """(the leaderboard so far, runs finished, runs in all) of a stored leaderboard; metric: as in
+    compare_methods (None: each run's own)."""
+    res = stored_leaderboard(store, protocol_id, metric)
     done = int(res.runs["state"].isin(FINAL_STATES).sum())
     return res, done, len(res.runs)
 
