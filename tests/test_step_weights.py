@@ -199,3 +199,14 @@ def test_two_gloo_ranks_match_one_process_on_padded_text(tmp_path):
     # float32 rounding order only (~1e-7); slices weighted by samples were 3e-4 apart here
     np.testing.assert_allclose(ours["loss"].to_numpy(), theirs["loss"].to_numpy(), rtol=1e-6)
     assert two["metrics"]["final_val_loss"] == pytest.approx(one.metrics["final_val_loss"], rel=1e-6)
+
+
+def test_attn_kl_alone_is_weighted_by_its_query_rows(lm_job, monkeypatch):
+    terms = JobConfig(pair="tinylang", objective="attn_kl").resolved_terms()
+    monkeypatch.setattr(lm_job, "terms", terms)
+    monkeypatch.setattr(lm_job, "need_attn", True)
+    monkeypatch.setattr(lm_job, "ce_weight", 0.0)
+    idx = torch.arange(7)
+    whole = _step(lm_job, idx, 1)
+    assert any(k.startswith("attn_kl/") for k in whole[0])
+    _assert_same(_step(lm_job, idx, 3), whole)  # "tokens" or "samples" weights are > 1e-6 off here

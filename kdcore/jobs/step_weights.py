@@ -13,12 +13,13 @@ Units, per objective of the method table (kdcore/methods), from how each loss re
 
 - "samples" (a part's rows / the batch's rows): every task but ``causal_lm``; ``hybrid`` with its
   default reduction "sequence" (its loss is (1/B) Σ_i over sequences, methods/15 §15.2).
-- "tokens" (predicted positions: target ≠ -100 and, with an attention mask, mask ≠ 0): ``token``
-  (divergence_loss's pooled mean over targets ≠ -100, the chunked path too), the causal-LM CE
-  (``ce``, and the CE added by ce_weight: cross_entropy's ignore_index mean), ``seqkd`` (nll and
-  word_ce pooled over the kept shifted labels, which are the targets ≠ -100 of sft rows, whose last
-  column is always -100), ``hybrid`` with reduction "token" (pooled over the data rows' kept
-  positions; its sentence term on ŷ is pooled over ŷ's rows, so it is exact only with
+- "tokens" (predicted positions: target ≠ -100 and, with an attention mask, mask ≠ 0; the losses
+  themselves count targets ≠ -100, and the text loaders put -100 on every padded position, so the two
+  agree): ``token`` (divergence_loss's pooled mean over targets ≠ -100, the chunked path too), the
+  causal-LM CE (``ce``, and the CE added by ce_weight: cross_entropy's ignore_index mean), ``seqkd``
+  (nll and word_ce pooled over the kept shifted labels, which are the targets ≠ -100 of sft rows,
+  whose last column is always -100), ``hybrid`` with reduction "token" (its token term pooled over the
+  data rows' kept positions; its sentence term on ŷ is pooled over ŷ's rows, so it is exact only with
   token_targets="teacher", where both are the same rows).
 - "positions" (attention-mask positions, all L without a mask): ``attn_kl`` (attention_kl_loss's mean
   over batch, heads and the query rows the attention mask keeps).
