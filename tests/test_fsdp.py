@@ -14,9 +14,8 @@ from tests.helpers.ddp_ranks import two_ranks
 from tests.helpers.hf_pairs import llama_pair_with_corpus
 from tests.helpers.toys import TOY
 
-# one document: every position has a target, so each sample's loss is a mean over the same number of
-# tokens and the ranks' sample-share weighting is exact (with ignored positions the token objective is a
-# per-token mean over the batch, and slices weighted by samples differ from one process by ~1e-5)
+# one document: every position has a target (padded and prompt-masked rows: the ranks' slices carry their
+# share of the batch's kept tokens, kdcore.jobs.step_weights; tests/test_step_weights.py checks those)
 TEXT = " ".join(f"a small corpus line {i}: the cat {i % 5} sat on mat {i * 3}." for i in range(80))
 TOL = 1e-4  # relative: sharded sums differ from one process's only in float32 rounding order
 

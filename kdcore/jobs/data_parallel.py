@@ -4,11 +4,16 @@
 
 Every rank builds the same job (same seed, same data, same student). Each step takes the same global
 batch of indices (config.batch_size, the order of the one-process run) and rank r trains on its
-contiguous slice; the slice's micro-batches carry their share of the GLOBAL batch (n_slice / B), so
-summing the gradients over ranks gives the one-process gradient of a per-sample-mean loss exactly
-(unequal slices included). The gradients and the logged loss components are summed in one all_reduce
-after backward, the data-parallel step of DistributedDataParallel; it is done on the job's own
-parameters (student and projectors) rather than through a DDP wrapper because the adapters run the
+contiguous slice; the slice's micro-batches carry their share of the GLOBAL batch's units
+(step_weights.py: samples, or for token-mean causal-LM objectives the kept token positions, targets
+≠ -100 and attention mask, counted over the whole global batch on every rank, so without
+communication). Summing the gradients over ranks gives the one-process gradient exactly (unequal
+slices and unequal padding or prompt masking included), for per-sample-mean and token-mean losses
+alike; a mixed objective is exact for the parts in its chosen unit (step_weights.py says which). A
+slice without any unit runs one row of the batch at weight 0, so every rank reduces the same
+components. The gradients and the logged loss components are summed in one all_reduce after
+backward, the data-parallel step of DistributedDataParallel; it is done on the job's own parameters
+(student and projectors) rather than through a DDP wrapper because the adapters run the
 student through hooks on its named layers, which a wrapper would rename. Teacher outputs are computed
 per slice (or read from the teacher cache by global index). Batch-relational objectives (RKD, CKA)
 and BatchNorm statistics see the rank's slice, as under DDP without SyncBatchNorm.
@@ -80,10 +85,10 @@ class DataParallelJob(_Job):
     def _initial_metrics(self) -> dict[str, float]:
         return super()._initial_metrics() if self.env.main else {}
 
-    def _micro_batches(self, idx: Tensor) -> list[tuple[Tensor, float]]:
+    def _micro_batches(self, idx: Tensor, unit: str) -> list[tuple[Tensor, float]]:
+        """This rank's slice's micro-batches, each with its share of the GLOBAL batch's units."""
         lo, hi = shard_bounds(idx.shape[0], self.env.rank, self.env.world_size)
-        weight = (hi - lo) / idx.shape[0]  # this slice's share of the global batch
-        return [(part, share * weight) for part, share in split_batch(idx[lo:hi], self.cfg.grad_accum)]
+        return self._weighted(idx, [part for part, _ in split_batch(idx[lo:hi], self.cfg.grad_accum)], unit)
 
     def _replicated_params(self) -> list[torch.nn.Parameter]:
         """The parameters every rank holds whole, whose gradients _reduce_step sums (fsdp.py: the projectors)."""

@@ -7,7 +7,7 @@ What is sharded: the Hugging Face student's parameters, gradients and optimizer 
 `_no_split_modules` classes, e.g. LlamaDecoderLayer) and then to the root (embeddings, final norm,
 output head: tied input/output embeddings stay one parameter, in the root's unit). The optimizer is
 built after sharding. Each step's batch is split by rank exactly as in data_parallel.py (each slice's
-loss carries its share of the global batch); FSDP reduce-scatters the gradients as a SUM (divide
+loss carries its share of the global batch's units: samples or kept tokens, step_weights.py); FSDP reduce-scatters the gradients as a SUM (divide
 factor 1, plain sum collectives, which gloo runs too), so a step is one process's step on the same
 global batch. Learned projectors stay whole on every rank and are all-reduced as in data_parallel.py.
 

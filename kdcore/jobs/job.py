@@ -56,6 +56,7 @@ from kdcore.jobs.resume_state import (
     resume_bytes,
 )
 from kdcore.jobs.sanity import sanity_warnings
+from kdcore.jobs.step_weights import objective_unit, unit_counts, unit_weights
 from kdcore.jobs.store import RunStore, StoreError
 from kdcore.jobs.student_init import check_student_init, init_notice, pair_from_teacher, student_from_teacher
 from kdcore.jobs.teacher_cache import TeacherCache, build_cache, compute_teacher_outputs
@@ -377,14 +378,16 @@ class _Job:
         return loss, comps, float(batch.teacher_logits.requires_grad)
 
     def _train_step(self, idx: Tensor) -> tuple[dict[str, float], dict[str, float]]:
-        """One optimiser step over ``grad_accum`` micro-batches (each loss × its share of the batch), with
-        the job's schedules applied; returns (loss components, other per-step values)."""
+        """One optimiser step over ``grad_accum`` micro-batches (each loss × its share of the step's units:
+        samples, or kept tokens for token-mean LM objectives, kdcore.jobs.step_weights), with the job's
+        schedules applied; returns (loss components, the same weighted means; other per-step values)."""
         self.opt.zero_grad(set_to_none=True)
         terms, ce_weight, logged = self._scheduled()
+        unit = objective_unit(self.task, terms, ce_weight)
         totals: Tensor | None = None
         names: list[str] = []
         teacher_grad = 0.0
-        for part, share in self._micro_batches(idx):
+        for part, share in self._micro_batches(idx, unit):
             loss, comps, t_grad = self._micro_loss(part, terms, ce_weight)
             names, teacher_grad = ["loss", *comps], max(teacher_grad, t_grad)
             vals = torch.stack([loss.detach().float(), *(c.detach().float() for c in comps.values())]) * share
@@ -401,9 +404,20 @@ class _Job:
             extras["teacher_logits_grad"] = teacher_grad
         return dict(zip(names, totals.tolist())), extras
 
-    def _micro_batches(self, idx: Tensor) -> list[tuple[Tensor, float]]:
-        """The step's micro-batches and their shares of the step's batch (distributed.py: this rank's shard)."""
-        return split_batch(idx, self.cfg.grad_accum)
+    def _micro_batches(self, idx: Tensor, unit: str) -> list[tuple[Tensor, float]]:
+        """The step's micro-batches and their shares of the step's `unit`s (data_parallel.py: this rank's slice's)."""
+        return self._weighted(idx, [part for part, _ in split_batch(idx, self.cfg.grad_accum)], unit)
+
+    def _weighted(self, idx: Tensor, parts: list[Tensor], unit: str) -> list[tuple[Tensor, float]]:
+        """(part, its share of the units of the global batch idx) for the parts that hold any: a part of
+        padding or prompt only adds nothing (its loss would have no position to average). When no part
+        holds any (a rank's slice), one row of idx that does, weighted 0, so the step still has its components."""
+        weights = unit_weights(idx, parts, self.train_y, self.train_mask, unit)
+        live = [(part, w) for part, w in zip(parts, weights, strict=True) if w > 0]
+        if live:
+            return live
+        rows = unit_counts(self.train_y[idx], None if self.train_mask is None else self.train_mask[idx], unit)
+        return [(idx[int(rows.argmax())].reshape(1), 0.0)]
 
     def _reduce_step(self, totals: Tensor) -> Tensor:
         """The logged loss components once backward is done (distributed.py: summed, with the gradients, over ranks)."""

@@ -4,9 +4,12 @@ checkpointing, the attention implementation and the chunked token divergences.
 - ``precision``: "fp32", or "bf16" (``torch.autocast`` on CPU or CUDA around the forward passes and
   the loss; parameters, gradients and optimizer state stay float32, and the loss arithmetic is
   float32 because every divergence and CE upcasts). Refused on a device without bf16 support.
-- ``grad_accum``: each step's batch is split into this many micro-batches, each backward pass
-  adds (micro-batch loss × its share of the batch) to the gradients, one optimizer step follows:
-  the same update as the whole batch at once, with a micro-batch's activation memory.
+- ``grad_accum``: each step's batch is split into this many micro-batches (``split_batch``), each
+  backward pass adds (micro-batch loss × its share of the step's units) to the gradients, one
+  optimizer step follows. The unit is what the objective's loss averages over (kdcore.jobs.step_weights):
+  samples, or the kept token positions of token-mean causal-LM objectives (targets ≠ -100, attention
+  mask), so the update is exactly the whole batch's at once, padding and masked prompts included,
+  with a micro-batch's activation memory.
 - ``grad_checkpointing``: ``gradient_checkpointing_enable()`` on the job's own student clone
   (Hugging Face models; others are refused before anything runs).
 - ``attn_implementation``: "auto" (SDPA unless the objective needs attention weights), "eager" or
@@ -111,7 +114,8 @@ def enable_grad_checkpointing(student: ModelAdapter) -> None:
 
 
 def split_batch(idx: Tensor, grad_accum: int) -> list[tuple[Tensor, float]]:
-    """The step's sample indices in ``grad_accum`` micro-batches, each with its share of the batch."""
+    """The step's sample indices in ``grad_accum`` micro-batches, each with its share of the batch's SAMPLES
+    (the job re-weights them by the objective's unit: kdcore.jobs.step_weights.unit_weights)."""
     n = idx.shape[0]
     return [(part, part.shape[0] / n) for part in idx.tensor_split(min(grad_accum, n))]
 
