@@ -40,7 +40,8 @@ def is_builtin_data(data: str) -> bool:
 
 def data_format(config: Any) -> str:
     """The format a factory pair's `data` is read in: "builtin", "table", "text" or "images" (the
-    option `format`, else: a built-in name, a folder or .zip, text for causal LMs and .txt/.jsonl, else table)."""
+    option `format`, else: a built-in name, a folder or .zip, a .csv/.tsv/.parquet table, text for .txt/.jsonl
+    and for causal LMs, else a table)."""
     options = config.data_options if isinstance(config.data_options, dict) else {}
     fmt = options.get("format", "auto")
     if is_builtin_data(config.data):
@@ -50,9 +51,9 @@ def data_format(config: Any) -> str:
     path = Path(config.data).expanduser()
     if path.is_dir() or path.suffix.lower() == ".zip":
         return "images"
-    if config.model_kind == "causal_lm" or path.suffix.lower() in (".txt", ".jsonl"):
-        return "text"
-    return "table"
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return "table"
+    return "text" if config.model_kind == "causal_lm" or path.suffix.lower() in (".txt", ".jsonl") else "table"
 
 
 def factory_label(config: Any) -> str:

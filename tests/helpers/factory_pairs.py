@@ -60,7 +60,11 @@ def write_factory_pair(root: Path, rows: int = 120) -> dict[str, Path]:
     from safetensors.torch import save_file
 
     out = {}
-    for name, factory, seed in (("teacher", make_teacher, 1), ("student", make_student, 2), ("wide", make_wide_student, 3)):
+    for name, factory, seed in (
+        ("teacher", make_teacher, 1),
+        ("student", make_student, 2),
+        ("wide", make_wide_student, 3),
+    ):
         torch.manual_seed(seed)
         out[name] = root / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in factory().state_dict().items()}, str(out[name]))
