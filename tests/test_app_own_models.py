@@ -165,7 +165,7 @@ def test_own_job_fields_from_the_sidebar_spec(own):
     assert runs.teacher_layers(spec) == 4 and runs.teacher_layers(("hf", str(own["text"]))) is None
     with pytest.raises(ValueError, match="trains on a data file"):
         runs.own_job_fields(("hf", spec[1], spec[2], ("builtin", "digits", None), "causal_lm"))
-    with pytest.raises(ValueError, match="Only Hugging Face directories"):
+    with pytest.raises(ValueError, match="Refused to load 'm:f'"):  # module loading is off: refused before queueing
         runs.own_job_fields(("factory", ("m:f", "w"), ("m:f", "w"), spec[3], "causal_lm"))
 
 

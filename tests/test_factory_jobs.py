@@ -131,6 +131,7 @@ def test_from_teacher_is_refused_where_the_student_is_not_a_shallower_copy(files
         prepare_run(cfg)
 
 
+@pytest.mark.slow
 def test_a_run_reopens_its_student_and_exports(files, data_dir, tmp_path):
     from kdcore.cli import export_run
     from kdcore.jobs import run_job
