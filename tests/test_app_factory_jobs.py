@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.apptest import FACTORY, ok, started
+from tests.helpers.apptest import FACTORY, ok, start_distill_run, started
 from tests.helpers.factory_pairs import STUDENT, TEACHER, write_factory_pair
 
 
@@ -100,11 +100,7 @@ def test_distill_the_factory_pair_from_the_app_and_reopen_its_student(own, monke
     init.set_value("from_teacher").run()
     ok(at)
     assert any("blocks ← [0, 3]" in c.value for c in at.caption), [c.value for c in at.caption]  # spread: 4 → 2
-    at.number_input(key="job_max_steps").set_value(2)
-    at.number_input(key="job_train_size").set_value(32)
-    at.button(key="FormSubmitter:new_run-Start distillation").click().run()
-    ok(at)
-    run_id = at.session_state["watch_run"]
+    run_id = start_distill_run(at, 2, 32)
     store = RunStore()
     cfg = store.get_run(run_id)["config"]
     assert (cfg["teacher_factory"], cfg["student_weights"], cfg["student_init"]) == (

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from kdcore.jobs.factory_config import factory_label, factory_problems, uses_factories
+from kdcore.jobs.factory_config import factory_label, factory_problems, option_key_problems, uses_factories
 from kdcore.jobs.perf_options import option_problems
 from kdcore.jobs.schedules import schedule_problems
 from kdcore.methods import (
@@ -382,13 +382,9 @@ def with_source_label(config: JobConfig) -> JobConfig:
 
 
 def _data_option_problems(options: Any) -> list[str]:
+    p = option_key_problems(options, DATA_OPTIONS)
     if not isinstance(options, dict):
-        return [f"'data_options' must be a mapping ({', '.join(DATA_OPTIONS)}); got {type(options).__name__}"]
-    p = [
-        f"'data_options' has an unknown key {k!r} (known keys: {', '.join(DATA_OPTIONS)})"
-        for k in options
-        if k not in DATA_OPTIONS
-    ]
+        return p
     if "context_length" in options:
         _opt_int(p, "data_options.context_length", options["context_length"], lo=1, required=True)
     if options.get("format", "auto") not in ("auto", "text", "jsonl", "csv"):

@@ -109,15 +109,22 @@ def _model_problems(config: Any, who: str) -> list[str]:
     return p
 
 
+def option_key_problems(options: Any, known: tuple[str, ...], owner: str = "") -> list[str]:
+    """The problems of a `data_options` value: not a mapping, or keys outside `known` (`owner`: whose options)."""
+    if not isinstance(options, dict):
+        return [f"'data_options' must be a mapping ({', '.join(known)}); got {type(options).__name__}"]
+    return [
+        f"'data_options'{owner} has an unknown key {k!r} (known keys: {', '.join(known)})"
+        for k in options
+        if k not in known
+    ]
+
+
 def _data_problems(config: Any) -> list[str]:
     options = config.data_options
+    p = option_key_problems(options, FACTORY_DATA_OPTIONS, " of a module:factory pair")
     if not isinstance(options, dict):
-        return [f"'data_options' must be a mapping ({', '.join(FACTORY_DATA_OPTIONS)}); got {type(options).__name__}"]
-    p = [
-        f"'data_options' of a module:factory pair has an unknown key {k!r} (known keys: {', '.join(FACTORY_DATA_OPTIONS)})"
-        for k in options
-        if k not in FACTORY_DATA_OPTIONS
-    ]
+        return p
     if options.get("format", "auto") not in FACTORY_FORMATS:
         p.append(f"'data_options.format' must be one of {', '.join(FACTORY_FORMATS)}; got {options['format']!r}")
     if options.get("tokenizer", "char") not in ("char", "word"):
