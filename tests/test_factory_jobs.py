@@ -190,3 +190,32 @@ def test_cli_refuses_a_pair_with_factories(files, capsys, data_dir):
 
     rc = main(["distill", "--pair", "digits", "--teacher-factory", TEACHER, "--student-factory", STUDENT])
     assert rc == 2 and "not both" in capsys.readouterr().err
+
+
+def test_each_data_format_reads_as_its_loader(files, tmp_path):
+    """Text (char/word), an image folder and its .zip give the datasets kdcore.data's loaders give."""
+    import zipfile
+
+    from PIL import Image
+
+    from kdcore.data import load_image_folder, load_text
+    from kdcore.jobs.factory_source import factory_dataset
+
+    text = tmp_path / "story.txt"
+    text.write_text(" ".join(f"word{i % 5}" for i in range(600)), encoding="utf-8")
+    ds = factory_dataset(_config(files, data=str(text), model_kind="causal_lm", data_options={"tokenizer": "word"}))
+    assert torch.equal(ds.split("train").inputs, load_text(text, tokenizer="word").split("train").inputs)
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / c / f"{i}.png")
+    want = load_image_folder(tmp_path / "photos").split("train")
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        for f in sorted((tmp_path / "photos").rglob("*.png")):
+            z.write(f, f.relative_to(tmp_path).as_posix())
+    (tmp_path / "photos.zip").rename(tmp_path / "upload.zip")
+    for data in (tmp_path / "photos", tmp_path / "upload.zip"):
+        got = factory_dataset(_config(files, data=str(data))).split("train")
+        assert torch.equal(got.inputs, want.inputs) and torch.equal(got.targets, want.targets), data
