@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from app import run_table
+from app import run_table, safety
 from kdcore.adapters.hf_files import read_config
 from kdcore.jobs import JobConfig, submit
 from kdcore.jobs.config import source_label
@@ -25,7 +25,7 @@ from kdcore.jobs.store import FINAL_STATES, RunStore
 from kdcore.methods import Method, Param, get_method
 
 ACTIVE = ("queued", "running")
-OWN = "your own models"  # the Distill page's choice of the sidebar's own Hugging Face pair
+OWN = "your own models"  # the Distill page's choice of the sidebar's own pair (directories or factories)
 STUDENT_INITS = {
     "pretrained": "its own weights (pretrained)",
     "from_teacher": "a copy of some of the teacher's layers (from_teacher)",
@@ -103,16 +103,12 @@ def own_job_fields(
 ) -> dict[str, Any]:
     """The JobConfig fields (teacher, student, data, data_options, model_kind, student_init, student_layers,
     layer_rule) that distil the sidebar's own pair, from its load spec (app.state._own_spec):
-    ("hf", teacher_dir, student_dir, data_spec, kind); data_spec ("hf_text", path, (teacher, student,
+    a module:factory spec gives factory_job_fields' fields; ("hf", teacher_dir, student_dir, data_spec, kind); data_spec ("hf_text", path, (teacher, student,
     context_length, text_field), ...) for text tokenised by the pair's tokenizer, ("hf_sentences", path,
     (teacher, student, max_length, text_field, label_field or None), ...) for sentences, or (kind, path, ...)."""
     mode, teacher, student, data, kind = spec
-    if mode != "hf":
-        raise ValueError(
-            "Only Hugging Face directories can be distilled from this page. For a module:factory pair, "
-            "register a function returning the Pair and start it with `python -m kdcore distill --pair "
-            "mypkg.pairs:make_pair` (README, 'Registering your own pair')."
-        )
+    if mode == "factory":
+        return factory_job_fields(spec, student_init, layer_rule)
     if data is None or data[0] == "builtin":
         raise ValueError(
             "A job on your own models trains on a data file: in the sidebar's form choose Data "
@@ -132,6 +128,32 @@ def own_job_fields(
         "model_kind": kind,
         "student_init": student_init,
         "student_layers": int(student_layers) if from_teacher and student_layers is not None else None,
+        "layer_rule": layer_rule,
+    }
+
+
+def factory_job_fields(spec: tuple, student_init: str = "pretrained", layer_rule: str = "spread") -> dict[str, Any]:
+    """The JobConfig fields (teacher_factory, teacher_weights, student_factory, student_weights, data,
+    data_options, model_kind, student_init, layer_rule) of the sidebar's module:factory pair, from its load spec
+    ("factory", (teacher factory, weights), (student factory, weights), data_spec, kind); data_spec is
+    ("builtin", name, None) or (table | text | images, path, label column | tokenizer | None, max bytes).
+    Both factories pass app.safety.check_factory first (ValueError when the server may not load them)."""
+    _, (t_factory, t_weights), (s_factory, s_weights), data, kind = spec
+    safety.check_factory(t_factory)  # the run would import them in this server (prepare_run) and the worker
+    safety.check_factory(s_factory)
+    options: dict[str, Any] = {}
+    if data[0] != "builtin":
+        options["format"] = data[0]
+        options |= {"table": {"label_field": data[2]}, "text": {"tokenizer": data[2]}}.get(data[0], {})
+    return {
+        "teacher_factory": t_factory,
+        "teacher_weights": str(t_weights),
+        "student_factory": s_factory,
+        "student_weights": str(s_weights),
+        "data": str(data[1]),
+        "data_options": options,
+        "model_kind": kind,
+        "student_init": student_init,
         "layer_rule": layer_rule,
     }
 
@@ -163,8 +185,9 @@ def own_layer_defaults(method: Method, teacher: list[str], student: list[str], i
 
 
 def own_pair_label(spec: tuple | None) -> str | None:
-    """The pair name runs of the sidebar's own pair are listed under ("hf:teacher→student"), or None."""
-    if not spec or spec[0] != "hf":
+    """The pair name runs of the sidebar's own pair are listed under ("hf:teacher→student",
+    "factory:make_teacher→make_student"), or None."""
+    if not spec or spec[0] not in ("hf", "factory"):
         return None
     try:
         return source_label(JobConfig(**own_job_fields(spec)))

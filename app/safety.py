@@ -148,3 +148,12 @@ def check_factory(spec: str) -> None:
     defined_in = getattr(factory, "__module__", None) or ""
     if not (inspect.isfunction(factory) or inspect.isclass(factory)) or not _in_allowed(defined_in):
         raise ValueError(_refusal(spec, f"{attr!r} is not a function or class defined in {module_name!r}"))
+
+
+def check_run_factories(config: Mapping) -> None:
+    """check_factory on each factory a run's config names (JobConfig.teacher_factory, student_factory): a run
+    queued from the command line is reopened in the server only when its factories may be loaded here."""
+    for key in ("teacher_factory", "student_factory"):
+        spec = config.get(key)
+        if isinstance(spec, str) and spec:
+            check_factory(spec)

@@ -88,7 +88,7 @@ def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
     """The pair a run distilled, with the run's student (final weights, or those of a checkpoint epoch).
 
     Any pair: a sample pair (its cached copy), a registered or module:factory pair, or a user's own
-    Hugging Face directories (kdcore.jobs.pair_source.pair_for_config and student_for_run)."""
+    Hugging Face directories or factories (kdcore.jobs.pair_source.pair_for_config and student_for_run)."""
     run = store().get_run(run_id)
     weights = store().load_student(run_id, epoch=epoch)
     label = f"{run['pair']} · run {run_id}" + (f" · epoch {epoch}" if epoch is not None else "")
@@ -104,6 +104,7 @@ def _run_pair(run_id: str, epoch: int | None = None) -> Pair:
             student_baseline=base.student_baseline,
             dataset=base.dataset,
         )
+    safety.check_run_factories(run["config"])  # a module:factory run imports its factories here
     config = JobConfig.from_dict(run["config"])
     base = pair_for_config(config)  # the teacher and data as the run had them; its models are not changed
     return Pair(name=label, teacher=base.teacher, student=student_for_run(config, weights), dataset=base.dataset)
@@ -422,10 +423,11 @@ def _check_kind(model_dir: str, kind: str) -> None:
             )
 
 
-def own_hf_pair() -> tuple[tuple | None, Pair | None]:
-    """(load spec, pair) of the sidebar's own Hugging Face pair when one was loaded and loads; else (None, None)."""
+def own_job_pair() -> tuple[tuple | None, Pair | None]:
+    """(load spec, pair) of the sidebar's own pair (Hugging Face directories or module:factory) when one was
+    loaded and loads; else (None, None)."""
     spec = st.session_state.get("own_spec")
-    if not spec or spec[0] != "hf":
+    if not spec or spec[0] not in ("hf", "factory"):
         return None, None
     try:
         return spec, _own_pair(spec)

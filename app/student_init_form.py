@@ -1,7 +1,8 @@
 """The Distill form's "the student starts from" choice for a sample (registered) pair: its own
 architecture re-initialised, or "from teacher (layer subset)" (METHODS §14.2) where its student is a
 shallower copy of its teacher; elsewhere the option is disabled with the reason
-(kdcore.jobs.student_init.from_teacher_fit: nothing is copied to check).
+(kdcore.jobs.student_init.from_teacher_fit: nothing is copied to check). For the sidebar's module:factory
+pair (factory_student_init): its student's weights file, fresh weights, or the teacher's blocks where they fit.
 """
 
 from __future__ import annotations
@@ -31,10 +32,39 @@ def pair_student_init(pair: Pair) -> tuple[str, str]:
             return "reinit", "spread"
         if not on:
             return "reinit", "spread"
-        rule = st.selectbox("Teacher blocks kept", LAYER_RULES, key="job_pair_layer_rule")
-        mapping, reason = from_teacher_fit(pair, rule)
+        return "from_teacher", _layer_rule(pair, "job_pair_layer_rule")
+
+
+def factory_student_init(pair: Pair) -> tuple[str, str]:
+    """(student_init, layer_rule) of the sidebar's module:factory pair: its student's weights file (pretrained),
+    fresh weights (reinit), or, where its student is a shallower copy of its teacher, the teacher's blocks."""
+    from app.runs import STUDENT_INITS
+
+    with st.container(border=True):
+        mapping, reason = from_teacher_fit(pair)
+        offered = [k for k in STUDENT_INITS if k != "from_teacher" or mapping is not None]
+        init = st.radio(
+            "The student starts from",
+            offered,
+            format_func=STUDENT_INITS.get,
+            key="job_factory_student_init",
+            horizontal=True,
+            help="pretrained: the student's weights file; reinit: its architecture, fresh random weights (seeded); "
+            "from_teacher: its architecture, each stage from some of the teacher's blocks (METHODS §14.2).",
+        )
         if mapping is None:
-            st.warning(reason, icon=":material/warning:")
-        else:
-            st.caption(f"Student block ← teacher blocks: {mapping_text(mapping)}")
-        return "from_teacher", rule
+            st.caption(f"Not from the teacher's blocks: {reason}")
+        if init != "from_teacher":
+            return init, "spread"
+        return "from_teacher", _layer_rule(pair, "job_factory_layer_rule")
+
+
+def _layer_rule(pair: Pair, key: str) -> str:
+    """The teacher blocks kept (a rule of LAYER_RULES), with the mapping it makes or why it does not fit."""
+    rule = st.selectbox("Teacher blocks kept", LAYER_RULES, key=key)
+    mapping, reason = from_teacher_fit(pair, rule)
+    if mapping is None:
+        st.warning(reason, icon=":material/warning:")
+    else:
+        st.caption(f"Student block ← teacher blocks: {mapping_text(mapping)}")
+    return rule

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import pandas as pd
 
 from kdcore.cli_values import BUDGET_FLAGS, add_budget_flags, budget_from_args, number_list
-from kdcore.jobs.config import ConfigError, JobConfig, with_source_label
+from kdcore.jobs.config import ConfigError, JobConfig, is_own_pair, with_source_label
+from kdcore.jobs.factory_config import FACTORY_FIELDS, is_builtin_data
 from kdcore.jobs.lease import RunBusyError
 from kdcore.jobs.reporting import JobInterrupted
 from kdcore.jobs.store import STATES, IntegrityError, RunStore, StoreError, sha256_bytes
@@ -55,6 +56,7 @@ _FLAG_FIELDS = (
     "student_init",
     "student_layers",
     "layer_rule",
+    *FACTORY_FIELDS,
     "precision",
     "grad_accum",
     "heldout_prompts",
@@ -70,6 +72,7 @@ _DATA_OPTION_FLAGS = {
     "data_mode": "mode",
     "label_field": "label_field",
     "sentence_unit": "unit",
+    "tokenizer": "tokenizer",
 }
 
 
@@ -128,6 +131,7 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         "compute the teacher's outputs once and reuse them (the pair's recipe decides when not set)",
     )
     _add_own_pair_flags(p)
+    _add_factory_pair_flags(p)
     _add_speed_flags(p)
     p.add_argument(
         "--loss-schedule",
@@ -161,16 +165,41 @@ def _add_own_pair_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model-kind",
         dest="model_kind",
-        choices=["causal_lm", "sequence_classification", "encoder"],
+        choices=["causal_lm", "sequence_classification", "encoder", "classifier"],
         help="causal_lm (default; text as next-token rows), sequence_classification (labelled sentences: "
-        "--label-field) or encoder (sentences; pooled embeddings, default objective embed_distill)",
+        "--label-field) or encoder (sentences; pooled embeddings, default objective embed_distill); "
+        "classifier: a module:factory pair on a table, image folder or built-in dataset",
     )
-    g.add_argument("--label-field", dest="label_field", metavar="F", help="sentence data: the key/column of the class")
+    g.add_argument(
+        "--label-field",
+        "--label-column",
+        dest="label_field",
+        metavar="F",
+        help="sentence data or a table (module:factory pairs): the key/column of the class",
+    )
     g.add_argument("--sentence-unit", dest="sentence_unit", choices=["line", "paragraph"], help="plain-text sentences")
     g.add_argument("--context-length", dest="context_length", type=int, metavar="L", help="tokens per row")
     g.add_argument("--text-field", dest="text_field", metavar="F", help="the JSONL key or CSV column of the text")
-    g.add_argument("--data-format", dest="data_format", choices=["auto", "text", "jsonl", "csv"])
+    g.add_argument(
+        "--data-format",
+        dest="data_format",
+        choices=["auto", "text", "jsonl", "csv", "table", "images"],
+        help="Hugging Face pairs: auto, text, jsonl or csv; module:factory pairs: auto, table, text or images",
+    )
     g.add_argument("--data-mode", dest="data_mode", choices=["pack", "truncate"], help="pack (default) or truncate")
+
+
+def _add_factory_pair_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of a user's own module:factory pair (JobConfig.teacher_factory, ...; kdcore.jobs.factory_config)."""
+    g = p.add_argument_group(
+        "your own module:factory pair (instead of --pair; with --data PATH or a built-in dataset name, "
+        "--model-kind classifier or causal_lm)"
+    )
+    g.add_argument("--teacher-factory", dest="teacher_factory", metavar="M:F", help="package.module:factory")
+    g.add_argument("--teacher-weights", dest="teacher_weights", metavar="FILE", help="the teacher's .safetensors")
+    g.add_argument("--student-factory", dest="student_factory", metavar="M:F", help="package.module:factory")
+    g.add_argument("--student-weights", dest="student_weights", metavar="FILE", help="the student's .safetensors")
+    g.add_argument("--tokenizer", choices=["char", "word"], help="text data of a module:factory language model")
 
 
 def _data_options(cfg: JobConfig, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -214,8 +243,13 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     """The config file (if any) with the flags given on top."""
     cfg = JobConfig.load(args.config) if args.config else JobConfig()
     changes = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
-    if getattr(args, "pair", None) is not None and (changes.get("teacher") or cfg.teacher):
-        raise ConfigError(["give either --pair (a registered pair) or --teacher/--student (your own), not both"])
+    if getattr(args, "pair", None) is not None and is_own_pair(replace(cfg, **changes)):
+        raise ConfigError(
+            [
+                "give either --pair (a registered pair) or --teacher/--student or --teacher-factory/--student-factory "
+                "(your own), not both"
+            ]
+        )
     if getattr(args, "teacher_cache", None) is not None:
         changes["teacher_cache"] = args.teacher_cache
     options = _data_options(cfg, args)
@@ -244,13 +278,19 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
 
 
 def _absolute_paths(cfg: JobConfig) -> JobConfig:
-    """The config with its teacher, student and data paths absolute (~ expanded; relative to the current
-    folder), so the run store's copy reruns and resumes from any folder."""
-    paths = {k: getattr(cfg, k) for k in ("teacher", "student", "data")}
+    """The config with its teacher, student, weights and data paths absolute (~ expanded; relative to the
+    current folder), so the run store's copy reruns and resumes from any folder (a built-in dataset's name stays)."""
+    keys = ("teacher", "student", "teacher_weights", "student_weights", "data")
+    paths = {k: getattr(cfg, k) for k in keys if not (k == "data" and _builtin_name(cfg))}
     absolute: dict[str, Any] = {
         k: str(Path(v).expanduser().absolute()) for k, v in paths.items() if isinstance(v, str) and v
     }
     return replace(cfg, **absolute) if absolute != {k: v for k, v in paths.items() if k in absolute} else cfg
+
+
+def _builtin_name(cfg: JobConfig) -> bool:
+    """A module:factory pair's data named as a built-in dataset (kept as a name)."""
+    return bool(cfg.teacher_factory) and isinstance(cfg.data, str) and is_builtin_data(cfg.data)
 
 
 def _schedules_from_flags(schedules: Any, flags: list[str]) -> dict:
@@ -294,7 +334,7 @@ def config_with_recipe(args: argparse.Namespace) -> tuple[JobConfig, dict[str, A
 
     cfg = config_from_args(args)
     user = user_set_fields(args)
-    if cfg.teacher:  # a user's own pair: no recipe; the objective that fits its model kind
+    if is_own_pair(cfg):  # a user's own pair: no recipe; the objective that fits its model kind
         from kdcore.jobs.pair_source import own_pair_objective
 
         objective = own_pair_objective(cfg.model_kind)
@@ -386,7 +426,7 @@ def _say_filled(cfg: JobConfig, filled: dict, args: argparse.Namespace) -> None:
     """Which fields the recipe (or an own pair's defaults) filled in, on stderr (not with --json)."""
     if filled and not args.json:
         print(
-            f"from the {cfg.pair} {'defaults' if cfg.teacher else 'recipe'}: "
+            f"from the {cfg.pair} {'defaults' if is_own_pair(cfg) else 'recipe'}: "
             + ", ".join(f"{k}={v}" for k, v in filled.items())
             + " (set a field to override it)",
             file=sys.stderr,

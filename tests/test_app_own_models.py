@@ -15,7 +15,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers.apptest import FACTORY, load_own_pair, ok, own_spec, started
+from tests.helpers.apptest import FACTORY, load_own_pair, ok, own_spec, start_distill_run, started
 
 PAGES = ("overview", "soft_labels", "features", "attention", "cams", "divergences", "calibration", "distill", "doctor")
 CONTEXT = 32
@@ -165,7 +165,7 @@ def test_own_job_fields_from_the_sidebar_spec(own):
     assert runs.teacher_layers(spec) == 4 and runs.teacher_layers(("hf", str(own["text"]))) is None
     with pytest.raises(ValueError, match="trains on a data file"):
         runs.own_job_fields(("hf", spec[1], spec[2], ("builtin", "digits", None), "causal_lm"))
-    with pytest.raises(ValueError, match="Only Hugging Face directories"):
+    with pytest.raises(ValueError, match="Refused to load 'm:f'"):  # module loading is off: refused before queueing
         runs.own_job_fields(("factory", ("m:f", "w"), ("m:f", "w"), spec[3], "causal_lm"))
 
 
@@ -223,11 +223,7 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     assert at.selectbox(key="job_pair").value == "your own models"
     at.radio(key="job_student_init").set_value(init).run()
     ok(at)
-    at.number_input(key="job_max_steps").set_value(2)
-    at.number_input(key="job_train_size").set_value(16)
-    at.button(key="FormSubmitter:new_run-Start distillation").click().run()
-    ok(at)
-    run_id = at.session_state["watch_run"]
+    run_id = start_distill_run(at, 2, 16)
     store = RunStore()
     cfg = store.get_run(run_id)["config"]
     assert (cfg["teacher"], cfg["data"], cfg["student_init"]) == (str(own["teacher"]), str(own["text"]), init)

@@ -7,7 +7,7 @@ from analyses.self_distill import virtual_teacher_figure
 from app import chain_view, guide, procedure_view, report, run_figures, run_table, runs, schedule_form, state, ui
 from app.onpolicy_figures import onpolicy_caption, onpolicy_figures
 from app.strategy_figures import strategy_figures
-from app.student_init_form import pair_student_init
+from app.student_init_form import factory_student_init, pair_student_init
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import HELDOUT_PROMPTS, LAYER_RULES, SCHEDULES, with_source_label
@@ -34,7 +34,7 @@ ui.intro(
 
 store = state.store()
 sample_names = state.sample_pair_names()
-own_spec, own_pair = state.own_hf_pair()  # the sidebar's own Hugging Face pair, when it loads
+own_spec, own_pair = state.own_job_pair()  # the sidebar's own pair (directories or factories), when it loads
 pair_names = sample_names + ([runs.OWN] if own_pair is not None else [])
 _current = state.sample_name(state.pair_key())
 default_pair = (
@@ -182,7 +182,8 @@ with tab_new:
         index=pair_names.index(default_pair),
         key="job_pair",
         format_func=pair_option,
-        help="A sample pair, or your own Hugging Face models once loaded in the sidebar (with a data file).",
+        help="A sample pair, or your own models once loaded in the sidebar (Hugging Face directories with a data "
+        "file, or module:factory with their weights).",
     )
     follow_recipe(pair)
     is_own = pair == runs.OWN
@@ -205,11 +206,19 @@ with tab_new:
     initial = form_defaults(recipe, objective)  # the recipe's values, else the job's defaults
     if is_own:
         initial.update(runs.OWN_DEFAULTS)
-        st.caption(
-            "Your own models: the teacher and student directories and the data file named in the sidebar; "
-            "the text is tokenised by the teacher's tokenizer. Starts from one epoch, batch 8, lr 1e-4."
-        )
-        own_init = own_student_init(own_spec)
+        if own_spec[0] == "factory":
+            st.caption(
+                "Your own models: the teacher and student factories, their weights files and the data named in "
+                "the sidebar. Starts from one epoch, batch 8, lr 1e-4."
+            )
+            init, rule = factory_student_init(the_pair)  # its weights, fresh ones, or the teacher's blocks
+            own_init = (init, None, rule)
+        else:
+            st.caption(
+                "Your own models: the teacher and student directories and the data file named in the sidebar; "
+                "the text is tokenised by the teacher's tokenizer. Starts from one epoch, batch 8, lr 1e-4."
+            )
+            own_init = own_student_init(own_spec)
     else:
         st.caption(runs.recipe_note(pair, recipe))
         init, rule = pair_student_init(the_pair)  # reinit, or from_teacher where it fits
@@ -303,7 +312,7 @@ with tab_new:
                 schedules=schedules,
                 **own_fields,
             )
-            cfg = with_source_label(cfg)  # an own pair is listed as "hf:teacher→student"
+            cfg = with_source_label(cfg)  # an own pair is listed as "hf:teacher→student" or "factory:…→…"
             # every problem named before queueing; an own pair is loaded as the worker will load it
             prepared = prepare_run(cfg, pair=None if is_own else the_pair)
             if get_method(cfg.objective).chain:  # takd, dgkd, ban: the worker runs the whole chain

@@ -7,7 +7,7 @@ import json
 import streamlit as st
 
 from analyses.doctor import figure
-from app import state, ui
+from app import safety, state, ui
 from kdcore.doctor import CHECKS, SEVERITIES, diagnose
 from kdcore.jobs import submit
 
@@ -39,6 +39,7 @@ ui.intro(
 @st.cache_data(show_spinner="Examining the run…", max_entries=16)
 def _report(run_id: str, updated: float):
     """The doctor's report on a run (cached per run and its last update)."""
+    safety.check_run_factories(state.store().get_run(run_id)["config"])  # its factories load only if allowed
     return diagnose(run_id, store=state.store())
 
 

@@ -116,12 +116,12 @@ def _same_budget_baseline(store: RunStore, run: dict[str, Any]) -> dict[str, Any
 
 
 def _run_pair(config: dict) -> Pair:
-    """The pair a run trained on, as the runner loads it (a registered pair, or a user's own directories)."""
+    """The pair a run trained on, as the runner loads it (a registered pair, or a user's own directories or factories)."""
     from kdcore.jobs.config import JobConfig
     from kdcore.jobs.pair_source import pair_for_config
     from kdcore.jobs.resolve import resolve_pair
 
-    if config.get("teacher"):
+    if config.get("teacher") or config.get("teacher_factory"):
         return pair_for_config(JobConfig.from_dict(config))
     return resolve_pair(config.get("pair", ""))
 

@@ -290,11 +290,10 @@ def run_scorecard(
     """A run's final student against its pair's teacher on the held-out (test) prompts of its data."""
     from kdcore.jobs.config import JobConfig
     from kdcore.jobs.pair_source import pair_for_config, student_for_run
-    from kdcore.jobs.resolve import resolve_pair
 
     run = store.get_run(run_id)
     cfg = JobConfig.from_dict(dict(run["config"]))
-    pair = pair_for_config(cfg) if cfg.teacher else resolve_pair(cfg.pair)
+    pair = pair_for_config(cfg)  # a registered pair, or a user's own directories or factories
     held_out_prompts(pair.dataset, 1)  # refuses data without completions before the student loads
     student = student_for_run(cfg, store.load_student(run_id))
     card = pair_scorecard(

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kdcore.jobs.factory_config import factory_label, factory_problems, option_key_problems, uses_factories
 from kdcore.jobs.perf_options import option_problems
 from kdcore.jobs.schedules import schedule_problems
 from kdcore.methods import (
@@ -125,6 +126,12 @@ class JobConfig:
     # from_teacher: a registered pair's student architecture takes the teacher's blocks (kdcore.jobs.student_init)
     student_layers: int | None = None  # from_teacher with `teacher`: the student's number of layers (< the teacher's)
     layer_rule: str = "spread"  # from_teacher: which teacher layers ("spread" | "stride" | "first")
+    # a user's own module:factory pair (instead of `pair` and `teacher`; see kdcore.jobs.factory_config):
+    # `data` is then a table, text file, image folder/.zip or built-in dataset name; model_kind "classifier"/"causal_lm"
+    teacher_factory: str = ""  # "package.module:factory" building the teacher
+    teacher_weights: str = ""  # the teacher's .safetensors (or .pt) state dict
+    student_factory: str = ""  # "package.module:factory" building the student
+    student_weights: str = ""  # the student's .safetensors (or .pt) state dict
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -220,7 +227,7 @@ class JobConfig:
     def _objective_problems(self) -> list[str]:
         """Problems with the pair, the objective, its parameters and its terms."""
         p: list[str] = []
-        if (not isinstance(self.pair, str) or not self.pair) and not self.teacher:
+        if (not isinstance(self.pair, str) or not self.pair) and not is_own_pair(self):
             p.append(f"'pair' must be a sample pair name or 'module:factory'; got {self.pair!r}")
         obj = "sum" if self.objective == "sum" else canonical_name(self.objective)
         if obj is None:
@@ -300,12 +307,14 @@ class JobConfig:
         ]
         if p:
             return p
-        if self.model_kind not in MODEL_KINDS:
-            p.append(f"'model_kind' must be one of {', '.join(MODEL_KINDS)}; got {self.model_kind!r}")
         if self.student_init not in ("", *STUDENT_INITS):
             p.append(
                 f"'student_init' must be one of {', '.join(STUDENT_INITS)} (or empty: the default); got {self.student_init!r}"
             )
+        if uses_factories(self):  # a module:factory pair: its own kinds and data
+            return p + _layer_problems(self) + factory_problems(self)
+        if self.model_kind not in MODEL_KINDS:
+            p.append(f"'model_kind' must be one of {', '.join(MODEL_KINDS)}; got {self.model_kind!r}")
         p += _data_option_problems(self.data_options)
         if self.model_kind == "causal_lm" and isinstance(self.data_options, dict):
             extra = sorted(k for k in ("label_field", "unit") if k in self.data_options)
@@ -318,7 +327,10 @@ class JobConfig:
         if not self.teacher:
             used = [k for k in ("student", "data") if getattr(self, k)]
             if used:
-                p.append(f"{' and '.join(repr(k) for k in used)} need 'teacher' (the teacher's model directory)")
+                p.append(
+                    f"{' and '.join(repr(k) for k in used)} need 'teacher' (the teacher's model directory) or "
+                    f"'teacher_factory' and 'student_factory' (a module:factory pair)"
+                )
             return p
         return p + _path_problems(self)
 
@@ -330,17 +342,25 @@ class JobConfig:
         return self
 
 
+def is_own_pair(config: JobConfig) -> bool:
+    """Whether the config names a user's own pair (Hugging Face directories or module:factory) instead of `pair`."""
+    return bool(config.teacher) or uses_factories(config)
+
+
 def resolved_student_init(config: JobConfig) -> str:
-    """The student init a config runs with: its own, else "pretrained" for model directories
-    (`teacher` set) and "reinit" for registered pairs."""
+    """The student init a config runs with: its own, else "pretrained" for a user's own pair (model
+    directories or module:factory weights) and "reinit" for registered pairs."""
     if config.student_init:
         return config.student_init
-    return "pretrained" if config.teacher else "reinit"
+    return "pretrained" if is_own_pair(config) else "reinit"
 
 
 def source_label(config: JobConfig) -> str:
     """The pair label of a config: "hf:<teacher dir>→<student dir>" for a user's own pair
-    ("→<teacher dir>[N layers]" for a from_teacher student), else `config.pair`."""
+    ("→<teacher dir>[N layers]" for a from_teacher student), "factory:<teacher factory>→<student factory>"
+    for a module:factory pair (kdcore.jobs.factory_config.factory_label), else `config.pair`."""
+    if uses_factories(config) and not config.teacher:
+        return factory_label(config)
     if not config.teacher:
         return config.pair
     teacher = Path(config.teacher).name or config.teacher
@@ -352,10 +372,10 @@ def source_label(config: JobConfig) -> str:
 
 
 def with_source_label(config: JobConfig) -> JobConfig:
-    """The config with `pair` set to its display label (`source_label`) when `teacher` is set."""
+    """The config with `pair` set to its display label (`source_label`) for a user's own pair."""
     from dataclasses import replace
 
-    if not config.teacher or not isinstance(config.teacher, str):
+    if not isinstance(config.teacher, str) or not is_own_pair(config):
         return config
     label = source_label(config)
     return config if config.pair == label else replace(config, pair=label)
@@ -365,13 +385,9 @@ def with_source_label(config: JobConfig) -> JobConfig:
 
 
 def _data_option_problems(options: Any) -> list[str]:
+    p = option_key_problems(options, DATA_OPTIONS)
     if not isinstance(options, dict):
-        return [f"'data_options' must be a mapping ({', '.join(DATA_OPTIONS)}); got {type(options).__name__}"]
-    p = [
-        f"'data_options' has an unknown key {k!r} (known keys: {', '.join(DATA_OPTIONS)})"
-        for k in options
-        if k not in DATA_OPTIONS
-    ]
+        return p
     if "context_length" in options:
         _opt_int(p, "data_options.context_length", options["context_length"], lo=1, required=True)
     if options.get("format", "auto") not in ("auto", "text", "jsonl", "csv"):

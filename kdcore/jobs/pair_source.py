@@ -1,4 +1,5 @@
-"""Where a job's pair comes from: a registered pair by name, or a user's own Hugging Face directories.
+"""Where a job's pair comes from: a registered pair by name, a user's own Hugging Face directories, or a
+user's own module:factory pair (kdcore.jobs.factory_source).
 
     pair = pair_for_config(JobConfig(teacher="runs/teacher", student="runs/student", data="corpus.txt"))
     student = student_for_run(config, store.load_student(run_id))  # any run's student, reopened
@@ -29,6 +30,7 @@ from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.base import Dataset
 from kdcore.jobs.config import JobConfig, resolved_student_init, source_label
+from kdcore.jobs.factory_config import uses_factories
 from kdcore.jobs.resolve import resolve_pair
 from kdcore.pairs import Pair
 from kdcore.validation import InvalidParameterError
@@ -49,12 +51,18 @@ def own_pair_objective(model_kind: str) -> str | None:
 
 def pair_for_config(config: JobConfig) -> Pair:
     """The Pair a job runs on: the registered pair `config.pair`, or (when `config.teacher` is set) the
-    teacher's and student's Hugging Face directories with `config.data` as its dataset.
+    teacher's and student's Hugging Face directories with `config.data` as its dataset, or (when
+    `config.teacher_factory` is set) the module:factory pair with its weights files and data
+    (kdcore.jobs.factory_source).
 
     Raises ConfigError (the config's problems) or ValueError (a directory without a tokenizer, tokenizers
     that differ, a from_teacher student as deep as its teacher, vocabularies that differ, a context
     length above the models' maximum) before any weights load.
     """
+    if uses_factories(config):  # a module:factory pair (kdcore.jobs.factory_source)
+        from kdcore.jobs.factory_source import factory_pair
+
+        return factory_pair(config.validate())
     if not config.teacher:
         return resolve_pair(config.pair)
     config.validate()
@@ -77,6 +85,10 @@ def student_for_run(config: JobConfig | Mapping[str, Any], state_dict: Mapping[s
     if cfg.teacher:
         checked_data_options(cfg)
         architecture = _student_adapter(cfg)
+    elif uses_factories(cfg):
+        from kdcore.jobs.factory_source import factory_student
+
+        architecture = factory_student(cfg.validate())
     else:
         architecture = resolve_pair(cfg.pair).student
     student = architecture.clone(reinit=False)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kdcore.jobs.config import JobConfig
+from kdcore.jobs.config import JobConfig, is_own_pair
 from kdcore.jobs.experiment_store import create_experiment, run_member, save_report
 from kdcore.jobs.store import RunStore
 from kdcore.jobs.sweeps import seed_list
@@ -68,7 +68,7 @@ def load_config_file(path: str | Path) -> JobConfig:
             f"Got {type(data).__name__}."
         )
     cfg = JobConfig.from_dict(data)
-    if not cfg.teacher:
+    if not is_own_pair(cfg):
         cfg, _ = with_recipe(cfg, pair_recipe(cfg.pair), set(data))
     return cfg.validate()
 

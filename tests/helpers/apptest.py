@@ -86,6 +86,16 @@ def own_spec(
     )
 
 
+def start_distill_run(at: AppTest, max_steps: int, train_size: int) -> str:
+    """On the Distill page: a budget of `max_steps` steps on `train_size` samples, **Start distillation**
+    pressed (no exception, no st.error); the run id it queued."""
+    at.number_input(key="job_max_steps").set_value(max_steps)
+    at.number_input(key="job_train_size").set_value(train_size)
+    at.button(key="FormSubmitter:new_run-Start distillation").click().run()
+    ok(at)
+    return at.session_state["watch_run"]
+
+
 def load_own_pair(kind: str, teacher: Any, student: Any, data_path: Any, context: int, **state: Any) -> AppTest:
     """The app with an own Hugging Face pair loaded through the sidebar's form (paths typed, nothing uploaded,
     probe size 16, `state` in session_state); no exception, no st.error."""

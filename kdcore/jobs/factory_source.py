@@ -1,0 +1,69 @@
+"""Loading a user's own module:factory pair for a job (the config: kdcore.jobs.factory_config).
+
+    pair = factory_pair(config)        # teacher and student by load_factory, and the data
+    student = factory_student(config)  # the run's student architecture (its weights file loaded)
+
+The weights are read without running code from them (kdcore.adapters.load_factory). Models and datasets
+are cached like a Hugging Face pair's (kdcore.jobs.pair_source): by factory, weights file (path, size,
+modification time) and kind; the runner trains clones, so the cached adapters are never changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kdcore.adapters.base import ModelAdapter
+from kdcore.data._user_common import LOCAL_MAX_BYTES
+from kdcore.data.base import Dataset
+from kdcore.jobs.config import JobConfig, source_label
+from kdcore.jobs.factory_config import data_format
+from kdcore.jobs.pair_source import _cached, _stamp
+from kdcore.pairs import Pair
+
+UNZIP_MAX_BYTES = 1 << 30  # largest total size an image-folder .zip may expand to
+
+
+def factory_pair(config: JobConfig) -> Pair:
+    """The Pair of a validated config with `teacher_factory` set: both models and the dataset."""
+    teacher = _adapter(config.teacher_factory, config.teacher_weights, config.model_kind)
+    student = factory_student(config)
+    return Pair(name=source_label(config), teacher=teacher, student=student, dataset=factory_dataset(config))
+
+
+def factory_student(config: JobConfig) -> ModelAdapter:
+    """The student as its factory builds it, holding its weights file (shared: clone before changing it)."""
+    return _adapter(config.student_factory, config.student_weights, config.model_kind)
+
+
+def _adapter(spec: str, weights: str, kind: str) -> ModelAdapter:
+    from kdcore.adapters.factory import load_factory
+
+    path = Path(weights).expanduser()
+    return _cached(("factory", spec, _stamp(path), kind), lambda: load_factory(spec, path, kind=kind))
+
+
+def factory_dataset(config: JobConfig) -> Dataset:
+    """`config.data` read as its format says (kdcore.jobs.factory_config.data_format): a built-in
+    dataset, a table (class column `label_field`, default "label"), text (char or word tokens), or an
+    image folder (a .zip is extracted next to it first)."""
+    from kdcore.data import get_dataset
+
+    fmt, options = data_format(config), dict(config.data_options)
+    if fmt == "builtin":
+        return get_dataset(config.data)  # shared by the registry
+    path = Path(config.data).expanduser()
+    key = ("factory-data", _stamp(path), fmt, repr(sorted(options.items())))
+    return _cached(key, lambda: _load_data(path, fmt, options))
+
+
+def _load_data(path: Path, fmt: str, options: dict[str, Any]) -> Dataset:
+    from kdcore.data import load_image_folder, load_table, load_text
+    from kdcore.data.archive import extract_zip
+
+    if fmt == "table":
+        return load_table(path, label_column=options.get("label_field", "label"), max_bytes=LOCAL_MAX_BYTES)
+    if fmt == "text":
+        return load_text(path, tokenizer=options.get("tokenizer", "char"), max_bytes=LOCAL_MAX_BYTES)
+    folder = path if path.is_dir() else extract_zip(path, max_bytes=UNZIP_MAX_BYTES)
+    return load_image_folder(folder, max_bytes=LOCAL_MAX_BYTES)
