@@ -17,9 +17,15 @@ FROM_TEACHER_LABEL = "Start the student from the teacher (layer subset)"
 
 
 def pair_student_init(pair: Pair) -> tuple[str, str]:
-    """(student_init, layer_rule) for a sample pair's run: ("reinit", "spread") unless the box is ticked."""
-    with st.container(border=True):
-        mapping, reason = from_teacher_fit(pair)  # "spread" fits wherever any rule does
+    """(student_init, layer_rule) for a sample pair's run: ("reinit", "spread") unless the box is ticked.
+    Where the student does not fit, the disabled option and its reason sit in a closed expander."""
+    mapping, reason = from_teacher_fit(pair)  # "spread" fits wherever any rule does
+    box = (
+        st.container(border=True)
+        if mapping is not None
+        else st.expander("Student initialisation: from the teacher's blocks is not available for this pair")
+    )
+    with box:
         on = st.checkbox(
             FROM_TEACHER_LABEL,
             key="job_pair_from_teacher",

@@ -265,7 +265,7 @@ with tab_new:
         )
         heldout = HELDOUT_PROMPTS
         if task == "causal_lm":
-            heldout = st.number_input(
+            heldout = st.columns(2)[0].number_input(
                 "Held-out prompts decoded at each evaluation (0 = off)",
                 0,
                 10_000,
