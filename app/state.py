@@ -214,8 +214,9 @@ def marks_position_kinds(pair: Pair) -> bool:
 
 def own_models_form(sb) -> None:
     """Sidebar form for the user's own teacher, student and data; stores a load spec on submit."""
+    # outside the form: a form reruns only on submit, and the fields below depend on the format
+    mode = sb.radio("Format", ["Hugging Face directories", "module:factory + safetensors"], key="own_mode")
     with sb.form("own_models"):
-        mode = st.radio("Format", ["Hugging Face directories", "module:factory + safetensors"], key="own_mode")
         kind = st.selectbox(
             "Kind",
             ["classifier", "causal_lm", "encoder"],

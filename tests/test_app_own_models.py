@@ -266,3 +266,14 @@ def test_distill_the_own_pair_and_reopen_its_student(own, monkeypatch, init):
     model = pair.student.model  # the tied input/output embeddings are one tensor again
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     assert pair.dataset.split("train").inputs.shape[1] == CONTEXT
+
+
+def test_choosing_the_format_redraws_the_fields_at_once(own):
+    """The format radio sits outside the form: a form's widgets rerun only on submit, so a radio inside it
+    left the directory fields on screen after "module:factory + safetensors" was chosen."""
+    at = started(pair_source="Your own models")
+    labels = lambda: {w.label for w in at.sidebar.text_input}  # noqa: E731
+    assert "Teacher directory" in labels() and "Teacher factory" not in labels()
+    at.sidebar.radio(key="own_mode").set_value(FACTORY).run()
+    assert "Teacher factory" in labels() and "Teacher directory" not in labels()
+    assert not [r for r in at.sidebar.radio if r.key == "own_mode" and r.form_id]  # not inside a form
