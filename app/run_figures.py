@@ -32,9 +32,17 @@ def loss_components(steps: pd.DataFrame, *, smooth: int = 1) -> go.Figure:
         y = steps[c].rolling(smooth, min_periods=1).mean() if smooth > 1 else steps[c]
         colour = "black" if c == "loss" else class_colour(i)
         fig.add_trace(line_trace(steps["step"], y, c, colour, width=2.5 if c == "loss" else 1.5))
-    if len(steps) and steps["step"].max() <= 10:  # a run just started: whole steps only, no 1.5
-        fig.update_xaxes(dtick=1)
+    whole_number_ticks(fig, steps["step"].max() if len(steps) else 0)  # a run just started: no step 1.5
     return finish(fig, title="Training loss and its components", x="step", y="loss (nats)", height=360)
+
+
+def whole_number_ticks(fig: go.Figure, largest: float, *, every_one_up_to: int = 12) -> None:
+    """x ticks at whole numbers (epochs, steps): one per number up to `every_one_up_to`, beyond that
+    plotly's own spacing, still whole (a label per epoch of a 50-epoch run would overlap in a panel)."""
+    if largest <= every_one_up_to:
+        fig.update_xaxes(dtick=1)
+    else:
+        fig.update_xaxes(tickformat="d")
 
 
 def _add_epoch_line(fig: go.Figure, ep: pd.DataFrame, c: str, colour: str, dash: str | None, *, col: int) -> None:
@@ -63,7 +71,8 @@ def epoch_metrics(epochs: pd.DataFrame, *, teacher_acc: float | None = None) -> 
         )
     for col, (c, colour, dash) in enumerate((("val_loss", STUDENT, None), ("train_loss", NEUTRAL, "dot")), start=2):
         _add_epoch_line(fig, ep, c, colour, dash, col=col)
-    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_xaxes(title_text="epoch")
+    whole_number_ticks(fig, ep["epoch"].max() if len(ep) else 0)
     fig.update_yaxes(title_text="share of samples", range=[0, 1.06], row=1, col=1)  # "1" below the panel title
     fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=2)
     fig.update_yaxes(title_text="objective (nats)", row=1, col=3)
@@ -76,7 +85,7 @@ def checkpoint_divergences(ckpt: pd.DataFrame) -> go.Figure:
     cols = [c for c in ckpt.columns if str(c).startswith("div/")]
     for i, c in enumerate(cols):
         fig.add_trace(line_trace(ckpt["epoch"], ckpt[c], c[4:], class_colour(i), mode="lines+markers"))
-    fig.update_xaxes(dtick=1)
+    whole_number_ticks(fig, ckpt["epoch"].max() if len(ckpt) else 0)
     return finish(fig, title="Divergence components at checkpoints (probe batch)", x="epoch", y="nats", height=340)
 
 
@@ -87,7 +96,7 @@ def compare_curves(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
         if metric in ep:
             ep = ep[ep["epoch"] > 0]
             fig.add_trace(line_trace(ep["epoch"], ep[metric], label, class_colour(i), mode="lines+markers"))
-    fig.update_xaxes(dtick=1)
+    whole_number_ticks(fig, max((float(ep["epoch"].max()) for ep in curves.values() if len(ep)), default=0))
     return finish(
         fig,
         title=f"{metric.replace('_', ' ')} by epoch, runs compared",

@@ -2,6 +2,7 @@
 colours, losses of different scale on separate axes, run names in legends, the runs table's columns,
 legends kept off colour bars, long class lists trimmed."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -82,6 +83,21 @@ def test_training_objective_and_validation_loss_are_on_separate_axes():
     assert axis["val acc"] == axis["val agreement"]
     titles = {k: v.get("title", {}).get("text") for k, v in d["layout"].items() if k.startswith("yaxis")}
     assert titles == {"yaxis": "share of samples", "yaxis2": "cross-entropy (nats)", "yaxis3": "objective (nats)"}
+
+
+@pytest.mark.parametrize("epochs", [3, 12, 50])
+def test_epoch_axes_label_whole_epochs_without_crowding(epochs):
+    """One tick per epoch up to 12 (no 1.5); a 50-epoch run's three panels get plotly's own whole ticks."""
+    ep = pd.DataFrame({"epoch": range(epochs + 1), "val_acc": np.linspace(0.1, 0.9, epochs + 1)})
+    ckpt = pd.DataFrame({"epoch": range(1, epochs + 1), "div/kl": np.linspace(1, 0, epochs)})
+    for fig in (
+        run_figures.epoch_metrics(ep),
+        run_figures.compare_curves({"a": ep}, "val_acc"),
+        run_figures.checkpoint_divergences(ckpt),
+    ):
+        axes = [v for k, v in fig.to_dict()["layout"].items() if k.startswith("xaxis")]
+        assert axes and all((a.get("dtick") == 1) == (epochs <= 12) for a in axes), axes
+        assert all(a.get("dtick") == 1 or a.get("tickformat") == "d" for a in axes), axes
 
 
 def test_compare_curves_name_runs_by_their_labels():

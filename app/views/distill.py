@@ -196,9 +196,8 @@ with tab_new:
     objective = c2.selectbox(
         "Method",
         offered,
-        key="job_objective",
+        key=ui.seeded("job_objective", first if first in offered else offered[0]),
         format_func=runs.method_label,
-        index=offered.index(first) if first in offered else 0,
         help="Every method of the table that fits this pair's task "
         "(`python -m kdcore methods` lists them with their sources).",
     )
@@ -245,23 +244,20 @@ with tab_new:
             for i, p in enumerate(method.params)
         }
         c1, c2, c3, c4 = st.columns(4)
-        epochs = c1.number_input("Epochs", 1, 500, int(initial["epochs"]), key="job_epochs")
+        epochs = c1.number_input("Epochs", 1, 500, key=ui.seeded("job_epochs", int(initial["epochs"])))
         max_steps = c2.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
-        lr = c3.number_input("Learning rate", 1e-5, 1.0, float(initial["lr"]), format="%.4f", key="job_lr")
-        batch = c4.number_input("Batch size", 1, 1024, int(initial["batch_size"]), key="job_batch")
+        lr = c3.number_input("Learning rate", 1e-5, 1.0, format="%.4f", key=ui.seeded("job_lr", float(initial["lr"])))
+        batch = c4.number_input("Batch size", 1, 1024, key=ui.seeded("job_batch", int(initial["batch_size"])))
         c1, c2, c3, c4 = st.columns(4)
         train_size = c1.number_input(
-            "Training samples (0 = all)", 0, 1_000_000, int(initial["train_size"] or 0), key="job_train_size"
+            "Training samples (0 = all)", 0, 1_000_000, key=ui.seeded("job_train_size", int(initial["train_size"] or 0))
         )
-        schedule = c2.selectbox(
-            "Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(initial["schedule"]), key="job_schedule"
-        )
+        schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, key=ui.seeded("job_schedule", initial["schedule"]))
         seed = c3.number_input("Seed", 0, 10_000, 0, key="job_seed")
         name = c4.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
         teacher_cache = st.checkbox(
             "Teacher cache (compute the teacher's outputs once)",
-            value=bool(initial["teacher_cache"]),
-            key="job_teacher_cache",
+            key=ui.seeded("job_teacher_cache", bool(initial["teacher_cache"])),
         )
         heldout = HELDOUT_PROMPTS
         if task == "causal_lm":
