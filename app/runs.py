@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from app import run_table, safety, ui
+from app import run_table, safety
+from app.widget_state import seeded
 from kdcore.adapters.hf_files import read_config
 from kdcore.jobs import JobConfig, submit
 from kdcore.jobs.config import source_label
@@ -45,20 +46,20 @@ def param_field(container, method: Method, param: Param, default: Any, layers_hi
     (text for layer maps and number lists, parsed by kdcore.jobs.form.config_from_form)."""
     key, label = f"job_{method.name}_{param.name}", param.name
     tip = f"{param.help}. Allowed: {param.range_text()}." + (f" {layers_hint}" if param.kind == "layers" else "")
-    # defaults go in through session_state (ui.seeded): the Distill form resets temperature and λ to a new
+    # defaults go in through session_state (app.widget_state): the Distill form resets temperature and λ to a new
     # pair's recipe by deleting their keys, which a widget's own value= would not show in the browser
     if param.kind == "bool":
-        return container.checkbox(label, key=ui.seeded(key, bool(default)), help=tip)
+        return container.checkbox(label, key=seeded(key, bool(default)), help=tip)
     if param.kind == "choice":
-        return container.selectbox(label, list(param.choices), key=ui.seeded(key, default), help=tip)
+        return container.selectbox(label, list(param.choices), key=seeded(key, default), help=tip)
     if param.kind in ("float", "int"):
         integer = param.kind == "int"
         number = {"step": 1 if integer else None, "format": None if integer else "%g", "help": tip}
         if default is None:  # an empty field ("not set") needs value=None
             return container.number_input(label, value=None, key=key, placeholder="not set", **number)
         value = int(default) if integer else float(default)
-        return container.number_input(label, key=ui.seeded(key, value), placeholder="not set", **number)
-    return container.text_input(label, key=ui.seeded(key, _as_text(default)), help=tip, placeholder=param.range_text())
+        return container.number_input(label, key=seeded(key, value), placeholder="not set", **number)
+    return container.text_input(label, key=seeded(key, _as_text(default)), help=tip, placeholder=param.range_text())
 
 
 def _as_text(value: Any) -> str:

@@ -174,13 +174,3 @@ def claim(c) -> None:
         st.success(c.sentence, icon=":material/check_circle:")
     else:
         st.info(c.sentence, icon=":material/info:")
-
-
-def seeded(key: str, default: Any) -> str:
-    """`key`, with `default` put in session_state under it unless a value is there; create the widget with
-    this key and no value/index of its own. A form that resets its fields (a new pair, a new recipe) deletes
-    their keys: a widget created with `value=` would keep showing the browser's old value (the page sends it
-    back; a deleted key does not reset it), one seeded through session_state shows the new default."""
-    if key not in st.session_state:
-        st.session_state[key] = default
-    return key

@@ -8,6 +8,7 @@ from app import chain_view, guide, procedure_view, report, run_figures, run_tabl
 from app.onpolicy_figures import onpolicy_caption, onpolicy_figures
 from app.strategy_figures import strategy_figures
 from app.student_init_form import factory_student_init, pair_student_init
+from app.widget_state import seeded
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import HELDOUT_PROMPTS, LAYER_RULES, SCHEDULES, with_source_label
@@ -196,7 +197,7 @@ with tab_new:
     objective = c2.selectbox(
         "Method",
         offered,
-        key=ui.seeded("job_objective", first if first in offered else offered[0]),
+        key=seeded("job_objective", first if first in offered else offered[0]),
         format_func=runs.method_label,
         help="Every method of the table that fits this pair's task "
         "(`python -m kdcore methods` lists them with their sources).",
@@ -244,20 +245,20 @@ with tab_new:
             for i, p in enumerate(method.params)
         }
         c1, c2, c3, c4 = st.columns(4)
-        epochs = c1.number_input("Epochs", 1, 500, key=ui.seeded("job_epochs", int(initial["epochs"])))
+        epochs = c1.number_input("Epochs", 1, 500, key=seeded("job_epochs", int(initial["epochs"])))
         max_steps = c2.number_input("Stop after steps (0 = all)", 0, 100000, 0, key="job_max_steps")
-        lr = c3.number_input("Learning rate", 1e-5, 1.0, format="%.4f", key=ui.seeded("job_lr", float(initial["lr"])))
-        batch = c4.number_input("Batch size", 1, 1024, key=ui.seeded("job_batch", int(initial["batch_size"])))
+        lr = c3.number_input("Learning rate", 1e-5, 1.0, format="%.4f", key=seeded("job_lr", float(initial["lr"])))
+        batch = c4.number_input("Batch size", 1, 1024, key=seeded("job_batch", int(initial["batch_size"])))
         c1, c2, c3, c4 = st.columns(4)
         train_size = c1.number_input(
-            "Training samples (0 = all)", 0, 1_000_000, key=ui.seeded("job_train_size", int(initial["train_size"] or 0))
+            "Training samples (0 = all)", 0, 1_000_000, key=seeded("job_train_size", int(initial["train_size"] or 0))
         )
-        schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, key=ui.seeded("job_schedule", initial["schedule"]))
+        schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, key=seeded("job_schedule", initial["schedule"]))
         seed = c3.number_input("Seed", 0, 10_000, 0, key="job_seed")
         name = c4.text_input("Name (optional)", key="job_name", placeholder="e.g. kd T=4")
         teacher_cache = st.checkbox(
             "Teacher cache (compute the teacher's outputs once)",
-            key=ui.seeded("job_teacher_cache", bool(initial["teacher_cache"])),
+            key=seeded("job_teacher_cache", bool(initial["teacher_cache"])),
         )
         heldout = HELDOUT_PROMPTS
         if task == "causal_lm":

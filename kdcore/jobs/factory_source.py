@@ -4,7 +4,7 @@
     student = factory_student(config)  # the run's student architecture (its weights file loaded)
 
 The weights are read without running code from them (kdcore.adapters.load_factory). Models and datasets
-are cached like a Hugging Face pair's (kdcore.jobs.pair_source): by factory, weights file (path, size,
+are cached like a Hugging Face pair's (kdcore.jobs.source_cache): by factory, weights file (path, size,
 modification time) and kind; the runner trains clones, so the cached adapters are never changed.
 """
 
@@ -18,7 +18,7 @@ from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.base import Dataset
 from kdcore.jobs.config import JobConfig, source_label
 from kdcore.jobs.factory_config import data_format
-from kdcore.jobs.pair_source import _cached, _stamp
+from kdcore.jobs.source_cache import cached, stamp
 from kdcore.pairs import Pair
 
 UNZIP_MAX_BYTES = 1 << 30  # largest total size an image-folder .zip may expand to
@@ -40,7 +40,7 @@ def _adapter(spec: str, weights: str, kind: str) -> ModelAdapter:
     from kdcore.adapters.factory import load_factory
 
     path = Path(weights).expanduser()
-    return _cached(("factory", spec, _stamp(path), kind), lambda: load_factory(spec, path, kind=kind))
+    return cached(("factory", spec, stamp(path), kind), lambda: load_factory(spec, path, kind=kind))
 
 
 def factory_dataset(config: JobConfig) -> Dataset:
@@ -53,8 +53,8 @@ def factory_dataset(config: JobConfig) -> Dataset:
     if fmt == "builtin":
         return get_dataset(config.data)  # shared by the registry
     path = Path(config.data).expanduser()
-    key = ("factory-data", _stamp(path), fmt, repr(sorted(options.items())))
-    return _cached(key, lambda: _load_data(path, fmt, options))
+    key = ("factory-data", stamp(path), fmt, repr(sorted(options.items())))
+    return cached(key, lambda: _load_data(path, fmt, options))
 
 
 def _load_data(path: Path, fmt: str, options: dict[str, Any]) -> Dataset:

@@ -10,14 +10,13 @@ student's directory (or, for student_init="from_teacher", the layer-subset copy 
 tokenised by the teacher's own tokenizer (kdcore.data.load_hf_text). Everything that can be checked from
 the directories' config.json and tokenizer files is checked before any weights load.
 
-Loaded models and datasets are cached by path, file sizes and modification times (a small LRU): the
+Loaded models and datasets are cached by path, file sizes and modification times (kdcore.jobs.source_cache): the
 teacher is never mutated (the runner trains clones), so sharing it is safe.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,10 @@ from kdcore.data.base import Dataset
 from kdcore.jobs.config import JobConfig, resolved_student_init, source_label
 from kdcore.jobs.factory_config import uses_factories
 from kdcore.jobs.resolve import resolve_pair
+from kdcore.jobs.source_cache import cached, stamp
 from kdcore.pairs import Pair
 from kdcore.validation import InvalidParameterError
 
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_CACHE_SIZE = 8  # loaded models and datasets kept (least recently used dropped first)
 _DEFAULT_CONTEXT = 128  # load_hf_text's default context length, lowered to the models' maximum
 
 
@@ -167,36 +165,10 @@ def _with_context_length(options: dict[str, Any], limits: list[int]) -> dict[str
 # ---- loading (cached) ---------------------------------------------------------------------------------------
 
 
-def _stamp(path: Path) -> tuple:
-    """What identifies a file or directory's contents: its resolved path and its files' sizes and mtimes."""
-    p = path.expanduser().resolve()
-    if p.is_dir():
-        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in p.iterdir() if f.is_file())
-        return (str(p), tuple(files))
-    st = p.stat()
-    return (str(p), st.st_size, st.st_mtime_ns)
-
-
-def _cached(key: tuple, build: Callable[[], Any]) -> Any:
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    value = build()
-    _CACHE[key] = value
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return value
-
-
-def clear_cache() -> None:
-    """Forget every loaded model and dataset (and the from_teacher students' temporary directories)."""
-    _CACHE.clear()
-
-
 def _load_model(path: Path, kind: str) -> ModelAdapter:
     from kdcore.adapters.hf_load import load_hf
 
-    return _cached(("model", _stamp(path), kind), lambda: load_hf(path, kind=kind))
+    return cached(("model", stamp(path), kind), lambda: load_hf(path, kind=kind))
 
 
 def _student_adapter(config: JobConfig) -> ModelAdapter:
@@ -204,8 +176,8 @@ def _student_adapter(config: JobConfig) -> ModelAdapter:
     if resolved_student_init(config) != "from_teacher":
         return _load_model(Path(config.student).expanduser(), config.model_kind)
     teacher = Path(config.teacher).expanduser()
-    key = ("from_teacher", _stamp(teacher), config.model_kind, config.student_layers, config.layer_rule)
-    return _cached(key, lambda: _build_from_teacher(config, teacher))[1]
+    key = ("from_teacher", stamp(teacher), config.model_kind, config.student_layers, config.layer_rule)
+    return cached(key, lambda: _build_from_teacher(config, teacher))[1]
 
 
 def _build_from_teacher(config: JobConfig, teacher: Path) -> tuple[tempfile.TemporaryDirectory, ModelAdapter]:
@@ -275,10 +247,10 @@ def _dataset(config: JobConfig, options: dict[str, Any]) -> Dataset:
         )
     key = (
         "data",
-        _stamp(Path(config.data)),
-        _stamp(Path(config.teacher)),
+        stamp(Path(config.data)),
+        stamp(Path(config.teacher)),
         config.model_kind,
         repr(sorted(options.items())),
         str(config.objective) in ("seqkd", "hybrid"),  # prompt/completion records (methods/15)
     )
-    return _cached(key, lambda: loader(config, options))
+    return cached(key, lambda: loader(config, options))
