@@ -4,6 +4,7 @@ import json
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -129,3 +130,30 @@ def test_load_factory_errors(tmp_path, monkeypatch):
     torch.save(nn.Linear(4, 3), tmp_path / "pickled.pt")
     with pytest.raises(ValueError, match="Refused"):
         load_factory("fac_bad:build", tmp_path / "pickled.pt")
+
+
+def test_load_factory_without_weights_keeps_the_factorys_own_init(tmp_path, monkeypatch):
+    """weights_path=None: the factory's model as it builds it under the caller's seed (no file read)."""
+    _user_module(tmp_path, monkeypatch, "fac_fresh")
+    torch.manual_seed(7)
+    adapter = load_factory("fac_fresh:build", None, factory_kwargs={"hidden": 5})
+    torch.manual_seed(7)
+    reference = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))  # what build(hidden=5) makes
+    assert isinstance(adapter.model, nn.Sequential) and "no weights: factory init" in adapter.name
+    for key, want in reference.state_dict().items():
+        assert torch.equal(adapter.model.state_dict()[key], want), key
+    x = torch.randn(3, 4, dtype=torch.float64)
+    w = {k: v.double().numpy() for k, v in reference.state_dict().items()}
+    h = np.maximum(x.numpy() @ w["0.weight"].T + w["0.bias"], 0.0) @ w["2.weight"].T + w["2.bias"]  # [3, 3]
+    np.testing.assert_allclose(adapter.logits(x.float()).double().numpy(), h, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(8)
+    assert not torch.equal(load_factory("fac_fresh:build").model[0].weight, adapter.model[0].weight)
+
+
+def test_load_factory_without_weights_still_refuses_a_bad_spec_before_importing(tmp_path, monkeypatch):
+    _user_module(tmp_path, monkeypatch, "fac_unrun")
+    with pytest.raises(ValueError, match="'spec' parameter of load_factory must look like"):
+        load_factory("fac_unrun.build", None)
+    assert "fac_unrun" not in sys.modules  # nothing of the user's module ran
+    with pytest.raises(ValueError, match="no callable named 'NOT_A_FACTORY'"):
+        load_factory("fac_unrun:NOT_A_FACTORY")

@@ -1,4 +1,5 @@
-"""A user's own architecture: ``"package.module:factory"`` plus a safetensors state dict."""
+"""A user's own architecture: ``"package.module:factory"`` plus a safetensors state dict (or, with no
+weights file, the factory's own initialisation: a student that starts fresh or from its teacher)."""
 
 from __future__ import annotations
 
@@ -19,20 +20,22 @@ _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 def load_factory(
     spec: str,
-    weights_path: str | Path,
+    weights_path: str | Path | None = None,
     *,
     kind: str = "classifier",
     factory_kwargs: Mapping[str, Any] | None = None,
     name: str | None = None,
     **wrap_kwargs: Any,
 ) -> ModelAdapter:
-    """Build a model with ``factory(**factory_kwargs)`` and load its weights strictly.
+    """Build a model with ``factory(**factory_kwargs)`` and load its weights strictly (none: the
+    factory's own initialisation, under the caller's torch seed).
 
     Args:
         spec: ``"package.module:factory"``; the module is imported (it must be importable, e.g. on
             PYTHONPATH) and the factory called to build the architecture.
         weights_path: a ``.safetensors`` state dict (or a ``.pt``/``.pth`` that loads with
-            ``weights_only=True``).
+            ``weights_only=True``); None loads no weights (the adapter's default name says
+            "no weights: factory init").
         kind: "classifier" or "causal_lm".
         factory_kwargs: keyword arguments of the factory.
         name: display name (default: the spec).
@@ -44,7 +47,8 @@ def load_factory(
     """
     _check_args(spec, factory_kwargs)
     module_name, factory_name = spec.split(":")
-    state = load_state_dict(weights_path)  # read first: a bad file fails before any user code runs
+    # read first: a bad file fails before any user code runs
+    state = None if weights_path is None else load_state_dict(weights_path)
     factory = _find_factory(module_name, factory_name)
     try:
         model = factory(**dict(factory_kwargs or {}))
@@ -52,9 +56,11 @@ def load_factory(
         raise ValueError(f"Calling {spec} with factory_kwargs={dict(factory_kwargs or {})} failed: {e}") from e
     if not isinstance(model, nn.Module):
         raise ValueError(f"The factory {spec} must return a torch.nn.Module. It returned {type(model).__name__}.")
-    apply_state_dict(model, state)
+    if state is not None:
+        apply_state_dict(model, state)
     model.eval()
-    return wrap(model, name=name or spec, kind=kind, **wrap_kwargs)
+    default_name = spec if state is not None else f"{spec} (no weights: factory init)"
+    return wrap(model, name=name or default_name, kind=kind, **wrap_kwargs)
 
 
 def _check_args(spec: Any, factory_kwargs: Any) -> None:
