@@ -198,7 +198,12 @@ def _add_factory_pair_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher-factory", dest="teacher_factory", metavar="M:F", help="package.module:factory")
     g.add_argument("--teacher-weights", dest="teacher_weights", metavar="FILE", help="the teacher's .safetensors")
     g.add_argument("--student-factory", dest="student_factory", metavar="M:F", help="package.module:factory")
-    g.add_argument("--student-weights", dest="student_weights", metavar="FILE", help="the student's .safetensors")
+    g.add_argument(
+        "--student-weights",
+        dest="student_weights",
+        metavar="FILE",
+        help="the student's .safetensors (optional with --student-init reinit or from_teacher)",
+    )
     g.add_argument("--tokenizer", choices=["char", "word"], help="text data of a module:factory language model")
 
 

@@ -219,3 +219,97 @@ def test_each_data_format_reads_as_its_loader(files, tmp_path):
     for data in (tmp_path / "photos", tmp_path / "upload.zip"):
         got = factory_dataset(_config(files, data=str(data))).split("train")
         assert torch.equal(got.inputs, want.inputs) and torch.equal(got.targets, want.targets), data
+
+
+# ---- a student without a weights file (reinit, from_teacher) -----------------------------------------------
+
+
+def test_student_weights_are_optional_with_reinit_and_from_teacher(files):
+    for init in ("reinit", "from_teacher"):
+        cfg = _config(files, student_weights="", student_init=init)
+        assert cfg.problems() == [], init
+        assert JobConfig.from_json(cfg.to_json()).student_weights == ""
+    assert (
+        source_label(_config(files, student_weights="", student_init="reinit")) == "factory:make_teacher→make_student"
+    )
+    for init in ("", "pretrained"):  # the default of a factory pair starts from the file
+        problems = _config(files, student_weights="", student_init=init).problems()
+        assert len(problems) == 1, problems
+        assert "'student_weights' is empty" in problems[0] and "choose student_init 'reinit'" in problems[0]
+        assert "'from_teacher'" in problems[0]
+    assert any("'teacher_weights' is empty" in p for p in _config(files, teacher_weights="").problems())
+
+
+def test_a_student_without_weights_is_its_factorys_seeded_init(files):
+    from kdcore.adapters import init_from_teacher
+    from kdcore.jobs.job import _place_models
+    from tests.helpers.factory_pairs import make_student, make_teacher
+
+    cfg = _config(files, student_weights="", student_init="reinit", seed=5)
+    pair = pair_for_config(cfg)
+    torch.manual_seed(5)
+    want = make_student().state_dict()
+    assert "no weights: factory init" in pair.student.name
+    assert all(torch.equal(pair.student.model.state_dict()[k], v) for k, v in want.items())
+    _, fresh = _place_models(pair, cfg, torch.device("cpu"))  # reinit: the seeded fresh clone, as with a file
+    _, with_file = _place_models(
+        pair_for_config(_config(files, student_init="reinit", seed=5)), cfg, torch.device("cpu")
+    )
+    assert all(torch.equal(fresh.model.state_dict()[k], v) for k, v in with_file.model.state_dict().items())
+    teacher = make_teacher()
+    teacher.load_state_dict(load_file(files["teacher"]))
+    copied, _ = init_from_teacher(teacher, make_student())
+    cfg_t = replace(cfg, student_init="from_teacher")
+    _, started = _place_models(pair_for_config(cfg_t), cfg_t, torch.device("cpu"))
+    assert all(torch.equal(started.model.state_dict()[k], v) for k, v in copied.state_dict().items())
+
+
+def test_a_from_teacher_run_without_student_weights_starts_from_the_teachers_blocks(files, data_dir, monkeypatch):
+    """The run's own step-0 student (captured where the job places it) is init_from_teacher's; the stored
+    student reopens from the run's record, which keeps student_weights empty."""
+    import kdcore.jobs.job as job_module
+    from kdcore.adapters import init_from_teacher
+    from kdcore.jobs import run_job
+    from kdcore.jobs.store import RunStore
+    from tests.helpers.factory_pairs import make_student, make_teacher
+
+    placed: list[dict] = []
+    place = job_module._place_models
+
+    def capture(pair, config, device):
+        teacher, student = place(pair, config, device)
+        placed.append({k: v.detach().clone() for k, v in student.model.state_dict().items()})
+        return teacher, student
+
+    monkeypatch.setattr(job_module, "_place_models", capture)
+    store = RunStore()
+    result = run_job(_config(files, student_weights="", student_init="from_teacher", max_steps=2), store=store)
+    run = store.get_run(result.run_id)
+    assert run["state"] == "completed" and run["config"]["student_weights"] == ""
+    assert run["pair"] == "factory:make_teacher→make_student[from teacher]"
+    teacher = make_teacher()
+    teacher.load_state_dict(load_file(files["teacher"]))
+    copied, _ = init_from_teacher(teacher, make_student())
+    assert len(placed) == 1 and all(torch.equal(placed[0][k], v) for k, v in copied.state_dict().items())
+    saved = store.load_student(result.run_id)
+    assert not all(torch.equal(saved[k], v) for k, v in placed[0].items())  # it trained
+    reopened = student_for_run(run["config"], saved)
+    assert all(torch.equal(reopened.model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_cli_distills_without_student_weights_and_refuses_pretrained(files, capsys, data_dir, monkeypatch):
+    from kdcore.cli import main
+    from kdcore.jobs.store import RunStore
+
+    monkeypatch.chdir(files["table"].parent)
+    flags = ["--teacher-factory", TEACHER, "--teacher-weights", "teacher.safetensors", "--student-factory", STUDENT]
+    flags += ["--data", "table.csv", "--model-kind", "classifier", "--max-steps", "1", "--batch-size", "16"]
+    rc = main(["distill", *flags])  # the default init (pretrained) needs the file
+    err = capsys.readouterr().err
+    assert rc == 2 and "'student_weights' is empty" in err and "'from_teacher'" in err, err
+    assert RunStore().list_runs().empty  # nothing stored
+    for init in ("from_teacher", "reinit"):
+        rc, out = cli_json(capsys, "distill", *flags, "--student-init", init)
+        assert rc == 0 and out["state"] == "completed", out
+        cfg = RunStore().get_run(out["run_id"])["config"]
+        assert cfg["student_weights"] == "" and cfg["student_init"] == init

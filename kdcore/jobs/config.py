@@ -131,7 +131,7 @@ class JobConfig:
     teacher_factory: str = ""  # "package.module:factory" building the teacher
     teacher_weights: str = ""  # the teacher's .safetensors (or .pt) state dict
     student_factory: str = ""  # "package.module:factory" building the student
-    student_weights: str = ""  # the student's .safetensors (or .pt) state dict
+    student_weights: str = ""  # the student's .safetensors (or .pt) state dict; "" with reinit/from_teacher
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:

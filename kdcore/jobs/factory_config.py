@@ -5,6 +5,8 @@ student_factory/student_weights): what its config must hold, and its data format
               student_factory="mypkg.models:make_student", student_weights="s.safetensors",
               data="train.csv", data_options={"label_field": "label"}, model_kind="classifier")
 
+`student_weights` may be empty when the student starts fresh (student_init "reinit") or from its teacher's
+blocks ("from_teacher"): the student's factory then builds it with its own initialisation.
 `data` is a file or folder on this machine (a table, a text file, an image folder or .zip of class
 folders) or the name of a built-in dataset ("digits"); `data_options` holds `format` (auto, table, text,
 images), `label_field` (a table's class column) and `tokenizer` (text: char or word). Nothing here
@@ -65,6 +67,12 @@ def factory_label(config: Any) -> str:
     return f"factory:{teacher}→{student}"
 
 
+def fresh_student(config: Any) -> bool:
+    """Whether a module:factory pair's student starts without a weights file (reinit or from_teacher with
+    `student_weights` empty): its factory's own initialisation, or the teacher's blocks."""
+    return uses_factories(config) and not config.student_weights
+
+
 def factory_problems(config: Any) -> list[str]:
     """Every problem of a config that names a module:factory pair (empty when it is complete)."""
     p = [
@@ -97,7 +105,15 @@ def _model_problems(config: Any, who: str) -> list[str]:
     elif not _SPEC.match(spec):
         p.append(f"'{who}_factory' must look like 'package.module:factory'; got {spec!r}")
     path = Path(weights).expanduser()
-    if not weights:
+    if not weights and who == "student":
+        if config.student_init not in ("reinit", "from_teacher"):
+            p.append(
+                f"'student_weights' is empty but student_init is {config.student_init or 'pretrained'!r} (the "
+                f"default of a module:factory pair), which starts from the student's weights file: give the student's "
+                f"weights ({', '.join(WEIGHT_SUFFIXES)}), or choose student_init 'reinit' (fresh seeded weights) or "
+                f"'from_teacher' (the teacher's blocks)"
+            )
+    elif not weights:
         p.append(f"'{who}_weights' is empty: give the {who}'s weights file ({', '.join(WEIGHT_SUFFIXES)})")
     elif path.suffix.lower() not in WEIGHT_SUFFIXES:
         p.append(

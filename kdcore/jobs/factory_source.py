@@ -3,6 +3,9 @@
     pair = factory_pair(config)        # teacher and student by load_factory, and the data
     student = factory_student(config)  # the run's student architecture (its weights file loaded)
 
+With `student_weights` empty (student_init reinit or from_teacher) the student is its factory's own
+initialisation, built under `config.seed` (the same model every time: cached by factory, kind and seed).
+
 The weights are read without running code from them (kdcore.adapters.load_factory). Models and datasets
 are cached like a Hugging Face pair's (kdcore.jobs.source_cache): by factory, weights file (path, size,
 modification time) and kind; the runner trains clones, so the cached adapters are never changed.
@@ -17,7 +20,7 @@ from kdcore.adapters.base import ModelAdapter
 from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.base import Dataset
 from kdcore.jobs.config import JobConfig, source_label
-from kdcore.jobs.factory_config import data_format
+from kdcore.jobs.factory_config import data_format, fresh_student
 from kdcore.jobs.source_cache import cached, stamp
 from kdcore.pairs import Pair
 
@@ -32,8 +35,25 @@ def factory_pair(config: JobConfig) -> Pair:
 
 
 def factory_student(config: JobConfig) -> ModelAdapter:
-    """The student as its factory builds it, holding its weights file (shared: clone before changing it)."""
+    """The student as its factory builds it, holding its weights file, or (none given) the factory's own
+    initialisation under `config.seed` (shared: clone before changing it)."""
+    if fresh_student(config):
+        return _fresh_adapter(config.student_factory, config.model_kind, config.seed)
     return _adapter(config.student_factory, config.student_weights, config.model_kind)
+
+
+def _fresh_adapter(spec: str, kind: str, seed: int) -> ModelAdapter:
+    """load_factory without weights, seeded without changing the caller's random state."""
+    import torch
+
+    from kdcore.adapters.factory import load_factory
+
+    def build() -> ModelAdapter:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return load_factory(spec, None, kind=kind)
+
+    return cached(("factory-fresh", spec, kind, seed), build)
 
 
 def _adapter(spec: str, weights: str, kind: str) -> ModelAdapter:
