@@ -67,3 +67,5 @@ def render() -> None:
             f"**{pair.name}** · {pair.kind} · teacher {pair.teacher.num_parameters():,} params · "
             f"student {pair.student.num_parameters():,} params"
         )
+        if state.untrained_student(state.pair_key()):
+            sb.caption(state.UNTRAINED_NOTE)

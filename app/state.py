@@ -24,6 +24,7 @@ from kdcore.data import DATASETS, get_dataset, load_hf_sentences, load_hf_text, 
 from kdcore.data._user_common import LOCAL_MAX_BYTES
 from kdcore.data.archive import extract_zip
 from kdcore.jobs.config import JobConfig
+from kdcore.jobs.factory_source import fresh_factory_student
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.store import RunStore, default_home
 from kdcore.jobs.workspace import WorkspaceError
@@ -31,6 +32,11 @@ from kdcore.pairs import Pair
 from kdcore.weights import apply_state_dict
 
 UPLOAD_LIMIT_MB = 50  # largest dataset or weights file read from an upload (also .streamlit/config.toml)
+OPTIONAL_WEIGHTS_HELP = (
+    "Optional: leave empty to start from the teacher's blocks or fresh weights on the Distill page (the "
+    "analysis pages then show the untrained student)."
+)
+UNTRAINED_NOTE = "The student is untrained (no weights file): its factory's own initialisation. Train it on Distill."
 _UNZIP_LIMIT = 200 * 2**20  # largest total size an uploaded image-folder zip may expand to
 DATA_CHOICES = (
     "A built-in dataset",
@@ -202,7 +208,8 @@ def _own_pair(spec: tuple) -> Pair:
         safety.check_factory(t_factory)  # every path to load_factory is checked
         safety.check_factory(s_factory)
         teacher = load_factory(t_factory, t_weights, kind=kind)
-        student = load_factory(s_factory, s_weights, kind=kind)
+        # no student weights: the factory's own init, seeded as a run of seed 0 builds it (untrained)
+        student = load_factory(s_factory, s_weights, kind=kind) if s_weights else fresh_factory_student(s_factory, kind)
     return Pair(name="your pair", teacher=teacher, student=student, dataset=dataset)
 
 
@@ -238,7 +245,7 @@ def own_models_form(sb) -> None:
             t = st.text_input("Teacher factory", key="own_teacher_factory", placeholder="mypkg.models:make_teacher")
             tw = _weights_field("Teacher", "own_teacher_w")
             s = st.text_input("Student factory", key="own_student_factory", placeholder="mypkg.models:make_student")
-            sw = _weights_field("Student", "own_student_w")
+            sw = _weights_field("Student", "own_student_w", optional=True)
             st.caption(safety.module_loading_note())
         data_choice = st.selectbox(
             "Data",
@@ -292,27 +299,30 @@ def own_models_form(sb) -> None:
                 st.session_state["own_error"] = str(exc)
 
 
-def _weights_field(who: str, key: str) -> tuple[str, object]:
+def _weights_field(who: str, key: str, *, optional: bool = False) -> tuple[str, object]:
     """A weights file named by its path on this machine, or uploaded: (path text, upload or None)."""
     path = st.text_input(
-        f"{who} weights on this machine (.safetensors, .pt)",
+        f"{who} weights on this machine (.safetensors, .pt)" + (" (optional)" if optional else ""),
         key=f"{key}_path",
         placeholder=f"/path/to/{who.lower()}.safetensors",
-        help="Read where it lies: no upload, no size limit.",
+        help="Read where it lies: no upload, no size limit." + (f" {OPTIONAL_WEIGHTS_HELP}" if optional else ""),
     )
     upload = st.file_uploader(f"…or upload {who.lower()} weights (.safetensors)", type=["safetensors"], key=key)
     return (path or "", upload)
 
 
-def _weights_path(field, who: str) -> str:
-    """The path of a weights field: a named local file, else the stored upload; refused when neither."""
+def _weights_path(field, who: str, *, optional: bool = False) -> str:
+    """The path of a weights field: a named local file, else the stored upload; refused when neither
+    (an optional field gives "": the student starts from the teacher's blocks or fresh weights)."""
     path_text, upload = field if isinstance(field, tuple) else ("", field)
     if path_text.strip():
         return str(_local_path(path_text, f"{who} weights file", directory_ok=False))
+    if upload is None and optional:
+        return ""
     if upload is None:
         raise ValueError(
-            f"Upload a .safetensors file for both the teacher and the student, or name each weights file on "
-            f"this machine (the {who}'s is missing)."
+            f"Upload a .safetensors file for the {who}, or name its weights file on this machine (the {who}'s "
+            f"is missing)."
         )
     return str(_save_upload(upload))
 
@@ -356,7 +366,13 @@ class OwnPairForm:
         data = self._data(models, hf_kind)
         if models is not None:
             return ("hf", models[0], models[1], data, hf_kind)
-        return ("factory", (t, _weights_path(self.tw, "teacher")), (s, _weights_path(self.sw, "student")), data, kind)
+        return (
+            "factory",
+            (t, _weights_path(self.tw, "teacher")),
+            (s, _weights_path(self.sw, "student", optional=True)),
+            data,
+            kind,
+        )
 
     def _data(self, models: tuple[str, str] | None, kind: str) -> tuple:
         """The data part of the load spec: (kind, path or name, option, max bytes read)."""
@@ -532,6 +548,12 @@ def sample_name(key: tuple) -> str | None:
         except Exception:  # noqa: BLE001 — a deleted run: no sample pair
             return None
     return None
+
+
+def untrained_student(key: tuple) -> bool:
+    """Whether the choice is the sidebar's module:factory pair loaded without a student weights file."""
+    spec = key[1] if key[0] == "own" else None
+    return bool(spec) and spec[0] == "factory" and not spec[2][1]
 
 
 def pair_label(key: tuple) -> str | None:

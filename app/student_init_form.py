@@ -2,7 +2,8 @@
 architecture re-initialised, or "from teacher (layer subset)" (METHODS §14.2) where its student is a
 shallower copy of its teacher; elsewhere the option is disabled with the reason
 (kdcore.jobs.student_init.from_teacher_fit: nothing is copied to check). For the sidebar's module:factory
-pair (factory_student_init): its student's weights file, fresh weights, or the teacher's blocks where they fit.
+pair (factory_student_init): its student's weights file (not for a pair loaded without one), fresh weights, or
+the teacher's blocks where they fit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from kdcore.jobs.student_init import from_teacher_fit, mapping_text
 from kdcore.pairs import Pair
 
 FROM_TEACHER_LABEL = "Start the student from the teacher (layer subset)"
+NO_WEIGHTS_NOTE = (
+    "Not its own weights (pretrained): the pair was loaded without a student weights file. Name one in the "
+    "sidebar's form to start from it."
+)
 
 
 def pair_student_init(pair: Pair) -> tuple[str, str]:
@@ -41,14 +46,19 @@ def pair_student_init(pair: Pair) -> tuple[str, str]:
         return "from_teacher", _layer_rule(pair, "job_pair_layer_rule")
 
 
-def factory_student_init(pair: Pair) -> tuple[str, str]:
-    """(student_init, layer_rule) of the sidebar's module:factory pair: its student's weights file (pretrained),
-    fresh weights (reinit), or, where its student is a shallower copy of its teacher, the teacher's blocks."""
+def factory_student_init(pair: Pair, has_weights: bool = True) -> tuple[str, str]:
+    """(student_init, layer_rule) of the sidebar's module:factory pair: its student's weights file (pretrained;
+    not offered, with the reason, when `has_weights` is False), fresh weights (reinit), or, where its student is
+    a shallower copy of its teacher, the teacher's blocks."""
     from app.runs import STUDENT_INITS
 
     with st.container(border=True):
         mapping, reason = from_teacher_fit(pair)
-        offered = [k for k in STUDENT_INITS if k != "from_teacher" or mapping is not None]
+        offered = [
+            k
+            for k in STUDENT_INITS
+            if (k != "from_teacher" or mapping is not None) and (k != "pretrained" or has_weights)
+        ]
         init = st.radio(
             "The student starts from",
             offered,
@@ -58,6 +68,8 @@ def factory_student_init(pair: Pair) -> tuple[str, str]:
             help="pretrained: the student's weights file; reinit: its architecture, fresh random weights (seeded); "
             "from_teacher: its architecture, each stage from some of the teacher's blocks (METHODS §14.2).",
         )
+        if not has_weights:
+            st.caption(NO_WEIGHTS_NOTE)
         if mapping is None:
             st.caption(f"Not from the teacher's blocks: {reason}")
         if init != "from_teacher":

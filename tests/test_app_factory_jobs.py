@@ -67,8 +67,9 @@ def test_a_factory_the_server_may_not_load_is_refused_before_queueing(own, monke
     safety.check_run_factories({"pair": "digits", "teacher_factory": ""})  # nothing to load: passes
 
 
-def _loaded(own):
-    """The app with the factory pair loaded through the sidebar's form (paths typed, nothing uploaded)."""
+def _loaded(own, student_weights: bool = True):
+    """The app with the factory pair loaded through the sidebar's form (paths typed, nothing uploaded; the
+    student's weights path left empty unless `student_weights`)."""
     from app.state import DATA_CHOICES
 
     at = started(pair_source="Your own models", probe_size=16, own_mode=FACTORY)  # a form's radio redraws on submit
@@ -76,7 +77,7 @@ def _loaded(own):
     at.text_input(key="own_teacher_factory").set_value(TEACHER)
     at.text_input(key="own_teacher_w_path").set_value(str(own["teacher"]))
     at.text_input(key="own_student_factory").set_value(STUDENT)
-    at.text_input(key="own_student_w_path").set_value(str(own["student"]))
+    at.text_input(key="own_student_w_path").set_value(str(own["student"]) if student_weights else "")
     at.selectbox(key="own_data_choice").set_value(DATA_CHOICES[1])
     at.text_input(key="own_data_path").set_value(str(own["table"]))
     at.text_input(key="own_data_option").set_value("label")
@@ -118,3 +119,40 @@ def test_distill_the_factory_pair_from_the_app_and_reopen_its_student(own, monke
     pair = state._run_pair.__wrapped__(run_id)
     saved = store.load_student(run_id)
     assert all(torch.equal(pair.student.model.state_dict()[k], v) for k, v in saved.items())
+
+
+@pytest.mark.slow
+def test_a_pair_without_student_weights_shows_its_untrained_student_and_starts_from_the_teacher(own, monkeypatch):
+    """No student weights: the sidebar says the student is untrained (the factory's seed-0 init is analysed),
+    the Distill page offers reinit and from_teacher only, and a from_teacher run stores no weights path."""
+    from app import state
+    from app.student_init_form import NO_WEIGHTS_NOTE
+    from kdcore.jobs import RunStore, worker
+    from tests.helpers.factory_pairs import make_student
+
+    monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
+    at = _loaded(own, student_weights=False)
+    spec = at.session_state["own_spec"]
+    assert spec[2] == (STUDENT, "")
+    assert state.UNTRAINED_NOTE in [c.value for c in at.sidebar.caption]
+    torch.manual_seed(0)
+    want = make_student().state_dict()
+    shown = state.pair_from_key(("own", spec)).student.model.state_dict()
+    assert all(torch.equal(shown[k], v) for k, v in want.items())  # the untrained student the pages analyse
+    at.switch_page("views/distill.py").run()
+    ok(at)
+    init = at.radio(key="job_factory_student_init")
+    assert [o.split("(")[-1] for o in init.options] == ["from_teacher)", "reinit)"], init.options
+    assert NO_WEIGHTS_NOTE in [c.value for c in at.caption]
+    init.set_value("from_teacher").run()
+    ok(at)
+    run_id = start_distill_run(at, 2, 32)
+    store = RunStore()
+    cfg = store.get_run(run_id)["config"]
+    assert (cfg["student_weights"], cfg["student_init"]) == ("", "from_teacher")
+    worker.run_queued(run_id, store)
+    run = store.get_run(run_id)
+    assert run["state"] == "completed", run["error"]
+    saved = store.load_student(run_id)
+    reopened = state._run_pair.__wrapped__(run_id).student.model.state_dict()
+    assert all(torch.equal(reopened[k], v) for k, v in saved.items())

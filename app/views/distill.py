@@ -211,7 +211,8 @@ with tab_new:
                 "Your own models: the teacher and student factories, their weights files and the data named in "
                 "the sidebar. Starts from one epoch, batch 8, lr 1e-4."
             )
-            init, rule = factory_student_init(the_pair)  # its weights, fresh ones, or the teacher's blocks
+            has_weights = bool(own_spec[2][1])  # a pair loaded without student weights: reinit or from_teacher
+            init, rule = factory_student_init(the_pair, has_weights)  # its weights, fresh ones, or the teacher's
             own_init = (init, None, rule)
         else:
             st.caption(

@@ -1,6 +1,7 @@
 """Loading a user's own module:factory pair for a job (the config: kdcore.jobs.factory_config).
 
     pair = factory_pair(config)        # teacher and student by load_factory, and the data
+    fresh = fresh_factory_student("mypkg.models:make_student", "classifier", seed=0)  # no weights file
     student = factory_student(config)  # the run's student architecture (its weights file loaded)
 
 With `student_weights` empty (student_init reinit or from_teacher) the student is its factory's own
@@ -38,12 +39,13 @@ def factory_student(config: JobConfig) -> ModelAdapter:
     """The student as its factory builds it, holding its weights file, or (none given) the factory's own
     initialisation under `config.seed` (shared: clone before changing it)."""
     if fresh_student(config):
-        return _fresh_adapter(config.student_factory, config.model_kind, config.seed)
+        return fresh_factory_student(config.student_factory, config.model_kind, config.seed)
     return _adapter(config.student_factory, config.student_weights, config.model_kind)
 
 
-def _fresh_adapter(spec: str, kind: str, seed: int) -> ModelAdapter:
-    """load_factory without weights, seeded without changing the caller's random state."""
+def fresh_factory_student(spec: str, kind: str, seed: int = 0) -> ModelAdapter:
+    """load_factory without weights: the factory's own initialisation under `seed`, built without changing
+    the caller's random state (cached: shared, clone before changing it)."""
     import torch
 
     from kdcore.adapters.factory import load_factory
