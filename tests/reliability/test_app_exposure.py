@@ -83,11 +83,17 @@ def test_launcher_main_hands_streamlit_the_flags_and_the_module_switch(monkeypat
     monkeypatch.setattr(
         cli, "main", lambda args, prog_name: seen.update(args=args, env=os.environ.get(safety.ALLOW_ENV))
     )
-    monkeypatch.delenv(safety.ALLOW_ENV, raising=False)
+    monkeypatch.setenv(safety.ALLOW_ENV, "")  # recorded, so the launcher's os.environ write is undone after the test
+    monkeypatch.delenv(safety.ALLOW_ENV)
     launcher.main(["--port", "8123"])
     assert _flag(seen["args"], "--server.address") == "127.0.0.1" and seen["env"] is None
     launcher.main([safety.ALLOW_FLAG])
     assert seen["env"] == "1" and safety.ALLOW_FLAG not in seen["args"]
+
+
+def test_the_launcher_test_leaves_module_loading_off():
+    """The test above runs the launcher in this process (it writes os.environ): later tests must see it off."""
+    assert safety.ALLOW_ENV not in os.environ
 
 
 def _free_port() -> int:
