@@ -63,6 +63,25 @@ def test_a_second_owner_is_refused_with_who_holds_the_run(data_dir):
     store.acquire_lease(rid).release()
 
 
+def _pause_outside_a_write(proc: subprocess.Popen, home, tries: int = 100) -> None:
+    """SIGSTOP `proc` at a moment it holds no write transaction of the store: a job paused inside one keeps
+    the database locked for everyone (SQLite's lock belongs to the paused process), which is not what the
+    test is about. Pause, probe for the write lock, and let it run on a little when it holds it."""
+    for _ in range(tries):
+        proc.send_signal(signal.SIGSTOP)
+        con = sqlite3.connect(home / "runs.sqlite", timeout=0.2, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # locked by the paused job
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        finally:
+            con.close()
+    raise AssertionError(f"the job held the store's write lock at each of {tries} pauses")
+
+
 def test_a_paused_job_is_not_interrupted_nor_resumable_while_it_lives(tmp_path):
     home = tmp_path / "kdwb"
     proc = start(
@@ -72,7 +91,7 @@ def test_a_paused_job_is_not_interrupted_nor_resumable_while_it_lives(tmp_path):
         assert proc.stdout is not None
         rid = proc.stdout.readline().split()[1]
         time.sleep(0.5)
-        proc.send_signal(signal.SIGSTOP)  # paused, alive
+        _pause_outside_a_write(proc, home)  # paused, alive
         store = RunStore(home)
         store.update_run(rid, heartbeat=time.time() - 3600, host="another-host")  # heartbeat long missed
         assert store.reap_stale() == [] and store.get_run(rid)["state"] == "running"
