@@ -61,11 +61,15 @@ def objective_unit(task: str, terms: list, ce_weight: float) -> str:
     return units[0]
 
 
+def _check_unit(unit: str) -> None:
+    if unit not in UNITS:
+        raise ValueError(f"The unit of a step's weights must be one of {UNITS}. Got {unit!r} instead.")
+
+
 def unit_counts(targets: Tensor, mask: Tensor | None, unit: str) -> Tensor:
     """Units per row, int64 [N], of rows with targets [N, ...] ([N, L] for "tokens"/"positions") and
     an attention mask [N, L] (or None)."""
-    if unit not in UNITS:
-        raise ValueError(f"The unit of a step's weights must be one of {UNITS}. Got {unit!r} instead.")
+    _check_unit(unit)
     n = targets.shape[0]
     if unit == "samples":
         return targets.new_ones(n, dtype=torch.int64)
@@ -90,15 +94,19 @@ def unit_weights(idx: Tensor, parts: list[Tensor], targets: Tensor, mask: Tensor
 
     idx: [B] the step's global batch (row indices of targets); parts: index tensors of rows of idx
     (micro-batches, a rank's slice's micro-batches); targets [N, ...], mask [N, L] or None: the
-    training set's. The parts of a split of idx get weights summing to 1."""
-    rows = unit_counts(targets[idx], None if mask is None else mask[idx], unit)  # [B]
-    total = int(rows.sum())
+    training set's. The parts of a split of idx get weights summing to 1. Every training step calls
+    this: samples are counted from the index lengths (no tensor work), token counts are read back in one
+    transfer (one device sync per step on a GPU, not one per part)."""
+    _check_unit(unit)
+    if unit == "samples":
+        counts = [int(p.shape[0]) for p in (idx, *parts)]
+    else:
+        sums = [unit_counts(targets[p], None if mask is None else mask[p], unit).sum() for p in (idx, *parts)]
+        counts = [int(c) for c in torch.stack(sums).tolist()]
+    total = counts[0]
     if total == 0:
         raise ValueError(
             f"The step's batch of {idx.shape[0]} rows has no {unit} to average over (every target is -100 or "
             f"masked): there is nothing to learn from. Check the data's targets and attention mask."
         )
-    weights = []
-    for part in parts:
-        weights.append(int(unit_counts(targets[part], None if mask is None else mask[part], unit).sum()) / total)
-    return weights
+    return [c / total for c in counts[1:]]
