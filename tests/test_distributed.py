@@ -2,18 +2,21 @@
 same global batch, a 2-process run resumes with 1 process, bad input is refused."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from kdcore.cli import main
-from kdcore.jobs import JobConfig, RunStore, run_job
-from kdcore.jobs.data_parallel import shard_bounds
+from kdcore.jobs import JobConfig, RunStore, distributed, run_job
+from kdcore.jobs.data_parallel import DistEnv, shard_bounds
 from kdcore.jobs.distributed import check_distributable, torchrun_env
 from kdcore.jobs.launch import torchrun_command
 from kdcore.jobs.prepare import prepare_run
-from tests.helpers.ddp_ranks import two_ranks
+from tests.helpers.ddp_ranks import ROOT, two_ranks
 from tests.helpers.toys import TOY
 
 # 256 toy samples, batch 49: 6 steps an epoch, the last of 11 samples; the ranks take unequal slices (25|24, 6|5)
@@ -93,6 +96,41 @@ def test_cli_devices_2_runs_the_job_under_torchrun_like_one_process(data_dir, tm
     assert got["state"] == "completed" and len(out) == 1
     _same_metrics(got["metrics"], one.metrics)
     assert RunStore().get_run(got["run_id"])["state"] == "completed"
+
+
+def test_process_group_meets_at_a_barrier_on_a_normal_exit_only(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **k: calls.append("init"))
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    env = DistEnv(1, 2, 1)
+    with distributed.process_group(env, "cpu"):
+        calls.append("job")
+    assert calls == ["init", "job", "barrier", "destroy"]
+    calls.clear()
+    with pytest.raises(RuntimeError, match="boom"), distributed.process_group(env, "cpu"):
+        raise RuntimeError("boom")  # the other ranks may never reach a barrier: none is waited for
+    assert calls == ["init", "destroy"]
+
+
+@pytest.mark.slow
+def test_no_gloo_worker_outlives_the_process_group(data_dir, tmp_path):
+    """After a job, destroying the group stops its gloo workers: a worker left running when the interpreter
+    shuts down aborts the process ("terminate called without an active exception"), which failed
+    completed runs. The optimizer step imports torch._dynamo; imported while the group was up, it kept the
+    group alive (process_group now imports it first)."""
+    config = tmp_path / "job.json"
+    config.write_text(json.dumps({**CFG, "epochs": 1}))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command = [*torchrun, "-m", "tests.helpers.gloo_exit", str(config), str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert report["state"] == "completed"
+        assert report["threads_up"] > 0, "no gloo worker thread seen while the group was up: the check is blind"
+        assert report["threads_after"] == 0, report
 
 
 @pytest.mark.parametrize(

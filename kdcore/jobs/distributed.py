@@ -74,10 +74,25 @@ def check_distributable(config: JobConfig, prep: PreparedRun, world: int) -> Non
         )
 
 
+def before_process_group() -> None:
+    """Call before init_process_group when you start the group yourself (process_group does it).
+
+    It imports torch._dynamo now, not at the job's first optimizer step: imported while a gloo group is up,
+    it keeps that group and its worker threads alive after destroy_process_group (torch 2.13), and a
+    process whose gloo workers outlive the interpreter's shutdown can abort at exit ("terminate called
+    without an active exception", SIGABRT), failing a run that had completed."""
+    import torch._dynamo  # noqa: F401
+
+
 @contextmanager
 def process_group(env: DistEnv, device: str) -> Iterator[torch.device | None]:
     """The default process group for the job (NCCL on CUDA, gloo on CPU), destroyed on exit; yields the
-    rank's CUDA device (None on CPU)."""
+    rank's CUDA device (None on CPU).
+
+    On a normal exit the ranks meet at a barrier first, so no rank shuts down while a gloo worker still
+    holds its last collective: with FSDP the group outlives destroy_process_group (torch's DTensor caches
+    keep its mesh), and a worker that drops a Python-owned tensor during interpreter shutdown aborts the
+    process. The barrier's own work holds no Python tensor."""
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     gpu = None
     if cuda:
@@ -90,10 +105,13 @@ def process_group(env: DistEnv, device: str) -> Iterator[torch.device | None]:
         torch.cuda.set_device(gpu)
     initialised_here = not dist.is_initialized()
     if initialised_here:
+        before_process_group()
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, rank=env.rank, world_size=env.world_size, timeout=timedelta(seconds=TIMEOUT_S))
     try:
         yield gpu
+        if initialised_here:  # the ranks leave together (not after an error: the others may never get here)
+            dist.barrier()
     finally:
         if initialised_here:
             dist.destroy_process_group()

@@ -26,7 +26,7 @@ def rank_main(
     from kdcore.jobs import job
     from kdcore.jobs.config import JobConfig
     from kdcore.jobs.data_parallel import DistEnv
-    from kdcore.jobs.distributed import run_distributed
+    from kdcore.jobs.distributed import before_process_group, run_distributed
     from kdcore.jobs.store import RunStore
 
     job._RESUME_EVERY_S = 0.0  # save the resume state at every epoch end
@@ -41,11 +41,13 @@ def rank_main(
     env = DistEnv(rank, world, rank)
     store = RunStore() if rank == 0 else None
     resume = run_id is not None
+    before_process_group()
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         result = run_distributed(
             JobConfig(**config), env=env, store=store, run_id=run_id, resume=resume, callback=on_event, cancel=cancel
         )
+        dist.barrier()  # leave together, as kdcore.jobs.distributed.process_group does
     finally:
         dist.destroy_process_group()
     if rank == 0:
