@@ -151,9 +151,14 @@ def check_factory(spec: str) -> None:
 
 
 def check_run_factories(config: Mapping) -> None:
-    """check_factory on each factory a run's config names (JobConfig.teacher_factory, student_factory): a run
-    queued from the command line is reopened in the server only when its factories may be loaded here."""
-    for key in ("teacher_factory", "student_factory"):
-        spec = config.get(key)
+    """check_factory on each factory a run's config names (JobConfig.teacher_factory, student_factory, and a
+    `pair` given as "package.module:make_pair"): a run queued from the command line is reopened in the
+    server only when its factories may be loaded here. A pair's display label ("hf:…", "factory:…") of a
+    run on directories or factories is not a factory: those runs' models are named by the fields."""
+    specs = [config.get("teacher_factory"), config.get("student_factory")]
+    pair = config.get("pair")
+    if isinstance(pair, str) and ":" in pair and not config.get("teacher") and not config.get("teacher_factory"):
+        specs.append(pair)  # a registered pair's name has no ':'
+    for spec in specs:
         if isinstance(spec, str) and spec:
             check_factory(spec)

@@ -65,6 +65,12 @@ def test_a_factory_the_server_may_not_load_is_refused_before_queueing(own, monke
             {"teacher_factory": "sample_models.architectures:DigitsTeacher", "student_factory": "os:getcwd"}
         )
     safety.check_run_factories({"pair": "digits", "teacher_factory": ""})  # nothing to load: passes
+    with pytest.raises(ValueError, match="Refused to load 'tests.helpers.cnn_pairs:cnn_pair'"):
+        safety.check_run_factories({"pair": "tests.helpers.cnn_pairs:cnn_pair"})  # `distill --pair mod:factory`
+    labels = ({"pair": "hf:t→s", "teacher": "/models/t"}, {"pair": "factory:a→b", "teacher_factory": "os:getcwd"})
+    safety.check_run_factories(labels[0])  # a display label, not a factory: the directories are the models
+    with pytest.raises(ValueError, match="Refused to load 'os:getcwd'"):
+        safety.check_run_factories(labels[1])  # the factory field is checked, the label is not imported
 
 
 def _loaded(own, student_weights: bool = True):
