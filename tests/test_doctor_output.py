@@ -154,15 +154,28 @@ def test_accuracy_and_disagreement():
 # ---- the page ----------------------------------------------------------------------------------------
 
 
-def test_doctor_page_shows_the_findings_of_a_broken_run(broken_run):
+def test_doctor_page_shows_the_findings_of_a_broken_run(broken_run, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
+    monkeypatch.setenv("KDWB_ALLOW_MODULES", "1")  # the run's pair is a module:factory (tests.helpers)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="doctor_run").value == broken_run
     labels = [e.label for e in at.expander]
     assert any("negligible" in lbl for lbl in labels) and any("learning rate" in lbl for lbl in labels)
     assert any("Fix." in m.value for m in at.markdown)
+
+
+def test_doctor_page_refuses_a_module_pair_run_while_module_loading_is_off(broken_run, monkeypatch):
+    """A run of `distill --pair package.module:factory` imports that module when it is examined: the server
+    does so only when started with module loading on; otherwise the page says why and keeps running."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delenv("KDWB_ALLOW_MODULES", raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any(f"Refused to load {CALIBRATED!r}" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("negligible" in e.label for e in at.expander)  # nothing was diagnosed
 
 
 def test_doctor_page_without_runs_says_what_to_do(data_dir):
