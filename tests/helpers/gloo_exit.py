@@ -24,8 +24,8 @@ def main(config_path: str, out_dir: str) -> None:
     assert env is not None, "run this under torchrun with 2 or more processes"
     config = JobConfig(**json.loads(Path(config_path).read_text()))
     with process_group(env, "cpu"):
-        up = gloo_worker_threads()
         result = run_distributed(config, env=env, store=RunStore() if env.main else None)
+        up = gloo_worker_threads()  # after the job: a worker names itself once it runs, not at once
     report = {"state": result.state, "threads_up": up, "threads_after": gloo_worker_threads()}
     Path(out_dir, f"rank{env.rank}.json").write_text(json.dumps(report))
 
