@@ -37,7 +37,7 @@ lint: setup
 
 # The quick loop: every test but the slow and the browser ones.
 unit: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not browser and not timing"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not browser"
 
 # Debian's chromium drives the browser tests (playwright cannot download browsers here).
 browser-deps:
@@ -47,8 +47,7 @@ browser-deps:
 
 # Set up, lint, then run the whole test suite (unit, page and real-browser tests).
 test: setup browser-deps lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not timing"
-	$(BIN)/python -m pytest -m timing  # wall-clock comparisons, alone: no other test competes for the cores
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
