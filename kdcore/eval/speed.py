@@ -33,7 +33,7 @@ class SpeedConfig:
     prompt_tokens: int = 128  # P: every prompt has exactly this many tokens
     new_tokens: int = 128  # n: every sequence generates exactly this many
     warmup: int = 3  # runs discarded per batch size and model
-    repeats: int = 10  # timed runs R per batch size and model
+    repeats: int = 10  # timed runs R per batch size and model (even: each model is timed first in half the turns)
     seed: int = 0  # the prompts' ids
 
     def check(self, where: str = "generation_speed") -> None:
