@@ -63,8 +63,8 @@ def test_unit_weights_match_numpy_on_random_masks(unit, with_mask):
 def test_samples_are_the_old_shares_and_bad_input_is_refused():
     idx = torch.arange(10)
     targets = torch.zeros(10, dtype=torch.long)  # classification: [N] class ids
-    parts = [p for p, _ in split_batch(idx, 3)]
-    assert unit_weights(idx, parts, targets, None, "samples") == [s for _, s in split_batch(idx, 3)]
+    parts = split_batch(idx, 3)
+    assert unit_weights(idx, parts, targets, None, "samples") == [p.shape[0] / idx.shape[0] for p in parts]
     with pytest.raises(ValueError, match="token targets"):
         unit_weights(idx, parts, targets, None, "tokens")
     with pytest.raises(ValueError, match="must be one of"):
@@ -163,7 +163,7 @@ def test_two_ranks_sum_to_one_process(lm_job, monkeypatch, rows):
     monkeypatch.setattr(lm_job, "ce_weight", 0.0)  # the CE runs in float32 (label_loss): 1e-10 needs float64
     idx = torch.tensor(rows)
     whole = _step(lm_job, idx, 1)
-    monkeypatch.setattr(lm_job, "_micro_batches", types.MethodType(DataParallelJob._micro_batches, lm_job))
+    monkeypatch.setattr(lm_job, "_own_rows", types.MethodType(DataParallelJob._own_rows, lm_job))
     ranks = []
     for rank in (0, 1):
         lm_job.env = DistEnv(rank, 2, rank)

@@ -32,7 +32,6 @@ from torch import Tensor
 
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.job import _Job
-from kdcore.jobs.performance import split_batch
 from kdcore.jobs.prepare import PreparedRun
 from kdcore.jobs.reporting import Reporter
 
@@ -85,10 +84,11 @@ class DataParallelJob(_Job):
     def _initial_metrics(self) -> dict[str, float]:
         return super()._initial_metrics() if self.env.main else {}
 
-    def _micro_batches(self, idx: Tensor, unit: str) -> list[tuple[Tensor, float]]:
-        """This rank's slice's micro-batches, each with its share of the GLOBAL batch's units."""
+    def _own_rows(self, idx: Tensor) -> Tensor:
+        """This rank's contiguous slice of the global batch (its micro-batches weigh their share of the
+        GLOBAL batch's units: _Job._weighted)."""
         lo, hi = shard_bounds(idx.shape[0], self.env.rank, self.env.world_size)
-        return self._weighted(idx, [part for part, _ in split_batch(idx[lo:hi], self.cfg.grad_accum)], unit)
+        return idx[lo:hi]
 
     def _replicated_params(self) -> list[torch.nn.Parameter]:
         """The parameters every rank holds whole, whose gradients _reduce_step sums (fsdp.py: the projectors)."""

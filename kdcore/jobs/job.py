@@ -405,8 +405,12 @@ class _Job:
         return dict(zip(names, totals.tolist())), extras
 
     def _micro_batches(self, idx: Tensor, unit: str) -> list[tuple[Tensor, float]]:
-        """The step's micro-batches and their shares of the step's `unit`s (data_parallel.py: this rank's slice's)."""
-        return self._weighted(idx, [part for part, _ in split_batch(idx, self.cfg.grad_accum)], unit)
+        """The micro-batches of this process's rows of the step and their shares of the step's `unit`s."""
+        return self._weighted(idx, split_batch(self._own_rows(idx), self.cfg.grad_accum), unit)
+
+    def _own_rows(self, idx: Tensor) -> Tensor:
+        """The rows of the step's batch this process trains on: all of them (data_parallel.py: a rank's slice)."""
+        return idx
 
     def _weighted(self, idx: Tensor, parts: list[Tensor], unit: str) -> list[tuple[Tensor, float]]:
         """(part, its share of the units of the global batch idx) for the parts that hold any: a part of

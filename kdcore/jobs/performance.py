@@ -113,11 +113,10 @@ def enable_grad_checkpointing(student: ModelAdapter) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def split_batch(idx: Tensor, grad_accum: int) -> list[tuple[Tensor, float]]:
-    """The step's sample indices in ``grad_accum`` micro-batches, each with its share of the batch's SAMPLES
-    (the job re-weights them by the objective's unit: kdcore.jobs.step_weights.unit_weights)."""
-    n = idx.shape[0]
-    return [(part, part.shape[0] / n) for part in idx.tensor_split(min(grad_accum, n))]
+def split_batch(idx: Tensor, grad_accum: int) -> list[Tensor]:
+    """The step's sample indices in ``grad_accum`` micro-batches (fewer when the batch has fewer rows); the
+    job weights each by its share of the step's units (kdcore.jobs.step_weights.unit_weights)."""
+    return list(idx.tensor_split(min(grad_accum, idx.shape[0])))
 
 
 def configure_models(
