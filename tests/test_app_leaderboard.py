@@ -123,3 +123,21 @@ def test_language_model_leaderboard_ranks_by_heldout_exact_match_or_val_loss(hom
         (chart,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
         best = next(t for t in chart["data"] if t.get("name") == "best epoch")
         np.testing.assert_allclose(arr(best["y"]), [want.set_index("method")["best_mean"][m] for m in best["x"]])
+
+
+def test_a_leaderboard_of_a_pair_outside_the_samples_opens_ranked_by_each_runs_metric(home):
+    """A leaderboard run from the command line on a module:factory pair (here a tiny classifier) is listed
+    and shown: the page reads the task from the sample manifest, not by loading the pair."""
+    from kdcore.jobs import RunStore
+    from kdcore.jobs.leaderboard import compare_methods, leaderboard_status
+    from tests.helpers.toys import TOY
+
+    store = RunStore(home)
+    base = {"epochs": 1, "train_size": 64, "batch_size": 32, "val_size": 32, "checkpoints": 1}
+    compare_methods(TOY, ["kd"], [0], base=base, store=store)
+    at = _open()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "board_metric" not in [r.key for r in at.radio]  # a classifier: ranked by its runs' own metric (val_acc)
+    pid = at.selectbox(key="board_pick").value
+    want = leaderboard_status(store, pid)[0].table
+    assert set(at.dataframe[0].value["best epoch (mean ± std)"]) == set(want["best"])

@@ -4,6 +4,7 @@ kept in the run store, so the same settings asked again, or the page opened agai
 
 import streamlit as st
 
+import sample_models
 from analyses import leaderboard as board_figure
 from app import runs, state, ui
 from kdcore.jobs import JobConfig, cancel
@@ -169,10 +170,21 @@ LM_METRICS = {
 }
 
 
-def rank_metric(pair: str) -> str | None:
-    """The metric a leaderboard of `pair` is ranked by: the user's choice for a language model, None (each
-    run's own: validation accuracy) for a classifier."""
-    if state.pair_from_key(("sample", pair)).dataset.task != "causal_lm":
+def language_model_board(meta: dict) -> bool:
+    """Whether a leaderboard's pair is a causal language model, without loading it: a sample pair's task
+    from the sample manifest; another pair's (a module:factory or registered pair's board made on the command
+    line) from its runs, where a finished causal-LM run records its held-out exact match."""
+    task = sample_models.manifest()["pairs"].get(meta["pair"], {}).get("task")
+    if task is not None:
+        return task == "causal_lm"
+    ids = [r["run_id"] for r in meta["runs"] if r.get("run_id")]
+    return any("final_heldout_em" in (store.get_run(i).get("summary") or {}) for i in ids)
+
+
+def rank_metric(meta: dict) -> str | None:
+    """The metric a leaderboard is ranked by: the user's choice for a language model, None (each run's own:
+    validation accuracy) for a classifier."""
+    if not language_model_board(meta):
         return None
     return st.radio(
         "Rank by",
@@ -197,7 +209,7 @@ else:
     meta = next(m for m in boards if m["id"] == pid)
     board_active = any(r.get("state") not in FINAL_STATES for r in meta["runs"])
 
-    metric = rank_metric(meta["pair"])
+    metric = rank_metric(meta)
 
     @st.fragment(run_every=2.0 if board_active else None)
     def show_board(pid: str) -> None:
