@@ -24,6 +24,7 @@ import streamlit as st
 from kdcore.adapters.hf_files import check_model_dir, read_config
 from kdcore.adapters.layer_subset import layer_subset_indices
 from kdcore.jobs.config import LAYER_RULES
+from kdcore.jobs.own_source import OwnPairSource
 from kdcore.jobs.store import default_home
 
 _ERROR = "make_student_error"  # session_state keys of the box's last outcome
@@ -199,7 +200,7 @@ def _module_box() -> None:
     from kdcore.jobs.student_init import from_teacher_fit
 
     spec = st.session_state.get("own_spec")
-    if not spec or spec[0] != "factory":
+    if not isinstance(spec, OwnPairSource) or spec.mode != "factory":
         st.info(
             "Load your module:factory pair with the form above first (Load pair): a student that is the "
             "teacher's architecture with fewer blocks per stage can start from the teacher's blocks.",

@@ -9,16 +9,15 @@ count (written by the runner when the run starts).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from app import run_table, safety
 from app.widget_state import seeded
-from kdcore.adapters.hf_files import read_config
 from kdcore.jobs import JobConfig, submit
 from kdcore.jobs.config import source_label
+from kdcore.jobs.own_source import OwnPairSource
 from kdcore.jobs.protocols import protocol_status as kd_protocol_status
 from kdcore.jobs.protocols import queue_protocol
 from kdcore.jobs.recipes import Recipe, workshop_configs
@@ -96,74 +95,15 @@ def is_final(state: str) -> bool:
 
 
 def own_job_fields(
-    spec: tuple, student_init: str = "pretrained", student_layers: int | None = None, layer_rule: str = "spread"
+    spec: OwnPairSource, student_init: str = "pretrained", student_layers: int | None = None, layer_rule: str = "spread"
 ) -> dict[str, Any]:
-    """The JobConfig fields (teacher, student, data, data_options, model_kind, student_init, student_layers,
-    layer_rule) that distil the sidebar's own pair, from its load spec (app.state._own_spec):
-    a module:factory spec gives factory_job_fields' fields; ("hf", teacher_dir, student_dir, data_spec, kind); data_spec ("hf_text", path, (teacher, student,
-    context_length, text_field), ...) for text tokenised by the pair's tokenizer, ("hf_sentences", path,
-    (teacher, student, max_length, text_field, label_field or None), ...) for sentences, or (kind, path, ...)."""
-    mode, teacher, student, data, kind = spec
-    if mode == "factory":
-        return factory_job_fields(spec, student_init, layer_rule)
-    if data is None or data[0] == "builtin":
-        raise ValueError(
-            "A job on your own models trains on a data file: in the sidebar's form choose Data "
-            "'Text (.txt, .jsonl, .csv)', name the file, and press Load pair."
-        )
-    options: dict[str, Any] = {}
-    if data[0] in ("hf_text", "hf_sentences"):  # (teacher, student, context length, text field[, label field])
-        options = {"context_length": int(data[2][2]), "text_field": str(data[2][3])}
-    if data[0] == "hf_sentences" and data[2][4]:
-        options["label_field"] = str(data[2][4])
-    from_teacher = student_init == "from_teacher"
-    return {
-        "teacher": teacher,
-        "student": "" if from_teacher else student,
-        "data": str(data[1]),
-        "data_options": options,
-        "model_kind": kind,
-        "student_init": student_init,
-        "student_layers": int(student_layers) if from_teacher and student_layers is not None else None,
-        "layer_rule": layer_rule,
-    }
-
-
-def factory_job_fields(spec: tuple, student_init: str = "pretrained", layer_rule: str = "spread") -> dict[str, Any]:
-    """The JobConfig fields (teacher_factory, teacher_weights, student_factory, student_weights, data,
-    data_options, model_kind, student_init, layer_rule) of the sidebar's module:factory pair, from its load spec
-    ("factory", (teacher factory, weights), (student factory, weights), data_spec, kind); data_spec is
-    ("builtin", name, None) or (table | text | images, path, label column | tokenizer | None, max bytes).
-    Both factories pass app.safety.check_factory first (ValueError when the server may not load them)."""
-    _, (t_factory, t_weights), (s_factory, s_weights), data, kind = spec
-    safety.check_factory(t_factory)  # the run would import them in this server (prepare_run) and the worker
-    safety.check_factory(s_factory)
-    options: dict[str, Any] = {}
-    if data[0] != "builtin":
-        options["format"] = data[0]
-        options |= {"table": {"label_field": data[2]}, "text": {"tokenizer": data[2]}}.get(data[0], {})
-    return {
-        "teacher_factory": t_factory,
-        "teacher_weights": str(t_weights),
-        "student_factory": s_factory,
-        "student_weights": str(s_weights),
-        "data": str(data[1]),
-        "data_options": options,
-        "model_kind": kind,
-        "student_init": student_init,
-        "layer_rule": layer_rule,
-    }
-
-
-def teacher_layers(spec: tuple) -> int | None:
-    """The number of layers of the own pair's teacher (config.json's num_hidden_layers), or None when its
-    directory does not say (a single-file model, or no such field)."""
-    teacher = Path(spec[1]).expanduser()
-    try:
-        n = read_config(teacher).get("num_hidden_layers") if teacher.is_dir() else None
-    except ValueError:
-        return None
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+    """The JobConfig fields that distil the sidebar's own pair (kdcore.jobs.own_source.OwnPairSource.job_fields);
+    a module:factory pair's factories pass app.safety.check_factory first (ValueError when the server may not
+    load them: the run would import them in this server and the worker)."""
+    if spec.mode == "factory":
+        safety.check_factory(spec.teacher)
+        safety.check_factory(spec.student)
+    return spec.job_fields(student_init, student_layers, layer_rule)
 
 
 def own_layer_defaults(method: Method, teacher: list[str], student: list[str], init: tuple) -> dict[str, Any]:
@@ -181,10 +121,10 @@ def own_layer_defaults(method: Method, teacher: list[str], student: list[str], i
     return {p.name: {mine[-1]: blocks[-1]} for p in method.params if p.kind == "layers" and p.required}
 
 
-def own_pair_label(spec: tuple | None) -> str | None:
+def own_pair_label(spec: OwnPairSource | None) -> str | None:
     """The pair name runs of the sidebar's own pair are listed under ("hf:teacher→student",
     "factory:make_teacher→make_student"), or None."""
-    if not spec or spec[0] not in ("hf", "factory"):
+    if not isinstance(spec, OwnPairSource):
         return None
     try:
         return source_label(JobConfig(**own_job_fields(spec)))

@@ -18,13 +18,12 @@ import torch
 import sample_models
 from app import safety, workshop_server
 from app.runs import own_pair_label
-from kdcore.adapters import load_factory, load_hf
-from kdcore.adapters.hf_files import read_config
-from kdcore.data import DATASETS, get_dataset, load_hf_sentences, load_hf_text, load_image_folder, load_table, load_text
+from kdcore.adapters.hf_files import check_kind
+from kdcore.data import DATASETS
 from kdcore.data._user_common import LOCAL_MAX_BYTES
-from kdcore.data.archive import extract_zip
+from kdcore.data.sources import DataSource
 from kdcore.jobs.config import JobConfig
-from kdcore.jobs.factory_source import fresh_factory_student
+from kdcore.jobs.own_source import OwnPairSource
 from kdcore.jobs.pair_source import pair_for_config, student_for_run
 from kdcore.jobs.store import RunStore, default_home
 from kdcore.jobs.workspace import WorkspaceError
@@ -37,7 +36,7 @@ OPTIONAL_WEIGHTS_HELP = (
     "analysis pages then show the untrained student)."
 )
 UNTRAINED_NOTE = "The student is untrained (no weights file): its factory's own initialisation. Train it on Distill."
-_UNZIP_LIMIT = 200 * 2**20  # largest total size an uploaded image-folder zip may expand to
+UNZIP_LIMIT = 200 * 2**20  # largest total size an uploaded image-folder zip may expand to
 DATA_CHOICES = (
     "A built-in dataset",
     "A table (.csv, .tsv, .parquet)",
@@ -153,64 +152,12 @@ def _local_path(text: str, what: str, *, directory_ok: bool = True) -> Path:
     return path
 
 
-def _unzip_images(zip_path: Path) -> Path:
-    """Extract an uploaded zip of class folders next to it (bounded, all or nothing: kdcore.data.archive)."""
-    return extract_zip(zip_path, max_bytes=_UNZIP_LIMIT)
-
-
-def _dataset_from_spec(spec: tuple | None):
-    """The Dataset of a data spec (kind, path or name, option[, max_bytes]); "hf_text" is tokenised by the
-    pair's own tokenizer: option = (teacher_dir, student_dir, context_length, text_field)."""
-    if spec is None:
-        return None
-    kind, value, option = spec[:3]
-    limit = spec[3] if len(spec) > 3 else UPLOAD_LIMIT_MB * 2**20
-    if kind == "builtin":
-        return get_dataset(value)
-    if kind == "table":
-        return load_table(Path(value), label_column=option, max_bytes=limit)
-    if kind == "text":
-        return load_text(Path(value), tokenizer=option, max_bytes=limit)
-    if kind == "hf_text":
-        teacher_dir, student_dir, context_length, text_field = option
-        return load_hf_text(
-            Path(value),
-            teacher_dir,
-            student_dir=student_dir,
-            context_length=context_length,
-            text_field=text_field,
-            max_bytes=limit,
-        )
-    if kind == "hf_sentences":  # encoders, and sequence classifiers (with a label field)
-        teacher_dir, student_dir, max_length, text_field, label_field = option
-        return load_hf_sentences(
-            Path(value),
-            teacher_dir,
-            student_dir=student_dir,
-            max_length=max_length,
-            text_field=text_field,
-            label_field=label_field,
-            max_bytes=limit,
-        )
-    folder = Path(value) if Path(value).is_dir() else _unzip_images(Path(value))
-    return load_image_folder(folder, max_bytes=limit)
-
-
 @st.cache_resource(show_spinner="Loading your models…", max_entries=4)
-def _own_pair(spec: tuple) -> Pair:
-    mode, teacher_src, student_src, data_spec, kind = spec
-    dataset = _dataset_from_spec(data_spec)
-    if mode == "hf":
-        teacher = load_hf(teacher_src, kind=kind)
-        student = load_hf(student_src, kind=kind)
-    else:
-        (t_factory, t_weights), (s_factory, s_weights) = teacher_src, student_src
-        safety.check_factory(t_factory)  # every path to load_factory is checked
-        safety.check_factory(s_factory)
-        teacher = load_factory(t_factory, t_weights, kind=kind)
-        # no student weights: the factory's own init, seeded as a run of seed 0 builds it (untrained)
-        student = load_factory(s_factory, s_weights, kind=kind) if s_weights else fresh_factory_student(s_factory, kind)
-    return Pair(name="your pair", teacher=teacher, student=student, dataset=dataset)
+def _own_pair(spec: OwnPairSource) -> Pair:
+    if spec.mode == "factory":
+        safety.check_factory(spec.teacher)  # every path to load_factory is checked
+        safety.check_factory(spec.student)
+    return spec.load()
 
 
 def marks_position_kinds(pair: Pair) -> bool:
@@ -346,38 +293,30 @@ class OwnPairForm:
     context_length: int
     text_field: str
 
-    def spec(self) -> tuple:
-        """The hashable load spec for the user's pair (uploads stored by content hash, local paths made
-        absolute), or ValueError."""
+    def spec(self) -> OwnPairSource:
+        """The load spec of the user's pair (uploads stored by content hash, local paths made absolute), or
+        ValueError."""
         t, s, kind = (self.t or "").strip(), (self.s or "").strip(), self.kind
         if not t or not s:
             raise ValueError(
                 "Fill in both the teacher and the student (or make a shallower student from a Hugging Face "
                 "teacher in the box below the form)."
             )
-        hf = self.mode.startswith("Hugging")
-        if not hf:
+        if not self.mode.startswith("Hugging"):
             safety.check_factory(t)  # before anything is imported or stored
             safety.check_factory(s)
-        hf_kind = ("sequence_classification" if kind == "classifier" else kind) if hf else kind
-        models = (str(Path(t).expanduser()), str(Path(s).expanduser())) if hf else None
-        if models is not None:
-            _check_kind(models[0], kind)
-        data = self._data(models, hf_kind)
-        if models is not None:
-            return ("hf", models[0], models[1], data, hf_kind)
-        return (
-            "factory",
-            (t, _weights_path(self.tw, "teacher")),
-            (s, _weights_path(self.sw, "student", optional=True)),
-            data,
-            kind,
-        )
+            data = self._data(None, kind)
+            tw, sw = _weights_path(self.tw, "teacher"), _weights_path(self.sw, "student", optional=True)
+            return OwnPairSource("factory", t, s, data, kind, tw, sw)
+        hf_kind = "sequence_classification" if kind == "classifier" else kind
+        models = (str(Path(t).expanduser()), str(Path(s).expanduser()))
+        check_kind(models[0], kind)
+        return OwnPairSource("hf", *models, self._data(models, hf_kind), hf_kind)
 
-    def _data(self, models: tuple[str, str] | None, kind: str) -> tuple:
-        """The data part of the load spec: (kind, path or name, option, max bytes read)."""
+    def _data(self, models: tuple[str, str] | None, kind: str) -> DataSource:
+        """The data part of the load spec: its format, path or name, options and the bytes read at most."""
         if self.data_choice == DATA_CHOICES[0]:
-            return ("builtin", self.builtin, None)
+            return DataSource("builtin", self.builtin)
         if (self.data_path or "").strip():
             path, limit = _local_path(self.data_path, "data file"), LOCAL_DATA_LIMIT
         elif self.upload is None:
@@ -386,16 +325,23 @@ class OwnPairForm:
             path, limit = _save_upload(self.upload), UPLOAD_LIMIT_MB * 2**20
         option = (self.option or "").strip()
         if self.data_choice == DATA_CHOICES[1]:
-            return ("table", str(path), option or "label", limit)
+            return DataSource("table", str(path), label_field=option or "label", max_bytes=limit)
         if self.data_choice == DATA_CHOICES[2]:
-            field = (self.text_field or "").strip() or TEXT_FIELD_DEFAULT
-            if models is not None and kind == "causal_lm":  # the pair's own tokenizer, never char/word
-                return ("hf_text", str(path), (*models, int(self.context_length), field), limit)
-            if models is not None:  # encoder sentences, or a sequence classifier's labelled sentences
-                label = (option or "label") if kind == "sequence_classification" else None
-                return ("hf_sentences", str(path), (*models, int(self.context_length), field, label), limit)
-            return ("text", str(path), option if option in ("char", "word") else "char", limit)
-        return ("images", str(path), None, limit)
+            return self._text(str(path), limit, models, kind)
+        return DataSource("images", str(path), max_bytes=limit, unzip_max_bytes=UNZIP_LIMIT)
+
+    def _text(self, path: str, limit: int, models: tuple[str, str] | None, kind: str) -> DataSource:
+        """Text: read by the pair's own tokenizer (Hugging Face models: a causal LM's rows, an encoder's or a
+        sequence classifier's sentences), else by char or word tokens."""
+        option = (self.option or "").strip()
+        if models is None:
+            return DataSource("text", path, tokenizer=option if option in ("char", "word") else "char", max_bytes=limit)
+        fmt = "hf_text" if kind == "causal_lm" else "hf_sentences"
+        label = (option or "label") if kind == "sequence_classification" else None
+        field = (self.text_field or "").strip() or TEXT_FIELD_DEFAULT
+        teacher, student = models
+        hf = dict(teacher_dir=teacher, student_dir=student, context_length=int(self.context_length), text_field=field)
+        return DataSource(fmt, path, label_field=label, max_bytes=limit, **hf)
 
 
 def _own_spec(
@@ -413,38 +359,18 @@ def _own_spec(
     data_path: str = "",
     context_length: int = CONTEXT_DEFAULT,
     text_field: str = TEXT_FIELD_DEFAULT,
-) -> tuple:
-    """The hashable load spec for the user's pair from the form's values (OwnPairForm.spec), or ValueError."""
+) -> OwnPairSource:
+    """The load spec of the user's pair from the form's values (OwnPairForm.spec), or ValueError."""
     return OwnPairForm(
         mode, kind, t, s, tw, sw, data_choice, builtin, upload, option, data_path, context_length, text_field
     ).spec()
 
 
-# config.json's architectures by Kind: a head's class name ends so; a bare encoder (BertModel) ends in "Model"
-_HEADS = {"causal_lm": "ForCausalLM", "classifier": "ForSequenceClassification", "encoder": "Model"}
-
-
-def _check_kind(model_dir: str, kind: str) -> None:
-    """Refuse a Kind that contradicts the directory's config.json (a causal LM loaded as a classifier would
-    get a new, random classification head without a word)."""
-    try:
-        archs = read_config(Path(model_dir)).get("architectures") or []
-    except ValueError:
-        return  # no readable config.json: the loader says so in its own words
-    for other, suffix in _HEADS.items():
-        arch = next((a for a in archs if isinstance(a, str) and a.endswith(suffix)), None)
-        if arch is not None and other != kind:
-            raise ValueError(
-                f"The teacher directory {model_dir!r} holds a {arch} (config.json's architectures), but Kind is "
-                f"{kind!r}. Choose Kind {other!r}."
-            )
-
-
-def own_job_pair() -> tuple[tuple | None, Pair | None]:
+def own_job_pair() -> tuple[OwnPairSource | None, Pair | None]:
     """(load spec, pair) of the sidebar's own pair (Hugging Face directories or module:factory) when one was
     loaded and loads; else (None, None)."""
     spec = st.session_state.get("own_spec")
-    if not spec or spec[0] not in ("hf", "factory"):
+    if not isinstance(spec, OwnPairSource):
         return None, None
     try:
         return spec, _own_pair(spec)
@@ -553,7 +479,7 @@ def sample_name(key: tuple) -> str | None:
 def untrained_student(key: tuple) -> bool:
     """Whether the choice is the sidebar's module:factory pair loaded without a student weights file."""
     spec = key[1] if key[0] == "own" else None
-    return bool(spec) and spec[0] == "factory" and not spec[2][1]
+    return isinstance(spec, OwnPairSource) and spec.untrained_student
 
 
 def pair_label(key: tuple) -> str | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kdcore.data.sources import DataSource
+from kdcore.jobs.own_source import OwnPairSource
 from tests.helpers.apptest import FACTORY, ok, start_distill_run, started
 from tests.helpers.factory_pairs import STUDENT, TEACHER, write_factory_pair
 
@@ -23,10 +25,10 @@ def own(tmp_path_factory):
     mp.undo()
 
 
-def _spec(own, data=None) -> tuple:
+def _spec(own, data=None) -> OwnPairSource:
     """The sidebar's load spec of the factory pair (as app.state.OwnPairForm.spec makes it)."""
-    data = data or ("table", str(own["table"]), "label", 1 << 30)
-    return ("factory", (TEACHER, str(own["teacher"])), (STUDENT, str(own["student"])), data, "classifier")
+    data = data or DataSource("table", str(own["table"]), label_field="label", max_bytes=1 << 30)
+    return OwnPairSource("factory", TEACHER, STUDENT, data, "classifier", str(own["teacher"]), str(own["student"]))
 
 
 def test_factory_job_fields_from_the_sidebar_spec(own):
@@ -47,9 +49,9 @@ def test_factory_job_fields_from_the_sidebar_spec(own):
     }
     assert JobConfig(**fields).problems() == []
     assert runs.own_pair_label(_spec(own)) == "factory:make_teacher→make_student"
-    builtin = runs.own_job_fields(_spec(own, ("builtin", "digits", None)))
+    builtin = runs.own_job_fields(_spec(own, DataSource("builtin", "digits")))
     assert (builtin["data"], builtin["data_options"], builtin["student_init"]) == ("digits", {}, "pretrained")
-    text = runs.own_job_fields(_spec(own, ("text", "/x/corpus.txt", "word", 10)))
+    text = runs.own_job_fields(_spec(own, DataSource("text", "/x/corpus.txt", tokenizer="word", max_bytes=10)))
     assert text["data_options"] == {"format": "text", "tokenizer": "word"}
 
 
@@ -139,7 +141,7 @@ def test_a_pair_without_student_weights_shows_its_untrained_student_and_starts_f
     monkeypatch.setattr(worker, "start_worker_process", lambda store=None: None)  # run below, in this process
     at = _loaded(own, student_weights=False)
     spec = at.session_state["own_spec"]
-    assert spec[2] == (STUDENT, "")
+    assert (spec.student, spec.student_weights) == (STUDENT, "")
     assert state.UNTRAINED_NOTE in [c.value for c in at.sidebar.caption]
     torch.manual_seed(0)
     want = make_student().state_dict()

@@ -99,7 +99,7 @@ def test_the_student_is_written_selected_and_loads(home, kind, tmp_path):
     assert f"Student written to {str(out)!r} (teacher layers [0, 3])" in _texts(at, "success")
     assert at.session_state["own_student_dir"] == str(out)
     spec = at.session_state["own_spec"]
-    assert spec[0] == "hf" and spec[1] == str(teacher) and spec[2] == str(out)
+    assert (spec.mode, spec.teacher, spec.student) == ("hf", str(teacher), str(out))
     hf_kind = "sequence_classification" if kind == "classifier" else kind
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
     assert load_hf(out, kind=hf_kind).num_parameters() > 0

@@ -10,6 +10,7 @@ import csv
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kdcore.adapters.hf_files import check_kind
 from tests.helpers.apptest import load_own_pair, ok, own_spec, started
 
 CONTEXT = 16
@@ -53,7 +54,7 @@ def test_encoder_spec_and_job_fields(own):
 
     teacher, student = own["encoder"]
     spec = _spec(own, "encoder")
-    assert spec[4] == "encoder" and spec[3][0] == "hf_sentences"
+    assert spec.kind == "encoder" and spec.data.format == "hf_sentences"
     pair = state._own_pair(spec)
     assert pair.kind == "encoder" and pair.dataset.task == "encoder"
     assert pair.dataset.split("test").inputs.shape[1] == CONTEXT
@@ -61,14 +62,14 @@ def test_encoder_spec_and_job_fields(own):
     assert fields["model_kind"] == "encoder" and "label_field" not in fields["data_options"]
     assert JobConfig(**fields).problems() == []
     with pytest.raises(ValueError, match="holds a BertModel.*Choose Kind 'encoder'"):
-        state._check_kind(str(teacher), "causal_lm")
+        check_kind(str(teacher), "causal_lm")
 
 
 def test_sequence_classifier_reads_labelled_sentences(own):
     from app import runs, state
 
     spec = _spec(own, "classifier")
-    assert spec[4] == "sequence_classification" and spec[3][2][4] == "label"
+    assert spec.kind == "sequence_classification" and spec.data.label_field == "label"
     pair = state._own_pair(spec)
     assert pair.dataset.task == "classification" and pair.kind == "classifier"
     assert runs.own_job_fields(spec)["data_options"]["label_field"] == "label"

@@ -9,12 +9,16 @@ with the shipped 512-token BPE tokenizer, and a few paragraphs of text.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from kdcore.adapters.hf_files import num_layers
+from kdcore.data.sources import DataSource
+from kdcore.jobs.own_source import OwnPairSource
 from tests.helpers.apptest import FACTORY, load_own_pair, ok, own_spec, start_distill_run, started
 
 PAGES = ("overview", "soft_labels", "features", "attention", "cams", "divergences", "calibration", "distill", "doctor")
@@ -60,7 +64,12 @@ def test_text_is_tokenised_by_the_pairs_own_tokenizer(own):
     from app import state
 
     spec = _spec(own)
-    assert spec[3][0] == "hf_text" and spec[3][2] == (str(own["teacher"]), str(own["student"]), CONTEXT, "text")
+    data = spec.data
+    assert data.format == "hf_text" and (data.teacher_dir, data.student_dir) == (
+        str(own["teacher"]),
+        str(own["student"]),
+    )
+    assert (data.context_length, data.text_field) == (CONTEXT, "text")
     ds = state._own_pair.__wrapped__(spec).dataset
     tok = AutoTokenizer.from_pretrained(str(own["teacher"]), local_files_only=True)
     expected = 0
@@ -78,7 +87,7 @@ def test_text_is_tokenised_by_the_pairs_own_tokenizer(own):
 @pytest.mark.slow
 def test_the_form_loads_the_pair_by_path(own):
     at = _loaded(own)
-    assert at.session_state["own_spec"][3][0] == "hf_text"
+    assert at.session_state["own_spec"].data.format == "hf_text"
     caption = at.sidebar.caption[-1].value
     assert "your pair" in caption and "causal_lm" in caption and "53,536" in caption  # the teacher's parameters
 
@@ -111,7 +120,7 @@ def test_named_local_files_escape_the_upload_cap(own, monkeypatch):
     with pytest.raises(ValueError, match="Name its path on this machine instead"):
         _spec(own, upload, data_path="")
     spec = _spec(own)
-    assert spec[3][3] == state.LOCAL_DATA_LIMIT > len(data)
+    assert spec.data.max_bytes == state.LOCAL_DATA_LIMIT > len(data)
     assert state._own_pair.__wrapped__(spec).dataset.load_report["documents"] == len(PARAGRAPHS)
 
 
@@ -134,7 +143,10 @@ def test_factory_weights_named_by_path(own):
     weights = Path(__file__).resolve().parents[1] / "sample_models" / "weights"
     teacher_w, student_w = weights / "digits_teacher.safetensors", weights / "digits_student.safetensors"
     spec = _digits_factory((str(teacher_w), None), (str(student_w), None))
-    assert spec[1] == ("sample_models.architectures:DigitsTeacher", str(teacher_w.resolve()))
+    assert (spec.teacher, spec.teacher_weights) == (
+        "sample_models.architectures:DigitsTeacher",
+        str(teacher_w.resolve()),
+    )
     pair = state._own_pair.__wrapped__(spec)
     shipped = state._sample_pair.__wrapped__("digits")
     x = shipped.dataset.split("test").inputs[:8]
@@ -162,11 +174,11 @@ def test_own_job_fields_from_the_sidebar_spec(own):
     assert JobConfig(**fields).problems() == []
     assert runs.own_job_fields(spec)["student"] == str(own["student"])
     assert runs.own_pair_label(spec) == "hf:llama_teacher→llama_student"
-    assert runs.teacher_layers(spec) == 4 and runs.teacher_layers(("hf", str(own["text"]))) is None
+    assert num_layers(spec.teacher) == 4 and num_layers(own["text"]) is None and num_layers(own["root"]) is None
     with pytest.raises(ValueError, match="trains on a data file"):
-        runs.own_job_fields(("hf", spec[1], spec[2], ("builtin", "digits", None), "causal_lm"))
+        runs.own_job_fields(replace(spec, data=DataSource("builtin", "digits")))
     with pytest.raises(ValueError, match="Refused to load 'm:f'"):  # module loading is off: refused before queueing
-        runs.own_job_fields(("factory", ("m:f", "w"), ("m:f", "w"), spec[3], "causal_lm"))
+        runs.own_job_fields(OwnPairSource("factory", "m:f", "m:f", spec.data, "causal_lm", "w", "w"))
 
 
 # ---- every page, the Distill page, and the reopened student ---------------------------------------------------

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from safetensors.torch import load
 
+from kdcore.data.sources import DataSource
+from kdcore.jobs.own_source import OwnPairSource
 from tests.helpers.cnn_pairs import TinyResNet, cnn_pair, cnn_wide_pair
 
 
@@ -67,7 +69,7 @@ def loaded(monkeypatch):
     from app import state
 
     pairs = {"cnn": cnn_pair(), "wide": cnn_wide_pair()}
-    monkeypatch.setattr(state, "pair_from_key", lambda key: pairs[key[1][1][0]])
+    monkeypatch.setattr(state, "pair_from_key", lambda key: pairs[key[1].teacher])
     return pairs
 
 
@@ -76,7 +78,7 @@ def _run_box(which: str):
 
     at = AppTest.from_function(_box, default_timeout=30)
     at.session_state["own_mode"] = "module:factory + safetensors"
-    at.session_state["own_spec"] = ("factory", (which, None), (which, None), ("builtin", "digits", None), "classifier")
+    at.session_state["own_spec"] = OwnPairSource("factory", which, which, DataSource("builtin", "digits"), "classifier")
     return at.run()
 
 

@@ -9,10 +9,12 @@ from app.onpolicy_figures import onpolicy_caption, onpolicy_figures
 from app.strategy_figures import strategy_figures
 from app.student_init_form import factory_student_init, pair_student_init
 from app.widget_state import seeded
+from kdcore.adapters.hf_files import num_layers
 from kdcore.jobs import JobConfig, cancel, compare, get_status, prepare_run, submit
 from kdcore.jobs.chain import plan_chain
 from kdcore.jobs.config import HELDOUT_PROMPTS, LAYER_RULES, SCHEDULES, with_source_label
 from kdcore.jobs.form import config_from_form
+from kdcore.jobs.own_source import OwnPairSource
 from kdcore.jobs.pair_source import own_pair_objective
 from kdcore.jobs.procedures import check_procedure
 from kdcore.jobs.recipes import form_defaults, pair_recipe
@@ -139,7 +141,7 @@ def workshop_box(pair: str, recipe) -> None:
                 workshop_result(preset["id"])
 
 
-def own_student_init(spec: tuple) -> tuple[str, int | None, str]:
+def own_student_init(spec: OwnPairSource) -> tuple[str, int | None, str]:
     """Where the own pair's student starts (student_init, student_layers, layer_rule), chosen above the form."""
     with st.container(border=True):
         init = st.radio(
@@ -154,7 +156,7 @@ def own_student_init(spec: tuple) -> tuple[str, int | None, str]:
         )
         if init != "from_teacher":
             return init, None, "spread"
-        n_teacher = runs.teacher_layers(spec)
+        n_teacher = num_layers(spec.teacher)
         c1, c2 = st.columns(2)
         layers = c1.number_input(
             "Student layers",
@@ -206,12 +208,12 @@ with tab_new:
     initial = form_defaults(recipe, objective)  # the recipe's values, else the job's defaults
     if is_own:
         initial.update(runs.OWN_DEFAULTS)
-        if own_spec[0] == "factory":
+        if own_spec.mode == "factory":
             st.caption(
                 "Your own models: the teacher and student factories, their weights files and the data named in "
                 "the sidebar. Starts from one epoch, batch 8, lr 1e-4."
             )
-            has_weights = bool(own_spec[2][1])  # a pair loaded without student weights: reinit or from_teacher
+            has_weights = not own_spec.untrained_student  # without student weights: reinit or from_teacher
             init, rule = factory_student_init(the_pair, has_weights)  # its weights, fresh ones, or the teacher's
             own_init = (init, None, rule)
         else:

@@ -103,6 +103,38 @@ def max_positions(config: dict[str, Any]) -> int | None:
     return None
 
 
+def num_layers(model_dir: str | Path) -> int | None:
+    """config.json's num_hidden_layers of a model directory, or None when it does not say (a single-file
+    model, an unreadable config, no such field)."""
+    path = Path(model_dir).expanduser()
+    try:
+        n = read_config(path).get("num_hidden_layers") if path.is_dir() else None
+    except InvalidParameterError:
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+# config.json's architectures by model kind: a head's class name ends so; a bare encoder (BertModel) in "Model"
+_HEADS = {"causal_lm": "ForCausalLM", "classifier": "ForSequenceClassification", "encoder": "Model"}
+
+
+def check_kind(model_dir: str | Path, kind: str) -> None:
+    """Refuse a model kind that contradicts the directory's config.json (a causal LM loaded as a classifier
+    would get a new, random classification head without a word); a directory without a readable config.json
+    passes (its loader says what is wrong in its own words)."""
+    try:
+        archs = read_config(Path(model_dir).expanduser()).get("architectures") or []
+    except InvalidParameterError:
+        return
+    for other, suffix in _HEADS.items():
+        arch = next((a for a in archs if isinstance(a, str) and a.endswith(suffix)), None)
+        if arch is not None and other != kind:
+            raise InvalidParameterError(
+                f"The teacher directory {str(model_dir)!r} holds a {arch} (config.json's architectures), but Kind "
+                f"is {kind!r}. Choose Kind {other!r}."
+            )
+
+
 def tokenizer_files(model_dir: Path) -> list[str]:
     """The tokenizer files present in model_dir (names from TOKENIZER_FILES), in that order."""
     return [f for f in TOKENIZER_FILES if (model_dir / f).is_file()]

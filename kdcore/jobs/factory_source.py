@@ -25,8 +25,6 @@ from kdcore.jobs.factory_config import data_format, fresh_student
 from kdcore.jobs.source_cache import cached, stamp
 from kdcore.pairs import Pair
 
-UNZIP_MAX_BYTES = 1 << 30  # largest total size an image-folder .zip may expand to
-
 
 def factory_pair(config: JobConfig) -> Pair:
     """The Pair of a validated config with `teacher_factory` set: both models and the dataset."""
@@ -80,12 +78,8 @@ def factory_dataset(config: JobConfig) -> Dataset:
 
 
 def _load_data(path: Path, fmt: str, options: dict[str, Any]) -> Dataset:
-    from kdcore.data import load_image_folder, load_table, load_text
-    from kdcore.data.archive import extract_zip
+    from kdcore.data.sources import DataSource, load_data_source
 
-    if fmt == "table":
-        return load_table(path, label_column=options.get("label_field", "label"), max_bytes=LOCAL_MAX_BYTES)
-    if fmt == "text":
-        return load_text(path, tokenizer=options.get("tokenizer", "char"), max_bytes=LOCAL_MAX_BYTES)
-    folder = path if path.is_dir() else extract_zip(path, max_bytes=UNZIP_MAX_BYTES)
-    return load_image_folder(folder, max_bytes=LOCAL_MAX_BYTES)
+    label, tokenizer = options.get("label_field", "label"), options.get("tokenizer", "char")
+    src = DataSource(fmt, str(path), label_field=label, tokenizer=tokenizer, max_bytes=LOCAL_MAX_BYTES)
+    return load_data_source(src)

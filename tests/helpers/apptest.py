@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kdcore.jobs.own_source import OwnPairSource
+
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 HF_DIRS = "Hugging Face directories"
 FACTORY = "module:factory + safetensors"
@@ -65,7 +67,7 @@ def own_spec(
     data: int = 2,
     upload: Any = None,
     **fields: Any,
-) -> tuple:
+) -> OwnPairSource:
     """The sidebar's load spec (app.state._own_spec) of an own pair: `source` and `kind`, the two models (paths
     or module:factory names), the teacher's and the student's weight files, data choice DATA_CHOICES[data],
     sample data 'digits', `upload`, label field 'label'; `fields` the keyword ones (data_path, context_length,

@@ -22,6 +22,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import __main__ as launcher
 from app import safety
+from kdcore.data.sources import DataSource
+from kdcore.jobs.own_source import OwnPairSource
 from tests.helpers.apptest import FACTORY, own_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,13 +282,8 @@ def test_the_sidebar_refuses_an_arbitrary_factory_and_never_runs_it(probe_module
     from app import state
 
     weights = _save_weights(tmp_path)
-    spec = (
-        "factory",
-        (f"{probe_module}:make", weights),
-        (f"{probe_module}:make", weights),
-        ("builtin", "digits", None),
-        "classifier",
-    )
+    make = f"{probe_module}:make"
+    spec = OwnPairSource("factory", make, make, DataSource("builtin", "digits"), "classifier", weights, weights)
     with pytest.raises(ValueError, match="Refused to load 'kdwb_probe_factory:make'"):
         _factory_form(f"{probe_module}:make", "os:abort")
     with pytest.raises(ValueError, match="Module loading is off"):

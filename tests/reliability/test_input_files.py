@@ -309,9 +309,10 @@ def test_a_good_zip_of_one_top_folder_becomes_an_image_dataset(tmp_path):
 
 def test_the_app_unzips_uploads_the_same_way(tmp_path):
     from app import state
+    from kdcore.data.sources import DataSource, load_data_source
 
     src = tmp_path / "3f2a.zip"
     src.write_bytes(_declare_size(_zip({"cat/a.png": b"\0" * 100_000}), 0, 7))
-    with pytest.raises(ValueError, match="is corrupt"):
-        state._unzip_images(src)
+    with pytest.raises(ValueError, match="is corrupt"):  # the images source the sidebar builds for an upload
+        load_data_source(DataSource("images", str(src), unzip_max_bytes=state.UNZIP_LIMIT))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3f2a.zip"]
