@@ -275,6 +275,12 @@ def test_distill_finds_runs_from_the_store(home):
     # the Live tab shows the last run (found in the store, not the session) with its curves
     assert any("loss" in t.lower() for t in _titles(at))
     assert at.selectbox(key="live_run").value == home["run_id"]
+    from kdcore.jobs import RunStore
+
+    last = RunStore(home["dir"]).metrics(home["run_id"], "step").iloc[-1]
+    shown = {m.label: float(m.value) for m in at.metric if m.label in last.index}
+    assert "loss" in shown  # each component's last value, to 4 significant digits at any scale
+    assert all(v == pytest.approx(last[k], rel=1e-3, abs=0) for k, v in shown.items()), (shown, last)
 
 
 def _start(at: AppTest) -> None:

@@ -374,7 +374,7 @@ with tab_live:
                     comps = [c for c in steps.columns if run_figures.is_loss_column(c)]
                     cols = st.columns(min(len(comps), 6))
                     for i, c in enumerate(comps[:6]):
-                        cols[i].metric(c, f"{last[c]:.4f}")
+                        cols[i].metric(c, f"{last[c]:.4g}")  # 4 significant digits: small losses stay readable
                     ui.show_figure(
                         run_figures.loss_components(steps, smooth=3),
                         f"live_loss_{run_id}",

@@ -23,7 +23,7 @@ import pandas as pd
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.experiment import budget_fields
 from kdcore.jobs.experiment_stats import seed_values, variant_stats
-from kdcore.jobs.experiment_store import create_experiment, run_members, save_report
+from kdcore.jobs.experiment_store import JsonSpec, create_experiment, run_members, save_report
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
 from kdcore.jobs.store import RunStore
 from kdcore.jobs.sweeps import mean_std_text, seed_list
@@ -31,21 +31,12 @@ from kdcore.validation import InvalidParameterError
 
 
 @dataclass(frozen=True)
-class AcrossSpec:
+class AcrossSpec(JsonSpec):
     method: str = "kd"
     pairs: Sequence[str] | None = None  # None: every registered pair
     seeds: tuple[int, ...] = (0, 1, 2)
     recipe: str | None = None  # None: each pair's own recipe; a pair name: its recipe everywhere
     budget: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "pairs": None if self.pairs is None else list(self.pairs),
-            "seeds": list(self.seeds),
-            "recipe": self.recipe,
-            "budget": dict(self.budget),
-        }
 
 
 def across_config(spec: AcrossSpec, pair: str, method: str) -> JobConfig:

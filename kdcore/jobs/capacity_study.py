@@ -24,7 +24,7 @@ import pandas as pd
 
 from kdcore.jobs.experiment import budget_fields, check_floor, check_sweepable, recipe_base
 from kdcore.jobs.experiment_stats import lower_is_better, seed_values, variant_stats
-from kdcore.jobs.experiment_store import create_experiment, run_members, save_report
+from kdcore.jobs.experiment_store import JsonSpec, create_experiment, run_members, save_report
 from kdcore.jobs.recipes import student_alone
 from kdcore.jobs.store import RunStore
 from kdcore.jobs.sweeps import lam_value, seed_list, sweep_values
@@ -33,7 +33,7 @@ from kdcore.validation import InvalidParameterError
 
 
 @dataclass(frozen=True)
-class CapacitySpec:
+class CapacitySpec(JsonSpec):
     """The grid: every ladder size (and the student) × `temperatures`, over `seeds`."""
 
     pair: str
@@ -41,15 +41,6 @@ class CapacitySpec:
     temperatures: tuple[float, ...] = (1.0, 4.0, 10.0)
     lam: float | None = None  # KD's λ (None: the recipe's)
     budget: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "pair": self.pair,
-            "seeds": list(self.seeds),
-            "temperatures": list(self.temperatures),
-            "lam": self.lam,
-            "budget": dict(self.budget),
-        }
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from kdcore.jobs.config import ALIASES, JobConfig
 from kdcore.jobs.experiment_stats import curves, lower_is_better, seed_values, variant_stats
-from kdcore.jobs.experiment_store import create_experiment, run_members, save_report
+from kdcore.jobs.experiment_store import JsonSpec, create_experiment, run_members, save_report
 from kdcore.jobs.leaderboard import BUDGET_FIELDS
 from kdcore.jobs.recipes import pair_recipe, student_alone, with_recipe
 from kdcore.jobs.store import RunStore
@@ -37,7 +37,7 @@ DEFAULT_LAM = 0.9  # the T sweep's λ when the recipe names none
 
 
 @dataclass(frozen=True)
-class PlanSpec:
+class PlanSpec(JsonSpec):
     """What the plan sweeps; every value editable."""
 
     pair: str  # a registered pair name (or module:factory)
@@ -60,17 +60,6 @@ class PlanSpec:
             lam=None if self.lam is None else lam_value(self.lam, what="The T sweep's λ (--lam)"),
             budget=budget_fields(self.budget),
         )
-
-    def to_dict(self) -> dict:
-        return {
-            "pair": self.pair,
-            "seeds": list(self.seeds),
-            "temperatures": list(self.temperatures),
-            "lams": list(self.lams),
-            "lam": self.lam,
-            "rule": self.rule.to_dict(),
-            "budget": dict(self.budget),
-        }
 
 
 def budget_fields(budget: Mapping[str, Any] | None) -> dict:

@@ -9,11 +9,12 @@ members) and its report, a JSON file beside the database (<store>/experiments/<i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from kdcore.jobs.config import JobConfig
 from kdcore.jobs.store import FINAL_STATES, RunStore, StoreError
@@ -70,6 +71,14 @@ def run_members(
         if rows[-1]["state"] == "cancelled":
             return False
     return True
+
+
+class JsonSpec:
+    """Mixed into an experiment's frozen spec dataclass: `to_dict()`, its fields as JSON (tuples as lists,
+    nested specs as dicts), as the store keeps it."""
+
+    def to_dict(self) -> dict:
+        return _clean(dataclasses.asdict(cast(Any, self)))
 
 
 def _path(store: RunStore, experiment_id: str) -> Any:
