@@ -327,21 +327,24 @@ class OwnPairForm:
         if self.data_choice == DATA_CHOICES[1]:
             return DataSource("table", str(path), label_field=option or "label", max_bytes=limit)
         if self.data_choice == DATA_CHOICES[2]:
-            return self._text(str(path), limit, models, kind)
+            return self._text(str(path), option, limit, models, kind)
         return DataSource("images", str(path), max_bytes=limit, unzip_max_bytes=UNZIP_LIMIT)
 
-    def _text(self, path: str, limit: int, models: tuple[str, str] | None, kind: str) -> DataSource:
+    def _text(self, path: str, option: str, limit: int, models: tuple[str, str] | None, kind: str) -> DataSource:
         """Text: read by the pair's own tokenizer (Hugging Face models: a causal LM's rows, an encoder's or a
-        sequence classifier's sentences), else by char or word tokens."""
-        option = (self.option or "").strip()
+        sequence classifier's sentences), else by char or word tokens (`option`)."""
         if models is None:
             return DataSource("text", path, tokenizer=option if option in ("char", "word") else "char", max_bytes=limit)
-        fmt = "hf_text" if kind == "causal_lm" else "hf_sentences"
-        label = (option or "label") if kind == "sequence_classification" else None
-        field = (self.text_field or "").strip() or TEXT_FIELD_DEFAULT
-        teacher, student = models
-        hf = dict(teacher_dir=teacher, student_dir=student, context_length=int(self.context_length), text_field=field)
-        return DataSource(fmt, path, label_field=label, max_bytes=limit, **hf)
+        return DataSource(
+            "hf_text" if kind == "causal_lm" else "hf_sentences",
+            path,
+            label_field=(option or "label") if kind == "sequence_classification" else None,
+            teacher_dir=models[0],
+            student_dir=models[1],
+            context_length=int(self.context_length),
+            text_field=(self.text_field or "").strip() or TEXT_FIELD_DEFAULT,
+            max_bytes=limit,
+        )
 
 
 def _own_spec(
